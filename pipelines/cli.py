@@ -1,0 +1,76 @@
+"""The ``crucible`` command line. Each command module in ``COMMAND_MODULES`` exposes
+``register(subparsers)``; handlers import their heavy dependencies lazily so that
+``crucible --help`` stays fast and has no side effects."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from pipelines.config import ConfigError
+
+# One module per command group; keep this list sorted.
+COMMAND_MODULES = [
+    "pipelines.commands.config_cmd",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crucible",
+        description="Synthesize and curate training data for research and coding agents.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def add_config_args(p: argparse.ArgumentParser, default: str = "defaults") -> None:
+    """The config flags every pipeline-facing command shares."""
+    p.add_argument("--config", "-c", default=default, help=f"config file or shipped name (default: {default})")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+        help="override any config key, e.g. --set llm.max_concurrency=8 (repeatable)",
+    )
+    p.add_argument("--out", help="output directory (same as --set run.out_dir=...)")
+
+
+def config_from_args(args: argparse.Namespace):
+    from pipelines.config import load_config
+
+    overrides = list(getattr(args, "overrides", []) or [])
+    if getattr(args, "out", None):
+        overrides.append(f"run.out_dir={args.out}")
+    return load_config(getattr(args, "config", "defaults"), overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    for noisy in ("apache_beam", "httpx", "httpx2", "urllib3", "docker", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"crucible: config error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        # expected user errors: say what is wrong, no traceback
+        if args.verbose:
+            raise
+        print(f"crucible: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

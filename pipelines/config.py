@@ -1,0 +1,222 @@
+"""Configuration: YAML files in ``configs/`` validated by JSON Schema on load.
+
+- ``configs/defaults.yaml`` holds the shared sections (run, store, llm, search, sandbox);
+  a pipeline file (``configs/browse.yaml``, ``configs/swe.yaml``) names it in ``extends``
+  and adds its own section.
+- Every section has its own schema file ``schemas/config_<section>.json``; defaults in the
+  schema are filled in, unknown keys are errors.
+- Any key can be overridden on the command line: ``--set llm.max_concurrency=8``
+  (the value is parsed as YAML).
+- A bad config raises :class:`ConfigError` naming the file, the key path and what is allowed,
+  before any work starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+SECTIONS = ("run", "store", "llm", "search", "sandbox", "browse", "swe")
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names file, key path and fix."""
+
+
+def section_schema(section: str) -> dict:
+    text = resources.files("schemas").joinpath(f"config_{section}.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def config_schema() -> dict:
+    props = {}
+    for s in SECTIONS:
+        try:
+            props[s] = section_schema(s)
+        except FileNotFoundError:
+            continue
+    return {
+        "type": "object",
+        "properties": {"extends": {"type": "string"}, **props},
+        "additionalProperties": False,
+    }
+
+
+class Config(Mapping):
+    """Read-only nested mapping with attribute access: ``cfg.llm.base_url``."""
+
+    def __init__(self, data: Mapping[str, Any], source: str = "<config>"):
+        self._data = {k: Config(v, source) if isinstance(v, Mapping) else v for k, v in data.items()}
+        self._source = source
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        try:
+            return self._data[key]
+        except KeyError:
+            raise AttributeError(f"{self._source}: no config key {key!r}") from None
+
+    def __repr__(self) -> str:
+        return f"Config({self.to_dict()!r})"
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    def to_dict(self) -> dict:
+        return {k: v.to_dict() if isinstance(v, Config) else copy.deepcopy(v) for k, v in self._data.items()}
+
+    def dotted(self, path: str, default: Any = None) -> Any:
+        node: Any = self
+        for part in path.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+
+def _deep_merge(base: dict, over: Mapping) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _fill_defaults(schema: dict, data: Any) -> Any:
+    if not isinstance(data, dict) or schema.get("type") != "object":
+        return data
+    out = dict(data)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if key not in out and sub.get("type") == "object" and "properties" in sub:
+            out[key] = {}
+        if key in out:
+            out[key] = _fill_defaults(sub, out[key])
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (see {CONFIG_DIR} for the shipped ones)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections ({', '.join(SECTIONS)})")
+    return data
+
+
+def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: 'extends' forms a cycle")
+    data = _read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent:
+        base = _load_chain((path.parent / parent), seen + (path,))
+        data = _deep_merge(base, data)
+    return data
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set llm.max_concurrency=8")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def _apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
+    out = copy.deepcopy(data)
+    for item in overrides:
+        path, value = parse_override(item)
+        node = out
+        for part in path[:-1]:
+            nxt = node.get(part)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                node[part] = nxt
+            node = nxt
+        node[path[-1]] = value
+    return out
+
+
+def _allowed(err: jsonschema.ValidationError) -> str:
+    s = err.schema if isinstance(err.schema, dict) else {}
+    if err.validator == "additionalProperties":
+        return "allowed keys: " + ", ".join(sorted(s.get("properties", {}))) or "none"
+    if "enum" in s:
+        return "allowed: " + ", ".join(map(str, s["enum"]))
+    bits = []
+    if "type" in s:
+        bits.append(f"type {s['type']}")
+    for k, word in (("minimum", ">="), ("maximum", "<="), ("exclusiveMinimum", ">"), ("exclusiveMaximum", "<")):
+        if k in s:
+            bits.append(f"{word} {s[k]}")
+    if "pattern" in s:
+        bits.append(f"matching {s['pattern']}")
+    if "description" in s:
+        bits.append(s["description"])
+    return "allowed: " + "; ".join(bits) if bits else ""
+
+
+def validate(data: dict, source: str) -> None:
+    schema = config_schema()
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors:
+            path = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+            allowed = _allowed(err)
+            lines.append(f"{source}: {path}: {err.message}" + (f" ({allowed})" if allowed else ""))
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+
+
+def resolve_path(name: str | Path) -> Path:
+    p = Path(name)
+    if p.exists() or p.is_absolute() or p.parent != Path("."):
+        return p
+    for cand in (CONFIG_DIR / p, CONFIG_DIR / f"{p}.yaml"):
+        if cand.exists():
+            return cand
+    return p
+
+
+def load_config(name: str | Path = "defaults", overrides: Iterable[str] = ()) -> Config:
+    """Load ``name`` (a path, or a shipped config name like ``browse``), apply ``--set``
+    overrides, fill schema defaults and validate. Raises ConfigError on any problem."""
+    path = resolve_path(name)
+    data = _load_chain(path)
+    overrides = list(overrides)
+    data = _apply_overrides(data, overrides)
+    source = str(path) + (" (with --set overrides)" if overrides else "")
+    validate(data, source)
+    data = _fill_defaults(config_schema(), data)
+    return Config(data, source)
