@@ -34,7 +34,7 @@ class SchemaError(ValueError):
     """A schema file itself is malformed (a bug in schemas/, not in data)."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _raw_schema(filename: str) -> dict:
     text = resources.files("schemas").joinpath(filename).read_text(encoding="utf-8")
     return json.loads(text)
@@ -102,7 +102,7 @@ class RecordType:
         return pa.Table.from_pylist([self.encode(r) for r in rows], schema=self.arrow_schema)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def record_type(table: str) -> RecordType:
     try:
         filename = TABLES[table]
@@ -193,5 +193,8 @@ def _decode(node: dict, value: Any) -> Any:
     if kinds == ["array"] and isinstance(value, list):
         return [_decode(node["items"], v) for v in value]
     if kinds == ["object"] and isinstance(value, dict) and node.get("properties"):
-        return {k: _decode(sub, value.get(k)) for k, sub in node["properties"].items()}
+        # optional keys that are null in the struct column were absent in the record
+        required = set(node.get("required", []))
+        return {k: _decode(sub, value.get(k)) for k, sub in node["properties"].items()
+                if value.get(k) is not None or k in required}
     return value

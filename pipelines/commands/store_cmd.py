@@ -1,0 +1,103 @@
+"""`crucible stats | query | report | export`: look at and hand off stored data."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+
+
+def _add_out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="data", help="output directory holding the tables (default: data)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stats", help="headline numbers per table (counts, pass rates, rewards, drops)")
+    _add_out(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_stats)
+
+    p = sub.add_parser("query", help="run SQL against the DuckDB catalog (views: questions, "
+                                     "browse_trajectories, swe_instances, swe_validations, swe_trajectories, failures)")
+    p.add_argument("sql")
+    _add_out(p)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="one JSON object per row")
+    fmt.add_argument("--csv", action="store_true", help="CSV with a header row")
+    p.set_defaults(func=_query)
+
+    p = sub.add_parser("report", help="write an HTML report with PNG plots")
+    _add_out(p)
+    p.add_argument("--dest", help="report directory (default: <out>/report)")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("export", help="export for trainers: verl RL parquet or TRL conversational SFT parquet")
+    _add_out(p)
+    p.add_argument("--format", required=True, choices=["verl", "trl"])
+    p.add_argument("--source", choices=["browse", "swe", "all"], default=None,
+                   help="which pipeline's data (verl: browse or swe, default browse; trl: default all)")
+    p.add_argument("--split", help="verl: only questions with this split")
+    p.add_argument("--all-trajectories", action="store_true", help="trl: not only SFT-split trajectories")
+    p.add_argument("--dest", help="output .parquet (default: <out>/export/<format>-<source>.parquet)")
+    p.set_defaults(func=_export)
+
+
+def _stats(args) -> int:
+    from pipelines.store import catalog
+    from pipelines.store.stats import compute_stats, format_stats
+
+    con = catalog.connect(args.out)
+    try:
+        s = compute_stats(con)
+    finally:
+        con.close()
+    print(json.dumps(s, indent=1, default=str) if args.json else format_stats(s))
+    return 0
+
+
+def _query(args) -> int:
+    import duckdb
+
+    from pipelines.store import catalog
+
+    try:
+        cols, rows = catalog.query(args.out, args.sql)
+    except duckdb.Error as exc:
+        print(f"crucible: query failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        for r in rows:
+            print(json.dumps(dict(zip(cols, r)), default=str))
+    elif args.csv:
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+    else:
+        widths = [max([len(str(c))] + [len(str(r[i])) for r in rows[:200]]) for i, c in enumerate(cols)]
+        widths = [min(w, 60) for w in widths]
+        print("  ".join(str(c).ljust(w) for c, w in zip(cols, widths)))
+        for r in rows:
+            print("  ".join(str(v)[:60].ljust(w) for v, w in zip(r, widths)))
+        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", file=sys.stderr)
+    return 0
+
+
+def _report(args) -> int:
+    from pipelines.store.report import write_report
+
+    page = write_report(args.out, args.dest)
+    print(f"report written: {page}")
+    return 0
+
+
+def _export(args) -> int:
+    from pathlib import Path
+
+    from pipelines.store.export import export
+
+    source = args.source or ("browse" if args.format == "verl" else "all")
+    dest = args.dest or str(Path(args.out) / "export" / f"{args.format}-{source}.parquet")
+    n = export(args.out, args.format, dest, source=source, split=args.split, only_sft=not args.all_trajectories)
+    print(f"wrote {n} rows to {dest}")
+    return 0

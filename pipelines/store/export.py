@@ -1,0 +1,187 @@
+"""Exporters: project stored records into the shapes trainers read as they are.
+
+- ``verl``: RL parquet with ``data_source``, ``prompt`` (chat list), ``ability``,
+  ``reward_model`` {``style``, ``ground_truth``}, ``extra_info`` and ``agent_name``
+  (verl's tool-agent loop reads ``extra_info.tools_kwargs``).
+- ``trl``: conversational SFT rows ``messages`` + ``tools``. Tool-call arguments and tool
+  schemas are arbitrary JSON, so they use the ``datasets`` ``Json`` feature (arrow.json
+  extension): ``load_dataset("parquet")`` gives dicts back, which chat templates expect.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.store import catalog
+from pipelines.store.records import record_type
+
+BROWSE_SYSTEM = (
+    "You are a research agent. Use the search and visit tools to find evidence, then give a short, "
+    "specific final answer."
+)
+SWE_SYSTEM = (
+    "You are a software engineer working in a repository checkout. Use the tools to inspect and edit "
+    "files and run commands; submit when the issue is fixed."
+)
+
+_PROMPT = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+_REWARD = pa.struct([("style", pa.string()), ("ground_truth", pa.string())])
+
+
+def _verl_schema(create_kwargs: list[str], tools: list[str]) -> pa.Schema:
+    ck = pa.struct([(k, pa.string()) for k in create_kwargs])
+    return pa.schema([
+        ("data_source", pa.string()),
+        ("prompt", _PROMPT),
+        ("ability", pa.string()),
+        ("reward_model", _REWARD),
+        ("extra_info", pa.struct([
+            ("index", pa.int64()),
+            ("split", pa.string()),
+            ("id", pa.string()),
+            ("question", pa.string()),
+            ("answer_aliases", pa.list_(pa.string())),
+            ("need_tools_kwargs", pa.bool_()),
+            ("tools_kwargs", pa.struct([(t, pa.struct([("create_kwargs", ck)])) for t in tools])),
+            ("meta", pa.string()),
+        ])),
+        ("agent_name", pa.string()),
+    ])
+
+
+VERL_SCHEMAS = {
+    "browse": _verl_schema(["ground_truth", "question", "data_source"], ["search", "visit"]),
+    "swe": _verl_schema(["instance_id", "repo", "base_commit", "env_image"], ["instance"]),
+}
+
+
+def _rows(con, sql: str, table: str) -> list[dict]:
+    cur = con.execute(sql)
+    cols = [d[0] for d in cur.description]
+    rt = record_type(table)
+    return [rt.decode(dict(zip(cols, r))) for r in cur.fetchall()]
+
+
+def verl_rows(out_dir: str, source: str = "browse", split: str | None = None) -> list[dict]:
+    con = catalog.connect(out_dir)
+    rows: list[dict] = []
+    try:
+        if source == "browse":
+            where = f"WHERE split = '{split}'" if split else ""
+            for q in _rows(con, f"SELECT * FROM questions {where} ORDER BY question_id", "questions"):
+                ctx = {"ground_truth": q["answer"], "question": q["question"], "data_source": "crucible/browse"}
+                rows.append({
+                    "data_source": "crucible/browse",
+                    "prompt": [{"role": "system", "content": BROWSE_SYSTEM}, {"role": "user", "content": q["question"]}],
+                    "ability": "research",
+                    "reward_model": {"style": "rule", "ground_truth": q["answer"]},
+                    "extra_info": {
+                        "split": q.get("split") or "train", "id": q["question_id"], "question": q["question"],
+                        "answer_aliases": q.get("answer_aliases") or [], "need_tools_kwargs": True,
+                        "tools_kwargs": {t: {"create_kwargs": ctx} for t in ("search", "visit")},
+                        "meta": json.dumps({"hops": q["hops"], "source": q["source"], "difficulty": q.get("difficulty"),
+                                            "pass_rate": q.get("pass_rate")}),
+                    },
+                    "agent_name": "tool_agent",
+                })
+        if source == "swe":
+            for it in _rows(con, "SELECT * FROM swe_instances ORDER BY instance_id", "swe_instances"):
+                gt = json.dumps({"FAIL_TO_PASS": it["FAIL_TO_PASS"], "PASS_TO_PASS": it["PASS_TO_PASS"]})
+                user = f"Repository: {it['repo']} at {it['base_commit']}\n\n{it['problem_statement']}"
+                rows.append({
+                    "data_source": "crucible/swe",
+                    "prompt": [{"role": "system", "content": SWE_SYSTEM}, {"role": "user", "content": user}],
+                    "ability": "swe",
+                    "reward_model": {"style": "rule", "ground_truth": gt},
+                    "extra_info": {
+                        "split": "train", "id": it["instance_id"], "question": it["problem_statement"],
+                        "answer_aliases": [], "need_tools_kwargs": True,
+                        "tools_kwargs": {"instance": {"create_kwargs": {
+                            "instance_id": it["instance_id"], "repo": it["repo"], "base_commit": it["base_commit"],
+                            "env_image": it.get("env_image")}}},
+                        "meta": json.dumps({"source": it["source"], "source_ref": it.get("source_ref")}),
+                    },
+                    "agent_name": "tool_agent",
+                })
+    finally:
+        con.close()
+    for i, r in enumerate(rows):
+        r["extra_info"]["index"] = i
+    return rows
+
+
+def _trl_message(m: dict) -> dict:
+    calls = None
+    if m.get("tool_calls"):
+        calls = []
+        for c in m["tool_calls"]:
+            try:
+                args = json.loads(c["function"]["arguments"])
+            except (json.JSONDecodeError, TypeError):
+                args = {"_raw": c["function"]["arguments"]}
+            calls.append({"id": c["id"], "type": "function", "function": {"name": c["function"]["name"], "arguments": args}})
+    return {"role": m["role"], "content": m.get("content"), "tool_calls": calls,
+            "tool_call_id": m.get("tool_call_id"), "name": m.get("name")}
+
+
+def trl_rows(out_dir: str, source: str = "all", only_sft: bool = True) -> list[dict]:
+    con = catalog.connect(out_dir)
+    out: list[dict] = []
+    try:
+        for table, src in (("browse_trajectories", "browse"), ("swe_trajectories", "swe")):
+            if source not in (src, "all"):
+                continue
+            where = "WHERE split IN ('sft', 'sft+rl')" if only_sft else ""
+            for t in _rows(con, f"SELECT * FROM {table} {where} ORDER BY traj_id", table):
+                msgs = [_trl_message(m) for m in t["messages"]]
+                # tool results carry the tool name too (TRL's tool message shape)
+                names = {c["id"]: c["function"]["name"] for m in msgs for c in (m["tool_calls"] or [])}
+                for m in msgs:
+                    if m["role"] == "tool" and not m["name"]:
+                        m["name"] = names.get(m["tool_call_id"])
+                out.append({"messages": msgs, "tools": t["tools"] or [], "source": src, "id": t["traj_id"]})
+    finally:
+        con.close()
+    return out
+
+
+def trl_features():
+    from datasets import Features, Json, List, Value
+
+    return Features({
+        "messages": List({
+            "role": Value("string"), "content": Value("string"),
+            "tool_calls": List({"id": Value("string"), "type": Value("string"),
+                                "function": {"name": Value("string"), "arguments": Json()}}),
+            "tool_call_id": Value("string"), "name": Value("string"),
+        }),
+        "tools": List(Json()),
+        "source": Value("string"),
+        "id": Value("string"),
+    })
+
+
+def export(out_dir: str, fmt: str, dest: str, source: str = "browse", split: str | None = None,
+           only_sft: bool = True) -> int:
+    """Write the export to ``dest`` (a .parquet file), atomically. Returns the row count."""
+    dest_p = Path(dest)
+    dest_p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest_p.with_name(f".{dest_p.name}.tmp")
+    if fmt == "verl":
+        if source not in VERL_SCHEMAS:
+            raise ValueError(f"--source {source!r}: verl exports one source per file: browse or swe")
+        rows = verl_rows(out_dir, source, split)
+        pq.write_table(pa.Table.from_pylist(rows, schema=VERL_SCHEMAS[source]), tmp)
+    elif fmt == "trl":
+        from datasets import Dataset
+
+        rows = trl_rows(out_dir, source, only_sft)
+        Dataset.from_list(rows, features=trl_features()).to_parquet(str(tmp))
+    else:
+        raise ValueError(f"--format {fmt!r}: allowed formats are verl, trl")
+    tmp.replace(dest_p)
+    return len(rows)

@@ -1,0 +1,98 @@
+"""``crucible report``: an HTML page with PNG plots of the stats."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from pipelines.store import catalog
+from pipelines.store.stats import compute_stats, format_stats
+
+
+def _bar(ax, pairs, title, xlabel=""):
+    labels = [str(p[0]) for p in pairs]
+    values = [p[-1] if len(p) == 2 else p[1] for p in pairs]
+    ax.barh(labels[::-1], values[::-1], color="#4c72b0")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel or "count")
+
+
+def _hist(ax, values, title, bins=20):
+    ax.hist([v for v in values if v is not None], bins=bins, color="#55a868")
+    ax.set_title(title)
+    ax.set_ylabel("rows")
+
+
+def write_report(out_dir: str, dest: str | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dest_dir = Path(dest) if dest else Path(out_dir) / "report"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    con = catalog.connect(out_dir)
+    try:
+        stats = compute_stats(con)
+        plots: list[tuple[str, str]] = []
+
+        def save(fig, name, caption):
+            fig.tight_layout()
+            fig.savefig(dest_dir / name, dpi=90)
+            plt.close(fig)
+            plots.append((name, caption))
+
+        fig, ax = plt.subplots(figsize=(6, 3))
+        _bar(ax, list(stats["counts"].items()), "rows per table")
+        save(fig, "counts.png", "Rows per table")
+
+        bt = stats.get("browse_trajectories")
+        if bt:
+            fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+            _bar(axes[0], bt["verdicts"], "verdicts")
+            _hist(axes[1], [r[0] for r in con.execute("SELECT reward_total FROM browse_trajectories").fetchall()],
+                  "reward_total")
+            _hist(axes[2], [r[0] for r in con.execute("SELECT n_tool_calls FROM browse_trajectories").fetchall()],
+                  "tool calls per trajectory")
+            save(fig, "browse.png", "Browse trajectories: verdicts, rewards, tool calls")
+        q = stats.get("questions")
+        if q:
+            fig, ax = plt.subplots(figsize=(5, 3))
+            _bar(ax, q["by_hops"], "questions by hops")
+            save(fig, "questions.png", "Questions by number of hops")
+        sv = stats.get("swe_validations")
+        if sv:
+            fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+            _bar(axes[0], sv["status"], "validation status")
+            if sv["reasons"]:
+                _bar(axes[1], [(r[0][:40], r[1]) for r in sv["reasons"]], "rejection reasons")
+            save(fig, "swe_validation.png", "SWE validation funnel")
+        st = stats.get("swe_trajectories")
+        if st:
+            fig, ax = plt.subplots(figsize=(5, 3))
+            _bar(ax, [(r[0], r[2] or 0) for r in st["resolved_by_policy"]], "resolved rate by policy", "rate")
+            save(fig, "swe_traj.png", "SWE trajectories resolved rate")
+        f = stats.get("failures")
+        if f:
+            fig, ax = plt.subplots(figsize=(8, 3.5))
+            _bar(ax, [(f"{r[1]}: {r[2][:50]}", r[3]) for r in f["by_reason"][:12]], "failures by stage and reason")
+            save(fig, "failures.png", "Failures and drops by reason")
+    finally:
+        con.close()
+    body = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Crucible report</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}pre{background:#f5f5f5;padding:1em}</style>",
+        f"</head><body><h1>Crucible report</h1><p>Data: {html.escape(str(Path(out_dir).resolve()))}</p>",
+    ]
+    for name, caption in plots:
+        body.append(f"<figure><img src='{name}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}"
+                    "</figcaption></figure>")
+    body.append(f"<h2>Numbers</h2><pre>{html.escape(format_stats(stats))}</pre>")
+    body.append(f"<script type='application/json' id='stats'>{html.escape(json.dumps(stats, default=str))}</script>")
+    body.append("</body></html>")
+    page = dest_dir / "index.html"
+    tmp = page.with_name(".index.html.tmp")
+    tmp.write_text("\n".join(body), encoding="utf-8")
+    tmp.replace(page)
+    return page
