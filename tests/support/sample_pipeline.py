@@ -37,12 +37,13 @@ def make_item(i: int, sleep: float = 0.0, bad_every: int = 0) -> ItemResult:
 
 
 def run(out_dir: str, n: int, sleep: float = 0.0, bad_every: int = 0, commit_every: int = 4,
-        workers: int = 1) -> dict:
+        workers: int = 1, beam_args: list[str] | None = None) -> dict:
     ensure_layout(out_dir)
     rec = recover(out_dir, PIPELINE)
     todo = [i for i in range(n) if f"item{i:04d}" not in rec.done_keys]
     opts = pipeline_options({"runner": "FnApiRunner", "direct_num_workers": workers,
-                             "direct_running_mode": "multi_processing" if workers > 1 else "in_memory"})
+                             "direct_running_mode": "multi_processing" if workers > 1 else "in_memory",
+                             "beam_args": beam_args or []})
     if todo:
         with beam.Pipeline(options=opts) as p:
             (p
@@ -62,9 +63,9 @@ def main(argv=None) -> int:
     ap.add_argument("--bad-every", type=int, default=0)
     ap.add_argument("--commit-every", type=int, default=4)
     ap.add_argument("--direct-num-workers", type=int, default=1)
-    a = ap.parse_args(argv)
+    a, beam_args = ap.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    print(run(a.out_dir, a.n, a.sleep, a.bad_every, a.commit_every, a.direct_num_workers), flush=True)
+    print(run(a.out_dir, a.n, a.sleep, a.bad_every, a.commit_every, a.direct_num_workers, beam_args), flush=True)
     return 0
 
 
