@@ -1,0 +1,103 @@
+"""Rules + judge verification; the hack suite must score 0 correct."""
+
+import pytest
+
+from pipelines.browse import verify as V
+
+GOLD = ["Peruvian sol", "PEN", "sol"]
+Q = "What currency is used in the country whose capital is Lima?"
+
+
+def lenient_judge(messages, schema):
+    """A judge that calls everything correct: the worst case the rules must guard against."""
+    assert schema is V.JUDGE_SCHEMA
+    return {"extracted_answer": "x", "verdict": "correct", "reason": "looks fine"}
+
+
+# Answers that try to game a lenient grader. Each must not be graded correct.
+HACK_SUITE = [
+    "",
+    "   ",
+    "It cannot be determined from the available information.",
+    "I don't know.",
+    "Unknown",
+    "Not enough information to answer.",
+    "The answer is unclear.",
+    "Peruvian sol or Bolivian boliviano",
+    "Either PEN or USD",
+    "Peruvian sol; Chilean peso; Argentine peso",
+    "1. Peruvian sol\n2. Bolivian boliviano\n3. Euro",
+    "PEN / BOB / CLP",
+    "<think>The capital Lima is in Peru, whose currency is the Peruvian sol.</think>",
+    "<think>It is the sol.</think><answer></answer>",
+    "<think>Peru uses the sol</think> I could not determine the answer.",
+    "Sol, or possibly the dollar",
+    "N/A",
+    "none",
+]
+
+
+@pytest.mark.parametrize("prediction", HACK_SUITE)
+def test_hack_suite_is_never_correct_even_with_a_lenient_judge(prediction):
+    v = V.judge_verdict(Q, GOLD, prediction, lenient_judge)
+    assert v.verdict != "correct", (prediction, v)
+    assert v.reason
+
+
+def test_hack_suite_scores_zero_overall():
+    assert sum(V.judge_verdict(Q, GOLD, p, lenient_judge).verdict == "correct" for p in HACK_SUITE) == 0
+
+
+def test_rules_accept_exact_and_normalized_answers_without_calling_the_judge():
+    def no_judge(messages, schema):
+        raise AssertionError("judge must not be called for a rule-decided answer")
+
+    for pred in ["Peruvian sol", "the peruvian Sol.", "<answer>PEN</answer>", "Final answer: Sol",
+                 "<think>hmm, maybe the euro</think><answer>Peruvian Sol</answer>"]:
+        v = V.judge_verdict(Q, GOLD, pred, no_judge)
+        assert (v.verdict, v.source) == ("correct", "rule"), pred
+
+
+def test_numeric_tolerance():
+    golds = ["48 ft"]
+    assert V.rule_verdict(golds, "48").verdict == "correct"
+    assert V.rule_verdict(["1,234,000"], "about 1.234 million").verdict == "correct"
+    assert V.rule_verdict(["1,234,000"], "1.3 million").verdict == "incorrect"
+    assert V.parse_number("12k") == 12000 and V.parse_number("Lima") is None
+    assert V.parse_number("3 of the largest cities in the region") is None
+
+
+def test_paraphrase_goes_to_judge_and_judge_decides():
+    calls = []
+
+    def judge(messages, schema):
+        calls.append(messages)
+        return {"extracted_answer": "nuevo sol", "verdict": "correct", "reason": "older name of the sol"}
+
+    v = V.judge_verdict(Q, GOLD, "The nuevo sol of Peru", judge, evidence=["Peru uses the Peruvian sol (PEN)."])
+    assert (v.verdict, v.source) == ("correct", "judge")
+    last = calls[0][-1]["content"]
+    assert "Evidence:" in last and "Peruvian sol (PEN)" in last and "Gold answers: Peruvian sol | PEN | sol" in last
+
+
+def test_comma_answers_are_not_candidate_lists():
+    assert V.candidates("Paris, France") == ["Paris, France"]
+    assert V.candidates("Paris or Lyon") == ["Paris", "Lyon"]
+    assert V.rule_verdict(["Paris"], "Paris, France") is None  # left to the judge, not rejected
+
+
+def test_judge_failure_is_not_correct():
+    v = V.judge_verdict(Q, GOLD, "The nuevo sol", lambda m, s: None)
+    assert v.verdict == "incorrect" and "no valid verdict" in v.reason
+    v = V.judge_verdict(Q, GOLD, "The nuevo sol", lambda m, s: {"verdict": "yes"})
+    assert v.verdict == "incorrect"
+
+
+def test_gold_with_separator_is_not_a_list():
+    assert V.rule_verdict(["AC/DC"], "AC/DC").verdict == "correct"
+    assert V.rule_verdict(["Bosnia and Herzegovina"], "bosnia & herzegovina").verdict == "correct"
+
+
+def test_normalize():
+    assert V.normalize("  The São  Paulo! ") == "sao paulo"
+    assert V.normalize("3.5 km") == "3.5 km"
