@@ -1,0 +1,266 @@
+"""One agent loop for every environment: a policy proposes turns, tools answer them.
+
+The trajectory is kept as OpenAI chat messages (assistant ``tool_calls`` with JSON-string
+arguments, ``role: tool`` results with ``tool_call_id``). The loop enforces a turn cap and a
+token budget, and on the last allowed turn asks the policy for a final action only
+(``force_final``), so every rollout ends with an answer/submission or a recorded reason.
+
+Two policies:
+- :class:`NativeToolPolicy` for models that emit OpenAI tool calls (vLLM with a tool parser,
+  hosted APIs); text forms (``<tool_call>``, fenced JSON) are parsed by the LLM client.
+- :class:`JSONStepPolicy` for small models that only follow constrained decoding: each turn
+  is a json_schema-constrained object ``{thought, tool, arguments}`` (``tool`` is a tool name
+  or the final action), converted into the same OpenAI messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class Observation:
+    content: str
+    error: bool = False
+    meta: dict = field(default_factory=dict)
+
+
+class Tool(Protocol):
+    name: str
+
+    def openai_schema(self) -> dict: ...
+
+    def call(self, args: Mapping[str, Any]) -> Observation: ...
+
+
+@dataclass
+class Turn:
+    """What a policy proposes for one assistant turn."""
+
+    content: str | None
+    tool_calls: list[dict]
+    usage: dict = field(default_factory=dict)
+    latency_s: float = 0.0
+    cache_hit: bool = False
+    error: str | None = None  # the policy failed to produce a usable turn
+
+
+@dataclass
+class AgentResult:
+    messages: list[dict]
+    termination: str  # answered | forced_answer | turn_cap | token_cap | error
+    final: str | None
+    n_turns: int
+    n_tool_calls: int
+    n_tool_errors: int
+    tool_counts: dict[str, int]
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    errors: list[str]
+    observations: list[Observation]
+
+
+def new_call_id(*parts: object) -> str:
+    """Deterministic from the conversation position and call, so that a replayed rollout
+    produces identical messages (and the LLM cache keys of later turns match)."""
+    if not parts:
+        return "call_" + uuid.uuid4().hex[:12]
+    return "call_" + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def tool_schema_list(tools: Mapping[str, Tool]) -> list[dict]:
+    return [t.openai_schema() for t in tools.values()]
+
+
+def run_agent(policy, tools: Mapping[str, Tool], messages: Sequence[dict], *, max_turns: int = 8,
+              max_total_tokens: int = 32_000, final_tool: str | None = None,
+              observation_suffix: str = "", max_observation_chars: int = 6_000) -> AgentResult:
+    """Run ``policy`` against ``tools`` from the starting ``messages`` (system + user).
+
+    ``final_tool``: a tool whose call ends the episode (e.g. ``submit``); without one, an
+    assistant turn with no tool calls is the final answer.
+    """
+    msgs = [dict(m) for m in messages]
+    t0 = time.perf_counter()
+    ptok = ctok = 0
+    n_calls = n_errors = 0
+    counts: dict[str, int] = {}
+    errors: list[str] = []
+    observations: list[Observation] = []
+    termination, final = "turn_cap", None
+    turns = 0
+    for turn_no in range(max_turns):
+        force = turn_no == max_turns - 1 or ptok + ctok >= max_total_tokens
+        turn: Turn = policy.step(msgs, tools, force_final=force)
+        turns += 1
+        ptok += int(turn.usage.get("prompt_tokens", 0))
+        ctok += int(turn.usage.get("completion_tokens", 0))
+        if turn.error and not turn.tool_calls and turn.content is None:
+            errors.append(f"turn {turn_no}: {turn.error}")
+            termination = "error"
+            break
+        msgs.append({"role": "assistant", "content": turn.content, "tool_calls": turn.tool_calls or None})
+        if not turn.tool_calls:
+            final = turn.content
+            termination = "forced_answer" if force else "answered"
+            break
+        ended = False
+        for call in turn.tool_calls:
+            n_calls += 1
+            name = call["function"]["name"]
+            counts[name] = counts.get(name, 0) + 1
+            obs = _invoke(tools, call)
+            if obs.error:
+                n_errors += 1
+            observations.append(obs)
+            content = obs.content
+            if len(content) > max_observation_chars:
+                content = content[:max_observation_chars] + f"\n[truncated: {len(obs.content)} characters in all]"
+            if observation_suffix and not (final_tool and name == final_tool):
+                content = content + "\n\n" + observation_suffix
+            msgs.append({"role": "tool", "tool_call_id": call["id"], "name": name, "content": content})
+            if final_tool and name == final_tool and not obs.error:
+                final, ended = obs.content, True
+        if ended:
+            termination = "forced_answer" if force else "answered"
+            break
+        if force:
+            termination = "token_cap" if ptok + ctok >= max_total_tokens else "turn_cap"
+            break
+    return AgentResult(
+        messages=msgs, termination=termination, final=final, n_turns=turns, n_tool_calls=n_calls,
+        n_tool_errors=n_errors, tool_counts=counts, prompt_tokens=ptok, completion_tokens=ctok,
+        latency_s=time.perf_counter() - t0, errors=errors, observations=observations,
+    )
+
+
+def _invoke(tools: Mapping[str, Tool], call: dict) -> Observation:
+    name = call["function"]["name"]
+    tool = tools.get(name)
+    if tool is None:
+        return Observation(f"error: unknown tool {name!r}; available: {', '.join(tools)}", error=True)
+    try:
+        args = json.loads(call["function"].get("arguments") or "{}")
+    except json.JSONDecodeError as exc:
+        return Observation(f"error: arguments are not valid JSON ({exc.msg})", error=True)
+    if not isinstance(args, dict):
+        return Observation("error: arguments must be a JSON object", error=True)
+    try:
+        obs = tool.call(args)
+    except Exception as exc:  # a tool bug is an observation with an error flag, not a crash
+        return Observation(f"error: {type(exc).__name__}: {exc}", error=True)
+    if isinstance(obs, str):
+        return Observation(obs)
+    return obs
+
+
+# ---------------------------------------------------------------- policies
+
+FINAL_NUDGE = "You have no more tool calls. Give your final answer now, as briefly as possible."
+
+
+class NativeToolPolicy:
+    """OpenAI tool calling through the LLM client (``client.chat(messages, tools=...)``)."""
+
+    def __init__(self, client, *, prompt=None, sample_index: int = 0, **params):
+        self.client, self.prompt, self.sample_index, self.params = client, prompt, sample_index, params
+
+    def step(self, messages, tools, *, force_final: bool) -> Turn:
+        msgs = [m for m in messages]
+        extra = {}
+        if force_final:
+            msgs = msgs + [{"role": "user", "content": FINAL_NUDGE}]
+            extra["tool_choice"] = "none"
+        res = self.client.chat(msgs, tools=tool_schema_list(tools), prompt=self.prompt,
+                               sample_index=self.sample_index, **extra, **self.params)
+        calls = [] if force_final else list(res.tool_calls or [])
+        return Turn(content=res.text, tool_calls=calls, usage=res.usage, latency_s=res.latency_s,
+                    cache_hit=res.cache_hit)
+
+
+def json_step_schema(tools: Mapping[str, Tool], final_action: str, final_schema: dict | None,
+                     only_final: bool) -> dict:
+    """The constrained schema for one JSONStepPolicy turn: one branch per tool (its own
+    parameters schema) plus the final action."""
+    final_args = final_schema or {"type": "object", "properties": {"answer": {"type": "string", "minLength": 1}},
+                                  "required": ["answer"], "additionalProperties": False}
+    branches = [] if only_final else [
+        {"type": "object",
+         "properties": {"thought": {"type": "string"}, "tool": {"const": name},
+                        "arguments": _strict_params(tool.openai_schema()["function"].get("parameters") or {})},
+         "required": ["thought", "tool", "arguments"], "additionalProperties": False}
+        for name, tool in tools.items() if name != final_action
+    ]
+    branches.append({"type": "object",
+                     "properties": {"thought": {"type": "string"}, "tool": {"const": final_action},
+                                    "arguments": final_args},
+                     "required": ["thought", "tool", "arguments"], "additionalProperties": False})
+    return branches[0] if len(branches) == 1 else {"anyOf": branches}
+
+
+def _strict_params(params: dict) -> dict:
+    """Tool parameters as a closed object of its required properties (small models fill
+    optional ones badly)."""
+    props = params.get("properties") or {}
+    req = [k for k in params.get("required", list(props)) if k in props]
+    return {"type": "object", "properties": {k: props[k] for k in req}, "required": req,
+            "additionalProperties": False}
+
+
+class JSONStepPolicy:
+    """Constrained-decoding policy for small models (see module docstring)."""
+
+    def __init__(self, client, *, final_action: str = "answer", final_schema: dict | None = None,
+                 final_key: str = "answer", final_tool: str | None = None, prompt=None, sample_index: int = 0,
+                 **params):
+        self.client, self.final_action, self.final_schema = client, final_action, final_schema
+        self.final_key, self.final_tool = final_key, final_tool
+        self.prompt, self.sample_index, self.params = prompt, sample_index, params
+
+    def step(self, messages, tools, *, force_final: bool) -> Turn:
+        schema = json_step_schema(tools, self.final_action, self.final_schema, only_final=force_final)
+        msgs = _as_plain_chat(messages)
+        if force_final:
+            msgs.append({"role": "user", "content": FINAL_NUDGE + f' Use "tool": "{self.final_action}".'})
+        res = self.client.structured(msgs, schema, prompt=self.prompt, sample_index=self.sample_index, **self.params)
+        if res.parsed is None:
+            return Turn(content=None, tool_calls=[], usage=res.usage, latency_s=res.latency_s,
+                        error=res.error or "no structured output")
+        step = res.parsed
+        thought = (step.get("thought") or "").strip() or None
+        if step["tool"] == self.final_action:
+            args = step.get("arguments") or {}
+            if self.final_tool:  # the final action is itself a tool (e.g. submit)
+                call = {"id": new_call_id(len(messages), self.final_tool, args), "type": "function",
+                        "function": {"name": self.final_tool, "arguments": json.dumps(args)}}
+                return Turn(content=thought, tool_calls=[call], usage=res.usage, latency_s=res.latency_s,
+                            cache_hit=res.cache_hit)
+            return Turn(content=str(args.get(self.final_key, "")).strip() or None, tool_calls=[], usage=res.usage,
+                        latency_s=res.latency_s, cache_hit=res.cache_hit)
+        call = {"id": new_call_id(len(messages), step["tool"], step.get("arguments")), "type": "function",
+                "function": {"name": step["tool"], "arguments": json.dumps(step.get("arguments") or {})}}
+        return Turn(content=thought, tool_calls=[call], usage=res.usage, latency_s=res.latency_s,
+                    cache_hit=res.cache_hit)
+
+
+def _as_plain_chat(messages: Sequence[dict]) -> list[dict]:
+    """Render tool calls/results as plain text turns for servers in json_schema mode: the
+    model sees its earlier steps as the JSON it wrote and each observation as a user turn."""
+    out = []
+    for m in messages:
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            c = m["tool_calls"][0]["function"]
+            out.append({"role": "assistant", "content": json.dumps(
+                {"thought": m.get("content") or "", "tool": c["name"], "arguments": json.loads(c["arguments"])})})
+        elif m["role"] == "tool":
+            out.append({"role": "user", "content": f"Observation from {m.get('name') or 'tool'}:\n{m['content']}"})
+        else:
+            out.append({"role": m["role"], "content": m.get("content") or ""})
+    return out
