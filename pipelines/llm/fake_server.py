@@ -42,8 +42,8 @@ class RecordedRequest:
     method: str
     path: str
     body: Any
-    headers: dict[str, str]
-    t: float
+    headers: dict[str, str]  # names lower-cased
+    t: float  # time.monotonic() when the request arrived
 
 
 def _usage_for(body: Any, content: str | None) -> dict:
@@ -167,7 +167,8 @@ class FakeOpenAIServer:
     # -- internals -----------------------------------------------------------------------------
     def _record(self, method: str, path: str, body: Any, headers) -> None:
         with self._lock:
-            self.requests.append(RecordedRequest(method, path, body, dict(headers.items()), time.monotonic()))
+            self.requests.append(RecordedRequest(method, path, body, {k.lower(): v for k, v in headers.items()},
+                                                 time.monotonic()))
 
     def _next_reply(self, body: dict) -> Reply:
         with self._lock:
