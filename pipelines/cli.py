@@ -1,4 +1,4 @@
-"""The ``crucible`` command line. Each command module in ``COMMAND_MODULES`` exposes
+"""The ``crucible`` command line. Each module ``pipelines/commands/<group>_cmd.py`` exposes
 ``register(subparsers)``; handlers import their heavy dependencies lazily so that
 ``crucible --help`` stays fast and has no side effects."""
 
@@ -11,11 +11,14 @@ import sys
 
 from pipelines.config import ConfigError
 
-# One module per command group; keep this list sorted.
-COMMAND_MODULES = [
-    "pipelines.commands.config_cmd",
-    "pipelines.commands.store_cmd",
-]
+def command_modules() -> list[str]:
+    """Every ``pipelines/commands/*_cmd.py`` module, sorted: each adds one command group."""
+    import pkgutil
+
+    import pipelines.commands as pkg
+
+    return sorted(f"pipelines.commands.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)
+                  if m.name.endswith("_cmd"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(name).register(sub)
     return parser
 

@@ -1,0 +1,40 @@
+"""The LLM layer: one OpenAI-compatible client, prompts, and the servers behind it.
+
+Stable API (what the browse / SWE / agent pipelines use)::
+
+    from pipelines.llm import LLMClient, ChatResult, LLMError, load_prompt, llm_endpoint, endpoint_config
+
+    with llm_endpoint(cfg.llm) as base_urls:              # starts the embedded server if configured
+        llm_cfg = endpoint_config(cfg.llm, base_urls)    # plain dict for Beam DoFns
+        client = LLMClient.from_config(llm_cfg, out_dir=cfg.run.out_dir)   # in DoFn.setup
+        p = load_prompt("smoke_capital")
+        res = client.structured(p.render(country="France"), p.schema, prompt=p)
+        res.parsed, res.error, res.accounting(), p.ref
+
+Names are resolved lazily so importing a submodule (e.g. ``pipelines.llm.toolcalls``) stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "LLMClient": "pipelines.llm.client",
+    "ChatResult": "pipelines.llm.client",
+    "LLMError": "pipelines.llm.client",
+    "report_beam_metrics": "pipelines.llm.client",
+    "Prompt": "pipelines.llm.prompts",
+    "PromptError": "pipelines.llm.prompts",
+    "load_prompt": "pipelines.llm.prompts",
+    "llm_endpoint": "pipelines.llm.serve",
+    "endpoint_config": "pipelines.llm.serve",
+    "extract_tool_calls": "pipelines.llm.toolcalls",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'pipelines.llm' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Knowledge graph: sources -> typed triples (Parquet), chain counting, formalization executor."""

@@ -1,0 +1,321 @@
+"""The knowledge graph in memory and on disk.
+
+Two record types, each defined once as a JSON Schema (``schemas/kg_entity.json``,
+``schemas/kg_triple.json``); the pyarrow schemas used for Parquet are derived from them.
+A graph directory holds ``entities.parquet``, ``triples.parquet`` and ``manifest.json``.
+
+The same two record types, as JSON lines (``*.jsonl``) or Parquet, are the documented input
+format for a graph a user brings (a Wikidata or KILT subset): see :func:`read_records`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ENTITY_FIELDS = (
+    "id", "type", "name", "aliases", "attributes", "description", "url",
+    "source", "source_version", "record_id", "license",
+)
+TRIPLE_FIELDS = ("subject", "relation", "object", "attributes", "source", "source_version", "record_id", "license")
+KB_HOST = "https://kb.local/"
+
+
+class GraphError(ValueError):
+    """Bad graph input; the message names the file, the line/row, the field and the fix."""
+
+
+def load_json_schema(name: str) -> dict:
+    return json.loads(resources.files("schemas").joinpath(f"{name}.json").read_text(encoding="utf-8"))
+
+
+def _arrow_type(prop: dict) -> pa.DataType:
+    t = prop.get("type")
+    if isinstance(t, list):
+        t = [x for x in t if x != "null"][0]
+    if t == "array":
+        return pa.list_(_arrow_type(prop["items"]))
+    return {"string": pa.string(), "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}[t]
+
+
+def arrow_schema(name: str) -> pa.Schema:
+    """pyarrow schema derived from a JSON Schema (field order as in the schema)."""
+    js = load_json_schema(name)
+    req = set(js.get("required", []))
+    return pa.schema(
+        [pa.field(k, _arrow_type(v), nullable=k not in req) for k, v in js["properties"].items()]
+    )
+
+
+@dataclass(frozen=True)
+class Entity:
+    id: str
+    type: str
+    name: str
+    aliases: tuple[str, ...] = ()
+    attributes: dict = field(default_factory=dict, hash=False, compare=False)
+    description: str | None = None
+    url: str | None = None
+    source: str = "user"
+    source_version: str = ""
+    record_id: str = ""
+    license: str = ""
+
+    @property
+    def page_url(self) -> str:
+        return self.url or KB_HOST + self.id
+
+    def row(self) -> dict:
+        return {
+            "id": self.id, "type": self.type, "name": self.name, "aliases": list(self.aliases),
+            "attributes": json.dumps(self.attributes, sort_keys=True, ensure_ascii=False),
+            "description": self.description, "url": self.url, "source": self.source,
+            "source_version": self.source_version, "record_id": self.record_id, "license": self.license,
+        }
+
+
+@dataclass(frozen=True)
+class Triple:
+    subject: str
+    relation: str
+    object: str
+    attributes: dict = field(default_factory=dict, hash=False, compare=False)
+    source: str = "user"
+    source_version: str = ""
+    record_id: str = ""
+    license: str = ""
+
+    def row(self) -> dict:
+        return {
+            "subject": self.subject, "relation": self.relation, "object": self.object,
+            "attributes": json.dumps(self.attributes, sort_keys=True, ensure_ascii=False),
+            "source": self.source, "source_version": self.source_version,
+            "record_id": self.record_id, "license": self.license,
+        }
+
+
+def _entity_from_row(r: dict) -> Entity:
+    attrs = r.get("attributes") or "{}"
+    return Entity(
+        id=r["id"], type=r["type"], name=r["name"], aliases=tuple(r.get("aliases") or ()),
+        attributes=json.loads(attrs) if isinstance(attrs, str) else dict(attrs),
+        description=r.get("description"), url=r.get("url"), source=r.get("source") or "user",
+        source_version=r.get("source_version") or "", record_id=r.get("record_id") or "",
+        license=r.get("license") or "",
+    )
+
+
+def _triple_from_row(r: dict) -> Triple:
+    attrs = r.get("attributes") or "{}"
+    return Triple(
+        subject=r["subject"], relation=r["relation"], object=r["object"],
+        attributes=json.loads(attrs) if isinstance(attrs, str) else dict(attrs),
+        source=r.get("source") or "user", source_version=r.get("source_version") or "",
+        record_id=r.get("record_id") or "", license=r.get("license") or "",
+    )
+
+
+class Graph:
+    """Entities plus typed triples with the two indexes the executor and walks need:
+    ``out[s][r] -> [o...]`` and ``inn[o][r] -> [s...]`` (both in insertion order)."""
+
+    def __init__(self, entities: Iterable[Entity], triples: Iterable[Triple], manifest: dict | None = None):
+        self.entities: dict[str, Entity] = {}
+        for e in entities:
+            self.entities[e.id] = e
+        self.triples: list[Triple] = []
+        self.out: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        self.inn: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        self._by_type: dict[str, list[str]] | None = None
+        self._triple_index: dict[tuple[str, str, str], Triple] = {}
+        seen = set()
+        for t in triples:
+            key = (t.subject, t.relation, t.object)
+            if key in seen:
+                continue
+            seen.add(key)
+            self.triples.append(t)
+            self._triple_index[key] = t
+            self.out[t.subject][t.relation].append(t.object)
+            self.inn[t.object][t.relation].append(t.subject)
+        self.manifest = manifest or {}
+
+    # -- lookups -----------------------------------------------------------------------------
+    def entity(self, eid: str) -> Entity:
+        return self.entities[eid]
+
+    def objects(self, s: str, r: str) -> list[str]:
+        d = self.out.get(s)
+        return list(d.get(r, ())) if d else []
+
+    def subjects(self, o: str, r: str) -> list[str]:
+        d = self.inn.get(o)
+        return list(d.get(r, ())) if d else []
+
+    def triple(self, s: str, r: str, o: str) -> Triple | None:
+        return self._triple_index.get((s, r, o))
+
+    def by_type(self, etype: str) -> list[str]:
+        if self._by_type is None:
+            bt: dict[str, list[str]] = defaultdict(list)
+            for e in self.entities.values():
+                bt[e.type].append(e.id)
+            self._by_type = dict(bt)
+        return self._by_type.get(etype, [])
+
+    def relations(self) -> dict[str, int]:
+        c: dict[str, int] = defaultdict(int)
+        for t in self.triples:
+            c[t.relation] += 1
+        return dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def type_counts(self) -> dict[str, int]:
+        c: dict[str, int] = defaultdict(int)
+        for e in self.entities.values():
+            c[e.type] += 1
+        return dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def fact_sentence(self, t: Triple) -> str:
+        from pipelines.browse.corpus import relation_sentence
+
+        return relation_sentence(self, t)
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+
+# -- Parquet IO -------------------------------------------------------------------------------
+def _atomic_write_table(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_graph(graph: Graph, out_dir: str | os.PathLike, manifest: dict | None = None) -> Path:
+    """Write entities.parquet, triples.parquet and manifest.json (manifest last: it marks completion)."""
+    out = Path(out_dir)
+    ent_schema, tri_schema = arrow_schema("kg_entity"), arrow_schema("kg_triple")
+    erows = [e.row() for e in graph.entities.values()]
+    trows = [t.row() for t in graph.triples]
+    _atomic_write_table(pa.Table.from_pylist(erows, schema=ent_schema), out / "entities.parquet")
+    _atomic_write_table(pa.Table.from_pylist(trows, schema=tri_schema), out / "triples.parquet")
+    man = dict(manifest or graph.manifest)
+    man.setdefault("entities", len(erows))
+    man.setdefault("triples", len(trows))
+    atomic_write_text(out / "manifest.json", json.dumps(man, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def read_graph(graph_dir: str | os.PathLike) -> Graph:
+    d = Path(graph_dir)
+    if not (d / "manifest.json").exists():
+        raise GraphError(f"{d}: no manifest.json; not a built graph (run `crucible kg build --out {d}`)")
+    manifest = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+    ents = (_entity_from_row(r) for r in pq.read_table(d / "entities.parquet").to_pylist())
+    tris = (_triple_from_row(r) for r in pq.read_table(d / "triples.parquet").to_pylist())
+    return Graph(ents, tris, manifest)
+
+
+# -- user-supplied graphs ---------------------------------------------------------------------
+def _iter_file_rows(path: Path) -> Iterator[tuple[str, dict]]:
+    if path.suffix == ".parquet":
+        for i, r in enumerate(pq.read_table(path).to_pylist()):
+            yield f"{path}: row {i}", r
+        return
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield f"{path}:{i}", json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise GraphError(f"{path}:{i}: not valid JSON ({exc.msg}); write one JSON object per line") from None
+
+
+def _normalize(kind: str, where: str, row: dict) -> dict:
+    row = dict(row)
+    for k in ("attributes",):
+        if isinstance(row.get(k), dict):
+            row[k] = json.dumps(row[k], sort_keys=True, ensure_ascii=False)
+    row = {k: v for k, v in row.items() if v is not None or k in ("description", "url")}
+    schema = load_json_schema(kind)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(row), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        fld = ".".join(str(p) for p in e.path) or "(record)"
+        raise GraphError(
+            f"{where}: field {fld}: {e.message}; see schemas/{kind}.json for the {kind.split('_')[1]} format"
+        )
+    return row
+
+
+def read_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Entity], list[Triple]]:
+    """Read a user graph. Each path is a ``.jsonl`` or ``.parquet`` file; a record with a ``relation``
+    key is a triple (``schemas/kg_triple.json``), otherwise an entity (``schemas/kg_entity.json``).
+    A directory is read as ``entities.(jsonl|parquet)`` plus ``triples.(jsonl|parquet)``."""
+    ents: list[Entity] = []
+    tris: list[Triple] = []
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(x for x in p.iterdir() if x.suffix in (".jsonl", ".parquet")))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise GraphError(f"{p}: graph input file not found (search.kg.extra lists JSONL/Parquet files)")
+    for f in files:
+        for where, row in _iter_file_rows(f):
+            if "relation" in row:
+                tris.append(_triple_from_row(_normalize("kg_triple", where, row)))
+            else:
+                ents.append(_entity_from_row(_normalize("kg_entity", where, row)))
+    return ents, tris
+
+
+def check_graph(graph: Graph) -> list[str]:
+    """Dangling triple ends (subject/object not an entity), as readable messages."""
+    problems = []
+    for t in graph.triples:
+        for end in ("subject", "object"):
+            eid = getattr(t, end)
+            if eid not in graph.entities:
+                problems.append(f"triple {t.subject} -{t.relation}-> {t.object}: {end} {eid!r} is not an entity")
+    return problems
+
+
+def attrs_of(graph: Graph, eid: str) -> dict[str, Any]:
+    e = graph.entities.get(eid)
+    return e.attributes if e else {}

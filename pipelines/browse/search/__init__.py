@@ -1,0 +1,1 @@
+"""Search backends, tools, cache, leak filter and the local search server."""

