@@ -1,0 +1,246 @@
+"""Hardening: edit a draft round by round while the answer stays unique and supported.
+
+Operators (each ``op(graph, draft, rng) -> Draft | None``; None = not applicable):
+
+- ``obfuscate``: replace a named entity by a variable plus a description (its type, a
+  relation to another named entity, a numeric attribute blurred into a range), adding
+  clues until the description picks out that entity alone.
+- ``blur``: widen a numeric range (dates, populations, elevations) as far as uniqueness allows.
+- ``add_hop``: reach the first node through one more hop from a new named entity.
+- ``drop_clue``: remove a clue that uniqueness does not need (a shortcut).
+
+After every edit the checks run: (a) uniqueness, executed against the graph; (b) support:
+every clue is a fact of the intended binding; (c) closed-book: a model without tools must
+not solve it (optional; given as a function). Rejected edits are kept in the lineage too.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+from pipelines.browse.kg.model import Graph
+from pipelines.browse.synth import (
+    INV_PHRASE,
+    NUMERIC_ATTRS,
+    REL_PHRASE,
+    Draft,
+    check_supported,
+    is_unique,
+    named_constants,
+)
+
+MAX_CLUES = 4
+
+
+def _replace_term(draft: Draft, old: str, new: str) -> None:
+    draft.formalization["triples"] = [[new if x == old else x for x in t] for t in draft.formalization["triples"]]
+
+
+def _fresh_var(draft: Draft) -> str:
+    used = {x for t in draft.formalization["triples"] for x in (t[0], t[2]) if x.startswith("?")}
+    i = 0
+    while f"?y{i}" in used:
+        i += 1
+    return f"?y{i}"
+
+
+def numeric_range(value: float, rng: random.Random, rel_width: float) -> tuple[float, float]:
+    """A range around ``value`` of about ``rel_width`` relative width, not centred on it."""
+    if value == 0:
+        return -1.0, 1.0
+    width = abs(value) * rel_width
+    offset = rng.uniform(0.15, 0.85) * width
+    lo, hi = value - offset, value - offset + width
+    # round to 2 significant digits of the width so the numbers read naturally
+    step = 10 ** max(0, len(str(int(width))) - 2)
+    lo, hi = (lo // step) * step, -((-hi) // step) * step
+    if isinstance(value, int) or float(value).is_integer():
+        lo, hi = int(lo), int(hi)
+    return lo, hi
+
+
+def obfuscate(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
+    consts = [c for c in named_constants(draft) if c in graph.entities]
+    if not consts:
+        return None
+    target = rng.choice(consts)
+    e = graph.entities[target]
+    d = draft.copy()
+    var = _fresh_var(d)
+    _replace_term(d, target, var)
+    d.binding[var] = target
+    cons = d.formalization.setdefault("constraints", [])
+    cons.append({"var": var, "type": e.type})
+    # candidate clues: blurred numeric attributes, then relations to other named entities
+    clues: list[tuple[str, object]] = []
+    for a in NUMERIC_ATTRS:
+        v = e.attributes.get(a)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            lo, hi = numeric_range(v, rng, 0.2)
+            clues.append(("attr", {"var": var, "attr": a, "min": lo, "max": hi}))
+    for r, objs in graph.out.get(target, {}).items():
+        if r in REL_PHRASE and len(objs) == 1 and objs[0] not in d.binding.values():
+            clues.append(("rel", [var, r, objs[0]]))
+    rng.shuffle(clues)
+    clues.sort(key=lambda c: c[0] != "rel")  # relations first: they read better than numbers
+    added = 0
+    for kind, clue in clues:
+        if is_unique(graph, d):
+            break
+        if added >= MAX_CLUES:
+            break
+        if kind == "attr":
+            cons.append(clue)
+        else:
+            d.formalization["triples"].append(clue)
+        added += 1
+    if not is_unique(graph, d):
+        return None
+    return d
+
+
+def blur(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
+    idx = [i for i, c in enumerate(draft.formalization.get("constraints", [])) if "min" in c and "max" in c]
+    if not idx:
+        return None
+    i = rng.choice(idx)
+    for factor in (3.0, 2.0, 1.5):
+        d = draft.copy()
+        c = d.formalization["constraints"][i]
+        lo, hi = c["min"], c["max"]
+        mid, half = (lo + hi) / 2, (hi - lo) / 2 * factor
+        new_lo, new_hi = mid - half, mid + half
+        if isinstance(lo, int):
+            new_lo, new_hi = int(new_lo), int(new_hi)
+        if c["attr"] in ("population", "elevation_ft", "area_km2") and lo >= 0:
+            new_lo = max(new_lo, 0)
+        c["min"], c["max"] = new_lo, new_hi
+        if is_unique(graph, d):
+            return d
+    return None
+
+
+def add_hop(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
+    """Reach a node through a new named entity Z with Z -r-> node (r functional from Z and
+    node's only incoming r edge from Z), so naming Z identifies the node."""
+    f = draft.formalization
+    starts = [t[0] for t in f["triples"] if not t[0].startswith("?")]
+    starts += [v for v in draft.binding if not any(t[2] == v for t in f["triples"])]
+    rng.shuffle(starts)
+    for term in starts:
+        node = draft.binding.get(term, term)
+        options = []
+        for r, subs in graph.inn.get(node, {}).items():
+            if r in INV_PHRASE and r in REL_PHRASE and len(subs) == 1:
+                z = subs[0]
+                if z not in draft.binding.values() and z in graph.entities and len(graph.objects(z, r)) == 1:
+                    options.append((r, z))
+        if not options:
+            continue
+        r, z = rng.choice(sorted(options))
+        d = draft.copy()
+        if term.startswith("?"):
+            var = term
+        else:
+            var = _fresh_var(d)
+            _replace_term(d, term, var)
+            d.binding[var] = node
+        d.formalization["triples"].insert(0, [z, r, var])
+        # the new hop identifies the node: its own descriptive clues become droppable
+        if is_unique(graph, d):
+            return d
+    return None
+
+
+def drop_clue(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
+    """Remove one clue that uniqueness does not need (a shortcut), if there is one."""
+    f = draft.formalization
+    chain_objs = {}
+    for i, (_s, _r, o) in enumerate(f["triples"]):
+        chain_objs.setdefault(o, i)
+    candidates = [("c", i) for i, c in enumerate(f.get("constraints", [])) if "attr" in c]
+    # clue triples: variable subject, constant object, not the triple that introduces a path variable
+    candidates += [("t", i) for i, (s, _r, o) in enumerate(f["triples"]) if s.startswith("?") and not o.startswith("?")]
+    rng.shuffle(candidates)
+    for kind, i in candidates:
+        d = draft.copy()
+        if kind == "c":
+            del d.formalization["constraints"][i]
+        else:
+            del d.formalization["triples"][i]
+        try:
+            ok = is_unique(graph, d)
+        except ValueError:
+            continue
+        if ok:
+            return d
+    return None
+
+
+OPERATORS: dict[str, Callable[[Graph, Draft, random.Random], Draft | None]] = {
+    "obfuscate": obfuscate,
+    "blur": blur,
+    "add_hop": add_hop,
+    "drop_clue": drop_clue,
+}
+
+# closed-book check: question -> k predictions by a model without tools
+ClosedBook = Callable[[str], Sequence[str]]
+# question writer: draft -> (question text, origin) ; origin "llm" or "template"
+Writer = Callable[[Draft], tuple[str, str]]
+
+
+def checks(graph: Graph, draft: Draft, question: str, answer: str, aliases: Sequence[str],
+           closed_book: ClosedBook | None) -> dict:
+    from pipelines.browse.verify import rule_verdict
+
+    unique = is_unique(graph, draft)
+    supported, why = check_supported(graph, draft)
+    solved = None
+    if closed_book is not None and unique and supported:
+        preds = list(closed_book(question))
+        solved = any((v := rule_verdict([answer, *aliases], p)) is not None and v.verdict == "correct" for p in preds)
+    return {"unique": unique, "supported": supported, "support_reason": why, "closed_book_solved": solved}
+
+
+def harden(graph: Graph, draft: Draft, rng: random.Random, *, rounds: int, writer: Writer,
+           answer: str, aliases: Sequence[str], closed_book: ClosedBook | None = None,
+           operators: Sequence[str] = ("obfuscate", "blur", "add_hop", "drop_clue"),
+           min_hops: int = 3) -> tuple[Draft, dict]:
+    """Apply ``rounds`` rounds of edits. Each round tries operators in a random order and
+    keeps the first edit that passes the checks. Stops early once the question is long
+    enough and the closed-book model fails it. Returns the final draft and its checks."""
+    cur = draft
+    q, origin = writer(cur)
+    cur.question = q
+    state = checks(graph, cur, q, answer, aliases, closed_book)
+    cur.lineage.append({"round": 0, "operator": "write", "question_before": None, "question_after": q,
+                        "accepted": bool(state["unique"] and state["supported"]),
+                        "checks": {**state, "origin": origin}})
+    for rnd in range(1, rounds + 1):
+        # target difficulty reached: long enough and the closed-book model fails it
+        if rnd > 1 and state["closed_book_solved"] is False and len(cur.formalization["triples"]) >= min_hops:
+            break
+        ops = list(operators)
+        rng.shuffle(ops)
+        # obfuscate named entities first while any remain: names are the biggest shortcut
+        if named_constants(cur) and "obfuscate" in ops:
+            ops.remove("obfuscate")
+            ops.insert(0, "obfuscate")
+        for name in ops:
+            new = OPERATORS[name](graph, cur, rng)
+            if new is None:
+                continue
+            nq, origin = writer(new)
+            st = checks(graph, new, nq, answer, aliases, closed_book)
+            ok = bool(st["unique"] and st["supported"])
+            entry = {"round": rnd, "operator": name, "question_before": cur.question, "question_after": nq,
+                     "accepted": ok, "checks": {**st, "origin": origin}}
+            if ok:
+                new.question = nq
+                new.lineage.append(entry)
+                cur, state = new, st
+                break
+            cur.lineage.append(entry)
+    return cur, state

@@ -1,0 +1,181 @@
+import random
+
+import pytest
+
+from pipelines.browse import harden as H
+from pipelines.browse import synth as S
+from pipelines.browse.kg.model import Entity, Graph, Triple
+
+
+def toy_graph() -> Graph:
+    E = [
+        Entity("country/PE", "country", "Peru", aliases=("Republic of Peru",), attributes={"population": 34000000}),
+        Entity("country/BO", "country", "Bolivia", attributes={"population": 12000000}),
+        Entity("country/CL", "country", "Chile", attributes={"population": 19000000}),
+        Entity("currency/PEN", "currency", "Peruvian sol", aliases=("sol",), attributes={"iso4217": "PEN"}),
+        Entity("currency/BOB", "currency", "Boliviano", attributes={"iso4217": "BOB"}),
+        Entity("currency/CLP", "currency", "Chilean peso", attributes={"iso4217": "CLP"}),
+        Entity("city/lima", "city", "Lima", attributes={"population": 9750000}),
+        Entity("city/cusco", "city", "Cusco", attributes={"population": 428000}),
+        Entity("city/arequipa", "city", "Arequipa", attributes={"population": 1008000}),
+        Entity("city/lapaz", "city", "La Paz", attributes={"population": 757000}),
+        Entity("city/santiago", "city", "Santiago", attributes={"population": 6300000}),
+        Entity("airport/SPZO", "airport", "Alejandro Velasco Astete Airport", attributes={"elevation_ft": 10860, "iata": "CUZ"}),
+        Entity("airport/SPQU", "airport", "Rodriguez Ballon Airport", attributes={"elevation_ft": 8405, "iata": "AQP"}),
+        Entity("airport/SLLP", "airport", "El Alto Airport", attributes={"elevation_ft": 13325, "iata": "LPB"}),
+    ]
+    T = [
+        Triple("country/PE", "capital", "city/lima"), Triple("country/BO", "capital", "city/lapaz"),
+        Triple("country/CL", "capital", "city/santiago"),
+        Triple("country/PE", "currency", "currency/PEN"), Triple("country/BO", "currency", "currency/BOB"),
+        Triple("country/CL", "currency", "currency/CLP"),
+        *[Triple(c, "country", k) for c, k in [("city/lima", "country/PE"), ("city/cusco", "country/PE"),
+                                                  ("city/arequipa", "country/PE"), ("city/lapaz", "country/BO"),
+                                                  ("city/santiago", "country/CL")]],
+        Triple("airport/SPZO", "serves_city", "city/cusco"), Triple("airport/SPQU", "serves_city", "city/arequipa"),
+        Triple("airport/SLLP", "serves_city", "city/lapaz"),
+        Triple("airport/SPZO", "country", "country/PE"), Triple("airport/SPQU", "country", "country/PE"),
+        Triple("airport/SLLP", "country", "country/BO"),
+    ]
+    return Graph(E, T)
+
+
+@pytest.fixture
+def g():
+    return toy_graph()
+
+
+def airport_draft(g):
+    chain = [g.triple("airport/SPZO", "serves_city", "city/cusco"), g.triple("city/cusco", "country", "country/PE"),
+             g.triple("country/PE", "currency", "currency/PEN")]
+    return S.draft_from_chain(chain)
+
+
+def test_sampled_chains_are_functional_and_simple(g):
+    rng = random.Random(0)
+    for _ in range(20):
+        chain = S.sample_chain(g, rng, 3)
+        if chain is None:
+            continue
+        assert len(chain) == 3
+        nodes = [chain[0].subject] + [t.object for t in chain]
+        assert len(set(nodes)) == 4
+        for t in chain:
+            assert g.objects(t.subject, t.relation) == [t.object]
+        assert chain[i := 0].subject == nodes[i]
+
+
+def test_draft_from_chain_is_unique_supported_and_rendered(g):
+    d = airport_draft(g)
+    assert S.is_unique(g, d) and d.answer_id == "currency/PEN"
+    assert S.check_supported(g, d)[0]
+    q = S.render_question(g, d)
+    assert q == ("What is the currency of the country where the city served by "
+                 "Alejandro Velasco Astete Airport is located?")
+    assert S.leaks_answer(q, "Peruvian sol", ["sol", "PEN"]) is None
+    ev = S.evidence(g, d)
+    assert [e["relation"] for e in ev] == ["serves_city", "country", "currency"]
+    assert ev[0]["url"] == "https://kb.local/airport/SPZO"
+
+
+def test_obfuscate_removes_the_name_and_keeps_one_answer(g):
+    d = airport_draft(g)
+    new = H.obfuscate(g, d, random.Random(1))
+    assert new is not None
+    assert "airport/SPZO" not in S.named_constants(new)
+    assert S.is_unique(g, new) and S.check_supported(g, new)[0]
+    q = S.render_question(g, new)
+    assert "Alejandro" not in q and q.startswith("What is the currency")
+
+
+def test_obfuscation_needing_a_clue_adds_one(g):
+    # "an airport" alone is ambiguous (Peru and Bolivia both have some): a clue must be added
+    d = H.obfuscate(g, airport_draft(g), random.Random(3))
+    assert d is not None and S.is_unique(g, d)
+    bare = d.copy()
+    bare.formalization["constraints"] = [c for c in bare.formalization["constraints"] if "attr" not in c]
+    bare.formalization["triples"] = bare.formalization["triples"][:3]
+    assert S.answers(g, bare) == {"currency/PEN", "currency/BOB"}
+    n_clues = len(d.formalization["triples"]) - 3 + sum("attr" in c for c in d.formalization["constraints"])
+    assert n_clues >= 1
+
+
+def test_uniqueness_check_catches_two_answers(g):
+    d = S.Draft({"triples": [["?a", "serves_city", "?c"], ["?c", "country", "?k"], ["?k", "currency", "?x"]],
+                 "target": "?x", "constraints": [{"var": "?a", "type": "airport"}]},
+                {"?a": "airport/SPZO", "?c": "city/cusco", "?k": "country/PE", "?x": "currency/PEN"}, "airport/SPZO")
+    assert S.answers(g, d) == {"currency/PEN", "currency/BOB"}
+    assert not S.is_unique(g, d)
+
+
+def test_blur_widens_but_keeps_unique(g):
+    d = S.Draft({"triples": [["?a", "country", "?k"], ["?k", "currency", "?x"]], "target": "?x",
+                 "constraints": [{"var": "?a", "type": "airport"},
+                                 {"var": "?a", "attr": "elevation_ft", "min": 13000, "max": 13500}]},
+                {"?a": "airport/SLLP", "?k": "country/BO", "?x": "currency/BOB"}, "airport/SLLP")
+    assert S.is_unique(g, d)
+    new = H.blur(g, d, random.Random(0))
+    c = new.formalization["constraints"][1]
+    assert c["max"] - c["min"] > 500 and S.is_unique(g, new)
+    assert c["min"] > 10860  # blurring never admits the other airports' elevations
+
+
+def test_supported_check_catches_a_false_clue(g):
+    d = airport_draft(g)
+    d.formalization["constraints"].append({"var": "?x3", "attr": "iso4217", "equals": "BOB"})
+    ok, why = S.check_supported(g, d)
+    assert not ok and "constraint" in why
+
+
+def test_add_hop_reaches_node_through_new_named_entity(g):
+    d = S.Draft({"triples": [["city/cusco", "country", "?k"], ["?k", "currency", "?x"]], "target": "?x",
+                 "constraints": []}, {"?k": "country/PE", "?x": "currency/PEN"}, "city/cusco")
+    new = H.add_hop(g, d, random.Random(0))
+    assert new is not None and len(new.formalization["triples"]) == 3
+    assert new.formalization["triples"][0] == ["airport/SPZO", "serves_city", "?y0"]
+    assert new.binding["?y0"] == "city/cusco"
+    assert S.render_question(g, new).startswith("What is the currency of the country where the city served by")
+    assert S.is_unique(g, new)
+
+
+def test_drop_clue_removes_unneeded_clue(g):
+    d = airport_draft(g)
+    d.formalization["constraints"].append({"var": "?x1", "attr": "population", "min": 400000, "max": 450000})
+    new = H.drop_clue(g, d, random.Random(0))
+    assert new is not None and new.formalization["constraints"] == [] and S.is_unique(g, new)
+
+
+def test_harden_keeps_lineage_and_checks_every_edit(g):
+    d = airport_draft(g)
+    asked = []
+
+    def closed_book(q):
+        asked.append(q)
+        return ["Peruvian sol"] if "Alejandro" in q else ["Boliviano"]
+
+    final, state = H.harden(g, d, random.Random(2), rounds=3,
+                            writer=lambda dr: (S.render_question(g, dr), "template"),
+                            answer="Peruvian sol", aliases=["sol", "PEN"], closed_book=closed_book)
+    assert final.lineage[0]["operator"] == "write" and final.lineage[0]["checks"]["closed_book_solved"] is True
+    accepted = [e for e in final.lineage if e["accepted"] and e["operator"] != "write"]
+    assert accepted and accepted[0]["operator"] == "obfuscate"
+    assert all(e["checks"]["unique"] and e["checks"]["supported"] for e in accepted)
+    assert state["closed_book_solved"] is False and S.is_unique(g, final)
+    assert "Alejandro" not in final.question
+
+
+def test_numeric_range_contains_value_and_reads_naturally():
+    rng = random.Random(0)
+    for v in (428000, 10860, 1946, 35.5):
+        lo, hi = H.numeric_range(v, rng, 0.2)
+        assert lo <= v <= hi
+
+
+def test_pattern_hash_ignores_names_but_not_shape(g):
+    a = airport_draft(g)
+    b = S.draft_from_chain([g.triple("airport/SPQU", "serves_city", "city/arequipa"),
+                            g.triple("city/arequipa", "country", "country/PE"),
+                            g.triple("country/PE", "currency", "currency/PEN")])
+    c = S.draft_from_chain([g.triple("city/lima", "country", "country/PE"),
+                            g.triple("country/PE", "currency", "currency/PEN")])
+    assert S.pattern_hash(a) == S.pattern_hash(b) != S.pattern_hash(c)
