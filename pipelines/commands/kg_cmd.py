@@ -1,0 +1,104 @@
+"""`crucible kg build|stats|query`: the knowledge graph behind the browse environment."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default="defaults", help="config file or shipped name (default: defaults)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a config key, e.g. --set search.kg.min_city_population=15000")
+
+
+def _cfg(args):
+    from pipelines.config import load_config
+
+    overrides = list(args.overrides)
+    if getattr(args, "out", None):
+        overrides.append(f"search.kg.dir={args.out}")
+    return load_config(args.config, overrides)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("kg", help="build and inspect the knowledge graph (search.kg config)")
+    ks = p.add_subparsers(dest="kg_command", metavar="ACTION")
+    ks.required = True
+    b = ks.add_parser("build", help="build the graph from installed packages (+ search.kg.extra files)")
+    _config_args(b)
+    b.add_argument("--out", help="graph directory (default: content-addressed cache dir)")
+    b.add_argument("--force", action="store_true", help="rebuild even when a complete build exists")
+    b.set_defaults(func=_build)
+    s = ks.add_parser("stats", help="entity/triple/relation counts and k-hop chain counts")
+    _config_args(s)
+    s.add_argument("--out", help="graph directory (default: the configured one; built if missing)")
+    s.add_argument("--max-k", type=int, default=5)
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=_stats)
+    q = ks.add_parser("query", help="execute a formalization (JSON) and print the target bindings")
+    _config_args(q)
+    q.add_argument("--out", help="graph directory")
+    q.add_argument("formalization", help="JSON text, or @FILE")
+    q.set_defaults(func=_query)
+
+
+def _load(args):
+    from pipelines.browse.api import load_kg
+
+    return load_kg(_cfg(args), progress=lambda m: print(m, file=sys.stderr))
+
+
+def _build(args) -> int:
+    from pipelines.browse.api import graph_dir, kg_options
+    from pipelines.browse.kg.build import ensure_graph
+
+    cfg = _cfg(args)
+    d, rep = ensure_graph(kg_options(cfg), graph_dir(cfg), force=args.force,
+                          progress=lambda m: print(m, file=sys.stderr))
+    man = json.loads((d / "manifest.json").read_text())
+    state = "reused" if rep.reused else f"built in {rep.seconds:.1f} s"
+    print(f"graph: {d} ({state}): {man['entities']:,} entities, {man['triples']:,} triples")
+    for name, info in man["sources"].items():
+        status = info.get("status", "ok")
+        print(f"  {name} {info.get('version', '')}: {status}, {info.get('entities', 0):,} entities, "
+              f"{info.get('triples', 0):,} triples; licence {info.get('license', '')}")
+    for w in man.get("warnings", []):
+        print(f"  warning: {w}")
+    return 0
+
+
+def _stats(args) -> int:
+    from pipelines.browse.kg.chains import graph_stats
+
+    st = graph_stats(_load(args), args.max_k)
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    print(f"entities: {st['entities']:,}   triples: {st['triples']:,}   relations: {len(st['relations'])}")
+    print("entity types: " + ", ".join(f"{k} {v:,}" for k, v in st["entity_types"].items()))
+    print("relations:    " + ", ".join(f"{k} {v:,}" for k, v in st["relations"].items()))
+    print("chains (" + st["chain_definition"] + "):")
+    print(f"  {'k':>2} {'functional':>14} {'one_many':>18} {'at_most_one_many':>18} {'wiki_links':>14}")
+    for k, c in st["chains"].items():
+        print(f"  {k:>2} {c['functional']:>14,} {c['one_many']:>18,} {c['at_most_one_many']:>18,} {c['wiki_links']:>14,}")
+    return 0
+
+
+def _query(args) -> int:
+    from pipelines.browse.kg.executor import execute
+
+    text = args.formalization
+    if text.startswith("@"):
+        with open(text[1:], encoding="utf-8") as f:
+            text = f.read()
+    try:
+        form = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"formalization is not valid JSON ({exc.msg})") from None
+    g = _load(args)
+    ans = sorted(execute(g, form))
+    print(json.dumps({"count": len(ans), "answers": [{"id": a, "name": g.entities[a].name} for a in ans[:100]]},
+                     ensure_ascii=False, indent=1))
+    return 0
