@@ -95,6 +95,12 @@ def _serve(args) -> int:
     except embedded.EmbeddedModelError as exc:
         print(f"crucible: error: {exc}", file=sys.stderr)
         return 2
+    import signal
+
+    def _term(signum, frame):  # SIGTERM stops the child like Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
     print(f"starting {engine} server ...", file=sys.stderr, flush=True)
     url = server.start()
     print(url, flush=True)

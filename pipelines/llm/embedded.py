@@ -214,8 +214,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def serve_forever(model_path: str, port: int, n_ctx: int = 4096, n_threads: int = 2, n_parallel: int = 1,
-                  host: str = "127.0.0.1") -> None:
-    """Serve in this process until killed (the xllamacpp server runs on its own threads)."""
+                  host: str = "127.0.0.1", parent_pid: int | None = None) -> None:
+    """Serve in this process until killed (the xllamacpp server runs on its own threads).
+
+    With ``parent_pid``, exit as soon as that process is gone, so a crashed or SIGKILLed
+    pipeline never leaves a 2 GB server behind.
+    """
     xlc = require_xllamacpp()
     p = xlc.CommonParams()
     p.model.path = str(model_path)
@@ -230,17 +234,22 @@ def serve_forever(model_path: str, port: int, n_ctx: int = 4096, n_threads: int 
     print(f"READY {getattr(server, 'listening_address', f'http://{host}:{port}')}", flush=True)
     try:
         while True:
-            time.sleep(3600)
+            time.sleep(1.0)
+            if parent_pid is not None and os.getppid() != parent_pid:
+                print("parent process gone; stopping", flush=True)
+                os._exit(0)
     except KeyboardInterrupt:
         pass
 
 
-def server_argv(model_path: str | os.PathLike, port: int, n_ctx: int, n_threads: int, n_parallel: int) -> list[str]:
-    return [
+def server_argv(model_path: str | os.PathLike, port: int, n_ctx: int, n_threads: int, n_parallel: int,
+                parent_pid: int | None = None) -> list[str]:
+    argv = [
         sys.executable, "-m", "pipelines.llm.embedded",
         "--model-path", str(model_path), "--port", str(port),
         "--n-ctx", str(n_ctx), "--n-threads", str(n_threads), "--n-parallel", str(n_parallel),
     ]
+    return argv + (["--parent-pid", str(parent_pid)] if parent_pid else [])
 
 
 class EmbeddedServer:
@@ -272,7 +281,7 @@ class EmbeddedServer:
         env["PYTHONPATH"] = repo_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self._log = tempfile.TemporaryFile(mode="w+b")
         self.proc = subprocess.Popen(
-            server_argv(self.model_path, self.port, self.n_ctx, self.n_threads, self.n_parallel),
+            server_argv(self.model_path, self.port, self.n_ctx, self.n_threads, self.n_parallel, os.getpid()),
             stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=repo_root,
         )
         try:
@@ -317,8 +326,9 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-ctx", type=int, default=4096)
     ap.add_argument("--n-threads", type=int, default=2)
     ap.add_argument("--n-parallel", type=int, default=1)
+    ap.add_argument("--parent-pid", type=int, help="exit when this process is gone")
     a = ap.parse_args(argv)
-    serve_forever(a.model_path, a.port, a.n_ctx, a.n_threads, a.n_parallel)
+    serve_forever(a.model_path, a.port, a.n_ctx, a.n_threads, a.n_parallel, parent_pid=a.parent_pid)
     return 0
 
 

