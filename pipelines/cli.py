@@ -11,6 +11,7 @@ import sys
 
 from pipelines.config import ConfigError
 
+
 def command_modules() -> list[str]:
     """Every ``pipelines/commands/*_cmd.py`` module, sorted: each adds one command group."""
     import pkgutil

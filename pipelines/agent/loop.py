@@ -21,22 +21,8 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
-
-@dataclass
-class Observation:
-    content: str
-    error: bool = False
-    meta: dict = field(default_factory=dict)
-
-
-class Tool(Protocol):
-    name: str
-
-    def openai_schema(self) -> dict: ...
-
-    def call(self, args: Mapping[str, Any]) -> Observation: ...
+from pipelines.agent.tools import Observation, Tool
 
 
 @dataclass
@@ -76,7 +62,7 @@ def new_call_id(*parts: object) -> str:
 
 
 def tool_schema_list(tools: Mapping[str, Tool]) -> list[dict]:
-    return [t.openai_schema() for t in tools.values()]
+    return [t.schema for t in tools.values()]
 
 
 def run_agent(policy, tools: Mapping[str, Tool], messages: Sequence[dict], *, max_turns: int = 8,
@@ -194,7 +180,7 @@ def json_step_schema(tools: Mapping[str, Tool], final_action: str, final_schema:
     branches = [] if only_final else [
         {"type": "object",
          "properties": {"thought": {"type": "string"}, "tool": {"const": name},
-                        "arguments": _strict_params(tool.openai_schema()["function"].get("parameters") or {})},
+                        "arguments": _strict_params(tool.schema["function"].get("parameters") or {})},
          "required": ["thought", "tool", "arguments"], "additionalProperties": False}
         for name, tool in tools.items() if name != final_action
     ]

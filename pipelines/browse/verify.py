@@ -172,57 +172,31 @@ def rule_verdict(golds: Sequence[str], prediction: str, rel_tol: float = 0.01) -
 
 # ------------------------------------------------------------------ judge
 
-JUDGE_SYSTEM = (
-    "You grade answers to research questions. You are given the question, the accepted gold answers, the "
-    "evidence that supports them, and a prediction. Decide:\n"
-    "- correct: the prediction commits to ONE answer that means the same thing as a gold answer (paraphrases, "
-    "other names of the same entity, equivalent units are fine).\n"
-    "- incorrect: it commits to a different answer, or lists several candidates.\n"
-    "- not_attempted: it does not commit to an answer (says it cannot be determined, does not know, asks back).\n"
-    "Extract the final answer exactly as the prediction states it. Judge only the final answer, not the reasoning."
-)
+JUDGE_PROMPT_ID = "browse_judge"
 
-JUDGE_EXAMPLES = [
-    ({"question": "Which city hosts the headquarters of the airline based at Schiphol?", "gold": ["Amstelveen"],
-      "prediction": "The headquarters are in Amstelveen, Netherlands."},
-     {"extracted_answer": "Amstelveen, Netherlands", "verdict": "correct", "reason": "same city"}),
-    ({"question": "What currency is used in the country whose capital is Lima?", "gold": ["Peruvian sol", "PEN"],
-      "prediction": "The Peruvian nuevo sol (PEN)"},
-     {"extracted_answer": "Peruvian nuevo sol (PEN)", "verdict": "correct", "reason": "the sol, under an older name"}),
-    ({"question": "What currency is used in the country whose capital is Lima?", "gold": ["Peruvian sol", "PEN"],
-      "prediction": "The Bolivian boliviano"},
-     {"extracted_answer": "Bolivian boliviano", "verdict": "incorrect", "reason": "different currency"}),
-]
+
+def judge_prompt(prompt_id: str = JUDGE_PROMPT_ID):
+    """The versioned judge prompt (``configs/prompts/browse_judge.yaml``)."""
+    from pipelines.llm.prompts import load_prompt
+
+    return load_prompt(prompt_id)
 
 
 def build_judge_messages(question: str, golds: Sequence[str], prediction: str,
-                         evidence: Sequence[str] = ()) -> list[dict]:
-    def block(q, g, p, ev=()):
-        lines = [f"Question: {q}", "Gold answers: " + " | ".join(g)]
-        if ev:
-            lines.append("Evidence:\n" + "\n".join(f"- {e}" for e in ev))
-        lines.append(f"Prediction: {p}")
-        return "\n".join(lines)
-
-    import json
-
-    msgs = [{"role": "system", "content": JUDGE_SYSTEM}]
-    for inp, out in JUDGE_EXAMPLES:
-        msgs.append({"role": "user", "content": block(inp["question"], inp["gold"], inp["prediction"])})
-        msgs.append({"role": "assistant", "content": json.dumps(out)})
-    msgs.append({"role": "user", "content": block(question, golds, extract_final_answer(prediction) or prediction,
-                                                  list(evidence)[:8])})
-    return msgs
+                         evidence: Sequence[str] = (), prompt=None) -> list[dict]:
+    prompt = prompt or judge_prompt()
+    return prompt.render(question=question, golds=list(golds), evidence=list(evidence)[:8],
+                         prediction=extract_final_answer(prediction) or prediction)
 
 
 def judge_verdict(question: str, golds: Sequence[str], prediction: str, judge: JudgeFn,
-                  evidence: Sequence[str] = (), rel_tol: float = 0.01) -> Verdict:
+                  evidence: Sequence[str] = (), rel_tol: float = 0.01, prompt=None) -> Verdict:
     """Rules first; the judge for what rules cannot decide; hack detectors veto a judge 'correct'."""
     ruled = rule_verdict(golds, prediction, rel_tol)
     if ruled is not None:
         return ruled
     answer = extract_final_answer(prediction)
-    out = judge(build_judge_messages(question, golds, prediction, evidence), JUDGE_SCHEMA)
+    out = judge(build_judge_messages(question, golds, prediction, evidence, prompt), JUDGE_SCHEMA)
     if not out or out.get("verdict") not in VERDICTS:
         return Verdict("incorrect", answer, "judge gave no valid verdict; not counted as correct", "judge")
     verdict, reason = out["verdict"], str(out.get("reason", ""))[:500]

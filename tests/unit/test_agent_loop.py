@@ -3,14 +3,8 @@ from types import SimpleNamespace
 
 import jsonschema
 
-from pipelines.agent.loop import (
-    JSONStepPolicy,
-    NativeToolPolicy,
-    Observation,
-    Turn,
-    json_step_schema,
-    run_agent,
-)
+from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy, Turn, json_step_schema, run_agent
+from pipelines.agent.tools import Observation
 
 
 class EchoSearch:
@@ -19,7 +13,8 @@ class EchoSearch:
     def __init__(self):
         self.calls = []
 
-    def openai_schema(self):
+    @property
+    def schema(self):
         return {"type": "function", "function": {"name": "search", "description": "search", "parameters": {
             "type": "object", "properties": {"query": {"type": "string"}, "top_k": {"type": "integer"}},
             "required": ["query"]}}}
@@ -90,8 +85,7 @@ def test_final_tool_ends_episode():
     class Submit:
         name = "submit"
 
-        def openai_schema(self):
-            return {"type": "function", "function": {"name": "submit", "parameters": {"type": "object", "properties": {}}}}
+        schema = {"type": "function", "function": {"name": "submit", "parameters": {"type": "object", "properties": {}}}}
 
         def call(self, args):
             return Observation("diff --git a/x b/x")

@@ -1,0 +1,110 @@
+"""``make synth-browse``: the Beam graph (thin adapters over :mod:`pipelines.browse.stages`).
+
+    plan (driver: sample structures from the graph, skip finished ones)
+      -> Create -> BatchElements -> ProcessQuestions (write, harden, roll out k, verify, reward, filter)
+      -> CommitResults (Parquet shards + commit manifests)  -> DuckDB catalog refresh
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipelines.browse.stages import PIPELINE, Context, plan_items, run_questions
+from pipelines.store.commit import ItemResult, failure_row
+
+log = logging.getLogger(__name__)
+PROMPTS = {"write": "browse_write_question", "closed_book": "browse_closed_book", "agent": "browse_agent",
+           "judge": "browse_judge"}
+
+
+def build_context(cfg: Mapping, llm_cfg: Mapping | None, run_id: str) -> Context:
+    """Everything a worker needs, built from plain config dicts (works inside DoFn.setup)."""
+    from pipelines.browse.api import load_kg, open_environment
+    from pipelines.llm import LLMClient, load_prompt
+
+    client = LLMClient.from_config(llm_cfg, out_dir=cfg["run"]["out_dir"]) if llm_cfg else None
+    opts = dict(cfg["browse"])
+    opts["_engine"] = cfg["llm"].get("engine")
+    return Context(graph=load_kg(cfg), client=client, env=open_environment(cfg), opts=opts, run_id=run_id,
+                   model=(llm_cfg or {}).get("model", "none"),
+                   prompts={k: load_prompt(v) for k, v in PROMPTS.items()})
+
+
+class ProcessQuestions(beam.DoFn):
+    def __init__(self, cfg: dict, llm_cfg: dict | None, run_id: str, workers: int):
+        self.cfg, self.llm_cfg, self.run_id, self.workers = cfg, llm_cfg, run_id, workers
+        self.questions = Metrics.counter("crucible.browse", "questions")
+        self.kept = Metrics.counter("crucible.browse", "questions_kept")
+        self.trajs = Metrics.counter("crucible.browse", "trajectories")
+        self.correct = Metrics.counter("crucible.browse", "trajectories_correct")
+
+    def setup(self):
+        self.ctx = build_context(self.cfg, self.llm_cfg, self.run_id)
+
+    def process(self, batch):
+        for res in run_questions(list(batch), self.ctx, self.workers):
+            self.questions.inc()
+            self.kept.inc(len(res.rows.get("questions", [])))
+            trajs = res.rows.get("browse_trajectories", [])
+            self.trajs.inc(len(trajs))
+            self.correct.inc(sum(t["verdict"] == "correct" for t in trajs))
+            yield res
+
+    def teardown(self):
+        client = getattr(getattr(self, "ctx", None), "client", None)
+        if client is not None:
+            client.close()
+
+
+def run(cfg) -> dict:
+    """Run the whole pipeline for a loaded config; returns a summary dict."""
+    from pipelines.beam_options import pipeline_options
+    from pipelines.browse.api import load_kg
+    from pipelines.llm import endpoint_config, llm_endpoint
+    from pipelines.store.catalog import refresh_catalog
+    from pipelines.store.commit import commit_items, ensure_layout, recover, stable_hash
+    from pipelines.store.sinks import CommitResults
+
+    t0 = time.monotonic()
+    out_dir = cfg.run.out_dir
+    run_id = cfg.run.run_id or f"browse-{stable_hash(cfg.to_dict()['browse'], cfg.to_dict()['llm'].get('model'), n=8)}"
+    ensure_layout(out_dir)
+    graph = load_kg(cfg)
+    items, dup_drops = plan_items(graph, cfg.browse)
+    if cfg.run.limit:
+        items = items[: cfg.run.limit]
+    rec = recover(out_dir, PIPELINE)
+    todo = [it for it in items if it["key"] not in rec.done_keys]
+    dup_todo = [d for d in dup_drops if d["key"] not in rec.done_keys]
+    if dup_todo:  # structural duplicates are counted as drops, committed once
+        commit_items(out_dir, PIPELINE, run_id, [
+            ItemResult(d["key"]).add("failures", failure_row(pipeline=PIPELINE, stage="sample", kind="filtered",
+                                                             reason=d["reason"], run_id=run_id, item_key=d["key"],
+                                                             payload=d))
+            for d in dup_todo])
+    log.info("synth-browse: %d structures planned, %d already done, %d to process (%d structural duplicates dropped)",
+             len(items), len(items) - len(todo), len(todo), len(dup_drops))
+    summary = {"planned": len(items), "skipped": len(items) - len(todo), "processed": len(todo),
+               "structural_duplicates": len(dup_drops)}
+    if todo:
+        cfgd = cfg.to_dict()
+        with llm_endpoint(cfg.llm) as base_urls:
+            llm_cfg = endpoint_config(cfg.llm, base_urls)
+            workers = max(1, int(cfg.llm.max_concurrency) * len(base_urls))
+            batch = max(1, int(cfg.browse.get("batch_size", workers)))
+            with beam.Pipeline(options=pipeline_options(cfg.run)) as p:
+                (p
+                 | "Structures" >> beam.Create(todo, reshuffle=False)
+                 | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=batch)
+                 | "ProcessQuestions" >> beam.ParDo(ProcessQuestions(cfgd, llm_cfg, run_id, workers))
+                 | "Commit" >> CommitResults(out_dir, PIPELINE, run_id, every_items=cfg.store.commit_every_items,
+                                             every_s=cfg.store.commit_every_s, compression=cfg.store.compression,
+                                             total_items=len(todo), progress_every_s=cfg.run.progress_every_s))
+    path = refresh_catalog(out_dir, cfg.store.catalog)
+    summary.update({"catalog": path, "seconds": round(time.monotonic() - t0, 1)})
+    return summary

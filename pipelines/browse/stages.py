@@ -1,0 +1,362 @@
+"""The per-question work of ``make synth-browse``, as plain functions over explicit clients.
+
+``process_question(item, ctx)`` takes one sampled structure through write -> harden ->
+roll out (k) -> verify -> reward -> filter, and returns an :class:`ItemResult` with the
+question row, its trajectory rows and failure rows. Beam adapters live in ``pipeline.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy, run_agent
+from pipelines.browse import harden as H
+from pipelines.browse import reward as R
+from pipelines.browse import synth as S
+from pipelines.browse import verify as V
+from pipelines.store.commit import ItemResult, failure_row, utc_now
+
+log = logging.getLogger(__name__)
+PIPELINE = "browse"
+OBSERVATION_SUFFIX = "If this answers the question, give the final answer now."
+
+
+@dataclass
+class Context:
+    """What a worker needs: the graph, an LLM client, the browse env, prompts and options."""
+
+    graph: Any
+    client: Any
+    env: Any
+    opts: Mapping
+    run_id: str
+    model: str
+    prompts: Mapping[str, Any]
+
+
+# ---------------------------------------------------------------- planning (driver side)
+
+def plan_items(graph, opts: Mapping) -> tuple[list[dict], list[dict]]:
+    """Sample ``opts.seeds`` structures, deterministic in ``opts.seed``. Returns (items,
+    structural-duplicate drops). Each item: {key, chain: [[s, r, o], ...], pattern}."""
+    rng = random.Random(int(opts.get("seed", 0)))
+    lo, hi = int(opts.get("min_hops", 3)), int(opts.get("max_hops", 4))
+    per_pattern = int(opts.get("max_per_pattern", 3))
+    seed_types = list(opts.get("seed_types") or [])
+    items, drops, seen_chains, patterns = [], [], set(), Counter()
+    attempts = 0
+    target = int(opts.get("seeds", 20))
+    while len(items) < target and attempts < target * 30:
+        attempts += 1
+        hops = rng.randint(lo, hi)
+        chain = S.sample_chain_weighted(graph, rng, hops, seed_types=seed_types)
+        if chain is None:
+            continue
+        triples = [[t.subject, t.relation, t.object] for t in chain]
+        key = hashlib.sha256(json.dumps(triples).encode()).hexdigest()[:16]
+        draft = S.draft_from_chain(chain)
+        pat = S.pattern_hash(draft)
+        if key in seen_chains:
+            continue
+        seen_chains.add(key)
+        if patterns[pat] >= per_pattern:
+            drops.append({"key": f"q-{key}", "reason": "structural duplicate (relation pattern already used "
+                                                      f"{per_pattern} times)", "pattern": pat})
+            continue
+        patterns[pat] += 1
+        items.append({"key": f"q-{key}", "chain": triples, "pattern": pat})
+    return items, drops
+
+
+# ---------------------------------------------------------------- LLM-backed steps
+
+def make_writer(ctx: Context):
+    """Question writer: the LLM rewrites the template question; the template is the fallback
+    whenever the model's text fails validation (leaks the answer or a hidden name, not a question)."""
+    graph, prompt = ctx.graph, ctx.prompts.get("write")
+    use_llm = bool(ctx.opts.get("write_with_llm", True)) and ctx.client is not None and prompt is not None
+
+    def write(draft: S.Draft) -> tuple[str, str]:
+        template = S.render_question(graph, draft)
+        if not use_llm:
+            return template, "template"
+        answer = S.entity_name(graph, draft.answer_id)
+        aliases = S.answer_aliases(graph, draft.answer_id)
+        try:
+            res = ctx.client.structured(prompt.render(draft=template, answer=answer), prompt.schema, prompt=prompt)
+        except Exception as exc:  # transport failure: the template still gives a valid question
+            log.warning("question writer failed: %s", exc)
+            return template, "template"
+        text = (res.parsed or {}).get("question", "").strip() if res.parsed else ""
+        ok, _why = validate_question(graph, draft, text, answer, aliases)
+        return (text, "llm") if ok else (template, "template")
+
+    return write
+
+
+def validate_question(graph, draft: S.Draft, text: str, answer: str, aliases: Sequence[str]) -> tuple[bool, str]:
+    if not text or not text.rstrip().endswith("?"):
+        return False, "not a question"
+    if len(text) > 600:
+        return False, "too long"
+    leak = S.leaks_answer(text, answer, aliases)
+    if leak:
+        return False, f"names the answer ({leak})"
+    hidden = [S.entity_name(graph, e) for v, e in draft.binding.items() if v != draft.target]
+    named = set(S.named_constants(draft))
+    for v, e in draft.binding.items():
+        if e in named:
+            continue
+        name = S.entity_name(graph, e)
+        if v != draft.target and len(name) > 3 and S.leaks_answer(text, name, []):
+            return False, f"names a hidden entity ({name})"
+    del hidden
+    return True, "ok"
+
+
+def make_closed_book(ctx: Context):
+    prompt, k = ctx.prompts.get("closed_book"), int(ctx.opts.get("closed_book_k", 2))
+    if ctx.client is None or prompt is None or k <= 0:
+        return None
+
+    def solve(question: str) -> list[str]:
+        out = []
+        for i in range(k):
+            try:
+                res = ctx.client.structured(prompt.render(question=question), prompt.schema, prompt=prompt,
+                                            sample_index=i)
+            except Exception as exc:
+                log.warning("closed-book check failed: %s", exc)
+                continue
+            if res.parsed:
+                out.append(res.parsed["answer"])
+        return out
+
+    return solve
+
+
+def make_judge(ctx: Context):
+    if ctx.client is None or not ctx.opts.get("judge", True):
+        return lambda messages, schema: None
+
+    def judge(messages, schema):
+        res = ctx.client.structured(messages, schema, prompt=ctx.prompts.get("judge"), temperature=0)
+        return res.parsed
+
+    return judge
+
+
+def choose_policy(ctx: Context, sample_index: int):
+    kind = ctx.opts.get("policy", "auto")
+    if kind == "auto":
+        kind = "json_step" if ctx.opts.get("_engine") == "embedded" else "native"
+    params = {"temperature": float(ctx.opts.get("temperature", 0.7)),
+              "max_tokens": int(ctx.opts.get("max_tokens", 256))}
+    if kind == "json_step":
+        return JSONStepPolicy(ctx.client, prompt=ctx.prompts.get("agent"), sample_index=sample_index, **params)
+    return NativeToolPolicy(ctx.client, prompt=ctx.prompts.get("agent"), sample_index=sample_index, **params)
+
+
+# ---------------------------------------------------------------- one question
+
+def rollout(ctx: Context, question: str, sample_index: int) -> dict:
+    session = ctx.env.session(forbidden_texts=[question])
+    tools = {t.name: t for t in session.tools}
+    agent_prompt = ctx.prompts["agent"]
+    res = run_agent(choose_policy(ctx, sample_index), tools, agent_prompt.render(question=question),
+                    max_turns=int(ctx.opts.get("max_turns", 6)),
+                    max_total_tokens=int(ctx.opts.get("max_total_tokens", 12000)),
+                    observation_suffix=OBSERVATION_SUFFIX if ctx.opts.get("observation_hint", True) else "")
+    return {"result": res, "stats": session.stats, "schemas": session.schemas}
+
+
+def aggregate(preds: Sequence[tuple[str | None, int]], golds: Sequence[str]) -> dict:
+    """Parallel thinking over k rollouts: majority vote, and the answer of the rollout
+    with the fewest tool calls; each marked correct or not by the rules."""
+    answers = [(V.extract_final_answer(p) if p else "", n) for p, n in preds]
+    norm = Counter(V.normalize(a) for a, _ in answers if a)
+    majority = None
+    if norm:
+        top = norm.most_common(1)[0][0]
+        majority = next(a for a, _ in answers if V.normalize(a) == top)
+    fewest = min((x for x in answers if x[0]), key=lambda x: x[1], default=(None, 0))[0]
+
+    def ok(a):
+        return bool(a) and V.matches_gold(a, golds)
+
+    return {"majority": majority, "majority_correct": ok(majority), "fewest_calls": fewest,
+            "fewest_calls_correct": ok(fewest)}
+
+
+def band(pass_rate: float) -> str:
+    if pass_rate <= 0:
+        return "unsolved"
+    if pass_rate >= 1:
+        return "solved"
+    return "learnable"
+
+
+def trajectory_filters(row: dict, opts: Mapping) -> list[str]:
+    """Reasons a trajectory cannot be used for SFT ([] = keep)."""
+    reasons = []
+    if row["verdict"] != "correct":
+        reasons.append("sft: not correct")
+    if (row["reward_format"] or 0) < 1:
+        reasons.append("sft: malformed turn")
+    if row["n_prompt_tokens"] + row["n_completion_tokens"] > int(opts.get("sft_max_tokens", 16000)):
+        reasons.append("sft: over token cap")
+    if row["n_turns"] > int(opts.get("sft_max_turns", 12)):
+        reasons.append("sft: over turn cap")
+    if row["meta"]["hallucinated_urls"]:
+        reasons.append("sft: visited a URL never seen")
+    if row["n_tool_calls"] and row["n_tool_errors"] / row["n_tool_calls"] > float(opts.get("max_tool_error_rate", 0.34)):
+        reasons.append("sft: too many tool errors")
+    if row["n_tool_calls"] < int(opts.get("sft_min_tool_calls", 1)):
+        reasons.append("sft: answered without searching")
+    return reasons
+
+
+def process_question(item: Mapping, ctx: Context) -> ItemResult:
+    graph, opts = ctx.graph, ctx.opts
+    out = ItemResult(item["key"])
+    rng = random.Random(item["key"])
+    try:
+        chain = [graph.triple(s, r, o) for s, r, o in item["chain"]]
+        if any(t is None for t in chain):
+            raise ValueError("the sampled chain is not in this graph (was the graph rebuilt?)")
+        draft = S.draft_from_chain(chain)
+        answer = S.entity_name(graph, draft.answer_id)
+        aliases = S.answer_aliases(graph, draft.answer_id)
+        golds = [answer, *aliases]
+        final, state = H.harden(graph, draft, rng, rounds=int(opts.get("rounds", 2)), writer=make_writer(ctx),
+                                answer=answer, aliases=aliases, closed_book=make_closed_book(ctx),
+                                min_hops=int(opts.get("min_hops", 3)))
+    except Exception as exc:
+        log.exception("question %s failed in synthesis", item["key"])
+        out.add("failures", failure_row(pipeline=PIPELINE, stage="synthesize", kind="error",
+                                        reason=f"{type(exc).__name__}: {exc}", run_id=ctx.run_id,
+                                        item_key=item["key"], payload=item))
+        return out
+    if not (state["unique"] and state["supported"]):
+        out.add("failures", failure_row(pipeline=PIPELINE, stage="harden", kind="filtered",
+                                        reason="answer not unique or not supported after hardening",
+                                        run_id=ctx.run_id, item_key=item["key"], payload=final.formalization))
+        return out
+    question = final.question
+    evidence = S.evidence(graph, final)
+    ev_text = [e["fact"] for e in evidence]
+
+    k = int(opts.get("k", 2))
+    judge = make_judge(ctx)
+    trajs = []
+    for i in range(k):
+        t_row, err = _one_trajectory(ctx, item["key"], question, answer, aliases, golds, evidence, ev_text, judge, i)
+        if err:
+            out.add("failures", err)
+        if t_row:
+            trajs.append(t_row)
+    n_correct = sum(t["verdict"] == "correct" for t in trajs)
+    pass_rate = n_correct / len(trajs) if trajs else None
+    agg = aggregate([(t["prediction"], t["n_tool_calls"]) for t in trajs], golds) if trajs else None
+    q_split = "rl" if pass_rate is not None and 0 < pass_rate < 1 else "none"
+    for t in trajs:
+        t["pass_rate_k"] = pass_rate
+        t["difficulty_band"] = band(pass_rate) if pass_rate is not None else None
+        sft_drop = trajectory_filters(t, opts)
+        rl_ok = q_split == "rl"
+        t["split"] = ("sft+rl" if rl_ok else "sft") if not sft_drop else ("rl" if rl_ok else "none")
+        t["drop_reasons"] = sft_drop + ([] if rl_ok else [f"rl: pass rate {pass_rate:.2f} not in (0, 1)"])
+    out.rows.setdefault("browse_trajectories", []).extend(trajs)
+    lineage = [{"round": e["round"], "operator": e["operator"], "question_before": e["question_before"],
+                "question_after": e["question_after"], "accepted": e["accepted"], "checks": e["checks"]}
+               for e in final.lineage]
+    out.add("questions", {
+        "question_id": item["key"], "question": question, "answer": answer, "answer_aliases": aliases,
+        "answer_type": "entity", "hops": len(final.formalization["triples"]), "source": "kg",
+        "seed_entity": final.seed, "pattern_hash": S.pattern_hash(final),
+        "formalization": {**final.formalization, "binding": final.binding}, "evidence": evidence,
+        "lineage": lineage, "difficulty": band(pass_rate) if pass_rate is not None else None,
+        "pass_rate": pass_rate, "closed_book_solved": state["closed_book_solved"], "split": q_split,
+        "model": ctx.model, "prompt_version": _versions(ctx), "meta": {"aggregate": agg, "sampled_pattern": item["pattern"]},
+        "run_id": ctx.run_id, "created_at": utc_now(),
+    })
+    return out
+
+
+def _versions(ctx: Context) -> str:
+    return ",".join(f"{p.id}@{p.version}" for p in ctx.prompts.values() if p is not None)
+
+
+def _one_trajectory(ctx, qid, question, answer, aliases, golds, evidence, ev_text, judge, i):
+    try:
+        ro = rollout(ctx, question, i)
+    except Exception as exc:
+        log.warning("rollout %s/%d failed: %s", qid, i, exc)
+        return None, failure_row(pipeline=PIPELINE, stage="rollout", kind="error", reason=f"{type(exc).__name__}: {exc}",
+                                 run_id=ctx.run_id, item_key=qid, discriminator=i)
+    res, stats = ro["result"], ro["stats"]
+    prediction = res.final
+    v = V.judge_verdict(question, golds, prediction or "", judge, ev_text, float(ctx.opts.get("rel_tol", 0.01)),
+                        prompt=ctx.prompts.get("judge"))
+    observations = [o.content for o in res.observations]
+    fmt, fmt_problems = R.format_reward(res.messages, [s["function"]["name"] for s in ro["schemas"]])
+    clue = R.clue_recall(evidence, stats.visited_urls, observations)
+    terms = {"outcome": R.outcome_reward(v.verdict), "format": fmt, "clue": clue}
+    # a visited URL that no search result ever showed is a guessed (hallucinated) URL
+    returned = set(stats.returned_urls)
+    hallucinated = [u for u in stats.visited_urls if u not in returned]
+    row = {
+        "traj_id": f"{qid}-{i}", "question_id": qid, "sample_index": i, "question": question, "answer": answer,
+        "answer_aliases": list(aliases), "messages": _clean(res.messages), "tools": ro["schemas"],
+        "rendered_react": None, "policy_model": ctx.model,
+        "sampling_params": {"temperature": float(ctx.opts.get("temperature", 0.7)), "policy": ctx.opts.get("policy")},
+        "env_snapshot_id": ctx.env.snapshot_id, "prediction": prediction, "extracted_answer": v.extracted_answer,
+        "verdict": v.verdict, "verdict_source": v.source, "judge_model": ctx.model if v.source == "judge" else None,
+        "judge_prompt_version": ctx.prompts["judge"].version if v.source == "judge" and ctx.prompts.get("judge") else None,
+        "judge_raw": v.reason, "reward_outcome": terms["outcome"], "reward_format": fmt, "reward_clue": clue,
+        "reward_total": R.combine(terms, str(ctx.opts.get("reward_formula", R.DEFAULT_FORMULA))),
+        "reward_model_score": None, "n_turns": res.n_turns, "n_tool_calls": res.n_tool_calls,
+        "n_search": res.tool_counts.get("search", 0), "n_visit": res.tool_counts.get("visit", 0),
+        "n_tool_errors": res.n_tool_errors, "n_prompt_tokens": res.prompt_tokens,
+        "n_completion_tokens": res.completion_tokens, "latency_s": round(res.latency_s, 3),
+        "termination": res.termination, "retrieved_urls": list(stats.visited_urls),
+        "evidence_recall": clue, "pass_rate_k": None, "difficulty_band": None, "split": None, "drop_reasons": [],
+        "leak_flags": (["results_dropped"] if stats.leak_results_dropped else [])
+                      + (["page_redacted"] if stats.leak_spans_redacted or stats.leak_pages_blocked else []),
+        "meta": {"format_problems": fmt_problems, "errors": res.errors, "tool_stats": stats.to_dict(),
+                 "hallucinated_urls": hallucinated, "verdict_reason": v.reason},
+        "run_id": ctx.run_id, "created_at": utc_now(),
+    }
+    return row, None
+
+
+def _clean(messages: Sequence[dict]) -> list[dict]:
+    """Messages as the record schema wants them: only OpenAI keys, no None tool_calls."""
+    out = []
+    for m in messages:
+        d = {"role": m["role"], "content": m.get("content")}
+        if m.get("tool_calls"):
+            d["tool_calls"] = [{"id": c["id"], "type": "function",
+                                "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
+                               for c in m["tool_calls"]]
+        if m["role"] == "tool":
+            d["tool_call_id"] = m.get("tool_call_id")
+            d["name"] = m.get("name")
+        out.append(d)
+    return out
+
+
+def run_questions(items: Sequence[Mapping], ctx: Context, workers: int) -> list[ItemResult]:
+    """Process several questions concurrently (the LLM client caps in-flight requests)."""
+    if workers <= 1 or len(items) <= 1:
+        return [process_question(it, ctx) for it in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda it: process_question(it, ctx), items))

@@ -1,0 +1,112 @@
+"""`crucible browse run | check-unique | judge`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from pipelines.cli import add_config_args
+
+    p = sub.add_parser("browse", help="research questions + search-agent trajectories (make synth-browse)")
+    bsub = p.add_subparsers(dest="browse_command", metavar="ACTION")
+    bsub.required = True
+    r = bsub.add_parser("run", help="run the synth-browse pipeline")
+    add_config_args(r, default="browse")
+    r.set_defaults(func=_run)
+    c = bsub.add_parser("check-unique", help="execute every stored question's formalization against the graph")
+    add_config_args(c, default="browse")
+    c.set_defaults(func=_check_unique)
+    j = bsub.add_parser("judge", help="grade outside predictions: JSONL rows {question, gold: [...], prediction}")
+    j.add_argument("file", help="JSONL file (optional field per row: evidence, a list of strings)")
+    j.add_argument("--rules-only", action="store_true", help="no LLM judge (undecided rows become incorrect)")
+    add_config_args(j, default="browse")
+    j.set_defaults(func=_judge)
+
+
+def _run(args) -> int:
+    from pipelines.browse.pipeline import run
+    from pipelines.cli import config_from_args
+
+    cfg = config_from_args(args)
+    summary = run(cfg)
+    print(json.dumps(summary))
+    from pipelines.store import catalog
+    from pipelines.store.stats import compute_stats, format_stats
+
+    con = catalog.connect(cfg.run.out_dir, cfg.store.catalog)
+    try:
+        print(format_stats(compute_stats(con)))
+    finally:
+        con.close()
+    return 0
+
+
+def _check_unique(args) -> int:
+    from pipelines.browse.api import load_kg
+    from pipelines.browse.kg.executor import execute
+    from pipelines.cli import config_from_args
+    from pipelines.store import catalog
+    from pipelines.store.records import record_type
+
+    cfg = config_from_args(args)
+    graph = load_kg(cfg)
+    cols, rows = catalog.query(cfg.run.out_dir, "select * from questions order by question_id", cfg.store.catalog)
+    rt = record_type("questions")
+    bad = 0
+    for r in rows:
+        q = rt.decode(dict(zip(cols, r)))
+        form = {k: v for k, v in q["formalization"].items() if k != "binding"}
+        binding = q["formalization"].get("binding", {})
+        got = execute(graph, form, limit=2)
+        ok = len(got) == 1 and got == {binding.get(form["target"])}
+        bad += not ok
+        print(json.dumps({"question_id": q["question_id"], "unique": ok, "answers": sorted(got)[:5],
+                          "answer": q["answer"]}))
+    print(f"{len(rows) - bad}/{len(rows)} questions have exactly their one answer", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _judge(args) -> int:
+    from pipelines.browse import verify as V
+    from pipelines.cli import config_from_args
+
+    rows = []
+    with open(args.file, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{args.file}:{n}: not valid JSON ({exc.msg})") from None
+            for field, typ in (("question", str), ("gold", list), ("prediction", str)):
+                if not isinstance(row.get(field), typ):
+                    raise ValueError(f"{args.file}:{n}: field {field!r} must be a {typ.__name__} "
+                                     "(rows need question: str, gold: [str, ...], prediction: str)")
+            rows.append(row)
+    cfg = config_from_args(args)
+
+    def grade(judge):
+        prompt = None if args.rules_only else V.judge_prompt()
+        for row in rows:
+            v = V.judge_verdict(row["question"], row["gold"], row["prediction"], judge,
+                                row.get("evidence") or (), float(cfg.browse.rel_tol), prompt=prompt)
+            print(json.dumps({"verdict": v.verdict, "extracted_answer": v.extracted_answer, "reason": v.reason,
+                              "source": v.source}), flush=True)
+
+    if args.rules_only:
+        grade(lambda m, s: None)
+        return 0
+    from pipelines.llm import LLMClient, endpoint_config, llm_endpoint
+
+    with llm_endpoint(cfg.llm) as urls:
+        client = LLMClient.from_config(endpoint_config(cfg.llm, urls), out_dir=cfg.run.out_dir)
+        prompt = V.judge_prompt()
+        try:
+            grade(lambda m, s: client.structured(m, s, prompt=prompt, temperature=0).parsed)
+        finally:
+            client.close()
+    return 0
