@@ -270,6 +270,13 @@ def test_cache_distinguishes_sample_index_and_prompt_version(srv, tmp_path):
     assert len(srv.chat_requests) == 4
 
 
+def test_sample_index_offsets_the_seed(srv):
+    c = client(srv.base_url, default_params={"seed": 10, "temperature": 1.0})
+    for i in range(3):
+        c.chat(MSGS, sample_index=i)
+    assert [b["seed"] for b in srv.chat_requests] == [10, 11, 12]
+
+
 def test_cache_can_be_disabled(srv, tmp_path):
     for _ in range(2):
         LLMClient([srv.base_url], "m", cache_dir=tmp_path, cache=False).chat(MSGS)
