@@ -441,7 +441,8 @@ class LLMClient:
         **params: Any,
     ) -> ChatResult:
         """One chat completion. ``prompt`` is a loaded Prompt (or ``(id, version)``) for the cache key
-        and accounting; ``sample_index`` distinguishes repeated samples of the same request.
+        and accounting; ``sample_index`` distinguishes repeated samples of the same request (it is in
+        the cache key and is added to a configured ``seed``).
         Extra keyword arguments are sampling/tool params (``temperature``, ``tools``, ``response_format``…).
         Precedence: config defaults < the prompt's ``params`` < keyword arguments; ``None`` values
         are dropped, so ``seed=None`` removes the configured seed.
@@ -450,6 +451,8 @@ class LLMClient:
         prompt_params = getattr(prompt, "params", None) or {}
         merged = {**self.default_params, **prompt_params, **params}
         merged = {k: v for k, v in merged.items() if v is not None}
+        if sample_index and isinstance(merged.get("seed"), int):
+            merged["seed"] += int(sample_index)  # distinct samples need distinct seeds
         msgs = [dict(m) for m in messages]
         pid, pver = _prompt_ref(prompt)
         key = cache_key(model, msgs, merged, pid, pver, sample_index)
@@ -565,7 +568,8 @@ def _prompt_ref(prompt: Any) -> tuple[str | None, str | None]:
         return str(prompt[0]), None if prompt[1] is None else str(prompt[1])
     if isinstance(prompt, Mapping):
         return prompt.get("id"), None if prompt.get("version") is None else str(prompt["version"])
-    return getattr(prompt, "id", None), str(getattr(prompt, "version", None))
+    version = getattr(prompt, "version", None)
+    return getattr(prompt, "id", None), None if version is None else str(version)
 
 
 def _tool_names(tools: Iterable[Mapping] | None) -> list[str]:

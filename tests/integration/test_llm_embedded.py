@@ -19,6 +19,55 @@ if _missing:
                 "run: pip install -e '.[embedded]'", allow_module_level=True)
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_cli_serve_answers_openai_client_and_server_dies_with_the_cli():
+    """Runs first (before the module fixture starts its own server): `crucible llm serve` prints a
+    base URL that the plain openai client can chat with; SIGKILL of the CLI takes the server down."""
+    import os
+    import signal
+    import subprocess
+
+    import openai
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "llm", "serve"], cwd=repo,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = proc.stdout.readline().strip()  # printed only once /v1/models answers
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1"), url
+        reply = openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=120).chat.completions.create(
+            model="embedded", messages=[{"role": "user", "content": "Reply with the single word: ready"}],
+            max_tokens=8, temperature=0)
+        assert reply.choices[0].message.content.strip()
+        children = _children(proc.pid)
+        assert len(children) == 1
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 15
+        while _alive(children[0]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(children[0]), "embedded server outlived its parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 @pytest.fixture(scope="module")
 def endpoint():
     from pipelines.config import load_config

@@ -270,6 +270,13 @@ def test_cache_distinguishes_sample_index_and_prompt_version(srv, tmp_path):
     assert len(srv.chat_requests) == 4
 
 
+def test_sample_index_offsets_the_seed(srv):
+    c = client(srv.base_url, default_params={"seed": 10, "temperature": 1.0})
+    for i in range(3):
+        c.chat(MSGS, sample_index=i)
+    assert [b["seed"] for b in srv.chat_requests] == [10, 11, 12]
+
+
 def test_cache_can_be_disabled(srv, tmp_path):
     for _ in range(2):
         LLMClient([srv.base_url], "m", cache_dir=tmp_path, cache=False).chat(MSGS)
@@ -366,3 +373,54 @@ def test_chat_result_message_without_tool_calls():
     r = ChatResult(text="hi", tool_calls=[], finish_reason="stop", usage={}, latency_s=0, retries=0,
                    cache_hit=False, raw=None, model="m")
     assert r.message == {"role": "assistant", "content": "hi"} and r.ok
+
+
+def test_rate_pacer_reserves_slots_and_adjusts():
+    from pipelines.llm.client import RatePacer
+
+    now = [100.0]
+    slept = []
+
+    def sleep(s):
+        slept.append(round(s, 6))
+        now[0] += s
+
+    p = RatePacer(60, clock=lambda: now[0], sleep=sleep)  # 1 unit per second
+    assert p.acquire() == 0
+    assert p.acquire() == 1.0 and p.acquire(2) == 1.0  # slots at t=101, then t=102 (2 units)
+    assert slept == [1.0, 1.0] and now[0] == 102.0
+    p.adjust(-2)  # the 2-unit reservation really used 0 units
+    assert p.acquire() == 0.0
+    with pytest.raises(ValueError):
+        RatePacer(0)
+
+
+def test_backoff_is_jittered_exponential_and_capped():
+    import random
+
+    from pipelines.llm.client import backoff_seconds
+
+    rng = random.Random(0)
+    for attempt, base in ((1, 1.0), (2, 2.0), (3, 4.0), (10, 30.0)):
+        vals = [backoff_seconds(attempt, 1.0, 30.0, rng) for _ in range(50)]
+        assert all(base / 2 <= v <= base for v in vals) and len(set(vals)) > 1
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"a": 1}', {"a": 1}),
+    ('```json\n{"a": 1}\n```', {"a": 1}),
+    ('Here you go: {"a": {"b": 2}} hope it helps', {"a": {"b": 2}}),
+    ("[1, 2]", [1, 2]),
+])
+def test_parse_json_text_accepts_common_wrappings(text, expected):
+    from pipelines.llm.client import parse_json_text
+
+    assert parse_json_text(text) == expected
+
+
+@pytest.mark.parametrize("text", [None, "", "Paris", "{'a': 1}"])
+def test_parse_json_text_rejects_non_json(text):
+    from pipelines.llm.client import parse_json_text
+
+    with pytest.raises(ValueError):
+        parse_json_text(text)
