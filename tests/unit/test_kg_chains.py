@@ -25,7 +25,7 @@ def _brute(graph, max_k):
     for k in range(2, max_k + 1):
         f = m = w = 0
 
-        def walk(node, prev, depth, many):
+        def walk(node, prev, depth, many, k=k):
             nonlocal f, m
             if depth == k:
                 if many == 0:
@@ -38,16 +38,16 @@ def _brute(graph, max_k):
                     continue
                 nm = many + (0 if func else 1)
                 if nm <= 1:
-                    walk(nxt, node, depth + 1, nm)
+                    walk(nxt, node, depth + 1, nm, k)
 
-        def lwalk(node, prev, depth):
+        def lwalk(node, prev, depth, k=k):
             nonlocal w
             if depth == k:
                 w += 1
                 return
             for nxt in links.get(node, []):
                 if nxt != prev:
-                    lwalk(nxt, node, depth + 1)
+                    lwalk(nxt, node, depth + 1, k)
 
         for e in graph.entities:
             walk(e, None, 0, 0)
