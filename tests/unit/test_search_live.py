@@ -1,0 +1,124 @@
+"""Every live client against the real loopback server (`crucible search serve` in-process)."""
+
+import pytest
+
+from pipelines.browse.api import build_corpus, make_backend
+from pipelines.browse.corpus import render_pages
+from pipelines.browse.search.backends import BackendConfigError, BackendError, LocalBackend
+from pipelines.browse.search.env import BrowseEnv
+from pipelines.browse.search.live import (
+    BraveBackend,
+    HttpClient,
+    PageFetcher,
+    SearxngBackend,
+    SerperBackend,
+    TavilyBackend,
+)
+from pipelines.browse.search.server import SearchServer
+from tests.unit.browse_helpers import small_graph
+
+KEY = "test-key-123"
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    build_corpus(render_pages(small_graph()), d)
+    return LocalBackend(d)
+
+
+@pytest.fixture(scope="module")
+def server(local):
+    with SearchServer(local, api_key=KEY) as srv:
+        yield srv
+
+
+@pytest.fixture
+def http():
+    return HttpClient(timeout_s=5, max_retries=2, backoff_s=0.01, rate_limit_per_s=0)
+
+
+def _clients(server, http, monkeypatch):
+    monkeypatch.setenv("T_SERPER", KEY)
+    monkeypatch.setenv("T_BRAVE", KEY)
+    monkeypatch.setenv("T_TAVILY", KEY)
+    fetch = PageFetcher(http, server.url + "/page?url={url}")
+    return [
+        SearxngBackend(server.url, http, fetch),
+        SerperBackend(http, "T_SERPER", server.url + "/serper", fetch),
+        BraveBackend(http, "T_BRAVE", server.url + "/brave", fetch),
+        TavilyBackend(http, "T_TAVILY", server.url + "/tavily", fetch),
+    ]
+
+
+@pytest.mark.parametrize("query", ["capital of Belgium", "Reykjavik Airport RKV", "Nordic island: country?"])
+def test_every_live_client_returns_the_local_ranking(server, local, http, monkeypatch, query):
+    expected = local.search(query, 4)
+    assert expected
+    for client in _clients(server, http, monkeypatch):
+        got = client.search(query, 4)
+        assert got == expected, client.name
+
+
+def test_visit_over_http_extracts_page_text_with_trafilatura(server, http, monkeypatch):
+    for client in _clients(server, http, monkeypatch):
+        s = BrowseEnv(client).session()
+        obs = s.visit({"url": "https://kb.local/airport/BIRK"})
+        assert not obs.error, obs.content
+        assert "Reykjavik Airport serves the city of Reykjavík." in obs.content
+        assert "crucible kb" not in obs.content  # the nav boilerplate is stripped
+        assert obs.meta["title"] == "Reykjavik Airport"
+        missing = s.visit({"url": "https://kb.local/airport/NOPE"})
+        assert missing.error and "HTTP 404" in missing.content
+
+
+def test_missing_key_is_a_clear_error_at_construction(http, monkeypatch):
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    for cls in (SerperBackend, BraveBackend, TavilyBackend):
+        with pytest.raises(BackendConfigError, match="NO_SUCH_KEY_VAR is not set"):
+            cls(http, "NO_SUCH_KEY_VAR", "http://127.0.0.1:9")
+    with pytest.raises(BackendConfigError, match="base_url"):
+        SearxngBackend(None, http)
+    cfg = {"backend": "serper", "serper": {"api_key_env": "NO_SUCH_KEY_VAR"}}
+    with pytest.raises(BackendConfigError, match="needs an API key"):
+        make_backend(cfg)
+
+
+def test_wrong_key_is_rejected_by_the_server(server, http, monkeypatch):
+    monkeypatch.setenv("T_BAD", "wrong")
+    for cls, base in ((SerperBackend, "/serper"), (BraveBackend, "/brave"), (TavilyBackend, "/tavily")):
+        with pytest.raises(BackendError, match="HTTP 401"):
+            cls(http, "T_BAD", server.url + base).search("x", 3)
+
+
+def test_retries_on_429_and_5xx_then_succeeds(server, local, http, monkeypatch):
+    client = _clients(server, http, monkeypatch)[1]
+    server.fail_next[:] = [429, 503]
+    assert client.search("Antwerp", 2) == local.search("Antwerp", 2)
+    assert http.retries == 2
+
+
+def test_gives_up_after_max_retries_as_an_error_observation(server, http, monkeypatch):
+    client = _clients(server, http, monkeypatch)[3]
+    server.fail_next[:] = [500, 500, 500]
+    s = BrowseEnv(client).session()
+    obs = s.search({"query": "Antwerp"})
+    assert obs.error and "gave up after 3 attempts" in obs.content
+    assert s.stats.tool_errors == 1
+    server.fail_next.clear()
+
+
+def test_rate_limit_spaces_requests(server, monkeypatch):
+    import time
+
+    http = HttpClient(timeout_s=5, max_retries=0, rate_limit_per_s=20)
+    client = SearxngBackend(server.url, http)
+    t0 = time.monotonic()
+    for _ in range(5):
+        client.search("Euro", 2)
+    assert time.monotonic() - t0 >= 4 / 20 - 0.01
+
+
+def test_server_binds_loopback_only(local):
+    with pytest.raises(ValueError, match="loopback"):
+        SearchServer(local, host="0.0.0.0")
