@@ -172,20 +172,23 @@ class NativeToolPolicy:
 
 
 def json_step_schema(tools: Mapping[str, Tool], final_action: str, final_schema: dict | None,
-                     only_final: bool) -> dict:
+                     only_final: bool, max_thought_chars: int = 300) -> dict:
     """The constrained schema for one JSONStepPolicy turn: one branch per tool (its own
     parameters schema) plus the final action."""
-    final_args = final_schema or {"type": "object", "properties": {"answer": {"type": "string", "minLength": 1}},
+    final_args = final_schema or {"type": "object",
+                                  "properties": {"answer": {"type": "string", "minLength": 1, "maxLength": 120}},
                                   "required": ["answer"], "additionalProperties": False}
+    # a bounded thought keeps small models from rambling (constrained decoding enforces it)
+    thought = {"type": "string", "maxLength": max_thought_chars}
     branches = [] if only_final else [
         {"type": "object",
-         "properties": {"thought": {"type": "string"}, "tool": {"const": name},
+         "properties": {"thought": thought, "tool": {"const": name},
                         "arguments": _strict_params(tool.schema["function"].get("parameters") or {})},
          "required": ["thought", "tool", "arguments"], "additionalProperties": False}
         for name, tool in tools.items() if name != final_action
     ]
     branches.append({"type": "object",
-                     "properties": {"thought": {"type": "string"}, "tool": {"const": final_action},
+                     "properties": {"thought": thought, "tool": {"const": final_action},
                                     "arguments": final_args},
                      "required": ["thought", "tool", "arguments"], "additionalProperties": False})
     return branches[0] if len(branches) == 1 else {"anyOf": branches}
@@ -205,13 +208,15 @@ class JSONStepPolicy:
 
     def __init__(self, client, *, final_action: str = "answer", final_schema: dict | None = None,
                  final_key: str = "answer", final_tool: str | None = None, prompt=None, sample_index: int = 0,
-                 **params):
+                 max_thought_chars: int = 300, **params):
+        self.max_thought_chars = max_thought_chars
         self.client, self.final_action, self.final_schema = client, final_action, final_schema
         self.final_key, self.final_tool = final_key, final_tool
         self.prompt, self.sample_index, self.params = prompt, sample_index, params
 
     def step(self, messages, tools, *, force_final: bool) -> Turn:
-        schema = json_step_schema(tools, self.final_action, self.final_schema, only_final=force_final)
+        schema = json_step_schema(tools, self.final_action, self.final_schema, only_final=force_final,
+                                  max_thought_chars=self.max_thought_chars)
         msgs = _as_plain_chat(messages)
         if force_final:
             msgs.append({"role": "user", "content": FINAL_NUDGE + f' Use "tool": "{self.final_action}".'})

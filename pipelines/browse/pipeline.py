@@ -96,7 +96,7 @@ def run(cfg) -> dict:
         with llm_endpoint(cfg.llm) as base_urls:
             llm_cfg = endpoint_config(cfg.llm, base_urls)
             workers = max(1, int(cfg.llm.max_concurrency) * len(base_urls))
-            batch = max(1, int(cfg.browse.get("batch_size", workers)))
+            batch = max(1, int(cfg.browse.get("batch_size") or workers))
             with beam.Pipeline(options=pipeline_options(cfg.run)) as p:
                 (p
                  | "Structures" >> beam.Create(todo, reshuffle=False)

@@ -50,14 +50,14 @@ def plan_items(graph, opts: Mapping) -> tuple[list[dict], list[dict]]:
     rng = random.Random(int(opts.get("seed", 0)))
     lo, hi = int(opts.get("min_hops", 3)), int(opts.get("max_hops", 4))
     per_pattern = int(opts.get("max_per_pattern", 3))
-    seed_types = list(opts.get("seed_types") or [])
+    pools = S.seed_pools(graph, list(opts.get("seed_types") or []))
     items, drops, seen_chains, patterns = [], [], set(), Counter()
     attempts = 0
     target = int(opts.get("seeds", 20))
     while len(items) < target and attempts < target * 30:
         attempts += 1
         hops = rng.randint(lo, hi)
-        chain = S.sample_chain_weighted(graph, rng, hops, seed_types=seed_types)
+        chain = S.sample_chain_weighted(graph, rng, hops, pools)
         if chain is None:
             continue
         triples = [[t.subject, t.relation, t.object] for t in chain]
@@ -103,6 +103,8 @@ def make_writer(ctx: Context):
 
 
 def validate_question(graph, draft: S.Draft, text: str, answer: str, aliases: Sequence[str]) -> tuple[bool, str]:
+    """An LLM-written question is kept only if it is a question, does not name the answer or a
+    hidden entity, and still carries every clue (named entities and numbers) of the draft."""
     if not text or not text.rstrip().endswith("?"):
         return False, "not a question"
     if len(text) > 600:
@@ -110,15 +112,14 @@ def validate_question(graph, draft: S.Draft, text: str, answer: str, aliases: Se
     leak = S.leaks_answer(text, answer, aliases)
     if leak:
         return False, f"names the answer ({leak})"
-    hidden = [S.entity_name(graph, e) for v, e in draft.binding.items() if v != draft.target]
     named = set(S.named_constants(draft))
     for v, e in draft.binding.items():
-        if e in named:
-            continue
         name = S.entity_name(graph, e)
-        if v != draft.target and len(name) > 3 and S.leaks_answer(text, name, []):
+        if e not in named and v != draft.target and len(name) > 3 and S.leaks_answer(text, name, []):
             return False, f"names a hidden entity ({name})"
-    del hidden
+    missing = S.missing_clues(graph, draft, text)
+    if missing:
+        return False, "drops clues: " + ", ".join(missing[:3])
     return True, "ok"
 
 
@@ -161,7 +162,8 @@ def choose_policy(ctx: Context, sample_index: int):
     params = {"temperature": float(ctx.opts.get("temperature", 0.7)),
               "max_tokens": int(ctx.opts.get("max_tokens", 256))}
     if kind == "json_step":
-        return JSONStepPolicy(ctx.client, prompt=ctx.prompts.get("agent"), sample_index=sample_index, **params)
+        return JSONStepPolicy(ctx.client, prompt=ctx.prompts.get("agent"), sample_index=sample_index,
+                              max_thought_chars=int(ctx.opts.get("max_thought_chars", 300)), **params)
     return NativeToolPolicy(ctx.client, prompt=ctx.prompts.get("agent"), sample_index=sample_index, **params)
 
 
@@ -174,7 +176,8 @@ def rollout(ctx: Context, question: str, sample_index: int) -> dict:
     res = run_agent(choose_policy(ctx, sample_index), tools, agent_prompt.render(question=question),
                     max_turns=int(ctx.opts.get("max_turns", 6)),
                     max_total_tokens=int(ctx.opts.get("max_total_tokens", 12000)),
-                    observation_suffix=OBSERVATION_SUFFIX if ctx.opts.get("observation_hint", True) else "")
+                    observation_suffix=OBSERVATION_SUFFIX if ctx.opts.get("observation_hint", True) else "",
+                    max_observation_chars=int(ctx.opts.get("max_observation_chars", 6000)))
     return {"result": res, "stats": session.stats, "schemas": session.schemas}
 
 

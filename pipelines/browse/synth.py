@@ -94,12 +94,22 @@ def seed_weight(graph: Graph, eid: str) -> float:
     return 1.0 / (1.0 + indeg) / (1.0 + (pop / 1e6))
 
 
-def sample_chain(graph: Graph, rng: random.Random, hops: int, seed_types: Sequence[str] = (),
-                 max_tries: int = 200) -> list[Triple] | None:
+def seed_pools(graph: Graph, seed_types: Sequence[str] = ()) -> dict[str, list[str]]:
+    """Seed candidates by entity type: entities with at least one walkable functional relation."""
+    pools: dict[str, list[str]] = {}
+    for eid, rels in graph.out.items():
+        e = graph.entities.get(eid)
+        if e is None or (seed_types and e.type not in seed_types):
+            continue
+        if any(r in REL_PHRASE and len(objs) == 1 for r, objs in rels.items()):
+            pools.setdefault(e.type, []).append(eid)
+    return {t: sorted(v) for t, v in sorted(pools.items())}
+
+
+def sample_chain(graph: Graph, rng: random.Random, hops: int, pool: Sequence[str],
+                 max_tries: int = 50) -> list[Triple] | None:
     """A chain of ``hops`` functional hops (each subject has exactly one object for the
-    relation), no entity twice, at most one weak relation, ending at a named entity."""
-    pool = [e for t in seed_types for e in graph.by_type(t)] if seed_types else list(graph.out)
-    pool = [e for e in pool if e in graph.entities and graph.out.get(e)]
+    relation) from a seed in ``pool``, no entity twice, at most one weak relation."""
     if not pool:
         return None
     for _ in range(max_tries):
@@ -125,12 +135,17 @@ def sample_chain(graph: Graph, rng: random.Random, hops: int, seed_types: Sequen
     return None
 
 
-def sample_chain_weighted(graph: Graph, rng: random.Random, hops: int, candidates: int = 8,
-                          seed_types: Sequence[str] = ()) -> list[Triple] | None:
-    """Draw a few chains and keep the one with the most long-tail seed."""
+def sample_chain_weighted(graph: Graph, rng: random.Random, hops: int, pools: Mapping[str, Sequence[str]],
+                          candidates: int = 8) -> list[Triple] | None:
+    """Pick a seed type uniformly (variety), draw a few chains from it and keep the one with
+    the most long-tail seed."""
+    types = [t for t, v in pools.items() if v]
+    if not types:
+        return None
+    pool = pools[rng.choice(types)]
     best, best_w = None, -1.0
     for _ in range(candidates):
-        c = sample_chain(graph, rng, hops, seed_types)
+        c = sample_chain(graph, rng, hops, pool, max_tries=10)
         if c is not None:
             w = seed_weight(graph, c[0].subject)
             if w > best_w:
@@ -328,6 +343,36 @@ def leaks_answer(question: str, answer: str, aliases: Sequence[str]) -> str | No
         if len(na) >= 2 and f" {na} " in nq:
             return a
     return None
+
+
+def _digits(text: str) -> str:
+    import re
+
+    return re.sub(r"(?<=\d)[,\s](?=\d{3})", "", text)
+
+
+def missing_clues(graph: Graph, draft: Draft, text: str) -> list[str]:
+    """Clues of the draft that a written question does not state: named entities (by name or
+    alias) and the bounds of numeric ranges. A rewrite that drops a clue changes the question."""
+    from pipelines.browse.verify import normalize
+
+    nt = f" {normalize(text)} "
+    digits = _digits(text)
+    missing = []
+    for c in dict.fromkeys(named_constants(draft)):
+        e = graph.entities.get(c)
+        names = [entity_name(graph, c), *(e.aliases if e else ())]
+        if not any(f" {normalize(n)} " in nt for n in names if normalize(n)):
+            missing.append(entity_name(graph, c))
+    for c in draft.formalization.get("constraints", []):
+        for bound in ("min", "max"):
+            v = c.get(bound)
+            if v is None:
+                continue
+            shown = _fmt_num(v).replace(",", "")
+            if shown not in digits:
+                missing.append(f"{c.get('attr')} {bound} {shown}")
+    return missing
 
 
 def named_constants(draft: Draft) -> list[str]:

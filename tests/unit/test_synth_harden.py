@@ -54,7 +54,7 @@ def airport_draft(g):
 def test_sampled_chains_are_functional_and_simple(g):
     rng = random.Random(0)
     for _ in range(20):
-        chain = S.sample_chain(g, rng, 3)
+        chain = S.sample_chain(g, rng, 3, [e for v in S.seed_pools(g).values() for e in v])
         if chain is None:
             continue
         assert len(chain) == 3
@@ -179,3 +179,29 @@ def test_pattern_hash_ignores_names_but_not_shape(g):
     c = S.draft_from_chain([g.triple("city/lima", "country", "country/PE"),
                             g.triple("country/PE", "currency", "currency/PEN")])
     assert S.pattern_hash(a) == S.pattern_hash(b) != S.pattern_hash(c)
+
+
+def test_rewrite_that_drops_a_clue_is_rejected(g):
+    from pipelines.browse.stages import validate_question
+
+    d = S.Draft({"triples": [["?a", "country", "?k"], ["?k", "currency", "?x"], ["?a", "serves_city", "city/cusco"]],
+                 "target": "?x", "constraints": [{"var": "?a", "type": "airport"},
+                                                 {"var": "?a", "attr": "elevation_ft", "min": 10500, "max": 11000}]},
+                {"?a": "airport/SPZO", "?k": "country/PE", "?x": "currency/PEN"}, "airport/SPZO")
+    ok = "Which currency is used in the country of the airport serving Cusco, at 10,500 to 11000 ft?"
+    assert validate_question(g, d, ok, "Peruvian sol", ["sol"]) == (True, "ok")
+    dropped = "Which currency is used in the country of an airport serving Cusco?"
+    good, why = validate_question(g, d, dropped, "Peruvian sol", ["sol"])
+    assert not good and "elevation_ft min 10500" in why
+    no_name = "Which currency is used where an airport sits at 10,500 to 11,000 ft?"
+    assert "Cusco" in validate_question(g, d, no_name, "Peruvian sol", [])[1]
+    assert "names the answer" in validate_question(g, d, "Is the sol used near Cusco at 10500-11000 ft?",
+                                                   "Peruvian sol", ["sol"])[1]
+    hidden = "Which currency does Peru use, near Cusco at 10500 to 11000 ft?"
+    assert "hidden entity (Peru)" in validate_question(g, d, hidden, "Peruvian sol", [])[1]
+
+
+def test_seed_pools_group_by_type(g):
+    pools = S.seed_pools(g)
+    assert set(pools) == {"airport", "city", "country"}  # currencies have no outgoing relation
+    assert "airport/SPZO" in pools["airport"]
