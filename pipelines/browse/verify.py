@@ -16,14 +16,15 @@ from dataclasses import asdict, dataclass
 
 VERDICTS = ("correct", "incorrect", "not_attempted")
 
+# The judge answers one question: does the committed final answer mean the same as a gold?
+# (Hedges, lists and answers hidden in the reasoning are decided by the rules before it.)
 JUDGE_SCHEMA = {
     "type": "object",
     "properties": {
-        "extracted_answer": {"type": "string"},
-        "verdict": {"type": "string", "enum": list(VERDICTS)},
-        "reason": {"type": "string"},
+        "equivalent": {"type": "string", "enum": ["yes", "no"]},
+        "reason": {"type": "string", "maxLength": 120},
     },
-    "required": ["extracted_answer", "verdict", "reason"],
+    "required": ["equivalent", "reason"],
     "additionalProperties": False,
 }
 
@@ -167,6 +168,58 @@ def rule_verdict(golds: Sequence[str], prediction: str, rel_tol: float = 0.01) -
     a_num = parse_number(answer)
     if a_num is not None and all(parse_number(g) is not None for g in golds):
         return Verdict("incorrect", answer, "numeric answer outside tolerance of every gold number", "rule")
+    gold = contains_gold(answer, golds)
+    if gold:
+        return Verdict("correct", answer, f"states the gold answer {gold!r} in a short answer", "rule")
+    return None
+
+
+_FILLER = {"it", "is", "was", "in", "of", "on", "at", "this", "that", "answer", "final", "located", "called",
+           "named", "known", "as", "its", "capital", "city", "country", "state", "which", "federal"}
+_NEGATION = {"not", "no", "never", "neither", "nor", "isnt", "isn", "doesn", "except", "wrong", "incorrect", "instead", "rather", "but",
+             "however", "unlikely", "maybe", "perhaps", "possibly", "probably"}
+
+
+def _tokens(text: str) -> list[str]:
+    t = unicodedata.normalize("NFKD", text or "")
+    t = "".join(c for c in t if not unicodedata.combining(c)).lower().replace("&", " and ")
+    return re.findall(r"\w+|[^\w\s]", t)
+
+
+def contains_gold(answer: str, golds: Sequence[str], max_extra: int = 3) -> str | None:
+    """A gold answer stated whole inside a short answer ("Lima, Peru", "It is in Africa",
+    "Marie Sklodowska-Curie" for "Marie Curie"): every gold word appears in order, at most
+    ``max_extra`` other content words are added, nothing negates it, and no other word is glued
+    to the gold span ("South Sudan" is not "Sudan", "New Mexico" is not "Mexico"): those go to
+    the judge."""
+    toks = _tokens(answer)
+    words = [t for t in toks if t[0].isalnum()]
+    if _NEGATION & set(words):
+        return None
+    for g in golds:
+        gw = [t for t in _tokens(g) if t[0].isalnum() and t not in ("a", "an", "the")]
+        if not gw:
+            continue
+        pos, i = [], 0
+        for w in gw:
+            while i < len(toks) and toks[i] != w:
+                i += 1
+            if i == len(toks):
+                break
+            pos.append(i)
+            i += 1
+        if len(pos) != len(gw):
+            continue
+        extra = [w for w in words if w not in gw and w not in _FILLER and w not in ("a", "an", "the")]
+        if len(extra) > max_extra:
+            continue
+        before = toks[pos[0] - 1] if pos[0] > 0 else None
+        after = toks[pos[-1] + 1] if pos[-1] + 1 < len(toks) else None
+        glued = [t for t in (before, after)
+                 if t is not None and t[0].isalnum() and t not in _FILLER and t not in ("a", "an", "the")]
+        if glued:
+            continue
+        return g
     return None
 
 
@@ -197,12 +250,14 @@ def judge_verdict(question: str, golds: Sequence[str], prediction: str, judge: J
         return ruled
     answer = extract_final_answer(prediction)
     out = judge(build_judge_messages(question, golds, prediction, evidence, prompt), JUDGE_SCHEMA)
-    if not out or out.get("verdict") not in VERDICTS:
+    if not out or out.get("equivalent") not in ("yes", "no"):
         return Verdict("incorrect", answer, "judge gave no valid verdict; not counted as correct", "judge")
-    verdict, reason = out["verdict"], str(out.get("reason", ""))[:500]
-    if verdict == "correct":
-        if is_hedge(answer):
-            return Verdict("not_attempted", answer, "judge said correct but the answer hedges", "judge")
-        if len(candidates(answer)) > 1 and not _gold_contains_separator(golds):
-            return Verdict("incorrect", answer, "judge said correct but the answer lists candidates", "judge")
-    return Verdict(verdict, answer, reason or f"judge: {verdict}", "judge")
+    reason = str(out.get("reason", ""))[:500]
+    if out["equivalent"] == "no":
+        return Verdict("incorrect", answer, reason or "judge: not the same as any gold answer", "judge")
+    # defense in depth: a judge's "yes" never lets a hedge or a candidate list through
+    if is_hedge(answer):
+        return Verdict("not_attempted", answer, "judge said equivalent but the answer hedges", "judge")
+    if len(candidates(answer)) > 1 and not _gold_contains_separator(golds):
+        return Verdict("incorrect", answer, "judge said equivalent but the answer lists candidates", "judge")
+    return Verdict("correct", answer, reason or "judge: same as a gold answer", "judge")

@@ -89,10 +89,10 @@ class EmbeddedModelError(RuntimeError):
 
 
 def cache_root(override: str | os.PathLike | None = None) -> Path:
-    """``override`` > ``$CRUCIBLE_CACHE`` > ``~/.cache/crucible``."""
+    """``override`` > ``$CRUCIBLE_CACHE_DIR`` (or the older ``$CRUCIBLE_CACHE``) > ``~/.cache/crucible``."""
     if override:
         return Path(override).expanduser()
-    env = os.environ.get("CRUCIBLE_CACHE")
+    env = os.environ.get("CRUCIBLE_CACHE_DIR") or os.environ.get("CRUCIBLE_CACHE")
     if env:
         return Path(env).expanduser()
     return Path.home() / ".cache" / "crucible"

@@ -170,9 +170,13 @@ def test_missing_xllamacpp_gives_install_hint(monkeypatch):
 
 
 def test_cache_root_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv("CRUCIBLE_CACHE_DIR", raising=False)
     monkeypatch.setenv("CRUCIBLE_CACHE", str(tmp_path / "env"))
     assert embedded.cache_root() == tmp_path / "env"
+    monkeypatch.setenv("CRUCIBLE_CACHE_DIR", str(tmp_path / "shared"))  # the one name all caches honour
+    assert embedded.cache_root() == tmp_path / "shared"
     assert embedded.cache_root(tmp_path / "cfg") == tmp_path / "cfg"
+    monkeypatch.delenv("CRUCIBLE_CACHE_DIR")
     monkeypatch.delenv("CRUCIBLE_CACHE")
     assert embedded.cache_root().parts[-2:] == (".cache", "crucible")
 

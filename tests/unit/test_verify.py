@@ -11,7 +11,7 @@ Q = "What currency is used in the country whose capital is Lima?"
 def lenient_judge(messages, schema):
     """A judge that calls everything correct: the worst case the rules must guard against."""
     assert schema is V.JUDGE_SCHEMA
-    return {"extracted_answer": "x", "verdict": "correct", "reason": "looks fine"}
+    return {"equivalent": "yes", "reason": "looks fine"}
 
 
 # Answers that try to game a lenient grader. Each must not be graded correct.
@@ -72,18 +72,29 @@ def test_paraphrase_goes_to_judge_and_judge_decides():
 
     def judge(messages, schema):
         calls.append(messages)
-        return {"extracted_answer": "nuevo sol", "verdict": "correct", "reason": "older name of the sol"}
+        return {"equivalent": "yes", "reason": "older name of the sol"}
 
     v = V.judge_verdict(Q, GOLD, "The nuevo sol of Peru", judge, evidence=["Peru uses the Peruvian sol (PEN)."])
     assert (v.verdict, v.source) == ("correct", "judge")
     last = calls[0][-1]["content"]
     assert "Evidence:" in last and "Peruvian sol (PEN)" in last and "Gold answers: Peruvian sol | PEN | sol" in last
+    assert "Predicted answer: The nuevo sol of Peru" in last
 
 
 def test_comma_answers_are_not_candidate_lists():
     assert V.candidates("Paris, France") == ["Paris, France"]
     assert V.candidates("Paris or Lyon") == ["Paris", "Lyon"]
-    assert V.rule_verdict(["Paris"], "Paris, France") is None  # left to the judge, not rejected
+    assert V.rule_verdict(["Paris"], "Paris, France").verdict == "correct"
+
+
+def test_gold_inside_a_short_answer_but_not_glued_to_another_word():
+    assert V.contains_gold("Lima, Peru", ["Lima"]) == "Lima"
+    assert V.contains_gold("It is in Africa.", ["Africa"]) == "Africa"
+    assert V.contains_gold("Marie Skłodowska-Curie", ["Marie Curie"]) == "Marie Curie"
+    for answer, gold in [("South Sudan", "Sudan"), ("New Mexico", "Mexico"), ("West Virginia", "Virginia"),
+                         ("not Lima", "Lima"), ("Lima is wrong; it is Cusco in the south of the country", "Lima")]:
+        assert V.contains_gold(answer, [gold]) is None, answer
+    assert V.rule_verdict(["Sudan"], "South Sudan") is None  # goes to the judge
 
 
 def test_judge_failure_is_not_correct():
@@ -91,6 +102,8 @@ def test_judge_failure_is_not_correct():
     assert v.verdict == "incorrect" and "no valid verdict" in v.reason
     v = V.judge_verdict(Q, GOLD, "The nuevo sol", lambda m, s: {"verdict": "yes"})
     assert v.verdict == "incorrect"
+    v = V.judge_verdict(Q, GOLD, "The nuevo sol", lambda m, s: {"equivalent": "no", "reason": "different"})
+    assert (v.verdict, v.source) == ("incorrect", "judge")
 
 
 def test_gold_with_separator_is_not_a_list():

@@ -1,0 +1,73 @@
+"""synth-browse with the real embedded model and the real embedded graph/corpus."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.model, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+JUDGE_SET = REPO / "tests" / "data" / "browse" / "judge_set.jsonl"
+
+
+@pytest.fixture(scope="module")
+def llm():
+    pytest.importorskip("xllamacpp", reason="the [embedded] extra is not installed")
+    from pipelines.config import load_config
+    from pipelines.llm import LLMClient, endpoint_config, llm_endpoint
+
+    cfg = load_config("browse")
+    with llm_endpoint(cfg.llm) as urls:
+        client = LLMClient.from_config(endpoint_config(cfg.llm, urls), cache_dir=None)
+        yield cfg, urls, client
+        client.close()
+
+
+def test_judge_is_right_on_95_percent_of_paraphrases_wrong_answers_hedges_and_lists(llm):
+    from pipelines.browse import verify as V
+
+    _, _, client = llm
+    prompt = V.judge_prompt()
+    rows = [json.loads(line) for line in JUDGE_SET.read_text().splitlines() if line.strip()]
+    wrong = []
+    for r in rows:
+        v = V.judge_verdict(r["question"], r["gold"], r["prediction"],
+                            lambda m, s: client.structured(m, s, prompt=prompt, temperature=0).parsed, prompt=prompt)
+        if v.verdict != r["expected"]:
+            wrong.append((r["prediction"], r["expected"], v.verdict, v.reason))
+    accuracy = 1 - len(wrong) / len(rows)
+    print(f"judge accuracy {accuracy:.3f} on {len(rows)} rows; wrong: {wrong}")
+    assert accuracy >= 0.95, wrong
+
+
+def test_synth_browse_end_to_end_on_the_embedded_defaults(llm, tmp_path):
+    _, urls, _ = llm
+    out = tmp_path / "data"
+    # reuse the running server; everything else is the shipped browse config
+    cmd = [sys.executable, "-m", "pipelines.cli", "browse", "run", "--out", str(out),
+           "--set", f"llm.base_urls=[{urls[0]}]", "--set", "browse.seeds=1", "--set", "browse.k=1",
+           "--set", "browse.rounds=1", "--set", "browse.max_turns=2", "--set", "browse.min_hops=3",
+           "--set", "browse.max_hops=3"]
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    from pipelines.store import catalog
+
+    cols, rows = catalog.query(str(out), "select * from questions")
+    qs = [dict(zip(cols, r)) for r in rows]
+    assert len(qs) == 1
+    q = qs[0]
+    assert q["hops"] >= 3 and q["lineage"] and len(q["evidence"]) >= 3
+    assert json.loads(q["formalization"])["target"]
+    cols, rows = catalog.query(str(out), "select * from browse_trajectories")
+    t = dict(zip(cols, rows[0]))
+    assert t["verdict"] in ("correct", "incorrect", "not_attempted")
+    assert t["reward_total"] is not None and t["n_tool_calls"] >= 1
+    assert t["messages"][2]["tool_calls"][0]["function"]["name"] in ("search", "visit")
+    check = subprocess.run([sys.executable, "-m", "pipelines.cli", "browse", "check-unique", "--out", str(out)],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+    stats = subprocess.run([sys.executable, "-m", "pipelines.cli", "stats", "--out", str(out)],
+                           cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "browse_trajectories" in stats.stdout and "pass_rate" in stats.stdout

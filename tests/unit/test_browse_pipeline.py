@@ -1,0 +1,144 @@
+"""synth-browse end to end on a toy user graph: real Beam, store, tantivy index, tools and
+agent loop; the LLM is the scripted fake OpenAI server (the real model runs in integration)."""
+
+import json
+import re
+
+import pytest
+
+from pipelines.config import load_config
+from pipelines.llm.fake_server import FakeOpenAIServer, Reply
+from pipelines.store import catalog
+
+
+def _write_graph(d):
+    ents = [
+        {"id": "country/PE", "type": "country", "name": "Peru", "attributes": {"population": 34000000}},
+        {"id": "country/BO", "type": "country", "name": "Bolivia", "attributes": {"population": 12000000}},
+        {"id": "currency/PEN", "type": "currency", "name": "Peruvian sol", "aliases": ["sol", "PEN"]},
+        {"id": "currency/BOB", "type": "currency", "name": "Boliviano", "aliases": ["BOB"]},
+        {"id": "city/lima", "type": "city", "name": "Lima", "attributes": {"population": 9750000}},
+        {"id": "city/cusco", "type": "city", "name": "Cusco", "attributes": {"population": 428000}},
+        {"id": "city/lapaz", "type": "city", "name": "La Paz", "attributes": {"population": 757000}},
+        {"id": "airport/SPZO", "type": "airport", "name": "Velasco Astete Airport", "attributes": {"elevation_ft": 10860}},
+        {"id": "airport/SLLP", "type": "airport", "name": "El Alto Airport", "attributes": {"elevation_ft": 13325}},
+        {"id": "continent/SA", "type": "continent", "name": "South America"},
+    ]
+    tris = [("country/PE", "capital", "city/lima"), ("country/BO", "capital", "city/lapaz"),
+            ("country/PE", "currency", "currency/PEN"), ("country/BO", "currency", "currency/BOB"),
+            ("country/PE", "continent", "continent/SA"), ("country/BO", "continent", "continent/SA"),
+            ("city/lima", "country", "country/PE"), ("city/cusco", "country", "country/PE"),
+            ("city/lapaz", "country", "country/BO"), ("airport/SPZO", "serves_city", "city/cusco"),
+            ("airport/SLLP", "serves_city", "city/lapaz"), ("airport/SPZO", "country", "country/PE"),
+            ("airport/SLLP", "country", "country/BO")]
+    (d / "entities.jsonl").write_text("\n".join(json.dumps(e) for e in ents) + "\n")
+    (d / "triples.jsonl").write_text("\n".join(json.dumps({"subject": s, "relation": r, "object": o})
+                                               for s, r, o in tris) + "\n")
+    return [str(d / "entities.jsonl"), str(d / "triples.jsonl")]
+
+
+def responder(body):
+    """Plays every role of the pipeline by looking at the structured-output schema."""
+    rf = (body.get("response_format") or {}).get("json_schema", {}).get("schema", {})
+    last = body["messages"][-1]["content"]
+    props = rf.get("properties", {})
+    if "question" in props:  # writer: echo the draft unchanged (keeps every clue)
+        return Reply(content=json.dumps({"question": re.search(r"Draft: (.*)", last).group(1)}))
+    if set(props) == {"answer"}:  # closed book
+        return Reply(content=json.dumps({"answer": "Euro"}))
+    if "verdict" in props:
+        return Reply(content=json.dumps({"extracted_answer": "x", "verdict": "incorrect", "reason": "fake judge"}))
+    if "anyOf" in rf or "tool" in props:  # agent step
+        observed = [m for m in body["messages"] if m["role"] == "user" and m["content"].startswith("Observation")]
+        if not observed:
+            return Reply(content=json.dumps({"thought": "search", "tool": "search", "arguments": {"query": "Peru currency"}}))
+        return Reply(content=json.dumps({"thought": "done", "tool": "answer", "arguments": {"answer": "Peruvian sol"}}))
+    return Reply(content="{}")
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRUCIBLE_CACHE_DIR", str(tmp_path / "cache"))
+    files = _write_graph(tmp_path)
+    with FakeOpenAIServer(responder=responder) as srv:
+        yield tmp_path, files, srv
+
+
+def _cfg(tmp_path, files, srv, **extra):
+    sets = [f"run.out_dir={tmp_path / 'out'}", "llm.engine=openai", f"llm.base_urls=[{srv.base_url}]",
+            "llm.model=fake-model", "search.kg.embedded=false", f"search.kg.extra={json.dumps(files)}",
+            "browse.seeds=3", "browse.min_hops=2", "browse.max_hops=3", "browse.k=2", "browse.rounds=2",
+            "browse.max_per_pattern=5", "run.progress_every_s=0", "browse.policy=json_step"]
+    sets += [f"{k}={v}" for k, v in extra.items()]
+    return load_config("browse", sets)
+
+
+def test_pipeline_writes_questions_and_trajectories_and_reruns_for_free(env):
+    from pipelines.browse.pipeline import run
+
+    tmp_path, files, srv = env
+    cfg = _cfg(tmp_path, files, srv)
+    summary = run(cfg)
+    assert summary["processed"] >= 1
+    out = str(tmp_path / "out")
+    cols, rows = catalog.query(out, "select * from questions")
+    qs = [dict(zip(cols, r)) for r in rows]
+    assert qs and all(q["hops"] >= 2 for q in qs)
+    for q in qs:
+        form = json.loads(q["formalization"])
+        assert form["binding"][form["target"]]
+        assert len(q["evidence"]) >= q["hops"] and all(e["url"].startswith("https://kb.local/") for e in q["evidence"])
+        assert q["lineage"][0]["operator"] == "write"
+        assert q["answer"].lower() not in q["question"].lower()
+    cols, rows = catalog.query(out, "select * from browse_trajectories order by traj_id")
+    ts = [dict(zip(cols, r)) for r in rows]
+    assert len(ts) == 2 * len(qs)
+    for t in ts:
+        roles = [m["role"] for m in t["messages"]]
+        assert roles[:2] == ["system", "user"] and "tool" in roles and roles[-1] == "assistant"
+        call = t["messages"][2]["tool_calls"][0]
+        assert call["function"]["name"] == "search" and json.loads(call["function"]["arguments"])["query"]
+        assert t["messages"][3]["tool_call_id"] == call["id"]
+        assert t["prediction"] == "Peruvian sol" and t["verdict"] in ("correct", "incorrect")
+        expect_total = t["reward_outcome"] * t["reward_format"] + 0.1 * t["reward_clue"] * t["reward_format"]
+        assert t["reward_total"] == pytest.approx(expect_total)
+        # split follows the rules: SFT needs a correct trajectory, RL needs 0 < pass rate < 1
+        if t["verdict"] != "correct":
+            assert t["split"] in ("rl", "none") and "sft: not correct" in t["drop_reasons"]
+        assert ("rl" in t["split"]) == (0 < t["pass_rate_k"] < 1)
+    answers = {q["question_id"]: q["answer"] for q in qs}
+    for t in ts:
+        assert (t["verdict"] == "correct") == (answers[t["question_id"]] == "Peruvian sol")
+    n_requests = len(srv.chat_requests)
+    assert n_requests > 0
+    # rerun: every item is finished -> nothing processed, no LLM request
+    again = run(cfg)
+    assert again["processed"] == 0 and again["skipped"] == summary["planned"]
+    assert len(srv.chat_requests) == n_requests
+
+
+def test_check_unique_and_judge_commands(env, capsys):
+    from pipelines.browse.pipeline import run
+    from pipelines.cli import main
+
+    tmp_path, files, srv = env
+    cfg = _cfg(tmp_path, files, srv)
+    run(cfg)
+    args = ["--set", f"search.kg.extra={json.dumps(files)}", "--set", "search.kg.embedded=false",
+            "--out", str(tmp_path / "out")]
+    assert main(["browse", "check-unique", *args]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines and all(x["unique"] for x in lines)
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("\n".join(json.dumps(r) for r in [
+        {"question": "Currency of Peru?", "gold": ["Peruvian sol", "PEN"], "prediction": "PEN"},
+        {"question": "Currency of Peru?", "gold": ["Peruvian sol"], "prediction": "It cannot be determined."},
+        {"question": "Currency of Peru?", "gold": ["Peruvian sol"], "prediction": "Sol or Boliviano"},
+    ]) + "\n")
+    assert main(["browse", "judge", str(preds), "--rules-only"]) == 0
+    verdicts = [json.loads(x)["verdict"] for x in capsys.readouterr().out.splitlines()]
+    assert verdicts == ["correct", "not_attempted", "incorrect"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "q", "gold": "Peru", "prediction": "x"}) + "\n")
+    assert main(["browse", "judge", str(bad), "--rules-only"]) == 2
+    assert "bad.jsonl:1: field 'gold' must be a list" in capsys.readouterr().err
