@@ -14,6 +14,7 @@ from pipelines.config import ConfigError
 # One module per command group; keep this list sorted.
 COMMAND_MODULES = [
     "pipelines.commands.config_cmd",
+    "pipelines.commands.sandbox_cmd",
 ]
 
 
