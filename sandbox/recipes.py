@@ -251,8 +251,9 @@ def test_paths(repo: Path, test_files: list[str]) -> list[str]:
                     dirs.append(d)
                 break
         else:
-            if len(parts) == 1 and f not in dirs:
-                dirs.append(f)
+            d = "/".join(parts[:-1]) or f  # no tests/ dir: the file's own directory (or the file at top level)
+            if d not in dirs:
+                dirs.append(d)
     return sorted(dirs)
 
 
@@ -402,6 +403,8 @@ def test_script(recipe: dict, junit_path: str, extra_args: list[str] | None = No
     lines.append("exec " + recipe["test_cmd"] + " " + " ".join(_q(a) for a in args + targets))
     return "\n".join(lines) + "\n"
 
+
+test_script.__test__ = False  # a function named test_* that pytest must not collect
 
 # ---------------------------------------------------------------- funnel
 

@@ -29,6 +29,8 @@ INFRA_LOG_PATTERNS = (
 
 @dataclass
 class TestRun:
+    __test__ = False  # not a pytest test class
+
     status: str  # ok | error | infra
     reason: str
     kind: str = ""  # "" for ok; error kinds: never_started, no_tests, collection, exit_mismatch, forged_summary,
