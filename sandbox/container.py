@@ -82,6 +82,13 @@ def untar_files(stream) -> dict[str, bytes]:
     return out
 
 
+def container_rw_bytes(client, container_id: str) -> int:
+    """Bytes in the container's writable layer (``docker inspect --size``; the SDK lacks the flag)."""
+    api = client.api
+    res = api._result(api._get(api._url("/containers/{0}/json", container_id), params={"size": 1}), True)
+    return int(res.get("SizeRw") or 0)
+
+
 def ensure_network(client, mode: str) -> str:
     """The docker ``network_mode``/network name for a mode; creates the internal network if needed."""
     if mode not in NETWORK_MODES:
@@ -145,7 +152,7 @@ def run_in_container(client, image: str, script: str, *, tree: Path | None = Non
                 pass
         rw = 0
         try:
-            rw = client.api.inspect_container(container.id, size=True).get("SizeRw", 0) or 0
+            rw = container_rw_bytes(client, container.id)
         except docker.errors.APIError:
             pass
         return RunOutcome(exit_code=code, log=text, seconds=seconds, timed_out=timed_out,

@@ -96,11 +96,11 @@ def from_sdist(spec: str, workdir: Path, pip: tuple[str, ...] = (sys.executable,
             return Checkout(target, head.stdout.strip(), name, f"sdist:{spec}")
         shutil.rmtree(target)
     with tempfile.TemporaryDirectory(prefix="crucible-sdist-") as tmp:
-        proc = subprocess.run([*pip, "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
+        proc = subprocess.run([*pip, "download", "--no-deps", "--no-binary", name,
                                "-d", tmp, f"{name}=={version}"], capture_output=True, text=True, timeout=600)
         files = [p for p in Path(tmp).iterdir() if p.is_file()]
         if proc.returncode != 0 or not files:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            tail = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()][-3:]
             raise SourceError(f"sdist {spec}: pip download failed (unreachable index, or no sdist for that "
                               f"version): {' | '.join(tail)}")
         top = unpack_archive(files[0], Path(tmp) / "unpacked")
