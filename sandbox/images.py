@@ -323,14 +323,27 @@ def disk_usage(client) -> dict:
     }
 
 
+def _lineage(img: dict) -> tuple:
+    tag = (img.get("tags") or [""])[0]
+    repo, _, t = tag.rpartition(":")
+    return img["kind"], img.get("name", ""), repo, t.rsplit("-", 1)[0]  # e.g. ("env", "toolz", repo, "py3.9")
+
+
 def plan_gc(images: list[dict], keep_keys: set[str], in_use_ids: set[str], kinds: tuple[str, ...] = ("env",),
-            older_than_s: float = 0.0, now: float | None = None) -> list[dict]:
+            older_than_s: float = 0.0, now: float | None = None, superseded_only: bool = False) -> list[dict]:
     """Pure: which images to remove: those of ``kinds`` whose key is not kept, not used by a container and
-    created more than ``older_than_s`` ago."""
+    created more than ``older_than_s`` ago. With ``superseded_only``, only images for which a newer image of
+    the same lineage (kind, repo name, Python) exists."""
     now = time.time() if now is None else now
+    newest: dict[tuple, float] = {}
+    for img in images:
+        lin = _lineage(img)
+        newest[lin] = max(newest.get(lin, 0.0), iso_ts(img.get("created") or ""))
     out = []
     for img in images:
         if img["kind"] not in kinds or img["key"] in keep_keys or img["id"] in in_use_ids:
+            continue
+        if superseded_only and iso_ts(img.get("created") or "") >= newest[_lineage(img)]:
             continue
         ts = iso_ts(img.get("created") or "")
         if now - ts >= older_than_s:
@@ -349,7 +362,7 @@ def iso_ts(text: str) -> float:
 
 
 def gc(client, keep_keys: set[str] = frozenset(), kinds: tuple[str, ...] = ("env",), older_than_s: float = 0.0,
-       dry_run: bool = False) -> dict:
+       dry_run: bool = False, superseded_only: bool = False) -> dict:
     """Remove stopped sandbox containers, then unkept images of ``kinds``; returns what was removed."""
     removed_containers = 0
     for c in client.containers.list(all=True, filters={"label": "crucible.sandbox"}):
@@ -358,7 +371,7 @@ def gc(client, keep_keys: set[str] = frozenset(), kinds: tuple[str, ...] = ("env
                 c.remove(force=True)
             removed_containers += 1
     in_use = {c.image.short_id for c in client.containers.list(all=True)}
-    plan = plan_gc(list_images(client), set(keep_keys), in_use, kinds, older_than_s)
+    plan = plan_gc(list_images(client), set(keep_keys), in_use, kinds, older_than_s, superseded_only=superseded_only)
     freed = 0.0
     for img in plan:
         if not dry_run:

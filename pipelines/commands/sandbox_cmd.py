@@ -48,7 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=_df)
     g = ssub.add_parser("gc", help="remove stopped sandbox containers and unused env images")
     g.add_argument("--keep", action="append", default=[], metavar="KEY", help="env key to keep (repeatable)")
-    g.add_argument("--older-than-days", type=float, default=0.0)
+    g.add_argument("--older-than-days", type=float, default=0.0, help="only images created longer ago")
+    g.add_argument("--superseded", action="store_true",
+                   help="only images replaced by a newer one of the same repo and Python (changed recipe/deps)")
     g.add_argument("--all", action="store_true", help="also remove base images")
     g.add_argument("--dry-run", action="store_true")
     g.set_defaults(func=_gc)
@@ -158,8 +160,13 @@ def _test(args) -> int:
         out = test_env(client, settings, spec, tree, selection=args.select, network=args.network, k=args.reruns)
     finally:
         ctx.__exit__(None, None, None)
+    from sandbox.recipes import funnel_stage
+
     runs = out["runs"]
-    summary = {"source": co.origin, "commit": co.commit, "image": spec.image, "env_cache_hit": res["cache_hit"],
+    first = next((r for r in runs if r.ok), runs[0])
+    stage = funnel_stage(True, len(first.tests), first.counts.get("PASSED", 0),
+                         first.counts.get("FAILED", 0) + first.counts.get("ERROR", 0))
+    summary = {"funnel_stage": stage, "source": co.origin, "commit": co.commit, "image": spec.image, "env_cache_hit": res["cache_hit"],
                "status": out["status"], "reason": out["reason"], "flaky": out["flaky"],
                "network_dependent": out["network_dependent"],
                "runs": [{"status": r.status, "kind": r.kind, "reason": r.reason, "counts": r.counts,
@@ -184,5 +191,6 @@ def _gc(args) -> int:
 
     client, _ = _client()
     kinds = ("env", "base") if args.all else ("env",)
-    print(json.dumps(gc(client, set(args.keep), kinds, args.older_than_days * 86400, args.dry_run)))
+    print(json.dumps(gc(client, set(args.keep), kinds, args.older_than_days * 86400, args.dry_run,
+                        superseded_only=args.superseded)))
     return 0

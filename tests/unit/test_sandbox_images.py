@@ -96,3 +96,15 @@ def test_tar_tree_skips_git_and_caches_and_sets_owner(tmp_path):
 def test_limits_validate():
     with pytest.raises(ValueError, match="bad sandbox limits"):
         Limits(memory_mb=10)
+
+
+def test_plan_gc_superseded_only_keeps_newest_of_each_lineage():
+    imgs = [
+        {"id": "a", "kind": "env", "key": "k1", "name": "toolz", "tags": ["crucible/env-toolz:py3.9-k1"],
+         "created": "2026-01-01T00:00:00Z", "size_mb": 1},
+        {"id": "b", "kind": "env", "key": "k2", "name": "toolz", "tags": ["crucible/env-toolz:py3.9-k2"],
+         "created": "2026-01-02T00:00:00Z", "size_mb": 1},
+        {"id": "c", "kind": "env", "key": "k3", "name": "toolz", "tags": ["crucible/env-toolz:py3.11-k3"],
+         "created": "2025-01-01T00:00:00Z", "size_mb": 1},
+    ]
+    assert [i["id"] for i in plan_gc(imgs, set(), set(), superseded_only=True)] == ["a"]
