@@ -270,3 +270,21 @@ def test_real_sdist_matches_direct_host_pytest_run(docker_client, settings, tmp_
     assert host["run"].status == "ok", host["run"].reason + host["install_log_tail"]
     assert host["run"].counts == r.counts
     assert host["run"].tests == r.tests
+
+
+def test_long_lived_sandbox_session_exec_files_and_timeout(docker_client, settings, tiny_env):
+    """The session API the agent loop uses: exec with a per-command timeout, file put/get, cleanup."""
+    from sandbox.container import Limits, Sandbox
+
+    spec, _, tree = tiny_env
+    with Sandbox(docker_client, spec.image, tree=tree, limits=Limits(timeout_s=60), include_git=False) as sb:
+        code, out = sb.exec("id -u && python -c 'import tinypkg; print(tinypkg.add(1, 2))'")
+        assert code == 0 and out.split() == ["1000", "3"]
+        sb.put_file("/testbed/new.txt", b"hello\n")
+        assert sb.get_file("/testbed/new.txt") == b"hello\n"
+        code, out = sb.exec("cat new.txt; ls tests")
+        assert "hello" in out and "test_tiny.py" in out
+        code, _ = sb.exec("sleep 30", timeout_s=2)
+        assert code == 124  # coreutils timeout
+        cid = sb.container.id
+    assert not docker_client.containers.list(all=True, filters={"id": cid})
