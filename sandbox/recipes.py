@@ -208,6 +208,36 @@ def nox_deps(repo: Path) -> list[str]:
     return deps
 
 
+def build_requires(repo: Path) -> list[str]:
+    """``[build-system] requires`` of pyproject.toml: installed into the env too, so that an offline
+    ``pip install --no-build-isolation -e .`` (the per-instance reinstall) finds its backend."""
+    py = _read(repo / "pyproject.toml")
+    if not py:
+        return []
+    try:
+        import tomllib
+
+        reqs = tomllib.loads(py).get("build-system", {}).get("requires", []) or []
+    except Exception:  # malformed pyproject: the package step will report it
+        return []
+    return [r for r in reqs if isinstance(r, str) and r.strip()]
+
+
+def needs_reinstall(repo: Path) -> tuple[bool, str]:
+    """Whether an install leaves generated files in the tree (compiled extensions, written version files):
+    those are removed with /testbed before the env commit, so each run must rebuild them."""
+    sp = _read(repo / "setup.py")
+    py = _read(repo / "pyproject.toml")
+    cfg = _read(repo / "setup.cfg")
+    if re.search(r"ext_modules|Extension\(|cythonize|Pybind11Extension", sp):
+        return True, "setup.py builds extension modules"
+    if re.search(r"(?m)^\s*(write_to|version_file|version-file)\s*=", py + "\n" + cfg):
+        return True, "the build writes a version file into the tree"
+    if re.search(r"setuptools-rust|maturin|scikit-build|meson-python|cython", py, re.I):
+        return True, "compiled build backend"
+    return False, ""
+
+
 # ---------------------------------------------------------------- tests
 
 def find_test_files(repo: Path, limit: int = 10000) -> list[str]:
@@ -286,6 +316,10 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
             f"grep -v -E '^[[:space:]]*(-e[[:space:]]+)?\\.(\\[[^]]*\\])?[[:space:]]*$' {_q(r)} > {filtered}; "
             f"cd $(dirname {_q(r)}) && pip install -r {filtered}"]})
     has_pkg = any((repo / f).exists() for f in ("setup.py", "setup.cfg", "pyproject.toml"))
+    breqs = build_requires(repo)
+    if breqs:
+        install.append({"name": "build-requires", "required": False,
+                        "try": ["pip install " + " ".join(map(_q, breqs))]})
     if has_pkg:
         target = f".[{extra}]" if extra else "."
         ladder = [f"pip install -e {_q(target)}", f"pip install --no-build-isolation -e {_q(target)}"]
@@ -302,6 +336,7 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
     install.append({"name": "test-runner", "required": True,
                     "try": ["python -c 'import pytest' 2>/dev/null || pip install pytest"]})
     mentioned, has_testpaths = pytest_configured(repo)
+    reinstall, reinstall_reason = needs_reinstall(repo)
     paths = [] if has_testpaths else test_paths(repo, tests)
     recipe = {
         "version": RECIPE_VERSION,
@@ -311,8 +346,8 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
         "runner": "pytest" if mentioned else "unittest",
         "test_cmd": "python -m pytest",
         "test_paths": paths,
-        "reinstall": False,
-        "sources": {"extra": extra, "extras_declared": extras, "requirements": reqs, "tox": tox,
+        "reinstall": reinstall,
+        "sources": {"reinstall_reason": reinstall_reason, "build_requires": breqs, "extra": extra, "extras_declared": extras, "requirements": reqs, "tox": tox,
                     "nox_deps": ndeps, "test_files": len(tests)},
     }
     extra_steps = override.pop("install_extra", None)
@@ -399,7 +434,9 @@ def test_script(recipe: dict, junit_path: str, extra_args: list[str] | None = No
     targets = list(selection) if selection else list(recipe.get("test_paths") or [])
     lines = ["cd /testbed"]
     if recipe.get("reinstall"):
-        lines.append("pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || true")
+        # offline, so no deps and no isolation (the backend was installed by the build-requires step)
+        lines.append("pip install -q --no-deps --no-build-isolation -e . >/tmp/crucible-reinstall.log 2>&1 || "
+                     f"{{ tail -20 /tmp/crucible-reinstall.log; echo '{MARK} reinstall failed'; exit 98; }}")
     lines.append("exec " + recipe["test_cmd"] + " " + " ".join(_q(a) for a in args + targets))
     return "\n".join(lines) + "\n"
 

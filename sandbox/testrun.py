@@ -87,6 +87,9 @@ def reconcile(exit_code: int | None, log: str, junit: str | None, *, timed_out: 
         if pat.search(log) and exit_code not in (0, 1):
             return result("infra", kind, f"infrastructure failure in log: {pat.pattern}")
     if junit is None or not junit.strip():
+        if ">>>>> crucible reinstall failed" in log:
+            return result("error", "reinstall", "the per-run offline reinstall (pip install -e . --no-deps "
+                          "--no-build-isolation) failed before the tests; see log_tail")
         if COLLECTION_RE.search(log):
             return result("error", "collection", "suite crashed at collection and wrote no JUnit XML")
         return result("error", "never_started",

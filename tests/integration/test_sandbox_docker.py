@@ -288,3 +288,17 @@ def test_long_lived_sandbox_session_exec_files_and_timeout(docker_client, settin
         assert code == 124  # coreutils timeout
         cid = sb.container.id
     assert not docker_client.containers.list(all=True, filters={"id": cid})
+
+
+def test_offline_reinstall_before_run_works_without_network(docker_client, settings, tiny_env, tmp_path):
+    """The build backend was installed into the env (build-requires step), so the per-run
+    `pip install -e . --no-deps --no-build-isolation` succeeds under --network none."""
+    spec, _, tree = tiny_env
+    assert any(s["name"] == "build-requires" for s in spec.recipe["install"])
+    from sandbox.testrun import run_tests
+
+    recipe = {**spec.recipe, "reinstall": True}
+    t = variant(tmp_path, tree, {"tinypkg/__init__.py": "def add(a, b):\n    return a + b + 0\n"})
+    r = run_tests(docker_client, spec.image, t, recipe, limits=settings.limits, network="none")
+    assert r.status == "ok", r.reason + r.log_tail
+    assert r.tests["tests/test_tiny.py::test_add"] == "PASSED"

@@ -194,3 +194,20 @@ def test_funnel():
               funnel_stage(True, 10, 9, 1)]
     assert stages == ["attempted", "installed", "tests_collected", "mostly_passing"]
     assert funnel_counts(stages) == {"attempted": 4, "installed": 3, "tests_collected": 2, "mostly_passing": 1}
+
+
+def test_build_requires_step_and_reinstall_detection(tmp_path):
+    write(tmp_path, {"pyproject.toml": '[build-system]\nrequires = ["hatchling", "hatch-vcs"]\n'
+                                       '[tool.hatch.build.hooks.vcs]\nversion-file = "src/x/_v.py"\n',
+                     "tests/test_a.py": ""})
+    recipe, _ = infer_recipe(tmp_path)
+    step = next(s for s in recipe["install"] if s["name"] == "build-requires")
+    assert step["try"] == ["pip install hatchling hatch-vcs"] and not step["required"]
+    assert recipe["reinstall"] is True and "version file" in recipe["sources"]["reinstall_reason"]
+    write(tmp_path, {"pyproject.toml": "", "setup.py": "setup(ext_modules=[Extension('x', ['x.c'])])"})
+    recipe, _ = infer_recipe(tmp_path)
+    assert recipe["reinstall"] is True and "extension" in recipe["sources"]["reinstall_reason"]
+    s = recipes.test_script(recipe, "/tmp/j.xml")
+    assert "exit 98" in s and "reinstall failed" in s
+    write(tmp_path, {"setup.py": "setup()"})
+    assert infer_recipe(tmp_path)[0]["reinstall"] is False

@@ -107,3 +107,8 @@ def test_network_dependent_tests_pass_only_online():
     offline = _run({"a": "PASSED", "net": "FAILED", "gone": "ERROR"})
     online = _run({"a": "PASSED", "net": "PASSED", "gone": "ERROR"})
     assert network_dependent(offline, online) == ["net"]
+
+
+def test_failed_offline_reinstall_is_its_own_error_kind():
+    run = reconcile(98, "error: no backend\n>>>>> crucible reinstall failed\n", None)
+    assert run.status == "error" and run.kind == "reinstall"
