@@ -77,6 +77,10 @@ def bench_one(client, settings, spec_str: str, repeat: int, cold: bool) -> dict:
         row["host_wall_s"] = round(statistics.median(r.seconds for r in hosts), 2)
         row["counts_match"] = row["host_counts"] == row["container_counts"]
         row["per_test_outcomes_match"] = hr.tests == c.tests
+        common = set(hr.tests) & set(c.tests)
+        # ids can differ between runs when a suite parametrizes with the clock (marshmallow does)
+        row["common_ids_outcomes_match"] = all(hr.tests[t] == c.tests[t] for t in common)
+        row["ids_on_one_side_only"] = len(set(hr.tests) ^ set(c.tests))
         if not row["per_test_outcomes_match"]:
             diff = sorted(t for t in set(hr.tests) | set(c.tests) if hr.tests.get(t) != c.tests.get(t))
             row["outcome_diffs"] = {t: [hr.tests.get(t), c.tests.get(t)] for t in diff[:10]}

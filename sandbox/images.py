@@ -31,7 +31,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = 2  # bump when the build procedure changes in a way that changes the image
+KEY_VERSION = 2  # bump when the base build procedure changes in a way that changes the image
+ENV_KEY_VERSION = 3  # same for env images (the install script wrapper, cleanup, labels)
 SANDBOX_UID = 1000
 VENV = "/opt/venv"
 WORKDIR = "/testbed"
@@ -88,7 +89,7 @@ class EnvSpec:
 
     @property
     def key(self) -> str:
-        return stable_hash({"v": KEY_VERSION, "kind": "env", "base": self.base.key, "recipe": self.recipe,
+        return stable_hash({"v": ENV_KEY_VERSION, "kind": "env", "base": self.base.key, "recipe": self.recipe,
                             "inputs": self.inputs})[:16]
 
     @property
@@ -124,7 +125,7 @@ def build_env_vars(ca_bundle: str | None, pip_env: dict | None) -> tuple[dict, d
 def run_build_step(client, image: str, script: str, *, user: str = "root", env: dict | None = None,
                    volumes: dict[str, bytes] | None = None, tree: Path | None = None, timeout_s: int = 1800,
                    commit_as: str | None = None, commit_changes: list[str] | None = None,
-                   labels: dict | None = None) -> str:
+                   labels: dict | None = None, log_labels=None) -> str:
     """Run ``bash -c script`` in a fresh bridge-networked container from ``image`` (with ``tree`` copied
     to /testbed first), then commit it as ``commit_as``. Returns the build log. Raises BuildError."""
     from sandbox.container import tar_tree
@@ -155,7 +156,8 @@ def run_build_step(client, image: str, script: str, *, user: str = "root", env: 
         if commit_as:
             repo, _, tag = commit_as.rpartition(":")
             changes = list(commit_changes or [])
-            for k, v in (labels or {}).items():
+            all_labels = {**(labels or {}), **(log_labels(text) if log_labels else {})}
+            for k, v in all_labels.items():
                 changes.append(f"LABEL {k}={json.dumps(v)}")
             container.commit(repository=repo, tag=tag, changes=changes)
         return text
@@ -268,7 +270,7 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
     env, vols = build_env_vars(ca_bundle, pip_env)
     env["HOME"] = "/home/sandbox"
     script = install_script(spec.recipe) + f"\nrm -rf {WORKDIR}/* {WORKDIR}/.[!.]* /home/sandbox/.cache || true\n"
-    # Build in two steps so the install log (which alternatives worked) can be stored as a label.
+    # the install log's markers say which rung of each ladder worked; they are kept as a label
     container_log = ""
     try:
         container_log = run_build_step(
@@ -277,6 +279,7 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
             commit_changes=[f"WORKDIR {WORKDIR}"],
             labels={"crucible.kind": "env", "crucible.key": spec.key, "crucible.base": spec.base.key,
                     "crucible.name": spec.name, "crucible.spec": json.dumps(spec.recipe, sort_keys=True)},
+            log_labels=lambda text: {"crucible.steps": json.dumps(parse_install_log(text))},
         )
     except BuildError as exc:
         exc.steps = parse_install_log(exc.log_tail)
@@ -393,7 +396,3 @@ def tar_bytes(files: dict[str, bytes]) -> bytes:
             info.mode = 0o644
             tf.addfile(info, io.BytesIO(data))
     return buf.getvalue()
-
-
-def environ_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -166,6 +166,8 @@ def test_tiny_env_build_is_cached_and_key_tracks_requirements(docker_client, set
     assert all(s["ok"] for s in res["steps"]), res["steps"]
     spec2, res2 = build_env(docker_client, settings, tree, "tinypkg-it")
     assert res2["cache_hit"] and spec2.key == spec.key and res2["seconds"] < 1.0
+    # which rung of each install ladder worked is stored on the image and read back on a cache hit
+    assert res2["steps"] == res["steps"] and {s["name"] for s in res2["steps"]} >= {"package[tests]", "test-runner"}
     edited = variant(tmp_path, tree, {"requirements.txt": "iniconfig\n"})
     assert plan_env(settings, edited, "tinypkg-it").key != spec.key
     # the repo itself is not baked into the env image
