@@ -127,15 +127,15 @@ def reconcile(exit_code: int | None, log: str, junit: str | None, *, timed_out: 
     contradicted = sorted({t for s, t in lines if s in PASSING and tests.get(t) in FAILING})
     unknown = sorted({t for s, t in lines if s in PASSING and t not in tests})
     summary_ids = {t for _, t in lines}
-    matched = len(summary_ids & set(tests)) / len(summary_ids) if summary_ids else 1.0
+    known = summary_ids & set(tests)
     warnings = []
     if contradicted:
         return result("error", "forged_summary",
                       f"console claims PASSED for {len(contradicted)} test(s) JUnit records as failing, e.g. "
                       f"{contradicted[0]}", **kw)
     if unknown:
-        # only trust the comparison when the id conventions line up for (almost) every other line
-        if matched >= 0.9 * (len(summary_ids) - len(unknown)) / len(summary_ids) and matched > 0:
+        # trust the comparison only when the id conventions line up for (almost) every other summary line
+        if known and len(known) >= 0.9 * len(summary_ids - set(unknown)):
             return result("error", "forged_summary",
                           f"console claims PASSED for {len(unknown)} test(s) absent from JUnit, e.g. {unknown[0]}",
                           **kw)

@@ -112,3 +112,10 @@ def test_network_dependent_tests_pass_only_online():
 def test_failed_offline_reinstall_is_its_own_error_kind():
     run = reconcile(98, "error: no backend\n>>>>> crucible reinstall failed\n", None)
     assert run.status == "error" and run.kind == "reinstall"
+
+
+def test_summary_ids_in_another_convention_warn_instead_of_failing():
+    d = DATA / "mixed"
+    log = (d / "console.log").read_text().replace("test_mixed.py::", "sub/test_mixed.py::")
+    run = reconcile(1, log, (d / "junit.xml").read_text())
+    assert run.status == "ok" and any("id convention differs" in w for w in run.warnings)
