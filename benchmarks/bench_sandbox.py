@@ -57,6 +57,10 @@ def bench_one(client, settings, spec_str: str, repeat: int, cold: bool) -> dict:
         row["container_reason"] = c.reason
         row["container_counts"] = {k: v for k, v in c.counts.items() if v}
         row["container_wall_s"] = round(statistics.median(r.seconds for r in cont), 2)
+        from sandbox.recipes import funnel_stage
+
+        row["funnel_stage"] = funnel_stage(True, len(c.tests), c.counts.get("PASSED", 0),
+                                           c.counts.get("FAILED", 0) + c.counts.get("ERROR", 0))
         row["disk_per_instance_mb"] = round(c.rw_bytes / 1e6, 2)
         py = find_host_python(spec.recipe["python"])
         if py is None:
@@ -131,10 +135,13 @@ def main(argv: list[str] | None = None) -> int:
             row = {"bench": "sandbox", "sdist": s, "error": f"{exc.__class__.__name__}: {exc}"}
         rows.append(row)
         emit(row)
+    from sandbox.recipes import funnel_counts
+
     ratios = [r["wall_ratio_container_vs_host"] for r in rows if "wall_ratio_container_vs_host" in r]
+    funnel = funnel_counts([r.get("funnel_stage", "attempted") for r in rows])
     emit({"bench": "sandbox", "summary": True, "repos": len(rows),
           "counts_match_all": all(r.get("counts_match") for r in rows),
-          "max_wall_ratio": max(ratios) if ratios else None, "target_wall_ratio": 1.3})
+          "max_wall_ratio": max(ratios) if ratios else None, "target_wall_ratio": 1.3, "funnel": funnel})
     return 0
 
 

@@ -304,3 +304,33 @@ def test_offline_reinstall_before_run_works_without_network(docker_client, setti
     r = run_tests(docker_client, spec.image, t, recipe, limits=settings.limits, network="none")
     assert r.status == "ok", r.reason + r.log_tail
     assert r.tests["tests/test_tiny.py::test_add"] == "PASSED"
+
+
+def test_cli_test_from_local_bare_mirror_at_a_commit(docker_client, tmp_path, capsys):
+    """`crucible sandbox test --repo owner/name --commit SHA --repo-url-template file:///...` end to end."""
+    import json
+    import subprocess
+
+    from pipelines.cli import main
+
+    src = write_tree(tmp_path / "src", TINY)
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@x", "PATH": "/usr/bin:/bin"}
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tiny"]):
+        subprocess.run(["git", *args], cwd=src, check=True, env=env)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, check=True, capture_output=True,
+                         text=True).stdout.strip()
+    (tmp_path / "mirrors/own").mkdir(parents=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(src), str(tmp_path / "mirrors/own/tiny.git")], check=True)
+    argv = ["sandbox", "test", "--repo", "own/tiny", "--commit", sha, "--json",
+            "--repo-url-template", f"file://{tmp_path}/mirrors/{{owner}}/{{name}}.git",
+            "--set", f"sandbox.cache_dir={tmp_path / 'cache'}"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["commit"] == sha and out["status"] == "ok" and out["funnel_stage"] == "tests_collected"
+    assert out["tests"]["tests/test_tiny.py::test_add_wrong"] == "FAILED"
+    assert out["recipe"]["python"] == "3.11"
+    with pytest.raises(SystemExit) as exc:
+        main(argv[:4] + ["--commit", "0" * 40] + argv[6:])
+    assert exc.value.code == 2
+    assert "not found" in capsys.readouterr().err
