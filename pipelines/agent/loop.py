@@ -255,3 +255,26 @@ def _as_plain_chat(messages: Sequence[dict]) -> list[dict]:
         else:
             out.append({"role": m["role"], "content": m.get("content") or ""})
     return out
+
+
+def render_react(messages: Sequence[dict], final_tag: str = "answer") -> str:
+    """The Qwen ReAct text form of a trajectory, for text-only trainers:
+    ``<think>..</think><tool_call>{json}</tool_call>`` per assistant turn, ``<tool_response>..</tool_response>``
+    per tool result, and ``<answer>..</answer>`` for the final assistant text."""
+    parts = []
+    for m in messages:
+        role, content = m["role"], m.get("content") or ""
+        if role in ("system", "user"):
+            parts.append(f"<|{role}|>\n{content}")
+        elif role == "assistant":
+            if m.get("tool_calls"):
+                text = f"<think>{content}</think>" if content else ""
+                for c in m["tool_calls"]:
+                    call = {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"] or "{}")}
+                    text += f"<tool_call>{json.dumps(call, ensure_ascii=False)}</tool_call>"
+                parts.append(f"<|assistant|>\n{text}")
+            else:
+                parts.append(f"<|assistant|>\n<{final_tag}>{content}</{final_tag}>")
+        elif role == "tool":
+            parts.append(f"<|user|>\n<tool_response>{content}</tool_response>")
+    return "\n".join(parts)

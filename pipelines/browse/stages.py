@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy, run_agent
+from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy, render_react, run_agent
 from pipelines.browse import harden as H
 from pipelines.browse import reward as R
 from pipelines.browse import synth as S
@@ -319,7 +319,7 @@ def _one_trajectory(ctx, qid, question, answer, aliases, golds, evidence, ev_tex
     row = {
         "traj_id": f"{qid}-{i}", "question_id": qid, "sample_index": i, "question": question, "answer": answer,
         "answer_aliases": list(aliases), "messages": _clean(res.messages), "tools": ro["schemas"],
-        "rendered_react": None, "policy_model": ctx.model,
+        "rendered_react": render_react(_clean(res.messages)), "policy_model": ctx.model,
         "sampling_params": {"temperature": float(ctx.opts.get("temperature", 0.7)), "policy": ctx.opts.get("policy")},
         "env_snapshot_id": ctx.env.snapshot_id, "prediction": prediction, "extracted_answer": v.extracted_answer,
         "verdict": v.verdict, "verdict_source": v.source, "judge_model": ctx.model if v.source == "judge" else None,

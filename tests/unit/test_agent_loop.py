@@ -3,7 +3,14 @@ from types import SimpleNamespace
 
 import jsonschema
 
-from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy, Turn, json_step_schema, run_agent
+from pipelines.agent.loop import (
+    JSONStepPolicy,
+    NativeToolPolicy,
+    Turn,
+    json_step_schema,
+    render_react,
+    run_agent,
+)
 from pipelines.agent.tools import Observation
 
 
@@ -166,3 +173,13 @@ def test_native_policy_forces_no_tools_on_final_turn():
 
     r = run_agent(NativeToolPolicy(SimpleNamespace(chat=chat)), {"search": EchoSearch()}, SYS, max_turns=1)
     assert calls[0]["tool_choice"] == "none" and r.final == "Lima" and r.termination == "forced_answer"
+
+
+def test_render_react_text_form():
+    tool = EchoSearch()
+    pol = Scripted([Turn("look it up", [call("search", {"query": "lima"})]), Turn("Peruvian sol", [])])
+    r = run_agent(pol, {"search": tool}, SYS)
+    text = render_react(r.messages)
+    assert '<think>look it up</think><tool_call>{"name": "search", "arguments": {"query": "lima"}}</tool_call>' in text
+    assert "<tool_response>results for lima</tool_response>" in text
+    assert text.endswith("<answer>Peruvian sol</answer>")
