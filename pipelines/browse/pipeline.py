@@ -36,18 +36,29 @@ def build_context(cfg: Mapping, llm_cfg: Mapping | None, run_id: str) -> Context
 
 
 class ProcessQuestions(beam.DoFn):
-    def __init__(self, cfg: dict, llm_cfg: dict | None, run_id: str, workers: int):
-        self.cfg, self.llm_cfg, self.run_id, self.workers = cfg, llm_cfg, run_id, workers
+    def __init__(self, cfg: dict, llm_cfg: dict | None, run_id: str, workers: int, total: int | None = None):
+        self.cfg, self.llm_cfg, self.run_id, self.workers, self.total = cfg, llm_cfg, run_id, workers, total
         self.questions = Metrics.counter("crucible.browse", "questions")
         self.kept = Metrics.counter("crucible.browse", "questions_kept")
         self.trajs = Metrics.counter("crucible.browse", "trajectories")
         self.correct = Metrics.counter("crucible.browse", "trajectories_correct")
 
     def setup(self):
+        from pipelines.store.commit import Progress
+
         self.ctx = build_context(self.cfg, self.llm_cfg, self.run_id)
+        self.progress = Progress("synth-browse questions done", self.total,
+                                 float(self.cfg["run"].get("progress_every_s", 10)), log)
+        self.n_correct = self.n_trajs = 0
 
     def process(self, batch):
         for res in run_questions(list(batch), self.ctx, self.workers):
+            trajs = res.rows.get("browse_trajectories", [])
+            self.n_trajs += len(trajs)
+            self.n_correct += sum(t["verdict"] == "correct" for t in trajs)
+            self.progress.label = (f"synth-browse questions done ({self.n_trajs} trajectories, "
+                                   f"{self.n_correct} correct)")
+            self.progress.update(1, force=True)
             self.questions.inc()
             self.kept.inc(len(res.rows.get("questions", [])))
             trajs = res.rows.get("browse_trajectories", [])
@@ -101,7 +112,7 @@ def run(cfg) -> dict:
                 (p
                  | "Structures" >> beam.Create(todo, reshuffle=False)
                  | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=batch)
-                 | "ProcessQuestions" >> beam.ParDo(ProcessQuestions(cfgd, llm_cfg, run_id, workers))
+                 | "ProcessQuestions" >> beam.ParDo(ProcessQuestions(cfgd, llm_cfg, run_id, workers, len(todo)))
                  | "Commit" >> CommitResults(out_dir, PIPELINE, run_id, every_items=cfg.store.commit_every_items,
                                              every_s=cfg.store.commit_every_s, compression=cfg.store.compression,
                                              total_items=len(todo), progress_every_s=cfg.run.progress_every_s))
