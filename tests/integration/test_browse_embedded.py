@@ -13,14 +13,15 @@ JUDGE_SET = REPO / "tests" / "data" / "browse" / "judge_set.jsonl"
 
 
 @pytest.fixture(scope="module")
-def llm():
+def llm(tmp_path_factory):
     pytest.importorskip("xllamacpp", reason="the [embedded] extra is not installed")
     from pipelines.config import load_config
     from pipelines.llm import LLMClient, endpoint_config, llm_endpoint
 
     cfg = load_config("browse")
     with llm_endpoint(cfg.llm) as urls:
-        client = LLMClient.from_config(endpoint_config(cfg.llm, urls), cache_dir=None)
+        # the response cache goes to a temp dir: tests never write into the repo's data/
+        client = LLMClient.from_config(endpoint_config(cfg.llm, urls), out_dir=str(tmp_path_factory.mktemp("llm")))
         yield cfg, urls, client
         client.close()
 
