@@ -145,13 +145,9 @@ class ProcessServer:
         return self.base_url
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
+        from pipelines.llm.proc import terminate
+
+        terminate(self.proc, timeout)
         self.proc = None
         if self._log is not None:
             self._log.close()
