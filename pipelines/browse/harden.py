@@ -28,6 +28,7 @@ from pipelines.browse.synth import (
     check_supported,
     is_unique,
     named_constants,
+    path_length,
 )
 
 MAX_CLUES = 4
@@ -220,7 +221,7 @@ def harden(graph: Graph, draft: Draft, rng: random.Random, *, rounds: int, write
                         "checks": {**state, "origin": origin}})
     for rnd in range(1, rounds + 1):
         # target difficulty reached: long enough and the closed-book model fails it
-        if rnd > 1 and state["closed_book_solved"] is False and len(cur.formalization["triples"]) >= min_hops:
+        if rnd > 1 and state["closed_book_solved"] is False and path_length(cur) >= min_hops:
             break
         ops = list(operators)
         rng.shuffle(ops)

@@ -283,7 +283,7 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
                for e in final.lineage]
     out.add("questions", {
         "question_id": item["key"], "question": question, "answer": answer, "answer_aliases": aliases,
-        "answer_type": "entity", "hops": len(final.formalization["triples"]), "source": "kg",
+        "answer_type": "entity", "hops": S.path_length(final), "source": "kg",
         "seed_entity": final.seed, "pattern_hash": S.pattern_hash(final),
         "formalization": {**final.formalization, "binding": final.binding}, "evidence": evidence,
         "lineage": lineage, "difficulty": band(pass_rate) if pass_rate is not None else None,

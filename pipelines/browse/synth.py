@@ -379,6 +379,18 @@ def named_constants(draft: Draft) -> list[str]:
     return [t for s, _, o in draft.formalization["triples"] for t in (s, o) if not t.startswith("?")]
 
 
+def path_length(draft: Draft) -> int:
+    """Hops on the chain that leads to the answer (clue triples that only describe a node do
+    not count): follow subject links back from the target."""
+    by_obj = {o: s for s, _r, o in draft.formalization["triples"] if o.startswith("?")}
+    n, node, seen = 0, draft.target, set()
+    while node in by_obj and node not in seen:
+        seen.add(node)
+        node = by_obj[node]
+        n += 1
+    return n
+
+
 def count(graph: Graph, draft: Draft, cap: int = 50) -> int:
     return count_answers(graph, draft.formalization, cap=cap)
 

@@ -67,7 +67,10 @@ def test_sampled_chains_are_functional_and_simple(g):
 
 def test_draft_from_chain_is_unique_supported_and_rendered(g):
     d = airport_draft(g)
-    assert S.is_unique(g, d) and d.answer_id == "currency/PEN"
+    assert S.is_unique(g, d) and d.answer_id == "currency/PEN" and S.path_length(d) == 3
+    clued = d.copy()
+    clued.formalization["triples"].append(["?x1", "country", "country/PE"])
+    assert S.path_length(clued) == 3  # a clue about a node is not a hop
     assert S.check_supported(g, d)[0]
     q = S.render_question(g, d)
     assert q == ("What is the currency of the country where the city served by "
@@ -131,7 +134,7 @@ def test_add_hop_reaches_node_through_new_named_entity(g):
     d = S.Draft({"triples": [["city/cusco", "country", "?k"], ["?k", "currency", "?x"]], "target": "?x",
                  "constraints": []}, {"?k": "country/PE", "?x": "currency/PEN"}, "city/cusco")
     new = H.add_hop(g, d, random.Random(0))
-    assert new is not None and len(new.formalization["triples"]) == 3
+    assert new is not None and len(new.formalization["triples"]) == 3 and S.path_length(new) == 3
     assert new.formalization["triples"][0] == ["airport/SPZO", "serves_city", "?y0"]
     assert new.binding["?y0"] == "city/cusco"
     assert S.render_question(g, new).startswith("What is the currency of the country where the city served by")
