@@ -1,0 +1,196 @@
+"""`crucible sandbox engine|base|env|test|df|gc`: Docker sandboxes from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from pipelines.cli import add_config_args
+
+    p = sub.add_parser("sandbox", help="Docker sandboxes: engine, base/env images, test runs, disk, gc")
+    ssub = p.add_subparsers(dest="sandbox_command", metavar="ACTION")
+    ssub.required = True
+
+    e = ssub.add_parser("engine", help="find a Docker engine (DOCKER_HOST honoured) or install+start one")
+    e.add_argument("--no-start", action="store_true", help="only check; never install or start")
+    e.set_defaults(func=_engine)
+
+    b = ssub.add_parser("base", help="build or reuse the base image for a Python version")
+    add_config_args(b)
+    b.add_argument("--python", required=True, help="3.9 | 3.11 | 3.13")
+    b.add_argument("--force", action="store_true", help="rebuild even if an image with the key exists")
+    b.set_defaults(func=_base)
+
+    for name, helptext in (("env", "build or reuse the env image of a repo (deps installed)"),
+                           ("test", "build/reuse the env image of a repo and run its tests in a fresh container")):
+        x = ssub.add_parser(name, help=helptext)
+        add_config_args(x)
+        src = x.add_mutually_exclusive_group(required=True)
+        src.add_argument("--sdist", help="a PyPI sdist, NAME==VERSION (e.g. toolz==0.12.0)")
+        src.add_argument("--repo", help="owner/name, fetched through sandbox.repo_url_template")
+        src.add_argument("--path", help="a local directory (a git checkout or a plain tree)")
+        x.add_argument("--commit", help="commit for --repo (default HEAD)")
+        x.add_argument("--repo-url-template", help="override sandbox.repo_url_template")
+        x.add_argument("--force", action="store_true", help="rebuild the env image")
+        x.add_argument("--print-recipe", action="store_true", help="print the inferred recipe")
+        if name == "test":
+            x.add_argument("--network", choices=["none", "internal", "bridge"], help="override sandbox.network")
+            x.add_argument("--reruns", type=int, help="override sandbox.reruns (flaky detection)")
+            x.add_argument("--select", nargs="*", help="test files/ids to run instead of the detected paths")
+            x.add_argument("--json", action="store_true", help="print the full result (per-test outcomes) as JSON")
+        x.set_defaults(func=_env if name == "env" else _test)
+
+    d = ssub.add_parser("df", help="disk used by sandbox images and containers")
+    d.set_defaults(func=_df)
+    g = ssub.add_parser("gc", help="remove stopped sandbox containers and unused env images")
+    g.add_argument("--keep", action="append", default=[], metavar="KEY", help="env key to keep (repeatable)")
+    g.add_argument("--older-than-days", type=float, default=0.0, help="only images created longer ago")
+    g.add_argument("--superseded", action="store_true",
+                   help="only images replaced by a newer one of the same repo and Python (changed recipe/deps)")
+    g.add_argument("--all", action="store_true", help="also remove base images")
+    g.add_argument("--dry-run", action="store_true")
+    g.set_defaults(func=_gc)
+
+
+def _client(start: bool = False):
+    from sandbox.engine import EngineUnavailable, ensure_engine
+
+    try:
+        return ensure_engine(allow_start=start)
+    except EngineUnavailable as exc:
+        print(f"crucible: {exc}", file=sys.stderr)
+        raise SystemExit(3) from None
+
+
+def _engine(args) -> int:
+    _, info = _client(start=not args.no_start)
+    print(json.dumps(info.as_dict()))
+    return 0
+
+
+def _settings(args):
+    from pipelines.cli import config_from_args
+    from sandbox.api import settings_from_config
+
+    cfg = config_from_args(args)
+    return settings_from_config(cfg.sandbox)
+
+
+def _base(args) -> int:
+    from sandbox.api import build_base
+
+    client, _ = _client()
+    res = build_base(client, _settings(args), args.python, force=args.force)
+    print(json.dumps(res))
+    return 0
+
+
+def _checkout(args, settings):
+    from sandbox import sources
+
+    if args.sdist:
+        return sources.from_sdist(args.sdist, settings.cache_dir / "sdists", pip=(sys.executable, "-m", "pip"))
+    if args.repo:
+        template = args.repo_url_template or settings.repo_url_template
+        return sources.from_git(args.repo, args.commit or "HEAD", settings.cache_dir / "git", template)
+    from pathlib import Path
+
+    path = Path(args.path).resolve()
+    if not path.is_dir():
+        raise FileNotFoundError(f"--path {path}: not a directory")
+    if not (path / ".git").exists():
+        import shutil
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="crucible-path-")) / path.name
+        shutil.copytree(path, tmp)
+        commit = sources.init_one_commit(tmp, f"snapshot of {path}")
+        return sources.Checkout(tmp, commit, path.name, f"path:{path}")
+    head = sources._git(["rev-parse", "HEAD"], cwd=path).stdout.strip()
+    return sources.Checkout(path, head, path.name, f"path:{path}")
+
+
+def _prepare(args):
+    from sandbox.api import build_env, exported
+    from sandbox.images import BuildError
+    from sandbox.recipes import RecipeError
+    from sandbox.sources import SourceError
+
+    settings = _settings(args)
+    client, _ = _client()
+    try:
+        co = _checkout(args, settings)
+    except SourceError as exc:
+        print(f"crucible: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    ctx = exported(co.path)
+    tree = ctx.__enter__()
+    try:
+        spec, res = build_env(client, settings, tree, co.name, force=args.force)
+    except (RecipeError, BuildError) as exc:
+        ctx.__exit__(None, None, None)
+        print(f"crucible: {co.origin}: {exc}", file=sys.stderr)
+        if getattr(exc, "log_tail", ""):
+            print(exc.log_tail[-3000:], file=sys.stderr)
+        raise SystemExit(2) from None
+    if args.print_recipe:
+        print(json.dumps(spec.recipe, indent=2), file=sys.stderr)
+    return client, settings, co, spec, res, ctx, tree
+
+
+def _env(args) -> int:
+    t0 = time.monotonic()
+    _, _, co, spec, res, ctx, _ = _prepare(args)
+    ctx.__exit__(None, None, None)
+    res.pop("log_tail", None)
+    print(json.dumps({"source": co.origin, "commit": co.commit, "python": spec.recipe["python"], **res,
+                      "total_seconds": round(time.monotonic() - t0, 2)}))
+    return 0
+
+
+def _test(args) -> int:
+    from sandbox.api import test_env
+
+    client, settings, co, spec, res, ctx, tree = _prepare(args)
+    try:
+        out = test_env(client, settings, spec, tree, selection=args.select, network=args.network, k=args.reruns)
+    finally:
+        ctx.__exit__(None, None, None)
+    from sandbox.recipes import funnel_stage
+
+    runs = out["runs"]
+    first = next((r for r in runs if r.ok), runs[0])
+    stage = funnel_stage(True, len(first.tests), first.counts.get("PASSED", 0),
+                         first.counts.get("FAILED", 0) + first.counts.get("ERROR", 0))
+    summary = {"funnel_stage": stage, "source": co.origin, "commit": co.commit, "image": spec.image, "env_cache_hit": res["cache_hit"],
+               "status": out["status"], "reason": out["reason"], "flaky": out["flaky"],
+               "network_dependent": out["network_dependent"],
+               "runs": [{"status": r.status, "kind": r.kind, "reason": r.reason, "counts": r.counts,
+                         "exit_code": r.exit_code, "seconds": round(r.seconds, 2)} for r in runs]}
+    if args.json:
+        summary["tests"] = out.get("tests", runs[0].tests)
+        summary["recipe"] = spec.recipe
+    print(json.dumps(summary, indent=None if args.json else 2))
+    return 0 if out["status"] == "ok" else 1
+
+
+def _df(args) -> int:
+    from sandbox.images import disk_usage, list_images
+
+    client, _ = _client()
+    print(json.dumps({"usage": disk_usage(client), "images": list_images(client)}, indent=2))
+    return 0
+
+
+def _gc(args) -> int:
+    from sandbox.images import gc
+
+    client, _ = _client()
+    kinds = ("env", "base") if args.all else ("env",)
+    print(json.dumps(gc(client, set(args.keep), kinds, args.older_than_days * 86400, args.dry_run,
+                        superseded_only=args.superseded)))
+    return 0

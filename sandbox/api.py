@@ -1,0 +1,119 @@
+"""Glue used by the CLI, benchmarks and pipelines: settings from config, then base -> env -> test run.
+
+Every function takes the docker client as an argument.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox.container import Limits
+from sandbox.images import DEFAULT_APT_PACKAGES, BaseSpec, EnvSpec, ensure_base, ensure_env
+
+log = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    ca_bundle: str | None = None
+    debian_mirror: str | None = None
+    base_registry_image: str | None = None
+    pythons: tuple[str, ...] = ("3.9", "3.11")
+    apt_packages: tuple[str, ...] = DEFAULT_APT_PACKAGES
+    pip_env: dict = field(default_factory=dict)
+    cache_dir: Path = Path("~/.cache/crucible/sandbox").expanduser()
+    repo_url_template: str = "https://github.com/{repo}.git"
+    repos_dir: Path = REPO_ROOT / "configs" / "repos"
+    limits: Limits = Limits()
+    build_timeout_s: int = 1800
+    network: str = "none"
+    reruns: int = 1
+    label_network: str | None = None
+
+
+def settings_from_config(section, resolve_host: bool = True) -> Settings:
+    """Settings from the ``sandbox`` config section; host facts (mirror, CA bundle, pip index) are
+    resolved here when not configured."""
+    from sandbox.hostenv import find_ca_bundle, host_debian_mirror, host_pip_env
+
+    s = dict(section)
+    pip_env = dict(host_pip_env() if resolve_host and s.get("inherit_host_pip", True) else {})
+    pip_env.update(s.get("pip_env") or {})
+    repos_dir = Path(s.get("repos_dir", "configs/repos"))
+    if not repos_dir.is_absolute():
+        repos_dir = REPO_ROOT / repos_dir
+    return Settings(
+        ca_bundle=find_ca_bundle(s.get("ca_bundle")) if resolve_host else s.get("ca_bundle"),
+        debian_mirror=s.get("debian_mirror") or (host_debian_mirror() if resolve_host else None),
+        base_registry_image=s.get("base_registry_image"),
+        pythons=tuple(s.get("pythons", ("3.9", "3.11"))),
+        apt_packages=tuple(s.get("apt_packages", DEFAULT_APT_PACKAGES)),
+        pip_env=pip_env,
+        cache_dir=Path(os.path.expanduser(s.get("cache_dir", "~/.cache/crucible/sandbox"))),
+        repo_url_template=s.get("repo_url_template", "https://github.com/{repo}.git"),
+        repos_dir=repos_dir,
+        limits=Limits(cpus=float(s.get("cpus", 2)), memory_mb=int(s.get("memory_mb", 4096)),
+                      pids=int(s.get("pids", 1024)), timeout_s=int(s.get("test_timeout_s", 900))),
+        build_timeout_s=int(s.get("build_timeout_s", 1800)),
+        network=s.get("network", "none"),
+        reruns=int(s.get("reruns", 1)),
+        label_network=s.get("label_network"),
+    )
+
+
+def base_spec(settings: Settings, python: str) -> BaseSpec:
+    reg = settings.base_registry_image.format(python=python) if settings.base_registry_image else None
+    return BaseSpec(python=python, apt_packages=tuple(settings.apt_packages), registry_image=reg)
+
+
+def build_base(client, settings: Settings, python: str, force: bool = False) -> dict:
+    return ensure_base(client, base_spec(settings, python), mirror=settings.debian_mirror,
+                       ca_bundle=settings.ca_bundle, pip_env=settings.pip_env, force=force)
+
+
+def plan_env(settings: Settings, tree: Path, name: str) -> EnvSpec:
+    """Infer the recipe (with any per-repo override) and the env spec for the tree at ``tree``."""
+    from sandbox.recipes import infer_recipe, load_override
+
+    override = load_override(name, settings.repos_dir)
+    recipe, inputs = infer_recipe(tree, settings.pythons, override)
+    return EnvSpec(base=base_spec(settings, recipe["python"]), recipe=recipe, inputs=inputs, name=name)
+
+
+def build_env(client, settings: Settings, tree: Path, name: str, force: bool = False) -> tuple[EnvSpec, dict]:
+    """Base (built or reused) + env (built or reused) for the exported tree ``tree`` (no .git needed)."""
+    spec = plan_env(settings, tree, name)
+    base = build_base(client, settings, spec.base.python)
+    res = ensure_env(client, spec, tree, ca_bundle=settings.ca_bundle, pip_env=settings.pip_env,
+                     timeout_s=settings.build_timeout_s, force=force)
+    res["base"] = base
+    return spec, res
+
+
+def exported(checkout_path: Path):
+    """Context manager: a temporary copy of the checkout's HEAD tree without .git."""
+    from sandbox.sources import export_tree
+
+    class _Ctx:
+        def __enter__(self):
+            self._tmp = tempfile.TemporaryDirectory(prefix="crucible-tree-")
+            return export_tree(checkout_path, Path(self._tmp.name) / "tree")
+
+        def __exit__(self, *exc):
+            self._tmp.cleanup()
+
+    return _Ctx()
+
+
+def test_env(client, settings: Settings, spec: EnvSpec, tree: Path, *, selection=None, network=None,
+             k: int | None = None) -> dict:
+    from sandbox.testrun import run_suite
+
+    return run_suite(client, spec.image, tree, spec.recipe, k=k or settings.reruns, limits=settings.limits,
+                     network=network or settings.network, label_network=settings.label_network,
+                     selection=selection)

@@ -1,0 +1,218 @@
+"""A container to run things in: non-root, CPU/memory/pids limits, a wall-clock timeout that kills it,
+network modes ``none`` (default for tests), ``internal`` (a Docker network created with ``--internal``:
+no route out, connections to unroutable addresses time out as on a real network) and ``bridge``
+(builds only). The repo is copied in as a tar stream (no git clone inside)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+INTERNAL_NETWORK = "crucible-internal"
+NETWORK_MODES = ("none", "internal", "bridge")
+SANDBOX_LABEL = "crucible.sandbox"
+SKIP_DIRS = {".git", ".tox", ".nox", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpus: float = 2.0
+    memory_mb: int = 4096
+    pids: int = 1024
+    timeout_s: int = 600
+
+    def __post_init__(self):
+        if self.cpus <= 0 or self.memory_mb < 64 or self.pids < 16 or self.timeout_s <= 0:
+            raise ValueError(f"bad sandbox limits {self}: need cpus > 0, memory_mb >= 64, pids >= 16, timeout_s > 0")
+
+
+@dataclass
+class RunOutcome:
+    exit_code: int | None
+    log: str
+    seconds: float
+    timed_out: bool = False
+    oom_killed: bool = False
+    daemon_error: str = ""
+    files: dict[str, bytes] = field(default_factory=dict)
+    rw_bytes: int = 0
+
+
+def tar_tree(src: Path, dest: str, uid: int = 1000, include_git: bool = False) -> bytes:
+    """A tar of ``src`` placed under ``dest`` (relative), every entry owned by ``uid``; skips caches and
+    (unless asked) ``.git``. Symlinks are kept as links."""
+    src = Path(src)
+    buf = io.BytesIO()
+    skip = set(SKIP_DIRS) - ({".git"} if include_git else set())
+
+    def fix(ti: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = Path(ti.name).parts
+        if any(p in skip for p in parts):
+            return None
+        ti.uid = ti.gid = uid
+        ti.uname = ti.gname = ""
+        return ti
+
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        dinfo = tarfile.TarInfo(dest)
+        dinfo.type = tarfile.DIRTYPE
+        dinfo.mode = 0o755
+        dinfo.uid = dinfo.gid = uid
+        tf.addfile(dinfo)
+        for entry in sorted(os.listdir(src)):
+            tf.add(src / entry, arcname=f"{dest}/{entry}", filter=fix)
+    return buf.getvalue()
+
+
+def untar_files(stream) -> dict[str, bytes]:
+    data = b"".join(stream)
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        for m in tf.getmembers():
+            if m.isfile():
+                f = tf.extractfile(m)
+                out[m.name] = f.read() if f else b""
+    return out
+
+
+def container_rw_bytes(client, container_id: str) -> int:
+    """Bytes in the container's writable layer (``docker inspect --size``; the SDK lacks the flag)."""
+    api = client.api
+    res = api._result(api._get(api._url("/containers/{0}/json", container_id), params={"size": 1}), True)
+    return int(res.get("SizeRw") or 0)
+
+
+def ensure_network(client, mode: str) -> str:
+    """The docker ``network_mode``/network name for a mode; creates the internal network if needed."""
+    if mode not in NETWORK_MODES:
+        raise ValueError(f"network mode {mode!r}: allowed {', '.join(NETWORK_MODES)}")
+    if mode != "internal":
+        return mode
+    import docker
+
+    try:
+        client.networks.get(INTERNAL_NETWORK)
+    except docker.errors.NotFound:
+        client.networks.create(INTERNAL_NETWORK, driver="bridge", internal=True,
+                               labels={SANDBOX_LABEL: "network"})
+    return INTERNAL_NETWORK
+
+
+def run_in_container(client, image: str, script: str, *, tree: Path | None = None, workdir: str = "/testbed",
+                     limits: Limits = Limits(), network: str = "none", user: str = "1000:1000",
+                     env: dict | None = None, fetch: tuple[str, ...] = (), include_git: bool = False,
+                     keep: bool = False) -> RunOutcome:
+    """Run ``bash -c script`` once in a fresh container from ``image`` with ``tree`` copied to ``workdir``.
+
+    The container is killed at ``limits.timeout_s``; ``fetch`` names absolute paths whose files are read
+    back after it stopped. Daemon errors are returned (``daemon_error``), not raised, so callers can
+    classify them as infrastructure failures."""
+    import docker
+    import requests
+
+    t0 = time.monotonic()
+    container = None
+    try:
+        net = ensure_network(client, network)
+        container = client.containers.create(
+            image, ["bash", "-c", script], user=user, working_dir=workdir, environment=env or {},
+            network_mode=net, nano_cpus=int(limits.cpus * 1e9), mem_limit=f"{limits.memory_mb}m",
+            memswap_limit=f"{limits.memory_mb}m", pids_limit=limits.pids, labels={SANDBOX_LABEL: "run"},
+            detach=True, init=True,
+        )
+        if tree is not None:
+            container.put_archive("/", tar_tree(tree, workdir.lstrip("/"), include_git=include_git))
+        container.start()
+        timed_out = False
+        try:
+            status = container.wait(timeout=limits.timeout_s)
+            code = status.get("StatusCode")
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            timed_out = True
+            container.kill()
+            code = None
+        seconds = time.monotonic() - t0
+        container.reload()
+        state = container.attrs.get("State", {})
+        text = container.logs().decode(errors="replace")
+        files = {}
+        for path in fetch:
+            try:
+                stream, _ = container.get_archive(path)
+                for name, data in untar_files(stream).items():
+                    files[f"{os.path.dirname(path)}/{name}"] = data
+            except docker.errors.NotFound:
+                pass
+        rw = 0
+        try:
+            rw = container_rw_bytes(client, container.id)
+        except docker.errors.APIError:
+            pass
+        return RunOutcome(exit_code=code, log=text, seconds=seconds, timed_out=timed_out,
+                          oom_killed=bool(state.get("OOMKilled")), files=files, rw_bytes=rw)
+    except docker.errors.DockerException as exc:
+        return RunOutcome(exit_code=None, log="", seconds=time.monotonic() - t0,
+                          daemon_error=f"{exc.__class__.__name__}: {exc}")
+    finally:
+        if container is not None and not keep:
+            try:
+                container.remove(force=True)
+            except docker.errors.DockerException:
+                pass
+
+
+class Sandbox:
+    """A long-lived container (``sleep infinity``) for interactive use, e.g. an agent's shell: ``exec``
+    runs a command with a per-command timeout (coreutils ``timeout`` inside, the container keeps its
+    limits); ``close`` removes it."""
+
+    def __init__(self, client, image: str, *, tree: Path | None = None, workdir: str = "/testbed",
+                 limits: Limits = Limits(), network: str = "none", user: str = "1000:1000",
+                 include_git: bool = True):
+        self.client = client
+        self.workdir = workdir
+        self.user = user
+        net = ensure_network(client, network)
+        self.container = client.containers.create(
+            image, ["sleep", "infinity"], user=user, working_dir=workdir, network_mode=net,
+            nano_cpus=int(limits.cpus * 1e9), mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m",
+            pids_limit=limits.pids, labels={SANDBOX_LABEL: "session"}, detach=True, init=True,
+        )
+        if tree is not None:
+            self.container.put_archive("/", tar_tree(tree, workdir.lstrip("/"), include_git=include_git))
+        self.container.start()
+
+    def exec(self, command: str, timeout_s: int = 120) -> tuple[int, str]:
+        res = self.container.exec_run(["timeout", "-k", "5", str(timeout_s), "bash", "-c", command],
+                                      user=self.user, workdir=self.workdir, demux=False)
+        return res.exit_code, (res.output or b"").decode(errors="replace")
+
+    def put_file(self, path: str, data: bytes) -> None:
+        from sandbox.images import tar_bytes
+
+        d, name = os.path.split(path)
+        self.container.put_archive(d, tar_bytes({name: data}))
+
+    def get_file(self, path: str) -> bytes:
+        stream, _ = self.container.get_archive(path)
+        files = untar_files(stream)
+        return next(iter(files.values())) if files else b""
+
+    def close(self) -> None:
+        try:
+            self.container.remove(force=True)
+        except Exception:  # already gone
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

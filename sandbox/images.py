@@ -1,0 +1,398 @@
+"""Base and env images, named by a hash of everything that went into them.
+
+- **Base** (:class:`BaseSpec`): Debian release + Python + git/build tools + a venv at /opt/venv and a
+  non-root ``sandbox`` user (uid 1000). Taken from a configured registry image when one is set and
+  pullable; otherwise bootstrapped locally with ``debootstrap --variant=minbase`` from the Debian mirror
+  the host's apt uses, then ``docker import``.
+- **Env** (:class:`EnvSpec`): base + the repo's dependencies installed by a recipe (see
+  ``sandbox.recipes``). The key hashes the base key, the recipe and the contents of every file the
+  recipe read (requirements, setup.cfg, pyproject, tox.ini ...). The repo itself is removed from
+  /testbed before commit; instances copy it in again.
+
+Layers are built with ``docker run`` + ``docker commit`` (no BuildKit). Every image carries labels
+``crucible.kind``, ``crucible.key`` and ``crucible.spec`` so ``df`` and ``gc`` can account for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+KEY_VERSION = 2  # bump when the base build procedure changes in a way that changes the image
+ENV_KEY_VERSION = 3  # same for env images (the install script wrapper, cleanup, labels)
+SANDBOX_UID = 1000
+VENV = "/opt/venv"
+WORKDIR = "/testbed"
+CA_IN_CONTAINER = "/tmp/crucible-ca-bundle.pem"  # copied in per build step, deleted before commit
+DEBIAN_FOR_PYTHON = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
+DEFAULT_APT_PACKAGES = ("python3", "python3-venv", "python3-dev", "git", "ca-certificates", "gcc",
+                        "libc6-dev", "make", "patch")
+DEFAULT_BASE_PIP = ("pip", "setuptools", "wheel")
+IMAGE_REPO = "crucible"
+
+
+class BuildError(RuntimeError):
+    """An image build failed; ``log_tail`` holds the end of the build log."""
+
+    def __init__(self, message: str, log_tail: str = ""):
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+def stable_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    python: str
+    distro: str = ""
+    apt_packages: tuple[str, ...] = DEFAULT_APT_PACKAGES
+    pip_packages: tuple[str, ...] = DEFAULT_BASE_PIP
+    registry_image: str | None = None  # e.g. "python:3.11-slim" where a registry is reachable
+
+    def __post_init__(self):
+        if not self.distro:
+            if self.python not in DEBIAN_FOR_PYTHON:
+                raise ValueError(f"python {self.python!r}: no Debian release known for it; "
+                                 f"use one of {sorted(DEBIAN_FOR_PYTHON)} or set distro")
+            object.__setattr__(self, "distro", DEBIAN_FOR_PYTHON[self.python])
+
+    @property
+    def key(self) -> str:
+        return stable_hash({"v": KEY_VERSION, "kind": "base", **asdict(self)})[:16]
+
+    @property
+    def image(self) -> str:
+        return f"{IMAGE_REPO}/base:py{self.python}-{self.key}"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    base: BaseSpec
+    recipe: dict
+    inputs: dict = field(default_factory=dict)  # path -> sha256 of content of every file the recipe read
+    name: str = "repo"
+
+    @property
+    def key(self) -> str:
+        return stable_hash({"v": ENV_KEY_VERSION, "kind": "env", "base": self.base.key, "recipe": self.recipe,
+                            "inputs": self.inputs})[:16]
+
+    @property
+    def image(self) -> str:
+        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.name.lower())[:60] or "repo"
+        return f"{IMAGE_REPO}/env-{safe}:py{self.base.python}-{self.key}"
+
+
+def image_exists(client, name: str) -> bool:
+    import docker
+
+    try:
+        client.images.get(name)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def build_env_vars(ca_bundle: str | None, pip_env: dict | None) -> tuple[dict, dict]:
+    """(environment, files) for a build container: the CA bundle is copied in (not mounted, so nothing of it
+    stays in the committed image) and named in every variable pip/requests/openssl/git read; pip index
+    settings are passed through."""
+    env = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", "PIP_DEFAULT_TIMEOUT": "120"}
+    env.update(pip_env or {})
+    vols = {}
+    if ca_bundle:
+        vols[CA_IN_CONTAINER] = Path(ca_bundle).read_bytes()
+        for k in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"):
+            env[k] = CA_IN_CONTAINER
+    return env, vols
+
+
+def run_build_step(client, image: str, script: str, *, user: str = "root", env: dict | None = None,
+                   volumes: dict[str, bytes] | None = None, tree: Path | None = None, timeout_s: int = 1800,
+                   commit_as: str | None = None, commit_changes: list[str] | None = None,
+                   labels: dict | None = None, log_labels=None) -> str:
+    """Run ``bash -c script`` in a fresh bridge-networked container from ``image`` (with ``tree`` copied
+    to /testbed first), then commit it as ``commit_as``. Returns the build log. Raises BuildError."""
+    from sandbox.container import tar_tree
+
+    files = dict(volumes or {})
+    if files:
+        script = f"trap 'rm -f {' '.join(files)}' EXIT\n" + script
+    container = client.containers.create(
+        image, ["bash", "-c", script], user=user, environment=env or {},
+        working_dir="/", network_mode="bridge", detach=True,
+    )
+    try:
+        for path, data in files.items():
+            d, name = os.path.split(path)
+            container.put_archive(d, tar_bytes({name: data}))
+        if tree is not None:
+            container.put_archive("/", tar_tree(tree, WORKDIR.lstrip("/"), uid=SANDBOX_UID))
+        container.start()
+        try:
+            status = container.wait(timeout=timeout_s)
+        except Exception as exc:  # requests ReadTimeout / ConnectionError
+            container.kill()
+            raise BuildError(f"build step timed out after {timeout_s}s ({exc.__class__.__name__})",
+                             container.logs().decode(errors="replace")[-4000:]) from None
+        text = container.logs().decode(errors="replace")
+        if status.get("StatusCode") != 0:
+            raise BuildError(f"build step exited {status.get('StatusCode')}", text[-6000:])
+        if commit_as:
+            repo, _, tag = commit_as.rpartition(":")
+            changes = list(commit_changes or [])
+            all_labels = {**(labels or {}), **(log_labels(text) if log_labels else {})}
+            for k, v in all_labels.items():
+                changes.append(f"LABEL {k}={json.dumps(v)}")
+            container.commit(repository=repo, tag=tag, changes=changes)
+        return text
+    finally:
+        container.remove(force=True)
+
+
+def _debootstrap(spec: BaseSpec, mirror: str, workdir: Path) -> Path:
+    if shutil.which("debootstrap") is None:
+        raise BuildError("debootstrap is not installed; run `crucible sandbox engine` as root (installs it) "
+                         "or `apt-get install debootstrap`, or set sandbox.base_registry_image")
+    root = workdir / "rootfs"
+    argv = ["debootstrap", "--variant=minbase", "--include=" + ",".join(spec.apt_packages), spec.distro,
+            str(root), mirror]
+    log.info("bootstrapping %s (python %s) from %s", spec.distro, spec.python, mirror)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise BuildError(f"debootstrap {spec.distro} from {mirror} failed (exit {proc.returncode})",
+                         (proc.stdout + proc.stderr)[-4000:])
+    # drop apt lists and caches: they are not needed inside and only cost disk
+    for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        p = root / sub
+        if p.is_dir():
+            for child in p.iterdir():
+                if child.is_file():
+                    child.unlink()
+    tarball = workdir / "rootfs.tar"
+    proc = subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(tarball), "."],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError("tar of the bootstrapped rootfs failed", proc.stderr[-2000:])
+    return tarball
+
+
+def base_setup_script(spec: BaseSpec) -> str:
+    pip = " ".join(spec.pip_packages)
+    return "\n".join([
+        "set -eux",
+        f"groupadd -g {SANDBOX_UID} sandbox || true",
+        f"useradd -m -u {SANDBOX_UID} -g {SANDBOX_UID} -s /bin/bash sandbox || true",
+        "PY=$(command -v python3)",
+        f"$PY -m venv {VENV}",
+        f"{VENV}/bin/python -m pip install -U {pip}",
+        f"mkdir -p {WORKDIR} /out",
+        f"chown -R {SANDBOX_UID}:{SANDBOX_UID} {VENV} {WORKDIR} /out",
+        f"{VENV}/bin/python -c 'import sys; assert sys.version.startswith(\"{spec.python}\"), sys.version'",
+        "rm -rf /root/.cache",
+    ])
+
+
+def base_changes() -> list[str]:
+    return [f"ENV PATH={VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            f"ENV VIRTUAL_ENV={VENV}", "ENV PYTHONDONTWRITEBYTECODE=", "ENV LANG=C.UTF-8",
+            f"WORKDIR {WORKDIR}"]
+
+
+def ensure_base(client, spec: BaseSpec, *, mirror: str | None, ca_bundle: str | None, pip_env: dict | None = None,
+                force: bool = False) -> dict:
+    """Build the base image unless an image with its key exists. Returns a result dict with
+    ``image``, ``key``, ``cache_hit``, ``seconds``, ``source``."""
+    t0 = time.monotonic()
+    if not force and image_exists(client, spec.image):
+        return {"image": spec.image, "key": spec.key, "cache_hit": True, "seconds": time.monotonic() - t0,
+                "source": "cache"}
+    labels = {"crucible.kind": "base", "crucible.key": spec.key, "crucible.spec": json.dumps(asdict(spec))}
+    env, vols = build_env_vars(ca_bundle, pip_env)
+    stage = f"{IMAGE_REPO}/stage:base-{spec.key}"
+    source = None
+    if spec.registry_image:
+        try:
+            client.images.pull(spec.registry_image)
+            client.images.get(spec.registry_image).tag(stage)
+            source = f"registry:{spec.registry_image}"
+        except Exception as exc:  # no registry reachable: fall back to bootstrapping
+            log.warning("cannot pull %s (%s); bootstrapping locally", spec.registry_image, exc)
+    if source is None:
+        if not mirror:
+            raise BuildError("no Debian mirror: none found in the host's apt sources; set sandbox.debian_mirror")
+        with tempfile.TemporaryDirectory(prefix="crucible-base-") as tmp:
+            tarball = _debootstrap(spec, mirror, Path(tmp))
+            repo, _, tag = stage.rpartition(":")
+            client.api.import_image_from_file(str(tarball), repository=repo, tag=tag)
+        source = f"debootstrap:{spec.distro}"
+    try:
+        run_build_step(client, stage, base_setup_script(spec), env=env, volumes=vols, commit_as=spec.image,
+                       commit_changes=base_changes(), labels=labels)
+    finally:
+        try:
+            client.images.remove(stage, noprune=False)
+        except Exception:  # the committed image still references its layers; removal only drops the tag
+            pass
+    return {"image": spec.image, "key": spec.key, "cache_hit": False, "seconds": time.monotonic() - t0,
+            "source": source}
+
+
+def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, pip_env: dict | None = None,
+               timeout_s: int = 1800, force: bool = False) -> dict:
+    """Build the env image (deps installed by the recipe) unless one with its key exists."""
+    from sandbox.recipes import install_script, parse_install_log
+
+    t0 = time.monotonic()
+    if not force and image_exists(client, spec.image):
+        img = client.images.get(spec.image)
+        steps = json.loads(img.labels.get("crucible.steps", "[]"))
+        return {"image": spec.image, "key": spec.key, "cache_hit": True, "seconds": time.monotonic() - t0,
+                "steps": steps}
+    if not image_exists(client, spec.base.image):
+        raise BuildError(f"base image {spec.base.image} is missing; run `crucible sandbox base --python "
+                         f"{spec.base.python}` first")
+    env, vols = build_env_vars(ca_bundle, pip_env)
+    env["HOME"] = "/home/sandbox"
+    script = install_script(spec.recipe) + f"\nrm -rf {WORKDIR}/* {WORKDIR}/.[!.]* /home/sandbox/.cache || true\n"
+    # the install log's markers say which rung of each ladder worked; they are kept as a label
+    container_log = ""
+    try:
+        container_log = run_build_step(
+            client, spec.base.image, script, user=f"{SANDBOX_UID}:{SANDBOX_UID}", env=env, volumes=vols,
+            tree=repo_dir, timeout_s=timeout_s, commit_as=spec.image,
+            commit_changes=[f"WORKDIR {WORKDIR}"],
+            labels={"crucible.kind": "env", "crucible.key": spec.key, "crucible.base": spec.base.key,
+                    "crucible.name": spec.name, "crucible.spec": json.dumps(spec.recipe, sort_keys=True)},
+            log_labels=lambda text: {"crucible.steps": json.dumps(parse_install_log(text))},
+        )
+    except BuildError as exc:
+        exc.steps = parse_install_log(exc.log_tail)
+        raise
+    steps = parse_install_log(container_log)
+    return {"image": spec.image, "key": spec.key, "cache_hit": False, "seconds": time.monotonic() - t0,
+            "steps": steps, "log_tail": container_log[-3000:]}
+
+
+# ---------------------------------------------------------------- disk accounting and gc
+
+def list_images(client) -> list[dict]:
+    rows = []
+    for img in client.images.list(filters={"label": "crucible.kind"}):
+        labels = img.labels or {}
+        rows.append({
+            "id": img.short_id, "tags": img.tags, "kind": labels.get("crucible.kind"),
+            "key": labels.get("crucible.key"), "name": labels.get("crucible.name", ""),
+            "size_mb": round(img.attrs.get("Size", 0) / 1e6, 1), "created": img.attrs.get("Created", ""),
+            "last_used": labels.get("crucible.last_used", ""),
+        })
+    return rows
+
+
+def disk_usage(client) -> dict:
+    """Images (by kind), sandbox containers and their writable layers, from ``docker system df``."""
+    df = client.df()
+    by_kind: dict[str, dict] = {}
+    for img in df.get("Images") or []:
+        labels = img.get("Labels") or {}
+        kind = labels.get("crucible.kind")
+        if not kind:
+            continue
+        d = by_kind.setdefault(kind, {"count": 0, "size_mb": 0.0, "unique_mb": 0.0})
+        d["count"] += 1
+        d["size_mb"] += img.get("Size", 0) / 1e6
+        d["unique_mb"] += max(img.get("Size", 0) - img.get("SharedSize", 0), 0) / 1e6
+    conts = [c for c in df.get("Containers") or [] if (c.get("Labels") or {}).get("crucible.sandbox")]
+    return {
+        "images": {k: {kk: round(vv, 1) if isinstance(vv, float) else vv for kk, vv in v.items()}
+                   for k, v in by_kind.items()},
+        "containers": {"count": len(conts), "rw_mb": round(sum(c.get("SizeRw", 0) or 0 for c in conts) / 1e6, 1)},
+        "layers_total_mb": round((df.get("LayersSize") or 0) / 1e6, 1),
+    }
+
+
+def _lineage(img: dict) -> tuple:
+    tag = (img.get("tags") or [""])[0]
+    repo, _, t = tag.rpartition(":")
+    return img["kind"], img.get("name", ""), repo, t.rsplit("-", 1)[0]  # e.g. ("env", "toolz", repo, "py3.9")
+
+
+def plan_gc(images: list[dict], keep_keys: set[str], in_use_ids: set[str], kinds: tuple[str, ...] = ("env",),
+            older_than_s: float = 0.0, now: float | None = None, superseded_only: bool = False) -> list[dict]:
+    """Pure: which images to remove: those of ``kinds`` whose key is not kept, not used by a container and
+    created more than ``older_than_s`` ago. With ``superseded_only``, only images for which a newer image of
+    the same lineage (kind, repo name, Python) exists."""
+    now = time.time() if now is None else now
+    newest: dict[tuple, float] = {}
+    for img in images:
+        lin = _lineage(img)
+        newest[lin] = max(newest.get(lin, 0.0), iso_ts(img.get("created") or ""))
+    out = []
+    for img in images:
+        if img["kind"] not in kinds or img["key"] in keep_keys or img["id"] in in_use_ids:
+            continue
+        if superseded_only and iso_ts(img.get("created") or "") >= newest[_lineage(img)]:
+            continue
+        ts = iso_ts(img.get("created") or "")
+        if now - ts >= older_than_s:
+            out.append(img)
+    return out
+
+
+def iso_ts(text: str) -> float:
+    """Seconds since the epoch of Docker's ``2026-11-22T03:20:00.123456789Z`` (0.0 if unparsable)."""
+    from datetime import datetime, timezone
+
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", text or "")
+    if not m:
+        return 0.0
+    return datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+
+
+def gc(client, keep_keys: set[str] = frozenset(), kinds: tuple[str, ...] = ("env",), older_than_s: float = 0.0,
+       dry_run: bool = False, superseded_only: bool = False) -> dict:
+    """Remove stopped sandbox containers, then unkept images of ``kinds``; returns what was removed."""
+    removed_containers = 0
+    for c in client.containers.list(all=True, filters={"label": "crucible.sandbox"}):
+        if c.status != "running":
+            if not dry_run:
+                c.remove(force=True)
+            removed_containers += 1
+    in_use = {c.image.short_id for c in client.containers.list(all=True)}
+    plan = plan_gc(list_images(client), set(keep_keys), in_use, kinds, older_than_s, superseded_only=superseded_only)
+    freed = 0.0
+    for img in plan:
+        if not dry_run:
+            client.images.remove(img["id"], force=False)
+        freed += img["size_mb"]
+    if not dry_run:
+        client.images.prune(filters={"dangling": True})
+    return {"removed_images": [i["tags"] or i["id"] for i in plan], "removed_containers": removed_containers,
+            "freed_mb_at_most": round(freed, 1), "dry_run": dry_run}
+
+
+def tar_bytes(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.uid = info.gid = SANDBOX_UID
+            info.mode = 0o644
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

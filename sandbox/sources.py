@@ -1,0 +1,148 @@
+"""Repositories to test: a PyPI sdist (``name==version``) turned into a one-commit git repo, or any git
+URL / local bare mirror through a URL template with ``{owner}``, ``{name}``, ``{repo}`` placeholders.
+
+Errors are :class:`SourceError` with a message naming what was asked, what failed and how to fix it
+(missing commit, unreachable source, repo with no tests)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_URL_TEMPLATE = "https://github.com/{repo}.git"
+GIT_ENV = {"GIT_AUTHOR_NAME": "crucible", "GIT_AUTHOR_EMAIL": "crucible@localhost",
+           "GIT_COMMITTER_NAME": "crucible", "GIT_COMMITTER_EMAIL": "crucible@localhost",
+           "GIT_AUTHOR_DATE": "2000-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z",
+           "GIT_TERMINAL_PROMPT": "0"}
+SDIST_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)$")
+
+
+class SourceError(RuntimeError):
+    """A repository could not be obtained; the message says which, why and what to do."""
+
+
+@dataclass(frozen=True)
+class Checkout:
+    path: Path
+    commit: str
+    name: str
+    origin: str
+
+
+def _git(args: list[str], cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **GIT_ENV})
+
+
+def repo_url(template: str, repo: str) -> str:
+    """Fill ``{owner}``, ``{name}``, ``{repo}`` for ``repo`` = ``owner/name``."""
+    if "/" not in repo:
+        raise SourceError(f"repo {repo!r}: expected owner/name (e.g. marshmallow-code/marshmallow)")
+    owner, name = repo.split("/", 1)
+    try:
+        return template.format(owner=owner, name=name, repo=repo)
+    except (KeyError, IndexError) as exc:
+        raise SourceError(f"repo URL template {template!r}: unknown placeholder {exc}; "
+                          "allowed: {owner}, {name}, {repo}") from None
+
+
+def init_one_commit(path: Path, message: str) -> str:
+    """``git init`` + add everything + one commit with fixed identity and date (same tree -> same sha)."""
+    for args in (["init", "-q"], ["add", "-A", "-f"], ["commit", "-q", "--no-gpg-sign", "-m", message]):
+        proc = _git(args, cwd=path)
+        if proc.returncode != 0:
+            raise SourceError(f"{path}: git {' '.join(args)} failed: {proc.stderr.strip()}")
+    return _git(["rev-parse", "HEAD"], cwd=path).stdout.strip()
+
+
+def unpack_archive(archive: Path, dest: Path) -> Path:
+    """Unpack an sdist (.tar.gz/.tar.bz2/.zip) into ``dest``; returns its single top directory."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for n in zf.namelist():
+                if n.startswith("/") or ".." in Path(n).parts:
+                    raise SourceError(f"{archive}: unsafe path {n!r} in archive")
+            zf.extractall(dest)
+    else:
+        try:
+            with tarfile.open(archive) as tf:
+                tf.extractall(dest, filter="data")
+        except tarfile.TarError as exc:
+            raise SourceError(f"{archive}: not an sdist archive ({exc})") from None
+    tops = [p for p in dest.iterdir()]
+    return tops[0] if len(tops) == 1 and tops[0].is_dir() else dest
+
+
+def from_sdist(spec: str, workdir: Path, pip: tuple[str, ...] = (sys.executable, "-m", "pip")) -> Checkout:
+    """Download ``name==version`` as an sdist with pip (host pip config applies), unpack it into
+    ``workdir/<name>-<version>`` and make it a git repo with one commit. Reuses an existing checkout."""
+    m = SDIST_RE.match(spec.strip())
+    if not m:
+        raise SourceError(f"sdist {spec!r}: expected NAME==VERSION, e.g. toolz==0.12.0")
+    name, version = m.group(1), m.group(2)
+    target = Path(workdir) / f"{name.lower()}-{version}"
+    if (target / ".git").is_dir():
+        head = _git(["rev-parse", "HEAD"], cwd=target)
+        if head.returncode == 0:
+            return Checkout(target, head.stdout.strip(), name, f"sdist:{spec}")
+        shutil.rmtree(target)
+    with tempfile.TemporaryDirectory(prefix="crucible-sdist-") as tmp:
+        proc = subprocess.run([*pip, "download", "--no-deps", "--no-binary", name,
+                               "-d", tmp, f"{name}=={version}"], capture_output=True, text=True, timeout=600)
+        files = [p for p in Path(tmp).iterdir() if p.is_file()]
+        if proc.returncode != 0 or not files:
+            tail = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()][-3:]
+            raise SourceError(f"sdist {spec}: pip download failed (unreachable index, or no sdist for that "
+                              f"version): {' | '.join(tail)}")
+        top = unpack_archive(files[0], Path(tmp) / "unpacked")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(top), str(target))
+    commit = init_one_commit(target, f"{name} {version} from its sdist")
+    return Checkout(target, commit, name, f"sdist:{spec}")
+
+
+def from_git(repo: str, commit: str, workdir: Path, template: str = DEFAULT_URL_TEMPLATE) -> Checkout:
+    """Clone ``repo`` (``owner/name``) through ``template`` into ``workdir/<owner>__<name>`` (reused when
+    present) and check out ``commit`` as a detached, clean worktree."""
+    url = repo_url(template, repo)
+    target = Path(workdir) / repo.replace("/", "__")
+    if not (target / ".git").is_dir():
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        proc = _git(["clone", "-q", "--no-checkout", url, str(target)])
+        if proc.returncode != 0:
+            raise SourceError(f"repo {repo}: cannot clone {url} ({proc.stderr.strip()[-300:]}); check the URL "
+                              "template (--repo-url-template / sandbox.repo_url_template) or the mirror path")
+    has = _git(["cat-file", "-e", f"{commit}^{{commit}}"], cwd=target)
+    if has.returncode != 0:
+        fetch = _git(["fetch", "-q", "origin", commit], cwd=target)
+        has = _git(["cat-file", "-e", f"{commit}^{{commit}}"], cwd=target)
+        if has.returncode != 0:
+            raise SourceError(f"repo {repo}: commit {commit} not found in {url} ({fetch.stderr.strip()[-200:]}); "
+                              "is the mirror up to date?")
+    for args in (["checkout", "-q", "--force", "--detach", commit], ["clean", "-qfdx"]):
+        proc = _git(args, cwd=target)
+        if proc.returncode != 0:
+            raise SourceError(f"repo {repo}: git {' '.join(args)} failed: {proc.stderr.strip()}")
+    full = _git(["rev-parse", "HEAD"], cwd=target).stdout.strip()
+    return Checkout(target, full, repo, url)
+
+
+def export_tree(checkout: Path, dest: Path) -> Path:
+    """A copy of the checked-out tree without .git (``git archive``-like, keeps untracked-ignored out)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["bash", "-c", 'git archive --format=tar HEAD | tar -x -C "$1"', "_", str(dest)],
+                          cwd=checkout, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SourceError(f"{checkout}: git archive failed: {proc.stderr.strip()}")
+    return dest

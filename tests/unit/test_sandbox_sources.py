@@ -1,0 +1,100 @@
+"""Repository sources: URL templates, local bare mirrors, sdist archives (no network)."""
+
+import subprocess
+import tarfile
+
+import pytest
+
+from sandbox.engine import can_start_engine
+from sandbox.sources import (
+    SourceError,
+    export_tree,
+    from_git,
+    from_sdist,
+    init_one_commit,
+    repo_url,
+    unpack_archive,
+)
+
+
+def git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+                          env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
+                               "GIT_COMMITTER_EMAIL": "t@x", "PATH": "/usr/bin:/bin"}).stdout.strip()
+
+
+def test_repo_url_template():
+    assert repo_url("file:///m/{owner}/{name}.git", "psf/requests") == "file:///m/psf/requests.git"
+    assert repo_url("https://example/{repo}.git", "a/b") == "https://example/a/b.git"
+    with pytest.raises(SourceError, match="unknown placeholder"):
+        repo_url("file:///m/{org}.git", "a/b")
+    with pytest.raises(SourceError, match="expected owner/name"):
+        repo_url("{repo}", "justname")
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "tests").mkdir()
+    (src / "tests" / "test_a.py").write_text("def test_a(): pass\n")
+    git(src, "init", "-q")
+    git(src, "add", "-A")
+    git(src, "commit", "-qm", "one")
+    first = git(src, "rev-parse", "HEAD")
+    (src / "b.py").write_text("B = 2\n")
+    git(src, "add", "-A")
+    git(src, "commit", "-qm", "two")
+    (tmp_path / "mirrors" / "own").mkdir(parents=True)
+    git(tmp_path, "clone", "-q", "--bare", str(src), str(tmp_path / "mirrors" / "own" / "proj.git"))
+    return tmp_path, first
+
+
+def test_from_git_local_bare_mirror_at_commit(mirror):
+    root, first = mirror
+    co = from_git("own/proj", first, root / "work", template=f"file://{root}/mirrors/{{owner}}/{{name}}.git")
+    assert co.commit == first and (co.path / "tests/test_a.py").exists() and not (co.path / "b.py").exists()
+    out = export_tree(co.path, root / "exported")
+    assert (out / "tests/test_a.py").exists() and not (out / ".git").exists()
+
+
+def test_from_git_missing_commit_and_unreachable(mirror):
+    root, _ = mirror
+    tpl = f"file://{root}/mirrors/{{owner}}/{{name}}.git"
+    with pytest.raises(SourceError, match="commit deadbeef not found"):
+        from_git("own/proj", "deadbeef", root / "work", template=tpl)
+    with pytest.raises(SourceError, match="cannot clone"):
+        from_git("own/missing", "HEAD", root / "work", template=tpl)
+
+
+def test_sdist_archive_to_one_commit_repo_is_deterministic(tmp_path):
+    pkg = tmp_path / "demo-1.0"
+    pkg.mkdir()
+    (pkg / "setup.py").write_text("setup()\n")
+    arc = tmp_path / "demo-1.0.tar.gz"
+    with tarfile.open(arc, "w:gz") as tf:
+        tf.add(pkg, arcname="demo-1.0")
+    a = unpack_archive(arc, tmp_path / "u1")
+    b = unpack_archive(arc, tmp_path / "u2")
+    assert a.name == "demo-1.0"
+    assert init_one_commit(a, "demo 1.0") == init_one_commit(b, "demo 1.0")
+
+
+def test_sdist_spec_validation_and_download_failure(tmp_path):
+    with pytest.raises(SourceError, match="expected NAME==VERSION"):
+        from_sdist("toolz>=1", tmp_path)
+    # a pip that fails: the error names the sdist and says why
+    with pytest.raises(SourceError, match="sdist nothing==1.0: pip download failed"):
+        from_sdist("nothing==1.0", tmp_path, pip=("false",))
+
+
+@pytest.mark.parametrize("root,apt,dockerd,host,ok", [
+    (True, True, False, False, True),
+    (True, False, True, False, True),
+    (True, False, False, False, False),
+    (False, True, True, False, False),
+    (True, True, True, True, False),
+])
+def test_can_start_engine(root, apt, dockerd, host, ok):
+    got, why = can_start_engine(root, apt, dockerd, host)
+    assert got is ok and why
