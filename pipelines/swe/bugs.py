@@ -223,3 +223,89 @@ def bug_labels(clean: dict[str, str], buggy: dict[str, str], selection: list[str
     if selection:
         clean = {t: s for t, s in clean.items() if t.split("::", 1)[0] in selection}
     return compute_labels(buggy, clean)
+
+
+def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCandidate], run_id: str, *,
+                  source_ref: str | None = None, max_f2p: int = 200) -> tuple[list[dict], list[dict], dict]:
+    """(instances, validation rows, stats) for the candidates of one repo checkout. The clean suite runs once
+    (the env's reference run); each candidate runs the test files that mention its function."""
+    import shutil
+    import tempfile
+    import time
+
+    from pipelines.store.commit import utc_now
+    from pipelines.swe.mirror import commit_patch, diff_commits, ensure_bare_mirror
+    from pipelines.swe.patches import PatchError, apply_patch
+    from pipelines.swe.validate import env_for, flaky_from, outcome_map, run_side
+    from sandbox.sources import export_tree
+
+    tmp = Path(tempfile.mkdtemp(prefix="crucible-bugs-", dir=ctx.workdir))
+    stats = {"candidates": len(cands), "clean_run_s": 0.0, "bug_runs": 0}
+    instances, rows = [], []
+    try:
+        tree = export_tree(checkout.path, tmp / "clean")
+        spec = env_for(ctx, repo, checkout.commit, tree)
+        t0 = time.monotonic()
+        clean_runs = run_side(ctx, spec, tree, None, max(1, ctx.reruns))
+        stats["clean_run_s"] = round(time.monotonic() - t0, 2)
+        ok = [r for r in clean_runs if r.ok]
+        if not ok:
+            r = clean_runs[0]
+            raise RuntimeError(f"clean suite of {repo} did not run: {r.status}/{r.kind}: {r.reason}")
+        clean = outcome_map(ok[0], ctx.id_style)
+        clean_flaky = set(flaky_from([outcome_map(r, ctx.id_style) for r in ok]))
+        mirror = ensure_bare_mirror(checkout.path, mirror_root, repo)
+        owner, name = repo.split("/", 1)
+        for cand in cands:
+            t1 = time.monotonic()
+            iid = f"{owner}__{name}.inj-{cand.key}"
+            row = {"instance_id": iid, "status": "invalid", "reason": None, "fail_to_pass": [], "pass_to_pass": [],
+                   "flaky_tests": sorted(clean_flaky), "network_tests": [], "labels_match": None,
+                   "env_image": spec.image, "tests_before": None, "tests_after": None, "n_runs": 0,
+                   "duration_s": None, "test_duration_s": None,
+                   "meta": {"operator": cand.operator, "function": cand.function, "path": cand.path,
+                            "source": "injected"}, "run_id": run_id, "created_at": utc_now()}
+            buggy = tmp / f"bug-{cand.key}"
+            shutil.copytree(tree, buggy, symlinks=True)
+            try:
+                apply_patch(buggy, cand.diff, what="bug")
+            except PatchError as exc:
+                row.update(status="error", reason=f"bug_apply: {exc}"[:1000])
+                rows.append(row)
+                continue
+            selection = tests_for(tree, cand, spec.recipe.get("test_paths") or ["."])
+            runs = run_side(ctx, spec, buggy, selection, 1)
+            stats["bug_runs"] += 1
+            shutil.rmtree(buggy, ignore_errors=True)
+            run = runs[0]
+            row["n_runs"], row["test_duration_s"] = 1, round(run.seconds, 3)
+            if not (run.ok or (run.status == "error" and run.kind == "collection")):
+                row.update(status="invalid" if run.status == "error" else "error",
+                           reason=f"bug_run_{run.status}/{run.kind}: {run.reason}"[:1000])
+            else:
+                lab = bug_labels(clean, outcome_map(run, ctx.id_style), selection)
+                f2p = [t for t in lab["FAIL_TO_PASS"] if t not in clean_flaky]
+                p2p = [t for t in lab["PASS_TO_PASS"] if t not in clean_flaky]
+                row.update(fail_to_pass=f2p, pass_to_pass=p2p, meta={**row["meta"], "selection": selection})
+                if not f2p:
+                    row["reason"] = "no_fail_to_pass: no test goes pass -> fail with this bug"
+                elif len(f2p) > max_f2p:
+                    row["reason"] = f"too_many_f2p: {len(f2p)} > {max_f2p} (bug breaks import or everything)"
+                else:
+                    row["status"] = "valid"
+                    sha = commit_patch(mirror, checkout.commit, cand.diff, f"{iid}: {cand.operator} in "
+                                       f"{cand.function}", f"crucible/{iid}")
+                    instances.append({
+                        "instance_id": iid, "repo": repo, "base_commit": sha,
+                        "patch": diff_commits(mirror, sha, checkout.commit), "test_patch": "",
+                        "problem_statement": "", "hints_text": None, "created_at": None, "version": None,
+                        "environment_setup_commit": None, "FAIL_TO_PASS": f2p, "PASS_TO_PASS": p2p,
+                        "source": "injected", "source_ref": source_ref, "env_image": spec.image,
+                        "recipe": spec.recipe, "bug_operator": cand.operator,
+                        "meta": {"function": cand.function, "path": cand.path, "bug_diff": cand.diff},
+                    })
+            row["duration_s"] = round(time.monotonic() - t1, 3)
+            rows.append(row)
+        return instances, rows, stats
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -111,3 +111,21 @@ def test_apply_patch_and_file_diff_round_trip(tmp_path):
     with pytest.raises(PatchError, match="does not apply"):
         apply_patch(tmp_path, d)
     assert subprocess.run(["git", "--version"], capture_output=True).returncode == 0
+
+
+def test_grade_score_absent_counts_as_failed_and_empty_f2p_never_resolves():
+    from pipelines.swe.grade import score, test_files_of
+
+    s = score({"a.py::x": "PASSED", "a.py::y": "XFAIL"}, ["a.py::x"], ["a.py::y"])
+    assert s == {"f2p_passed": 1, "f2p_total": 1, "p2p_passed": 0, "p2p_total": 1, "resolved": False}
+    assert score({"a.py::x": "PASSED"}, ["a.py::x", "b.py::z"], [])["resolved"] is False
+    assert score({}, [], [])["resolved"] is False
+    assert test_files_of(["b.py::z", "a.py::x[1]", "a.py::C::y"]) == ["a.py", "b.py"]
+
+
+def test_sanitize_drops_every_harness_exploit_path():
+    diff = "".join(f"diff --git a/{p} b/{p}\n--- a/{p}\n+++ b/{p}\n@@ -1 +1 @@\n-a\n+b\n" for p in (
+        "conftest.py", "src/pkg/conftest.py", "sitecustomize.py", "lib/usercustomize.py", "x.pth", "pytest.ini",
+        "tox.ini", "setup.cfg", "pyproject.toml", "tests/test_a.py", "pkg/tests/data.py", "pkg/core.py"))
+    kept, dropped = sanitize_model_patch(diff)
+    assert diff_paths(kept) == ["pkg/core.py"] and len(dropped) == 11
