@@ -106,6 +106,28 @@ def test_injected_bugs_on_real_sdist_validate_and_gold_fix_resolves(swe_ctx, too
     for r in rows:
         if r["status"] != "valid":
             assert r["reason"]
-    inst = insts[0]
-    assert grade_patch(swe_ctx, inst, inst["patch"])["resolved"] is True
-    assert grade_patch(swe_ctx, inst, "")["resolved"] is False
+    from pipelines.swe.rollout import run_rollout
+
+    for inst in insts:  # the gold policy resolves every validated instance
+        inst = dict(inst, problem_statement="something is off")
+        row = run_rollout(swe_ctx, inst, "gold", policy_name="gold", run_id="it")
+        assert row["resolved"] is True, (inst["instance_id"], row["grade_reason"])
+        bash_obs = [m["content"] for m in row["messages"] if m["role"] == "tool" and m["name"] == "bash"]
+        assert any(" passed" in o for o in bash_obs)  # it ran the F2P tests inside the container
+    assert grade_patch(swe_ctx, insts[0], "")["resolved"] is False
+
+
+def test_gold_policy_rollout_in_container_resolves(swe_ctx, toolz_instance):
+    from pipelines.store.records import record_type
+    from pipelines.swe.rollout import run_rollout
+
+    row = run_rollout(swe_ctx, toolz_instance, "gold", policy_name="gold", run_id="it")
+    assert row["resolved"] is True, row["grade_reason"]
+    assert row["exit_status"] == "submitted" and row["n_tool_errors"] == 0
+    assert row["f2p_passed"] == 2 and row["reward"] == 1.0
+    assert "+    return itertools.islice(seq, 0, None, n)" in row["model_patch"]
+    assert record_type("swe_trajectories").errors(row) == []
+    names = [m["tool_calls"][0]["function"]["name"] for m in row["messages"] if m["role"] == "assistant"]
+    assert names[-1] == "submit" and "create" in names
+    bash_obs = [m["content"] for m in row["messages"] if m["role"] == "tool" and m["name"] == "bash"]
+    assert bash_obs and all(o.startswith("exit code 0") for o in bash_obs)  # commands ran in the container
