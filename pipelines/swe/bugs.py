@@ -302,7 +302,8 @@ def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCa
                         "environment_setup_commit": None, "FAIL_TO_PASS": f2p, "PASS_TO_PASS": p2p,
                         "source": "injected", "source_ref": source_ref, "env_image": spec.image,
                         "recipe": spec.recipe, "bug_operator": cand.operator,
-                        "meta": {"function": cand.function, "path": cand.path, "bug_diff": cand.diff},
+                        "meta": {"function": cand.function, "path": cand.path, "bug_diff": cand.diff,
+                                 "failing_output": run.log_tail[-3000:]},
                     })
             row["duration_s"] = round(time.monotonic() - t1, 3)
             rows.append(row)
