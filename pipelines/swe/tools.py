@@ -18,7 +18,11 @@ from pathlib import Path
 from pipelines.agent.tools import FunctionTool, Observation, function_schema
 
 GIT = "git -c user.name=agent -c user.email=agent@localhost -c core.fileMode=false"
-BASELINE = f"cd {{root}} && export HOME=/tmp && git init -q && {GIT} add -A -f && {GIT} commit -q -m base --no-gpg-sign"
+# caches and build outputs never enter the diff (a pytest run would otherwise add __pycache__ under tests/)
+EXCLUDES = ("__pycache__/", "*.pyc", ".pytest_cache/", "*.egg-info/", ".eggs/", "build/")
+_EXCL = " ".join(shlex.quote(e) for e in EXCLUDES)
+BASELINE = (f"cd {{root}} && export HOME=/tmp && git init -q && printf '%s\\n' {_EXCL} >> .git/info/exclude"
+            f" && {GIT} add -A && {GIT} commit -q -m base --no-gpg-sign --allow-empty")
 DIFF = f"cd {{root}} && export HOME=/tmp && {GIT} add -A && {GIT} diff --cached --no-color HEAD"
 MAX_FILE_BYTES = 1_000_000
 

@@ -77,3 +77,35 @@ def test_forced_submit_at_turn_cap(tmp_path):
     res = run_agent(GoldPolicy(edits), make_tools(ws), task_messages({"repo": "o/r", "problem_statement": "x"}),
                     max_turns=4, final_tool="submit")
     assert res.termination == "forced_answer" and "a + b" in res.final
+
+
+def test_trajectory_filters_and_split():
+    from pipelines.swe.filters import classify
+
+    def call(name, args):
+        return {"role": "assistant", "content": None,
+                "tool_calls": [{"id": "c", "type": "function", "function": {"name": name, "arguments": args}}]}
+
+    base = {"messages": [{"role": "user", "content": "x"}, call("view", '{"path": "a"}'), call("submit", "{}")],
+            "tools": [], "n_tool_calls": 2, "n_tool_errors": 0, "exit_status": "submitted", "resolved": True,
+            "meta": {"dropped_files": []}}
+    cfg = {"max_context_tokens": 1000, "max_tool_error_rate": 0.5, "max_repeated_actions": 3}
+    assert classify(base, cfg) == ("sft+rl", [])
+    assert classify(dict(base, resolved=False), cfg) == ("rl", [])
+    loop = dict(base, messages=base["messages"] + [call("view", '{"path": "a"}')] * 2)
+    split, reasons = classify(loop, cfg)
+    assert split == "none" and reasons == ["repeated_actions: one call made 3 times"]
+    bad = dict(base, n_tool_errors=2, exit_status="turn_cap", meta={"dropped_files": ["conftest.py"]},
+               messages=base["messages"] + [{"role": "tool", "content": "x" * 5000}])
+    split, reasons = classify(bad, cfg)
+    assert split == "none" and [r.split(":")[0] for r in reasons] == [
+        "not_submitted", "too_long", "tool_errors", "edits_tests"]
+
+
+def test_caches_never_enter_the_submitted_diff(tmp_path):
+    root, ws = repo(tmp_path)
+    (root / "tests/__pycache__").mkdir(parents=True)
+    (root / "tests/__pycache__/t.cpython-311.pyc").write_bytes(b"\x00\x01")
+    (root / "pkg/x.egg-info").mkdir()
+    (root / "pkg/x.egg-info/PKG-INFO").write_text("x")
+    assert workspace_diff(ws) == ""
