@@ -156,7 +156,8 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
                                         table="swe_instances", item_key=inst["instance_id"]))
     trajs = []
     common = dict(max_turns=int(ro["max_turns"]), max_total_tokens=int(ro["max_total_tokens"]),
-                  command_timeout_s=int(ro["command_timeout_s"]), run_id=run_id)
+                  command_timeout_s=int(ro["command_timeout_s"]),
+                  max_observation_chars=int(ro["max_observation_chars"]), run_id=run_id)
     if "gold" in ro["policies"]:
         gold_turns = max(int(ro["max_turns"]), 4 + 2 * inst["patch"].count("diff --git"))
         trajs.append(run_rollout(ctx, inst, "gold", policy_name="gold", max_turns=gold_turns, run_id=run_id))

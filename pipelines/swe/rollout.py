@@ -71,7 +71,7 @@ class GoldPolicy:
 
 def run_rollout(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: int = 0, model: str | None = None,
                 max_turns: int = 12, max_total_tokens: int = 16000, command_timeout_s: int = 60,
-                grade: bool = True, run_id: str = "") -> dict:
+                max_observation_chars: int = 6000, grade: bool = True, run_id: str = "") -> dict:
     """One rollout -> a swe_trajectories row (graded). Infrastructure failures become exit_status error."""
     from pipelines.store.commit import stable_hash, utc_now
     from pipelines.swe.grade import grade_patch
@@ -103,7 +103,8 @@ def run_rollout(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: i
             init_baseline(ws)
             tools = make_tools(ws, command_timeout_s=command_timeout_s)
             res = run_agent(policy, tools, task_messages(inst), max_turns=max_turns,
-                            max_total_tokens=max_total_tokens, final_tool="submit")
+                            max_total_tokens=max_total_tokens, final_tool="submit",
+                            max_observation_chars=max_observation_chars)
             patch = res.final if res.termination in ("answered", "forced_answer") else workspace_diff(ws)
             if patch == "(no changes)":
                 patch = ""
