@@ -236,7 +236,7 @@ def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCa
     from pipelines.store.commit import utc_now
     from pipelines.swe.mirror import commit_patch, diff_commits, ensure_bare_mirror
     from pipelines.swe.patches import PatchError, apply_patch
-    from pipelines.swe.validate import env_for, flaky_from, outcome_map, run_side
+    from pipelines.swe.validate import env_for, flaky_from, outcome_map, pytest_seconds, run_side
     from sandbox.sources import export_tree
 
     tmp = Path(tempfile.mkdtemp(prefix="crucible-bugs-", dir=ctx.workdir))
@@ -248,6 +248,7 @@ def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCa
         t0 = time.monotonic()
         clean_runs = run_side(ctx, spec, tree, None, max(1, ctx.reruns))
         stats["clean_run_s"] = round(time.monotonic() - t0, 2)
+        stats["clean_pytest_s"] = sum(pytest_seconds(r.log_tail) or 0.0 for r in clean_runs)
         ok = [r for r in clean_runs if r.ok]
         if not ok:
             r = clean_runs[0]
@@ -279,6 +280,7 @@ def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCa
             shutil.rmtree(buggy, ignore_errors=True)
             run = runs[0]
             row["n_runs"], row["test_duration_s"] = 1, round(run.seconds, 3)
+            row["meta"]["pytest_s"] = pytest_seconds(run.log_tail)
             if not (run.ok or (run.status == "error" and run.kind == "collection")):
                 row.update(status="invalid" if run.status == "error" else "error",
                            reason=f"bug_run_{run.status}/{run.kind}: {run.reason}"[:1000])

@@ -14,6 +14,7 @@ it), then run the test files of the test patch in fresh containers before (test 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -81,6 +82,15 @@ class ValidateContext:
     label_network: str | None = None
     env_cache: dict = field(default_factory=dict)  # (repo, env commit) -> EnvSpec
     stats: dict = field(default_factory=lambda: {"env_hits": 0, "env_builds": 0})
+
+
+PYTEST_TIME = re.compile(r"=+ .*\bin ([0-9.]+)s(?: \([0-9:]+\))? =+\s*$", re.M)
+
+
+def pytest_seconds(log: str) -> float | None:
+    """pytest's own duration from its final summary line (the bare test time inside the container)."""
+    m = PYTEST_TIME.findall(log or "")
+    return float(m[-1]) if m else None
 
 
 def outcome_map(run, id_style: str) -> dict[str, str]:
@@ -188,7 +198,8 @@ def validate_instance(ctx: ValidateContext, inst: Mapping, run_id: str) -> dict:
                    flaky_tests=labels["flaky"], tests_before=mb, tests_after=ma,
                    labels_match=labels_match(inst.get("FAIL_TO_PASS"), inst.get("PASS_TO_PASS"),
                                              labels["FAIL_TO_PASS"], labels["PASS_TO_PASS"]))
-        row["meta"].update({"pass_to_fail": labels["PASS_TO_FAIL"][:200], "selection": selection})
+        row["meta"].update({"pass_to_fail": labels["PASS_TO_FAIL"][:200], "selection": selection,
+                            "pytest_s": round(sum(pytest_seconds(r.log_tail) or 0.0 for r in runs_b + runs_a), 3)})
         row["status"], row["reason"] = verdict(labels)
         return row
     finally:

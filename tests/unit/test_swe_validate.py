@@ -129,3 +129,12 @@ def test_sanitize_drops_every_harness_exploit_path():
         "tox.ini", "setup.cfg", "pyproject.toml", "tests/test_a.py", "pkg/tests/data.py", "pkg/core.py"))
     kept, dropped = sanitize_model_patch(diff)
     assert diff_paths(kept) == ["pkg/core.py"] and len(dropped) == 11
+
+
+def test_pytest_seconds_from_summary_line():
+    from pipelines.swe.validate import pytest_seconds
+
+    log = "PASSED a.py::x\n========= 2 passed, 1 xfailed in 1.37s =========\n"
+    assert pytest_seconds(log) == 1.37
+    assert pytest_seconds("=== 1 failed in 62.10s (0:01:02) ===\n") == 62.1
+    assert pytest_seconds("no summary") is None
