@@ -216,12 +216,17 @@ def tests_for(tree: Path, cand: BugCandidate, test_paths: list[str]) -> list[str
     return sorted(set(hits)) or None
 
 
-def bug_labels(clean: dict[str, str], buggy: dict[str, str], selection: list[str] | None) -> dict:
-    """F2P = pass clean and not passing with the bug; P2P = pass both (within the files that ran)."""
+def bug_labels(clean: dict[str, str], buggy: dict[str, str], selection: list[str] | None, *,
+               allow_absent: bool = False) -> dict:
+    """F2P = pass clean and fail with the bug; P2P = pass both (within the files that ran). A test absent
+    from the buggy run counts as failing only if ``allow_absent`` (the buggy run crashed at collection):
+    otherwise it is an id that changes between runs (e.g. parametrized with the current time), not a bug."""
     from pipelines.swe.validate import compute_labels
 
     if selection:
         clean = {t: s for t, s in clean.items() if t.split("::", 1)[0] in selection}
+    if not allow_absent:
+        clean = {t: s for t, s in clean.items() if t in buggy}
     return compute_labels(buggy, clean)
 
 
@@ -285,7 +290,7 @@ def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCa
                 row.update(status="invalid" if run.status == "error" else "error",
                            reason=f"bug_run_{run.status}/{run.kind}: {run.reason}"[:1000])
             else:
-                lab = bug_labels(clean, outcome_map(run, ctx.id_style), selection)
+                lab = bug_labels(clean, outcome_map(run, ctx.id_style), selection, allow_absent=not run.ok)
                 f2p = [t for t in lab["FAIL_TO_PASS"] if t not in clean_flaky]
                 p2p = [t for t in lab["PASS_TO_PASS"] if t not in clean_flaky]
                 row.update(fail_to_pass=f2p, pass_to_pass=p2p, meta={**row["meta"], "selection": selection})

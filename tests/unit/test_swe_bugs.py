@@ -91,3 +91,10 @@ def test_bug_labels_pass_to_fail_only():
     buggy = {"t/a.py::x": "FAILED", "t/a.py::y": "PASSED", "t/a.py::z": "FAILED"}
     lab = bug_labels(clean, buggy, ["t/a.py"])
     assert lab["FAIL_TO_PASS"] == ["t/a.py::x"] and lab["PASS_TO_PASS"] == ["t/a.py::y"]
+    # an id that only exists in one run (time-parametrized) is not a pass -> fail
+    clean_t = dict(clean, **{"t/a.py::now[12:00:01]": "PASSED"})
+    buggy_t = dict(buggy, **{"t/a.py::now[12:00:02]": "PASSED"})
+    assert bug_labels(clean_t, buggy_t, ["t/a.py"])["FAIL_TO_PASS"] == ["t/a.py::x"]
+    # but when the buggy run crashed at collection, absent tests are failing
+    crashed = bug_labels(clean, {}, ["t/a.py"], allow_absent=True)
+    assert crashed["FAIL_TO_PASS"] == ["t/a.py::x", "t/a.py::y"]
