@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 INTERNAL_NETWORK = "crucible-internal"
 NETWORK_MODES = ("none", "internal", "bridge")
 SANDBOX_LABEL = "crucible.sandbox"
+# test containers: no capabilities, no privilege gain through setuid binaries
+HARDENING = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
 SKIP_DIRS = {".git", ".tox", ".nox", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache"}
 
 
@@ -100,8 +102,11 @@ def ensure_network(client, mode: str) -> str:
     try:
         client.networks.get(INTERNAL_NETWORK)
     except docker.errors.NotFound:
-        client.networks.create(INTERNAL_NETWORK, driver="bridge", internal=True,
-                               labels={SANDBOX_LABEL: "network"})
+        try:
+            client.networks.create(INTERNAL_NETWORK, driver="bridge", internal=True,
+                                   labels={SANDBOX_LABEL: "network"}, check_duplicate=True)
+        except docker.errors.APIError:  # another worker created it first
+            client.networks.get(INTERNAL_NETWORK)
     return INTERNAL_NETWORK
 
 
@@ -125,7 +130,7 @@ def run_in_container(client, image: str, script: str, *, tree: Path | None = Non
             image, ["bash", "-c", script], user=user, working_dir=workdir, environment=env or {},
             network_mode=net, nano_cpus=int(limits.cpus * 1e9), mem_limit=f"{limits.memory_mb}m",
             memswap_limit=f"{limits.memory_mb}m", pids_limit=limits.pids, labels={SANDBOX_LABEL: "run"},
-            detach=True, init=True,
+            detach=True, init=True, **HARDENING,
         )
         if tree is not None:
             container.put_archive("/", tar_tree(tree, workdir.lstrip("/"), include_git=include_git))
@@ -183,7 +188,7 @@ class Sandbox:
         self.container = client.containers.create(
             image, ["sleep", "infinity"], user=user, working_dir=workdir, network_mode=net,
             nano_cpus=int(limits.cpus * 1e9), mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m",
-            pids_limit=limits.pids, labels={SANDBOX_LABEL: "session"}, detach=True, init=True,
+            pids_limit=limits.pids, labels={SANDBOX_LABEL: "session"}, detach=True, init=True, **HARDENING,
         )
         if tree is not None:
             self.container.put_archive("/", tar_tree(tree, workdir.lstrip("/"), include_git=include_git))

