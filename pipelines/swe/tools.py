@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipelines.agent.tools import FunctionTool, Observation, function_schema
 
-GIT = "git -c user.name=agent -c user.email=agent@localhost -c core.fileMode=false"
+GIT = "git -c user.name=agent -c user.email=agent@localhost"
 # caches and build outputs never enter the diff (a pytest run would otherwise add __pycache__ under tests/)
 EXCLUDES = ("__pycache__/", "*.pyc", ".pytest_cache/", "*.egg-info/", ".eggs/", "build/")
 _EXCL = " ".join(shlex.quote(e) for e in EXCLUDES)

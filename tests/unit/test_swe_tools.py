@@ -109,3 +109,15 @@ def test_caches_never_enter_the_submitted_diff(tmp_path):
     (root / "pkg/x.egg-info").mkdir()
     (root / "pkg/x.egg-info/PKG-INFO").write_text("x")
     assert workspace_diff(ws) == ""
+
+
+def test_executable_files_do_not_show_as_modified_after_baseline(tmp_path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "setup.py").write_text("print(1)\n")
+    (root / "setup.py").chmod(0o755)
+    ws = LocalWorkspace(root)
+    init_baseline(ws)
+    code, out = ws.exec("git status --short")
+    assert code == 0 and out.strip() == ""
+    assert workspace_diff(ws) == ""
