@@ -133,8 +133,9 @@ def llm_policy(client, kind: str, sample_index: int):
 
     if kind == "native":
         return NativeToolPolicy(client, sample_index=sample_index)
+    # room for a bounded thought plus a whole str_replace (a truncated step is not JSON)
     return JSONStepPolicy(client, final_action="submit", final_schema=SUBMIT_SCHEMA, final_tool="submit",
-                          sample_index=sample_index)
+                          sample_index=sample_index, max_tokens=768)
 
 
 def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, client=None, prompt=None,

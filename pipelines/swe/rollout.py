@@ -24,7 +24,10 @@ EXIT_STATUS = {"answered": "submitted", "forced_answer": "forced_submit", "turn_
 def task_messages(inst: Mapping, system: str = SYSTEM) -> list[dict]:
     return [{"role": "system", "content": system},
             {"role": "user", "content": f"Repository: {inst['repo']} (checked out at /testbed)\n\n"
-                                        f"Issue:\n{inst['problem_statement']}\n\nFix the issue, then call submit."}]
+                                        f"Issue:\n{inst['problem_statement']}\n\n"
+                                        "Work in steps: find the code the issue is about (bash grep, view), edit it "
+                                        "with str_replace, check the behaviour with bash, and only then call submit. "
+                                        "Submitting without an edit solves nothing."}]
 
 
 def post_patch_files(base_tree: Path, patch: str) -> list[tuple[str, str | None]]:
