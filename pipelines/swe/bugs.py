@@ -1,0 +1,319 @@
+"""Procedural bug injection (SWE-smith style) on functions of a real repo.
+
+Pure part: :func:`mutations` lists every single-site edit of one function's source (flip a comparison or an
+operator, negate or remove an ``if``, remove a statement, off-by-one on an int constant, swap two call
+arguments); :func:`apply_mutation` splices the edit into the file text so the diff stays minimal (only the
+mutated expression or statement changes); :func:`candidates` picks a deterministic sample across a repo.
+
+Runner: :func:`validate_bugs` runs the clean suite once per env image, then each candidate's buggy tree; a
+candidate becomes an instance only if some tests go pass -> fail (those are FAIL_TO_PASS; the fix is the
+reverse patch; tests passing both ways are PASS_TO_PASS).
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.swe.patches import file_diff, is_test_path
+
+COMPARE_FLIP = {ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt, ast.Eq: ast.NotEq,
+                ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}
+BINOP_FLIP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.FloorDiv, ast.FloorDiv: ast.Mult,
+              ast.Div: ast.Mult, ast.Mod: ast.FloorDiv, ast.BitAnd: ast.BitOr, ast.BitOr: ast.BitAnd}
+OPERATORS = ("flip_comparison", "flip_operator", "flip_boolop", "negate_if", "remove_branch",
+             "remove_statement", "off_by_one", "swap_arguments")
+
+
+@dataclass(frozen=True)
+class Mutation:
+    operator: str
+    start: tuple[int, int]  # (line, col) 1-based line, byte col; same convention as ast
+    end: tuple[int, int]
+    replacement: str
+    lineno: int
+    whole_lines: bool = False  # replace full lines start..end (statements)
+
+
+@dataclass(frozen=True)
+class BugCandidate:
+    path: str
+    function: str
+    operator: str
+    lineno: int
+    diff: str
+
+    @property
+    def key(self) -> str:
+        from pipelines.store.commit import stable_hash
+
+        return stable_hash(self.path, self.function, self.diff, n=10)
+
+
+def _seg(node) -> tuple[tuple[int, int], tuple[int, int]]:
+    return (node.lineno, node.col_offset), (node.end_lineno, node.end_col_offset)
+
+
+def _expr(op, node, new) -> Mutation:
+    s, e = _seg(node)
+    return Mutation(op, s, e, ast.unparse(new), node.lineno)
+
+
+def _is_docstring(stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
+
+
+def _blocks(fn) -> Iterator[list]:
+    for node in ast.walk(fn):
+        for name in ("body", "orelse", "finalbody"):
+            block = getattr(node, name, None)
+            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                yield block
+
+
+def mutations(fn: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> list[Mutation]:
+    """Every single-site mutation of one function (positions refer to the file the node came from)."""
+    out: list[Mutation] = []
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in COMPARE_FLIP:
+            new = copy.deepcopy(node)
+            new.ops = [COMPARE_FLIP[type(node.ops[0])]()]
+            out.append(_expr("flip_comparison", node, new))
+        elif isinstance(node, ast.BinOp) and type(node.op) in BINOP_FLIP:
+            if isinstance(node.op, ast.Mod) and isinstance(node.left, (ast.Constant, ast.JoinedStr)):
+                continue  # "%s" % x is string formatting
+            new = copy.deepcopy(node)
+            new.op = BINOP_FLIP[type(node.op)]()
+            out.append(_expr("flip_operator", node, new))
+        elif isinstance(node, ast.BoolOp):
+            new = copy.deepcopy(node)
+            new.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+            out.append(_expr("flip_boolop", node, new))
+        elif isinstance(node, ast.If):
+            out.append(_expr("negate_if", node.test, ast.UnaryOp(ast.Not(), copy.deepcopy(node.test))))
+        elif (isinstance(node, ast.Constant) and type(node.value) is int and not isinstance(node.value, bool)
+              and abs(node.value) <= 2):
+            out.append(_expr("off_by_one", node, ast.Constant(node.value + 1)))
+        elif (isinstance(node, ast.Call) and len(node.args) >= 2
+              and not any(isinstance(a, ast.Starred) for a in node.args[:2])):
+            new = copy.deepcopy(node)
+            new.args[0], new.args[1] = new.args[1], new.args[0]
+            if ast.unparse(new.args[0]) != ast.unparse(new.args[1]):
+                out.append(_expr("swap_arguments", node, new))
+    for block in _blocks(fn):
+        real = [s for s in block if not _is_docstring(s)]
+        for stmt in real:
+            removable = isinstance(stmt, (ast.Assign, ast.AugAssign, ast.Expr, ast.If)) and len(real) >= 2
+            if not removable or (isinstance(stmt, ast.If) and stmt.orelse):
+                continue
+            op = "remove_branch" if isinstance(stmt, ast.If) else "remove_statement"
+            out.append(Mutation(op, (stmt.lineno, 0), (stmt.end_lineno, 0), "", stmt.lineno, whole_lines=True))
+    return out
+
+
+def apply_mutation(source: str, m: Mutation) -> str:
+    """The file text with ``m`` spliced in (columns are UTF-8 byte offsets, as ast reports them)."""
+    lines = source.splitlines(keepends=True)
+    if m.whole_lines:
+        return "".join(lines[: m.start[0] - 1] + lines[m.end[0]:])
+    b = [ln.encode() for ln in lines]
+    (l1, c1), (l2, c2) = m.start, m.end
+    head = b"".join(b[: l1 - 1]) + b[l1 - 1][:c1]
+    tail = b[l2 - 1][c2:] + b"".join(b[l2:])
+    # a multi-line expression collapses to one line; callers re-parse the result and drop it if invalid
+    return (head + m.replacement.encode() + tail).decode()
+
+
+def functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef]]:
+    out = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out.append((node.name, node))
+        elif isinstance(node, ast.ClassDef):
+            out += [(f"{node.name}.{n.name}", n) for n in node.body
+                    if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return out
+
+
+def file_candidates(path: str, source: str, *, min_statements: int = 2) -> list[BugCandidate]:
+    """Every valid mutation of every function of one file, as diffs (unparseable results dropped)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    lines = source.splitlines(keepends=True)
+    out = []
+    for name, fn in functions(tree):
+        body = [s for s in fn.body if not _is_docstring(s)]
+        if sum(1 for _ in ast.walk(fn) if isinstance(_, ast.stmt)) - 1 < min_statements or not body:
+            continue
+        seen = set()
+        for m in mutations(fn, lines):
+            new = apply_mutation(source, m)
+            if new == source or new in seen:
+                continue
+            try:
+                ast.parse(new)
+            except SyntaxError:
+                continue
+            seen.add(new)
+            out.append(BugCandidate(path, name, m.operator, m.lineno, file_diff(path, source, new)))
+    return out
+
+
+def source_files(tree: Path, include: list[str] | None = None) -> list[str]:
+    """Package .py files of a repo (no tests, docs, setup, examples), sorted."""
+    skip = ("setup.py", "conftest.py", "versioneer.py", "_version.py")
+    out = []
+    for p in sorted(Path(tree).rglob("*.py")):
+        rel = p.relative_to(tree).as_posix()
+        if is_test_path(rel) or p.name in skip or rel.split("/")[0] in ("docs", "doc", "examples", "benchmarks",
+                                                                         "bench", "build", "scripts"):
+            continue
+        if include and not any(rel.startswith(i) for i in include):
+            continue
+        out.append(rel)
+    return out
+
+
+def candidates(tree: Path, *, seed: int = 0, max_candidates: int = 20, per_function: int = 1,
+               operators: tuple[str, ...] = OPERATORS, include: list[str] | None = None) -> list[BugCandidate]:
+    """A deterministic sample: at most ``per_function`` mutations per function, operators balanced."""
+    rng = random.Random(seed)
+    pool: dict[str, list[BugCandidate]] = {}
+    for rel in source_files(tree, include):
+        for c in file_candidates(rel, (Path(tree) / rel).read_text(encoding="utf-8", errors="replace")):
+            if c.operator in operators:
+                pool.setdefault(f"{c.path}::{c.function}", []).append(c)
+    picked = []
+    for key in sorted(pool):
+        opts = pool[key]
+        rng.shuffle(opts)
+        picked += opts[:per_function]
+    rng.shuffle(picked)
+    return picked[:max_candidates]
+
+
+# ---------------------------------------------------------------- validation in Docker
+
+def tests_for(tree: Path, cand: BugCandidate, test_paths: list[str]) -> list[str] | None:
+    """Test files mentioning the mutated function's name (None = run everything)."""
+    name = cand.function.rsplit(".", 1)[-1]
+    hits = []
+    for tp in test_paths:
+        base = Path(tree) / tp
+        files = [base] if base.is_file() else sorted(base.rglob("test*.py")) + sorted(base.rglob("*_test.py"))
+        for f in files:
+            try:
+                if name in f.read_text(encoding="utf-8", errors="replace"):
+                    hits.append(f.relative_to(tree).as_posix())
+            except OSError:
+                continue
+    return sorted(set(hits)) or None
+
+
+def bug_labels(clean: dict[str, str], buggy: dict[str, str], selection: list[str] | None, *,
+               allow_absent: bool = False) -> dict:
+    """F2P = pass clean and fail with the bug; P2P = pass both (within the files that ran). A test absent
+    from the buggy run counts as failing only if ``allow_absent`` (the buggy run crashed at collection):
+    otherwise it is an id that changes between runs (e.g. parametrized with the current time), not a bug."""
+    from pipelines.swe.validate import compute_labels
+
+    if selection:
+        clean = {t: s for t, s in clean.items() if t.split("::", 1)[0] in selection}
+    if not allow_absent:
+        clean = {t: s for t, s in clean.items() if t in buggy}
+    return compute_labels(buggy, clean)
+
+
+def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCandidate], run_id: str, *,
+                  source_ref: str | None = None, max_f2p: int = 200) -> tuple[list[dict], list[dict], dict]:
+    """(instances, validation rows, stats) for the candidates of one repo checkout. The clean suite runs once
+    (the env's reference run); each candidate runs the test files that mention its function."""
+    import shutil
+    import tempfile
+    import time
+
+    from pipelines.store.commit import utc_now
+    from pipelines.swe.mirror import commit_patch, diff_commits, ensure_bare_mirror
+    from pipelines.swe.patches import PatchError, apply_patch
+    from pipelines.swe.validate import env_for, flaky_from, outcome_map, pytest_seconds, run_side
+    from sandbox.sources import export_tree
+
+    tmp = Path(tempfile.mkdtemp(prefix="crucible-bugs-", dir=ctx.workdir))
+    stats = {"candidates": len(cands), "clean_run_s": 0.0, "bug_runs": 0}
+    instances, rows = [], []
+    try:
+        tree = export_tree(checkout.path, tmp / "clean")
+        spec = env_for(ctx, repo, checkout.commit, tree)
+        t0 = time.monotonic()
+        clean_runs = run_side(ctx, spec, tree, None, max(1, ctx.reruns))
+        stats["clean_run_s"] = round(time.monotonic() - t0, 2)
+        stats["clean_pytest_s"] = sum(pytest_seconds(r.log_tail) or 0.0 for r in clean_runs)
+        ok = [r for r in clean_runs if r.ok]
+        if not ok:
+            r = clean_runs[0]
+            raise RuntimeError(f"clean suite of {repo} did not run: {r.status}/{r.kind}: {r.reason}")
+        clean = outcome_map(ok[0], ctx.id_style)
+        clean_flaky = set(flaky_from([outcome_map(r, ctx.id_style) for r in ok]))
+        mirror = ensure_bare_mirror(checkout.path, mirror_root, repo)
+        owner, name = repo.split("/", 1)
+        for cand in cands:
+            t1 = time.monotonic()
+            iid = f"{owner}__{name}.inj-{cand.key}"
+            row = {"instance_id": iid, "status": "invalid", "reason": None, "fail_to_pass": [], "pass_to_pass": [],
+                   "flaky_tests": sorted(clean_flaky), "network_tests": [], "labels_match": None,
+                   "env_image": spec.image, "tests_before": None, "tests_after": None, "n_runs": 0,
+                   "duration_s": None, "test_duration_s": None,
+                   "meta": {"operator": cand.operator, "function": cand.function, "path": cand.path,
+                            "source": "injected"}, "run_id": run_id, "created_at": utc_now()}
+            buggy = tmp / f"bug-{cand.key}"
+            shutil.copytree(tree, buggy, symlinks=True)
+            try:
+                apply_patch(buggy, cand.diff, what="bug")
+            except PatchError as exc:
+                row.update(status="error", reason=f"bug_apply: {exc}"[:1000])
+                rows.append(row)
+                continue
+            selection = tests_for(tree, cand, spec.recipe.get("test_paths") or ["."])
+            runs = run_side(ctx, spec, buggy, selection, 1)
+            stats["bug_runs"] += 1
+            shutil.rmtree(buggy, ignore_errors=True)
+            run = runs[0]
+            row["n_runs"], row["test_duration_s"] = 1, round(run.seconds, 3)
+            row["meta"]["pytest_s"] = pytest_seconds(run.log_tail)
+            if not (run.ok or (run.status == "error" and run.kind == "collection")):
+                row.update(status="invalid" if run.status == "error" else "error",
+                           reason=f"bug_run_{run.status}/{run.kind}: {run.reason}"[:1000])
+            else:
+                lab = bug_labels(clean, outcome_map(run, ctx.id_style), selection, allow_absent=not run.ok)
+                f2p = [t for t in lab["FAIL_TO_PASS"] if t not in clean_flaky]
+                p2p = [t for t in lab["PASS_TO_PASS"] if t not in clean_flaky]
+                row.update(fail_to_pass=f2p, pass_to_pass=p2p, meta={**row["meta"], "selection": selection})
+                if not f2p:
+                    row["reason"] = "no_fail_to_pass: no test goes pass -> fail with this bug"
+                elif len(f2p) > max_f2p:
+                    row["reason"] = f"too_many_f2p: {len(f2p)} > {max_f2p} (bug breaks import or everything)"
+                else:
+                    row["status"] = "valid"
+                    sha = commit_patch(mirror, checkout.commit, cand.diff, f"{iid}: {cand.operator} in "
+                                       f"{cand.function}", f"crucible/{iid}")
+                    instances.append({
+                        "instance_id": iid, "repo": repo, "base_commit": sha,
+                        "patch": diff_commits(mirror, sha, checkout.commit), "test_patch": "",
+                        "problem_statement": "", "hints_text": None, "created_at": None, "version": None,
+                        "environment_setup_commit": None, "FAIL_TO_PASS": f2p, "PASS_TO_PASS": p2p,
+                        "source": "injected", "source_ref": source_ref, "env_image": spec.image,
+                        "recipe": spec.recipe, "bug_operator": cand.operator,
+                        "meta": {"function": cand.function, "path": cand.path, "bug_diff": cand.diff,
+                                 "failing_output": run.log_tail[-3000:]},
+                    })
+            row["duration_s"] = round(time.monotonic() - t1, 3)
+            rows.append(row)
+        return instances, rows, stats
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,55 @@
+"""Trajectory filters (pure): each returns (keep, reason); :func:`classify` collects every drop reason and
+sets the split: ``sft+rl`` (resolved, clean), ``rl`` (clean but unresolved: kept with its reward),
+``none`` (dropped, reasons listed)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+
+
+def approx_tokens(messages, tools=()) -> int:
+    return len(json.dumps(list(messages), default=str)) // 4 + len(json.dumps(list(tools), default=str)) // 4
+
+
+def f_context(row: Mapping, max_tokens: int) -> tuple[bool, str | None]:
+    n = approx_tokens(row["messages"], row.get("tools") or [])
+    return (True, None) if n <= max_tokens else (False, f"too_long: ~{n} tokens > {max_tokens}")
+
+
+def f_tool_errors(row: Mapping, max_rate: float) -> tuple[bool, str | None]:
+    calls = row.get("n_tool_calls") or 0
+    rate = (row.get("n_tool_errors") or 0) / calls if calls else 0.0
+    return (True, None) if rate <= max_rate else (False, f"tool_errors: rate {rate:.2f} > {max_rate}")
+
+
+def f_repeats(row: Mapping, max_repeats: int) -> tuple[bool, str | None]:
+    c = Counter((tc["function"]["name"], tc["function"].get("arguments"))
+                for m in row["messages"] if m.get("role") == "assistant" for tc in (m.get("tool_calls") or []))
+    worst = max(c.values(), default=0)
+    return (True, None) if worst < max_repeats else (False, f"repeated_actions: one call made {worst} times")
+
+
+def f_test_edits(row: Mapping) -> tuple[bool, str | None]:
+    dropped = (row.get("meta") or {}).get("dropped_files") or []
+    return (True, None) if not dropped else (False, f"edits_tests: {', '.join(dropped[:3])}")
+
+
+def f_submitted(row: Mapping) -> tuple[bool, str | None]:
+    st = row.get("exit_status")
+    return (True, None) if st == "submitted" else (False, f"not_submitted: {st}")
+
+
+def classify(row: Mapping, cfg: Mapping) -> tuple[str, list[str]]:
+    checks = [f_submitted(row), f_context(row, int(cfg.get("max_context_tokens", 32000))),
+              f_tool_errors(row, float(cfg.get("max_tool_error_rate", 0.5))),
+              f_repeats(row, int(cfg.get("max_repeated_actions", 3))), f_test_edits(row)]
+    reasons = [r for ok, r in checks if not ok]
+    if reasons:
+        return "none", reasons
+    return ("sft+rl" if row.get("resolved") else "rl"), []
+
+
+def reason_key(reason: str) -> str:
+    return reason.split(":", 1)[0]

@@ -1,0 +1,65 @@
+"""Grading an agent's diff: drop changes to test files and the test harness (conftest.py, sitecustomize.py,
+*.pth, pytest/tox config), apply the rest on a fresh checkout of the base commit, re-apply the instance's
+test patch (so the tests are exactly the validated ones), run the F2P and P2P tests' files in a fresh
+container, and resolve iff the run's verdict is ``ok`` (JUnit, exit code and console summary agree) and
+every F2P and P2P test passes."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from pipelines.swe.patches import PatchError, apply_patch, sanitize_model_patch
+from pipelines.swe.validate import PASSING, ValidateContext, checkout_tree, env_for, outcome_map
+
+
+def test_files_of(ids) -> list[str]:
+    return sorted({t.split("::", 1)[0] for t in ids})
+
+
+def score(tests: Mapping[str, str], f2p, p2p) -> dict:
+    """Pure: counts and resolved flag from an outcome map (absent = failed)."""
+    f = sum(tests.get(t) in PASSING for t in f2p)
+    p = sum(tests.get(t) in PASSING for t in p2p)
+    return {"f2p_passed": f, "f2p_total": len(f2p), "p2p_passed": p, "p2p_total": len(p2p),
+            "resolved": f == len(f2p) and p == len(p2p) and len(f2p) > 0}
+
+
+def grade_patch(ctx: ValidateContext, inst: Mapping, model_patch: str | None, *, sanitize: bool = True) -> dict:
+    """{resolved, f2p_passed, f2p_total, p2p_passed, p2p_total, grade_reason, dropped_files}."""
+    from sandbox.testrun import run_tests
+
+    f2p, p2p = list(inst["FAIL_TO_PASS"]), list(inst["PASS_TO_PASS"])
+    out = {"resolved": False, "f2p_passed": 0, "f2p_total": len(f2p), "p2p_passed": 0, "p2p_total": len(p2p),
+           "grade_reason": None, "dropped_files": []}
+    patch = model_patch or ""
+    if sanitize:
+        patch, out["dropped_files"] = sanitize_model_patch(patch)
+    if not patch.strip():
+        out["grade_reason"] = "empty_patch" + (" (only test/harness files changed)" if out["dropped_files"] else "")
+        return out
+    tmp = Path(tempfile.mkdtemp(prefix="crucible-grade-", dir=ctx.workdir))
+    try:
+        tree = checkout_tree(ctx, inst["repo"], inst["base_commit"], tmp / "tree")
+        env_commit = inst.get("environment_setup_commit") or inst["base_commit"]
+        spec = env_for(ctx, inst["repo"], env_commit, tree)
+        try:
+            apply_patch(tree, patch, what="model patch")
+            apply_patch(tree, inst.get("test_patch") or "", what="test_patch")
+        except PatchError as exc:
+            out["grade_reason"] = f"patch_apply: {exc}"[:1000]
+            return out
+        run = run_tests(ctx.client, spec.image, tree, spec.recipe, limits=ctx.settings.limits,
+                        network=ctx.settings.network, selection=test_files_of(f2p + p2p))
+        sc = score(outcome_map(run, ctx.id_style) if run.ok else {}, f2p, p2p)
+        out.update(sc)
+        if not run.ok:
+            out["grade_reason"] = f"run_{run.status}/{run.kind}: {run.reason}"[:1000]
+        elif not sc["resolved"]:
+            out["grade_reason"] = f"tests_failing: F2P {sc['f2p_passed']}/{sc['f2p_total']}, " \
+                                  f"P2P {sc['p2p_passed']}/{sc['p2p_total']}"
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,133 @@
+"""Agent rollouts on SWE instances: a policy (the LLM through :mod:`pipelines.agent.loop`, or ``gold``,
+which replays the reference patch through the same tools) works in a fresh container of the instance's env
+image; its diff is graded in another fresh container (:mod:`pipelines.swe.grade`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from pipelines.agent.loop import Turn, new_call_id, run_agent, tool_schema_list
+from pipelines.swe.patches import apply_patch, split_diff
+
+SYSTEM = ("You are a software engineer fixing a bug in the Python repository at /testbed. Use the tools to "
+          "explore the code, reproduce the problem, edit source files, and run tests. Do not modify tests. "
+          "When the fix is done, call submit.")
+EXIT_STATUS = {"answered": "submitted", "forced_answer": "forced_submit", "turn_cap": "turn_cap",
+               "token_cap": "token_cap", "error": "error"}
+
+
+def task_messages(inst: Mapping, system: str = SYSTEM) -> list[dict]:
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": f"Repository: {inst['repo']} (checked out at /testbed)\n\n"
+                                        f"Issue:\n{inst['problem_statement']}\n\n"
+                                        "Work in steps: find the code the issue is about (bash grep, view), edit it "
+                                        "with str_replace, check the behaviour with bash, and only then call submit. "
+                                        "Submitting without an edit solves nothing."}]
+
+
+def post_patch_files(base_tree: Path, patch: str) -> list[tuple[str, str | None]]:
+    """(path, new content or None if deleted) for every file ``patch`` touches."""
+    with tempfile.TemporaryDirectory(prefix="crucible-gold-") as tmp:
+        t = Path(tmp) / "t"
+        shutil.copytree(base_tree, t, symlinks=True)
+        apply_patch(t, patch, what="gold patch")
+        out = []
+        for path, _ in split_diff(patch):
+            f = t / path
+            out.append((path, f.read_text(encoding="utf-8") if f.exists() else None))
+        return out
+
+
+class GoldPolicy:
+    """Replays the reference patch: look around, write each changed file with ``create`` (``rm`` for
+    deletions), run the failing tests once, submit. Checks the harness end to end."""
+
+    name = "gold"
+
+    def __init__(self, edits: list[tuple[str, str | None]], test_files: list[str] | None = None):
+        self.script = [("bash", {"command": "git status --short | head -20; ls"})]
+        for path, content in edits:
+            if content is None:
+                self.script.append(("bash", {"command": f"rm -f -- '{path}'"}))
+            else:
+                self.script.append(("view", {"path": path, "start_line": 1, "end_line": 20}))
+                self.script.append(("create", {"path": path, "content": content}))
+        if test_files:
+            files = " ".join(f"'{f}'" for f in test_files[:5])
+            self.script.append(("bash", {"command": f"for f in {files}; do test -f \"$f\" && echo \"$f\"; done | "
+                                                    "xargs -r python -m pytest -q -p no:cacheprovider 2>&1 | tail -3"}))
+        self.script.append(("submit", {"summary": "applied the reference fix"}))
+        self.i = 0
+
+    def step(self, messages, tools, *, force_final: bool) -> Turn:
+        name, args = self.script[-1] if force_final else self.script[min(self.i, len(self.script) - 1)]
+        self.i += 1
+        call = {"id": new_call_id(len(messages), name, args), "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args)}}
+        return Turn(content=f"Step {self.i}: {name}.", tool_calls=[call], usage={})
+
+
+def run_rollout(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: int = 0, model: str | None = None,
+                max_turns: int = 12, max_total_tokens: int = 16000, command_timeout_s: int = 60,
+                max_observation_chars: int = 6000, grade: bool = True, run_id: str = "") -> dict:
+    """One rollout -> a swe_trajectories row (graded). Infrastructure failures become exit_status error."""
+    from pipelines.store.commit import stable_hash, utc_now
+    from pipelines.swe.grade import grade_patch
+    from pipelines.swe.tools import ContainerWorkspace, init_baseline, make_tools, workspace_diff
+    from pipelines.swe.validate import checkout_tree, env_for
+    from sandbox.container import Sandbox
+
+    t0 = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="crucible-rollout-", dir=ctx.workdir))
+    tools = None
+    row = {"traj_id": stable_hash(inst["instance_id"], policy_name, model, sample_index, n=16),
+           "instance_id": inst["instance_id"], "sample_index": sample_index, "policy": policy_name,
+           "policy_model": model, "messages": task_messages(inst), "tools": [], "model_patch": None,
+           "resolved": False, "f2p_passed": 0, "f2p_total": len(inst["FAIL_TO_PASS"]), "p2p_passed": 0,
+           "p2p_total": len(inst["PASS_TO_PASS"]), "grade_reason": None, "exit_status": "error", "n_turns": 0,
+           "n_tool_calls": 0, "n_tool_errors": 0, "n_prompt_tokens": 0, "n_completion_tokens": 0,
+           "latency_s": 0.0, "reward": 0.0, "split": None, "drop_reasons": [], "meta": {}, "run_id": run_id,
+           "created_at": utc_now()}
+    try:
+        tree = checkout_tree(ctx, inst["repo"], inst["base_commit"], tmp / "tree")
+        spec = env_for(ctx, inst["repo"], inst.get("environment_setup_commit") or inst["base_commit"], tree)
+        if policy == "gold":
+            from pipelines.swe.grade import test_files_of
+
+            policy = GoldPolicy(post_patch_files(tree, inst["patch"]), test_files_of(inst["FAIL_TO_PASS"]))
+        with Sandbox(ctx.client, spec.image, tree=tree, limits=ctx.settings.limits, network=ctx.settings.network,
+                     include_git=False) as box:
+            ws = ContainerWorkspace(box)
+            init_baseline(ws)
+            tools = make_tools(ws, command_timeout_s=command_timeout_s)
+            res = run_agent(policy, tools, task_messages(inst), max_turns=max_turns,
+                            max_total_tokens=max_total_tokens, final_tool="submit",
+                            max_observation_chars=max_observation_chars)
+            patch = res.final if res.termination in ("answered", "forced_answer") else workspace_diff(ws)
+            if patch == "(no changes)":
+                patch = ""
+        row.update(messages=res.messages, tools=tool_schema_list(tools), model_patch=patch,
+                   exit_status=EXIT_STATUS[res.termination], n_turns=res.n_turns, n_tool_calls=res.n_tool_calls,
+                   n_tool_errors=res.n_tool_errors, n_prompt_tokens=res.prompt_tokens,
+                   n_completion_tokens=res.completion_tokens, meta={"tool_counts": res.tool_counts,
+                                                                    "errors": res.errors[:5]})
+        if grade:
+            g = grade_patch(ctx, inst, patch)
+            row.update({k: g[k] for k in ("resolved", "f2p_passed", "f2p_total", "p2p_passed", "p2p_total",
+                                          "grade_reason")})
+            row["meta"]["dropped_files"] = g["dropped_files"]
+            tot = max(1, g["f2p_total"] + g["p2p_total"])
+            row["reward"] = 1.0 if g["resolved"] else round(0.5 * (g["f2p_passed"] + g["p2p_passed"]) / tot, 4)
+    except Exception as exc:  # noqa: BLE001 - an infra failure is this rollout's outcome
+        row["grade_reason"] = f"rollout_error: {type(exc).__name__}: {exc}"[:1000]
+        if tools:
+            row["tools"] = tool_schema_list(tools)
+    finally:
+        row["latency_s"] = round(time.monotonic() - t0, 3)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return row

@@ -1,0 +1,53 @@
+from pipelines.llm import LLMClient, load_prompt
+from pipelines.llm.fake_server import FakeOpenAIServer, Reply
+from pipelines.swe.patches import file_diff
+from pipelines.swe.statements import leak_check, scrub_failure, template_statement, write_statement
+
+PATCH = file_diff("toolz/itertoolz.py", "    return itertools.islice(seq, 1, None, n)\n",
+                  "    return itertools.islice(seq, 0, None, n)\n")
+INST = {"repo": "pypi/toolz", "instance_id": "i1", "problem_statement": "", "patch": PATCH,
+        "FAIL_TO_PASS": ["toolz/tests/test_itertoolz.py::test_take_nth[2]"],
+        "PASS_TO_PASS": ["toolz/tests/test_itertoolz.py::test_first"],
+        "meta": {"function": "take_nth", "path": "toolz/itertoolz.py",
+                 "failing_output": "toolz/tests/test_itertoolz.py::test_take_nth FAILED\n"
+                                   "E   assert [20, 40] == [10, 30, 50]\n===== short test summary info =====\n"}}
+GOOD = ("When I call take_nth(2, [10, 20, 30, 40, 50]) I get [20, 40], but the documentation says the result "
+        "is [10, 30, 50]. It looks like the first element is skipped.")
+
+
+def test_leak_check_rejects_test_names_pytest_and_fix_lines():
+    assert leak_check(GOOD, INST) == (True, None)
+    assert leak_check(GOOD + " Found by test_take_nth.", INST)[1] == "leak: names the test test_take_nth"
+    assert leak_check(GOOD + " Run pytest to see.", INST)[1].startswith("leak: mentions")
+    assert leak_check(GOOD + " Use `return itertools.islice(seq, 0, None, n)`.", INST)[1].startswith("leak: quotes")
+    assert leak_check("broken", INST)[1].startswith("too_short")
+
+
+def test_scrub_failure_removes_test_names_and_paths():
+    s = scrub_failure(INST["meta"]["failing_output"], INST)
+    assert "test_take_nth" not in s and "tests/" not in s and "short test summary" not in s
+    assert "assert [20, 40] == [10, 30, 50]" in s
+
+
+def test_issue_text_is_kept_and_template_is_leak_free():
+    kept = write_statement(dict(INST, problem_statement="Real issue text."))
+    assert kept["statement_origin"] == "issue" and kept["problem_statement"] == "Real issue text."
+    t = write_statement(INST)
+    assert t["statement_origin"] == "template" and t["reason"] == "no_llm"
+    assert "take_nth" in t["problem_statement"] and leak_check(t["problem_statement"], INST)[0]
+    assert "[20, 40]" in template_statement(INST)
+
+
+def test_llm_statement_with_leak_falls_back_and_clean_one_is_kept():
+    prompt = load_prompt("swe_statement")
+    with FakeOpenAIServer() as srv:
+        c = LLMClient([srv.base_url], "m", cache=False, backoff_initial_s=0.01)
+        srv.script(Reply(content=GOOD + " The check test_take_nth fails."), Reply(content=GOOD))
+        leaked = write_statement(INST, c, prompt)
+        clean = write_statement(INST, c, prompt, sample_index=1)
+        sent = srv.chat_requests[0]["messages"]
+    assert leaked["statement_origin"] == "template" and leaked["reason"].startswith("leak")
+    assert clean == {"problem_statement": GOOD, "statement_origin": "llm",
+                     "statement_prompt_version": "swe_statement@1", "reason": None}
+    user = sent[-1]["content"]
+    assert "islice(seq, 0, None, n)" in user and "test_take_nth" not in user  # fix shown, tests hidden
