@@ -15,6 +15,7 @@ MODEL_STAMP := $(VENV)/.embedded-$(HASH)
 
 help:
 	@echo "make synth-browse   research questions + search-agent trajectories on the embedded defaults (ARGS='--set k=v ...')"
+	@echo "make swe-curate     SWE task instances + coding-agent trajectories on the embedded defaults (Docker)"
 	@echo "make test           the full suite: unit + integration (Docker, embedded model, Beam, DuckDB)"
 	@echo "make test-unit      the fast suite (no Docker, no model)"
 	@echo "make lint | bench | stats | report | embedded | engine | clean"
@@ -58,6 +59,9 @@ bench: venv embedded
 
 synth-browse: venv embedded
 	$(CRUCIBLE) browse run -c browse $(ARGS)
+
+swe-curate: venv embedded engine
+	$(CRUCIBLE) swe run -c swe $(ARGS)
 
 stats: venv
 	$(CRUCIBLE) stats $(ARGS)
