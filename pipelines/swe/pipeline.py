@@ -225,7 +225,7 @@ def run(cfg) -> dict:
     from pipelines.beam_options import pipeline_options
     from pipelines.llm import endpoint_config, llm_endpoint
     from pipelines.store.catalog import refresh_catalog
-    from pipelines.store.commit import commit_items, ensure_layout, stable_hash
+    from pipelines.store.commit import commit_items, ensure_layout, recover, stable_hash
     from pipelines.store.sinks import CommitResults
     from pipelines.swe.runner import problem_failure
     from pipelines.swe.sources import read_instances
@@ -236,12 +236,15 @@ def run(cfg) -> dict:
     out_dir = cfg.run.out_dir
     run_id = cfg.run.run_id or f"swe-{stable_hash(swe, cfgd['llm'].get('model'), n=8)}"
     ensure_layout(out_dir)
+    # finished items (from commit manifests) are skipped; orphan shards of a killed run are removed
+    done = recover(out_dir, PIPELINE).done_keys
     sb_rows = []
     if swe.get("instances_file"):
         sb_rows, problems = read_instances(swe["instances_file"])
         if problems:
             commit_items(out_dir, PIPELINE, run_id, [ItemResult(f"input:{p.file}:{p.line}").add(
                 "failures", problem_failure(p, run_id, PIPELINE)) for p in problems])
+    sb_rows = [r for r in sb_rows if r["instance_id"] not in done]
     sdists = [] if swe.get("instances_file") else list(swe["sdists"])
     if cfg.run.get("limit"):
         sdists, sb_rows = sdists[: cfg.run.limit], sb_rows[: cfg.run.limit]
@@ -267,10 +270,12 @@ def run(cfg) -> dict:
                 valid.append(sb.valid)
             if valid:
                 curated = (tuple(valid) | "FlattenValid" >> beam.Flatten()
+                           | "SkipCurated" >> beam.Filter(lambda pair, d=frozenset(done): pair[0]["instance_id"] not in d)
                            | "Curate" >> beam.ParDo(Curate(cfgd, llm_cfg, run_id)))
                 outs.append(curated)
             if outs:
                 (tuple(outs) | "FlattenResults" >> beam.Flatten()
+                 | "SkipCommitted" >> beam.Filter(lambda it, d=frozenset(done): it.key not in d)
                  | "Commit" >> CommitResults(out_dir, PIPELINE, run_id, every_items=cfg.store.commit_every_items,
                                              every_s=cfg.store.commit_every_s, compression=cfg.store.compression,
                                              progress_every_s=cfg.run.progress_every_s))

@@ -33,6 +33,13 @@ def test_swe_curate_writes_instances_validations_trajectories_and_drop_reasons(t
                                   "swe.max_candidates_per_repo=3", f"run.out_dir={out}",
                                   f"swe.workdir={tmp_path / 'work'}", "swe.rollouts.llm_max_instances=1"])
         summary = run(cfg)
+        counts = {t: catalog.query(str(out), f"select count(*) from {t}")[1][0][0]
+                  for t in ("swe_instances", "swe_validations", "swe_trajectories", "failures")}
+        n_requests = len(srv.chat_requests)
+        # rerun: committed instances are skipped, nothing is written twice, no LLM call is made
+        run(cfg)
+        assert counts == {t: catalog.query(str(out), f"select count(*) from {t}")[1][0][0] for t in counts}
+        assert len(srv.chat_requests) == n_requests
     assert summary["instances"] >= 1 and summary["trajectories"]["gold/resolved"] == summary["instances"]
     cols, rows = catalog.query(str(out), "select instance_id, source, statement_origin, problem_statement, "
                                "len(FAIL_TO_PASS), bug_operator from swe_instances")
