@@ -191,9 +191,18 @@ def answers(graph: Graph, draft: Draft, cap: int = 2) -> set[str]:
 
 
 def is_unique(graph: Graph, draft: Draft) -> bool:
-    """Exactly one answer, and it is the intended one."""
-    got = answers(graph, draft, cap=2)
-    return got == {draft.answer_id}
+    """Exactly one answer, and it is the intended one; and every intermediate node is pinned
+    down too. Without the second part a chain that passes through a hub collapses: "the time
+    zone of the capital of the country of *an airport in the US*" has one answer, but the
+    airport clue does no work and the question is a shortcut to its last hops."""
+    if answers(graph, draft, cap=2) != {draft.answer_id}:
+        return False
+    for var, eid in draft.binding.items():
+        if var == draft.target:
+            continue
+        if execute(graph, {**draft.formalization, "target": var}, limit=2) != {eid}:
+            return False
+    return True
 
 
 def _bound(draft: Draft, term: str) -> str:

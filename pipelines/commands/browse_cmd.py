@@ -45,6 +45,7 @@ def _run(args) -> int:
 
 
 def _check_unique(args) -> int:
+    from pipelines.browse import synth as S
     from pipelines.browse.api import load_kg
     from pipelines.browse.kg.executor import execute
     from pipelines.cli import config_from_args
@@ -61,7 +62,8 @@ def _check_unique(args) -> int:
         form = {k: v for k, v in q["formalization"].items() if k != "binding"}
         binding = q["formalization"].get("binding", {})
         got = execute(graph, form, limit=2)
-        ok = len(got) == 1 and got == {binding.get(form["target"])}
+        ok = len(got) == 1 and got == {binding.get(form["target"])} and S.is_unique(
+            graph, S.Draft(form, binding, q.get("seed_entity") or ""))
         bad += not ok
         print(json.dumps({"question_id": q["question_id"], "unique": ok, "answers": sorted(got)[:5],
                           "answer": q["answer"]}))

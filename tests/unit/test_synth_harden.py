@@ -208,3 +208,15 @@ def test_seed_pools_group_by_type(g):
     pools = S.seed_pools(g)
     assert set(pools) == {"airport", "city", "country"}  # currencies have no outgoing relation
     assert "airport/SPZO" in pools["airport"]
+
+
+def test_uniqueness_also_pins_intermediate_nodes(g):
+    # "the currency of the country of an airport in Peru": one answer (the sol), but the airport
+    # is not pinned down (two Peruvian airports), so the airport clue is a shortcut
+    d = S.Draft({"triples": [["?a", "country", "?k"], ["?k", "currency", "?x"], ["?a", "country", "country/PE"]],
+                 "target": "?x", "constraints": [{"var": "?a", "type": "airport"}]},
+                {"?a": "airport/SPZO", "?k": "country/PE", "?x": "currency/PEN"}, "airport/SPZO")
+    assert S.answers(g, d) == {"currency/PEN"}
+    assert not S.is_unique(g, d)
+    d.formalization["constraints"].append({"var": "?a", "attr": "elevation_ft", "min": 10000, "max": 11000})
+    assert S.is_unique(g, d)
