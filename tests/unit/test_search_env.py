@@ -149,3 +149,29 @@ def test_snapshot_id_changes_with_the_corpus(tmp_path):
     b = build_corpus([Page("https://kb.local/x/1", "X", "one!")], tmp_path / "b")
     c = build_corpus([Page("https://kb.local/x/1", "X", "one")], tmp_path / "c")
     assert a != b and a == c
+
+
+def test_visit_goal_picks_the_relevant_window_of_a_long_page():
+    from pipelines.browse.search.env import truncate_page
+
+    text = "".join(f"line {i} filler words here\n" for i in range(400)) + "The airport elevation is 48 ft.\n"
+    text += "".join(f"tail {i}\n" for i in range(50))
+    head, t1 = truncate_page(text, 300)
+    assert t1 and head.startswith("line 0") and "elevation" not in head
+    focused, t2 = truncate_page(text, 300, goal="airport elevation")
+    assert t2 and "The airport elevation is 48 ft." in focused and "chosen for the goal" in focused
+    same, t3 = truncate_page("short", 300, goal="x")
+    assert (same, t3) == ("short", False)
+
+
+def test_evidence_sentence_is_verbatim_on_the_subject_page():
+    from pipelines.browse.corpus import answer_aliases, evidence, render_entity
+
+    g = small_graph()
+    for t in g.triples:
+        if g.entities[t.subject].type == "article":
+            continue
+        ev = evidence(g, t)
+        page = render_entity(g, g.entities[t.subject])
+        assert ev["url"] == page.url and ev["fact"] in page.text, (t, ev)
+    assert answer_aliases(g, "airport/BIRK") == ["Reykjavik Airport", "BIRK", "RKV"]
