@@ -175,3 +175,21 @@ def test_evidence_sentence_is_verbatim_on_the_subject_page():
         page = render_entity(g, g.entities[t.subject])
         assert ev["url"] == page.url and ev["fact"] in page.text, (t, ev)
     assert answer_aliases(g, "airport/BIRK") == ["Reykjavik Airport", "BIRK", "RKV"]
+
+
+def test_parallel_sessions_share_one_backend_and_cache_safely(backend, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = BrowseEnv(backend, ToolCache(tmp_path / "cache"))
+    queries = ["Amsterdam", "Brussels Airport", "Euro", "Iceland capital", "Antwerp", "Utrecht"] * 4
+    expected = {q: BrowseEnv(backend).session().search({"query": q}).content for q in set(queries)}
+
+    def run(q):
+        s = env.session()
+        return q, s.search({"query": q}).content, s.visit({"url": "https://kb.local/country/NL"}).content
+
+    with ThreadPoolExecutor(8) as ex:
+        out = list(ex.map(run, queries))
+    assert all(content == expected[q] for q, content, _ in out)
+    assert len({page for _, _, page in out}) == 1
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
