@@ -126,6 +126,18 @@ def _triple_from_row(r: dict) -> Triple:
     )
 
 
+@dataclass(frozen=True)
+class Hop:
+    relation: str
+    inverse: bool  # True: the walk goes from the object to the subject of the triple
+    target: str
+    functional: bool
+
+    def pattern(self, here: str, there: str) -> list[str]:
+        """The formalization triple pattern for this hop between two terms."""
+        return [there, self.relation, here] if self.inverse else [here, self.relation, there]
+
+
 class Graph:
     """Entities plus typed triples with the two indexes the executor and walks need:
     ``out[s][r] -> [o...]`` and ``inn[o][r] -> [s...]`` (both in insertion order)."""
@@ -177,6 +189,19 @@ class Graph:
     def subjects(self, o: str, r: str) -> list[str]:
         d = self.inn.get(o)
         return list(d.get(r, ())) if d else []
+
+    def hops(self, eid: str, inverse: bool = True, exclude: frozenset[str] = frozenset()) -> list[Hop]:
+        """Every hop out of ``eid`` (for random walks): forward triples and, with ``inverse``, triples
+        pointing at it. ``functional``: the hop has exactly one answer from ``eid``."""
+        out: list[Hop] = []
+        for r, objs in self.out.get(eid, {}).items():
+            if r not in exclude:
+                out.extend(Hop(r, False, o, len(objs) == 1) for o in objs)
+        if inverse:
+            for r, subs in self.inn.get(eid, {}).items():
+                if r not in exclude:
+                    out.extend(Hop(r, True, s, len(subs) == 1) for s in subs)
+        return out
 
     def triple(self, s: str, r: str, o: str) -> Triple | None:
         return self._triple_index.get((s, r, o))
