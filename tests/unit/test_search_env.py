@@ -70,6 +70,7 @@ def test_tool_schemas_are_openai_functions_and_identical_across_backends(backend
     (tmp_path / "f.jsonl").write_text("")
     s2 = BrowseEnv(FrozenBackend(tmp_path / "f.jsonl")).session()
     assert s1.schemas == s2.schemas == TOOL_SCHEMAS
+    assert [t.openai_schema() for t in s1.tool_map.values()] == TOOL_SCHEMAS  # the agent loop's Tool form
     assert [x["function"]["name"] for x in TOOL_SCHEMAS] == ["search", "visit"]
     assert TOOL_SCHEMAS[0]["function"]["parameters"]["required"] == ["query"]
 

@@ -124,6 +124,11 @@ class BrowseSession:
                       FunctionTool("visit", VISIT_SCHEMA, self.visit)]
 
     @property
+    def tool_map(self) -> dict[str, FunctionTool]:
+        """``{name: tool}``, the form ``pipelines.agent.loop.run_agent`` takes."""
+        return {t.name: t for t in self.tools}
+
+    @property
     def schemas(self) -> list[dict]:
         return [t.schema for t in self.tools]
 
