@@ -239,6 +239,7 @@ class Graph:
 def _atomic_write_table(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared
     os.close(fd)
     try:
         pq.write_table(table, tmp, compression="zstd")
@@ -252,6 +253,7 @@ def _atomic_write_table(table: pa.Table, path: Path) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
