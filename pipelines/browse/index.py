@@ -43,6 +43,7 @@ def build_index(pages: list[Page], index_dir: str | Path, heap_mb: int = 256) ->
     d = Path(index_dir)
     d.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=f".{d.name}.", suffix=".tmp"))  # unique: concurrent builders
+    tmp.chmod(0o755)
     index = tantivy.Index(_schema(), path=str(tmp))
     writer = index.writer(heap_size=heap_mb * 1024 * 1024, num_threads=1)
     for p in pages:
