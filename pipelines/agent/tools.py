@@ -22,10 +22,14 @@ class Observation:
 
 @runtime_checkable
 class Tool(Protocol):
+    """Also satisfies ``pipelines.agent.loop.Tool`` (``openai_schema()`` + ``call``)."""
+
     name: str
 
     @property
     def schema(self) -> dict: ...
+
+    def openai_schema(self) -> dict: ...
 
     def call(self, args: Mapping[str, Any]) -> Observation: ...
 
@@ -49,6 +53,9 @@ class FunctionTool:
     name: str
     schema: dict
     fn: Callable[[Mapping[str, Any]], Observation]
+
+    def openai_schema(self) -> dict:
+        return self.schema
 
     def call(self, args: Mapping[str, Any]) -> Observation:
         try:

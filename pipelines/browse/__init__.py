@@ -20,8 +20,9 @@ _API = {
     "build_corpus": "pipelines.browse.api", "kg_options": "pipelines.browse.api",
     "execute": "pipelines.browse.kg.executor", "is_unique": "pipelines.browse.kg.executor",
     "count_answers": "pipelines.browse.kg.executor", "Formalization": "pipelines.browse.kg.executor",
-    "Graph": "pipelines.browse.kg.model", "Entity": "pipelines.browse.kg.model", "Triple": "pipelines.browse.kg.model",
-    "relation_sentence": "pipelines.browse.corpus", "count_chains": "pipelines.browse.kg.chains",
+    "Graph": "pipelines.browse.kg.model", "Hop": "pipelines.browse.kg.model", "Entity": "pipelines.browse.kg.model", "Triple": "pipelines.browse.kg.model",
+    "relation_sentence": "pipelines.browse.corpus", "evidence": "pipelines.browse.corpus",
+    "page_fact": "pipelines.browse.corpus", "answer_aliases": "pipelines.browse.corpus", "count_chains": "pipelines.browse.kg.chains",
     "TOOL_SCHEMAS": "pipelines.browse.search.env", "BrowseEnv": "pipelines.browse.search.env",
 }
 __all__ = sorted(_API)

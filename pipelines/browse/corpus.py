@@ -130,6 +130,31 @@ def relation_sentence(graph: Graph, t: Triple) -> str:
     return tpl.format(s=_name(graph, t.subject), o=_name(graph, t.object))
 
 
+def page_fact(graph: Graph, t: Triple) -> str:
+    """The sentence stating triple ``t`` exactly as it appears on the subject's page (many-valued
+    relations are one sentence listing every object)."""
+    e = graph.entities[t.subject]
+    if e.type == "article":
+        return ""
+    objs = graph.objects(t.subject, t.relation)
+    tpl = REL_TEMPLATES.get(t.relation, "{s} " + t.relation.replace("_", " ") + ": {o}.")
+    return tpl.format(s=e.name, o=_join([_name(graph, o) for o in objs]))
+
+
+def evidence(graph: Graph, t: Triple) -> dict:
+    """Evidence for one hop: the subject's page URL and the fact sentence shown there, plus provenance."""
+    return {"url": graph.entities[t.subject].page_url, "fact": page_fact(graph, t),
+            "triple": [t.subject, t.relation, t.object], "source": t.source, "record_id": t.record_id,
+            "license": t.license}
+
+
+def answer_aliases(graph: Graph, eid: str) -> list[str]:
+    """Names accepted for an entity answer: its name first, then its aliases (deduplicated)."""
+    e = graph.entities[eid]
+    seen: set[str] = set()
+    return [x for x in (e.name, *e.aliases) if x and not (x.casefold() in seen or seen.add(x.casefold()))]
+
+
 def attribute_sentence(name: str, attr: str, value) -> str | None:
     if value is None or value == "" or attr in SKIP_ATTRS:
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +41,9 @@ def build_index(pages: list[Page], index_dir: str | Path, heap_mb: int = 256) ->
     import tantivy
 
     d = Path(index_dir)
-    tmp = d.with_name(d.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    d.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=f".{d.name}.", suffix=".tmp"))  # unique: concurrent builders
+    tmp.chmod(0o755)
     index = tantivy.Index(_schema(), path=str(tmp))
     writer = index.writer(heap_size=heap_mb * 1024 * 1024, num_threads=1)
     for p in pages:
@@ -52,8 +52,11 @@ def build_index(pages: list[Page], index_dir: str | Path, heap_mb: int = 256) ->
     writer.commit()
     writer.wait_merging_threads()
     if d.exists():
-        shutil.rmtree(d)
-    tmp.rename(d)
+        shutil.rmtree(d, ignore_errors=True)
+    try:
+        tmp.rename(d)
+    except OSError:  # another builder got there first with the same pages
+        shutil.rmtree(tmp, ignore_errors=True)
     return d
 
 

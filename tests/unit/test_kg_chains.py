@@ -1,15 +1,16 @@
 import random
 from collections import Counter
 
-from pipelines.browse.kg.chains import EXCLUDED, count_chains
+from pipelines.browse.kg.chains import EXCLUDED, UNINFORMATIVE, count_chains
 from pipelines.browse.kg.model import Entity, Graph, Triple
 from tests.unit.browse_helpers import small_graph
 
 
-def _brute(graph, max_k):
+def _brute(graph, max_k, informative=False):
     """Enumerate walks per the documented definition."""
     outd, ind = Counter(), Counter()
-    typed = [t for t in graph.triples if t.relation not in EXCLUDED]
+    drop = EXCLUDED | (UNINFORMATIVE if informative else frozenset())
+    typed = [t for t in graph.triples if t.relation not in drop]
     for t in typed:
         outd[(t.subject, t.relation)] += 1
         ind[(t.object, t.relation)] += 1
@@ -53,6 +54,10 @@ def _brute(graph, max_k):
             walk(e, None, 0, 0)
             lwalk(e, None, 0)
         res[k] = {"functional": f, "one_many": m, "at_most_one_many": f + m, "wiki_links": w}
+    if not informative:
+        inf = _brute(graph, max_k, informative=True)
+        for k in res:
+            res[k]["functional_informative"] = inf[k]["functional"]
     return res
 
 
@@ -65,7 +70,7 @@ def test_chain_counts_match_enumeration_on_random_graphs():
     rng = random.Random(3)
     for _ in range(10):
         ents = [Entity(f"e/{i}", "t", f"E{i}") for i in range(12)]
-        tris = {(f"e/{rng.randrange(12)}", rng.choice(["a", "b", "mentions"]), f"e/{rng.randrange(12)}")
+        tris = {(f"e/{rng.randrange(12)}", rng.choice(["a", "b", "mentions", "timezone"]), f"e/{rng.randrange(12)}")
                 for _ in range(30)}
         g = Graph(ents, [Triple(s, r, o) for s, r, o in tris if s != o])
         assert count_chains(g, 5) == _brute(g, 5)

@@ -103,3 +103,21 @@ def test_executor_matches_brute_force_on_random_graphs():
                 if trial % 2:
                     f["constraints"] = [{"var": "?y", "attr": "v", "min": 4}]
                 assert execute(g, f) == _brute(g, f), (trial, shape, target)
+
+
+def test_hops_feed_walks_and_patterns_that_the_executor_answers(g):
+    hops = {(h.relation, h.inverse, h.target): h.functional for h in g.hops("city/5")}
+    assert hops[("country", False, "country/IS")] is True
+    assert hops[("capital", True, "country/IS")] is True  # the country whose capital is this city
+    assert hops[("serves_city", True, "airport/BIRK")] is True
+    walk = [("airport/BIRK", "serves_city", False), ("city/5", "capital", True)]
+    triples, term = [], "airport/BIRK"
+    for i, (_, rel, inv) in enumerate(walk):
+        h = next(h for h in g.hops(walk[i][0]) if h.relation == rel and h.inverse == inv)
+        nxt = f"?v{i}"
+        triples.append(h.pattern(term, nxt))
+        term = nxt
+    assert triples == [["airport/BIRK", "serves_city", "?v0"], ["?v1", "capital", "?v0"]]
+    assert execute(g, {"triples": triples, "target": "?v1"}) == {"country/IS"}
+    inv_country = [h for h in g.hops("country/NL") if h.relation == "country" and h.inverse]
+    assert len(inv_country) == 3 and not any(h.functional for h in inv_country)

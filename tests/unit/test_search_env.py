@@ -70,6 +70,7 @@ def test_tool_schemas_are_openai_functions_and_identical_across_backends(backend
     (tmp_path / "f.jsonl").write_text("")
     s2 = BrowseEnv(FrozenBackend(tmp_path / "f.jsonl")).session()
     assert s1.schemas == s2.schemas == TOOL_SCHEMAS
+    assert [t.openai_schema() for t in s1.tool_map.values()] == TOOL_SCHEMAS  # the agent loop's Tool form
     assert [x["function"]["name"] for x in TOOL_SCHEMAS] == ["search", "visit"]
     assert TOOL_SCHEMAS[0]["function"]["parameters"]["required"] == ["query"]
 
@@ -149,3 +150,47 @@ def test_snapshot_id_changes_with_the_corpus(tmp_path):
     b = build_corpus([Page("https://kb.local/x/1", "X", "one!")], tmp_path / "b")
     c = build_corpus([Page("https://kb.local/x/1", "X", "one")], tmp_path / "c")
     assert a != b and a == c
+
+
+def test_visit_goal_picks_the_relevant_window_of_a_long_page():
+    from pipelines.browse.search.env import truncate_page
+
+    text = "".join(f"line {i} filler words here\n" for i in range(400)) + "The airport elevation is 48 ft.\n"
+    text += "".join(f"tail {i}\n" for i in range(50))
+    head, t1 = truncate_page(text, 300)
+    assert t1 and head.startswith("line 0") and "elevation" not in head
+    focused, t2 = truncate_page(text, 300, goal="airport elevation")
+    assert t2 and "The airport elevation is 48 ft." in focused and "chosen for the goal" in focused
+    same, t3 = truncate_page("short", 300, goal="x")
+    assert (same, t3) == ("short", False)
+
+
+def test_evidence_sentence_is_verbatim_on_the_subject_page():
+    from pipelines.browse.corpus import answer_aliases, evidence, render_entity
+
+    g = small_graph()
+    for t in g.triples:
+        if g.entities[t.subject].type == "article":
+            continue
+        ev = evidence(g, t)
+        page = render_entity(g, g.entities[t.subject])
+        assert ev["url"] == page.url and ev["fact"] in page.text, (t, ev)
+    assert answer_aliases(g, "airport/BIRK") == ["Reykjavik Airport", "BIRK", "RKV"]
+
+
+def test_parallel_sessions_share_one_backend_and_cache_safely(backend, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = BrowseEnv(backend, ToolCache(tmp_path / "cache"))
+    queries = ["Amsterdam", "Brussels Airport", "Euro", "Iceland capital", "Antwerp", "Utrecht"] * 4
+    expected = {q: BrowseEnv(backend).session().search({"query": q}).content for q in set(queries)}
+
+    def run(q):
+        s = env.session()
+        return q, s.search({"query": q}).content, s.visit({"url": "https://kb.local/country/NL"}).content
+
+    with ThreadPoolExecutor(8) as ex:
+        out = list(ex.map(run, queries))
+    assert all(content == expected[q] for q, content, _ in out)
+    assert len({page for _, _, page in out}) == 1
+    assert not list((tmp_path / "cache").rglob("*.tmp"))

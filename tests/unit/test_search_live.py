@@ -122,3 +122,27 @@ def test_rate_limit_spaces_requests(server, monkeypatch):
 def test_server_binds_loopback_only(local):
     with pytest.raises(ValueError, match="loopback"):
         SearchServer(local, host="0.0.0.0")
+
+
+def test_html_to_text_falls_back_to_html2text_when_trafilatura_finds_nothing():
+    from pipelines.browse.search.live import html_to_text
+
+    assert html_to_text("<html><body><p>Hi</p></body></html>").strip() == "Hi"
+    page = ("<html><head><title>T</title></head><body><nav>Home | About</nav><article><h1>Lake Zeta</h1>"
+            + "<p>Lake Zeta is a glacial lake at 1,234 m elevation in the fictional Omega range.</p>" * 3
+            + "</article><footer>Cookie policy</footer></body></html>")
+    text = html_to_text(page)
+    assert "1,234 m elevation" in text and "Cookie policy" not in text
+
+
+def test_config_rejects_unknown_backend_and_keys():
+    import pytest as _pytest
+
+    from pipelines.config import ConfigError, load_config
+
+    with _pytest.raises(ConfigError):
+        load_config("defaults", ["search.backend=bing"])
+    with _pytest.raises(ConfigError):
+        load_config("defaults", ["search.leak.ngramm=5"])
+    cfg = load_config("defaults", ["search.backend=brave"])
+    assert cfg.search.brave.api_key_env == "BRAVE_API_KEY" and cfg.search.leak.ngram == 13

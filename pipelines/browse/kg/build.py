@@ -20,7 +20,7 @@ from pipelines.browse.kg import sources as S
 from pipelines.browse.kg.model import Graph, GraphError, check_graph, read_graph, read_records, write_graph
 
 log = logging.getLogger(__name__)
-KG_CODE_VERSION = "kg-1"
+KG_CODE_VERSION = "kg-2"
 
 
 @dataclass(frozen=True)

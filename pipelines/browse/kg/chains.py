@@ -29,9 +29,10 @@ import numpy as np
 from pipelines.browse.kg.model import Graph
 
 EXCLUDED = frozenset({"mentions", "described_by"})
+UNINFORMATIVE = frozenset({"timezone", "continent", "subregion"})  # hubs that make easy, dull hops
 
 
-def _edge_arrays(graph: Graph, relations=None, inverse: bool = True):
+def _edge_arrays(graph: Graph, relations=None, inverse: bool = True, exclude: frozenset[str] = EXCLUDED):
     ids: dict[str, int] = {}
 
     def nid(x: str) -> int:
@@ -42,7 +43,7 @@ def _edge_arrays(graph: Graph, relations=None, inverse: bool = True):
 
     out_deg: Counter = Counter()
     in_deg: Counter = Counter()
-    sel = [t for t in graph.triples if (t.relation in relations if relations else t.relation not in EXCLUDED)]
+    sel = [t for t in graph.triples if (t.relation in relations if relations else t.relation not in exclude)]
     for t in sel:
         out_deg[(t.subject, t.relation)] += 1
         in_deg[(t.object, t.relation)] += 1
@@ -84,8 +85,24 @@ def _insum(dst, x, n):
     return s
 
 
+def _functional_only(graph: Graph, max_k: int, exclude: frozenset[str]) -> dict[int, int]:
+    src, dst, func, n = _edge_arrays(graph, exclude=exclude)
+    src, dst = src[func], dst[func]
+    out: dict[int, int] = {}
+    if not len(src):
+        return {k: 0 for k in range(2, max_k + 1)}
+    back = _Backsum(src, dst, n)
+    x = np.ones(len(src), dtype=np.int64)
+    for k in range(2, max_k + 1):
+        x = _insum(dst, x, n)[src] - back(x)
+        out[k] = int(x.sum())
+    return out
+
+
 def count_chains(graph: Graph, max_k: int = 5) -> dict[int, dict[str, int]]:
-    """``{k: {"functional", "one_many", "at_most_one_many", "wiki_links"}}`` for k = 2..max_k."""
+    """``{k: {"functional", "functional_informative", "one_many", "at_most_one_many", "wiki_links"}}``
+    for k = 2..max_k. ``functional_informative`` excludes timezone, continent and subregion hops."""
+    informative = _functional_only(graph, max_k, EXCLUDED | UNINFORMATIVE)
     src, dst, func, n = _edge_arrays(graph)
     back = _Backsum(src, dst, n) if len(src) else None
     n0 = func.astype(np.int64)  # walks of 1 hop ending with this edge, 0 many-valued hops
@@ -103,7 +120,7 @@ def count_chains(graph: Graph, max_k: int = 5) -> dict[int, dict[str, int]]:
         if wback is not None:
             w = _insum(wdst, w, wn)[wsrc] - wback(w)
         f, m = int(n0.sum()), int(n1.sum())
-        res[k] = {"functional": f, "one_many": m, "at_most_one_many": f + m,
+        res[k] = {"functional": f, "functional_informative": informative[k], "one_many": m, "at_most_one_many": f + m,
                   "wiki_links": int(w.sum()) if wback is not None else 0}
     return res
 
@@ -116,6 +133,7 @@ def graph_stats(graph: Graph, max_k: int = 5) -> dict:
         "chain_definition": (
             "k-hop chain = walk of k hops over forward and inverse typed triples (mentions, described_by "
             "excluded) that never steps straight back; functional = every hop has exactly one answer "
-            "from its start; one_many = exactly one many-valued hop; wiki_links = forward walks over "
+            "from its start; functional_informative = the same without timezone/continent/subregion hops; "
+            "one_many = exactly one many-valued hop; wiki_links = forward walks over "
             "'summary A names article B' links that never step straight back"),
     }

@@ -126,6 +126,18 @@ def _triple_from_row(r: dict) -> Triple:
     )
 
 
+@dataclass(frozen=True)
+class Hop:
+    relation: str
+    inverse: bool  # True: the walk goes from the object to the subject of the triple
+    target: str
+    functional: bool
+
+    def pattern(self, here: str, there: str) -> list[str]:
+        """The formalization triple pattern for this hop between two terms."""
+        return [there, self.relation, here] if self.inverse else [here, self.relation, there]
+
+
 class Graph:
     """Entities plus typed triples with the two indexes the executor and walks need:
     ``out[s][r] -> [o...]`` and ``inn[o][r] -> [s...]`` (both in insertion order)."""
@@ -135,20 +147,35 @@ class Graph:
         for e in entities:
             self.entities[e.id] = e
         self.triples: list[Triple] = []
-        self.out: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-        self.inn: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        self.out: dict[str, dict[str, list[str]]] = {}
+        self.inn: dict[str, dict[str, list[str]]] = {}
         self._by_type: dict[str, list[str]] | None = None
-        self._triple_index: dict[tuple[str, str, str], Triple] = {}
-        seen = set()
+        index: dict[tuple[str, str, str], Triple] = {}
+        out, inn, keep = self.out, self.inn, self.triples.append
         for t in triples:
-            key = (t.subject, t.relation, t.object)
-            if key in seen:
+            s, r, o = t.subject, t.relation, t.object
+            key = (s, r, o)
+            if key in index:
                 continue
-            seen.add(key)
-            self.triples.append(t)
-            self._triple_index[key] = t
-            self.out[t.subject][t.relation].append(t.object)
-            self.inn[t.object][t.relation].append(t.subject)
+            index[key] = t
+            keep(t)
+            d = out.get(s)
+            if d is None:
+                d = out[s] = {}
+            lst = d.get(r)
+            if lst is None:
+                d[r] = [o]
+            else:
+                lst.append(o)
+            d = inn.get(o)
+            if d is None:
+                d = inn[o] = {}
+            lst = d.get(r)
+            if lst is None:
+                d[r] = [s]
+            else:
+                lst.append(s)
+        self._triple_index = index
         self.manifest = manifest or {}
 
     # -- lookups -----------------------------------------------------------------------------
@@ -162,6 +189,19 @@ class Graph:
     def subjects(self, o: str, r: str) -> list[str]:
         d = self.inn.get(o)
         return list(d.get(r, ())) if d else []
+
+    def hops(self, eid: str, inverse: bool = True, exclude: frozenset[str] = frozenset()) -> list[Hop]:
+        """Every hop out of ``eid`` (for random walks): forward triples and, with ``inverse``, triples
+        pointing at it. ``functional``: the hop has exactly one answer from ``eid``."""
+        out: list[Hop] = []
+        for r, objs in self.out.get(eid, {}).items():
+            if r not in exclude:
+                out.extend(Hop(r, False, o, len(objs) == 1) for o in objs)
+        if inverse:
+            for r, subs in self.inn.get(eid, {}).items():
+                if r not in exclude:
+                    out.extend(Hop(r, True, s, len(subs) == 1) for s in subs)
+        return out
 
     def triple(self, s: str, r: str, o: str) -> Triple | None:
         return self._triple_index.get((s, r, o))
@@ -199,6 +239,7 @@ class Graph:
 def _atomic_write_table(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared
     os.close(fd)
     try:
         pq.write_table(table, tmp, compression="zstd")
@@ -212,6 +253,7 @@ def _atomic_write_table(table: pa.Table, path: Path) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -244,9 +286,29 @@ def read_graph(graph_dir: str | os.PathLike) -> Graph:
     if not (d / "manifest.json").exists():
         raise GraphError(f"{d}: no manifest.json; not a built graph (run `crucible kg build --out {d}`)")
     manifest = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
-    ents = (_entity_from_row(r) for r in pq.read_table(d / "entities.parquet").to_pylist())
-    tris = (_triple_from_row(r) for r in pq.read_table(d / "triples.parquet").to_pylist())
-    return Graph(ents, tris, manifest)
+    return Graph(_read_entities(d / "entities.parquet"), _read_triples(d / "triples.parquet"), manifest)
+
+
+def _columns(path: Path) -> dict[str, list]:
+    t = pq.read_table(path)
+    return {n: t.column(n).to_pylist() for n in t.column_names}
+
+
+def _attrs(text: str | None) -> dict:
+    return {} if not text or text == "{}" else json.loads(text)
+
+
+def _read_entities(path: Path) -> Iterator[Entity]:
+    c = _columns(path)
+    for row in zip(*(c[k] for k in ENTITY_FIELDS), strict=True):
+        i, ty, nm, al, at, de, ur, so, sv, ri, li = row
+        yield Entity(i, ty, nm, tuple(al or ()), _attrs(at), de, ur, so or "user", sv or "", ri or "", li or "")
+
+
+def _read_triples(path: Path) -> Iterator[Triple]:
+    c = _columns(path)
+    for s, r, o, at, so, sv, ri, li in zip(*(c[k] for k in TRIPLE_FIELDS), strict=True):
+        yield Triple(s, r, o, _attrs(at), so or "user", sv or "", ri or "", li or "")
 
 
 # -- user-supplied graphs ---------------------------------------------------------------------

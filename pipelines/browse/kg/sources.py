@@ -84,6 +84,29 @@ def fold(name: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)).casefold().strip()
 
 
+def ascii_name(name: str) -> str:
+    import unicodedata
+
+    return "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+
+
+def city_aliases(name: str, alternates: list[str], limit: int = 10) -> list[str]:
+    """Answer aliases for a city: its accent-free spelling first, then Latin-script alternate names,
+    full names before short codes and shorter before longer."""
+    out: list[str] = []
+    plain = ascii_name(name)
+    if plain != name:
+        out.append(plain)
+    cands = {a for a in alternates if a not in (name, plain) and len(a) > 1 and _latin(a)}
+
+    def key(a: str):
+        is_code = a.isupper() and len(a) <= 4
+        return (is_code, not a.isascii(), len(a), a)
+
+    out.extend(sorted(cands, key=key))
+    return out[:limit]
+
+
 def wiki_url(title: str) -> str:
     from urllib.parse import quote
 
@@ -180,7 +203,7 @@ def from_geo(min_city_population: int = 15000) -> SourceResult:
         if cc not in countries:
             continue
         eid = f"city/{gid}"
-        aliases = sorted({a for a in c.get("alternatenames", []) if a != c["name"] and _latin(a) and len(a) > 1})[:10]
+        aliases = city_aliases(c["name"], c.get("alternatenames", []))
         E.append(Entity(
             eid, "city", c["name"], aliases=tuple(aliases),
             attributes={"population": c["population"], "latitude": c["latitude"], "longitude": c["longitude"],
@@ -443,8 +466,9 @@ def from_wiki(kg_entities: list[Entity], path: str | None = None) -> SourceResul
         if not title or not text:
             continue
         titles.append(title)
+        base = re.sub(r"\s*\([^)]*\)$", "", title)
         res.entities.append(Entity(
-            wiki_id(title), "article", title, attributes={"topic": r.get("topic"), "short_description": r.get("description")},
+            wiki_id(title), "article", title, aliases=(base,) if base != title else (), attributes={"topic": r.get("topic"), "short_description": r.get("description")},
             description=text, url=wiki_url(title), record_id=title, **w))
     keys = _mention_keys(titles)
     for e in res.entities:

@@ -73,6 +73,7 @@ class ToolCache:
         p.parent.mkdir(parents=True, exist_ok=True)
         rec = {"tool": tool, "args": normalize_args(tool, args), "snapshot_id": snapshot_id, "result": result}
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{key[:8]}.", suffix=".tmp")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(rec, f, ensure_ascii=False, sort_keys=True)
@@ -106,6 +107,7 @@ class ToolCache:
         out = Path(out_path)
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for r in searches + [pages[u] for u in sorted(pages)]:
                 f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")

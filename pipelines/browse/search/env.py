@@ -7,6 +7,7 @@ tools and counters. The tool schemas are the same for every backend.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -87,6 +88,31 @@ class BrowseEnv:
         return result
 
 
+def truncate_page(text: str, limit: int, goal: str = "") -> tuple[str, bool]:
+    """Cut ``text`` to ``limit`` characters with a note. Without a goal the start is kept; with one,
+    the window starts at the line with the most goal words (a little before it), so the relevant
+    part of a long page survives."""
+    if len(text) <= limit:
+        return text, False
+    start = 0
+    terms = {w for w in re.findall(r"\w+", goal.lower()) if len(w) > 2}
+    if terms:
+        best, pos = 0, 0
+        for line in text.splitlines(keepends=True):
+            low = line.lower()
+            score = sum(1 for w in terms if w in low)
+            if score > best:
+                best, start = score, pos
+            pos += len(line)
+        start = max(0, min(start - limit // 10, len(text) - limit))
+    end = start + limit
+    if start == 0:
+        note = f"[truncated: showing the first {limit:,} of {len(text):,} characters]"
+    else:
+        note = f"[truncated: showing characters {start:,}-{end:,} of {len(text):,}, chosen for the goal]"
+    return text[start:end] + "\n\n" + note, True
+
+
 class BrowseSession:
     """Tools and counters for one rollout."""
 
@@ -96,6 +122,11 @@ class BrowseSession:
         self._returned: set[str] = set()
         self.tools = [FunctionTool("search", SEARCH_SCHEMA, self.search),
                       FunctionTool("visit", VISIT_SCHEMA, self.visit)]
+
+    @property
+    def tool_map(self) -> dict[str, FunctionTool]:
+        """``{name: tool}``, the form ``pipelines.agent.loop.run_agent`` takes."""
+        return {t.name: t for t in self.tools}
 
     @property
     def schemas(self) -> list[dict]:
@@ -157,9 +188,7 @@ class BrowseSession:
                                    meta={"url": url, "blocked": True, "from_search": from_search})
             text, n = self.leak.redact(text)
             self.stats.leak_spans_redacted += n
-        limit = self.env.max_page_chars
-        truncated = len(text) > limit
-        if truncated:
-            text = text[:limit] + f"\n\n[truncated: showing the first {limit:,} of {len(text):,} characters]"
+        goal = str(args.get("goal") or "").strip()
+        text, truncated = truncate_page(text, self.env.max_page_chars, goal)
         return Observation(text, meta={"url": url, "title": page.get("title", ""), "truncated": truncated,
                                        "from_search": from_search})

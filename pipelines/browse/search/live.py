@@ -57,6 +57,8 @@ class HttpClient:
         self._next_at = 0.0
         self.requests = 0
         self.retries = 0
+        self._default = urllib.request.build_opener()  # honours http(s)_proxy for live APIs
+        self._direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never proxied
 
     def _wait_turn(self) -> None:
         with self._lock:
@@ -71,8 +73,10 @@ class HttpClient:
         self.requests += 1
         req = urllib.request.Request(url, data=data, method=method,
                                      headers={"User-Agent": self.user_agent, **headers})
+        host = urllib.parse.urlsplit(url).hostname or ""
+        opener = self._direct if host in ("127.0.0.1", "localhost", "::1") else self._default
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as r:
+            with opener.open(req, timeout=self.timeout_s) as r:
                 return HttpResponse(r.status, dict(r.headers), r.read())
         except urllib.error.HTTPError as e:
             body = e.read() if e.fp else b""
