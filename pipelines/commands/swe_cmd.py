@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--label-network", choices=("internal", "bridge"), default=None,
                    help="one more after-run with this network to label network-dependent tests")
     v.add_argument("--limit", type=int, default=None, help="validate only the first N good rows")
+    v.add_argument("--no-reference", action="store_true",
+                   help="skip the clean reference run per env (default: swe.reference_run)")
     add_config_args(v, default="swe")
     v.set_defaults(func=_validate)
     r = ssub.add_parser("run", help="run the swe-curate pipeline (inject bugs, validate, statements, rollouts, grade)")
@@ -59,7 +61,8 @@ def _validate(args) -> int:
             workdir=Path(swe.get("workdir") or settings.cache_dir / "swe").expanduser(),
             run_id=cfg.run.run_id or f"swe-validate-{stable_hash(Path(args.instances).name, n=8)}",
             reruns=args.reruns or int(swe.get("reruns", 1)), id_style=args.id_style or swe.get("id_style", "swebench"),
-            label_network=args.label_network, limit=args.limit, catalog=cfg.store.catalog)
+            label_network=args.label_network, limit=args.limit, catalog=cfg.store.catalog,
+            reference=bool(swe.get("reference_run", True)) and not args.no_reference)
     except InputFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

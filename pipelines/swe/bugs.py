@@ -230,10 +230,18 @@ def bug_labels(clean: dict[str, str], buggy: dict[str, str], selection: list[str
     return compute_labels(buggy, clean)
 
 
+def bug_instance_id(repo: str, cand: BugCandidate) -> str:
+    owner, name = repo.split("/", 1)
+    return f"{owner}__{name}.inj-{cand.key}"
+
+
 def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCandidate], run_id: str, *,
-                  source_ref: str | None = None, max_f2p: int = 200) -> tuple[list[dict], list[dict], dict]:
+                  source_ref: str | None = None, max_f2p: int = 200,
+                  done: frozenset[str] = frozenset()) -> tuple[list[dict], list[dict], dict]:
     """(instances, validation rows, stats) for the candidates of one repo checkout. The clean suite runs once
-    (the env's reference run); each candidate runs the test files that mention its function."""
+    per env and is cached on disk (:mod:`pipelines.swe.reference`); each candidate runs the test files that
+    mention its function. Candidates whose instance id is in ``done`` (committed by an earlier run) are
+    skipped before anything runs."""
     import shutil
     import tempfile
     import time
@@ -241,30 +249,30 @@ def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCa
     from pipelines.store.commit import utc_now
     from pipelines.swe.mirror import commit_patch, diff_commits, ensure_bare_mirror
     from pipelines.swe.patches import PatchError, apply_patch
-    from pipelines.swe.validate import env_for, flaky_from, outcome_map, pytest_seconds, run_side
+    from pipelines.swe.reference import reference_run, tree_id
+    from pipelines.swe.validate import env_for, outcome_map, pytest_seconds, run_side
     from sandbox.sources import export_tree
 
-    tmp = Path(tempfile.mkdtemp(prefix="crucible-bugs-", dir=ctx.workdir))
-    stats = {"candidates": len(cands), "clean_run_s": 0.0, "bug_runs": 0}
+    todo = [c for c in cands if bug_instance_id(repo, c) not in done]
+    stats = {"candidates": len(cands), "skipped_done": len(cands) - len(todo), "clean_run_s": 0.0, "bug_runs": 0}
     instances, rows = [], []
+    if not todo:
+        return instances, rows, stats
+    cands = todo
+    tmp = Path(tempfile.mkdtemp(prefix="crucible-bugs-", dir=ctx.workdir))
     try:
         tree = export_tree(checkout.path, tmp / "clean")
         spec = env_for(ctx, repo, checkout.commit, tree)
-        t0 = time.monotonic()
-        clean_runs = run_side(ctx, spec, tree, None, max(1, ctx.reruns))
-        stats["clean_run_s"] = round(time.monotonic() - t0, 2)
-        stats["clean_pytest_s"] = sum(pytest_seconds(r.log_tail) or 0.0 for r in clean_runs)
-        ok = [r for r in clean_runs if r.ok]
-        if not ok:
-            r = clean_runs[0]
-            raise RuntimeError(f"clean suite of {repo} did not run: {r.status}/{r.kind}: {r.reason}")
-        clean = outcome_map(ok[0], ctx.id_style)
-        clean_flaky = set(flaky_from([outcome_map(r, ctx.id_style) for r in ok]))
+        ref = reference_run(ctx, spec, tree, tree_id(checkout.path))
+        stats.update(clean_run_s=0.0 if ref.cached else ref.seconds, clean_pytest_s=ref.pytest_s,
+                     reference_cached=ref.cached, reference_key=ref.key)
+        if not ref.ok:
+            raise RuntimeError(f"clean suite of {repo} did not run: {ref.reason}")
+        clean, clean_flaky = ref.outcomes, set(ref.flaky)
         mirror = ensure_bare_mirror(checkout.path, mirror_root, repo)
-        owner, name = repo.split("/", 1)
         for cand in cands:
             t1 = time.monotonic()
-            iid = f"{owner}__{name}.inj-{cand.key}"
+            iid = bug_instance_id(repo, cand)
             row = {"instance_id": iid, "status": "invalid", "reason": None, "fail_to_pass": [], "pass_to_pass": [],
                    "flaky_tests": sorted(clean_flaky), "network_tests": [], "labels_match": None,
                    "env_image": spec.image, "tests_before": None, "tests_after": None, "n_runs": 0,

@@ -1,8 +1,10 @@
 """``make swe-curate``: the Beam graph (thin adapters over the per-item functions of :mod:`pipelines.swe`).
 
-    sdists -> InjectAndValidate (checkout, mirror, AST bug candidates, clean run once per env, bug runs)
+    sdists -> InjectAndValidate (checkout, mirror, AST bug candidates, clean reference run once per env, bug runs)
            \\-> invalid candidates: swe_validations + failures rows
-    [swe.instances_file rows -> ValidateSWEBench (before/after runs)]
+    [swe.instances_file rows]  \
+    [swe.mine.repos -> MineCommits (commits changing source + tests)] -> key by env (repo, env commit)
+        -> GroupByKey -> ValidateEnvGroup (env image + clean reference run once per env, before/after runs)
     valid instances -> Curate (problem statement, gold + LLM rollouts, grading, filters)
            -> swe_instances, swe_validations, swe_trajectories, failures
     -> CommitResults (Parquet shards + manifests) -> DuckDB catalog
@@ -13,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 
 import apache_beam as beam
@@ -40,7 +41,6 @@ def workdir_of(cfg: Mapping) -> Path:
 
 def build_ctx(cfg: Mapping):
     """Docker client + sandbox settings pointing at the local mirrors (works inside DoFn.setup)."""
-    from pipelines.swe.mirror import mirror_template
     from pipelines.swe.validate import ValidateContext
     from sandbox.api import settings_from_config
     from sandbox.engine import ensure_engine
@@ -48,11 +48,10 @@ def build_ctx(cfg: Mapping):
     client, _ = ensure_engine(allow_start=True)
     wd = workdir_of(cfg)
     wd.mkdir(parents=True, exist_ok=True)
-    settings = settings_from_config(cfg["sandbox"])
-    if not cfg["swe"].get("instances_file"):
-        settings = replace(settings, repo_url_template=mirror_template(wd / "mirrors"))
-    return ValidateContext(client=client, settings=settings, workdir=wd, reruns=int(cfg["swe"]["reruns"]),
-                           id_style=cfg["swe"]["id_style"])
+    # repos made from sdists live in local bare mirrors; every other repo comes through the URL template
+    return ValidateContext(client=client, settings=settings_from_config(cfg["sandbox"]), workdir=wd,
+                           reruns=int(cfg["swe"]["reruns"]), id_style=cfg["swe"]["id_style"],
+                           mirror_root=wd / "mirrors")
 
 
 def failed_validation(row: dict, run_id: str) -> ItemResult:
@@ -64,8 +63,8 @@ def failed_validation(row: dict, run_id: str) -> ItemResult:
 
 
 class InjectAndValidate(beam.DoFn):
-    def __init__(self, cfg: dict, run_id: str):
-        self.cfg, self.run_id = cfg, run_id
+    def __init__(self, cfg: dict, run_id: str, done: frozenset[str] = frozenset()):
+        self.cfg, self.run_id, self.done = cfg, run_id, done
         self.cands = Metrics.counter("crucible.swe", "bug_candidates")
         self.valid = Metrics.counter("crucible.swe", "bug_instances")
 
@@ -87,7 +86,8 @@ class InjectAndValidate(beam.DoFn):
             self.cands.inc(len(cands))
             log.info("swe: %s: %d bug candidates", sdist, len(cands))
             insts, rows, stats = validate_bugs(self.ctx, co, f"pypi/{name}", self.ctx.workdir / "mirrors", cands,
-                                               self.run_id, source_ref=f"sdist:{sdist}", max_f2p=int(swe["max_f2p"]))
+                                               self.run_id, source_ref=f"sdist:{sdist}", max_f2p=int(swe["max_f2p"]),
+                                               done=self.done)
         except Exception as exc:  # noqa: BLE001 - a repo that cannot be set up is one failure row
             log.warning("swe: %s failed: %s", sdist, exc)
             yield ItemResult(f"sdist:{sdist}").add("failures", failure_row(
@@ -104,22 +104,80 @@ class InjectAndValidate(beam.DoFn):
                 yield failed_validation(row, self.run_id)
 
 
-class ValidateSWEBench(beam.DoFn):
+class MineCommits(beam.DoFn):
+    """One git repo (through the URL template) -> SWE-bench-format candidates from its history (commits that
+    change source and tests, small enough), and a failure row per rejected commit."""
+
+    def __init__(self, cfg: dict, run_id: str):
+        self.cfg, self.run_id = cfg, run_id
+        self.mined = Metrics.counter("crucible.swe", "mined_candidates")
+
+    def setup(self):
+        self.ctx = build_ctx(self.cfg)
+
+    def process(self, repo: str):
+        from pipelines.swe.mining import MiningLimits, mine_commits
+        from pipelines.swe.validate import clone_at
+
+        m = self.cfg["swe"]["mine"]
+        try:
+            co = clone_at(self.ctx, repo, m["rev"])
+            cands, rejected = mine_commits(co.path, repo, rev=co.commit, max_commits=int(m["max_commits"]),
+                                           limits=MiningLimits(**m["limits"]))
+        except Exception as exc:  # noqa: BLE001 - a repo that cannot be mined is one failure row
+            log.warning("swe: mining %s failed: %s", repo, exc)
+            yield ItemResult(f"mine:{repo}").add("failures", failure_row(
+                pipeline=PIPELINE, stage="mine", kind="infra", reason=f"{type(exc).__name__}: {exc}"[:2000],
+                run_id=self.run_id, table="swe_instances", item_key=f"mine:{repo}"))
+            return
+        keep = cands[: int(m["max_candidates_per_repo"])]
+        log.info("swe: mined %s: %d candidates (%d kept), %d commits rejected", repo, len(cands), len(keep),
+                 len(rejected))
+        self.mined.inc(len(keep))
+        for r in rejected:
+            key = f"mine:{repo}@{r['commit']}"
+            yield ItemResult(key).add("failures", failure_row(
+                pipeline=PIPELINE, stage="mine", kind="filtered", reason=r["reason"], run_id=self.run_id,
+                table="swe_instances", item_key=key))
+        for c in keep:
+            yield beam.pvalue.TaggedOutput("rows", dict(c, source="mined", source_ref=f"{repo}@{c['instance_id']}",
+                                                        meta={"commit_message": c.get("hints_text")}))
+
+
+def env_key(inst: Mapping) -> str:
+    from pipelines.swe.validate import env_commit_of
+
+    return f"{inst['repo']}@{env_commit_of(inst)}"
+
+
+class ValidateEnvGroup(beam.DoFn):
+    """The instances of one env (repo, env commit): its image and clean reference run once, then the
+    before/after runs of each instance."""
+
     def __init__(self, cfg: dict, run_id: str):
         self.cfg, self.run_id = cfg, run_id
 
     def setup(self):
         self.ctx = build_ctx(self.cfg)
 
-    def process(self, inst: dict):
-        from pipelines.swe.validate import validate_instance
+    def process(self, keyed):
+        from pipelines.swe.validate import env_commit_of, env_reference, validate_instance
 
-        row = validate_instance(self.ctx, inst, self.run_id)
-        if row["status"] != "valid":
-            yield failed_validation(row, self.run_id)
-            return
-        yield beam.pvalue.TaggedOutput("valid", (dict(inst, source="swebench", source_ref=inst["repo"],
-                                                      env_image=row["env_image"]), row))
+        _, insts = keyed
+        insts = sorted(insts, key=lambda i: i["instance_id"])
+        ref = None
+        if self.cfg["swe"].get("reference_run", True):
+            ref = env_reference(self.ctx, insts[0]["repo"], env_commit_of(insts[0]), insts)
+        for inst in insts:
+            row = validate_instance(self.ctx, inst, self.run_id, reference=ref)
+            if row["status"] != "valid":
+                yield failed_validation(row, self.run_id)
+                continue
+            meta = dict(inst.get("meta") or {}, failing_output=(row["meta"] or {}).get("failing_output"))
+            yield beam.pvalue.TaggedOutput("valid", (dict(
+                inst, source=inst.get("source") or "swebench", source_ref=inst.get("source_ref") or inst["repo"],
+                env_image=row["env_image"], meta=meta, FAIL_TO_PASS=list(row["fail_to_pass"]),
+                PASS_TO_PASS=list(row["pass_to_pass"])), row))  # computed labels win over given ones
 
 
 def instance_record(inst: Mapping, run_id: str) -> dict:
@@ -241,33 +299,47 @@ def run(cfg) -> dict:
     sb_rows = []
     if swe.get("instances_file"):
         sb_rows, problems = read_instances(swe["instances_file"])
+        problems = [p for p in problems if f"input:{p.file}:{p.line}" not in done]
         if problems:
             commit_items(out_dir, PIPELINE, run_id, [ItemResult(f"input:{p.file}:{p.line}").add(
                 "failures", problem_failure(p, run_id, PIPELINE)) for p in problems])
-    sb_rows = [r for r in sb_rows if r["instance_id"] not in done]
+    sb_rows = [dict(r, source="swebench") for r in sb_rows if r["instance_id"] not in done]
     sdists = [] if swe.get("instances_file") else list(swe["sdists"])
+    mine_repos = list(swe["mine"]["repos"])
     if cfg.run.get("limit"):
-        sdists, sb_rows = sdists[: cfg.run.limit], sb_rows[: cfg.run.limit]
+        sdists, sb_rows, mine_repos = sdists[: cfg.run.limit], sb_rows[: cfg.run.limit], mine_repos[: cfg.run.limit]
     need_llm = swe["statements"]["use_llm"] or "llm" in swe["rollouts"]["policies"]
-    log.info("swe-curate: %d sdists, %d SWE-bench rows, LLM %s", len(sdists), len(sb_rows),
-             "on" if need_llm else "off")
+    log.info("swe-curate: %d sdists, %d SWE-bench rows, %d repos to mine, %d items already committed, LLM %s",
+             len(sdists), len(sb_rows), len(mine_repos), len(done), "on" if need_llm else "off")
     with (llm_endpoint(cfg.llm) if need_llm else nullcontext(None)) as base_urls:
         llm_cfg = endpoint_config(cfg.llm, base_urls) if base_urls else None
         with beam.Pipeline(options=pipeline_options(cfg.run)) as p:
             outs = []
             valid = []
+            skip = frozenset(done)
             if sdists:
                 inj = (p | "Sdists" >> beam.Create(sdists, reshuffle=False)
-                       | "InjectAndValidate" >> beam.ParDo(InjectAndValidate(cfgd, run_id)).with_outputs(
+                       | "InjectAndValidate" >> beam.ParDo(InjectAndValidate(cfgd, run_id, skip)).with_outputs(
                            "valid", main="results"))
                 outs.append(inj.results)
                 valid.append(inj.valid)
+            rows = []
             if sb_rows:
-                sb = (p | "SWEBenchRows" >> beam.Create(sb_rows, reshuffle=False)
-                      | "ValidateSWEBench" >> beam.ParDo(ValidateSWEBench(cfgd, run_id)).with_outputs(
-                          "valid", main="results"))
-                outs.append(sb.results)
-                valid.append(sb.valid)
+                rows.append(p | "SWEBenchRows" >> beam.Create(sb_rows, reshuffle=False))
+            if mine_repos:
+                mined = (p | "MineRepos" >> beam.Create(mine_repos, reshuffle=False)
+                         | "MineCommits" >> beam.ParDo(MineCommits(cfgd, run_id)).with_outputs("rows", main="results"))
+                outs.append(mined.results)
+                rows.append(mined.rows | "SkipValidated" >> beam.Filter(
+                    lambda r, d=skip: r["instance_id"] not in d))
+            if rows:
+                grouped = (tuple(rows) | "FlattenRows" >> beam.Flatten()
+                           | "KeyByEnv" >> beam.Map(lambda r: (env_key(r), r))
+                           | "GroupByEnv" >> beam.GroupByKey()
+                           | "ValidateEnvGroup" >> beam.ParDo(ValidateEnvGroup(cfgd, run_id)).with_outputs(
+                               "valid", main="results"))
+                outs.append(grouped.results)
+                valid.append(grouped.valid)
             if valid:
                 curated = (tuple(valid) | "FlattenValid" >> beam.Flatten()
                            | "SkipCurated" >> beam.Filter(lambda pair, d=frozenset(done): pair[0]["instance_id"] not in d)
@@ -285,7 +357,7 @@ def run(cfg) -> dict:
     con = catalog.connect(out_dir, cfg.store.catalog)
     try:
         q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
-        summary = {"sdists": len(sdists), "swebench_rows": len(sb_rows),
+        summary = {"sdists": len(sdists), "swebench_rows": len(sb_rows), "mined_repos": len(mine_repos),
                    "instances": q("select count(*) from swe_instances")[0][0],
                    "validations": dict(q("select status, count(*) from swe_validations group by 1")),
                    "trajectories": {f"{pol}/{'resolved' if r else 'unresolved'}": n for pol, r, n in q(

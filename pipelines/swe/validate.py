@@ -80,6 +80,7 @@ class ValidateContext:
     reruns: int = 1
     id_style: str = "swebench"  # swebench: -rA ids (SWE-bench labels); junit: pytest node ids from JUnit
     label_network: str | None = None
+    mirror_root: Path | None = None  # local bare mirrors (injected-bug repos) tried before the URL template
     env_cache: dict = field(default_factory=dict)  # (repo, env commit) -> EnvSpec
     stats: dict = field(default_factory=lambda: {"env_hits": 0, "env_builds": 0})
 
@@ -99,13 +100,30 @@ def outcome_map(run, id_style: str) -> dict[str, str]:
 
 def checkout_tree(ctx: ValidateContext, repo: str, commit: str, dest: Path) -> Path:
     """An exported tree (no .git) of ``repo`` at ``commit``."""
-    from pipelines.store.commit import stable_hash
-    from sandbox.sources import export_tree, from_git
+    from sandbox.sources import export_tree
 
+    return export_tree(clone_at(ctx, repo, commit).path, dest)
+
+
+def clone_at(ctx: ValidateContext, repo: str, commit: str):
+    """The cached clone of ``repo`` (through its mirror or the URL template) checked out at ``commit``."""
+    from pipelines.store.commit import stable_hash
+    from sandbox.sources import from_git
+
+    template = url_template_for(ctx, repo)
     # clones are cached per URL template: the same repo name from another mirror is another clone
-    cache = ctx.workdir / "git" / stable_hash(ctx.settings.repo_url_template, n=10)
-    co = from_git(repo, commit, cache, ctx.settings.repo_url_template)
-    return export_tree(co.path, dest)
+    return from_git(repo, commit, ctx.workdir / "git" / stable_hash(template, n=10), template)
+
+
+def url_template_for(ctx: ValidateContext, repo: str) -> str:
+    """The local mirror when ``repo`` has one (repos made from sdists), else the sandbox's URL template."""
+    from pipelines.swe.mirror import mirror_template
+
+    if ctx.mirror_root is not None and "/" in repo:
+        owner, name = repo.split("/", 1)
+        if (Path(ctx.mirror_root) / owner / f"{name}.git" / "HEAD").exists():
+            return mirror_template(ctx.mirror_root)
+    return ctx.settings.repo_url_template
 
 
 def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path):
@@ -138,8 +156,52 @@ def _side_map(runs, id_style, allow_errors=frozenset()):
     return maps[0], flaky_from(maps), None
 
 
-def validate_instance(ctx: ValidateContext, inst: Mapping, run_id: str) -> dict:
-    """One swe_validations row (status valid/invalid/error, never raises for a bad instance)."""
+def env_commit_of(inst: Mapping) -> str:
+    return inst.get("environment_setup_commit") or inst["base_commit"]
+
+
+def group_by_env(insts: Iterable[Mapping]) -> dict[tuple[str, str], list[Mapping]]:
+    """Instances keyed by env (repo, env commit), each group in instance-id order."""
+    groups: dict[tuple[str, str], list[Mapping]] = {}
+    for inst in insts:
+        groups.setdefault((inst["repo"], env_commit_of(inst)), []).append(inst)
+    return {k: sorted(v, key=lambda i: i["instance_id"]) for k, v in sorted(groups.items())}
+
+
+def env_reference(ctx: ValidateContext, repo: str, env_commit: str, insts: Iterable[Mapping]):
+    """The clean reference run of one env: the test files the group's test patches touch that exist at the env
+    commit, unmodified, run once (cached on disk across pipeline runs). None when no such file exists or the
+    env cannot be set up (each instance then reports its own setup error)."""
+    from pipelines.swe.reference import Reference, reference_run
+
+    tmp = Path(tempfile.mkdtemp(prefix="crucible-ref-", dir=ctx.workdir))
+    try:
+        try:
+            tree = checkout_tree(ctx, repo, env_commit, tmp / "env")
+            spec = env_for(ctx, repo, env_commit, tree)
+        except Exception as exc:  # noqa: BLE001 - reported per instance by validate_instance
+            log.warning("swe: reference of %s@%s not run: %s", repo, env_commit[:10], exc)
+            return None
+        files = sorted({f for i in insts for f in test_directives(i["test_patch"]) if (tree / f).exists()})
+        if not files:
+            return None
+        ref: Reference = reference_run(ctx, spec, tree, env_commit, files)
+        log.info("swe: reference %s@%s: %s, %d tests, %d flaky%s", repo, env_commit[:10],
+                 "ok" if ref.ok else ref.reason, len(ref.outcomes), len(ref.flaky), " (cached)" if ref.cached else "")
+        return ref
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def reference_meta(ref) -> dict:
+    return {"key": ref.key, "ok": ref.ok, "cached": ref.cached, "n_tests": len(ref.outcomes),
+            "flaky": ref.flaky[:200], "reason": ref.reason}
+
+
+def validate_instance(ctx: ValidateContext, inst: Mapping, run_id: str, reference=None) -> dict:
+    """One swe_validations row (status valid/invalid/error, never raises for a bad instance). With the env's
+    ``reference`` run (:func:`env_reference`): an env whose reference hit an infrastructure failure fails its
+    instances at once, and tests that flipped between re-runs of the clean tree are flaky here too."""
     from pipelines.store.commit import utc_now
     from sandbox.sources import SourceError
 
@@ -152,7 +214,7 @@ def validate_instance(ctx: ValidateContext, inst: Mapping, run_id: str) -> dict:
     try:
         try:
             base = checkout_tree(ctx, inst["repo"], inst["base_commit"], tmp / "base")
-            env_commit = inst.get("environment_setup_commit") or inst["base_commit"]
+            env_commit = env_commit_of(inst)
             env_tree = base if env_commit == inst["base_commit"] else checkout_tree(ctx, inst["repo"], env_commit,
                                                                                   tmp / "env")
             spec = env_for(ctx, inst["repo"], env_commit, env_tree)
@@ -161,6 +223,11 @@ def validate_instance(ctx: ValidateContext, inst: Mapping, run_id: str) -> dict:
             return row
         row["env_image"] = spec.image
         row["meta"] = {"recipe_python": spec.recipe.get("python"), "id_style": ctx.id_style}
+        if reference is not None:
+            row["meta"]["reference"] = reference_meta(reference)
+            if not reference.ok and reference.reason.startswith("infra/"):
+                row["reason"] = f"infra: env reference run failed: {reference.reason}"[:2000]
+                return row
         before = tmp / "before"
         shutil.copytree(base, before, symlinks=True)
         try:
@@ -184,7 +251,8 @@ def validate_instance(ctx: ValidateContext, inst: Mapping, run_id: str) -> dict:
             row["reason"] = ("infra: " if infra else "") + (f"before run {err_b}" if err_b else f"after run {err_a}")
             row["reason"] = row["reason"][:2000]
             return row
-        labels = compute_labels(mb, ma, set(flaky_b) | set(flaky_a))
+        ref_flaky = set(reference.flaky) if reference is not None and reference.ok else set()
+        labels = compute_labels(mb, ma, set(flaky_b) | set(flaky_a) | (ref_flaky & (set(mb) | set(ma))))
         if ctx.label_network:
             from sandbox.testrun import network_dependent, run_tests
 
@@ -198,7 +266,9 @@ def validate_instance(ctx: ValidateContext, inst: Mapping, run_id: str) -> dict:
                    flaky_tests=labels["flaky"], tests_before=mb, tests_after=ma,
                    labels_match=labels_match(inst.get("FAIL_TO_PASS"), inst.get("PASS_TO_PASS"),
                                              labels["FAIL_TO_PASS"], labels["PASS_TO_PASS"]))
+        ok_before = next((r for r in runs_b if r.ok), runs_b[0])
         row["meta"].update({"pass_to_fail": labels["PASS_TO_FAIL"][:200], "selection": selection,
+                            "failing_output": ok_before.log_tail[-3000:],
                             "pytest_s": round(sum(pytest_seconds(r.log_tail) or 0.0 for r in runs_b + runs_a), 3)})
         row["status"], row["reason"] = verdict(labels)
         return row
