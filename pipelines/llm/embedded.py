@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from pipelines.llm.proc import ChildServer
 
 INSTALL_HINT = "run: pip install -e '.[embedded]'"
 XLLAMACPP_VERSION = "2026.10.11549"
@@ -252,7 +253,7 @@ def server_argv(model_path: str | os.PathLike, port: int, n_ctx: int, n_threads:
     return argv + (["--parent-pid", str(parent_pid)] if parent_pid else [])
 
 
-class EmbeddedServer:
+class EmbeddedServer(ChildServer):
     """The embedded server in a child process (so Beam workers and the main process share it).
 
     ``start()`` returns once ``/v1/models`` answers; ``stop()`` terminates the child.
@@ -265,54 +266,18 @@ class EmbeddedServer:
         self.n_ctx, self.n_parallel = n_ctx, n_parallel
         self.n_threads = n_threads or max(1, os.cpu_count() or 1)
         self.startup_timeout_s = startup_timeout_s
-        self.proc: subprocess.Popen | None = None
-        self._log = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> str:
-        from pipelines.llm.serve import wait_for_health
-
         require_xllamacpp()
         repo_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = repo_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self._log = tempfile.TemporaryFile(mode="w+b")
-        self.proc = subprocess.Popen(
-            server_argv(self.model_path, self.port, self.n_ctx, self.n_threads, self.n_parallel, os.getpid()),
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=repo_root,
-        )
-        try:
-            wait_for_health(self.base_url, self.startup_timeout_s, proc=self.proc, log_tail=self.log_tail)
-        except BaseException:
-            self.stop()
-            raise
-        return self.base_url
-
-    def log_tail(self, n: int = 2000) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0, os.SEEK_END)
-        size = self._log.tell()
-        self._log.seek(max(0, size - n))
-        return self._log.read().decode("utf-8", "replace")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        from pipelines.llm.proc import terminate
-
-        terminate(self.proc, timeout)
-        self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> str:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return self.spawn(server_argv(self.model_path, self.port, self.n_ctx, self.n_threads, self.n_parallel,
+                                      os.getpid()), env=env, cwd=repo_root)
 
 
 def _main(argv: list[str] | None = None) -> int:

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
+
+from pipelines.llm.proc import ChildServer
 
 
 class ServerStartError(RuntimeError):
@@ -116,42 +116,19 @@ def vllm_argv_from_config(cfg: Mapping[str, Any], port: int | None = None) -> li
     )
 
 
-class ProcessServer:
+class ProcessServer(ChildServer):
     """Any OpenAI-compatible server started as a child process from an argv list."""
+
+    stop_timeout_s = 30.0
 
     def __init__(self, argv: Sequence[str], base_url: str, startup_timeout_s: float):
         self.argv, self.base_url, self.startup_timeout_s = list(argv), base_url, startup_timeout_s
-        self.proc: subprocess.Popen | None = None
-        self._log = None
-
-    def log_tail(self, n: int = 3000) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0, os.SEEK_END)
-        self._log.seek(max(0, self._log.tell() - n))
-        return self._log.read().decode("utf-8", "replace")
 
     def start(self) -> str:
         if shutil.which(self.argv[0]) is None:
             raise ServerStartError(f"{self.argv[0]!r} not found on PATH; install it (pip install -e '.[vllm]' "
                                    "on a GPU machine) or point llm.base_urls at a running server")
-        self._log = tempfile.TemporaryFile(mode="w+b")
-        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_health(self.base_url, self.startup_timeout_s, proc=self.proc, log_tail=self.log_tail)
-        except BaseException:
-            self.stop()
-            raise
-        return self.base_url
-
-    def stop(self, timeout: float = 30.0) -> None:
-        from pipelines.llm.proc import terminate
-
-        terminate(self.proc, timeout)
-        self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        return self.spawn(self.argv)
 
 
 def make_server(cfg: Mapping[str, Any], port: int | None = None, progress=None):

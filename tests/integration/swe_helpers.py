@@ -11,17 +11,6 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "swe"
 
 
 @pytest.fixture(scope="session")
-def docker_client():
-    from sandbox.engine import EngineUnavailable, ensure_engine
-
-    try:
-        client, _ = ensure_engine(allow_start=True)
-    except EngineUnavailable as exc:
-        pytest.fail(f"integration tests need Docker: {exc}")
-    return client
-
-
-@pytest.fixture(scope="session")
 def swe_settings():
     from pipelines.config import load_config
     from sandbox.api import settings_from_config

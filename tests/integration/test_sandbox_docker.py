@@ -104,17 +104,6 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def docker_client():
-    from sandbox.engine import EngineUnavailable, ensure_engine
-
-    try:
-        client, _ = ensure_engine(allow_start=True)
-    except EngineUnavailable as exc:
-        pytest.fail(f"integration tests need Docker: {exc}")
-    return client
-
-
-@pytest.fixture(scope="session")
 def settings(tmp_path_factory):
     from dataclasses import replace
 
