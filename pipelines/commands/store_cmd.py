@@ -1,4 +1,4 @@
-"""`crucible stats | query | report | export`: look at and hand off stored data."""
+"""`crucible stats | query | report | export | compact`: look at, hand off and tidy stored data."""
 
 from __future__ import annotations
 
@@ -41,6 +41,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all-trajectories", action="store_true", help="trl: not only SFT-split trajectories")
     p.add_argument("--dest", help="output .parquet (default: <out>/export/<format>-<source>.parquet)")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("compact", help="merge the many small committed shards into one per table and pipeline "
+                                       "(faster queries; safe to interrupt; run when no pipeline writes to --out)")
+    _add_out(p)
+    p.add_argument("--pipeline", action="append", help="only this pipeline (repeatable; default: every one)")
+    p.add_argument("--max-rows", type=int, default=200_000, help="rows per merged file at most (default 200000)")
+    p.set_defaults(func=_compact)
+
+
+def _compact(args) -> int:
+    from pathlib import Path
+
+    from pipelines.store.commit import COMMITS_DIR
+    from pipelines.store.compact import compact
+
+    root = Path(args.out) / COMMITS_DIR
+    if not root.is_dir():
+        print(f"crucible: {args.out}: no committed data (no {COMMITS_DIR}/ folder); nothing to compact",
+              file=sys.stderr)
+        return 2
+    names = args.pipeline or sorted(p.name for p in root.iterdir() if p.is_dir())
+    unknown = [n for n in names if not (root / n).is_dir()]
+    if unknown:
+        print(f"crucible: no commits of pipeline(s) {', '.join(unknown)} in {args.out}; present: "
+              f"{', '.join(sorted(p.name for p in root.iterdir() if p.is_dir())) or 'none'}", file=sys.stderr)
+        return 2
+    for name in names:
+        r = compact(args.out, name, max_rows=args.max_rows)
+        print(f"{name}: {r.manifests_before} commits / {r.files_before} files -> {r.manifests_after} commits / "
+              f"{r.files_after} files ({', '.join(f'{t} {n}' for t, n in sorted(r.rows.items())) or 'no rows'})")
+    return 0
 
 
 def _stats(args) -> int:

@@ -14,7 +14,8 @@ rewrites the same files with the same content.
 
 On start, :func:`recover` reads the manifests: their item keys are finished work (skipped on
 rerun), and any shard of this pipeline that no manifest names is an orphan of a killed run
-and is deleted, so a rerun never duplicates rows and never loses any.
+and is deleted, so a rerun never duplicates rows and never loses any. Manifests merged by a
+compaction (:mod:`pipelines.store.compact`) that was killed half-way are dropped the same way.
 """
 
 from __future__ import annotations
@@ -200,6 +201,13 @@ def read_manifests(out_dir: str, pipeline: str) -> list[dict]:
 def recover(out_dir: str, pipeline: str) -> RecoveryReport:
     """Finished item keys of ``pipeline`` and removal of orphan shards left by a killed run."""
     manifests = read_manifests(out_dir, pipeline)
+    # a compaction killed after its commit point: the merged manifest supersedes the ones it names
+    superseded = {cid for m in manifests for cid in m.get("compacted_from") or ()}
+    if superseded & {m["commit_id"] for m in manifests}:
+        stale = [m for m in manifests if m["commit_id"] in superseded]
+        log.warning("removing %d commit manifest(s) of %s merged by an interrupted compaction", len(stale), pipeline)
+        fsio.delete([fsio.join(out_dir, COMMITS_DIR, pipeline, f"{m['commit_id']}.json") for m in stale])
+        manifests = [m for m in manifests if m["commit_id"] not in superseded]
     done: set[str] = set()
     dup: list[str] = []
     referenced: set[str] = set()
