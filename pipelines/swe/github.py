@@ -67,6 +67,7 @@ REASONS = {
 }
 RETRY_REASONS = frozenset({"api_error"})  # not remembered as done: a rerun tries these PRs again
 
+REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 KEYWORDS = ("close", "closes", "closed", "fix", "fixes", "fixed", "resolve", "resolves", "resolved")
 _HTML_COMMENT = re.compile(r"(?s)<!--.*?-->")
 _REF = re.compile(
@@ -256,7 +257,7 @@ class GitHubClient:
                  environ: Mapping[str, str] | None = None, max_rate_limit_wait_s: float = 3600.0,
                  max_retries: int = MAX_RETRIES, timeout: float | tuple[float, float] = TIMEOUT_S,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 session=None):
+                 per_page: int = PER_PAGE, session=None):
         import requests
 
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", token_env or ""):
@@ -269,6 +270,7 @@ class GitHubClient:
         self.__token = (env.get(token_env) or "").strip() or None
         self.max_rate_limit_wait_s = float(max_rate_limit_wait_s)
         self.max_retries = int(max_retries)
+        self.per_page = max(1, min(100, int(per_page)))
         self.timeout = timeout
         self.clock = clock
         self.sleep = sleep
@@ -299,7 +301,7 @@ class GitHubClient:
                  max_pages: int | None = None) -> Iterator[Any]:
         """Every item of a list endpoint, following ``Link: rel="next"``."""
         url: str | None = path
-        query: Mapping[str, Any] | None = {"per_page": PER_PAGE, **(params or {})}
+        query: Mapping[str, Any] | None = {"per_page": self.per_page, **(params or {})}
         pages = 0
         while url is not None:
             resp = self._request(url, query, ACCEPT_JSON)
@@ -502,7 +504,7 @@ def crawl_repo(client: GitHubClient, repo: str, *, max_pulls: int | None = None,
     """(row, None) or (None, rejection) per listed PR, newest first; PR numbers in ``skip`` yield nothing
     and cost no request beyond the listing. ``max_pulls`` bounds the PRs looked at (skipped ones included, so
     a rerun with the same bound covers the same PRs); ``since`` (ISO date) stops at older PRs."""
-    if not re.match(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", repo):
+    if not REPO_RE.match(repo):
         raise ValueError(f"repo {repo!r} is not owner/name (e.g. psf/requests)")
     cutoff = parse_time(since) if since else None
     looked = 0
@@ -610,6 +612,10 @@ def crawl(client: GitHubClient, repos: Iterable[str], *, out_path: str | Path, m
     out = Path(out_path)
     if not out.name.endswith(".jsonl"):
         raise ValueError(f"--out {out}: the crawl writes JSONL; give a path ending in .jsonl")
+    repos = list(repos)
+    for repo in repos:
+        if not REPO_RE.match(repo):
+            raise ValueError(f"repo {repo!r} is not owner/name (e.g. psf/requests)")
     rej = rejected_path_for(out)
     done_rows = {(r.get("repo"), r.get("pull_number")) for r in _repair_and_read(out)}
     done_rejected = {(r.get("repo"), r.get("pull_number")) for r in _repair_and_read(rej)
