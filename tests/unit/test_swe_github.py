@@ -407,3 +407,14 @@ def test_config_section_defaults_and_validation():
 
 def test_output_path_helpers():
     assert rejected_path_for("/x/prs.jsonl") == Path("/x/prs.rejected.jsonl")
+
+
+def test_token_is_not_sent_to_another_host_named_in_a_link_header():
+    with FakeGitHub() as gh, FakeGitHub() as other:
+        other.add_pull(REPO, 2, title="elsewhere")
+        gh.fault(Fault(200, path=r"/pulls$", body=[{"number": 1, "title": "here", "created_at": "2024-01-01T00:00:00Z"}],
+                       headers={"Link": f'<{other.base_url}/repos/{REPO}/pulls?state=closed&page=1>; rel="next"'}))
+        client = client_for(gh, environ={"GITHUB_TOKEN": "tok"})
+        assert [p["number"] for p in client.pulls(REPO)] == [1, 2]
+        assert gh.requests[0].headers.get("authorization") == "Bearer tok"
+        assert len(other.requests) == 1 and "authorization" not in other.requests[0].headers
