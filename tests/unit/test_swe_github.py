@@ -53,8 +53,11 @@ def git(cwd, *args):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
+    return make_tiny_repo(tmp_path_factory.mktemp("calc"))
+
+
+def make_tiny_repo(d: Path) -> dict:
     """A git repo with a buggy ``calc.add`` at ``base``; diffs: a fix + test, tests only, source only."""
-    d = tmp_path_factory.mktemp("calc")
     git(d, "init", "-q", "-b", "main")
     git(d, "config", "user.email", "t@example.invalid")
     git(d, "config", "user.name", "t")
