@@ -115,6 +115,8 @@ def _crawl(args) -> int:
         summary = crawl(client, repos, out_path=args.out, since=since,
                         max_pulls=args.max_pulls if args.max_pulls is not None else gh.max_pulls)
     except RateLimitError as exc:
+        if exc.summary is not None:
+            print(json.dumps(exc.summary.as_dict()))
         print(f"error: {exc}", file=sys.stderr)
         return 3
     except GitHubError as exc:

@@ -99,6 +99,7 @@ class RateLimitError(GitHubError):
     def __init__(self, message: str, reset_at: float | None = None):
         super().__init__(message, status=403)
         self.reset_at = reset_at
+        self.summary: CrawlSummary | None = None  # set by crawl(): the partial run
 
 
 # -- pure logic ----------------------------------------------------------------------------------
@@ -621,6 +622,9 @@ def crawl(client: GitHubClient, repos: Iterable[str], *, out_path: str | Path, m
     done_rejected = {(r.get("repo"), r.get("pull_number")) for r in _repair_and_read(rej)
                      if r.get("reason") not in RETRY_REASONS}
     summary = CrawlSummary(str(out), str(rej), total_rows=len(done_rows))
+    log.info("crawling %d repo(s) into %s (%d rows and %d rejected PRs from earlier runs are skipped)%s",
+             len(repos), out, len(done_rows), len(done_rejected),
+             "" if client.authenticated else f"; ${client.token_env} is not set: unauthenticated, 60 requests/hour")
     start = time.monotonic()
     req0, wait0 = client.requests_made, client.waited_s
     rows_fh, rej_fh = _JsonlAppender(out), _JsonlAppender(rej)
@@ -650,6 +654,9 @@ def crawl(client: GitHubClient, repos: Iterable[str], *, out_path: str | Path, m
                     last_log = now
                     _log_progress(repo, seen_here, summary, client, now - start, req0)
             log.info("%s done: %s", repo, _progress_text(summary, client, time.monotonic() - start, req0))
+    except RateLimitError as exc:
+        exc.summary = summary  # what this run did before it had to stop (filled in below)
+        raise
     finally:
         rows_fh.close()
         rej_fh.close()

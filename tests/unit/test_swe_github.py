@@ -284,6 +284,7 @@ def test_reset_beyond_max_wait_raises_with_retry_time_then_rerun_resumes(tiny, t
         assert "resets at 2027-01-15T10:00:01Z" in msg and "rerun after" in msg and "max_rate_limit_wait_s=60" in msg
         assert "GITHUB_TOKEN" in msg  # unauthenticated: suggests a token
         assert clock.slept == []  # it did not wait
+        assert ei.value.summary.kept == 1 and sum(ei.value.summary.rejected.values()) == 3
         # work done before the limit is on disk: PR 19, 18, 17 rejected, PR 16 kept
         partial = [json.loads(x)["pull_number"] for x in rejected_path_for(out).read_text().splitlines()]
         assert partial == [19, 18, 17] and [json.loads(x)["pull_number"] for x in out.read_text().splitlines()] == [16]
@@ -392,6 +393,14 @@ def test_cli_crawl_prints_summary_and_writes_rows(tiny, tmp_path, capsys, monkey
                      *argv]) == 2
         assert err in capsys.readouterr().err
     assert not (tmp_path / "x.jsonl").exists()  # bad arguments fail before anything is written
+
+    with FakeGitHub() as gh:  # exhausted for 2 hours, allowed to wait 5 s: exit 3 saying when to rerun
+        script_repo(gh, tiny)
+        gh.set_rate_limit(remaining=0, reset_in_s=7200)
+        rc = main(["swe", "crawl", "--repo", REPO, "--out", str(tmp_path / "rl.jsonl"), "--api-url", gh.base_url,
+                   "--set", "swe.github.max_rate_limit_wait_s=5"])
+    captured = capsys.readouterr()
+    assert rc == 3 and "rerun after" in captured.err and json.loads(captured.out)["kept"] == 0
 
 
 def test_config_section_defaults_and_validation():
