@@ -123,4 +123,6 @@ def _crawl(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary.as_dict()))
-    return 0
+    for repo, why in summary.repo_errors.items():
+        print(f"error: {repo}: {why}", file=sys.stderr)
+    return 1 if summary.repo_errors else 0

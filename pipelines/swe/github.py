@@ -592,13 +592,14 @@ class CrawlSummary:
     rate_limit_remaining: int | None = None
     waited_s: float = 0.0
     elapsed_s: float = 0.0
+    repo_errors: dict[str, str] = field(default_factory=dict)  # repos whose listing failed, with why
     rows: list[dict] = field(default_factory=list, repr=False)  # the new rows
     rejections: list[dict] = field(default_factory=list, repr=False)  # the new rejection rows
 
     def as_dict(self) -> dict:
         return {"out": self.out_path, "rejected_out": self.rejected_path, "kept": self.kept,
                 "rejected": dict(sorted(self.rejected.items())), "skipped_done": self.skipped,
-                "total_rows": self.total_rows, "requests": self.requests,
+                "total_rows": self.total_rows, "repo_errors": dict(self.repo_errors), "requests": self.requests,
                 "rate_limit_remaining": self.rate_limit_remaining, "waited_s": round(self.waited_s, 1),
                 "elapsed_s": round(self.elapsed_s, 2)}
 
@@ -633,26 +634,34 @@ def crawl(client: GitHubClient, repos: Iterable[str], *, out_path: str | Path, m
         for repo in repos:
             skip = {n for (r, n) in done_rejected if r == repo} | {n for (r, n) in done_rows if r == repo}
             seen_here = 0
+
             def count_skip(_n: int) -> None:
                 summary.skipped += 1
 
-            for row, rejection in crawl_repo(client, repo, max_pulls=max_pulls, since=since, skip=skip,
-                                             on_skip=count_skip):
-                seen_here += 1
-                if row is not None:
-                    rows_fh.write(row)
-                    summary.rows.append(row)
-                    summary.kept += 1
-                    summary.total_rows += 1
-                else:
-                    r = rejection.as_row()
-                    rej_fh.write(r)
-                    summary.rejections.append(r)
-                    summary.rejected[rejection.reason] += 1
-                now = time.monotonic()
-                if now - last_log >= progress_every_s:
-                    last_log = now
-                    _log_progress(repo, seen_here, summary, client, now - start, req0)
+            try:
+                for row, rejection in crawl_repo(client, repo, max_pulls=max_pulls, since=since, skip=skip,
+                                                 on_skip=count_skip):
+                    seen_here += 1
+                    if row is not None:
+                        rows_fh.write(row)
+                        summary.rows.append(row)
+                        summary.kept += 1
+                        summary.total_rows += 1
+                    else:
+                        r = rejection.as_row()
+                        rej_fh.write(r)
+                        summary.rejections.append(r)
+                        summary.rejected[rejection.reason] += 1
+                    now = time.monotonic()
+                    if now - last_log >= progress_every_s:
+                        last_log = now
+                        _log_progress(repo, seen_here, summary, client, now - start, req0)
+            except RateLimitError:
+                raise
+            except GitHubError as exc:  # the listing itself failed (no such repo, no access, GitHub down)
+                summary.repo_errors[repo] = str(exc)
+                log.error("%s: stopped: %s", repo, exc)
+                continue
             log.info("%s done: %s", repo, _progress_text(summary, client, time.monotonic() - start, req0))
     except RateLimitError as exc:
         exc.summary = summary  # what this run did before it had to stop (filled in below)

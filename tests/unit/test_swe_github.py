@@ -430,3 +430,12 @@ def test_token_is_not_sent_to_another_host_named_in_a_link_header():
         assert [p["number"] for p in client.pulls(REPO)] == [1, 2]
         assert gh.requests[0].headers.get("authorization") == "Bearer tok"
         assert len(other.requests) == 1 and "authorization" not in other.requests[0].headers
+
+
+def test_a_missing_repo_is_reported_and_the_others_are_crawled(tiny, tmp_path):
+    with FakeGitHub() as gh:
+        script_repo(gh, tiny)
+        summary = crawl(client_for(gh), ["acme/missing", REPO], out_path=tmp_path / "o.jsonl")
+    assert list(summary.repo_errors) == ["acme/missing"] and "HTTP 404" in summary.repo_errors["acme/missing"]
+    assert [r["instance_id"] for r in summary.rows] == EXPECTED_KEPT
+    assert summary.as_dict()["repo_errors"]["acme/missing"].startswith("GET ")
