@@ -341,9 +341,11 @@ class GitHubClient:
             headers["Authorization"] = f"Bearer {self.__token}"
         return headers
 
-    def _wait(self, seconds: float, why: str) -> None:
+    def _wait(self, seconds: float, why: str, *, rate_limit: bool = True) -> None:
+        """Sleep; a rate-limit wait longer than ``max_rate_limit_wait_s`` raises instead (backoff is
+        bounded by BACKOFF_MAX_S on its own)."""
         seconds = max(0.0, float(seconds))
-        if seconds > self.max_rate_limit_wait_s:
+        if rate_limit and seconds > self.max_rate_limit_wait_s:
             reset_at = self.clock() + seconds
             raise RateLimitError(
                 f"GitHub {why}: it resets at {_iso(reset_at)} ({seconds:.0f} s from now), more than "
@@ -386,7 +388,8 @@ class GitHubClient:
                 if attempt > self.max_retries:
                     raise GitHubError(f"GET {url}: {type(exc).__name__} after {attempt} attempts: {exc}",
                                       url=url) from None
-                self._wait(_backoff(attempt), f"connection error ({type(exc).__name__}), retry {attempt}")
+                self._wait(_backoff(attempt), f"connection error ({type(exc).__name__}), retry {attempt}",
+                           rate_limit=False)
                 continue
             self._track(resp.headers)
             status = resp.status_code
@@ -408,7 +411,7 @@ class GitHubClient:
             if status >= 500:
                 if attempt > self.max_retries:
                     raise GitHubError(f"GET {url}: HTTP {status} after {attempt} attempts ({message})", status, url)
-                self._wait(_backoff(attempt), f"HTTP {status}, retry {attempt}")
+                self._wait(_backoff(attempt), f"HTTP {status}, retry {attempt}", rate_limit=False)
                 continue
             if status in (404, 410):
                 raise NotFoundError(f"GET {url}: HTTP {status} {message} (it does not exist, or the token in "

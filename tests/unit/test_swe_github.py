@@ -325,6 +325,20 @@ def test_persistent_5xx_becomes_api_error_and_is_retried_next_run(tiny, tmp_path
     assert [r["instance_id"] for r in second.rows] == ["acme__calc-10"]
 
 
+def test_connection_errors_retry_with_bounded_backoff_then_fail_clearly():
+    import socket
+
+    with socket.socket() as sock:  # a port that nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    clock = FakeClock()
+    client = GitHubClient(f"http://127.0.0.1:{port}", environ={}, clock=clock.time, sleep=clock.sleep,
+                          max_retries=3, max_rate_limit_wait_s=0)  # backoff is not a rate-limit wait
+    with pytest.raises(GitHubError, match=r"ConnectionError after 4 attempts"):
+        client.issue(REPO, 1)
+    assert clock.slept == [1.0, 2.0, 4.0] and client.requests_made == 4
+
+
 def test_404_and_401_are_clear_errors():
     with FakeGitHub() as gh:
         gh.add_issue(REPO, 1, "x")
