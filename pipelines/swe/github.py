@@ -542,7 +542,8 @@ def rejected_path_for(out_path: str | Path) -> Path:
 
 def _repair_and_read(path: Path) -> list[dict]:
     """Rows of a JSONL file written by :class:`_JsonlAppender`. A torn last line (the process died
-    mid-write) is dropped by rewriting the file atomically (temp file + os.replace)."""
+    mid-write) is dropped, and a missing final newline restored, by rewriting the file atomically (temp
+    file in the same directory + os.replace), so appending after it stays valid JSONL."""
     if not path.exists():
         return []
     text = path.read_text(encoding="utf-8")
@@ -555,14 +556,17 @@ def _repair_and_read(path: Path) -> list[dict]:
             rows.append(json.loads(line))
             good.append(line)
         except json.JSONDecodeError:
-            if i >= len(lines) - 2:  # only the last line may be torn
-                log.warning("%s: dropping a torn last line (%d chars) from an interrupted run", path, len(line))
-                tmp = path.with_name(f".{path.name}.tmp")
-                tmp.write_text("".join(g + "\n" for g in good), encoding="utf-8")
-                os.replace(tmp, path)
-                break
-            raise ValueError(f"{path}:{i + 1}: not valid JSON; this file was not written by the crawler "
-                             "(move it away or pick another --out)") from None
+            if i != len(lines) - 1:  # only the last line (no newline after it) may be torn
+                raise ValueError(f"{path}:{i + 1}: not valid JSON; this file was not written by the crawler "
+                                 "(move it away or pick another --out)") from None
+            log.warning("%s: dropping a torn last line (%d chars) from an interrupted run", path, len(line))
+    if text and not text.endswith("\n"):
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("".join(g + "\n" for g in good))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
     return rows
 
 

@@ -235,6 +235,17 @@ def test_resumable_rerun_writes_nothing_new_and_only_lists(tiny, tmp_path):
         out.write_text(rows[0] + "\n" + rows[1][:40])
         third = crawl(client_for(gh), [REPO], out_path=out)
     assert third.kept == 1 and third.rows[0]["instance_id"] == json.loads(rows[1])["instance_id"]
+    # a complete last row without its newline is kept, and the next append starts on a new line
+    rej = rejected_path_for(out)
+    rej.write_text(rej.read_text().rstrip("\n"))
+    with FakeGitHub() as gh:
+        script_repo(gh, tiny)
+        fourth = crawl(client_for(gh), [REPO], out_path=out)
+    assert fourth.kept == 0 and not fourth.rejected and fourth.skipped == 10
+    assert all(json.loads(x) for x in rej.read_text().splitlines()) and rej.read_text().endswith("\n")
+    (tmp_path / "bad.jsonl").write_text("not json\n{}\n")
+    with pytest.raises(ValueError, match="bad.jsonl:1: not valid JSON"):
+        crawl(GitHubClient("http://127.0.0.1:9", environ={}), [REPO], out_path=tmp_path / "bad.jsonl")
     good, problems = read_instances(out)
     assert problems == [] and sorted(g["instance_id"] for g in good) == sorted(EXPECTED_KEPT)
 
