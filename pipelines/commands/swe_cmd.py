@@ -1,4 +1,4 @@
-"""`crucible swe validate | run`."""
+"""`crucible swe validate | run | crawl`."""
 
 from __future__ import annotations
 
@@ -31,6 +31,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = ssub.add_parser("run", help="run the swe-curate pipeline (inject bugs, validate, statements, rollouts, grade)")
     add_config_args(r, default="swe")
     r.set_defaults(func=_run)
+    c = ssub.add_parser("crawl", help="crawl GitHub PRs into SWE-bench-format rows (merged, resolves an issue, "
+                                      "touches tests); resumable")
+    c.add_argument("--repo", action="append", default=[], metavar="OWNER/NAME",
+                   help="repository to crawl (repeatable; default: swe.github.repos)")
+    c.add_argument("--out", required=True, metavar="FILE.jsonl",
+                   help="output JSONL (rejections go to FILE.rejected.jsonl); rerunning resumes")
+    c.add_argument("--api-url", default=None, help="REST API root (default: swe.github.api_url; "
+                                                   "GitHub Enterprise: https://HOST/api/v3)")
+    c.add_argument("--token-env", default=None, metavar="NAME",
+                   help="environment variable holding the token (default: swe.github.token_env = GITHUB_TOKEN)")
+    c.add_argument("--max-pulls", type=int, default=None, help="newest N closed PRs per repo (default: all)")
+    c.add_argument("--since", default=None, metavar="ISO", help="skip PRs created before this date, e.g. 2023-01-01")
+    c.add_argument("--config", "-c", default="swe", help="config file or shipped name (default: swe)")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override any config key, e.g. --set swe.github.max_rate_limit_wait_s=60")
+    c.set_defaults(func=_crawl)
 
 
 def _docker():
@@ -77,3 +93,39 @@ def _run(args) -> int:
     cfg = config_from_args(args)
     print(json.dumps(run(cfg)))
     return 0
+
+
+def _crawl(args) -> int:
+    from pipelines.config import load_config
+    from pipelines.swe.github import GitHubError, RateLimitError, client_from_config, crawl, parse_time
+
+    gh = load_config(args.config, list(args.overrides or [])).swe.github
+    repos = list(args.repo) or list(gh.repos)
+    if not repos:
+        print("error: no repository: give --repo OWNER/NAME or set swe.github.repos", file=sys.stderr)
+        return 2
+    if args.max_pulls is not None and args.max_pulls < 1:
+        print(f"error: --max-pulls {args.max_pulls}: must be >= 1", file=sys.stderr)
+        return 2
+    since = args.since or gh.since
+    try:
+        parse_time(since)
+    except ValueError:
+        print(f"error: --since {since!r} is not an ISO date (e.g. 2023-01-01 or 2023-01-01T00:00:00Z)", file=sys.stderr)
+        return 2
+    client = client_from_config(gh, api_url=args.api_url, token_env=args.token_env)
+    try:
+        summary = crawl(client, repos, out_path=args.out, since=since,
+                        max_pulls=args.max_pulls if args.max_pulls is not None else gh.max_pulls)
+    except RateLimitError as exc:
+        if exc.summary is not None:
+            print(json.dumps(exc.summary.as_dict()))
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except GitHubError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary.as_dict()))
+    for repo, why in summary.repo_errors.items():
+        print(f"error: {repo}: {why}", file=sys.stderr)
+    return 1 if summary.repo_errors else 0
