@@ -2,9 +2,10 @@
 
     sdists -> InjectAndValidate (checkout, mirror, AST bug candidates, clean reference run once per env, bug runs)
            \\-> invalid candidates: swe_validations + failures rows
-    [swe.instances_file rows]  \
-    [swe.mine.repos -> MineCommits (commits changing source + tests)] -> key by env (repo, env commit)
-        -> GroupByKey -> ValidateEnvGroup (env image + clean reference run once per env, before/after runs)
+    swe.instances_file rows + swe.github.repos (PR crawl, in the driver: resumable, rate-limit aware)
+      + swe.mine.repos -> MineCommits (commits changing source and tests)
+        -> key by env (repo, env commit) -> GroupByKey
+        -> ValidateEnvGroup (env image + clean reference run once per env, then before/after runs)
     valid instances -> Curate (problem statement, gold + LLM rollouts, grading, filters)
            -> swe_instances, swe_validations, swe_trajectories, failures
     -> CommitResults (Parquet shards + manifests) -> DuckDB catalog
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -276,6 +278,51 @@ class Curate(beam.DoFn):
             self.client.close()
 
 
+def crawl_github(cfg, out_dir: str, run_id: str, done: set[str]) -> list[dict]:
+    """Crawl ``swe.github.repos`` (resumable: PRs seen by an earlier run cost no request) into
+    ``<out_dir>/github/prs.jsonl``; every rejected PR and every repo or rate-limit failure is committed as a
+    ``failures`` row. Returns the candidate rows on disk (SWE-bench format)."""
+    from pipelines.store.commit import commit_items
+    from pipelines.swe.github import RateLimitError, client_from_config, crawl, rejected_path_for
+    from pipelines.swe.runner import problem_failure
+    from pipelines.swe.sources import read_instances
+
+    gh = cfg.swe.github
+    path = Path(out_dir) / "github" / "prs.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    items = []
+    try:
+        s = crawl(client_from_config(gh), list(gh.repos), out_path=path, max_pulls=gh.get("max_pulls"),
+                  since=gh.get("since"))
+        log.info("swe: github crawl: %s", s.as_dict())
+        errors = dict(s.repo_errors)
+    except RateLimitError as exc:
+        log.warning("swe: github crawl stopped by the rate limit: %s", exc)
+        errors = {",".join(gh.repos): f"rate limit: {exc}"}
+    for repo, why in errors.items():
+        items.append(ItemResult(f"github:{repo}:{run_id}").add("failures", failure_row(
+            pipeline=PIPELINE, stage="crawl", kind="infra", reason=why[:2000], run_id=run_id,
+            table="swe_instances", item_key=f"github:{repo}")))
+    rej_path = rejected_path_for(path)
+    if rej_path.exists():
+        for line in rej_path.read_text(encoding="utf-8").splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line is repaired by the next crawl
+            key = f"github:{r['instance_id']}"
+            if key not in done:
+                items.append(ItemResult(key).add("failures", failure_row(
+                    pipeline=PIPELINE, stage="crawl", kind="filtered", reason=r["reason"], run_id=run_id,
+                    table="swe_instances", item_key=key, payload={"detail": r.get("detail")})))
+    rows, problems = read_instances(path) if path.exists() else ([], [])
+    items += [ItemResult(f"input:{p.file}:{p.line}").add("failures", problem_failure(p, run_id, PIPELINE))
+              for p in problems if f"input:{p.file}:{p.line}" not in done]
+    if items:
+        commit_items(out_dir, PIPELINE, run_id, items)
+    return rows
+
+
 def run(cfg) -> dict:
     """Run swe-curate for a loaded config; returns a summary dict."""
     from contextlib import nullcontext
@@ -304,6 +351,9 @@ def run(cfg) -> dict:
             commit_items(out_dir, PIPELINE, run_id, [ItemResult(f"input:{p.file}:{p.line}").add(
                 "failures", problem_failure(p, run_id, PIPELINE)) for p in problems])
     sb_rows = [dict(r, source="swebench") for r in sb_rows if r["instance_id"] not in done]
+    gh_rows = crawl_github(cfg, out_dir, run_id, done) if swe["github"]["repos"] else []
+    sb_rows += [dict(r, source="pr", source_ref=f"{r['repo']}#{r['instance_id'].rsplit('-', 1)[-1]}")
+                for r in gh_rows if r["instance_id"] not in done]
     sdists = [] if swe.get("instances_file") else list(swe["sdists"])
     mine_repos = list(swe["mine"]["repos"])
     if cfg.run.get("limit"):
@@ -358,6 +408,7 @@ def run(cfg) -> dict:
     try:
         q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
         summary = {"sdists": len(sdists), "swebench_rows": len(sb_rows), "mined_repos": len(mine_repos),
+                   "github_repos": len(swe["github"]["repos"]),
                    "instances": q("select count(*) from swe_instances")[0][0],
                    "validations": dict(q("select status, count(*) from swe_validations group by 1")),
                    "trajectories": {f"{pol}/{'resolved' if r else 'unresolved'}": n for pol, r, n in q(
