@@ -1,4 +1,4 @@
-"""`crucible swe validate | run`."""
+"""`crucible swe validate | run | import-specs`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--limit", type=int, default=None, help="validate only the first N good rows")
     add_config_args(v, default="swe")
     v.set_defaults(func=_validate)
+    i = ssub.add_parser("import-specs", help="import SWE-bench's install recipes (swebench 3.x/4.x tables) as data")
+    i.add_argument("--from", dest="source", required=True,
+                   help="a swebench 3.x/4.x wheel or sdist (pip download swebench==4.0.* --no-deps) or its "
+                        "unpacked directory; nothing is imported or installed")
+    i.add_argument("--out", default=None, help="JSON file to write (default: configs/swebench/specs.json); "
+                                               "swebench's LICENSE is written next to it")
+    i.set_defaults(func=_import_specs)
     r = ssub.add_parser("run", help="run the swe-curate pipeline (inject bugs, validate, statements, rollouts, grade)")
     add_config_args(r, default="swe")
     r.set_defaults(func=_run)
@@ -64,6 +71,20 @@ def _validate(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary))
+    return 0
+
+
+def _import_specs(args) -> int:
+    from pathlib import Path
+
+    from pipelines.swe.swebench_specs import DEFAULT_SPECS, SpecsImportError, import_specs, write_specs
+
+    try:
+        data, license_text = import_specs(Path(args.source))
+    except (SpecsImportError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(write_specs(data, license_text, Path(args.out) if args.out else DEFAULT_SPECS)))
     return 0
 
 
