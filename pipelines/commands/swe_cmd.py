@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="test ids as SWE-bench's -rA parser writes them (default) or pytest node ids from JUnit")
     v.add_argument("--label-network", choices=("internal", "bridge"), default=None,
                    help="one more after-run with this network to label network-dependent tests")
+    v.add_argument("--recipes", choices=("auto", "inferred"), default=None,
+                   help="auto: SWE-bench's install recipe where its table covers (repo, version), else inference; "
+                        "inferred: always our inference (default: swe.recipes)")
     v.add_argument("--limit", type=int, default=None, help="validate only the first N good rows")
     add_config_args(v, default="swe")
     v.set_defaults(func=_validate)
@@ -66,7 +69,8 @@ def _validate(args) -> int:
             workdir=Path(swe.get("workdir") or settings.cache_dir / "swe").expanduser(),
             run_id=cfg.run.run_id or f"swe-validate-{stable_hash(Path(args.instances).name, n=8)}",
             reruns=args.reruns or int(swe.get("reruns", 1)), id_style=args.id_style or swe.get("id_style", "swebench"),
-            label_network=args.label_network, limit=args.limit, catalog=cfg.store.catalog)
+            label_network=args.label_network, limit=args.limit, catalog=cfg.store.catalog,
+            recipes=args.recipes or swe.get("recipes", "auto"))
     except InputFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -40,6 +40,7 @@ def problem_failure(prob, run_id: str, pipeline: str = PIPELINE) -> dict:
 
 def validate_file(path: str, *, out_dir: str, client, settings, workdir: Path, run_id: str, reruns: int = 1,
                   id_style: str = "swebench", label_network: str | None = None, limit: int | None = None,
+                  recipes: str = "auto",
                   commit_every: int = 4, catalog: str | None = None) -> dict:
     from pipelines.store.catalog import refresh_catalog
     from pipelines.store.commit import commit_items, ensure_layout
@@ -58,7 +59,7 @@ def validate_file(path: str, *, out_dir: str, client, settings, workdir: Path, r
             "failures", problem_failure(p, run_id)) for p in problems])
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = ValidateContext(client=client, settings=settings, workdir=workdir, reruns=reruns, id_style=id_style,
-                          label_network=label_network)
+                          label_network=label_network, recipes=recipes)
     # group by env (repo, env commit) so one env image serves consecutive instances
     good.sort(key=lambda i: (i["repo"], i.get("environment_setup_commit") or i["base_commit"], i["instance_id"]))
     counts: dict[str, int] = {}

@@ -80,6 +80,7 @@ class ValidateContext:
     reruns: int = 1
     id_style: str = "swebench"  # swebench: -rA ids (SWE-bench labels); junit: pytest node ids from JUnit
     label_network: str | None = None
+    recipes: str = "auto"  # auto: SWE-bench's recipe when its table covers (repo, version), else inference
     env_cache: dict = field(default_factory=dict)  # (repo, env commit) -> EnvSpec
     stats: dict = field(default_factory=lambda: {"env_hits": 0, "env_builds": 0})
 
@@ -108,15 +109,23 @@ def checkout_tree(ctx: ValidateContext, repo: str, commit: str, dest: Path) -> P
     return export_tree(co.path, dest)
 
 
-def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path):
-    """The env image spec for (repo, env commit), built once and reused."""
+def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path, version=None):
+    """The env image spec for (repo, env commit, version), built once and reused. With ``ctx.recipes ==
+    "auto"`` a (repo, version) in SWE-bench's table (``configs/swebench/specs.json``) uses SWE-bench's recipe
+    (a RecipeError says why where it cannot be honoured); otherwise, or with ``"inferred"``, our inference."""
+    from pipelines.swe.swebench_specs import recipe_for_instance
     from sandbox.api import build_env
 
-    key = (repo, commit)
+    if ctx.recipes not in ("auto", "inferred"):
+        raise ValueError(f"swe.recipes={ctx.recipes!r}: use auto or inferred")
+    key = (repo, commit, str(version) if ctx.recipes == "auto" and version is not None else None)
     if key in ctx.env_cache:
         ctx.stats["env_hits"] += 1
         return ctx.env_cache[key]
-    spec, res = build_env(ctx.client, ctx.settings, tree, repo.split("/")[-1].lower())
+    recipe = None
+    if ctx.recipes == "auto" and version is not None:
+        recipe = recipe_for_instance(repo, version, tree, ctx.settings.pythons)
+    spec, res = build_env(ctx.client, ctx.settings, tree, repo.split("/")[-1].lower(), recipe=recipe)
     ctx.stats["env_hits" if res.get("cache_hit") else "env_builds"] += 1
     ctx.env_cache[key] = spec
     return spec
@@ -155,12 +164,13 @@ def validate_instance(ctx: ValidateContext, inst: Mapping, run_id: str) -> dict:
             env_commit = inst.get("environment_setup_commit") or inst["base_commit"]
             env_tree = base if env_commit == inst["base_commit"] else checkout_tree(ctx, inst["repo"], env_commit,
                                                                                   tmp / "env")
-            spec = env_for(ctx, inst["repo"], env_commit, env_tree)
+            spec = env_for(ctx, inst["repo"], env_commit, env_tree, inst.get("version"))
         except (SourceError, Exception) as exc:  # noqa: BLE001 - any setup failure is this row's reason
             row["reason"] = f"setup: {type(exc).__name__}: {exc}"[:2000]
             return row
         row["env_image"] = spec.image
-        row["meta"] = {"recipe_python": spec.recipe.get("python"), "id_style": ctx.id_style}
+        row["meta"] = {"recipe_python": spec.recipe.get("python"), "id_style": ctx.id_style,
+                       "recipe_origin": spec.recipe.get("origin", "inferred")}
         before = tmp / "before"
         shutil.copytree(base, before, symlinks=True)
         try:
