@@ -444,6 +444,10 @@ def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, ava
     table = table if table is not None else load_specs()
     who = f"{repo} {version} ({origin(table)})"
     env_tree = Path(env_tree)
+    pkgs = spec.get("packages") or ""
+    if pkgs == "environment.yml":
+        raise RecipeError(f"{who}: the SWE-bench spec installs from a conda environment.yml "
+                          f"({table['env_yml_paths'].get(repo)}); conda environments are not supported")
     py = str(spec.get("python") or "")
     if py not in available_pythons:
         raise RecipeError(f"{who}: SWE-bench installs it on Python {py or '?'}, and the sandbox has base images "
@@ -455,10 +459,6 @@ def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, ava
     if not PYTEST_CMD.match(test_cmd):
         raise RecipeError(f"{who}: test_cmd {test_cmd!r} is not pytest; the sandbox needs pytest's JUnit XML to "
                           f"cross-check outcomes")
-    pkgs = spec.get("packages") or ""
-    if pkgs == "environment.yml":
-        raise RecipeError(f"{who}: the SWE-bench spec installs from a conda environment.yml "
-                          f"({table['env_yml_paths'].get(repo)}); conda environments are not supported")
     install: list[dict] = []
     inputs: dict[str, str] = {}
     sources: dict = {"origin": origin(table), "repo": repo, "spec_version": str(version), "spec": spec,
