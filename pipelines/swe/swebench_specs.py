@@ -431,9 +431,9 @@ def _export_env(cmd: str) -> dict | None:
     return {m.group(1): val[0] if val else ""}
 
 
-def _heredoc(path: str, text: str) -> str:
-    delim = "CRUCIBLE_EOF_" + hashlib.sha256(text.encode()).hexdigest()[:12]
-    return f"cat > {path} <<'{delim}'\n{text}\n{delim}"
+def _write_file_cmd(path: str, text: str) -> str:
+    """One shell line writing ``text`` to ``path`` (install steps are single lines inside a ladder)."""
+    return "printf '%s\\n' " + " ".join(shlex.quote(x) for x in text.split("\n")) + f" > {path}"
 
 
 def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, available_pythons: tuple[str, ...],
@@ -474,7 +474,7 @@ def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, ava
         inputs.update(read)
         sources["requirements_file"] = used
         install.append({"name": f"swebench-requirements:{used}", "required": True,
-                        "try": [_heredoc(TEMP_REQS, text) + f" && pip install -r {TEMP_REQS}"]})
+                        "try": [_write_file_cmd(TEMP_REQS, text) + f" && pip install -r {TEMP_REQS}"]})
     elif pkgs:
         # SWE-bench hands these to `conda create`; the sandbox has no conda, pip gets the same names
         sources["packages_via"] = "pip (SWE-bench: conda create)"

@@ -2,6 +2,7 @@
 gathering on a tree, conversion to sandbox recipes, env keys, and the auto/inferred switch."""
 
 import json
+import subprocess
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -214,16 +215,21 @@ def test_requirements_spec_becomes_ordered_install_steps(tmp_path, table):
     assert names == ["swebench-requirements:requirements_dev.txt", "swebench-pip-packages", "swebench-install",
                      "test-runner"]
     req = recipe["install"][0]["try"][0]
-    assert "pytest\nhypothesis==6.0" in req and "-e ." not in req.split("<<")[1]
+    assert "\n" not in req and "-e ." not in req
     assert req.endswith(f"pip install -r {sb.TEMP_REQS}")
+    # the command writes exactly the gathered lines
+    out = tmp_path / "reqs.txt"
+    subprocess.run(["bash", "-c", req.split(" && pip install")[0].replace(sb.TEMP_REQS, str(out))], check=True)
+    assert [x for x in out.read_text().split("\n") if x.strip()] == ["pytest", "hypothesis==6.0"]
     assert recipe["install"][1]["try"] == ["pip install b==2 a==1"]  # SWE-bench's order kept
     assert recipe["install"][2]["try"] == ["python -m pip install -e .",
                                            "python -m pip install --no-build-isolation -e ."]
     assert all(s["required"] for s in recipe["install"])
     assert set(inputs) == {"requirements_dev.txt", "setup.py"}
     assert recipe["test_paths"] == ["tests"]
-    # the heredoc survives bash: the install script has the requirement lines verbatim
-    assert "hypothesis==6.0" in install_script(recipe)
+    script = install_script(recipe)
+    assert "hypothesis==6.0" in script
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0  # valid bash
 
 
 def test_explicit_package_list_pre_install_and_eval_exports(tmp_path, table):
