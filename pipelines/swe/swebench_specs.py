@@ -56,6 +56,9 @@ SAFE_METHODS = frozenset({"update", "copy", "items", "keys", "values", "get", "e
                           "join", "replace", "split", "strip"})
 # what SWE-bench 3.x/4.x hard-codes in get_requirements_by_commit, used when it cannot be read from source
 DEFAULT_EXCLUDE_PREFIXES = ["-e .", "#", ".[test"]
+# SWE-bench's parser per repo -> the sandbox parser that writes the same ids (sandbox.parsers)
+PARSER_NAMES = {"parse_log_pytest": "pytest_rA", "parse_log_pytest_options": "pytest_rA_options",
+                "parse_log_pytest_v2": "pytest_rA_v2"}
 PYTEST_CMD = re.compile(r"^(python\s+-m\s+)?pytest(\s|$)")
 TEMP_REQS = "/tmp/crucible-swebench-requirements.txt"
 
@@ -459,6 +462,10 @@ def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, ava
     if not PYTEST_CMD.match(test_cmd):
         raise RecipeError(f"{who}: test_cmd {test_cmd!r} is not pytest; the sandbox needs pytest's JUnit XML to "
                           f"cross-check outcomes")
+    sb_parser = table.get("log_parsers", {}).get(repo, "parse_log_pytest")
+    if sb_parser not in PARSER_NAMES:
+        raise RecipeError(f"{who}: SWE-bench grades it with {sb_parser}, whose test ids the sandbox does not "
+                          f"reproduce (supported: {', '.join(PARSER_NAMES)})")
     install: list[dict] = []
     inputs: dict[str, str] = {}
     sources: dict = {"origin": origin(table), "repo": repo, "spec_version": str(version), "spec": spec,
@@ -500,7 +507,7 @@ def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, ava
         if (env_tree / f).is_file():
             inputs[f] = hashlib.sha256((env_tree / f).read_bytes()).hexdigest()
     sources["reinstall_reason"] = reason
-    sources["log_parser"] = table.get("log_parsers", {}).get(repo)
+    sources["log_parser"] = sb_parser
     recipe = {
         "version": RECIPE_VERSION,
         "origin": origin(table),
@@ -511,6 +518,7 @@ def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, ava
         "install": install,
         "runner": "pytest",
         "test_cmd": test_cmd,
+        "log_parser": PARSER_NAMES[sb_parser],
         "test_env": test_env,
         "test_paths": test_paths(env_tree, find_test_files(env_tree)),
         "reinstall": reinstall,

@@ -367,3 +367,52 @@ def test_cli_import_specs_writes_file(tmp_path):
     rc = swe_cmd._import_specs(SimpleNamespace(source=str(make_wheel(tmp_path)), out=str(out)))
     assert rc == 0 and json.loads(out.read_text())["source"]["version"] == "4.0.9"
     assert swe_cmd._import_specs(SimpleNamespace(source=str(tmp_path / "missing.whl"), out=str(out))) == 2
+
+
+# ---------------------------------------------------------------- SWE-bench's parser variants
+
+def test_options_parser_normalises_path_parametrization_like_swebench():
+    from sandbox.parsers import get_parser
+
+    log = "\n".join([
+        "PASSED tests/test_a.py::test_x[/usr/lib/python3/foo.py]",
+        "PASSED tests/test_a.py::test_y[//double/slash]",
+        "FAILED tests/test_a.py::test_z[plain] - AssertionError: boom",
+        "PASSED tests/test_a.py::test_glob[/a/*/b]",
+        "XFAIL tests/test_a.py::test_w - reason",
+    ])
+    got = get_parser("pytest_rA_options")(log)
+    assert got == {"tests/test_a.py::test_x[/foo.py]": "PASSED", "tests/test_a.py::test_y[//double/slash]": "PASSED",
+                   "tests/test_a.py::test_z[plain]": "FAILED", "tests/test_a.py::test_glob[/a/*/b]": "PASSED",
+                   "tests/test_a.py::test_w": "XFAIL"}
+    assert get_parser("pytest_rA")(log)["tests/test_a.py::test_x[/usr/lib/python3/foo.py]"] == "PASSED"
+
+
+def test_v2_parser_strips_colour_and_reads_verbose_lines():
+    from sandbox.parsers import get_parser
+
+    log = "\n".join([
+        "\x1b[32mPASSED\x1b[0m astropy/io/tests/test_a.py::test_one",
+        "astropy/io/tests/test_a.py::test_two FAILED",
+        "astropy/io/tests/test_a.py::test_three PASSED",
+        "FAILED astropy/io/tests/test_a.py::test_four - ValueError",
+    ])
+    assert get_parser("pytest_rA_v2")(log) == {
+        "astropy/io/tests/test_a.py::test_one": "PASSED", "astropy/io/tests/test_a.py::test_two": "FAILED",
+        "astropy/io/tests/test_a.py::test_three": "PASSED", "astropy/io/tests/test_a.py::test_four": "FAILED"}
+
+
+def test_recipe_carries_the_repos_parser_and_rejects_unsupported_ones(tmp_path):
+    data = sb.load_specs()
+    tree = write(tmp_path / "t", {"setup.py": "", "tests/test_a.py": ""})
+    req, _ = sb.recipe_for_instance("psf/requests", "2.27", tree, ("3.9", "3.11"), table=data)
+    assert req["log_parser"] == "pytest_rA_options" and req["sources"]["log_parser"] == "parse_log_pytest_options"
+    assert [s["try"][0] for s in req["install"][:2]] == ["pip install pytest", "python -m pip install ."]
+    mm, _ = sb.recipe_for_instance("marshmallow-code/marshmallow", "3.19", tree, ("3.9",), table=data)
+    assert mm["log_parser"] == "pytest_rA"
+    assert mm["install"][0]["try"] == ["python -m pip install -e '.[dev]'",
+                                       "python -m pip install --no-build-isolation -e '.[dev]'"]
+    with pytest.raises(RecipeError, match="parse_log_seaborn"):
+        sb.recipe_for_instance("mwaskom/seaborn", "0.12", tree, ("3.9",), table=data)
+    with pytest.raises(RecipeError, match="is not pytest"):
+        sb.recipe_for_instance("sympy/sympy", "1.1", tree, ("3.9",), table=data)
