@@ -294,10 +294,12 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
         # (SWE-bench's pre_install: apt-get, seds on the tree), as root first; with pre_install the tree is
         # copied in here and the install step works on that edited tree
         stage = f"{IMAGE_REPO}/stage:env-{spec.key}"
-        script = apt_script(apt) if apt else "set -eux"
+        root_script = apt_script(apt) if apt else "set -eux"
         if pre:
-            script += "\nexport DEBIAN_FRONTEND=noninteractive\ncd " + WORKDIR + "\n" + "\n".join(pre)
-        run_build_step(client, spec.base.image, script, env=env, volumes=vols, timeout_s=timeout_s,
+            root_script += "\nexport DEBIAN_FRONTEND=noninteractive\ncd " + WORKDIR + "\n" + "\n".join(pre)
+            # files root made in the tree must stay writable for the unprivileged install that follows
+            root_script += f"\nchown -R {SANDBOX_UID}:{SANDBOX_UID} {WORKDIR}"
+        run_build_step(client, spec.base.image, root_script, env=env, volumes=vols, timeout_s=timeout_s,
                        tree=repo_dir if pre else None, commit_as=stage)
         start_image = stage
         if pre:

@@ -113,3 +113,34 @@ def test_sample_row_reproduces_with_swebench_recipe(swe_ctx, sqlfluff_row, docke
     assert recipe["origin"] == row["meta"]["recipe_origin"] and recipe["test_cmd"] == "pytest -rA"
     assert recipe["sources"]["spec"] == {"python": "3.9", "packages": "requirements.txt",
                                          "install": "python -m pip install -e .", "test_cmd": "pytest -rA"}
+
+
+def test_pre_install_runs_as_root_on_the_tree_before_install_and_test_env_reaches_tests(
+        docker_client, swe_settings, toolz_checkout, tmp_path):
+    """A SWE-bench-style spec with pre_install (root, on the tree), pip_packages, install and an exported
+    eval variable, on the real toolz 0.12.0 sdist: the install step sees the pre_install edit, root made a
+    system file, and the tests see the variable."""
+    from pipelines.swe import swebench_specs as sb
+    from sandbox.api import build_env
+    from sandbox.container import run_in_container
+    from sandbox.sources import export_tree
+    from sandbox.testrun import run_tests
+
+    tree = export_tree(toolz_checkout.path, tmp_path / "tree")
+    (tree / "toolz" / "tests" / "test_crucible_env.py").write_text(
+        "import os\n\ndef test_eval_env():\n    assert os.environ['CRUCIBLE_EVAL_MARK'] == 'from eval_commands'\n")
+    spec = {"python": "3.9", "pip_packages": ["pytest"],
+            "pre_install": ["id -u > /etc/crucible-pre-install-uid", "echo edited > PRE_INSTALL_MARK"],
+            "install": "test -f PRE_INSTALL_MARK && python -m pip install -e .",
+            "eval_commands": ["export CRUCIBLE_EVAL_MARK='from eval_commands'"], "test_cmd": "pytest -rA"}
+    recipe = sb.recipe_from_spec(spec, tree, repo="pytoolz/toolz", version="0.12", available_pythons=("3.9",))
+    env, res = build_env(docker_client, swe_settings, tree, "toolz-swebench-spec", recipe=recipe)
+    assert [s["name"] for s in res["steps"]] == ["swebench-pip-packages", "swebench-install", "test-runner"]
+    assert all(s["ok"] and s["rung"] == 0 for s in res["steps"]), res["steps"]
+    out = run_in_container(docker_client, env.image, "cat /etc/crucible-pre-install-uid; ls -A /testbed | wc -l")
+    assert out.exit_code == 0 and out.log.split() == ["0", "0"]  # root ran it; the tree is not baked in
+    run = run_tests(docker_client, env.image, tree, env.recipe, limits=swe_settings.limits,
+                    selection=["toolz/tests/test_crucible_env.py", "toolz/tests/test_itertoolz.py"])
+    assert run.ok, run.reason
+    assert run.tests_swebench["toolz/tests/test_crucible_env.py::test_eval_env"] == "PASSED"
+    assert sum(s == "PASSED" for s in run.tests_swebench.values()) > 50
