@@ -39,7 +39,14 @@ import zipfile
 from functools import lru_cache
 from pathlib import Path
 
-from sandbox.recipes import RECIPE_VERSION, RecipeError, find_test_files, needs_reinstall, test_paths
+from sandbox.recipes import (
+    RECIPE_VERSION,
+    RecipeError,
+    build_requires,
+    find_test_files,
+    needs_reinstall,
+    test_paths,
+)
 
 FORMAT = 1
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -439,6 +446,23 @@ def _write_file_cmd(path: str, text: str) -> str:
     return "printf '%s\\n' " + " ".join(shlex.quote(x) for x in text.split("\n")) + f" > {path}"
 
 
+SCM_RE = re.compile(r"setuptools[_-]scm", re.I)
+
+
+def scm_version_env(env_tree: Path, version) -> dict[str, str]:
+    """setuptools-scm reads the version from git, and the sandbox's trees have no .git (an sdist's PKG-INFO
+    serves instead): pretend the row's version (``5.4`` -> ``5.4.0``) so the install works."""
+    env_tree = Path(env_tree)
+    if (env_tree / "PKG-INFO").is_file():
+        return {}
+    text = "".join((env_tree / f).read_text(errors="replace") for f in ("pyproject.toml", "setup.cfg", "setup.py")
+                   if (env_tree / f).is_file())
+    if not SCM_RE.search(text):
+        return {}
+    v = str(version)
+    return {"SETUPTOOLS_SCM_PRETEND_VERSION": v if v.count(".") >= 2 else f"{v}.0"}
+
+
 def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, available_pythons: tuple[str, ...],
                      table: dict | None = None) -> tuple[dict, dict]:
     """(recipe, inputs) in the sandbox's recipe format for SWE-bench's ``spec`` of (repo, version), read at
@@ -489,9 +513,21 @@ def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, ava
     if spec.get("pip_packages"):
         install.append({"name": "swebench-pip-packages", "required": True,
                         "try": ["pip install " + " ".join(shlex.quote(p) for p in spec["pip_packages"])]})
+    reinstall, reason = needs_reinstall(env_tree)
+    scm = scm_version_env(env_tree, version)
+    if reinstall:
+        # the per-run offline reinstall (--no-build-isolation) needs the build backend in the venv; SWE-bench
+        # re-runs its install online instead, so this is the one addition to its environment
+        breqs = build_requires(env_tree)
+        if breqs:
+            install.append({"name": "build-requires", "required": False,
+                            "try": ["pip install " + " ".join(shlex.quote(r) for r in breqs)]})
     for cmd in [table.get("repo_install", {}).get(repo)] + [spec.get("install")]:
         if cmd:
-            install.append({"name": "swebench-install", "required": True, "try": install_ladder(cmd)})
+            ladder = install_ladder(cmd)
+            if scm:
+                ladder = [f"export {k}={shlex.quote(v)}; {c}" for k, v in scm.items() for c in ladder]
+            install.append({"name": "swebench-install", "required": True, "try": ladder})
     install.append({"name": "test-runner", "required": True,
                     "try": ["python -c 'import pytest' 2>/dev/null || pip install pytest"]})
     test_env: dict[str, str] = {}
@@ -502,7 +538,9 @@ def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, ava
                               f"as an unprivileged user")
         test_env.update(exp)
     test_env.update({str(k): str(v) for k, v in (spec.get("env_vars_test") or {}).items()})
-    reinstall, reason = needs_reinstall(env_tree)
+    if scm and reinstall:
+        test_env.update(scm)
+    sources["scm_version"] = scm
     for f in ("setup.py", "setup.cfg", "pyproject.toml"):
         if (env_tree / f).is_file():
             inputs[f] = hashlib.sha256((env_tree / f).read_bytes()).hexdigest()

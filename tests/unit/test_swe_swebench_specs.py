@@ -416,3 +416,23 @@ def test_recipe_carries_the_repos_parser_and_rejects_unsupported_ones(tmp_path):
         sb.recipe_for_instance("mwaskom/seaborn", "0.12", tree, ("3.9",), table=data)
     with pytest.raises(RecipeError, match="is not pytest"):
         sb.recipe_for_instance("sympy/sympy", "1.1", tree, ("3.9",), table=data)
+
+
+def test_setuptools_scm_tree_without_git_gets_the_rows_version_and_build_backend(tmp_path):
+    data = sb.load_specs()
+    files = {"pyproject.toml": '[build-system]\nrequires = ["setuptools>=45", "setuptools_scm[toml]>=6.2"]\n'
+                               '[tool.setuptools_scm]\nwrite_to = "src/_pytest/_version.py"\n',
+             "setup.py": "", "testing/test_a.py": ""}
+    tree = write(tmp_path / "git", files)
+    rec, _ = sb.recipe_for_instance("pytest-dev/pytest", "5.4", tree, ("3.9",), table=data)
+    assert rec["reinstall"] is True
+    names = [s["name"] for s in rec["install"]]
+    assert names == ["swebench-pip-packages", "build-requires", "swebench-install", "test-runner"]
+    assert rec["install"][1]["try"] == ["pip install 'setuptools>=45' 'setuptools_scm[toml]>=6.2'"]
+    assert rec["install"][2]["try"][0] == "export SETUPTOOLS_SCM_PRETEND_VERSION=5.4.0; python -m pip install -e ."
+    assert rec["test_env"] == {"SETUPTOOLS_SCM_PRETEND_VERSION": "5.4.0"}
+    script = test_script(rec, "/tmp/j.xml")
+    assert script.index("export SETUPTOOLS_SCM_PRETEND_VERSION=5.4.0") < script.index("pip install -q --no-deps")
+    sdist = write(tmp_path / "sdist", {**files, "PKG-INFO": "Version: 5.4.3\n"})
+    rec2, _ = sb.recipe_for_instance("pytest-dev/pytest", "5.4", sdist, ("3.9",), table=data)
+    assert rec2["test_env"] == {} and rec2["install"][2]["try"][0] == "python -m pip install -e ."
