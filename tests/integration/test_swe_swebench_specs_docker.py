@@ -29,7 +29,9 @@ import pytest
 from tests.integration.swe_helpers import *  # noqa: F403 - session fixtures
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
-SAMPLE = Path("/work/shared/fixtures/swe/swebench_format_sample.jsonl")
+_REL = "fixtures/swe/swebench_format_sample.jsonl"  # in shared/, beside the repo (CI) or at /work/shared
+SAMPLE = next((p for p in (Path(__file__).resolve().parents[3] / "shared" / _REL, Path("/work/shared") / _REL)
+               if p.is_file()), Path("/work/shared") / _REL)
 ROW_ID = "sqlfluff__sqlfluff-2336"
 SDIST = "sqlfluff==0.9.1"
 REQUIREMENTS_DEV = "# fixture: sqlfluff's sdists ship no requirements_dev.txt\n-e .\npytest\n"
