@@ -286,19 +286,30 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
     env, vols = build_env_vars(ca_bundle, pip_env)
     env["HOME"] = "/home/sandbox"
     script = install_script(spec.recipe) + f"\nrm -rf {WORKDIR}/* {WORKDIR}/.[!.]* /home/sandbox/.cache || true\n"
-    start_image, stage = spec.base.image, None
+    start_image, stage, install_tree = spec.base.image, None, repo_dir
     apt = list(spec.recipe.get("apt_packages") or [])
-    if apt:  # system packages a repo needs (from a configs/repos override), installed as root first
+    pre = list(spec.recipe.get("pre_install") or [])
+    if apt or pre:
+        # system packages a repo needs (from a configs/repos override) and a recipe's root commands
+        # (SWE-bench's pre_install: apt-get, seds on the tree), as root first; with pre_install the tree is
+        # copied in here and the install step works on that edited tree
         stage = f"{IMAGE_REPO}/stage:env-{spec.key}"
-        run_build_step(client, spec.base.image, apt_script(apt), env=env, volumes=vols, timeout_s=timeout_s,
-                       commit_as=stage)
+        root_script = apt_script(apt) if apt else "set -eux"
+        if pre:
+            root_script += "\nexport DEBIAN_FRONTEND=noninteractive\ncd " + WORKDIR + "\n" + "\n".join(pre)
+            # files root made in the tree must stay writable for the unprivileged install that follows
+            root_script += f"\nchown -R {SANDBOX_UID}:{SANDBOX_UID} {WORKDIR}"
+        run_build_step(client, spec.base.image, root_script, env=env, volumes=vols, timeout_s=timeout_s,
+                       tree=repo_dir if pre else None, commit_as=stage)
         start_image = stage
+        if pre:
+            install_tree = None
     # the install log's markers say which rung of each ladder worked; they are kept as a label
     container_log = ""
     try:
         container_log = run_build_step(
             client, start_image, script, user=f"{SANDBOX_UID}:{SANDBOX_UID}", env=env, volumes=vols,
-            tree=repo_dir, timeout_s=timeout_s, commit_as=spec.image,
+            tree=install_tree, timeout_s=timeout_s, commit_as=spec.image,
             commit_changes=[f"WORKDIR {WORKDIR}"],
             labels={"crucible.kind": "env", "crucible.key": spec.key, "crucible.base": spec.base.key,
                     "crucible.name": spec.name, "crucible.spec": json.dumps(spec.recipe, sort_keys=True)},

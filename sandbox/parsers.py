@@ -48,6 +48,53 @@ def parse_pytest_rA(log: str) -> dict[str, str]:
     return out
 
 
+@register("pytest_rA_options")
+def parse_pytest_rA_options(log: str) -> dict[str, str]:
+    """SWE-bench ``parse_log_pytest_options`` (requests, pydicom, pylint): ``pytest_rA`` ids, then a
+    parametrization that is an absolute path keeps only its last component (``t[/a/b/c.py]`` -> ``t[/c.py]``)."""
+    option = re.compile(r"(.*?)\[(.*)\]")
+    out: dict[str, str] = {}
+    for line in log.split("\n"):
+        if any(line.startswith(s) for s in SWEBENCH_STATUSES):
+            if line.startswith("FAILED"):
+                line = line.replace(" - ", " ")
+            parts = line.split()
+            if len(parts) <= 1:
+                continue
+            name = parts[1]
+            m = option.search(name)
+            if m:
+                main, opt = m.groups()
+                if opt.startswith("/") and not opt.startswith("//") and "*" not in opt:
+                    opt = "/" + opt.split("/")[-1]
+                name = f"{main}[{opt}]"
+            out[name] = parts[0]
+    return out
+
+
+_CONTROL = str.maketrans("", "", "".join(chr(c) for c in range(1, 32)))
+
+
+@register("pytest_rA_v2")
+def parse_pytest_rA_v2(log: str) -> dict[str, str]:
+    """SWE-bench ``parse_log_pytest_v2`` (astropy, scikit-learn, sphinx): colour codes and control characters
+    removed; ``STATUS id`` lines, and (older pytest, ``-v``) lines ending in a status: ``id STATUS``."""
+    out: dict[str, str] = {}
+    for line in log.split("\n"):
+        line = re.sub(r"\[(\d+)m", "", line).translate(_CONTROL)
+        if any(line.startswith(s) for s in SWEBENCH_STATUSES):
+            if line.startswith("FAILED"):
+                line = line.replace(" - ", " ")
+            parts = line.split()
+            if len(parts) >= 2:
+                out[parts[1]] = parts[0]
+        elif any(line.endswith(s) for s in SWEBENCH_STATUSES):
+            parts = line.split()
+            if len(parts) >= 2:
+                out[parts[0]] = parts[1]
+    return out
+
+
 @register("pytest_rA_full")
 def parse_pytest_rA_full(log: str) -> dict[str, str]:
     """Like ``pytest_rA`` but also XPASS, and ids keep everything up to the `` - message`` separator

@@ -435,6 +435,8 @@ def test_script(recipe: dict, junit_path: str, extra_args: list[str] | None = No
             "--color=no"] + list(extra_args or [])
     targets = list(selection) if selection else list(recipe.get("test_paths") or [])
     lines = ["cd /testbed"]
+    for k, v in sorted((recipe.get("test_env") or {}).items()):  # e.g. SWE-bench's eval_commands exports
+        lines.append(f"export {k}={_q(str(v))}")
     if recipe.get("reinstall"):
         # offline, so no deps and no isolation (the backend was installed by the build-requires step)
         lines.append("pip install -q --no-deps --no-build-isolation -e . >/tmp/crucible-reinstall.log 2>&1 || "

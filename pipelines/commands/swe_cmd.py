@@ -1,4 +1,4 @@
-"""`crucible swe validate | run | crawl`."""
+"""`crucible swe validate | run | crawl | import-specs`."""
 
 from __future__ import annotations
 
@@ -23,11 +23,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="test ids as SWE-bench's -rA parser writes them (default) or pytest node ids from JUnit")
     v.add_argument("--label-network", choices=("internal", "bridge"), default=None,
                    help="one more after-run with this network to label network-dependent tests")
+    v.add_argument("--recipes", choices=("auto", "inferred"), default=None,
+                   help="auto: SWE-bench's install recipe where its table covers (repo, version), else inference; "
+                        "inferred: always our inference (default: swe.recipes)")
     v.add_argument("--limit", type=int, default=None, help="validate only the first N good rows")
     v.add_argument("--no-reference", action="store_true",
                    help="skip the clean reference run per env (default: swe.reference_run)")
     add_config_args(v, default="swe")
     v.set_defaults(func=_validate)
+    i = ssub.add_parser("import-specs", help="import SWE-bench's install recipes (swebench 3.x/4.x tables) as data")
+    i.add_argument("--from", dest="source", required=True,
+                   help="a swebench 3.x/4.x wheel or sdist (pip download swebench==4.0.* --no-deps) or its "
+                        "unpacked directory; nothing is imported or installed")
+    i.add_argument("--out", default=None, help="JSON file to write (default: configs/swebench/specs.json); "
+                                               "swebench's LICENSE is written next to it")
+    i.set_defaults(func=_import_specs)
     r = ssub.add_parser("run", help="run the swe-curate pipeline (inject bugs, validate, statements, rollouts, grade)")
     add_config_args(r, default="swe")
     r.set_defaults(func=_run)
@@ -78,11 +88,26 @@ def _validate(args) -> int:
             run_id=cfg.run.run_id or f"swe-validate-{stable_hash(Path(args.instances).name, n=8)}",
             reruns=args.reruns or int(swe.get("reruns", 1)), id_style=args.id_style or swe.get("id_style", "swebench"),
             label_network=args.label_network, limit=args.limit, catalog=cfg.store.catalog,
-            reference=bool(swe.get("reference_run", True)) and not args.no_reference)
+            reference=bool(swe.get("reference_run", True)) and not args.no_reference,
+            recipes=args.recipes or swe.get("recipes", "auto"))
     except InputFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary))
+    return 0
+
+
+def _import_specs(args) -> int:
+    from pathlib import Path
+
+    from pipelines.swe.swebench_specs import DEFAULT_SPECS, SpecsImportError, import_specs, write_specs
+
+    try:
+        data, license_text = import_specs(Path(args.source))
+    except (SpecsImportError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(write_specs(data, license_text, Path(args.out) if args.out else DEFAULT_SPECS)))
     return 0
 
 

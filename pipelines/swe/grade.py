@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pipelines.swe.patches import PatchError, apply_patch, sanitize_model_patch
-from pipelines.swe.validate import PASSING, ValidateContext, checkout_tree, env_for, outcome_map
+from pipelines.swe.validate import PASSING, ValidateContext, checkout_tree, env_for_instance, outcome_map
 
 
 def test_files_of(ids) -> list[str]:
@@ -43,8 +43,7 @@ def grade_patch(ctx: ValidateContext, inst: Mapping, model_patch: str | None, *,
     tmp = Path(tempfile.mkdtemp(prefix="crucible-grade-", dir=ctx.workdir))
     try:
         tree = checkout_tree(ctx, inst["repo"], inst["base_commit"], tmp / "tree")
-        env_commit = inst.get("environment_setup_commit") or inst["base_commit"]
-        spec = env_for(ctx, inst["repo"], env_commit, tree)
+        spec = env_for_instance(ctx, inst, tree, tmp / "env")
         try:
             apply_patch(tree, patch, what="model patch")
             apply_patch(tree, inst.get("test_patch") or "", what="test_patch")

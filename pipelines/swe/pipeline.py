@@ -53,7 +53,7 @@ def build_ctx(cfg: Mapping):
     # repos made from sdists live in local bare mirrors; every other repo comes through the URL template
     return ValidateContext(client=client, settings=settings_from_config(cfg["sandbox"]), workdir=wd,
                            reruns=int(cfg["swe"]["reruns"]), id_style=cfg["swe"]["id_style"],
-                           mirror_root=wd / "mirrors")
+                           mirror_root=wd / "mirrors", recipes=cfg["swe"]["recipes"])
 
 
 def failed_validation(row: dict, run_id: str) -> ItemResult:

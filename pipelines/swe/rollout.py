@@ -79,7 +79,7 @@ def run_rollout(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: i
     from pipelines.store.commit import stable_hash, utc_now
     from pipelines.swe.grade import grade_patch
     from pipelines.swe.tools import ContainerWorkspace, init_baseline, make_tools, workspace_diff
-    from pipelines.swe.validate import checkout_tree, env_for
+    from pipelines.swe.validate import checkout_tree, env_for_instance
     from sandbox.container import Sandbox
 
     t0 = time.monotonic()
@@ -95,7 +95,7 @@ def run_rollout(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: i
            "created_at": utc_now()}
     try:
         tree = checkout_tree(ctx, inst["repo"], inst["base_commit"], tmp / "tree")
-        spec = env_for(ctx, inst["repo"], inst.get("environment_setup_commit") or inst["base_commit"], tree)
+        spec = env_for_instance(ctx, inst, tree, tmp / "env")
         if policy == "gold":
             from pipelines.swe.grade import test_files_of
 

@@ -40,7 +40,8 @@ def problem_failure(prob, run_id: str, pipeline: str = PIPELINE) -> dict:
 
 def validate_file(path: str, *, out_dir: str, client, settings, workdir: Path, run_id: str, reruns: int = 1,
                   id_style: str = "swebench", label_network: str | None = None, limit: int | None = None,
-                  commit_every: int = 4, catalog: str | None = None, reference: bool = True) -> dict:
+                  commit_every: int = 4, catalog: str | None = None, reference: bool = True,
+                  recipes: str = "auto") -> dict:
     """Validate every good row of ``path``, grouped by env (repo, env commit): one env image and one clean
     reference run per group. Rows committed by an earlier run into ``out_dir`` are skipped."""
     from pipelines.store.catalog import refresh_catalog
@@ -64,7 +65,7 @@ def validate_file(path: str, *, out_dir: str, client, settings, workdir: Path, r
             "failures", problem_failure(p, run_id)) for p in problems])
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = ValidateContext(client=client, settings=settings, workdir=workdir, reruns=reruns, id_style=id_style,
-                          label_network=label_network)
+                          label_network=label_network, recipes=recipes)
     counts: dict[str, int] = {}
     pending: list[ItemResult] = []
     progress = Progress("swe-validate", total=len(good))

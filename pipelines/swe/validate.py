@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +81,7 @@ class ValidateContext:
     id_style: str = "swebench"  # swebench: -rA ids (SWE-bench labels); junit: pytest node ids from JUnit
     label_network: str | None = None
     mirror_root: Path | None = None  # local bare mirrors (injected-bug repos) tried before the URL template
+    recipes: str = "auto"  # auto: SWE-bench's recipe when its table covers (repo, version), else inference
     env_cache: dict = field(default_factory=dict)  # (repo, env commit) -> EnvSpec
     stats: dict = field(default_factory=lambda: {"env_hits": 0, "env_builds": 0})
 
@@ -126,18 +127,34 @@ def url_template_for(ctx: ValidateContext, repo: str) -> str:
     return ctx.settings.repo_url_template
 
 
-def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path):
-    """The env image spec for (repo, env commit), built once and reused."""
+def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path, version=None):
+    """The env image spec for (repo, env commit, version), built once and reused. With ``ctx.recipes ==
+    "auto"`` a (repo, version) in SWE-bench's table (``configs/swebench/specs.json``) uses SWE-bench's recipe
+    (a RecipeError says why where it cannot be honoured); otherwise, or with ``"inferred"``, our inference."""
+    from pipelines.swe.swebench_specs import recipe_for_instance
     from sandbox.api import build_env
 
-    key = (repo, commit)
+    if ctx.recipes not in ("auto", "inferred"):
+        raise ValueError(f"swe.recipes={ctx.recipes!r}: use auto or inferred")
+    key = (repo, commit, str(version) if ctx.recipes == "auto" and version is not None else None)
     if key in ctx.env_cache:
         ctx.stats["env_hits"] += 1
         return ctx.env_cache[key]
-    spec, res = build_env(ctx.client, ctx.settings, tree, repo.split("/")[-1].lower())
+    recipe = None
+    if ctx.recipes == "auto" and version is not None:
+        recipe = recipe_for_instance(repo, version, tree, ctx.settings.pythons)
+    spec, res = build_env(ctx.client, ctx.settings, tree, repo.split("/")[-1].lower(), recipe=recipe)
     ctx.stats["env_hits" if res.get("cache_hit") else "env_builds"] += 1
     ctx.env_cache[key] = spec
     return spec
+
+
+def env_for_instance(ctx: ValidateContext, inst: Mapping, base_tree: Path, scratch: Path):
+    """The env of an instance: built from its env commit's tree (``base_tree`` when that is the base commit,
+    else a checkout under ``scratch``) with its version, so validation, rollouts and grading share one image."""
+    env_commit = env_commit_of(inst)
+    tree = base_tree if env_commit == inst["base_commit"] else checkout_tree(ctx, inst["repo"], env_commit, scratch)
+    return env_for(ctx, inst["repo"], env_commit, tree, inst.get("version"))
 
 
 def run_side(ctx: ValidateContext, spec, tree: Path, selection: list[str], k: int) -> list:
@@ -168,7 +185,7 @@ def group_by_env(insts: Iterable[Mapping]) -> dict[tuple[str, str], list[Mapping
     return {k: sorted(v, key=lambda i: i["instance_id"]) for k, v in sorted(groups.items())}
 
 
-def env_reference(ctx: ValidateContext, repo: str, env_commit: str, insts: Iterable[Mapping]):
+def env_reference(ctx: ValidateContext, repo: str, env_commit: str, insts: Sequence[Mapping]):
     """The clean reference run of one env: the test files the group's test patches touch that exist at the env
     commit, unmodified, run once (cached on disk across pipeline runs). None when no such file exists or the
     env cannot be set up (each instance then reports its own setup error)."""
@@ -178,7 +195,7 @@ def env_reference(ctx: ValidateContext, repo: str, env_commit: str, insts: Itera
     try:
         try:
             tree = checkout_tree(ctx, repo, env_commit, tmp / "env")
-            spec = env_for(ctx, repo, env_commit, tree)
+            spec = env_for(ctx, repo, env_commit, tree, insts[0].get("version") if insts else None)
         except Exception as exc:  # noqa: BLE001 - reported per instance by validate_instance
             log.warning("swe: reference of %s@%s not run: %s", repo, env_commit[:10], exc)
             return None
@@ -214,15 +231,13 @@ def validate_instance(ctx: ValidateContext, inst: Mapping, run_id: str, referenc
     try:
         try:
             base = checkout_tree(ctx, inst["repo"], inst["base_commit"], tmp / "base")
-            env_commit = env_commit_of(inst)
-            env_tree = base if env_commit == inst["base_commit"] else checkout_tree(ctx, inst["repo"], env_commit,
-                                                                                  tmp / "env")
-            spec = env_for(ctx, inst["repo"], env_commit, env_tree)
+            spec = env_for_instance(ctx, inst, base, tmp / "env")
         except (SourceError, Exception) as exc:  # noqa: BLE001 - any setup failure is this row's reason
             row["reason"] = f"setup: {type(exc).__name__}: {exc}"[:2000]
             return row
         row["env_image"] = spec.image
-        row["meta"] = {"recipe_python": spec.recipe.get("python"), "id_style": ctx.id_style}
+        row["meta"] = {"recipe_python": spec.recipe.get("python"), "id_style": ctx.id_style,
+                       "recipe_origin": spec.recipe.get("origin", "inferred")}
         if reference is not None:
             row["meta"]["reference"] = reference_meta(reference)
             if not reference.ok and reference.reason.startswith("infra/"):
