@@ -33,42 +33,40 @@ def get_parser(name: str) -> Callable[[str], dict[str, str]]:
         raise KeyError(f"no log parser named {name!r}; known: {', '.join(sorted(PARSERS))}") from None
 
 
-@register("pytest_rA")
-def parse_pytest_rA(log: str) -> dict[str, str]:
-    """SWE-bench ``parse_log_pytest``: lines starting with a status word; FAILED lines drop `` - ``."""
-    out: dict[str, str] = {}
+def _swebench_status_lines(log: str):
+    """(status, id) per line that starts with a status word, split as SWE-bench's ``parse_log_pytest`` does
+    (FAILED lines drop `` - `` first; the id is the second whitespace-separated word)."""
     for line in log.split("\n"):
         if any(line.startswith(s) for s in SWEBENCH_STATUSES):
             if line.startswith("FAILED"):
                 line = line.replace(" - ", " ")
             parts = line.split()
-            if len(parts) <= 1:
-                continue
-            out[parts[1]] = parts[0]
-    return out
+            if len(parts) > 1:
+                yield parts[0], parts[1]
+
+
+@register("pytest_rA")
+def parse_pytest_rA(log: str) -> dict[str, str]:
+    """SWE-bench ``parse_log_pytest``: lines starting with a status word; FAILED lines drop `` - ``."""
+    return {test: status for status, test in _swebench_status_lines(log)}
+
+
+_OPTION = re.compile(r"(.*?)\[(.*)\]")
 
 
 @register("pytest_rA_options")
 def parse_pytest_rA_options(log: str) -> dict[str, str]:
     """SWE-bench ``parse_log_pytest_options`` (requests, pydicom, pylint): ``pytest_rA`` ids, then a
     parametrization that is an absolute path keeps only its last component (``t[/a/b/c.py]`` -> ``t[/c.py]``)."""
-    option = re.compile(r"(.*?)\[(.*)\]")
     out: dict[str, str] = {}
-    for line in log.split("\n"):
-        if any(line.startswith(s) for s in SWEBENCH_STATUSES):
-            if line.startswith("FAILED"):
-                line = line.replace(" - ", " ")
-            parts = line.split()
-            if len(parts) <= 1:
-                continue
-            name = parts[1]
-            m = option.search(name)
-            if m:
-                main, opt = m.groups()
-                if opt.startswith("/") and not opt.startswith("//") and "*" not in opt:
-                    opt = "/" + opt.split("/")[-1]
-                name = f"{main}[{opt}]"
-            out[name] = parts[0]
+    for status, name in _swebench_status_lines(log):
+        m = _OPTION.search(name)
+        if m:
+            main, opt = m.groups()
+            if opt.startswith("/") and not opt.startswith("//") and "*" not in opt:
+                opt = "/" + opt.split("/")[-1]
+            name = f"{main}[{opt}]"
+        out[name] = status
     return out
 
 

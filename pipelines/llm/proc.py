@@ -1,10 +1,12 @@
-"""Child server processes: stop politely, then for sure."""
+"""Child server processes: a base for servers run as a child (output kept for errors), and stopping them
+politely, then for sure."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import tempfile
+from abc import ABC, abstractmethod
 
 
 def terminate(proc: subprocess.Popen | None, timeout: float) -> None:
@@ -19,7 +21,7 @@ def terminate(proc: subprocess.Popen | None, timeout: float) -> None:
         proc.wait(timeout)
 
 
-class ChildServer:
+class ChildServer(ABC):
     """A server in a child process, its output kept in a temp file (for the error message when it does not come
     up). Subclasses set ``base_url``, ``startup_timeout_s`` and call :meth:`spawn` from ``start()``."""
 
@@ -57,8 +59,9 @@ class ChildServer:
             self._log.close()
             self._log = None
 
+    @abstractmethod
     def start(self) -> str:
-        raise NotImplementedError
+        """Start the server (usually through :meth:`spawn`); returns its base URL."""
 
     def __enter__(self) -> str:
         return self.start()
