@@ -436,6 +436,8 @@ def test_script(recipe: dict, junit_path: str, extra_args: list[str] | None = No
     targets = list(selection) if selection else list(recipe.get("test_paths") or [])
     lines = ["cd /testbed"]
     for k, v in sorted((recipe.get("test_env") or {}).items()):  # e.g. SWE-bench's eval_commands exports
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k)):
+            raise RecipeError(f"recipe test_env: {k!r} is not an environment variable name (letters, digits, _)")
         lines.append(f"export {k}={_q(str(v))}")
     if recipe.get("reinstall"):
         # offline, so no deps and no isolation (the backend was installed by the build-requires step)

@@ -211,3 +211,14 @@ def test_build_requires_step_and_reinstall_detection(tmp_path):
     assert "exit 98" in s and "reinstall failed" in s
     write(tmp_path, {"setup.py": "setup()"})
     assert infer_recipe(tmp_path)[0]["reinstall"] is False
+
+
+def test_test_env_names_are_checked_and_values_quoted():
+    from sandbox.recipes import RecipeError, test_script
+
+    rec = {"runner": "pytest", "test_cmd": "python -m pytest", "test_paths": ["tests"],
+           "test_env": {"DJANGO_SETTINGS": "a b; rm -rf /"}}
+    script = test_script(rec, "/tmp/j.xml")
+    assert "export DJANGO_SETTINGS='a b; rm -rf /'" in script
+    with pytest.raises(RecipeError, match="not an environment variable name"):
+        test_script(dict(rec, test_env={"X; touch /pwned": "1"}), "/tmp/j.xml")
