@@ -259,6 +259,10 @@ class Curate(beam.DoFn):
         self.client = LLMClient.from_config(self.llm_cfg, out_dir=self.cfg["run"]["out_dir"]) if self.llm_cfg else None
         self.prompt = load_prompt(self.cfg["swe"]["statements"]["prompt"])
         self.model = (self.llm_cfg or {}).get("model")
+        from pipelines.store.commit import Progress
+
+        self.progress = Progress("swe-curate instances curated", None,
+                                 float(self.cfg["run"].get("progress_every_s", 10)), log)
 
     def process(self, pair):
         inst, val = pair
@@ -271,6 +275,7 @@ class Curate(beam.DoFn):
         log.info("swe: curated %s: %s", inst["instance_id"],
                  ", ".join(f"{t['policy']}={'resolved' if t['resolved'] else t['grade_reason']}"
                            for t in res.rows.get("swe_trajectories", [])))
+        self.progress.update(1, force=True)
         yield res
 
     def teardown(self):
