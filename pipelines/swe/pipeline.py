@@ -22,7 +22,7 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines.store.commit import ItemResult, failure_row
+from pipelines.store.commit import ItemResult, Progress, failure_row
 
 log = logging.getLogger(__name__)
 PIPELINE = "swe-curate"
@@ -259,8 +259,6 @@ class Curate(beam.DoFn):
         self.client = LLMClient.from_config(self.llm_cfg, out_dir=self.cfg["run"]["out_dir"]) if self.llm_cfg else None
         self.prompt = load_prompt(self.cfg["swe"]["statements"]["prompt"])
         self.model = (self.llm_cfg or {}).get("model")
-        from pipelines.store.commit import Progress
-
         self.progress = Progress("swe-curate instances curated", None,
                                  float(self.cfg["run"].get("progress_every_s", 10)), log)
 
