@@ -92,16 +92,18 @@ def run(cfg) -> dict:
     rec = recover(out_dir, PIPELINE)
     todo = [it for it in items if it["key"] not in rec.done_keys]
     dup_todo = [d for d in dup_drops if d["key"] not in rec.done_keys]
-    if dup_todo:  # structural duplicates are counted as drops, committed once
+    if dup_todo:  # structural and answer duplicates are counted as drops, committed once
         commit_items(out_dir, PIPELINE, run_id, [
             ItemResult(d["key"]).add("failures", failure_row(pipeline=PIPELINE, stage="sample", kind="filtered",
                                                              reason=d["reason"], run_id=run_id, item_key=d["key"],
                                                              payload=d))
             for d in dup_todo])
-    log.info("synth-browse: %d structures planned, %d already done, %d to process (%d structural duplicates dropped)",
-             len(items), len(items) - len(todo), len(todo), len(dup_drops))
+    n_answer_dups = sum(d["reason"].startswith("answer duplicate") for d in dup_drops)
+    log.info("synth-browse: %d structures planned, %d already done, %d to process (%d structural and %d answer "
+             "duplicates dropped)", len(items), len(items) - len(todo), len(todo), len(dup_drops) - n_answer_dups,
+             n_answer_dups)
     summary = {"planned": len(items), "skipped": len(items) - len(todo), "processed": len(todo),
-               "structural_duplicates": len(dup_drops)}
+               "structural_duplicates": len(dup_drops) - n_answer_dups, "answer_duplicates": n_answer_dups}
     if todo:
         cfgd = cfg.to_dict()
         with llm_endpoint(cfg.llm) as base_urls:

@@ -45,13 +45,16 @@ class Context:
 # ---------------------------------------------------------------- planning (driver side)
 
 def plan_items(graph, opts: Mapping) -> tuple[list[dict], list[dict]]:
-    """Sample ``opts.seeds`` structures, deterministic in ``opts.seed``. Returns (items,
-    structural-duplicate drops). Each item: {key, chain: [[s, r, o], ...], pattern}."""
+    """Sample ``opts.seeds`` structures, deterministic in ``opts.seed``. Returns (items, drops):
+    structural duplicates (more than ``max_per_pattern`` per relation pattern) and answer duplicates (more
+    than ``max_per_answer`` questions with one answer) are drops. Each item: {key, chain: [[s, r, o], ...],
+    pattern}."""
     rng = random.Random(int(opts.get("seed", 0)))
     lo, hi = int(opts.get("min_hops", 3)), int(opts.get("max_hops", 4))
     per_pattern = int(opts.get("max_per_pattern", 3))
+    per_answer = int(opts.get("max_per_answer", 2))
     pools = S.seed_pools(graph, list(opts.get("seed_types") or []))
-    items, drops, seen_chains, patterns = [], [], set(), Counter()
+    items, drops, seen_chains, patterns, answers = [], [], set(), Counter(), Counter()
     attempts = 0
     target = int(opts.get("seeds", 20))
     while len(items) < target and attempts < target * 30:
@@ -71,7 +74,13 @@ def plan_items(graph, opts: Mapping) -> tuple[list[dict], list[dict]]:
             drops.append({"key": f"q-{key}", "reason": "structural duplicate (relation pattern already used "
                                                       f"{per_pattern} times)", "pattern": pat})
             continue
+        answer = triples[-1][2]
+        if answers[answer] >= per_answer:
+            drops.append({"key": f"q-{key}", "reason": f"answer duplicate ({answer} already the answer of "
+                                                      f"{per_answer} questions)", "pattern": pat})
+            continue
         patterns[pat] += 1
+        answers[answer] += 1
         items.append({"key": f"q-{key}", "chain": triples, "pattern": pat})
     return items, drops
 

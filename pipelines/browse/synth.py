@@ -109,7 +109,9 @@ def seed_pools(graph: Graph, seed_types: Sequence[str] = ()) -> dict[str, list[s
 def sample_chain(graph: Graph, rng: random.Random, hops: int, pool: Sequence[str],
                  max_tries: int = 50) -> list[Triple] | None:
     """A chain of ``hops`` functional hops (each subject has exactly one object for the
-    relation) from a seed in ``pool``, no entity twice, at most one weak relation."""
+    relation) from a seed in ``pool``, no entity twice, at most one weak relation, and never a
+    weak one last: a time zone, continent or world region is an answer from a handful of values,
+    guessable without the chain."""
     if not pool:
         return None
     for _ in range(max_tries):
@@ -120,7 +122,8 @@ def sample_chain(graph: Graph, rng: random.Random, hops: int, pool: Sequence[str
             options = [(r, functional_objects(graph, cur, r)) for r in graph.out.get(cur, {}) if r in REL_PHRASE]
             options = [(r, o[0]) for r, o in options if o and o[0] not in seen and o[0] in graph.entities]
             weak_used = sum(t.relation in WEAK_RELATIONS for t in chain)
-            options = [(r, o) for r, o in options if not (r in WEAK_RELATIONS and weak_used >= 1)]
+            options = [(r, o) for r, o in options
+                       if not (r in WEAK_RELATIONS and (weak_used >= 1 or _h == hops - 1))]
             if not options:
                 break
             r, o = rng.choice(sorted(options))

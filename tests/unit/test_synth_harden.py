@@ -220,3 +220,36 @@ def test_uniqueness_also_pins_intermediate_nodes(g):
     assert not S.is_unique(g, d)
     d.formalization["constraints"].append({"var": "?a", "attr": "elevation_ft", "min": 10000, "max": 11000})
     assert S.is_unique(g, d)
+
+
+def test_chains_never_end_in_a_weak_relation():
+    from tests.unit.browse_helpers import small_graph
+
+    graph = small_graph()
+    pool = [e for v in S.seed_pools(graph).values() for e in v]
+    rng = random.Random(1)
+    ends, n = set(), 0
+    for _ in range(200):
+        chain = S.sample_chain(graph, rng, 2, pool, max_tries=5)
+        if chain is None:
+            continue
+        n += 1
+        ends.add(chain[-1].relation)
+        assert sum(t.relation in S.WEAK_RELATIONS for t in chain[:-1]) <= 1
+    # continent is walkable as a first hop (airport -> country -> ... ) but never the answer's relation
+    assert n > 20 and ends and not ends & S.WEAK_RELATIONS
+
+
+def test_plan_caps_questions_per_answer_and_records_the_drop():
+    from pipelines.browse.stages import plan_items
+    from tests.unit.browse_helpers import small_graph
+
+    graph = small_graph()
+    opts = {"seeds": 30, "min_hops": 1, "max_hops": 2, "max_per_pattern": 30, "max_per_answer": 1}
+    items, drops = plan_items(graph, opts)
+    finals = [it["chain"][-1][2] for it in items]
+    assert len(finals) == len(set(finals)) and len(items) >= 2
+    dup = [d for d in drops if d["reason"].startswith("answer duplicate")]
+    assert dup and all(d["reason"].endswith("already the answer of 1 questions)") for d in dup)
+    more, _ = plan_items(graph, dict(opts, max_per_answer=3))
+    assert len(more) > len(items)
