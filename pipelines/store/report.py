@@ -68,6 +68,11 @@ def write_report(out_dir: str, dest: str | None = None) -> Path:
             if sv["reasons"]:
                 _bar(axes[1], [(r[0][:40], r[1]) for r in sv["reasons"]], "rejection reasons")
             save(fig, "swe_validation.png", "SWE validation funnel")
+        funnel = stats.get("swe_funnel")
+        if funnel:
+            fig, ax = plt.subplots(figsize=(8, 3.2))
+            _bar(ax, [(f["stage"], f["kept"]) for f in funnel], "swe-curate funnel (rows kept per stage)")
+            save(fig, "swe_funnel.png", "swe-curate funnel: rows kept at each stage (drop reasons under Numbers)")
         st = stats.get("swe_trajectories")
         if st:
             fig, ax = plt.subplots(figsize=(5, 3))

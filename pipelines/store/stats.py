@@ -31,6 +31,53 @@ def _dist(con, table: str, expr: str, where: str = "true") -> dict | None:
     return out
 
 
+# swe-curate stages that drop candidates before any test runs (failures rows)
+SWE_PRE_STAGES = ("input", "crawl", "mine", "inject")
+
+
+def _reasons(con, sql: str) -> dict[str, int]:
+    """``{reason key: n}`` for a query yielding one reason per row (key = text before the first colon)."""
+    rows = con.execute(f"SELECT split_part(coalesce(r, '-'), ':', 1) AS k, count(*) FROM ({sql}) t(r) "
+                       "GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+    return {k: int(n) for k, n in rows}
+
+
+def swe_funnel(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """The swe-curate funnel, one dict per stage: rows in, rows kept, and the drop reasons (reason keys with
+    counts). Candidates rejected before validation (bad input rows, PRs, mined commits, sdists that could not
+    be set up) come from ``failures``; validation and the gold check from ``swe_validations`` (a gold-unresolved
+    instance is a validation row with reason ``gold_unresolved``); trajectories and their splits from
+    ``swe_trajectories``."""
+    pre_stages = ", ".join(f"'{x}'" for x in SWE_PRE_STAGES)
+    pre = _reasons(con, f"SELECT stage || '/' || reason FROM failures WHERE pipeline = 'swe-curate' "
+                        f"AND stage IN ({pre_stages})")
+    n_val = _one(con, "SELECT count(*) FROM swe_validations") or 0
+    gold_bad = _one(con, "SELECT count(*) FROM swe_validations WHERE reason LIKE 'gold_unresolved%'") or 0
+    val_drops = _reasons(con, "SELECT reason FROM swe_validations WHERE status <> 'valid' "
+                              "AND coalesce(reason, '') NOT LIKE 'gold_unresolved%'")
+    n_valid_labels = n_val - sum(val_drops.values())
+    n_inst = _one(con, "SELECT count(*) FROM swe_instances") or 0
+    t = "swe_trajectories"
+    n_traj = _one(con, f"SELECT count(*) FROM {t}") or 0
+    traj_drops = _reasons(con, f"SELECT unnest(drop_reasons) FROM {t}")
+    n_kept = _one(con, f"SELECT count(*) FROM {t} WHERE split IS NOT NULL AND split <> 'none'") or 0
+    n_sft = _one(con, f"SELECT count(*) FROM {t} WHERE split LIKE '%sft%'") or 0
+    unresolved = _one(con, f"SELECT count(*) FROM {t} WHERE split IS NOT NULL AND split <> 'none' "
+                           "AND NOT resolved") or 0
+    return [
+        {"stage": "candidates reach the tests", "in": sum(pre.values()) + n_val, "kept": n_val, "drops": pre},
+        {"stage": "validated (F2P/P2P)", "in": n_val, "kept": n_valid_labels, "drops": val_drops},
+        {"stage": "gold patch resolves", "in": n_valid_labels, "kept": n_valid_labels - gold_bad,
+         "drops": {"gold_unresolved": gold_bad} if gold_bad else {}},
+        {"stage": "instances written", "in": n_valid_labels - gold_bad, "kept": n_inst,
+         "drops": {"not_written (see failures)": n_valid_labels - gold_bad - n_inst}
+         if n_inst < n_valid_labels - gold_bad else {}},
+        {"stage": "trajectories pass filters", "in": n_traj, "kept": n_kept, "drops": traj_drops},
+        {"stage": "SFT (resolved)", "in": n_kept, "kept": n_sft,
+         "drops": {"unresolved (RL only)": unresolved} if unresolved else {}},
+    ]
+
+
 def compute_stats(con: duckdb.DuckDBPyConnection) -> dict:
     s: dict[str, Any] = {"counts": {t: _one(con, f"SELECT count(*) FROM {t}") for t in TABLES}}
     if s["counts"]["questions"]:
@@ -81,6 +128,8 @@ def compute_stats(con: duckdb.DuckDBPyConnection) -> dict:
             "drop_reasons": _pairs(con, f"SELECT r, count(*) FROM (SELECT unnest(drop_reasons) AS r FROM {t}) "
                                         "GROUP BY 1 ORDER BY 2 DESC"),
         }
+    if s["counts"]["swe_validations"] or s["counts"]["swe_trajectories"]:
+        s["swe_funnel"] = swe_funnel(con)
     if s["counts"]["failures"]:
         s["failures"] = {
             "by_kind": _pairs(con, "SELECT kind, count(*) FROM failures GROUP BY 1 ORDER BY 2 DESC"),
@@ -102,6 +151,12 @@ def format_stats(s: dict) -> str:
         lines.append(f"  {t:<22} {n:>8}")
     for section, body in s.items():
         if section == "counts":
+            continue
+        if section == "swe_funnel":
+            lines.append("swe_funnel:                       in     kept  drop reasons")
+            for st in body:
+                drops = ", ".join(f"{k}={v}" for k, v in st["drops"].items()) or "-"
+                lines.append(f"  {st['stage']:<30} {st['in']:>6} {st['kept']:>8}  {drops}")
             continue
         lines.append(f"{section}:")
         for key, val in body.items():

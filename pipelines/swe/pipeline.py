@@ -219,27 +219,31 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
     common = dict(max_turns=int(ro["max_turns"]), max_total_tokens=int(ro["max_total_tokens"]),
                   command_timeout_s=int(ro["command_timeout_s"]),
                   max_observation_chars=int(ro["max_observation_chars"]), run_id=run_id)
+    gold = None
     if "gold" in ro["policies"]:
         gold_turns = max(int(ro["max_turns"]), 4 + 2 * inst["patch"].count("diff --git"))
-        trajs.append(run_rollout(ctx, inst, "gold", policy_name="gold", max_turns=gold_turns, run_id=run_id))
-    if "llm" in ro["policies"] and client is not None and with_llm:
+        gold = run_rollout(ctx, inst, "gold", policy_name="gold", max_turns=gold_turns, run_id=run_id)
+        trajs.append(gold)
+    gold_ok = gold is None or gold["resolved"]
+    if gold_ok and "llm" in ro["policies"] and client is not None and with_llm:
         for k in range(int(ro["k"])):
             trajs.append(run_rollout(ctx, inst, llm_policy(client, ro["llm_policy"], k), policy_name="llm",
                                      sample_index=k, model=model, **common))
-    gold = [t for t in trajs if t["policy"] == "gold"]
     for t in trajs:
         t["split"], t["drop_reasons"] = classify(t, flt)
+        if not gold_ok:  # an instance the harness cannot resolve itself trains nothing
+            t["split"], t["drop_reasons"] = "none", [*t["drop_reasons"], "gold_unresolved: instance rejected"]
         for r in t["drop_reasons"]:
             res.add("failures", failure_row(pipeline=PIPELINE, stage="filter_trajectory", kind="filtered",
                                             reason=reason_key(r), run_id=run_id, table="swe_trajectories",
                                             item_key=t["traj_id"], payload={"detail": r}))
         res.add("swe_trajectories", t)
-    if gold and not gold[0]["resolved"]:
+    if not gold_ok:
         # the harness cannot reproduce its own reference fix: the instance is not trustworthy
-        res.add("swe_validations", dict(val, status="invalid", reason=f"gold_unresolved: {gold[0]['grade_reason']}"))
+        res.add("swe_validations", dict(val, status="invalid", reason=f"gold_unresolved: {gold['grade_reason']}"))
         res.add("failures", failure_row(pipeline=PIPELINE, stage="gold_check", kind="filtered",
                                         reason="gold_unresolved", run_id=run_id, table="swe_instances",
-                                        item_key=inst["instance_id"], payload={"detail": gold[0]["grade_reason"]}))
+                                        item_key=inst["instance_id"], payload={"detail": gold["grade_reason"]}))
         return res
     res.add("swe_validations", val)
     res.add("swe_instances", instance_record(inst, run_id))

@@ -76,7 +76,7 @@ def test_report_writes_html_with_png_plots(sample_store, tmp_path, capsys):
     assert main(["report", "--out", str(sample_store), "--dest", str(dest)]) == 0
     page = (dest / "index.html").read_text()
     pngs = sorted(p.name for p in dest.glob("*.png"))
-    assert {"counts.png", "browse.png", "failures.png", "swe_validation.png"} <= set(pngs)
+    assert {"counts.png", "browse.png", "failures.png", "swe_validation.png", "swe_funnel.png"} <= set(pngs)
     for name in pngs:
         data = (dest / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000

@@ -1,0 +1,105 @@
+"""The swe-curate funnel in `crucible stats`, and the gold check in curation (rollouts faked: no Docker)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.config import load_config
+from pipelines.store import catalog
+from pipelines.store.commit import ItemResult, commit_items, ensure_layout, failure_row
+from pipelines.store.stats import compute_stats
+from pipelines.swe import pipeline as swe_pipeline
+from tests.support import samples
+
+
+def instance(i: int) -> dict:
+    return dict(samples.swe_instance(i), problem_statement="", meta={"function": "f", "path": "pkg/x.py"})
+
+
+def validation(i: int, status: str = "valid", reason: str | None = None) -> dict:
+    return dict(samples.swe_validation(i), status=status, reason=reason)
+
+
+@pytest.fixture
+def fake_rollouts(monkeypatch):
+    """run_rollout replaced: gold resolves unless the instance id is in ``gold_fails``; llm never resolves."""
+    calls, gold_fails = [], set()
+
+    def fake(ctx, inst, policy, *, policy_name, sample_index=0, run_id="", **kw):
+        calls.append((inst["instance_id"], policy_name, sample_index))
+        ok = policy_name == "gold" and inst["instance_id"] not in gold_fails
+        return dict(samples.swe_trajectory(0), traj_id=f"{inst['instance_id']}-{policy_name}-{sample_index}",
+                    instance_id=inst["instance_id"], policy=policy_name, sample_index=sample_index,
+                    resolved=ok, grade_reason=None if ok else "f2p failed: 1/1", reward=1.0 if ok else 0.0,
+                    run_id=run_id, meta={"dropped_files": []})
+
+    monkeypatch.setattr("pipelines.swe.rollout.run_rollout", fake)
+    return calls, gold_fails
+
+
+def curate(inst, val, cfg, *, client=object()):
+    return swe_pipeline.curate_instance(None, inst, val, cfg=cfg, run_id="r1", client=client, prompt=None)
+
+
+def test_gold_unresolved_rejects_the_instance_and_runs_no_llm_rollout(fake_rollouts):
+    calls, gold_fails = fake_rollouts
+    cfg = load_config("swe", ["swe.statements.use_llm=false", "swe.rollouts.k=2"]).to_dict()
+    good = curate(instance(1), validation(1), cfg)
+    assert [c[1:] for c in calls] == [("gold", 0), ("llm", 0), ("llm", 1)]
+    assert [r["instance_id"] for r in good.rows["swe_instances"]] == ["demo__repo-1"]
+    assert good.rows["swe_validations"][0]["status"] == "valid"
+    splits = {t["policy"] + str(t["sample_index"]): t["split"] for t in good.rows["swe_trajectories"]}
+    assert splits == {"gold0": "sft+rl", "llm0": "rl", "llm1": "rl"}
+
+    calls.clear()
+    gold_fails.add("demo__repo-2")
+    bad = curate(instance(2), validation(2), cfg)
+    assert [c[1] for c in calls] == ["gold"]  # no LLM rollout on an instance the harness cannot resolve
+    assert "swe_instances" not in bad.rows
+    v = bad.rows["swe_validations"][0]
+    assert v["status"] == "invalid" and v["reason"].startswith("gold_unresolved: f2p failed")
+    (t,) = bad.rows["swe_trajectories"]
+    assert t["split"] == "none" and any(r.startswith("gold_unresolved") for r in t["drop_reasons"])
+    assert {f["stage"] for f in bad.rows["failures"]} >= {"gold_check", "filter_trajectory"}
+
+
+def test_stats_show_the_swe_funnel_with_drop_reasons(fake_rollouts, tmp_path, capsys):
+    calls, gold_fails = fake_rollouts
+    gold_fails.add("demo__repo-3")
+    cfg = load_config("swe", ["swe.statements.use_llm=false", "swe.rollouts.k=1"]).to_dict()
+    out = str(tmp_path / "data")
+    ensure_layout(out)
+    items = [curate(instance(i), validation(i), cfg) for i in (1, 2, 3)]
+    for i, reason in ((4, "no_fail_to_pass: no test goes pass -> fail"), (5, "no_fail_to_pass: none"),
+                      (6, "bug_run_error/infra: timeout")):
+        items.append(ItemResult(f"v{i}").add("swe_validations", validation(i, "invalid", reason)))
+    for i, (stage, reason) in enumerate([("mine", "no_test_change"), ("mine", "no_test_change"),
+                                         ("crawl", "no_linked_issue"), ("filter_trajectory", "repeated_actions")]):
+        items.append(ItemResult(f"f{i}").add("failures", failure_row(
+            pipeline="swe-curate", stage=stage, kind="filtered", reason=reason, run_id="r1", table="swe_instances",
+            item_key=f"k{i}")))
+    commit_items(out, "swe-curate", "r1", items)
+    catalog.refresh_catalog(out)
+    con = catalog.connect(out)
+    try:
+        funnel = {st["stage"]: st for st in compute_stats(con)["swe_funnel"]}
+    finally:
+        con.close()
+    first = funnel["candidates reach the tests"]
+    assert (first["in"], first["kept"]) == (9, 6)  # 3 rejected before tests + 6 validation rows
+    assert first["drops"] == {"mine/no_test_change": 2, "crawl/no_linked_issue": 1}
+    v = funnel["validated (F2P/P2P)"]
+    assert (v["in"], v["kept"], v["drops"]) == (6, 3, {"no_fail_to_pass": 2, "bug_run_error/infra": 1})
+    g = funnel["gold patch resolves"]
+    assert (g["in"], g["kept"], g["drops"]) == (3, 2, {"gold_unresolved": 1})
+    assert (funnel["instances written"]["kept"], funnel["instances written"]["drops"]) == (2, {})
+    t = funnel["trajectories pass filters"]  # 2 x (gold + llm) + the rejected instance's gold
+    assert (t["in"], t["kept"], t["drops"]) == (5, 4, {"gold_unresolved": 1})
+    s = funnel["SFT (resolved)"]
+    assert (s["in"], s["kept"], s["drops"]) == (4, 2, {"unresolved (RL only)": 2})
+
+    assert main(["stats", "--out", out]) == 0
+    text = capsys.readouterr().out
+    assert "swe_funnel:" in text
+    assert "gold patch resolves" in text and "gold_unresolved=1" in text and "no_fail_to_pass=2" in text
