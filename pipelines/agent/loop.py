@@ -172,9 +172,10 @@ class NativeToolPolicy:
 
 
 def json_step_schema(tools: Mapping[str, Tool], final_action: str, final_schema: dict | None,
-                     only_final: bool, max_thought_chars: int = 300) -> dict:
+                     only_final: bool, max_thought_chars: int = 300, max_arg_chars: int | None = None) -> dict:
     """The constrained schema for one JSONStepPolicy turn: one branch per tool (its own
-    parameters schema) plus the final action."""
+    parameters schema) plus the final action. ``max_arg_chars`` caps every string argument, so that
+    a step always closes within its token budget (a truncated step is not JSON)."""
     final_args = final_schema or {"type": "object",
                                   "properties": {"answer": {"type": "string", "minLength": 1, "maxLength": 120}},
                                   "required": ["answer"], "additionalProperties": False}
@@ -183,7 +184,8 @@ def json_step_schema(tools: Mapping[str, Tool], final_action: str, final_schema:
     branches = [] if only_final else [
         {"type": "object",
          "properties": {"thought": thought, "tool": {"const": name},
-                        "arguments": _strict_params(tool.schema["function"].get("parameters") or {})},
+                        "arguments": _strict_params(tool.schema["function"].get("parameters") or {},
+                                                    max_arg_chars)},
          "required": ["thought", "tool", "arguments"], "additionalProperties": False}
         for name, tool in tools.items() if name != final_action
     ]
@@ -194,12 +196,18 @@ def json_step_schema(tools: Mapping[str, Tool], final_action: str, final_schema:
     return branches[0] if len(branches) == 1 else {"anyOf": branches}
 
 
-def _strict_params(params: dict) -> dict:
+def _strict_params(params: dict, max_chars: int | None = None) -> dict:
     """Tool parameters as a closed object of its required properties (small models fill
-    optional ones badly)."""
+    optional ones badly); string properties capped at ``max_chars``."""
     props = params.get("properties") or {}
     req = [k for k in params.get("required", list(props)) if k in props]
-    return {"type": "object", "properties": {k: props[k] for k in req}, "required": req,
+
+    def capped(p: dict) -> dict:
+        if max_chars is None or p.get("type") != "string":
+            return p
+        return dict(p, maxLength=min(int(p.get("maxLength", max_chars)), max_chars))
+
+    return {"type": "object", "properties": {k: capped(props[k]) for k in req}, "required": req,
             "additionalProperties": False}
 
 
@@ -208,15 +216,15 @@ class JSONStepPolicy:
 
     def __init__(self, client, *, final_action: str = "answer", final_schema: dict | None = None,
                  final_key: str = "answer", final_tool: str | None = None, prompt=None, sample_index: int = 0,
-                 max_thought_chars: int = 300, **params):
-        self.max_thought_chars = max_thought_chars
+                 max_thought_chars: int = 300, max_arg_chars: int | None = None, **params):
+        self.max_thought_chars, self.max_arg_chars = max_thought_chars, max_arg_chars
         self.client, self.final_action, self.final_schema = client, final_action, final_schema
         self.final_key, self.final_tool = final_key, final_tool
         self.prompt, self.sample_index, self.params = prompt, sample_index, params
 
     def step(self, messages, tools, *, force_final: bool) -> Turn:
         schema = json_step_schema(tools, self.final_action, self.final_schema, only_final=force_final,
-                                  max_thought_chars=self.max_thought_chars)
+                                  max_thought_chars=self.max_thought_chars, max_arg_chars=self.max_arg_chars)
         msgs = _as_plain_chat(messages)
         if force_final:
             msgs.append({"role": "user", "content": FINAL_NUDGE + f' Use "tool": "{self.final_action}".'})

@@ -188,14 +188,15 @@ def instance_record(inst: Mapping, run_id: str) -> dict:
     return row
 
 
-def llm_policy(client, kind: str, sample_index: int):
+def llm_policy(client, kind: str, sample_index: int, max_arg_chars: int | None = 800):
     from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy
 
     if kind == "native":
         return NativeToolPolicy(client, sample_index=sample_index)
-    # room for a bounded thought plus a whole str_replace (a truncated step is not JSON)
+    # room for a bounded thought plus a whole str_replace: each string argument is capped so the step
+    # closes within max_tokens (a truncated step is not JSON, and its retries cost minutes on a CPU)
     return JSONStepPolicy(client, final_action="submit", final_schema=SUBMIT_SCHEMA, final_tool="submit",
-                          sample_index=sample_index, max_tokens=768)
+                          sample_index=sample_index, max_arg_chars=max_arg_chars, max_tokens=768)
 
 
 def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, client=None, prompt=None,
@@ -227,7 +228,8 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
     gold_ok = gold is None or gold["resolved"]
     if gold_ok and "llm" in ro["policies"] and client is not None and with_llm:
         for k in range(int(ro["k"])):
-            trajs.append(run_rollout(ctx, inst, llm_policy(client, ro["llm_policy"], k), policy_name="llm",
+            policy = llm_policy(client, ro["llm_policy"], k, ro.get("max_arg_chars"))
+            trajs.append(run_rollout(ctx, inst, policy, policy_name="llm",
                                      sample_index=k, model=model, **common))
     for t in trajs:
         t["split"], t["drop_reasons"] = classify(t, flt)

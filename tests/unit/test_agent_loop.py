@@ -147,6 +147,31 @@ def test_json_step_policy_forced_schema_allows_only_the_final_action():
     assert "top_k" not in full["anyOf"][0]["properties"]["arguments"]["properties"]
 
 
+def test_json_step_schema_caps_string_arguments_when_asked():
+    tools = {"search": EchoSearch()}
+    step = {"thought": "", "tool": "search", "arguments": {"query": "q" * 81}}
+    jsonschema.validate(step, json_step_schema(tools, "answer", None, only_final=False))  # no cap by default
+    capped = json_step_schema(tools, "answer", None, only_final=False, max_arg_chars=80)
+    try:
+        jsonschema.validate(step, capped)
+        raise AssertionError("an 81-character argument must not fit a cap of 80")
+    except jsonschema.ValidationError:
+        pass
+    jsonschema.validate(dict(step, arguments={"query": "q" * 80}), capped)
+    # the tool's own schema is left as it is (what a native-tools model sees)
+    assert "maxLength" not in EchoSearch().schema["function"]["parameters"]["properties"]["query"]
+    seen = []
+
+    class Client:
+        def structured(self, msgs, schema, **kw):
+            seen.append(schema)
+            return SimpleNamespace(parsed={"thought": "", "tool": "answer", "arguments": {"answer": "x"}},
+                                   usage={}, latency_s=0.0, cache_hit=False, error=None)
+
+    JSONStepPolicy(Client(), max_arg_chars=80).step(SYS, tools, force_final=False)
+    assert seen[0]["anyOf"][0]["properties"]["arguments"]["properties"]["query"]["maxLength"] == 80
+
+
 def test_json_step_policy_failure_is_an_error_termination():
     client, _ = _client_returning(None)
     r = run_agent(JSONStepPolicy(client), {"search": EchoSearch()}, SYS)
