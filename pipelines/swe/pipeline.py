@@ -209,7 +209,8 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
     swe = cfg["swe"]
     ro, flt = swe["rollouts"], swe["filters"]
     res = ItemResult(inst["instance_id"])
-    st = write_statement(inst, client if swe["statements"]["use_llm"] else None, prompt)
+    st = write_statement(inst, client if swe["statements"]["use_llm"] else None, prompt,
+                         attempts=int(swe["statements"].get("attempts", 2)))
     inst = dict(inst, problem_statement=st["problem_statement"], statement_origin=st["statement_origin"],
                 statement_prompt_version=st["statement_prompt_version"])
     if st["reason"] and st["statement_origin"] == "template":

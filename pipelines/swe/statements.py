@@ -12,6 +12,10 @@ from pipelines.swe.patches import split_diff
 MIN_CHARS = 60
 MAX_FAILURE_CHARS = 1500
 TEST_WORDS = re.compile(r"\b(pytest|FAIL_TO_PASS|PASS_TO_PASS|unit ?tests?|test suite|test_\w+)\b", re.I)
+# a user report says what goes wrong, never how to fix it (small models like to append the fix)
+FIX_WORDS = re.compile(r"\b((?:can|could|should|would) be (?:fixed|resolved|solved)|to (?:fix|resolve|solve) "
+                       r"(?:this|the|it)|the fix\b|fixed by|here'?s the (?:updated|fixed|corrected)|"
+                       r"(?:updated|fixed|corrected) (?:code|version)|(?:the )?solution is)", re.I)
 
 
 def test_names(ids) -> set[str]:
@@ -39,6 +43,9 @@ def leak_check(statement: str, inst: Mapping) -> tuple[bool, str | None]:
     m = TEST_WORDS.search(statement)
     if m:
         return False, f"leak: mentions {m.group(0)!r}"
+    m = FIX_WORDS.search(statement)
+    if m:
+        return False, f"leak: proposes a fix ({m.group(0)!r})"
     squashed = re.sub(r"\s+", "", statement)
     for line in added_lines(inst.get("patch") or ""):
         if re.sub(r"\s+", "", line) in squashed:
@@ -79,8 +86,10 @@ def template_statement(inst: Mapping) -> str:
     return " ".join(lines)
 
 
-def write_statement(inst: Mapping, client=None, prompt=None, *, sample_index: int = 0) -> dict:
-    """{problem_statement, statement_origin, statement_prompt_version, reason}."""
+def write_statement(inst: Mapping, client=None, prompt=None, *, sample_index: int = 0, attempts: int = 1) -> dict:
+    """{problem_statement, statement_origin, statement_prompt_version, reason}: the issue text if there is
+    one, else the first of ``attempts`` LLM samples (``sample_index``, +1, ...) that passes the leak check,
+    else the template (``reason`` = why the last sample was refused)."""
     if (inst.get("problem_statement") or "").strip():
         return {"problem_statement": inst["problem_statement"], "statement_origin": "issue",
                 "statement_prompt_version": None, "reason": None}
@@ -90,13 +99,15 @@ def write_statement(inst: Mapping, client=None, prompt=None, *, sample_index: in
         msgs = prompt.render(repo=inst["repo"], function=meta.get("function") or "unknown",
                              patch=(inst.get("patch") or "")[:4000],
                              failure=scrub_failure(meta.get("failing_output") or "", inst) or "(no output)")
-        res = client.chat(msgs, prompt=prompt, sample_index=sample_index)
-        text = (res.text or "").strip()
-        ok, why = leak_check(text, inst) if text else (False, f"llm_error: {getattr(res, 'error', None) or 'empty'}")
-        if ok:
-            return {"problem_statement": text, "statement_origin": "llm",
-                    "statement_prompt_version": f"{prompt.id}@{prompt.version}", "reason": None}
-        reason = why
+        for k in range(sample_index, sample_index + max(1, attempts)):
+            res = client.chat(msgs, prompt=prompt, sample_index=k)
+            text = (res.text or "").strip()
+            ok, why = leak_check(text, inst) if text else (False,
+                                                           f"llm_error: {getattr(res, 'error', None) or 'empty'}")
+            if ok:
+                return {"problem_statement": text, "statement_origin": "llm",
+                        "statement_prompt_version": f"{prompt.id}@{prompt.version}", "reason": None}
+            reason = why
     text = template_statement(inst)
     ok, why = leak_check(text, inst)
     if not ok:  # the function name itself can be a test-like word; say less rather than leak

@@ -21,6 +21,9 @@ def test_leak_check_rejects_test_names_pytest_and_fix_lines():
     assert leak_check(GOOD + " Run pytest to see.", INST)[1].startswith("leak: mentions")
     assert leak_check(GOOD + " Use `return itertools.islice(seq, 0, None, n)`.", INST)[1].startswith("leak: quotes")
     assert leak_check("broken", INST)[1].startswith("too_short")
+    for tail in (" This issue can be fixed by changing the start to 0.", " Here's the updated code: ...",
+                 " To fix this, start at the first item.", " The solution is to start at index 0."):
+        assert leak_check(GOOD + tail, INST)[1].startswith("leak: proposes a fix"), tail
 
 
 def test_scrub_failure_removes_test_names_and_paths():
@@ -51,3 +54,17 @@ def test_llm_statement_with_leak_falls_back_and_clean_one_is_kept():
                      "statement_prompt_version": "swe_statement@1", "reason": None}
     user = sent[-1]["content"]
     assert "islice(seq, 0, None, n)" in user and "test_take_nth" not in user  # fix shown, tests hidden
+
+
+def test_a_refused_sample_is_followed_by_the_next_one_before_the_template():
+    prompt = load_prompt("swe_statement")
+    with FakeOpenAIServer() as srv:
+        c = LLMClient([srv.base_url], "m", cache=False, backoff_initial_s=0.01)
+        srv.script(Reply(content=GOOD + " It can be fixed by starting at 0."), Reply(content=GOOD),
+                   Reply(content=GOOD + " See test_take_nth."), Reply(content="too short"))
+        second = write_statement(INST, c, prompt, attempts=2)
+        exhausted = write_statement(INST, c, prompt, sample_index=5, attempts=2)
+        n_requests = len(srv.chat_requests)
+    assert second["statement_origin"] == "llm" and second["problem_statement"] == GOOD
+    assert exhausted["statement_origin"] == "template" and exhausted["reason"].startswith("too_short")
+    assert n_requests == 4  # two samples each, no more
