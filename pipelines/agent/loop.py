@@ -67,11 +67,14 @@ def tool_schema_list(tools: Mapping[str, Tool]) -> list[dict]:
 
 def run_agent(policy, tools: Mapping[str, Tool], messages: Sequence[dict], *, max_turns: int = 8,
               max_total_tokens: int = 32_000, final_tool: str | None = None,
-              observation_suffix: str = "", max_observation_chars: int = 6_000) -> AgentResult:
+              observation_suffix: str = "", max_observation_chars: int = 6_000,
+              repeat_note: str | None = None) -> AgentResult:
     """Run ``policy`` against ``tools`` from the starting ``messages`` (system + user).
 
     ``final_tool``: a tool whose call ends the episode (e.g. ``submit``); without one, an
-    assistant turn with no tool calls is the final answer.
+    assistant turn with no tool calls is the final answer. ``repeat_note``: appended to the
+    observation of a call identical (tool + arguments) to an earlier one, so that a small model
+    stuck in a loop is told so.
     """
     msgs = [dict(m) for m in messages]
     t0 = time.perf_counter()
@@ -80,6 +83,7 @@ def run_agent(policy, tools: Mapping[str, Tool], messages: Sequence[dict], *, ma
     counts: dict[str, int] = {}
     errors: list[str] = []
     observations: list[Observation] = []
+    seen_calls: set[tuple[str, str]] = set()
     termination, final = "turn_cap", None
     turns = 0
     for turn_no in range(max_turns):
@@ -109,6 +113,10 @@ def run_agent(policy, tools: Mapping[str, Tool], messages: Sequence[dict], *, ma
             content = obs.content
             if len(content) > max_observation_chars:
                 content = content[:max_observation_chars] + f"\n[truncated: {len(obs.content)} characters in all]"
+            sig = (name, call["function"].get("arguments") or "")
+            if repeat_note and sig in seen_calls:
+                content = content + "\n\n" + repeat_note
+            seen_calls.add(sig)
             if observation_suffix and not (final_tool and name == final_tool):
                 content = content + "\n\n" + observation_suffix
             msgs.append({"role": "tool", "tool_call_id": call["id"], "name": name, "content": content})

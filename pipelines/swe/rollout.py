@@ -17,6 +17,8 @@ from pipelines.swe.patches import apply_patch, split_diff
 SYSTEM = ("You are a software engineer fixing a bug in the Python repository at /testbed. Use the tools to "
           "explore the code, reproduce the problem, edit source files, and run tests. Do not modify tests. "
           "When the fix is done, call submit.")
+REPEAT_NOTE = ("Note: you made exactly this call before and it changed nothing new. Do something different: "
+               "view the function's code, change it with str_replace, run a check, or submit.")
 EXIT_STATUS = {"answered": "submitted", "forced_answer": "forced_submit", "turn_cap": "turn_cap",
                "token_cap": "token_cap", "error": "error"}
 
@@ -107,7 +109,7 @@ def run_rollout(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: i
             tools = make_tools(ws, command_timeout_s=command_timeout_s)
             res = run_agent(policy, tools, task_messages(inst), max_turns=max_turns,
                             max_total_tokens=max_total_tokens, final_tool="submit",
-                            max_observation_chars=max_observation_chars)
+                            max_observation_chars=max_observation_chars, repeat_note=REPEAT_NOTE)
             patch = res.final if res.termination in ("answered", "forced_answer") else workspace_diff(ws)
             if patch == "(no changes)":
                 patch = ""

@@ -76,6 +76,20 @@ def test_token_budget_forces_final():
     assert pol.forced == [False, True] and r.termination == "forced_answer"
 
 
+def test_a_repeated_identical_call_gets_the_repeat_note():
+    pol = Scripted([Turn(None, [call("search", {"query": "a"}, "c1")], {}),
+                    Turn(None, [call("search", {"query": "b"}, "c2")], {}),
+                    Turn(None, [call("search", {"query": "a"}, "c3")], {}),
+                    Turn("done", [], {})])
+    r = run_agent(pol, {"search": EchoSearch()}, SYS, max_turns=6, repeat_note="NOTE: same call again.")
+    obs = [m["content"] for m in r.messages if m["role"] == "tool"]
+    assert obs == ["results for a", "results for b", "results for a\n\nNOTE: same call again."]
+    plain = run_agent(Scripted([Turn(None, [call("search", {"query": "a"})], {}),
+                                Turn(None, [call("search", {"query": "a"})], {}), Turn("done", [], {})]),
+                      {"search": EchoSearch()}, SYS, max_turns=6)
+    assert [m["content"] for m in plain.messages if m["role"] == "tool"] == ["results for a"] * 2  # off by default
+
+
 def test_tool_errors_are_observations_not_crashes():
     pol = Scripted([Turn(None, [call("search", {"query": "boom"}, "a"), call("browse", {}, "b"),
                                 {"id": "c", "type": "function", "function": {"name": "search", "arguments": "{x"}}]),
