@@ -17,8 +17,8 @@ from pipelines.swe.patches import apply_patch, split_diff
 SYSTEM = ("You are a software engineer fixing a bug in the Python repository at /testbed. Use the tools to "
           "explore the code, reproduce the problem, edit source files, and run tests. Do not modify tests. "
           "When the fix is done, call submit.")
-REPEAT_NOTE = ("Note: you made exactly this call before and it changed nothing new. Do something different: "
-               "view the function's code, change it with str_replace, run a check, or submit.")
+REPEAT_NOTE = ("Note: this is exactly a call you made before; repeating it gets you no further. Do something "
+               "different: view the function's code, change it with str_replace, run a check, or submit.")
 EXIT_STATUS = {"answered": "submitted", "forced_answer": "forced_submit", "turn_cap": "turn_cap",
                "token_cap": "token_cap", "error": "error"}
 
