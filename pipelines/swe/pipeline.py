@@ -213,7 +213,7 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
                          attempts=int(swe["statements"].get("attempts", 2)))
     inst = dict(inst, problem_statement=st["problem_statement"], statement_origin=st["statement_origin"],
                 statement_prompt_version=st["statement_prompt_version"])
-    if st["reason"] and st["statement_origin"] == "template":
+    if st["reason"] not in (None, "no_llm") and st["statement_origin"] == "template":  # no_llm: as configured
         res.add("failures", failure_row(pipeline=PIPELINE, stage="statement", kind="filtered",
                                         reason=f"statement_fallback: {st['reason']}", run_id=run_id,
                                         table="swe_instances", item_key=inst["instance_id"]))

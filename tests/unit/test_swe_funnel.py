@@ -51,6 +51,8 @@ def test_gold_unresolved_rejects_the_instance_and_runs_no_llm_rollout(fake_rollo
     assert good.rows["swe_validations"][0]["status"] == "valid"
     splits = {t["policy"] + str(t["sample_index"]): t["split"] for t in good.rows["swe_trajectories"]}
     assert splits == {"gold0": "sft+rl", "llm0": "rl", "llm1": "rl"}
+    assert good.rows["swe_instances"][0]["statement_origin"] == "template"
+    assert "failures" not in good.rows  # a template by configuration (use_llm false) is no fallback to report
 
     calls.clear()
     gold_fails.add("demo__repo-2")
