@@ -70,9 +70,19 @@ def write_report(out_dir: str, dest: str | None = None) -> Path:
             save(fig, "swe_validation.png", "SWE validation funnel")
         funnel = stats.get("swe_funnel")
         if funnel:
-            fig, ax = plt.subplots(figsize=(8, 3.2))
-            _bar(ax, [(f["stage"], f["kept"]) for f in funnel], "swe-curate funnel (rows kept per stage)")
-            save(fig, "swe_funnel.png", "swe-curate funnel: rows kept at each stage (drop reasons under Numbers)")
+            fig, ax = plt.subplots(figsize=(9, 3.4))
+            labels = [f["stage"] for f in funnel][::-1]
+            ax.barh(labels, [f["in"] for f in funnel][::-1], color="#dddddd", label="in")
+            ax.barh(labels, [f["kept"] for f in funnel][::-1], color="#4c72b0", label="kept")
+            for y, f in enumerate(funnel[::-1]):
+                top = max(f["drops"].items(), key=lambda kv: kv[1], default=None)
+                if f["in"] > f["kept"] and top:
+                    ax.text(f["in"], y, f"  -{f['in'] - f['kept']} ({top[0][:30]})", va="center", fontsize=8)
+            ax.set_title("swe-curate funnel (candidates and instances, then trajectories)")
+            ax.set_xlabel("rows")
+            ax.set_xlim(0, max(f["in"] for f in funnel) * 1.6 or 1)
+            ax.legend(loc="lower right", fontsize=8)
+            save(fig, "swe_funnel.png", "swe-curate funnel: rows in and kept at each stage, with the top drop reason")
         st = stats.get("swe_trajectories")
         if st:
             fig, ax = plt.subplots(figsize=(5, 3))
