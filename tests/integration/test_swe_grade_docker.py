@@ -37,6 +37,20 @@ def pytest_runtest_makereport(item, call):
         del rep.wasxfail
 """
 
+# package code that rewrites pytest's test reports at import: JUnit, -rA and the exit code all agree on "passed"
+PATCH_REPORTS = """from .itertoolz import *
+import sys as _s
+if "_pytest.reports" in _s.modules:
+    from _pytest import reports as _r
+    _orig = _r.TestReport.from_item_and_call.__func__
+
+    def _forced(cls, item, call):
+        rep = _orig(cls, item, call)
+        rep.outcome, rep.longrepr = "passed", None
+        return rep
+
+    _r.TestReport.from_item_and_call = classmethod(_forced)"""
+
 
 @pytest.fixture(scope="module")
 def exploits(toolz_checkout):
@@ -56,6 +70,8 @@ def exploits(toolz_checkout):
                                 "from .itertoolz import *\nimport os as _o\n_o._exit(0)"),
         "pytest_exit_in_package": edit(toolz_checkout, "toolz/__init__.py", "from .itertoolz import *",
                                        "from .itertoolz import *\nimport sys as _s\n_s.exit(0)"),
+        "package_rewrites_reports": edit(toolz_checkout, "toolz/__init__.py", "from .itertoolz import *",
+                                         PATCH_REPORTS),
     }
 
 
@@ -76,6 +92,7 @@ def test_exploit_suite_resolves_none(swe_ctx, toolz_instance, exploits):
     assert "conftest.py" in results["conftest_forces_passes"]["dropped_files"]
     assert results["fake_passed_lines"]["grade_reason"].startswith(("tests_failing", "run_error/forged_summary"))
     assert results["exit_zero_early"]["grade_reason"].startswith("run_error")
+    assert results["package_rewrites_reports"]["grade_reason"].startswith("harness_tamper: the must-fail canary")
     # each exploit also combined with the real fix: still resolved when harmless, never better than gold
     combined = grade_patch(swe_ctx, toolz_instance, exploits["conftest_forces_passes"] + toolz_instance["patch"])
     assert combined["resolved"] is True and combined["dropped_files"] == ["conftest.py"]
@@ -85,8 +102,19 @@ def test_conftest_exploit_is_real_without_sanitizing(swe_ctx, toolz_instance, ex
     """The suite is not vacuous: the same conftest patch *would* resolve if test-harness files were kept."""
     from pipelines.swe.grade import grade_patch
 
-    g = grade_patch(swe_ctx, toolz_instance, exploits["conftest_forces_passes"], sanitize=False)
+    g = grade_patch(swe_ctx, toolz_instance, exploits["conftest_forces_passes"], sanitize=False, canary=False)
     assert g["resolved"] is True, g["grade_reason"]
+    # and the canary is a second line of defence behind sanitizing
+    kept = grade_patch(swe_ctx, toolz_instance, exploits["conftest_forces_passes"], sanitize=False)
+    assert kept["resolved"] is False and kept["grade_reason"].startswith("harness_tamper")
+
+
+def test_report_rewriting_exploit_is_real_without_the_canary(swe_ctx, toolz_instance, exploits):
+    """Package code is no harness file (kept by sanitizing): only the canary stops it."""
+    from pipelines.swe.grade import grade_patch
+
+    g = grade_patch(swe_ctx, toolz_instance, exploits["package_rewrites_reports"], canary=False)
+    assert g["dropped_files"] == [] and g["resolved"] is True, g["grade_reason"]
 
 
 def test_injected_bugs_on_real_sdist_validate_and_gold_fix_resolves(swe_ctx, toolz_checkout, mirror_root):
