@@ -188,7 +188,7 @@ def instance_record(inst: Mapping, run_id: str) -> dict:
     return row
 
 
-def llm_policy(client, kind: str, sample_index: int, max_arg_chars: int | None = 800):
+def llm_policy(client, kind: str, sample_index: int, max_arg_chars: int | None = None):
     from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy
 
     if kind == "native":
@@ -210,7 +210,7 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
     ro, flt = swe["rollouts"], swe["filters"]
     res = ItemResult(inst["instance_id"])
     st = write_statement(inst, client if swe["statements"]["use_llm"] else None, prompt,
-                         attempts=int(swe["statements"].get("attempts", 2)))
+                         attempts=int(swe["statements"]["attempts"]))
     inst = dict(inst, problem_statement=st["problem_statement"], statement_origin=st["statement_origin"],
                 statement_prompt_version=st["statement_prompt_version"])
     if st["reason"] not in (None, "no_llm") and st["statement_origin"] == "template":  # no_llm: as configured
@@ -229,7 +229,7 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
     gold_ok = gold is None or gold["resolved"]
     if gold_ok and "llm" in ro["policies"] and client is not None and with_llm:
         for k in range(int(ro["k"])):
-            policy = llm_policy(client, ro["llm_policy"], k, ro.get("max_arg_chars"))
+            policy = llm_policy(client, ro["llm_policy"], k, ro["max_arg_chars"])
             trajs.append(run_rollout(ctx, inst, policy, policy_name="llm",
                                      sample_index=k, model=model, **common))
     for t in trajs:
