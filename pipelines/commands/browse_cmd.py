@@ -1,4 +1,4 @@
-"""`crucible browse run | check-unique | judge`."""
+"""`crucible browse run | check-unique | judge | audit`."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--rules-only", action="store_true", help="no LLM judge (undecided rows become incorrect)")
     add_config_args(j, default="browse")
     j.set_defaults(func=_judge)
+    a = bsub.add_parser("audit", help="precision proxies of a browse store, re-checked against the graph")
+    a.add_argument("--json", action="store_true", help="print the audit as JSON")
+    a.add_argument("--no-graph", action="store_true", help="skip the graph-grounded lines (reported as not checked)")
+    a.add_argument("--strict", action="store_true", help="exit 1 when a hard line fails")
+    add_config_args(a, default="browse")
+    a.set_defaults(func=_audit)
 
 
 def _run(args) -> int:
@@ -112,3 +118,37 @@ def _judge(args) -> int:
         finally:
             client.close()
     return 0
+
+
+def graph_checks(graph) -> dict:
+    """The graph-grounded callables of the audit: answer resolver, asked-type reader, entity type."""
+    from pipelines.browse.resolve import resolve_answer
+    from pipelines.browse.synth import asked_type
+
+    return {"resolve": lambda text: resolve_answer(graph, text),
+            "asked_type": asked_type,
+            "entity_type": lambda eid: graph.entities[eid].type if eid in graph.entities else None}
+
+
+def compute_browse_audit(cfg, with_graph: bool = True) -> dict:
+    from pipelines.browse import audit as A
+    from pipelines.browse.api import load_kg
+    from pipelines.store import catalog
+
+    con = catalog.connect(cfg.run.out_dir, cfg.store.catalog)
+    try:
+        questions, trajectories, failures = A.load_rows(con)
+    finally:
+        con.close()
+    checks = graph_checks(load_kg(cfg)) if with_graph and questions else {}
+    return A.audit_rows(questions, trajectories, failures, **checks)
+
+
+def _audit(args) -> int:
+    from pipelines.browse import audit as A
+    from pipelines.cli import config_from_args
+
+    cfg = config_from_args(args)
+    result = compute_browse_audit(cfg, with_graph=not args.no_graph)
+    print(json.dumps(result, indent=1, default=str, ensure_ascii=False) if args.json else A.format_audit(result))
+    return 1 if args.strict and A.problems(result) else 0

@@ -1,0 +1,263 @@
+"""``crucible browse audit``: precision proxies of a synth-browse store, recomputed from the rows.
+
+Every number is recomputed from the stored rows (and, where a graph is given, re-checked against it)
+rather than read back from the verdicts the pipeline wrote, so an audit can disagree with the
+pipeline. The hard lines (must be 0 / must hold for a store to be trusted):
+
+- ``contradicted``: kept rows (split not ``none``) marked correct whose answer resolves, in the graph,
+  to an entity other than the gold;
+- ``type_mismatch``: questions whose asked type ("which country ...") contradicts the answer's type;
+- ``sft_strict_violations``: SFT rows that carry a drop reason or fail the strict SFT checks that can be
+  recomputed from the row alone (repeated identical tool calls, a forced final answer, no observation
+  containing the answer).
+
+The soft lines describe the data: verified by rule / graph / judge, hardening acceptance (questions with
+at least one accepted edit after the first write), hub concentration (the entity on most chains), the
+histogram of final pass rates and drop reasons.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+# A resolver: answer text -> entity ids it names in the graph ([] = none).
+Resolver = Callable[[str], Sequence[str]]
+# An asked-type reader: question text -> the entity type it asks for, or None when it cannot tell.
+AskedType = Callable[[str], "str | None"]
+
+PASS_RATE_BINS = ((0.0, 0.0, "0"), (0.0, 0.5, "(0, 0.5)"), (0.5, 1.0, "[0.5, 1)"), (1.0, 1.0, "1"))
+HUB_SHARE_MAX = 0.30
+HARDENED_SHARE_MIN = 0.50
+
+
+def _is_kept(split: str | None) -> bool:
+    return bool(split) and split != "none"
+
+
+def _is_sft(split: str | None) -> bool:
+    return bool(split) and "sft" in split
+
+
+def chain_entities(question: Mapping) -> set[str]:
+    """The graph entities a question's chain passes through: its binding's values and the named
+    constants of its formalization (each counted once per question)."""
+    form = question.get("formalization") or {}
+    ents = {str(v) for v in (form.get("binding") or {}).values()}
+    for t in form.get("triples") or []:
+        for term in (t[0], t[2]):
+            if isinstance(term, str) and not term.startswith("?"):
+                ents.add(term)
+    return ents
+
+
+def gold_entity(question: Mapping) -> str | None:
+    form = question.get("formalization") or {}
+    target = form.get("target")
+    return (form.get("binding") or {}).get(target) if target else None
+
+
+def pass_rate_histogram(rates: Iterable[float | None]) -> dict[str, int]:
+    hist = {label: 0 for _, _, label in PASS_RATE_BINS}
+    hist["none"] = 0
+    for r in rates:
+        if r is None:
+            hist["none"] += 1
+        elif r <= 0:
+            hist["0"] += 1
+        elif r >= 1:
+            hist["1"] += 1
+        elif r < 0.5:
+            hist["(0, 0.5)"] += 1
+        else:
+            hist["[0.5, 1)"] += 1
+    return hist
+
+
+def accepted_edits(question: Mapping) -> int:
+    """Accepted hardening edits of a question (lineage entries after the first write)."""
+    return sum(1 for e in question.get("lineage") or [] if e.get("accepted") and e.get("operator") != "write")
+
+
+def _norm_args(value: Any) -> Any:
+    if isinstance(value, str):
+        return " ".join(value.lower().split())
+    if isinstance(value, Mapping):
+        return {str(k): _norm_args(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_norm_args(v) for v in value]
+    return value
+
+
+def tool_call_keys(messages: Sequence[Mapping]) -> list[tuple[str, str]]:
+    """Each tool call as (name, normalized arguments): case and whitespace of string values ignored."""
+    calls = []
+    for m in messages or []:
+        for c in m.get("tool_calls") or []:
+            fn = c.get("function") or {}
+            args = fn.get("arguments")
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args)
+                except ValueError:
+                    pass
+            calls.append((str(fn.get("name")), json.dumps(_norm_args(args), sort_keys=True)))
+    return calls
+
+
+def strict_sft_problems(traj: Mapping, answer_names: Sequence[str]) -> list[str]:
+    """The strict SFT checks that can be recomputed from one stored row: a kept SFT row must have no
+    drop reason, no repeated identical tool call, no forced final answer, and at least one tool
+    observation that contains the answer (the agent saw its evidence)."""
+    from pipelines.browse.verify import normalize
+
+    problems = []
+    if traj.get("drop_reasons"):
+        problems.append("has drop reasons")
+    calls = tool_call_keys(traj.get("messages") or [])
+    if len(calls) != len(set(calls)):
+        problems.append("repeated identical tool call")
+    if str(traj.get("termination") or "").startswith("forced"):
+        problems.append("forced final answer")
+    names = [normalize(n) for n in answer_names if normalize(n)]
+    seen = [normalize(m.get("content") or "") for m in traj.get("messages") or [] if m.get("role") == "tool"]
+    if names and not any(n in obs for obs in seen for n in names):
+        problems.append("answer never in an observation")
+    return problems
+
+
+def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], failures: Sequence[Mapping] = (),
+               *, resolve: Resolver | None = None, asked_type: AskedType | None = None,
+               entity_type: Callable[[str], "str | None"] | None = None) -> dict[str, Any]:
+    """The audit of one store's rows (pure). ``resolve``/``asked_type``/``entity_type`` come from the
+    graph; without them the graph-grounded lines are reported as ``None`` (not checked), never as 0."""
+    by_q = {q["question_id"]: q for q in questions}
+    kept = [t for t in trajectories if _is_kept(t.get("split"))]
+    sft = [t for t in trajectories if _is_sft(t.get("split"))]
+
+    contradicted: list[dict] | None = None
+    if resolve is not None:
+        contradicted = []
+        for t in kept:
+            if t.get("verdict") != "correct":
+                continue
+            q = by_q.get(t.get("question_id"))
+            gold = gold_entity(q) if q else None
+            ans = t.get("extracted_answer") or ""
+            if not gold or not ans:
+                continue
+            ids = list(resolve(ans))
+            if ids and gold not in ids:
+                contradicted.append({"traj_id": t["traj_id"], "answer": ans, "gold": gold, "resolves_to": ids[:3]})
+
+    mismatches: list[dict] | None = None
+    if asked_type is not None and entity_type is not None:
+        mismatches = []
+        for q in questions:
+            asked = asked_type(q["question"])
+            gold = gold_entity(q)
+            actual = (entity_type(gold) if gold else None) if q.get("answer_type", "entity") == "entity" \
+                else q.get("answer_type")
+            if asked is not None and actual is not None and asked != actual:
+                mismatches.append({"question_id": q["question_id"], "question": q["question"], "asked": asked,
+                                   "answer_type": actual})
+
+    hubs = Counter(e for q in questions for e in chain_entities(q))
+    top_hub, top_n = (hubs.most_common(1)[0] if hubs else (None, 0))
+    n_q = len(questions)
+    hardened = sum(1 for q in questions if accepted_edits(q) > 0)
+    answers = {q["question_id"]: [q.get("answer") or "", *(q.get("answer_aliases") or [])] for q in questions}
+    sft_violations = []
+    for t in sft:
+        probs = strict_sft_problems(t, answers.get(t.get("question_id"), [t.get("answer") or ""]))
+        if probs:
+            sft_violations.append({"traj_id": t["traj_id"], "problems": probs})
+    drop_reasons = Counter(r.split(":")[0] + (":" + r.split(":")[1].split("(")[0].strip() if ":" in r else "")
+                           for t in trajectories for r in t.get("drop_reasons") or [])
+    failure_reasons = Counter(f"{f.get('stage')}/{str(f.get('reason') or '')[:60]}" for f in failures
+                              if f.get("pipeline") == "browse")
+    return {
+        "questions": n_q,
+        "trajectories": len(trajectories),
+        "kept_trajectories": len(kept),
+        "sft_rows": len(sft),
+        "kept_verified_by": dict(Counter(t.get("verdict_source") for t in kept if t.get("verdict") == "correct")),
+        "contradicted": None if contradicted is None else len(contradicted),
+        "contradicted_rows": contradicted,
+        "type_mismatch": None if mismatches is None else len(mismatches),
+        "type_mismatch_rows": mismatches,
+        "hardened_share": round(hardened / n_q, 4) if n_q else None,
+        "questions_hardened": hardened,
+        "accepted_edits_per_question": dict(sorted(Counter(accepted_edits(q) for q in questions).items())),
+        "hub": {"entity": top_hub, "questions": top_n, "share": round(top_n / n_q, 4) if n_q else None},
+        "pass_rate_histogram": pass_rate_histogram(q.get("pass_rate") for q in questions),
+        "sft_strict_violations": len(sft_violations),
+        "sft_strict_violation_rows": sft_violations,
+        "drop_reasons": dict(drop_reasons.most_common()),
+        "failures": dict(failure_reasons.most_common(12)),
+    }
+
+
+def problems(audit: Mapping) -> list[str]:
+    """The acceptance lines a store fails (empty = every hard line holds)."""
+    out = []
+    if audit["contradicted"]:
+        out.append(f"{audit['contradicted']} kept correct rows resolve to another entity than the gold")
+    if audit["contradicted"] is None:
+        out.append("graph check not run (no graph)")
+    if audit["type_mismatch"]:
+        out.append(f"{audit['type_mismatch']} questions ask for another type than their answer's")
+    if audit["sft_strict_violations"]:
+        out.append(f"{audit['sft_strict_violations']} SFT rows fail the strict SFT checks")
+    share = audit["hub"]["share"]
+    if share is not None and share > HUB_SHARE_MAX and audit["questions"] >= 4:
+        out.append(f"entity {audit['hub']['entity']} is on {share:.0%} of chains (> {HUB_SHARE_MAX:.0%})")
+    hs = audit["hardened_share"]
+    if hs is not None and hs < HARDENED_SHARE_MIN:
+        out.append(f"only {hs:.0%} of questions have an accepted hardening edit (< {HARDENED_SHARE_MIN:.0%})")
+    return out
+
+
+def format_audit(audit: Mapping) -> str:
+    def show(v):
+        return "not checked" if v is None else v
+
+    hub = audit["hub"]
+    lines = [
+        "browse audit",
+        f"  questions {audit['questions']}, trajectories {audit['trajectories']} "
+        f"(kept {audit['kept_trajectories']}, SFT {audit['sft_rows']})",
+        f"  kept correct rows verified by: {audit['kept_verified_by'] or {}}",
+        f"  kept rows contradicted by the graph (must be 0): {show(audit['contradicted'])}",
+        f"  questions whose asked type mismatches the answer (must be 0): {show(audit['type_mismatch'])}",
+        f"  SFT rows failing strict checks (must be 0): {audit['sft_strict_violations']}",
+        f"  questions with >= 1 accepted hardening edit: {audit['questions_hardened']}/{audit['questions']}"
+        + (f" ({audit['hardened_share']:.0%})" if audit["hardened_share"] is not None else ""),
+        f"  accepted edits per question: {audit['accepted_edits_per_question']}",
+        f"  hub: {hub['entity']} on {hub['questions']} chains"
+        + (f" ({hub['share']:.0%})" if hub["share"] is not None else ""),
+        f"  final pass rates: {audit['pass_rate_histogram']}",
+        f"  trajectory drop reasons: {audit['drop_reasons']}",
+        f"  failures: {audit['failures']}",
+    ]
+    for key in ("contradicted_rows", "type_mismatch_rows", "sft_strict_violation_rows"):
+        for r in (audit.get(key) or [])[:5]:
+            lines.append(f"    {key[:-5]}: {json.dumps(r, ensure_ascii=False)}")
+    probs = problems(audit)
+    lines.append("  verdict: " + ("every hard line holds" if not probs else "; ".join(probs)))
+    return "\n".join(lines)
+
+
+def load_rows(con) -> tuple[list[dict], list[dict], list[dict]]:
+    """questions, browse_trajectories and browse failures of a store, decoded through the record types."""
+    from pipelines.store.records import record_type
+
+    def rows(table: str, where: str = "true") -> list[dict]:
+        cur = con.execute(f"SELECT * FROM {table} WHERE {where}")
+        cols = [d[0] for d in cur.description]
+        rt = record_type(table)
+        return [rt.decode(dict(zip(cols, r))) for r in cur.fetchall()]
+
+    return rows("questions"), rows("browse_trajectories"), rows("failures", "pipeline = 'browse'")
