@@ -130,7 +130,7 @@ def strict_sft_problems(traj: Mapping, answer_names: Sequence[str]) -> list[str]
 
 def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], failures: Sequence[Mapping] = (),
                *, resolve: Resolver | None = None, asked_type: AskedType | None = None,
-               entity_type: Callable[[str], "str | None"] | None = None) -> dict[str, Any]:
+               entity_type: Callable[[str], str | None] | None = None) -> dict[str, Any]:
     """The audit of one store's rows (pure). ``resolve``/``asked_type``/``entity_type`` come from the
     graph; without them the graph-grounded lines are reported as ``None`` (not checked), never as 0."""
     by_q = {q["question_id"]: q for q in questions}
