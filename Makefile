@@ -11,7 +11,7 @@ HASH = $(shell cat pyproject.toml requirements-data.txt requirements-embedded.tx
 STAMP := $(VENV)/.installed-$(HASH)
 MODEL_STAMP := $(VENV)/.embedded-$(HASH)
 
-.PHONY: help venv embedded engine test test-unit test-integration lint bench synth-browse swe-curate stats report clean
+.PHONY: help venv embedded engine browser test test-unit test-integration lint bench synth-browse swe-curate stats report clean
 
 help:
 	@echo "make synth-browse   research questions + search-agent trajectories on the embedded defaults (ARGS='--set k=v ...')"
@@ -42,13 +42,20 @@ $(MODEL_STAMP): $(STAMP) requirements-embedded.txt
 engine: venv
 	$(CRUCIBLE) sandbox engine
 
+# Headless Chromium + ChromeDriver (Debian's packages) for the viewer's browser tests; installed when root.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; \
+	    else echo "browser tests need chromium and chromedriver (Debian: apt-get install chromium chromium-driver)"; exit 1; fi; }
+
 test-unit: venv
 	$(PYTEST) -q -m "not integration" tests
 
-test-integration: venv embedded engine
+test-integration: venv embedded engine browser
 	$(PYTEST) -q -m integration tests
 
-test: venv embedded engine
+test: venv embedded engine browser
 	$(PYTEST) -q tests
 
 lint: venv
