@@ -146,3 +146,25 @@ def test_config_rejects_unknown_backend_and_keys():
         load_config("defaults", ["search.leak.ngramm=5"])
     cfg = load_config("defaults", ["search.backend=brave"])
     assert cfg.search.brave.api_key_env == "BRAVE_API_KEY" and cfg.search.leak.ngram == 13
+
+
+def test_search_r1_retrieve_route_speaks_verls_search_tool_contract(server, local):
+    """verl's SearchTool posts {queries, topk, return_scores} to /retrieve and reads
+    result[i][j]["document"]["contents"] as '"title"\\ntext' (search_r1_like_utils)."""
+    import requests
+
+    queries = ["capital of Belgium", "Reykjavik Airport RKV"]
+    r = requests.post(server.url + "/retrieve", json={"queries": queries, "topk": 3, "return_scores": True}, timeout=5)
+    assert r.status_code == 200
+    result = r.json()["result"]
+    assert len(result) == 2
+    for query, docs in zip(queries, result):
+        expected = local.search(query, 3)
+        assert [d["document"]["id"] for d in docs] == [e["url"] for e in expected]
+        first = docs[0]["document"]["contents"].split("\n")
+        assert first[0] == f'"{expected[0]["title"]}"' and "\n".join(first[1:]) == expected[0]["snippet"]
+        assert docs[0]["score"] >= docs[-1]["score"]
+    plain = requests.post(server.url + "/retrieve", json={"queries": ["capital of Belgium"], "topk": 1}, timeout=5)
+    assert "contents" in plain.json()["result"][0][0]  # without scores: the documents themselves
+    bad = requests.post(server.url + "/retrieve", json={"queries": "capital of Belgium"}, timeout=5)
+    assert bad.status_code == 422 and "list of strings" in bad.json()["error"]

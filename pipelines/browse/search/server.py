@@ -6,6 +6,8 @@ Routes (all served from one backend, normally the local tantivy corpus):
 * ``POST /serper/search`` ``{"q", "num"}``, ``X-API-KEY``  Serper: ``organic[].link/title/snippet``
 * ``GET  /brave/res/v1/web/search?q=&count=``, ``X-Subscription-Token``  Brave: ``web.results[]``
 * ``POST /tavily/search`` ``{"query", "max_results"}``, ``Authorization: Bearer``  Tavily: ``results[]``
+* ``POST /retrieve`` ``{"queries", "topk", "return_scores"}``  Search-R1 retrieval server (verl's ``SearchTool``):
+  ``result[query][]`` of ``{"document": {"id", "contents": "\"title\"\\ntext"}, "score"}``
 * ``GET  /page?url=<page url>``                          the page as HTML (for ``visit``)
 
 Key checks: with ``api_key`` set, requests must carry exactly that key; otherwise any non-empty
@@ -132,6 +134,8 @@ class SearchServer:
                         return self._brave(q)
                     if method == "POST" and parsed.path == "/tavily/search":
                         return self._tavily(body)
+                    if method == "POST" and parsed.path == "/retrieve":
+                        return self._retrieve(body)
                     if method == "GET" and parsed.path == "/page":
                         return self._page(q)
                     if method == "GET" and parsed.path in ("/", "/health"):
@@ -195,6 +199,23 @@ class SearchServer:
                                  "score": round(1.0 / (i + 1), 4), "raw_content": None} for i, r in enumerate(res)],
                     "response_time": round(dt, 4),
                 })
+
+            def _retrieve(self, body: dict) -> None:
+                queries = body.get("queries")
+                if not isinstance(queries, list) or not all(isinstance(x, str) for x in queries):
+                    return self._json(422, {"error": "queries must be a list of strings"})
+                try:
+                    k = int(body.get("topk", 3))
+                except (TypeError, ValueError):
+                    return self._json(422, {"error": "topk must be an integer"})
+                scores = bool(body.get("return_scores", False))
+                result = []
+                for query in queries:
+                    res, _ = self._search(query, k)
+                    docs = [{"id": r["url"], "contents": f'"{r["title"]}"\n{r["snippet"]}'} for r in res]
+                    result.append([{"document": d, "score": round(1.0 / (i + 1), 4)} for i, d in enumerate(docs)]
+                                  if scores else docs)
+                self._json(200, {"result": result})
 
             def _page(self, q: dict) -> None:
                 from pipelines.browse.corpus import Page, page_html
