@@ -11,7 +11,7 @@ HASH = $(shell cat pyproject.toml requirements-data.txt requirements-embedded.tx
 STAMP := $(VENV)/.installed-$(HASH)
 MODEL_STAMP := $(VENV)/.embedded-$(HASH)
 
-.PHONY: help venv embedded engine browser test test-unit test-integration lint bench synth-browse swe-curate stats report clean
+.PHONY: help venv embedded engine browser score test test-unit test-integration lint bench synth-browse swe-curate stats report clean
 
 help:
 	@echo "make synth-browse   research questions + search-agent trajectories on the embedded defaults (ARGS='--set k=v ...')"
@@ -49,13 +49,17 @@ browser:
 	      apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; \
 	    else echo "browser tests need chromium and chromedriver (Debian: apt-get install chromium chromium-driver)"; exit 1; fi; }
 
+# torch (the CPU build this machine keeps on disk) + transformers for in-process reward-model scoring.
+score: venv
+	@$(PY) -c "import torch, transformers" 2>/dev/null || $(PIP) install 'torch==2.13.0' 'transformers>=4.45'
+
 test-unit: venv
 	$(PYTEST) -q -m "not integration" tests
 
-test-integration: venv embedded engine browser
+test-integration: venv embedded engine browser score
 	$(PYTEST) -q -m integration tests
 
-test: venv embedded engine browser
+test: venv embedded engine browser score
 	$(PYTEST) -q tests
 
 lint: venv

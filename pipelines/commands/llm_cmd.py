@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--gpu-memory-utilization", type=float, help="vllm: fraction of GPU memory, (0, 1]")
     s.add_argument("--n-ctx", type=int, help="embedded: context tokens per slot")
     s.add_argument("--n-threads", type=int, help="embedded: CPU threads (default: all cores)")
+    s.add_argument("--runner", choices=["generate", "pooling"], help="vllm: pooling serves a reward model on /pooling")
+    s.add_argument("--convert", help="vllm: with --runner pooling, e.g. classify (a *ForSequenceClassification model)")
     s.add_argument("--dry-run", action="store_true", help="vllm: print the command instead of running it")
     s.set_defaults(func=_serve)
 
@@ -76,7 +78,8 @@ def _serve(args) -> int:
         if args.model:
             v["model"] = args.model
             cfg["model"] = args.model
-        for name in ("tool_call_parser", "max_model_len", "tensor_parallel_size", "gpu_memory_utilization", "port"):
+        for name in ("tool_call_parser", "max_model_len", "tensor_parallel_size", "gpu_memory_utilization", "port",
+                     "runner", "convert"):
             if getattr(args, name) is not None:
                 v[name] = getattr(args, name)
         if args.dry_run:

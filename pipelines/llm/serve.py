@@ -71,11 +71,15 @@ def vllm_argv(
     tensor_parallel_size: int | None = None,
     gpu_memory_utilization: float | None = None,
     served_model_name: str | None = None,
+    runner: str | None = None,
+    convert: str | None = None,
     extra_args: Sequence[str] = (),
     executable: str = "vllm",
 ) -> list[str]:
     """The ``vllm serve`` argv. A tool-call parser also enables auto tool choice, so the server
-    returns native ``tool_calls``."""
+    returns native ``tool_calls``. ``runner="pooling"`` (with ``convert``, e.g. ``classify`` for a
+    ``*ForSequenceClassification`` reward model) serves ``/pooling`` instead of generation; a pooling
+    server gets no tool-call parser."""
     if not model:
         raise ValueError("llm.vllm.model (or llm.model): a model name or path is required for vllm")
     if not 0 < int(port) < 65536:
@@ -83,7 +87,15 @@ def vllm_argv(
     argv = [executable, "serve", model, "--host", host, "--port", str(int(port))]
     if served_model_name:
         argv += ["--served-model-name", served_model_name]
-    if tool_call_parser:
+    if runner not in (None, "generate", "pooling"):
+        raise ValueError(f"llm.vllm.runner: {runner!r} is not one of generate, pooling")
+    if runner:
+        argv += ["--runner", runner]
+    if convert:
+        if runner != "pooling":
+            raise ValueError("llm.vllm.convert needs llm.vllm.runner=pooling")
+        argv += ["--convert", convert]
+    if tool_call_parser and runner != "pooling":
         argv += ["--enable-auto-tool-choice", "--tool-call-parser", tool_call_parser]
     if max_model_len is not None:
         if int(max_model_len) < 1:
@@ -112,6 +124,8 @@ def vllm_argv_from_config(cfg: Mapping[str, Any], port: int | None = None) -> li
         tensor_parallel_size=v.get("tensor_parallel_size"),
         gpu_memory_utilization=v.get("gpu_memory_utilization"),
         served_model_name=cfg.get("model") if v.get("model") and v.get("model") != cfg.get("model") else None,
+        runner=v.get("runner"),
+        convert=v.get("convert"),
         extra_args=v.get("extra_args") or (),
     )
 

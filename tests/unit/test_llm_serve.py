@@ -44,6 +44,17 @@ def test_vllm_argv_rejects_bad_values(kw, match):
         vllm_argv("m", **{"port": 8000, **kw})
 
 
+def test_vllm_argv_for_a_reward_model_is_a_pooling_runner_without_tool_parser():
+    argv = vllm_argv("Skywork/Skywork-Reward-V2-Qwen3-0.6B", port=8002, tool_call_parser="hermes", runner="pooling",
+                     convert="classify")
+    assert argv[-4:] == ["--runner", "pooling", "--convert", "classify"]
+    assert "--tool-call-parser" not in argv
+    with pytest.raises(ValueError, match="convert needs llm.vllm.runner=pooling"):
+        vllm_argv("m", port=8000, convert="classify")
+    with pytest.raises(ValueError, match="is not one of generate, pooling"):
+        vllm_argv("m", port=8000, runner="reward")
+
+
 def test_vllm_argv_from_config_serves_under_the_client_model_name():
     cfg = {"model": "policy", "vllm": {"model": "/models/qwen", "tool_call_parser": None, "port": 8100,
                                         "max_model_len": 8192}}

@@ -50,3 +50,4 @@ def test_failures_raise_instead_of_scoring_zero():
         with pytest.raises(RewardError, match="not a number"):
             PoolingRewardClient(srv.url, "rm").score([_conv("x")])
     json.dumps(reward_conversation([]))  # an empty conversation folds to []
+
