@@ -196,3 +196,25 @@ class TransformersRewardScorer:
                 logits = self.model(input_ids=ids.to(self.device)).logits
             out.append(float(logits[0][0]))
         return out
+
+
+def make_reward_scorer(llm_cfg: Mapping[str, Any], cache_dir: str | None = None) -> RewardScorer | None:
+    """The configured scorer (``llm.reward_model``), or None when ``backend`` is ``none``."""
+    import os
+
+    rm = llm_cfg["reward_model"]
+    if rm["backend"] == "none":
+        return None
+    if not rm["model"]:
+        raise ValueError(f"llm.reward_model.model is required with backend {rm['backend']}")
+    if rm["backend"] == "transformers":
+        return TransformersRewardScorer(rm["model"], device=rm["device"], max_length=rm["max_length"])
+    if not rm["base_url"]:
+        raise ValueError("llm.reward_model.base_url is required with backend pooling (e.g. http://127.0.0.1:8000)")
+    key = os.environ.get(rm["api_key_env"]) if rm["api_key_env"] else None
+    if rm["api_key_env"] and not key:
+        raise ValueError(f"llm.reward_model.api_key_env: environment variable {rm['api_key_env']} is not set")
+    return PoolingRewardClient(rm["base_url"], rm["model"], max_concurrency=rm["max_concurrency"],
+                               timeout_s=rm["timeout_s"], max_retries=llm_cfg["max_retries"],
+                               backoff_initial_s=llm_cfg["backoff_initial_s"], backoff_max_s=llm_cfg["backoff_max_s"],
+                               retry_after_max_s=llm_cfg["retry_after_max_s"], cache_dir=cache_dir, api_key=key)

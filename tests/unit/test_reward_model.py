@@ -51,3 +51,24 @@ def test_failures_raise_instead_of_scoring_zero():
             PoolingRewardClient(srv.url, "rm").score([_conv("x")])
     json.dumps(reward_conversation([]))  # an empty conversation folds to []
 
+
+
+def test_score_command_writes_scores_and_refuses_without_a_backend(tmp_path, capsys):
+    from pipelines.cli import main
+
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("\n".join(json.dumps({"id": i, "messages": _conv("a" * i)}) for i in (1, 5)) + "\n")
+    assert main(["score", "--input", str(src), "--output", str(dst), "--out", str(tmp_path)]) == 2
+    assert "backend is none" in capsys.readouterr().err
+    with FakePoolingServer() as srv:
+        rc = main(["score", "--input", str(src), "--output", str(dst), "--out", str(tmp_path),
+                   "--set", "llm.reward_model.backend=pooling", "--set", f"llm.reward_model.base_url={srv.url}",
+                   "--set", "llm.reward_model.model=rm"])
+    assert rc == 0
+    rows = [json.loads(x) for x in dst.read_text().splitlines()]
+    assert [(r["id"], r["reward_model_score"], r["reward_model"]) for r in rows] == [(1, 0.01, "rm"), (5, 0.05, "rm")]
+    src.write_text('{"id": 1}\n')
+    assert main(["score", "--input", str(src), "--output", str(dst), "--out", str(tmp_path),
+                 "--set", "llm.reward_model.backend=pooling", "--set", "llm.reward_model.base_url=http://127.0.0.1:9",
+                 "--set", "llm.reward_model.model=rm"]) == 2
+    assert "in.jsonl:1: each row needs a `messages` list" in capsys.readouterr().err

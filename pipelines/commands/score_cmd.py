@@ -1,0 +1,56 @@
+"""`crucible score --input FILE.jsonl --output FILE.jsonl`: reward-model scores for trajectories."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from pipelines.cli import add_config_args
+
+    p = sub.add_parser("score", help="reward-model scores (llm.reward_model) for JSONL rows with OpenAI messages")
+    p.add_argument("--input", required=True, help="JSONL: one row per line with a `messages` list")
+    p.add_argument("--output", required=True, help="JSONL: each row plus reward_model_score and reward_model")
+    add_config_args(p)
+    p.set_defaults(func=_score)
+
+
+def _score(args) -> int:
+    from pipelines.cli import config_from_args
+    from pipelines.llm.reward import RewardError, make_reward_scorer
+    from pipelines.store.fsio import write_bytes_atomic
+
+    cfg = config_from_args(args)
+    scorer = make_reward_scorer(cfg.llm, cache_dir=f"{cfg.run.out_dir}/cache/reward")
+    if scorer is None:
+        print("crucible score: llm.reward_model.backend is none; set it, e.g. --set llm.reward_model.backend=pooling "
+              "--set llm.reward_model.base_url=http://127.0.0.1:8000 --set llm.reward_model.model=NAME", file=sys.stderr)
+        return 2
+    rows = []
+    try:
+        with open(args.input, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{args.input}:{n}: not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
+                    raise ValueError(f"{args.input}:{n}: each row needs a `messages` list of OpenAI messages")
+                rows.append(row)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"crucible score: {exc}", file=sys.stderr)
+        return 2
+    try:
+        scores = scorer.score([r["messages"] for r in rows])
+    except RewardError as exc:
+        print(f"crucible score: {exc}", file=sys.stderr)
+        return 1
+    out = "".join(json.dumps({**r, "reward_model_score": s, "reward_model": scorer.model_id}, ensure_ascii=False) + "\n"
+                  for r, s in zip(rows, scores))
+    write_bytes_atomic(args.output, out.encode("utf-8"))
+    print(json.dumps({"rows": len(rows), "scored": sum(s is not None for s in scores), "model": scorer.model_id}))
+    return 0
