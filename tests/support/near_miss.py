@@ -5,7 +5,8 @@
 Every near miss is a wrong answer one hop away from the gold in the graph: the city's country, its
 US state, its country's capital, a sibling city of the same country, the airport that serves it, a
 river that runs through it, a neighbouring country, the continent, a discovery year +-1, an airport
-count off by about 1 %. Every paraphrase names the gold itself: qualified ("Lima, Peru"), "the city
+count off by about 1 %; a few name nothing in the graph ("northern Peru") and only the judge can
+stop them. Every paraphrase names the gold itself: qualified ("Lima, Peru"), "the city
 of X", other capitalization, accents dropped, an alias, a year in a sentence, a measured quantity
 rounded. Deterministic: the same graph gives the same file.
 """
@@ -23,6 +24,7 @@ from pipelines.browse.resolve import name_index, resolve
 OUT = Path(__file__).resolve().parents[1] / "data" / "browse" / "near_miss.jsonl"
 CAPITAL_COUNTRIES = ["PE", "IE", "FR", "JP", "EG", "KE", "AR", "DE", "CO", "IS", "ES", "TH", "GB", "HU", "AT", "IT",
                      "CZ", "RU"]
+UNRESOLVED_FOR = ["PE", "IE", "FR", "JP", "EG", "DE"]
 US_AIRPORTS = ["KBOS", "KSEA", "KDEN", "KATL", "KPHX"]
 OTHER_AIRPORTS = ["EDDM", "LEBL", "RJBB", "YSSY", "CYVR"]
 ELEMENTS = ["Po", "Ra", "He", "Ar"]
@@ -60,6 +62,12 @@ def generate(graph) -> list[dict]:
                      "answer_type": answer_type or (E[gold_id].type if gold_id else None),
                      "prediction": prediction, "expected": expected, "kind": kind})
 
+    def add_unresolved(question, gold_id, prediction, kind):
+        if not resolve(idx, prediction):
+            rows.append({"question": question, "gold": gold_names(gold_id), "gold_id": gold_id,
+                         "answer_type": E[gold_id].type, "prediction": prediction, "expected": "incorrect",
+                         "kind": kind})
+
     def pop(eid):
         return E[eid].attributes.get("population") or 0
 
@@ -89,6 +97,10 @@ def generate(graph) -> list[dict]:
         river = next((r for r in graph.objects(art, "mentions") if is_river(r)), None) if art else None
         if river is not None:
             add(q, cap, E[river].name, "incorrect", "river of the city")
+        if cc in UNRESOLVED_FOR:
+            # near misses that name nothing in the graph: only the judge can stop them
+            add_unresolved(q, cap, f"{name(sib)} metropolitan area", "unresolved: sibling's metro area")
+            add_unresolved(q, cap, f"northern {name(country)}", "unresolved: a region of the country")
         add(q, cap, f"{name(cap)}, {name(country)}", "correct", "qualified by country")
         add(q, cap, f"the city of {name(cap)}", "correct", "type prefix")
         add(q, cap, name(cap).upper(), "correct", "capitalization")

@@ -220,8 +220,11 @@ def test_always_yes_judge_accepts_no_near_miss_of_the_suite_and_the_graph_is_wha
 
     g = load_kg()
     rows = JS.read_rows(str(SUITE))
-    on = JS.summarize(JS.grade_rows(rows, AlwaysYesJudge(), g, 0.01))
-    assert on["near_misses_accepted"] == 0, on["accepted_near_miss_rows"]
+    # rows of kind "unresolved: ..." name nothing in the graph: there only the judge decides
+    rows = [r for r in rows if not (r["kind"] or "").startswith("unresolved")]
+    judge = AlwaysYesJudge()
+    on = JS.summarize(JS.grade_rows(rows, judge, g, 0.01))
+    assert on["near_misses"] >= 40 and on["near_misses_accepted"] == 0, on["accepted_near_miss_rows"]
     assert on["paraphrase_acceptance"] >= 0.9, on["rejected_paraphrase_rows"]
     off = JS.summarize(JS.grade_rows(rows, AlwaysYesJudge(), g, 0.01, use_graph=False))
     # every near miss that names a graph entity gets through an always-yes judge without the graph check
