@@ -340,10 +340,20 @@ def rule_verdict(gold: Gold | Sequence[str], prediction: str, rel_tol: float | N
         how = f"outside the {tol:.0%} tolerance of a measured quantity" if tol else \
             f"not equal to the gold ({gold.kind.value}: numbers match exactly)"
         return Verdict("incorrect", answer, f"numeric answer {how}", "rule")
-    hit = contains_gold(answer, golds)
+    hit = contains_gold(answer, golds) if not _other_numbers(answer, golds) else None
     if hit:
         return Verdict("correct", answer, f"states the gold answer {hit!r} in a short answer", "rule")
     return None
+
+
+_EXACT_KINDS = (AnswerKind.YEAR, AnswerKind.DATE, AnswerKind.COUNT, AnswerKind.IDENTIFIER)
+_NUMBER_TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def _other_numbers(answer: str, golds: Sequence[str]) -> bool:
+    """The answer states a number that no gold states ("between 1968 and 1969" for 1968)."""
+    gold_nums = {n.replace(",", "") for g in golds for n in _NUMBER_TOKEN.findall(g)}
+    return any(n.replace(",", "") not in gold_nums for n in _NUMBER_TOKEN.findall(answer))
 
 
 _FILLER = {"it", "is", "was", "in", "of", "on", "at", "this", "that", "answer", "final", "located", "called",
@@ -438,4 +448,7 @@ def judge_verdict(question: str, gold: Gold | Sequence[str], prediction: str, ju
         return Verdict("not_attempted", answer, "judge said equivalent but the answer hedges", "judge")
     if len(candidates(answer)) > 1 and not _gold_contains_separator(golds):
         return Verdict("incorrect", answer, "judge said equivalent but the answer lists candidates", "judge")
+    if gold.kind in _EXACT_KINDS and _other_numbers(answer, golds):
+        return Verdict("incorrect", answer, f"judge said equivalent but the answer states another number "
+                                            f"({gold.kind.value}: exact)", "judge")
     return Verdict("correct", answer, reason or "judge: same as a gold answer", "judge")

@@ -173,6 +173,10 @@ def test_years_dates_counts_and_identifiers_match_exactly():
     date = V.Gold.of(["4 July 1776"], "date")
     assert V.rule_verdict(date, "July 4, 1776").verdict == "correct"
     assert V.rule_verdict(date, "July 5, 1776").verdict == "incorrect"
+    assert V.rule_verdict(V.Gold.of(["1968"], "year"), "between 1968 and 1969") is None  # not by the rules
+    v = V.judge_verdict("q?", V.Gold.of(["1968"], "year"), "between 1968 and 1969", AlwaysYesJudge())
+    assert (v.verdict, v.source) == ("incorrect", "judge")  # a judge yes is vetoed: another number
+    assert V.judge_verdict("q?", V.Gold.of(["1968"], "year"), "1968 or 1969", AlwaysYesJudge()).verdict == "incorrect"
     # an answer-kind-less gold (outside judge files) is exact too
     assert V.rule_verdict(["1968"], "1969", rel_tol=0.05).verdict == "incorrect"
 
