@@ -270,3 +270,16 @@ def test_trajectory_schema_records_the_resolved_entity():
     schema = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "browse_trajectory.json").read_text())
     assert "resolved_entity" in schema["properties"]
     assert "graph" in schema["properties"]["verdict_source"]["enum"]
+
+
+def test_closed_book_probe_in_hardening_is_graph_grounded(graph):
+    from pipelines.browse import harden as H
+    from pipelines.browse import synth as S
+
+    draft = S.draft_from_chain([graph.triple("country/PE", "capital", "city/lima")])
+    aliases = S.answer_aliases(graph, "city/lima")
+    q = "What is the capital of Peru?"
+    # the old rules accepted "Lima, Ohio" (the gold stated whole in a short answer); the graph does not
+    assert V.rule_verdict(["Lima", *aliases], "Lima, Ohio").verdict == "correct"
+    assert H.checks(graph, draft, q, "Lima", aliases, lambda _q: ["Lima, Ohio", "Peru"])["closed_book_solved"] is False
+    assert H.checks(graph, draft, q, "Lima", aliases, lambda _q: ["Lima, Peru"])["closed_book_solved"] is True
