@@ -7,6 +7,7 @@ Stable API (imported lazily, no side effects at import)::
     graph = load_kg(cfg)                       # pipelines.browse.kg.model.Graph
     execute(graph, formalization)              # set of entity ids for the target variable
     env = open_environment(cfg)                # BrowseEnv; env.session(forbidden_texts).tools
+    resolve_answer(graph, "Lima, Peru")        # ['city/3936456']: graph entities an answer names
 
 See docs/browse-env.md.
 """
@@ -24,6 +25,8 @@ _API = {
     "relation_sentence": "pipelines.browse.corpus", "evidence": "pipelines.browse.corpus",
     "page_fact": "pipelines.browse.corpus", "answer_aliases": "pipelines.browse.corpus", "count_chains": "pipelines.browse.kg.chains",
     "TOOL_SCHEMAS": "pipelines.browse.search.env", "BrowseEnv": "pipelines.browse.search.env",
+    "resolve_answer": "pipelines.browse.resolve", "name_index": "pipelines.browse.resolve",
+    "Gold": "pipelines.browse.verify", "gold_for_entity": "pipelines.browse.verify",
 }
 __all__ = sorted(_API)
 

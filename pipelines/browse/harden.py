@@ -194,14 +194,18 @@ Writer = Callable[[Draft], tuple[str, str]]
 
 def checks(graph: Graph, draft: Draft, question: str, answer: str, aliases: Sequence[str],
            closed_book: ClosedBook | None) -> dict:
-    from pipelines.browse.verify import rule_verdict
+    from pipelines.browse.resolve import name_index
+    from pipelines.browse.verify import AnswerKind, Gold, rule_verdict
 
     unique = is_unique(graph, draft)
     supported, why = check_supported(graph, draft)
     solved = None
     if closed_book is not None and unique and supported:
         preds = list(closed_book(question))
-        solved = any((v := rule_verdict([answer, *aliases], p)) is not None and v.verdict == "correct" for p in preds)
+        e = graph.entities.get(draft.answer_id)
+        gold = Gold((answer, *aliases), draft.answer_id if e else None, e.type if e else None, AnswerKind.ENTITY)
+        index = name_index(graph) if e else None
+        solved = any((v := rule_verdict(gold, p, resolver=index)) is not None and v.verdict == "correct" for p in preds)
     return {"unique": unique, "supported": supported, "support_reason": why, "closed_book_solved": solved}
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy, render_react, run_agent
 from pipelines.browse import harden as H
+from pipelines.browse import resolve as RS
 from pipelines.browse import reward as R
 from pipelines.browse import synth as S
 from pipelines.browse import verify as V
@@ -190,9 +191,10 @@ def rollout(ctx: Context, question: str, sample_index: int) -> dict:
     return {"result": res, "stats": session.stats, "schemas": session.schemas}
 
 
-def aggregate(preds: Sequence[tuple[str | None, int]], golds: Sequence[str]) -> dict:
+def aggregate(preds: Sequence[tuple[str | None, int]], golds: V.Gold | Sequence[str], resolver=None) -> dict:
     """Parallel thinking over k rollouts: majority vote, and the answer of the rollout
-    with the fewest tool calls; each marked correct or not by the rules."""
+    with the fewest tool calls; each marked correct or not by the rules and, with ``resolver``
+    (a graph name index) and an entity gold, the graph."""
     answers = [(V.extract_final_answer(p) if p else "", n) for p, n in preds]
     norm = Counter(V.normalize(a) for a, _ in answers if a)
     majority = None
@@ -202,7 +204,8 @@ def aggregate(preds: Sequence[tuple[str | None, int]], golds: Sequence[str]) -> 
     fewest = min((x for x in answers if x[0]), key=lambda x: x[1], default=(None, 0))[0]
 
     def ok(a):
-        return bool(a) and V.matches_gold(a, golds)
+        v = V.rule_verdict(golds, a, resolver=resolver) if a else None
+        return v is not None and v.verdict == "correct"
 
     return {"majority": majority, "majority_correct": ok(majority), "fewest_calls": fewest,
             "fewest_calls_correct": ok(fewest)}
@@ -247,7 +250,7 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
         draft = S.draft_from_chain(chain)
         answer = S.entity_name(graph, draft.answer_id)
         aliases = S.answer_aliases(graph, draft.answer_id)
-        golds = [answer, *aliases]
+        gold = V.Gold((answer, *aliases), draft.answer_id, graph.entities[draft.answer_id].type, V.AnswerKind.ENTITY)
         final, state = H.harden(graph, draft, rng, rounds=int(opts.get("rounds", 2)), writer=make_writer(ctx),
                                 answer=answer, aliases=aliases, closed_book=make_closed_book(ctx),
                                 min_hops=int(opts.get("min_hops", 3)))
@@ -270,14 +273,14 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
     judge = make_judge(ctx)
     trajs = []
     for i in range(k):
-        t_row, err = _one_trajectory(ctx, item["key"], question, answer, aliases, golds, evidence, ev_text, judge, i)
+        t_row, err = _one_trajectory(ctx, item["key"], question, answer, aliases, gold, evidence, ev_text, judge, i)
         if err:
             out.add("failures", err)
         if t_row:
             trajs.append(t_row)
     n_correct = sum(t["verdict"] == "correct" for t in trajs)
     pass_rate = n_correct / len(trajs) if trajs else None
-    agg = aggregate([(t["prediction"], t["n_tool_calls"]) for t in trajs], golds) if trajs else None
+    agg = aggregate([(t["prediction"], t["n_tool_calls"]) for t in trajs], gold, RS.name_index(graph)) if trajs else None
     q_split = "rl" if pass_rate is not None and 0 < pass_rate < 1 else "none"
     for t in trajs:
         t["pass_rate_k"] = pass_rate
@@ -307,7 +310,7 @@ def _versions(ctx: Context) -> str:
     return ",".join(f"{p.id}@{p.version}" for p in ctx.prompts.values() if p is not None)
 
 
-def _one_trajectory(ctx, qid, question, answer, aliases, golds, evidence, ev_text, judge, i):
+def _one_trajectory(ctx, qid, question, answer, aliases, gold, evidence, ev_text, judge, i):
     try:
         ro = rollout(ctx, question, i)
     except Exception as exc:
@@ -316,8 +319,8 @@ def _one_trajectory(ctx, qid, question, answer, aliases, golds, evidence, ev_tex
                                  run_id=ctx.run_id, item_key=qid, discriminator=i)
     res, stats = ro["result"], ro["stats"]
     prediction = res.final
-    v = V.judge_verdict(question, golds, prediction or "", judge, ev_text, float(ctx.opts.get("rel_tol", 0.01)),
-                        prompt=ctx.prompts.get("judge"))
+    v = V.judge_verdict(question, gold, prediction or "", judge, ev_text, float(ctx.opts["rel_tol"]),
+                        prompt=ctx.prompts.get("judge"), resolver=RS.name_index(ctx.graph))
     observations = [o.content for o in res.observations]
     fmt, fmt_problems = R.format_reward(res.messages, [s["function"]["name"] for s in ro["schemas"]])
     clue = R.clue_recall(evidence, stats.visited_urls, observations)
@@ -331,7 +334,7 @@ def _one_trajectory(ctx, qid, question, answer, aliases, golds, evidence, ev_tex
         "rendered_react": render_react(_clean(res.messages)), "policy_model": ctx.model,
         "sampling_params": {"temperature": float(ctx.opts.get("temperature", 0.7)), "policy": ctx.opts.get("policy")},
         "env_snapshot_id": ctx.env.snapshot_id, "prediction": prediction, "extracted_answer": v.extracted_answer,
-        "verdict": v.verdict, "verdict_source": v.source, "judge_model": ctx.model if v.source == "judge" else None,
+        "verdict": v.verdict, "verdict_source": v.source, "resolved_entity": v.resolved_entity, "judge_model": ctx.model if v.source == "judge" else None,
         "judge_prompt_version": ctx.prompts["judge"].version if v.source == "judge" and ctx.prompts.get("judge") else None,
         "judge_raw": v.reason, "reward_outcome": terms["outcome"], "reward_format": fmt, "reward_clue": clue,
         "reward_total": R.combine(terms, str(ctx.opts.get("reward_formula", R.DEFAULT_FORMULA))),

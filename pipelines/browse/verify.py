@@ -1,10 +1,16 @@
-"""Answer verification: rules first, then an LLM judge that sees the evidence.
+"""Answer verification: rules, then the graph, then an LLM judge that sees the evidence.
 
-Non-symmetric by design: cheap deterministic rules decide whatever they can decide with
-certainty (exact alias match, numeric match, hedges, candidate lists, empty answers, an
-answer only inside the reasoning); only the rest goes to the judge. The judge's "correct"
-is then re-checked by the same hack detectors, so a lenient or fooled judge cannot let a
-hedge or a list of candidates through.
+Non-symmetric by design. In order (docs/browse-env.md, "Verification order"):
+
+1. detectors: empty prediction, answer only inside the reasoning, hedge, list of candidates;
+2. the graph (when the gold is a graph entity and a resolver is given): an answer that resolves
+   to the gold entity is correct (source ``rule``); one that resolves to a *different* entity is
+   incorrect whatever a judge would say (source ``graph``, the entity is recorded);
+3. rules: exact match with a gold name after normalization, numbers (years, dates, counts and
+   identifiers exactly; a relative tolerance only for a measured quantity), the gold stated whole
+   inside a short answer;
+4. the judge, told what kind of thing is asked and shown the evidence; its "correct" is re-checked
+   by the hack detectors, so a lenient or fooled judge cannot let a hedge or a list through.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from enum import Enum
 
 VERDICTS = ("correct", "incorrect", "not_attempted")
 
@@ -32,12 +39,101 @@ JUDGE_SCHEMA = {
 JudgeFn = Callable[[list[dict], dict], "dict | None"]
 
 
+class Source(str, Enum):
+    """Who decided a verdict (``verdict_source`` of a trajectory row)."""
+
+    RULE = "rule"    # deterministic rule, including "resolves to the gold entity"
+    GRAPH = "graph"  # the answer resolves to another graph entity: incorrect, no judge asked
+    JUDGE = "judge"
+
+
+class AnswerKind(str, Enum):
+    """What kind of value a gold is; decides how numbers compare."""
+
+    ENTITY = "entity"          # a graph entity (city, country, airport, ...)
+    YEAR = "year"              # exact
+    DATE = "date"              # exact (same calendar day)
+    COUNT = "count"            # exact
+    IDENTIFIER = "identifier"  # exact (codes, numbers that name things)
+    QUANTITY = "quantity"      # a measured quantity: relative tolerance applies
+    TEXT = "text"              # free text, no graph entity
+
+
+# attribute names / answer types that are measured quantities (the only ones with a tolerance)
+MEASURED = frozenset({"quantity", "population", "area", "area_km2", "elevation", "elevation_ft", "latitude",
+                      "longitude", "length", "height", "distance", "mass", "temperature"})
+_KIND_WORDS = {"year": AnswerKind.YEAR, "date": AnswerKind.DATE, "count": AnswerKind.COUNT,
+               "number": AnswerKind.COUNT, "identifier": AnswerKind.IDENTIFIER, "code": AnswerKind.IDENTIFIER,
+               "text": AnswerKind.TEXT}
+
+
+def kind_for(answer_type: str | None) -> AnswerKind:
+    """The answer kind of an answer type: a measured attribute (population, area_km2, elevation_ft)
+    is a quantity; year/date/count/identifier are exact; anything else (city, country, ...) an entity."""
+    t = (answer_type or "").strip().lower()
+    if t in MEASURED:
+        return AnswerKind.QUANTITY
+    if t.endswith("_year") or t.endswith(" year"):
+        return AnswerKind.YEAR
+    return _KIND_WORDS.get(t, AnswerKind.ENTITY if t else AnswerKind.TEXT)
+
+
+@dataclass(frozen=True)
+class Gold:
+    """What a prediction is checked against.
+
+    ``names``: the gold's name and aliases. ``entity_id``: the graph entity it is (None: a value or
+    an outside gold; the graph check is skipped). ``answer_type``: what is asked (the entity's type,
+    e.g. ``city``, or a value kind, e.g. ``year``, ``population``); shown to the judge.
+    ``kind``: how numbers compare. ``tolerance``: relative tolerance, used only when ``kind`` is
+    QUANTITY (None there: the caller's ``rel_tol``)."""
+
+    names: tuple[str, ...]
+    entity_id: str | None = None
+    answer_type: str | None = None
+    kind: AnswerKind = AnswerKind.TEXT
+    tolerance: float | None = None
+
+    @classmethod
+    def of(cls, gold: Gold | Sequence[str], answer_type: str | None = None, entity_id: str | None = None) -> Gold:
+        """A Gold from a Gold or a list of gold strings (kind from ``answer_type``)."""
+        if isinstance(gold, Gold):
+            return gold
+        if isinstance(gold, str):
+            gold = [gold]
+        return cls(tuple(gold), entity_id, answer_type, kind_for(answer_type) if answer_type else
+                   (AnswerKind.ENTITY if entity_id else AnswerKind.TEXT))
+
+    def rel_tol(self, default: float | None) -> float:
+        if self.kind is not AnswerKind.QUANTITY:
+            return 0.0
+        return float(self.tolerance if self.tolerance is not None else (default or 0.0))
+
+
+def gold_for_entity(graph, eid: str) -> Gold:
+    """The Gold of a graph entity: its name and answer aliases, its id and its type."""
+    from pipelines.browse.synth import answer_aliases
+
+    e = graph.entities[eid]
+    return Gold((e.name, *answer_aliases(graph, eid)), eid, e.type, AnswerKind.ENTITY)
+
+
+def gold_for_value(value, attr: str, rel_tol: float = 0.0) -> Gold:
+    """The Gold of an attribute value (a year, a count, a code, a population): exact unless ``attr``
+    is a measured quantity, which gets ``rel_tol``."""
+    kind = kind_for(attr)
+    text = f"{value:,}" if isinstance(value, int) and kind is not AnswerKind.YEAR else str(value)
+    names = tuple(dict.fromkeys([text, str(value)]))
+    return Gold(names, None, attr, kind, rel_tol if kind is AnswerKind.QUANTITY else None)
+
+
 @dataclass(frozen=True)
 class Verdict:
     verdict: str
     extracted_answer: str | None
     reason: str
-    source: str  # "rule" or "judge"
+    source: str  # a Source value: "rule", "graph" or "judge"
+    resolved_entity: str | None = None  # graph entity the answer resolved to, when the graph decided
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,9 +147,10 @@ _PUNCT = re.compile(r"[^\w\s%.-]")
 
 def normalize(text: str) -> str:
     """Lowercase, strip accents, punctuation, articles and extra spaces."""
-    t = unicodedata.normalize("NFKD", text or "")
-    t = "".join(c for c in t if not unicodedata.combining(c)).lower()
-    t = t.replace("&", " and ")
+    t = text or ""
+    if not t.isascii():
+        t = "".join(c for c in unicodedata.normalize("NFKD", t) if not unicodedata.combining(c))
+    t = t.lower().replace("&", " and ")
     t = _PUNCT.sub(" ", t)
     t = re.sub(r"(?<!\d)[.-]|[.-](?!\d)", " ", t)  # keep 3.5 and -4, drop other dots/dashes
     t = _ARTICLES.sub(" ", t)
@@ -82,8 +179,32 @@ def parse_number(text: str) -> float | None:
     return value * _SCALE.get(m.group(2), 1.0)
 
 
-def numbers_match(a: float, b: float, rel_tol: float = 0.01) -> bool:
+def numbers_match(a: float, b: float, rel_tol: float = 0.0) -> bool:
+    """Equal numbers; with ``rel_tol`` > 0 (measured quantities only) within that relative tolerance."""
+    if rel_tol <= 0:
+        return a == b
     return abs(a - b) <= rel_tol * max(abs(a), abs(b), 1e-9)
+
+
+def dates_match(a: str, b: str) -> bool | None:
+    """Same calendar day (both fully specified dates), False when both parse and differ, None when
+    either is not a full date."""
+    from datetime import datetime
+
+    from dateutil import parser
+
+    def parse(t):
+        try:
+            d1 = parser.parse(t, default=datetime(1, 1, 1))
+            d2 = parser.parse(t, default=datetime(2, 2, 2))
+        except (ValueError, OverflowError):
+            return None
+        return d1.date() if d1.date() == d2.date() else None
+
+    da, db = parse(a), parse(b)
+    if da is None or db is None:
+        return None
+    return da == db
 
 
 # ------------------------------------------------------------------ hack detectors
@@ -132,7 +253,7 @@ def candidates(answer: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def matches_gold(answer: str, golds: Sequence[str], rel_tol: float = 0.01) -> bool:
+def matches_gold(answer: str, golds: Sequence[str], rel_tol: float = 0.0) -> bool:
     na = normalize(answer)
     if not na:
         return False
@@ -149,8 +270,45 @@ def _gold_contains_separator(golds: Sequence[str]) -> bool:
     return any(len(candidates(g)) > 1 for g in golds)
 
 
-def rule_verdict(golds: Sequence[str], prediction: str, rel_tol: float = 0.01) -> Verdict | None:
-    """A certain verdict from rules alone, or None when the judge must decide."""
+def graph_verdict(gold: Gold, answer: str, resolver) -> Verdict | None:
+    """The graph's verdict on a committed answer, or None when the graph cannot decide.
+
+    ``resolver`` is a :class:`pipelines.browse.resolve.NameIndex`. Correct when the answer resolves
+    to the gold entity (it names the gold by its name or an alias; if that string also names other
+    entities, e.g. "Georgia" the country and the state, the question pins down which one is meant).
+    Incorrect (source ``graph``) when it resolves only to other entities, when its qualifier rules the
+    gold out ("Dublin, UK" for Dublin, Ireland), or when its head names other entities and an
+    unknown qualifier cannot bring it back to the gold. Nothing resolved: None (rules, then judge)."""
+    if resolver is None or not gold.entity_id:
+        return None
+    from pipelines.browse.resolve import resolve_detail
+
+    res = resolve_detail(resolver, answer)
+    gid = resolver.canon(gold.entity_id)
+    if gid in res.ids:
+        return Verdict("correct", answer, f"resolves to the gold entity {gid} ({res.how})", Source.RULE.value, gid)
+    others = res.ids or (res.unconfirmed if gid not in res.unconfirmed else frozenset())
+    if others:
+        # record the likeliest meant entity: one of the asked type, else one the gold is located in
+        same_type = sorted(o for o in others if resolver.type_of(o) == gold.answer_type)
+        related = sorted(o for o in others if resolver.located_in(gid, {o}) or resolver.located_in(o, {gid}))
+        pick = (same_type or related or sorted(others))[0]
+        names = ", ".join(f"{o} ({resolver.name_of(o)})" for o in sorted(others)[:4])
+        return Verdict("incorrect", answer, f"resolves to another graph entity, not the gold {gid}: {names}",
+                       Source.GRAPH.value, pick)
+    if gid in res.contradicted:
+        return Verdict("incorrect", answer, f"names the gold but its qualifier places it elsewhere ({res.how})",
+                       Source.GRAPH.value, None)
+    return None
+
+
+def rule_verdict(gold: Gold | Sequence[str], prediction: str, rel_tol: float | None = None,
+                 resolver=None) -> Verdict | None:
+    """A certain verdict from the detectors, the graph (with ``resolver`` and a gold entity) and the
+    rules, or None when the judge must decide. ``rel_tol`` applies only to a measured-quantity gold."""
+    gold = Gold.of(gold)
+    golds = gold.names
+    tol = gold.rel_tol(rel_tol)
     if not (prediction or "").strip():
         return Verdict("not_attempted", None, "empty prediction", "rule")
     answer = extract_final_answer(prediction)
@@ -158,20 +316,44 @@ def rule_verdict(golds: Sequence[str], prediction: str, rel_tol: float = 0.01) -
         if any(normalize(g) and normalize(g) in normalize(prediction) for g in golds):
             return Verdict("not_attempted", None, "answer appears only in the reasoning, no final answer", "rule")
         return Verdict("not_attempted", None, "no final answer outside the reasoning", "rule")
-    if matches_gold(answer, golds, rel_tol):
-        return Verdict("correct", answer, "matches a gold answer after normalization", "rule")
-    if is_hedge(answer):
+    exact = any(normalize(answer) == normalize(g) for g in golds if normalize(g))
+    if is_hedge(answer) and not exact:
         return Verdict("not_attempted", answer, "hedge: the answer declines to commit", "rule")
     cands = candidates(answer)
-    if len(cands) > 1 and not _gold_contains_separator(golds):
+    if len(cands) > 1 and not exact and not _gold_contains_separator(golds):
         return Verdict("incorrect", answer, f"lists {len(cands)} candidate answers instead of one", "rule")
+    if exact:
+        return Verdict("correct", answer, "matches a gold answer after normalization", "rule")
+    grounded = graph_verdict(gold, answer, resolver)
+    if grounded is not None:
+        return grounded
+    if matches_gold(answer, golds, tol):
+        return Verdict("correct", answer, "matches a gold answer after normalization", "rule")
+    if gold.kind is AnswerKind.DATE:
+        same = [dates_match(answer, g) for g in golds]
+        if any(x is True for x in same):
+            return Verdict("correct", answer, "the same date as the gold", "rule")
+        if same and all(x is False for x in same):
+            return Verdict("incorrect", answer, "a different date from the gold (dates match exactly)", "rule")
     a_num = parse_number(answer)
     if a_num is not None and all(parse_number(g) is not None for g in golds):
-        return Verdict("incorrect", answer, "numeric answer outside tolerance of every gold number", "rule")
-    gold = contains_gold(answer, golds)
-    if gold:
-        return Verdict("correct", answer, f"states the gold answer {gold!r} in a short answer", "rule")
+        how = f"outside the {tol:.0%} tolerance of a measured quantity" if tol else \
+            f"not equal to the gold ({gold.kind.value}: numbers match exactly)"
+        return Verdict("incorrect", answer, f"numeric answer {how}", "rule")
+    hit = contains_gold(answer, golds) if not _other_numbers(answer, golds) else None
+    if hit:
+        return Verdict("correct", answer, f"states the gold answer {hit!r} in a short answer", "rule")
     return None
+
+
+_EXACT_KINDS = (AnswerKind.YEAR, AnswerKind.DATE, AnswerKind.COUNT, AnswerKind.IDENTIFIER)
+_NUMBER_TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def _other_numbers(answer: str, golds: Sequence[str]) -> bool:
+    """The answer states a number that no gold states ("between 1968 and 1969" for 1968)."""
+    gold_nums = {n.replace(",", "") for g in golds for n in _NUMBER_TOKEN.findall(g)}
+    return any(n.replace(",", "") not in gold_nums for n in _NUMBER_TOKEN.findall(answer))
 
 
 _FILLER = {"it", "is", "was", "in", "of", "on", "at", "this", "that", "answer", "final", "located", "called",
@@ -235,21 +417,27 @@ def judge_prompt(prompt_id: str = JUDGE_PROMPT_ID):
     return load_prompt(prompt_id)
 
 
-def build_judge_messages(question: str, golds: Sequence[str], prediction: str,
+def build_judge_messages(question: str, gold: Gold | Sequence[str], prediction: str,
                          evidence: Sequence[str] = (), prompt=None) -> list[dict]:
     prompt = prompt or judge_prompt()
-    return prompt.render(question=question, golds=list(golds), evidence=list(evidence)[:8],
+    gold = Gold.of(gold)
+    return prompt.render(question=question, golds=list(gold.names), evidence=list(evidence)[:8],
+                         answer_type=(gold.answer_type or "").replace("_", " "),
                          prediction=extract_final_answer(prediction) or prediction)
 
 
-def judge_verdict(question: str, golds: Sequence[str], prediction: str, judge: JudgeFn,
-                  evidence: Sequence[str] = (), rel_tol: float = 0.01, prompt=None) -> Verdict:
-    """Rules first; the judge for what rules cannot decide; hack detectors veto a judge 'correct'."""
-    ruled = rule_verdict(golds, prediction, rel_tol)
+def judge_verdict(question: str, gold: Gold | Sequence[str], prediction: str, judge: JudgeFn,
+                  evidence: Sequence[str] = (), rel_tol: float | None = None, prompt=None,
+                  resolver=None) -> Verdict:
+    """Detectors, graph and rules first; the judge for what they cannot decide; the hack detectors
+    veto a judge 'correct'. ``resolver`` (a NameIndex) enables the graph check for an entity gold."""
+    gold = Gold.of(gold)
+    golds = gold.names
+    ruled = rule_verdict(gold, prediction, rel_tol, resolver)
     if ruled is not None:
         return ruled
     answer = extract_final_answer(prediction)
-    out = judge(build_judge_messages(question, golds, prediction, evidence, prompt), JUDGE_SCHEMA)
+    out = judge(build_judge_messages(question, gold, prediction, evidence, prompt), JUDGE_SCHEMA)
     if not out or out.get("equivalent") not in ("yes", "no"):
         return Verdict("incorrect", answer, "judge gave no valid verdict; not counted as correct", "judge")
     reason = str(out.get("reason", ""))[:500]
@@ -260,4 +448,7 @@ def judge_verdict(question: str, golds: Sequence[str], prediction: str, judge: J
         return Verdict("not_attempted", answer, "judge said equivalent but the answer hedges", "judge")
     if len(candidates(answer)) > 1 and not _gold_contains_separator(golds):
         return Verdict("incorrect", answer, "judge said equivalent but the answer lists candidates", "judge")
+    if gold.kind in _EXACT_KINDS and _other_numbers(answer, golds):
+        return Verdict("incorrect", answer, f"judge said equivalent but the answer states another number "
+                                            f"({gold.kind.value}: exact)", "judge")
     return Verdict("correct", answer, reason or "judge: same as a gold answer", "judge")

@@ -19,9 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = bsub.add_parser("check-unique", help="execute every stored question's formalization against the graph")
     add_config_args(c, default="browse")
     c.set_defaults(func=_check_unique)
-    j = bsub.add_parser("judge", help="grade outside predictions: JSONL rows {question, gold: [...], prediction}")
-    j.add_argument("file", help="JSONL file (optional field per row: evidence, a list of strings)")
+    j = bsub.add_parser("judge", help="grade outside predictions: JSONL rows {question, gold: [...], prediction}; "
+                                      "prints accepted near misses and paraphrases")
+    j.add_argument("file", help="JSONL file; optional fields per row: gold_id (graph entity: enables the graph "
+                                "check), answer_type, expected, kind, evidence (see pipelines/browse/judge_suite.py)")
     j.add_argument("--rules-only", action="store_true", help="no LLM judge (undecided rows become incorrect)")
+    j.add_argument("--no-graph", action="store_true", help="switch the graph check off (to see what it stops)")
+    j.add_argument("--json", action="store_true", help="one JSON object: summary and per-row results")
     add_config_args(j, default="browse")
     j.set_defaults(func=_judge)
     a = bsub.add_parser("audit", help="precision proxies of a browse store, re-checked against the graph")
@@ -78,35 +82,32 @@ def _check_unique(args) -> int:
 
 
 def _judge(args) -> int:
+    from pipelines.browse import judge_suite as JS
     from pipelines.browse import verify as V
     from pipelines.cli import config_from_args
 
-    rows = []
-    with open(args.file, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{args.file}:{n}: not valid JSON ({exc.msg})") from None
-            for field, typ in (("question", str), ("gold", list), ("prediction", str)):
-                if not isinstance(row.get(field), typ):
-                    raise ValueError(f"{args.file}:{n}: field {field!r} must be a {typ.__name__} "
-                                     "(rows need question: str, gold: [str, ...], prediction: str)")
-            rows.append(row)
+    rows = JS.read_rows(args.file)
     cfg = config_from_args(args)
+    graph = None
+    if not args.no_graph and any(r.get("gold_id") for r in rows):
+        from pipelines.browse.api import load_kg
 
-    def grade(judge):
-        prompt = None if args.rules_only else V.judge_prompt()
-        for row in rows:
-            v = V.judge_verdict(row["question"], row["gold"], row["prediction"], judge,
-                                row.get("evidence") or (), float(cfg.browse.rel_tol), prompt=prompt)
-            print(json.dumps({"verdict": v.verdict, "extracted_answer": v.extracted_answer, "reason": v.reason,
-                              "source": v.source}), flush=True)
+        graph = load_kg(cfg)
+
+    def grade(judge, prompt):
+        results = JS.grade_rows(rows, judge, graph, float(cfg.browse.rel_tol), prompt=prompt,
+                                use_graph=not args.no_graph)
+        summary = JS.summarize(results)
+        if args.json:
+            print(json.dumps({"summary": summary, "results": results}, ensure_ascii=False))
+        else:
+            for r in results:
+                print(json.dumps({k: r[k] for k in ("verdict", "extracted_answer", "reason", "source",
+                                                    "resolved_entity", "expected", "kind")}, ensure_ascii=False))
+            print(JS.format_summary(summary), file=sys.stderr)
 
     if args.rules_only:
-        grade(lambda m, s: None)
+        grade(lambda m, s: None, None)
         return 0
     from pipelines.llm import LLMClient, endpoint_config, llm_endpoint
 
@@ -114,7 +115,7 @@ def _judge(args) -> int:
         client = LLMClient.from_config(endpoint_config(cfg.llm, urls), out_dir=cfg.run.out_dir)
         prompt = V.judge_prompt()
         try:
-            grade(lambda m, s: client.structured(m, s, prompt=prompt, temperature=0).parsed)
+            grade(lambda m, s: client.structured(m, s, prompt=prompt, temperature=0).parsed, prompt)
         finally:
             client.close()
     return 0

