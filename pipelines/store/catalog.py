@@ -83,6 +83,10 @@ class StoreView:
 _CHECKED: dict[str, tuple[tuple[int, int], int | None, str | None]] = {}
 
 
+def _one_line(exc: BaseException, n: int = 200) -> str:
+    return " ".join(str(exc).split())[:n]
+
+
 def _source(path: str):
     return fsio._local(path) if fsio.is_local(path) else pa.BufferReader(fsio.read_bytes(path))
 
@@ -99,7 +103,7 @@ def check_footer(path: str) -> tuple[int | None, str | None]:
         md = pq.read_metadata(_source(path))
         res: tuple[int | None, str | None] = (md.num_rows, None)
     except Exception as exc:  # noqa: BLE001 - any decode error means the same: not a readable Parquet file
-        res = (None, f"not a readable Parquet file ({type(exc).__name__}: {str(exc)[:200]})")
+        res = (None, f"not a readable Parquet file ({type(exc).__name__}: {_one_line(exc)})")
     _CHECKED[path] = (st, *res)
     return res
 
@@ -280,7 +284,7 @@ def unreadable_shards(out_dir: str, tables: list[str] | None = None) -> list[tup
             try:
                 pq.read_table(_source(fsio.join(out_dir, s.rel)))
             except Exception as exc:  # noqa: BLE001
-                bad.append((s.rel, f"data not readable ({type(exc).__name__}: {str(exc)[:200]})"))
+                bad.append((s.rel, f"data not readable ({type(exc).__name__}: {_one_line(exc)})"))
     return bad
 
 

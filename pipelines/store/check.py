@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from pipelines.store import fsio, lock
 from pipelines.store import manifests as M
-from pipelines.store.catalog import _source, check_footer
+from pipelines.store.catalog import _one_line, _source, check_footer
 from pipelines.store.commit import _stale_temp_files, is_shard_of
 from pipelines.store.records import TABLES
 
@@ -83,7 +83,7 @@ def check_store(out_dir: str, fast: bool = False) -> CheckReport:
                     try:
                         pq.read_table(_source(path))
                     except Exception as exc:  # noqa: BLE001
-                        err = f"data not readable ({type(exc).__name__}: {str(exc)[:200]})"
+                        err = f"data not readable ({type(exc).__name__}: {_one_line(exc)})"
                 if err:
                     rep.damaged.append(Problem(pipeline, rel, err, m["commit_id"]))
                 else:

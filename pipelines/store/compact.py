@@ -80,7 +80,7 @@ def _read_shard(path: str, table: str) -> pa.Table:
         t = pq.read_table(path) if fsio.is_local(path) else pq.read_table(pa.BufferReader(fsio.read_bytes(path)))
     except Exception as exc:  # noqa: BLE001 - any decode error: name the file
         raise UnreadableShard(f"{path} (table {table}): not a readable Parquet file ({type(exc).__name__}: "
-                              f"{str(exc)[:200]})") from None
+                              f"{' '.join(str(exc).split())[:200]})") from None
     # shards written by an older schema version: add missing columns as nulls, keep the current order
     cols = [t.column(f.name).cast(f.type) if f.name in t.column_names else pa.nulls(len(t), f.type)
             for f in schema]
