@@ -83,7 +83,8 @@ _CACHE: dict[str, tuple[tuple[int, int], dict]] = {}
 
 def read_manifest(path: str, pipeline: str | None = None) -> dict | None:
     """One manifest, validated; None when it vanished meanwhile (a compaction removed it)."""
-    st = fsio.stat(path) if fsio.is_local(path) else None
+    # remote: no cheap stat; a manifest is immutable once written (a retry rewrites the same keys and files)
+    st = fsio.stat(path) if fsio.is_local(path) else (-1, -1)
     if st is not None and path in _CACHE and _CACHE[path][0] == st:
         return _CACHE[path][1]
     try:

@@ -205,3 +205,44 @@ def test_manifest_files_are_plain_names_and_the_commit_id_matches_the_file(tmp_p
     info = C.commit_items(out, "p", "r", [make_item(1)])
     m = json.loads((tmp_path / "out" / "_commits" / "p" / f"{info.commit_id}.json").read_text())
     assert m["commit_id"] == info.commit_id and all("/" not in f for f in m["files"].values())
+
+
+# --- object stores: an advisory lease through FileSystems ---------------------------------------------------
+
+@pytest.fixture
+def mem_fs(monkeypatch):
+    """fsio's remote calls on a dict (what Beam FileSystems would do for gs://)."""
+    files: dict[str, bytes] = {}
+
+    def read(path):
+        if path not in files:
+            raise FileNotFoundError(path)
+        return files[path]
+
+    monkeypatch.setattr(fsio, "read_bytes", read)
+    monkeypatch.setattr(fsio, "write_bytes_atomic", lambda p, d: files.__setitem__(p, d))
+    monkeypatch.setattr(fsio, "delete", lambda ps: [files.pop(p, None) for p in ps])
+    monkeypatch.setattr(lock.time, "sleep", lambda s: None)
+    return files
+
+
+def _lease(files, **info):
+    files["mem://b/out/_writer.lock"] = json.dumps({"started_at": "then", "purpose": "other run", **info}).encode()
+
+
+def test_lease_on_an_object_store_refuses_live_holders_and_takes_over_dead_or_expired_ones(mem_fs):
+    out = "mem://b/out"
+    here = socket.gethostname()
+    _lease(mem_fs, host=here, pid=os.getppid(), started_ts=time.time())  # a live process on this host
+    with pytest.raises(lock.StoreLocked, match=f"pid {os.getppid()} on {here}"):
+        lock.acquire(out)
+    _lease(mem_fs, host="worker-7", pid=1, started_ts=time.time() - 60)  # another host, recent
+    with pytest.raises(lock.StoreLocked, match="worker-7"):
+        lock.acquire(out)
+    for stale in ({"host": here, "pid": 2 ** 22 + 17, "started_ts": time.time()},  # dead pid on this host
+                  {"host": "worker-7", "pid": 1, "started_ts": time.time() - lock.LEASE_TTL_S - 1}):  # expired
+        _lease(mem_fs, **stale)
+        lock.acquire(out, "my run")
+        assert json.loads(mem_fs["mem://b/out/_writer.lock"])["pid"] == os.getpid()
+        lock.release(out)
+        assert "mem://b/out/_writer.lock" not in mem_fs  # released: the lease is deleted
