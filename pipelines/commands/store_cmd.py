@@ -69,10 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _warn_skipped(view) -> None:
-    for w in view.warnings():
-        print(f"crucible: warning: {w}", file=sys.stderr)
+    """The count and the fix (each skipped shard itself is logged once by catalog.store_view)."""
     if view.skipped:
-        print(f"crucible: warning: {len(view.skipped)} unreadable shard(s) left out; `crucible store check "
+        names = ", ".join(s.rel for s, _ in view.skipped[:5]) + (" ..." if len(view.skipped) > 5 else "")
+        print(f"crucible: warning: {len(view.skipped)} unreadable shard(s) left out ({names}); `crucible store check "
               f"--out {view.out_dir}` for details", file=sys.stderr)
 
 

@@ -80,6 +80,7 @@ class StoreView:
                 for s, why in self.skipped]
 
 
+_WARNED: set[str] = set()
 _CHECKED: dict[str, tuple[tuple[int, int], int | None, str | None]] = {}
 
 
@@ -131,7 +132,9 @@ def store_view(out_dir: str) -> StoreView:
     for t in view.shards.values():
         t.sort(key=lambda s: s.name)
     for w in view.warnings():
-        log.warning("%s", w)
+        if w not in _WARNED:  # once per process: a command builds its views more than once
+            _WARNED.add(w)
+            log.warning("%s", w)
     return view
 
 

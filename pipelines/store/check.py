@@ -20,10 +20,8 @@ import pyarrow.parquet as pq
 from pipelines.store import fsio, lock
 from pipelines.store import manifests as M
 from pipelines.store.catalog import _one_line, _source, check_footer
-from pipelines.store.commit import _stale_temp_files, is_shard_of
+from pipelines.store.commit import QUARANTINE_DIR, _stale_temp_files, is_shard_of, quarantine_commits
 from pipelines.store.records import TABLES
-
-QUARANTINE_DIR = "_quarantine"
 
 
 @dataclass
@@ -104,22 +102,18 @@ def quarantine(out_dir: str, rep: CheckReport) -> list[str]:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     moved: list[str] = []
     with lock.writer(out_dir, "crucible store check --quarantine"):
-        rels: list[str] = []
         for p in rep.damaged:
-            if p.commit_id is None:
-                rels.append(p.path)
+            if p.commit_id is None:  # the manifest itself is unreadable: move it alone
+                src = fsio.join(out_dir, p.path)
+                if fsio.exists(src):
+                    fsio.rename(src, fsio.join(out_dir, QUARANTINE_DIR, stamp, p.path))
+                    moved.append(p.path)
                 continue
-            mpath = M.manifest_path(out_dir, p.pipeline, p.commit_id)
-            m = M.read_manifest(mpath, p.pipeline)
-            if m is None:
-                continue
-            rels.append(f"{M.COMMITS_DIR}/{p.pipeline}/{p.commit_id}.json")  # the commit point goes first
-            rels += [f"{t}/{name}" for t, name in sorted(m["files"].items())]
-        for rel in dict.fromkeys(rels):
-            src = fsio.join(out_dir, rel)
-            if fsio.exists(src):
-                fsio.rename(src, fsio.join(out_dir, QUARANTINE_DIR, stamp, rel))
-                moved.append(rel)
+            m = M.read_manifest(M.manifest_path(out_dir, p.pipeline, p.commit_id), p.pipeline)
+            if m is not None:
+                root = str(out_dir).rstrip("/") + "/"
+                moved += [x[len(root):] if x.startswith(root) else x
+                          for x in quarantine_commits(out_dir, p.pipeline, [m])]
     rep.quarantined = moved
     return moved
 

@@ -224,6 +224,7 @@ class RecoveryReport:
     duplicate_keys: list[str]
     manifests_dropped: list[str] = field(default_factory=list)
     temp_files_deleted: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
 
 
 def read_manifests(out_dir: str, pipeline: str) -> list[dict]:
@@ -276,13 +277,25 @@ def recover_locked(out_dir: str, pipeline: str) -> RecoveryReport:
     for m in res.superseded + res.conflicting:
         dropped.append(M.manifest_path(out_dir, pipeline, m["commit_id"]))
     fsio.delete(dropped)
-    referenced = {f"{t}/{name}" for m in res.live for t, name in m["files"].items()}
-    orphans = []
+    present = {}
     for table in TABLES:
         for path in fsio.glob(fsio.join(out_dir, table, f"part-{pipeline}-*.parquet")):
             name = path.replace("\\", "/").rsplit("/", 1)[-1]
-            if is_shard_of(name, pipeline) and f"{table}/{name}" not in referenced:
-                orphans.append(path)
+            if is_shard_of(name, pipeline):
+                present[f"{table}/{name}"] = path
+    # a commit whose shard is gone (outside damage, or a writer that outlived its lock): its rows cannot be
+    # read, so its items must not count as done; it is moved aside (kept, not deleted) and redone
+    broken = [m for m in res.live if any(f"{t}/{n}" not in present for t, n in m["files"].items())]
+    quarantined = []
+    if broken:
+        quarantined = quarantine_commits(out_dir, pipeline, broken)
+        log.warning("moved %d commit(s) of %s whose shards are missing to %s/ (their items will be redone): %s",
+                    len(broken), pipeline, QUARANTINE_DIR, ", ".join(m["commit_id"] for m in broken))
+        ids = {m["commit_id"] for m in broken}
+        res.live = [m for m in res.live if m["commit_id"] not in ids]
+        present = {k: v for k, v in present.items() if v not in quarantined}
+    referenced = {f"{t}/{name}" for m in res.live for t, name in m["files"].items()}
+    orphans = [path for rel, path in present.items() if rel not in referenced]
     if orphans:
         log.warning("removing %d uncommitted shard(s) left by an interrupted run of %s", len(orphans), pipeline)
         fsio.delete(orphans)
@@ -291,7 +304,25 @@ def recover_locked(out_dir: str, pipeline: str) -> RecoveryReport:
         log.warning("removing %d temp file(s) left by a killed writer of %s", len(temps), pipeline)
         fsio.delete(temps)
     dup = sorted({k for m in res.conflicting for k in m["items"]} & res.done_keys)
-    return RecoveryReport(res.done_keys, len(res.live), orphans, dup, dropped, temps)
+    return RecoveryReport(res.done_keys, len(res.live), orphans, dup, dropped, temps, quarantined)
+
+
+QUARANTINE_DIR = "_quarantine"
+
+
+def quarantine_commits(out_dir: str, pipeline: str, manifests: list[dict]) -> list[str]:
+    """Move each commit (its manifest first: the commit point, then its shards that exist) to
+    ``_quarantine/<time>/`` keeping their paths. Caller holds the writer lock. Returns the moved paths."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    moved = []
+    for m in manifests:
+        rels = [f"{M.COMMITS_DIR}/{pipeline}/{m['commit_id']}.json"] + [f"{t}/{n}" for t, n in sorted(m["files"].items())]
+        for rel in rels:
+            src = fsio.join(out_dir, rel)
+            if fsio.exists(src):
+                fsio.rename(src, fsio.join(out_dir, QUARANTINE_DIR, stamp, rel))
+                moved.append(src)
+    return moved
 
 
 class Progress:

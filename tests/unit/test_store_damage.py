@@ -165,3 +165,18 @@ def test_split_is_a_parameter_not_sql(tmp_path, capsys):
     rc, _, err = run_cli(capsys, "export", "--format", "verl", "--out", out, "--dest", str(dest),
                          "--split", "x' OR '1'='1")
     assert rc == 2 and "nothing to export" in err and not dest.exists()  # pasted SQL would export all 6
+
+
+def test_recover_moves_a_commit_whose_shard_is_gone_aside_so_its_items_are_redone(tmp_path):
+    out, infos = store(tmp_path, n_commits=2)
+    os.unlink(infos[0].files["swe_instances"])  # e.g. deleted by a writer that outlived its lock
+    rec = C.recover(out, "p")
+    lock.release(out, force=True)
+    assert rec.done_keys == {"item0002", "item0003"}  # not counted as done: the rerun redoes them
+    assert len(rec.quarantined) == len(TABLES)  # the manifest and the 5 shards still there
+    assert rec.orphans_deleted == []
+    q = tmp_path / "out" / "_quarantine"
+    assert len([p for p in q.rglob("*") if p.is_file()]) == len(TABLES)
+    C.commit_items(out, "p", "r", [make_item(0), make_item(1)])
+    for t in TABLES:
+        assert catalog.query(out, f"select count(*) from {t}")[1] == [(4,)]
