@@ -68,6 +68,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_store_check)
 
 
+def _retry_io(fn):
+    """Run ``fn`` again once when DuckDB lost a file under it (a compaction finished meanwhile: the
+    second run lists the manifests afresh)."""
+    import duckdb
+
+    try:
+        return fn()
+    except duckdb.IOException:
+        return fn()
+
+
 def _warn_skipped(view) -> None:
     """The count and the fix (each skipped shard itself is logged once by catalog.store_view)."""
     if view.skipped:
@@ -124,14 +135,20 @@ def _stats(args) -> int:
 
     view = catalog.store_view(args.out)
     _warn_skipped(view)
-    con = catalog.connect(args.out, view=view)
+    first = [view]  # the first try reuses the view built above, a retry lists the manifests afresh
+
+    def once():
+        con = catalog.connect(args.out, view=first.pop() if first else None)
+        try:
+            return compute_stats(con)
+        finally:
+            con.close()
+
     try:
-        s = compute_stats(con)
+        s = _retry_io(once)
     except duckdb.Error as exc:
         print(f"crucible: stats failed: {catalog.explain_error(args.out, exc)}", file=sys.stderr)
         return 1
-    finally:
-        con.close()
     if view.skipped:
         s["unreadable_shards"] = [s_.rel for s_, _ in view.skipped]
     print(json.dumps(s, indent=1, default=str) if args.json else format_stats(s))
@@ -177,7 +194,7 @@ def _report(args) -> int:
 
     _warn_skipped(catalog.store_view(args.out))
     try:
-        page = write_report(args.out, args.dest)
+        page = _retry_io(lambda: write_report(args.out, args.dest))
     except duckdb.Error as exc:
         print(f"crucible: report failed: {catalog.explain_error(args.out, exc)}", file=sys.stderr)
         return 1
@@ -197,8 +214,8 @@ def _export(args) -> int:
     dest = args.dest or str(Path(args.out) / "export" / f"{args.format}-{source}.parquet")
     _warn_skipped(catalog.store_view(args.out))
     try:
-        n = export(args.out, args.format, dest, source=source, split=args.split,
-                   only_sft=not args.all_trajectories, all_splits=args.all_splits)
+        n = _retry_io(lambda: export(args.out, args.format, dest, source=source, split=args.split,
+                                     only_sft=not args.all_trajectories, all_splits=args.all_splits))
     except duckdb.Error as exc:
         print(f"crucible: export failed: {catalog.explain_error(args.out, exc)}", file=sys.stderr)
         return 1

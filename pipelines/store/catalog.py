@@ -96,7 +96,7 @@ def check_footer(path: str) -> tuple[int | None, str | None]:
     """(row count, None) for a readable Parquet footer, else (None, what is wrong). Cached by size+mtime."""
     st = fsio.stat(path)
     if st is None:
-        return None, "file is missing"
+        return None, MISSING
     hit = _CHECKED.get(path)
     if hit and hit[0] == st:
         return hit[1], hit[2]
@@ -109,9 +109,32 @@ def check_footer(path: str) -> tuple[int | None, str | None]:
     return res
 
 
-def store_view(out_dir: str) -> StoreView:
-    """The committed shards of every pipeline, checked (see module docstring). Reads, never writes."""
+def store_view(out_dir: str, attempts: int = 5) -> StoreView:
+    """The committed shards of every pipeline, checked (see module docstring). Reads, never writes.
+
+    A shard that vanished while its manifest vanished too was removed by a compaction between listing
+    and checking: the listing is redone (the merged manifest names the rows now), so a reader racing a
+    compaction sees every row once, never a false "missing"."""
     M.require_store(out_dir)
+    for _ in range(attempts - 1):
+        view = _store_view(out_dir)
+        raced = [s for s, why in view.skipped if why == MISSING and
+                 not fsio.exists(M.manifest_path(out_dir, s.pipeline, s.commit_id))]
+        if not raced:
+            break
+    else:
+        view = _store_view(out_dir)
+    for w in view.warnings():
+        if w not in _WARNED:  # once per process: a command builds its views more than once
+            _WARNED.add(w)
+            log.warning("%s", w)
+    return view
+
+
+MISSING = "file is missing"
+
+
+def _store_view(out_dir: str) -> StoreView:
     view = StoreView(out_dir)
     for table in TABLES:
         view.schema_files[table] = fsio.exists(fsio.join(out_dir, table, SCHEMA_FILE))
@@ -131,10 +154,6 @@ def store_view(out_dir: str) -> StoreView:
                     view.shards.setdefault(table, []).append(shard)
     for t in view.shards.values():
         t.sort(key=lambda s: s.name)
-    for w in view.warnings():
-        if w not in _WARNED:  # once per process: a command builds its views more than once
-            _WARNED.add(w)
-            log.warning("%s", w)
     return view
 
 
@@ -201,6 +220,12 @@ def refresh_catalog(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreVie
         con.execute(f"ATTACH {_quote(tmp)} AS cat (STORAGE_VERSION '{STORAGE_VERSION}')")
         _create_views(con, view, None, prefix="cat.")
         con.execute("DETACH cat")
+    except BaseException:
+        con.close()
+        for stale in (tmp, tmp + ".wal"):
+            if os.path.exists(stale):
+                os.unlink(stale)
+        raise
     finally:
         con.close()
     os.replace(tmp, path)
@@ -247,15 +272,23 @@ def connect(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreView | None
     """A connection with every view defined over the committed shards of ``out_dir`` (an in-memory
     database: never blocked by another process holding the catalog file). Refuses a folder that is not
     a store, and creates nothing in it; refreshes a stale catalog file when it can (best effort)."""
-    view = view or store_view(out_dir)
-    if all(view.schema_files.values()) and not catalog_current(out_dir, catalog, view):
+    for attempt in range(3):
+        if view is None or attempt:
+            view = store_view(out_dir)
+        if all(view.schema_files.values()) and not catalog_current(out_dir, catalog, view):
+            try:
+                refresh_catalog(out_dir, catalog, view)
+            except (duckdb.Error, OSError) as exc:  # read-only media, or a lock held elsewhere
+                log.warning("could not refresh %s: %s", Path(out_dir) / catalog, exc)
+        con = duckdb.connect(":memory:")
         try:
-            refresh_catalog(out_dir, catalog, view)
-        except (duckdb.Error, OSError) as exc:  # read-only media, or a lock held elsewhere
-            log.warning("could not refresh %s: %s", Path(out_dir) / catalog, exc)
-    con = duckdb.connect(":memory:")
-    _create_views(con, view, str(Path(out_dir).resolve()))
-    return con
+            _create_views(con, view, str(Path(out_dir).resolve()))
+            return con
+        except duckdb.IOException:  # a compaction removed listed files meanwhile: list again
+            con.close()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def query(out_dir: str, sql: str, catalog: str = DEFAULT_CATALOG,

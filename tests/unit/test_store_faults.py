@@ -19,7 +19,7 @@ from pipelines.store.records import TABLES
 from tests.support.sample_pipeline import run
 
 REPO = Path(__file__).resolve().parents[2]
-N = 40
+N = 80
 KEYS = {"questions": "question_id", "browse_trajectories": "traj_id", "swe_instances": "instance_id",
         "failures": "failure_id"}
 
@@ -53,10 +53,12 @@ def test_random_sigkills_of_runs_and_compactions_never_show_bad_rows_and_end_equ
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     kills = {"run": 0, "compact": 0}
     polls = 0
-    for i in range(22):
-        if i % 4 == 3:
+    i = 0
+    while (kills["run"] < 16 or kills["compact"] < 4) and i < 60:  # timing varies with load: count real kills
+        i += 1
+        if i % 4 == 0 and kills["compact"] < 4:
             argv, kind, delay = [sys.executable, "-m", "pipelines.cli", "compact", "--out", killed], "compact", \
-                rng.uniform(0.3, 2.5)
+                rng.uniform(0.5, 3.0)
         else:
             argv, kind, delay = [sys.executable, "-m", "tests.support.sample_pipeline", killed, str(N), "--sleep",
                                  "0.1", "--bad-every", "7", "--commit-every", "2"], "run", rng.uniform(1.0, 6.0)
@@ -72,8 +74,8 @@ def test_random_sigkills_of_runs_and_compactions_never_show_bad_rows_and_end_equ
             kills[kind] += 1
         proc.wait()
         _check_reader(killed, clean_ids)
-    assert kills["run"] >= 12 and kills["compact"] >= 2, kills
-    assert sum(kills.values()) >= 20 and polls > 50
+    assert kills["run"] >= 16 and kills["compact"] >= 4, kills
+    assert polls > 50
     print(f"kills: {kills}, reader polls that saw rows: {polls}")
     run(killed, N, bad_every=7, commit_every=2)  # the rerun finishes the work
     lock.release(killed, force=True)

@@ -144,3 +144,24 @@ def test_reading_commands_refuse_a_folder_that_is_not_a_store_and_create_nothing
     err = capsys.readouterr().err
     assert str(folder) in err and ("not a Crucible store" in err or "no committed data" in err)
     assert sorted(os.listdir(folder)) == ["notes.txt"]
+
+
+def test_a_reader_that_listed_manifests_just_before_a_compaction_sees_every_row_once(tmp_path, monkeypatch):
+    from pipelines.store import manifests as M
+
+    out = store(tmp_path)
+    before = snapshot(out)
+    stale = M.committed(out, "p")  # what a reader listed a moment before the compaction
+    compact(out, "p")
+    real, calls = M.committed, []
+
+    def listed_before_compaction(o, p):
+        calls.append(p)
+        return stale if len(calls) == 1 else real(o, p)
+
+    monkeypatch.setattr(M, "committed", listed_before_compaction)
+    view = catalog.store_view(out)
+    assert view.skipped == [] and len(calls) == 2  # the old shards were gone: listed again
+    assert sum(len(v) for v in view.shards.values()) == len(TABLES)
+    monkeypatch.undo()
+    assert snapshot(out) == before
