@@ -119,10 +119,14 @@ def _fill_defaults(schema: dict, data: Any) -> Any:
 
 
 def _read_yaml(path: Path) -> dict:
+    from pipelines.textio import InputError, read_text
+
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found (see {CONFIG_DIR} for the shipped ones)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found (see {CONFIG_DIR} for the shipped ones)") from None
+        data = yaml.safe_load(read_text(path, "config file")) or {}
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):

@@ -1,4 +1,7 @@
-"""`crucible stats | query | report | export | compact`: look at, hand off and tidy stored data."""
+"""`crucible stats | query | report | export | compact | store check`: look at, hand off and tidy stored data.
+
+Every command here reads the committed rows only (the manifests' file lists), refuses a folder that is
+not a store (exit 2, nothing created), and reports a damaged shard by name instead of a traceback."""
 
 from __future__ import annotations
 
@@ -37,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", required=True, choices=["verl", "trl"])
     p.add_argument("--source", choices=["browse", "swe", "all"], default=None,
                    help="which pipeline's data (verl: browse or swe, default browse; trl: default all)")
-    p.add_argument("--split", help="verl: only questions with this split")
+    p.add_argument("--split", help="verl browse: only questions with this split (default: the RL splits rl, sft+rl)")
+    p.add_argument("--all-splits", action="store_true", help="verl browse: every question, also those rejected "
+                                                             "for RL (split none)")
     p.add_argument("--all-trajectories", action="store_true", help="trl: not only SFT-split trajectories")
     p.add_argument("--dest", help="output .parquet (default: <out>/export/<format>-<source>.parquet)")
     p.set_defaults(func=_export)
@@ -49,13 +54,57 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rows", type=int, default=200_000, help="rows per merged file at most (default 200000)")
     p.set_defaults(func=_compact)
 
+    p = sub.add_parser("store", help="store maintenance: `store check` verifies every commit manifest against "
+                                     "its shards")
+    ssub = p.add_subparsers(dest="store_command", metavar="STORE_COMMAND")
+    ssub.required = True
+    c = ssub.add_parser("check", help="verify manifests, shard footers, row counts and data; list leftovers of "
+                                      "killed runs; --quarantine moves damaged commits aside (exit 1 if damaged)")
+    _add_out(c)
+    c.add_argument("--fast", action="store_true", help="footers and row counts only (do not decode the data)")
+    c.add_argument("--quarantine", action="store_true",
+                   help="move each damaged commit (manifest and shards) to _quarantine/; its items are redone "
+                        "by the next run")
+    c.set_defaults(func=_store_check)
+
+
+def _retry_io(fn):
+    """Run ``fn`` again once when DuckDB lost a file under it (a compaction finished meanwhile: the
+    second run lists the manifests afresh)."""
+    import duckdb
+
+    try:
+        return fn()
+    except duckdb.IOException:
+        return fn()
+
+
+def _warn_skipped(view) -> None:
+    """The count and the fix (each skipped shard itself is logged once by catalog.store_view)."""
+    if view.skipped:
+        names = ", ".join(s.rel for s, _ in view.skipped[:5]) + (" ..." if len(view.skipped) > 5 else "")
+        print(f"crucible: warning: {len(view.skipped)} unreadable shard(s) left out ({names}); `crucible store check "
+              f"--out {view.out_dir}` for details", file=sys.stderr)
+
+
+def _store_check(args) -> int:
+    from pipelines.store.check import check_store, format_report, quarantine
+
+    rep = check_store(args.out, fast=args.fast)
+    if args.quarantine and rep.damaged:
+        quarantine(args.out, rep)
+    print(format_report(args.out, rep))
+    return 0 if rep.ok or rep.quarantined else 1
+
 
 def _compact(args) -> int:
     from pathlib import Path
 
     from pipelines.store.commit import COMMITS_DIR
     from pipelines.store.compact import compact
+    from pipelines.store.manifests import require_store
 
+    require_store(args.out)
     root = Path(args.out) / COMMITS_DIR
     if not root.is_dir():
         print(f"crucible: {args.out}: no committed data (no {COMMITS_DIR}/ folder); nothing to compact",
@@ -67,22 +116,41 @@ def _compact(args) -> int:
         print(f"crucible: no commits of pipeline(s) {', '.join(unknown)} in {args.out}; present: "
               f"{', '.join(sorted(p.name for p in root.iterdir() if p.is_dir())) or 'none'}", file=sys.stderr)
         return 2
+    status = 0
     for name in names:
         r = compact(args.out, name, max_rows=args.max_rows)
         print(f"{name}: {r.manifests_before} commits / {r.files_before} files -> {r.manifests_after} commits / "
               f"{r.files_after} files ({', '.join(f'{t} {n}' for t, n in sorted(r.rows.items())) or 'no rows'})")
-    return 0
+        for why in r.skipped_groups:
+            print(f"crucible: warning: {name}: a group of commits was not compacted: {why}", file=sys.stderr)
+            status = 1
+    return status
 
 
 def _stats(args) -> int:
+    import duckdb
+
     from pipelines.store import catalog
     from pipelines.store.stats import compute_stats, format_stats
 
-    con = catalog.connect(args.out)
+    view = catalog.store_view(args.out)
+    _warn_skipped(view)
+    first = [view]  # the first try reuses the view built above, a retry lists the manifests afresh
+
+    def once():
+        con = catalog.connect(args.out, view=first.pop() if first else None)
+        try:
+            return compute_stats(con)
+        finally:
+            con.close()
+
     try:
-        s = compute_stats(con)
-    finally:
-        con.close()
+        s = _retry_io(once)
+    except duckdb.Error as exc:
+        print(f"crucible: stats failed: {catalog.explain_error(args.out, exc)}", file=sys.stderr)
+        return 1
+    if view.skipped:
+        s["unreadable_shards"] = [s_.rel for s_, _ in view.skipped]
     print(json.dumps(s, indent=1, default=str) if args.json else format_stats(s))
     return 0
 
@@ -92,10 +160,14 @@ def _query(args) -> int:
 
     from pipelines.store import catalog
 
+    _warn_skipped(catalog.store_view(args.out))
     try:
         cols, rows = catalog.query(args.out, args.sql)
-    except duckdb.Error as exc:
+    except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as exc:
         print(f"crucible: query failed: {exc}", file=sys.stderr)
+        return 1
+    except duckdb.Error as exc:
+        print(f"crucible: query failed: {catalog.explain_error(args.out, exc)}", file=sys.stderr)
         return 1
     if args.json:
         for r in rows:
@@ -115,9 +187,17 @@ def _query(args) -> int:
 
 
 def _report(args) -> int:
+    import duckdb
+
+    from pipelines.store import catalog
     from pipelines.store.report import write_report
 
-    page = write_report(args.out, args.dest)
+    _warn_skipped(catalog.store_view(args.out))
+    try:
+        page = _retry_io(lambda: write_report(args.out, args.dest))
+    except duckdb.Error as exc:
+        print(f"crucible: report failed: {catalog.explain_error(args.out, exc)}", file=sys.stderr)
+        return 1
     print(f"report written: {page}")
     return 0
 
@@ -125,10 +205,19 @@ def _report(args) -> int:
 def _export(args) -> int:
     from pathlib import Path
 
+    import duckdb
+
+    from pipelines.store import catalog
     from pipelines.store.export import export
 
     source = args.source or ("browse" if args.format == "verl" else "all")
     dest = args.dest or str(Path(args.out) / "export" / f"{args.format}-{source}.parquet")
-    n = export(args.out, args.format, dest, source=source, split=args.split, only_sft=not args.all_trajectories)
+    _warn_skipped(catalog.store_view(args.out))
+    try:
+        n = _retry_io(lambda: export(args.out, args.format, dest, source=source, split=args.split,
+                                     only_sft=not args.all_trajectories, all_splits=args.all_splits))
+    except duckdb.Error as exc:
+        print(f"crucible: export failed: {catalog.explain_error(args.out, exc)}", file=sys.stderr)
+        return 1
     print(f"wrote {n} rows to {dest}")
     return 0

@@ -1,10 +1,26 @@
-"""DuckDB catalog: one view per table over its Parquet shards.
+"""DuckDB catalog: one view per table over the table's *committed* Parquet shards.
 
 View names are a public contract (``questions``, ``browse_trajectories``, ``swe_instances``,
-``swe_validations``, ``swe_trajectories``, ``failures``). Each table folder always holds a
-0-row ``_schema.parquet``, so every view exists and has its columns before any data lands.
-The catalog file (``<out_dir>/crucible.duckdb``) stores the view definitions with absolute
-paths; ``crucible`` commands refresh them, so a moved data folder heals on the next command.
+``swe_validations``, ``swe_trajectories``, ``failures``). A view lists its files explicitly: the files
+that live commit manifests name (:mod:`pipelines.store.manifests`), never a glob, so a run in progress,
+a killed run or a half-done compaction is never visible; each table's 0-row ``_schema.parquet`` comes
+first, so every view exists with its columns before any data lands.
+
+Before a view is made, each shard is checked (present, footer readable, row count as its manifest
+says; cached per process by size and mtime). A damaged shard is left out with a warning that names the
+file and table; the other tables and shards keep working (``crucible store check --quarantine`` moves
+the damaged commit aside so the next run redoes its items).
+
+Two ways in:
+
+- :func:`connect` (every ``crucible`` command): an in-memory database whose views are rebuilt from the
+  manifests on each open, with absolute paths of the folder it is given: a copied or moved folder reads
+  its own files.
+- the catalog file ``<out_dir>/crucible.duckdb`` for plain DuckDB: written by :func:`refresh_catalog`
+  (end of each run, and any ``crucible`` command that finds it stale) in DuckDB storage version v1.0.0,
+  which DuckDB 1.0 and later (CLI included) open, with paths *relative to the data folder*: open it from
+  there (``cd data && duckdb crucible.duckdb``) or set ``file_search_path`` (``duckdb -cmd "SET
+  file_search_path='data'" data/crucible.duckdb``). It shows the commits as of its last refresh.
 """
 
 from __future__ import annotations
@@ -12,88 +28,310 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from pipelines.store.commit import ensure_layout
-from pipelines.store.records import TABLES
+from pipelines.store import fsio
+from pipelines.store import manifests as M
+from pipelines.store.records import TABLES, record_type
 
 log = logging.getLogger(__name__)
 DEFAULT_CATALOG = "crucible.duckdb"
+SCHEMA_FILE = "_schema.parquet"
+STORAGE_VERSION = "v1.0.0"
 
 
-def view_sql(out_dir: str, table: str) -> str:
-    pattern = str(Path(out_dir).resolve() / table / "*.parquet").replace("'", "''")
-    return (f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM "
-            f"read_parquet('{pattern}', union_by_name = true)")
+@dataclass
+class Shard:
+    table: str
+    name: str
+    rows: int | None  # as the manifest says
+    pipeline: str
+    commit_id: str
+
+    @property
+    def rel(self) -> str:
+        return f"{self.table}/{self.name}"
 
 
-def _create_views(con: duckdb.DuckDBPyConnection, out_dir: str) -> None:
+@dataclass
+class StoreView:
+    """What the views read: per table, the committed shards that passed the checks."""
+
+    out_dir: str
+    shards: dict[str, list[Shard]] = field(default_factory=dict)
+    skipped: list[tuple[Shard, str]] = field(default_factory=list)  # (shard, why)
+    schema_files: dict[str, bool] = field(default_factory=dict)
+
+    def files(self, table: str) -> list[str]:
+        """Relative paths the view of ``table`` reads, schema file first."""
+        head = [f"{table}/{SCHEMA_FILE}"] if self.schema_files.get(table) else []
+        return head + [s.rel for s in self.shards.get(table, [])]
+
+    def signature(self) -> str:
+        return json.dumps({"v": 2, "tables": {t: self.files(t) for t in sorted(TABLES)}}, sort_keys=True)
+
+    def warnings(self) -> list[str]:
+        return [f"skipped unreadable shard {s.rel} (table {s.table}, commit {s.pipeline}/{s.commit_id}): {why}"
+                for s, why in self.skipped]
+
+
+_WARNED: set[str] = set()
+_CHECKED: dict[str, tuple[tuple[int, int], int | None, str | None]] = {}
+
+
+def _one_line(exc: BaseException, n: int = 200) -> str:
+    return " ".join(str(exc).split())[:n]
+
+
+def _source(path: str):
+    return fsio._local(path) if fsio.is_local(path) else pa.BufferReader(fsio.read_bytes(path))
+
+
+def check_footer(path: str) -> tuple[int | None, str | None]:
+    """(row count, None) for a readable Parquet footer, else (None, what is wrong). Cached by size+mtime."""
+    st = fsio.stat(path)
+    if st is None:
+        return None, MISSING
+    hit = _CHECKED.get(path)
+    if hit and hit[0] == st:
+        return hit[1], hit[2]
+    try:
+        md = pq.read_metadata(_source(path))
+        res: tuple[int | None, str | None] = (md.num_rows, None)
+    except Exception as exc:  # noqa: BLE001 - any decode error means the same: not a readable Parquet file
+        res = (None, f"not a readable Parquet file ({type(exc).__name__}: {_one_line(exc)})")
+    _CHECKED[path] = (st, *res)
+    return res
+
+
+def store_view(out_dir: str, attempts: int = 5) -> StoreView:
+    """The committed shards of every pipeline, checked (see module docstring). Reads, never writes.
+
+    A shard that vanished while its manifest vanished too was removed by a compaction between listing
+    and checking: the listing is redone (the merged manifest names the rows now), so a reader racing a
+    compaction sees every row once, never a false "missing"."""
+    M.require_store(out_dir)
+    for _ in range(attempts - 1):
+        view = _store_view(out_dir)
+        raced = [s for s, why in view.skipped if why == MISSING and
+                 not fsio.exists(M.manifest_path(out_dir, s.pipeline, s.commit_id))]
+        if not raced:
+            break
+    else:
+        view = _store_view(out_dir)
+    for w in view.warnings():
+        if w not in _WARNED:  # once per process: a command builds its views more than once
+            _WARNED.add(w)
+            log.warning("%s", w)
+    return view
+
+
+MISSING = "file is missing"
+
+
+def _store_view(out_dir: str) -> StoreView:
+    view = StoreView(out_dir)
     for table in TABLES:
-        con.execute(view_sql(out_dir, table))
+        view.schema_files[table] = fsio.exists(fsio.join(out_dir, table, SCHEMA_FILE))
+    for pipeline in M.pipelines_of(out_dir):
+        for m in M.committed(out_dir, pipeline).live:
+            for table, name in sorted(m["files"].items()):
+                shard = Shard(table, name, (m.get("rows") or {}).get(table), pipeline, m["commit_id"])
+                if table not in TABLES:
+                    view.skipped.append((shard, f"unknown table {table!r}"))
+                    continue
+                n, err = check_footer(fsio.join(out_dir, table, name))
+                if err is None and shard.rows is not None and n != shard.rows:
+                    err = f"holds {n} rows, its manifest says {shard.rows}"
+                if err:
+                    view.skipped.append((shard, err))
+                else:
+                    view.shards.setdefault(table, []).append(shard)
+    for t in view.shards.values():
+        t.sort(key=lambda s: s.name)
+    return view
 
 
-def _stamp(out_dir: str) -> str:
-    """What the catalog's views depend on: the data folder's absolute path and the table list (new shards
-    need no refresh: the views read a glob)."""
-    return json.dumps({"out_dir": str(Path(out_dir).resolve()), "tables": sorted(TABLES), "v": 1})
+def _quote(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def view_sql(table: str, paths: list[str]) -> str:
+    return (f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM "
+            f"read_parquet([{', '.join(_quote(p) for p in paths)}], union_by_name = true)")
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, view: StoreView, base: str | None, prefix: str = "") -> None:
+    """Views in ``con`` (``prefix`` = ``"cat."`` for an attached file). ``base``: make paths absolute."""
+    for table in TABLES:
+        paths = view.files(table)
+        if base is not None:
+            paths = [str(Path(base) / p) for p in paths]
+        if paths and view.schema_files.get(table):
+            con.execute(view_sql(prefix + table, paths))
+            continue
+        # no schema file (a read-only store from an old version): the schema comes from the record type
+        empty = f"__empty_{table}"
+        con.register(empty, record_type(table).arrow_schema.empty_table())
+        sql = f"CREATE OR REPLACE VIEW {prefix}{table} AS SELECT * FROM {empty}"
+        if paths:
+            sql += (f" UNION ALL BY NAME SELECT * FROM read_parquet([{', '.join(_quote(p) for p in paths)}], "
+                    "union_by_name = true)")
+        con.execute(sql)
 
 
 def _stamp_path(out_dir: str, catalog: str) -> Path:
     return Path(out_dir) / f".{catalog}.views"
 
 
-def catalog_current(out_dir: str, catalog: str = DEFAULT_CATALOG) -> bool:
-    """True when the catalog file exists and its views were made for this folder and these tables."""
+def catalog_current(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreView | None = None) -> bool:
+    """True when the catalog file exists and its views list exactly the files committed now."""
     try:
-        return (Path(out_dir) / catalog).is_file() and _stamp_path(out_dir, catalog).read_text() == _stamp(out_dir)
-    except OSError:
+        view = view or store_view(out_dir)
+        return (Path(out_dir) / catalog).is_file() and _stamp_path(out_dir, catalog).read_text() == view.signature()
+    except (OSError, M.StoreError):
         return False
 
 
-def refresh_catalog(out_dir: str, catalog: str = DEFAULT_CATALOG) -> str:
-    """(Re)write the catalog file's views. Returns its path."""
-    ensure_layout(out_dir)
+def refresh_catalog(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreView | None = None) -> str:
+    """(Re)write the catalog file's views (relative paths, storage version v1.0.0). Returns its path."""
+    from pipelines.store.commit import ensure_layout
+
+    if not M.is_store(out_dir):
+        ensure_layout(out_dir)  # a writer's first call: make the layout
+    view = view or store_view(out_dir)
+    if not all(view.schema_files.values()):
+        ensure_layout(out_dir)
+        view = store_view(out_dir)
     path = str(Path(out_dir) / catalog)
     tmp = path + f".tmp{os.getpid()}"
+    for stale in (tmp, tmp + ".wal"):
+        if os.path.exists(stale):
+            os.unlink(stale)
     # build in a temp file and rename, so a reader never sees a half-written catalog
-    con = duckdb.connect(tmp)
+    con = duckdb.connect(":memory:")
     try:
-        _create_views(con, out_dir)
+        con.execute(f"SET file_search_path = {_quote(str(Path(out_dir).resolve()))}")
+        con.execute(f"ATTACH {_quote(tmp)} AS cat (STORAGE_VERSION '{STORAGE_VERSION}')")
+        _create_views(con, view, None, prefix="cat.")
+        con.execute("DETACH cat")
+    except BaseException:
+        con.close()
+        for stale in (tmp, tmp + ".wal"):
+            if os.path.exists(stale):
+                os.unlink(stale)
+        raise
     finally:
         con.close()
     os.replace(tmp, path)
-    for leftover in (tmp + ".wal",):
-        if os.path.exists(leftover):
-            os.unlink(leftover)
-    from pipelines.store.fsio import write_bytes_atomic
-
-    write_bytes_atomic(str(_stamp_path(out_dir, catalog)), _stamp(out_dir).encode())
+    fsio.fsync_dir(out_dir)
+    if os.path.exists(tmp + ".wal"):
+        os.unlink(tmp + ".wal")
+    write_card(out_dir, view)
+    fsio.write_bytes_atomic(str(_stamp_path(out_dir, catalog)), view.signature().encode())
     return path
 
 
-def connect(out_dir: str, catalog: str = DEFAULT_CATALOG) -> duckdb.DuckDBPyConnection:
-    """A connection with every view defined. Uses an in-memory database (never blocked by
-    another process holding the catalog file) after refreshing the file when it is missing or was
-    made for another folder (a moved data folder heals here)."""
-    if not Path(out_dir).exists():
-        raise FileNotFoundError(f"{out_dir}: no such output directory (run a pipeline first, or pass --out)")
-    if not catalog_current(out_dir, catalog):
+CARD = "README.md"
+CARD_MARK = "<!-- written by crucible: rewritten with the committed file lists; delete this line to keep edits -->"
+
+
+def card_text(view: StoreView) -> str:
+    """A Hugging Face dataset card whose ``configs`` (one per table) list the committed files, so
+    ``datasets.load_dataset(<folder>, <table>)`` reads exactly what the views read."""
+    lines = ["---", "configs:"]
+    for table in TABLES:
+        lines += [f"- config_name: {table}", "  data_files:", "  - split: train", "    path:"]
+        lines += [f"    - {json.dumps(p)}" for p in view.files(table)]
+    lines += ["---", "", CARD_MARK, "", "# Crucible store", "",
+              "Tables (one config each): " + ", ".join(f"`{t}`" for t in TABLES) + ".",
+              "Load one with `datasets.load_dataset(\"<this folder>\", \"questions\", split=\"train\")`; query all",
+              "with `crucible query --out <this folder> \"select ...\"` or `cd <this folder> && duckdb crucible.duckdb`.", ""]
+    return "\n".join(lines)
+
+
+def write_card(out_dir: str, view: StoreView) -> bool:
+    """Write the card unless the folder has a README.md that crucible did not write. True if written."""
+    path = Path(out_dir) / CARD
+    if path.exists():
         try:
-            refresh_catalog(out_dir, catalog)
-        except (duckdb.IOException, OSError) as exc:  # read-only media, or a lock held elsewhere
-            log.warning("could not refresh %s: %s", Path(out_dir) / catalog, exc)
-    con = duckdb.connect(":memory:")
-    _create_views(con, out_dir)
-    return con
+            if CARD_MARK not in path.read_text(encoding="utf-8", errors="replace"):
+                return False
+        except OSError:
+            return False
+    fsio.write_bytes_atomic(str(path), card_text(view).encode())
+    return True
 
 
-def query(out_dir: str, sql: str, catalog: str = DEFAULT_CATALOG) -> tuple[list[str], list[tuple]]:
-    con = connect(out_dir, catalog)
+def connect(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreView | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection with every view defined over the committed shards of ``out_dir`` (an in-memory
+    database: never blocked by another process holding the catalog file). Refuses a folder that is not
+    a store, and creates nothing in it; refreshes a stale catalog file when it can (best effort)."""
+    for attempt in range(3):
+        if view is None or attempt:
+            view = store_view(out_dir)
+        if all(view.schema_files.values()) and not catalog_current(out_dir, catalog, view):
+            try:
+                refresh_catalog(out_dir, catalog, view)
+            except (duckdb.Error, OSError) as exc:  # read-only media, or a lock held elsewhere
+                log.warning("could not refresh %s: %s", Path(out_dir) / catalog, exc)
+        con = duckdb.connect(":memory:")
+        try:
+            _create_views(con, view, str(Path(out_dir).resolve()))
+            return con
+        except duckdb.IOException:  # a compaction removed listed files meanwhile: list again
+            con.close()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def query(out_dir: str, sql: str, catalog: str = DEFAULT_CATALOG,
+          params: list | None = None) -> tuple[list[str], list[tuple]]:
+    """Run ``sql`` over the views. A compaction that removed the files while the views were made is
+    answered by rebuilding the views from the manifests once."""
+    for attempt in (0, 1):
+        con = connect(out_dir, catalog)
+        try:
+            cur = con.execute(sql, params or [])
+            cols = [d[0] for d in cur.description] if cur.description else []
+            return cols, cur.fetchall()
+        except duckdb.IOException:
+            if attempt:
+                raise
+        finally:
+            con.close()
+    raise AssertionError("unreachable")
+
+
+def unreadable_shards(out_dir: str, tables: list[str] | None = None) -> list[tuple[str, str]]:
+    """Committed shards whose data (not only the footer) cannot be read: ``[(table/file, why)]``."""
+    view = store_view(out_dir)
+    bad = [(s.rel, why) for s, why in view.skipped if tables is None or s.table in tables]
+    for table, shards in view.shards.items():
+        if tables is not None and table not in tables:
+            continue
+        for s in shards:
+            try:
+                pq.read_table(_source(fsio.join(out_dir, s.rel)))
+            except Exception as exc:  # noqa: BLE001
+                bad.append((s.rel, f"data not readable ({type(exc).__name__}: {_one_line(exc)})"))
+    return bad
+
+
+def explain_error(out_dir: str, exc: Exception) -> str:
+    """A query error, with the committed shards that cannot be read named (a TProtocolException names none)."""
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     try:
-        cur = con.execute(sql)
-        cols = [d[0] for d in cur.description] if cur.description else []
-        return cols, cur.fetchall()
-    finally:
-        con.close()
+        bad = unreadable_shards(out_dir)
+    except Exception:  # noqa: BLE001 - the explanation must never hide the original error
+        bad = []
+    if bad:
+        msg += "; unreadable shard(s): " + "; ".join(f"{p}: {why}" for p, why in bad[:5])
+        msg += ". Run `crucible store check --out " + out_dir + " --quarantine` to move them aside (their items are redone on the next run)"
+    return msg

@@ -9,13 +9,16 @@ Layout under ``out_dir``::
 A commit covers a batch of *items* (one question, one SWE instance...). Each item's rows,
 for every table, are written as shards (each atomically), then the manifest listing the
 item keys and the shard files is written atomically: the manifest is the commit point.
-``commit_id`` is a hash of the pipeline name and the sorted item keys, so a retried bundle
-rewrites the same files with the same content.
+``commit_id`` is a hash of the pipeline name and the sorted item keys. A commit is idempotent per
+item key: keys that a live manifest already holds are skipped, so a retried or speculative bundle
+that batched differently never commits a key twice (and if two attempts race, readers take one of
+them, see :mod:`pipelines.store.manifests`).
 
-On start, :func:`recover` reads the manifests: their item keys are finished work (skipped on
-rerun), and any shard of this pipeline that no manifest names is an orphan of a killed run
-and is deleted, so a rerun never duplicates rows and never loses any. Manifests merged by a
-compaction (:mod:`pipelines.store.compact`) that was killed half-way are dropped the same way.
+On start, :func:`recover` takes the store's writer lock (:mod:`pipelines.store.lock`), reads the
+manifests (their item keys are finished work, skipped on rerun) and, safe under the lock, deletes
+what killed runs left: shards of this pipeline that no live manifest names, manifests merged by an
+interrupted compaction or repeating keys of earlier commits, and stale temp files. Readers never need
+this cleanup: they read only the files that live manifests name.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,11 +37,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.store import fsio
+from pipelines.store import manifests as M
 from pipelines.store.records import TABLES, record_type
 
 log = logging.getLogger(__name__)
 
-COMMITS_DIR = "_commits"
+COMMITS_DIR = M.COMMITS_DIR
 SCHEMA_FILE = "_schema.parquet"
 MAX_PAYLOAD_CHARS = 100_000
 
@@ -116,18 +121,29 @@ def _parquet_bytes(table: pa.Table, compression: str) -> bytes:
     return buf.getvalue()
 
 
+def schema_bytes(schema: pa.Schema) -> bytes:
+    """A Parquet file with the schema and zero row groups (``datasets`` rejects a 0-row row group)."""
+    buf = io.BytesIO()
+    pq.ParquetWriter(buf, schema, compression="zstd").close()
+    return buf.getvalue()
+
+
 def ensure_layout(out_dir: str) -> None:
-    """Create every table folder with its 0-row schema file (idempotent)."""
+    """Create every table folder with its 0-row schema file (idempotent). Writers only: readers never
+    create anything (see :func:`pipelines.store.manifests.require_store`)."""
     for table in TABLES:
         path = fsio.join(out_dir, table, SCHEMA_FILE)
         rt = record_type(table)
         if fsio.exists(path):
             try:
-                if fsio.is_local(path) and pq.read_schema(path).equals(rt.arrow_schema, check_metadata=False):
+                if not fsio.is_local(path):
+                    continue
+                f = pq.ParquetFile(path)
+                if f.num_row_groups == 0 and f.schema_arrow.equals(rt.arrow_schema, check_metadata=False):
                     continue
             except Exception:  # corrupt or stale schema file: rewrite it below
                 log.warning("rewriting schema file %s", path)
-        fsio.write_bytes_atomic(path, _parquet_bytes(rt.arrow_schema.empty_table(), "zstd"))
+        fsio.write_bytes_atomic(path, schema_bytes(rt.arrow_schema))
 
 
 @dataclass
@@ -136,17 +152,39 @@ class CommitInfo:
     n_items: int
     rows: dict[str, int]
     files: dict[str, str]
+    skipped_keys: list[str] = field(default_factory=list)
+
+
+def done_keys(out_dir: str, pipeline: str) -> set[str]:
+    """Item keys of ``pipeline`` committed so far (live manifests)."""
+    return M.committed(out_dir, pipeline).done_keys
 
 
 def commit_items(out_dir: str, pipeline: str, run_id: str, items: list[ItemResult],
                  compression: str = "zstd") -> CommitInfo:
-    """Validate and atomically commit a batch of items (see module docstring)."""
+    """Validate and atomically commit a batch of items (see module docstring).
+
+    Idempotent per item key: keys already committed (a retried or speculative bundle that batched
+    differently) are skipped, and a key given twice in one batch is committed once (the first)."""
     if not items:
         raise ValueError("commit_items needs at least one item")
-    keys = sorted({it.key for it in items})
+    already = done_keys(out_dir, pipeline)
+    first: dict[str, ItemResult] = {}
+    for it in items:
+        if it.key in first:
+            log.warning("item key %r of %s given twice in one commit; keeping the first", it.key, pipeline)
+            continue
+        first[it.key] = it
+    skipped = sorted(k for k in first if k in already)
+    todo = [first[k] for k in sorted(first) if k not in already]
+    if skipped:
+        log.info("%d item(s) of %s already committed, not written again", len(skipped), pipeline)
+    if not todo:
+        return CommitInfo(stable_hash(pipeline, sorted(first)), 0, {}, {}, skipped)
+    keys = [it.key for it in todo]
     commit_id = stable_hash(pipeline, keys)
     by_table: dict[str, list[dict]] = {}
-    for it in items:
+    for it in todo:
         for table, rows in it.rows.items():
             valid, failures = split_valid(table, rows, pipeline=pipeline, item_key=it.key, run_id=run_id)
             by_table.setdefault(table, []).extend(valid)
@@ -167,15 +205,15 @@ def commit_items(out_dir: str, pipeline: str, run_id: str, items: list[ItemResul
         "pipeline": pipeline,
         "run_id": run_id,
         "items": keys,
-        "files": {t: p.rsplit("/", 1)[-1] for t, p in files.items()},
+        "files": {t: p.replace("\\", "/").rsplit("/", 1)[-1] for t, p in files.items()},
         "rows": counts,
         "created_at": utc_now(),
     }
     fsio.write_bytes_atomic(
-        fsio.join(out_dir, COMMITS_DIR, pipeline, f"{commit_id}.json"),
+        M.manifest_path(out_dir, pipeline, commit_id),
         json.dumps(manifest, indent=1, sort_keys=True).encode(),
     )
-    return CommitInfo(commit_id, len(keys), counts, files)
+    return CommitInfo(commit_id, len(keys), counts, files, skipped)
 
 
 @dataclass
@@ -184,52 +222,107 @@ class RecoveryReport:
     n_commits: int
     orphans_deleted: list[str]
     duplicate_keys: list[str]
+    manifests_dropped: list[str] = field(default_factory=list)
+    temp_files_deleted: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
 
 
 def read_manifests(out_dir: str, pipeline: str) -> list[dict]:
+    """Every manifest file of ``pipeline``, validated (not resolved: see :func:`manifests.resolve`)."""
+    return M.read_manifests(out_dir, pipeline)
+
+
+_SHARD_ID = re.compile(r"c?[0-9a-f]{16}\.parquet")
+
+
+def is_shard_of(name: str, pipeline: str) -> bool:
+    """``part-<pipeline>-<commit id>.parquet`` exactly (``part-swe-...`` is not a shard of ``swe-curate``)."""
+    prefix = f"part-{pipeline}-"
+    return name.startswith(prefix) and bool(_SHARD_ID.fullmatch(name[len(prefix):]))
+
+
+def _stale_temp_files(out_dir: str, pipeline: str) -> list[str]:
+    """Temp files of atomic writes (``.<final name>.<random>.tmp``) that a killed writer of ``pipeline`` left."""
     out = []
-    for path in fsio.glob(fsio.join(out_dir, COMMITS_DIR, pipeline, "*.json")):
-        try:
-            out.append(json.loads(fsio.read_bytes(path)))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            # manifests are written atomically, so this is outside damage: refuse to guess
-            raise ValueError(f"{path}: unreadable commit manifest ({exc}); delete it and the shards it "
-                             "names to redo those items") from None
-    return out
+    for table in TABLES:
+        for path in fsio.glob(fsio.join(out_dir, table, f".*{fsio.TMP_SUFFIX}")):
+            final = path.replace("\\", "/").rsplit("/", 1)[-1][1:].split(".parquet.", 1)[0] + ".parquet"
+            if is_shard_of(final, pipeline) or final == SCHEMA_FILE:
+                out.append(path)
+    out += fsio.glob(fsio.join(out_dir, M.COMMITS_DIR, pipeline, f".*{fsio.TMP_SUFFIX}"))
+    return sorted(out)
 
 
-def recover(out_dir: str, pipeline: str) -> RecoveryReport:
-    """Finished item keys of ``pipeline`` and removal of orphan shards left by a killed run."""
-    manifests = read_manifests(out_dir, pipeline)
-    # a compaction killed after its commit point: the merged manifest supersedes the ones it names
-    superseded = {cid for m in manifests for cid in m.get("compacted_from") or ()}
-    if superseded & {m["commit_id"] for m in manifests}:
-        stale = [m for m in manifests if m["commit_id"] in superseded]
-        log.warning("removing %d commit manifest(s) of %s merged by an interrupted compaction", len(stale), pipeline)
-        fsio.delete([fsio.join(out_dir, COMMITS_DIR, pipeline, f"{m['commit_id']}.json") for m in stale])
-        manifests = [m for m in manifests if m["commit_id"] not in superseded]
-    done: set[str] = set()
-    dup: list[str] = []
-    referenced: set[str] = set()
-    for m in manifests:
-        for k in m["items"]:
-            if k in done:
-                dup.append(k)
-            done.add(k)
-        for table, name in m["files"].items():
-            referenced.add(f"{table}/{name}")
-    orphans = []
+def recover(out_dir: str, pipeline: str, *, purpose: str | None = None) -> RecoveryReport:
+    """Start (or resume) writing ``pipeline`` into ``out_dir``: take the store's writer lock for this process
+    (:mod:`pipelines.store.lock`; refused with the holder named while another writer runs), then return the
+    finished item keys and remove what killed runs left behind. Only with the lock held is it safe to
+    delete: no other live writer can be between its shards and its manifest."""
+    from pipelines.store import lock
+
+    lock.acquire(out_dir, purpose or f"{pipeline} run")
+    return recover_locked(out_dir, pipeline)
+
+
+def recover_locked(out_dir: str, pipeline: str) -> RecoveryReport:
+    """:func:`recover` for a caller that already holds the writer lock."""
+    res = M.committed(out_dir, pipeline)
+    dropped = []
+    if res.superseded:
+        log.warning("removing %d commit manifest(s) of %s merged by an interrupted compaction",
+                    len(res.superseded), pipeline)
+    if res.conflicting:
+        log.warning("removing %d commit manifest(s) of %s that repeat item keys of earlier commits (their other "
+                    "items will be redone)", len(res.conflicting), pipeline)
+    for m in res.superseded + res.conflicting:
+        dropped.append(M.manifest_path(out_dir, pipeline, m["commit_id"]))
+    fsio.delete(dropped)
+    present = {}
     for table in TABLES:
         for path in fsio.glob(fsio.join(out_dir, table, f"part-{pipeline}-*.parquet")):
             name = path.replace("\\", "/").rsplit("/", 1)[-1]
-            if f"{table}/{name}" not in referenced:
-                orphans.append(path)
+            if is_shard_of(name, pipeline):
+                present[f"{table}/{name}"] = path
+    # a commit whose shard is gone (outside damage, or a writer that outlived its lock): its rows cannot be
+    # read, so its items must not count as done; it is moved aside (kept, not deleted) and redone
+    broken = [m for m in res.live if any(f"{t}/{n}" not in present for t, n in m["files"].items())]
+    quarantined = []
+    if broken:
+        quarantined = quarantine_commits(out_dir, pipeline, broken)
+        log.warning("moved %d commit(s) of %s whose shards are missing to %s/ (their items will be redone): %s",
+                    len(broken), pipeline, QUARANTINE_DIR, ", ".join(m["commit_id"] for m in broken))
+        ids = {m["commit_id"] for m in broken}
+        res.live = [m for m in res.live if m["commit_id"] not in ids]
+        present = {k: v for k, v in present.items() if v not in quarantined}
+    referenced = {f"{t}/{name}" for m in res.live for t, name in m["files"].items()}
+    orphans = [path for rel, path in present.items() if rel not in referenced]
     if orphans:
         log.warning("removing %d uncommitted shard(s) left by an interrupted run of %s", len(orphans), pipeline)
         fsio.delete(orphans)
-    if dup:
-        log.warning("%d item(s) of %s appear in more than one commit", len(dup), pipeline)
-    return RecoveryReport(done, len(manifests), orphans, sorted(set(dup)))
+    temps = _stale_temp_files(out_dir, pipeline)
+    if temps:
+        log.warning("removing %d temp file(s) left by a killed writer of %s", len(temps), pipeline)
+        fsio.delete(temps)
+    dup = sorted({k for m in res.conflicting for k in m["items"]} & res.done_keys)
+    return RecoveryReport(res.done_keys, len(res.live), orphans, dup, dropped, temps, quarantined)
+
+
+QUARANTINE_DIR = "_quarantine"
+
+
+def quarantine_commits(out_dir: str, pipeline: str, manifests: list[dict]) -> list[str]:
+    """Move each commit (its manifest first: the commit point, then its shards that exist) to
+    ``_quarantine/<time>/`` keeping their paths. Caller holds the writer lock. Returns the moved paths."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    moved = []
+    for m in manifests:
+        rels = [f"{M.COMMITS_DIR}/{pipeline}/{m['commit_id']}.json"] + [f"{t}/{n}" for t, n in sorted(m["files"].items())]
+        for rel in rels:
+            src = fsio.join(out_dir, rel)
+            if fsio.exists(src):
+                fsio.rename(src, fsio.join(out_dir, QUARANTINE_DIR, stamp, rel))
+                moved.append(src)
+    return moved
 
 
 class Progress:

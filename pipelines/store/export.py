@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.store import catalog
+from pipelines.store.manifests import StoreError
 from pipelines.store.records import record_type
 
 BROWSE_SYSTEM = (
@@ -59,20 +60,36 @@ VERL_SCHEMAS = {
 }
 
 
-def _rows(con, sql: str, table: str) -> list[dict]:
-    cur = con.execute(sql)
+RL_SPLITS = ("rl", "sft+rl")
+
+
+class EmptyExport(StoreError):
+    pass
+
+
+def _rows(con, sql: str, table: str, params: list | None = None) -> list[dict]:
+    cur = con.execute(sql, params or [])
     cols = [d[0] for d in cur.description]
     rt = record_type(table)
     return [rt.decode(dict(zip(cols, r))) for r in cur.fetchall()]
 
 
-def verl_rows(out_dir: str, source: str = "browse", split: str | None = None) -> list[dict]:
+def verl_rows(out_dir: str, source: str = "browse", split: str | None = None, all_splits: bool = False) -> list[dict]:
+    """verl rows. Browse: questions of an RL split (``rl``, ``sft+rl``) unless ``split`` names one or
+    ``all_splits`` (questions the pipeline rejected for RL, split ``none``, are left out by default)."""
+    if source == "swe" and split:
+        raise ValueError("--split: swe instances have no split (every stored instance is validated); drop --split")
     con = catalog.connect(out_dir)
     rows: list[dict] = []
     try:
         if source == "browse":
-            where = f"WHERE split = '{split}'" if split else ""
-            for q in _rows(con, f"SELECT * FROM questions {where} ORDER BY question_id", "questions"):
+            if split:
+                where, params = "WHERE split = ?", [split]
+            elif all_splits:
+                where, params = "", []
+            else:
+                where, params = "WHERE split IN (?, ?)", list(RL_SPLITS)
+            for q in _rows(con, f"SELECT * FROM questions {where} ORDER BY question_id", "questions", params):
                 ctx = {"ground_truth": q["answer"], "question": q["question"], "data_source": "crucible/browse"}
                 rows.append({
                     "data_source": "crucible/browse",
@@ -166,22 +183,35 @@ def trl_features():
 
 
 def export(out_dir: str, fmt: str, dest: str, source: str = "browse", split: str | None = None,
-           only_sft: bool = True) -> int:
-    """Write the export to ``dest`` (a .parquet file), atomically. Returns the row count."""
+           only_sft: bool = True, all_splits: bool = False) -> int:
+    """Write the export to ``dest`` (a .parquet file), atomically. Returns the row count; 0 rows is an
+    :class:`EmptyExport` error and writes nothing (a 0-row file only fails later, in the trainer)."""
+    if fmt == "verl":
+        if source not in VERL_SCHEMAS:
+            raise ValueError(f"--source {source!r}: verl exports one source per file: browse or swe")
+        rows = verl_rows(out_dir, source, split, all_splits)
+    elif fmt == "trl":
+        rows = trl_rows(out_dir, source, only_sft)
+    else:
+        raise ValueError(f"--format {fmt!r}: allowed formats are verl, trl")
+    if not rows:
+        if fmt == "verl" and source == "browse":
+            what = (f"no questions with split {split!r}" if split else "no questions at all" if all_splits else
+                    f"no questions with an RL split ({', '.join(RL_SPLITS)}); --all-splits exports the others too")
+        elif fmt == "verl":
+            what = "no swe_instances"
+        else:
+            what = ("no trajectories with an SFT split (sft, sft+rl); --all-trajectories exports the others too"
+                    if only_sft else "no trajectories")
+        raise EmptyExport(f"{out_dir}: nothing to export ({what}); no file written")
     dest_p = Path(dest)
     dest_p.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest_p.with_name(f".{dest_p.name}.tmp")
     if fmt == "verl":
-        if source not in VERL_SCHEMAS:
-            raise ValueError(f"--source {source!r}: verl exports one source per file: browse or swe")
-        rows = verl_rows(out_dir, source, split)
         pq.write_table(pa.Table.from_pylist(rows, schema=VERL_SCHEMAS[source]), tmp)
-    elif fmt == "trl":
+    else:
         from datasets import Dataset
 
-        rows = trl_rows(out_dir, source, only_sft)
         Dataset.from_list(rows, features=trl_features()).to_parquet(str(tmp))
-    else:
-        raise ValueError(f"--format {fmt!r}: allowed formats are verl, trl")
     tmp.replace(dest_p)
     return len(rows)

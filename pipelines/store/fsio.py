@@ -34,18 +34,41 @@ def makedirs(path: str) -> None:
         os.makedirs(_local(path), exist_ok=True)
 
 
+def fsync_dir(path: str) -> None:
+    """Make a rename or a new file in ``path`` durable (POSIX: the directory entry lives in the directory)."""
+    try:
+        fd = os.open(_local(path), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # not supported here (some file systems, Windows): best effort
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+TMP_SUFFIX = ".tmp"
+
+
+def temp_prefix(name: str) -> str:
+    """Temp files of an atomic write of ``name`` start with this (``recover`` removes stale ones)."""
+    return f".{name}."
+
+
 def write_bytes_atomic(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
     if is_local(path):
         p = Path(_local(path))
         p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".{uuid.uuid4().hex[:8]}.tmp", dir=p.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(p.name), suffix=f".{uuid.uuid4().hex[:8]}{TMP_SUFFIX}", dir=p.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, p)
+            fsync_dir(str(p.parent))
         except BaseException:
             try:
                 os.unlink(tmp)
@@ -101,3 +124,30 @@ def delete(paths: list[str]) -> None:
         from apache_beam.io.filesystems import FileSystems
 
         FileSystems.delete(remote)
+
+
+def stat(path: str) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a local file, or None when it is missing; remote: (size, 0)."""
+    if is_local(path):
+        try:
+            st = os.stat(_local(path))
+        except FileNotFoundError:
+            return None
+        return st.st_size, st.st_mtime_ns
+    from apache_beam.io.filesystems import FileSystems
+
+    res = FileSystems.match([path])[0].metadata_list
+    return (res[0].size_in_bytes, 0) if res else None
+
+
+def rename(src: str, dst: str) -> None:
+    """Move ``src`` to ``dst`` (used to quarantine damaged files)."""
+    if is_local(src):
+        Path(_local(dst)).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(_local(src), _local(dst))
+        fsync_dir(str(Path(_local(src)).parent))
+        fsync_dir(str(Path(_local(dst)).parent))
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    FileSystems.rename([src], [dst])

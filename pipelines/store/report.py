@@ -30,9 +30,9 @@ def write_report(out_dir: str, dest: str | None = None) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    con = catalog.connect(out_dir)  # refuses a folder that is not a store before anything is written
     dest_dir = Path(dest) if dest else Path(out_dir) / "report"
     dest_dir.mkdir(parents=True, exist_ok=True)
-    con = catalog.connect(out_dir)
     try:
         stats = compute_stats(con)
         plots: list[tuple[str, str]] = []

@@ -119,7 +119,7 @@ def test_cli_compact_reports_and_rejects_unknown_pipeline(tmp_path, capsys):
     assert main(["compact", "--out", str(tmp_path / "empty")]) == 2
 
 
-def test_catalog_is_rewritten_only_when_missing_or_made_for_another_folder(tmp_path):
+def test_catalog_is_rewritten_only_when_the_committed_files_change_and_a_copy_reads_itself(tmp_path):
     import shutil
 
     out = committed(tmp_path, n_commits=1)
@@ -128,8 +128,13 @@ def test_catalog_is_rewritten_only_when_missing_or_made_for_another_folder(tmp_p
     mtime = path.stat().st_mtime_ns
     catalog.connect(out).close()
     assert path.stat().st_mtime_ns == mtime  # current: not rewritten
-    moved = tmp_path / "moved"
+    C.commit_items(out, "p", "run1", [make_item(90)])
+    assert not catalog.catalog_current(out)  # a new commit: the file's view lists are stale
+    assert catalog.query(out, "select count(*) from questions")[1] == [(4,)] and catalog.catalog_current(out)
+    copy, moved = tmp_path / "copy", tmp_path / "moved"
+    shutil.copytree(out, copy)
     shutil.move(out, moved)
-    assert not catalog.catalog_current(str(moved))
-    cols, rows = catalog.query(str(moved), "select count(*) from questions")
-    assert rows[0][0] == 3 and catalog.catalog_current(str(moved))
+    assert catalog.catalog_current(str(moved))  # relative paths: nothing to rewrite
+    C.commit_items(str(copy), "p", "run1", [make_item(91)])  # the copy diverges: it must read its own files
+    assert catalog.query(str(copy), "select count(*) from questions")[1] == [(5,)]
+    assert catalog.query(str(moved), "select count(*) from questions")[1] == [(4,)]

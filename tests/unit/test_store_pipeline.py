@@ -47,12 +47,21 @@ def test_query_csv_and_bad_sql(sample_store, capsys):
     assert "nope" in capsys.readouterr().err
 
 
-def test_catalog_file_works_with_plain_duckdb(sample_store):
+def test_catalog_file_works_with_plain_duckdb_from_the_data_folder(sample_store, monkeypatch):
     import duckdb
 
     path = catalog.refresh_catalog(str(sample_store))
+    # storage version 64 (v1.0.0): DuckDB 1.0 and later, the CLI included, open it
+    head = Path(path).read_bytes()[:16]
+    assert head[8:12] == b"DUCK" and int.from_bytes(head[12:16], "little") == 64
+    monkeypatch.chdir(sample_store)  # view paths are relative to the data folder
     con = duckdb.connect(path, read_only=True)
     assert con.execute("select count(*) from swe_instances").fetchone()[0] == 12
+    con.close()
+    monkeypatch.chdir(REPO)
+    con = duckdb.connect(path, read_only=True)
+    con.execute(f"SET file_search_path = '{sample_store}'")
+    assert con.execute("select count(*) from questions").fetchone()[0] == 9
     con.close()
 
 
