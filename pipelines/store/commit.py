@@ -160,6 +160,32 @@ def done_keys(out_dir: str, pipeline: str) -> set[str]:
     return M.committed(out_dir, pipeline).done_keys
 
 
+def write_commit(out_dir: str, pipeline: str, run_id: str, commit_id: str, keys: list[str],
+                 tables: dict[str, pa.Table], compression: str = "zstd") -> tuple[dict[str, str], dict[str, int]]:
+    """Write one commit: each table's shard (atomic), then the manifest naming them (the commit point).
+    ``tables`` are already valid rows in their record type's arrow schema. Returns (files, row counts)."""
+    files, counts = {}, {}
+    for table, data in sorted(tables.items()):
+        path = fsio.join(out_dir, table, f"part-{pipeline}-{commit_id}.parquet")
+        fsio.write_bytes_atomic(path, _parquet_bytes(data, compression))
+        files[table] = path
+        counts[table] = data.num_rows
+    manifest = {
+        "commit_id": commit_id,
+        "pipeline": pipeline,
+        "run_id": run_id,
+        "items": keys,
+        "files": {t: p.replace("\\", "/").rsplit("/", 1)[-1] for t, p in files.items()},
+        "rows": counts,
+        "created_at": utc_now(),
+    }
+    fsio.write_bytes_atomic(
+        M.manifest_path(out_dir, pipeline, commit_id),
+        json.dumps(manifest, indent=1, sort_keys=True).encode(),
+    )
+    return files, counts
+
+
 def commit_items(out_dir: str, pipeline: str, run_id: str, items: list[ItemResult],
                  compression: str = "zstd") -> CommitInfo:
     """Validate and atomically commit a batch of items (see module docstring).
@@ -191,28 +217,8 @@ def commit_items(out_dir: str, pipeline: str, run_id: str, items: list[ItemResul
             if failures:
                 by_table.setdefault("failures", []).extend(failures)
     # schema failures of failure rows themselves would loop; failure rows are built by us
-    files, counts = {}, {}
-    for table, rows in sorted(by_table.items()):
-        if not rows:
-            continue
-        rt = record_type(table)
-        path = fsio.join(out_dir, table, f"part-{pipeline}-{commit_id}.parquet")
-        fsio.write_bytes_atomic(path, _parquet_bytes(rt.to_table(rows), compression))
-        files[table] = path
-        counts[table] = len(rows)
-    manifest = {
-        "commit_id": commit_id,
-        "pipeline": pipeline,
-        "run_id": run_id,
-        "items": keys,
-        "files": {t: p.replace("\\", "/").rsplit("/", 1)[-1] for t, p in files.items()},
-        "rows": counts,
-        "created_at": utc_now(),
-    }
-    fsio.write_bytes_atomic(
-        M.manifest_path(out_dir, pipeline, commit_id),
-        json.dumps(manifest, indent=1, sort_keys=True).encode(),
-    )
+    tables = {t: record_type(t).to_table(rows) for t, rows in sorted(by_table.items()) if rows}
+    files, counts = write_commit(out_dir, pipeline, run_id, commit_id, keys, tables, compression)
     return CommitInfo(commit_id, len(keys), counts, files, skipped)
 
 
