@@ -427,10 +427,34 @@ def parse_freeze(text: str) -> list[str]:
     return re.findall(rf"^{re.escape(MARK)} pkg (\S+)$", text, re.M)
 
 
+# pytest11 entry points of the distributions installed outside the tree (by the env build), as "-p module"
+# arguments: with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 these are the only plugins pytest loads, so package metadata
+# a patch adds inside the tree (an evil *.dist-info on sys.path) registers nothing.
+PLUGIN_LIST = """import re, sys
+root = sys.argv[1].rstrip('/') + '/'
+try:
+    from importlib import metadata
+    eps = [(str(d.locate_file('')), ep.value) for d in metadata.distributions() for ep in d.entry_points
+           if ep.group == 'pytest11']
+except Exception:
+    import pkg_resources
+    eps = [(d.location or '', ep.module_name) for d in pkg_resources.working_set
+           for ep in d.get_entry_map().get('pytest11', {}).values()]
+seen = set()
+for loc, val in eps:
+    mod = val.split(':')[0].strip()
+    if (loc.rstrip('/') + '/').startswith(root) or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_.]*', mod) or mod in seen:
+        continue
+    seen.add(mod)
+    print('-p', mod)
+"""
+
+
 def test_script(recipe: dict, junit_path: str, extra_args: list[str] | None = None,
-                selection: list[str] | None = None) -> str:
+                selection: list[str] | None = None, autoload: bool = False) -> str:
     """Bash for one test run in /testbed: optional cheap reinstall, then the test command with JUnit XML,
-    the -rA summary, no cache. The exit code of the script is pytest's."""
+    the -rA summary, no cache. The exit code of the script is pytest's. Unless ``autoload``, pytest autoloads
+    no plugin (``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``) and gets ``-p`` for each one installed outside the tree."""
     args = ["-rA", f"--junitxml={junit_path}", "-o", "junit_family=xunit1", "-p", "no:cacheprovider",
             "--color=no"] + list(extra_args or [])
     targets = list(selection) if selection else list(recipe.get("test_paths") or [])
@@ -443,7 +467,12 @@ def test_script(recipe: dict, junit_path: str, extra_args: list[str] | None = No
         # offline, so no deps and no isolation (the backend was installed by the build-requires step)
         lines.append("pip install -q --no-deps --no-build-isolation -e . >/tmp/crucible-reinstall.log 2>&1 || "
                      f"{{ tail -20 /tmp/crucible-reinstall.log; echo '{MARK} reinstall failed'; exit 98; }}")
-    lines.append("exec " + recipe["test_cmd"] + " " + " ".join(_q(a) for a in args + targets))
+    plugins = ""
+    if not autoload:
+        lines.append("export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1")
+        lines.append(f'CRUCIBLE_PLUGINS=$(cd / && python -I -c {_q(PLUGIN_LIST)} "$OLDPWD" 2>/dev/null)')
+        plugins = "$CRUCIBLE_PLUGINS "  # unquoted on purpose: "-p mod" pairs, names checked by the script
+    lines.append("exec " + recipe["test_cmd"] + " " + plugins + " ".join(_q(a) for a in args + targets))
     return "\n".join(lines) + "\n"
 
 
