@@ -148,10 +148,16 @@ def parse_diff(diff: str, *, what: str = "patch") -> list[FileDiff]:
             raise PatchError(f"{what}: unsafe path in {line!r} (must be a relative path inside the tree, no '..')")
         elif line.startswith(("--- a/", "+++ b/")):
             safe_relpath(line[6:].split("\t", 1)[0].rstrip("\n"), what=what)
-    try:
-        ps = unidiff.PatchSet(text)
-    except unidiff.UnidiffParseError as exc:
-        raise PatchError(f"{what}: unreadable diff: {exc}") from exc
+    ps = None
+    for pad in range(6):  # a diff stripped of trailing whitespace lost its last hunk's blank context lines
+        try:
+            # lines split on "\n" only: str.splitlines (unidiff's own) also splits on \f, \x1c, \u2028 in code
+            ps = unidiff.PatchSet(re.findall(r"[^\n]*\n|[^\n]+$", text + " \n" * pad))
+            text += " \n" * pad
+            break
+        except unidiff.UnidiffParseError as exc:
+            if "shorter than expected" not in str(exc) or pad == 5:
+                raise PatchError(f"{what}: unreadable diff: {exc}") from exc
     raw = re.split(r"(?m)^(?=diff --git )", text)
     if raw[0].strip() and re.search(r"(?m)^(---|\+\+\+|@@) ", raw[0]):
         raise PatchError(f"{what}: diff lines before the first 'diff --git' header")

@@ -113,6 +113,18 @@ def test_binary_and_quoted_paths_are_rejected():
         parse_diff('diff --git "a/x\\ty.py" "b/x\\ty.py"\n--- "a/x\\ty.py"\n+++ "b/x\\ty.py"\n' + HUNK)
 
 
+def test_lines_split_on_newlines_only():
+    d = mod("pkg/core.py", "@@ -1,2 +1,2 @@\n x = '\x0c\u2028'\n-a\n+b\n")
+    (f,) = parse_diff(d)
+    assert f.text == d
+
+
+def test_a_diff_stripped_of_its_trailing_blank_context_still_reads():
+    d = mod("pkg/core.py", "@@ -1,3 +1,3 @@\n-a\n+b\n \n \n")
+    (f,) = parse_diff(d.rstrip())
+    assert f.text == d
+
+
 def test_renames_keep_both_paths_checked():
     d = ("diff --git a/pkg/a.py b/pkg/b.py\nsimilarity index 90%\nrename from pkg/a.py\nrename to pkg/b.py\n"
          "--- a/pkg/a.py\n+++ b/pkg/b.py\n" + HUNK)
