@@ -316,3 +316,33 @@ def test_gold_policy_rollout_in_container_resolves(swe_ctx, toolz_instance):
     assert names[-1] == "submit" and "create" in names
     bash_obs = [m["content"] for m in row["messages"] if m["role"] == "tool" and m["name"] == "bash"]
     assert bash_obs and all(o.startswith("exit code 0") for o in bash_obs)  # commands ran in the container
+
+
+def test_cli_grade_gold_resolves_empty_and_every_exploit_do_not(toolz_instance, exploits, mirror_root, tmp_path,
+                                                               capsys, docker_client):
+    """`crucible swe grade` on the held-out fixture: predictions in SWE-bench's format, one line each."""
+    import json
+
+    from pipelines.cli import main
+    from pipelines.swe.mirror import mirror_template
+
+    (tmp_path / "inst.jsonl").write_text(json.dumps(toolz_instance) + "\n")
+    preds = [{"instance_id": toolz_instance["instance_id"], "model_name_or_path": "gold",
+              "model_patch": toolz_instance["patch"]},
+             {"instance_id": toolz_instance["instance_id"], "model_name_or_path": "empty", "model_patch": ""}]
+    preds += [{"instance_id": toolz_instance["instance_id"], "model_name_or_path": name, "model_patch": d}
+              for name, d in exploits.items()]
+    (tmp_path / "preds.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
+    t0 = time.monotonic()
+    rc = main(["swe", "grade", "--instances", str(tmp_path / "inst.jsonl"), "--predictions",
+               str(tmp_path / "preds.jsonl"), "--repo-url-template", mirror_template(mirror_root), "--json",
+               "--out", str(tmp_path / "out"), "--set", f"swe.workdir={tmp_path / 'w'}"])
+    print(f"crucible swe grade: {len(preds)} predictions in {time.monotonic() - t0:.1f}s")
+    assert rc == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    graded, report = lines[:-1], lines[-1]
+    assert len(graded) == len(preds)
+    assert {ln["model_name_or_path"]: ln["resolved"] for ln in graded} == {
+        "gold": True, "empty": False, **dict.fromkeys(exploits, False)}
+    assert report["gold"]["resolved_ids"] == [toolz_instance["instance_id"]]
+    assert all(report[n]["resolved"] == 0 for n in exploits)
