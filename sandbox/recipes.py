@@ -427,29 +427,6 @@ def parse_freeze(text: str) -> list[str]:
     return re.findall(rf"^{re.escape(MARK)} pkg (\S+)$", text, re.M)
 
 
-# pytest11 entry points of the distributions installed outside the tree (by the env build), as "-p module"
-# arguments: with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 these are the only plugins pytest loads, so package metadata
-# a patch adds inside the tree (an evil *.dist-info on sys.path) registers nothing.
-PLUGIN_LIST = """import re, sys
-root = sys.argv[1].rstrip('/') + '/'
-try:
-    from importlib import metadata
-    eps = [(str(d.locate_file('')), ep.value) for d in metadata.distributions() for ep in d.entry_points
-           if ep.group == 'pytest11']
-except Exception:
-    import pkg_resources
-    eps = [(d.location or '', ep.module_name) for d in pkg_resources.working_set
-           for ep in d.get_entry_map().get('pytest11', {}).values()]
-seen = set()
-for loc, val in eps:
-    mod = val.split(':')[0].strip()
-    if (loc.rstrip('/') + '/').startswith(root) or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_.]*', mod) or mod in seen:
-        continue
-    seen.add(mod)
-    print('-p', mod)
-"""
-
-
 def test_script(recipe: dict, junit_path: str, extra_args: list[str] | None = None,
                 selection: list[str] | None = None, autoload: bool = False) -> str:
     """Bash for one test run in /testbed: optional cheap reinstall, then the test command with JUnit XML,
@@ -469,8 +446,9 @@ def test_script(recipe: dict, junit_path: str, extra_args: list[str] | None = No
                      f"{{ tail -20 /tmp/crucible-reinstall.log; echo '{MARK} reinstall failed'; exit 98; }}")
     plugins = ""
     if not autoload:
-        lines.append("export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1")
-        lines.append(f'CRUCIBLE_PLUGINS=$(cd / && python -I -c {_q(PLUGIN_LIST)} "$OLDPWD" 2>/dev/null)')
+        from sandbox.plugins import plugin_lines
+
+        lines += plugin_lines(_q)
         plugins = "$CRUCIBLE_PLUGINS "  # unquoted on purpose: "-p mod" pairs, names checked by the script
     lines.append("exec " + recipe["test_cmd"] + " " + plugins + " ".join(_q(a) for a in args + targets))
     return "\n".join(lines) + "\n"

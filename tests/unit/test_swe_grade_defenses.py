@@ -278,3 +278,24 @@ def test_tampered_or_infra_rollouts_earn_nothing_and_train_nothing(grade):
                     counts={"f2p_passed": 0, "p2p_passed": 1})
     assert reward_of(honest) == 0.25
     assert classify(dict(row, grade="tests_failing", reward=0.25), {}) == ("rl", [])
+
+
+def test_plugins_come_from_the_env_never_from_the_tree(tmp_path):
+    from sandbox.plugins import PLUGIN_LIST
+    from sandbox.recipes import test_script
+
+    d = tmp_path / "evil-1.0.dist-info"
+    d.mkdir()
+    (d / "METADATA").write_text("Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n")
+    (d / "entry_points.txt").write_text("[pytest11]\nevil = evil_plugin\n")
+    seen = subprocess.run([sys.executable, "-c", "import importlib.metadata as m; print([e.value for d in "
+                           "m.distributions() for e in d.entry_points if e.group == 'pytest11'])"],
+                          cwd=tmp_path, capture_output=True, text=True).stdout
+    assert "evil_plugin" in seen  # the tree on sys.path: pytest would autoload it
+    # the listing runs with the tree on sys.path here too, and still leaves it out
+    out = subprocess.run([sys.executable, "-c", PLUGIN_LIST, str(tmp_path)], cwd=tmp_path, capture_output=True,
+                         text=True).stdout
+    assert "evil_plugin" not in out and out.count("-p ") >= 1
+    rec = {"test_cmd": "python -m pytest", "test_paths": ["tests"]}
+    assert "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1" in test_script(rec, "/tmp/j.xml")
+    assert "PYTEST_DISABLE_PLUGIN_AUTOLOAD" not in test_script(rec, "/tmp/j.xml", autoload=True)
