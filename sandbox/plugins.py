@@ -6,8 +6,8 @@ from __future__ import annotations
 # pytest11 entry points of the distributions installed outside the tree (by the env build), as "-p module"
 # arguments: with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 these are the only plugins pytest loads, so package metadata
 # a patch adds inside the tree (an evil *.dist-info on sys.path) registers nothing.
-PLUGIN_LIST = """import re, sys
-root = sys.argv[1].rstrip('/') + '/'
+PLUGIN_LIST = """import os, re, sys
+root = os.path.realpath(sys.argv[1]) + '/'
 try:
     from importlib import metadata
     eps = [(str(d.locate_file('')), ep.value) for d in metadata.distributions() for ep in d.entry_points
@@ -19,7 +19,7 @@ except Exception:
 seen = set()
 for loc, val in eps:
     mod = val.split(':')[0].strip()
-    if (loc.rstrip('/') + '/').startswith(root) or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_.]*', mod) or mod in seen:
+    if (os.path.realpath(loc or '.') + '/').startswith(root) or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_.]*', mod) or mod in seen:
         continue
     seen.add(mod)
     print('-p', mod)
