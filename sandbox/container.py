@@ -194,16 +194,46 @@ class Sandbox:
             self.container.put_archive("/", tar_tree(tree, workdir.lstrip("/"), include_git=include_git))
         self.container.start()
 
-    def exec(self, command: str, timeout_s: int = 120) -> tuple[int, str]:
-        res = self.container.exec_run(["timeout", "-k", "5", str(timeout_s), "bash", "-c", command],
-                                      user=self.user, workdir=self.workdir, demux=False)
-        return res.exit_code, (res.output or b"").decode(errors="replace")
+    def exec(self, command: str, timeout_s: int = 120, max_bytes: int = 1_000_000) -> tuple[int, str]:
+        """Run ``command``; the output is streamed and at most ``max_bytes`` kept (the first 3/4 and the
+        last 1/4, with a note), so a command printing without end costs no host memory."""
+        api = self.client.api
+        ex = api.exec_create(self.container.id, ["timeout", "-k", "5", str(timeout_s), "bash", "-c", command],
+                             user=self.user, workdir=self.workdir, stdout=True, stderr=True)
+        head, tail, total = bytearray(), bytearray(), 0
+        keep_head, keep_tail = max_bytes * 3 // 4, max_bytes - max_bytes * 3 // 4
+        for chunk in api.exec_start(ex["Id"], stream=True, demux=False):
+            total += len(chunk)
+            room = keep_head - len(head)
+            if room > 0:
+                head += chunk[:room]
+                chunk = chunk[room:]
+            if chunk:
+                tail += chunk
+                if len(tail) > keep_tail:
+                    del tail[:len(tail) - keep_tail]
+        code = api.exec_inspect(ex["Id"]).get("ExitCode")
+        out = bytes(head)
+        if total > len(head) + len(tail):
+            out += f"\n[... {total - len(head) - len(tail)} bytes of output dropped ...]\n".encode()
+        out += bytes(tail)
+        return (code if code is not None else -1), out.decode(errors="replace")
 
     def put_file(self, path: str, data: bytes) -> None:
+        """Write a file of any size (a tar stream, no argv), owned by the sandbox user. The directory is made
+        by the sandbox user first and must be writable by it (so no path the user could not write)."""
+        import shlex
+
         from sandbox.images import tar_bytes
 
         d, name = os.path.split(path)
-        self.container.put_archive(d, tar_bytes({name: data}))
+        if not name:
+            raise ValueError(f"put_file: {path!r} names no file")
+        code, out = self.exec(f"mkdir -p -- {shlex.quote(d or '.')} && cd -- {shlex.quote(d or '.')} && test -w . "
+                              "&& pwd -P", 60)
+        if code != 0:
+            raise PermissionError(f"put_file: cannot write in {d!r}: {out.strip()[-300:]}")
+        self.container.put_archive(out.strip().splitlines()[-1], tar_bytes({name: data}))
 
     def get_file(self, path: str) -> bytes:
         stream, _ = self.container.get_archive(path)

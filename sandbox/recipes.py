@@ -428,9 +428,10 @@ def parse_freeze(text: str) -> list[str]:
 
 
 def test_script(recipe: dict, junit_path: str, extra_args: list[str] | None = None,
-                selection: list[str] | None = None) -> str:
+                selection: list[str] | None = None, autoload: bool = False) -> str:
     """Bash for one test run in /testbed: optional cheap reinstall, then the test command with JUnit XML,
-    the -rA summary, no cache. The exit code of the script is pytest's."""
+    the -rA summary, no cache. The exit code of the script is pytest's. Unless ``autoload``, pytest autoloads
+    no plugin (``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``) and gets ``-p`` for each one installed outside the tree."""
     args = ["-rA", f"--junitxml={junit_path}", "-o", "junit_family=xunit1", "-p", "no:cacheprovider",
             "--color=no"] + list(extra_args or [])
     targets = list(selection) if selection else list(recipe.get("test_paths") or [])
@@ -443,7 +444,13 @@ def test_script(recipe: dict, junit_path: str, extra_args: list[str] | None = No
         # offline, so no deps and no isolation (the backend was installed by the build-requires step)
         lines.append("pip install -q --no-deps --no-build-isolation -e . >/tmp/crucible-reinstall.log 2>&1 || "
                      f"{{ tail -20 /tmp/crucible-reinstall.log; echo '{MARK} reinstall failed'; exit 98; }}")
-    lines.append("exec " + recipe["test_cmd"] + " " + " ".join(_q(a) for a in args + targets))
+    plugins = ""
+    if not autoload:
+        from sandbox.plugins import plugin_lines
+
+        lines += plugin_lines(_q)
+        plugins = "$CRUCIBLE_PLUGINS "  # unquoted on purpose: "-p mod" pairs, names checked by the script
+    lines.append("exec " + recipe["test_cmd"] + " " + plugins + " ".join(_q(a) for a in args + targets))
     return "\n".join(lines) + "\n"
 
 

@@ -129,6 +129,12 @@ def reconcile(exit_code: int | None, log: str, junit: str | None, *, timed_out: 
     summary_ids = {t for _, t in lines}
     known = summary_ids & set(tests)
     warnings = []
+    reverse = sorted({t for s, t in lines if s in FAILING and tests.get(t) == "PASSED"
+                      and not any(s2 in PASSING and t2 == t for s2, t2 in lines)})
+    if reverse and not contradicted:  # JUnit rewritten after the console printed the truth
+        return result("error", "forged_summary",
+                      f"console reports {len(reverse)} test(s) failing that JUnit records as passed, e.g. "
+                      f"{reverse[0]}", **kw)
     if contradicted:
         return result("error", "forged_summary",
                       f"console claims PASSED for {len(contradicted)} test(s) JUnit records as failing, e.g. "
@@ -156,15 +162,16 @@ def reconcile(exit_code: int | None, log: str, junit: str | None, *, timed_out: 
 # ---------------------------------------------------------------- running in Docker
 
 def run_tests(client, image: str, repo_dir: Path, recipe: dict, *, limits=None, network: str = "none",
-              selection: list[str] | None = None, extra_args: list[str] | None = None) -> TestRun:
+              selection: list[str] | None = None, extra_args: list[str] | None = None,
+              autoload: bool = False, junit_path: str | None = None) -> TestRun:
     """One test run of ``recipe`` in a fresh container from ``image`` with ``repo_dir`` copied to /testbed.
     The JUnit path is random per run so the suite cannot pre-write it by name."""
     from sandbox.container import Limits, run_in_container
     from sandbox.recipes import test_script
 
     limits = limits or Limits()
-    junit_path = f"/tmp/crucible-junit-{secrets.token_hex(8)}.xml"
-    script = test_script(recipe, junit_path, extra_args=extra_args, selection=selection)
+    junit_path = junit_path or f"/tmp/crucible-junit-{secrets.token_hex(8)}.xml"
+    script = test_script(recipe, junit_path, extra_args=extra_args, selection=selection, autoload=autoload)
     out = run_in_container(client, image, script, tree=repo_dir, limits=limits, network=network,
                            fetch=(junit_path,), env={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"})
     junit = out.files.get(junit_path)

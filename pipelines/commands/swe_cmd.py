@@ -31,6 +31,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip the clean reference run per env (default: swe.reference_run)")
     add_config_args(v, default="swe")
     v.set_defaults(func=_validate)
+    g = ssub.add_parser("grade", help="grade predictions (SWE-bench format) in fresh containers, with Crucible's "
+                                     "defenses; prints SWE-bench's report")
+    g.add_argument("--instances", required=True, help="JSONL or Parquet file of SWE-bench-format rows")
+    g.add_argument("--predictions", required=True,
+                   help="JSONL of {instance_id, model_name_or_path, model_patch}; several per instance allowed")
+    g.add_argument("--repo-url-template", default=None, help="where repos are cloned from (default: the sandbox's)")
+    g.add_argument("--out", default=None, metavar="DIR", help="write swe_grades.jsonl and report.json here")
+    g.add_argument("--json", action="store_true", help="print one JSON line per prediction, then the report")
+    g.add_argument("--config", "-c", default="swe", help="config file or shipped name (default: swe)")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    g.set_defaults(func=_grade)
+
     i = ssub.add_parser("import-specs", help="import SWE-bench's install recipes (swebench 3.x/4.x tables) as data")
     i.add_argument("--from", dest="source", required=True,
                    help="a swebench 3.x/4.x wheel or sdist (pip download swebench==4.0.* --no-deps) or its "
@@ -94,6 +106,46 @@ def _validate(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary))
+    return 0
+
+
+def _grade(args) -> int:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from pipelines.cli import config_from_args
+    from pipelines.swe.predictions import PredictionsError, grade_predictions, read_predictions, summarize
+    from pipelines.swe.sources import InputFileError, read_instances
+    from pipelines.swe.validate import ValidateContext
+    from sandbox.api import settings_from_config
+
+    cfg = config_from_args(args)
+    settings = settings_from_config(cfg.sandbox)
+    if args.repo_url_template:
+        settings = replace(settings, repo_url_template=args.repo_url_template)
+    try:
+        insts, inst_problems = read_instances(args.instances)
+        preds, problems = read_predictions(args.predictions)
+    except (InputFileError, PredictionsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for p in [*(q.message() for q in inst_problems), *problems]:
+        print(f"warning: skipped: {p}", file=sys.stderr)
+    workdir = Path(cfg.swe.get("workdir") or settings.cache_dir / "swe").expanduser()
+    workdir.mkdir(parents=True, exist_ok=True)
+    ctx = ValidateContext(client=_docker(), settings=settings, workdir=workdir, id_style=cfg.swe["id_style"],
+                          recipes=cfg.swe["recipes"])
+    lines = grade_predictions(ctx, {i["instance_id"]: i for i in insts}, preds)
+    report = summarize(lines, len(insts))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "swe_grades.jsonl").write_text("".join(json.dumps(ln) + "\n" for ln in lines), encoding="utf-8")
+        (out / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    if args.json:
+        for ln in lines:
+            print(json.dumps(ln))
+    print(json.dumps(report))
     return 0
 
 

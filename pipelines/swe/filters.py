@@ -33,7 +33,31 @@ def f_repeats(row: Mapping, max_repeats: int) -> tuple[bool, str | None]:
 
 def f_test_edits(row: Mapping) -> tuple[bool, str | None]:
     dropped = (row.get("meta") or {}).get("dropped_files") or []
-    return (True, None) if not dropped else (False, f"edits_tests: {', '.join(dropped[:3])}")
+    names = [d if isinstance(d, str) else f"{d['path']} ({d['reason']})" for d in dropped[:3]]
+    return (True, None) if not dropped else (False, f"edits_tests: {', '.join(names)}")
+
+
+def f_tamper(row: Mapping) -> tuple[bool, str | None]:
+    """A grade that says the patch fooled or tried to fool the grader (or that the grader could not decide)
+    trains nothing."""
+    from pipelines.swe.grade import NO_REWARD_GRADES, Grade
+
+    g = row.get("grade")
+    if g is not None and Grade(g) in NO_REWARD_GRADES:
+        return False, f"{g}: {row.get('grade_reason') or ''}"[:300]
+    return True, None
+
+
+def reward_of(grade: Mapping) -> float:
+    """Pure: 1 resolved; tampering/infrastructure 0; else half the share of F2P+P2P tests passing."""
+    from pipelines.swe.grade import NO_REWARD_GRADES, Grade
+
+    if grade.get("grade") is not None and Grade(grade["grade"]) in NO_REWARD_GRADES:
+        return 0.0
+    if grade["resolved"]:
+        return 1.0
+    tot = max(1, grade["f2p_total"] + grade["p2p_total"])
+    return round(0.5 * (grade["f2p_passed"] + grade["p2p_passed"]) / tot, 4)
 
 
 def f_submitted(row: Mapping) -> tuple[bool, str | None]:
@@ -44,7 +68,7 @@ def f_submitted(row: Mapping) -> tuple[bool, str | None]:
 def classify(row: Mapping, cfg: Mapping) -> tuple[str, list[str]]:
     checks = [f_submitted(row), f_context(row, int(cfg.get("max_context_tokens", 32000))),
               f_tool_errors(row, float(cfg.get("max_tool_error_rate", 0.5))),
-              f_repeats(row, int(cfg.get("max_repeated_actions", 3))), f_test_edits(row)]
+              f_repeats(row, int(cfg.get("max_repeated_actions", 3))), f_test_edits(row), f_tamper(row)]
     reasons = [r for ok, r in checks if not ok]
     if reasons:
         return "none", reasons

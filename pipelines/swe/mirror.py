@@ -11,7 +11,7 @@ from pathlib import Path
 from pipelines.swe.patches import apply_patch
 
 
-def _git(args, cwd=None, check=True):
+def _git(args, cwd=None, check=True, strip=True):
     import os
 
     from sandbox.sources import GIT_ENV
@@ -19,7 +19,7 @@ def _git(args, cwd=None, check=True):
     proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **GIT_ENV})
     if check and proc.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed: {proc.stderr.strip()[-400:]}")
-    return proc.stdout.strip()
+    return proc.stdout.strip() if strip else proc.stdout
 
 
 def mirror_template(root: Path) -> str:
@@ -53,7 +53,8 @@ def commit_patch(mirror: Path, parent: str, patch: str, message: str, branch: st
 
 
 def diff_commits(mirror: Path, a: str, b: str) -> str:
-    return _git(["diff", "--no-color", "--full-index", a, b], cwd=mirror) + "\n"
+    # unstripped: a hunk's trailing blank context lines are part of it (a strict parser counts them)
+    return _git(["diff", "--no-color", "--full-index", a, b], cwd=mirror, strip=False)
 
 
 def fixture_instances(spec: dict, checkout, root: Path, instance_id: str | None = None) -> dict:

@@ -5,6 +5,7 @@ image; its diff is graded in another fresh container (:mod:`pipelines.swe.grade`
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import tempfile
 import time
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pipelines.agent.loop import Turn, new_call_id, run_agent, tool_schema_list
-from pipelines.swe.patches import apply_patch, split_diff
+from pipelines.swe.patches import PatchError, apply_patch, check_patch, resolve_inside
 
 SYSTEM = ("You are a software engineer fixing a bug in the Python repository at /testbed. Use the tools to "
           "explore the code, reproduce the problem, edit source files, and run tests. Do not modify tests. "
@@ -33,15 +34,20 @@ def task_messages(inst: Mapping, system: str = SYSTEM) -> list[dict]:
 
 
 def post_patch_files(base_tree: Path, patch: str) -> list[tuple[str, str | None]]:
-    """(path, new content or None if deleted) for every file ``patch`` touches."""
+    """(path, new content or None if deleted) for every file ``patch`` touches. The paths are the ones the
+    strict parse and ``git apply`` agree on, each resolved inside the patched tree (never a host file)."""
     with tempfile.TemporaryDirectory(prefix="crucible-gold-") as tmp:
         t = Path(tmp) / "t"
         shutil.copytree(base_tree, t, symlinks=True)
+        files = check_patch(t, patch, what="gold patch")
         apply_patch(t, patch, what="gold patch")
         out = []
-        for path, _ in split_diff(patch):
-            f = t / path
-            out.append((path, f.read_text(encoding="utf-8") if f.exists() else None))
+        for fd in files:
+            for path in dict.fromkeys(fd.paths):  # a rename: the old path goes, the new one comes
+                f = resolve_inside(t, path, what="gold patch")
+                if f.is_symlink() or (f.exists() and not f.is_file()):
+                    raise PatchError(f"gold patch: {path!r} is not a regular file after applying")
+                out.append((path, f.read_text(encoding="utf-8") if f.exists() else None))
         return out
 
 
@@ -55,12 +61,12 @@ class GoldPolicy:
         self.script = [("bash", {"command": "git status --short | head -20; ls"})]
         for path, content in edits:
             if content is None:
-                self.script.append(("bash", {"command": f"rm -f -- '{path}'"}))
+                self.script.append(("bash", {"command": f"rm -f -- {shlex.quote(path)}"}))
             else:
                 self.script.append(("view", {"path": path, "start_line": 1, "end_line": 20}))
                 self.script.append(("create", {"path": path, "content": content}))
         if test_files:
-            files = " ".join(f"'{f}'" for f in test_files[:5])
+            files = " ".join(shlex.quote(f) for f in test_files[:5])
             self.script.append(("bash", {"command": f"for f in {files}; do test -f \"$f\" && echo \"$f\"; done | "
                                                     "xargs -r python -m pytest -q -p no:cacheprovider 2>&1 | tail -3"}))
         self.script.append(("submit", {"summary": "applied the reference fix"}))
@@ -91,7 +97,7 @@ def run_rollout(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: i
            "instance_id": inst["instance_id"], "sample_index": sample_index, "policy": policy_name,
            "policy_model": model, "messages": task_messages(inst), "tools": [], "model_patch": None,
            "resolved": False, "f2p_passed": 0, "f2p_total": len(inst["FAIL_TO_PASS"]), "p2p_passed": 0,
-           "p2p_total": len(inst["PASS_TO_PASS"]), "grade_reason": None, "exit_status": "error", "n_turns": 0,
+           "p2p_total": len(inst["PASS_TO_PASS"]), "grade": None, "grade_reason": None, "exit_status": "error", "n_turns": 0,
            "n_tool_calls": 0, "n_tool_errors": 0, "n_prompt_tokens": 0, "n_completion_tokens": 0,
            "latency_s": 0.0, "reward": 0.0, "split": None, "drop_reasons": [], "meta": {}, "run_id": run_id,
            "created_at": utc_now()}
@@ -120,11 +126,12 @@ def run_rollout(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: i
                                                                     "errors": res.errors[:5]})
         if grade:
             g = grade_patch(ctx, inst, patch)
-            row.update({k: g[k] for k in ("resolved", "f2p_passed", "f2p_total", "p2p_passed", "p2p_total",
-                                          "grade_reason")})
+            from pipelines.swe.filters import reward_of
+
+            row.update({k: g[k] for k in ("resolved", "grade", "f2p_passed", "f2p_total", "p2p_passed",
+                                          "p2p_total", "grade_reason")})
             row["meta"]["dropped_files"] = g["dropped_files"]
-            tot = max(1, g["f2p_total"] + g["p2p_total"])
-            row["reward"] = 1.0 if g["resolved"] else round(0.5 * (g["f2p_passed"] + g["p2p_passed"]) / tot, 4)
+            row["reward"] = reward_of(g)
     except Exception as exc:  # noqa: BLE001 - an infra failure is this rollout's outcome
         row["grade_reason"] = f"rollout_error: {type(exc).__name__}: {exc}"[:1000]
         if tools:

@@ -9,7 +9,6 @@ at /testbed, no network, limits); :class:`LocalWorkspace` runs in a host directo
 
 from __future__ import annotations
 
-import base64
 import shlex
 import subprocess
 from collections.abc import Mapping
@@ -41,6 +40,14 @@ class LocalWorkspace:
         except subprocess.TimeoutExpired as exc:
             return 124, f"{(exc.stdout or b'')!s}\n[timed out after {timeout_s}s]"
 
+    def read_file(self, path: str) -> bytes:
+        return Path(path).read_bytes()
+
+    def write_file(self, path: str, data: bytes) -> None:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+
 
 class ContainerWorkspace:
     """A long-lived sandbox container (``/testbed``)."""
@@ -54,6 +61,12 @@ class ContainerWorkspace:
         if code == 124:
             out += f"\n[timed out after {timeout_s}s]"
         return code, out
+
+    def read_file(self, path: str) -> bytes:
+        return self.sandbox.get_file(path)
+
+    def write_file(self, path: str, data: bytes) -> None:
+        self.sandbox.put_file(path, data)
 
 
 def init_baseline(ws) -> None:
@@ -75,19 +88,24 @@ def _path(ws, path: str) -> str:
 
 
 def _write(ws, path: str, text: str) -> tuple[int, str]:
-    data = base64.b64encode(text.encode()).decode()
-    p = shlex.quote(_path(ws, path))
-    return ws.exec(f"mkdir -p \"$(dirname {p})\" && printf %s {data} | base64 -d > {p}", 60)
+    """Write through the workspace's ``write_file`` (a tar stream into the container: no size limit from argv)."""
+    try:
+        ws.write_file(_path(ws, path), text.encode())
+    except Exception as exc:  # noqa: BLE001 - reported to the agent as a failed write
+        return 1, f"{type(exc).__name__}: {exc}"
+    return 0, ""
 
 
 def _read(ws, path: str) -> tuple[str | None, str]:
     p = shlex.quote(_path(ws, path))
     code, out = ws.exec(f"test -f {p} || {{ echo 'no such file: {path}'; exit 3; }}; "
-                        f"test $(stat -c %s {p}) -le {MAX_FILE_BYTES} || {{ echo 'file too large'; exit 4; }}; "
-                        f"base64 -w0 {p}", 60)
+                        f"test $(stat -c %s {p}) -le {MAX_FILE_BYTES} || {{ echo 'file too large'; exit 4; }}", 60)
     if code != 0:
         return None, out.strip()
-    return base64.b64decode(out.strip() or b"").decode(errors="replace"), ""
+    try:
+        return ws.read_file(_path(ws, path)).decode(errors="replace"), ""
+    except Exception as exc:  # noqa: BLE001 - reported to the agent
+        return None, f"cannot read {path}: {type(exc).__name__}: {exc}"
 
 
 def make_tools(ws, *, command_timeout_s: int = 60, max_output_chars: int = 4000) -> dict[str, FunctionTool]:

@@ -285,6 +285,14 @@ def test_long_lived_sandbox_session_exec_files_and_timeout(docker_client, settin
         assert "hello" in out and "test_tiny.py" in out
         code, _ = sb.exec("sleep 30", timeout_s=2)
         assert code == 124  # coreutils timeout
+        big = b"x = 1\n" * 40_000  # 240 KB: over the ~96 KB a base64 argv allowed
+        sb.put_file("/testbed/pkg_big/big.py", big)  # a new directory is made by the sandbox user
+        assert sb.get_file("/testbed/pkg_big/big.py") == big
+        assert sb.exec("stat -c %u pkg_big/big.py pkg_big")[1].split() == ["1000", "1000"]
+        with pytest.raises(PermissionError):
+            sb.put_file("/etc/crucible.txt", b"no")  # a directory the sandbox user cannot write
+        code, out = sb.exec("yes", timeout_s=5, max_bytes=10_000)  # endless output: a capped stream
+        assert code == 124 and len(out) < 11_000 and "bytes of output dropped" in out
         cid = sb.container.id
     assert not docker_client.containers.list(all=True, filters={"id": cid})
 

@@ -90,7 +90,8 @@ def test_diff_split_classify_and_sanitize():
     src, tst = split_patch(DIFF)
     assert "pkg/core.py" in src and "tests/test_core.py" in tst and "tests/test_core.py" not in src
     kept, dropped = sanitize_model_patch(DIFF)
-    assert dropped == ["tests/test_core.py", "conftest.py"]
+    assert dropped == [{"path": "tests/test_core.py", "reason": "test_file"},
+                       {"path": "conftest.py", "reason": "harness_file"}]
     assert diff_paths(kept) == ["pkg/core.py", "docs/data.json"]
     assert test_directives(DIFF) == ["pkg/core.py", "tests/test_core.py", "conftest.py"]
 
@@ -121,24 +122,6 @@ def test_grade_score_absent_counts_as_failed_and_empty_f2p_never_resolves():
     assert score({"a.py::x": "PASSED"}, ["a.py::x", "b.py::z"], [])["resolved"] is False
     assert score({}, [], [])["resolved"] is False
     assert test_files_of(["b.py::z", "a.py::x[1]", "a.py::C::y"]) == ["a.py", "b.py"]
-
-
-def test_grading_canary_is_a_randomly_named_must_fail_test_found_under_every_id_style(tmp_path):
-    import subprocess
-    import sys
-
-    from pipelines.swe.grade import canary_outcome, write_canary
-
-    rel, fn = write_canary(tmp_path)
-    rel2, fn2 = write_canary(tmp_path)
-    assert rel != rel2 and fn != fn2 and rel.startswith("test_") and fn.startswith("test_")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", rel],
-                          cwd=tmp_path, capture_output=True, text=True)
-    assert proc.returncode == 1 and f"FAILED {rel}::{fn}" in proc.stdout  # it really fails
-    assert canary_outcome({f"{rel}::{fn}": "FAILED", "a.py::test_x": "PASSED"}, fn) == "FAILED"
-    assert canary_outcome({f"{rel}::{fn}": "PASSED"}, fn) == "PASSED"
-    assert canary_outcome({fn: "FAILED"}, fn) == "FAILED"  # bare names (parsers that cut paths)
-    assert canary_outcome({f"{rel}::{fn}x": "FAILED"}, fn) is None  # no prefix matches
 
 
 def test_sanitize_drops_every_harness_exploit_path():
