@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy, render_react, run_agent
@@ -44,45 +45,108 @@ class Context:
 
 # ---------------------------------------------------------------- planning (driver side)
 
+class DropKind(str, Enum):
+    """Why ``plan_items`` dropped a sampled structure (counted in the run summary)."""
+
+    PATTERN = "structural duplicate"
+    ANSWER = "answer duplicate"
+    HUB = "hub cap"
+
+
+def hub_cap(opts: Mapping) -> int:
+    """Most chains one entity may be on: ``max_share_per_entity`` of ``seeds``, at least 1."""
+    return max(1, int(float(opts["max_share_per_entity"]) * int(opts["seeds"]) + 1e-9))
+
+
 def plan_items(graph, opts: Mapping) -> tuple[list[dict], list[dict]]:
-    """Sample ``opts.seeds`` structures, deterministic in ``opts.seed``. Returns (items, drops):
-    structural duplicates (more than ``max_per_pattern`` per relation pattern) and answer duplicates (more
-    than ``max_per_answer`` questions with one answer) are drops. Each item: {key, chain: [[s, r, o], ...],
-    pattern}."""
-    rng = random.Random(int(opts.get("seed", 0)))
-    lo, hi = int(opts.get("min_hops", 3)), int(opts.get("max_hops", 4))
-    per_pattern = int(opts.get("max_per_pattern", 3))
-    per_answer = int(opts.get("max_per_answer", 2))
-    pools = S.seed_pools(graph, list(opts.get("seed_types") or []))
+    """Sample ``opts.seeds`` structures, deterministic in ``opts.seed``. Returns (items, drops).
+    Drops (each with ``kind`` a :class:`DropKind` value): structural duplicates (more than
+    ``max_per_pattern`` per relation pattern), answer duplicates (more than ``max_per_answer``
+    questions with one answer) and hub-cap drops (a chain through an entity already on
+    :func:`hub_cap` chains). Entities at the cap are also walked around while sampling, and no hop
+    is one a reader does not need (``skip_trivial_hops``). A share ``attribute_answer_share`` of
+    the items asks for an exact attribute of the final entity (a code, a year, a count) instead of
+    the entity. Each item: {key, chain: [[s, r, o], ...], pattern, answer_attr}."""
+    rng = random.Random(int(opts["seed"]))
+    lo, hi = int(opts["min_hops"]), int(opts["max_hops"])
+    per_pattern = int(opts["max_per_pattern"])
+    per_answer = int(opts["max_per_answer"])
+    per_entity = hub_cap(opts)
+    attr_share = float(opts["attribute_answer_share"])
+    skip_trivial = bool(opts["skip_trivial_hops"])
+    pools = S.seed_pools(graph, list(opts["seed_types"] or []))
     items, drops, seen_chains, patterns, answers = [], [], set(), Counter(), Counter()
+    on_chains: Counter = Counter()
+    blocked: set[str] = set()
     attempts = 0
-    target = int(opts.get("seeds", 20))
+    target = int(opts["seeds"])
     while len(items) < target and attempts < target * 30:
         attempts += 1
         hops = rng.randint(lo, hi)
-        chain = S.sample_chain_weighted(graph, rng, hops, pools)
+        want_attr = rng.random() < attr_share
+        chain = S.sample_chain_weighted(graph, rng, hops, pools, blocked=frozenset(blocked), skip_trivial=skip_trivial)
         if chain is None:
             continue
         triples = [[t.subject, t.relation, t.object] for t in chain]
-        key = hashlib.sha256(json.dumps(triples).encode()).hexdigest()[:16]
-        draft = S.draft_from_chain(chain)
+        answer_attr = None
+        if want_attr:
+            options = S.answer_attr_options(graph, triples[-1][2])
+            answer_attr = rng.choice(options)[0] if options else None
+        key = hashlib.sha256(json.dumps([triples, answer_attr] if answer_attr else triples).encode()).hexdigest()[:16]
+        draft = S.draft_from_chain(chain, answer_attr)
         pat = S.pattern_hash(draft)
         if key in seen_chains:
             continue
         seen_chains.add(key)
         if patterns[pat] >= per_pattern:
-            drops.append({"key": f"q-{key}", "reason": "structural duplicate (relation pattern already used "
-                                                      f"{per_pattern} times)", "pattern": pat})
+            drops.append({"key": f"q-{key}", "kind": DropKind.PATTERN.value,
+                          "reason": f"structural duplicate (relation pattern already used {per_pattern} times)",
+                          "pattern": pat})
             continue
-        answer = triples[-1][2]
+        answer = triples[-1][2] + (f"#{answer_attr}" if answer_attr else "")
         if answers[answer] >= per_answer:
-            drops.append({"key": f"q-{key}", "reason": f"answer duplicate ({answer} already the answer of "
-                                                      f"{per_answer} questions)", "pattern": pat})
+            drops.append({"key": f"q-{key}", "kind": DropKind.ANSWER.value,
+                          "reason": f"answer duplicate ({answer} already the answer of {per_answer} questions)",
+                          "pattern": pat})
+            continue
+        nodes = S.chain_entities(draft)
+        hub = sorted(e for e in nodes if on_chains[e] >= per_entity)
+        if hub:
+            drops.append({"key": f"q-{key}", "kind": DropKind.HUB.value,
+                          "reason": f"hub cap ({hub[0]} already on {per_entity} chains)", "pattern": pat})
             continue
         patterns[pat] += 1
         answers[answer] += 1
-        items.append({"key": f"q-{key}", "chain": triples, "pattern": pat})
+        on_chains.update(nodes)
+        blocked.update(e for e in nodes if on_chains[e] >= per_entity)
+        items.append({"key": f"q-{key}", "chain": triples, "pattern": pat, "answer_attr": answer_attr,
+                      "_nodes": nodes})
+    # fewer items than seeds: the cap as a share of the items actually planned (drop the latest)
+    while items:
+        cap = max(1, int(float(opts["max_share_per_entity"]) * len(items) + 1e-9))
+        c = Counter(e for it in items for e in it["_nodes"])
+        eid, n = c.most_common(1)[0]
+        if n <= cap:
+            break
+        it = next(x for x in reversed(items) if eid in x["_nodes"])
+        items.remove(it)
+        drops.append({"key": it["key"], "kind": DropKind.HUB.value,
+                      "reason": f"hub cap ({eid} on {n} of {len(items) + 1} planned chains)", "pattern": it["pattern"]})
+    for it in items:
+        del it["_nodes"]
     return items, drops
+
+
+def hub_concentration(chains: Sequence[set[str]] | Sequence[Sequence[str]]) -> dict:
+    """The entity on most chains and its share: ``{"entity", "chains", "share", "n"}`` (chains =
+    entity sets, e.g. :func:`synth.chain_entities` of each question)."""
+    c: Counter = Counter()
+    for nodes in chains:
+        c.update(set(nodes))
+    if not c:
+        return {"entity": None, "chains": 0, "share": 0.0, "n": len(chains)}
+    eid, n = c.most_common(1)[0]
+    return {"entity": eid, "chains": n, "share": round(n / len(chains), 3), "n": len(chains)}
 
 
 # ---------------------------------------------------------------- LLM-backed steps
