@@ -18,7 +18,6 @@ which is built to pass them (tested over many sampled drafts).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 from pipelines.browse.kg.model import Graph
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy, render_react, run_agent
 from pipelines.browse import harden as H
+from pipelines.browse import qtype as Q
 from pipelines.browse import reward as R
 from pipelines.browse import synth as S
 from pipelines.browse import verify as V
@@ -153,23 +154,28 @@ def hub_concentration(chains: Sequence[set[str]] | Sequence[Sequence[str]]) -> d
 
 def make_writer(ctx: Context):
     """Question writer: the LLM rewrites the template question; the template is the fallback
-    whenever the model's text fails validation (leaks the answer or a hidden name, not a question)."""
+    whenever the model's text fails :func:`validate_question` (not a question, leaks the answer or
+    a hidden name, drops a clue, asks for another kind of thing than the answer, or states other
+    relations than the formalization). Returns (question, origin) with origin ``llm`` or
+    ``template``; why a rewrite was not kept is left on ``draft.rewrite_check`` (for the lineage)."""
     graph, prompt = ctx.graph, ctx.prompts.get("write")
-    use_llm = bool(ctx.opts.get("write_with_llm", True)) and ctx.client is not None and prompt is not None
+    use_llm = bool(ctx.opts["write_with_llm"]) and ctx.client is not None and prompt is not None
 
     def write(draft: S.Draft) -> tuple[str, str]:
         template = S.render_question(graph, draft)
         if not use_llm:
+            draft.rewrite_check = {"origin": "template", "reason": "rewriting off"}
             return template, "template"
-        answer = S.entity_name(graph, draft.answer_id)
-        aliases = S.answer_aliases(graph, draft.answer_id)
+        answer, aliases, _atype = S.answer_spec(graph, draft)
         try:
             res = ctx.client.structured(prompt.render(draft=template, answer=answer), prompt.schema, prompt=prompt)
         except Exception as exc:  # transport failure: the template still gives a valid question
             log.warning("question writer failed: %s", exc)
+            draft.rewrite_check = {"origin": "template", "reason": f"writer failed: {type(exc).__name__}"}
             return template, "template"
         text = (res.parsed or {}).get("question", "").strip() if res.parsed else ""
-        ok, _why = validate_question(graph, draft, text, answer, aliases)
+        ok, why = validate_question(graph, draft, text, answer, aliases)
+        draft.rewrite_check = {"origin": "llm" if ok else "template", "reason": why, "rewrite": text}
         return (text, "llm") if ok else (template, "template")
 
     return write
@@ -177,7 +183,9 @@ def make_writer(ctx: Context):
 
 def validate_question(graph, draft: S.Draft, text: str, answer: str, aliases: Sequence[str]) -> tuple[bool, str]:
     """An LLM-written question is kept only if it is a question, does not name the answer or a
-    hidden entity, and still carries every clue (named entities and numbers) of the draft."""
+    hidden entity, still carries every clue (named entities and numbers) of the draft, asks for
+    the kind of thing the answer is (:func:`qtype.type_mismatch`) and maps back to the same
+    relations as the formalization (:func:`qtype.relation_backcheck`)."""
     if not text or not text.rstrip().endswith("?"):
         return False, "not a question"
     if len(text) > 600:
@@ -188,11 +196,18 @@ def validate_question(graph, draft: S.Draft, text: str, answer: str, aliases: Se
     named = set(S.named_constants(draft))
     for v, e in draft.binding.items():
         name = S.entity_name(graph, e)
-        if e not in named and v != draft.target and len(name) > 3 and S.leaks_answer(text, name, []):
+        hidden = e not in named and (v != draft.target or draft.answer_attr)
+        if hidden and len(name) > 3 and S.leaks_answer(text, name, []):
             return False, f"names a hidden entity ({name})"
     missing = S.missing_clues(graph, draft, text)
     if missing:
         return False, "drops clues: " + ", ".join(missing[:3])
+    mismatch = Q.type_mismatch(graph, draft, text)
+    if mismatch:
+        return False, f"asked type: {mismatch}"
+    back = Q.relation_backcheck(graph, draft, text)
+    if back:
+        return False, f"relations: {back}"
     return True, "ok"
 
 
@@ -308,9 +323,8 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
         chain = [graph.triple(s, r, o) for s, r, o in item["chain"]]
         if any(t is None for t in chain):
             raise ValueError("the sampled chain is not in this graph (was the graph rebuilt?)")
-        draft = S.draft_from_chain(chain)
-        answer = S.entity_name(graph, draft.answer_id)
-        aliases = S.answer_aliases(graph, draft.answer_id)
+        draft = S.draft_from_chain(chain, item.get("answer_attr"))
+        answer, aliases, answer_type = S.answer_spec(graph, draft)
         golds = [answer, *aliases]
         final, state = H.harden(graph, draft, rng, rounds=int(opts.get("rounds", 2)), writer=make_writer(ctx),
                                 answer=answer, aliases=aliases, closed_book=make_closed_book(ctx),
@@ -356,7 +370,7 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
                for e in final.lineage]
     out.add("questions", {
         "question_id": item["key"], "question": question, "answer": answer, "answer_aliases": aliases,
-        "answer_type": "entity", "hops": S.path_length(final), "source": "kg",
+        "answer_type": answer_type, "hops": S.real_hops(graph, final), "source": "kg",
         "seed_entity": final.seed, "pattern_hash": S.pattern_hash(final),
         "formalization": {**final.formalization, "binding": final.binding}, "evidence": evidence,
         "lineage": lineage, "difficulty": band(pass_rate) if pass_rate is not None else None,

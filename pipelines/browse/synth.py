@@ -84,6 +84,8 @@ class Draft:
     seed: str
     lineage: list[dict] = field(default_factory=list)
     question: str | None = None
+    # set by the question writer: {"origin": "llm" | "template", "reason": why, "rewrite": the LLM text}
+    rewrite_check: dict | None = None
 
     @property
     def target(self) -> str:

@@ -242,10 +242,11 @@ def test_chains_never_end_in_a_weak_relation():
 
 def test_plan_caps_questions_per_answer_and_records_the_drop():
     from pipelines.browse.stages import plan_items
-    from tests.unit.browse_helpers import small_graph
+    from tests.unit.browse_helpers import browse_opts, small_graph
 
     graph = small_graph()
-    opts = {"seeds": 30, "min_hops": 1, "max_hops": 2, "max_per_pattern": 30, "max_per_answer": 1}
+    opts = browse_opts(seeds=30, min_hops=1, max_hops=2, max_per_pattern=30, max_per_answer=1,
+                       max_share_per_entity=1.0, attribute_answer_share=0.0)
     items, drops = plan_items(graph, opts)
     finals = [it["chain"][-1][2] for it in items]
     assert len(finals) == len(set(finals)) and len(items) >= 2
