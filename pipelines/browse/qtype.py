@@ -169,15 +169,17 @@ def _mask(graph: Graph, draft, text: str) -> tuple[str, dict[str, str]]:
     returns the text and token -> entity id."""
     from pipelines.browse.synth import named_constants
 
-    out = " " + " ".join(text.split()).lower() + " "
+    out = " " + " ".join(text.split()) + " "
     tokens: dict[str, str] = {}
     for i, c in enumerate(dict.fromkeys(named_constants(draft))):
         e = graph.entities.get(c)
-        names = sorted({n.lower() for n in ([e.name, *e.aliases] if e else [c]) if len(n) >= 2}, key=len, reverse=True)
+        names = sorted({n for n in ([e.name, *e.aliases] if e else [c]) if len(n) >= 2}, key=len, reverse=True)
         tok = f"ent{i}"
         tokens[tok] = c
-        for n in names:
-            out = re.sub(r"(?<![\w])" + re.escape(n) + r"(?![\w])", f" {tok} ", out)
+        for n in names:  # short codes ("IS", "NL") only in their own case: "is" is a word
+            flags = 0 if len(n) <= 3 else re.IGNORECASE
+            out = re.sub(r"(?<![\w])" + re.escape(n) + r"(?![\w])", f" {tok} ", out, flags=flags)
+    out = out.lower()
     return " ".join(out.split()), tokens
 
 
