@@ -67,7 +67,8 @@ def plan_items(graph, opts: Mapping) -> tuple[list[dict], list[dict]]:
     :func:`hub_cap` chains). Entities at the cap are also walked around while sampling, and no hop
     is one a reader does not need (``skip_trivial_hops``). A share ``attribute_answer_share`` of
     the items asks for an exact attribute of the final entity (a code, a year, a count) instead of
-    the entity. Each item: {key, chain: [[s, r, o], ...], pattern, answer_attr}."""
+    the entity; with ``inverse_hops`` one-valued inverse hops are walked too ("the airport serving
+    X"). Each item: {key, chain: [[s, r, o], ...], start, pattern, answer_attr}."""
     rng = random.Random(int(opts["seed"]))
     lo, hi = int(opts["min_hops"]), int(opts["max_hops"])
     per_pattern = int(opts["max_per_pattern"])
@@ -75,6 +76,7 @@ def plan_items(graph, opts: Mapping) -> tuple[list[dict], list[dict]]:
     per_entity = hub_cap(opts)
     attr_share = float(opts["attribute_answer_share"])
     skip_trivial = bool(opts["skip_trivial_hops"])
+    inverse = bool(opts["inverse_hops"])
     pools = S.seed_pools(graph, list(opts["seed_types"] or []))
     items, drops, seen_chains, patterns, answers = [], [], set(), Counter(), Counter()
     on_chains: Counter = Counter()
@@ -85,16 +87,19 @@ def plan_items(graph, opts: Mapping) -> tuple[list[dict], list[dict]]:
         attempts += 1
         hops = rng.randint(lo, hi)
         want_attr = rng.random() < attr_share
-        chain = S.sample_chain_weighted(graph, rng, hops, pools, blocked=frozenset(blocked), skip_trivial=skip_trivial)
+        chain = S.sample_chain_weighted(graph, rng, hops, pools, blocked=frozenset(blocked), skip_trivial=skip_trivial,
+                                        inverse=inverse)
         if chain is None:
             continue
         triples = [[t.subject, t.relation, t.object] for t in chain]
+        start = S.chain_start(chain)
+        draft = S.draft_from_chain(chain, None, start)
         answer_attr = None
         if want_attr:
-            options = S.answer_attr_options(graph, triples[-1][2])
+            options = S.answer_attr_options(graph, draft.answer_id)
             answer_attr = rng.choice(options)[0] if options else None
         key = hashlib.sha256(json.dumps([triples, answer_attr] if answer_attr else triples).encode()).hexdigest()[:16]
-        draft = S.draft_from_chain(chain, answer_attr)
+        draft = S.draft_from_chain(chain, answer_attr, start)
         pat = S.pattern_hash(draft)
         if key in seen_chains:
             continue
@@ -104,7 +109,7 @@ def plan_items(graph, opts: Mapping) -> tuple[list[dict], list[dict]]:
                           "reason": f"structural duplicate (relation pattern already used {per_pattern} times)",
                           "pattern": pat})
             continue
-        answer = triples[-1][2] + (f"#{answer_attr}" if answer_attr else "")
+        answer = draft.answer_id + (f"#{answer_attr}" if answer_attr else "")
         if answers[answer] >= per_answer:
             drops.append({"key": f"q-{key}", "kind": DropKind.ANSWER.value,
                           "reason": f"answer duplicate ({answer} already the answer of {per_answer} questions)",
@@ -120,8 +125,8 @@ def plan_items(graph, opts: Mapping) -> tuple[list[dict], list[dict]]:
         answers[answer] += 1
         on_chains.update(nodes)
         blocked.update(e for e in nodes if on_chains[e] >= per_entity)
-        items.append({"key": f"q-{key}", "chain": triples, "pattern": pat, "answer_attr": answer_attr,
-                      "_nodes": nodes})
+        items.append({"key": f"q-{key}", "chain": triples, "start": start, "pattern": pat,
+                      "answer_attr": answer_attr, "_nodes": nodes})
     # fewer items than seeds: the cap as a share of the items actually planned (drop the latest)
     while items:
         cap = max(1, int(float(opts["max_share_per_entity"]) * len(items) + 1e-9))
@@ -323,7 +328,7 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
         chain = [graph.triple(s, r, o) for s, r, o in item["chain"]]
         if any(t is None for t in chain):
             raise ValueError("the sampled chain is not in this graph (was the graph rebuilt?)")
-        draft = S.draft_from_chain(chain, item.get("answer_attr"))
+        draft = S.draft_from_chain(chain, item.get("answer_attr"), item.get("start"))
         answer, aliases, answer_type = S.answer_spec(graph, draft)
         golds = [answer, *aliases]
         final, state = H.harden(graph, draft, rng, rounds=int(opts.get("rounds", 2)), writer=make_writer(ctx),

@@ -155,7 +155,7 @@ def type_determined(graph: Graph) -> frozenset[tuple[str, str]]:
     return out
 
 
-def trivial_hop(graph: Graph, nodes: Sequence[str], relation: str, obj: str) -> str | None:
+def trivial_hop(graph: Graph, nodes: Sequence[str], relation: str, obj: str, inverse: bool = False) -> str | None:
     """Why the hop ``nodes[-1] -relation-> obj`` is one a reader does not need, else None:
 
     - ``type-determined``: every subject of this type has this object (a US state's country);
@@ -164,7 +164,7 @@ def trivial_hop(graph: Graph, nodes: Sequence[str], relation: str, obj: str) -> 
       by an airport is the airport's own country), so the chain collapses for a reader.
     """
     cur = graph.entities.get(nodes[-1])
-    if cur is not None and (cur.type, relation) in type_determined(graph):
+    if not inverse and cur is not None and (cur.type, relation) in type_determined(graph):
         return "type-determined"
     for n in nodes[:-1]:
         for r, objs in graph.out.get(n, {}).items():
@@ -180,12 +180,13 @@ def real_hops(graph: Graph, draft: Draft) -> int:
     nodes = path_nodes(draft)
     if len(nodes) < 2:
         return 0
+    steps = path_steps(draft)
     det = type_determined(graph)
     dist = [0] * len(nodes)
     for m in range(1, len(nodes)):
         prev = graph.entities.get(nodes[m - 1])
-        rel = _path_relation(draft, m)
-        step = 0 if prev is not None and (prev.type, rel) in det else 1
+        _p, rel, _t, inverse = steps[m - 1]
+        step = 0 if prev is not None and not inverse and (prev.type, rel) in det else 1
         best = dist[m - 1] + step
         for j in range(m - 1):
             if any(len(o) == 1 and o[0] == nodes[m] and r not in UNWALKED for r, o in graph.out.get(nodes[j], {}).items()):
@@ -194,25 +195,45 @@ def real_hops(graph: Graph, draft: Draft) -> int:
     return dist[-1]
 
 
+def path_steps(draft: Draft) -> list[tuple[str, str, str, bool]]:
+    """The hops from the start of the path to the target, as (from term, relation, to term,
+    inverse). A term is reached forward when it is the object of a triple (``?a -r-> ?b``), or
+    inversely when it is a sampled inverse hop: the subject of a triple ``?b -r-> ?a`` with ``r``
+    in :data:`INV_PHRASE` and no type constraint of its own (an obfuscated entity has one: its
+    triples are clues, not hops). Clue triples that only describe a node are not hops."""
+    f = draft.formalization
+    fwd: dict[str, list[tuple[str, str]]] = {}
+    for s, r, o in f["triples"]:
+        if o.startswith("?"):
+            fwd.setdefault(o, []).append((s, r))
+    typed = {c["var"] for c in f.get("constraints", []) if "type" in c and "attr" not in c}
+    steps, node, seen = [], f["target"], {f["target"]}
+    while True:
+        cands = [(s, r) for s, r in fwd.get(node, ()) if s not in seen]
+        if cands:
+            prev, r = cands[0]
+            steps.append((prev, r, node, False))
+        else:
+            inv = [(o, r) for s, r, o in f["triples"] if s == node and r in INV_PHRASE and o not in seen]
+            if not node.startswith("?") or node in typed or not inv:
+                break
+            prev, r = inv[0]
+            steps.append((prev, r, node, True))
+        seen.add(prev)
+        node = prev
+    return list(reversed(steps))
+
+
 def path_nodes(draft: Draft) -> list[str]:
     """Entity ids along the path to the target (start first), resolved through the binding."""
-    by_obj = {o: s for s, _r, o in draft.formalization["triples"] if o.startswith("?")}
-    terms, node, seen = [draft.target], draft.target, set()
-    while node in by_obj and node not in seen:
-        seen.add(node)
-        node = by_obj[node]
-        terms.append(node)
-    return [_bound(draft, t) for t in reversed(terms)]
+    steps = path_steps(draft)
+    if not steps:
+        return [_bound(draft, draft.target)]
+    return [_bound(draft, steps[0][0])] + [_bound(draft, t) for _p, _r, t, _i in steps]
 
 
 def _path_relation(draft: Draft, m: int) -> str:
-    by_obj = {o: (s, r) for s, r, o in draft.formalization["triples"] if o.startswith("?")}
-    rels, node, seen = [], draft.target, set()
-    while node in by_obj and node not in seen:
-        seen.add(node)
-        node, r = by_obj[node]
-        rels.append(r)
-    return list(reversed(rels))[m - 1]
+    return path_steps(draft)[m - 1][1]
 
 
 def chain_entities(draft: Draft) -> set[str]:
@@ -222,14 +243,38 @@ def chain_entities(draft: Draft) -> set[str]:
     return out | set(draft.binding.values())
 
 
+def hop_options(graph: Graph, cur: str, inverse: bool) -> list[tuple[str, str, bool]]:
+    """(relation, next entity, inverse) for every one-valued hop out of ``cur``: forward over
+    :data:`REL_PHRASE` relations, and with ``inverse`` back over :data:`INV_PHRASE` relations
+    when ``cur`` is the object of exactly one such triple ("the airport serving X")."""
+    out = [(r, o[0], False) for r in graph.out.get(cur, {}) if r in REL_PHRASE
+           for o in [functional_objects(graph, cur, r)] if o]
+    if inverse:
+        for r in INV_PHRASE:
+            subs = graph.subjects(cur, r)
+            if len(subs) == 1:
+                out.append((r, subs[0], True))
+    return out
+
+
+def chain_start(chain: Sequence[Triple]) -> str:
+    """The seed of a sampled chain: the end of the first triple the second does not touch (a
+    one-triple chain is read forward)."""
+    if len(chain) < 2:
+        return chain[0].subject
+    first, second = chain[0], chain[1]
+    return first.object if first.subject in (second.subject, second.object) else first.subject
+
+
 def sample_chain(graph: Graph, rng: random.Random, hops: int, pool: Sequence[str],
                  max_tries: int = 50, blocked: frozenset[str] | set[str] = frozenset(),
-                 skip_trivial: bool = True) -> list[Triple] | None:
+                 skip_trivial: bool = True, inverse: bool = False) -> list[Triple] | None:
     """A chain of ``hops`` functional hops (each subject has exactly one object for the
     relation) from a seed in ``pool``, no entity twice, at most one weak relation, and never a
     weak one last: a time zone, continent or world region is an answer from a handful of values,
     guessable without the chain. Entities in ``blocked`` (hubs at their cap) are walked around;
-    with ``skip_trivial`` no hop is one a reader does not need (:func:`trivial_hop`)."""
+    with ``skip_trivial`` no hop is one a reader does not need (:func:`trivial_hop`); with
+    ``inverse`` one-valued inverse hops are walked too (the start is :func:`chain_start`)."""
     pool = [p for p in pool if p not in blocked] if blocked else pool
     if not pool:
         return None
@@ -238,18 +283,17 @@ def sample_chain(graph: Graph, rng: random.Random, hops: int, pool: Sequence[str
         chain: list[Triple] = []
         seen = [cur]
         for _h in range(hops):
-            options = [(r, functional_objects(graph, cur, r)) for r in graph.out.get(cur, {}) if r in REL_PHRASE]
-            options = [(r, o[0]) for r, o in options
-                       if o and o[0] not in seen and o[0] in graph.entities and o[0] not in blocked]
+            options = [(r, o, inv) for r, o, inv in hop_options(graph, cur, inverse and hops > 1)
+                       if o not in seen and o in graph.entities and o not in blocked]
             weak_used = sum(t.relation in WEAK_RELATIONS for t in chain)
-            options = [(r, o) for r, o in options
+            options = [(r, o, inv) for r, o, inv in options
                        if not (r in WEAK_RELATIONS and (weak_used >= 1 or _h == hops - 1))]
             if skip_trivial:
-                options = [(r, o) for r, o in options if trivial_hop(graph, seen, r, o) is None]
+                options = [(r, o, inv) for r, o, inv in options if trivial_hop(graph, seen, r, o, inv) is None]
             if not options:
                 break
-            r, o = rng.choice(sorted(options))
-            t = graph.triple(cur, r, o)
+            r, o, inv = rng.choice(sorted(options))
+            t = graph.triple(o, r, cur) if inv else graph.triple(cur, r, o)
             if t is None:
                 break
             chain.append(t)
@@ -262,7 +306,7 @@ def sample_chain(graph: Graph, rng: random.Random, hops: int, pool: Sequence[str
 
 def sample_chain_weighted(graph: Graph, rng: random.Random, hops: int, pools: Mapping[str, Sequence[str]],
                           candidates: int = 8, blocked: frozenset[str] | set[str] = frozenset(),
-                          skip_trivial: bool = True) -> list[Triple] | None:
+                          skip_trivial: bool = True, inverse: bool = False) -> list[Triple] | None:
     """Pick a seed type uniformly (variety), draw a few chains from it and keep the one with
     the most long-tail seed."""
     types = [t for t, v in pools.items() if v]
@@ -271,9 +315,10 @@ def sample_chain_weighted(graph: Graph, rng: random.Random, hops: int, pools: Ma
     pool = pools[rng.choice(types)]
     best, best_w = None, -1.0
     for _ in range(candidates):
-        c = sample_chain(graph, rng, hops, pool, max_tries=10, blocked=blocked, skip_trivial=skip_trivial)
+        c = sample_chain(graph, rng, hops, pool, max_tries=10, blocked=blocked, skip_trivial=skip_trivial,
+                         inverse=inverse)
         if c is not None:
-            w = seed_weight(graph, c[0].subject)
+            w = seed_weight(graph, chain_start(c))
             if w > best_w:
                 best, best_w = c, w
     return best
@@ -322,20 +367,26 @@ def answer_spec(graph: Graph, draft: Draft) -> tuple[str, list[str], str]:
     return v, aliases, atype
 
 
-def draft_from_chain(chain: Sequence[Triple], answer_attr: str | None = None) -> Draft:
-    """Seed as a named constant, every later node a variable, the last one the target; with
-    ``answer_attr`` the question asks for that attribute of the target (see :data:`ANSWER_ATTRS`)."""
+def draft_from_chain(chain: Sequence[Triple], answer_attr: str | None = None, start: str | None = None) -> Draft:
+    """Seed (``start``, by default the first triple's subject) as a named constant, every later
+    node a variable, the last one the target. A triple whose object is the current node is an
+    inverse hop (``?x2 -serves_city-> ?x1``: the airport serving ?x1). With ``answer_attr`` the
+    question asks for that attribute of the target (see :data:`ANSWER_ATTRS`)."""
     triples, binding = [], {}
-    prev = chain[0].subject
+    prev = at = start or chain[0].subject
     for i, t in enumerate(chain, 1):
         var = f"?x{i}"
-        triples.append([prev, t.relation, var])
-        binding[var] = t.object
+        if t.subject == at:  # forward: at -r-> next
+            triples.append([prev, t.relation, var])
+            binding[var], at = t.object, t.object
+        else:  # inverse: next -r-> at ("the airport serving X")
+            triples.append([var, t.relation, prev])
+            binding[var], at = t.subject, t.subject
         prev = var
     form = {"triples": triples, "target": f"?x{len(chain)}", "constraints": [], "distinct": True}
     if answer_attr:
         form["answer_attr"] = answer_attr
-    return Draft(form, binding, chain[0].subject)
+    return Draft(form, binding, start or chain[0].subject)
 
 
 def pattern_hash(draft: Draft) -> str:
@@ -494,27 +545,29 @@ def describe_constraints(graph: Graph, draft: Draft, var: str) -> str:
 def render_question(graph: Graph, draft: Draft) -> str:
     """Deterministic English question from the formalization (the template fallback)."""
     f = draft.formalization
-    by_obj = {o: (s, r) for s, r, o in f["triples"] if o.startswith("?")}
-    extra = {}  # var -> list of clue phrases from triples not on the main path
-    path_vars = set()
-    node = f["target"]
-    while node in by_obj:
-        path_vars.add(node)
-        node = by_obj[node][0]
+    step_of = {t: (p, r, inv) for p, r, t, inv in path_steps(draft)}
+    for s, r, o in f["triples"]:  # off-path branches "?a -r-> ?b": ?b described through ?a
+        if o.startswith("?") and o not in step_of and s != o:
+            step_of[o] = (s, r, False)
+    path_triples = {(t, r, p) if inv else (p, r, t) for t, (p, r, inv) in step_of.items()}
+    extra: dict[str, list[str]] = {}  # var -> clue phrases from triples not on the main path
 
     def desc(term: str, depth: int = 0) -> str:
         if not term.startswith("?"):
             return entity_name(graph, term)
-        if term in by_obj and depth < 12:
-            s, r = by_obj[term]
-            base = REL_PHRASE.get(r, "the " + r.replace("_", " ") + " of {x}").format(x=desc(s, depth + 1))
+        if term in step_of and depth < 12:
+            p, r, inv = step_of[term]
+            if inv:
+                base = INV_PHRASE[r].format(x=desc(p, depth + 1))
+            else:
+                base = REL_PHRASE.get(r, "the " + r.replace("_", " ") + " of {x}").format(x=desc(p, depth + 1))
         else:
             base = describe_constraints(graph, draft, term)
         clues = extra.get(term)
         return base + (" (" + "; ".join(clues) + ")" if clues else "")
 
     for s, r, o in f["triples"]:
-        if o.startswith("?") and by_obj.get(o) == (s, r):
+        if (s, r, o) in path_triples:
             continue
         if s.startswith("?"):  # a clue about a variable: "?v -r-> const"
             extra.setdefault(s, []).append(_clue_phrase(r, desc(o)))
@@ -584,14 +637,8 @@ def named_constants(draft: Draft) -> list[str]:
 
 def path_length(draft: Draft) -> int:
     """Hops on the chain that leads to the answer (clue triples that only describe a node do
-    not count): follow subject links back from the target."""
-    by_obj = {o: s for s, _r, o in draft.formalization["triples"] if o.startswith("?")}
-    n, node, seen = 0, draft.target, set()
-    while node in by_obj and node not in seen:
-        seen.add(node)
-        node = by_obj[node]
-        n += 1
-    return n
+    not count): :func:`path_steps` back from the target."""
+    return len(path_steps(draft))
 
 
 def count(graph: Graph, draft: Draft, cap: int = 50) -> int:

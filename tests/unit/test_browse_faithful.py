@@ -72,11 +72,13 @@ def _sampled_drafts(g, n, seed=0):
     pools = S.seed_pools(g)
     out = []
     for _ in range(n):
-        c = S.sample_chain_weighted(g, rng, rng.randint(1, 3), pools, candidates=2, skip_trivial=rng.random() < 0.5)
+        c = S.sample_chain_weighted(g, rng, rng.randint(1, 3), pools, candidates=2, skip_trivial=rng.random() < 0.5,
+                                    inverse=rng.random() < 0.7)
         if c is None:
             continue
-        opts = S.answer_attr_options(g, c[-1].object)
-        d = S.draft_from_chain(c, rng.choice(opts)[0] if opts and rng.random() < 0.5 else None)
+        d = S.draft_from_chain(c, None, S.chain_start(c))
+        opts = S.answer_attr_options(g, d.answer_id)
+        d = S.draft_from_chain(c, rng.choice(opts)[0] if opts and rng.random() < 0.5 else None, S.chain_start(c))
         out.append(d)
         for op in ("obfuscate", "add_hop", "blur", "drop_clue"):
             nd = H.OPERATORS[op](g, out[-1], rng)
@@ -91,6 +93,7 @@ def test_template_questions_always_ask_the_answer_type_and_back_check(make):
     drafts = _sampled_drafts(g, 120)
     kinds = Counter(Q.answer_kind(g, d) for d in drafts)
     assert len(drafts) >= 60 and len(kinds) >= 2
+    assert any(inv for d in drafts for *_x, inv in S.path_steps(d))  # inverse hops are rendered too
     mism = [(S.render_question(g, d), Q.type_mismatch(g, d, S.render_question(g, d))) for d in drafts]
     assert [m for m in mism if m[1]] == []
     back = [(S.render_question(g, d), Q.relation_backcheck(g, d, S.render_question(g, d))) for d in drafts]
@@ -295,3 +298,20 @@ def test_plan_asks_attribute_answers_for_the_configured_share():
         answer, _aliases, kind = S.answer_spec(g, d)
         assert answer and S.is_unique(g, d)
         assert kind == (Q.answer_kind(g, d) if it["answer_attr"] else "entity")
+
+
+def test_inverse_hops_render_and_execute():
+    g = png_graph()
+    # Goroka Airport -> Goroka (city) ... Indonesia's capital Jakarta; inverse: the airport serving Goroka
+    chain = [g.triple("airport/AYGA", "serves_city", "city/goroka")]
+    d = S.draft_from_chain(chain, None, "city/goroka")
+    assert d.formalization["triples"] == [["?x1", "serves_city", "city/goroka"]] and d.answer_id == "airport/AYGA"
+    assert S.path_steps(d) == [("city/goroka", "serves_city", "?x1", True)] and S.path_length(d) == 1
+    assert S.render_question(g, d) == "What is the airport serving Goroka?"
+    assert S.is_unique(g, d) and S.check_supported(g, d)[0]
+    d = S.draft_from_chain(chain, "iata", "city/goroka")
+    assert S.render_question(g, d) == "What is the IATA code of the airport serving Goroka?"
+    assert S.answer_spec(g, d) == ("GKA", [], "code")
+    # a sampled chain that starts with an inverse hop keeps its seed
+    two = [g.triple("airport/AYGA", "serves_city", "city/goroka"), g.triple("airport/AYGA", "country", "country/PG")]
+    assert S.chain_start(two) == "city/goroka"
