@@ -242,12 +242,18 @@ def _nearest(span: str, left: bool) -> set[str] | None:
         span = _SENT_END.split(span)[0]
         span = re.split(r"\bent\d+\b", span)[0]
         span = " ".join(span.split()[:WINDOW_WORDS])
-    best: tuple[int, set[str]] | None = None
+    hits: dict[int, set[str]] = {}
+    words: dict[int, str] = {}
     for r, pat in REL_PATTERNS.items():
         for m in re.finditer(pat, span):
             pos = m.end() if left else -m.start()
-            if best is None or pos > best[0]:
-                best = (pos, {r})
-            elif pos == best[0]:
-                best[1].add(r)
-    return best[1] if best else None
+            hits.setdefault(pos, set()).add(r)
+            words[pos] = m.group(0)
+    if not hits:
+        return None
+    order = sorted(hits, reverse=True)
+    out = set(hits[order[0]])
+    # a bare locative ("spoken in X", "where X is") says little: the next phrase counts as well
+    if re.fullmatch(LOCATIVE, words[order[0]]) and len(order) > 1:
+        out |= hits[order[1]]
+    return out

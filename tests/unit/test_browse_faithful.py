@@ -315,3 +315,12 @@ def test_inverse_hops_render_and_execute():
     # a sampled chain that starts with an inverse hop keeps its seed
     two = [g.triple("airport/AYGA", "serves_city", "city/goroka"), g.triple("airport/AYGA", "country", "country/PG")]
     assert S.chain_start(two) == "city/goroka"
+
+
+def test_back_check_reads_a_bare_locative_with_the_phrase_behind_it():
+    g = Graph([Entity("country/EC", "country", "Ecuador"), Entity("language/es", "language", "Spanish")],
+              [Triple("country/EC", "language", "language/es")])
+    d = S.draft_from_chain([g.triple("country/EC", "language", "language/es")])
+    assert Q.relation_backcheck(g, d, "What is a language spoken in Ecuador?") is None
+    assert Q.relation_backcheck(g, d, "Which language do people speak in Ecuador?") is None
+    assert Q.relation_backcheck(g, d, "What language is spoken in the capital of Ecuador?") is not None
