@@ -257,3 +257,13 @@ def _nearest(span: str, left: bool) -> set[str] | None:
     if re.fullmatch(LOCATIVE, words[order[0]]) and len(order) > 1:
         out |= hits[order[1]]
     return out
+
+
+def row_type_mismatch(graph: Graph, row) -> str | None:
+    """:func:`type_mismatch` for a stored question row (``formalization`` holds the binding), for
+    the audit: why the row's question does not ask for its answer's kind (None = it does)."""
+    from pipelines.browse.synth import Draft
+
+    form = dict(row["formalization"])
+    binding = form.pop("binding")
+    return type_mismatch(graph, Draft(form, binding, row.get("seed_entity") or ""), row["question"])

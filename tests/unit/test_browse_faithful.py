@@ -329,3 +329,12 @@ def test_back_check_reads_a_bare_locative_with_the_phrase_behind_it():
     assert Q.relation_backcheck(g, d, "What is a language spoken in Ecuador?") is None
     assert Q.relation_backcheck(g, d, "Which language do people speak in Ecuador?") is None
     assert Q.relation_backcheck(g, d, "What language is spoken in the capital of Ecuador?") is not None
+
+
+def test_row_type_mismatch_reads_a_stored_question_row():
+    g = png_graph()
+    d = mindik_draft(g)
+    row = {"question": S.render_question(g, d), "seed_entity": d.seed,
+           "formalization": {**d.formalization, "binding": d.binding}}
+    assert Q.row_type_mismatch(g, row) is None
+    assert Q.row_type_mismatch(g, {**row, "question": WRONG_TYPE}) == "asks for a country, the answer is a city"
