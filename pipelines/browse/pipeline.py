@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines.browse.stages import PIPELINE, Context, plan_items, run_questions
+from pipelines.browse.stages import PIPELINE, Context, DropKind, plan_items, run_questions
 from pipelines.store.commit import ItemResult, failure_row
 
 log = logging.getLogger(__name__)
@@ -92,18 +93,19 @@ def run(cfg) -> dict:
     rec = recover(out_dir, PIPELINE)
     todo = [it for it in items if it["key"] not in rec.done_keys]
     dup_todo = [d for d in dup_drops if d["key"] not in rec.done_keys]
-    if dup_todo:  # structural and answer duplicates are counted as drops, committed once
+    if dup_todo:  # structural/answer duplicates and hub-cap drops are counted as drops, committed once
         commit_items(out_dir, PIPELINE, run_id, [
             ItemResult(d["key"]).add("failures", failure_row(pipeline=PIPELINE, stage="sample", kind="filtered",
                                                              reason=d["reason"], run_id=run_id, item_key=d["key"],
                                                              payload=d))
             for d in dup_todo])
-    n_answer_dups = sum(d["reason"].startswith("answer duplicate") for d in dup_drops)
-    log.info("synth-browse: %d structures planned, %d already done, %d to process (%d structural and %d answer "
-             "duplicates dropped)", len(items), len(items) - len(todo), len(todo), len(dup_drops) - n_answer_dups,
-             n_answer_dups)
+    by_kind = Counter(d["kind"] for d in dup_drops)
+    log.info("synth-browse: %d structures planned, %d already done, %d to process (%d structural duplicates, %d answer "
+             "duplicates and %d hub-cap drops)", len(items), len(items) - len(todo), len(todo),
+             by_kind[DropKind.PATTERN.value], by_kind[DropKind.ANSWER.value], by_kind[DropKind.HUB.value])
     summary = {"planned": len(items), "skipped": len(items) - len(todo), "processed": len(todo),
-               "structural_duplicates": len(dup_drops) - n_answer_dups, "answer_duplicates": n_answer_dups}
+               "structural_duplicates": by_kind[DropKind.PATTERN.value],
+               "answer_duplicates": by_kind[DropKind.ANSWER.value], "hub_cap_drops": by_kind[DropKind.HUB.value]}
     if todo:
         cfgd = cfg.to_dict()
         with llm_endpoint(cfg.llm) as base_urls:

@@ -15,10 +15,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy, render_react, run_agent
 from pipelines.browse import harden as H
+from pipelines.browse import qtype as Q
 from pipelines.browse import resolve as RS
 from pipelines.browse import reward as R
 from pipelines.browse import synth as S
@@ -45,68 +47,141 @@ class Context:
 
 # ---------------------------------------------------------------- planning (driver side)
 
+class DropKind(str, Enum):
+    """Why ``plan_items`` dropped a sampled structure (counted in the run summary)."""
+
+    PATTERN = "structural duplicate"
+    ANSWER = "answer duplicate"
+    HUB = "hub cap"
+
+
+def hub_cap(opts: Mapping) -> int:
+    """Most chains one entity may be on: ``max_share_per_entity`` of ``seeds``, at least 1."""
+    return max(1, int(float(opts["max_share_per_entity"]) * int(opts["seeds"]) + 1e-9))
+
+
 def plan_items(graph, opts: Mapping) -> tuple[list[dict], list[dict]]:
-    """Sample ``opts.seeds`` structures, deterministic in ``opts.seed``. Returns (items, drops):
-    structural duplicates (more than ``max_per_pattern`` per relation pattern) and answer duplicates (more
-    than ``max_per_answer`` questions with one answer) are drops. Each item: {key, chain: [[s, r, o], ...],
-    pattern}."""
-    rng = random.Random(int(opts.get("seed", 0)))
-    lo, hi = int(opts.get("min_hops", 3)), int(opts.get("max_hops", 4))
-    per_pattern = int(opts.get("max_per_pattern", 3))
-    per_answer = int(opts.get("max_per_answer", 2))
-    pools = S.seed_pools(graph, list(opts.get("seed_types") or []))
+    """Sample ``opts.seeds`` structures, deterministic in ``opts.seed``. Returns (items, drops).
+    Drops (each with ``kind`` a :class:`DropKind` value): structural duplicates (more than
+    ``max_per_pattern`` per relation pattern), answer duplicates (more than ``max_per_answer``
+    questions with one answer) and hub-cap drops (a chain through an entity already on
+    :func:`hub_cap` chains). Entities at the cap are also walked around while sampling, and no hop
+    is one a reader does not need (``skip_trivial_hops``). A share ``attribute_answer_share`` of
+    the items asks for an exact attribute of the final entity (a code, a year, a count) instead of
+    the entity; with ``inverse_hops`` one-valued inverse hops are walked too ("the airport serving
+    X"). Each item: {key, chain: [[s, r, o], ...], start, pattern, answer_attr}."""
+    rng = random.Random(int(opts["seed"]))
+    lo, hi = int(opts["min_hops"]), int(opts["max_hops"])
+    per_pattern = int(opts["max_per_pattern"])
+    per_answer = int(opts["max_per_answer"])
+    per_entity = hub_cap(opts)
+    attr_share = float(opts["attribute_answer_share"])
+    skip_trivial = bool(opts["skip_trivial_hops"])
+    inverse = bool(opts["inverse_hops"])
+    pools = S.seed_pools(graph, list(opts["seed_types"] or []))
     items, drops, seen_chains, patterns, answers = [], [], set(), Counter(), Counter()
+    on_chains: Counter = Counter()
+    blocked: set[str] = set()
     attempts = 0
-    target = int(opts.get("seeds", 20))
+    target = int(opts["seeds"])
     while len(items) < target and attempts < target * 30:
         attempts += 1
         hops = rng.randint(lo, hi)
-        chain = S.sample_chain_weighted(graph, rng, hops, pools)
+        want_attr = rng.random() < attr_share
+        chain = S.sample_chain_weighted(graph, rng, hops, pools, blocked=frozenset(blocked), skip_trivial=skip_trivial,
+                                        inverse=inverse)
         if chain is None:
             continue
         triples = [[t.subject, t.relation, t.object] for t in chain]
-        key = hashlib.sha256(json.dumps(triples).encode()).hexdigest()[:16]
-        draft = S.draft_from_chain(chain)
+        start = S.chain_start(chain)
+        draft = S.draft_from_chain(chain, None, start)
+        answer_attr = None
+        if want_attr:
+            options = S.answer_attr_options(graph, draft.answer_id)
+            answer_attr = rng.choice(options)[0] if options else None
+        key = hashlib.sha256(json.dumps([triples, answer_attr] if answer_attr else triples).encode()).hexdigest()[:16]
+        draft = S.draft_from_chain(chain, answer_attr, start)
         pat = S.pattern_hash(draft)
         if key in seen_chains:
             continue
         seen_chains.add(key)
         if patterns[pat] >= per_pattern:
-            drops.append({"key": f"q-{key}", "reason": "structural duplicate (relation pattern already used "
-                                                      f"{per_pattern} times)", "pattern": pat})
+            drops.append({"key": f"q-{key}", "kind": DropKind.PATTERN.value,
+                          "reason": f"structural duplicate (relation pattern already used {per_pattern} times)",
+                          "pattern": pat})
             continue
-        answer = triples[-1][2]
+        answer = draft.answer_id + (f"#{answer_attr}" if answer_attr else "")
         if answers[answer] >= per_answer:
-            drops.append({"key": f"q-{key}", "reason": f"answer duplicate ({answer} already the answer of "
-                                                      f"{per_answer} questions)", "pattern": pat})
+            drops.append({"key": f"q-{key}", "kind": DropKind.ANSWER.value,
+                          "reason": f"answer duplicate ({answer} already the answer of {per_answer} questions)",
+                          "pattern": pat})
+            continue
+        nodes = S.chain_entities(draft)
+        hub = sorted(e for e in nodes if on_chains[e] >= per_entity)
+        if hub:
+            drops.append({"key": f"q-{key}", "kind": DropKind.HUB.value,
+                          "reason": f"hub cap ({hub[0]} already on {per_entity} chains)", "pattern": pat})
             continue
         patterns[pat] += 1
         answers[answer] += 1
-        items.append({"key": f"q-{key}", "chain": triples, "pattern": pat})
+        on_chains.update(nodes)
+        blocked.update(e for e in nodes if on_chains[e] >= per_entity)
+        items.append({"key": f"q-{key}", "chain": triples, "start": start, "pattern": pat,
+                      "answer_attr": answer_attr, "_nodes": nodes})
+    # fewer items than seeds: the cap as a share of the items actually planned (drop the latest)
+    while items:
+        cap = max(1, int(float(opts["max_share_per_entity"]) * len(items) + 1e-9))
+        c = Counter(e for it in items for e in it["_nodes"])
+        eid, n = c.most_common(1)[0]
+        if n <= cap:
+            break
+        it = next(x for x in reversed(items) if eid in x["_nodes"])
+        items.remove(it)
+        drops.append({"key": it["key"], "kind": DropKind.HUB.value,
+                      "reason": f"hub cap ({eid} on {n} of {len(items) + 1} planned chains)", "pattern": it["pattern"]})
+    for it in items:
+        del it["_nodes"]
     return items, drops
+
+
+def hub_concentration(chains: Sequence[set[str]] | Sequence[Sequence[str]]) -> dict:
+    """The entity on most chains and its share: ``{"entity", "chains", "share", "n"}`` (chains =
+    entity sets, e.g. :func:`synth.chain_entities` of each question)."""
+    c: Counter = Counter()
+    for nodes in chains:
+        c.update(set(nodes))
+    if not c:
+        return {"entity": None, "chains": 0, "share": 0.0, "n": len(chains)}
+    eid, n = c.most_common(1)[0]
+    return {"entity": eid, "chains": n, "share": round(n / len(chains), 3), "n": len(chains)}
 
 
 # ---------------------------------------------------------------- LLM-backed steps
 
 def make_writer(ctx: Context):
     """Question writer: the LLM rewrites the template question; the template is the fallback
-    whenever the model's text fails validation (leaks the answer or a hidden name, not a question)."""
+    whenever the model's text fails :func:`validate_question` (not a question, leaks the answer or
+    a hidden name, drops a clue, asks for another kind of thing than the answer, or states other
+    relations than the formalization). Returns (question, origin) with origin ``llm`` or
+    ``template``; why a rewrite was not kept is left on ``draft.rewrite_check`` (for the lineage)."""
     graph, prompt = ctx.graph, ctx.prompts.get("write")
-    use_llm = bool(ctx.opts.get("write_with_llm", True)) and ctx.client is not None and prompt is not None
+    use_llm = bool(ctx.opts["write_with_llm"]) and ctx.client is not None and prompt is not None
 
     def write(draft: S.Draft) -> tuple[str, str]:
         template = S.render_question(graph, draft)
         if not use_llm:
+            draft.rewrite_check = {"origin": "template", "reason": "rewriting off"}
             return template, "template"
-        answer = S.entity_name(graph, draft.answer_id)
-        aliases = S.answer_aliases(graph, draft.answer_id)
+        answer, aliases, _atype = S.answer_spec(graph, draft)
         try:
             res = ctx.client.structured(prompt.render(draft=template, answer=answer), prompt.schema, prompt=prompt)
         except Exception as exc:  # transport failure: the template still gives a valid question
             log.warning("question writer failed: %s", exc)
+            draft.rewrite_check = {"origin": "template", "reason": f"writer failed: {type(exc).__name__}"}
             return template, "template"
         text = (res.parsed or {}).get("question", "").strip() if res.parsed else ""
-        ok, _why = validate_question(graph, draft, text, answer, aliases)
+        ok, why = validate_question(graph, draft, text, answer, aliases)
+        draft.rewrite_check = {"origin": "llm" if ok else "template", "reason": why, "rewrite": text}
         return (text, "llm") if ok else (template, "template")
 
     return write
@@ -114,7 +189,9 @@ def make_writer(ctx: Context):
 
 def validate_question(graph, draft: S.Draft, text: str, answer: str, aliases: Sequence[str]) -> tuple[bool, str]:
     """An LLM-written question is kept only if it is a question, does not name the answer or a
-    hidden entity, and still carries every clue (named entities and numbers) of the draft."""
+    hidden entity, still carries every clue (named entities and numbers) of the draft, asks for
+    the kind of thing the answer is (:func:`qtype.type_mismatch`) and maps back to the same
+    relations as the formalization (:func:`qtype.relation_backcheck`)."""
     if not text or not text.rstrip().endswith("?"):
         return False, "not a question"
     if len(text) > 600:
@@ -125,11 +202,18 @@ def validate_question(graph, draft: S.Draft, text: str, answer: str, aliases: Se
     named = set(S.named_constants(draft))
     for v, e in draft.binding.items():
         name = S.entity_name(graph, e)
-        if e not in named and v != draft.target and len(name) > 3 and S.leaks_answer(text, name, []):
+        hidden = e not in named and (v != draft.target or draft.answer_attr)
+        if hidden and len(name) > 3 and S.leaks_answer(text, name, []):
             return False, f"names a hidden entity ({name})"
     missing = S.missing_clues(graph, draft, text)
     if missing:
         return False, "drops clues: " + ", ".join(missing[:3])
+    mismatch = Q.type_mismatch(graph, draft, text)
+    if mismatch:
+        return False, f"asked type: {mismatch}"
+    back = Q.relation_backcheck(graph, draft, text)
+    if back:
+        return False, f"relations: {back}"
     return True, "ok"
 
 
@@ -247,10 +331,13 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
         chain = [graph.triple(s, r, o) for s, r, o in item["chain"]]
         if any(t is None for t in chain):
             raise ValueError("the sampled chain is not in this graph (was the graph rebuilt?)")
-        draft = S.draft_from_chain(chain)
-        answer = S.entity_name(graph, draft.answer_id)
-        aliases = S.answer_aliases(graph, draft.answer_id)
-        gold = V.Gold((answer, *aliases), draft.answer_id, graph.entities[draft.answer_id].type, V.AnswerKind.ENTITY)
+        draft = S.draft_from_chain(chain, item.get("answer_attr"), item.get("start"))
+        answer, aliases, answer_type = S.answer_spec(graph, draft)
+        if answer_type == "entity":
+            gold = V.Gold((answer, *aliases), draft.answer_id, graph.entities[draft.answer_id].type,
+                          V.AnswerKind.ENTITY)
+        else:  # an attribute value (code, year, count): exact, no graph entity to resolve to
+            gold = V.Gold((answer, *aliases), None, answer_type, V.kind_for(answer_type))
         final, state = H.harden(graph, draft, rng, rounds=int(opts.get("rounds", 2)), writer=make_writer(ctx),
                                 answer=answer, aliases=aliases, closed_book=make_closed_book(ctx),
                                 min_hops=int(opts.get("min_hops", 3)))
@@ -295,7 +382,7 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
                for e in final.lineage]
     out.add("questions", {
         "question_id": item["key"], "question": question, "answer": answer, "answer_aliases": aliases,
-        "answer_type": "entity", "hops": S.path_length(final), "source": "kg",
+        "answer_type": answer_type, "hops": S.real_hops(graph, final), "source": "kg",
         "seed_entity": final.seed, "pattern_hash": S.pattern_hash(final),
         "formalization": {**final.formalization, "binding": final.binding}, "evidence": evidence,
         "lineage": lineage, "difficulty": band(pass_rate) if pass_rate is not None else None,

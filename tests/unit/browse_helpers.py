@@ -57,3 +57,10 @@ def small_graph() -> Graph:
         T("wiki/Iceland", "mentions", "wiki/North_Atlantic_Ocean"),
     ]
     return Graph(ents, tris)
+
+
+def browse_opts(**over) -> dict:
+    """The resolved ``browse`` section of the default config (schema defaults), with overrides."""
+    from pipelines.config import load_config
+
+    return {**load_config("defaults").browse.to_dict(), **over}

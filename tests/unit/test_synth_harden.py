@@ -242,12 +242,13 @@ def test_chains_never_end_in_a_weak_relation():
 
 def test_plan_caps_questions_per_answer_and_records_the_drop():
     from pipelines.browse.stages import plan_items
-    from tests.unit.browse_helpers import small_graph
+    from tests.unit.browse_helpers import browse_opts, small_graph
 
     graph = small_graph()
-    opts = {"seeds": 30, "min_hops": 1, "max_hops": 2, "max_per_pattern": 30, "max_per_answer": 1}
+    opts = browse_opts(seeds=30, min_hops=1, max_hops=2, max_per_pattern=30, max_per_answer=1,
+                       max_share_per_entity=1.0, attribute_answer_share=0.0)
     items, drops = plan_items(graph, opts)
-    finals = [it["chain"][-1][2] for it in items]
+    finals = [S.draft_from_chain([graph.triple(*t) for t in it["chain"]], None, it["start"]).answer_id for it in items]
     assert len(finals) == len(set(finals)) and len(items) >= 2
     dup = [d for d in drops if d["reason"].startswith("answer duplicate")]
     assert dup and all(d["reason"].endswith("already the answer of 1 questions)") for d in dup)
