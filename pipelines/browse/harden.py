@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 
 from pipelines.browse.kg.model import Graph
 from pipelines.browse.synth import (
-    INV_PHRASE,
     NUMERIC_ATTRS,
     REL_PHRASE,
+    WEAK_RELATIONS,
     Draft,
     check_supported,
     is_unique,
@@ -61,11 +61,61 @@ def numeric_range(value: float, rng: random.Random, rel_width: float) -> tuple[f
     return lo, hi
 
 
+# relative widths tried for a numeric clue, widest (vaguest) first; rounding widens them a bit
+RANGE_WIDTHS = (0.3, 0.1, 0.03, 0.01)
+
+
+def _hidden_names(graph: Graph, draft: Draft) -> list[str]:
+    """Names of every entity the question hides (all variable bindings)."""
+    from pipelines.browse.synth import entity_name
+
+    return [entity_name(graph, e) for e in dict.fromkeys(draft.binding.values())]
+
+
+def _names_hidden(graph: Graph, draft: Draft, eid: str) -> bool:
+    """True when naming ``eid`` would give away a hidden entity: "America/Chicago" names Chicago,
+    "Dublin Airport" names Dublin."""
+    from pipelines.browse.synth import entity_name, leaks_answer
+
+    name = entity_name(graph, eid)
+    return any(len(h) > 3 and leaks_answer(name, h, []) for h in _hidden_names(graph, draft))
+
+
+def _candidate_pool(graph: Graph, draft: Draft, var: str, etype: str) -> set[str]:
+    """Entities that could stand for ``var`` before any clue: its type, with every relation the
+    chain needs it to have."""
+    pool = set(graph.by_type(etype))
+    for s, r, _o in draft.formalization["triples"]:
+        if s == var:
+            pool = {x for x in pool if r in graph.out.get(x, {})}
+    return pool
+
+
+def _attr_matches(graph: Graph, pool: set[str], attr: str, lo: float, hi: float) -> set[str]:
+    out = set()
+    for x in pool:
+        v = graph.entities[x].attributes.get(attr)
+        if isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi:
+            out.add(x)
+    return out
+
+
 def obfuscate(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
-    consts = [c for c in named_constants(draft) if c in graph.entities]
-    if not consts:
-        return None
-    target = rng.choice(consts)
+    """Replace a named entity by a unique description. Tries every named constant (random order)
+    and returns the first that can be described uniquely within ``MAX_CLUES`` clues."""
+    consts = list(dict.fromkeys(c for c in named_constants(draft) if c in graph.entities))
+    rng.shuffle(consts)
+    for target in consts:
+        d = _obfuscate_one(graph, draft, target, rng)
+        if d is not None:
+            return d
+    return None
+
+
+def _obfuscate_one(graph: Graph, draft: Draft, target: str, rng: random.Random) -> Draft | None:
+    """Greedy description of ``target``: its type, then the clue that leaves the fewest candidates
+    (a relation to another named entity, or a numeric attribute blurred into the widest range
+    that still narrows the field), until the whole question is unique again."""
     e = graph.entities[target]
     d = draft.copy()
     var = _fresh_var(d)
@@ -73,32 +123,52 @@ def obfuscate(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
     d.binding[var] = target
     cons = d.formalization.setdefault("constraints", [])
     cons.append({"var": var, "type": e.type})
-    # candidate clues: blurred numeric attributes, then relations to other named entities
-    clues: list[tuple[str, object]] = []
-    for a in NUMERIC_ATTRS:
-        v = e.attributes.get(a)
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            lo, hi = numeric_range(v, rng, 0.2)
-            clues.append(("attr", {"var": var, "attr": a, "min": lo, "max": hi}))
-    for r, objs in graph.out.get(target, {}).items():
-        if r in REL_PHRASE and len(objs) == 1 and objs[0] not in d.binding.values():
-            clues.append(("rel", [var, r, objs[0]]))
-    rng.shuffle(clues)
-    clues.sort(key=lambda c: c[0] != "rel")  # relations first: they read better than numbers
-    added = 0
-    for kind, clue in clues:
-        if is_unique(graph, d):
-            break
-        if added >= MAX_CLUES:
-            break
-        if kind == "attr":
-            cons.append(clue)
-        else:
+    if is_unique(graph, d):
+        return d
+    pool = _candidate_pool(graph, d, var, e.type)
+    present = {tuple(t) for t in d.formalization["triples"]}
+    rel_clues: list[tuple[list[str], set[str]]] = []
+    for r, objs in sorted(graph.out.get(target, {}).items()):
+        if r not in REL_PHRASE:
+            continue
+        for o in objs:
+            if o == target or o not in graph.entities or o in d.binding.values() or (var, r, o) in present:
+                continue
+            if _names_hidden(graph, d, o):
+                continue
+            rel_clues.append(([var, r, o], set(graph.subjects(o, r))))
+    attrs = [a for a in NUMERIC_ATTRS if isinstance(e.attributes.get(a), int | float)
+             and not isinstance(e.attributes.get(a), bool)]
+    for _ in range(MAX_CLUES):
+        options = []  # (remaining candidates, preference, kind, clue, matching)
+        for i, (clue, match) in enumerate(rel_clues):
+            options.append((len(pool & match), 0, i, "rel", clue, match))
+        for a in attrs:
+            v = e.attributes[a]
+            for w_i, width in enumerate(RANGE_WIDTHS):
+                lo, hi = numeric_range(v, rng, width)
+                if not lo <= v <= hi:
+                    continue
+                match = _attr_matches(graph, pool, a, lo, hi)
+                options.append((len(match), 1 + w_i, len(options), "attr",
+                                {"var": var, "attr": a, "min": lo, "max": hi}, match))
+        options = [o for o in options if o[0] < len(pool)]  # a clue must narrow the field
+        if not options:
+            return None
+        # a clue that finishes the job: the vaguest such (relations first, then the widest range);
+        # otherwise the clue that leaves the fewest candidates
+        n_left, _pref, _i, kind, clue, match = min(
+            options, key=lambda o: (0, o[1], o[0], o[2]) if o[0] <= 1 else (1, o[0], o[1], o[2]))
+        if kind == "rel":
             d.formalization["triples"].append(clue)
-        added += 1
-    if not is_unique(graph, d):
-        return None
-    return d
+            rel_clues = [rc for rc in rel_clues if rc[0] != clue]
+        else:
+            cons.append(clue)
+            attrs.remove(clue["attr"])
+        pool = pool & match
+        if is_unique(graph, d):
+            return d
+    return None
 
 
 def blur(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
@@ -123,34 +193,41 @@ def blur(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
 
 
 def add_hop(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
-    """Reach a node through a new named entity Z with Z -r-> node (r functional from Z and
-    node's only incoming r edge from Z), so naming Z identifies the node."""
+    """Reach the chain's first node through a new named entity Z with Z -r-> node, r functional
+    from Z ("the city served by Z"), so naming Z identifies the node. Z must not give a hidden
+    entity away by its name (an airport named after its city), and r is not a weak relation."""
     f = draft.formalization
     starts = [t[0] for t in f["triples"] if not t[0].startswith("?")]
     starts += [v for v in draft.binding if not any(t[2] == v for t in f["triples"])]
+    starts = list(dict.fromkeys(starts))
     rng.shuffle(starts)
     for term in starts:
         node = draft.binding.get(term, term)
+        hidden = draft.copy()
+        hidden.binding.setdefault("?node", node)  # the node becomes hidden: Z must not name it
         options = []
         for r, subs in graph.inn.get(node, {}).items():
-            if r in INV_PHRASE and r in REL_PHRASE and len(subs) == 1:
-                z = subs[0]
-                if z not in draft.binding.values() and z in graph.entities and len(graph.objects(z, r)) == 1:
-                    options.append((r, z))
-        if not options:
-            continue
-        r, z = rng.choice(sorted(options))
-        d = draft.copy()
-        if term.startswith("?"):
-            var = term
-        else:
-            var = _fresh_var(d)
-            _replace_term(d, term, var)
-            d.binding[var] = node
-        d.formalization["triples"].insert(0, [z, r, var])
-        # the new hop identifies the node: its own descriptive clues become droppable
-        if is_unique(graph, d):
-            return d
+            if r not in REL_PHRASE or r in WEAK_RELATIONS:
+                continue
+            for z in subs:
+                if (z in draft.binding.values() or z == node or z not in graph.entities
+                        or len(graph.objects(z, r)) != 1):
+                    continue
+                options.append((r, z))
+        rng.shuffle(options)
+        for r, z in options[:20]:
+            if _names_hidden(graph, hidden, z):
+                continue
+            d = draft.copy()
+            if term.startswith("?"):
+                var = term
+            else:
+                var = _fresh_var(d)
+                _replace_term(d, term, var)
+                d.binding[var] = node
+            d.formalization["triples"].insert(0, [z, r, var])
+            if is_unique(graph, d):
+                return d
     return None
 
 

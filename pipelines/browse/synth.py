@@ -302,7 +302,8 @@ def describe_constraints(graph: Graph, draft: Draft, var: str) -> str:
             parts.append(f"{a.replace('_', ' ')} {c['equals']}")
     etype = etype or graph.entities[draft.binding[var]].type if var in draft.binding else etype
     noun = (etype or "entity").replace("_", " ")
-    return f"a {noun}" + (" with " + " and ".join(parts) if parts else "")
+    article = "an" if noun[:1].lower() in "aeiou" else "a"
+    return f"{article} {noun}" + (" with " + " and ".join(parts) if parts else "")
 
 
 def render_question(graph: Graph, draft: Draft) -> str:
