@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 
 from pipelines.browse.kg.model import Graph
 from pipelines.browse.synth import (
@@ -282,43 +283,92 @@ def checks(graph: Graph, draft: Draft, question: str, answer: str, aliases: Sequ
     return {"unique": unique, "supported": supported, "support_reason": why, "closed_book_solved": solved}
 
 
+class Phase(StrEnum):
+    """When a lineage step happened: the question was written, hardened before any rollout,
+    rolled out (the pass rate is measured), or hardened again because the solver found it too easy."""
+
+    WRITE = "write"
+    PRE_ROLLOUT = "pre_rollout"
+    ROLLOUT = "rollout"
+    SOLVER = "solver"
+
+
+class Operator(StrEnum):
+    WRITE = "write"
+    OBFUSCATE = "obfuscate"
+    BLUR = "blur"
+    ADD_HOP = "add_hop"
+    DROP_CLUE = "drop_clue"
+    ROLLOUT = "rollout"
+
+
+EDIT_OPERATORS = (Operator.OBFUSCATE, Operator.BLUR, Operator.ADD_HOP, Operator.DROP_CLUE)
+# after a too-easy rollout: hide a name, add a hop, blur a number (then drop a shortcut clue)
+SOLVER_OPERATORS = (Operator.OBFUSCATE, Operator.ADD_HOP, Operator.BLUR, Operator.DROP_CLUE)
+
+
+def lineage_entry(rnd: int, phase: Phase, operator: str, before: str | None, after: str | None,
+                  accepted: bool, checks: dict | None, **extra) -> dict:
+    """One lineage item (schemas/question.json#/properties/lineage)."""
+    return {"round": rnd, "phase": str(phase), "operator": str(operator), "question_before": before,
+            "question_after": after, "accepted": accepted, "checks": checks or {}, **extra}
+
+
+def harden_round(graph: Graph, cur: Draft, rng: random.Random, *, rnd: int, phase: Phase, writer: Writer,
+                 answer: str, aliases: Sequence[str], closed_book: ClosedBook | None,
+                 operators: Sequence[str]) -> tuple[Draft, dict | None]:
+    """One round of edits: operators in a random order (obfuscate first while a named entity is
+    left: names are the biggest shortcut); the first edit that passes the checks is kept. Every try
+    goes into the lineage: not applicable, rejected (with its checks) or accepted. Returns the new
+    draft and its checks, or ``cur`` (with the tries recorded) and None when no edit was accepted."""
+    ops = list(operators)
+    rng.shuffle(ops)
+    if named_constants(cur) and Operator.OBFUSCATE in ops:
+        ops.remove(Operator.OBFUSCATE)
+        ops.insert(0, Operator.OBFUSCATE)
+    for name in ops:
+        new = OPERATORS[name](graph, cur, rng)
+        if new is None:
+            cur.lineage.append(lineage_entry(rnd, phase, name, cur.question, None, False, {"applicable": False}))
+            continue
+        nq, origin = writer(new)
+        st = checks(graph, new, nq, answer, aliases, closed_book)
+        ok = bool(st["unique"] and st["supported"])
+        entry = lineage_entry(rnd, phase, name, cur.question, nq, ok, {"applicable": True, **st, "origin": origin})
+        if ok:
+            new.question = nq
+            new.lineage = list(cur.lineage) + [entry]
+            return new, st
+        cur.lineage.append(entry)
+    return cur, None
+
+
 def harden(graph: Graph, draft: Draft, rng: random.Random, *, rounds: int, writer: Writer,
            answer: str, aliases: Sequence[str], closed_book: ClosedBook | None = None,
-           operators: Sequence[str] = ("obfuscate", "blur", "add_hop", "drop_clue"),
-           min_hops: int = 3) -> tuple[Draft, dict]:
-    """Apply ``rounds`` rounds of edits. Each round tries operators in a random order and
-    keeps the first edit that passes the checks. Stops early once the question is long
-    enough and the closed-book model fails it. Returns the final draft and its checks."""
+           operators: Sequence[str] = EDIT_OPERATORS, min_hops: int = 3) -> tuple[Draft, dict]:
+    """Write the question, then apply up to ``rounds`` rounds of edits before any rollout. Stops
+    early once the question is long enough, carries at least one accepted edit and the closed-book
+    model fails it (with no closed-book model, every round runs). A round that accepts no edit
+    ends the loop (the next one would try the same edits on the same draft). Returns the
+    final draft and its checks."""
     cur = draft
     q, origin = writer(cur)
     cur.question = q
     state = checks(graph, cur, q, answer, aliases, closed_book)
-    cur.lineage.append({"round": 0, "operator": "write", "question_before": None, "question_after": q,
-                        "accepted": bool(state["unique"] and state["supported"]),
-                        "checks": {**state, "origin": origin}})
+    cur.lineage.append(lineage_entry(0, Phase.WRITE, Operator.WRITE, None, q,
+                                     bool(state["unique"] and state["supported"]), {**state, "origin": origin}))
     for rnd in range(1, rounds + 1):
-        # target difficulty reached: long enough and the closed-book model fails it
-        if rnd > 1 and state["closed_book_solved"] is False and path_length(cur) >= min_hops:
+        if (state["closed_book_solved"] is False and path_length(cur) >= min_hops
+                and accepted_edits(cur.lineage) >= 1):
             break
-        ops = list(operators)
-        rng.shuffle(ops)
-        # obfuscate named entities first while any remain: names are the biggest shortcut
-        if named_constants(cur) and "obfuscate" in ops:
-            ops.remove("obfuscate")
-            ops.insert(0, "obfuscate")
-        for name in ops:
-            new = OPERATORS[name](graph, cur, rng)
-            if new is None:
-                continue
-            nq, origin = writer(new)
-            st = checks(graph, new, nq, answer, aliases, closed_book)
-            ok = bool(st["unique"] and st["supported"])
-            entry = {"round": rnd, "operator": name, "question_before": cur.question, "question_after": nq,
-                     "accepted": ok, "checks": {**st, "origin": origin}}
-            if ok:
-                new.question = nq
-                new.lineage.append(entry)
-                cur, state = new, st
-                break
-            cur.lineage.append(entry)
+        cur, st = harden_round(graph, cur, rng, rnd=rnd, phase=Phase.PRE_ROLLOUT, writer=writer, answer=answer,
+                               aliases=aliases, closed_book=closed_book, operators=operators)
+        if st is None:
+            break
+        state = st
     return cur, state
+
+
+def accepted_edits(lineage: Sequence[dict]) -> int:
+    """Accepted hardening edits in a lineage (the write step and rollouts are not edits)."""
+    return sum(1 for e in lineage if e["accepted"] and e["operator"] in {str(o) for o in EDIT_OPERATORS})
