@@ -372,3 +372,19 @@ def harden(graph: Graph, draft: Draft, rng: random.Random, *, rounds: int, write
 def accepted_edits(lineage: Sequence[dict]) -> int:
     """Accepted hardening edits in a lineage (the write step and rollouts are not edits)."""
     return sum(1 for e in lineage if e["accepted"] and e["operator"] in {str(o) for o in EDIT_OPERATORS})
+
+
+def hardening_summary(questions: Sequence[dict]) -> dict:
+    """Per-run hardening numbers from question rows: the share with at least one accepted edit
+    (``n_accepted_edits >= 1``), solver rounds, and the histogram of final pass rates
+    (``pass_rate`` rounded to 2 places; "none" = no trajectory was verified)."""
+    n = len(questions)
+    edited = sum(1 for q in questions if (q.get("n_accepted_edits") or 0) >= 1)
+    hist: dict[str, int] = {}
+    for q in questions:
+        pr = q.get("pass_rate")
+        key = "none" if pr is None else f"{pr:.2f}"
+        hist[key] = hist.get(key, 0) + 1
+    return {"questions": n, "with_accepted_edit": edited, "share_with_accepted_edit": round(edited / n, 3) if n else None,
+            "solver_rounds": sum(int(q.get("n_solver_rounds") or 0) for q in questions),
+            "pass_rate_histogram": dict(sorted(hist.items()))}
