@@ -29,6 +29,8 @@ from pipelines.store.commit import ItemResult, failure_row, utc_now
 log = logging.getLogger(__name__)
 PIPELINE = "browse"
 OBSERVATION_SUFFIX = "If this answers the question, give the final answer now."
+# appended to the observation of a call identical to an earlier one
+REPEAT_NOTE = "You already made this exact call. Do not repeat it: change the query, visit a result, or answer."
 # appended to every observation so that the model sees its turn budget
 TURN_NOTE = "[Turn {turn} of {max_turns}: {left} left; the last one must be the answer.]"
 
@@ -191,7 +193,7 @@ def rollout(ctx: Context, question: str, sample_index: int) -> dict:
                     max_total_tokens=int(ctx.opts.get("max_total_tokens", 12000)),
                     observation_suffix=OBSERVATION_SUFFIX if ctx.opts.get("observation_hint", True) else "",
                     max_observation_chars=int(ctx.opts.get("max_observation_chars", 6000)),
-                    turn_note=TURN_NOTE if ctx.opts["turn_budget_hint"] else "")
+                    turn_note=TURN_NOTE if ctx.opts["turn_budget_hint"] else "", repeat_note=REPEAT_NOTE)
     return {"result": res, "stats": session.stats, "schemas": session.schemas}
 
 
