@@ -62,6 +62,9 @@ def numeric_range(value: float, rng: random.Random, rel_width: float) -> tuple[f
     return lo, hi
 
 
+# relations whose objects are named after a place ("Pacific/Port_Moresby"): as a clue they point
+# straight at a hidden country through its capital, so obfuscation never uses them
+NAMING_RELATIONS = frozenset({"timezone"})
 # relative widths tried for a numeric clue, widest (vaguest) first; rounding widens them a bit
 RANGE_WIDTHS = (0.3, 0.1, 0.03, 0.01)
 
@@ -130,7 +133,7 @@ def _obfuscate_one(graph: Graph, draft: Draft, target: str, rng: random.Random) 
     present = {tuple(t) for t in d.formalization["triples"]}
     rel_clues: list[tuple[list[str], set[str]]] = []
     for r, objs in sorted(graph.out.get(target, {}).items()):
-        if r not in REL_PHRASE:
+        if r not in REL_PHRASE or r in NAMING_RELATIONS:
             continue
         for o in objs:
             if o == target or o not in graph.entities or o in d.binding.values() or (var, r, o) in present:

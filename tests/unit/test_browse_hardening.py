@@ -42,21 +42,35 @@ def test_obfuscate_narrows_a_range_until_the_entity_is_unique():
     assert not S.is_unique(g, wide)
 
 
-def test_obfuscate_never_names_a_hidden_entity():
-    # the only relation clue of the airport is a time zone named after the hidden city
+def _two_airports(country_name: str, tz_name: str = "America/Bogota") -> Graph:
     ents = [Entity("airport/A", "airport", "Alpha Field", attributes={"elevation_ft": 100}),
             Entity("airport/B", "airport", "Beta Field", attributes={"elevation_ft": 100}),
             Entity("city/lima", "city", "Lima"), Entity("city/cusco", "city", "Cusco"),
-            Entity("tz/lima", "timezone", "America/Lima"), Entity("tz/other", "timezone", "America/Bogota")]
+            Entity("country/L", "country", country_name), Entity("country/O", "country", "Otherland"),
+            Entity("tz/a", "timezone", tz_name)]
     tris = [Triple("airport/A", "serves_city", "city/lima"), Triple("airport/B", "serves_city", "city/cusco"),
-            Triple("airport/A", "timezone", "tz/lima"), Triple("airport/B", "timezone", "tz/other")]
-    g = Graph(ents, tris)
-    d = S.draft_from_chain([g.triple("airport/A", "serves_city", "city/lima")])
-    assert H.obfuscate(g, d, random.Random(0)) is None  # the time zone would say "Lima"
+            Triple("airport/A", "country", "country/L"), Triple("airport/B", "country", "country/O"),
+            Triple("airport/A", "timezone", "tz/a")]
+    return Graph(ents, tris)
+
+
+def test_obfuscate_never_names_a_hidden_entity():
+    # the airport's only distinguishing clue is a country whose name contains the hidden city's
+    g = _two_airports("Lima Republic")
+    assert H.obfuscate(g, S.draft_from_chain([g.triple("airport/A", "serves_city", "city/lima")]),
+                       random.Random(0)) is None
     # with an innocent name the same clue is used
-    g2 = Graph([*ents[:4], Entity("tz/lima", "timezone", "America/Andes"), ents[5]], tris)
+    g2 = _two_airports("Andesia")
     new = H.obfuscate(g2, S.draft_from_chain([g2.triple("airport/A", "serves_city", "city/lima")]), random.Random(0))
-    assert new is not None and ["?y0", "timezone", "tz/lima"] in new.formalization["triples"]
+    assert new is not None and ["?y0", "country", "country/L"] in new.formalization["triples"]
+
+
+def test_obfuscate_never_uses_a_time_zone_clue():
+    # "America/Bogota" is unique to airport A, but a time zone names a city: a shortcut to the country
+    g = _two_airports("Lima Republic")
+    assert "timezone" in H.NAMING_RELATIONS
+    assert H.obfuscate(g, S.draft_from_chain([g.triple("airport/A", "serves_city", "city/lima")]),
+                       random.Random(0)) is None
 
 
 def test_add_hop_uses_a_functional_relation_even_when_the_node_has_many_subjects():
