@@ -28,7 +28,8 @@ from pipelines.store.commit import ItemResult, failure_row, utc_now
 
 log = logging.getLogger(__name__)
 PIPELINE = "browse"
-OBSERVATION_SUFFIX = "If this answers the question, give the final answer now."
+OBSERVATION_SUFFIX = ('If you now know the answer, give it now: "tool": "answer", "arguments": {"answer": "..."}. '
+                      "Search again only for a fact you do not have yet.")
 # appended to the observation of a call identical to an earlier one
 REPEAT_NOTE = "You already made this exact call. Do not repeat it: change the query, visit a result, or answer."
 # appended to every observation so that the model sees its turn budget
