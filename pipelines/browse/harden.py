@@ -16,6 +16,7 @@ not solve it (optional; given as a function). Rejected edits are kept in the lin
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from enum import StrEnum
@@ -48,18 +49,58 @@ def _fresh_var(draft: Draft) -> str:
 
 
 def numeric_range(value: float, rng: random.Random, rel_width: float) -> tuple[float, float]:
-    """A range around ``value`` of about ``rel_width`` relative width, not centred on it."""
+    """A range around ``value`` of about ``rel_width`` relative width, not centred on it, with bounds
+    rounded outwards to 2 significant digits of the width (whole numbers for whole values)."""
     if value == 0:
         return -1.0, 1.0
     width = abs(value) * rel_width
     offset = rng.uniform(0.15, 0.85) * width
     lo, hi = value - offset, value - offset + width
-    # round to 2 significant digits of the width so the numbers read naturally
-    step = 10 ** max(0, len(str(int(width))) - 2)
-    lo, hi = (lo // step) * step, -((-hi) // step) * step
-    if isinstance(value, int) or float(value).is_integer():
-        lo, hi = int(lo), int(hi)
-    return lo, hi
+    exp = math.floor(math.log10(width)) - 1
+    whole = isinstance(value, int) or float(value).is_integer()
+    if whole:
+        exp = max(0, exp)
+    step = 10.0 ** exp
+    lo, hi = math.floor(lo / step) * step, math.ceil(hi / step) * step
+    if whole:
+        return int(round(lo)), int(round(hi))
+    digits = max(0, -exp)
+    return round(lo, digits), round(hi, digits)
+
+
+def _name_counts(graph: Graph) -> dict[str, int]:
+    counts = getattr(graph, "_crucible_name_counts", None)
+    if counts is None:
+        from pipelines.browse.verify import normalize
+
+        counts = {}
+        for e in graph.entities.values():
+            if e.type in UNNAMED_TYPES:
+                continue
+            n = normalize(e.name)
+            counts[n] = counts.get(n, 0) + 1
+        graph._crucible_name_counts = counts
+    return counts
+
+
+def ambiguous_names(graph: Graph, draft: Draft) -> list[str]:
+    """Named entities of the question whose name another entity shares ("Freeport": 4 cities). The
+    graph check is by id, but a reader has only the name: such a question has several readings,
+    and is not accepted until obfuscation replaces the name by a description."""
+    from pipelines.browse.synth import entity_name
+    from pipelines.browse.verify import normalize
+
+    counts = _name_counts(graph)
+    out = []
+    for c in dict.fromkeys(named_constants(draft)):
+        e = graph.entities.get(c)
+        if e is not None and e.type not in UNNAMED_TYPES and counts.get(normalize(e.name), 0) > 1:
+            out.append(entity_name(graph, c))
+    return out
+
+
+# article entities mirror the pages of other entities ("Iceland" the article and the country)
+UNNAMED_TYPES = frozenset({"article"})
 
 
 # relations whose objects are named after a place ("Pacific/Port_Moresby"): as a clue they point
@@ -109,6 +150,8 @@ def obfuscate(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
     and returns the first that can be described uniquely within ``MAX_CLUES`` clues."""
     consts = list(dict.fromkeys(c for c in named_constants(draft) if c in graph.entities))
     rng.shuffle(consts)
+    ambiguous = set(ambiguous_names(graph, draft))
+    consts.sort(key=lambda c: graph.entities[c].name not in ambiguous)  # ambiguous names first
     for target in consts:
         d = _obfuscate_one(graph, draft, target, rng)
         if d is not None:
@@ -277,13 +320,15 @@ def checks(graph: Graph, draft: Draft, question: str, answer: str, aliases: Sequ
            closed_book: ClosedBook | None) -> dict:
     from pipelines.browse.verify import rule_verdict
 
-    unique = is_unique(graph, draft)
+    ambiguous = ambiguous_names(graph, draft)
+    unique = not ambiguous and is_unique(graph, draft)
     supported, why = check_supported(graph, draft)
     solved = None
     if closed_book is not None and unique and supported:
         preds = list(closed_book(question))
         solved = any((v := rule_verdict([answer, *aliases], p)) is not None and v.verdict == "correct" for p in preds)
-    return {"unique": unique, "supported": supported, "support_reason": why, "closed_book_solved": solved}
+    return {"unique": unique, "ambiguous_names": ambiguous, "supported": supported, "support_reason": why,
+            "closed_book_solved": solved}
 
 
 class Phase(StrEnum):

@@ -176,3 +176,26 @@ def test_with_the_solver_loop_off_the_easy_question_is_kept(solver_ctx):
     ctx, asked = solver_ctx(harden_rounds=2, target_pass_rate_max=1.0)
     (q,) = stages.process_question(_item(ctx.graph), ctx).rows["questions"]
     assert q["pass_rate"] == 1.0 and q["n_solver_rounds"] == 0 and len(asked) == 2
+
+
+def test_a_name_two_entities_share_is_not_accepted_until_obfuscated():
+    g = crowded_graph(6)
+    # a second "Town 3" elsewhere: the name no longer says which town is meant
+    other = Entity("city/dup", "city", "Town 3", attributes={"population": 1})
+    g = Graph([*g.entities.values(), Entity("country/Y", "country", "Yland"), other],
+              [*g.triples, Triple("city/dup", "country", "country/Y")])
+    d = S.draft_from_chain([g.triple("city/3", "country", "country/X"), g.triple("country/X", "currency", "currency/X")])
+    assert S.is_unique(g, d)  # by id it is unique ...
+    st = H.checks(g, d, "What is the currency of the country where Town 3 is located?", "Xland mark", [], None)
+    assert st["unique"] is False and st["ambiguous_names"] == ["Town 3"]  # ... but not for a reader
+    final, state = H.harden(g, d, random.Random(0), rounds=2, writer=template(g), answer="Xland mark", aliases=[])
+    assert state["unique"] and "Town 3" not in final.question and H.ambiguous_names(g, final) == []
+    assert final.lineage[0]["accepted"] is False and H.accepted_edits(final.lineage) >= 1
+
+
+def test_numeric_ranges_of_small_values_keep_their_decimals():
+    rng = random.Random(0)
+    lo, hi = H.numeric_range(28.95414, rng, 0.01)  # a latitude: about 0.29 wide, not 2 whole degrees
+    assert lo <= 28.95414 <= hi and hi - lo < 0.5
+    lo, hi = H.numeric_range(12154, rng, 0.01)  # a population: whole numbers
+    assert isinstance(lo, int) and lo <= 12154 <= hi and hi - lo < 200
