@@ -68,13 +68,14 @@ def tool_schema_list(tools: Mapping[str, Tool]) -> list[dict]:
 def run_agent(policy, tools: Mapping[str, Tool], messages: Sequence[dict], *, max_turns: int = 8,
               max_total_tokens: int = 32_000, final_tool: str | None = None,
               observation_suffix: str = "", max_observation_chars: int = 6_000,
-              repeat_note: str | None = None) -> AgentResult:
+              repeat_note: str | None = None, turn_note: str = "") -> AgentResult:
     """Run ``policy`` against ``tools`` from the starting ``messages`` (system + user).
 
     ``final_tool``: a tool whose call ends the episode (e.g. ``submit``); without one, an
     assistant turn with no tool calls is the final answer. ``repeat_note``: appended to the
     observation of a call identical (tool + arguments) to an earlier one, so that a small model
-    stuck in a loop is told so.
+    stuck in a loop is told so. ``turn_note``: a format string (``{turn}``, ``{max_turns}``,
+    ``{left}``) appended to every observation, so that the model sees its turn budget.
     """
     msgs = [dict(m) for m in messages]
     t0 = time.perf_counter()
@@ -119,6 +120,9 @@ def run_agent(policy, tools: Mapping[str, Tool], messages: Sequence[dict], *, ma
             seen_calls.add(sig)
             if observation_suffix and not (final_tool and name == final_tool):
                 content = content + "\n\n" + observation_suffix
+            if turn_note:
+                content = content + "\n" + turn_note.format(turn=turn_no + 1, max_turns=max_turns,
+                                                            left=max_turns - turn_no - 1)
             msgs.append({"role": "tool", "tool_call_id": call["id"], "name": name, "content": content})
             if final_tool and name == final_tool and not obs.error:
                 final, ended = obs.content, True

@@ -16,14 +16,16 @@ not solve it (optional; given as a function). Rejected edits are kept in the lin
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 
 from pipelines.browse.kg.model import Graph
 from pipelines.browse.synth import (
-    INV_PHRASE,
     NUMERIC_ATTRS,
     REL_PHRASE,
+    WEAK_RELATIONS,
     Draft,
     check_supported,
     is_unique,
@@ -47,25 +49,120 @@ def _fresh_var(draft: Draft) -> str:
 
 
 def numeric_range(value: float, rng: random.Random, rel_width: float) -> tuple[float, float]:
-    """A range around ``value`` of about ``rel_width`` relative width, not centred on it."""
+    """A range around ``value`` of about ``rel_width`` relative width, not centred on it, with bounds
+    rounded outwards to 2 significant digits of the width (whole numbers for whole values)."""
     if value == 0:
         return -1.0, 1.0
     width = abs(value) * rel_width
     offset = rng.uniform(0.15, 0.85) * width
     lo, hi = value - offset, value - offset + width
-    # round to 2 significant digits of the width so the numbers read naturally
-    step = 10 ** max(0, len(str(int(width))) - 2)
-    lo, hi = (lo // step) * step, -((-hi) // step) * step
-    if isinstance(value, int) or float(value).is_integer():
-        lo, hi = int(lo), int(hi)
-    return lo, hi
+    exp = math.floor(math.log10(width)) - 1
+    whole = isinstance(value, int) or float(value).is_integer()
+    if whole:
+        exp = max(0, exp)
+    step = 10.0 ** exp
+    lo, hi = math.floor(lo / step) * step, math.ceil(hi / step) * step
+    if whole:
+        return int(round(lo)), int(round(hi))
+    digits = max(0, -exp)
+    return round(lo, digits), round(hi, digits)
+
+
+def _name_counts(graph: Graph) -> dict[str, int]:
+    counts = getattr(graph, "_crucible_name_counts", None)
+    if counts is None:
+        from pipelines.browse.verify import normalize
+
+        counts = {}
+        for e in graph.entities.values():
+            if e.type in UNNAMED_TYPES:
+                continue
+            n = normalize(e.name)
+            counts[n] = counts.get(n, 0) + 1
+        graph._crucible_name_counts = counts
+    return counts
+
+
+def ambiguous_names(graph: Graph, draft: Draft) -> list[str]:
+    """Named entities of the question whose name another entity shares ("Freeport": 4 cities). The
+    graph check is by id, but a reader has only the name: such a question has several readings,
+    and is not accepted until obfuscation replaces the name by a description."""
+    from pipelines.browse.synth import entity_name
+    from pipelines.browse.verify import normalize
+
+    counts = _name_counts(graph)
+    out = []
+    for c in dict.fromkeys(named_constants(draft)):
+        e = graph.entities.get(c)
+        if e is not None and e.type not in UNNAMED_TYPES and counts.get(normalize(e.name), 0) > 1:
+            out.append(entity_name(graph, c))
+    return out
+
+
+# article entities mirror the pages of other entities ("Iceland" the article and the country)
+UNNAMED_TYPES = frozenset({"article"})
+
+
+# relations whose objects are named after a place ("Pacific/Port_Moresby"): as a clue they point
+# straight at a hidden country through its capital, so obfuscation never uses them
+NAMING_RELATIONS = frozenset({"timezone"})
+# relative widths tried for a numeric clue, widest (vaguest) first; rounding widens them a bit
+RANGE_WIDTHS = (0.3, 0.1, 0.03, 0.01)
+
+
+def _hidden_names(graph: Graph, draft: Draft) -> list[str]:
+    """Names of every entity the question hides (all variable bindings)."""
+    from pipelines.browse.synth import entity_name
+
+    return [entity_name(graph, e) for e in dict.fromkeys(draft.binding.values())]
+
+
+def _names_hidden(graph: Graph, draft: Draft, eid: str) -> bool:
+    """True when naming ``eid`` would give away a hidden entity: "America/Chicago" names Chicago,
+    "Dublin Airport" names Dublin."""
+    from pipelines.browse.synth import entity_name, leaks_answer
+
+    name = entity_name(graph, eid)
+    return any(len(h) > 3 and leaks_answer(name, h, []) for h in _hidden_names(graph, draft))
+
+
+def _candidate_pool(graph: Graph, draft: Draft, var: str, etype: str) -> set[str]:
+    """Entities that could stand for ``var`` before any clue: its type, with every relation the
+    chain needs it to have."""
+    pool = set(graph.by_type(etype))
+    for s, r, _o in draft.formalization["triples"]:
+        if s == var:
+            pool = {x for x in pool if r in graph.out.get(x, {})}
+    return pool
+
+
+def _attr_matches(graph: Graph, pool: set[str], attr: str, lo: float, hi: float) -> set[str]:
+    out = set()
+    for x in pool:
+        v = graph.entities[x].attributes.get(attr)
+        if isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi:
+            out.add(x)
+    return out
 
 
 def obfuscate(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
-    consts = [c for c in named_constants(draft) if c in graph.entities]
-    if not consts:
-        return None
-    target = rng.choice(consts)
+    """Replace a named entity by a unique description. Tries every named constant (random order)
+    and returns the first that can be described uniquely within ``MAX_CLUES`` clues."""
+    consts = list(dict.fromkeys(c for c in named_constants(draft) if c in graph.entities))
+    rng.shuffle(consts)
+    ambiguous = set(ambiguous_names(graph, draft))
+    consts.sort(key=lambda c: graph.entities[c].name not in ambiguous)  # ambiguous names first
+    for target in consts:
+        d = _obfuscate_one(graph, draft, target, rng)
+        if d is not None:
+            return d
+    return None
+
+
+def _obfuscate_one(graph: Graph, draft: Draft, target: str, rng: random.Random) -> Draft | None:
+    """Greedy description of ``target``: its type, then the clue that leaves the fewest candidates
+    (a relation to another named entity, or a numeric attribute blurred into the widest range
+    that still narrows the field), until the whole question is unique again."""
     e = graph.entities[target]
     d = draft.copy()
     var = _fresh_var(d)
@@ -73,32 +170,52 @@ def obfuscate(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
     d.binding[var] = target
     cons = d.formalization.setdefault("constraints", [])
     cons.append({"var": var, "type": e.type})
-    # candidate clues: blurred numeric attributes, then relations to other named entities
-    clues: list[tuple[str, object]] = []
-    for a in NUMERIC_ATTRS:
-        v = e.attributes.get(a)
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            lo, hi = numeric_range(v, rng, 0.2)
-            clues.append(("attr", {"var": var, "attr": a, "min": lo, "max": hi}))
-    for r, objs in graph.out.get(target, {}).items():
-        if r in REL_PHRASE and len(objs) == 1 and objs[0] not in d.binding.values():
-            clues.append(("rel", [var, r, objs[0]]))
-    rng.shuffle(clues)
-    clues.sort(key=lambda c: c[0] != "rel")  # relations first: they read better than numbers
-    added = 0
-    for kind, clue in clues:
-        if is_unique(graph, d):
-            break
-        if added >= MAX_CLUES:
-            break
-        if kind == "attr":
-            cons.append(clue)
-        else:
+    if is_unique(graph, d):
+        return d
+    pool = _candidate_pool(graph, d, var, e.type)
+    present = {tuple(t) for t in d.formalization["triples"]}
+    rel_clues: list[tuple[list[str], set[str]]] = []
+    for r, objs in sorted(graph.out.get(target, {}).items()):
+        if r not in REL_PHRASE or r in NAMING_RELATIONS:
+            continue
+        for o in objs:
+            if o == target or o not in graph.entities or o in d.binding.values() or (var, r, o) in present:
+                continue
+            if _names_hidden(graph, d, o):
+                continue
+            rel_clues.append(([var, r, o], set(graph.subjects(o, r))))
+    attrs = [a for a in NUMERIC_ATTRS if isinstance(e.attributes.get(a), int | float)
+             and not isinstance(e.attributes.get(a), bool)]
+    for _ in range(MAX_CLUES):
+        options = []  # (remaining candidates, preference, kind, clue, matching)
+        for i, (clue, match) in enumerate(rel_clues):
+            options.append((len(pool & match), 0, i, "rel", clue, match))
+        for a in attrs:
+            v = e.attributes[a]
+            for w_i, width in enumerate(RANGE_WIDTHS):
+                lo, hi = numeric_range(v, rng, width)
+                if not lo <= v <= hi:
+                    continue
+                match = _attr_matches(graph, pool, a, lo, hi)
+                options.append((len(match), 1 + w_i, len(options), "attr",
+                                {"var": var, "attr": a, "min": lo, "max": hi}, match))
+        options = [o for o in options if o[0] < len(pool)]  # a clue must narrow the field
+        if not options:
+            return None
+        # a clue that finishes the job: the vaguest such (relations first, then the widest range);
+        # otherwise the clue that leaves the fewest candidates
+        n_left, _pref, _i, kind, clue, match = min(
+            options, key=lambda o: (0, o[1], o[0], o[2]) if o[0] <= 1 else (1, o[0], o[1], o[2]))
+        if kind == "rel":
             d.formalization["triples"].append(clue)
-        added += 1
-    if not is_unique(graph, d):
-        return None
-    return d
+            rel_clues = [rc for rc in rel_clues if rc[0] != clue]
+        else:
+            cons.append(clue)
+            attrs.remove(clue["attr"])
+        pool = pool & match
+        if is_unique(graph, d):
+            return d
+    return None
 
 
 def blur(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
@@ -123,34 +240,41 @@ def blur(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
 
 
 def add_hop(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
-    """Reach a node through a new named entity Z with Z -r-> node (r functional from Z and
-    node's only incoming r edge from Z), so naming Z identifies the node."""
+    """Reach the chain's first node through a new named entity Z with Z -r-> node, r functional
+    from Z ("the city served by Z"), so naming Z identifies the node. Z must not give a hidden
+    entity away by its name (an airport named after its city), and r is not a weak relation."""
     f = draft.formalization
     starts = [t[0] for t in f["triples"] if not t[0].startswith("?")]
     starts += [v for v in draft.binding if not any(t[2] == v for t in f["triples"])]
+    starts = list(dict.fromkeys(starts))
     rng.shuffle(starts)
     for term in starts:
         node = draft.binding.get(term, term)
+        hidden = draft.copy()
+        hidden.binding.setdefault("?node", node)  # the node becomes hidden: Z must not name it
         options = []
         for r, subs in graph.inn.get(node, {}).items():
-            if r in INV_PHRASE and r in REL_PHRASE and len(subs) == 1:
-                z = subs[0]
-                if z not in draft.binding.values() and z in graph.entities and len(graph.objects(z, r)) == 1:
-                    options.append((r, z))
-        if not options:
-            continue
-        r, z = rng.choice(sorted(options))
-        d = draft.copy()
-        if term.startswith("?"):
-            var = term
-        else:
-            var = _fresh_var(d)
-            _replace_term(d, term, var)
-            d.binding[var] = node
-        d.formalization["triples"].insert(0, [z, r, var])
-        # the new hop identifies the node: its own descriptive clues become droppable
-        if is_unique(graph, d):
-            return d
+            if r not in REL_PHRASE or r in WEAK_RELATIONS:
+                continue
+            for z in subs:
+                if (z in draft.binding.values() or z == node or z not in graph.entities
+                        or len(graph.objects(z, r)) != 1):
+                    continue
+                options.append((r, z))
+        rng.shuffle(options)
+        for r, z in options[:20]:
+            if _names_hidden(graph, hidden, z):
+                continue
+            d = draft.copy()
+            if term.startswith("?"):
+                var = term
+            else:
+                var = _fresh_var(d)
+                _replace_term(d, term, var)
+                d.binding[var] = node
+            d.formalization["triples"].insert(0, [z, r, var])
+            if is_unique(graph, d):
+                return d
     return None
 
 
@@ -197,55 +321,123 @@ def checks(graph: Graph, draft: Draft, question: str, answer: str, aliases: Sequ
     from pipelines.browse.resolve import name_index
     from pipelines.browse.verify import AnswerKind, Gold, rule_verdict
 
-    unique = is_unique(graph, draft)
+    ambiguous = ambiguous_names(graph, draft)
+    unique = not ambiguous and is_unique(graph, draft)
     supported, why = check_supported(graph, draft)
     solved = None
     if closed_book is not None and unique and supported:
         preds = list(closed_book(question))
-        e = graph.entities.get(draft.answer_id)
-        gold = Gold((answer, *aliases), draft.answer_id if e else None, e.type if e else None, AnswerKind.ENTITY)
+        e = None if draft.answer_attr else graph.entities.get(draft.answer_id)
+        gold = Gold((answer, *aliases), draft.answer_id if e else None, e.type if e else None,
+                    AnswerKind.ENTITY if e else AnswerKind.TEXT)
         index = name_index(graph) if e else None
         solved = any((v := rule_verdict(gold, p, resolver=index)) is not None and v.verdict == "correct" for p in preds)
-    return {"unique": unique, "supported": supported, "support_reason": why, "closed_book_solved": solved}
+    return {"unique": unique, "ambiguous_names": ambiguous, "supported": supported, "support_reason": why,
+            "closed_book_solved": solved}
+
+
+class Phase(StrEnum):
+    """When a lineage step happened: the question was written, hardened before any rollout,
+    rolled out (the pass rate is measured), or hardened again because the solver found it too easy."""
+
+    WRITE = "write"
+    PRE_ROLLOUT = "pre_rollout"
+    ROLLOUT = "rollout"
+    SOLVER = "solver"
+
+
+class Operator(StrEnum):
+    WRITE = "write"
+    OBFUSCATE = "obfuscate"
+    BLUR = "blur"
+    ADD_HOP = "add_hop"
+    DROP_CLUE = "drop_clue"
+    ROLLOUT = "rollout"
+
+
+EDIT_OPERATORS = (Operator.OBFUSCATE, Operator.BLUR, Operator.ADD_HOP, Operator.DROP_CLUE)
+# after a too-easy rollout: hide a name, add a hop, blur a number (then drop a shortcut clue)
+SOLVER_OPERATORS = (Operator.OBFUSCATE, Operator.ADD_HOP, Operator.BLUR, Operator.DROP_CLUE)
+
+
+def lineage_entry(rnd: int, phase: Phase, operator: str, before: str | None, after: str | None,
+                  accepted: bool, checks: dict | None, **extra) -> dict:
+    """One lineage item (schemas/question.json#/properties/lineage)."""
+    return {"round": rnd, "phase": str(phase), "operator": str(operator), "question_before": before,
+            "question_after": after, "accepted": accepted, "checks": checks or {}, **extra}
+
+
+def harden_round(graph: Graph, cur: Draft, rng: random.Random, *, rnd: int, phase: Phase, writer: Writer,
+                 answer: str, aliases: Sequence[str], closed_book: ClosedBook | None,
+                 operators: Sequence[str]) -> tuple[Draft, dict | None]:
+    """One round of edits: operators in a random order (obfuscate first while a named entity is
+    left: names are the biggest shortcut); the first edit that passes the checks is kept. Every try
+    goes into the lineage: not applicable, rejected (with its checks) or accepted. Returns the new
+    draft and its checks, or ``cur`` (with the tries recorded) and None when no edit was accepted."""
+    ops = list(operators)
+    rng.shuffle(ops)
+    if named_constants(cur) and Operator.OBFUSCATE in ops:
+        ops.remove(Operator.OBFUSCATE)
+        ops.insert(0, Operator.OBFUSCATE)
+    for name in ops:
+        new = OPERATORS[name](graph, cur, rng)
+        if new is None:
+            cur.lineage.append(lineage_entry(rnd, phase, name, cur.question, None, False, {"applicable": False}))
+            continue
+        nq, origin = writer(new)
+        st = checks(graph, new, nq, answer, aliases, closed_book)
+        ok = bool(st["unique"] and st["supported"])
+        entry = lineage_entry(rnd, phase, name, cur.question, nq, ok, {"applicable": True, **st, "origin": origin})
+        if ok:
+            new.question = nq
+            new.lineage = list(cur.lineage) + [entry]
+            return new, st
+        cur.lineage.append(entry)
+    return cur, None
 
 
 def harden(graph: Graph, draft: Draft, rng: random.Random, *, rounds: int, writer: Writer,
            answer: str, aliases: Sequence[str], closed_book: ClosedBook | None = None,
-           operators: Sequence[str] = ("obfuscate", "blur", "add_hop", "drop_clue"),
-           min_hops: int = 3) -> tuple[Draft, dict]:
-    """Apply ``rounds`` rounds of edits. Each round tries operators in a random order and
-    keeps the first edit that passes the checks. Stops early once the question is long
-    enough and the closed-book model fails it. Returns the final draft and its checks."""
+           operators: Sequence[str] = EDIT_OPERATORS, min_hops: int = 3) -> tuple[Draft, dict]:
+    """Write the question, then apply up to ``rounds`` rounds of edits before any rollout. Stops
+    early once the question is long enough, carries at least one accepted edit and the closed-book
+    model fails it (with no closed-book model, every round runs). A round that accepts no edit
+    ends the loop (the next one would try the same edits on the same draft). Returns the
+    final draft and its checks."""
     cur = draft
     q, origin = writer(cur)
     cur.question = q
     state = checks(graph, cur, q, answer, aliases, closed_book)
-    cur.lineage.append({"round": 0, "operator": "write", "question_before": None, "question_after": q,
-                        "accepted": bool(state["unique"] and state["supported"]),
-                        "checks": {**state, "origin": origin}})
+    cur.lineage.append(lineage_entry(0, Phase.WRITE, Operator.WRITE, None, q,
+                                     bool(state["unique"] and state["supported"]), {**state, "origin": origin}))
     for rnd in range(1, rounds + 1):
-        # target difficulty reached: long enough and the closed-book model fails it
-        if rnd > 1 and state["closed_book_solved"] is False and path_length(cur) >= min_hops:
+        if (state["closed_book_solved"] is False and path_length(cur) >= min_hops
+                and accepted_edits(cur.lineage) >= 1):
             break
-        ops = list(operators)
-        rng.shuffle(ops)
-        # obfuscate named entities first while any remain: names are the biggest shortcut
-        if named_constants(cur) and "obfuscate" in ops:
-            ops.remove("obfuscate")
-            ops.insert(0, "obfuscate")
-        for name in ops:
-            new = OPERATORS[name](graph, cur, rng)
-            if new is None:
-                continue
-            nq, origin = writer(new)
-            st = checks(graph, new, nq, answer, aliases, closed_book)
-            ok = bool(st["unique"] and st["supported"])
-            entry = {"round": rnd, "operator": name, "question_before": cur.question, "question_after": nq,
-                     "accepted": ok, "checks": {**st, "origin": origin}}
-            if ok:
-                new.question = nq
-                new.lineage.append(entry)
-                cur, state = new, st
-                break
-            cur.lineage.append(entry)
+        cur, st = harden_round(graph, cur, rng, rnd=rnd, phase=Phase.PRE_ROLLOUT, writer=writer, answer=answer,
+                               aliases=aliases, closed_book=closed_book, operators=operators)
+        if st is None:
+            break
+        state = st
     return cur, state
+
+
+def accepted_edits(lineage: Sequence[dict]) -> int:
+    """Accepted hardening edits in a lineage (the write step and rollouts are not edits)."""
+    return sum(1 for e in lineage if e["accepted"] and e["operator"] in {str(o) for o in EDIT_OPERATORS})
+
+
+def hardening_summary(questions: Sequence[dict]) -> dict:
+    """Per-run hardening numbers from question rows: the share with at least one accepted edit
+    (``n_accepted_edits >= 1``), solver rounds, and the histogram of final pass rates
+    (``pass_rate`` rounded to 2 places; "none" = no trajectory was verified)."""
+    n = len(questions)
+    edited = sum(1 for q in questions if (q.get("n_accepted_edits") or 0) >= 1)
+    hist: dict[str, int] = {}
+    for q in questions:
+        pr = q.get("pass_rate")
+        key = "none" if pr is None else f"{pr:.2f}"
+        hist[key] = hist.get(key, 0) + 1
+    return {"questions": n, "with_accepted_edit": edited, "share_with_accepted_edit": round(edited / n, 3) if n else None,
+            "solver_rounds": sum(int(q.get("n_solver_rounds") or 0) for q in questions),
+            "pass_rate_histogram": dict(sorted(hist.items()))}

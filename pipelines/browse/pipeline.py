@@ -122,4 +122,23 @@ def run(cfg) -> dict:
                                              total_items=len(todo), progress_every_s=cfg.run.progress_every_s))
     path = refresh_catalog(out_dir, cfg.store.catalog)
     summary.update({"catalog": path, "seconds": round(time.monotonic() - t0, 1)})
+    summary["hardening"] = run_hardening_summary(out_dir, run_id, cfg.store.catalog)
+    h = summary["hardening"]
+    log.info("synth-browse hardening: %s of %s questions with >= 1 accepted edit (share %s), %s solver rounds; "
+             "final pass rates %s", h["with_accepted_edit"], h["questions"], h["share_with_accepted_edit"],
+             h["solver_rounds"], h["pass_rate_histogram"])
     return summary
+
+
+def run_hardening_summary(out_dir: str, run_id: str, catalog_name: str) -> dict:
+    """:func:`pipelines.browse.harden.hardening_summary` over this run's question rows."""
+    from pipelines.browse.harden import hardening_summary
+    from pipelines.store import catalog
+
+    try:
+        cols, rows = catalog.query(out_dir, "select n_accepted_edits, n_solver_rounds, pass_rate from questions "
+                                            f"where run_id = '{run_id.replace(chr(39), chr(39) * 2)}'", catalog_name)
+    except Exception as exc:  # no questions table yet (every item failed): nothing to summarize
+        log.warning("hardening summary unavailable: %s", exc)
+        return hardening_summary([])
+    return hardening_summary([dict(zip(cols, r)) for r in rows])

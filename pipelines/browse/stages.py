@@ -23,13 +23,20 @@ from pipelines.browse import harden as H
 from pipelines.browse import qtype as Q
 from pipelines.browse import resolve as RS
 from pipelines.browse import reward as R
+from pipelines.browse import selection as SEL
 from pipelines.browse import synth as S
 from pipelines.browse import verify as V
+from pipelines.browse.selection import trajectory_filters  # noqa: F401  (re-exported)
 from pipelines.store.commit import ItemResult, failure_row, utc_now
 
 log = logging.getLogger(__name__)
 PIPELINE = "browse"
-OBSERVATION_SUFFIX = "If this answers the question, give the final answer now."
+OBSERVATION_SUFFIX = ('If you now know the answer, give it now: "tool": "answer", "arguments": {"answer": "..."}. '
+                      "Search again only for a fact you do not have yet.")
+# appended to the observation of a call identical to an earlier one
+REPEAT_NOTE = "You already made this exact call. Do not repeat it: change the query, visit a result, or answer."
+# appended to every observation so that the model sees its turn budget
+TURN_NOTE = "[Turn {turn} of {max_turns}: {left} left; the last one must be the answer.]"
 
 
 @dataclass
@@ -271,7 +278,8 @@ def rollout(ctx: Context, question: str, sample_index: int) -> dict:
                     max_turns=int(ctx.opts.get("max_turns", 6)),
                     max_total_tokens=int(ctx.opts.get("max_total_tokens", 12000)),
                     observation_suffix=OBSERVATION_SUFFIX if ctx.opts.get("observation_hint", True) else "",
-                    max_observation_chars=int(ctx.opts.get("max_observation_chars", 6000)))
+                    max_observation_chars=int(ctx.opts.get("max_observation_chars", 6000)),
+                    turn_note=TURN_NOTE if ctx.opts["turn_budget_hint"] else "", repeat_note=REPEAT_NOTE)
     return {"result": res, "stats": session.stats, "schemas": session.schemas}
 
 
@@ -303,27 +311,11 @@ def band(pass_rate: float) -> str:
     return "learnable"
 
 
-def trajectory_filters(row: dict, opts: Mapping) -> list[str]:
-    """Reasons a trajectory cannot be used for SFT ([] = keep)."""
-    reasons = []
-    if row["verdict"] != "correct":
-        reasons.append("sft: not correct")
-    if (row["reward_format"] or 0) < 1:
-        reasons.append("sft: malformed turn")
-    if row["n_prompt_tokens"] + row["n_completion_tokens"] > int(opts.get("sft_max_tokens", 16000)):
-        reasons.append("sft: over token cap")
-    if row["n_turns"] > int(opts.get("sft_max_turns", 12)):
-        reasons.append("sft: over turn cap")
-    if row["meta"]["hallucinated_urls"]:
-        reasons.append("sft: visited a URL never seen")
-    if row["n_tool_calls"] and row["n_tool_errors"] / row["n_tool_calls"] > float(opts.get("max_tool_error_rate", 0.34)):
-        reasons.append("sft: too many tool errors")
-    if row["n_tool_calls"] < int(opts.get("sft_min_tool_calls", 1)):
-        reasons.append("sft: answered without searching")
-    return reasons
-
-
 def process_question(item: Mapping, ctx: Context) -> ItemResult:
+    """write -> harden (``rounds``) -> roll out k -> while the pass rate is above
+    ``target_pass_rate_max``: harden once more and roll out again (at most ``harden_rounds`` times).
+    Only the final question's trajectories are rows; every round's question, edit, checks and pass
+    rate are in the question's lineage."""
     graph, opts = ctx.graph, ctx.opts
     out = ItemResult(item["key"])
     rng = random.Random(item["key"])
@@ -338,9 +330,10 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
                           V.AnswerKind.ENTITY)
         else:  # an attribute value (code, year, count): exact, no graph entity to resolve to
             gold = V.Gold((answer, *aliases), None, answer_type, V.kind_for(answer_type))
-        final, state = H.harden(graph, draft, rng, rounds=int(opts.get("rounds", 2)), writer=make_writer(ctx),
-                                answer=answer, aliases=aliases, closed_book=make_closed_book(ctx),
-                                min_hops=int(opts.get("min_hops", 3)))
+        harden_kw = {"writer": make_writer(ctx), "answer": answer, "aliases": aliases,
+                     "closed_book": make_closed_book(ctx)}
+        final, state = H.harden(graph, draft, rng, rounds=int(opts["rounds"]), min_hops=int(opts["min_hops"]),
+                                **harden_kw)
     except Exception as exc:
         log.exception("question %s failed in synthesis", item["key"])
         out.add("failures", failure_row(pipeline=PIPELINE, stage="synthesize", kind="error",
@@ -352,45 +345,74 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
                                         reason="answer not unique or not supported after hardening",
                                         run_id=ctx.run_id, item_key=item["key"], payload=final.formalization))
         return out
-    question = final.question
-    evidence = S.evidence(graph, final)
-    ev_text = [e["fact"] for e in evidence]
 
-    k = int(opts.get("k", 2))
     judge = make_judge(ctx)
-    trajs = []
-    for i in range(k):
-        t_row, err = _one_trajectory(ctx, item["key"], question, answer, aliases, gold, evidence, ev_text, judge, i)
-        if err:
-            out.add("failures", err)
-        if t_row:
-            trajs.append(t_row)
-    n_correct = sum(t["verdict"] == "correct" for t in trajs)
-    pass_rate = n_correct / len(trajs) if trajs else None
-    agg = aggregate([(t["prediction"], t["n_tool_calls"]) for t in trajs], gold, RS.name_index(graph)) if trajs else None
+    first_rate, solver_rounds = None, 0
+    while True:
+        question = final.question
+        evidence = S.evidence(graph, final)
+        trajs = _rollouts(ctx, out, item["key"], final, question, answer, aliases, gold, evidence, judge)
+        n_correct = sum(t["verdict"] == "correct" for t in trajs)
+        pass_rate = n_correct / len(trajs) if trajs else None
+        rnd = max(e["round"] for e in final.lineage)
+        final.lineage.append(H.lineage_entry(
+            rnd, H.Phase.ROLLOUT, H.Operator.ROLLOUT, question, question, True,
+            {"terminations": dict(Counter(t["termination"] for t in trajs))},
+            pass_rate=pass_rate, n_rollouts=len(trajs), n_correct=n_correct))
+        if first_rate is None:
+            first_rate = pass_rate
+        if pass_rate is None or pass_rate <= float(opts["target_pass_rate_max"]) \
+                or solver_rounds >= int(opts["harden_rounds"]):
+            break
+        new, st = H.harden_round(graph, final, rng, rnd=rnd + 1, phase=H.Phase.SOLVER,
+                                 operators=H.SOLVER_OPERATORS, **harden_kw)
+        if st is None:  # no edit left that keeps the answer unique: keep the last rolled-out version
+            break
+        final, state = new, st
+        solver_rounds += 1
+
+    agg = aggregate([(t["prediction"], t["n_tool_calls"]) for t in trajs], gold, RS.name_index(graph)) \
+        if trajs else None
     q_split = "rl" if pass_rate is not None and 0 < pass_rate < 1 else "none"
+    shortest = SEL.shortest_correct(trajs)
     for t in trajs:
         t["pass_rate_k"] = pass_rate
         t["difficulty_band"] = band(pass_rate) if pass_rate is not None else None
-        sft_drop = trajectory_filters(t, opts)
+        sft_drop = SEL.trajectory_filters(t, opts, shortest)
         rl_ok = q_split == "rl"
         t["split"] = ("sft+rl" if rl_ok else "sft") if not sft_drop else ("rl" if rl_ok else "none")
         t["drop_reasons"] = sft_drop + ([] if rl_ok else [f"rl: pass rate {pass_rate:.2f} not in (0, 1)"])
     out.rows.setdefault("browse_trajectories", []).extend(trajs)
-    lineage = [{"round": e["round"], "operator": e["operator"], "question_before": e["question_before"],
-                "question_after": e["question_after"], "accepted": e["accepted"], "checks": e["checks"]}
-               for e in final.lineage]
     out.add("questions", {
         "question_id": item["key"], "question": question, "answer": answer, "answer_aliases": aliases,
         "answer_type": answer_type, "hops": S.real_hops(graph, final), "source": "kg",
         "seed_entity": final.seed, "pattern_hash": S.pattern_hash(final),
         "formalization": {**final.formalization, "binding": final.binding}, "evidence": evidence,
-        "lineage": lineage, "difficulty": band(pass_rate) if pass_rate is not None else None,
-        "pass_rate": pass_rate, "closed_book_solved": state["closed_book_solved"], "split": q_split,
+        "lineage": [dict(e) for e in final.lineage], "difficulty": band(pass_rate) if pass_rate is not None else None,
+        "pass_rate": pass_rate, "initial_pass_rate": first_rate, "n_accepted_edits": H.accepted_edits(final.lineage),
+        "n_solver_rounds": solver_rounds, "closed_book_solved": state["closed_book_solved"], "split": q_split,
         "model": ctx.model, "prompt_version": _versions(ctx), "meta": {"aggregate": agg, "sampled_pattern": item["pattern"]},
         "run_id": ctx.run_id, "created_at": utc_now(),
     })
     return out
+
+
+def _rollouts(ctx, out, qid, draft, question, answer, aliases, gold, evidence, judge) -> list[dict]:
+    """k verified trajectories of one question version, each with its selection flags
+    (``evidence_seen``, ``n_repeated_calls``); failed rollouts become failure rows of ``out``."""
+    ev_text = [e["fact"] for e in evidence]
+    answer_names, subject_names = SEL.answer_hop_names(ctx.graph, draft)
+    trajs = []
+    for i in range(int(ctx.opts.get("k", 2))):
+        t_row, err = _one_trajectory(ctx, qid, question, answer, aliases, gold, evidence, ev_text, judge, i)
+        if err:
+            out.add("failures", err)
+        if t_row:
+            t_row["evidence_seen"] = SEL.evidence_seen(SEL.observations_seen(t_row["messages"]), answer_names,
+                                                       subject_names)
+            t_row["n_repeated_calls"] = SEL.repeated_calls(t_row["messages"])
+            trajs.append(t_row)
+    return trajs
 
 
 def _versions(ctx: Context) -> str:

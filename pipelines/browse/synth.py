@@ -539,15 +539,21 @@ def describe_constraints(graph: Graph, draft: Draft, var: str) -> str:
             parts.append(f"{a.replace('_', ' ')} {c['equals']}")
     etype = etype or graph.entities[draft.binding[var]].type if var in draft.binding else etype
     noun = (etype or "entity").replace("_", " ")
-    return f"a {noun}" + (" with " + " and ".join(parts) if parts else "")
+    article = "an" if noun[:1].lower() in "aeiou" else "a"
+    return f"{article} {noun}" + (" with " + " and ".join(parts) if parts else "")
 
 
 def render_question(graph: Graph, draft: Draft) -> str:
     """Deterministic English question from the formalization (the template fallback)."""
     f = draft.formalization
-    step_of = {t: (p, r, inv) for p, r, t, inv in path_steps(draft)}
-    for s, r, o in f["triples"]:  # off-path branches "?a -r-> ?b": ?b described through ?a
-        if o.startswith("?") and o not in step_of and s != o:
+    steps = path_steps(draft)
+    step_of = {t: (p, r, inv) for p, r, t, inv in steps}
+    on_path = {x for p, _r, t, _inv in steps for x in (p, t)} | {f["target"]}
+    for s, r, o in f["triples"]:
+        # off-path branches "a -r-> ?b" from a term off the main path: ?b is described through a
+        # ("the capital of Z"); from a term on the path it is a clue of that term, rendered below
+        # ("whose capital is a city with ...").
+        if o.startswith("?") and o not in step_of and s != o and s not in on_path:
             step_of[o] = (s, r, False)
     path_triples = {(t, r, p) if inv else (p, r, t) for t, (p, r, inv) in step_of.items()}
     extra: dict[str, list[str]] = {}  # var -> clue phrases from triples not on the main path

@@ -222,3 +222,20 @@ def test_render_react_text_form():
     assert '<think>look it up</think><tool_call>{"name": "search", "arguments": {"query": "lima"}}</tool_call>' in text
     assert "<tool_response>results for lima</tool_response>" in text
     assert text.endswith("<answer>Peruvian sol</answer>")
+
+
+def test_turn_note_shows_the_budget_after_every_observation():
+    from pipelines.browse.stages import TURN_NOTE
+
+    tool = EchoSearch()
+    pol = Scripted([Turn("a", [call("search", {"query": "x"}, "c1")]), Turn("b", [call("search", {"query": "y"}, "c2")]),
+                    Turn("Lima", [])])
+    r = run_agent(pol, {"search": tool}, SYS, max_turns=4, turn_note=TURN_NOTE)
+    tool_msgs = [m["content"] for m in r.messages if m["role"] == "tool"]
+    assert tool_msgs[0].endswith("[Turn 1 of 4: 3 left; the last one must be the answer.]")
+    assert tool_msgs[1].endswith("[Turn 2 of 4: 2 left; the last one must be the answer.]")
+    assert r.termination == "answered"
+    # without it, observations are the tool's text alone
+    pol = Scripted([Turn("a", [call("search", {"query": "x"}, "c1")]), Turn("Lima", [])])
+    r = run_agent(pol, {"search": EchoSearch()}, SYS, max_turns=4)
+    assert [m["content"] for m in r.messages if m["role"] == "tool"] == ["results for x"]
