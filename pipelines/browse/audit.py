@@ -25,8 +25,8 @@ from typing import Any
 
 # A resolver: answer text -> entity ids it names in the graph ([] = none).
 Resolver = Callable[[str], Sequence[str]]
-# An asked-type reader: question text -> the entity type it asks for, or None when it cannot tell.
-AskedType = Callable[[str], "str | None"]
+# A question-row check: why the question does not ask for its answer's kind (None = it does).
+TypeCheck = Callable[[Mapping], "str | None"]
 
 PASS_RATE_BINS = ((0.0, 0.0, "0"), (0.0, 0.5, "(0, 0.5)"), (0.5, 1.0, "[0.5, 1)"), (1.0, 1.0, "1"))
 HUB_SHARE_MAX = 0.30
@@ -76,9 +76,13 @@ def pass_rate_histogram(rates: Iterable[float | None]) -> dict[str, int]:
     return hist
 
 
+EDIT_OPERATORS = frozenset({"obfuscate", "blur", "add_hop", "drop_clue"})
+
+
 def accepted_edits(question: Mapping) -> int:
-    """Accepted hardening edits of a question (lineage entries after the first write)."""
-    return sum(1 for e in question.get("lineage") or [] if e.get("accepted") and e.get("operator") != "write")
+    """Accepted hardening edits of a question, counted from its lineage (not read back from
+    ``n_accepted_edits``): accepted obfuscate / blur / add_hop / drop_clue steps."""
+    return sum(1 for e in question.get("lineage") or [] if e.get("accepted") and e.get("operator") in EDIT_OPERATORS)
 
 
 def _norm_args(value: Any) -> Any:
@@ -114,13 +118,15 @@ def strict_sft_problems(traj: Mapping, answer_names: Sequence[str]) -> list[str]
     from pipelines.browse.verify import normalize
 
     problems = []
-    if traj.get("drop_reasons"):
-        problems.append("has drop reasons")
+    if [r for r in traj.get("drop_reasons") or [] if not str(r).startswith("rl")]:
+        problems.append("has SFT drop reasons")
     calls = tool_call_keys(traj.get("messages") or [])
     if len(calls) != len(set(calls)):
         problems.append("repeated identical tool call")
     if str(traj.get("termination") or "").startswith("forced"):
         problems.append("forced final answer")
+    if traj.get("evidence_seen") is False:
+        problems.append("evidence not seen")
     names = [normalize(n) for n in answer_names if normalize(n)]
     seen = [normalize(m.get("content") or "") for m in traj.get("messages") or [] if m.get("role") == "tool"]
     if names and not any(n in obs for obs in seen for n in names):
@@ -129,10 +135,9 @@ def strict_sft_problems(traj: Mapping, answer_names: Sequence[str]) -> list[str]
 
 
 def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], failures: Sequence[Mapping] = (),
-               *, resolve: Resolver | None = None, asked_type: AskedType | None = None,
-               entity_type: Callable[[str], str | None] | None = None) -> dict[str, Any]:
-    """The audit of one store's rows (pure). ``resolve``/``asked_type``/``entity_type`` come from the
-    graph; without them the graph-grounded lines are reported as ``None`` (not checked), never as 0."""
+               *, resolve: Resolver | None = None, type_check: TypeCheck | None = None) -> dict[str, Any]:
+    """The audit of one store's rows (pure). ``resolve`` and ``type_check`` come from the graph;
+    without them the graph-grounded lines are reported as ``None`` (not checked), never as 0."""
     by_q = {q["question_id"]: q for q in questions}
     kept = [t for t in trajectories if _is_kept(t.get("split"))]
     sft = [t for t in trajectories if _is_sft(t.get("split"))]
@@ -153,16 +158,12 @@ def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], fa
                 contradicted.append({"traj_id": t["traj_id"], "answer": ans, "gold": gold, "resolves_to": ids[:3]})
 
     mismatches: list[dict] | None = None
-    if asked_type is not None and entity_type is not None:
+    if type_check is not None:
         mismatches = []
         for q in questions:
-            asked = asked_type(q["question"])
-            gold = gold_entity(q)
-            actual = (entity_type(gold) if gold else None) if q.get("answer_type", "entity") == "entity" \
-                else q.get("answer_type")
-            if asked is not None and actual is not None and asked != actual:
-                mismatches.append({"question_id": q["question_id"], "question": q["question"], "asked": asked,
-                                   "answer_type": actual})
+            why = type_check(q)
+            if why:
+                mismatches.append({"question_id": q["question_id"], "question": q["question"], "why": why})
 
     hubs = Counter(e for q in questions for e in chain_entities(q))
     top_hub, top_n = (hubs.most_common(1)[0] if hubs else (None, 0))

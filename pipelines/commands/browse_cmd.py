@@ -122,13 +122,12 @@ def _judge(args) -> int:
 
 
 def graph_checks(graph) -> dict:
-    """The graph-grounded callables of the audit: answer resolver, asked-type reader, entity type."""
+    """The graph-grounded callables of the audit: the answer resolver and the asked-type check."""
+    from pipelines.browse.qtype import row_type_mismatch
     from pipelines.browse.resolve import resolve_answer
-    from pipelines.browse.synth import asked_type
 
     return {"resolve": lambda text: resolve_answer(graph, text),
-            "asked_type": asked_type,
-            "entity_type": lambda eid: graph.entities[eid].type if eid in graph.entities else None}
+            "type_check": lambda row: row_type_mismatch(graph, row)}
 
 
 def compute_browse_audit(cfg, with_graph: bool = True) -> dict:

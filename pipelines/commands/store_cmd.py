@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write an HTML report with PNG plots")
     _add_out(p)
     p.add_argument("--dest", help="report directory (default: <out>/report)")
+    p.add_argument("--config", "-c", default="browse", help="config whose graph the browse audit checks against")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="config override for the audit's graph, e.g. --set search.kg.extra=[...]")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("export", help="export for trainers: verl RL parquet or TRL conversational SFT parquet")
@@ -186,6 +189,20 @@ def _query(args) -> int:
     return 0
 
 
+def _browse_audit_section(out: str, config: str, overrides: list[str]) -> list[tuple[str, str]]:
+    """The browse audit (graph-grounded) for the report, when the store holds questions."""
+    from pipelines.browse import audit as A
+    from pipelines.commands.browse_cmd import compute_browse_audit
+    from pipelines.config import load_config
+    from pipelines.store import catalog
+
+    _, rows = catalog.query(out, "SELECT count(*) FROM questions")
+    if not rows[0][0]:
+        return []
+    cfg = load_config(config, [*overrides, f"run.out_dir={out}"])
+    return [("Browse audit (crucible browse audit)", A.format_audit(compute_browse_audit(cfg)))]
+
+
 def _report(args) -> int:
     import duckdb
 
@@ -193,8 +210,9 @@ def _report(args) -> int:
     from pipelines.store.report import write_report
 
     _warn_skipped(catalog.store_view(args.out))
+    sections = _browse_audit_section(args.out, args.config, args.overrides)
     try:
-        page = _retry_io(lambda: write_report(args.out, args.dest))
+        page = _retry_io(lambda: write_report(args.out, args.dest, sections))
     except duckdb.Error as exc:
         print(f"crucible: report failed: {catalog.explain_error(args.out, exc)}", file=sys.stderr)
         return 1

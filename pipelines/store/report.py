@@ -24,7 +24,9 @@ def _hist(ax, values, title, bins=20):
     ax.set_ylabel("rows")
 
 
-def write_report(out_dir: str, dest: str | None = None) -> Path:
+def write_report(out_dir: str, dest: str | None = None, sections: list[tuple[str, str]] = ()) -> Path:
+    """The report page; ``sections`` are extra (title, preformatted text) blocks a caller adds
+    (``crucible report`` adds the browse audit)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,6 +105,8 @@ def write_report(out_dir: str, dest: str | None = None) -> Path:
     for name, caption in plots:
         body.append(f"<figure><img src='{name}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}"
                     "</figcaption></figure>")
+    for title, text in sections:
+        body.append(f"<h2>{html.escape(title)}</h2><pre>{html.escape(text)}</pre>")
     body.append(f"<h2>Numbers</h2><pre>{html.escape(format_stats(stats))}</pre>")
     body.append(f"<script type='application/json' id='stats'>{html.escape(json.dumps(stats, default=str))}</script>")
     body.append("</body></html>")

@@ -44,10 +44,16 @@ def asked(question):
     return "country" if "which country" in q else "city" if "which city" in q else None
 
 
+def type_check(row):
+    want = TYPES[row["formalization"]["binding"][row["formalization"]["target"]]]
+    got = asked(row["question"])
+    return None if got == want else f"asks for a {got}, answer is a {want}"
+
+
 def test_contradicted_row_is_found_and_switching_the_graph_off_hides_it():
     qs = [_q("q1", "Which city is the capital of the island state?", ["E:ireland", "E:dublin"])]
     ts = [_t("t1", "q1", "United Kingdom", source="judge"), _t("t2", "q1", "Dublin")]
-    a = A.audit_rows(qs, ts, resolve=resolve, asked_type=asked, entity_type=TYPES.get)
+    a = A.audit_rows(qs, ts, resolve=resolve, type_check=type_check)
     assert a["contradicted"] == 1
     assert a["contradicted_rows"][0]["traj_id"] == "t1" and a["contradicted_rows"][0]["resolves_to"] == ["E:uk"]
     assert any("resolve to another entity" in p for p in A.problems(a))
@@ -59,15 +65,16 @@ def test_contradicted_row_is_found_and_switching_the_graph_off_hides_it():
 def test_incorrect_rl_rows_and_unresolvable_answers_are_not_contradictions():
     qs = [_q("q1", "Which city ...?", ["E:ireland", "E:dublin"])]
     ts = [_t("t1", "q1", "United Kingdom", split="rl", verdict="incorrect"), _t("t2", "q1", "Baile Atha Cliath")]
-    a = A.audit_rows(qs, ts, resolve=resolve, asked_type=asked, entity_type=TYPES.get)
+    a = A.audit_rows(qs, ts, resolve=resolve, type_check=type_check)
     assert a["contradicted"] == 0
 
 
 def test_type_mismatch_counts_a_country_question_with_a_city_answer():
     qs = [_q("q1", "Which country has the port of Freeport?", ["E:ireland", "E:dublin"]),
           _q("q2", "Which city is on the Liffey?", ["E:ireland", "E:dublin"])]
-    a = A.audit_rows(qs, [], resolve=resolve, asked_type=asked, entity_type=TYPES.get)
+    a = A.audit_rows(qs, [], resolve=resolve, type_check=type_check)
     assert a["type_mismatch"] == 1 and a["type_mismatch_rows"][0]["question_id"] == "q1"
+    assert a["type_mismatch_rows"][0]["why"] == "asks for a country, answer is a city"
 
 
 def test_strict_sft_checks_reject_repeats_forced_answers_and_unseen_evidence():
@@ -77,19 +84,25 @@ def test_strict_sft_checks_reject_repeats_forced_answers_and_unseen_evidence():
     forced = _t("forced", "q1", "Dublin", termination="forced_answer")
     unseen = _t("unseen", "q1", "Dublin", observation="Freeport is a town in the Bahamas.")
     dropped = _t("dropped", "q1", "Dublin", drops=["sft: over token cap"])
-    a = A.audit_rows(qs, [good, repeat, forced, unseen, dropped])
+    flagged = dict(_t("flagged", "q1", "Dublin"), evidence_seen=False)  # the pipeline's own stricter flag
+    a = A.audit_rows(qs, [good, repeat, forced, unseen, dropped, flagged])
     bad = {r["traj_id"]: r["problems"] for r in a["sft_strict_violation_rows"]}
-    assert set(bad) == {"rep", "forced", "unseen", "dropped"}
+    assert set(bad) == {"rep", "forced", "unseen", "dropped", "flagged"}
+    assert bad["flagged"] == ["evidence not seen"]
     assert bad["rep"] == ["repeated identical tool call"]
     assert bad["forced"] == ["forced final answer"]
     assert bad["unseen"] == ["answer never in an observation"]
     # RL-only rows are not SFT rows: the strict checks do not apply to them
     assert A.audit_rows(qs, [dict(forced, split="rl")])["sft_strict_violations"] == 0
+    # an SFT row may carry the RL split's reason (pass rate 1.0 is not an RL question): not an SFT problem
+    assert A.audit_rows(qs, [dict(good, split="sft", drop_reasons=["rl: pass rate 1.00 not in (0, 1)"])])[
+        "sft_strict_violations"] == 0
 
 
 def test_hub_share_hardening_share_and_pass_rate_histogram():
     hardened = [{"operator": "write", "accepted": True}, {"operator": "obfuscate", "accepted": True}]
-    rejected = [{"operator": "write", "accepted": True}, {"operator": "add_hop", "accepted": False}]
+    rejected = [{"operator": "write", "accepted": True}, {"operator": "add_hop", "accepted": False},
+                {"operator": "rollout", "accepted": True}]  # a rollout step is not an edit
     qs = [_q("q1", "?", ["E:us", "E:a"], pass_rate=0.0, lineage=hardened),
           _q("q2", "?", ["E:us", "E:b"], pass_rate=1.0, lineage=rejected),
           _q("q3", "?", ["E:us", "E:c"], pass_rate=0.5, lineage=hardened),
