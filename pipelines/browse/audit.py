@@ -161,7 +161,10 @@ def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], fa
     if type_check is not None:
         mismatches = []
         for q in questions:
-            why = type_check(q)
+            try:
+                why = type_check(q)
+            except (KeyError, TypeError, ValueError) as exc:  # a row the check cannot read is not "fine"
+                why = f"cannot check the asked type: {type(exc).__name__}: {exc}"
             if why:
                 mismatches.append({"question_id": q["question_id"], "question": q["question"], "why": why})
 

@@ -116,3 +116,11 @@ def test_hub_share_hardening_share_and_pass_rate_histogram():
     assert not any("hardening" in p for p in probs)
     text = A.format_audit(a)
     assert "hub: E:us on 3 chains (75%)" in text and "not checked" in text
+
+
+def test_a_row_the_type_check_cannot_read_counts_as_a_mismatch():
+    def broken(row):
+        raise KeyError("binding")
+
+    a = A.audit_rows([_q("q1", "Which city?", ["E:ireland", "E:dublin"])], [], type_check=broken)
+    assert a["type_mismatch"] == 1 and "cannot check" in a["type_mismatch_rows"][0]["why"]
