@@ -15,7 +15,6 @@ A row whose ``expected`` is ``incorrect`` is a *near miss* (a wrong answer), one
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -26,25 +25,23 @@ EXPECTED = ("correct", "incorrect", "not_attempted")
 
 def read_rows(path: str) -> list[dict]:
     """Rows of a judge/near-miss file; a bad row raises ValueError naming the file, line and field."""
+    from pipelines.textio import read_jsonl
+
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-            for field, typ in (("question", str), ("gold", list), ("prediction", str)):
-                if not isinstance(row.get(field), typ):
-                    raise ValueError(f"{path}:{n}: field {field!r} must be a {typ.__name__} "
-                                     "(rows need question: str, gold: [str, ...], prediction: str)")
-            for field in ("gold_id", "answer_type", "kind"):
-                if row.get(field) is not None and not isinstance(row[field], str):
-                    raise ValueError(f"{path}:{n}: field {field!r} must be a string or null")
-            if row.get("expected") is not None and row["expected"] not in EXPECTED:
-                raise ValueError(f"{path}:{n}: field 'expected' must be one of {', '.join(EXPECTED)}")
-            rows.append(row)
+    # one JSONL reader (textio): bad bytes or JSON name file, line and column
+    for n, row in read_jsonl(path, "judge rows file"):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{n}: each row must be a JSON object, got {type(row).__name__}")
+        for field, typ in (("question", str), ("gold", list), ("prediction", str)):
+            if not isinstance(row.get(field), typ):
+                raise ValueError(f"{path}:{n}: field {field!r} must be a {typ.__name__} "
+                                 "(rows need question: str, gold: [str, ...], prediction: str)")
+        for field in ("gold_id", "answer_type", "kind"):
+            if row.get(field) is not None and not isinstance(row[field], str):
+                raise ValueError(f"{path}:{n}: field {field!r} must be a string or null")
+        if row.get("expected") is not None and row["expected"] not in EXPECTED:
+            raise ValueError(f"{path}:{n}: field 'expected' must be one of {', '.join(EXPECTED)}")
+        rows.append(row)
     return rows
 
 

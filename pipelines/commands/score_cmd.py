@@ -28,20 +28,15 @@ def _score(args) -> int:
         print("crucible score: llm.reward_model.backend is none; set it, e.g. --set llm.reward_model.backend=pooling "
               "--set llm.reward_model.base_url=http://127.0.0.1:8000 --set llm.reward_model.model=NAME", file=sys.stderr)
         return 2
+    from pipelines.textio import InputError, read_jsonl
+
     rows = []
     try:
-        with open(args.input, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{args.input}:{n}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
-                    raise ValueError(f"{args.input}:{n}: each row needs a `messages` list of OpenAI messages")
-                rows.append(row)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        for n, row in read_jsonl(args.input, "trajectories file"):
+            if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
+                raise InputError(f"{args.input}:{n}: each row needs a `messages` list of OpenAI messages")
+            rows.append(row)
+    except InputError as exc:
         print(f"crucible score: {exc}", file=sys.stderr)
         return 2
     try:
