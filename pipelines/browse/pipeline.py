@@ -27,13 +27,15 @@ def build_context(cfg: Mapping, llm_cfg: Mapping | None, run_id: str) -> Context
     """Everything a worker needs, built from plain config dicts (works inside DoFn.setup)."""
     from pipelines.browse.api import load_kg, open_environment
     from pipelines.llm import LLMClient, load_prompt
+    from pipelines.llm.reward import make_reward_scorer
 
     client = LLMClient.from_config(llm_cfg, out_dir=cfg["run"]["out_dir"]) if llm_cfg else None
     opts = dict(cfg["browse"])
     opts["_engine"] = cfg["llm"].get("engine")
     return Context(graph=load_kg(cfg), client=client, env=open_environment(cfg), opts=opts, run_id=run_id,
                    model=(llm_cfg or {}).get("model", "none"),
-                   prompts={k: load_prompt(v) for k, v in PROMPTS.items()})
+                   prompts={k: load_prompt(v) for k, v in PROMPTS.items()},
+                   reward=make_reward_scorer(cfg["llm"], cache_dir=f"{cfg['run']['out_dir']}/cache/reward"))
 
 
 class ProcessQuestions(beam.DoFn):

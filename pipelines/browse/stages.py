@@ -50,6 +50,21 @@ class Context:
     run_id: str
     model: str
     prompts: Mapping[str, Any]
+    reward: Any = None  # a reward-model scorer (llm.reward_model), None = scores stay null
+
+
+def reward_model_score(ctx: Context, messages: Sequence[dict]) -> tuple[float | None, dict]:
+    """(score, meta) of one trajectory: the configured reward model's score, or None with the reason."""
+    from pipelines.llm.reward import RewardError
+
+    if ctx.reward is None:
+        return None, {"reward_model": None, "reward_model_reason": "no reward model (llm.reward_model.backend none)"}
+    try:
+        score = ctx.reward.score([messages])[0]
+    except RewardError as exc:
+        return None, {"reward_model": ctx.reward.model_id, "reward_model_reason": str(exc)[:300]}
+    reason = None if score is not None else "longer than the reward model reads"
+    return score, {"reward_model": ctx.reward.model_id, "reward_model_reason": reason}
 
 
 # ---------------------------------------------------------------- planning (driver side)
@@ -459,6 +474,8 @@ def _one_trajectory(ctx, qid, question, answer, aliases, gold, evidence, ev_text
                  "hallucinated_urls": hallucinated, "verdict_reason": v.reason},
         "run_id": ctx.run_id, "created_at": utc_now(),
     }
+    row["reward_model_score"], rm_meta = reward_model_score(ctx, row["messages"])
+    row["meta"].update(rm_meta)
     return row, None
 
 

@@ -181,3 +181,22 @@ def test_audit_command_rechecks_a_real_run_against_the_graph(env, capsys):
     assert main(["report", "--out", out, *sets]) == 0
     page = (tmp_path / "out" / "report" / "index.html").read_text()
     assert "Browse audit" in page and "kept rows contradicted by the graph (must be 0): 0" in page
+
+
+def test_reward_model_scores_fill_the_column_when_configured(env):
+    from pipelines.browse.pipeline import run
+    from pipelines.llm.reward import reward_conversation
+    from tests.support.fake_pooling import FakePoolingServer, expected_score
+
+    tmp_path, files, srv = env
+    with FakePoolingServer() as rm:
+        cfg = _cfg(tmp_path, files, srv, **{"llm.reward_model.backend": "pooling",
+                                            "llm.reward_model.base_url": rm.url, "llm.reward_model.model": "rm-x"})
+        run(cfg)
+    out = str(tmp_path / "out")
+    cols, rows = catalog.query(out, "select messages, reward_model_score, meta from browse_trajectories")
+    assert rows
+    for messages, score, meta in rows:
+        msgs = json.loads(messages) if isinstance(messages, str) else messages
+        assert score == pytest.approx(expected_score(reward_conversation(msgs)))
+        assert json.loads(meta)["reward_model"] == "rm-x"
