@@ -9,19 +9,63 @@ from pathlib import Path
 from pipelines.store import catalog
 from pipelines.store.stats import compute_stats, format_stats
 
+VIEW_URL = "http://127.0.0.1:8765"  # `crucible view --out DIR` (default port)
+
+
+def _wrap(label: object, width: int = 38) -> str:
+    """A long label on several lines (never cut: the reason is the point of the plot)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(str(label), width)[:3]) or str(label)
+
 
 def _bar(ax, pairs, title, xlabel=""):
-    labels = [str(p[0]) for p in pairs]
+    labels = [_wrap(p[0]) for p in pairs]
     values = [p[-1] if len(p) == 2 else p[1] for p in pairs]
     ax.barh(labels[::-1], values[::-1], color="#4c72b0")
+    if all(float(v).is_integer() for v in values):  # counts: whole-number ticks
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title)
     ax.set_xlabel(xlabel or "count")
 
 
-def _hist(ax, values, title, bins=20):
-    ax.hist([v for v in values if v is not None], bins=bins, color="#55a868")
+def _hist(ax, values, title, bins=20, integer=False):
+    """A histogram; ``integer`` (counts: tool calls, turns) puts one bar on each whole number."""
+    from matplotlib.ticker import MaxNLocator
+
+    vals = [v for v in values if v is not None]
+    if integer and vals:
+        lo, hi = int(min(vals)), int(max(vals))
+        bins = [x - 0.5 for x in range(lo, hi + 2)]
+        if hi - lo <= 20:
+            ax.set_xticks(range(lo, hi + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.hist(vals, bins=bins, color="#55a868")
     ax.set_title(title)
     ax.set_ylabel("rows")
+
+
+def _view_links(stats: dict) -> str:
+    """Links from the report's numbers to the viewer's filtered lists (`crucible view --out DIR`)."""
+    from urllib.parse import urlencode
+
+    links = []
+    bt = stats.get("browse_trajectories") or {}
+    for verdict, n in bt.get("verdicts") or []:
+        links.append((f"browse trajectories, verdict {verdict} ({n})", "browse_trajectories", {"verdict": verdict}))
+    for split, n in bt.get("split") or []:
+        links.append((f"browse trajectories, split {split} ({n})", "browse_trajectories", {"split": split}))
+    for status, n in (stats.get("swe_validations") or {}).get("status") or []:
+        links.append((f"SWE validations, status {status} ({n})", "swe_validations", {"status": status}))
+    if stats.get("failures"):
+        links.append(("failures", "failures", {}))
+    items = "".join(f"<li><a href='{VIEW_URL}/{t}{'?' + urlencode(q) if q else ''}'>{html.escape(text)}</a></li>"
+                    for text, t, q in links)
+    return ("<h2>Look at the rows</h2><p>Start <code>crucible view --out DIR</code>, then follow a link:</p>"
+            f"<ul>{items}</ul>")
 
 
 def write_report(out_dir: str, dest: str | None = None, sections: list[tuple[str, str]] = ()) -> Path:
@@ -56,7 +100,7 @@ def write_report(out_dir: str, dest: str | None = None, sections: list[tuple[str
             _hist(axes[1], [r[0] for r in con.execute("SELECT reward_total FROM browse_trajectories").fetchall()],
                   "reward_total")
             _hist(axes[2], [r[0] for r in con.execute("SELECT n_tool_calls FROM browse_trajectories").fetchall()],
-                  "tool calls per trajectory")
+                  "tool calls per trajectory", integer=True)
             save(fig, "browse.png", "Browse trajectories: verdicts, rewards, tool calls")
         q = stats.get("questions")
         if q:
@@ -68,7 +112,7 @@ def write_report(out_dir: str, dest: str | None = None, sections: list[tuple[str
             fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
             _bar(axes[0], sv["status"], "validation status")
             if sv["reasons"]:
-                _bar(axes[1], [(r[0][:40], r[1]) for r in sv["reasons"]], "rejection reasons")
+                _bar(axes[1], [(r[0], r[1]) for r in sv["reasons"]], "rejection reasons")
             save(fig, "swe_validation.png", "SWE validation funnel")
         funnel = stats.get("swe_funnel")
         if funnel:
@@ -93,18 +137,19 @@ def write_report(out_dir: str, dest: str | None = None, sections: list[tuple[str
         f = stats.get("failures")
         if f:
             fig, ax = plt.subplots(figsize=(8, 3.5))
-            _bar(ax, [(f"{r[1]}: {r[2][:50]}", r[3]) for r in f["by_reason"][:12]], "failures by stage and reason")
+            _bar(ax, [(f"{r[1]}: {r[2]}", r[3]) for r in f["by_reason"][:12]], "failures by stage and reason")
             save(fig, "failures.png", "Failures and drops by reason")
     finally:
         con.close()
     body = [
         "<!doctype html><html><head><meta charset='utf-8'><title>Crucible report</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}pre{background:#f5f5f5;padding:1em}</style>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}pre{background:#f5f5f5;padding:1em;overflow-x:auto}img{max-width:100%;height:auto}</style>",
         f"</head><body><h1>Crucible report</h1><p>Data: {html.escape(str(Path(out_dir).resolve()))}</p>",
     ]
     for name, caption in plots:
         body.append(f"<figure><img src='{name}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}"
                     "</figcaption></figure>")
+    body.append(_view_links(stats))
     for title, text in sections:
         body.append(f"<h2>{html.escape(title)}</h2><pre>{html.escape(text)}</pre>")
     body.append(f"<h2>Numbers</h2><pre>{html.escape(format_stats(stats))}</pre>")

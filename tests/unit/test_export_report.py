@@ -81,6 +81,27 @@ def test_report_writes_html_with_png_plots(sample_store, tmp_path, capsys):
         data = (dest / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
         assert f"src='{name}'" in page
+    # numbers link to the viewer's filtered lists; images fit the page
+    assert "http://127.0.0.1:8765/browse_trajectories?verdict=correct" in page
+    assert "http://127.0.0.1:8765/swe_validations?status=valid" in page
+    assert "img{max-width:100%" in page
+
+
+def test_count_histograms_have_one_bar_per_whole_number_and_labels_are_wrapped_not_cut():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipelines.store.report import _hist, _wrap
+
+    fig, ax = plt.subplots()
+    _hist(ax, [0, 1, 1, 3, 3, 3], "tool calls", integer=True)
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == [1, 2, 0, 3]  # bins 0, 1, 2, 3
+    plt.close(fig)
+    long = "validate/no FAIL_TO_PASS tests: the fix changes no test outcome at all"
+    assert _wrap(long).replace("\n", " ") == long
 
 
 def test_missing_out_dir_is_a_clear_error(tmp_path, capsys):
