@@ -5,7 +5,8 @@ rows it kept (trajectories with split != none, SFT rows, questions) and divides 
 run (user + sys of the process and its children, which covers the in-process llama.cpp server).
 The LLM cache is per output folder, so the run does all of its model calls.
 Before issue 12 (seeds=10, k=2, 2 shared cores): 11 kept trajectories, 8 SFT, in 32.9 CPU-minutes
-(0.33 kept/CPU-min, 0.24 SFT/CPU-min; 40.7 min wall under heavy contention).
+(0.33 kept/CPU-min, 0.24 SFT/CPU-min; 40.7 min wall under heavy contention). After: 0 kept in 40.4
+CPU-min (25.3 min wall): the weak model gives no rows rather than wrong ones (docs/browse-env.md, Audit).
 """
 
 from __future__ import annotations
