@@ -22,6 +22,7 @@ entity (``described_by``) resolve to that entity.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -124,13 +125,7 @@ def entity_names(entity) -> list[str]:
 
 
 def build_index(graph) -> NameIndex:
-    memo: dict[str, str] = {}
-
-    def k(text: str) -> str:
-        v = memo.get(text)
-        if v is None:
-            v = memo[text] = key(text)
-        return v
+    k = functools.lru_cache(maxsize=None)(key)  # each distinct name normalized once
 
     keys: dict[str, list[str]] = {}
     codes: dict[str, list[str]] = {}

@@ -15,6 +15,7 @@ share makes an answer "resolve" to both. Two steps:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -85,13 +86,7 @@ def drop_shared(entities: Sequence, key=None) -> tuple[list, dict]:
         from pipelines.browse.resolve import key as key_fn
 
         key = key_fn
-    memo: dict[str, str] = {}
-
-    def k(s: str) -> str:
-        v = memo.get(s)
-        if v is None:
-            v = memo[s] = key(s)
-        return v
+    k = functools.lru_cache(maxsize=None)(key)  # each distinct name normalized once
 
     owners: dict[tuple[str, str], set[str]] = defaultdict(set)
     for e in entities:
