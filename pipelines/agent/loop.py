@@ -68,7 +68,7 @@ def tool_schema_list(tools: Mapping[str, Tool]) -> list[dict]:
 def run_agent(policy, tools: Mapping[str, Tool], messages: Sequence[dict], *, max_turns: int = 8,
               max_total_tokens: int = 32_000, final_tool: str | None = None,
               observation_suffix: str = "", max_observation_chars: int = 6_000,
-              repeat_note: str | None = None, turn_note: str = "") -> AgentResult:
+              repeat_note: str | None = None, turn_note: str = "", min_tool_calls: int = 0) -> AgentResult:
     """Run ``policy`` against ``tools`` from the starting ``messages`` (system + user).
 
     ``final_tool``: a tool whose call ends the episode (e.g. ``submit``); without one, an
@@ -76,6 +76,9 @@ def run_agent(policy, tools: Mapping[str, Tool], messages: Sequence[dict], *, ma
     observation of a call identical (tool + arguments) to an earlier one, so that a small model
     stuck in a loop is told so. ``turn_note``: a format string (``{turn}``, ``{max_turns}``,
     ``{left}``) appended to every observation, so that the model sees its turn budget.
+    ``min_tool_calls``: until this many tool calls were made (and unless the turn is forced), the
+    policy is asked for a tool call only (``tools_only``): a research agent that answers before it
+    looked anything up gives a row nobody can learn search from.
     """
     msgs = [dict(m) for m in messages]
     t0 = time.perf_counter()
@@ -89,7 +92,7 @@ def run_agent(policy, tools: Mapping[str, Tool], messages: Sequence[dict], *, ma
     turns = 0
     for turn_no in range(max_turns):
         force = turn_no == max_turns - 1 or ptok + ctok >= max_total_tokens
-        turn: Turn = policy.step(msgs, tools, force_final=force)
+        turn: Turn = policy.step(msgs, tools, force_final=force, tools_only=not force and n_calls < min_tool_calls)
         turns += 1
         ptok += int(turn.usage.get("prompt_tokens", 0))
         ctok += int(turn.usage.get("completion_tokens", 0))
@@ -170,12 +173,14 @@ class NativeToolPolicy:
     def __init__(self, client, *, prompt=None, sample_index: int = 0, **params):
         self.client, self.prompt, self.sample_index, self.params = client, prompt, sample_index, params
 
-    def step(self, messages, tools, *, force_final: bool) -> Turn:
+    def step(self, messages, tools, *, force_final: bool, tools_only: bool = False) -> Turn:
         msgs = [m for m in messages]
         extra = {}
         if force_final:
             msgs = msgs + [{"role": "user", "content": FINAL_NUDGE}]
             extra["tool_choice"] = "none"
+        elif tools_only:
+            extra["tool_choice"] = "required"
         res = self.client.chat(msgs, tools=tool_schema_list(tools), prompt=self.prompt,
                                sample_index=self.sample_index, **extra, **self.params)
         calls = [] if force_final else list(res.tool_calls or [])
@@ -184,9 +189,11 @@ class NativeToolPolicy:
 
 
 def json_step_schema(tools: Mapping[str, Tool], final_action: str, final_schema: dict | None,
-                     only_final: bool, max_thought_chars: int = 300, max_arg_chars: int | None = None) -> dict:
+                     only_final: bool, max_thought_chars: int = 300, max_arg_chars: int | None = None,
+                     tools_only: bool = False) -> dict:
     """The constrained schema for one JSONStepPolicy turn: one branch per tool (its own
-    parameters schema) plus the final action. ``max_arg_chars`` caps every string argument, so that
+    parameters schema) plus the final action (only the final action with ``only_final``, only the
+    tools with ``tools_only``). ``max_arg_chars`` caps every string argument, so that
     a step always closes within its token budget (a truncated step is not JSON)."""
     final_args = final_schema or {"type": "object",
                                   "properties": {"answer": {"type": "string", "minLength": 1, "maxLength": 120}},
@@ -201,10 +208,11 @@ def json_step_schema(tools: Mapping[str, Tool], final_action: str, final_schema:
          "required": ["thought", "tool", "arguments"], "additionalProperties": False}
         for name, tool in tools.items() if name != final_action
     ]
-    branches.append({"type": "object",
-                     "properties": {"thought": thought, "tool": {"const": final_action},
-                                    "arguments": final_args},
-                     "required": ["thought", "tool", "arguments"], "additionalProperties": False})
+    if not (tools_only and branches):
+        branches.append({"type": "object",
+                         "properties": {"thought": thought, "tool": {"const": final_action},
+                                        "arguments": final_args},
+                         "required": ["thought", "tool", "arguments"], "additionalProperties": False})
     return branches[0] if len(branches) == 1 else {"anyOf": branches}
 
 
@@ -234,9 +242,10 @@ class JSONStepPolicy:
         self.final_key, self.final_tool = final_key, final_tool
         self.prompt, self.sample_index, self.params = prompt, sample_index, params
 
-    def step(self, messages, tools, *, force_final: bool) -> Turn:
+    def step(self, messages, tools, *, force_final: bool, tools_only: bool = False) -> Turn:
         schema = json_step_schema(tools, self.final_action, self.final_schema, only_final=force_final,
-                                  max_thought_chars=self.max_thought_chars, max_arg_chars=self.max_arg_chars)
+                                  max_thought_chars=self.max_thought_chars, max_arg_chars=self.max_arg_chars,
+                                  tools_only=tools_only)
         msgs = _as_plain_chat(messages)
         if force_final:
             msgs.append({"role": "user", "content": FINAL_NUDGE + f' Use "tool": "{self.final_action}".'})

@@ -294,7 +294,8 @@ def rollout(ctx: Context, question: str, sample_index: int) -> dict:
                     max_total_tokens=int(ctx.opts.get("max_total_tokens", 12000)),
                     observation_suffix=OBSERVATION_SUFFIX if ctx.opts.get("observation_hint", True) else "",
                     max_observation_chars=int(ctx.opts.get("max_observation_chars", 6000)),
-                    turn_note=TURN_NOTE if ctx.opts["turn_budget_hint"] else "", repeat_note=REPEAT_NOTE)
+                    turn_note=TURN_NOTE if ctx.opts["turn_budget_hint"] else "", repeat_note=REPEAT_NOTE,
+                    min_tool_calls=int(ctx.opts["min_tool_calls"]))
     return {"result": res, "stats": session.stats, "schemas": session.schemas}
 
 

@@ -72,7 +72,7 @@ class GoldPolicy:
         self.script.append(("submit", {"summary": "applied the reference fix"}))
         self.i = 0
 
-    def step(self, messages, tools, *, force_final: bool) -> Turn:
+    def step(self, messages, tools, *, force_final: bool, tools_only: bool = False) -> Turn:
         name, args = self.script[-1] if force_final else self.script[min(self.i, len(self.script) - 1)]
         self.i += 1
         call = {"id": new_call_id(len(messages), name, args), "type": "function",

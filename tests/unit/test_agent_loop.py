@@ -2,6 +2,7 @@ import json
 from types import SimpleNamespace
 
 import jsonschema
+import pytest
 
 from pipelines.agent.loop import (
     JSONStepPolicy,
@@ -41,8 +42,9 @@ class Scripted:
     def __init__(self, turns):
         self.turns, self.forced = list(turns), []
 
-    def step(self, messages, tools, *, force_final):
+    def step(self, messages, tools, *, force_final, tools_only=False):
         self.forced.append(force_final)
+        self.tools_only = getattr(self, "tools_only", []) + [tools_only]
         t = self.turns.pop(0)
         return t if not (force_final and t.tool_calls) else Turn("forced answer", [], {"prompt_tokens": 1})
 
@@ -239,3 +241,47 @@ def test_turn_note_shows_the_budget_after_every_observation():
     pol = Scripted([Turn("a", [call("search", {"query": "x"}, "c1")]), Turn("Lima", [])])
     r = run_agent(pol, {"search": EchoSearch()}, SYS, max_turns=4)
     assert [m["content"] for m in r.messages if m["role"] == "tool"] == ["results for x"]
+
+
+def test_min_tool_calls_holds_the_answer_back_until_the_agent_has_looked_something_up():
+    """The embedded model answered a three-hop question from memory on its first turn ("US Dollar",
+    0 tool calls): with min_tool_calls=1 the first step's schema has no answer branch."""
+    tools = {"search": EchoSearch()}
+    held = json_step_schema(tools, "answer", None, only_final=False, tools_only=True)
+    jsonschema.validate({"thought": "", "tool": "search", "arguments": {"query": "x"}}, held)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"thought": "", "tool": "answer", "arguments": {"answer": "x"}}, held)
+    seen = []
+
+    class Client:
+        """answers whenever its schema lets it, otherwise searches"""
+
+        def structured(self, msgs, schema, **kw):
+            seen.append(schema)
+            allowed = json.dumps(schema)
+            step = ({"thought": "", "tool": "answer", "arguments": {"answer": "US Dollar"}}
+                    if '"const": "answer"' in allowed else {"thought": "", "tool": "search", "arguments": {"query": "q"}})
+            return SimpleNamespace(parsed=step, usage={}, latency_s=0.0, cache_hit=False, error=None)
+
+    r = run_agent(JSONStepPolicy(Client()), tools, SYS, max_turns=4, min_tool_calls=1)
+    assert r.n_tool_calls == 1 and r.final == "US Dollar" and r.termination == "answered"
+    # switched off (the default 0), the same model answers with no search at all
+    off = run_agent(JSONStepPolicy(Client()), tools, SYS, max_turns=4)
+    assert off.n_tool_calls == 0 and off.final == "US Dollar"
+    # a forced last turn still answers: min_tool_calls never outlasts the turn cap
+    one = run_agent(JSONStepPolicy(Client()), tools, SYS, max_turns=1, min_tool_calls=3)
+    assert one.termination == "forced_answer" and one.n_tool_calls == 0
+
+
+def test_native_policy_requires_a_tool_call_until_min_tool_calls():
+    calls = []
+
+    def chat(messages, **kw):
+        calls.append(kw)
+        tc = [call("search", {"query": "x"}, f"c{len(calls)}")] if len(calls) == 1 else []
+        return SimpleNamespace(text="Lima", tool_calls=tc, usage={}, latency_s=0.0, cache_hit=False)
+
+    r = run_agent(NativeToolPolicy(SimpleNamespace(chat=chat)), {"search": EchoSearch()}, SYS, max_turns=4,
+                  min_tool_calls=1)
+    assert calls[0]["tool_choice"] == "required" and "tool_choice" not in calls[1]
+    assert r.n_tool_calls == 1 and r.final == "Lima"
