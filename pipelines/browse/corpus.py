@@ -16,6 +16,7 @@ import hashlib
 import html
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,9 +126,28 @@ def _link(graph: Graph, eid: str) -> tuple[str, str]:
 
 
 def relation_sentence(graph: Graph, t: Triple) -> str:
-    """The sentence the subject's page uses for one triple (also used to state evidence)."""
+    """The sentence the subject's page uses for one triple (also used to state evidence); for
+    ``summary_mentions``, the sentence of the subject's Wikipedia summary that names the object."""
+    if t.relation == "summary_mentions":
+        return summary_sentence(graph, t)
     tpl = REL_TEMPLATES.get(t.relation, "{s} " + t.relation.replace("_", " ") + ": {o}.")
     return tpl.format(s=_name(graph, t.subject), o=_name(graph, t.object))
+
+
+def summary_article(graph: Graph, t: Triple) -> Entity | None:
+    """The article whose summary a ``summary_mentions`` triple reads (the subject's described_by)."""
+    arts = graph.objects(t.subject, "described_by")
+    return graph.entities.get(arts[0]) if arts else None
+
+
+def summary_sentence(graph: Graph, t: Triple) -> str:
+    """The sentence of the subject's summary that contains the object's title ('' if none does)."""
+    art, title = summary_article(graph, t), _name(graph, t.object)
+    text = (art.description or "") if art else ""
+    for sent in re.split(r"(?<=[.!?])\s+", text):
+        if re.search(r"(?<!\w)" + re.escape(title) + r"(?!\w)", sent):
+            return sent.strip()
+    return ""
 
 
 def page_fact(graph: Graph, t: Triple) -> str:
@@ -136,14 +156,25 @@ def page_fact(graph: Graph, t: Triple) -> str:
     e = graph.entities[t.subject]
     if e.type == "article":
         return ""
+    if t.relation == "summary_mentions":
+        return summary_sentence(graph, t)
     objs = graph.objects(t.subject, t.relation)
     tpl = REL_TEMPLATES.get(t.relation, "{s} " + t.relation.replace("_", " ") + ": {o}.")
     return tpl.format(s=e.name, o=_join([_name(graph, o) for o in objs]))
 
 
+def evidence_url(graph: Graph, t: Triple) -> str:
+    """The page that states triple ``t``: the subject's page, or for ``summary_mentions`` the
+    subject's Wikipedia article."""
+    if t.relation == "summary_mentions":
+        art = summary_article(graph, t)
+        return art.page_url if art else ""
+    return graph.entities[t.subject].page_url
+
+
 def evidence(graph: Graph, t: Triple) -> dict:
     """Evidence for one hop: the subject's page URL and the fact sentence shown there, plus provenance."""
-    return {"url": graph.entities[t.subject].page_url, "fact": page_fact(graph, t),
+    return {"url": evidence_url(graph, t), "fact": page_fact(graph, t),
             "triple": [t.subject, t.relation, t.object], "source": t.source, "record_id": t.record_id,
             "license": t.license}
 
@@ -185,6 +216,8 @@ def render_entity(graph: Graph, e: Entity) -> Page:
     lines.append(head)
     links: list[tuple[str, str]] = []
     for rel, objs in graph.out.get(e.id, {}).items():
+        if rel == "summary_mentions":  # stated by the Wikipedia page itself, not by this one
+            continue
         names = [_name(graph, o) for o in objs]
         links.extend(_link(graph, o) for o in objs if o in graph.entities)
         tpl = REL_TEMPLATES.get(rel, "{s} " + rel.replace("_", " ") + ": {o}.")
@@ -194,7 +227,7 @@ def render_entity(graph: Graph, e: Entity) -> Page:
         if s:
             lines.append(s)
     for rel, all_subs in graph.inn.get(e.id, {}).items():
-        if rel in ("mentions", "described_by"):
+        if rel in ("mentions", "described_by", "summary_mentions"):
             continue
         by_kind: dict[str, list[str]] = {}
         for x in all_subs:

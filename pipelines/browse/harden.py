@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 
@@ -126,6 +127,30 @@ def _names_hidden(graph: Graph, draft: Draft, eid: str) -> bool:
     return any(len(h) > 3 and leaks_answer(name, h, []) for h in _hidden_names(graph, draft))
 
 
+# relations a clue may use: the walkable ones plus the text links of Wikipedia summaries
+CLUE_RELATIONS = frozenset(REL_PHRASE) | {"summary_mentions"}
+
+
+def summary_readings(graph: Graph, obj: str) -> set[str]:
+    """Every entity a reader could take for "an X whose Wikipedia summary mentions <obj>": the
+    graph's own ``summary_mentions`` subjects plus every entity whose summary contains the object's
+    title, or that title without its parenthesis, in any case (the graph's mention links match the
+    exact title only). Uniqueness is counted over this wider set, so a clue never relies on a
+    mention the reader sees and the graph missed."""
+    cache = graph.__dict__.setdefault("_crucible_summary_texts", {})
+    if not cache:
+        for eid, rels in graph.out.items():
+            arts = rels.get("described_by")
+            if arts and arts[0] in graph.entities:
+                cache[eid] = (graph.entities[arts[0]].description or "").lower()
+    title = graph.entities[obj].name if obj in graph.entities else obj
+    forms = {title.lower(), re.sub(r"\s*\([^)]*\)$", "", title).lower()}
+    pats = [re.compile(r"(?<!\w)" + re.escape(f) + r"(?!\w)") for f in forms if f]
+    out = set(graph.subjects(obj, "summary_mentions"))
+    out.update(eid for eid, text in cache.items() if any(p.search(text) for p in pats))
+    return out
+
+
 def _candidate_pool(graph: Graph, draft: Draft, var: str, etype: str) -> set[str]:
     """Entities that could stand for ``var`` before any clue: its type, with every relation the
     chain needs it to have."""
@@ -176,14 +201,15 @@ def _obfuscate_one(graph: Graph, draft: Draft, target: str, rng: random.Random) 
     present = {tuple(t) for t in d.formalization["triples"]}
     rel_clues: list[tuple[list[str], set[str]]] = []
     for r, objs in sorted(graph.out.get(target, {}).items()):
-        if r not in REL_PHRASE or r in NAMING_RELATIONS:
+        if r not in CLUE_RELATIONS or r in NAMING_RELATIONS:
             continue
         for o in objs:
             if o == target or o not in graph.entities or o in d.binding.values() or (var, r, o) in present:
                 continue
             if _names_hidden(graph, d, o):
                 continue
-            rel_clues.append(([var, r, o], set(graph.subjects(o, r))))
+            match = summary_readings(graph, o) if r == "summary_mentions" else set(graph.subjects(o, r))
+            rel_clues.append(([var, r, o], match))
     attrs = [a for a in NUMERIC_ATTRS if isinstance(e.attributes.get(a), int | float)
              and not isinstance(e.attributes.get(a), bool)]
     for _ in range(MAX_CLUES):
@@ -213,7 +239,10 @@ def _obfuscate_one(graph: Graph, draft: Draft, target: str, rng: random.Random) 
             cons.append(clue)
             attrs.remove(clue["attr"])
         pool = pool & match
-        if is_unique(graph, d):
+        # a text clue counts only once its wider reading leaves the target alone
+        loose_ok = len(pool) == 1 or not any(t[1] == "summary_mentions" for t in d.formalization["triples"]
+                                              if t[0] == var)
+        if loose_ok and is_unique(graph, d):
             return d
     return None
 

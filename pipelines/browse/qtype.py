@@ -140,6 +140,7 @@ REL_PATTERNS: dict[str, str] = {
     "discovered_in": r"discover\w*|identified|isolated",
     "language": r"languages?|spoken|speak\w*|tongue",
     "shares_border_with": r"border\w*|neighbo\w*|adjacent|adjoin\w*|next to",
+    "summary_mentions": r"wikipedia (?:summary|article)\b.*\b(?:mention\w*|names?|refers? to)",
 }
 # the phrases of a relation that no other relation uses: if one appears, the relation is stated
 DISTINCTIVE: dict[str, str] = {
@@ -151,6 +152,7 @@ DISTINCTIVE: dict[str, str] = {
     "language": r"languages?|spoken|speak\w*|tongue",
     "shares_border_with": r"border\w*|neighbo\w*|adjacent|adjoin\w*",
     "discovered_by": r"discover\w*|identified|isolated",
+    "summary_mentions": r"wikipedia",
 }
 # a constraint on a variable's type names that type; the noun is not a relation phrase then
 TYPE_RELATION = {"currency": "currency", "language": "language", "timezone": "timezone",

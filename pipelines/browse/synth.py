@@ -49,7 +49,7 @@ INV_PHRASE = {
 # Low-information relations: allowed, but never as most of a chain.
 WEAK_RELATIONS = {"timezone", "continent", "subregion"}
 # Relations that link pages rather than state facts: never a hop or a shortcut.
-UNWALKED = frozenset({"mentions", "described_by"})
+UNWALKED = frozenset({"mentions", "described_by", "summary_mentions"})
 NUMERIC_ATTRS = ("population", "elevation_ft", "area_km2", "discovery_year", "latitude", "longitude")
 ATTR_PHRASE = {
     "population": "a population of {v}",
@@ -477,7 +477,9 @@ def evidence(graph: Graph, draft: Draft) -> list[dict]:
         t = graph.triple(sb, r, ob)
         if t is None:
             continue
-        out.append({"hop": i, "url": graph.entities[sb].page_url if sb in graph.entities else "",
+        from pipelines.browse.corpus import evidence_url
+
+        out.append({"hop": i, "url": evidence_url(graph, t) if sb in graph.entities else "",
                     "fact": fact_sentence(graph, t), "subject": entity_name(graph, sb), "relation": r,
                     "object": entity_name(graph, ob)})
     n = len(out)
@@ -593,6 +595,7 @@ def _clue_phrase(rel: str, obj: str) -> str:
         "timezone": f"in the {obj} time zone", "serves_city": f"serving {obj}",
         "discovered_by": f"discovered by {obj}", "discovered_in": f"discovered in {obj}",
         "language": f"where {obj} is spoken", "shares_border_with": f"bordering {obj}",
+        "summary_mentions": f"whose Wikipedia summary mentions {obj}",
     }.get(rel, f"{rel.replace('_', ' ')} {obj}")
 
 

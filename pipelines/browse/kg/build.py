@@ -21,7 +21,7 @@ from pipelines.browse.kg.aliases import drop_shared
 from pipelines.browse.kg.model import Graph, GraphError, check_graph, read_graph, read_records, write_graph
 
 log = logging.getLogger(__name__)
-KG_CODE_VERSION = "kg-4"  # kg-3: alias filters, shared aliases dropped, alias_sources; kg-4: DC coextensive aliases
+KG_CODE_VERSION = "kg-5"  # kg-3: alias filters, shared aliases dropped, alias_sources; kg-4: DC coextensive aliases; kg-5: summary_mentions
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import numpy as np
 
 from pipelines.browse.kg.model import Graph
 
-EXCLUDED = frozenset({"mentions", "described_by"})
+EXCLUDED = frozenset({"mentions", "described_by", "summary_mentions"})
 UNINFORMATIVE = frozenset({"timezone", "continent", "subregion"})  # hubs that make easy, dull hops
 
 

@@ -500,4 +500,30 @@ def from_wiki(kg_entities: list[Entity], path: str | None = None) -> SourceResul
         if ok:
             res.triples.append(Triple(e.id, "described_by", wiki_id(e.name),
                                       attributes={"match": "entity name = article title"}, record_id=e.name, **w))
+    res.triples.extend(summary_mention_triples(res.entities, res.triples, w))
     return res
+
+
+def summary_mention_triples(articles: list[Entity], triples: list[Triple], provenance: dict) -> list[Triple]:
+    """``X summary_mentions B``: the Wikipedia summary of graph entity X (its ``described_by``
+    article) names article B. A second structure source, from text: the clue "a country whose
+    Wikipedia summary mentions Zurich" is checked by reading a page, not a fact table. One-word
+    titles the summaries also use as common nouns ("Republic", "Island", "Plateau") are not names
+    and give no triple."""
+    by_id = {a.id: a for a in articles}
+    common = {w for a in articles for w in re.findall(r"\b[a-z][a-z'-]+\b", a.description or "")}
+    mentions: dict[str, list[str]] = {}
+    for t in triples:
+        if t.relation == "mentions":
+            mentions.setdefault(t.subject, []).append(t.object)
+    out = []
+    for t in triples:
+        if t.relation != "described_by" or t.object not in by_id:
+            continue
+        for b in mentions.get(t.object, []):
+            title = by_id[b].name if b in by_id else ""
+            if not title or (" " not in title and title.lower() in common):
+                continue
+            out.append(Triple(t.subject, "summary_mentions", b, attributes={"article": by_id[t.object].name},
+                              record_id=by_id[t.object].name, **provenance))
+    return out
