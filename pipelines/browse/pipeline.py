@@ -19,8 +19,8 @@ from pipelines.browse.stages import PIPELINE, Context, DropKind, plan_items, run
 from pipelines.store.commit import ItemResult, failure_row
 
 log = logging.getLogger(__name__)
-PROMPTS = {"write": "browse_write_question", "closed_book": "browse_closed_book", "agent": "browse_agent",
-           "judge": "browse_judge"}
+PROMPTS = {"write": "browse_write_question", "read_back": "browse_read_back", "closed_book": "browse_closed_book",
+           "agent": "browse_agent", "judge": "browse_judge"}
 
 
 def build_context(cfg: Mapping, llm_cfg: Mapping | None, run_id: str) -> Context:

@@ -18,6 +18,7 @@ which is built to pass them (tested over many sampled drafts).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from pipelines.browse.kg.model import Graph
 
@@ -187,6 +188,27 @@ def _mask(graph: Graph, draft, text: str) -> tuple[str, dict[str, str]]:
 
 def formal_relations(draft) -> set[str]:
     return {r for _s, r, _o in draft.formalization["triples"]}
+
+
+def read_back_vocabulary() -> dict[str, str]:
+    """Relation name -> the phrase that states it: what the read-back model may answer."""
+    from pipelines.browse.synth import REL_PHRASE
+
+    return {**{r: p.format(x="X") for r, p in REL_PHRASE.items()},
+            "summary_mentions": "X whose Wikipedia summary mentions Y"}
+
+
+def read_back_mismatch(draft, relations: Sequence[str] | None) -> str | None:
+    """Why a model's read-back of a rewrite does not match the formalization's relations (None =
+    same set). An empty or missing read-back cannot decide, so it does not match."""
+    if not relations:
+        return "no read-back"
+    got, want = set(relations), formal_relations(draft)
+    missing, extra = sorted(want - got), sorted(got - want)
+    if missing or extra:
+        return "read back as " + "/".join(sorted(got)) + (f"; missing {'/'.join(missing)}" if missing else "") + (
+            f"; extra {'/'.join(extra)}" if extra else "")
+    return None
 
 
 def relation_backcheck(graph: Graph, draft, text: str) -> str | None:

@@ -203,10 +203,43 @@ def make_writer(ctx: Context):
             return template, "template"
         text = (res.parsed or {}).get("question", "").strip() if res.parsed else ""
         ok, why = validate_question(graph, draft, text, answer, aliases)
-        draft.rewrite_check = {"origin": "llm" if ok else "template", "reason": why, "rewrite": text}
+        check = {"origin": "llm" if ok else "template", "reason": why, "rewrite": text}
+        if ok and read_back is not None:
+            relations = read_back(text)
+            mismatch = Q.read_back_mismatch(draft, relations)
+            check["read_back"] = relations
+            if mismatch:
+                ok, check["origin"], check["reason"] = False, "template", f"read-back: {mismatch}"
+        draft.rewrite_check = check
         return (text, "llm") if ok else (template, "template")
 
+    read_back = make_read_back(ctx) if use_llm else None
     return write
+
+
+def make_read_back(ctx: Context):
+    """The writer's model, constrained to the graph's relation names, reads a rewrite back into
+    the relations it states (None when ``browse.read_back`` is off or no prompt is loaded). Returns
+    a function question -> relation names, or None when the model gave no valid read-back."""
+    prompt = ctx.prompts.get("read_back")
+    if not ctx.opts["read_back"] or prompt is None:
+        return None
+    vocab = Q.read_back_vocabulary()
+    schema = dict(prompt.schema)
+    schema["properties"] = dict(schema["properties"])
+    schema["properties"]["relations"] = dict(schema["properties"]["relations"], items={"enum": sorted(vocab)})
+    vocabulary = "\n".join(f"- {r}: {p}" for r, p in sorted(vocab.items()))
+
+    def read(question: str) -> list[str] | None:
+        try:
+            res = ctx.client.structured(prompt.render(question=question, vocabulary=vocabulary), schema,
+                                        prompt=prompt, temperature=0)
+        except Exception as exc:  # cannot decide: the rewrite is not kept
+            log.warning("read-back failed: %s", exc)
+            return None
+        return list((res.parsed or {}).get("relations") or []) or None
+
+    return read
 
 
 def validate_question(graph, draft: S.Draft, text: str, answer: str, aliases: Sequence[str]) -> tuple[bool, str]:

@@ -338,3 +338,42 @@ def test_row_type_mismatch_reads_a_stored_question_row():
            "formalization": {**d.formalization, "binding": d.binding}}
     assert Q.row_type_mismatch(g, row) is None
     assert Q.row_type_mismatch(g, {**row, "question": WRONG_TYPE}) == "asks for a country, the answer is a city"
+
+
+def test_read_back_keeps_a_rewrite_only_when_the_model_reads_back_the_same_relations():
+    """The deterministic checks pass all three rewrites; the constrained read-back decides."""
+    g = png_graph()
+    prompts = {"write": load_prompt("browse_write_question"), "read_back": load_prompt("browse_read_back")}
+    same, dropped_hop = ["country", "shares_border_with", "capital"], ["country", "capital"]
+
+    def writer(read_back_on=True, read_backs=()):
+        client = ScriptedWriter([GOOD[0]], read_backs=list(read_backs))
+        ctx = stages.Context(graph=g, client=client, env=None, opts=browse_opts(read_back=read_back_on), run_id="t",
+                             model="m", prompts=prompts)
+        return stages.make_writer(ctx), client
+
+    write, client = writer(read_backs=[same, dropped_hop, None])
+    d = mindik_draft(g)
+    assert write(d) == (GOOD[0], "llm") and d.rewrite_check["read_back"] == same
+    # the read-back is constrained to the graph's relation names, and the prompt lists them
+    enum = client.read_back_calls[0]["schema"]["properties"]["relations"]["items"]["enum"]
+    assert set(enum) == set(Q.read_back_vocabulary()) and "summary_mentions" in enum
+    assert "shares_border_with: a country bordering X" in client.read_back_calls[0]["messages"][0]["content"]
+    d = mindik_draft(g)
+    assert write(d) == (S.render_question(g, d), "template")
+    assert d.rewrite_check["reason"].startswith("read-back:") and "missing shares_border_with" in d.rewrite_check["reason"]
+    d = mindik_draft(g)  # no valid read-back: cannot decide, so the template
+    assert write(d)[1] == "template" and d.rewrite_check["reason"] == "read-back: no read-back"
+    # switched off, the rewrite the model read as another question is kept
+    write_off, client_off = writer(read_back_on=False, read_backs=[dropped_hop])
+    d = mindik_draft(g)
+    assert write_off(d) == (GOOD[0], "llm") and client_off.read_back_calls == []
+
+
+def test_read_back_mismatch_names_missing_and_extra_relations():
+    g = png_graph()
+    d = mindik_draft(g)
+    assert Q.read_back_mismatch(d, ["capital", "shares_border_with", "country"]) is None
+    assert Q.read_back_mismatch(d, ["capital", "country", "currency"]) == (
+        "read back as capital/country/currency; missing shares_border_with; extra currency")
+    assert Q.read_back_mismatch(d, []) == "no read-back"
