@@ -99,7 +99,7 @@ def build_graph(opts: KGOptions, progress=log.info) -> tuple[Graph, dict]:
     warnings = [f"{r.name}: {r.reason}" for r in results if r.reason]
     if opts.extra:
         progress(f"kg: user graph files {list(opts.extra)}")
-        ue, ut = read_records(opts.extra)
+        ue, ut = read_records(opts.extra, builtin={e.id: e.source for e in entities})
         entities.extend(ue)
         triples.extend(ut)
         sources["user"] = {"files": list(opts.extra), "entities": len(ue), "triples": len(ut), "status": "ok"}
