@@ -17,7 +17,6 @@ Resolution is a pure function of the set of manifests present:
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -96,7 +95,8 @@ def read_manifest(path: str, pipeline: str | None = None) -> dict | None:
     try:
         m = parse_json(decode_text(data, path, "commit manifest"), path, "commit manifest")
     except InputError as exc:
-        raise ManifestError(f"unreadable commit manifest: {exc}; {_FIX}") from None
+        detail = str(exc).removeprefix(f"{path}: ")
+        raise ManifestError(f"{path}: unreadable commit manifest: {detail}; {_FIX}") from None
     validate_manifest(m, path, pipeline)
     if st is not None:
         _CACHE[path] = (st, m)

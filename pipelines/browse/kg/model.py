@@ -368,15 +368,20 @@ def read_records(paths: Iterable[str | os.PathLike],
             files.append(p)
         else:
             raise GraphError(f"{p}: graph input file not found (search.kg.extra lists JSONL/Parquet files)")
-    seen = {eid: f"the built-in graph ({src})" for eid, src in (builtin or {}).items()}
+    builtin = builtin or {}
+    seen: dict[str, str] = {}
     for f in files:
         for where, row in _iter_file_rows(f):
             if isinstance(row, dict) and "relation" in row:
                 tris.append(_triple_from_row(_normalize("kg_triple", where, row)))
-            else:
-                e = _entity_from_row(_normalize("kg_entity", where, row))
-                check_unique([(e.id, where)], "entity id", GraphError, seen)
-                ents.append(e)
+                continue
+            e = _entity_from_row(_normalize("kg_entity", where, row))
+            if e.id in builtin:
+                raise GraphError(f"{where}: field id: {e.id!r} is an entity of the built-in graph (source "
+                                 f"{builtin[e.id]}); a user file may not replace it: give yours another id, "
+                                 "or set search.kg.embedded=false to use only your files")
+            check_unique([(e.id, where)], "entity id", GraphError, seen)
+            ents.append(e)
     return ents, tris
 
 
