@@ -114,7 +114,7 @@ def _validate(args) -> int:
         settings = replace(settings, repo_url_template=args.repo_url_template)
     swe = cfg.swe
     try:
-        if _refuse_bad_rows([p.message() for p in read_instances(args.instances)[1]], args):
+        if _refuse_bad_rows([p.message() for p in read_instances(args.instances, allow_empty=False)[1]], args):
             return 2
         summary = validate_file(
             args.instances, out_dir=cfg.run.out_dir, client=_docker(), settings=settings,
@@ -146,7 +146,7 @@ def _grade(args) -> int:
     if args.repo_url_template:
         settings = replace(settings, repo_url_template=args.repo_url_template)
     try:
-        insts, inst_problems = read_instances(args.instances)
+        insts, inst_problems = read_instances(args.instances, allow_empty=False)
         preds, problems = read_predictions(args.predictions)
     except (InputFileError, PredictionsError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -96,7 +96,7 @@ def check_row(row, file: str, line: int) -> tuple[dict | None, InputProblem | No
     return out, None
 
 
-def _raw_rows(path: Path):
+def _raw_rows(path: Path, allow_empty: bool = True):
     """(line, row-or-problem-text) pairs. JSONL lines that are not JSON come back as strings."""
     from pipelines.textio import InputError, read_text
 
@@ -116,7 +116,7 @@ def _raw_rows(path: Path):
         text = read_text(path, "SWE-bench rows file")  # bad bytes name the line; .gz is decompressed
     except InputError as exc:
         raise InputFileError(str(exc)) from None
-    if not text.strip():
+    if not text.strip() and not allow_empty:
         raise InputFileError(f"{path}: the file is empty; expected SWE-bench rows, one JSON object per line")
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -128,16 +128,17 @@ def _raw_rows(path: Path):
                                   "each line must be one JSON object", payload=line[:2000])
 
 
-def read_instances(path: str | Path) -> tuple[list[dict], list[InputProblem]]:
+def read_instances(path: str | Path, allow_empty: bool = True) -> tuple[list[dict], list[InputProblem]]:
     """All good rows and all problems of a SWE-bench-format file. Duplicate instance ids: the first
-    occurrence is kept, later ones are problems."""
+    occurrence is kept, later ones are problems. ``allow_empty=False`` (a user's --instances file): an empty
+    JSONL file is an :class:`InputFileError`."""
     p = Path(path)
     if p.is_dir():
         raise InputFileError(f"{p}: is a directory; --instances takes a JSONL or Parquet file of SWE-bench rows")
     if not p.is_file():
         raise InputFileError(f"{p}: no such file; --instances takes a JSONL or Parquet file of SWE-bench rows")
     good, problems, seen = [], [], {}
-    for line, row in _raw_rows(p):
+    for line, row in _raw_rows(p, allow_empty):
         if isinstance(row, InputProblem):
             problems.append(row)
             continue

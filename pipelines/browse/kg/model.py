@@ -315,7 +315,7 @@ def _read_triples(path: Path) -> Iterator[Triple]:
 
 
 # -- user-supplied graphs ---------------------------------------------------------------------
-def _iter_file_rows(path: Path) -> Iterator[tuple[str, object]]:
+def _iter_file_rows(path: Path, allow_empty: bool) -> Iterator[tuple[str, object]]:
     from pipelines.textio import InputError, read_jsonl
 
     if path.suffix == ".parquet":
@@ -327,7 +327,7 @@ def _iter_file_rows(path: Path) -> Iterator[tuple[str, object]]:
             yield f"{path}: row {i}", r
         return
     try:
-        for i, row in read_jsonl(path, "graph rows file", allow_empty=False):
+        for i, row in read_jsonl(path, "graph rows file", allow_empty=allow_empty):
             yield f"{path}:{i}", row
     except InputError as exc:
         raise GraphError(str(exc)) from None
@@ -349,29 +349,30 @@ def read_records(paths: Iterable[str | os.PathLike],
                  builtin: dict[str, str] | None = None) -> tuple[list[Entity], list[Triple]]:
     """Read a user graph. Each path is a ``.jsonl`` or ``.parquet`` file; a record with a ``relation``
     key is a triple (``schemas/kg_triple.json``), otherwise an entity (``schemas/kg_entity.json``).
-    A directory is read as ``entities.(jsonl|parquet)`` plus ``triples.(jsonl|parquet)``.
+    A directory is read as ``entities.(jsonl|parquet)`` plus ``triples.(jsonl|parquet)`` (a file named
+    directly must hold rows; one found in a directory may be empty).
     Every row is validated against its schema; an entity id given twice (in one file or across files),
     or one that replaces an entity of ``builtin`` (id -> its source), is an error naming both places."""
     from pipelines.rowcheck import check_unique
 
     ents: list[Entity] = []
     tris: list[Triple] = []
-    files: list[Path] = []
+    files: list[tuple[Path, bool]] = []  # (file, may be empty: one found in a folder, e.g. no triples yet)
     for p in map(Path, paths):
         if p.is_dir():
             found = sorted(x for x in p.iterdir() if x.suffix in (".jsonl", ".parquet"))
             if not found:
                 raise GraphError(f"{p}: a directory without .jsonl or .parquet graph files "
                                  "(search.kg.extra lists JSONL/Parquet files or folders holding them)")
-            files.extend(found)
+            files.extend((x, True) for x in found)
         elif p.exists():
-            files.append(p)
+            files.append((p, False))
         else:
             raise GraphError(f"{p}: graph input file not found (search.kg.extra lists JSONL/Parquet files)")
     builtin = builtin or {}
     seen: dict[str, str] = {}
-    for f in files:
-        for where, row in _iter_file_rows(f):
+    for f, may_be_empty in files:
+        for where, row in _iter_file_rows(f, may_be_empty):
             if isinstance(row, dict) and "relation" in row:
                 tris.append(_triple_from_row(_normalize("kg_triple", where, row)))
                 continue
