@@ -128,6 +128,8 @@ CASES = [
      ["{d}/g.jsonl:1: field aliases[1]: must be string"]),
     ("kg-triple-missing-object", {"g.jsonl": [ENT, {"subject": "city/a", "relation": "near"}]}, kg("g.jsonl"),
      ["{d}/g.jsonl:2: field object: required"]),
+    ("kg-dangling-triple", {"g.jsonl": [ENT, dict(TRI, object="city/zz")]}, kg("g.jsonl"),
+     ["{d}/g.jsonl:2: field object: 1 triple(s) point at unknown entities", "'city/zz' is not an entity"]),
     ("kg-empty-id", {"g.jsonl": [dict(ENT, id="")]}, kg("g.jsonl"), ["{d}/g.jsonl:1: field id: must not be empty"]),
     ("kg-not-utf8", {"g.jsonl": b'{"id": "city/\xe9"}\n'}, kg("g.jsonl"), ["{d}/g.jsonl: line 1, column 14: not UTF-8"]),
     ("kg-bad-json", {"g.jsonl": [ENT, '{"id": '] }, kg("g.jsonl"), ["{d}/g.jsonl: line 2", "not valid JSON"]),

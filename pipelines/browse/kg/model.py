@@ -345,14 +345,15 @@ def _normalize(kind: str, where: str, row: object) -> dict:
     return check_row(kind, row, where, GraphError)
 
 
-def read_records(paths: Iterable[str | os.PathLike],
-                 builtin: dict[str, str] | None = None) -> tuple[list[Entity], list[Triple]]:
+def read_records(paths: Iterable[str | os.PathLike], builtin: dict[str, str] | None = None,
+                 where: dict[tuple[str, str, str], str] | None = None) -> tuple[list[Entity], list[Triple]]:
     """Read a user graph. Each path is a ``.jsonl`` or ``.parquet`` file; a record with a ``relation``
     key is a triple (``schemas/kg_triple.json``), otherwise an entity (``schemas/kg_entity.json``).
     A directory is read as ``entities.(jsonl|parquet)`` plus ``triples.(jsonl|parquet)`` (a file named
     directly must hold rows; one found in a directory may be empty).
     Every row is validated against its schema; an entity id given twice (in one file or across files),
-    or one that replaces an entity of ``builtin`` (id -> its source), is an error naming both places."""
+    or one that replaces an entity of ``builtin`` (id -> its source), is an error naming both places.
+    ``where`` (when given) is filled with ``(subject, relation, object) -> "file:line"`` of each triple."""
     from pipelines.rowcheck import check_unique
 
     ents: list[Entity] = []
@@ -372,16 +373,19 @@ def read_records(paths: Iterable[str | os.PathLike],
     builtin = builtin or {}
     seen: dict[str, str] = {}
     for f, may_be_empty in files:
-        for where, row in _iter_file_rows(f, may_be_empty):
+        for at, row in _iter_file_rows(f, may_be_empty):
             if isinstance(row, dict) and "relation" in row:
-                tris.append(_triple_from_row(_normalize("kg_triple", where, row)))
+                t = _triple_from_row(_normalize("kg_triple", at, row))
+                tris.append(t)
+                if where is not None:
+                    where.setdefault((t.subject, t.relation, t.object), at)
                 continue
-            e = _entity_from_row(_normalize("kg_entity", where, row))
+            e = _entity_from_row(_normalize("kg_entity", at, row))
             if e.id in builtin:
-                raise GraphError(f"{where}: field id: {e.id!r} is an entity of the built-in graph (source "
+                raise GraphError(f"{at}: field id: {e.id!r} is an entity of the built-in graph (source "
                                  f"{builtin[e.id]}); a user file may not replace it: give yours another id, "
                                  "or set search.kg.embedded=false to use only your files")
-            check_unique([(e.id, where)], "entity id", GraphError, seen)
+            check_unique([(e.id, at)], "entity id", GraphError, seen)
             ents.append(e)
     return ents, tris
 
