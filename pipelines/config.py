@@ -124,11 +124,14 @@ def _read_yaml(path: Path) -> dict:
     if not path.exists():
         raise ConfigError(f"{path}: config file not found (see {CONFIG_DIR} for the shipped ones)")
     try:
-        data = yaml.safe_load(read_text(path, "config file")) or {}
+        data = yaml.safe_load(read_text(path, "config file"))
     except InputError as exc:
         raise ConfigError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the config file is empty; write at least `extends: defaults.yaml` or one "
+                          f"section ({', '.join(SECTIONS)})")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections ({', '.join(SECTIONS)})")
     return data
@@ -175,7 +178,12 @@ def _apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
 def _allowed(err: jsonschema.ValidationError) -> str:
     s = err.schema if isinstance(err.schema, dict) else {}
     if err.validator == "additionalProperties":
-        return "allowed keys: " + ", ".join(sorted(s.get("properties", {}))) or "none"
+        from pipelines.rowcheck import closest
+
+        known = sorted(s.get("properties", {}))
+        unknown = sorted(k for k in err.instance if k not in known) if isinstance(err.instance, dict) else []
+        near = [f"{k!r}: did you mean {c!r}?" for k in unknown if (c := closest(k, known))]
+        return "; ".join(near + ["allowed keys: " + (", ".join(known) or "none")])
     if "enum" in s:
         return "allowed: " + ", ".join(map(str, s["enum"]))
     bits = []

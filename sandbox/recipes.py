@@ -375,8 +375,15 @@ def load_override(name: str, repos_dir: Path) -> dict | None:
     ``match`` list contains the name (case-insensitive). Unknown top-level keys are errors."""
     if not repos_dir.is_dir():
         return None
+    from pipelines.textio import InputError, read_text
+
     for p in sorted(repos_dir.glob("*.yaml")):
-        data = yaml.safe_load(p.read_text()) or {}
+        try:
+            data = yaml.safe_load(read_text(p, "repo override file")) or {}
+        except InputError as exc:
+            raise RecipeError(str(exc)) from None
+        except yaml.YAMLError as exc:
+            raise RecipeError(f"{p}: not valid YAML: {exc}") from None
         if not isinstance(data, dict) or "match" not in data:
             raise RecipeError(f"{p}: a repo override needs a 'match' list of repo names and a 'recipe' mapping")
         bad = set(data) - {"match", "recipe", "notes"}

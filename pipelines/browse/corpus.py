@@ -311,20 +311,17 @@ def read_pages(corpus_dir: str | os.PathLike) -> list[Page]:
 
 def read_pages_jsonl(path: str | os.PathLike) -> list[Page]:
     """A user corpus or an exported frozen corpus: one ``{"url", "title", "text"}`` object per line."""
+    from pipelines.textio import read_jsonl
+
     pages = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
-            if r.get("kind", "page") != "page":
-                continue
-            for k in ("url", "title", "text"):
-                if not isinstance(r.get(k), str):
-                    raise ValueError(f"{path}:{i}: field {k!r} must be a string (page lines need url, title, text)")
-            pages.append(Page(r["url"], r["title"], r["text"], r.get("type", ""), r.get("entity_id", ""),
-                              tuple(tuple(x) for x in r.get("links") or ())))
+    for i, r in read_jsonl(path, "pages file", allow_empty=False):
+        if not isinstance(r, dict):
+            raise ValueError(f"{path}:{i}: a row must be a JSON object with url, title, text; got {type(r).__name__}")
+        if r.get("kind", "page") != "page":
+            continue
+        for k in ("url", "title", "text"):
+            if not isinstance(r.get(k), str):
+                raise ValueError(f"{path}:{i}: field {k!r} must be a string (page lines need url, title, text)")
+        pages.append(Page(r["url"], r["title"], r["text"], r.get("type", ""), r.get("entity_id", ""),
+                          tuple(tuple(x) for x in r.get("links") or ())))
     return pages

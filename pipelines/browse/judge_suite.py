@@ -2,7 +2,7 @@
 
 Row format (JSON lines; see tests/data/browse/near_miss.jsonl)::
 
-    {"question": str, "gold": [str, ...], "prediction": str,
+    {"question": str, "gold": str | [str, ...], "prediction": str,   # schemas/judge_row.json
      "gold_id": str | null,      # optional: the gold's graph entity; enables the graph check
      "answer_type": str | null,  # optional: city, country, year, count, population, ...
      "expected": "correct" | "incorrect" | "not_attempted",   # optional
@@ -20,28 +20,19 @@ from collections.abc import Iterable, Sequence
 
 from pipelines.browse import verify as V
 
-EXPECTED = ("correct", "incorrect", "not_attempted")
+EXPECTED = ("correct", "incorrect", "not_attempted")  # as in schemas/judge_row.json
 
 
 def read_rows(path: str) -> list[dict]:
-    """Rows of a judge/near-miss file; a bad row raises ValueError naming the file, line and field."""
+    """Rows of a judge/near-miss file, each validated against ``schemas/judge_row.json``; a bad row
+    raises ValueError naming the file, line and field. A ``gold`` string becomes a one-name list."""
+    from pipelines.rowcheck import check_rows
     from pipelines.textio import read_jsonl
 
-    rows = []
     # one JSONL reader (textio): bad bytes or JSON name file, line and column
-    for n, row in read_jsonl(path, "judge rows file"):
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{n}: each row must be a JSON object, got {type(row).__name__}")
-        for field, typ in (("question", str), ("gold", list), ("prediction", str)):
-            if not isinstance(row.get(field), typ):
-                raise ValueError(f"{path}:{n}: field {field!r} must be a {typ.__name__} "
-                                 "(rows need question: str, gold: [str, ...], prediction: str)")
-        for field in ("gold_id", "answer_type", "kind"):
-            if row.get(field) is not None and not isinstance(row[field], str):
-                raise ValueError(f"{path}:{n}: field {field!r} must be a string or null")
-        if row.get("expected") is not None and row["expected"] not in EXPECTED:
-            raise ValueError(f"{path}:{n}: field 'expected' must be one of {', '.join(EXPECTED)}")
-        rows.append(row)
+    rows = []
+    for _, row in check_rows("judge_row", read_jsonl(path, "judge rows file", allow_empty=False), path):
+        rows.append(dict(row, gold=[row["gold"]] if isinstance(row["gold"], str) else row["gold"]))
     return rows
 
 

@@ -89,16 +89,18 @@ def _stats(args) -> int:
 
 
 def _query(args) -> int:
-    from pipelines.browse.kg.executor import execute
+    from pipelines.browse.kg.executor import Formalization, FormalizationError, execute
+    from pipelines.textio import parse_json, read_text
 
-    text = args.formalization
+    text, where = args.formalization, "formalization argument"
     if text.startswith("@"):
-        with open(text[1:], encoding="utf-8") as f:
-            text = f.read()
+        where = text[1:]
+        text = read_text(where, "formalization file")
+    form = parse_json(text, where, "formalization")
     try:
-        form = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"formalization is not valid JSON ({exc.msg})") from None
+        Formalization.parse(form)  # before the graph loads: a bad formalization fails fast
+    except FormalizationError as exc:
+        raise ValueError(f"{where}: {exc}") from None
     g = _load(args)
     ans = sorted(execute(g, form))
     print(json.dumps({"count": len(ans), "answers": [{"id": a, "name": g.entities[a].name} for a in ans[:100]]},

@@ -150,11 +150,12 @@ def _chat(args) -> int:
     else:
         raise ValueError("llm chat: give a message or --prompt ID")
     if args.schema:
-        raw = open(args.schema).read() if os.path.isfile(args.schema) else args.schema
-        try:
-            schema = json.loads(raw)
-        except ValueError as exc:
-            raise ValueError(f"--schema: not JSON: {exc}") from None
+        from pipelines.textio import parse_json, read_text
+
+        if os.path.exists(args.schema):
+            schema = parse_json(read_text(args.schema, "JSON Schema file"), args.schema, "JSON Schema file")
+        else:
+            schema = parse_json(args.schema, "--schema", "JSON Schema")
     out_dir = args.out or "data"
     with llm_endpoint(cfg) as urls:
         with LLMClient.from_config(cfg, base_urls=urls, out_dir=out_dir) as client:

@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_parse)
 
 
-def _row_text(row: dict, field: str | None, where: str):
+def _row_text(row: object, field: str | None, where: str):
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
     if field:
         if field not in row:
             raise ValueError(f"{where}: no field {field!r} (fields: {', '.join(sorted(row))})")
@@ -36,28 +38,17 @@ def _parse(args) -> int:
     if not args.file:
         print("crucible parse: give a FILE or --store DIR", file=sys.stderr)
         return 2
+    from pipelines.textio import read_jsonl, read_text
+
     try:
-        with open(args.file, encoding="utf-8") as fh:
-            data = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"crucible parse: cannot read {args.file}: {exc}", file=sys.stderr)
+        if not args.file.endswith(".jsonl"):
+            items = [(args.file, read_text(args.file, "response text file"))]
+        else:
+            items = [(f"{args.file}:{n}", _row_text(row, args.field, f"{args.file}:{n}"))
+                     for n, row in read_jsonl(args.file, "responses file", allow_empty=False)]
+    except ValueError as exc:  # textio's InputError or a row without text
+        print(f"crucible parse: {exc}", file=sys.stderr)
         return 2
-    if not args.file.endswith(".jsonl"):
-        items = [(args.file, data)]
-    else:
-        items = []
-        for n, line in enumerate(data.splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{args.file}:{n}"
-            try:
-                items.append((where, _row_text(json.loads(line), args.field, where)))
-            except json.JSONDecodeError as exc:
-                print(f"crucible parse: {where}: not valid JSON ({exc.msg})", file=sys.stderr)
-                return 2
-            except ValueError as exc:
-                print(f"crucible parse: {exc}", file=sys.stderr)
-                return 2
     bad = 0
     for where, text in items:
         try:

@@ -119,6 +119,10 @@ def _compact(args) -> int:
         print(f"crucible: no commits of pipeline(s) {', '.join(unknown)} in {args.out}; present: "
               f"{', '.join(sorted(p.name for p in root.iterdir() if p.is_dir())) or 'none'}", file=sys.stderr)
         return 2
+    from pipelines.store.manifests import read_manifests
+
+    for name in names:  # a bad manifest is an error before the writer lock (or anything) is written
+        read_manifests(args.out, name)
     status = 0
     for name in names:
         r = compact(args.out, name, max_rows=args.max_rows)

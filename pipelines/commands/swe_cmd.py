@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--limit", type=int, default=None, help="validate only the first N good rows")
     v.add_argument("--no-reference", action="store_true",
                    help="skip the clean reference run per env (default: swe.reference_run)")
+    _skip_bad_rows_arg(v, "record each bad row as a failures row (stage read_input) and validate the good ones")
     add_config_args(v, default="swe")
     v.set_defaults(func=_validate)
     g = ssub.add_parser("grade", help="grade predictions (SWE-bench format) in fresh containers, with Crucible's "
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--repo-url-template", default=None, help="where repos are cloned from (default: the sandbox's)")
     g.add_argument("--out", default=None, metavar="DIR", help="write swe_grades.jsonl and report.json here")
     g.add_argument("--json", action="store_true", help="print one JSON line per prediction, then the report")
+    _skip_bad_rows_arg(g, "warn about each bad row and grade the good ones")
     g.add_argument("--config", "-c", default="swe", help="config file or shipped name (default: swe)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     g.set_defaults(func=_grade)
@@ -71,6 +73,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_crawl)
 
 
+def _skip_bad_rows_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--skip-bad-rows", action="store_true",
+                   help=f"default: any bad input row is an error (exit 2, named by file, line and field, before "
+                        f"any work); with this flag: {what}")
+
+
+def _refuse_bad_rows(problems: list[str], args) -> bool:
+    """True (after printing every problem) when bad rows stop the command: exit 2, nothing started."""
+    if not problems or args.skip_bad_rows:
+        return False
+    for p in problems[:50]:
+        print(f"crucible: error: {p}", file=sys.stderr)
+    more = " (first 50 shown)" if len(problems) > 50 else ""
+    print(f"crucible: {len(problems)} bad input row(s){more}; fix them, or pass --skip-bad-rows to go on without "
+          "them", file=sys.stderr)
+    return True
+
+
 def _docker():
     from sandbox.engine import ensure_engine
 
@@ -85,7 +105,7 @@ def _validate(args) -> int:
     from pipelines.cli import config_from_args
     from pipelines.store.commit import stable_hash
     from pipelines.swe.runner import validate_file
-    from pipelines.swe.sources import InputFileError
+    from pipelines.swe.sources import InputFileError, read_instances
     from sandbox.api import settings_from_config
 
     cfg = config_from_args(args)
@@ -94,6 +114,8 @@ def _validate(args) -> int:
         settings = replace(settings, repo_url_template=args.repo_url_template)
     swe = cfg.swe
     try:
+        if _refuse_bad_rows([p.message() for p in read_instances(args.instances, allow_empty=False)[1]], args):
+            return 2
         summary = validate_file(
             args.instances, out_dir=cfg.run.out_dir, client=_docker(), settings=settings,
             workdir=Path(swe.get("workdir") or settings.cache_dir / "swe").expanduser(),
@@ -124,10 +146,12 @@ def _grade(args) -> int:
     if args.repo_url_template:
         settings = replace(settings, repo_url_template=args.repo_url_template)
     try:
-        insts, inst_problems = read_instances(args.instances)
+        insts, inst_problems = read_instances(args.instances, allow_empty=False)
         preds, problems = read_predictions(args.predictions)
     except (InputFileError, PredictionsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if _refuse_bad_rows([*(q.message() for q in inst_problems), *problems], args):
         return 2
     for p in [*(q.message() for q in inst_problems), *problems]:
         print(f"warning: skipped: {p}", file=sys.stderr)

@@ -17,7 +17,6 @@ Resolution is a pure function of the set of manifests present:
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -91,12 +90,13 @@ def read_manifest(path: str, pipeline: str | None = None) -> dict | None:
         data = fsio.read_bytes(path)
     except FileNotFoundError:
         return None
+    from pipelines.textio import InputError, decode_text, parse_json
+
     try:
-        m = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{path}: commit manifest is not UTF-8 text (byte {exc.start}); {_FIX}") from None
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{path}: unreadable commit manifest (line {exc.lineno}: {exc.msg}); {_FIX}") from None
+        m = parse_json(decode_text(data, path, "commit manifest"), path, "commit manifest")
+    except InputError as exc:
+        detail = str(exc).removeprefix(f"{path}: ")
+        raise ManifestError(f"{path}: unreadable commit manifest: {detail}; {_FIX}") from None
     validate_manifest(m, path, pipeline)
     if st is not None:
         _CACHE[path] = (st, m)

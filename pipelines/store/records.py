@@ -103,6 +103,12 @@ class RecordType:
 
 
 @functools.cache
+def resolved_schema(filename: str) -> dict:
+    """The schema ``schemas/<filename>`` with every ``$ref`` inlined (input-row schemas too)."""
+    return _resolve(_raw_schema(filename), filename)
+
+
+@functools.cache
 def record_type(table: str) -> RecordType:
     try:
         filename = TABLES[table]

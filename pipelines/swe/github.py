@@ -546,7 +546,9 @@ def _repair_and_read(path: Path) -> list[dict]:
     file in the same directory + os.replace), so appending after it stays valid JSONL."""
     if not path.exists():
         return []
-    text = path.read_text(encoding="utf-8")
+    from pipelines.textio import read_text
+
+    text = read_text(path, "crawler output file")
     rows, good = [], []
     lines = text.split("\n")
     for i, line in enumerate(lines):

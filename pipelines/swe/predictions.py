@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-PRED_FIELDS = ("instance_id", "model_name_or_path", "model_patch")
+PRED_FIELDS = ("instance_id", "model_name_or_path", "model_patch")  # schemas/swe_prediction.json
 
 
 class PredictionsError(ValueError):
@@ -17,30 +17,42 @@ class PredictionsError(ValueError):
 
 
 def read_predictions(path: str | Path) -> tuple[list[dict], list[str]]:
-    """(good predictions in file order, problems as 'file:line: field: what, fix' strings)."""
+    """(good predictions in file order, problems as 'file:line: field F: what; fix' strings). Rows are
+    checked against ``schemas/swe_prediction.json``; the same (instance_id, model_name_or_path) twice is
+    a problem naming both lines. A file that cannot be read at all raises :class:`PredictionsError`."""
+    from pipelines.rowcheck import format_problem, row_problem
+    from pipelines.textio import InputError, read_text
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise PredictionsError(f"{p}: no such file; --predictions takes a JSONL file of "
                                "{instance_id, model_name_or_path, model_patch} rows")
-    good, problems = [], []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = read_text(p, "predictions file")
+    except InputError as exc:
+        raise PredictionsError(str(exc)) from None
+    if not text.strip():
+        raise PredictionsError(f"{p}: the predictions file is empty; expected one JSON object per line "
+                               "{instance_id, model_name_or_path, model_patch}")
+    good, problems, seen = [], [], {}
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            problems.append(f"{p}:{n}: not JSON ({exc.msg}); one JSON object per line")
+            problems.append(f"{p}:{n}: not JSON ({exc.msg} at column {exc.colno}); one JSON object per line")
             continue
-        if not isinstance(row, dict):
-            problems.append(f"{p}:{n}: a {type(row).__name__}, not an object")
+        prob = row_problem("swe_prediction", row)
+        if prob:
+            problems.append(format_problem(f"{p}:{n}", *prob))
             continue
-        bad = [f for f in ("instance_id", "model_name_or_path") if not isinstance(row.get(f), str) or not row[f]]
-        if "model_patch" not in row or not isinstance(row["model_patch"], (str, type(None))):
-            bad.append("model_patch")
-        if bad:
-            problems.append(f"{p}:{n}: field(s) {', '.join(bad)} missing or not strings "
-                            "(model_patch: a diff string, null or \"\" for no patch)")
+        key = (row["instance_id"], row["model_name_or_path"])
+        if key in seen:
+            problems.append(f"{p}:{n}: duplicate prediction of model {key[1]!r} for {key[0]!r}, already at line "
+                            f"{seen[key]}; one prediction per instance and model")
             continue
+        seen[key] = n
         good.append({"instance_id": row["instance_id"], "model_name_or_path": row["model_name_or_path"],
                      "model_patch": row["model_patch"] or "", "line": n})
     return good, problems

@@ -57,42 +57,32 @@ def parse_label_list(value, field: str) -> tuple[list[str] | None, str | None]:
 
 
 def check_row(row, file: str, line: int) -> tuple[dict | None, InputProblem | None]:
-    """One raw row -> (instance, None) or (None, problem)."""
+    """One raw row -> (instance, None) or (None, problem). The row is checked against
+    ``schemas/swebench_row.json`` (required fields, types, unknown fields: the closest known name), then
+    the diffs and the labels are parsed."""
+    from pipelines.rowcheck import row_problem
+
     payload = json.dumps(row, default=str)[:20000] if isinstance(row, dict) else repr(row)[:2000]
-    if not isinstance(row, dict):
-        return None, InputProblem(file, line, None, f"expected a JSON object, got {type(row).__name__}",
-                                  payload=payload)
-    iid = row.get("instance_id") if isinstance(row.get("instance_id"), str) else None
+    if isinstance(row, dict):
+        row = {k: (v.isoformat() if k == "created_at" and hasattr(v, "isoformat") else v) for k, v in row.items()}
+    iid = row.get("instance_id") if isinstance(row, dict) and isinstance(row.get("instance_id"), str) else None
 
     def bad(field, reason):
         return None, InputProblem(file, line, field, reason, iid, payload)
 
+    prob = row_problem("swebench_row", row)
+    if prob:
+        return bad(*prob)
     for f in REQUIRED:
-        v = row.get(f)
-        if v is None or (isinstance(v, str) and not v.strip()):
-            return bad(f, f"required field missing or empty; every row needs {', '.join(REQUIRED)}")
-        if not isinstance(v, str):
-            return bad(f, f"must be a string, got {type(v).__name__}")
-    if not REPO_RE.match(row["repo"]):
-        return bad("repo", f"{row['repo']!r} is not owner/name (e.g. marshmallow-code/marshmallow)")
-    if not COMMIT_RE.match(row["base_commit"]):
-        return bad("base_commit", f"{row['base_commit']!r} is not a git commit sha (7-40 hex digits)")
+        if not row[f].strip():
+            return bad(f, f"required field is blank; every row needs {', '.join(REQUIRED)}")
     for f in ("patch", "test_patch"):
         if "--- " not in row[f] or "+++ " not in row[f] or "@@" not in row[f]:
             return bad(f, "not a unified diff (needs ---/+++ headers and @@ hunks); give the output of git diff")
     out = {f: row[f] for f in REQUIRED}
     for f in OPTIONAL_STR:
         v = row.get(f)
-        if v is not None and not isinstance(v, str):
-            if f == "created_at" and hasattr(v, "isoformat"):
-                v = v.isoformat()
-            elif f == "version" and isinstance(v, (int, float)):
-                v = str(v)
-            else:
-                return bad(f, f"must be a string or null, got {type(v).__name__}")
-        out[f] = v
-    if out["environment_setup_commit"] and not COMMIT_RE.match(out["environment_setup_commit"]):
-        return bad("environment_setup_commit", "not a git commit sha (7-40 hex digits); leave it out to use base_commit")
+        out[f] = str(v) if f == "version" and isinstance(v, (int, float)) else v
     for f in LABELS:
         v = row.get(f)
         if v is None:
@@ -106,8 +96,10 @@ def check_row(row, file: str, line: int) -> tuple[dict | None, InputProblem | No
     return out, None
 
 
-def _raw_rows(path: Path):
+def _raw_rows(path: Path, allow_empty: bool = True):
     """(line, row-or-problem-text) pairs. JSONL lines that are not JSON come back as strings."""
+    from pipelines.textio import InputError, read_text
+
     suffix = "".join(path.suffixes[-2:]).lower()
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
@@ -120,30 +112,33 @@ def _raw_rows(path: Path):
         return
     if path.suffix.lower() not in (".jsonl", ".json", ".ndjson") and suffix != ".jsonl.gz":
         raise InputFileError(f"{path}: unknown format; give a .jsonl (one JSON object per line) or .parquet file")
-    opener = open
-    if suffix == ".jsonl.gz":
-        import gzip
+    try:
+        text = read_text(path, "SWE-bench rows file")  # bad bytes name the line; .gz is decompressed
+    except InputError as exc:
+        raise InputFileError(str(exc)) from None
+    if not text.strip() and not allow_empty:
+        raise InputFileError(f"{path}: the file is empty; expected SWE-bench rows, one JSON object per line")
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield n, InputProblem(str(path), n, None, f"not valid JSON ({exc.msg} at column {exc.colno}); "
+                                  "each line must be one JSON object", payload=line[:2000])
 
-        opener = gzip.open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for n, text in enumerate(fh, 1):
-            if not text.strip():
-                continue
-            try:
-                yield n, json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield n, InputProblem(str(path), n, None, f"not valid JSON ({exc.msg} at column {exc.colno}); "
-                                      "each line must be one JSON object", payload=text[:2000])
 
-
-def read_instances(path: str | Path) -> tuple[list[dict], list[InputProblem]]:
+def read_instances(path: str | Path, allow_empty: bool = True) -> tuple[list[dict], list[InputProblem]]:
     """All good rows and all problems of a SWE-bench-format file. Duplicate instance ids: the first
-    occurrence is kept, later ones are problems."""
+    occurrence is kept, later ones are problems. ``allow_empty=False`` (a user's --instances file): an empty
+    JSONL file is an :class:`InputFileError`."""
     p = Path(path)
+    if p.is_dir():
+        raise InputFileError(f"{p}: is a directory; --instances takes a JSONL or Parquet file of SWE-bench rows")
     if not p.is_file():
         raise InputFileError(f"{p}: no such file; --instances takes a JSONL or Parquet file of SWE-bench rows")
     good, problems, seen = [], [], {}
-    for line, row in _raw_rows(p):
+    for line, row in _raw_rows(p, allow_empty):
         if isinstance(row, InputProblem):
             problems.append(row)
             continue

@@ -356,9 +356,14 @@ def write_specs(data: dict, license_text: str | None, out: Path) -> dict:
 
 @lru_cache(maxsize=4)
 def _load(path: str, mtime: float) -> dict:
-    data = json.loads(Path(path).read_text())
-    if data.get("format") != FORMAT:
-        raise SpecsImportError(f"{path}: format {data.get('format')!r}, expected {FORMAT}; regenerate it with "
+    from pipelines.textio import InputError, read_json
+
+    try:
+        data = read_json(path, "SWE-bench specs file")
+    except InputError as exc:
+        raise SpecsImportError(str(exc)) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise SpecsImportError(f"{path}: format {data.get('format') if isinstance(data, dict) else data!r}, expected {FORMAT}; regenerate it with "
                                f"`crucible swe import-specs --from <swebench wheel>`")
     return data
 

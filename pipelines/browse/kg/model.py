@@ -20,7 +20,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -316,58 +315,78 @@ def _read_triples(path: Path) -> Iterator[Triple]:
 
 
 # -- user-supplied graphs ---------------------------------------------------------------------
-def _iter_file_rows(path: Path) -> Iterator[tuple[str, dict]]:
+def _iter_file_rows(path: Path, allow_empty: bool) -> Iterator[tuple[str, object]]:
+    from pipelines.textio import InputError, read_jsonl
+
     if path.suffix == ".parquet":
-        for i, r in enumerate(pq.read_table(path).to_pylist()):
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except (OSError, pa.ArrowException) as exc:
+            raise GraphError(f"{path}: not a readable Parquet file ({exc}); give JSONL or Parquet graph rows") from None
+        for i, r in enumerate(rows):
             yield f"{path}: row {i}", r
         return
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield f"{path}:{i}", json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise GraphError(f"{path}:{i}: not valid JSON ({exc.msg}); write one JSON object per line") from None
+    try:
+        for i, row in read_jsonl(path, "graph rows file", allow_empty=allow_empty):
+            yield f"{path}:{i}", row
+    except InputError as exc:
+        raise GraphError(str(exc)) from None
 
 
-def _normalize(kind: str, where: str, row: dict) -> dict:
-    row = dict(row)
-    for k in ("attributes",):
-        if isinstance(row.get(k), dict):
-            row[k] = json.dumps(row[k], sort_keys=True, ensure_ascii=False)
-    row = {k: v for k, v in row.items() if v is not None or k in ("description", "url")}
-    schema = load_json_schema(kind)
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(row), key=lambda e: list(e.path))
-    if errors:
-        e = errors[0]
-        fld = ".".join(str(p) for p in e.path) or "(record)"
-        raise GraphError(
-            f"{where}: field {fld}: {e.message}; see schemas/{kind}.json for the {kind.split('_')[1]} format"
-        )
-    return row
+def _normalize(kind: str, where: str, row: object) -> dict:
+    from pipelines.rowcheck import check_row
+
+    if isinstance(row, dict):
+        row = dict(row)
+        for k in ("attributes",):
+            if isinstance(row.get(k), dict):
+                row[k] = json.dumps(row[k], sort_keys=True, ensure_ascii=False)
+        row = {k: v for k, v in row.items() if v is not None or k in ("description", "url")}
+    return check_row(kind, row, where, GraphError)
 
 
-def read_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Entity], list[Triple]]:
+def read_records(paths: Iterable[str | os.PathLike], builtin: dict[str, str] | None = None,
+                 where: dict[tuple[str, str, str], str] | None = None) -> tuple[list[Entity], list[Triple]]:
     """Read a user graph. Each path is a ``.jsonl`` or ``.parquet`` file; a record with a ``relation``
     key is a triple (``schemas/kg_triple.json``), otherwise an entity (``schemas/kg_entity.json``).
-    A directory is read as ``entities.(jsonl|parquet)`` plus ``triples.(jsonl|parquet)``."""
+    A directory is read as ``entities.(jsonl|parquet)`` plus ``triples.(jsonl|parquet)`` (a file named
+    directly must hold rows; one found in a directory may be empty).
+    Every row is validated against its schema; an entity id given twice (in one file or across files),
+    or one that replaces an entity of ``builtin`` (id -> its source), is an error naming both places.
+    ``where`` (when given) is filled with ``(subject, relation, object) -> "file:line"`` of each triple."""
+    from pipelines.rowcheck import check_unique
+
     ents: list[Entity] = []
     tris: list[Triple] = []
-    files: list[Path] = []
+    files: list[tuple[Path, bool]] = []  # (file, may be empty: one found in a folder, e.g. no triples yet)
     for p in map(Path, paths):
         if p.is_dir():
-            files.extend(sorted(x for x in p.iterdir() if x.suffix in (".jsonl", ".parquet")))
+            found = sorted(x for x in p.iterdir() if x.suffix in (".jsonl", ".parquet"))
+            if not found:
+                raise GraphError(f"{p}: a directory without .jsonl or .parquet graph files "
+                                 "(search.kg.extra lists JSONL/Parquet files or folders holding them)")
+            files.extend((x, True) for x in found)
         elif p.exists():
-            files.append(p)
+            files.append((p, False))
         else:
             raise GraphError(f"{p}: graph input file not found (search.kg.extra lists JSONL/Parquet files)")
-    for f in files:
-        for where, row in _iter_file_rows(f):
-            if "relation" in row:
-                tris.append(_triple_from_row(_normalize("kg_triple", where, row)))
-            else:
-                ents.append(_entity_from_row(_normalize("kg_entity", where, row)))
+    builtin = builtin or {}
+    seen: dict[str, str] = {}
+    for f, may_be_empty in files:
+        for at, row in _iter_file_rows(f, may_be_empty):
+            if isinstance(row, dict) and "relation" in row:
+                t = _triple_from_row(_normalize("kg_triple", at, row))
+                tris.append(t)
+                if where is not None:
+                    where.setdefault((t.subject, t.relation, t.object), at)
+                continue
+            e = _entity_from_row(_normalize("kg_entity", at, row))
+            if e.id in builtin:
+                raise GraphError(f"{at}: field id: {e.id!r} is an entity of the built-in graph (source "
+                                 f"{builtin[e.id]}); a user file may not replace it: give yours another id, "
+                                 "or set search.kg.embedded=false to use only your files")
+            check_unique([(e.id, at)], "entity id", GraphError, seen)
+            ents.append(e)
     return ents, tris
 
 

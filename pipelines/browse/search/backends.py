@@ -86,22 +86,38 @@ class FrozenBackend:
         self.pages: dict[str, dict] = {}
         import hashlib
 
+        from pipelines.textio import InputError, read_text
+
         h = hashlib.sha256()
-        with open(p, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                h.update(line.encode())
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise BackendConfigError(f"{p}:{i}: not valid JSON ({exc.msg})") from None
-                if r.get("kind") == "search":
+        try:
+            text = read_text(p, "frozen corpus file")
+        except InputError as exc:
+            raise BackendConfigError(str(exc)) from None
+        for i, line in enumerate(text.splitlines(keepends=True), 1):
+            if not line.strip():
+                continue
+            h.update(line.encode())
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BackendConfigError(f"{p}:{i}: not valid JSON ({exc.msg})") from None
+            kind = r.get("kind") if isinstance(r, dict) else None
+            try:
+                if kind == "search":
                     self.searches[(normalize_query(r["query"]), int(r["top_k"]))] = r["results"]
-                elif r.get("kind") == "page":
-                    self.pages[normalize_url(r["url"])] = {"url": r["url"], "title": r.get("title", ""), "text": r["text"]}
+                elif kind == "page":
+                    self.pages[normalize_url(r["url"])] = {"url": r["url"], "title": r.get("title", ""),
+                                                           "text": r["text"]}
                 else:
-                    raise BackendConfigError(f"{p}:{i}: field 'kind' must be 'search' or 'page'")
+                    raise BackendConfigError(f"{p}:{i}: a row must be an object whose field 'kind' is 'search' "
+                                             "or 'page'")
+            except (KeyError, TypeError, ValueError) as exc:
+                if isinstance(exc, BackendConfigError):
+                    raise
+                raise BackendConfigError(f"{p}:{i}: a {kind} row needs "
+                                         + ("query, top_k, results" if kind == "search" else "url, text")
+                                         + f" ({type(exc).__name__}: {exc}); export one with `crucible search "
+                                         "export`") from None
         self.snapshot_id = "frozen-" + h.hexdigest()[:16]
         self.calls = 0
 
