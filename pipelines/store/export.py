@@ -54,11 +54,12 @@ def _verl_schema(create_kwargs: list[str], tools: tuple[str, ...], extra: list[t
 
 
 # extra_info carries what the kit's reward needs (pipelines.integrations.verl.reward): the gold's aliases, its
-# graph entity and answer type (browse), the instance to grade (swe, a JSON string)
+# graph entity, answer type and evidence hops (browse; evidence as a JSON string, for the clue term), the
+# instance to grade (swe, a JSON string)
 VERL_SCHEMAS = {
     "browse": _verl_schema(["question_id", "question"], BROWSE_TOOLS,
                            [("answer_aliases", pa.list_(pa.string())), ("answer_entity", pa.string()),
-                            ("answer_type", pa.string())]),
+                            ("answer_type", pa.string()), ("evidence", pa.string())]),
     "swe": _verl_schema(["instance_id", "instance"], SWE_TOOLS, [("instance", pa.string())]),
 }
 
@@ -118,7 +119,8 @@ def verl_rows(out_dir: str, source: str = "browse", split: str | None = None, al
                     "extra_info": {
                         "split": q.get("split") or "train", "id": q["question_id"], "question": q["question"],
                         "answer_aliases": q.get("answer_aliases") or [], "answer_entity": answer_entity(q),
-                        "answer_type": q.get("answer_type"), "need_tools_kwargs": True,
+                        "answer_type": q.get("answer_type"), "evidence": json.dumps(q.get("evidence") or []),
+                        "need_tools_kwargs": True,
                         "tools_kwargs": {t: {"create_kwargs": ctx} for t in BROWSE_TOOLS},
                         "meta": json.dumps({"hops": q["hops"], "source": q["source"], "difficulty": q.get("difficulty"),
                                             "pass_rate": q.get("pass_rate")}),
