@@ -170,7 +170,7 @@ def browse_gold(ground_truth: Any, extra_info: Mapping, resolver=None):
 
 def score_browse(solution_str: str, ground_truth: Any, extra_info: Mapping | None = None, *, config: str = CONFIG,
                  overrides: tuple[str, ...] | list[str] = (), graph_dir: str | None = None,
-                 judge: bool | Callable | None = False, resolver=None) -> dict:
+                 judge: bool | Callable | None = False, formula: str | None = None, resolver=None) -> dict:
     from pipelines.browse import reward as R
     from pipelines.browse import verify as V
     from pipelines.browse.search.env import TOOL_SCHEMAS
@@ -194,7 +194,7 @@ def score_browse(solution_str: str, ground_truth: Any, extra_info: Mapping | Non
     observations = [m.get("content") or "" for m in messages if m.get("role") == "tool"]
     clue = R.clue_recall(evidence, urls, observations)
     terms = {"outcome": R.outcome_reward(v.verdict), "format": fmt, "clue": clue}
-    return {"score": R.combine(terms, str(opts["reward_formula"])), **terms,
+    return {"score": R.combine(terms, formula or str(opts["reward_formula"])), **terms,
             "correct": float(v.verdict == "correct"), "not_attempted": float(v.verdict == "not_attempted"),
             "graph_decided": float(v.source == V.Source.GRAPH.value),
             "_verdict": v, "_format_problems": problems + fmt_problems}
@@ -259,7 +259,9 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_
 
     ``reward_kwargs`` (all optional): ``config`` / ``overrides`` (the Crucible config and ``--set`` items;
     browse: ``browse``, swe: ``swe``), ``graph_dir`` (a built graph; default the config's cached build),
-    ``judge`` (``true``: the config's LLM judges what the rules cannot decide; default off: those score 0)."""
+    ``judge`` (``true``: the config's LLM judges what the rules cannot decide; default off: those score 0),
+    ``formula`` (browse: the reward formula over outcome, format, clue; default ``browse.reward_formula``, whose
+    clue term gives a wrong answer with good evidence 0.1 x clue; ``"outcome * format"`` gives it 0)."""
     if data_source == BROWSE:
         out = score_browse(solution_str, ground_truth, extra_info, **kwargs)
     elif data_source == SWE:
