@@ -184,3 +184,44 @@ def test_verls_search_tool_reads_crucible_search_serve_retrieve(tmp_path):
         resp, _, metrics = asyncio.run(go())
     assert metrics["status"] == "success" and metrics["total_results"] == 2
     assert "Reykjavík is the capital" in json.loads(resp.text)["result"]
+
+
+def test_verls_reward_loader_loads_compute_score_from_the_kit_file_with_reward_kwargs(store, tmp_path):
+    """What `reward.custom_reward_function.path=.../reward.py` does in verl: load the file, bind reward_kwargs."""
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    from pipelines.integrations.verl import REWARD_PATH
+    from pipelines.store.export import verl_rows
+
+    graph = TR.write_graph_dir(tmp_path / "graph")
+    conf = OmegaConf.create({"reward": {"custom_reward_function": {
+        "path": str(REWARD_PATH), "name": "compute_score",
+        "reward_kwargs": {"graph_dir": str(graph), "formula": "outcome * format"}}}})
+    fn = get_custom_reward_fn(conf)
+    row = next(r for r in verl_rows(str(store)) if r["extra_info"]["id"] == "q-capital")
+    args = (row["data_source"], row["reward_model"]["ground_truth"], row["extra_info"])
+    assert fn(data_source=args[0], solution_str="<answer>Reykjavik</answer>", ground_truth=args[1],
+              extra_info=args[2])["score"] == 1.0
+    out = fn(data_source=args[0], solution_str="<answer>Iceland</answer>", ground_truth=args[1], extra_info=args[2])
+    assert out["score"] == 0.0 and out["graph_decided"] == 1.0  # the graph_dir kwarg reached the kit
+
+
+def test_verl_rlhf_dataset_reads_the_swe_export_with_the_swe_tool_config(sample_store, tmp_path):
+    from omegaconf import OmegaConf
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    dest = tmp_path / "swe.parquet"
+    assert export(str(sample_store), "verl", str(dest), source="swe") == 12
+    import datasets
+
+    texts = [m["content"] for r in datasets.load_dataset("parquet", data_files=str(dest), split="train")
+             for m in r["prompt"]]
+    conf = OmegaConf.create({"prompt_key": "prompt", "max_prompt_length": 4096, "return_raw_chat": True,
+                             "cache_dir": str(tmp_path / "cache"), "tool_config_path": str(SWE_TOOL_CONFIG),
+                             "filter_overlong_prompts_workers": 1})
+    ds = RLHFDataset(str(dest), tiny_models.tokenizer(texts), conf)
+    assert [t["function"]["name"] for t in ds.tool_schemas] == ["bash", "view", "str_replace", "create", "submit"]
+    item = ds[0]
+    assert set(item["tools_kwargs"]) == {t["function"]["name"] for t in ds.tool_schemas}
+    assert json.loads(item["tools_kwargs"]["bash"]["create_kwargs"]["instance"])["instance_id"] == "demo__repo-0"
