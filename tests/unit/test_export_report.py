@@ -30,8 +30,11 @@ def test_verl_browse_export_loads_with_datasets_and_has_verl_columns(sample_stor
     assert set(extra["tools_kwargs"]) == {"search", "visit"}
     assert extra["answer_aliases"] == ["C1", "cur-1"] and extra["answer_type"] == "entity"
     # one system prompt: the rollouts' own (configs/prompts/browse_agent.yaml), as the SFT rows have it
+    from pipelines.browse.pipeline import PROMPTS
     from pipelines.llm.prompts import load_prompt
+    from pipelines.store.export import BROWSE_AGENT_PROMPT
 
+    assert BROWSE_AGENT_PROMPT == PROMPTS["agent"]
     assert row["prompt"] == load_prompt("browse_agent").render(question=extra["question"])
 
 
