@@ -10,14 +10,16 @@ ARGS ?=
 HASH = $(shell cat pyproject.toml requirements-data.txt requirements-embedded.txt | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(HASH)
 MODEL_STAMP := $(VENV)/.embedded-$(HASH)
+TRAIN_STAMP := $(VENV)/.train-$(HASH)
 
-.PHONY: help venv embedded engine browser score test test-unit test-integration lint bench synth-browse swe-curate stats report clean
+.PHONY: help venv embedded engine browser score train-deps test test-unit test-integration lint bench synth-browse swe-curate stats report clean
 
 help:
 	@echo "make synth-browse   research questions + search-agent trajectories on the embedded defaults (ARGS='--set k=v ...')"
 	@echo "make swe-curate     SWE task instances + coding-agent trajectories on the embedded defaults (Docker)"
 	@echo "make test           the full suite: unit + integration (Docker, embedded model, Beam, DuckDB)"
 	@echo "make test-unit      the fast suite (no Docker, no model)"
+	@echo "make train-deps     verl + TRL for the trainer tests (make test needs them; make test-unit does not)"
 	@echo "make lint | bench | stats | report | embedded | engine | clean"
 
 venv: $(STAMP)
@@ -53,13 +55,26 @@ browser:
 score: venv
 	@$(PY) -c "import torch, transformers" 2>/dev/null || $(PIP) install 'torch==2.13.0' 'transformers>=4.45'
 
+# The trainers the exports are for, for the trainer tests (tests/integration/test_verl_kit.py, test_trl_export.py):
+# TRL 1.16 with its dependencies; verl 0.9.1 without its own (they pin transformers < 5.11 and pull vLLM-era
+# GPU packages), plus what importing verl's RLHFDataset, BaseTool and tool registry needs. A GPU training
+# install is `pip install -e '.[train]'` (verl's full dependency set).
+train-deps: $(TRAIN_STAMP)
+
+$(TRAIN_STAMP): $(STAMP) | score
+	$(PIP) install 'trl==1.16.0' 'ray>=2.41' 'tensordict>=0.8,<=0.10.0,!=0.9.0' omegaconf hydra-core codetiming \
+	  pylatexenc dill pillow
+	$(PIP) install --no-deps 'verl==0.9.1'
+	@$(PY) -c "import trl; from verl.utils.dataset.rl_dataset import RLHFDataset; from verl.tools.base_tool import BaseTool"
+	@rm -f $(VENV)/.train-* && touch $@
+
 test-unit: venv
 	$(PYTEST) -q -m "not integration" tests
 
-test-integration: venv embedded engine browser score
+test-integration: venv embedded engine browser score train-deps
 	$(PYTEST) -q -m integration tests
 
-test: venv embedded engine browser score
+test: venv embedded engine browser score train-deps
 	$(PYTEST) -q tests
 
 lint: venv

@@ -114,18 +114,12 @@ def run_agent(policy, tools: Mapping[str, Tool], messages: Sequence[dict], *, ma
             if obs.error:
                 n_errors += 1
             observations.append(obs)
-            content = obs.content
-            if len(content) > max_observation_chars:
-                content = content[:max_observation_chars] + f"\n[truncated: {len(obs.content)} characters in all]"
             sig = (name, call["function"].get("arguments") or "")
-            if repeat_note and sig in seen_calls:
-                content = content + "\n\n" + repeat_note
+            content = observation_text(obs.content, max_chars=max_observation_chars,
+                                       repeat_note=repeat_note if sig in seen_calls else None,
+                                       suffix="" if final_tool and name == final_tool else observation_suffix,
+                                       turn_note=turn_note, turn=turn_no + 1, max_turns=max_turns)
             seen_calls.add(sig)
-            if observation_suffix and not (final_tool and name == final_tool):
-                content = content + "\n\n" + observation_suffix
-            if turn_note:
-                content = content + "\n" + turn_note.format(turn=turn_no + 1, max_turns=max_turns,
-                                                            left=max_turns - turn_no - 1)
             msgs.append({"role": "tool", "tool_call_id": call["id"], "name": name, "content": content})
             if final_tool and name == final_tool and not obs.error:
                 final, ended = obs.content, True
@@ -140,6 +134,23 @@ def run_agent(policy, tools: Mapping[str, Tool], messages: Sequence[dict], *, ma
         n_tool_errors=n_errors, tool_counts=counts, prompt_tokens=ptok, completion_tokens=ctok,
         latency_s=time.perf_counter() - t0, errors=errors, observations=observations,
     )
+
+
+def observation_text(content: str, *, max_chars: int, repeat_note: str | None = None, suffix: str = "",
+                     turn_note: str = "", turn: int = 1, max_turns: int = 1) -> str:
+    """The tool-result text a policy sees: the observation cut to ``max_chars``, then the repeat note (a call
+    identical to an earlier one), the suffix and the turn note (``{turn}``, ``{max_turns}``, ``{left}``).
+    One form for rollouts, the SFT rows made of them and verl's tools (``pipelines.integrations.verl``)."""
+    text = content
+    if len(text) > max_chars:
+        text = text[:max_chars] + f"\n[truncated: {len(content)} characters in all]"
+    if repeat_note:
+        text = text + "\n\n" + repeat_note
+    if suffix:
+        text = text + "\n\n" + suffix
+    if turn_note:
+        text = text + "\n" + turn_note.format(turn=turn, max_turns=max_turns, left=max_turns - turn)
+    return text
 
 
 def _invoke(tools: Mapping[str, Tool], call: dict) -> Observation:

@@ -3,9 +3,10 @@
 - ``verl``: RL parquet with ``data_source``, ``prompt`` (chat list), ``ability``,
   ``reward_model`` {``style``, ``ground_truth``}, ``extra_info`` and ``agent_name``
   (verl's tool-agent loop reads ``extra_info.tools_kwargs``).
-- ``trl``: conversational SFT rows ``messages`` + ``tools``. Tool-call arguments and tool
-  schemas are arbitrary JSON, so they use the ``datasets`` ``Json`` feature (arrow.json
-  extension): ``load_dataset("parquet")`` gives dicts back, which chat templates expect.
+- ``trl``: conversational SFT rows ``messages`` + ``tools``. Messages and tool schemas are arbitrary
+  JSON, so they use the ``datasets`` ``Json`` feature (arrow.json extension, ``List(Json())``):
+  ``load_dataset("parquet")`` gives each message back with only its own keys and tool-call arguments
+  as dicts, which chat templates expect.
 """
 
 from __future__ import annotations
@@ -20,20 +21,18 @@ from pipelines.store import catalog
 from pipelines.store.manifests import StoreError
 from pipelines.store.records import record_type
 
-BROWSE_SYSTEM = (
-    "You are a research agent. Use the search and visit tools to find evidence, then give a short, "
-    "specific final answer."
-)
-SWE_SYSTEM = (
-    "You are a software engineer working in a repository checkout. Use the tools to inspect and edit "
-    "files and run commands; submit when the issue is fixed."
-)
+BROWSE_TOOLS = ("search", "visit")
+SWE_TOOLS = ("bash", "view", "str_replace", "create", "submit")
+BROWSE_AGENT_PROMPT = "browse_agent"
+# what grading an SWE patch needs of its instance (never the gold ``patch``: tools and rewards must not see it)
+SWE_GRADE_FIELDS = ("instance_id", "repo", "base_commit", "environment_setup_commit", "version", "test_patch",
+                    "FAIL_TO_PASS", "PASS_TO_PASS", "env_image", "recipe")
 
 _PROMPT = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 _REWARD = pa.struct([("style", pa.string()), ("ground_truth", pa.string())])
 
 
-def _verl_schema(create_kwargs: list[str], tools: list[str]) -> pa.Schema:
+def _verl_schema(create_kwargs: list[str], tools: tuple[str, ...], extra: list[tuple[str, pa.DataType]]) -> pa.Schema:
     ck = pa.struct([(k, pa.string()) for k in create_kwargs])
     return pa.schema([
         ("data_source", pa.string()),
@@ -45,7 +44,7 @@ def _verl_schema(create_kwargs: list[str], tools: list[str]) -> pa.Schema:
             ("split", pa.string()),
             ("id", pa.string()),
             ("question", pa.string()),
-            ("answer_aliases", pa.list_(pa.string())),
+            *extra,
             ("need_tools_kwargs", pa.bool_()),
             ("tools_kwargs", pa.struct([(t, pa.struct([("create_kwargs", ck)])) for t in tools])),
             ("meta", pa.string()),
@@ -54,9 +53,14 @@ def _verl_schema(create_kwargs: list[str], tools: list[str]) -> pa.Schema:
     ])
 
 
+# extra_info carries what the kit's reward needs (pipelines.integrations.verl.reward): the gold's aliases, its
+# graph entity, answer type and evidence hops (browse; evidence as a JSON string, for the clue term), the
+# instance to grade (swe, a JSON string)
 VERL_SCHEMAS = {
-    "browse": _verl_schema(["ground_truth", "question", "data_source"], ["search", "visit"]),
-    "swe": _verl_schema(["instance_id", "repo", "base_commit", "env_image"], ["instance"]),
+    "browse": _verl_schema(["question_id", "question"], BROWSE_TOOLS,
+                           [("answer_aliases", pa.list_(pa.string())), ("answer_entity", pa.string()),
+                            ("answer_type", pa.string()), ("evidence", pa.string())]),
+    "swe": _verl_schema(["instance_id", "instance"], SWE_TOOLS, [("instance", pa.string())]),
 }
 
 
@@ -72,6 +76,22 @@ def _rows(con, sql: str, table: str, params: list | None = None) -> list[dict]:
     cols = [d[0] for d in cur.description]
     rt = record_type(table)
     return [rt.decode(dict(zip(cols, r))) for r in cur.fetchall()]
+
+
+def answer_entity(q: dict) -> str | None:
+    """The graph entity a question's answer is (``formalization.binding[target]``), None for a value answer."""
+    if q.get("answer_type") not in (None, "entity"):
+        return None
+    f = q.get("formalization") or {}
+    binding, target = f.get("binding") or {}, f.get("target")
+    return binding.get(target) if isinstance(binding, dict) and target else None
+
+
+def browse_prompt(question: str) -> list[dict]:
+    """The rollouts' own prompt (``configs/prompts/browse_agent.yaml``): system + user, as the SFT rows have it."""
+    from pipelines.llm.prompts import load_prompt
+
+    return [{"role": m["role"], "content": m["content"]} for m in load_prompt(BROWSE_AGENT_PROMPT).render(question=question)]
 
 
 def verl_rows(out_dir: str, source: str = "browse", split: str | None = None, all_splits: bool = False) -> list[dict]:
@@ -90,36 +110,39 @@ def verl_rows(out_dir: str, source: str = "browse", split: str | None = None, al
             else:
                 where, params = "WHERE split IN (?, ?)", list(RL_SPLITS)
             for q in _rows(con, f"SELECT * FROM questions {where} ORDER BY question_id", "questions", params):
-                ctx = {"ground_truth": q["answer"], "question": q["question"], "data_source": "crucible/browse"}
+                ctx = {"question_id": q["question_id"], "question": q["question"]}
                 rows.append({
                     "data_source": "crucible/browse",
-                    "prompt": [{"role": "system", "content": BROWSE_SYSTEM}, {"role": "user", "content": q["question"]}],
+                    "prompt": browse_prompt(q["question"]),
                     "ability": "research",
                     "reward_model": {"style": "rule", "ground_truth": q["answer"]},
                     "extra_info": {
                         "split": q.get("split") or "train", "id": q["question_id"], "question": q["question"],
-                        "answer_aliases": q.get("answer_aliases") or [], "need_tools_kwargs": True,
-                        "tools_kwargs": {t: {"create_kwargs": ctx} for t in ("search", "visit")},
+                        "answer_aliases": q.get("answer_aliases") or [], "answer_entity": answer_entity(q),
+                        "answer_type": q.get("answer_type"), "evidence": json.dumps(q.get("evidence") or []),
+                        "need_tools_kwargs": True,
+                        "tools_kwargs": {t: {"create_kwargs": ctx} for t in BROWSE_TOOLS},
                         "meta": json.dumps({"hops": q["hops"], "source": q["source"], "difficulty": q.get("difficulty"),
                                             "pass_rate": q.get("pass_rate")}),
                     },
                     "agent_name": "tool_agent",
                 })
         if source == "swe":
+            from pipelines.swe.rollout import task_messages
+
             for it in _rows(con, "SELECT * FROM swe_instances ORDER BY instance_id", "swe_instances"):
                 gt = json.dumps({"FAIL_TO_PASS": it["FAIL_TO_PASS"], "PASS_TO_PASS": it["PASS_TO_PASS"]})
-                user = f"Repository: {it['repo']} at {it['base_commit']}\n\n{it['problem_statement']}"
+                inst = json.dumps({k: it.get(k) for k in SWE_GRADE_FIELDS})
                 rows.append({
                     "data_source": "crucible/swe",
-                    "prompt": [{"role": "system", "content": SWE_SYSTEM}, {"role": "user", "content": user}],
+                    "prompt": task_messages(it),
                     "ability": "swe",
                     "reward_model": {"style": "rule", "ground_truth": gt},
                     "extra_info": {
                         "split": "train", "id": it["instance_id"], "question": it["problem_statement"],
-                        "answer_aliases": [], "need_tools_kwargs": True,
-                        "tools_kwargs": {"instance": {"create_kwargs": {
-                            "instance_id": it["instance_id"], "repo": it["repo"], "base_commit": it["base_commit"],
-                            "env_image": it.get("env_image")}}},
+                        "instance": inst, "need_tools_kwargs": True,
+                        "tools_kwargs": {t: {"create_kwargs": {"instance_id": it["instance_id"], "instance": inst}}
+                                         for t in SWE_TOOLS},
                         "meta": json.dumps({"source": it["source"], "source_ref": it.get("source_ref")}),
                     },
                     "agent_name": "tool_agent",
@@ -132,7 +155,12 @@ def verl_rows(out_dir: str, source: str = "browse", split: str | None = None, al
 
 
 def _trl_message(m: dict) -> dict:
-    calls = None
+    """One message as chat templates read it: only the keys it has (no ``None`` values: a template that tests
+    ``'tool_calls' in message`` must not find an empty one), ``content`` always a string, tool-call arguments
+    as dicts, ``reasoning_content`` kept where the model gave it."""
+    out = {"role": m["role"], "content": m.get("content") or ""}
+    if m.get("reasoning_content"):
+        out["reasoning_content"] = m["reasoning_content"]
     if m.get("tool_calls"):
         calls = []
         for c in m["tool_calls"]:
@@ -141,8 +169,11 @@ def _trl_message(m: dict) -> dict:
             except (json.JSONDecodeError, TypeError):
                 args = {"_raw": c["function"]["arguments"]}
             calls.append({"id": c["id"], "type": "function", "function": {"name": c["function"]["name"], "arguments": args}})
-    return {"role": m["role"], "content": m.get("content"), "tool_calls": calls,
-            "tool_call_id": m.get("tool_call_id"), "name": m.get("name")}
+        out["tool_calls"] = calls
+    for k in ("tool_call_id", "name"):
+        if m.get(k):
+            out[k] = m[k]
+    return out
 
 
 def trl_rows(out_dir: str, source: str = "all", only_sft: bool = True) -> list[dict]:
@@ -156,10 +187,10 @@ def trl_rows(out_dir: str, source: str = "all", only_sft: bool = True) -> list[d
             for t in _rows(con, f"SELECT * FROM {table} {where} ORDER BY traj_id", table):
                 msgs = [_trl_message(m) for m in t["messages"]]
                 # tool results carry the tool name too (TRL's tool message shape)
-                names = {c["id"]: c["function"]["name"] for m in msgs for c in (m["tool_calls"] or [])}
+                names = {c["id"]: c["function"]["name"] for m in msgs for c in m.get("tool_calls", [])}
                 for m in msgs:
-                    if m["role"] == "tool" and not m["name"]:
-                        m["name"] = names.get(m["tool_call_id"])
+                    if m["role"] == "tool" and "name" not in m and names.get(m.get("tool_call_id")):
+                        m["name"] = names[m["tool_call_id"]]
                 out.append({"messages": msgs, "tools": t["tools"] or [], "source": src, "id": t["traj_id"]})
     finally:
         con.close()
@@ -167,19 +198,10 @@ def trl_rows(out_dir: str, source: str = "all", only_sft: bool = True) -> list[d
 
 
 def trl_features():
+    """Messages and tools as ``List(Json())``: each message keeps exactly its own keys through parquet."""
     from datasets import Features, Json, List, Value
 
-    return Features({
-        "messages": List({
-            "role": Value("string"), "content": Value("string"),
-            "tool_calls": List({"id": Value("string"), "type": Value("string"),
-                                "function": {"name": Value("string"), "arguments": Json()}}),
-            "tool_call_id": Value("string"), "name": Value("string"),
-        }),
-        "tools": List(Json()),
-        "source": Value("string"),
-        "id": Value("string"),
-    })
+    return Features({"messages": List(Json()), "tools": List(Json()), "source": Value("string"), "id": Value("string")})
 
 
 def export(out_dir: str, fmt: str, dest: str, source: str = "browse", split: str | None = None,

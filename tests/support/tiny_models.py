@@ -37,3 +37,15 @@ def reward_model(vocab_size: int, seed: int = 0):
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, num_labels=1,
                       pad_token_id=0)
     return Qwen2ForSequenceClassification(cfg).eval()
+
+
+def causal_lm(vocab_size: int, seed: int = 0):
+    """A 2-layer Qwen2 causal LM, random weights (a trainer-mechanics test model)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                      pad_token_id=0, tie_word_embeddings=True)
+    return Qwen2ForCausalLM(cfg)

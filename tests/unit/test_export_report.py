@@ -25,8 +25,17 @@ def test_verl_browse_export_loads_with_datasets_and_has_verl_columns(sample_stor
     assert row["reward_model"] == {"style": "rule", "ground_truth": "Currency 1"}
     extra = row["extra_info"]
     assert extra["index"] == 0 and extra["need_tools_kwargs"] is True
-    assert extra["tools_kwargs"]["search"]["create_kwargs"]["ground_truth"] == "Currency 1"
-    assert extra["answer_aliases"] == ["C1", "cur-1"]
+    # the tools get the question (their leak filter), never the answer
+    assert extra["tools_kwargs"]["search"]["create_kwargs"] == {"question_id": "q0001", "question": extra["question"]}
+    assert set(extra["tools_kwargs"]) == {"search", "visit"}
+    assert extra["answer_aliases"] == ["C1", "cur-1"] and extra["answer_type"] == "entity"
+    # one system prompt: the rollouts' own (configs/prompts/browse_agent.yaml), as the SFT rows have it
+    from pipelines.browse.pipeline import PROMPTS
+    from pipelines.llm.prompts import load_prompt
+    from pipelines.store.export import BROWSE_AGENT_PROMPT
+
+    assert BROWSE_AGENT_PROMPT == PROMPTS["agent"]
+    assert row["prompt"] == load_prompt("browse_agent").render(question=extra["question"])
 
 
 def test_verl_swe_export_carries_tests_as_ground_truth(sample_store, tmp_path):
@@ -35,7 +44,15 @@ def test_verl_swe_export_carries_tests_as_ground_truth(sample_store, tmp_path):
     row = _load(dest)[0]
     gt = json.loads(row["reward_model"]["ground_truth"])
     assert gt["FAIL_TO_PASS"] == ["test_x.py::test_0"] and row["ability"] == "swe"
-    assert row["extra_info"]["tools_kwargs"]["instance"]["create_kwargs"]["instance_id"] == "demo__repo-0"
+    tk = row["extra_info"]["tools_kwargs"]
+    # keyed by the real tool names, so that every tool gets the instance
+    assert set(tk) == {"bash", "view", "str_replace", "create", "submit"}
+    assert all(tk[t]["create_kwargs"]["instance_id"] == "demo__repo-0" for t in tk)
+    inst = json.loads(row["extra_info"]["instance"])
+    assert inst["FAIL_TO_PASS"] == gt["FAIL_TO_PASS"] and "patch" not in inst  # never the gold patch
+    from pipelines.swe.rollout import task_messages
+
+    assert row["prompt"][0] == task_messages({"repo": "r", "problem_statement": "p"})[0]  # the rollouts' prompt
     with pytest.raises(ValueError, match="browse or swe"):
         export(str(sample_store), "verl", str(tmp_path / "x.parquet"), source="all")
 
@@ -53,6 +70,10 @@ def test_trl_export_has_messages_with_dict_arguments_and_tools(sample_store, tmp
     assert call["function"]["arguments"] == {"query": "city 0", "top_k": 3}
     assert msgs[3]["role"] == "tool" and msgs[3]["name"] == "search" and msgs[3]["tool_call_id"] == call["id"]
     assert ds[0]["tools"][0]["function"]["name"] == "search"
+    # each message keeps only its own keys: no None-valued tool_calls / name / tool_call_id
+    assert set(msgs[0]) == {"role", "content"} and set(msgs[1]) == {"role", "content"}
+    assert set(msgs[3]) == {"role", "content", "tool_call_id", "name"}
+    assert all(v is not None for m in msgs for v in m.values())
 
 
 def test_stats_numbers_match_the_data(sample_store, capsys):
