@@ -65,6 +65,7 @@ $(TRAIN_STAMP): $(STAMP) | score
 	$(PIP) install 'trl==1.16.0' 'ray>=2.41' 'tensordict>=0.8,<=0.10.0,!=0.9.0' omegaconf hydra-core codetiming \
 	  pylatexenc dill pillow
 	$(PIP) install --no-deps 'verl==0.9.1'
+	$(PIP) download --no-deps 'verl==0.7.1' -d $(VENV)/wheels  # its Search-R1 SearchTool (removed in 0.8), for a test
 	@$(PY) -c "import trl; from verl.utils.dataset.rl_dataset import RLHFDataset; from verl.tools.base_tool import BaseTool"
 	@rm -f $(VENV)/.train-* && touch $@
 

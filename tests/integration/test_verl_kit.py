@@ -159,10 +159,55 @@ def test_swe_tools_edit_and_submit_and_the_reward_grades_the_recorded_patch(tmp_
     subprocess.run(["git", "-C", str(repo), "status"], check=True, capture_output=True)
 
 
-def test_verls_search_tool_reads_crucible_search_serve_retrieve(tmp_path):
-    """verl's own Search-R1 SearchTool (verl <= 0.7; verl 0.8 removed it) against `/retrieve`."""
-    st = pytest.importorskip("verl.tools.search_tool", reason="this verl has no verl.tools.search_tool (removed in "
-                                                             "0.8); the /retrieve contract is checked in test_search_live")
+def verl_search_tool_module(tmp_path, monkeypatch):
+    """verl's own ``verl.tools.search_tool``: from the installed verl when it has one, else unchanged
+    from the verl 0.7.1 wheel that ``make train-deps`` downloads (verl 0.8 removed the module; its
+    relative imports then resolve against the installed verl's BaseTool and schemas). Its Ray
+    workers import it by name, so they get a copy of the installed verl with the two files added
+    (PYTHONPATH); this process gets the same two modules registered under their names."""
+    import importlib.util
+    import os
+    import shutil
+    import sys
+    import types
+    import zipfile
+    from pathlib import Path
+
+    try:
+        import verl.tools.search_tool as st
+
+        return st
+    except ImportError:
+        pass
+    wheels = sorted((Path(__file__).resolve().parents[2] / ".venv" / "wheels").glob("verl-0.7.1-*.whl"))
+    if not wheels:
+        pytest.skip("no verl.tools.search_tool in this verl and no verl 0.7.1 wheel in .venv/wheels (make train-deps)")
+    out = tmp_path / "verl-site"
+    shutil.copytree(Path(sys.modules["verl"].__file__).parent, out / "verl",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with zipfile.ZipFile(wheels[-1]) as z:
+        for name in ("verl/tools/search_tool.py", "verl/tools/utils/search_r1_like_utils.py"):
+            z.extract(name, out)
+    (out / "verl/tools/utils/__init__.py").touch()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(out), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    if "verl.tools.utils" not in sys.modules:
+        pkg = types.ModuleType("verl.tools.utils")
+        pkg.__path__ = [str(out / "verl/tools/utils")]
+        sys.modules["verl.tools.utils"] = pkg
+    mods = {}
+    for name, path in (("verl.tools.utils.search_r1_like_utils", "verl/tools/utils/search_r1_like_utils.py"),
+                       ("verl.tools.search_tool", "verl/tools/search_tool.py")):
+        spec = importlib.util.spec_from_file_location(name, out / path)
+        mods[name] = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mods[name]
+        spec.loader.exec_module(mods[name])
+    return mods["verl.tools.search_tool"]
+
+
+def test_verls_search_tool_reads_crucible_search_serve_retrieve(tmp_path, monkeypatch):
+    """verl's own Search-R1 SearchTool (verl <= 0.7; verl 0.8 removed it: then loaded unchanged from the
+    0.7.1 wheel) against `/retrieve`."""
+    st = verl_search_tool_module(tmp_path, monkeypatch)
     from verl.tools.schemas import OpenAIFunctionToolSchema
 
     from pipelines.browse.api import make_backend
