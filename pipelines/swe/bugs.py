@@ -237,7 +237,7 @@ def bug_instance_id(repo: str, cand: BugCandidate) -> str:
 
 def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCandidate], run_id: str, *,
                   source_ref: str | None = None, max_f2p: int = 200,
-                  done: frozenset[str] = frozenset()) -> tuple[list[dict], list[dict], dict]:
+                  done: frozenset[str] = frozenset()) -> tuple[list, list[dict], dict]:
     """(instances, validation rows, stats) for the candidates of one repo checkout. The clean suite runs once
     per env and is cached on disk (:mod:`pipelines.swe.reference`); each candidate runs the test files that
     mention its function. Candidates whose instance id is in ``done`` (committed by an earlier run) are
@@ -246,11 +246,12 @@ def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCa
     import tempfile
     import time
 
-    from pipelines.store.commit import utc_now
+    from pipelines.swe.envs import TaskEnv, env_for
     from pipelines.swe.mirror import commit_patch, diff_commits, ensure_bare_mirror
     from pipelines.swe.patches import PatchError, apply_patch
+    from pipelines.swe.records import FailureKind, Status, Step, SWEInstance, not_valid, validation_row
     from pipelines.swe.reference import reference_run, tree_id
-    from pipelines.swe.validate import env_for, outcome_map, pytest_seconds, run_side
+    from pipelines.swe.validate import outcome_map, pytest_seconds, run_side
     from sandbox.sources import export_tree
 
     todo = [c for c in cands if bug_instance_id(repo, c) not in done]
@@ -263,7 +264,8 @@ def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCa
     try:
         tree = export_tree(checkout.path, tmp / "clean")
         spec = env_for(ctx, repo, checkout.commit, tree)
-        ref = reference_run(ctx, spec, tree, tree_id(checkout.path))
+        env = TaskEnv(spec.image, spec.recipe, ctx.network_mode, ctx.id_style)
+        ref = reference_run(ctx, env, tree, tree_id(checkout.path))
         stats.update(clean_run_s=0.0 if ref.cached else ref.seconds, clean_pytest_s=ref.pytest_s,
                      reference_cached=ref.cached, reference_key=ref.key)
         if not ref.ok:
@@ -273,53 +275,53 @@ def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCa
         for cand in cands:
             t1 = time.monotonic()
             iid = bug_instance_id(repo, cand)
-            row = {"instance_id": iid, "status": "invalid", "reason": None, "fail_to_pass": [], "pass_to_pass": [],
-                   "flaky_tests": sorted(clean_flaky), "network_tests": [], "labels_match": None,
-                   "env_image": spec.image, "tests_before": None, "tests_after": None, "n_runs": 0,
-                   "duration_s": None, "test_duration_s": None,
-                   "meta": {"operator": cand.operator, "function": cand.function, "path": cand.path,
-                            "source": "injected"}, "run_id": run_id, "created_at": utc_now()}
+            row = validation_row(iid, run_id, flaky_tests=sorted(clean_flaky), env_image=env.image,
+                                 meta={"operator": cand.operator, "function": cand.function, "path": cand.path,
+                                       "source": "injected", "network": env.network})
             buggy = tmp / f"bug-{cand.key}"
             shutil.copytree(tree, buggy, symlinks=True)
             try:
                 apply_patch(buggy, cand.diff, what="bug")
             except PatchError as exc:
-                row.update(status="error", reason=f"bug_apply: {exc}"[:1000])
+                not_valid(row, Status.ERROR, FailureKind.ERROR, Step.PATCH_APPLY, f"bug_apply: {exc}"[:1000])
                 rows.append(row)
                 continue
             selection = tests_for(tree, cand, spec.recipe.get("test_paths") or ["."])
-            runs = run_side(ctx, spec, buggy, selection, 1)
+            runs = run_side(ctx, env, buggy, selection, 1)
             stats["bug_runs"] += 1
             shutil.rmtree(buggy, ignore_errors=True)
             run = runs[0]
             row["n_runs"], row["test_duration_s"] = 1, round(run.seconds, 3)
             row["meta"]["pytest_s"] = pytest_seconds(run.log_tail)
             if not (run.ok or (run.status == "error" and run.kind == "collection")):
-                row.update(status="invalid" if run.status == "error" else "error",
-                           reason=f"bug_run_{run.status}/{run.kind}: {run.reason}"[:1000])
+                why = f"bug_run_{run.status}/{run.kind}: {run.reason}"[:1000]
+                if run.status == "error":  # the bug breaks the suite beyond collection: no usable labels
+                    not_valid(row, Status.INVALID, FailureKind.FILTERED, Step.RUN, why)
+                else:
+                    not_valid(row, Status.ERROR, FailureKind.INFRA if run.status == "infra" else FailureKind.ERROR,
+                              Step.RUN, why)
             else:
                 lab = bug_labels(clean, outcome_map(run, ctx.id_style), selection, allow_absent=not run.ok)
                 f2p = [t for t in lab["FAIL_TO_PASS"] if t not in clean_flaky]
                 p2p = [t for t in lab["PASS_TO_PASS"] if t not in clean_flaky]
                 row.update(fail_to_pass=f2p, pass_to_pass=p2p, meta={**row["meta"], "selection": selection})
                 if not f2p:
-                    row["reason"] = "no_fail_to_pass: no test goes pass -> fail with this bug"
+                    not_valid(row, Status.INVALID, FailureKind.FILTERED, Step.LABELS,
+                              "no_fail_to_pass: no test goes pass -> fail with this bug")
                 elif len(f2p) > max_f2p:
-                    row["reason"] = f"too_many_f2p: {len(f2p)} > {max_f2p} (bug breaks import or everything)"
+                    not_valid(row, Status.INVALID, FailureKind.FILTERED, Step.LABELS,
+                              f"too_many_f2p: {len(f2p)} > {max_f2p} (bug breaks import or everything)")
                 else:
-                    row["status"] = "valid"
+                    row["status"] = Status.VALID.value
                     sha = commit_patch(mirror, checkout.commit, cand.diff, f"{iid}: {cand.operator} in "
                                        f"{cand.function}", f"crucible/{iid}")
-                    instances.append({
-                        "instance_id": iid, "repo": repo, "base_commit": sha,
-                        "patch": diff_commits(mirror, sha, checkout.commit), "test_patch": "",
-                        "problem_statement": "", "hints_text": None, "created_at": None, "version": None,
-                        "environment_setup_commit": None, "FAIL_TO_PASS": f2p, "PASS_TO_PASS": p2p,
-                        "source": "injected", "source_ref": source_ref, "env_image": spec.image,
-                        "recipe": spec.recipe, "bug_operator": cand.operator,
-                        "meta": {"function": cand.function, "path": cand.path, "bug_diff": cand.diff,
-                                 "failing_output": run.log_tail[-3000:]},
-                    })
+                    instances.append(SWEInstance(
+                        instance_id=iid, repo=repo, base_commit=sha,
+                        patch=diff_commits(mirror, sha, checkout.commit), test_patch="",
+                        FAIL_TO_PASS=tuple(f2p), PASS_TO_PASS=tuple(p2p), source="injected", source_ref=source_ref,
+                        bug_operator=cand.operator, **env.columns(),
+                        meta={"function": cand.function, "path": cand.path, "bug_diff": cand.diff,
+                              "failing_output": run.log_tail[-3000:]}))
             row["duration_s"] = round(time.monotonic() - t1, 3)
             rows.append(row)
         return instances, rows, stats

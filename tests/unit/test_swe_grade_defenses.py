@@ -164,7 +164,7 @@ def test_a_row_with_an_escaping_path_is_a_failures_row_naming_instance_and_path(
     import shutil
 
     from pipelines.config import load_config
-    from pipelines.swe import pipeline as swe_pipeline
+    from pipelines.swe import curate as swe_pipeline
     from tests.support import samples
 
     secret, tree = host_secret(tmp_path)
@@ -176,9 +176,9 @@ def test_a_row_with_an_escaping_path_is_a_failures_row_naming_instance_and_path(
         return real_read(self, *a, **kw)
 
     monkeypatch.setattr(type(secret), "read_text", spy)
-    monkeypatch.setattr("pipelines.swe.validate.checkout_tree",
+    monkeypatch.setattr("pipelines.swe.envs.checkout_tree",
                         lambda ctx, repo, commit, dest: shutil.copytree(tree, dest, symlinks=True))
-    monkeypatch.setattr("pipelines.swe.validate.env_for_instance", lambda *a, **kw: None)
+    monkeypatch.setattr("pipelines.swe.envs.task_env", lambda *a, **kw: None)
     rel = "../../../host_secret.txt"
     inst = dict(samples.swe_instance(7), problem_statement="x", meta={},
                 patch=f"diff --git a/{rel} b/{rel}\n--- a/pkg/core.py\n+++ b/pkg/core.py\n" + HUNK)

@@ -323,7 +323,7 @@ class FakeBuild:
 
 def test_env_for_auto_uses_table_and_inferred_does_not(tmp_path, monkeypatch):
     import sandbox.api
-    from pipelines.swe.validate import ValidateContext, env_for
+    from pipelines.swe.envs import ValidateContext, env_for
     from sandbox.api import Settings
 
     tree = write(tmp_path / "t", {"requirements_dev.txt": "pytest\n", "setup.py": "",
@@ -355,7 +355,7 @@ def test_validate_instance_reports_recipe_error_as_setup_reason(tmp_path, monkey
     ctx = v.ValidateContext(client=None, settings=Settings(), workdir=tmp_path)
     row = v.validate_instance(ctx, {"instance_id": "x", "repo": "pydata/xarray", "version": "0.12",
                                     "base_commit": "b", "patch": "", "test_patch": ""}, "run")
-    assert row["status"] == "error"
+    assert (row["status"], row["failure_kind"], row["failed_at"]) == ("error", "infra", "setup")
     assert row["reason"].startswith("setup: RecipeError: pydata/xarray 0.12 (swebench-4.0.")
     assert "environment.yml" in row["reason"] or "Python 3.10" in row["reason"]
 

@@ -48,9 +48,9 @@ def test_labels_match_and_verdict():
     assert labels_match(None, None, ["a"], []) is None
     assert labels_match(["a"], ["b", "c"], ["a"], ["c", "b"]) is True
     assert labels_match(["a"], [], ["a"], ["b"]) is False
-    assert verdict({"FAIL_TO_PASS": [], "PASS_TO_PASS": ["b"]})[0] == "invalid"
-    assert verdict({"FAIL_TO_PASS": ["a"], "PASS_TO_PASS": []}) == ("valid", None)
-    assert verdict({"FAIL_TO_PASS": ["a"], "PASS_TO_PASS": []}, require_p2p=True)[0] == "invalid"
+    assert verdict({"FAIL_TO_PASS": [], "PASS_TO_PASS": ["b"]}).startswith("no_fail_to_pass")
+    assert verdict({"FAIL_TO_PASS": ["a"], "PASS_TO_PASS": []}) is None
+    assert verdict({"FAIL_TO_PASS": ["a"], "PASS_TO_PASS": []}, require_p2p=True).startswith("no_pass_to_pass")
 
 
 DIFF = """diff --git a/pkg/core.py b/pkg/core.py
