@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.swe.fake_github import FakeGitHub, comment, commit
+from tests.support.fake_github import FakeGitHub, comment, commit
 from pipelines.swe.github import GitHubClient, crawl
 
 REPO = "bench/repo"

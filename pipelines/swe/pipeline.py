@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import apache_beam as beam
 
@@ -124,7 +125,7 @@ def run(cfg) -> dict:
                 outs.append(inj.results)
                 valid.append(inj.valid)
             if rows:
-                inputs.append(p | "SWEBenchRows" >> beam.Create(rows, reshuffle=False))
+                inputs.append(p | "SWEBenchRows" >> beam.Create(rows, reshuffle=False).with_output_types(Any))
             if mine_repos:
                 mined = (p | "MineRepos" >> beam.Create(mine_repos, reshuffle=False)
                          | "MineCommits" >> beam.ParDo(MineCommits(cfgd, run_id, network, PIPELINE))

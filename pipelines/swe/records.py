@@ -105,16 +105,16 @@ class SWEInstance(Mapping):
         return cls(**data)
 
     def replace(self, **changes) -> SWEInstance:
-        return SWEInstance.from_row(self.as_dict(), **changes)
+        return SWEInstance.from_row(self.to_dict(), **changes)
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.fields()}
 
     def row(self, run_id: str) -> dict:
         """The swe_instances row (labels must be known by now)."""
         if self.FAIL_TO_PASS is None or self.PASS_TO_PASS is None:
             raise ValueError(f"swe instance {self.instance_id}: no labels to store (validate it first)")
-        return {**self.as_dict(), "FAIL_TO_PASS": list(self.FAIL_TO_PASS), "PASS_TO_PASS": list(self.PASS_TO_PASS),
+        return {**self.to_dict(), "FAIL_TO_PASS": list(self.FAIL_TO_PASS), "PASS_TO_PASS": list(self.PASS_TO_PASS),
                 "problem_statement": self.problem_statement or "", "run_id": run_id}
 
     # Mapping

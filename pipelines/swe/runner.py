@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 log = logging.getLogger(__name__)
 PIPELINE = "swe-validate"
@@ -56,7 +57,7 @@ def validate_file(cfg, path: str, *, limit: int | None = None) -> dict:
     with run_network(client, cfg.swe.network, run_id) as network:
         if insts:
             with beam.Pipeline(options=pipeline_options(cfg.run)) as p:
-                v = (p | "Instances" >> beam.Create(insts, reshuffle=False)
+                v = (p | "Instances" >> beam.Create(insts, reshuffle=False).with_output_types(Any)
                      | "ValidateEnvs" >> ValidateEnvs(cfgd, run_id, network, PIPELINE))
                 kept = v.valid | "InstanceRows" >> beam.Map(lambda pair, r=run_id: ItemResult(
                     pair[0]["instance_id"]).add("swe_validations", pair[1]).add("swe_instances", pair[0].row(r)))

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from pipelines.config import load_config
-from pipelines.llm.fake_server import FakeOpenAIServer, Reply
+from tests.support.fake_llm_server import FakeOpenAIServer, Reply
 from pipelines.store import catalog
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.config import load_config
 from pipelines.llm.client import ChatResult, LLMClient, LLMError, report_beam_metrics, retry_after_seconds
-from pipelines.llm.fake_server import FakeOpenAIServer, Reply
+from tests.support.fake_llm_server import FakeOpenAIServer, Reply
 
 MSGS = [{"role": "user", "content": "hello"}]
 FAST = dict(backoff_initial_s=0.01, backoff_max_s=0.05, cache=False)

@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.cli import main as cli_main
 from pipelines.llm import embedded
-from pipelines.llm.fake_server import FakeOpenAIServer, Reply
+from tests.support.fake_llm_server import FakeOpenAIServer, Reply
 from pipelines.llm.serve import (
     ServerStartError,
     endpoint_config,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.swe.fake_github import FakeGitHub, Fault, comment, commit
+from tests.support.fake_github import FakeGitHub, Fault, comment, commit
 from pipelines.swe.github import (
     GitHubClient,
     GitHubError,

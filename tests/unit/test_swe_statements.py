@@ -1,5 +1,5 @@
 from pipelines.llm import LLMClient, load_prompt
-from pipelines.llm.fake_server import FakeOpenAIServer, Reply
+from tests.support.fake_llm_server import FakeOpenAIServer, Reply
 from pipelines.swe.patches import file_diff
 from pipelines.swe.statements import leak_check, scrub_failure, template_statement, write_statement
 
