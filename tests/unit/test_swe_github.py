@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fake_github import FakeGitHub, Fault, comment, commit
 from pipelines.swe.github import (
     GitHubClient,
     GitHubError,
@@ -27,6 +26,7 @@ from pipelines.swe.github import (
     resolved_issues,
 )
 from pipelines.swe.sources import read_instances
+from tests.support.fake_github import FakeGitHub, Fault, comment, commit
 
 REPO = "acme/calc"
 T0 = 1_800_000_000.0
