@@ -152,7 +152,8 @@ def _grade(args) -> int:
 def _import_specs(args) -> int:
     from pathlib import Path
 
-    from pipelines.swe.swebench_specs import DEFAULT_SPECS, SpecsImportError, import_specs, write_specs
+    from pipelines.swe.swebench_import import import_specs, write_specs
+    from pipelines.swe.swebench_specs import DEFAULT_SPECS, SpecsImportError
 
     try:
         data, license_text = import_specs(Path(args.source))
