@@ -9,7 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.swe.github import GitHubClient, crawl
+from pipelines.swe.github import crawl
+from pipelines.swe.github_client import GitHubClient
 from tests.support.fake_github import FakeGitHub, comment, commit
 
 REPO = "bench/repo"

@@ -175,7 +175,9 @@ def _run(args) -> int:
 
 def _crawl(args) -> int:
     from pipelines.config import load_config
-    from pipelines.swe.github import GitHubError, RateLimitError, client_from_config, crawl, parse_time
+    from pipelines.swe.github import crawl
+    from pipelines.swe.github_client import GitHubError, RateLimitError, client_from_config
+    from pipelines.swe.github_rules import parse_time
 
     gh = load_config(args.config, list(args.overrides or [])).swe.github
     repos = list(args.repo) or list(gh.repos)

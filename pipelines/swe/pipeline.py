@@ -35,7 +35,8 @@ def crawl_github(cfg, out_dir: str, run_id: str, done: set[str]) -> list:
     ``<out_dir>/github/prs.jsonl``; every rejected PR and every repo or rate-limit failure is committed as a
     ``failures`` row. Returns the candidate instances on disk not committed yet."""
     from pipelines.store.commit import commit_items
-    from pipelines.swe.github import RateLimitError, client_from_config, crawl, rejected_path_for
+    from pipelines.swe.github import crawl, rejected_path_for
+    from pipelines.swe.github_client import RateLimitError, client_from_config
     from pipelines.swe.runner import read_input
 
     gh = cfg.swe.github
