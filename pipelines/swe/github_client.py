@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+from pipelines.http_retry import RetryPolicy
+
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -94,6 +96,8 @@ class GitHubClient:
         self.__token = (env.get(token_env) or "").strip() or None
         self.max_rate_limit_wait_s = float(max_rate_limit_wait_s)
         self.max_retries = int(max_retries)
+        # GitHub's documented waits: fixed exponential backoff, server waits not capped here (see _on_retry_wait)
+        self.retry_policy = RetryPolicy(self.max_retries, BACKOFF_BASE_S, BACKOFF_MAX_S, float("inf"), jitter=False)
         self.per_page = max(1, min(100, int(per_page)))
         self.timeout = timeout
         self.clock = clock
@@ -165,8 +169,8 @@ class GitHubClient:
         return headers
 
     def _wait(self, seconds: float, why: str, *, rate_limit: bool = True) -> None:
-        """Sleep; a rate-limit wait longer than ``max_rate_limit_wait_s`` raises instead (backoff is
-        bounded by BACKOFF_MAX_S on its own)."""
+        """Sleep (outside the retry loop: before a request while the limit is exhausted); a rate-limit wait
+        longer than ``max_rate_limit_wait_s`` raises instead."""
         seconds = max(0.0, float(seconds))
         if rate_limit and seconds > self.max_rate_limit_wait_s:
             reset_at = self.clock() + seconds
@@ -190,63 +194,87 @@ class GitHubClient:
         except ValueError:
             pass
 
-    def _wait_for_reset(self, why: str) -> None:
+    def _until_reset(self) -> float:
         reset = self.rate_limit_reset
-        wait = (reset - self.clock() + RESET_MARGIN_S) if reset is not None else SECONDARY_LIMIT_WAIT_S
-        self._wait(max(wait, 0.0), why)
+        return max((reset - self.clock() + RESET_MARGIN_S) if reset is not None else SECONDARY_LIMIT_WAIT_S, 0.0)
+
+    def _forget_remaining(self) -> None:
         self.rate_limit_remaining = None  # unknown until the next response
 
+    def _wait_for_reset(self, why: str) -> None:
+        self._wait(self._until_reset(), why)
+        self._forget_remaining()
+
     def _request(self, path: str, params: Mapping[str, Any] | None, accept: str):
+        """One GET through the shared retry policy: 5xx and connection errors back off (1, 2, 4 ... s);
+        rate limits wait for ``Retry-After`` or the reset (a wait beyond ``max_rate_limit_wait_s`` raises
+        :class:`RateLimitError`); after ``max_retries`` retries the last error is raised."""
         url = self._url(path)
-        attempt = 0
-        while True:
-            if self.rate_limit_remaining == 0 and self.rate_limit_reset is not None \
-                    and self.rate_limit_reset > self.clock() - RESET_MARGIN_S:
-                self._wait_for_reset("rate limit exhausted (X-RateLimit-Remaining: 0)")
-            attempt += 1
-            self.requests_made += 1
-            try:
-                resp = self.session.get(url, params=params, headers=self._headers(url, accept), timeout=self.timeout)
-            except self._requests_exc as exc:
-                if attempt > self.max_retries:
-                    raise GitHubError(f"GET {url}: {type(exc).__name__} after {attempt} attempts: {exc}",
-                                      url=url) from None
-                self._wait(_backoff(attempt), f"connection error ({type(exc).__name__}), retry {attempt}",
-                           rate_limit=False)
-                continue
-            self._track(resp.headers)
-            status = resp.status_code
-            if status < 300:
-                return resp
-            message = _message(resp)
-            if status in (403, 429) and _is_rate_limited(resp, message):
-                if attempt > self.max_retries:
-                    raise RateLimitError(f"GET {url}: still rate limited after {attempt} attempts ({message})",
-                                         reset_at=self.rate_limit_reset)
-                retry_after = resp.headers.get("Retry-After")
-                if retry_after is not None and retry_after.strip().isdigit():
-                    self._wait(float(retry_after), f"asked to retry after {retry_after} s ({status})")
-                elif resp.headers.get("X-RateLimit-Remaining") == "0":
-                    self._wait_for_reset(f"rate limit exceeded ({status})")
-                else:  # secondary limit without a hint
-                    self._wait(max(SECONDARY_LIMIT_WAIT_S, _backoff(attempt)), f"secondary rate limit ({status})")
-                continue
-            if status >= 500:
-                if attempt > self.max_retries:
-                    raise GitHubError(f"GET {url}: HTTP {status} after {attempt} attempts ({message})", status, url)
-                self._wait(_backoff(attempt), f"HTTP {status}, retry {attempt}", rate_limit=False)
-                continue
-            if status in (404, 410):
-                raise NotFoundError(f"GET {url}: HTTP {status} {message} (it does not exist, or the token in "
-                                    f"${self.token_env} cannot see it)", status, url)
-            if status == 401:
-                raise GitHubError(f"GET {url}: HTTP 401 {message}: the token in ${self.token_env} was rejected; "
-                                  "set a valid token or unset the variable", status, url)
-            raise GitHubError(f"GET {url}: HTTP {status} {message}", status, url)
+        try:
+            for attempt in self.retry_policy.retrying(lambda e: isinstance(e, _Retry), hint_of=lambda e: e.wait_s,
+                                                      on_wait=self._on_retry_wait, sleep=self.sleep):
+                with attempt:
+                    return self._attempt(url, params, accept, attempt.retry_state.attempt_number)
+        except _Retry as exc:
+            raise exc.error from None
+        raise AssertionError("unreachable")
+
+    def _on_retry_wait(self, exc: _Retry, seconds: float) -> float:
+        if exc.rate_limit and seconds > self.max_rate_limit_wait_s:
+            self._wait(seconds, exc.why)  # raises RateLimitError: it resets too late
+        log.info("GitHub %s: waiting %.0f s", exc.why, seconds)
+        self.waited_s += seconds
+        if exc.after_wait is not None:
+            exc.after_wait()
+        return seconds
+
+    def _attempt(self, url: str, params: Mapping[str, Any] | None, accept: str, attempt: int):
+        if self.rate_limit_remaining == 0 and self.rate_limit_reset is not None \
+                and self.rate_limit_reset > self.clock() - RESET_MARGIN_S:
+            self._wait_for_reset("rate limit exhausted (X-RateLimit-Remaining: 0)")
+        self.requests_made += 1
+        try:
+            resp = self.session.get(url, params=params, headers=self._headers(url, accept), timeout=self.timeout)
+        except self._requests_exc as exc:
+            raise _Retry(GitHubError(f"GET {url}: {type(exc).__name__} after {attempt} attempts: {exc}", url=url),
+                         f"connection error ({type(exc).__name__}), retry {attempt}") from None
+        self._track(resp.headers)
+        status = resp.status_code
+        if status < 300:
+            return resp
+        message = _message(resp)
+        if status in (403, 429) and _is_rate_limited(resp, message):
+            error = RateLimitError(f"GET {url}: still rate limited after {attempt} attempts ({message})",
+                                   reset_at=self.rate_limit_reset)
+            retry_after = resp.headers.get("Retry-After")
+            if retry_after is not None and retry_after.strip().isdigit():
+                raise _Retry(error, f"asked to retry after {retry_after} s ({status})", float(retry_after), True)
+            if resp.headers.get("X-RateLimit-Remaining") == "0":
+                raise _Retry(error, f"rate limit exceeded ({status})", self._until_reset(), True,
+                             after_wait=self._forget_remaining)
+            # secondary limit without a hint
+            raise _Retry(error, f"secondary rate limit ({status})",
+                         max(SECONDARY_LIMIT_WAIT_S, self.retry_policy.wait_s(attempt)), True)
+        if status >= 500:
+            raise _Retry(GitHubError(f"GET {url}: HTTP {status} after {attempt} attempts ({message})", status, url),
+                         f"HTTP {status}, retry {attempt}")
+        if status in (404, 410):
+            raise NotFoundError(f"GET {url}: HTTP {status} {message} (it does not exist, or the token in "
+                                f"${self.token_env} cannot see it)", status, url)
+        if status == 401:
+            raise GitHubError(f"GET {url}: HTTP 401 {message}: the token in ${self.token_env} was rejected; "
+                              "set a valid token or unset the variable", status, url)
+        raise GitHubError(f"GET {url}: HTTP {status} {message}", status, url)
 
 
-def _backoff(attempt: int) -> float:
-    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
+class _Retry(Exception):
+    """An attempt worth another: ``error`` is raised when the retries run out; ``wait_s`` is the server's
+    wait (None: backoff); a ``rate_limit`` wait is bounded by ``max_rate_limit_wait_s``."""
+
+    def __init__(self, error: GitHubError, why: str, wait_s: float | None = None, rate_limit: bool = False,
+                 after_wait=None):
+        super().__init__(str(error))
+        self.error, self.why, self.wait_s, self.rate_limit, self.after_wait = error, why, wait_s, rate_limit, after_wait
 
 
 def _message(resp) -> str:
