@@ -296,10 +296,8 @@ def iso_utc(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def client_from_config(gh: Mapping | None = None, *, api_url: str | None = None, token_env: str | None = None,
+def client_from_config(gh: Mapping, *, api_url: str | None = None, token_env: str | None = None,
                        environ: Mapping[str, str] | None = None, **kwargs) -> GitHubClient:
-    """A client from the ``swe.github`` config section, flags overriding it."""
-    gh = gh or {}
-    return GitHubClient(api_url or gh.get("api_url") or DEFAULT_API_URL,
-                        token_env=token_env or gh.get("token_env") or DEFAULT_TOKEN_ENV, environ=environ,
-                        max_rate_limit_wait_s=float(gh.get("max_rate_limit_wait_s", 3600)), **kwargs)
+    """A client from the resolved ``swe.github`` config section, flags overriding it."""
+    return GitHubClient(api_url or gh["api_url"], token_env=token_env or gh["token_env"], environ=environ,
+                        max_rate_limit_wait_s=float(gh["max_rate_limit_wait_s"]), **kwargs)
