@@ -221,7 +221,7 @@ def bug_labels(clean: dict[str, str], buggy: dict[str, str], selection: list[str
     """F2P = pass clean and fail with the bug; P2P = pass both (within the files that ran). A test absent
     from the buggy run counts as failing only if ``allow_absent`` (the buggy run crashed at collection):
     otherwise it is an id that changes between runs (e.g. parametrized with the current time), not a bug."""
-    from pipelines.swe.validate import compute_labels
+    from pipelines.swe.labels import compute_labels
 
     if selection:
         clean = {t: s for t, s in clean.items() if t.split("::", 1)[0] in selection}
@@ -246,12 +246,12 @@ def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCa
     import tempfile
     import time
 
-    from pipelines.swe.envs import TaskEnv, env_for
+    from pipelines.swe.envs import TaskEnv, env_for, run_side
+    from pipelines.swe.labels import outcome_map, pytest_seconds
     from pipelines.swe.mirror import commit_patch, diff_commits, ensure_bare_mirror
     from pipelines.swe.patches import PatchError, apply_patch
     from pipelines.swe.records import FailureKind, Status, Step, SWEInstance, not_valid, validation_row
     from pipelines.swe.reference import reference_run, tree_id
-    from pipelines.swe.validate import outcome_map, pytest_seconds, run_side
     from sandbox.sources import export_tree
 
     todo = [c for c in cands if bug_instance_id(repo, c) not in done]

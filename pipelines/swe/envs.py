@@ -163,3 +163,11 @@ def group_by_env(insts: Iterable[Mapping]) -> dict[tuple[str, str], list[Mapping
     for inst in insts:
         groups.setdefault((inst["repo"], env_commit_of(inst)), []).append(inst)
     return {k: sorted(v, key=lambda i: i["instance_id"]) for k, v in sorted(groups.items())}
+
+
+def run_side(ctx: ValidateContext, env: TaskEnv, tree: Path, selection: list[str] | None, k: int,
+             network: str | None = None) -> list:
+    from sandbox.testrun import run_tests
+
+    return [run_tests(ctx.client, env.image, tree, env.recipe, limits=ctx.settings.limits,
+                      network=ctx.network_for(network or env.network), selection=selection) for _ in range(k)]

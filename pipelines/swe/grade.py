@@ -31,6 +31,7 @@ from enum import Enum
 from pathlib import Path
 
 from pipelines.swe.envs import ValidateContext, checkout_tree, task_env
+from pipelines.swe.labels import PASSING, outcome_map
 from pipelines.swe.patches import (
     PatchError,
     apply_patch,
@@ -39,7 +40,6 @@ from pipelines.swe.patches import (
     resolve_inside,
     sanitize_model_patch,
 )
-from pipelines.swe.validate import PASSING, outcome_map
 
 
 class Grade(str, Enum):

@@ -85,7 +85,8 @@ def reference_run(ctx, env, tree: Path, tree_key: str, selection: list[str] | No
     when this exact run was made before, else ``ctx.reruns`` fresh runs (``runner(ctx, env, tree, selection,
     k)`` -> list of TestRun)."""
     from pipelines.store.fsio import write_bytes_atomic
-    from pipelines.swe.validate import flaky_from, outcome_map, pytest_seconds, run_side
+    from pipelines.swe.envs import run_side
+    from pipelines.swe.labels import flaky_from, outcome_map, pytest_seconds
 
     k = max(1, int(ctx.reruns))
     key = reference_key(env.image, tree_key, selection, k, env.id_style, env.network)
