@@ -22,9 +22,10 @@ def workdir_of(cfg: Mapping) -> Path:
     return Path(w).expanduser() if w else settings_from_config(cfg["sandbox"], resolve_host=False).cache_dir / "swe"
 
 
-def build_ctx(cfg: Mapping, network: str, client=None):
+def build_ctx(cfg: Mapping, network: str | None = None, client=None):
     """Docker client (the local engine unless given) + sandbox settings pointing at the local mirrors (works
-    inside DoFn.setup); ``network`` is the run's network (:func:`pipelines.swe.envs.run_network`)."""
+    inside DoFn.setup); ``network`` is the run's network (:func:`pipelines.swe.envs.run_network`), by default
+    ``swe.network`` itself (``internal``: the shared internal network, not one made for the run)."""
     from pipelines.swe.envs import ValidateContext
     from sandbox.api import settings_from_config
     from sandbox.engine import ensure_engine
@@ -35,7 +36,8 @@ def build_ctx(cfg: Mapping, network: str, client=None):
     wd.mkdir(parents=True, exist_ok=True)
     # repos made from sdists live in local bare mirrors; every other repo comes through the URL template
     return ValidateContext(client=client, settings=settings_from_config(cfg["sandbox"]), workdir=wd,
-                           reruns=int(cfg["swe"]["reruns"]), id_style=cfg["swe"]["id_style"], network=network,
+                           reruns=int(cfg["swe"]["reruns"]), id_style=cfg["swe"]["id_style"],
+                           network=network or cfg["swe"]["network"],
                            label_network=cfg["sandbox"]["label_network"], mirror_root=wd / "mirrors",
                            recipes=cfg["swe"]["recipes"])
 
