@@ -32,7 +32,6 @@ REASONS = {
 RETRY_REASONS = frozenset({"api_error"})  # not remembered as done: a rerun tries these PRs again
 
 REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-KEYWORDS = ("close", "closes", "closed", "fix", "fixes", "fixed", "resolve", "resolves", "resolved")
 _HTML_COMMENT = re.compile(r"(?s)<!--.*?-->")
 _REF = re.compile(
     r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\b:?[ \t]+"

@@ -9,7 +9,6 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-PRED_FIELDS = ("instance_id", "model_name_or_path", "model_patch")
 
 
 class PredictionsError(ValueError):

@@ -52,12 +52,6 @@ class Step(str, Enum):
     GOLD_CHECK = "gold_check"  # the reference patch does not resolve through the rollout harness
 
 
-def _schema_props(table: str) -> dict:
-    from pipelines.store.records import record_type
-
-    return record_type(table).schema["properties"]
-
-
 @dataclass(frozen=True)
 class SWEInstance(Mapping):
     """One swe_instances record (fields = schemas/swe_instance.json, ``run_id`` added when written). A
