@@ -10,7 +10,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 
-
 class PredictionsError(ValueError):
     pass
 
