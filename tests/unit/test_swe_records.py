@@ -73,3 +73,20 @@ def test_failure_rows_of_every_stage_match_schema():
     for stage in Stage:
         f = failure("swe-curate", stage, FailureKind.FILTERED, "x", "r", "k")
         assert record_type("failures").errors(f) == [] and f["stage"] == stage.value
+
+
+def test_validate_flags_are_config_overrides_read_like_swe_curate():
+    from types import SimpleNamespace
+
+    from pipelines.commands.swe_cmd import flag_overrides
+    from pipelines.config import load_config
+
+    args = SimpleNamespace(repo_url_template="file:///m/{owner}/{name}.git", reruns=3, id_style="junit",
+                           label_network="internal", recipes="inferred", network="none", no_reference=True)
+    cfg = load_config("swe", flag_overrides(args))
+    assert (cfg.sandbox.repo_url_template, cfg.swe.reruns, cfg.swe.id_style, cfg.sandbox.label_network,
+            cfg.swe.recipes, cfg.swe.network, cfg.swe.reference_run) == (
+        "file:///m/{owner}/{name}.git", 3, "junit", "internal", "inferred", "none", False)
+    none = SimpleNamespace(repo_url_template=None, reruns=None, id_style=None, label_network=None, recipes=None,
+                           network=None, no_reference=False)
+    assert flag_overrides(none) == [] and load_config("swe", []).swe.network == "internal"
