@@ -318,7 +318,7 @@ def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCa
                     instances.append(SWEInstance(
                         instance_id=iid, repo=repo, base_commit=sha,
                         patch=diff_commits(mirror, sha, checkout.commit), test_patch="",
-                        FAIL_TO_PASS=tuple(f2p), PASS_TO_PASS=tuple(p2p), source="injected", source_ref=source_ref,
+                        FAIL_TO_PASS=list(f2p), PASS_TO_PASS=list(p2p), source="injected", source_ref=source_ref,
                         bug_operator=cand.operator, **env.columns(),
                         meta={"function": cand.function, "path": cand.path, "bug_diff": cand.diff,
                               "failing_output": run.log_tail[-3000:]}))

@@ -67,8 +67,8 @@ class SWEInstance(Mapping):
     created_at: str | None = None
     version: str | None = None
     environment_setup_commit: str | None = None
-    FAIL_TO_PASS: tuple[str, ...] | None = None  # None: not given (to be computed by validation)
-    PASS_TO_PASS: tuple[str, ...] | None = None
+    FAIL_TO_PASS: list[str] | None = None  # None: not given (to be computed by validation)
+    PASS_TO_PASS: list[str] | None = None
     source: str = "swebench"
     source_ref: str | None = None
     env_image: str | None = None
@@ -95,7 +95,7 @@ class SWEInstance(Mapping):
                              f"(schemas/swe_instance.json has {', '.join(cls.fields())})")
         for k in ("FAIL_TO_PASS", "PASS_TO_PASS"):
             if data.get(k) is not None:
-                data[k] = tuple(data[k])
+                data[k] = list(data[k])
         return cls(**data)
 
     def replace(self, **changes) -> SWEInstance:
