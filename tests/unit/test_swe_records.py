@@ -90,3 +90,48 @@ def test_validate_flags_are_config_overrides_read_like_swe_curate():
     none = SimpleNamespace(repo_url_template=None, reruns=None, id_style=None, label_network=None, recipes=None,
                            network=None, no_reference=False)
     assert flag_overrides(none) == [] and load_config("swe", []).swe.network == "internal"
+
+
+def test_grading_uses_the_env_carried_from_validation_and_its_network(tmp_path, monkeypatch):
+    import shutil
+
+    from pipelines.swe import envs
+    from pipelines.swe.envs import ValidateContext
+    from pipelines.swe.grade import grade_patch
+    from sandbox.api import Settings
+    from sandbox.testrun import TestRun
+
+    tree = tmp_path / "tree"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "tests").mkdir()
+    (tree / "pkg" / "x.py").write_text("a\n")
+    (tree / "tests" / "test_x.py").write_text("def test_a():\n    pass\n")
+    monkeypatch.setattr("pipelines.swe.grade.checkout_tree", lambda ctx, repo, commit, dest: shutil.copytree(tree, dest))
+
+    def rederived(*a, **kw):
+        raise AssertionError("the env was planned again")
+
+    monkeypatch.setattr(envs, "decide_env", rederived)
+    seen = {}
+
+    def fake_run(client, image, repo_dir, recipe, *, network, **kw):
+        seen.update(image=image, network=network, test_cmd=recipe["test_cmd"])
+        return TestRun(status="infra", kind="daemon", reason="stop here")
+
+    monkeypatch.setattr("sandbox.testrun.run_tests", fake_run)
+    env = TaskEnv("crucible/env-x:py3.11-carried", {"test_cmd": "python -m pytest -x", "test_paths": ["tests"]},
+                  "internal")
+    inst = SWEInstance(instance_id="o__r-1", repo="o/r", base_commit="b", patch="", test_patch="",
+                       FAIL_TO_PASS=["tests/test_x.py::test_a"], PASS_TO_PASS=[], **env.columns())
+    ctx = ValidateContext(client=None, settings=Settings(), workdir=tmp_path, network="crucible-internal-run1")
+    patch = "diff --git a/pkg/x.py b/pkg/x.py\n--- a/pkg/x.py\n+++ b/pkg/x.py\n@@ -1 +1 @@\n-a\n+b\n"
+    g = grade_patch(ctx, inst, patch)
+    assert g["grade"] == "infra"
+    assert seen == {"image": env.image, "network": "crucible-internal-run1", "test_cmd": "python -m pytest -x"}
+    # an instance labelled under none is graded under none, whatever the run's network
+    seen.clear()
+    grade_patch(ctx, inst.replace(env_network="none"), patch)
+    assert seen["network"] == "none"
+    # a row never validated here (no carried env) is the only case that plans one
+    with pytest.raises(AssertionError, match="planned again"):
+        envs.task_env(ctx, inst.replace(env_image=None), tree, tmp_path / "env")
