@@ -23,6 +23,7 @@ class ValidateContext:
     label_network: str | None = None  # one more after-run on this network labels network-dependent tests
     mirror_root: Path | None = None  # local bare mirrors (injected-bug repos) tried before the URL template
     recipes: str = "auto"  # auto: SWE-bench's recipe when its table covers (repo, version), else inference
+    max_f2p: int = 200  # an injected bug failing more tests breaks import or everything (swe.max_f2p)
     env_cache: dict = field(default_factory=dict)  # (repo, env commit, version) -> sandbox EnvSpec
     stats: dict = field(default_factory=lambda: {"env_hits": 0, "env_builds": 0})
 

@@ -1,11 +1,10 @@
 """``make swe-curate``: the Beam graph (thin adapters over the per-item functions of :mod:`pipelines.swe`).
 
-    sdists -> InjectAndValidate (checkout, mirror, AST bug candidates, clean reference run once per env, bug runs)
-           \\-> invalid candidates: swe_validations + failures rows
-    swe.instances_file rows + swe.github.repos (PR crawl, in the driver: resumable, rate-limit aware)
+    sdists -> InjectBugs (checkout, mirror, AST bug candidates as instances, one env per sdist)
+      + swe.instances_file rows + swe.github.repos (PR crawl, in the driver: resumable, rate-limit aware)
       + swe.mine.repos -> MineCommits (commits changing source and tests)
         -> ValidateEnvs (key by env (repo, env commit), group; env image + clean reference run once per env,
-           then before/after runs; the same transform as ``crucible swe validate``)
+           then before/after runs, or one run per injected bug; the same transform as ``crucible swe validate``)
     valid instances -> Curate (problem statement, gold + LLM rollouts, grading, filters)
            -> swe_instances, swe_validations, swe_trajectories, failures
     -> CommitResults (Parquet shards + manifests) -> DuckDB catalog
@@ -86,7 +85,7 @@ def run(cfg) -> dict:
     from pipelines.swe.curate import Curate
     from pipelines.swe.envs import run_network
     from pipelines.swe.runner import read_input
-    from pipelines.swe.transforms import InjectAndValidate, MineCommits, ValidateEnvs
+    from pipelines.swe.transforms import InjectBugs, MineCommits, ValidateEnvs
     from sandbox.engine import ensure_engine
 
     t0 = time.monotonic()
@@ -121,10 +120,10 @@ def run(cfg) -> dict:
             skip = frozenset(done)
             if sdists:
                 inj = (p | "Sdists" >> beam.Create(sdists, reshuffle=False)
-                       | "InjectAndValidate" >> beam.ParDo(InjectAndValidate(cfgd, run_id, network, PIPELINE, skip))
-                       .with_outputs("valid", main="results"))
+                       | "InjectBugs" >> beam.ParDo(InjectBugs(cfgd, run_id, network, PIPELINE, skip))
+                       .with_outputs("rows", main="results"))
                 outs.append(inj.results)
-                valid.append(inj.valid)
+                inputs.append(inj.rows)
             if rows:
                 inputs.append(p | "SWEBenchRows" >> beam.Create(rows, reshuffle=False).with_output_types(Any))
             if mine_repos:

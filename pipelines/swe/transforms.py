@@ -37,7 +37,7 @@ def build_ctx(cfg: Mapping, network: str | None = None, client=None):
     # repos made from sdists live in local bare mirrors; every other repo comes through the URL template
     return ValidateContext(client=client, settings=settings_from_config(cfg["sandbox"]), workdir=wd,
                            reruns=int(cfg["swe"]["reruns"]), id_style=cfg["swe"]["id_style"],
-                           network=network or cfg["swe"]["network"],
+                           network=network or cfg["swe"]["network"], max_f2p=int(cfg["swe"]["max_f2p"]),
                            label_network=cfg["sandbox"]["label_network"], mirror_root=wd / "mirrors",
                            recipes=cfg["swe"]["recipes"])
 
@@ -95,14 +95,14 @@ class ValidateEnvs(beam.PTransform):
                 | "ValidateEnvGroup" >> beam.ParDo(ValidateEnvGroup(*self.args)).with_outputs("valid", main="results"))
 
 
-class InjectAndValidate(beam.DoFn):
-    """One sdist -> AST bug candidates validated against its clean suite (:func:`pipelines.swe.bugs.validate_bugs`).
-    Main output: ItemResults of candidates that are not valid; ``valid``: (instance, swe_validations row)."""
+class InjectBugs(beam.DoFn):
+    """One sdist -> AST bug candidates committed on its local mirror (:func:`pipelines.swe.bugs.inject`), as
+    instances for :class:`ValidateEnvs` (``rows`` output). Main output: failures of sdists that cannot be set up
+    and of bugs that do not apply."""
 
     def __init__(self, cfg: dict, run_id: str, network: str, pipeline: str, done: frozenset[str] = frozenset()):
         self.cfg, self.run_id, self.network, self.pipeline, self.done = cfg, run_id, network, pipeline, done
         self.cands = Metrics.counter("crucible.swe", "bug_candidates")
-        self.valid = Metrics.counter("crucible.swe", "bug_instances")
 
     def setup(self):
         self.ctx = build_ctx(self.cfg, self.network)
@@ -110,8 +110,17 @@ class InjectAndValidate(beam.DoFn):
     def process(self, sdist: str):
         import sys
 
-        from pipelines.swe.bugs import candidates, validate_bugs
-        from pipelines.swe.records import FailureKind, Stage, failure, validation_failure
+        from pipelines.swe.bugs import candidates, inject
+        from pipelines.swe.records import (
+            FailureKind,
+            Stage,
+            Status,
+            Step,
+            failure,
+            not_valid,
+            validation_failure,
+            validation_row,
+        )
         from sandbox.sources import from_sdist
 
         swe = self.cfg["swe"]
@@ -120,26 +129,23 @@ class InjectAndValidate(beam.DoFn):
             name = co.name.lower()
             cands = candidates(co.path, seed=int(swe["seed"]), max_candidates=int(swe["max_candidates_per_repo"]),
                                operators=tuple(swe["operators"]), include=swe["include_paths"].get(name))
-            self.cands.inc(len(cands))
-            log.info("swe: %s: %d bug candidates", sdist, len(cands))
-            insts, rows, stats = validate_bugs(self.ctx, co, f"pypi/{name}", self.ctx.workdir / "mirrors", cands,
-                                               self.run_id, source_ref=f"sdist:{sdist}", max_f2p=int(swe["max_f2p"]),
-                                               done=self.done)
+            insts, broken = inject(co, f"pypi/{name}", self.ctx.workdir / "mirrors", cands,
+                                   source_ref=f"sdist:{sdist}", done=self.done)
         except Exception as exc:  # noqa: BLE001 - a repo that cannot be set up is one failure row
             log.warning("swe: %s failed: %s", sdist, exc)
             yield ItemResult(f"sdist:{sdist}").add("failures", failure(
                 self.pipeline, Stage.INJECT, FailureKind.INFRA, f"{type(exc).__name__}: {exc}"[:2000], self.run_id,
                 f"sdist:{sdist}"))
             return
-        log.info("swe: %s: %d/%d candidates valid (%s)", sdist, len(insts), len(rows), stats)
-        valid = {i["instance_id"]: i for i in insts}
-        self.valid.inc(len(valid))
-        for row in rows:
-            if row["instance_id"] in valid:
-                yield beam.pvalue.TaggedOutput("valid", (valid[row["instance_id"]], row))
-            else:
-                yield (ItemResult(row["instance_id"]).add("swe_validations", row)
-                       .add("failures", validation_failure(row, self.pipeline, self.run_id)))
+        self.cands.inc(len(cands))
+        log.info("swe: %s: %d bug candidates, %d to validate, %d do not apply", sdist, len(cands), len(insts),
+                 len(broken))
+        for iid, why in broken:
+            row = not_valid(validation_row(iid, self.run_id), Status.ERROR, FailureKind.ERROR, Step.PATCH_APPLY, why)
+            yield (ItemResult(iid).add("swe_validations", row)
+                   .add("failures", validation_failure(row, self.pipeline, self.run_id)))
+        for inst in insts:
+            yield beam.pvalue.TaggedOutput("rows", inst)
 
 
 class MineCommits(beam.DoFn):

@@ -74,7 +74,7 @@ def env_reference(ctx: ValidateContext, repo: str, env_commit: str, insts: Seque
 
 
 def reference_meta(ref) -> dict:
-    return {"key": ref.key, "ok": ref.ok, "cached": ref.cached, "n_tests": len(ref.outcomes),
+    return {"key": ref.key, "ok": ref.ok, "cached": ref.cached, "n_tests": len(ref.outcomes), "pytest_s": ref.pytest_s,
             "flaky": ref.flaky[:200], "reason": ref.reason}
 
 
@@ -186,6 +186,107 @@ def validate_env_group(ctx: ValidateContext, insts: Sequence[Mapping], run_id: s
     insts = sorted(insts, key=lambda i: i["instance_id"])
     if not insts:
         return
+    if all(i["source"] == "injected" for i in insts):
+        yield from validate_bug_group(ctx, insts, run_id)
+        return
     ref = env_reference(ctx, insts[0]["repo"], env_commit_of(insts[0]), insts) if reference else None
     for inst in insts:
         yield inst, validate(ctx, inst, run_id, reference=ref)
+
+
+def validate_bug_group(ctx: ValidateContext, insts: Sequence[Mapping], run_id: str) -> Iterator[tuple[Mapping, Validation]]:
+    """Injected bugs of one env (a sdist's clean commit): the clean suite once (the env's reference run, cached
+    on disk), then one run per bug on the test files that mention its function; F2P = pass clean -> fail with
+    the bug (the fix reverses it), P2P = pass both; more than ``ctx.max_f2p`` F2P is a bug that breaks
+    everything."""
+    from pipelines.swe.bugs import bug_labels, tests_for
+    from pipelines.swe.envs import clone_at
+    from pipelines.swe.reference import reference_run, tree_id
+
+    repo, clean_commit = insts[0]["repo"], env_commit_of(insts[0])
+    tmp = Path(tempfile.mkdtemp(prefix="crucible-bugs-", dir=ctx.workdir))
+    try:
+        try:
+            tree = checkout_tree(ctx, repo, clean_commit, tmp / "clean")
+            spec = env_for(ctx, repo, clean_commit, tree)
+            env = TaskEnv(spec.image, spec.recipe, ctx.network_mode, ctx.id_style)
+            ref = reference_run(ctx, env, tree, tree_id(clone_at(ctx, repo, clean_commit).path))
+        except Exception as exc:  # noqa: BLE001 - every bug of the env reports it
+            for inst in insts:
+                yield inst, Validation(not_valid(validation_row(inst["instance_id"], run_id), Status.ERROR,
+                                                 FailureKind.INFRA, Step.SETUP, f"setup: {type(exc).__name__}: {exc}"),
+                                       None)
+            return
+        for inst in insts:
+            t0 = time.monotonic()
+            meta = inst["meta"] or {}
+            row = validation_row(inst["instance_id"], run_id, flaky_tests=sorted(ref.flaky), env_image=env.image,
+                                 meta={"operator": inst["bug_operator"], "function": meta.get("function"),
+                                       "path": meta.get("path"), "source": "injected", "network": env.network,
+                                       "reference": reference_meta(ref)})
+            if not ref.ok:
+                not_valid(row, Status.ERROR, FailureKind.INFRA if ref.reason.startswith("infra/") else FailureKind.ERROR,
+                          Step.REFERENCE, f"clean suite of {repo} did not run: {ref.reason}")
+            else:
+                _label_bug(ctx, inst, env, tree, ref, row, tmp, bug_labels, tests_for)
+            row["duration_s"] = round(time.monotonic() - t0, 3)
+            yield inst, Validation(row, env)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _label_bug(ctx, inst, env, tree, ref, row, tmp, bug_labels, tests_for) -> None:
+    buggy = tmp / "bug"
+    shutil.rmtree(buggy, ignore_errors=True)
+    shutil.copytree(tree, buggy, symlinks=True)
+    try:
+        apply_patch(buggy, inst["meta"]["bug_diff"], what="bug")
+    except PatchError as exc:
+        not_valid(row, Status.ERROR, FailureKind.ERROR, Step.PATCH_APPLY, f"bug_apply: {exc}")
+        return
+    selection = tests_for(tree, inst["meta"]["function"], env.recipe.get("test_paths") or ["."])
+    run = run_side(ctx, env, buggy, selection, 1)[0]
+    row["n_runs"], row["test_duration_s"] = 1, round(run.seconds, 3)
+    row["meta"].update(pytest_s=pytest_seconds(run.log_tail), selection=selection)
+    if not (run.ok or (run.status == "error" and run.kind == "collection")):
+        why = f"bug_run_{run.status}/{run.kind}: {run.reason}"
+        if run.status == "error":  # the bug breaks the suite beyond collection: no usable labels
+            not_valid(row, Status.INVALID, FailureKind.FILTERED, Step.RUN, why)
+        else:
+            not_valid(row, Status.ERROR, FailureKind.INFRA if run.status == "infra" else FailureKind.ERROR,
+                      Step.RUN, why)
+        return
+    clean_flaky = set(ref.flaky)
+    lab = bug_labels(ref.outcomes, outcome_map(run, env.id_style), selection, allow_absent=not run.ok)
+    f2p = [t for t in lab["FAIL_TO_PASS"] if t not in clean_flaky]
+    p2p = [t for t in lab["PASS_TO_PASS"] if t not in clean_flaky]
+    row.update(fail_to_pass=f2p, pass_to_pass=p2p)
+    row["meta"]["failing_output"] = run.log_tail[-3000:]
+    if not f2p:
+        not_valid(row, Status.INVALID, FailureKind.FILTERED, Step.LABELS,
+                  "no_fail_to_pass: no test goes pass -> fail with this bug")
+    elif len(f2p) > ctx.max_f2p:
+        not_valid(row, Status.INVALID, FailureKind.FILTERED, Step.LABELS,
+                  f"too_many_f2p: {len(f2p)} > {ctx.max_f2p} (bug breaks import or everything)")
+    else:
+        row["status"] = Status.VALID.value
+
+
+def validate_bugs(ctx: ValidateContext, checkout, repo: str, mirror_root: Path, cands, run_id: str, *,
+                  source_ref: str | None = None, done: frozenset[str] = frozenset()) -> tuple[list, list[dict], dict]:
+    """(valid instances, validation rows, stats) of a sdist's bug candidates: :func:`pipelines.swe.bugs.inject`
+    then :func:`validate_env_group`, as ``make swe-curate`` runs them (for benchmarks and tests)."""
+    from pipelines.swe.bugs import inject
+
+    insts, broken = inject(checkout, repo, mirror_root, cands, source_ref=source_ref, done=done)
+    rows = [not_valid(validation_row(iid, run_id), Status.ERROR, FailureKind.ERROR, Step.PATCH_APPLY, why)
+            for iid, why in broken]
+    valid = []
+    for inst, val in validate_env_group(ctx, insts, run_id, reference=True):
+        rows.append(val.row)
+        if val.row["status"] == Status.VALID.value:
+            valid.append(validated_instance(inst, val))
+    ref = next((r["meta"]["reference"] for r in rows if (r["meta"] or {}).get("reference")), {})
+    return valid, rows, {"candidates": len(cands), "skipped_done": len(cands) - len(insts) - len(broken),
+                         "bug_runs": sum(r["n_runs"] for r in rows), "clean_pytest_s": ref.get("pytest_s") or 0.0,
+                         "reference_cached": ref.get("cached")}

@@ -123,7 +123,8 @@ def test_repo_with_local_mirror_uses_it_others_use_the_template(tmp_path):
 
 
 def test_validate_bugs_skips_committed_candidates_before_touching_docker():
-    from pipelines.swe.bugs import bug_instance_id, validate_bugs
+    from pipelines.swe.bugs import bug_instance_id
+    from pipelines.swe.validate import validate_bugs
 
     cands = [SimpleNamespace(key="k1"), SimpleNamespace(key="k2")]
     done = frozenset(bug_instance_id("pypi/toolz", c) for c in cands)
