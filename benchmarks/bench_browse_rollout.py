@@ -16,7 +16,7 @@ from pathlib import Path
 from pipelines.browse.pipeline import build_context
 from pipelines.browse.stages import run_questions
 from pipelines.config import load_config
-from pipelines.llm.fake_server import FakeOpenAIServer
+from tests.support.fake_llm_server import FakeOpenAIServer
 from tests.unit.test_browse_pipeline import _write_graph, responder
 
 

@@ -32,7 +32,7 @@ def bench_overhead(n: int) -> list[dict]:
     import openai
 
     from pipelines.llm.client import LLMClient
-    from pipelines.llm.fake_server import FakeOpenAIServer
+    from tests.support.fake_llm_server import FakeOpenAIServer
 
     out = []
     with FakeOpenAIServer(latency_s=0.0) as srv:
@@ -77,7 +77,7 @@ def bench_concurrency(latency_s: float, cap: int, endpoints: int, calls: int) ->
     from contextlib import ExitStack
 
     from pipelines.llm.client import LLMClient
-    from pipelines.llm.fake_server import FakeOpenAIServer
+    from tests.support.fake_llm_server import FakeOpenAIServer
 
     with ExitStack() as stack:
         servers = [stack.enter_context(FakeOpenAIServer(latency_s=latency_s)) for _ in range(endpoints)]

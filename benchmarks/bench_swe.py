@@ -37,10 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from pipelines.config import load_config
-    from pipelines.swe.bugs import candidates, validate_bugs
+    from pipelines.swe.bugs import candidates
     from pipelines.swe.grade import grade_patch
     from pipelines.swe.mirror import fixture_instances, mirror_template
-    from pipelines.swe.validate import ValidateContext, validate_instance
+    from pipelines.swe.validate import ValidateContext, validate_bugs, validate_instance
     from sandbox.api import settings_from_config
     from sandbox.engine import ensure_engine
     from sandbox.sources import from_sdist

@@ -9,8 +9,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.swe.fake_github import FakeGitHub, comment, commit
-from pipelines.swe.github import GitHubClient, crawl
+from pipelines.swe.github import crawl
+from pipelines.swe.github_client import GitHubClient
+from tests.support.fake_github import FakeGitHub, comment, commit
 
 REPO = "bench/repo"
 DIFF = ("diff --git a/pkg/mod.py b/pkg/mod.py\n--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n"

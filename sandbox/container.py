@@ -1,21 +1,30 @@
 """A container to run things in: non-root, CPU/memory/pids limits, a wall-clock timeout that kills it,
-network modes ``none`` (default for tests), ``internal`` (a Docker network created with ``--internal``:
-no route out, connections to unroutable addresses time out as on a real network) and ``bridge``
-(builds only). The repo is copied in as a tar stream (no git clone inside)."""
+network modes ``none``, ``internal`` (a Docker network created with ``--internal``: no route out,
+connections to unroutable addresses time out as on a real network; one network per run with
+:func:`internal_network`, containers on it cannot reach each other) and ``bridge`` (builds only). On an
+internal network Docker's embedded DNS answers nothing for outside names (each lookup hangs 10 s), so
+containers there get a resolv.conf naming 127.0.0.1, where nothing listens: lookups fail at once, as under
+``none``. The repo is copied in as a tar stream (no git clone inside)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
 import tarfile
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-INTERNAL_NETWORK = "crucible-internal"
+INTERNAL_NETWORK = "crucible-internal"  # the shared one (mode ``internal``); per-run ones add a suffix
+# on an internal network: a resolver that refuses at once (nothing listens on the container's 127.0.0.1:53)
+RESOLV_REFUSE = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+NO_ICC = {"com.docker.network.bridge.enable_icc": "false"}
 NETWORK_MODES = ("none", "internal", "bridge")
 SANDBOX_LABEL = "crucible.sandbox"
 # test containers: no capabilities, no privilege gain through setuid binaries
@@ -91,23 +100,77 @@ def container_rw_bytes(client, container_id: str) -> int:
     return int(res.get("SizeRw") or 0)
 
 
+def is_internal(network: str) -> bool:
+    return network == "internal" or network.startswith(INTERNAL_NETWORK + "-")
+
+
+def internal_network_name(run_id: str) -> str:
+    return f"{INTERNAL_NETWORK}-{hashlib.sha256(run_id.encode()).hexdigest()[:12]}"
+
+
 def ensure_network(client, mode: str) -> str:
-    """The docker ``network_mode``/network name for a mode; creates the internal network if needed."""
-    if mode not in NETWORK_MODES:
-        raise ValueError(f"network mode {mode!r}: allowed {', '.join(NETWORK_MODES)}")
-    if mode != "internal":
+    """The docker ``network_mode``/network name for a mode (``none``, ``bridge``, ``internal``) or a per-run
+    internal network's name (:func:`internal_network_name`); creates an internal network when missing."""
+    if mode in ("none", "bridge"):
         return mode
+    if not is_internal(mode):
+        raise ValueError(f"network mode {mode!r}: allowed {', '.join(NETWORK_MODES)} or a {INTERNAL_NETWORK}-* name")
+    import docker
+
+    name = INTERNAL_NETWORK if mode == "internal" else mode
+    try:
+        client.networks.get(name)
+    except docker.errors.NotFound:
+        try:
+            client.networks.create(name, driver="bridge", internal=True, options=NO_ICC,
+                                   labels={SANDBOX_LABEL: "network"}, check_duplicate=True)
+        except docker.errors.APIError:  # another worker created it first
+            client.networks.get(name)
+    return name
+
+
+def remove_network(client, name: str) -> bool:
+    """Remove a per-run network; False (logged) when it is gone already or still has containers."""
     import docker
 
     try:
-        client.networks.get(INTERNAL_NETWORK)
+        client.networks.get(name).remove()
+        return True
     except docker.errors.NotFound:
-        try:
-            client.networks.create(INTERNAL_NETWORK, driver="bridge", internal=True,
-                                   labels={SANDBOX_LABEL: "network"}, check_duplicate=True)
-        except docker.errors.APIError:  # another worker created it first
-            client.networks.get(INTERNAL_NETWORK)
-    return INTERNAL_NETWORK
+        return False
+    except docker.errors.APIError as exc:
+        log.warning("network %s not removed: %s", name, exc)
+        return False
+
+
+@contextmanager
+def internal_network(client, run_id: str):
+    """A fresh internal network for one run (no egress, no traffic between its containers), removed after."""
+    name = ensure_network(client, internal_network_name(run_id))
+    try:
+        yield name
+    finally:
+        remove_network(client, name)
+
+
+def resolv_refuse_file() -> str:
+    """A host file with :data:`RESOLV_REFUSE` (bind-mounted read-only; the daemon must be local)."""
+    path = Path(tempfile.gettempdir()) / "crucible-resolv-refuse.conf"
+    if not path.exists() or path.read_text() != RESOLV_REFUSE:
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(RESOLV_REFUSE)
+        tmp.chmod(0o644)
+        os.replace(tmp, path)
+    return str(path)
+
+
+def network_kwargs(client, network: str) -> dict:
+    """``containers.create`` arguments for a network mode: the network, and on an internal one the
+    fail-fast resolver."""
+    net = ensure_network(client, network)
+    if not is_internal(net):
+        return {"network_mode": net}
+    return {"network_mode": net, "volumes": {resolv_refuse_file(): {"bind": "/etc/resolv.conf", "mode": "ro"}}}
 
 
 def run_in_container(client, image: str, script: str, *, tree: Path | None = None, workdir: str = "/testbed",
@@ -125,10 +188,9 @@ def run_in_container(client, image: str, script: str, *, tree: Path | None = Non
     t0 = time.monotonic()
     container = None
     try:
-        net = ensure_network(client, network)
         container = client.containers.create(
             image, ["bash", "-c", script], user=user, working_dir=workdir, environment=env or {},
-            network_mode=net, nano_cpus=int(limits.cpus * 1e9), mem_limit=f"{limits.memory_mb}m",
+            **network_kwargs(client, network), nano_cpus=int(limits.cpus * 1e9), mem_limit=f"{limits.memory_mb}m",
             memswap_limit=f"{limits.memory_mb}m", pids_limit=limits.pids, labels={SANDBOX_LABEL: "run"},
             detach=True, init=True, **HARDENING,
         )
@@ -184,9 +246,8 @@ class Sandbox:
         self.client = client
         self.workdir = workdir
         self.user = user
-        net = ensure_network(client, network)
         self.container = client.containers.create(
-            image, ["sleep", "infinity"], user=user, working_dir=workdir, network_mode=net,
+            image, ["sleep", "infinity"], user=user, working_dir=workdir, **network_kwargs(client, network),
             nano_cpus=int(limits.cpus * 1e9), mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m",
             pids_limit=limits.pids, labels={SANDBOX_LABEL: "session"}, detach=True, init=True, **HARDENING,
         )

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="test ids as SWE-bench's -rA parser writes them (default) or pytest node ids from JUnit")
     v.add_argument("--label-network", choices=("internal", "bridge"), default=None,
                    help="one more after-run with this network to label network-dependent tests")
+    v.add_argument("--network", choices=("none", "internal"), default=None,
+                   help="network of the label runs: internal (a per-run --internal Docker network, connects time "
+                        "out) or none (default: swe.network)")
     v.add_argument("--recipes", choices=("auto", "inferred"), default=None,
                    help="auto: SWE-bench's install recipe where its table covers (repo, version), else inference; "
                         "inferred: always our inference (default: swe.recipes)")
@@ -98,32 +101,31 @@ def _docker():
     return client
 
 
-def _validate(args) -> int:
-    from dataclasses import replace
-    from pathlib import Path
+def flag_overrides(args) -> list[str]:
+    """``crucible swe validate`` flags as config overrides (so the CLI and ``make swe-curate`` read one config)."""
+    out = []
+    for flag, key in (("repo_url_template", "sandbox.repo_url_template"), ("reruns", "swe.reruns"),
+                      ("id_style", "swe.id_style"), ("label_network", "sandbox.label_network"),
+                      ("recipes", "swe.recipes"), ("network", "swe.network")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            out.append(f"{key}={value}")
+    if getattr(args, "no_reference", False):
+        out.append("swe.reference_run=false")
+    return out
 
+
+def _validate(args) -> int:
     from pipelines.cli import config_from_args
-    from pipelines.store.commit import stable_hash
     from pipelines.swe.runner import validate_file
     from pipelines.swe.sources import InputFileError, read_instances
-    from sandbox.api import settings_from_config
 
+    args.overrides = [*(args.overrides or []), *flag_overrides(args)]
     cfg = config_from_args(args)
-    settings = settings_from_config(cfg.sandbox)
-    if args.repo_url_template:
-        settings = replace(settings, repo_url_template=args.repo_url_template)
-    swe = cfg.swe
     try:
         if _refuse_bad_rows([p.message() for p in read_instances(args.instances, allow_empty=False)[1]], args):
             return 2
-        summary = validate_file(
-            args.instances, out_dir=cfg.run.out_dir, client=_docker(), settings=settings,
-            workdir=Path(swe.get("workdir") or settings.cache_dir / "swe").expanduser(),
-            run_id=cfg.run.run_id or f"swe-validate-{stable_hash(Path(args.instances).name, n=8)}",
-            reruns=args.reruns or int(swe.get("reruns", 1)), id_style=args.id_style or swe.get("id_style", "swebench"),
-            label_network=args.label_network, limit=args.limit, catalog=cfg.store.catalog,
-            reference=bool(swe.get("reference_run", True)) and not args.no_reference,
-            recipes=args.recipes or swe.get("recipes", "auto"))
+        summary = validate_file(cfg, args.instances, limit=args.limit)
     except InputFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -132,19 +134,17 @@ def _validate(args) -> int:
 
 
 def _grade(args) -> int:
-    from dataclasses import replace
     from pathlib import Path
 
     from pipelines.cli import config_from_args
+    from pipelines.store.commit import stable_hash
+    from pipelines.swe.envs import run_network
     from pipelines.swe.predictions import PredictionsError, grade_predictions, read_predictions, summarize
     from pipelines.swe.sources import InputFileError, read_instances
-    from pipelines.swe.validate import ValidateContext
-    from sandbox.api import settings_from_config
+    from pipelines.swe.transforms import build_ctx
 
+    args.overrides = [*(args.overrides or []), *flag_overrides(args)]
     cfg = config_from_args(args)
-    settings = settings_from_config(cfg.sandbox)
-    if args.repo_url_template:
-        settings = replace(settings, repo_url_template=args.repo_url_template)
     try:
         insts, inst_problems = read_instances(args.instances, allow_empty=False)
         preds, problems = read_predictions(args.predictions)
@@ -155,11 +155,11 @@ def _grade(args) -> int:
         return 2
     for p in [*(q.message() for q in inst_problems), *problems]:
         print(f"warning: skipped: {p}", file=sys.stderr)
-    workdir = Path(cfg.swe.get("workdir") or settings.cache_dir / "swe").expanduser()
-    workdir.mkdir(parents=True, exist_ok=True)
-    ctx = ValidateContext(client=_docker(), settings=settings, workdir=workdir, id_style=cfg.swe["id_style"],
-                          recipes=cfg.swe["recipes"])
-    lines = grade_predictions(ctx, {i["instance_id"]: i for i in insts}, preds)
+    run_id = f"swe-grade-{stable_hash(Path(args.instances).name, Path(args.predictions).name, n=8)}"
+    client = _docker()
+    with run_network(client, cfg.swe.network, run_id) as network:
+        ctx = build_ctx(cfg.to_dict(), network, client)
+        lines = grade_predictions(ctx, {i["instance_id"]: i for i in insts}, preds)
     report = summarize(lines, len(insts))
     if args.out:
         out = Path(args.out)
@@ -176,7 +176,8 @@ def _grade(args) -> int:
 def _import_specs(args) -> int:
     from pathlib import Path
 
-    from pipelines.swe.swebench_specs import DEFAULT_SPECS, SpecsImportError, import_specs, write_specs
+    from pipelines.swe.swebench_import import import_specs, write_specs
+    from pipelines.swe.swebench_specs import DEFAULT_SPECS, SpecsImportError
 
     try:
         data, license_text = import_specs(Path(args.source))
@@ -198,7 +199,9 @@ def _run(args) -> int:
 
 def _crawl(args) -> int:
     from pipelines.config import load_config
-    from pipelines.swe.github import GitHubError, RateLimitError, client_from_config, crawl, parse_time
+    from pipelines.swe.github import crawl
+    from pipelines.swe.github_client import GitHubError, RateLimitError, client_from_config
+    from pipelines.swe.github_rules import parse_time
 
     gh = load_config(args.config, list(args.overrides or [])).swe.github
     repos = list(args.repo) or list(gh.repos)

@@ -26,19 +26,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import openai
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from pipelines.http_retry import RetryPolicy, retry_after_seconds
 from pipelines.llm.cache import ResponseCache, cache_key
 from pipelines.llm.toolcalls import extract_tool_calls
 
@@ -115,43 +113,12 @@ class ChatResult:
 # pure helpers
 
 
-def retry_after_seconds(headers: Mapping[str, str] | None, now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
-    if not headers:
-        return None
-    lower = {k.lower(): v for k, v in headers.items()}
-    ms = lower.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    ra = lower.get("retry-after")
-    if ra is None:
-        return None
-    try:
-        return max(0.0, float(ra))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(ra).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when - (time.time() if now is None else now))
-
-
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return True
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in TRANSIENT_STATUS or exc.status_code >= 500
     return False
-
-
-def backoff_seconds(attempt: int, initial: float, maximum: float, rng: random.Random | None = None) -> float:
-    """Equal-jitter exponential backoff: half fixed, half random, capped at ``maximum``."""
-    base = min(maximum, initial * (2 ** max(0, attempt - 1)))
-    return base / 2 + (rng or random).uniform(0, base / 2)
 
 
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?```\s*$", re.DOTALL)
@@ -291,6 +258,7 @@ class LLMClient:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.retry_after_max_s = retry_after_max_s
+        self.retry_policy = RetryPolicy(max_retries, backoff_initial_s, backoff_max_s, retry_after_max_s)
         self.structured_retries = structured_retries
         self.parse_text_tool_calls = parse_text_tool_calls
         self.default_params = {k: v for k, v in (default_params or {}).items() if v is not None}
@@ -395,13 +363,8 @@ class LLMClient:
             ep.in_flight -= 1
 
     # -- calls -----------------------------------------------------------------------------------
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, openai.APIStatusError):
-            ra = retry_after_seconds(dict(exc.response.headers))
-            if ra is not None:
-                return min(ra, self.retry_after_max_s)
-        return backoff_seconds(state.attempt_number, self.backoff_initial_s, self.backoff_max_s)
+    def _retry_hint(self, exc: BaseException) -> float | None:
+        return retry_after_seconds(dict(exc.response.headers)) if isinstance(exc, openai.APIStatusError) else None
 
     def _request_once(self, model: str, messages: list, params: dict) -> tuple[dict, str]:
         if self._rpm:
@@ -465,8 +428,7 @@ class LLMClient:
         t0 = time.perf_counter()
         attempts = 0
         try:
-            for attempt in Retrying(stop=stop_after_attempt(self.max_retries + 1), wait=self._wait,
-                                    retry=retry_if_exception(is_transient), reraise=True):
+            for attempt in self.retry_policy.retrying(is_transient, hint_of=self._retry_hint):
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
                     if attempts > 1:

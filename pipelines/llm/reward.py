@@ -24,10 +24,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
-
+from pipelines.http_retry import RetryPolicy, retry_after_seconds
 from pipelines.llm.cache import ResponseCache, cache_key
-from pipelines.llm.client import backoff_seconds, retry_after_seconds
 
 CACHE_PROMPT = ("reward_model", 1)
 
@@ -107,8 +105,7 @@ class PoolingRewardClient:
         self.model_id = model
         self.max_concurrency = max_concurrency
         self.timeout_s, self.max_retries = timeout_s, max_retries
-        self.backoff_initial_s, self.backoff_max_s, self.retry_after_max_s = (backoff_initial_s, backoff_max_s,
-                                                                              retry_after_max_s)
+        self.retry_policy = RetryPolicy(max_retries, backoff_initial_s, backoff_max_s, retry_after_max_s)
         self.cache = ResponseCache(cache_dir) if cache_dir else None
         self._session = requests.Session()
         if api_key:
@@ -116,15 +113,10 @@ class PoolingRewardClient:
         self._lock = threading.Lock()
         self.stats = {"requests": 0, "cache_hits": 0, "retries": 0}
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
+    def _on_wait(self, exc: BaseException, seconds: float) -> float:
         with self._lock:
             self.stats["retries"] += 1
-        if isinstance(exc, _HTTPStatus):
-            ra = retry_after_seconds(exc.headers)
-            if ra is not None:
-                return min(ra, self.retry_after_max_s)
-        return backoff_seconds(state.attempt_number, self.backoff_initial_s, self.backoff_max_s)
+        return seconds
 
     def _post(self, messages: list[dict]) -> dict:
         with self._lock:
@@ -145,8 +137,9 @@ class PoolingRewardClient:
                 self.stats["cache_hits"] += 1
             return float(hit["score"])
         try:
-            for attempt in Retrying(stop=stop_after_attempt(self.max_retries + 1), wait=self._wait,
-                                    retry=retry_if_exception(_transient), reraise=True):
+            for attempt in self.retry_policy.retrying(
+                    _transient, hint_of=lambda e: retry_after_seconds(e.headers) if isinstance(e, _HTTPStatus) else None,
+                    on_wait=self._on_wait):
                 with attempt:
                     body = self._post(conv)
         except _HTTPStatus as exc:

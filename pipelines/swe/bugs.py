@@ -5,9 +5,11 @@ operator, negate or remove an ``if``, remove a statement, off-by-one on an int c
 arguments); :func:`apply_mutation` splices the edit into the file text so the diff stays minimal (only the
 mutated expression or statement changes); :func:`candidates` picks a deterministic sample across a repo.
 
-Runner: :func:`validate_bugs` runs the clean suite once per env image, then each candidate's buggy tree; a
-candidate becomes an instance only if some tests go pass -> fail (those are FAIL_TO_PASS; the fix is the
-reverse patch; tests passing both ways are PASS_TO_PASS).
+:func:`inject` commits each candidate on the sdist's local mirror as an instance; validation
+(:func:`pipelines.swe.validate.validate_bug_group`, through the same ``ValidateEnvs`` as every other row)
+runs the clean suite once per env, then each candidate's buggy tree; a candidate is valid only if some tests
+go pass -> fail (those are FAIL_TO_PASS; the fix is the reverse patch; tests passing both ways are
+PASS_TO_PASS).
 """
 
 from __future__ import annotations
@@ -200,9 +202,9 @@ def candidates(tree: Path, *, seed: int = 0, max_candidates: int = 20, per_funct
 
 # ---------------------------------------------------------------- validation in Docker
 
-def tests_for(tree: Path, cand: BugCandidate, test_paths: list[str]) -> list[str] | None:
+def tests_for(tree: Path, function: str, test_paths: list[str]) -> list[str] | None:
     """Test files mentioning the mutated function's name (None = run everything)."""
-    name = cand.function.rsplit(".", 1)[-1]
+    name = function.rsplit(".", 1)[-1]
     hits = []
     for tp in test_paths:
         base = Path(tree) / tp
@@ -221,7 +223,7 @@ def bug_labels(clean: dict[str, str], buggy: dict[str, str], selection: list[str
     """F2P = pass clean and fail with the bug; P2P = pass both (within the files that ran). A test absent
     from the buggy run counts as failing only if ``allow_absent`` (the buggy run crashed at collection):
     otherwise it is an id that changes between runs (e.g. parametrized with the current time), not a bug."""
-    from pipelines.swe.validate import compute_labels
+    from pipelines.swe.labels import compute_labels
 
     if selection:
         clean = {t: s for t, s in clean.items() if t.split("::", 1)[0] in selection}
@@ -235,93 +237,32 @@ def bug_instance_id(repo: str, cand: BugCandidate) -> str:
     return f"{owner}__{name}.inj-{cand.key}"
 
 
-def validate_bugs(ctx, checkout, repo: str, mirror_root: Path, cands: list[BugCandidate], run_id: str, *,
-                  source_ref: str | None = None, max_f2p: int = 200,
-                  done: frozenset[str] = frozenset()) -> tuple[list[dict], list[dict], dict]:
-    """(instances, validation rows, stats) for the candidates of one repo checkout. The clean suite runs once
-    per env and is cached on disk (:mod:`pipelines.swe.reference`); each candidate runs the test files that
-    mention its function. Candidates whose instance id is in ``done`` (committed by an earlier run) are
-    skipped before anything runs."""
-    import shutil
-    import tempfile
-    import time
-
-    from pipelines.store.commit import utc_now
+def inject(checkout, repo: str, mirror_root: Path, cands: list[BugCandidate], *, source_ref: str | None = None,
+           done: frozenset[str] = frozenset()) -> tuple[list, list[tuple[str, str]]]:
+    """Candidates as instances, validated by :func:`pipelines.swe.validate.validate_env_group` like every other
+    row: each bug committed on the sdist's local mirror (``base_commit``), the fix its reverse (``patch``), the
+    clean sdist the env commit (``environment_setup_commit``), so a sdist's candidates are one env. Returns
+    (instances, [(instance id, why) of bugs that do not apply]); ids in ``done`` are skipped first."""
     from pipelines.swe.mirror import commit_patch, diff_commits, ensure_bare_mirror
-    from pipelines.swe.patches import PatchError, apply_patch
-    from pipelines.swe.reference import reference_run, tree_id
-    from pipelines.swe.validate import env_for, outcome_map, pytest_seconds, run_side
-    from sandbox.sources import export_tree
+    from pipelines.swe.patches import PatchError
+    from pipelines.swe.records import SWEInstance
 
     todo = [c for c in cands if bug_instance_id(repo, c) not in done]
-    stats = {"candidates": len(cands), "skipped_done": len(cands) - len(todo), "clean_run_s": 0.0, "bug_runs": 0}
-    instances, rows = [], []
     if not todo:
-        return instances, rows, stats
-    cands = todo
-    tmp = Path(tempfile.mkdtemp(prefix="crucible-bugs-", dir=ctx.workdir))
-    try:
-        tree = export_tree(checkout.path, tmp / "clean")
-        spec = env_for(ctx, repo, checkout.commit, tree)
-        ref = reference_run(ctx, spec, tree, tree_id(checkout.path))
-        stats.update(clean_run_s=0.0 if ref.cached else ref.seconds, clean_pytest_s=ref.pytest_s,
-                     reference_cached=ref.cached, reference_key=ref.key)
-        if not ref.ok:
-            raise RuntimeError(f"clean suite of {repo} did not run: {ref.reason}")
-        clean, clean_flaky = ref.outcomes, set(ref.flaky)
-        mirror = ensure_bare_mirror(checkout.path, mirror_root, repo)
-        for cand in cands:
-            t1 = time.monotonic()
-            iid = bug_instance_id(repo, cand)
-            row = {"instance_id": iid, "status": "invalid", "reason": None, "fail_to_pass": [], "pass_to_pass": [],
-                   "flaky_tests": sorted(clean_flaky), "network_tests": [], "labels_match": None,
-                   "env_image": spec.image, "tests_before": None, "tests_after": None, "n_runs": 0,
-                   "duration_s": None, "test_duration_s": None,
-                   "meta": {"operator": cand.operator, "function": cand.function, "path": cand.path,
-                            "source": "injected"}, "run_id": run_id, "created_at": utc_now()}
-            buggy = tmp / f"bug-{cand.key}"
-            shutil.copytree(tree, buggy, symlinks=True)
-            try:
-                apply_patch(buggy, cand.diff, what="bug")
-            except PatchError as exc:
-                row.update(status="error", reason=f"bug_apply: {exc}"[:1000])
-                rows.append(row)
-                continue
-            selection = tests_for(tree, cand, spec.recipe.get("test_paths") or ["."])
-            runs = run_side(ctx, spec, buggy, selection, 1)
-            stats["bug_runs"] += 1
-            shutil.rmtree(buggy, ignore_errors=True)
-            run = runs[0]
-            row["n_runs"], row["test_duration_s"] = 1, round(run.seconds, 3)
-            row["meta"]["pytest_s"] = pytest_seconds(run.log_tail)
-            if not (run.ok or (run.status == "error" and run.kind == "collection")):
-                row.update(status="invalid" if run.status == "error" else "error",
-                           reason=f"bug_run_{run.status}/{run.kind}: {run.reason}"[:1000])
-            else:
-                lab = bug_labels(clean, outcome_map(run, ctx.id_style), selection, allow_absent=not run.ok)
-                f2p = [t for t in lab["FAIL_TO_PASS"] if t not in clean_flaky]
-                p2p = [t for t in lab["PASS_TO_PASS"] if t not in clean_flaky]
-                row.update(fail_to_pass=f2p, pass_to_pass=p2p, meta={**row["meta"], "selection": selection})
-                if not f2p:
-                    row["reason"] = "no_fail_to_pass: no test goes pass -> fail with this bug"
-                elif len(f2p) > max_f2p:
-                    row["reason"] = f"too_many_f2p: {len(f2p)} > {max_f2p} (bug breaks import or everything)"
-                else:
-                    row["status"] = "valid"
-                    sha = commit_patch(mirror, checkout.commit, cand.diff, f"{iid}: {cand.operator} in "
-                                       f"{cand.function}", f"crucible/{iid}")
-                    instances.append({
-                        "instance_id": iid, "repo": repo, "base_commit": sha,
-                        "patch": diff_commits(mirror, sha, checkout.commit), "test_patch": "",
-                        "problem_statement": "", "hints_text": None, "created_at": None, "version": None,
-                        "environment_setup_commit": None, "FAIL_TO_PASS": f2p, "PASS_TO_PASS": p2p,
-                        "source": "injected", "source_ref": source_ref, "env_image": spec.image,
-                        "recipe": spec.recipe, "bug_operator": cand.operator,
-                        "meta": {"function": cand.function, "path": cand.path, "bug_diff": cand.diff,
-                                 "failing_output": run.log_tail[-3000:]},
-                    })
-            row["duration_s"] = round(time.monotonic() - t1, 3)
-            rows.append(row)
-        return instances, rows, stats
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return [], []
+    mirror = ensure_bare_mirror(checkout.path, mirror_root, repo)
+    out, broken = [], []
+    for cand in todo:
+        iid = bug_instance_id(repo, cand)
+        try:
+            sha = commit_patch(mirror, checkout.commit, cand.diff, f"{iid}: {cand.operator} in {cand.function}",
+                               f"crucible/{iid}")
+        except PatchError as exc:
+            broken.append((iid, f"bug_apply: {exc}"[:1000]))
+            continue
+        out.append(SWEInstance(instance_id=iid, repo=repo, base_commit=sha,
+                               patch=diff_commits(mirror, sha, checkout.commit), test_patch="",
+                               environment_setup_commit=checkout.commit, source="injected", source_ref=source_ref,
+                               bug_operator=cand.operator,
+                               meta={"function": cand.function, "path": cand.path, "bug_diff": cand.diff}))
+    return out, broken

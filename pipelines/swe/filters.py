@@ -66,9 +66,9 @@ def f_submitted(row: Mapping) -> tuple[bool, str | None]:
 
 
 def classify(row: Mapping, cfg: Mapping) -> tuple[str, list[str]]:
-    checks = [f_submitted(row), f_context(row, int(cfg.get("max_context_tokens", 32000))),
-              f_tool_errors(row, float(cfg.get("max_tool_error_rate", 0.5))),
-              f_repeats(row, int(cfg.get("max_repeated_actions", 3))), f_test_edits(row), f_tamper(row)]
+    checks = [f_submitted(row), f_context(row, int(cfg["max_context_tokens"])),
+              f_tool_errors(row, float(cfg["max_tool_error_rate"])),
+              f_repeats(row, int(cfg["max_repeated_actions"])), f_test_edits(row), f_tamper(row)]
     reasons = [r for ok, r in checks if not ok]
     if reasons:
         return "none", reasons

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from pipelines.swe.envs import ValidateContext, checkout_tree, task_env
+from pipelines.swe.labels import PASSING, outcome_map
 from pipelines.swe.patches import (
     PatchError,
     apply_patch,
@@ -38,7 +40,6 @@ from pipelines.swe.patches import (
     resolve_inside,
     sanitize_model_patch,
 )
-from pipelines.swe.validate import PASSING, ValidateContext, checkout_tree, env_for_instance, outcome_map
 
 
 class Grade(str, Enum):
@@ -216,7 +217,7 @@ def grade_patch(ctx: ValidateContext, inst: Mapping, model_patch: str | None, *,
         if not patch.strip():
             why = " (only test/harness files changed)" if dropped else ""
             return result(Grade.EMPTY_PATCH, "empty_patch" + why, f2p, p2p, dropped)
-        spec = env_for_instance(ctx, inst, tree, tmp / "env")
+        env = task_env(ctx, inst, tree, tmp / "env")
         try:
             apply_patch(tree, patch, what="model patch", strict=defenses.strict_parse)
             apply_patch(tree, inst.get("test_patch") or "", what="test_patch")
@@ -225,10 +226,10 @@ def grade_patch(ctx: ValidateContext, inst: Mapping, model_patch: str | None, *,
         junit = f"/tmp/crucible-junit-{secrets.token_hex(8)}.xml"
         canaries = write_canaries(tree, f2p, junit, fail=defenses.canary_fail, check=defenses.canary_pass)
         selection = test_files_of(f2p + p2p) + [rel for rel, _ in canaries.values()]
-        run = run_tests(ctx.client, spec.image, tree, spec.recipe, limits=ctx.settings.limits,
-                        network=ctx.settings.network, selection=selection, autoload=not defenses.no_autoload,
-                        junit_path=junit)
-        tests = outcome_map(run, ctx.id_style) if run.ok else {}
+        run = run_tests(ctx.client, env.image, tree, env.recipe, limits=ctx.settings.limits,
+                        network=ctx.network_for(env.network), selection=selection,
+                        autoload=not defenses.no_autoload, junit_path=junit)
+        tests = outcome_map(run, env.id_style) if run.ok else {}
         sc = score(tests, f2p, p2p)
         problem = canary_problem(tests, canaries) if run.ok else None
         if run.status == "infra":

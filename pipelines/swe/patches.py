@@ -28,7 +28,6 @@ HARNESS_DIR_SUFFIXES = (".dist-info", ".egg-info", ".egg-link")
 HARNESS_TOP_DIRS = {"pytest", "_pytest", "pluggy", "py", "sitecustomize", "usercustomize"}
 NON_TEST_EXTS = (".json", ".png", ".csv", ".txt", ".md", ".jpg", ".jpeg", ".pkl", ".yml", ".yaml", ".toml",
                  ".rst", ".cfg", ".ini")
-REGULAR_MODES = ("100644", "100755")
 
 
 class PatchError(RuntimeError):
@@ -317,16 +316,6 @@ def apply_patch(tree: Path, patch: str, *, what: str = "patch", strict: bool = T
         if argv[0] == "patch":
             break
     raise PatchError(f"{what} does not apply: " + " | ".join(errors))
-
-
-def reverse_patch(tree_before: Path, tree_after: Path) -> str:
-    """``git diff --no-index`` between two trees, with a/ b/ paths relative to the trees."""
-    proc = subprocess.run(["git", "diff", "--no-index", "--no-color", "--src-prefix=a/", "--dst-prefix=b/",
-                           str(tree_before), str(tree_after)], capture_output=True, text=True)
-    out = proc.stdout
-    for t in (str(tree_before).rstrip("/"), str(tree_after).rstrip("/")):
-        out = out.replace(f"a{t}/", "a/").replace(f"b{t}/", "b/")
-    return out
 
 
 def file_diff(path: str, old: str, new: str) -> str:

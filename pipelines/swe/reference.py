@@ -52,12 +52,16 @@ def tree_id(path: Path) -> str:
     return p.stdout.strip()
 
 
-def reference_key(image: str, tree: str, selection: list[str] | None, reruns: int, id_style: str) -> str:
+def reference_key(image: str, tree: str, selection: list[str] | None, reruns: int, id_style: str,
+                  network: str = "none") -> str:
     from pipelines.store.commit import stable_hash
 
     sel = sorted(selection) if selection else None
-    return stable_hash({"v": REFERENCE_VERSION, "image": image, "tree": tree, "selection": sel,
-                        "reruns": int(reruns), "id_style": id_style}, n=20)
+    key = {"v": REFERENCE_VERSION, "image": image, "tree": tree, "selection": sel, "reruns": int(reruns),
+           "id_style": id_style}
+    if network != "none":  # outcomes can differ between networks (keys made under none stay valid)
+        key["network"] = network
+    return stable_hash(key, n=20)
 
 
 def cache_path(workdir: Path, key: str) -> Path:
@@ -75,32 +79,34 @@ def load_cached(path: Path) -> Reference | None:
         return None
 
 
-def reference_run(ctx, spec, tree: Path, tree_key: str, selection: list[str] | None = None, *,
+def reference_run(ctx, env, tree: Path, tree_key: str, selection: list[str] | None = None, *,
                   runner: Callable | None = None) -> Reference:
-    """The reference outcomes of ``tree`` in ``spec``'s image: from the cache when this exact run was made
-    before, else ``ctx.reruns`` fresh runs (``runner(ctx, spec, tree, selection, k)`` -> list of TestRun)."""
+    """The reference outcomes of ``tree`` in ``env`` (a :class:`pipelines.swe.envs.TaskEnv`): from the cache
+    when this exact run was made before, else ``ctx.reruns`` fresh runs (``runner(ctx, env, tree, selection,
+    k)`` -> list of TestRun)."""
     from pipelines.store.fsio import write_bytes_atomic
-    from pipelines.swe.validate import flaky_from, outcome_map, pytest_seconds, run_side
+    from pipelines.swe.envs import run_side
+    from pipelines.swe.labels import flaky_from, outcome_map, pytest_seconds
 
     k = max(1, int(ctx.reruns))
-    key = reference_key(spec.image, tree_key, selection, k, ctx.id_style)
+    key = reference_key(env.image, tree_key, selection, k, env.id_style, env.network)
     path = cache_path(ctx.workdir, key)
     hit = load_cached(path)
     if hit is not None and hit.ok:
         ctx.stats["reference_hits"] = ctx.stats.get("reference_hits", 0) + 1
         return hit
     t0 = time.monotonic()
-    runs = (runner or run_side)(ctx, spec, tree, selection, k)
+    runs = (runner or run_side)(ctx, env, tree, selection, k)
     ctx.stats["reference_runs"] = ctx.stats.get("reference_runs", 0) + 1
     ok = [r for r in runs if r.ok]
-    ref = Reference(key=key, image=spec.image, tree=tree_key, selection=sorted(selection) if selection else None,
+    ref = Reference(key=key, image=env.image, tree=tree_key, selection=sorted(selection) if selection else None,
                     ok=bool(ok), n_runs=len(runs), seconds=round(time.monotonic() - t0, 3),
                     pytest_s=round(sum(pytest_seconds(r.log_tail) or 0.0 for r in runs), 3))
     if not ok:
         r = runs[0]
         ref.reason = f"{r.status}/{r.kind}: {r.reason}"[:2000]
         return ref
-    maps = [outcome_map(r, ctx.id_style) for r in ok]
+    maps = [outcome_map(r, env.id_style) for r in ok]
     ref.outcomes, ref.flaky = maps[0], flaky_from(maps)
     write_bytes_atomic(str(path), json.dumps(ref.as_dict(), sort_keys=True).encode())
     return ref

@@ -85,9 +85,9 @@ def run_rollout(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: i
                 max_observation_chars: int = 6000, grade: bool = True, run_id: str = "") -> dict:
     """One rollout -> a swe_trajectories row (graded). Infrastructure failures become exit_status error."""
     from pipelines.store.commit import stable_hash, utc_now
+    from pipelines.swe.envs import checkout_tree, task_env
     from pipelines.swe.grade import grade_patch
     from pipelines.swe.tools import ContainerWorkspace, init_baseline, make_tools, workspace_diff
-    from pipelines.swe.validate import checkout_tree, env_for_instance
     from sandbox.container import Sandbox
 
     t0 = time.monotonic()
@@ -103,13 +103,13 @@ def run_rollout(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: i
            "created_at": utc_now()}
     try:
         tree = checkout_tree(ctx, inst["repo"], inst["base_commit"], tmp / "tree")
-        spec = env_for_instance(ctx, inst, tree, tmp / "env")
+        env = task_env(ctx, inst, tree, tmp / "env")
         if policy == "gold":
             from pipelines.swe.grade import test_files_of
 
             policy = GoldPolicy(post_patch_files(tree, inst["patch"]), test_files_of(inst["FAIL_TO_PASS"]))
-        with Sandbox(ctx.client, spec.image, tree=tree, limits=ctx.settings.limits, network=ctx.settings.network,
-                     include_git=False) as box:
+        with Sandbox(ctx.client, env.image, tree=tree, limits=ctx.settings.limits,
+                     network=ctx.network_for(env.network), include_git=False) as box:
             ws = ContainerWorkspace(box)
             init_baseline(ws)
             tools = make_tools(ws, command_timeout_s=command_timeout_s)

@@ -1,101 +1,78 @@
 """``crucible swe validate``: SWE-bench-format rows -> swe_validations (+ swe_instances for valid ones,
-failures for bad input rows), committed through the store so DuckDB shows them."""
+failures for bad input rows and rows that are not valid), through the same :class:`ValidateEnvs` transform
+as ``make swe-curate``, committed through the store so DuckDB shows them."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from pathlib import Path
-
-from pipelines.store.commit import ItemResult, failure_row
+from typing import Any
 
 log = logging.getLogger(__name__)
 PIPELINE = "swe-validate"
 
 
-def instance_row(inst: Mapping, val: Mapping, *, source: str, run_id: str, source_ref: str | None = None,
-                 recipe: dict | None = None, extra: Mapping | None = None) -> dict:
-    """A swe_instances row from an input instance and its validation (computed labels win)."""
-    row = {
-        "instance_id": inst["instance_id"], "repo": inst["repo"], "base_commit": inst["base_commit"],
-        "patch": inst["patch"], "test_patch": inst["test_patch"],
-        "problem_statement": inst.get("problem_statement") or "", "hints_text": inst.get("hints_text"),
-        "created_at": inst.get("created_at"), "version": inst.get("version"),
-        "environment_setup_commit": inst.get("environment_setup_commit"),
-        "FAIL_TO_PASS": list(val["fail_to_pass"]), "PASS_TO_PASS": list(val["pass_to_pass"]),
-        "source": source, "source_ref": source_ref, "env_image": val.get("env_image"), "recipe": recipe,
-        "statement_origin": "issue" if inst.get("problem_statement") else None,
-        "statement_prompt_version": None, "bug_operator": None, "meta": None, "run_id": run_id,
-    }
-    row.update(extra or {})
-    return row
-
-
-def problem_failure(prob, run_id: str, pipeline: str = PIPELINE) -> dict:
-    return failure_row(pipeline=pipeline, stage="read_input", kind="schema", reason=prob.message(), run_id=run_id,
-                       table="swe_instances", item_key=prob.instance_id or f"{prob.file}:{prob.line}",
-                       path=prob.field, payload=prob.payload, discriminator=(prob.file, prob.line))
-
-
-def validate_file(path: str, *, out_dir: str, client, settings, workdir: Path, run_id: str, reruns: int = 1,
-                  id_style: str = "swebench", label_network: str | None = None, limit: int | None = None,
-                  commit_every: int = 4, catalog: str | None = None, reference: bool = True,
-                  recipes: str = "auto") -> dict:
-    """Validate every good row of ``path``, grouped by env (repo, env commit): one env image and one clean
-    reference run per group. Rows committed by an earlier run into ``out_dir`` are skipped."""
-    from pipelines.store.catalog import refresh_catalog
-    from pipelines.store.commit import Progress, commit_items, ensure_layout, recover
+def read_input(path: str, *, pipeline: str, run_id: str,
+               done: set[str] | frozenset[str]) -> tuple[list, list, int]:
+    """(instances not committed yet, ItemResults of bad input rows not committed yet, good rows committed
+    already) of an input file."""
+    from pipelines.store.commit import ItemResult
+    from pipelines.swe.records import SWEInstance, problem_failure
     from pipelines.swe.sources import read_instances
-    from pipelines.swe.validate import ValidateContext, env_reference, group_by_env, validate_instance
 
-    t0 = time.monotonic()
     good, problems = read_instances(path)
-    if limit:
-        good = good[:limit]
-    ensure_layout(out_dir)
-    done = recover(out_dir, PIPELINE).done_keys
-    n_done = sum(i["instance_id"] in done for i in good)
-    good = [i for i in good if i["instance_id"] not in done]
-    problems = [p for p in problems if f"input:{p.file}:{p.line}" not in done]
     for p in problems:
         log.warning("bad input row: %s", p.message())
-    if problems:
-        commit_items(out_dir, PIPELINE, run_id, [ItemResult(f"input:{p.file}:{p.line}").add(
-            "failures", problem_failure(p, run_id)) for p in problems])
-    workdir.mkdir(parents=True, exist_ok=True)
-    ctx = ValidateContext(client=client, settings=settings, workdir=workdir, reruns=reruns, id_style=id_style,
-                          label_network=label_network, recipes=recipes)
-    counts: dict[str, int] = {}
-    pending: list[ItemResult] = []
-    progress = Progress("swe-validate", total=len(good))
-    for (repo, env_commit), insts in group_by_env(good).items():
-        ref = env_reference(ctx, repo, env_commit, insts) if reference else None
-        for inst in insts:
-            val = validate_instance(ctx, inst, run_id, reference=ref)
-            res = ItemResult(inst["instance_id"]).add("swe_validations", val)
-            if val["status"] == "valid":
-                res.add("swe_instances", instance_row(inst, val, source="swebench", run_id=run_id,
-                                                      source_ref=inst["repo"]))
-            else:
-                res.add("failures", failure_row(pipeline=PIPELINE, stage="validate",
-                                                kind="infra" if (val["reason"] or "").startswith(("infra", "setup"))
-                                                else ("error" if val["status"] == "error" else "filtered"),
-                                                reason=val["reason"] or val["status"], run_id=run_id,
-                                                table="swe_instances", item_key=inst["instance_id"]))
-            key = (val["status"] if val["labels_match"] is None
-                   else f"{val['status']}/labels_match={val['labels_match']}")
-            counts[key] = counts.get(key, 0) + 1
-            log.info("%s: %s %s (F2P %d, P2P %d, %.1fs)", inst["instance_id"], val["status"], val["reason"] or "",
-                     len(val["fail_to_pass"]), len(val["pass_to_pass"]), val["duration_s"])
-            progress.update(1)
-            pending.append(res)
-            if len(pending) >= commit_every:
-                commit_items(out_dir, PIPELINE, run_id, pending)
-                pending = []
-    if pending:
-        commit_items(out_dir, PIPELINE, run_id, pending)
-    cat = refresh_catalog(out_dir, catalog) if catalog else refresh_catalog(out_dir)
-    return {"instances": len(good), "skipped_done": n_done, "bad_rows": len(problems), "outcomes": counts,
-            "env": ctx.stats,
-            "catalog": cat, "seconds": round(time.monotonic() - t0, 1)}
+    bad = [ItemResult(f"input:{p.file}:{p.line}").add("failures", problem_failure(p, run_id, pipeline))
+           for p in problems if f"input:{p.file}:{p.line}" not in done]
+    todo = [SWEInstance.from_row(r) for r in good if r["instance_id"] not in done]
+    return todo, bad, len(good) - len(todo)
+
+
+def validate_file(cfg, path: str, *, limit: int | None = None) -> dict:
+    """Validate every good row of ``path`` (one env image and one clean reference run per env); rows committed
+    by an earlier run into ``run.out_dir`` are skipped."""
+    import apache_beam as beam
+
+    from pipelines.beam_options import pipeline_options
+    from pipelines.store.catalog import connect, refresh_catalog
+    from pipelines.store.commit import ItemResult, commit_items, ensure_layout, recover, stable_hash
+    from pipelines.store.sinks import CommitResults
+    from pipelines.swe.envs import run_network
+    from pipelines.swe.transforms import ValidateEnvs
+    from sandbox.engine import ensure_engine
+
+    t0 = time.monotonic()
+    cfgd = cfg.to_dict()
+    out_dir = cfg.run.out_dir
+    run_id = cfg.run.run_id or f"swe-validate-{stable_hash(str(path).rsplit('/', 1)[-1], n=8)}"
+    ensure_layout(out_dir)
+    done = recover(out_dir, PIPELINE).done_keys
+    insts, bad, n_done = read_input(path, pipeline=PIPELINE, run_id=run_id, done=done)
+    if limit:
+        insts = insts[:limit]
+    if bad:
+        commit_items(out_dir, PIPELINE, run_id, bad)
+    client, _ = ensure_engine(allow_start=True)
+    with run_network(client, cfg.swe.network, run_id) as network:
+        if insts:
+            with beam.Pipeline(options=pipeline_options(cfg.run)) as p:
+                v = (p | "Instances" >> beam.Create(insts, reshuffle=False).with_output_types(Any)
+                     | "ValidateEnvs" >> ValidateEnvs(cfgd, run_id, network, PIPELINE))
+                kept = v.valid | "InstanceRows" >> beam.Map(lambda pair, r=run_id: ItemResult(
+                    pair[0]["instance_id"]).add("swe_validations", pair[1]).add("swe_instances", pair[0].row(r)))
+                ((v.results, kept) | "Flatten" >> beam.Flatten()
+                 | "Commit" >> CommitResults(out_dir, PIPELINE, run_id, every_items=cfg.store.commit_every_items,
+                                             every_s=cfg.store.commit_every_s, compression=cfg.store.compression,
+                                             progress_every_s=cfg.run.progress_every_s))
+    cat = refresh_catalog(out_dir, cfg.store.catalog)
+    con = connect(out_dir, cfg.store.catalog)
+    try:
+        counts = dict(con.execute(
+            "select status || coalesce('/labels_match=' || lower(cast(labels_match as varchar)), ''), count(*) "
+            "from swe_validations where run_id = ? group by 1 order by 1", [run_id]).fetchall()) if insts else {}
+    finally:
+        con.close()
+    return {"instances": len(insts), "skipped_done": n_done,
+            "bad_rows": len(bad), "outcomes": counts, "network": cfg.swe.network, "catalog": cat,
+            "seconds": round(time.monotonic() - t0, 1)}

@@ -42,8 +42,8 @@ def toolz_instance(toolz_checkout, mirror_root):
 
 @pytest.fixture(scope="session")
 def swe_ctx(docker_client, swe_settings, mirror_root, tmp_path_factory):
+    from pipelines.swe.envs import ValidateContext
     from pipelines.swe.mirror import mirror_template
-    from pipelines.swe.validate import ValidateContext
 
     s = replace(swe_settings, repo_url_template=mirror_template(mirror_root))
     return ValidateContext(client=docker_client, settings=s, workdir=tmp_path_factory.mktemp("swe-work"))

@@ -10,11 +10,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 
 def test_crawled_rows_validate_in_docker(swe_ctx, mirror_root, tmp_path):
-    from pipelines.swe.fake_github import FakeGitHub
     from pipelines.swe.github import crawl
     from pipelines.swe.mirror import ensure_bare_mirror
     from pipelines.swe.sources import read_instances
     from pipelines.swe.validate import validate_instance
+    from tests.support.fake_github import FakeGitHub
 
     (tmp_path / "calc").mkdir()
     tiny = make_tiny_repo(tmp_path / "calc")
@@ -36,9 +36,9 @@ def test_swe_curate_with_github_repos_crawls_validates_and_records_rejections(mi
     gold rollout; every rejected PR is a failures row; a rerun makes one listing request and writes nothing."""
     from pipelines.config import load_config
     from pipelines.store import catalog
-    from pipelines.swe.fake_github import FakeGitHub
     from pipelines.swe.mirror import ensure_bare_mirror, mirror_template
     from pipelines.swe.pipeline import run
+    from tests.support.fake_github import FakeGitHub
 
     (tmp_path / "calc").mkdir()
     tiny = make_tiny_repo(tmp_path / "calc")

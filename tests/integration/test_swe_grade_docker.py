@@ -275,8 +275,9 @@ def test_setup_py_exploit_is_real_on_a_reinstall_recipe(reinstall_ctx, toolz_ins
 
 
 def test_injected_bugs_on_real_sdist_validate_and_gold_fix_resolves(swe_ctx, toolz_checkout, mirror_root):
-    from pipelines.swe.bugs import candidates, validate_bugs
+    from pipelines.swe.bugs import candidates
     from pipelines.swe.grade import grade_patch
+    from pipelines.swe.validate import validate_bugs
 
     cands = candidates(toolz_checkout.path, seed=0, max_candidates=4, include=["toolz/itertoolz.py"])
     assert len(cands) == 4

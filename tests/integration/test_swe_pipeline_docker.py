@@ -9,7 +9,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 
 def responder(body):
-    from pipelines.llm.fake_server import Reply
+    from tests.support.fake_llm_server import Reply
 
     if body.get("response_format"):  # one agent step: look at a file, then submit
         seen = sum(m["role"] == "user" and m["content"].startswith("Observation") for m in body["messages"])
@@ -22,9 +22,9 @@ def responder(body):
 
 def test_swe_curate_writes_instances_validations_trajectories_and_drop_reasons(tmp_path):
     from pipelines.config import load_config
-    from pipelines.llm.fake_server import FakeOpenAIServer
     from pipelines.store import catalog
     from pipelines.swe.pipeline import run
+    from tests.support.fake_llm_server import FakeOpenAIServer
 
     out = tmp_path / "out"
     with FakeOpenAIServer(responder=responder) as srv:

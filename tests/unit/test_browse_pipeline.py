@@ -7,8 +7,8 @@ import re
 import pytest
 
 from pipelines.config import load_config
-from pipelines.llm.fake_server import FakeOpenAIServer, Reply
 from pipelines.store import catalog
+from tests.support.fake_llm_server import FakeOpenAIServer, Reply
 
 
 def _write_graph(d):

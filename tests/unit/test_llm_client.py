@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from pipelines.config import load_config
-from pipelines.llm.client import ChatResult, LLMClient, LLMError, report_beam_metrics, retry_after_seconds
-from pipelines.llm.fake_server import FakeOpenAIServer, Reply
+from pipelines.http_retry import retry_after_seconds
+from pipelines.llm.client import ChatResult, LLMClient, LLMError, report_beam_metrics
+from tests.support.fake_llm_server import FakeOpenAIServer, Reply
 
 MSGS = [{"role": "user", "content": "hello"}]
 FAST = dict(backoff_initial_s=0.01, backoff_max_s=0.05, cache=False)
@@ -398,7 +399,7 @@ def test_rate_pacer_reserves_slots_and_adjusts():
 def test_backoff_is_jittered_exponential_and_capped():
     import random
 
-    from pipelines.llm.client import backoff_seconds
+    from pipelines.http_retry import backoff_seconds
 
     rng = random.Random(0)
     for attempt, base in ((1, 1.0), (2, 2.0), (3, 4.0), (10, 30.0)):

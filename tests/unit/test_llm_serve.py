@@ -9,7 +9,6 @@ import pytest
 
 from pipelines.cli import main as cli_main
 from pipelines.llm import embedded
-from pipelines.llm.fake_server import FakeOpenAIServer, Reply
 from pipelines.llm.serve import (
     ServerStartError,
     endpoint_config,
@@ -18,6 +17,7 @@ from pipelines.llm.serve import (
     vllm_argv_from_config,
     wait_for_health,
 )
+from tests.support.fake_llm_server import FakeOpenAIServer, Reply
 
 # -- vllm ---------------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from pipelines.config import load_config
 from pipelines.store import catalog
 from pipelines.store.commit import ItemResult, commit_items, ensure_layout, failure_row
 from pipelines.store.stats import compute_stats
-from pipelines.swe import pipeline as swe_pipeline
+from pipelines.swe import curate as swe_pipeline
 from tests.support import samples
 
 

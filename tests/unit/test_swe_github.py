@@ -1,4 +1,4 @@
-"""GitHub PR crawl (pipelines/swe/github.py) against the fake GitHub server over loopback.
+"""GitHub PR crawl (pipelines/swe/github*.py) against the fake GitHub server over loopback.
 
 The scripted repo's diffs come from a real tiny git repo, so crawled patches are checked with
 ``git apply --check`` at ``base_commit`` and the output file is read back by ``read_instances``."""
@@ -10,23 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.swe.fake_github import FakeGitHub, Fault, comment, commit
-from pipelines.swe.github import (
-    GitHubClient,
-    GitHubError,
-    NotFoundError,
-    RateLimitError,
-    crawl,
-    crawl_repo,
+from pipelines.swe.github import crawl, crawl_repo, rejected_path_for
+from pipelines.swe.github_client import GitHubClient, GitHubError, NotFoundError, RateLimitError, next_link
+from pipelines.swe.github_rules import (
     hints_before,
     is_valid_pull,
-    next_link,
     parse_time,
     pull_to_instance,
-    rejected_path_for,
     resolved_issues,
 )
 from pipelines.swe.sources import read_instances
+from tests.support.fake_github import FakeGitHub, Fault, comment, commit
 
 REPO = "acme/calc"
 T0 = 1_800_000_000.0

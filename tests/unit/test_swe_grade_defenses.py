@@ -164,7 +164,7 @@ def test_a_row_with_an_escaping_path_is_a_failures_row_naming_instance_and_path(
     import shutil
 
     from pipelines.config import load_config
-    from pipelines.swe import pipeline as swe_pipeline
+    from pipelines.swe import curate as swe_pipeline
     from tests.support import samples
 
     secret, tree = host_secret(tmp_path)
@@ -176,9 +176,9 @@ def test_a_row_with_an_escaping_path_is_a_failures_row_naming_instance_and_path(
         return real_read(self, *a, **kw)
 
     monkeypatch.setattr(type(secret), "read_text", spy)
-    monkeypatch.setattr("pipelines.swe.validate.checkout_tree",
+    monkeypatch.setattr("pipelines.swe.envs.checkout_tree",
                         lambda ctx, repo, commit, dest: shutil.copytree(tree, dest, symlinks=True))
-    monkeypatch.setattr("pipelines.swe.validate.env_for_instance", lambda *a, **kw: None)
+    monkeypatch.setattr("pipelines.swe.envs.task_env", lambda *a, **kw: None)
     rel = "../../../host_secret.txt"
     inst = dict(samples.swe_instance(7), problem_statement="x", meta={},
                 patch=f"diff --git a/{rel} b/{rel}\n--- a/pkg/core.py\n+++ b/pkg/core.py\n" + HUNK)
@@ -263,6 +263,7 @@ def test_console_failures_that_junit_reports_as_passed_are_forged():
 
 @pytest.mark.parametrize("grade", ["harness_tamper", "forged_summary", "patch_rejected", "infra"])
 def test_tampered_or_infra_rollouts_earn_nothing_and_train_nothing(grade):
+    from pipelines.config import load_config
     from pipelines.swe.filters import classify, reward_of
     from pipelines.swe.grade import Grade, result
     from tests.support import samples
@@ -271,13 +272,14 @@ def test_tampered_or_infra_rollouts_earn_nothing_and_train_nothing(grade):
     assert g["f2p_passed"] == 0 and g["p2p_passed"] == 0 and reward_of(g) == 0.0 and not g["resolved"]
     row = dict(samples.swe_trajectory(0), exit_status="submitted", meta={"dropped_files": []}, resolved=False,
                grade=grade, grade_reason=g["grade_reason"], reward=reward_of(g))
-    split, reasons = classify(row, {})
+    flt = load_config("swe", []).to_dict()["swe"]["filters"]
+    split, reasons = classify(row, flt)
     assert split == "none" and any(r.startswith(grade) for r in reasons)
     # the same row graded honestly unresolved keeps its partial reward and goes to RL
     honest = result(Grade.TESTS_FAILING, "tests_failing", ["a::t"], ["a::u"],
                     counts={"f2p_passed": 0, "p2p_passed": 1})
     assert reward_of(honest) == 0.25
-    assert classify(dict(row, grade="tests_failing", reward=0.25), {}) == ("rl", [])
+    assert classify(dict(row, grade="tests_failing", reward=0.25), flt) == ("rl", [])
 
 
 def test_plugins_come_from_the_env_never_from_the_tree(tmp_path):

@@ -59,7 +59,8 @@ def test_cli_grades_each_prediction(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("pipelines.commands.swe_cmd._docker", lambda: None)
     out = tmp_path / "out"
     rc = main(["swe", "grade", "--instances", str(tmp_path / "inst.jsonl"), "--predictions",
-               str(tmp_path / "preds.jsonl"), "--out", str(out), "--json", "--set", f"swe.workdir={tmp_path / 'w'}"])
+               str(tmp_path / "preds.jsonl"), "--out", str(out), "--json", "--set", f"swe.workdir={tmp_path / 'w'}",
+               "--set", "swe.network=none"])
     assert rc == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [(ln.get("model_name_or_path"), ln.get("grade")) for ln in lines[:3]] == [

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from pipelines.swe.envs import TaskEnv, group_by_env, url_template_for
 from pipelines.swe.reference import cache_path, reference_key, reference_run, tree_id
-from pipelines.swe.validate import group_by_env, url_template_for
 from sandbox.testrun import TestRun
 
 
@@ -32,7 +32,7 @@ def ctx(tmp_path):
 
 
 def test_second_reference_of_same_env_and_tree_comes_from_disk(ctx, tmp_path):
-    spec = SimpleNamespace(image="crucible/env-x:py3.11-aaa")
+    spec = TaskEnv("crucible/env-x:py3.11-aaa", {})
     runner = Runner([run(tests={"t::a": "PASSED", "t::b": "FAILED"})])
     first = reference_run(ctx, spec, tmp_path, "tree1", ["t.py"], runner=runner)
     assert first.ok and not first.cached and first.outcomes == {"t::a": "PASSED", "t::b": "FAILED"}
@@ -57,7 +57,7 @@ def test_key_changes_with_image_tree_selection_reruns_and_id_style():
 
 
 def test_failed_reference_is_not_cached_and_says_why(ctx, tmp_path):
-    spec = SimpleNamespace(image="img")
+    spec = TaskEnv("img", {})
     runner = Runner([run("infra", kind="timeout", reason="no result in 300 s")],
                     [run(tests={"t::a": "PASSED"})])
     bad = reference_run(ctx, spec, tmp_path, "tree", None, runner=runner)
@@ -69,7 +69,7 @@ def test_failed_reference_is_not_cached_and_says_why(ctx, tmp_path):
 
 def test_reruns_of_the_clean_tree_find_flaky_tests(ctx, tmp_path):
     ctx.reruns = 3
-    spec = SimpleNamespace(image="img")
+    spec = TaskEnv("img", {})
     runner = Runner([run(tests={"t::a": "PASSED", "t::f": "PASSED"}), run(tests={"t::a": "PASSED", "t::f": "FAILED"}),
                      run(tests={"t::a": "PASSED", "t::f": "PASSED"})])
     ref = reference_run(ctx, spec, tmp_path, "tree", None, runner=runner)
@@ -77,7 +77,7 @@ def test_reruns_of_the_clean_tree_find_flaky_tests(ctx, tmp_path):
 
 
 def test_unreadable_cache_entry_is_recomputed(ctx, tmp_path):
-    spec = SimpleNamespace(image="img")
+    spec = TaskEnv("img", {})
     runner = Runner([run(tests={"t::a": "PASSED"})], [run(tests={"t::a": "FAILED"})])
     ref = reference_run(ctx, spec, tmp_path, "tree", None, runner=runner)
     cache_path(tmp_path, ref.key).write_text("{not json")
@@ -123,7 +123,8 @@ def test_repo_with_local_mirror_uses_it_others_use_the_template(tmp_path):
 
 
 def test_validate_bugs_skips_committed_candidates_before_touching_docker():
-    from pipelines.swe.bugs import bug_instance_id, validate_bugs
+    from pipelines.swe.bugs import bug_instance_id
+    from pipelines.swe.validate import validate_bugs
 
     cands = [SimpleNamespace(key="k1"), SimpleNamespace(key="k2")]
     done = frozenset(bug_instance_id("pypi/toolz", c) for c in cands)

@@ -1,7 +1,7 @@
 from pipelines.llm import LLMClient, load_prompt
-from pipelines.llm.fake_server import FakeOpenAIServer, Reply
 from pipelines.swe.patches import file_diff
 from pipelines.swe.statements import leak_check, scrub_failure, template_statement, write_statement
+from tests.support.fake_llm_server import FakeOpenAIServer, Reply
 
 PATCH = file_diff("toolz/itertoolz.py", "    return itertools.islice(seq, 1, None, n)\n",
                   "    return itertools.islice(seq, 0, None, n)\n")

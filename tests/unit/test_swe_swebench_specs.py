@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from pipelines.swe import swebench_import as si
 from pipelines.swe import swebench_specs as sb
 from sandbox.recipes import RecipeError, install_script, test_script
 
@@ -76,7 +77,7 @@ def write(root: Path, files: dict[str, str]) -> Path:
 # ---------------------------------------------------------------- importer
 
 def test_import_synthetic_wheel_evaluates_data_and_skips_everything_else(tmp_path, capfd):
-    data, lic = sb.import_specs(make_wheel(tmp_path))
+    data, lic = si.import_specs(make_wheel(tmp_path))
     assert capfd.readouterr().out == ""  # os.system never ran
     src = data["source"]
     assert src["version"] == "4.0.9" and src["table"] == "MAP_REPO_VERSION_TO_SPECS_PY" and src["license"] == "MIT"
@@ -107,15 +108,15 @@ def test_import_from_directory_equals_wheel_and_write_is_stable(tmp_path):
     d = tmp_path / "unpacked"
     with zipfile.ZipFile(whl) as zf:
         zf.extractall(d)
-    a, _ = sb.import_specs(whl)
-    b, lic = sb.import_specs(d)
+    a, _ = si.import_specs(whl)
+    b, lic = si.import_specs(d)
     assert a == b
     out = tmp_path / "cfg" / "specs.json"
-    summary = sb.write_specs(a, lic, out)
+    summary = si.write_specs(a, lic, out)
     assert summary == {"out": str(out), "swebench": "4.0.9", "repos": 2, "entries": 4,
                        "skipped_statements": len(a["source"]["skipped_statements"])}
     first = out.read_text()
-    sb.write_specs(a, lic, out)
+    si.write_specs(a, lic, out)
     assert out.read_text() == first and (out.parent / sb.LICENSE_NAME).read_text().startswith("MIT")
     assert sb.load_specs(out)["specs"]["o/foo"]["1.0"]["python"] == "3.9"
 
@@ -125,15 +126,15 @@ def test_import_rejects_paths_without_tables(tmp_path):
     with zipfile.ZipFile(whl, "w") as zf:
         zf.writestr("swebench/harness/grading.py", "X = 1\n")
     with pytest.raises(sb.SpecsImportError, match="5.x no longer ships"):
-        sb.import_specs(whl)
+        si.import_specs(whl)
     bad = tmp_path / "notes.txt"
     bad.write_text("hi")
     with pytest.raises(sb.SpecsImportError, match="not a directory, wheel or sdist"):
-        sb.import_specs(bad)
+        si.import_specs(bad)
     (tmp_path / "n").mkdir()
     nomap = make_wheel(tmp_path / "n", constants="X = 1\n")
     with pytest.raises(sb.SpecsImportError, match="MAP_REPO_VERSION_TO_SPECS"):
-        sb.import_specs(nomap)
+        si.import_specs(nomap)
 
 
 def test_committed_table_has_known_entries_and_provenance():
@@ -195,7 +196,7 @@ def test_gather_requirements_first_existing_path_and_missing(tmp_path):
 
 @pytest.fixture
 def table(tmp_path):
-    data, _ = sb.import_specs(make_wheel(tmp_path))
+    data, _ = si.import_specs(make_wheel(tmp_path))
     return data
 
 
@@ -323,7 +324,7 @@ class FakeBuild:
 
 def test_env_for_auto_uses_table_and_inferred_does_not(tmp_path, monkeypatch):
     import sandbox.api
-    from pipelines.swe.validate import ValidateContext, env_for
+    from pipelines.swe.envs import ValidateContext, env_for
     from sandbox.api import Settings
 
     tree = write(tmp_path / "t", {"requirements_dev.txt": "pytest\n", "setup.py": "",
@@ -355,7 +356,7 @@ def test_validate_instance_reports_recipe_error_as_setup_reason(tmp_path, monkey
     ctx = v.ValidateContext(client=None, settings=Settings(), workdir=tmp_path)
     row = v.validate_instance(ctx, {"instance_id": "x", "repo": "pydata/xarray", "version": "0.12",
                                     "base_commit": "b", "patch": "", "test_patch": ""}, "run")
-    assert row["status"] == "error"
+    assert (row["status"], row["failure_kind"], row["failed_at"]) == ("error", "infra", "setup")
     assert row["reason"].startswith("setup: RecipeError: pydata/xarray 0.12 (swebench-4.0.")
     assert "environment.yml" in row["reason"] or "Python 3.10" in row["reason"]
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pipelines.browse.search.backends import BackendConfigError, BackendError
+from pipelines.http_retry import RetryPolicy
 
 USER_AGENT = "crucible-browse/0.1 (research data pipeline)"
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -89,8 +90,6 @@ class HttpClient:
 
     def request(self, method: str, url: str, headers: Mapping[str, str] | None = None,
                 params: Mapping[str, object] | None = None, json_body: object = None) -> HttpResponse:
-        import tenacity
-
         if params:
             url = url + ("&" if "?" in url else "?") + urllib.parse.urlencode(params)
         hdrs = dict(headers or {})
@@ -99,20 +98,14 @@ class HttpClient:
             data = json.dumps(json_body).encode()
             hdrs.setdefault("Content-Type", "application/json")
 
-        def wait(rs: tenacity.RetryCallState) -> float:
-            exc = rs.outcome.exception() if rs.outcome else None
-            ra = getattr(exc, "retry_after", None)
-            base = min(self.backoff_s * (2 ** (rs.attempt_number - 1)), 30.0)
-            return min(ra, 30.0) if ra is not None else base
-
-        def before_sleep(_rs) -> None:
+        def counted(_exc, seconds: float) -> float:
             self.retries += 1
+            return seconds
 
+        policy = RetryPolicy(self.max_retries, self.backoff_s, 30.0, 30.0, jitter=False)
         try:
-            for attempt in tenacity.Retrying(
-                stop=tenacity.stop_after_attempt(self.max_retries + 1), wait=wait,
-                retry=tenacity.retry_if_exception_type(_Retryable), reraise=True, before_sleep=before_sleep,
-            ):
+            for attempt in policy.retrying(lambda e: isinstance(e, _Retryable),
+                                           hint_of=lambda e: getattr(e, "retry_after", None), on_wait=counted):
                 with attempt:
                     return self._once(method, url, hdrs, data)
         except _Retryable as exc:

@@ -1,0 +1,122 @@
+"""Per validated instance of ``make swe-curate``: problem statement, gold + LLM rollouts, grading and the
+trajectory filters (:func:`curate_instance`), and its thin Beam adapter :class:`Curate`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipelines.store.commit import ItemResult, Progress
+from pipelines.swe.records import FailureKind, Stage, Status, Step, failure
+
+log = logging.getLogger(__name__)
+PIPELINE = "swe-curate"
+SUBMIT_SCHEMA = {"type": "object", "properties": {"summary": {"type": "string", "maxLength": 200}},
+                 "required": ["summary"], "additionalProperties": False}
+
+
+def llm_policy(client, kind: str, sample_index: int, max_arg_chars: int | None = None):
+    from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy
+
+    if kind == "native":
+        return NativeToolPolicy(client, sample_index=sample_index)
+    # room for a bounded thought plus a whole str_replace: each string argument is capped so the step
+    # closes within max_tokens (a truncated step is not JSON, and its retries cost minutes on a CPU)
+    return JSONStepPolicy(client, final_action="submit", final_schema=SUBMIT_SCHEMA, final_tool="submit",
+                          sample_index=sample_index, max_arg_chars=max_arg_chars, max_tokens=768)
+
+
+def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, client=None, prompt=None,
+                    model: str | None = None, with_llm: bool = True) -> ItemResult:
+    """Statement, rollouts (gold + LLM), grading and filters for one validated instance."""
+    from pipelines.swe.filters import classify, reason_key
+    from pipelines.swe.records import SWEInstance
+    from pipelines.swe.rollout import run_rollout
+    from pipelines.swe.statements import write_statement
+
+    swe = cfg["swe"]
+    ro, flt = swe["rollouts"], swe["filters"]
+    res = ItemResult(inst["instance_id"])
+    st = write_statement(inst, client if swe["statements"]["use_llm"] else None, prompt,
+                         attempts=int(swe["statements"]["attempts"]))
+    inst = SWEInstance.from_row(inst).replace(
+        problem_statement=st["problem_statement"], statement_origin=st["statement_origin"],
+        statement_prompt_version=st["statement_prompt_version"])
+    if st["reason"] not in (None, "no_llm") and st["statement_origin"] == "template":  # no_llm: as configured
+        res.add("failures", failure(PIPELINE, Stage.STATEMENT, FailureKind.FILTERED,
+                                    f"statement_fallback: {st['reason']}", run_id, inst["instance_id"]))
+    trajs = []
+    common = dict(max_turns=int(ro["max_turns"]), max_total_tokens=int(ro["max_total_tokens"]),
+                  command_timeout_s=int(ro["command_timeout_s"]),
+                  max_observation_chars=int(ro["max_observation_chars"]), run_id=run_id)
+    gold = None
+    if "gold" in ro["policies"]:
+        gold_turns = max(int(ro["max_turns"]), 4 + 2 * inst["patch"].count("diff --git"))
+        gold = run_rollout(ctx, inst, "gold", policy_name="gold", max_turns=gold_turns, run_id=run_id)
+        trajs.append(gold)
+    gold_ok = gold is None or gold["resolved"]
+    if gold_ok and "llm" in ro["policies"] and client is not None and with_llm:
+        for k in range(int(ro["k"])):
+            policy = llm_policy(client, ro["llm_policy"], k, ro["max_arg_chars"])
+            trajs.append(run_rollout(ctx, inst, policy, policy_name="llm",
+                                     sample_index=k, model=model, **common))
+    for t in trajs:
+        t["split"], t["drop_reasons"] = classify(t, flt)
+        if not gold_ok:  # an instance the harness cannot resolve itself trains nothing
+            t["split"], t["drop_reasons"] = "none", [*t["drop_reasons"], "gold_unresolved: instance rejected"]
+        for r in t["drop_reasons"]:
+            res.add("failures", failure(PIPELINE, Stage.FILTER_TRAJECTORY, FailureKind.FILTERED, reason_key(r),
+                                        run_id, t["traj_id"], table="swe_trajectories", payload={"detail": r}))
+        res.add("swe_trajectories", t)
+    if not gold_ok:
+        # the harness cannot reproduce its own reference fix: the instance is not trustworthy
+        res.add("swe_validations", dict(val, status=Status.INVALID.value, failure_kind=FailureKind.FILTERED.value,
+                                        failed_at=Step.GOLD_CHECK.value,
+                                        reason=f"gold_unresolved: {gold['grade_reason']}"[:2000]))
+        res.add("failures", failure(PIPELINE, Stage.GOLD_CHECK, FailureKind.FILTERED, "gold_unresolved", run_id,
+                                    inst["instance_id"], payload={"detail": gold["grade_reason"]}))
+        return res
+    res.add("swe_validations", val)
+    res.add("swe_instances", inst.row(run_id))
+    return res
+
+
+class Curate(beam.DoFn):
+    def __init__(self, cfg: dict, llm_cfg: dict | None, run_id: str, network: str):
+        self.cfg, self.llm_cfg, self.run_id, self.network = cfg, llm_cfg, run_id, network
+        self.n = 0
+        self.resolved = Metrics.counter("crucible.swe", "trajectories_resolved")
+
+    def setup(self):
+        from pipelines.llm import LLMClient, load_prompt
+        from pipelines.swe.transforms import build_ctx
+
+        self.ctx = build_ctx(self.cfg, self.network)
+        self.client = LLMClient.from_config(self.llm_cfg, out_dir=self.cfg["run"]["out_dir"]) if self.llm_cfg else None
+        self.prompt = load_prompt(self.cfg["swe"]["statements"]["prompt"])
+        self.model = (self.llm_cfg or {}).get("model")
+        self.progress = Progress("swe-curate instances curated", None,
+                                 float(self.cfg["run"]["progress_every_s"]), log)
+
+    def process(self, pair):
+        inst, val = pair
+        cap = self.cfg["swe"]["rollouts"]["llm_max_instances"]
+        with_llm = cap is None or self.n < int(cap)
+        self.n += 1
+        res = curate_instance(self.ctx, inst, val, cfg=self.cfg, run_id=self.run_id, client=self.client,
+                              prompt=self.prompt, model=self.model, with_llm=with_llm)
+        self.resolved.inc(sum(t["resolved"] for t in res.rows.get("swe_trajectories", [])))
+        log.info("swe: curated %s: %s", inst["instance_id"],
+                 ", ".join(f"{t['policy']}={'resolved' if t['resolved'] else t['grade_reason']}"
+                           for t in res.rows.get("swe_trajectories", [])))
+        self.progress.update(1, force=True)
+        yield res
+
+    def teardown(self):
+        if getattr(self, "client", None) is not None:
+            self.client.close()
+
+

@@ -1,0 +1,174 @@
+"""Where SWE tests run: the context (Docker client, sandbox settings, workdir, run network), checkouts, and
+the env of an instance, decided once at validation (:class:`TaskEnv`: image, recipe with its test command and
+log parser, network, id style) and carried with the instance into rollouts and grading."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NETWORK_MODES = ("none", "internal")
+
+
+@dataclass
+class ValidateContext:
+    client: object  # docker SDK client
+    settings: object  # sandbox.api.Settings
+    workdir: Path
+    reruns: int = 1
+    id_style: str = "swebench"  # swebench: -rA ids (SWE-bench labels); junit: pytest node ids from JUnit
+    network: str = "none"  # test containers: none, internal, or a per-run internal network (run_network)
+    label_network: str | None = None  # one more after-run on this network labels network-dependent tests
+    mirror_root: Path | None = None  # local bare mirrors (injected-bug repos) tried before the URL template
+    recipes: str = "auto"  # auto: SWE-bench's recipe when its table covers (repo, version), else inference
+    max_f2p: int = 200  # an injected bug failing more tests breaks import or everything (swe.max_f2p)
+    env_cache: dict = field(default_factory=dict)  # (repo, env commit, version) -> sandbox EnvSpec
+    stats: dict = field(default_factory=lambda: {"env_hits": 0, "env_builds": 0})
+
+    @property
+    def network_mode(self) -> str:
+        from sandbox.container import is_internal
+
+        return "internal" if is_internal(self.network) else self.network
+
+    def network_for(self, mode: str) -> str:
+        """The network to run an env made under ``mode`` on: this run's internal network when it has one."""
+        if mode == "internal" and self.network_mode == "internal":
+            return self.network
+        return mode
+
+
+@contextmanager
+def run_network(client, mode: str, run_id: str):
+    """The network name for one run: a fresh internal network (removed after) for ``internal``."""
+    if mode not in NETWORK_MODES:
+        raise ValueError(f"swe.network={mode!r}: use one of {', '.join(NETWORK_MODES)}")
+    if mode == "none":
+        yield "none"
+        return
+    from sandbox.container import internal_network
+
+    with internal_network(client, run_id) as name:
+        yield name
+
+
+@dataclass(frozen=True)
+class TaskEnv:
+    """The env an instance's labels were made in; rollouts and grading use it as is (never re-planned)."""
+
+    image: str
+    recipe: dict  # install steps, test_cmd, test_paths, log_parser, python
+    network: str = "none"  # network mode of the label runs
+    id_style: str = "swebench"
+
+    @property
+    def test_cmd(self) -> str:
+        return self.recipe["test_cmd"]
+
+    @property
+    def parser(self) -> str:
+        return self.recipe.get("log_parser") or "pytest_rA"
+
+    def columns(self) -> dict:
+        """The swe_instances columns that carry this env."""
+        return {"env_image": self.image, "recipe": self.recipe, "env_network": self.network,
+                "id_style": self.id_style}
+
+    @classmethod
+    def of(cls, inst: Mapping) -> TaskEnv | None:
+        """The env an instance row carries (None: not validated here, e.g. a SWE-bench-format row)."""
+        if not inst.get("env_image") or not inst.get("recipe"):
+            return None
+        return cls(image=inst["env_image"], recipe=dict(inst["recipe"]), network=inst.get("env_network") or "none",
+                   id_style=inst.get("id_style") or "swebench")
+
+
+def checkout_tree(ctx: ValidateContext, repo: str, commit: str, dest: Path) -> Path:
+    """An exported tree (no .git) of ``repo`` at ``commit``."""
+    from sandbox.sources import export_tree
+
+    return export_tree(clone_at(ctx, repo, commit).path, dest)
+
+
+def clone_at(ctx: ValidateContext, repo: str, commit: str):
+    """The cached clone of ``repo`` (through its mirror or the URL template) checked out at ``commit``."""
+    from pipelines.store.commit import stable_hash
+    from sandbox.sources import from_git
+
+    template = url_template_for(ctx, repo)
+    # clones are cached per URL template: the same repo name from another mirror is another clone
+    return from_git(repo, commit, ctx.workdir / "git" / stable_hash(template, n=10), template)
+
+
+def url_template_for(ctx: ValidateContext, repo: str) -> str:
+    """The local mirror when ``repo`` has one (repos made from sdists), else the sandbox's URL template."""
+    from pipelines.swe.mirror import mirror_template
+
+    if ctx.mirror_root is not None and "/" in repo:
+        owner, name = repo.split("/", 1)
+        if (Path(ctx.mirror_root) / owner / f"{name}.git" / "HEAD").exists():
+            return mirror_template(ctx.mirror_root)
+    return ctx.settings.repo_url_template
+
+
+def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path, version=None):
+    """The sandbox env spec for (repo, env commit, version), built once and reused. With ``ctx.recipes ==
+    "auto"`` a (repo, version) in SWE-bench's table (``configs/swebench/specs.json``) uses SWE-bench's recipe
+    (a RecipeError says why where it cannot be honoured); otherwise, or with ``"inferred"``, our inference."""
+    from pipelines.swe.swebench_specs import recipe_for_instance
+    from sandbox.api import build_env
+
+    if ctx.recipes not in ("auto", "inferred"):
+        raise ValueError(f"swe.recipes={ctx.recipes!r}: use auto or inferred")
+    key = (repo, commit, str(version) if ctx.recipes == "auto" and version is not None else None)
+    if key in ctx.env_cache:
+        ctx.stats["env_hits"] += 1
+        return ctx.env_cache[key]
+    recipe = None
+    if ctx.recipes == "auto" and version is not None:
+        recipe = recipe_for_instance(repo, version, tree, ctx.settings.pythons)
+    spec, res = build_env(ctx.client, ctx.settings, tree, repo.split("/")[-1].lower(), recipe=recipe)
+    ctx.stats["env_hits" if res.get("cache_hit") else "env_builds"] += 1
+    ctx.env_cache[key] = spec
+    return spec
+
+
+def decide_env(ctx: ValidateContext, inst: Mapping, base_tree: Path, scratch: Path) -> TaskEnv:
+    """The env of an instance, decided (at validation): built from its env commit's tree (``base_tree`` when
+    that is the base commit, else a checkout under ``scratch``) with its version, on this run's network."""
+    env_commit = env_commit_of(inst)
+    tree = base_tree if env_commit == inst["base_commit"] else checkout_tree(ctx, inst["repo"], env_commit, scratch)
+    spec = env_for(ctx, inst["repo"], env_commit, tree, inst.get("version"))
+    return TaskEnv(image=spec.image, recipe=spec.recipe, network=ctx.network_mode, id_style=ctx.id_style)
+
+
+def task_env(ctx: ValidateContext, inst: Mapping, base_tree: Path, scratch: Path) -> TaskEnv:
+    """The env an instance carries from its validation; decided here only for a row that was never validated
+    by Crucible (``crucible swe grade`` on SWE-bench-format rows)."""
+    return TaskEnv.of(inst) or decide_env(ctx, inst, base_tree, scratch)
+
+
+def env_commit_of(inst: Mapping) -> str:
+    return inst.get("environment_setup_commit") or inst["base_commit"]
+
+
+def env_key(inst: Mapping) -> str:
+    return f"{inst['repo']}@{env_commit_of(inst)}"
+
+
+def group_by_env(insts: Iterable[Mapping]) -> dict[tuple[str, str], list[Mapping]]:
+    """Instances keyed by env (repo, env commit), each group in instance-id order."""
+    groups: dict[tuple[str, str], list[Mapping]] = {}
+    for inst in insts:
+        groups.setdefault((inst["repo"], env_commit_of(inst)), []).append(inst)
+    return {k: sorted(v, key=lambda i: i["instance_id"]) for k, v in sorted(groups.items())}
+
+
+def run_side(ctx: ValidateContext, env: TaskEnv, tree: Path, selection: list[str] | None, k: int,
+             network: str | None = None) -> list:
+    from sandbox.testrun import run_tests
+
+    return [run_tests(ctx.client, env.image, tree, env.recipe, limits=ctx.settings.limits,
+                      network=ctx.network_for(network or env.network), selection=selection) for _ in range(k)]
