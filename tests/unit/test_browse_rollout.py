@@ -117,3 +117,14 @@ def test_a_bad_input_row_exits_2_naming_the_file_and_line(env, capsys, row, says
     err = capsys.readouterr().err
     assert f"{f}: " in err and says in err, err
     assert srv.chat_requests == []  # refused before any work
+
+
+def test_swe_rollout_refuses_bad_rows_and_rows_without_labels_before_any_container(tmp_path, capsys):
+    bad = _write(tmp_path / "bad.jsonl", ['{"instance_id": "a__b-1", "repo": "a/b"}'])
+    assert main(["swe", "rollout", "--instances", bad, "--out", str(tmp_path / "o")]) == 2
+    assert f"{bad}:1 field " in capsys.readouterr().err
+    row = {"instance_id": "a__b-1", "repo": "a/b", "base_commit": "abcdef1", "problem_statement": "x",
+           "patch": "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n", "test_patch": "--- a/t\n+++ b/t\n@@ -1 +1 @@\n-a\n+b\n"}
+    unlabeled = _write(tmp_path / "u.jsonl", [row])
+    assert main(["swe", "rollout", "--instances", unlabeled, "--out", str(tmp_path / "o")]) == 2
+    assert "FAIL_TO_PASS/PASS_TO_PASS missing" in capsys.readouterr().err
