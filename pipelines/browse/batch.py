@@ -167,9 +167,9 @@ def run(cfg, input_path: str, *, k: int | None = None, stream: bool = False) -> 
     from pipelines.browse.pipeline import build_context
     from pipelines.browse.stages import make_judge
     from pipelines.llm import endpoint_config, llm_endpoint
-    from pipelines.store.batch import run_items
+    from pipelines.store.batch import BatchSummary, run_items
     from pipelines.store.catalog import refresh_catalog
-    from pipelines.store.commit import recover
+    from pipelines.store.commit import ensure_layout, recover
 
     questions = read_questions(input_path)
     k = int(cfg.browse.k if k is None else k)
@@ -177,15 +177,13 @@ def run(cfg, input_path: str, *, k: int | None = None, stream: bool = False) -> 
     out_dir = cfg.run.out_dir
     run_id = cfg.run.run_id or f"{PIPELINE}-{stable_hash(input_path.rsplit('/', 1)[-1], cfg.llm.model, n=8)}"
     printer = StreamPrinter() if stream else None
-    # nothing left to do: no LLM endpoint is started (a rerun of a finished file is free)
-    from pipelines.store.commit import ensure_layout
-
     ensure_layout(out_dir)
-    left = [key for key in items if key not in recover(out_dir, PIPELINE).done_keys]
-    if left:
+    done = recover(out_dir, PIPELINE).done_keys
+    if all(key in done for key in items):  # a finished file: no LLM endpoint is started, nothing runs
+        summary = {**BatchSummary(planned=len(items), skipped=len(items)).to_dict(), "workers": 0}
+    else:
         with llm_endpoint(cfg.llm) as urls:
-            llm_cfg = endpoint_config(cfg.llm, urls)
-            ctx = build_context(cfg.to_dict(), llm_cfg, run_id, with_graph=False)
+            ctx = build_context(cfg.to_dict(), endpoint_config(cfg.llm, urls), run_id, with_graph=False)
             judge = make_judge(ctx)
             workers = max(1, int(cfg.llm.max_concurrency) * len(urls))
 
@@ -197,15 +195,11 @@ def run(cfg, input_path: str, *, k: int | None = None, stream: bool = False) -> 
                 summary = run_items(out_dir, PIPELINE, run_id, list(items), work, workers=workers, stage="rollout",
                                     compression=cfg.store.compression,
                                     progress_every_s=float(cfg.run.progress_every_s),
-                                    on_result=printer.done if printer else None)
+                                    on_result=printer.done if printer else None).to_dict()
             finally:
                 if ctx.client is not None:
                     ctx.client.close()
-        summary = summary.to_dict()
         summary["workers"] = workers
-    else:
-        summary = {"planned": len(items), "skipped": len(items), "committed": 0, "errors": 0, "commits": 0,
-                   "rows": {}, "error_reasons": [], "seconds": 0.0, "items_per_min": None, "workers": 0}
     summary.update({"questions": len(questions), "k": k, "with_gold": sum(q.gold is not None for q in questions),
                     "run_id": run_id, "catalog": refresh_catalog(out_dir, cfg.store.catalog)})
     summary["verdicts"] = verdict_counts(out_dir, list(items), cfg.store.catalog)
