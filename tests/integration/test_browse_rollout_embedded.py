@@ -44,6 +44,7 @@ def _rows():
     return rows
 
 
+@pytest.mark.timeout(2 * DEADLINE_S + 120)
 def test_twenty_questions_killed_half_way_and_rerun_no_duplicate_no_loss(llm_url, tmp_path):
     from pipelines.store import catalog
     from pipelines.store.batch import ERROR_SEP
@@ -68,17 +69,20 @@ def test_twenty_questions_killed_half_way_and_rerun_no_duplicate_no_loss(llm_url
             return set()
 
     killed_at = None
-    while proc.poll() is None and time.monotonic() - t0 < DEADLINE_S:
-        n = len(committed())
-        if n >= 10:
-            proc.send_signal(signal.SIGKILL)
+    try:
+        while proc.poll() is None and time.monotonic() - t0 < DEADLINE_S:
+            n = len(committed())
+            if n >= 10:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                killed_at = n
+                break
+            time.sleep(0.3)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
             proc.wait()
-            killed_at = n
-            break
-        time.sleep(0.3)
-    else:
-        proc.kill()
-    log.close()
+        log.close()
     assert killed_at is not None, (tmp_path / "run1.log").read_text()[-3000:]
     assert 10 <= killed_at < 20, f"the kill came too late ({killed_at} committed)"
     first_s = time.monotonic() - t0
