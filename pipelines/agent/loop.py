@@ -19,7 +19,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pipelines.agent.tools import Observation, Tool
@@ -68,7 +68,8 @@ def tool_schema_list(tools: Mapping[str, Tool]) -> list[dict]:
 def run_agent(policy, tools: Mapping[str, Tool], messages: Sequence[dict], *, max_turns: int = 8,
               max_total_tokens: int = 32_000, final_tool: str | None = None,
               observation_suffix: str = "", max_observation_chars: int = 6_000,
-              repeat_note: str | None = None, turn_note: str = "", min_tool_calls: int = 0) -> AgentResult:
+              repeat_note: str | None = None, turn_note: str = "", min_tool_calls: int = 0,
+              on_event: Callable[[dict], None] | None = None) -> AgentResult:
     """Run ``policy`` against ``tools`` from the starting ``messages`` (system + user).
 
     ``final_tool``: a tool whose call ends the episode (e.g. ``submit``); without one, an
@@ -79,7 +80,12 @@ def run_agent(policy, tools: Mapping[str, Tool], messages: Sequence[dict], *, ma
     ``min_tool_calls``: until this many tool calls were made (and unless the turn is forced), the
     policy is asked for a tool call only (``tools_only``): a research agent that answers before it
     looked anything up gives a row nobody can learn search from.
+    ``on_event``: called with each step as it happens (``crucible browse rollout --stream``):
+    ``{"kind": "tool_call", "turn", "name", "arguments", "thought"}``, ``{"kind": "observation", "turn",
+    "name", "content", "error"}`` (the observation as the tool returned it), ``{"kind": "answer", "turn",
+    "content"}`` or ``{"kind": "error", "turn", "error"}``.
     """
+    emit = on_event or (lambda event: None)
     msgs = [dict(m) for m in messages]
     t0 = time.perf_counter()
     ptok = ctok = 0
@@ -98,19 +104,24 @@ def run_agent(policy, tools: Mapping[str, Tool], messages: Sequence[dict], *, ma
         ctok += int(turn.usage.get("completion_tokens", 0))
         if turn.error and not turn.tool_calls and turn.content is None:
             errors.append(f"turn {turn_no}: {turn.error}")
+            emit({"kind": "error", "turn": turn_no, "error": str(turn.error)})
             termination = "error"
             break
         msgs.append({"role": "assistant", "content": turn.content, "tool_calls": turn.tool_calls or None})
         if not turn.tool_calls:
             final = turn.content
             termination = "forced_answer" if force else "answered"
+            emit({"kind": "answer", "turn": turn_no, "content": final})
             break
         ended = False
         for call in turn.tool_calls:
             n_calls += 1
             name = call["function"]["name"]
             counts[name] = counts.get(name, 0) + 1
+            emit({"kind": "tool_call", "turn": turn_no, "name": name, "arguments": call["function"].get("arguments"),
+                  "thought": turn.content})
             obs = _invoke(tools, call)
+            emit({"kind": "observation", "turn": turn_no, "name": name, "content": obs.content, "error": obs.error})
             if obs.error:
                 n_errors += 1
             observations.append(obs)

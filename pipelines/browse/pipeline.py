@@ -23,8 +23,9 @@ PROMPTS = {"write": "browse_write_question", "read_back": "browse_read_back", "c
            "agent": "browse_agent", "judge": "browse_judge"}
 
 
-def build_context(cfg: Mapping, llm_cfg: Mapping | None, run_id: str) -> Context:
-    """Everything a worker needs, built from plain config dicts (works inside DoFn.setup)."""
+def build_context(cfg: Mapping, llm_cfg: Mapping | None, run_id: str, with_graph: bool = True) -> Context:
+    """Everything a worker needs, built from plain config dicts (works inside DoFn.setup).
+    ``with_graph`` False: ``ctx.graph`` is None (outside questions: nothing to resolve against)."""
     from pipelines.browse.api import load_kg, open_environment
     from pipelines.llm import LLMClient, load_prompt
     from pipelines.llm.reward import make_reward_scorer
@@ -32,7 +33,7 @@ def build_context(cfg: Mapping, llm_cfg: Mapping | None, run_id: str) -> Context
     client = LLMClient.from_config(llm_cfg, out_dir=cfg["run"]["out_dir"]) if llm_cfg else None
     opts = dict(cfg["browse"])
     opts["_engine"] = cfg["llm"].get("engine")
-    return Context(graph=load_kg(cfg), client=client, env=open_environment(cfg), opts=opts, run_id=run_id,
+    return Context(graph=load_kg(cfg) if with_graph else None, client=client, env=open_environment(cfg), opts=opts, run_id=run_id,
                    model=(llm_cfg or {}).get("model", "none"),
                    prompts={k: load_prompt(v) for k, v in PROMPTS.items()},
                    reward=make_reward_scorer(cfg["llm"], cache_dir=f"{cfg['run']['out_dir']}/cache/reward"))

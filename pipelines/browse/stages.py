@@ -318,7 +318,9 @@ def choose_policy(ctx: Context, sample_index: int):
 
 # ---------------------------------------------------------------- one question
 
-def rollout(ctx: Context, question: str, sample_index: int) -> dict:
+def rollout(ctx: Context, question: str, sample_index: int, on_event=None) -> dict:
+    """One search-agent episode on ``question``: ``{"result": AgentResult, "stats", "schemas"}``.
+    ``on_event`` sees each step live (:func:`pipelines.agent.loop.run_agent`)."""
     session = ctx.env.session(forbidden_texts=[question])
     tools = {t.name: t for t in session.tools}
     agent_prompt = ctx.prompts["agent"]
@@ -328,7 +330,7 @@ def rollout(ctx: Context, question: str, sample_index: int) -> dict:
                     observation_suffix=OBSERVATION_SUFFIX if ctx.opts.get("observation_hint", True) else "",
                     max_observation_chars=int(ctx.opts.get("max_observation_chars", 6000)),
                     turn_note=TURN_NOTE if ctx.opts["turn_budget_hint"] else "", repeat_note=REPEAT_NOTE,
-                    min_tool_calls=int(ctx.opts["min_tool_calls"]))
+                    min_tool_calls=int(ctx.opts["min_tool_calls"]), on_event=on_event)
     return {"result": res, "stats": session.stats, "schemas": session.schemas}
 
 
@@ -400,7 +402,7 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
     while True:
         question = final.question
         evidence = S.evidence(graph, final)
-        trajs = _rollouts(ctx, out, item["key"], final, question, answer, aliases, gold, evidence, judge)
+        trajs = _rollouts(ctx, out, item["key"], final, question, gold, evidence, judge)
         n_correct = sum(t["verdict"] == "correct" for t in trajs)
         pass_rate = n_correct / len(trajs) if trajs else None
         rnd = max(e["round"] for e in final.lineage)
@@ -446,20 +448,18 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
     return out
 
 
-def _rollouts(ctx, out, qid, draft, question, answer, aliases, gold, evidence, judge) -> list[dict]:
+def _rollouts(ctx, out, qid, draft, question, gold, evidence, judge) -> list[dict]:
     """k verified trajectories of one question version, each with its selection flags
     (``evidence_seen``, ``n_repeated_calls``); failed rollouts become failure rows of ``out``."""
-    ev_text = [e["fact"] for e in evidence]
     answer_names, subject_names = SEL.answer_hop_names(ctx.graph, draft)
     trajs = []
     for i in range(int(ctx.opts.get("k", 2))):
-        t_row, err = _one_trajectory(ctx, qid, question, answer, aliases, gold, evidence, ev_text, judge, i)
+        t_row, err = _one_trajectory(ctx, qid, question, gold, evidence, judge, i)
         if err:
             out.add("failures", err)
         if t_row:
             t_row["evidence_seen"] = SEL.evidence_seen(SEL.observations_seen(t_row["messages"]), answer_names,
                                                        subject_names)
-            t_row["n_repeated_calls"] = SEL.repeated_calls(t_row["messages"])
             trajs.append(t_row)
     return trajs
 
@@ -468,40 +468,64 @@ def _versions(ctx: Context) -> str:
     return ",".join(f"{p.id}@{p.version}" for p in ctx.prompts.values() if p is not None)
 
 
-def _one_trajectory(ctx, qid, question, answer, aliases, gold, evidence, ev_text, judge, i):
+def _one_trajectory(ctx, qid, question, gold, evidence, judge, i):
     try:
         ro = rollout(ctx, question, i)
     except Exception as exc:
         log.warning("rollout %s/%d failed: %s", qid, i, exc)
         return None, failure_row(pipeline=PIPELINE, stage="rollout", kind="error", reason=f"{type(exc).__name__}: {exc}",
                                  run_id=ctx.run_id, item_key=qid, discriminator=i)
+    return trajectory_row(ctx, ro, qid, i, question, gold, judge, evidence, resolver=RS.name_index(ctx.graph)), None
+
+
+NOT_JUDGED = "not_judged: the question came without a gold answer"
+
+
+def trajectory_row(ctx: Context, ro: Mapping, qid: str, i: int, question: str, gold: V.Gold | None, judge,
+                   evidence: Sequence[Mapping] = (), resolver=None) -> dict:
+    """The ``browse_trajectories`` row of one rollout (``ro`` from :func:`rollout`): verified, rewarded.
+
+    The one builder of that row (``make synth-browse`` and ``crucible browse rollout``). ``gold`` None
+    (an outside question without a gold answer): ``verdict``, ``verdict_source``, ``answer`` and the
+    outcome/total rewards are null and ``meta.verdict_reason`` says it was not judged. No ``evidence``
+    (outside questions have no evidence chain): clue recall is null. ``resolver`` (a graph name index)
+    enables the graph check for an entity gold; without it only the rules and the judge decide."""
     res, stats = ro["result"], ro["stats"]
     prediction = res.final
-    v = V.judge_verdict(question, gold, prediction or "", judge, ev_text, float(ctx.opts["rel_tol"]),
-                        prompt=ctx.prompts.get("judge"), resolver=RS.name_index(ctx.graph))
+    if gold is not None:
+        v = V.judge_verdict(question, gold, prediction or "", judge, [e["fact"] for e in evidence],
+                            float(ctx.opts["rel_tol"]), prompt=ctx.prompts.get("judge"), resolver=resolver)
+    else:
+        extracted = V.extract_final_answer(prediction) if prediction else None
+        v = V.Verdict(None, extracted or None, NOT_JUDGED, None)
     observations = [o.content for o in res.observations]
     fmt, fmt_problems = R.format_reward(res.messages, [s["function"]["name"] for s in ro["schemas"]])
-    clue = R.clue_recall(evidence, stats.visited_urls, observations)
-    terms = {"outcome": R.outcome_reward(v.verdict), "format": fmt, "clue": clue}
+    clue = R.clue_recall(evidence, stats.visited_urls, observations) if evidence else None
+    outcome = R.outcome_reward(v.verdict) if gold is not None else None
+    total = R.combine({"outcome": outcome, "format": fmt, "clue": clue},
+                      str(ctx.opts.get("reward_formula", R.DEFAULT_FORMULA))) if gold is not None else None
     # a visited URL that no search result ever showed is a guessed (hallucinated) URL
     returned = set(stats.returned_urls)
     hallucinated = [u for u in stats.visited_urls if u not in returned]
+    messages = _clean(res.messages)
     row = {
-        "traj_id": f"{qid}-{i}", "question_id": qid, "sample_index": i, "question": question, "answer": answer,
-        "answer_aliases": list(aliases), "messages": _clean(res.messages), "tools": ro["schemas"],
-        "rendered_react": render_react(_clean(res.messages)), "policy_model": ctx.model,
+        "traj_id": f"{qid}-{i}", "question_id": qid, "sample_index": i, "question": question,
+        "answer": gold.names[0] if gold is not None else None,
+        "answer_aliases": list(gold.names[1:]) if gold is not None else [], "messages": messages,
+        "tools": ro["schemas"], "rendered_react": render_react(messages), "policy_model": ctx.model,
         "sampling_params": {"temperature": float(ctx.opts.get("temperature", 0.7)), "policy": ctx.opts.get("policy")},
         "env_snapshot_id": ctx.env.snapshot_id, "prediction": prediction, "extracted_answer": v.extracted_answer,
         "verdict": v.verdict, "verdict_source": v.source, "resolved_entity": v.resolved_entity, "judge_model": ctx.model if v.source == "judge" else None,
         "judge_prompt_version": ctx.prompts["judge"].version if v.source == "judge" and ctx.prompts.get("judge") else None,
-        "judge_raw": v.reason, "reward_outcome": terms["outcome"], "reward_format": fmt, "reward_clue": clue,
-        "reward_total": R.combine(terms, str(ctx.opts.get("reward_formula", R.DEFAULT_FORMULA))),
+        "judge_raw": v.reason if gold is not None else None, "reward_outcome": outcome, "reward_format": fmt,
+        "reward_clue": clue, "reward_total": total,
         "reward_model_score": None, "n_turns": res.n_turns, "n_tool_calls": res.n_tool_calls,
         "n_search": res.tool_counts.get("search", 0), "n_visit": res.tool_counts.get("visit", 0),
         "n_tool_errors": res.n_tool_errors, "n_prompt_tokens": res.prompt_tokens,
         "n_completion_tokens": res.completion_tokens, "latency_s": round(res.latency_s, 3),
         "termination": res.termination, "retrieved_urls": list(stats.visited_urls),
-        "evidence_recall": clue, "pass_rate_k": None, "difficulty_band": None, "split": None, "drop_reasons": [],
+        "evidence_recall": clue, "n_repeated_calls": SEL.repeated_calls(messages),
+        "pass_rate_k": None, "difficulty_band": None, "split": None, "drop_reasons": [],
         "leak_flags": (["results_dropped"] if stats.leak_results_dropped else [])
                       + (["page_redacted"] if stats.leak_spans_redacted or stats.leak_pages_blocked else []),
         "meta": {"format_problems": fmt_problems, "errors": res.errors, "tool_stats": stats.to_dict(),
@@ -510,7 +534,7 @@ def _one_trajectory(ctx, qid, question, answer, aliases, gold, evidence, ev_text
     }
     row["reward_model_score"], rm_meta = reward_model_score(ctx, row["messages"])
     row["meta"].update(rm_meta)
-    return row, None
+    return row
 
 
 def _clean(messages: Sequence[dict]) -> list[dict]:

@@ -1,4 +1,4 @@
-"""`crucible browse run | check-unique | judge | audit`."""
+"""`crucible browse run | rollout | check-unique | judge | audit`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = bsub.add_parser("run", help="run the synth-browse pipeline")
     add_config_args(r, default="browse")
     r.set_defaults(func=_run)
+    ro = bsub.add_parser("rollout", help="run the search agent over outside questions from a JSONL file "
+                                         "{id, question, gold?, gold_aliases?}; judged when gold is given; resumable")
+    ro.add_argument("--input", required=True, metavar="FILE.jsonl",
+                    help="one question per line (schemas/browse_rollout_input.json)")
+    ro.add_argument("--k", type=int, default=None, help="rollouts per question (default: browse.k)")
+    ro.add_argument("--stream", action="store_true", help="print each step live: tool call, observation head, answer")
+    add_config_args(ro, default="browse")
+    ro.set_defaults(func=_rollout)
     c = bsub.add_parser("check-unique", help="execute every stored question's formalization against the graph")
     add_config_args(c, default="browse")
     c.set_defaults(func=_check_unique)
@@ -52,6 +60,16 @@ def _run(args) -> int:
     finally:
         con.close()
     return 0
+
+
+def _rollout(args) -> int:
+    from pipelines.browse.batch import run
+    from pipelines.cli import config_from_args
+
+    cfg = config_from_args(args)
+    summary = run(cfg, args.input, k=args.k, stream=args.stream)
+    print(json.dumps(summary))
+    return 1 if summary["errors"] else 0
 
 
 def _check_unique(args) -> int:

@@ -1,4 +1,4 @@
-"""`crucible swe validate | run | crawl | import-specs`."""
+"""`crucible swe validate | grade | rollout | run | crawl | import-specs`."""
 
 from __future__ import annotations
 
@@ -48,6 +48,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     g.set_defaults(func=_grade)
 
+    ro = ssub.add_parser("rollout", help="an agent policy over SWE-bench-format rows (with FAIL_TO_PASS/PASS_TO_PASS), "
+                                        "graded in fresh containers; each trajectory committed as it finishes; "
+                                        "resumable")
+    ro.add_argument("--instances", required=True, help="JSONL or Parquet file of SWE-bench-format rows")
+    ro.add_argument("--policy", choices=("llm", "gold"), default="llm",
+                    help="llm: the configured model (step style swe.rollouts.llm_policy); gold: replay the "
+                         "reference patch through the same tools (checks the harness)")
+    ro.add_argument("--k", type=int, default=None, help="rollouts per instance (default: swe.rollouts.k)")
+    ro.add_argument("--repo-url-template", default=None, help="where repos are cloned from (default: the sandbox's)")
+    add_config_args(ro, default="swe")
+    ro.set_defaults(func=_rollout)
     i = ssub.add_parser("import-specs", help="import SWE-bench's install recipes (swebench 3.x/4.x tables) as data")
     i.add_argument("--from", dest="source", required=True,
                    help="a swebench 3.x/4.x wheel or sdist (pip download swebench==4.0.* --no-deps) or its "
@@ -171,6 +182,90 @@ def _grade(args) -> int:
             print(json.dumps(ln))
     print(json.dumps(report))
     return 0
+
+
+ROLLOUT_PIPELINE = "swe-rollout"
+
+
+def rollout_key(instance_id: str, policy: str, sample_index: int) -> str:
+    """The store item key of one SWE rollout (``crucible swe rollout``)."""
+    return f"{instance_id}#{policy}#{sample_index}"
+
+
+def _rollout(args) -> int:
+    import contextlib
+    from dataclasses import replace
+    from pathlib import Path
+
+    from pipelines.cli import config_from_args
+    from pipelines.store.batch import run_items
+    from pipelines.store.catalog import refresh_catalog
+    from pipelines.store.commit import ItemResult, stable_hash
+    from pipelines.swe import pipeline as SP
+    from pipelines.swe.filters import classify
+    from pipelines.swe.rollout import run_rollout
+    from pipelines.swe.sources import InputFileError, read_instances
+
+    cfg = config_from_args(args)
+    ro = cfg.swe.rollouts
+    k = int(ro.k if args.k is None else args.k)
+    if k < 1:
+        print(f"error: --k {k}: needs at least 1 rollout per instance", file=sys.stderr)
+        return 2
+    try:
+        insts, problems = read_instances(args.instances)
+    except InputFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problems = [q.message() for q in problems]
+    problems += [f"{args.instances}: instance {i['instance_id']}: FAIL_TO_PASS/PASS_TO_PASS missing; a rollout is "
+                 "graded against them (run crucible swe validate first)"
+                 for i in insts if i["FAIL_TO_PASS"] is None or i["PASS_TO_PASS"] is None]
+    if problems:
+        for p in problems:
+            print(f"error: {p}", file=sys.stderr)
+        return 2
+    by_key = {rollout_key(i["instance_id"], args.policy, n): (i, n) for i in insts for n in range(k)}
+    out_dir = cfg.run.out_dir
+    run_id = cfg.run.run_id or f"{ROLLOUT_PIPELINE}-{stable_hash(Path(args.instances).name, args.policy, n=8)}"
+    ctx = SP.build_ctx(cfg.to_dict())
+    if args.repo_url_template:
+        ctx = replace(ctx, settings=replace(ctx.settings, repo_url_template=args.repo_url_template))
+    common = dict(max_turns=int(ro.max_turns), max_total_tokens=int(ro.max_total_tokens),
+                  command_timeout_s=int(ro.command_timeout_s), max_observation_chars=int(ro.max_observation_chars),
+                  run_id=run_id)
+    with contextlib.ExitStack() as stack:
+        client, model, workers = None, None, int(cfg.llm.max_concurrency)
+        if args.policy == "llm":
+            from pipelines.llm import LLMClient, endpoint_config, llm_endpoint
+
+            urls = stack.enter_context(llm_endpoint(cfg.llm))
+            client = LLMClient.from_config(endpoint_config(cfg.llm, urls), out_dir=out_dir)
+            stack.callback(client.close)
+            model, workers = cfg.llm.model, workers * len(urls)
+
+        def work(key: str):
+            inst, n = by_key[key]
+            if args.policy == "gold":
+                turns = max(int(ro.max_turns), 4 + 2 * inst["patch"].count("diff --git"))
+                row = run_rollout(ctx, inst, "gold", policy_name="gold", sample_index=n, **{**common, "max_turns": turns})
+            else:
+                policy = SP.llm_policy(client, ro.llm_policy, n, ro.max_arg_chars)
+                row = run_rollout(ctx, inst, policy, policy_name="llm", sample_index=n, model=model, **common)
+            row["split"], row["drop_reasons"] = classify(row, cfg.swe.filters)
+            return ItemResult(key).add("swe_trajectories", row)
+
+        summary = run_items(out_dir, ROLLOUT_PIPELINE, run_id, list(by_key), work, workers=workers, stage="rollout",
+                            compression=cfg.store.compression, progress_every_s=float(cfg.run.progress_every_s))
+    out = summary.to_dict()
+    from pipelines.store import catalog
+
+    out.update(instances=len(insts), k=k, policy=args.policy, workers=workers, run_id=run_id,
+               catalog=refresh_catalog(out_dir, cfg.store.catalog))
+    _, rows = catalog.query(out_dir, "select run_id, resolved from swe_trajectories", cfg.store.catalog)
+    out["resolved"] = sum(bool(r) for rid, r in rows if rid == run_id)
+    print(json.dumps(out))
+    return 1 if summary.errors else 0
 
 
 def _import_specs(args) -> int:

@@ -259,15 +259,20 @@ def diff_html(text: str | None) -> str:
 
 def browse_trajectory_page(cur, traj_id: str) -> str:
     t = _get(cur, "browse_trajectories", traj_id)
+    q = _fetch(cur, "SELECT evidence FROM questions WHERE question_id = ?", [t["question_id"]])
     verdict_cls = "ok" if t.get("verdict") == "correct" else "bad"
-    side = (f"<p>verdict <span class='{verdict_cls}'>{esc(t.get('verdict'))}</span> by {esc(t.get('verdict_source'))}"
-            f" · split <b>{esc(t.get('split'))}</b> · question {link(row_path('questions', t['question_id']), t['question_id'])}"  # noqa: E501
+    verdict = (f"verdict <span class='{verdict_cls}'>{esc(t.get('verdict'))}</span> by {esc(t.get('verdict_source'))}"
+               if t.get("verdict") else "<span class='k'>not judged</span>")
+    # an outside question (crucible browse rollout) has no questions row: no link to one
+    qlink = (link(row_path("questions", t["question_id"]), t["question_id"]) if q
+             else f"{esc(t['question_id'])} <span class='k'>(outside question)</span>")
+    reasoning = t.get("judge_raw") if t.get("verdict") else (t.get("meta") or {}).get("verdict_reason")
+    side = (f"<p>{verdict} · split <b>{esc(t.get('split'))}</b> · question {qlink}"
             f" · {link('/questions/' + _quote(t['question_id']) + '/compare', 'compare its rollouts')}</p>"
             f"<p><b>Q:</b> {esc(t.get('question'))}<br><b>gold:</b> {esc(t.get('answer'))} "
             f"<span class='k'>{esc(', '.join(t.get('answer_aliases') or []))}</span><br>"
             f"<b>answer:</b> {esc(t.get('extracted_answer'))}</p>"
-            f"<p><b>verdict reasoning:</b> {esc(t.get('judge_raw'))}</p>")
-    q = _fetch(cur, "SELECT evidence FROM questions WHERE question_id = ?", [t["question_id"]])
+            f"<p><b>verdict reasoning:</b> {esc(reasoning)}</p>")
     evidence = _decode("questions", q[0]).get("evidence") or [] if q else []
     ev = "".join(f"<li>{esc(e.get('fact'))} <span class='k'>{esc(e.get('url'))}</span></li>" for e in evidence)
     urls = "".join(f"<li>{esc(u)}</li>" for u in t.get("retrieved_urls") or [])
@@ -304,9 +309,12 @@ def question_page(cur, qid: str) -> str:
 
 
 def compare_page(cur, qid: str) -> str:
-    q = _get(cur, "questions", qid)
     rows = [_decode("browse_trajectories", r) for r in _fetch(
         cur, "SELECT * FROM browse_trajectories WHERE question_id = ? ORDER BY sample_index", [qid])]
+    found = _fetch(cur, "SELECT question, answer FROM questions WHERE question_id = ?", [qid])
+    if not found and not rows:
+        raise NotFound(f"questions/{qid}")
+    q = found[0] if found else {"question": rows[0]["question"], "answer": rows[0].get("answer")}  # outside question
     cols = "".join(f"<div><h3>{link(row_path('browse_trajectories', t['traj_id']), t['traj_id'])}: "
                    f"{esc(t.get('verdict'))}</h3>{conversation(t.get('messages'))}</div>" for t in rows)
     grid = f"<div style='display:grid;grid-template-columns:repeat({max(1, len(rows))},1fr);gap:10px'>{cols}</div>"

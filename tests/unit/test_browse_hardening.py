@@ -125,7 +125,7 @@ def solver_ctx(monkeypatch):
     g = toy_graph()
     questions = []
 
-    def fake_trajectory(ctx, qid, question, answer, aliases, golds, evidence, ev_text, judge, i):
+    def fake_trajectory(ctx, qid, question, golds, evidence, judge, i):
         questions.append(question)
         ok = "Alejandro Velasco Astete" in question
         return trajectory(traj_id=f"{qid}-{i}", question_id=qid, question=question,
