@@ -34,6 +34,9 @@ class Settings:
     network: str = "none"
     reruns: int = 1
     label_network: str | None = None
+    as_of_min_age_days: int = 365
+    repair_max_rungs: int = 6
+    survey_parallel: int = 2
 
 
 def settings_from_config(section, resolve_host: bool = True) -> Settings:
@@ -63,6 +66,8 @@ def settings_from_config(section, resolve_host: bool = True) -> Settings:
         network=s.get("network", "none"),
         reruns=int(s.get("reruns", 1)),
         label_network=s.get("label_network"),
+        as_of_min_age_days=int(s["as_of_min_age_days"]),
+        repair_max_rungs=int(s["repair_max_rungs"]), survey_parallel=int(s["survey_parallel"]),
     )
 
 

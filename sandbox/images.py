@@ -152,7 +152,7 @@ def run_build_step(client, image: str, script: str, *, user: str = "root", env: 
                              container.logs().decode(errors="replace")[-4000:]) from None
         text = container.logs().decode(errors="replace")
         if status.get("StatusCode") != 0:
-            raise BuildError(f"build step exited {status.get('StatusCode')}", text[-6000:])
+            raise BuildError(f"build step exited {status.get('StatusCode')}", text[-20000:])
         if commit_as:
             repo, _, tag = commit_as.rpartition(":")
             changes = list(commit_changes or [])
@@ -326,7 +326,7 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
                 pass
     steps = parse_install_log(container_log)
     return {"image": spec.image, "key": spec.key, "cache_hit": False, "seconds": time.monotonic() - t0,
-            "steps": steps, "log_tail": container_log[-3000:]}
+            "steps": steps, "log_tail": container_log[-3000:], "log": container_log}
 
 
 # ---------------------------------------------------------------- disk accounting and gc

@@ -44,6 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             x.add_argument("--json", action="store_true", help="print the full result (per-test outcomes) as JSON")
         x.set_defaults(func=_env if name == "env" else _test)
 
+    sv = ssub.add_parser("survey", help="build and test-run each source of a list, with the repair ladder; "
+                         "stage counts, rungs and stop reasons (resumable: done sources are skipped)")
+    add_config_args(sv)
+    sv.add_argument("--sdists", required=True, help="file with one NAME==VERSION per line (# comments)")
+    sv.add_argument("--parallel", type=int, help="override sandbox.survey_parallel")
+    sv.add_argument("--limit", type=int, help="only the first N sources of the file")
+    sv.set_defaults(func=_survey)
+
     d = ssub.add_parser("df", help="disk used by sandbox images and containers")
     d.set_defaults(func=_df)
     g = ssub.add_parser("gc", help="remove stopped sandbox containers and unused env images")
@@ -176,6 +184,44 @@ def _test(args) -> int:
         summary["recipe"] = spec.recipe
     print(json.dumps(summary, indent=None if args.json else 2))
     return 0 if out["status"] == "ok" else 1
+
+
+def _survey(args) -> int:
+    from pathlib import Path
+
+    from pipelines.cli import config_from_args
+    from pipelines.store.catalog import query
+    from pipelines.store.commit import stable_hash
+    from sandbox.api import settings_from_config
+    from sandbox.survey import funnel, read_sources, run_survey
+
+    try:
+        specs = read_sources(Path(args.sdists))
+    except (OSError, ValueError) as exc:
+        print(f"crucible: --sdists: {exc}", file=sys.stderr)
+        return 2
+    specs = specs[: args.limit] if args.limit else specs
+    cfg = config_from_args(args)
+    settings = settings_from_config(cfg.sandbox)
+    out_dir = cfg.run.out_dir
+    client, _ = _client()
+
+    def show(row):
+        print(f"{row['stage']:>16}  {row['source']:<40} {row['seconds']:>6.0f}s  rungs="
+              f"{','.join(g['kind'] + ':' + g['arg'] for g in row['rungs']) or '-'}"
+              + (f"  stop: {row['stop_line'][:150]}" if row["stop_line"] else ""), flush=True)
+
+    run_survey(client, settings, specs, out_dir, cfg.run.run_id or f"survey-{stable_hash(*specs, n=8)}",
+               args.parallel or settings.survey_parallel, on_row=show)
+    cols, rows = query(out_dir, "select * from sandbox_surveys")
+    import json as _json
+
+    wanted = {f"sdist:{s}" for s in specs}
+    dicts = [dict(zip(cols, r)) for r in rows]
+    dicts = [{**d, "rungs": _json.loads(d["rungs"]) if isinstance(d["rungs"], str) else d["rungs"]}
+             for d in dicts if d["source"] in wanted]
+    print(json.dumps(funnel(dicts), indent=2))
+    return 0
 
 
 def _df(args) -> int:
