@@ -176,7 +176,7 @@ def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: froz
     if src_date and not recipe.get("as_of"):
         for line in lines:
             m = AS_OF.search(line)
-            if m and not ((m.group(2) or m.group(3) or "").split(".")[0] in local_modules):
+            if m and (m.group(2) or m.group(3) or "").split(".")[0] not in local_modules:
                 add(RungKind.AS_OF_DATE, as_of_for(src_date), line)
                 break
     older = [p for p in sorted(pythons, key=_vt) if _vt(p) < _vt(recipe["python"])]

@@ -225,7 +225,7 @@ def _survey(args) -> int:
 
 
 def _df(args) -> int:
-    from sandbox.images import disk_usage, list_images
+    from sandbox.imagegc import disk_usage, list_images
 
     client, _ = _client()
     print(json.dumps({"usage": disk_usage(client), "images": list_images(client)}, indent=2))
@@ -233,7 +233,7 @@ def _df(args) -> int:
 
 
 def _gc(args) -> int:
-    from sandbox.images import gc
+    from sandbox.imagegc import gc
 
     client, _ = _client()
     kinds = ("env", "base") if args.all else ("env",)

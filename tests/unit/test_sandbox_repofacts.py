@@ -95,7 +95,7 @@ def test_local_modules(tmp_path):
 
 def test_survey_rows_and_failure_names_last_rung_and_line():
     from pipelines.store.records import record_type
-    from sandbox.survey import failure_for, funnel, read_sources, survey_row
+    from sandbox.survey import failure_for, funnel, survey_row
 
     stop = {"rung": "install_module", "kind": "test", "reason": "test run error/collection: crashed",
             "line": "E   ModuleNotFoundError: No module named 'zzz'"}
