@@ -135,10 +135,13 @@ def _prepare(args):
     except SourceError as exc:
         print(f"crucible: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    from sandbox.repair import source_date
+
+    date = source_date(co.path)
     ctx = exported(co.path)
     tree = ctx.__enter__()
     try:
-        spec, res = build_env(client, settings, tree, co.name, force=args.force)
+        spec, res = build_env(client, settings, tree, co.name, force=args.force, date=date)
     except (RecipeError, BuildError) as exc:
         ctx.__exit__(None, None, None)
         print(f"crucible: {co.origin}: {exc}", file=sys.stderr)
@@ -155,6 +158,7 @@ def _env(args) -> int:
     _, _, co, spec, res, ctx, _ = _prepare(args)
     ctx.__exit__(None, None, None)
     res.pop("log_tail", None)
+    res.pop("log", None)
     print(json.dumps({"source": co.origin, "commit": co.commit, "python": spec.recipe["python"], **res,
                       "total_seconds": round(time.monotonic() - t0, 2)}))
     return 0
