@@ -16,14 +16,21 @@ from pathlib import Path
 from sandbox.ladder import Phase, apply_rung, candidates, trigger_lines
 
 NO_DATE_MTIME = 946684800  # 2000-01-01: the fixed date of one-commit sdist repos (sandbox.sources.GIT_ENV)
+# mtimes build backends write for reproducible archives (hatchling: 2020-02-02; flit and others: the epoch)
+FIXED_MTIME_DAYS = ("1970-01-01", "1980-01-01", "2020-02-02")
 
 
-def source_date(checkout: Path) -> str | None:
-    """When the source was made (ISO date): the sdist's PKG-INFO mtime (the archive keeps it), else the
-    commit date; None when neither is known (a one-commit snapshot with the fixed date)."""
+def source_date(checkout: Path, lookup=None) -> str | None:
+    """When the source was made (YYYY-MM-DD): the sdist's PKG-INFO mtime (the archive keeps it) unless it is a
+    reproducible-build fixed date, then ``lookup()`` (the index's upload date,
+    ``sources.index_upload_date``), else the commit date; None when none is known."""
     pkg = Path(checkout) / "PKG-INFO"
-    if pkg.is_file() and pkg.stat().st_mtime > NO_DATE_MTIME + 86400:
-        return datetime.fromtimestamp(pkg.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d")
+    if pkg.is_file():
+        day = datetime.fromtimestamp(pkg.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d")
+        if day > "2000-01-02" and day not in FIXED_MTIME_DAYS:
+            return day
+        if lookup is not None:
+            return lookup()
     proc = subprocess.run(["git", "log", "-1", "--format=%cI"], cwd=checkout, capture_output=True, text=True)
     date = proc.stdout.strip()[:10]
     return date if proc.returncode == 0 and date and date > "2000-01-02" else None

@@ -79,7 +79,8 @@ def survey_one(client, settings, spec: str, run_id: str) -> dict:
         res = {"stage": "attempted", "rungs": [], "attempts": 0,
                "stop": {"rung": None, "kind": "source", "reason": str(exc), "line": str(exc)[-500:]}}
         return survey_row(source, None, None, res, time.monotonic() - t0, run_id)
-    date = source_date(co.path)
+    name, _, version = spec.partition("==")
+    date = source_date(co.path, lambda: sources.index_upload_date(name, version, remote_env=settings.pip_env))
     with exported(co.path) as tree:
         try:
             res = attempt(client, settings, tree, co.name, date=date, max_rungs=settings.repair_max_rungs)

@@ -136,8 +136,11 @@ def _prepare(args):
         print(f"crucible: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     from sandbox.repair import source_date
+    from sandbox.sources import index_upload_date
 
-    date = source_date(co.path)
+    name, _, version = (args.sdist or "").partition("==")
+    date = source_date(co.path, (lambda: index_upload_date(name, version, remote_env=settings.pip_env))
+                       if args.sdist else None)
     ctx = exported(co.path)
     tree = ctx.__enter__()
     try:

@@ -123,3 +123,27 @@ def test_read_sources_names_bad_line(tmp_path):
         read_sources(p)
     p.write_text("idna==3.6  # note\nidna==3.6\n")
     assert read_sources(p) == ["idna==3.6"]
+
+
+def test_fixed_build_mtimes_ask_the_index_instead(tmp_path):
+    pkg = write(tmp_path, {"PKG-INFO": "Name: d\n"}) / "PKG-INFO"
+    ts = datetime(2020, 2, 2, tzinfo=timezone.utc).timestamp()  # hatchling's reproducible mtime
+    os.utime(pkg, (ts, ts))
+    assert source_date(tmp_path, lambda: "2023-08-16") == "2023-08-16"
+    assert source_date(tmp_path) is None  # no lookup: unknown, never 2020-02-02
+
+
+def test_first_day_bisects_a_monotone_predicate():
+    from datetime import date
+
+    from sandbox.sources import first_day
+
+    calls = []
+
+    def present(d):
+        calls.append(d)
+        return d >= date(2023, 8, 17)
+
+    assert first_day(present, date(2005, 1, 1), date(2026, 12, 2)) == date(2023, 8, 17)
+    assert len(calls) <= 15
+    assert first_day(lambda d: False, date(2005, 1, 1), date(2026, 12, 2)) is None
