@@ -58,6 +58,18 @@ def table(name: str) -> dict:
     return {k: v for k, v in data.items() if k != "_doc"}
 
 
+def module_distribution(module: str) -> str:
+    """The distribution to install for an import name: the table's entry for the longest dotted prefix
+    listed, else the top-level name itself (underscores as dashes, as the index normalises them)."""
+    dists = table("import_dists")
+    parts = module.split(".")
+    for i in range(len(parts), 0, -1):
+        name = ".".join(parts[:i])
+        if name in dists and isinstance(dists[name], str):
+            return dists[name]
+    return parts[0].replace("_", "-")
+
+
 # the patterns, in the order the ladder prefers them (the most specific fix first)
 MISSING_MODULE = re.compile(r"(?:ModuleNotFoundError: No module named|ImportError: No module named) '?([\w.]+)'?")
 MISSING_HEADER = re.compile(r"fatal error: ([\w./+-]+\.h): No such file or directory")
@@ -94,18 +106,6 @@ def trigger_lines(text: str, limit: int = 200) -> list[str]:
             if len(out) >= limit:
                 break
     return out
-
-
-def module_distribution(module: str) -> str:
-    """The distribution to install for an import name: the table's entry for the longest dotted prefix
-    listed, else the top-level name itself (underscores as dashes, as the index normalises them)."""
-    dists = table("import_dists")
-    parts = module.split(".")
-    for i in range(len(parts), 0, -1):
-        name = ".".join(parts[:i])
-        if name in dists:
-            return dists[name]
-    return parts[0].replace("_", "-")
 
 
 def debian_package(what: str, kind: str) -> str | None:
@@ -166,7 +166,7 @@ def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: froz
             top = mod.split(".")[0]
             if top in local_modules:
                 add(RungKind.PYTHONPATH, top, line)
-            elif not top.startswith("_"):
+            elif not top.startswith("_") and top not in table("import_dists")["_never"]:
                 add(RungKind.INSTALL_MODULE, module_distribution(mod), line)
     extra = (recipe.get("sources") or {}).get("extra")
     for line in lines:

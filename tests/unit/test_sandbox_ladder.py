@@ -87,6 +87,12 @@ def test_a_module_of_the_tree_is_never_installed_from_the_index(recipe):
     assert kinds(candidates(lines, Phase.TEST, recipe)) == [(RungKind.INSTALL_MODULE, "tests")]
 
 
+def test_a_repo_helper_missing_from_the_sdist_is_not_installed_from_the_index(recipe):
+    # pycodestyle 2.11.1's sdist leaves out testing/; PyPI's unrelated "testing" must not stand in for it
+    lines = ["E   ModuleNotFoundError: No module named 'testing'"]
+    assert candidates(lines, Phase.TEST, recipe) == []
+
+
 def test_tables_are_data():
     assert module_distribution("yaml") == "PyYAML" and module_distribution("PIL.Image") == "Pillow"
     assert module_distribution("google.protobuf.message") == "protobuf"
