@@ -80,11 +80,11 @@ def test_no_older_python_when_none_is_available(recipe):
 
 
 def test_a_module_of_the_tree_is_never_installed_from_the_index(recipe):
-    lines = ["E   ModuleNotFoundError: No module named 'tests.helpers'"]
-    got = candidates(lines, Phase.TEST, recipe, local_modules=frozenset({"tests"}))
-    assert kinds(got) == [(RungKind.PYTHONPATH, "tests")]
-    # switched off (the tree's names unknown), the ladder would install PyPI's "tests" distribution
-    assert kinds(candidates(lines, Phase.TEST, recipe)) == [(RungKind.INSTALL_MODULE, "tests")]
+    lines = ["E   ModuleNotFoundError: No module named 'demo_helpers.db'"]
+    got = candidates(lines, Phase.TEST, recipe, local_modules=frozenset({"demo_helpers"}))
+    assert kinds(got) == [(RungKind.PYTHONPATH, "demo_helpers")]
+    # switched off (the tree's names unknown), the ladder would install a PyPI distribution of that name
+    assert kinds(candidates(lines, Phase.TEST, recipe)) == [(RungKind.INSTALL_MODULE, "demo-helpers")]
 
 
 def test_a_repo_helper_missing_from_the_sdist_is_not_installed_from_the_index(recipe):
