@@ -131,6 +131,9 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
     mentioned, has_testpaths = pytest_configured(repo)
     reinstall, reinstall_reason = needs_reinstall(repo)
     paths = [] if has_testpaths else test_paths(repo, tests)
+    if tests and not pcfg["python_files"] and not any(re.fullmatch(r"test_.*\.py|.*_test\.py", t.rsplit("/", 1)[-1])
+                                                      for t in tests):
+        paths = list(tests)  # a lone tests.py: named on the command line, pytest collects it
     recipe = {
         "version": RECIPE_VERSION,
         "python": python,

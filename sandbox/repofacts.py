@@ -292,6 +292,16 @@ def find_test_files(repo: Path, limit: int = 10000, patterns: tuple[str, ...] | 
         cfg = pytest_config(repo)
         patterns = tuple(cfg["python_files"]) or DEFAULT_PYTHON_FILES
         roots = roots or tuple(cfg["testpaths"])
+    found = _match_files(repo, patterns, roots, limit)
+    if found or patterns != DEFAULT_PYTHON_FILES:
+        return found
+    # no test_*.py anywhere: a module named test.py / tests.py (top level or in a package) that defines
+    # tests; pytest collects a file named on its command line whatever python_files says
+    return sorted(f for f in _match_files(repo, ("test.py", "tests.py"), roots, limit)
+                  if f.count("/") <= 1 and re.search(r"(?m)^\s*(def test|class \w+\(.*TestCase)", _read(repo / f)))
+
+
+def _match_files(repo: Path, patterns: tuple[str, ...], roots: tuple[str, ...], limit: int) -> list[str]:
     bases = [repo / r for r in roots if (repo / r).exists()] or [repo]
     out: set[str] = set()
     for base in bases:

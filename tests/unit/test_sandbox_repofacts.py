@@ -42,14 +42,14 @@ def test_pytest_precedence_is_pytests_own(tmp_path):
     assert pytest_config(tmp_path)["python_files"] == []
 
 
-def test_only_test_py_named_in_python_files_is_found(tmp_path):
-    write(tmp_path, {"setup.py": "from setuptools import setup\nsetup(name='d')\n", "test.py": "def test_a(): pass\n",
+def test_only_file_named_in_python_files_is_found(tmp_path):
+    write(tmp_path, {"setup.py": "from setuptools import setup\nsetup(name='d')\n", "checks.py": "def test_a(): pass\n",
                      "d/__init__.py": ""})
     with pytest.raises(RecipeError, match="no test files"):  # without the config: refused
         infer_recipe(tmp_path, ("3.11",))
-    (tmp_path / "setup.cfg").write_text("[tool:pytest]\npython_files = test.py\n")
+    (tmp_path / "setup.cfg").write_text("[tool:pytest]\npython_files = checks.py\n")
     recipe, inputs = infer_recipe(tmp_path, ("3.11",))
-    assert recipe["sources"]["test_files"] == 1 and recipe["test_paths"] == ["test.py"]
+    assert recipe["sources"]["test_files"] == 1 and recipe["test_paths"] == ["checks.py"]
     assert "setup.cfg" in inputs
 
 
@@ -147,3 +147,16 @@ def test_first_day_bisects_a_monotone_predicate():
     assert first_day(present, date(2005, 1, 1), date(2026, 12, 2)) == date(2023, 8, 17)
     assert len(calls) <= 15
     assert first_day(lambda d: False, date(2005, 1, 1), date(2026, 12, 2)) is None
+
+
+def test_a_lone_tests_py_with_tests_is_found_but_not_any_tests_py(tmp_path):
+    write(tmp_path, {"setup.py": "", "jsonpointer.py": "", "tests.py": "import unittest\n\n"
+                     "class T(unittest.TestCase):\n    def test_a(self): pass\n"})
+    recipe, _ = infer_recipe(tmp_path, ("3.11",))
+    assert recipe["test_paths"] == ["tests.py"]
+    write(tmp_path, {"pkg/__init__.py": "", "pkg/tests.py": "def test_b(): pass\n"})
+    (tmp_path / "tests.py").unlink()
+    assert infer_recipe(tmp_path, ("3.11",))[0]["test_paths"] == ["pkg/tests.py"]
+    (tmp_path / "pkg" / "tests.py").write_text("# helpers only\nX = 1\n")
+    with pytest.raises(RecipeError, match="no test files"):
+        infer_recipe(tmp_path, ("3.11",))
