@@ -237,7 +237,9 @@ def apply_rung(recipe: dict, rung: Rung) -> dict:
                 s["name"] = f"package[{new}]" if new else "package"
         r["sources"]["extra"] = new
     elif k is RungKind.AS_OF_DATE:
-        r["as_of"] = rung.arg
+        from sandbox.repofacts import floor_as_of
+
+        r["as_of"] = floor_as_of(rung.arg, r["python"])
     elif k is RungKind.OLDER_PYTHON:
         r["python_reason"] = f"{r.get('python_reason', '')}; ladder: Python {r['python']} -> {rung.arg}".lstrip("; ")
         r["python"] = rung.arg

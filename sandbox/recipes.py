@@ -30,6 +30,7 @@ from sandbox.repofacts import (  # noqa: F401  (re-exported: pipelines.swe.swebe
     classifier_versions,
     declared_extras,
     find_test_files,
+    floor_as_of,
     needs_reinstall,
     nox_deps,
     pick_extra,
@@ -90,7 +91,8 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
         pats = " or ".join(pcfg["python_files"] or ("test_*.py", "*_test.py"))
         raise RecipeError(f"{repo}: no test files ({pats}) found; nothing to run")
     python, py_reason = (str(override["python"]), "override") if override.get("python") else \
-        choose_python(repo, available_pythons)
+        choose_python(repo, available_pythons, source_date)
+    as_of = floor_as_of(as_of, python)
     tox = tox_info(repo)
     extras = declared_extras(repo)
     extra = pick_extra(extras, tox["extras"])

@@ -25,6 +25,7 @@ REQ_GLOBS = ("requirements.txt", "requirements/*.txt", "requirements-*.txt", "re
 REQ_SKIP_WORDS = ("doc", "lint", "release", "mypy", "typing", "style", "bench", "publish", "deploy", "format")
 REQ_ORDER_HINTS = ("test", "dev")  # these after the plain ones
 DEFAULT_PYTHON_FILES = ("test_*.py", "*_test.py")
+PYTHON_RELEASED = {"3.9": "2020-10-05", "3.11": "2022-10-24", "3.13": "2024-10-07"}  # x.y.0 release days
 SKIP_PARTS = (".git", ".tox", ".venv", "node_modules", "build")
 
 
@@ -76,9 +77,10 @@ def tox_versions(repo: Path) -> list[str]:
     return sorted(found, key=_vtuple)
 
 
-def choose_python(repo: Path, available: tuple[str, ...]) -> tuple[str, str]:
+def choose_python(repo: Path, available: tuple[str, ...], source_date: str | None = None) -> tuple[str, str]:
     """Highest available Python allowed by requires-python and, when the repo lists versions
-    (classifiers, tox/nox envs), not newer than the newest one it lists. Returns (version, reason)."""
+    (classifiers, tox/nox envs), not newer than the newest one it lists; with ``source_date``, not one
+    released after the source (the oldest allowed one when all were). Returns (version, reason)."""
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
     avail = sorted(available, key=_vtuple)
@@ -101,7 +103,21 @@ def choose_python(repo: Path, available: tuple[str, ...]) -> tuple[str, str]:
             ok = capped
     if not ok:
         raise RecipeError(f"no available Python ({', '.join(avail)}) satisfies requires-python {rp!r}")
+    if source_date:
+        older = [v for v in ok if PYTHON_RELEASED.get(v, "9999") <= source_date]
+        reasons.append(f"source of {source_date}: Python released by then" if older else
+                       f"source of {source_date} predates every available Python: the oldest")
+        ok = older or ok[:1]
     return ok[-1], "; ".join(reasons) or "no constraint found: newest available"
+
+
+def floor_as_of(as_of: str | None, python: str) -> str | None:
+    """An as-of cut-off no earlier than the release of ``python``: releases older than the interpreter
+    (build backends, pip's own ``setuptools>=40.8.0``) are rarely installable on it."""
+    rel = PYTHON_RELEASED.get(python)
+    if as_of and rel and as_of < rel:
+        return rel + "T23:59:59Z"
+    return as_of
 
 
 # ---------------------------------------------------------------- extras, requirements, tox, nox

@@ -31,7 +31,7 @@ def recipe(tmp_path):
                                        "{'test': ['pytest'], 'testing': ['pytest']})\n")
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_a.py").write_text("def test_a(): pass\n")
-    rec, _ = infer_recipe(tmp_path, ("3.9", "3.11"), source_date="2022-05-01")
+    rec, _ = infer_recipe(tmp_path, ("3.9", "3.11"), source_date="2023-05-01")
     return rec
 
 
@@ -44,11 +44,11 @@ def kinds(rungs):
     ("unrecognized_cov.log", Phase.TEST, (RungKind.PYTEST_PLUGIN, "pytest-cov")),
     ("module_missing.log", Phase.TEST, (RungKind.INSTALL_MODULE, "scikit-image")),
     ("syntax_py2.log", Phase.TEST, (RungKind.OLDER_PYTHON, "3.9")),
-    ("cannot_import_name.log", Phase.TEST, (RungKind.AS_OF_DATE, "2022-05-01T23:59:59Z")),
+    ("cannot_import_name.log", Phase.TEST, (RungKind.AS_OF_DATE, "2023-05-01T23:59:59Z")),
     ("build_header_and_extra.log", Phase.BUILD, (RungKind.APT_PACKAGE, "libxml2-dev")),
     ("build_header_and_extra.log", Phase.BUILD, (RungKind.NEXT_EXTRA, "testing")),
     ("build_python_and_resolution.log", Phase.BUILD, (RungKind.OLDER_PYTHON, "3.9")),
-    ("build_python_and_resolution.log", Phase.BUILD, (RungKind.AS_OF_DATE, "2022-05-01T23:59:59Z")),
+    ("build_python_and_resolution.log", Phase.BUILD, (RungKind.AS_OF_DATE, "2023-05-01T23:59:59Z")),
 ])
 def test_each_rung_fires_on_its_real_log(recipe, name, phase, want):
     assert recipe["python"] == "3.11" and recipe["sources"]["extra"] == "test"
@@ -70,7 +70,7 @@ def test_no_as_of_rung_without_a_date_or_when_already_set(recipe):
     lines = log("cannot_import_name.log")
     no_date = {**recipe, "sources": {**recipe["sources"], "source_date": None}}
     assert RungKind.AS_OF_DATE not in [r.kind for r in candidates(lines, Phase.TEST, no_date)]
-    already = {**recipe, "as_of": "2022-05-01T23:59:59Z"}
+    already = {**recipe, "as_of": "2023-05-01T23:59:59Z"}
     assert RungKind.AS_OF_DATE not in [r.kind for r in candidates(lines, Phase.TEST, already)]
 
 
@@ -120,8 +120,8 @@ def test_apply_rung_edits_the_recipe_and_records_the_trigger(recipe):
     assert pkg["try"][0] == "pip install -e ."
     r = apply_rung(r, Rung(RungKind.OLDER_PYTHON, "3.9", "x", Phase.TEST))
     assert r["python"] == "3.9"
-    r = apply_rung(r, Rung(RungKind.AS_OF_DATE, "2022-05-01T23:59:59Z", "x", Phase.BUILD))
-    assert r["as_of"] == "2022-05-01T23:59:59Z"
+    r = apply_rung(r, Rung(RungKind.AS_OF_DATE, "2023-05-01T23:59:59Z", "x", Phase.BUILD))
+    assert r["as_of"] == "2023-05-01T23:59:59Z"
     r = apply_rung(r, Rung(RungKind.CLEAR_ADDOPTS, "--weird", "x", Phase.TEST))
     assert r["test_cmd"].endswith("-o addopts=")
 
@@ -129,6 +129,6 @@ def test_apply_rung_edits_the_recipe_and_records_the_trigger(recipe):
 def test_rungs_change_the_env_key(recipe):
     from sandbox.images import BaseSpec, EnvSpec
 
-    r = apply_rung(recipe, Rung(RungKind.AS_OF_DATE, "2022-05-01T23:59:59Z", "x", Phase.BUILD))
+    r = apply_rung(recipe, Rung(RungKind.AS_OF_DATE, "2023-05-01T23:59:59Z", "x", Phase.BUILD))
     base = BaseSpec(python="3.11", distro="bookworm")
     assert EnvSpec(base, recipe).key != EnvSpec(base, r).key

@@ -66,9 +66,20 @@ def test_addopts_and_ini_keys_bring_their_plugins(tmp_path):
 def test_as_of_exported_to_pip_and_part_of_the_recipe(tmp_path):
     write(tmp_path, {"setup.py": "", "tests/test_a.py": ""})
     plain, _ = infer_recipe(tmp_path, ("3.11",))
-    dated, _ = infer_recipe(tmp_path, ("3.11",), as_of="2022-05-01T23:59:59Z", source_date="2022-05-01")
+    dated, _ = infer_recipe(tmp_path, ("3.11",), as_of="2023-05-01T23:59:59Z", source_date="2023-05-01")
     assert plain["as_of"] is None and "PIP_UPLOADED_PRIOR_TO" not in install_script(plain)
-    assert "export PIP_UPLOADED_PRIOR_TO=2022-05-01T23:59:59Z" in install_script(dated)
+    assert "export PIP_UPLOADED_PRIOR_TO=2023-05-01T23:59:59Z" in install_script(dated)
+
+
+def test_old_source_gets_the_python_of_its_time_and_a_cutoff_no_older_than_it(tmp_path):
+    write(tmp_path, {"setup.py": "", "tests/test_a.py": ""})
+    rec, _ = infer_recipe(tmp_path, ("3.9", "3.11"), as_of="2021-01-31T23:59:59Z", source_date="2021-01-31")
+    assert rec["python"] == "3.9" and rec["as_of"] == "2021-01-31T23:59:59Z"  # 3.11 came out in 2022-10
+    rec, _ = infer_recipe(tmp_path, ("3.9", "3.11"), as_of="2018-10-27T23:59:59Z", source_date="2018-10-27")
+    # older than every base: the oldest, and nothing older than it (pip's own setuptools>=40.8.0 needs 2019)
+    assert rec["python"] == "3.9" and rec["as_of"] == "2020-10-05T23:59:59Z"
+    rec, _ = infer_recipe(tmp_path, ("3.9", "3.11"), source_date="2024-01-01")
+    assert rec["python"] == "3.11" and rec["as_of"] is None
 
 
 def test_default_as_of_only_for_old_sources():
