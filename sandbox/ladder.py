@@ -27,6 +27,8 @@ class RungKind(str, enum.Enum):
     OLDER_PYTHON = "older_python"  # syntax the base's Python rejects, or requires-python excludes it
     CLEAR_ADDOPTS = "clear_addopts"  # an option in addopts that no known plugin provides -> -o addopts=
     PYTHONPATH = "pythonpath"  # a module of the tree itself is not importable -> put its directory on the path
+    CONTINUE_COLLECTION = "continue_collection"  # a few modules fail to import and nothing above fixes them ->
+    # run the rest (--continue-on-collection-errors; the broken modules stay ERROR entries in JUnit)
 
 
 class Phase(str, enum.Enum):
@@ -90,10 +92,12 @@ AS_OF = re.compile(r"(ResolutionImpossible.*|No matching distribution found for 
                    r"ImportError: cannot import name '\w+' from '([\w.]+)'.*|"
                    r"AttributeError: module '([\w.]+)' has no attribute .*|"
                    r"pkg_resources\.VersionConflict.*|Failed building wheel for .*|Failed to build .*)")
+COLLECTION_INTERRUPTED = re.compile(r"Interrupted: (\d+) errors? during collection")
+COLLECTED = re.compile(r"collected (\d+) items")
 UNKNOWN_OPTION = re.compile(r"(?:error: unrecognized arguments: |ERROR: usage: .*|no such option: )(.*)")
 TRIGGER_ANY = re.compile("|".join(p.pattern for p in (
     MISSING_MODULE, MISSING_HEADER, MISSING_LIB, MISSING_PROGRAM, FIXTURE, UNRECOGNIZED, MARKER, INI_KEY, ASYNC,
-    NO_EXTRA, SYNTAX, AS_OF)))
+    NO_EXTRA, SYNTAX, AS_OF, COLLECTION_INTERRUPTED, COLLECTED)))
 
 
 def trigger_lines(text: str, limit: int = 200) -> list[str]:
@@ -189,6 +193,12 @@ def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: froz
         if (m := UNRECOGNIZED.search(line)) and not _plugin_for_options(m.group(1)) \
                 and "addopts=" not in recipe["test_cmd"]:
             add(RungKind.CLEAR_ADDOPTS, m.group(1).strip()[:100], line)
+    collected = max((int(m.group(1)) for ln in lines if (m := COLLECTED.search(ln))), default=0)
+    for line in lines:
+        m = COLLECTION_INTERRUPTED.search(line)
+        if m and not out and "--continue-on-collection-errors" not in recipe["test_cmd"] \
+                and 0 < int(m.group(1)) * 10 <= collected:  # at most 1 broken module per 10 collected tests
+            add(RungKind.CONTINUE_COLLECTION, m.group(1), line)
     return out
 
 
@@ -245,6 +255,8 @@ def apply_rung(recipe: dict, rung: Rung) -> dict:
         r["python"] = rung.arg
     elif k is RungKind.CLEAR_ADDOPTS:
         r["test_cmd"] = r["test_cmd"] + " -o addopts="
+    elif k is RungKind.CONTINUE_COLLECTION:
+        r["test_cmd"] = r["test_cmd"] + " --continue-on-collection-errors"
     elif k is RungKind.PYTHONPATH:
         env = dict(r.get("test_env") or {})
         env["PYTHONPATH"] = ":".join(dict.fromkeys(
