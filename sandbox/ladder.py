@@ -141,6 +141,9 @@ def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: froz
     out: list[Rung] = []
 
     def add(kind: RungKind, arg: str | None, line: str) -> None:
+        if kind in (RungKind.INSTALL_MODULE, RungKind.PYTEST_PLUGIN) and arg and \
+                arg.lower().replace("-", "_") in {m.lower() for m in local_modules}:
+            return  # the tree's own package (pytest-cov's suite naming pytest-cov): never from the index
         if arg and all(r.key != (kind.value, arg) for r in out):
             out.append(Rung(kind, arg, line[:500], phase))
 

@@ -108,6 +108,13 @@ def test_a_repo_helper_missing_from_the_sdist_is_not_installed_from_the_index(re
     assert candidates(lines, Phase.TEST, recipe) == []
 
 
+def test_the_trees_own_distribution_is_never_installed_from_the_index(recipe):
+    # pytest-cov 2.10.1's suite runs pytest in subprocesses; their "unrecognized arguments: --cov" names itself
+    lines = ["E   pytest: error: unrecognized arguments: --cov=src"]
+    assert kinds(candidates(lines, Phase.TEST, recipe)) == [(RungKind.PYTEST_PLUGIN, "pytest-cov")]
+    assert candidates(lines, Phase.TEST, recipe, local_modules=frozenset({"pytest_cov"})) == []
+
+
 def test_tables_are_data():
     assert module_distribution("yaml") == "PyYAML" and module_distribution("PIL.Image") == "Pillow"
     assert module_distribution("google.protobuf.message") == "protobuf"
