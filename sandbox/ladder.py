@@ -60,6 +60,13 @@ def table(name: str) -> dict:
     return {k: v for k, v in data.items() if k != "_doc"}
 
 
+def deciding_line(lines: list[str]) -> str | None:
+    """The line that names the error: the first trigger line that is not pytest's bookkeeping
+    (``collected N items``, ``Interrupted: ...``)."""
+    named = [ln for ln in lines if not (COLLECTED.search(ln) or COLLECTION_INTERRUPTED.search(ln))]
+    return (named or lines or [None])[0]
+
+
 def module_distribution(module: str) -> str:
     """The distribution to install for an import name: the table's entry for the longest dotted prefix
     listed, else the top-level name itself (underscores as dashes, as the index normalises them)."""

@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sandbox.ladder import Phase, apply_rung, candidates, trigger_lines
+from sandbox.ladder import Phase, apply_rung, candidates, deciding_line, trigger_lines
 
 NO_DATE_MTIME = 946684800  # 2000-01-01: the fixed date of one-commit sdist repos (sandbox.sources.GIT_ENV)
 # mtimes build backends write for reproducible archives (hatchling: 2020-02-02; flit and others: the epoch)
@@ -117,7 +117,7 @@ def attempt(client, settings, tree: Path, name: str, *, date: str | None, max_ru
         cands = [c for c in candidates(lines, phase, recipe, mods, settings.pythons) if c.key not in tried]
         if not cands or len(out["rungs"]) >= max_rungs:
             last = out["rungs"][-1]["kind"] if out["rungs"] else None
-            decided = lines[0] if lines else last_line
+            decided = deciding_line(lines) or last_line
             if cands:
                 why += f"; rung limit {max_rungs} reached"
             out["stop"] = {"rung": last, "kind": phase.value, "reason": why, "line": decided[:500]}

@@ -73,6 +73,15 @@ def test_a_few_broken_modules_are_left_as_errors_only_when_nothing_else_fixes_th
     assert kinds(candidates(mod, Phase.TEST, recipe)) == [(RungKind.INSTALL_MODULE, "aiohttp")]
 
 
+def test_deciding_line_names_the_error_not_the_bookkeeping():
+    from sandbox.ladder import deciding_line
+
+    lines = log("module_missing.log")
+    assert lines[0].startswith("collected") and deciding_line(lines) == "E   ModuleNotFoundError: No module named 'skimage'"
+    assert deciding_line(["collected 0 items / 1 error"]) == "collected 0 items / 1 error"
+    assert deciding_line([]) is None
+
+
 def test_best_rung_first_and_clean_log_gives_none(recipe):
     assert kinds(candidates(log("fixture_mocker.log"), Phase.TEST, recipe))[0] == (RungKind.PYTEST_PLUGIN,
                                                                                   "pytest-mock")
