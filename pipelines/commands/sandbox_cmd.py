@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             x.add_argument("--reruns", type=int, help="override sandbox.reruns (flaky detection)")
             x.add_argument("--select", nargs="*", help="test files/ids to run instead of the detected paths")
             x.add_argument("--json", action="store_true", help="print the full result (per-test outcomes) as JSON")
+            x.add_argument("--repair", action="store_true",
+                           help="climb the repair ladder (sandbox.repair_max_rungs) until the suite mostly passes; "
+                                "prints the rungs used and, if it stops short, the deciding log line")
         x.set_defaults(func=_env if name == "env" else _test)
 
     sv = ssub.add_parser("survey", help="build and test-run each source of a list, with the repair ladder; "
@@ -167,8 +170,36 @@ def _env(args) -> int:
     return 0
 
 
+def _repair(args) -> int:
+    from sandbox import sources
+    from sandbox.api import exported
+    from sandbox.repair import attempt, source_date
+
+    settings = _settings(args)
+    client, _ = _client()
+    try:
+        co = _checkout(args, settings)
+    except sources.SourceError as exc:
+        print(f"crucible: {exc}", file=sys.stderr)
+        return 2
+    name, _, version = (args.sdist or "").partition("==")
+    date = source_date(co.path, (lambda: sources.index_upload_date(name, version, remote_env=settings.pip_env))
+                       if args.sdist else None)
+    with exported(co.path) as tree:
+        res = attempt(client, settings, tree, co.name, date=date, max_rungs=settings.repair_max_rungs)
+    recipe = res.pop("recipe", None)
+    if args.print_recipe and recipe:
+        print(json.dumps(recipe, indent=2), file=sys.stderr)
+    print(json.dumps({"funnel_stage": res["stage"], "source": co.origin, "commit": co.commit, "source_date": date,
+                      **{k: v for k, v in res.items() if k != "stage"}}, indent=2))
+    return 0 if res["stage"] == "mostly_passing" else 1
+
+
 def _test(args) -> int:
     from sandbox.api import test_env
+
+    if args.repair:
+        return _repair(args)
 
     client, settings, co, spec, res, ctx, tree = _prepare(args)
     try:
