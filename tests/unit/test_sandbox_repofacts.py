@@ -171,3 +171,35 @@ def test_a_lone_tests_py_with_tests_is_found_but_not_any_tests_py(tmp_path):
     (tmp_path / "pkg" / "tests.py").write_text("# helpers only\nX = 1\n")
     with pytest.raises(RecipeError, match="no test files"):
         infer_recipe(tmp_path, ("3.11",))
+
+
+def test_survey_rows_make_a_funnel_in_stats_and_a_report_plot(tmp_path):
+    from pipelines.store import catalog
+    from pipelines.store.commit import ItemResult, commit_items
+    from pipelines.store.report import write_report
+    from pipelines.store.stats import compute_stats
+    from sandbox.survey import failure_for, survey_row
+
+    out = str(tmp_path / "store")
+    stop = {"rung": "install_module", "kind": "test", "reason": "r", "line": "E   ModuleNotFoundError: x"}
+    rows = [survey_row("sdist:a==1", None, None, {"stage": "mostly_passing", "rungs": [
+                {"kind": "pytest_plugin", "arg": "pytest-mock", "trigger": "t", "phase": "test"}], "attempts": 2,
+                "counts": {"PASSED": 3}, "tests_collected": 3}, 1.0, "r"),
+            survey_row("sdist:b==1", None, None, {"stage": "installed", "rungs": [
+                {"kind": "install_module", "arg": "x", "trigger": "t", "phase": "test"}], "stop": stop,
+                "attempts": 2, "counts": {}}, 2.0, "r")]
+    items = []
+    for r in rows:
+        it = ItemResult(r["source"]).add("sandbox_surveys", r)
+        if failure_for(r):
+            it.add("failures", failure_for(r))
+        items.append(it)
+    commit_items(out, "sandbox_survey", "r", items)
+    con = catalog.connect(out)
+    s = compute_stats(con)["sandbox_surveys"]
+    con.close()
+    assert s["funnel"] == [["attempted", 2], ["installed", 2], ["tests_collected", 1], ["mostly_passing", 1]]
+    assert sorted(map(tuple, s["rungs"])) == [("install_module", 1), ("pytest_plugin", 1)]
+    assert s["stops"] == [["installed: install_module", 1]]
+    page = write_report(out, str(tmp_path / "rep"))
+    assert (page.parent / "sandbox_survey.png").stat().st_size > 1000
