@@ -34,6 +34,9 @@ class Settings:
     network: str = "none"
     reruns: int = 1
     label_network: str | None = None
+    as_of_min_age_days: int = 365
+    repair_max_rungs: int = 6
+    survey_parallel: int = 2
 
 
 def settings_from_config(section, resolve_host: bool = True) -> Settings:
@@ -63,6 +66,8 @@ def settings_from_config(section, resolve_host: bool = True) -> Settings:
         network=s.get("network", "none"),
         reruns=int(s.get("reruns", 1)),
         label_network=s.get("label_network"),
+        as_of_min_age_days=int(s["as_of_min_age_days"]),
+        repair_max_rungs=int(s["repair_max_rungs"]), survey_parallel=int(s["survey_parallel"]),
     )
 
 
@@ -76,25 +81,30 @@ def build_base(client, settings: Settings, python: str, force: bool = False) -> 
                        ca_bundle=settings.ca_bundle, pip_env=settings.pip_env, force=force)
 
 
-def plan_env(settings: Settings, tree: Path, name: str, recipe: tuple[dict, dict] | None = None) -> EnvSpec:
+def plan_env(settings: Settings, tree: Path, name: str, recipe: tuple[dict, dict] | None = None,
+             date: str | None = None) -> EnvSpec:
     """The env spec for the tree at ``tree``: with ``recipe`` = (recipe, inputs) given (e.g. SWE-bench's, see
-    ``pipelines.swe.swebench_specs``) that one, else the inferred recipe with any per-repo override.
-    ``inputs`` maps the files the recipe read to their sha256; both are hashed into the env key."""
+    ``pipelines.swe.swebench_specs``) that one, else the inferred recipe with any per-repo override, resolved
+    as of ``date`` (the source's, ``sandbox.repair.source_date``) when it is older than
+    ``sandbox.as_of_min_age_days``. ``inputs`` maps the files the recipe read to their sha256; both are
+    hashed into the env key."""
     from sandbox.recipes import infer_recipe, load_override
+    from sandbox.repair import default_as_of
 
     if recipe is not None:
         rec, inputs = recipe
     else:
         override = load_override(name, settings.repos_dir)
-        rec, inputs = infer_recipe(tree, settings.pythons, override)
+        rec, inputs = infer_recipe(tree, settings.pythons, override,
+                                   as_of=default_as_of(date, settings.as_of_min_age_days), source_date=date)
     return EnvSpec(base=base_spec(settings, rec["python"]), recipe=rec, inputs=dict(inputs), name=name)
 
 
 def build_env(client, settings: Settings, tree: Path, name: str, force: bool = False,
-              recipe: tuple[dict, dict] | None = None) -> tuple[EnvSpec, dict]:
+              recipe: tuple[dict, dict] | None = None, date: str | None = None) -> tuple[EnvSpec, dict]:
     """Base (built or reused) + env (built or reused) for the exported tree ``tree`` (no .git needed);
-    ``recipe`` as in :func:`plan_env`."""
-    spec = plan_env(settings, tree, name, recipe)
+    ``recipe`` and ``date`` as in :func:`plan_env`."""
+    spec = plan_env(settings, tree, name, recipe, date)
     base = build_base(client, settings, spec.base.python)
     res = ensure_env(client, spec, tree, ca_bundle=settings.ca_bundle, pip_env=settings.pip_env,
                      timeout_s=settings.build_timeout_s, force=force)

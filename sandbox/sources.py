@@ -110,6 +110,53 @@ def from_sdist(spec: str, workdir: Path, pip: tuple[str, ...] = (sys.executable,
     return Checkout(target, commit, name, f"sdist:{spec}")
 
 
+def first_day(present, lo, hi):
+    """The earliest day d in (lo, hi] with ``present(d)`` true, for a ``present`` false before some day and
+    true from then on (bisection: ~13 calls over 20 years); None when ``present(hi)`` is false."""
+    if not present(hi):
+        return None
+    while (hi - lo).days > 1:
+        mid = lo + (hi - lo) // 2
+        if present(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def index_upload_date(name: str, version: str, pip: tuple[str, ...] = (sys.executable, "-m", "pip"),
+                      remote_env: dict | None = None) -> str | None:
+    """The day (YYYY-MM-DD) ``name==version`` was uploaded to the remote index, found by asking pip which
+    versions exist before a date (``pip index versions --uploaded-prior-to``). Local file indexes and
+    find-links carry no upload times, so they are left out (``PIP_CONFIG_FILE=/dev/null``; ``remote_env``
+    = the host's remote index settings, ``hostenv.host_pip_env()``). None when the index does not answer."""
+    from datetime import date, timedelta
+
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        want = Version(version)
+    except InvalidVersion:
+        return None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", **(remote_env or {})})
+
+    def present(day: date) -> bool:
+        proc = subprocess.run([*pip, "index", "versions", name, "--pre", "--uploaded-prior-to",
+                               f"{day.isoformat()}T00:00:00Z"], capture_output=True, text=True, env=env, timeout=120)
+        m = re.search(r"(?m)^Available versions: (.*)$", proc.stdout)
+        found = set()
+        for v in (m.group(1).split(", ") if m else []):
+            try:
+                found.add(Version(v.strip()))
+            except InvalidVersion:
+                continue
+        return want in found
+
+    day = first_day(present, date(2005, 1, 1), date.today() + timedelta(days=1))
+    return (day - timedelta(days=1)).isoformat() if day else None
+
+
 def from_git(repo: str, commit: str, workdir: Path, template: str = DEFAULT_URL_TEMPLATE) -> Checkout:
     """Clone ``repo`` (``owner/name``) through ``template`` into ``workdir/<owner>__<name>`` (reused when
     present) and check out ``commit`` as a detached, clean worktree."""

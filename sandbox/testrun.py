@@ -43,6 +43,7 @@ class TestRun:
     warnings: list[str] = field(default_factory=list)
     log_tail: str = ""
     rw_bytes: int = 0
+    trigger_lines: list[str] = field(default_factory=list)  # lines of the whole log the repair ladder acts on
 
     @property
     def ok(self) -> bool:
@@ -179,6 +180,10 @@ def run_tests(client, image: str, repo_dir: Path, recipe: dict, *, limits=None, 
                     timed_out=out.timed_out, oom_killed=out.oom_killed, daemon_error=out.daemon_error,
                     seconds=out.seconds)
     run.rw_bytes = out.rw_bytes
+    if not run.ok or run.counts.get("FAILED", 0) + run.counts.get("ERROR", 0):
+        from sandbox.ladder import trigger_lines
+
+        run.trigger_lines = trigger_lines(out.log)
     parser = recipe.get("log_parser")
     if parser and parser != "pytest_rA" and run.tests_swebench:
         # SWE-bench grades some repos with a variant of its -rA parser (ids normalised differently)

@@ -42,7 +42,18 @@ def register(sub: argparse._SubParsersAction) -> None:
             x.add_argument("--reruns", type=int, help="override sandbox.reruns (flaky detection)")
             x.add_argument("--select", nargs="*", help="test files/ids to run instead of the detected paths")
             x.add_argument("--json", action="store_true", help="print the full result (per-test outcomes) as JSON")
+            x.add_argument("--repair", action="store_true",
+                           help="climb the repair ladder (sandbox.repair_max_rungs) until the suite mostly passes; "
+                                "prints the rungs used and, if it stops short, the deciding log line")
         x.set_defaults(func=_env if name == "env" else _test)
+
+    sv = ssub.add_parser("survey", help="build and test-run each source of a list, with the repair ladder; "
+                         "stage counts, rungs and stop reasons (resumable: done sources are skipped)")
+    add_config_args(sv)
+    sv.add_argument("--sdists", required=True, help="file with one NAME==VERSION per line (# comments)")
+    sv.add_argument("--parallel", type=int, help="override sandbox.survey_parallel")
+    sv.add_argument("--limit", type=int, help="only the first N sources of the file")
+    sv.set_defaults(func=_survey)
 
     d = ssub.add_parser("df", help="disk used by sandbox images and containers")
     d.set_defaults(func=_df)
@@ -127,10 +138,16 @@ def _prepare(args):
     except SourceError as exc:
         print(f"crucible: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    from sandbox.repair import source_date
+    from sandbox.sources import index_upload_date
+
+    name, _, version = (args.sdist or "").partition("==")
+    date = source_date(co.path, (lambda: index_upload_date(name, version, remote_env=settings.pip_env))
+                       if args.sdist else None)
     ctx = exported(co.path)
     tree = ctx.__enter__()
     try:
-        spec, res = build_env(client, settings, tree, co.name, force=args.force)
+        spec, res = build_env(client, settings, tree, co.name, force=args.force, date=date)
     except (RecipeError, BuildError) as exc:
         ctx.__exit__(None, None, None)
         print(f"crucible: {co.origin}: {exc}", file=sys.stderr)
@@ -147,13 +164,42 @@ def _env(args) -> int:
     _, _, co, spec, res, ctx, _ = _prepare(args)
     ctx.__exit__(None, None, None)
     res.pop("log_tail", None)
+    res.pop("log", None)
     print(json.dumps({"source": co.origin, "commit": co.commit, "python": spec.recipe["python"], **res,
                       "total_seconds": round(time.monotonic() - t0, 2)}))
     return 0
 
 
+def _repair(args) -> int:
+    from sandbox import sources
+    from sandbox.api import exported
+    from sandbox.repair import attempt, source_date
+
+    settings = _settings(args)
+    client, _ = _client()
+    try:
+        co = _checkout(args, settings)
+    except sources.SourceError as exc:
+        print(f"crucible: {exc}", file=sys.stderr)
+        return 2
+    name, _, version = (args.sdist or "").partition("==")
+    date = source_date(co.path, (lambda: sources.index_upload_date(name, version, remote_env=settings.pip_env))
+                       if args.sdist else None)
+    with exported(co.path) as tree:
+        res = attempt(client, settings, tree, co.name, date=date, max_rungs=settings.repair_max_rungs)
+    recipe = res.pop("recipe", None)
+    if args.print_recipe and recipe:
+        print(json.dumps(recipe, indent=2), file=sys.stderr)
+    print(json.dumps({"funnel_stage": res["stage"], "source": co.origin, "commit": co.commit, "source_date": date,
+                      **{k: v for k, v in res.items() if k != "stage"}}, indent=2))
+    return 0 if res["stage"] == "mostly_passing" else 1
+
+
 def _test(args) -> int:
     from sandbox.api import test_env
+
+    if args.repair:
+        return _repair(args)
 
     client, settings, co, spec, res, ctx, tree = _prepare(args)
     try:
@@ -178,8 +224,46 @@ def _test(args) -> int:
     return 0 if out["status"] == "ok" else 1
 
 
+def _survey(args) -> int:
+    from pathlib import Path
+
+    from pipelines.cli import config_from_args
+    from pipelines.store.catalog import query
+    from pipelines.store.commit import stable_hash
+    from sandbox.api import settings_from_config
+    from sandbox.survey import funnel, read_sources, run_survey
+
+    try:
+        specs = read_sources(Path(args.sdists))
+    except (OSError, ValueError) as exc:
+        print(f"crucible: --sdists: {exc}", file=sys.stderr)
+        return 2
+    specs = specs[: args.limit] if args.limit else specs
+    cfg = config_from_args(args)
+    settings = settings_from_config(cfg.sandbox)
+    out_dir = cfg.run.out_dir
+    client, _ = _client()
+
+    def show(row):
+        print(f"{row['stage']:>16}  {row['source']:<40} {row['seconds']:>6.0f}s  rungs="
+              f"{','.join(g['kind'] + ':' + g['arg'] for g in row['rungs']) or '-'}"
+              + (f"  stop: {row['stop_line'][:150]}" if row["stop_line"] else ""), flush=True)
+
+    run_survey(client, settings, specs, out_dir, cfg.run.run_id or f"survey-{stable_hash(*specs, n=8)}",
+               args.parallel or settings.survey_parallel, on_row=show)
+    cols, rows = query(out_dir, "select * from sandbox_surveys")
+    import json as _json
+
+    wanted = {f"sdist:{s}" for s in specs}
+    dicts = [dict(zip(cols, r)) for r in rows]
+    dicts = [{**d, "rungs": _json.loads(d["rungs"]) if isinstance(d["rungs"], str) else d["rungs"]}
+             for d in dicts if d["source"] in wanted]
+    print(json.dumps(funnel(dicts), indent=2))
+    return 0
+
+
 def _df(args) -> int:
-    from sandbox.images import disk_usage, list_images
+    from sandbox.imagegc import disk_usage, list_images
 
     client, _ = _client()
     print(json.dumps({"usage": disk_usage(client), "images": list_images(client)}, indent=2))
@@ -187,7 +271,7 @@ def _df(args) -> int:
 
 
 def _gc(args) -> int:
-    from sandbox.images import gc
+    from sandbox.imagegc import gc
 
     client, _ = _client()
     kinds = ("env", "base") if args.all else ("env",)

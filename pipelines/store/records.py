@@ -26,6 +26,7 @@ TABLES: dict[str, str] = {
     "swe_instances": "swe_instance.json",
     "swe_validations": "swe_validation.json",
     "swe_trajectories": "swe_trajectory.json",
+    "sandbox_surveys": "sandbox_survey.json",
     "failures": "failure.json",
 }
 

@@ -129,6 +129,13 @@ def write_report(out_dir: str, dest: str | None = None, sections: list[tuple[str
             ax.set_xlim(0, max(f["in"] for f in funnel) * 1.6 or 1)
             ax.legend(loc="lower right", fontsize=8)
             save(fig, "swe_funnel.png", "swe-curate funnel: rows in and kept at each stage, with the top drop reason")
+        ss = stats.get("sandbox_surveys")
+        if ss:
+            fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+            _bar(axes[0], [tuple(p) for p in ss["funnel"]], "sources reaching each stage (cumulative)")
+            if ss["stops"]:
+                _bar(axes[1], [tuple(p) for p in ss["stops"]], "stops: stage and last rung")
+            save(fig, "sandbox_survey.png", "crucible sandbox survey: sources per stage, and where the rest stopped")
         st = stats.get("swe_trajectories")
         if st:
             fig, ax = plt.subplots(figsize=(5, 3))

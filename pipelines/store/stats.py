@@ -130,6 +130,18 @@ def compute_stats(con: duckdb.DuckDBPyConnection) -> dict:
         }
     if s["counts"]["swe_validations"] or s["counts"]["swe_trajectories"]:
         s["swe_funnel"] = swe_funnel(con)
+    if s["counts"].get("sandbox_surveys"):
+        t = "sandbox_surveys"
+        stages = dict(_pairs(con, f"SELECT stage, count(*) FROM {t} GROUP BY 1"))
+        order = ("attempted", "installed", "tests_collected", "mostly_passing")
+        s[t] = {
+            "funnel": [[st, sum(stages.get(o, 0) for o in order[i:])] for i, st in enumerate(order)],
+            "rungs": _pairs(con, f"SELECT r.kind, count(*) FROM (SELECT unnest(from_json(rungs, '[\"json\"]')) "
+                                 f"->> 'kind' AS kind FROM {t}) AS r GROUP BY 1 ORDER BY 2 DESC"),
+            "stops": _pairs(con, f"SELECT stage || ': ' || coalesce(stop_rung, 'no rung'), count(*) FROM {t} "
+                                 "WHERE stage <> 'mostly_passing' GROUP BY 1 ORDER BY 2 DESC"),
+            "seconds": _dist(con, t, "seconds"),
+        }
     if s["counts"]["failures"]:
         s["failures"] = {
             "by_kind": _pairs(con, "SELECT kind, count(*) FROM failures GROUP BY 1 ORDER BY 2 DESC"),

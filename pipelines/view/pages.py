@@ -48,6 +48,9 @@ VIEWS: dict[str, TableView] = {
                                                        "exit_status", "reward", "split"),
                                   ("resolved", "split", "policy", "instance_id", "exit_status"), "traj_id",
                                   "grade_reason"),
+    "sandbox_surveys": TableView("sandbox_surveys", ("survey_id", "source", "stage", "python", "as_of",
+                                                     "tests_collected", "passed", "failed", "stop_rung", "seconds"),
+                                 ("stage", "python", "stop_rung"), "source", "stop_line"),
     "failures": TableView("failures", ("failure_id", "pipeline", "stage", "kind", "item_key", "reason"),
                           ("pipeline", "stage", "kind"), "created_at", "reason"),
 }

@@ -114,11 +114,22 @@ def failure(i: int) -> dict:
     }
 
 
+def sandbox_survey(i: int) -> dict:
+    return {"survey_id": f"sv{i}", "source": f"sdist:pkg{i}==1.0", "commit": "c" * 40, "source_date": "2023-01-02",
+            "stage": "mostly_passing", "python": "3.11", "as_of": "2023-01-02T23:59:59Z", "env_key": "k" * 16,
+            "tests_collected": 10, "passed": 9, "failed": 1, "skipped": 0,
+            "rungs": [{"kind": "pytest_plugin", "arg": "pytest-mock", "trigger": "E  fixture 'mocker' not found",
+                       "phase": "test"}], "stop_rung": None, "stop_reason": None, "stop_line": None, "attempts": 2,
+            "build_seconds": 10.5, "test_seconds": 2.0, "seconds": 13.0, "recipe": {"python": "3.11"},
+            "run_id": "r1", "created_at": "2026-12-01T00:00:00Z"}
+
+
 ALL = {
     "questions": question,
     "browse_trajectories": browse_trajectory,
     "swe_instances": swe_instance,
     "swe_validations": swe_validation,
     "swe_trajectories": swe_trajectory,
+    "sandbox_surveys": sandbox_survey,
     "failures": failure,
 }

@@ -6,14 +6,13 @@ import tarfile
 import pytest
 
 from sandbox.container import Limits, tar_tree
+from sandbox.imagegc import iso_ts, plan_gc
 from sandbox.images import (
     CA_IN_CONTAINER,
     BaseSpec,
     EnvSpec,
     base_setup_script,
     build_env_vars,
-    iso_ts,
-    plan_gc,
 )
 
 

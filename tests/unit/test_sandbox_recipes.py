@@ -185,7 +185,7 @@ def test_install_script_ladder_runs_and_log_parses(tmp_path):
 
 def test_test_script_has_junit_and_summary_flags():
     s = recipes.test_script({"test_cmd": "python -m pytest", "test_paths": ["tests"], "reinstall": True}, "/tmp/j.xml")
-    assert "--junitxml=/tmp/j.xml" in s and "-rA" in s and "junit_family=xunit1" in s and s.rstrip().endswith("tests")
+    assert "--junitxml=/tmp/j.xml" in s and " -rpsxXEf " in s and " -rA " not in s and "junit_family=xunit1" in s and s.rstrip().endswith("tests")
     assert "--no-deps --no-build-isolation -e ." in s
 
 

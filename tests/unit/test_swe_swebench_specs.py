@@ -246,7 +246,7 @@ def test_explicit_package_list_pre_install_and_eval_exports(tmp_path, table):
     assert recipe["test_env"] == {"LANG": "en_US.UTF-8", "LC_ALL": "C.UTF-8"}
     script = test_script(recipe, "/tmp/j.xml", selection=["tests/test_a.py"])
     assert "export LANG=en_US.UTF-8" in script and "export LC_ALL=C.UTF-8" in script
-    assert "exec pytest -rA $CRUCIBLE_PLUGINS -rA --junitxml=/tmp/j.xml" in script and script.rstrip().endswith("tests/test_a.py")
+    assert "exec pytest -rA $CRUCIBLE_PLUGINS -rpsxXEf --junitxml=/tmp/j.xml" in script and script.rstrip().endswith("tests/test_a.py")
 
 
 @pytest.mark.parametrize("spec, match", [

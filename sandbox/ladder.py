@@ -1,0 +1,276 @@
+"""The error-driven repair ladder: read a build or test log, name the one change that should fix what it
+shows, and apply it to the recipe. Pure functions (log text in, :class:`Rung` out; recipe in, recipe out);
+the loop that builds, runs and climbs is ``sandbox.repair``.
+
+Each rung keeps the log line that triggered it, so a recipe records why it differs from the inferred one,
+and a source the ladder could not fix names the last rung and the line that decided it. The tables mapping
+import names, headers and pytest options to what provides them are data: ``sandbox/data/*.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import functools
+import json
+import re
+from dataclasses import asdict, dataclass
+from importlib import resources
+
+
+class RungKind(str, enum.Enum):
+    APT_PACKAGE = "apt_package"  # a missing C header, library or build program -> its Debian package
+    PYTEST_PLUGIN = "pytest_plugin"  # an unknown fixture, option, marker or ini key -> the plugin
+    INSTALL_MODULE = "install_module"  # ModuleNotFoundError -> the distribution providing the module
+    NEXT_EXTRA = "next_extra"  # the package has no such extra -> the next declared one (or none)
+    AS_OF_DATE = "as_of_date"  # today's releases do not resolve or broke an API -> releases as of the source date
+    OLDER_PYTHON = "older_python"  # syntax the base's Python rejects, or requires-python excludes it
+    CLEAR_ADDOPTS = "clear_addopts"  # an option in addopts that no known plugin provides -> -o addopts=
+    PYTHONPATH = "pythonpath"  # a module of the tree itself is not importable -> put its directory on the path
+    CONTINUE_COLLECTION = "continue_collection"  # a few modules fail to import and nothing above fixes them ->
+    # run the rest (--continue-on-collection-errors; the broken modules stay ERROR entries in JUnit)
+
+
+class Phase(str, enum.Enum):
+    BUILD = "build"
+    TEST = "test"
+
+
+@dataclass(frozen=True)
+class Rung:
+    kind: RungKind
+    arg: str  # the distribution, Debian package, extra, date, Python version or directory
+    trigger: str  # the log line that triggered it
+    phase: Phase
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.kind.value, self.arg
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["kind"], d["phase"] = self.kind.value, self.phase.value
+        return d
+
+
+@functools.cache
+def table(name: str) -> dict:
+    """A data table from ``sandbox/data/<name>.json`` (``_doc`` keys dropped)."""
+    data = json.loads(resources.files("sandbox").joinpath("data", f"{name}.json").read_text(encoding="utf-8"))
+    return {k: v for k, v in data.items() if k != "_doc"}
+
+
+def deciding_line(lines: list[str]) -> str | None:
+    """The line that names the error: the first trigger line that is not pytest's bookkeeping
+    (``collected N items``, ``Interrupted: ...``)."""
+    named = [ln for ln in lines if not (COLLECTED.search(ln) or COLLECTION_INTERRUPTED.search(ln))]
+    return (named or lines or [None])[0]
+
+
+def module_distribution(module: str) -> str:
+    """The distribution to install for an import name: the table's entry for the longest dotted prefix
+    listed, else the top-level name itself (underscores as dashes, as the index normalises them)."""
+    dists = table("import_dists")
+    parts = module.split(".")
+    for i in range(len(parts), 0, -1):
+        name = ".".join(parts[:i])
+        if name in dists and isinstance(dists[name], str):
+            return dists[name]
+    return parts[0].replace("_", "-")
+
+
+# the patterns, in the order the ladder prefers them (the most specific fix first)
+MISSING_MODULE = re.compile(r"(?:ModuleNotFoundError: No module named|ImportError: No module named) '?([\w.]+)'?")
+MISSING_HEADER = re.compile(r"fatal error: ([\w./+-]+\.h): No such file or directory")
+MISSING_LIB = re.compile(r"cannot find -l([\w+.-]+)")
+MISSING_PROGRAM = re.compile(r"(?:command '([\w+.-]+)' failed: No such file|([\w+.-]+): (?:command )?not found\b|"
+                             r"No such file or directory: '([\w+.-]+)'|([\w+.-]+) executable not found)")
+FIXTURE = re.compile(r"fixture '(\w+)' not found")
+UNRECOGNIZED = re.compile(r"error: unrecognized arguments: (.+)")
+MARKER = re.compile(r"'(\w+)' not found in `markers` configuration option")
+INI_KEY = re.compile(r"Unknown config option: (\w+)")
+ASYNC = re.compile(r"async def functions are not natively supported")
+NO_EXTRA = re.compile(r"does not provide the extra '([\w.-]+)'")
+SYNTAX = re.compile(r"(SyntaxError: (?:invalid syntax|Missing parentheses|invalid escape).*|"
+                    r"requires a different Python: .*|"
+                    r"cannot import name '(?:Mapping|MutableMapping|Sequence|Iterable|Callable)' from 'collections'.*|"
+                    r"error: .*longintrepr\.h.*|error: .*(?:_PyLong_|PyThreadState|tp_print|_PyUnicode_).*)")
+AS_OF = re.compile(r"(ResolutionImpossible.*|No matching distribution found for .*|"
+                   r"ImportError: cannot import name '\w+' from '([\w.]+)'.*|"
+                   r"AttributeError: module '([\w.]+)' has no attribute .*|"
+                   r"pkg_resources\.VersionConflict.*|Failed building wheel for .*|Failed to build .*)")
+COLLECTION_INTERRUPTED = re.compile(r"Interrupted: (\d+) errors? during collection")
+COLLECTED = re.compile(r"collected (\d+) items")
+UNKNOWN_OPTION = re.compile(r"(?:error: unrecognized arguments: |ERROR: usage: .*|no such option: )(.*)")
+TRIGGER_ANY = re.compile("|".join(p.pattern for p in (
+    MISSING_MODULE, MISSING_HEADER, MISSING_LIB, MISSING_PROGRAM, FIXTURE, UNRECOGNIZED, MARKER, INI_KEY, ASYNC,
+    NO_EXTRA, SYNTAX, AS_OF, COLLECTION_INTERRUPTED, COLLECTED)))
+
+
+def trigger_lines(text: str, limit: int = 200) -> list[str]:
+    """The lines of a log any rung could act on (deduplicated, in order, at most ``limit``)."""
+    out: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and len(line) < 2000 and line not in out and TRIGGER_ANY.search(line):
+            out.append(line)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def debian_package(what: str, kind: str) -> str | None:
+    """The Debian package for a missing header (``kind='headers'``), -l library or program."""
+    t = table("debian_packages")[kind]
+    if what in t:
+        return t[what]
+    if kind == "headers":
+        base = what.rsplit("/", 1)[-1]
+        return next((pkg for h, pkg in t.items() if h.rsplit("/", 1)[-1] == base), None)
+    return None
+
+
+def _plugin_for_options(text: str) -> str | None:
+    opts = table("pytest_plugins")["options"]
+    for tok in text.split():
+        dist = opts.get(tok.split("=", 1)[0])
+        if dist and dist != "pytest":
+            return dist
+    return None
+
+
+def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: frozenset[str] = frozenset(),
+               pythons: tuple[str, ...] = ()) -> list[Rung]:
+    """Every rung the log lines call for, best first. ``local_modules``: top-level module names the tree
+    itself provides (never installed from the index: a test importing ``tests.helpers`` gets the path
+    rung instead). ``pythons``: the Python versions a base image exists for."""
+    plugins = table("pytest_plugins")
+    out: list[Rung] = []
+
+    def add(kind: RungKind, arg: str | None, line: str) -> None:
+        if kind in (RungKind.INSTALL_MODULE, RungKind.PYTEST_PLUGIN) and arg and \
+                arg.lower().replace("-", "_") in {m.lower() for m in local_modules}:
+            return  # the tree's own package (pytest-cov's suite naming pytest-cov): never from the index
+        if arg and all(r.key != (kind.value, arg) for r in out):
+            out.append(Rung(kind, arg, line[:500], phase))
+
+    for line in lines:
+        if m := MISSING_HEADER.search(line):
+            add(RungKind.APT_PACKAGE, debian_package(m.group(1), "headers"), line)
+        if m := MISSING_LIB.search(line):
+            add(RungKind.APT_PACKAGE, debian_package(m.group(1), "libraries"), line)
+        if m := MISSING_PROGRAM.search(line):
+            prog = next(g for g in m.groups() if g)
+            add(RungKind.APT_PACKAGE, debian_package(prog, "programs"), line)
+    for line in lines:
+        if m := FIXTURE.search(line):
+            dist = plugins["fixtures"].get(m.group(1))
+            add(RungKind.PYTEST_PLUGIN, dist if dist != "pytest" else None, line)
+        if m := UNRECOGNIZED.search(line):
+            add(RungKind.PYTEST_PLUGIN, _plugin_for_options(m.group(1)), line)
+        if m := MARKER.search(line):
+            add(RungKind.PYTEST_PLUGIN, plugins["markers"].get(m.group(1)), line)
+        if m := INI_KEY.search(line):
+            add(RungKind.PYTEST_PLUGIN, plugins["ini_keys"].get(m.group(1)), line)
+        if ASYNC.search(line):
+            add(RungKind.PYTEST_PLUGIN, "pytest-asyncio", line)
+    for line in lines:
+        if m := MISSING_MODULE.search(line):
+            mod = m.group(1)
+            top = mod.split(".")[0]
+            if top in local_modules:
+                add(RungKind.PYTHONPATH, top, line)
+            elif not top.startswith("_") and top not in table("import_dists")["_never"]:
+                add(RungKind.INSTALL_MODULE, module_distribution(mod), line)
+    extra = (recipe.get("sources") or {}).get("extra")
+    for line in lines:
+        if (m := NO_EXTRA.search(line)) and m.group(1) == extra:
+            add(RungKind.NEXT_EXTRA, next_extra(recipe) or "none", line)
+    src_date = (recipe.get("sources") or {}).get("source_date")
+    if src_date and not recipe.get("as_of"):
+        for line in lines:
+            m = AS_OF.search(line)
+            if m and (m.group(2) or m.group(3) or "").split(".")[0] not in local_modules:
+                add(RungKind.AS_OF_DATE, as_of_for(src_date), line)
+                break
+    older = [p for p in sorted(pythons, key=_vt) if _vt(p) < _vt(recipe["python"])]
+    if older:
+        for line in lines:
+            if SYNTAX.search(line):
+                add(RungKind.OLDER_PYTHON, older[-1], line)
+                break
+    for line in lines:
+        if (m := UNRECOGNIZED.search(line)) and not _plugin_for_options(m.group(1)) \
+                and "addopts=" not in recipe["test_cmd"]:
+            add(RungKind.CLEAR_ADDOPTS, m.group(1).strip()[:100], line)
+    collected = max((int(m.group(1)) for ln in lines if (m := COLLECTED.search(ln))), default=0)
+    for line in lines:
+        m = COLLECTION_INTERRUPTED.search(line)
+        if m and not out and "--continue-on-collection-errors" not in recipe["test_cmd"] \
+                and 0 < int(m.group(1)) * 10 <= collected:  # at most 1 broken module per 10 collected tests
+            add(RungKind.CONTINUE_COLLECTION, m.group(1), line)
+    return out
+
+
+def _vt(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
+
+
+def as_of_for(source_date: str) -> str:
+    """The as-of cut-off for a source dated ``source_date`` (ISO): the end of that day, UTC."""
+    return source_date[:10] + "T23:59:59Z"
+
+
+def next_extra(recipe: dict) -> str | None:
+    """The next test-ish extra the package declares after the current one, or None (install without one)."""
+    from sandbox.repofacts import EXTRA_PREFERENCE
+
+    src = recipe.get("sources") or {}
+    declared, current = src.get("extras_declared") or [], src.get("extra")
+    order = [e for e in EXTRA_PREFERENCE if e in declared]
+    if current in order:
+        order = order[order.index(current) + 1:]
+    return next((e for e in order if e != current), None)
+
+
+def _insert_step(recipe: dict, step: dict) -> None:
+    """Before the package step (build-time imports need it there too), else before the test runner."""
+    steps = recipe["install"]
+    idx = next((i for i, s in enumerate(steps) if s["name"].startswith("package")), len(steps) - 1)
+    steps.insert(max(idx, 0), step)
+
+
+def apply_rung(recipe: dict, rung: Rung) -> dict:
+    """A copy of ``recipe`` with ``rung`` applied and recorded under ``recipe["rungs"]``."""
+    r = copy.deepcopy(recipe)
+    k = rung.kind
+    if k in (RungKind.INSTALL_MODULE, RungKind.PYTEST_PLUGIN):
+        _insert_step(r, {"name": f"ladder:{rung.arg}", "required": False, "try": [f"pip install '{rung.arg}'"]})
+    elif k is RungKind.APT_PACKAGE:
+        r["apt_packages"] = sorted(set(r.get("apt_packages") or []) | {rung.arg})
+    elif k is RungKind.NEXT_EXTRA:
+        old = r["sources"].get("extra")
+        new = None if rung.arg == "none" else rung.arg
+        for s in r["install"]:
+            if s["name"].startswith("package"):
+                s["try"] = [t.replace(f"'.[{old}]'", f"'.[{new}]'" if new else ".") for t in s["try"]]
+                s["name"] = f"package[{new}]" if new else "package"
+        r["sources"]["extra"] = new
+    elif k is RungKind.AS_OF_DATE:
+        from sandbox.repofacts import floor_as_of
+
+        r["as_of"] = floor_as_of(rung.arg, r["python"])
+    elif k is RungKind.OLDER_PYTHON:
+        r["python_reason"] = f"{r.get('python_reason', '')}; ladder: Python {r['python']} -> {rung.arg}".lstrip("; ")
+        r["python"] = rung.arg
+    elif k is RungKind.CLEAR_ADDOPTS:
+        r["test_cmd"] = r["test_cmd"] + " -o addopts="
+    elif k is RungKind.CONTINUE_COLLECTION:
+        r["test_cmd"] = r["test_cmd"] + " --continue-on-collection-errors"
+    elif k is RungKind.PYTHONPATH:
+        env = dict(r.get("test_env") or {})
+        env["PYTHONPATH"] = ":".join(dict.fromkeys(
+            [p for p in env.get("PYTHONPATH", "").split(":") if p] + ["/testbed", "/testbed/src", "/testbed/tests"]))
+        r["test_env"] = env
+    r["rungs"] = list(r.get("rungs") or []) + [rung.as_dict()]
+    return r

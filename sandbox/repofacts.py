@@ -1,0 +1,362 @@
+"""Facts read from a repo's files (pure, no network): Python versions it allows, extras, requirements
+files, tox/nox deps, build requirements, whether installs leave generated files, where its tests are and
+what its pytest configuration says (``python_files``, ``testpaths``, ``addopts``).
+
+Config files are parsed with ``configparser``/``tomllib`` (pytest's own precedence: pytest.ini,
+pyproject.toml ``[tool.pytest.ini_options]``, tox.ini ``[pytest]``, setup.cfg ``[tool:pytest]``).
+"""
+
+from __future__ import annotations
+
+import configparser
+import fnmatch
+import re
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+EXTRA_PREFERENCE = ("test", "tests", "testing", "dev")
+REQ_GLOBS = ("requirements.txt", "requirements/*.txt", "requirements-*.txt", "requirements_*.txt",
+             "*-requirements.txt", "*_requirements.txt", "test-requirements.txt", "tests/requirements*.txt",
+             "requirements/*.in")
+REQ_SKIP_WORDS = ("doc", "lint", "release", "mypy", "typing", "style", "bench", "publish", "deploy", "format")
+REQ_ORDER_HINTS = ("test", "dev")  # these after the plain ones
+DEFAULT_PYTHON_FILES = ("test_*.py", "*_test.py")
+PYTHON_RELEASED = {"3.9": "2020-10-05", "3.11": "2022-10-24", "3.13": "2024-10-07"}  # x.y.0 release days
+SKIP_PARTS = (".git", ".tox", ".venv", "node_modules", "build")
+
+
+class RecipeError(ValueError):
+    """The repo cannot be turned into a recipe (e.g. it has no tests); the message says why."""
+
+
+def _read(p: Path) -> str:
+    try:
+        return p.read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, IsADirectoryError):
+        return ""
+
+
+def _vtuple(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
+
+
+# ---------------------------------------------------------------- python version
+
+def requires_python(repo: Path) -> str | None:
+    py = _read(repo / "pyproject.toml")
+    m = re.search(r"(?m)^\s*requires-python\s*=\s*[\"']([^\"']+)[\"']", py)
+    if m:
+        return m.group(1)
+    cfg = _read(repo / "setup.cfg")
+    m = re.search(r"(?m)^\s*python_requires\s*=\s*(.+)$", cfg)
+    if m:
+        return m.group(1).strip()
+    sp = _read(repo / "setup.py")
+    m = re.search(r"python_requires\s*=\s*[\"']([^\"']+)[\"']", sp)
+    if m:
+        return m.group(1)
+    pkg = _read(repo / "PKG-INFO")
+    m = re.search(r"(?m)^Requires-Python:\s*(.+)$", pkg)
+    return m.group(1).strip() if m else None
+
+
+def classifier_versions(repo: Path) -> list[str]:
+    text = "\n".join(_read(repo / f) for f in ("pyproject.toml", "setup.cfg", "setup.py", "PKG-INFO"))
+    found = set(re.findall(r"Programming Language :: Python :: (3\.\d+)\b", text))
+    return sorted(found, key=_vtuple)
+
+
+def tox_versions(repo: Path) -> list[str]:
+    text = _read(repo / "tox.ini") + "\n" + _read(repo / "noxfile.py")
+    found = {f"3.{m}" for m in re.findall(r"\bpy3(\d{1,2})\b", text)}
+    found |= set(re.findall(r"[\"'](3\.\d+)[\"']", _read(repo / "noxfile.py")))
+    return sorted(found, key=_vtuple)
+
+
+def choose_python(repo: Path, available: tuple[str, ...], source_date: str | None = None) -> tuple[str, str]:
+    """Highest available Python allowed by requires-python and, when the repo lists versions
+    (classifiers, tox/nox envs), not newer than the newest one it lists; with ``source_date``, not one
+    released after the source (the oldest allowed one when all were). Returns (version, reason)."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    avail = sorted(available, key=_vtuple)
+    rp = requires_python(repo)
+    reasons = []
+    ok = list(avail)
+    if rp:
+        try:
+            spec = SpecifierSet(rp)
+            ok = [v for v in ok if spec.contains(v + ".0") or spec.contains(v + ".99")]
+            reasons.append(f"requires-python {rp}")
+        except InvalidSpecifier:
+            reasons.append(f"requires-python {rp!r} unparsable, ignored")
+    listed = classifier_versions(repo) or tox_versions(repo)
+    if listed:
+        newest = max(listed, key=_vtuple)
+        capped = [v for v in ok if _vtuple(v) <= _vtuple(newest)]
+        reasons.append(f"lists Python {', '.join(listed)}")
+        if capped:
+            ok = capped
+    if not ok:
+        raise RecipeError(f"no available Python ({', '.join(avail)}) satisfies requires-python {rp!r}")
+    if source_date:
+        older = [v for v in ok if PYTHON_RELEASED.get(v, "9999") <= source_date]
+        reasons.append(f"source of {source_date}: Python released by then" if older else
+                       f"source of {source_date} predates every available Python: the oldest")
+        ok = older or ok[:1]
+    return ok[-1], "; ".join(reasons) or "no constraint found: newest available"
+
+
+def floor_as_of(as_of: str | None, python: str) -> str | None:
+    """An as-of cut-off no earlier than the release of ``python``: releases older than the interpreter
+    (build backends, pip's own ``setuptools>=40.8.0``) are rarely installable on it."""
+    rel = PYTHON_RELEASED.get(python)
+    if as_of and rel and as_of < rel:
+        return rel + "T23:59:59Z"
+    return as_of
+
+
+# ---------------------------------------------------------------- extras, requirements, tox, nox
+
+def declared_extras(repo: Path) -> list[str]:
+    names: list[str] = []
+    py = _read(repo / "pyproject.toml")
+    if py:
+        try:
+            data = tomllib.loads(py)
+            names += list((data.get("project", {}) or {}).get("optional-dependencies", {}) or {})
+            poetry = data.get("tool", {}).get("poetry", {})
+            names += list(poetry.get("extras", {}) or {})
+        except Exception:  # malformed pyproject: fall through to the other sources
+            pass
+    cfg = _read(repo / "setup.cfg")
+    if cfg:
+        cp = configparser.ConfigParser(interpolation=None)
+        try:
+            cp.read_string(cfg)
+            if cp.has_section("options.extras_require"):
+                names += list(cp["options.extras_require"].keys())
+        except configparser.Error:
+            pass
+    sp = _read(repo / "setup.py")
+    if "extras_require" in sp or "EXTRAS" in sp.upper():
+        names += re.findall(r"[\"']([A-Za-z][\w.-]*)[\"']\s*:\s*[\[(\"']", sp)
+        names += re.findall(r"\[\s*[\"']([A-Za-z][\w.-]*)[\"']\s*\]\s*=", sp)
+    pkg = _read(repo / "PKG-INFO")
+    names += re.findall(r"(?m)^Provides-Extra:\s*(\S+)", pkg)
+    seen, out = set(), []
+    for n in names:
+        if n not in seen:
+            seen.add(n)
+            out.append(n)
+    return out
+
+
+def pick_extra(extras: list[str], tox_extras: list[str]) -> str | None:
+    for name in tox_extras:
+        if name in extras or name in EXTRA_PREFERENCE:
+            return name
+    for pref in EXTRA_PREFERENCE:
+        if pref in extras:
+            return pref
+    return None
+
+
+def requirement_files(repo: Path) -> list[str]:
+    found: list[str] = []
+    for pat in REQ_GLOBS:
+        for p in sorted(repo.glob(pat)):
+            rel = p.relative_to(repo).as_posix()
+            low = rel.lower()
+            if p.is_file() and rel not in found and not any(w in low for w in REQ_SKIP_WORDS):
+                found.append(rel)
+    plain = [f for f in found if not any(h in f.lower() for h in REQ_ORDER_HINTS)]
+    return plain + [f for f in found if f not in plain]
+
+
+def tox_info(repo: Path) -> dict:
+    """deps, extras and commands of [testenv] in tox.ini (factor-conditional and substituted lines skipped)."""
+    text = _read(repo / "tox.ini")
+    out = {"deps": [], "extras": [], "commands": []}
+    if not text:
+        return out
+    cp = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        cp.read_string(text)
+    except configparser.Error:
+        return out
+    if not cp.has_section("testenv"):
+        return out
+    sec = cp["testenv"]
+    for key in ("deps", "extras", "commands"):
+        for line in sec.get(key, "").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if not line or "{" in line or re.match(r"^[\w,!-]+:\s", line):
+                continue
+            if key == "deps" and (line.startswith("-e") or line in (".",) or line.startswith(".[")):
+                continue
+            out[key].append(line)
+    return out
+
+
+def nox_deps(repo: Path) -> list[str]:
+    text = _read(repo / "noxfile.py")
+    deps: list[str] = []
+    for args in re.findall(r"session\.install\(([^)]*)\)", text):
+        for lit in re.findall(r"[\"']([^\"']+)[\"']", args):
+            if lit.startswith("-") or lit.startswith(".") or "{" in lit:
+                continue
+            if lit not in deps:
+                deps.append(lit)
+    return deps
+
+
+def build_requires(repo: Path) -> list[str]:
+    """``[build-system] requires`` of pyproject.toml: installed into the env too, so that an offline
+    ``pip install --no-build-isolation -e .`` (the per-instance reinstall) finds its backend."""
+    py = _read(repo / "pyproject.toml")
+    if not py:
+        return []
+    try:
+        reqs = tomllib.loads(py).get("build-system", {}).get("requires", []) or []
+    except Exception:  # malformed pyproject: the package step will report it
+        return []
+    return [r for r in reqs if isinstance(r, str) and r.strip()]
+
+
+def needs_reinstall(repo: Path) -> tuple[bool, str]:
+    """Whether an install leaves generated files in the tree (compiled extensions, written version files):
+    those are removed with /testbed before the env commit, so each run must rebuild them."""
+    sp = _read(repo / "setup.py")
+    py = _read(repo / "pyproject.toml")
+    cfg = _read(repo / "setup.cfg")
+    if re.search(r"ext_modules|Extension\(|cythonize|Pybind11Extension", sp):
+        return True, "setup.py builds extension modules"
+    if re.search(r"(?m)^\s*(write_to|version_file|version-file)\s*=", py + "\n" + cfg):
+        return True, "the build writes a version file into the tree"
+    if re.search(r"setuptools-rust|maturin|scikit-build|meson-python|cython", py, re.I):
+        return True, "compiled build backend"
+    return False, ""
+
+
+# ---------------------------------------------------------------- tests
+
+def _ini_section(text: str, section: str) -> dict | None:
+    cp = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        cp.read_string(text)
+    except configparser.Error:
+        return None
+    return dict(cp[section]) if cp.has_section(section) else None
+
+
+def _split(value) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return str(value or "").split()
+
+
+def pytest_config(repo: Path) -> dict:
+    """The repo's pytest configuration, with pytest's precedence (the first file that has a section wins):
+    ``{"file": name or None, "python_files": [...], "testpaths": [...], "addopts": [...]}``."""
+    empty = {"file": None, "python_files": [], "testpaths": [], "addopts": []}
+    candidates = (("pytest.ini", "pytest"), (".pytest.ini", "pytest"), ("pyproject.toml", None),
+                  ("tox.ini", "pytest"), ("setup.cfg", "tool:pytest"))
+    for name, section in candidates:
+        text = _read(repo / name)
+        if not text:
+            continue
+        if section is None:
+            try:
+                opts = tomllib.loads(text).get("tool", {}).get("pytest", {}).get("ini_options")
+            except tomllib.TOMLDecodeError:
+                opts = None
+        else:
+            opts = _ini_section(text, section)
+            if opts is None and name.endswith("pytest.ini"):
+                opts = {}  # pytest.ini wins even when empty
+        if opts is None:
+            continue
+        return {"file": name, "python_files": _split(opts.get("python_files")),
+                "testpaths": _split(opts.get("testpaths")), "addopts": _split(opts.get("addopts"))}
+    return empty
+
+
+def pytest_ini_keys(repo: Path, file: str | None) -> list[str]:
+    """Every key of the pytest section of ``file`` (the one :func:`pytest_config` chose)."""
+    if not file:
+        return []
+    text = _read(repo / file)
+    if file == "pyproject.toml":
+        try:
+            return list(tomllib.loads(text).get("tool", {}).get("pytest", {}).get("ini_options", {}) or {})
+        except tomllib.TOMLDecodeError:
+            return []
+    section = {"setup.cfg": "tool:pytest"}.get(file, "pytest")
+    return list(_ini_section(text, section) or {})
+
+
+def find_test_files(repo: Path, limit: int = 10000, patterns: tuple[str, ...] | None = None,
+                    roots: tuple[str, ...] = ()) -> list[str]:
+    """Test files by pytest's ``python_files`` globs (default ``test_*.py``, ``*_test.py``; the repo's
+    configuration when ``patterns`` is None), under ``roots`` (its ``testpaths``) when given."""
+    if patterns is None:
+        cfg = pytest_config(repo)
+        patterns = tuple(cfg["python_files"]) or DEFAULT_PYTHON_FILES
+        roots = roots or tuple(cfg["testpaths"])
+    found = _match_files(repo, patterns, roots, limit)
+    if found or patterns != DEFAULT_PYTHON_FILES:
+        return found
+    # no test_*.py anywhere: a module named test.py / tests.py (top level or in a package) that defines
+    # tests; pytest collects a file named on its command line whatever python_files says
+    return sorted(f for f in _match_files(repo, ("test.py", "tests.py"), roots, limit)
+                  if f.count("/") <= 1 and re.search(r"(?m)^\s*(def test|class \w+\(.*TestCase)", _read(repo / f)))
+
+
+def _match_files(repo: Path, patterns: tuple[str, ...], roots: tuple[str, ...], limit: int) -> list[str]:
+    bases = [repo / r for r in roots if (repo / r).exists()] or [repo]
+    out: set[str] = set()
+    for base in bases:
+        for p in ([base] if base.is_file() else base.rglob("*.py")):
+            rel = p.relative_to(repo).as_posix()
+            if any(part in SKIP_PARTS for part in p.relative_to(repo).parts):
+                continue
+            if any(fnmatch.fnmatch(p.name, pat) for pat in patterns):
+                out.add(rel)
+                if len(out) >= limit:
+                    return sorted(out)
+    return sorted(out)
+
+
+def pytest_configured(repo: Path) -> tuple[bool, bool]:
+    """(pytest is configured or mentioned, config declares testpaths)."""
+    cfg = pytest_config(repo)
+    texts = [_read(repo / f) for f in ("pytest.ini", "setup.cfg", "tox.ini", "pyproject.toml", "setup.py",
+                                       "noxfile.py")]
+    mentioned = cfg["file"] is not None or any((repo / d / "conftest.py").exists() for d in ("", "tests", "test")) \
+        or "pytest" in "\n".join(texts)
+    return mentioned, bool(cfg["testpaths"])
+
+
+def test_paths(repo: Path, test_files: list[str]) -> list[str]:
+    """Top-level directories holding the test files (e.g. ``tests``, ``toolz/tests``)."""
+    dirs: list[str] = []
+    for f in test_files:
+        parts = f.split("/")
+        for i, part in enumerate(parts[:-1]):
+            if part in ("tests", "test", "testing"):
+                d = "/".join(parts[: i + 1])
+                if d not in dirs:
+                    dirs.append(d)
+                break
+        else:
+            d = "/".join(parts[:-1]) or f  # no tests/ dir: the file's own directory (or the file at top level)
+            if d not in dirs:
+                dirs.append(d)
+    return sorted(dirs)
+
+

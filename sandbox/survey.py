@@ -1,0 +1,131 @@
+"""`crucible sandbox survey`: how many of N sources end with a working environment, and why the rest do not.
+
+Each source goes download -> infer -> build -> clean test run -> repair ladder (``sandbox.repair``) and
+becomes one ``sandbox_surveys`` row (schema ``schemas/sandbox_survey.json``), plus a ``failures`` row
+naming the last rung and the deciding log line when it stops short of ``mostly_passing``. Rows are
+committed per source, so a rerun skips what is done (resumable); sources run ``survey_parallel`` at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+PIPELINE = "sandbox_survey"
+
+
+def read_sources(path: Path) -> list[str]:
+    """``NAME==VERSION`` lines of ``path`` (blank lines and ``#`` comments skipped); a malformed line is an
+    error naming the file and line."""
+    from sandbox.sources import SDIST_RE
+
+    out: list[str] = []
+    for i, raw in enumerate(Path(path).read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if not SDIST_RE.match(line):
+            raise ValueError(f"{path}:{i}: {line!r} is not NAME==VERSION (e.g. requests==2.28.1)")
+        if line not in out:
+            out.append(line)
+    return out
+
+
+def survey_row(source: str, commit: str | None, date: str | None, res: dict, seconds: float, run_id: str) -> dict:
+    """The ``sandbox_surveys`` row for one source (``res`` from :func:`sandbox.repair.attempt`)."""
+    from pipelines.store.commit import stable_hash, utc_now
+
+    c = res.get("counts") or {}
+    stop = res.get("stop") if res["stage"] != "mostly_passing" else None
+    return {
+        "survey_id": stable_hash(PIPELINE, source), "source": source, "commit": commit, "source_date": date,
+        "stage": res["stage"], "python": res.get("python"), "as_of": res.get("as_of"), "env_key": res.get("env_key"),
+        "tests_collected": int(res.get("tests_collected") or 0), "passed": int(c.get("PASSED", 0) + c.get("XPASS", 0)),
+        "failed": int(c.get("FAILED", 0) + c.get("ERROR", 0)), "skipped": int(c.get("SKIPPED", 0) + c.get("XFAIL", 0)),
+        "rungs": res.get("rungs") or [], "stop_rung": stop["rung"] if stop else None,
+        "stop_reason": stop["reason"] if stop else None, "stop_line": stop["line"] if stop else None,
+        "attempts": int(res.get("attempts") or 0), "build_seconds": float(res.get("build_seconds") or 0.0),
+        "test_seconds": float(res.get("test_seconds") or 0.0), "seconds": round(seconds, 1),
+        "recipe": res.get("recipe"), "run_id": run_id, "created_at": utc_now(),
+    }
+
+
+def failure_for(row: dict) -> dict | None:
+    """The ``failures`` row of a source that stopped short: last rung + deciding line in the reason."""
+    from pipelines.store.commit import failure_row
+
+    if row["stage"] == "mostly_passing":
+        return None
+    reason = (f"stopped at {row['stage']} after {len(row['rungs'])} rung(s) (last: {row['stop_rung'] or 'none'}): "
+              f"{row['stop_reason']} | log: {row['stop_line']}")
+    return failure_row(pipeline=PIPELINE, stage=row["stage"], kind="error", reason=reason[:2000],
+                       run_id=row["run_id"], table="sandbox_surveys", item_key=row["source"])
+
+
+def survey_one(client, settings, spec: str, run_id: str) -> dict:
+    """One sdist through the whole ladder; returns its ``sandbox_surveys`` row (never raises for a bad source)."""
+    from sandbox import sources
+    from sandbox.api import exported
+    from sandbox.repair import attempt, source_date
+
+    t0 = time.monotonic()
+    source = f"sdist:{spec}"
+    try:
+        co = sources.from_sdist(spec, settings.cache_dir / "sdists")
+    except sources.SourceError as exc:
+        res = {"stage": "attempted", "rungs": [], "attempts": 0,
+               "stop": {"rung": None, "kind": "source", "reason": str(exc), "line": str(exc)[-500:]}}
+        return survey_row(source, None, None, res, time.monotonic() - t0, run_id)
+    name, _, version = spec.partition("==")
+    date = source_date(co.path, lambda: sources.index_upload_date(name, version, remote_env=settings.pip_env))
+    with exported(co.path) as tree:
+        try:
+            res = attempt(client, settings, tree, co.name, date=date, max_rungs=settings.repair_max_rungs)
+        except Exception as exc:  # docker daemon trouble etc.: recorded, the survey goes on
+            log.exception("survey %s", spec)
+            res = {"stage": "attempted", "rungs": [], "attempts": 0,
+                   "stop": {"rung": None, "kind": "infra", "reason": f"{type(exc).__name__}: {exc}",
+                            "line": str(exc)[-500:]}}
+    return survey_row(source, co.commit, date, res, time.monotonic() - t0, run_id)
+
+
+def run_survey(client, settings, specs: list[str], out_dir: str, run_id: str, parallel: int,
+               on_row=None) -> list[dict]:
+    """Survey every spec not yet committed under ``out_dir``; each row is committed when it is done."""
+    from pipelines.store.commit import ItemResult, commit_items, done_keys
+
+    done = done_keys(out_dir, PIPELINE)
+    todo = [s for s in specs if f"sdist:{s}" not in done]
+    rows: list[dict] = []
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        futs = {pool.submit(survey_one, client, settings, s, run_id): s for s in todo}
+        for fut in as_completed(futs):
+            row = fut.result()
+            item = ItemResult(row["source"]).add("sandbox_surveys", row)
+            fail = failure_for(row)
+            if fail:
+                item.add("failures", fail)
+            commit_items(out_dir, PIPELINE, run_id, [item])
+            rows.append(row)
+            if on_row:
+                on_row(row)
+    return rows
+
+
+def funnel(rows: list[dict]) -> dict:
+    """Cumulative stage counts, rungs used by the sources that got through, stop reasons of the rest."""
+    from collections import Counter
+
+    from sandbox.recipes import funnel_counts
+
+    through = [r for r in rows if r["stage"] == "mostly_passing"]
+    return {
+        "sources": len(rows), "stages": funnel_counts([r["stage"] for r in rows]),
+        "rungs_of_passing": dict(Counter(g["kind"] for r in through for g in r["rungs"])),
+        "passing_with_rungs": sum(1 for r in through if r["rungs"]),
+        "stops": dict(Counter(f"{r['stage']}: {r['stop_rung'] or 'no rung'}" for r in rows if r not in through)),
+        "median_seconds": sorted(r["seconds"] for r in rows)[len(rows) // 2] if rows else 0.0,
+    }
