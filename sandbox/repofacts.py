@@ -46,22 +46,19 @@ def _vtuple(v: str) -> tuple[int, ...]:
 
 # ---------------------------------------------------------------- python version
 
+# where a source states its Python range, in the order pip's metadata would win
+_REQUIRES_PYTHON = (("pyproject.toml", r"(?m)^\s*requires-python\s*=\s*[\"']([^\"']+)[\"']"),
+                    ("setup.cfg", r"(?m)^\s*python_requires\s*=\s*(.+)$"),
+                    ("setup.py", r"python_requires\s*=\s*[\"']([^\"']+)[\"']"),
+                    ("PKG-INFO", r"(?m)^Requires-Python:\s*(.+)$"))
+
+
 def requires_python(repo: Path) -> str | None:
-    py = _read(repo / "pyproject.toml")
-    m = re.search(r"(?m)^\s*requires-python\s*=\s*[\"']([^\"']+)[\"']", py)
-    if m:
-        return m.group(1)
-    cfg = _read(repo / "setup.cfg")
-    m = re.search(r"(?m)^\s*python_requires\s*=\s*(.+)$", cfg)
-    if m:
-        return m.group(1).strip()
-    sp = _read(repo / "setup.py")
-    m = re.search(r"python_requires\s*=\s*[\"']([^\"']+)[\"']", sp)
-    if m:
-        return m.group(1)
-    pkg = _read(repo / "PKG-INFO")
-    m = re.search(r"(?m)^Requires-Python:\s*(.+)$", pkg)
-    return m.group(1).strip() if m else None
+    for name, pattern in _REQUIRES_PYTHON:
+        m = re.search(pattern, _read(repo / name))
+        if m:
+            return m.group(1).strip()
+    return None
 
 
 def classifier_versions(repo: Path) -> list[str]:
