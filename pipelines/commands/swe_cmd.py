@@ -37,11 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(func=_validate)
     g = ssub.add_parser("grade", help="grade predictions (SWE-bench format) in fresh containers, with Crucible's "
                                      "defenses; prints SWE-bench's report")
-    g.add_argument("--instances", required=True, help="JSONL or Parquet file of SWE-bench-format rows")
+    g.add_argument("--instances", default=None,
+                   help="JSONL or Parquet file of SWE-bench-format rows (default with --store: its swe_instances)")
     g.add_argument("--predictions", required=True,
                    help="JSONL of {instance_id, model_name_or_path, model_patch}; several per instance allowed")
     g.add_argument("--repo-url-template", default=None, help="where repos are cloned from (default: the sandbox's)")
     g.add_argument("--out", default=None, metavar="DIR", help="write swe_grades.jsonl and report.json here")
+    g.add_argument("--store", default=None, metavar="DIR",
+                   help="commit each graded prediction to DIR's swe_grades table as it finishes (resumable: a rerun "
+                        "grades only what is not there); instances from DIR's swe_instances unless --instances")
     g.add_argument("--json", action="store_true", help="print one JSON line per prediction, then the report")
     _skip_bad_rows_arg(g, "warn about each bad row and grade the good ones")
     g.add_argument("--config", "-c", default="swe", help="config file or shipped name (default: swe)")
@@ -156,8 +160,14 @@ def _grade(args) -> int:
 
     args.overrides = [*(args.overrides or []), *flag_overrides(args)]
     cfg = config_from_args(args)
+    if not args.instances and not args.store:
+        print("error: swe grade needs --instances FILE or --store DIR (whose swe_instances are graded)", file=sys.stderr)
+        return 2
     try:
-        insts, inst_problems = read_instances(args.instances, allow_empty=False)
+        if args.instances:
+            insts, inst_problems = read_instances(args.instances, allow_empty=False)
+        else:
+            insts, inst_problems = store_instances(args.store), []
         preds, problems = read_predictions(args.predictions)
     except (InputFileError, PredictionsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -166,11 +176,15 @@ def _grade(args) -> int:
         return 2
     for p in [*(q.message() for q in inst_problems), *problems]:
         print(f"warning: skipped: {p}", file=sys.stderr)
-    run_id = f"swe-grade-{stable_hash(Path(args.instances).name, Path(args.predictions).name, n=8)}"
+    run_id = f"swe-grade-{stable_hash(Path(args.instances or args.store).name, Path(args.predictions).name, n=8)}"
     client = _docker()
     with run_network(client, cfg.swe.network, run_id) as network:
         ctx = build_ctx(cfg.to_dict(), network, client)
-        lines = grade_predictions(ctx, {i["instance_id"]: i for i in insts}, preds)
+        by_id = {i["instance_id"]: i for i in insts}
+        if args.store:
+            lines = grade_into_store(args.store, ctx, by_id, preds, run_id, cfg)
+        else:
+            lines = grade_predictions(ctx, by_id, preds)
     report = summarize(lines, len(insts))
     if args.out:
         out = Path(args.out)
@@ -182,6 +196,53 @@ def _grade(args) -> int:
             print(json.dumps(ln))
     print(json.dumps(report))
     return 0
+
+
+GRADE_PIPELINE = "swe-grade"
+
+
+def store_instances(out_dir: str) -> list[dict]:
+    """The store's ``swe_instances`` rows (with the env each was validated in), decoded."""
+    from pipelines.store import catalog
+    from pipelines.store.manifests import require_store
+    from pipelines.store.records import record_type
+    from pipelines.swe.sources import InputFileError
+
+    try:
+        require_store(out_dir)
+    except Exception as exc:
+        raise InputFileError(str(exc)) from None
+    cols, rows = catalog.query(out_dir, "SELECT * FROM swe_instances ORDER BY instance_id")
+    if not rows:
+        raise InputFileError(f"{out_dir}: the store has no swe_instances; run crucible swe validate or make "
+                             "swe-curate into it, or pass --instances FILE")
+    rt = record_type("swe_instances")
+    return [rt.decode(dict(zip(cols, r))) for r in rows]
+
+
+def grade_into_store(out_dir: str, ctx, insts: dict, preds: list[dict], run_id: str, cfg) -> list[dict]:
+    """Grade each prediction not yet in ``out_dir``'s ``swe_grades`` and commit its row as it finishes
+    (one builder: :func:`pipelines.swe.predictions.grade_row`); returns the lines of every prediction,
+    the ones graded before included."""
+    from pipelines.store import catalog
+    from pipelines.store.batch import run_items
+    from pipelines.store.commit import ItemResult
+    from pipelines.swe.grade import ALL_DEFENSES, grade_patch
+    from pipelines.swe.predictions import grade_id, grade_one, grade_row, line_of_row
+
+    by_key = {grade_id(p): p for p in preds}
+
+    def work(key: str) -> ItemResult:
+        pred = by_key[key]
+        line = grade_one(ctx, insts, pred, ALL_DEFENSES, grade_patch)
+        return ItemResult(key).add("swe_grades", grade_row(pred, line, run_id))
+
+    summary = run_items(out_dir, GRADE_PIPELINE, run_id, list(by_key), work, workers=1, stage="grade",
+                        compression=cfg.store.compression, progress_every_s=cfg.run.progress_every_s)
+    print(json.dumps({"swe_grades": summary.to_dict()}), file=sys.stderr)
+    cols, rows = catalog.query(out_dir, "SELECT * FROM swe_grades")
+    stored = {r["grade_id"]: r for r in (dict(zip(cols, x)) for x in rows)}
+    return [line_of_row(stored[k]) for k in by_key if k in stored]
 
 
 ROLLOUT_PIPELINE = "swe-rollout"

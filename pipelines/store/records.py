@@ -27,6 +27,7 @@ TABLES: dict[str, str] = {
     "swe_validations": "swe_validation.json",
     "swe_trajectories": "swe_trajectory.json",
     "sandbox_surveys": "sandbox_survey.json",
+    "swe_grades": "swe_grade.json",
     "failures": "failure.json",
 }
 

@@ -67,6 +67,37 @@ def grade_line(pred: Mapping, g: Mapping) -> dict:
             "dropped_files": list(g["dropped_files"])}
 
 
+def grade_id(pred: Mapping) -> str:
+    """The ``swe_grades`` key (and store item key) of one prediction."""
+    from pipelines.store.commit import stable_hash
+
+    return stable_hash(pred["instance_id"], pred["model_name_or_path"], pred["model_patch"], n=16)
+
+
+def grade_row(pred: Mapping, line: Mapping, run_id: str) -> dict:
+    """The ``swe_grades`` row of one graded prediction (``line`` from :func:`grade_line`)."""
+    import hashlib
+
+    from pipelines.store.commit import utc_now
+
+    return {"grade_id": grade_id(pred), "instance_id": line["instance_id"],
+            "model_name_or_path": line["model_name_or_path"],
+            "patch_sha256": hashlib.sha256(pred["model_patch"].encode("utf-8")).hexdigest(),
+            "resolved": line["resolved"], "grade": line["grade"], "reason": line["reason"],
+            "f2p_passed": line["fail_to_pass"]["passed"], "f2p_failed": line["fail_to_pass"]["failed"],
+            "p2p_passed": line["pass_to_pass"]["passed"], "p2p_failed": line["pass_to_pass"]["failed"],
+            "dropped_files": list(line["dropped_files"]), "run_id": run_id, "created_at": utc_now()}
+
+
+def line_of_row(row: Mapping) -> dict:
+    """A stored ``swe_grades`` row back as its ``--json`` line (a rerun reports graded ones too)."""
+    return {"instance_id": row["instance_id"], "model_name_or_path": row["model_name_or_path"],
+            "resolved": bool(row["resolved"]), "grade": row["grade"], "reason": row["reason"],
+            "fail_to_pass": {"passed": row["f2p_passed"], "failed": row["f2p_failed"]},
+            "pass_to_pass": {"passed": row["p2p_passed"], "failed": row["p2p_failed"]},
+            "dropped_files": list(row["dropped_files"])}
+
+
 def summarize(lines: Iterable[Mapping], n_instances: int) -> dict:
     """SWE-bench's report per model: counts and sorted id lists (resolved, unresolved, empty, error)."""
     out: dict[str, dict] = {}
@@ -93,11 +124,15 @@ def grade_predictions(ctx, insts: Mapping[str, Mapping], preds: list[dict], defe
 
     out = []
     for pred in preds:
-        inst = insts.get(pred["instance_id"])
-        if inst is None:
-            out.append({**grade_line(pred, {"resolved": False, "grade": "no_instance", "f2p_passed": 0,
-                                            "f2p_total": 0, "p2p_passed": 0, "p2p_total": 0, "dropped_files": [],
-                                            "grade_reason": "no_instance: not in --instances"})})
-            continue
-        out.append(grade_line(pred, grade_patch(ctx, inst, pred["model_patch"], defenses=defenses or ALL_DEFENSES)))
+        out.append(grade_one(ctx, insts, pred, defenses or ALL_DEFENSES, grade_patch))
     return out
+
+
+def grade_one(ctx, insts: Mapping[str, Mapping], pred: Mapping, defenses, grader) -> dict:
+    """The ``--json`` line of one prediction (``no_instance`` when its instance is not given)."""
+    inst = insts.get(pred["instance_id"])
+    if inst is None:
+        return grade_line(pred, {"resolved": False, "grade": "no_instance", "f2p_passed": 0, "f2p_total": 0,
+                                 "p2p_passed": 0, "p2p_total": 0, "dropped_files": [],
+                                 "grade_reason": "no_instance: not among the instances"})
+    return grade_line(pred, grader(ctx, inst, pred["model_patch"], defenses=defenses))

@@ -51,6 +51,9 @@ VIEWS: dict[str, TableView] = {
     "sandbox_surveys": TableView("sandbox_surveys", ("survey_id", "source", "stage", "python", "as_of",
                                                      "tests_collected", "passed", "failed", "stop_rung", "seconds"),
                                  ("stage", "python", "stop_rung"), "source", "stop_line"),
+    "swe_grades": TableView("swe_grades", ("grade_id", "instance_id", "model_name_or_path", "resolved", "grade",
+                                           "f2p_passed", "f2p_failed", "p2p_failed"),
+                            ("resolved", "grade", "model_name_or_path", "instance_id"), "instance_id", "reason"),
     "failures": TableView("failures", ("failure_id", "pipeline", "stage", "kind", "item_key", "reason"),
                           ("pipeline", "stage", "kind"), "created_at", "reason"),
 }

@@ -124,6 +124,13 @@ def sandbox_survey(i: int) -> dict:
             "run_id": "r1", "created_at": "2026-12-01T00:00:00Z"}
 
 
+def swe_grade(i: int) -> dict:
+    return {"grade_id": f"g{i:04d}", "instance_id": f"o__r-{i}", "model_name_or_path": "m", "patch_sha256": "a" * 64,
+            "resolved": i % 2 == 0, "grade": "resolved" if i % 2 == 0 else "unresolved", "reason": "demo",
+            "f2p_passed": 1, "f2p_failed": 0, "p2p_passed": 3, "p2p_failed": 0, "dropped_files": [], "run_id": RUN,
+            "created_at": TS}
+
+
 ALL = {
     "questions": question,
     "browse_trajectories": browse_trajectory,
@@ -131,5 +138,6 @@ ALL = {
     "swe_validations": swe_validation,
     "swe_trajectories": swe_trajectory,
     "sandbox_surveys": sandbox_survey,
+    "swe_grades": swe_grade,
     "failures": failure,
 }

@@ -9,7 +9,7 @@ from tests.support import samples
 
 def test_every_table_has_a_schema_key_and_explicit_arrow_types():
     assert set(TABLES) == {"questions", "browse_trajectories", "swe_instances", "swe_validations",
-                           "swe_trajectories", "sandbox_surveys", "failures"}
+                           "swe_trajectories", "sandbox_surveys", "swe_grades", "failures"}
     for rt in all_record_types():
         assert rt.key in rt.columns
         assert rt.arrow_schema.names == rt.columns

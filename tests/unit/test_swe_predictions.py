@@ -68,3 +68,49 @@ def test_cli_grades_each_prediction(tmp_path, monkeypatch, capsys):
     report = lines[3]
     assert report["gold"]["resolved_ids"] == [inst["instance_id"]] and report["gold"]["error_ids"] == ["nope-1"]
     assert len((out / "swe_grades.jsonl").read_text().splitlines()) == 3 and (out / "report.json").exists()
+
+
+def test_grades_go_to_the_store_one_row_per_prediction_and_a_rerun_grades_only_new_ones(tmp_path, monkeypatch):
+    """`crucible swe grade --store DIR`: each graded prediction is a swe_grades row (schema-valid, committed
+    as it finishes); a rerun grades nothing twice and still reports every prediction."""
+    import jsonschema
+
+    from pipelines.commands import swe_cmd
+    from pipelines.config import load_config
+    from pipelines.store import catalog
+    from pipelines.store.records import record_type
+    from pipelines.swe import grade as G
+    from pipelines.swe.predictions import summarize
+
+    calls = []
+
+    def fake_grade(ctx, inst, patch, defenses=None):
+        calls.append(patch)
+        ok = "fix" in patch
+        return {"resolved": ok, "grade": "resolved" if ok else "unresolved", "grade_reason": "fake grader",
+                "f2p_passed": 1 if ok else 0, "f2p_total": 1, "p2p_passed": 2, "p2p_total": 2, "dropped_files": []}
+
+    monkeypatch.setattr(G, "grade_patch", fake_grade)
+    cfg = load_config("swe")
+    insts = {"a__b-1": {"instance_id": "a__b-1"}}
+    preds = [{"instance_id": "a__b-1", "model_name_or_path": "m1", "model_patch": "diff fix"},
+             {"instance_id": "a__b-1", "model_name_or_path": "m2", "model_patch": "diff nothing"},
+             {"instance_id": "zz__missing-9", "model_name_or_path": "m1", "model_patch": "diff fix"}]
+    out = str(tmp_path / "store")
+    lines = swe_cmd.grade_into_store(out, None, insts, preds[:2], "r1", cfg)
+    assert [ln["resolved"] for ln in lines] == [True, False] and len(calls) == 2
+    cols, rows = catalog.query(out, "select * from swe_grades order by model_name_or_path")
+    rows = [dict(zip(cols, r)) for r in rows]
+    schema = record_type("swe_grades").schema
+    for r in rows:
+        jsonschema.validate({k: v for k, v in r.items() if k != "created_at"} | {"created_at": "2026-01-01T00:00:00Z"},
+                            schema)
+    assert [(r["model_name_or_path"], r["grade"], r["f2p_passed"], r["f2p_failed"]) for r in rows] == [
+        ("m1", "resolved", 1, 0), ("m2", "unresolved", 0, 1)]
+    calls.clear()
+    again = swe_cmd.grade_into_store(out, None, insts, preds, "r2", cfg)
+    assert calls == []  # the two graded ones are not graded again; the unknown instance needs no grader
+    assert [ln["grade"] for ln in again] == ["resolved", "unresolved", "no_instance"]
+    assert summarize(again, 1)["m1"]["resolved_ids"] == ["a__b-1"]
+    _, n = catalog.query(out, "select count(*) from swe_grades")
+    assert n == [(3,)]
