@@ -262,10 +262,12 @@ def _rollout(args) -> int:
     from pipelines.store.batch import run_items
     from pipelines.store.catalog import refresh_catalog
     from pipelines.store.commit import ItemResult, stable_hash
-    from pipelines.swe import pipeline as SP
+    from pipelines.swe.curate import llm_policy
+    from pipelines.swe.envs import run_network
     from pipelines.swe.filters import classify
     from pipelines.swe.rollout import run_rollout
     from pipelines.swe.sources import InputFileError, read_instances
+    from pipelines.swe.transforms import build_ctx
 
     cfg = config_from_args(args)
     ro = cfg.swe.rollouts
@@ -289,13 +291,15 @@ def _rollout(args) -> int:
     by_key = {rollout_key(i["instance_id"], args.policy, n): (i, n) for i in insts for n in range(k)}
     out_dir = cfg.run.out_dir
     run_id = cfg.run.run_id or f"{ROLLOUT_PIPELINE}-{stable_hash(Path(args.instances).name, args.policy, n=8)}"
-    ctx = SP.build_ctx(cfg.to_dict())
-    if args.repo_url_template:
-        ctx = replace(ctx, settings=replace(ctx.settings, repo_url_template=args.repo_url_template))
     common = dict(max_turns=int(ro.max_turns), max_total_tokens=int(ro.max_total_tokens),
                   command_timeout_s=int(ro.command_timeout_s), max_observation_chars=int(ro.max_observation_chars),
                   run_id=run_id)
     with contextlib.ExitStack() as stack:
+        docker = _docker()
+        network = stack.enter_context(run_network(docker, cfg.swe.network, run_id))
+        ctx = build_ctx(cfg.to_dict(), network, docker)
+        if args.repo_url_template:
+            ctx = replace(ctx, settings=replace(ctx.settings, repo_url_template=args.repo_url_template))
         client, model, workers = None, None, int(cfg.llm.max_concurrency)
         if args.policy == "llm":
             from pipelines.llm import LLMClient, endpoint_config, llm_endpoint
@@ -311,7 +315,7 @@ def _rollout(args) -> int:
                 turns = max(int(ro.max_turns), 4 + 2 * inst["patch"].count("diff --git"))
                 row = run_rollout(ctx, inst, "gold", policy_name="gold", sample_index=n, **{**common, "max_turns": turns})
             else:
-                policy = SP.llm_policy(client, ro.llm_policy, n, ro.max_arg_chars)
+                policy = llm_policy(client, ro.llm_policy, n, ro.max_arg_chars)
                 row = run_rollout(ctx, inst, policy, policy_name="llm", sample_index=n, model=model, **common)
             row["split"], row["drop_reasons"] = classify(row, cfg.swe.filters)
             return ItemResult(key).add("swe_trajectories", row)
