@@ -26,7 +26,7 @@ SWE_TOOLS = ("bash", "view", "str_replace", "create", "submit")
 BROWSE_AGENT_PROMPT = "browse_agent"
 # what grading an SWE patch needs of its instance (never the gold ``patch``: tools and rewards must not see it)
 SWE_GRADE_FIELDS = ("instance_id", "repo", "base_commit", "environment_setup_commit", "version", "test_patch",
-                    "FAIL_TO_PASS", "PASS_TO_PASS", "env_image", "recipe")
+                    "FAIL_TO_PASS", "PASS_TO_PASS", "env_image", "recipe", "env_network", "id_style")
 
 _PROMPT = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 _REWARD = pa.struct([("style", pa.string()), ("ground_truth", pa.string())])

@@ -226,7 +226,7 @@ def submitted_patch(solution_str: str, extra_info: Mapping) -> str:
 @functools.lru_cache(maxsize=2)
 def _swe_grader(config: str, overrides: tuple[str, ...]):
     from pipelines.swe.grade import grade_patch
-    from pipelines.swe.pipeline import build_ctx
+    from pipelines.swe.transforms import build_ctx
 
     ctx = build_ctx(_config(config, overrides))
     return lambda inst, patch: grade_patch(ctx, inst, patch)

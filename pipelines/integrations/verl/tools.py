@@ -201,7 +201,7 @@ class _SweState:
 
 @functools.lru_cache(maxsize=2)
 def _swe_ctx(config: str, overrides: tuple[str, ...]):
-    from pipelines.swe.pipeline import build_ctx
+    from pipelines.swe.transforms import build_ctx
 
     return build_ctx(_config(config, overrides))
 
@@ -209,16 +209,16 @@ def _swe_ctx(config: str, overrides: tuple[str, ...]):
 def open_container_workspace(cfg, inst: dict, config: str, overrides: tuple[str, ...]):
     """A container of the instance's env image with the repo at /testbed and a git baseline (what
     :func:`pipelines.swe.rollout.run_rollout` starts from); returns ``(workspace, close)``."""
+    from pipelines.swe.envs import checkout_tree, task_env
     from pipelines.swe.tools import ContainerWorkspace, init_baseline
-    from pipelines.swe.validate import checkout_tree, env_for_instance
     from sandbox.container import Sandbox
 
     ctx = _swe_ctx(config, overrides)
     tmp = Path(tempfile.mkdtemp(prefix="crucible-verl-", dir=ctx.workdir))
     try:
         tree = checkout_tree(ctx, inst["repo"], inst["base_commit"], tmp / "tree")
-        spec = env_for_instance(ctx, inst, tree, tmp / "env")
-        box = Sandbox(ctx.client, spec.image, tree=tree, limits=ctx.settings.limits, network=ctx.settings.network,
+        env = task_env(ctx, inst, tree, tmp / "env")  # the env the instance was validated in
+        box = Sandbox(ctx.client, env.image, tree=tree, limits=ctx.settings.limits, network=ctx.network_for(env.network),
                       include_git=False)
         box.__enter__()
     except Exception:
