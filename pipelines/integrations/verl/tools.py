@@ -107,7 +107,8 @@ class _CrucibleTool(BaseTool):
         return list(self.schemas())
 
     def schemas(self) -> dict[str, dict]:
-        raise NotImplementedError
+        """Tool name -> OpenAI function schema; each subclass (BrowseTool, SweTool) defines its own tools."""
+        raise NotImplementedError(f"{type(self).__name__} must define schemas()")
 
     def get_openai_tool_schema(self) -> OpenAIFunctionToolSchema:
         return _schema(self.schemas()[self.tool])
