@@ -21,9 +21,14 @@ FIXED_MTIME_DAYS = ("1970-01-01", "1980-01-01", "2020-02-02")
 
 
 def source_date(checkout: Path, lookup=None) -> str | None:
-    """When the source was made (YYYY-MM-DD): the sdist's PKG-INFO mtime (the archive keeps it) unless it is a
-    reproducible-build fixed date, then ``lookup()`` (the index's upload date,
-    ``sources.index_upload_date``), else the commit date; None when none is known."""
+    """When the source was made (YYYY-MM-DD): the date of the checkout's commit when it is a real one (a git
+    repo at an old commit; a PKG-INFO in a working tree has the checkout's mtime, not the release's), else
+    the sdist's PKG-INFO mtime (the archive keeps it) unless it is a reproducible-build fixed date, then
+    ``lookup()`` (the index's upload date, ``sources.index_upload_date``); None when none is known. The
+    one-commit repos made from sdists carry the fixed date 2000-01-01 (``sources.GIT_ENV``), never taken."""
+    day = commit_date(checkout)
+    if day:
+        return day
     pkg = Path(checkout) / "PKG-INFO"
     if pkg.is_file():
         day = datetime.fromtimestamp(pkg.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d")
@@ -31,6 +36,13 @@ def source_date(checkout: Path, lookup=None) -> str | None:
             return day
         if lookup is not None:
             return lookup()
+    return None
+
+
+def commit_date(checkout: Path) -> str | None:
+    """The committer date (YYYY-MM-DD) of HEAD in ``checkout`` when it is a git repo with a real date."""
+    if not (Path(checkout) / ".git").exists():
+        return None
     proc = subprocess.run(["git", "log", "-1", "--format=%cI"], cwd=checkout, capture_output=True, text=True)
     date = proc.stdout.strip()[:10]
     return date if proc.returncode == 0 and date and date > "2000-01-02" else None

@@ -99,6 +99,21 @@ def test_source_date_from_pkg_info_mtime_not_the_fixed_commit_date(tmp_path):
     assert source_date(tmp_path) is None
 
 
+def test_source_date_of_an_old_commit_beats_the_checkouts_pkg_info_mtime(tmp_path):
+    import subprocess
+
+    write(tmp_path, {"PKG-INFO": "Name: d\n", "d.py": ""})  # mtime: now (the checkout), not the release
+    env = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@x", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@x", "GIT_AUTHOR_DATE": "2020-04-03T10:00:00Z",
+           "GIT_COMMITTER_DATE": "2020-04-03T10:00:00Z"}
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "release"]):
+        subprocess.run(["git", *args], cwd=tmp_path, env=env, check=True)
+    assert source_date(tmp_path) == "2020-04-03"
+    env.update(GIT_COMMITTER_DATE="2000-01-01T00:00:00Z")  # a one-commit sdist repo: falls through to PKG-INFO
+    subprocess.run(["git", "commit", "-q", "--amend", "--no-edit"], cwd=tmp_path, env=env, check=True)
+    assert source_date(tmp_path) == datetime.now(timezone.utc).strftime("%Y-%m-%d")
+
+
 def test_local_modules(tmp_path):
     write(tmp_path, {"src/demo/__init__.py": "", "tests/helpers.py": "", "tests/test_a.py": ""})
     assert {"src", "demo", "tests", "helpers", "test_a"} <= local_modules(tmp_path)
