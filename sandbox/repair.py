@@ -15,27 +15,21 @@ from pathlib import Path
 
 from sandbox.ladder import Phase, apply_rung, candidates, deciding_line, trigger_lines
 
-NO_DATE_MTIME = 946684800  # 2000-01-01: the fixed date of one-commit sdist repos (sandbox.sources.GIT_ENV)
-# mtimes build backends write for reproducible archives (hatchling: 2020-02-02; flit and others: the epoch)
-FIXED_MTIME_DAYS = ("1970-01-01", "1980-01-01", "2020-02-02")
-
 
 def source_date(checkout: Path, lookup=None) -> str | None:
     """When the source was made (YYYY-MM-DD): the date of the checkout's commit when it is a real one (a git
-    repo at an old commit; a PKG-INFO in a working tree has the checkout's mtime, not the release's), else
-    the sdist's PKG-INFO mtime (the archive keeps it) unless it is a reproducible-build fixed date, then
-    ``lookup()`` (the index's upload date, ``sources.index_upload_date``); None when none is known. The
-    one-commit repos made from sdists carry the fixed date 2000-01-01 (``sources.GIT_ENV``), never taken."""
+    repo at an old commit, a one-commit sdist repo dated at its release; a PKG-INFO in a git working tree has
+    the checkout's mtime, not the release's), else the sdist's PKG-INFO mtime unless it is a
+    reproducible-build fixed date, then ``lookup()`` (the index's upload date,
+    ``sources.index_upload_date``); None when none is known. The fixed 2000-01-01 of undated one-commit
+    repos (``sources.GIT_ENV``) is never taken."""
+    from sandbox.sources import pkg_info_day
+
     day = commit_date(checkout)
     if day:
         return day
-    pkg = Path(checkout) / "PKG-INFO"
-    if pkg.is_file():
-        day = datetime.fromtimestamp(pkg.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d")
-        if day > "2000-01-02" and day not in FIXED_MTIME_DAYS:
-            return day
-        if lookup is not None:
-            return lookup()
+    if (Path(checkout) / "PKG-INFO").is_file():
+        return pkg_info_day(checkout) or (lookup() if lookup is not None else None)
     return None
 
 

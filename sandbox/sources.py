@@ -22,6 +22,8 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "crucible", "GIT_AUTHOR_EMAIL": "crucible@localhos
            "GIT_COMMITTER_NAME": "crucible", "GIT_COMMITTER_EMAIL": "crucible@localhost",
            "GIT_AUTHOR_DATE": "2000-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z",
            "GIT_TERMINAL_PROMPT": "0"}
+# mtimes build backends write for reproducible archives (hatchling: 2020-02-02; flit and others: the epoch)
+FIXED_MTIME_DAYS = ("1970-01-01", "1980-01-01", "2020-02-02")
 SDIST_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)$")
 
 
@@ -37,9 +39,10 @@ class Checkout:
     origin: str
 
 
-def _git(args: list[str], cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def _git(args: list[str], cwd: Path | None = None, timeout: int = 600,
+         env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **GIT_ENV})
+                          env={**os.environ, **GIT_ENV, **(env or {})})
 
 
 def repo_url(template: str, repo: str) -> str:
@@ -54,13 +57,27 @@ def repo_url(template: str, repo: str) -> str:
                           "allowed: {owner}, {name}, {repo}") from None
 
 
-def init_one_commit(path: Path, message: str) -> str:
-    """``git init`` + add everything + one commit with fixed identity and date (same tree -> same sha)."""
+def init_one_commit(path: Path, message: str, date: str | None = None) -> str:
+    """``git init`` + add everything + one commit with fixed identity and date (same tree -> same sha): the
+    fixed 2000-01-01 of ``GIT_ENV``, or ``date`` (YYYY-MM-DD, e.g. the sdist's release day)."""
+    stamp = {"GIT_AUTHOR_DATE": f"{date}T12:00:00Z", "GIT_COMMITTER_DATE": f"{date}T12:00:00Z"} if date else {}
     for args in (["init", "-q"], ["add", "-A", "-f"], ["commit", "-q", "--no-gpg-sign", "-m", message]):
-        proc = _git(args, cwd=path)
+        proc = _git(args, cwd=path, env=stamp)
         if proc.returncode != 0:
             raise SourceError(f"{path}: git {' '.join(args)} failed: {proc.stderr.strip()}")
     return _git(["rev-parse", "HEAD"], cwd=path).stdout.strip()
+
+
+def pkg_info_day(tree: Path) -> str | None:
+    """The day (YYYY-MM-DD) of an unpacked sdist's PKG-INFO mtime (the archive keeps it), unless it is missing
+    or a reproducible-build fixed date (``FIXED_MTIME_DAYS``): then None."""
+    from datetime import datetime, timezone
+
+    pkg = Path(tree) / "PKG-INFO"
+    if not pkg.is_file():
+        return None
+    day = datetime.fromtimestamp(pkg.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d")
+    return day if day > "2000-01-02" and day not in FIXED_MTIME_DAYS else None
 
 
 def unpack_archive(archive: Path, dest: Path) -> Path:
@@ -84,7 +101,8 @@ def unpack_archive(archive: Path, dest: Path) -> Path:
 
 def from_sdist(spec: str, workdir: Path, pip: tuple[str, ...] = (sys.executable, "-m", "pip")) -> Checkout:
     """Download ``name==version`` as an sdist with pip (host pip config applies), unpack it into
-    ``workdir/<name>-<version>`` and make it a git repo with one commit. Reuses an existing checkout."""
+    ``workdir/<name>-<version>`` and make it a git repo with one commit, dated at the sdist's PKG-INFO mtime
+    when that is a real date (else the fixed 2000-01-01). Reuses an existing checkout."""
     m = SDIST_RE.match(spec.strip())
     if not m:
         raise SourceError(f"sdist {spec!r}: expected NAME==VERSION, e.g. toolz==0.12.0")
@@ -106,7 +124,8 @@ def from_sdist(spec: str, workdir: Path, pip: tuple[str, ...] = (sys.executable,
         top = unpack_archive(files[0], Path(tmp) / "unpacked")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(top), str(target))
-    commit = init_one_commit(target, f"{name} {version} from its sdist")
+    # dated at the release (PKG-INFO's mtime) where the archive says: a commit's date is the source's date
+    commit = init_one_commit(target, f"{name} {version} from its sdist", pkg_info_day(target))
     return Checkout(target, commit, name, f"sdist:{spec}")
 
 

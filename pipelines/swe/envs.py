@@ -113,10 +113,12 @@ def url_template_for(ctx: ValidateContext, repo: str) -> str:
     return ctx.settings.repo_url_template
 
 
-def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path, version=None):
+def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path, version=None, created_at=None):
     """The sandbox env spec for (repo, env commit, version), built once and reused. With ``ctx.recipes ==
     "auto"`` a (repo, version) in SWE-bench's table (``configs/swebench/specs.json``) uses SWE-bench's recipe
-    (a RecipeError says why where it cannot be honoured); otherwise, or with ``"inferred"``, our inference."""
+    (a RecipeError says why where it cannot be honoured); otherwise, or with ``"inferred"``, our inference,
+    resolved as of the env commit's date (:func:`env_date`) when it is older than
+    ``sandbox.as_of_min_age_days``."""
     from pipelines.swe.swebench_specs import recipe_for_instance
     from sandbox.api import build_env
 
@@ -129,10 +131,24 @@ def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path, version=No
     recipe = None
     if ctx.recipes == "auto" and version is not None:
         recipe = recipe_for_instance(repo, version, tree, ctx.settings.pythons)
-    spec, res = build_env(ctx.client, ctx.settings, tree, repo.split("/")[-1].lower(), recipe=recipe)
+    date = None if recipe is not None else env_date(ctx, repo, commit, created_at)
+    spec, res = build_env(ctx.client, ctx.settings, tree, repo.split("/")[-1].lower(), recipe=recipe, date=date)
     ctx.stats["env_hits" if res.get("cache_hit") else "env_builds"] += 1
     ctx.env_cache[key] = spec
     return spec
+
+
+def env_date(ctx: ValidateContext, repo: str, commit: str, created_at=None) -> str | None:
+    """The day the env commit was made: its commit date when real (an old commit of a git repo, a release
+    mirrored from its sdist, a bug committed on one), else the row's ``created_at`` day (SWE-bench: the
+    PR's), else None (today's index)."""
+    from sandbox.repair import commit_date
+
+    day = commit_date(clone_at(ctx, repo, commit).path)
+    if day:
+        return day
+    text = created_at.isoformat() if hasattr(created_at, "isoformat") else created_at
+    return text[:10] if isinstance(text, str) and len(text) >= 10 else None
 
 
 def decide_env(ctx: ValidateContext, inst: Mapping, base_tree: Path, scratch: Path) -> TaskEnv:
@@ -140,7 +156,7 @@ def decide_env(ctx: ValidateContext, inst: Mapping, base_tree: Path, scratch: Pa
     that is the base commit, else a checkout under ``scratch``) with its version, on this run's network."""
     env_commit = env_commit_of(inst)
     tree = base_tree if env_commit == inst["base_commit"] else checkout_tree(ctx, inst["repo"], env_commit, scratch)
-    spec = env_for(ctx, inst["repo"], env_commit, tree, inst.get("version"))
+    spec = env_for(ctx, inst["repo"], env_commit, tree, inst.get("version"), inst.get("created_at"))
     return TaskEnv(image=spec.image, recipe=spec.recipe, network=ctx.network_mode, id_style=ctx.id_style)
 
 

@@ -1,6 +1,7 @@
 """Local bare git mirrors: how sdists and injected bugs become repos at commits that the validator, the
 grader and the agent reach through the sandbox's URL template (``file://<root>/{owner}/{name}.git``).
-Commits use a fixed identity and date, so the same edit on the same parent gives the same sha."""
+Commits use a fixed identity and their parent's date, so the same edit on the same parent gives the same sha
+(and a bug on an old release is as old as the release)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from pathlib import Path
 from pipelines.swe.patches import apply_patch
 
 
-def _git(args, cwd=None, check=True, strip=True):
+def _git(args, cwd=None, check=True, strip=True, env=None):
     import os
 
     from sandbox.sources import GIT_ENV
 
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **GIT_ENV})
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **GIT_ENV, **(env or {})})
     if check and proc.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed: {proc.stderr.strip()[-400:]}")
     return proc.stdout.strip() if strip else proc.stdout
@@ -46,7 +48,10 @@ def commit_patch(mirror: Path, parent: str, patch: str, message: str, branch: st
         _git(["checkout", "-q", "--detach", parent], cwd=work)
         apply_patch(work, patch, what=f"patch for {branch}")
         _git(["add", "-A"], cwd=work)
-        _git(["commit", "-q", "--no-gpg-sign", "--allow-empty", "-m", message], cwd=work)
+        # dated at its parent (deterministic, and the source's date survives: it decides as-of resolution)
+        when = _git(["log", "-1", "--format=%cI", parent], cwd=work)
+        _git(["commit", "-q", "--no-gpg-sign", "--allow-empty", "-m", message], cwd=work,
+             env={"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when})
         sha = _git(["rev-parse", "HEAD"], cwd=work)
         _git(["push", "-q", "--force", "origin", f"HEAD:refs/heads/{branch}"], cwd=work)
     return sha

@@ -57,7 +57,8 @@ def env_reference(ctx: ValidateContext, repo: str, env_commit: str, insts: Seque
     try:
         try:
             tree = checkout_tree(ctx, repo, env_commit, tmp / "env")
-            spec = env_for(ctx, repo, env_commit, tree, insts[0].get("version") if insts else None)
+            spec = env_for(ctx, repo, env_commit, tree, insts[0].get("version") if insts else None,
+                           insts[0].get("created_at") if insts else None)
             env = TaskEnv(spec.image, spec.recipe, ctx.network_mode, ctx.id_style)
         except Exception as exc:  # noqa: BLE001 - reported per instance by validate_instance
             log.warning("swe: reference of %s@%s not run: %s", repo, env_commit[:10], exc)

@@ -1,5 +1,6 @@
 """Repository sources: URL templates, local bare mirrors, sdist archives (no network)."""
 
+import shutil
 import subprocess
 import tarfile
 
@@ -78,6 +79,36 @@ def test_sdist_archive_to_one_commit_repo_is_deterministic(tmp_path):
     b = unpack_archive(arc, tmp_path / "u2")
     assert a.name == "demo-1.0"
     assert init_one_commit(a, "demo 1.0") == init_one_commit(b, "demo 1.0")
+
+
+def test_one_commit_repo_is_dated_at_the_release_and_bug_commits_at_their_parent(tmp_path):
+    import os
+    from datetime import datetime, timezone
+
+    from pipelines.swe.mirror import commit_patch, ensure_bare_mirror
+    from sandbox.repair import source_date
+    from sandbox.sources import Checkout, pkg_info_day
+
+    tree = tmp_path / "demo-1.0"
+    (tree / "demo").mkdir(parents=True)
+    (tree / "demo" / "__init__.py").write_text("X = 1\n")
+    (tree / "PKG-INFO").write_text("Name: demo\n")
+    ts = datetime(2021, 5, 6, 12, tzinfo=timezone.utc).timestamp()
+    os.utime(tree / "PKG-INFO", (ts, ts))
+    assert pkg_info_day(tree) == "2021-05-06"
+    undated = init_one_commit(tree, "demo 1.0")  # no date: the fixed 2000-01-01, never taken as a date
+    assert git(tree, "log", "-1", "--format=%cI").startswith("2000-01-01")
+    shutil.rmtree(tree / ".git")
+    sha = init_one_commit(tree, "demo 1.0", pkg_info_day(tree))
+    assert sha != undated and git(tree, "log", "-1", "--format=%cI").startswith("2021-05-06")
+    os.utime(tree / "PKG-INFO", None)  # a checkout's mtime (now): the commit date still says 2021
+    assert source_date(tree) == "2021-05-06"
+    mirror = ensure_bare_mirror(Checkout(tree, sha, "demo", "t").path, tmp_path / "m", "pypi/demo")
+    patch = ("diff --git a/demo/__init__.py b/demo/__init__.py\n--- a/demo/__init__.py\n+++ b/demo/__init__.py\n"
+             "@@ -1 +1 @@\n-X = 1\n+X = 2\n")
+    bug = commit_patch(mirror, sha, patch, "bug", "crucible/bug")
+    assert git(mirror, "log", "-1", "--format=%cI", bug).startswith("2021-05-06")  # as old as its release
+    assert commit_patch(mirror, sha, patch, "bug", "crucible/bug2") == bug  # deterministic
 
 
 def test_sdist_spec_validation_and_download_failure(tmp_path):

@@ -315,11 +315,28 @@ class FakeBuild:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, client, settings, tree, name, force=False, recipe=None):
+    def __call__(self, client, settings, tree, name, force=False, recipe=None, date=None):
         from sandbox.api import plan_env
 
         self.calls.append(recipe)
-        return plan_env(settings, tree, name, recipe), {"cache_hit": False}
+        return plan_env(settings, tree, name, recipe, date), {"cache_hit": False}
+
+
+def dated_mirror(tmp_path, repo: str, files: dict, date: str) -> tuple[Path, str]:
+    """A bare mirror ``tmp_path/mirrors/<repo>.git`` with one commit of ``files`` dated ``date``."""
+    import os
+    import subprocess
+
+    src = write(tmp_path / "src", files)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@x", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@x", "GIT_AUTHOR_DATE": f"{date}T10:00:00Z", "GIT_COMMITTER_DATE": f"{date}T10:00:00Z"}
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "release"]):
+        subprocess.run(["git", *args], cwd=src, env=env, check=True)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True).stdout.strip()
+    mirror = tmp_path / "mirrors" / f"{repo}.git"
+    mirror.parent.mkdir(parents=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(src), str(mirror)], check=True)
+    return tmp_path / "mirrors", sha
 
 
 def test_env_for_auto_uses_table_and_inferred_does_not(tmp_path, monkeypatch):
@@ -327,23 +344,46 @@ def test_env_for_auto_uses_table_and_inferred_does_not(tmp_path, monkeypatch):
     from pipelines.swe.envs import ValidateContext, env_for
     from sandbox.api import Settings
 
-    tree = write(tmp_path / "t", {"requirements_dev.txt": "pytest\n", "setup.py": "",
-                                  "test/a_test.py": "def test_a():\n    pass\n", "test/test_b.py": ""})
+    files = {"requirements_dev.txt": "pytest\n", "setup.py": "", "test/a_test.py": "def test_a():\n    pass\n",
+             "test/test_b.py": ""}
+    tree = write(tmp_path / "t", files)
+    mirrors, sha = dated_mirror(tmp_path, "sqlfluff/sqlfluff", files, "2021-06-01")
     fake = FakeBuild()
     monkeypatch.setattr(sandbox.api, "build_env", fake)
-    auto = ValidateContext(client=None, settings=Settings(), workdir=tmp_path)
-    spec = env_for(auto, "sqlfluff/sqlfluff", "c1", tree, "0.8")
+    auto = ValidateContext(client=None, settings=Settings(), workdir=tmp_path / "w", mirror_root=mirrors)
+    spec = env_for(auto, "sqlfluff/sqlfluff", sha, tree, "0.8")
     assert spec.recipe["origin"].startswith("swebench-4.0.") and spec.recipe["python"] == "3.9"
-    assert env_for(auto, "sqlfluff/sqlfluff", "c1", tree, "0.8") is spec and auto.stats["env_hits"] == 1
-    other = env_for(auto, "sqlfluff/sqlfluff", "c1", tree, "77.0")  # not in the table: inference
+    assert env_for(auto, "sqlfluff/sqlfluff", sha, tree, "0.8") is spec and auto.stats["env_hits"] == 1
+    other = env_for(auto, "sqlfluff/sqlfluff", sha, tree, "77.0")  # not in the table: inference
     assert "origin" not in other.recipe
-    inferred = ValidateContext(client=None, settings=Settings(), workdir=tmp_path, recipes="inferred")
-    spec_i = env_for(inferred, "sqlfluff/sqlfluff", "c1", tree, "0.8")
+    inferred = ValidateContext(client=None, settings=Settings(), workdir=tmp_path / "w", recipes="inferred",
+                               mirror_root=mirrors)
+    spec_i = env_for(inferred, "sqlfluff/sqlfluff", sha, tree, "0.8")
     assert "origin" not in spec_i.recipe and spec_i.key != spec.key
     assert fake.calls[0] is not None and fake.calls[1:] == [None, None]
+    # inference resolves as of the env commit's date (a 2021 commit: older than sandbox.as_of_min_age_days)
+    assert spec_i.recipe["as_of"] and spec_i.recipe["as_of"][:4] == "2021"
+    today = ValidateContext(client=None, settings=Settings(as_of_min_age_days=0), workdir=tmp_path / "w",
+                            recipes="inferred", mirror_root=mirrors)
+    spec_t = env_for(today, "sqlfluff/sqlfluff", sha, tree, "0.8")
+    assert spec_t.recipe.get("as_of") is None and spec_t.key != spec_i.key  # switched off: today's index
     bad = ValidateContext(client=None, settings=Settings(), workdir=tmp_path, recipes="bogus")
     with pytest.raises(ValueError, match="auto or inferred"):
-        env_for(bad, "sqlfluff/sqlfluff", "c1", tree, "0.8")
+        env_for(bad, "sqlfluff/sqlfluff", sha, tree, "0.8")
+
+
+def test_env_date_commit_first_then_the_rows_created_at(tmp_path):
+    from pipelines.swe.envs import ValidateContext, env_date
+    from sandbox.api import Settings
+
+    mirrors, sha = dated_mirror(tmp_path, "o/old", {"a.py": ""}, "2019-03-04")
+    ctx = ValidateContext(client=None, settings=Settings(), workdir=tmp_path / "w", mirror_root=mirrors)
+    assert env_date(ctx, "o/old", sha, "2022-01-01T00:00:00Z") == "2019-03-04"  # the commit's, not the PR's
+    undated = tmp_path / "u"
+    u_mirrors, u_sha = dated_mirror(undated, "o/new", {"a.py": ""}, "2000-01-01")  # sources.GIT_ENV's fixed date
+    ctx_u = ValidateContext(client=None, settings=Settings(), workdir=tmp_path / "wu", mirror_root=u_mirrors)
+    assert env_date(ctx_u, "o/new", u_sha, "2021-05-06T07:08:09Z") == "2021-05-06"
+    assert env_date(ctx_u, "o/new", u_sha, None) is None
 
 
 def test_validate_instance_reports_recipe_error_as_setup_reason(tmp_path, monkeypatch):
