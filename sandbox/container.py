@@ -290,11 +290,13 @@ class Sandbox:
         d, name = os.path.split(path)
         if not name:
             raise ValueError(f"put_file: {path!r} names no file")
+        # an existing file keeps its mode (an executable module rewritten whole must not show as a mode change)
         code, out = self.exec(f"mkdir -p -- {shlex.quote(d or '.')} && cd -- {shlex.quote(d or '.')} && test -w . "
-                              "&& pwd -P", 60)
+                              f"&& pwd -P && {{ stat -c %a -- {shlex.quote(name)} 2>/dev/null || echo 644; }}", 60)
         if code != 0:
             raise PermissionError(f"put_file: cannot write in {d!r}: {out.strip()[-300:]}")
-        self.container.put_archive(out.strip().splitlines()[-1], tar_bytes({name: data}))
+        where, mode = out.strip().splitlines()[-2:]
+        self.container.put_archive(where, tar_bytes({name: data}, mode=int(mode, 8) & 0o777))
 
     def get_file(self, path: str) -> bytes:
         stream, _ = self.container.get_archive(path)

@@ -328,13 +328,13 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
             "steps": steps, "log_tail": container_log[-3000:], "log": container_log}
 
 
-def tar_bytes(files: dict[str, bytes]) -> bytes:
+def tar_bytes(files: dict[str, bytes], mode: int = 0o644) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.uid = info.gid = SANDBOX_UID
-            info.mode = 0o644
+            info.mode = mode
             tf.addfile(info, io.BytesIO(data))
     return buf.getvalue()

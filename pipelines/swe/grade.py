@@ -215,7 +215,8 @@ def grade_patch(ctx: ValidateContext, inst: Mapping, model_patch: str | None, *,
         except PatchError as exc:
             return result(Grade.PATCH_REJECTED, f"patch_rejected: {exc}"[:1000], f2p, p2p)
         if not patch.strip():
-            why = " (only test/harness files changed)" if dropped else ""
+            why = (" (every changed file dropped: " + ", ".join(f"{d['path']}: {d['reason']}" for d in dropped[:5])
+                   + ")") if dropped else ""
             return result(Grade.EMPTY_PATCH, "empty_patch" + why, f2p, p2p, dropped)
         env = task_env(ctx, inst, tree, tmp / "env")
         try:

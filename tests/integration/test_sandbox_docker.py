@@ -289,6 +289,11 @@ def test_long_lived_sandbox_session_exec_files_and_timeout(docker_client, settin
         sb.put_file("/testbed/pkg_big/big.py", big)  # a new directory is made by the sandbox user
         assert sb.get_file("/testbed/pkg_big/big.py") == big
         assert sb.exec("stat -c %u pkg_big/big.py pkg_big")[1].split() == ["1000", "1000"]
+        assert sb.exec("stat -c %a pkg_big/big.py")[1].split() == ["644"]  # a new file: 644
+        sb.exec("chmod 755 pkg_big/big.py")
+        sb.put_file("/testbed/pkg_big/big.py", b"x = 2\n")  # rewritten whole: keeps its mode (no mode-change diff)
+        assert sb.exec("stat -c %a pkg_big/big.py")[1].split() == ["755"]
+        assert sb.get_file("/testbed/pkg_big/big.py") == b"x = 2\n"
         with pytest.raises(PermissionError):
             sb.put_file("/etc/crucible.txt", b"no")  # a directory the sandbox user cannot write
         code, out = sb.exec("yes", timeout_s=5, max_bytes=10_000)  # endless output: a capped stream
