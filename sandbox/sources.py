@@ -109,9 +109,14 @@ def from_sdist(spec: str, workdir: Path, pip: tuple[str, ...] = (sys.executable,
     name, version = m.group(1), m.group(2)
     target = Path(workdir) / f"{name.lower()}-{version}"
     if (target / ".git").is_dir():
-        head = _git(["rev-parse", "HEAD"], cwd=target)
-        if head.returncode == 0:
-            return Checkout(target, head.stdout.strip(), name, f"sdist:{spec}")
+        head = _git(["log", "-1", "--format=%H %cI"], cwd=target)
+        sha, _, when = head.stdout.strip().partition(" ")
+        if head.returncode == 0 and sha and when[:10] == (pkg_info_day(target) or "2000-01-01"):
+            return Checkout(target, sha, name, f"sdist:{spec}")
+        if head.returncode == 0 and sha:  # made before commits carried the release date: date it now
+            shutil.rmtree(target / ".git")
+            commit = init_one_commit(target, f"{name} {version} from its sdist", pkg_info_day(target))
+            return Checkout(target, commit, name, f"sdist:{spec}")
         shutil.rmtree(target)
     with tempfile.TemporaryDirectory(prefix="crucible-sdist-") as tmp:
         proc = subprocess.run([*pip, "download", "--no-deps", "--no-binary", name,

@@ -111,6 +111,22 @@ def test_one_commit_repo_is_dated_at_the_release_and_bug_commits_at_their_parent
     assert commit_patch(mirror, sha, patch, "bug", "crucible/bug2") == bug  # deterministic
 
 
+def test_cached_undated_sdist_checkout_is_redated_not_downloaded_again(tmp_path):
+    import os
+    from datetime import datetime, timezone
+
+    target = tmp_path / "demo-1.0"
+    target.mkdir()
+    (target / "demo.py").write_text("X = 1\n")
+    (target / "PKG-INFO").write_text("Name: demo\n")
+    ts = datetime(2020, 7, 8, 12, tzinfo=timezone.utc).timestamp()
+    os.utime(target / "PKG-INFO", (ts, ts))
+    old = init_one_commit(target, "demo 1.0")  # a checkout made before commits carried the release date
+    co = from_sdist("demo==1.0", tmp_path, pip=("false",))  # a download would fail: the cache is used
+    assert co.commit != old and git(target, "log", "-1", "--format=%cI").startswith("2020-07-08")
+    assert from_sdist("demo==1.0", tmp_path, pip=("false",)).commit == co.commit  # now current: reused as is
+
+
 def test_sdist_spec_validation_and_download_failure(tmp_path):
     with pytest.raises(SourceError, match="expected NAME==VERSION"):
         from_sdist("toolz>=1", tmp_path)

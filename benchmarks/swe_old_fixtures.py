@@ -1,0 +1,143 @@
+"""SWE-bench-format fixtures at old commits, built from sdists of old releases (issue 15): does Crucible's own
+recipe inference reproduce the labels SWE-bench's install tables give, and what does as-of-date resolution
+change?
+
+Each release in ``RELEASES`` (a repo and version SWE-bench's table covers: pallets/flask 2.0, psf/requests
+2.22-2.27) becomes a commit of a local bare mirror ``<out>/mirrors/<owner>/<name>.git`` dated at the release
+(``sandbox.sources.from_sdist``); bug candidates (``pipelines.swe.bugs``) are committed on it, each as a
+SWE-bench-format row: ``base_commit`` = the bug, ``patch`` = its fix, ``environment_setup_commit`` = the
+release, ``version`` = the table's version, ``created_at`` = the release day, ``test_patch`` = a one-line
+marker on top of each test file that names the function (so the row's test directives are those files, as in a
+SWE-bench row). Labels come from validating with SWE-bench's recipes (``--recipes auto``); the fixture file
+keeps the rows that validate, with those labels. Then the same rows are validated three ways and
+``labels_match`` counted::
+
+    python -m benchmarks.swe_old_fixtures build --out DIR [--per-release 4]   # mirrors + DIR/unlabelled.jsonl
+    crucible swe validate --instances DIR/unlabelled.jsonl --recipes auto --out DIR/label \\
+        --repo-url-template file://DIR/mirrors/{owner}/{name}.git
+    python -m benchmarks.swe_old_fixtures label --out DIR                    # DIR/fixtures.jsonl
+    crucible swe validate --instances DIR/fixtures.jsonl --recipes auto|inferred --out DIR/<mode> ...
+        [--set sandbox.as_of_min_age_days=0]                                  # today's index
+    python -m benchmarks.swe_old_fixtures compare --out DIR                  # JSON: matches per mode
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from pathlib import Path
+
+# (sdist, SWE-bench repo, SWE-bench version, source paths to mutate)
+RELEASES = (
+    ("Flask==2.0.1", "pallets/flask", "2.0", ["src/flask/helpers.py", "src/flask/config.py", "src/flask/scaffold.py"]),
+    ("Flask==2.0.3", "pallets/flask", "2.0", ["src/flask/helpers.py", "src/flask/config.py", "src/flask/blueprints.py"]),
+    ("requests==2.22.0", "psf/requests", "2.22", ["requests/utils.py", "requests/structures.py", "requests/cookies.py"]),
+    ("requests==2.25.1", "psf/requests", "2.25", ["requests/utils.py", "requests/models.py"]),
+    ("requests==2.26.0", "psf/requests", "2.26", ["requests/utils.py", "requests/structures.py"]),
+    ("requests==2.27.1", "psf/requests", "2.27", ["requests/utils.py", "requests/cookies.py", "requests/models.py"]),
+)
+MODES = ("auto", "inferred", "inferred_today")
+
+
+def marker_patch(tree: Path, files: list[str], function: str) -> str:
+    """A git diff putting ``# covers <function>`` on top of each test file (the row's test directives)."""
+    out = []
+    for rel in files:
+        old = (tree / rel).read_text(encoding="utf-8")
+        new = f"# covers {function}\n" + old
+        body = "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                            f"a/{rel}", f"b/{rel}", n=3))
+        out.append(f"diff --git a/{rel} b/{rel}\n{body}")
+    return "".join(out)
+
+
+def build(out: Path, per_release: int, seed: int) -> list[dict]:
+    from pipelines.config import load_config
+    from pipelines.swe.bugs import candidates, inject, tests_for
+    from sandbox.api import settings_from_config
+    from sandbox.repair import commit_date
+    from sandbox.sources import from_sdist
+
+    settings = settings_from_config(load_config("swe", []).sandbox)
+    rows = []
+    for sdist, repo, version, include in RELEASES:
+        co = from_sdist(sdist, settings.cache_dir / "sdists", pip=(sys.executable, "-m", "pip"))
+        day = commit_date(co.path)
+        cands = [c for c in candidates(co.path, seed=seed, max_candidates=per_release * 4, include=include)
+                 if tests_for(co.path, c.function, ["tests"])][:per_release]
+        insts, broken = inject(co, repo, out / "mirrors", cands, source_ref=f"sdist:{sdist}")
+        for inst in insts:
+            fn = inst["meta"]["function"]
+            files = tests_for(co.path, fn, ["tests"])
+            rows.append({"repo": repo, "instance_id": inst["instance_id"].replace(".inj-", f"-v{version}-"),
+                         "base_commit": inst["base_commit"], "patch": inst["patch"],
+                         "test_patch": marker_patch(co.path, files, fn.rsplit(".", 1)[-1]),
+                         "problem_statement": f"{fn} misbehaves ({sdist}).", "hints_text": "",
+                         "created_at": f"{day}T12:00:00Z" if day else None, "version": version,
+                         "environment_setup_commit": co.commit, "FAIL_TO_PASS": None, "PASS_TO_PASS": None})
+        print(f"{sdist}: {len(insts)} rows ({len(broken)} bugs did not apply), release {day}", flush=True)
+    path = out / "unlabelled.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print(f"{len(rows)} rows -> {path}")
+    return rows
+
+
+def _validations(store: Path) -> dict[str, dict]:
+    from pipelines.store.catalog import query
+
+    cols, rows = query(str(store), "select * from swe_validations")
+    return {r["instance_id"]: r for r in (dict(zip(cols, x)) for x in rows)}
+
+
+def label(out: Path) -> list[dict]:
+    """The rows SWE-bench's recipes validate, with the labels that validation computed."""
+    vals = _validations(out / "label")
+    kept = []
+    for line in (out / "unlabelled.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        v = vals.get(row["instance_id"])
+        if v and v["status"] == "valid":
+            kept.append({**row, "FAIL_TO_PASS": json.dumps(list(v["fail_to_pass"])),
+                         "PASS_TO_PASS": json.dumps(list(v["pass_to_pass"]))})
+    (out / "fixtures.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    print(f"{len(kept)} of {len(vals)} rows valid under SWE-bench's recipes -> {out / 'fixtures.jsonl'}")
+    return kept
+
+
+def compare(out: Path) -> dict:
+    """labels_match per mode, and per row where the modes disagree (with the reason)."""
+    fixtures = [json.loads(x) for x in (out / "fixtures.jsonl").read_text().splitlines()]
+    res: dict = {"rows": len(fixtures), "modes": {}, "disagree": []}
+    per = {m: _validations(out / m) for m in MODES if (out / m).exists()}
+    for m, vals in per.items():
+        got = [vals.get(f["instance_id"]) for f in fixtures]
+        res["modes"][m] = {"labels_match": sum(1 for v in got if v and v["labels_match"]),
+                           "valid": sum(1 for v in got if v and v["status"] == "valid"),
+                           "validated": sum(1 for v in got if v)}
+    for f in fixtures:
+        verdicts = {m: (vals.get(f["instance_id"]) or {}) for m, vals in per.items()}
+        if len({bool(v.get("labels_match")) for v in verdicts.values()}) > 1:
+            res["disagree"].append({"instance_id": f["instance_id"], **{
+                m: ("match" if v.get("labels_match") else f"{v.get('status')}: {(v.get('reason') or '')[:160]}")
+                for m, v in verdicts.items()}})
+    print(json.dumps(res, indent=2))
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("step", choices=["build", "label", "compare"])
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--per-release", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    {"build": lambda: build(a.out, a.per_release, a.seed), "label": lambda: label(a.out),
+     "compare": lambda: compare(a.out)}[a.step]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
