@@ -30,8 +30,9 @@ def llm_policy(client, kind: str, sample_index: int, max_arg_chars: int | None =
 
 
 def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, client=None, prompt=None,
-                    model: str | None = None, with_llm: bool = True) -> ItemResult:
-    """Statement, rollouts (gold + LLM), grading and filters for one validated instance."""
+                    model: str | None = None, with_llm: bool = True, llm_statement: bool = True) -> ItemResult:
+    """Statement, rollouts (gold + LLM), grading and filters for one validated instance (``with_llm``: LLM
+    rollouts, ``llm_statement``: an LLM statement, within their ``llm_max_instances`` caps)."""
     from pipelines.swe.filters import classify, reason_key
     from pipelines.swe.records import SWEInstance
     from pipelines.swe.rollout import run_rollout
@@ -40,7 +41,7 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
     swe = cfg["swe"]
     ro, flt = swe["rollouts"], swe["filters"]
     res = ItemResult(inst["instance_id"])
-    st = write_statement(inst, client if swe["statements"]["use_llm"] else None, prompt,
+    st = write_statement(inst, client if swe["statements"]["use_llm"] and llm_statement else None, prompt,
                          attempts=int(swe["statements"]["attempts"]))
     inst = SWEInstance.from_row(inst).replace(
         problem_statement=st["problem_statement"], statement_origin=st["statement_origin"],
@@ -103,11 +104,12 @@ class Curate(beam.DoFn):
 
     def process(self, pair):
         inst, val = pair
-        cap = self.cfg["swe"]["rollouts"]["llm_max_instances"]
-        with_llm = cap is None or self.n < int(cap)
+        swe = self.cfg["swe"]
+        within = [cap is None or self.n < int(cap)
+                  for cap in (swe["rollouts"]["llm_max_instances"], swe["statements"]["llm_max_instances"])]
         self.n += 1
         res = curate_instance(self.ctx, inst, val, cfg=self.cfg, run_id=self.run_id, client=self.client,
-                              prompt=self.prompt, model=self.model, with_llm=with_llm)
+                              prompt=self.prompt, model=self.model, with_llm=within[0], llm_statement=within[1])
         self.resolved.inc(sum(t["resolved"] for t in res.rows.get("swe_trajectories", [])))
         log.info("swe: curated %s: %s", inst["instance_id"],
                  ", ".join(f"{t['policy']}={'resolved' if t['resolved'] else t['grade_reason']}"

@@ -14,7 +14,7 @@ def test_embedded_model_writes_statement_and_rolls_out(tmp_path):
     cfg = load_config("swe", ["swe.sdists=[toolz==0.12.0]", "swe.max_candidates_per_repo=1",
                               "swe.include_paths.toolz=[toolz/itertoolz.py]", f"run.out_dir={out}",
                               f"swe.workdir={tmp_path / 'work'}", "swe.rollouts.max_turns=2",
-                              "swe.rollouts.llm_max_instances=1"])
+                              "swe.rollouts.llm_max_instances=1", "swe.rollouts.policies=[gold,llm]"])
     summary = run(cfg)
     assert summary["instances"] == 1, summary
     _, inst = catalog.query(str(out), "select statement_origin, statement_prompt_version, problem_statement "

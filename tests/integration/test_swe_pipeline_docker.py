@@ -31,7 +31,8 @@ def test_swe_curate_writes_instances_validations_trajectories_and_drop_reasons(t
         cfg = load_config("swe", ["llm.engine=openai", f"llm.base_urls=[{srv.base_url}]", "llm.model=fake",
                                   "swe.sdists=[toolz==0.12.0,nosuchpkg-crucible==0.0.1]",
                                   "swe.max_candidates_per_repo=3", f"run.out_dir={out}",
-                                  f"swe.workdir={tmp_path / 'work'}", "swe.rollouts.llm_max_instances=1"])
+                                  f"swe.workdir={tmp_path / 'work'}", "swe.rollouts.llm_max_instances=1",
+                                  "swe.rollouts.policies=[gold,llm]"])
         summary = run(cfg)
         counts = {t: catalog.query(str(out), f"select count(*) from {t}")[1][0][0]
                   for t in ("swe_instances", "swe_validations", "swe_trajectories", "failures")}

@@ -44,7 +44,7 @@ def curate(inst, val, cfg, *, client=object()):
 
 def test_gold_unresolved_rejects_the_instance_and_runs_no_llm_rollout(fake_rollouts):
     calls, gold_fails = fake_rollouts
-    cfg = load_config("swe", ["swe.statements.use_llm=false", "swe.rollouts.k=2"]).to_dict()
+    cfg = load_config("swe", ["swe.statements.use_llm=false", "swe.rollouts.k=2", "swe.rollouts.policies=[gold,llm]"]).to_dict()
     good = curate(instance(1), validation(1), cfg)
     assert [c[1:] for c in calls] == [("gold", 0), ("llm", 0), ("llm", 1)]
     assert [r["instance_id"] for r in good.rows["swe_instances"]] == ["demo__repo-1"]
@@ -69,7 +69,7 @@ def test_gold_unresolved_rejects_the_instance_and_runs_no_llm_rollout(fake_rollo
 def test_stats_show_the_swe_funnel_with_drop_reasons(fake_rollouts, tmp_path, capsys):
     calls, gold_fails = fake_rollouts
     gold_fails.add("demo__repo-3")
-    cfg = load_config("swe", ["swe.statements.use_llm=false", "swe.rollouts.k=1"]).to_dict()
+    cfg = load_config("swe", ["swe.statements.use_llm=false", "swe.rollouts.k=1", "swe.rollouts.policies=[gold,llm]"]).to_dict()
     out = str(tmp_path / "data")
     ensure_layout(out)
     items = [curate(instance(i), validation(i), cfg) for i in (1, 2, 3)]
@@ -105,3 +105,44 @@ def test_stats_show_the_swe_funnel_with_drop_reasons(fake_rollouts, tmp_path, ca
     text = capsys.readouterr().out
     assert "swe_funnel:" in text
     assert "gold patch resolves" in text and "gold_unresolved=1" in text and "no_fail_to_pass=2" in text
+
+
+class ScriptedLLM:
+    """A chat client whose every statement passes the leak check."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def chat(self, msgs, prompt=None, sample_index=0):
+        from types import SimpleNamespace
+
+        self.calls += 1
+        return SimpleNamespace(text="Calling the helper with an empty mapping returns a stale value instead of "
+                                    "the documented default; I expected the default back.", error=None)
+
+
+def test_llm_statements_and_rollouts_stop_at_their_caps(fake_rollouts):
+    """statements.llm_max_instances: the first N curated instances get an LLM statement, the rest the template
+    (no fallback failure row: as configured); rollouts.llm_max_instances caps LLM rollouts the same way."""
+    import logging
+
+    from pipelines.llm import load_prompt
+    from pipelines.store.commit import Progress
+
+    calls, _ = fake_rollouts
+    cfg = load_config("swe", ["swe.statements.llm_max_instances=2", "swe.rollouts.policies=[gold,llm]",
+                              "swe.rollouts.llm_max_instances=1"]).to_dict()
+    dofn = swe_pipeline.Curate(cfg, None, "r1", "none")
+    llm = ScriptedLLM()
+    dofn.ctx, dofn.client, dofn.prompt, dofn.model = None, llm, load_prompt("swe_statement"), "m"
+    dofn.progress = Progress("t", None, 60.0, logging.getLogger("t"))
+    out = [next(iter(dofn.process((instance(i), validation(i))))) for i in (1, 2, 3, 4)]
+    origins = [r.rows["swe_instances"][0]["statement_origin"] for r in out]
+    assert origins == ["llm", "llm", "template", "template"] and llm.calls == 2
+    assert not any("failures" in r.rows for r in out)
+    assert [c[1] for c in calls].count("llm") == 1  # one LLM rollout: the first instance only
+    assert load_config("swe", []).to_dict()["swe"]["statements"]["llm_max_instances"] == 6  # configs/swe.yaml
+    from pipelines.config import section_schema
+
+    stm = section_schema("swe")["properties"]["statements"]["properties"]
+    assert stm["llm_max_instances"]["default"] is None  # the schema's default: every instance
