@@ -9,16 +9,16 @@ SWE-bench-format row: ``base_commit`` = the bug, ``patch`` = its fix, ``environm
 release, ``version`` = the table's version, ``created_at`` = the release day, ``test_patch`` = a one-line
 marker on top of each test file that names the function (so the row's test directives are those files, as in a
 SWE-bench row). Labels come from validating with SWE-bench's recipes (``--recipes auto``); the fixture file
-keeps the rows that validate, with those labels. Then the same rows are validated three ways and
-``labels_match`` counted::
+keeps the rows that validate, with those labels. The same unlabelled rows are validated with Crucible's
+inference, as of the release date (default) and with today's index, and the labels compared::
 
     python -m benchmarks.swe_old_fixtures build --out DIR [--per-release 4]   # mirrors + DIR/unlabelled.jsonl
     crucible swe validate --instances DIR/unlabelled.jsonl --recipes auto --out DIR/label \\
         --repo-url-template file://DIR/mirrors/{owner}/{name}.git
     python -m benchmarks.swe_old_fixtures label --out DIR                    # DIR/fixtures.jsonl
-    crucible swe validate --instances DIR/fixtures.jsonl --recipes auto|inferred --out DIR/<mode> ...
-        [--set sandbox.as_of_min_age_days=0]                                  # today's index
-    python -m benchmarks.swe_old_fixtures compare --out DIR                  # JSON: matches per mode
+    crucible swe validate --instances DIR/unlabelled.jsonl --recipes inferred --out DIR/inferred ...
+    crucible swe validate ... --recipes inferred --out DIR/inferred_today --set sandbox.as_of_min_age_days=0
+    python -m benchmarks.swe_old_fixtures compare --out DIR                  # JSON: per mode
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import argparse
 import difflib
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 # (sdist, SWE-bench repo, SWE-bench version, source paths to mutate)
@@ -38,7 +39,6 @@ RELEASES = (
     ("requests==2.26.0", "psf/requests", "2.26", ["requests/utils.py", "requests/structures.py"]),
     ("requests==2.27.1", "psf/requests", "2.27", ["requests/utils.py", "requests/cookies.py", "requests/models.py"]),
 )
-MODES = ("auto", "inferred", "inferred_today")
 
 
 def marker_patch(tree: Path, files: list[str], function: str) -> str:
@@ -107,21 +107,32 @@ def label(out: Path) -> list[dict]:
 
 
 def compare(out: Path) -> dict:
-    """labels_match per mode, and per row where the modes disagree (with the reason)."""
-    fixtures = [json.loads(x) for x in (out / "fixtures.jsonl").read_text().splitlines()]
-    res: dict = {"rows": len(fixtures), "modes": {}, "disagree": []}
-    per = {m: _validations(out / m) for m in MODES if (out / m).exists()}
+    """Per mode (each a ``crucible swe validate`` store under ``out``: ``label`` = SWE-bench's recipes,
+    ``inferred``, ``inferred_today``): rows valid, and rows whose F2P/P2P equal the labels SWE-bench's
+    recipes gave (``reproduced``); then each row where the modes differ, with the reason."""
+    rows = [json.loads(x)["instance_id"] for x in (out / "unlabelled.jsonl").read_text().splitlines()]
+    per = {m: _validations(out / m) for m in ("label", "inferred", "inferred_today") if (out / m).exists()}
+    ref = per.get("label", {})
+
+    def labels(v):
+        return (tuple(sorted(v["fail_to_pass"] or ())), tuple(sorted(v["pass_to_pass"] or ()))) \
+            if v and v["status"] == "valid" else None
+
+    res: dict = {"rows": len(rows), "modes": {}, "differ": []}
     for m, vals in per.items():
-        got = [vals.get(f["instance_id"]) for f in fixtures]
-        res["modes"][m] = {"labels_match": sum(1 for v in got if v and v["labels_match"]),
-                           "valid": sum(1 for v in got if v and v["status"] == "valid"),
-                           "validated": sum(1 for v in got if v)}
-    for f in fixtures:
-        verdicts = {m: (vals.get(f["instance_id"]) or {}) for m, vals in per.items()}
-        if len({bool(v.get("labels_match")) for v in verdicts.values()}) > 1:
-            res["disagree"].append({"instance_id": f["instance_id"], **{
-                m: ("match" if v.get("labels_match") else f"{v.get('status')}: {(v.get('reason') or '')[:160]}")
-                for m, v in verdicts.items()}})
+        res["modes"][m] = {
+            "valid": sum(1 for i in rows if labels(vals.get(i))),
+            "reproduced": sum(1 for i in rows if labels(ref.get(i)) and labels(vals.get(i)) == labels(ref.get(i))),
+            "stops": dict(Counter((vals.get(i) or {}).get("reason", "not run").split(":")[0]
+                                  for i in rows if not labels(vals.get(i))))}
+    for i in rows:
+        got = {m: labels(vals.get(i)) for m, vals in per.items()}
+        if len(set(got.values())) > 1:
+            res["differ"].append({"instance_id": i, **{
+                m: ("same labels as SWE-bench's recipes" if got[m] and got[m] == got.get("label") else
+                    f"valid, other labels (F2P {len(got[m][0])}, P2P {len(got[m][1])})" if got[m] else
+                    f"{(vals.get(i) or {}).get('status')}: {((vals.get(i) or {}).get('reason') or '')[:140]}")
+                for m, vals in per.items()}})
     print(json.dumps(res, indent=2))
     return res
 

@@ -8,6 +8,7 @@ included, because SWE-bench labels were made that way.
 
 from __future__ import annotations
 
+import functools
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -17,12 +18,34 @@ SWEBENCH_STATUSES = ("FAILED", "PASSED", "SKIPPED", "ERROR", "XFAIL")  # swebenc
 PARSERS: dict[str, Callable[[str], dict[str, str]]] = {}
 
 
-def register(name: str):
+# pytest >= 9 reports unittest subTest failures on their own lines and still prints ``PASSED <id>`` for the
+# containing test (JUnit records it failed): a test with a failed subtest has failed
+SUBFAILED_RE = re.compile(r"^SUBFAILED(?:\(.*?\))? (\S+)")
+
+
+def subtest_failures(log: str) -> set[str]:
+    """Ids of tests with a ``SUBFAILED`` summary line (pytest's native subtests)."""
+    return {m.group(1) for m in map(SUBFAILED_RE.match, log.split("\n")) if m}
+
+
+def register(name: str, console: bool = True):
+    """Register a parser by name. A console parser's result marks a test with a failed subtest FAILED."""
     def deco(fn):
         if name in PARSERS:
             raise ValueError(f"parser {name!r} registered twice")
-        PARSERS[name] = fn
-        return fn
+        if not console:
+            PARSERS[name] = fn
+            return fn
+
+        @functools.wraps(fn)
+        def parse(log: str) -> dict[str, str]:
+            out = fn(log)
+            for tid in subtest_failures(log) if "SUBFAILED" in log else ():
+                if out.get(tid) in ("PASSED", "XPASS"):
+                    out[tid] = "FAILED"
+            return out
+        PARSERS[name] = parse
+        return parse
     return deco
 
 
@@ -121,7 +144,7 @@ def junit_nodeid(file: str | None, classname: str, name: str) -> str:
     return "::".join([file] + ([*rest.split(".")] if rest else []) + [name])
 
 
-@register("junit_xml")
+@register("junit_xml", console=False)
 def parse_junit_xml(text: str) -> dict[str, str]:
     """Outcomes from a pytest JUnit XML report. Raises ValueError on malformed XML."""
     try:

@@ -24,6 +24,27 @@ def test_mixed_suite_is_ok_with_per_test_outcomes():
     assert run.tests_swebench["test_mixed.py::test_fail"] == "FAILED"
 
 
+def test_failed_subtests_fail_their_test_and_are_no_forgery():
+    """pytest 9's native subtests (recorded: more-itertools 10.1.0 with a bug under pytest 9.2): the console
+    prints ``PASSED id`` and ``SUBFAILED(...) id`` for a test JUnit records as failed. That is a failed test,
+    in the console ids as in JUnit, not a forged summary (it was, before: every such bug run was dropped)."""
+    from sandbox.parsers import get_parser, subtest_failures
+
+    tid = "tests/test_recipes.py::PolynomialDerivativeTests::test_basic"
+    run = recorded("subtests")
+    assert run.status == "ok", run.reason
+    assert run.tests[tid] == "FAILED" and run.tests_swebench[tid] == "FAILED"
+    assert run.tests["tests/test_recipes.py::PolynomialEvalTests::test_basic"] == "PASSED"
+    log = (DATA / "subtests" / "console.log").read_text()
+    assert subtest_failures(log) == {tid}
+    for name in ("pytest_rA", "pytest_rA_options", "pytest_rA_v2", "pytest_rA_full"):
+        assert get_parser(name)(log)[tid] == "FAILED", name
+    # a forger still cannot pass a failed test off: a PASSED line with no SUBFAILED line is still caught
+    forged = log.replace("SUBFAILED(", "XSUBFAILED(")
+    fake = reconcile(1, forged, (DATA / "subtests" / "junit.xml").read_text())
+    assert fake.status == "error" and fake.kind == "forged_summary" and tid in fake.reason
+
+
 def test_forged_passed_lines_with_nonzero_exit_are_an_error_not_a_pass():
     run = recorded("forged")
     assert run.status == "error" and run.kind == "forged_summary"
