@@ -14,7 +14,13 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sandbox.parsers import count_statuses, parse_junit_xml, parse_pytest_rA, parse_summary_counts, subtest_failures
+from sandbox.parsers import (
+    count_statuses,
+    parse_junit_xml,
+    parse_pytest_rA,
+    parse_summary_counts,
+    subtest_failures,
+)
 
 PASSING = ("PASSED", "XPASS")
 FAILING = ("FAILED", "ERROR")
