@@ -99,24 +99,32 @@ def unpack_archive(archive: Path, dest: Path) -> Path:
     return tops[0] if len(tops) == 1 and tops[0].is_dir() else dest
 
 
-def from_sdist(spec: str, workdir: Path, pip: tuple[str, ...] = (sys.executable, "-m", "pip")) -> Checkout:
+def from_sdist(spec: str, workdir: Path, pip: tuple[str, ...] = (sys.executable, "-m", "pip"),
+               remote_env: dict | None = None) -> Checkout:
     """Download ``name==version`` as an sdist with pip (host pip config applies), unpack it into
-    ``workdir/<name>-<version>`` and make it a git repo with one commit, dated at the sdist's PKG-INFO mtime
-    when that is a real date (else the fixed 2000-01-01). Reuses an existing checkout."""
+    ``workdir/<name>-<version>`` and make it a git repo with one commit dated at the release: the sdist's
+    PKG-INFO mtime when that is a real date, else the index's upload day (:func:`index_upload_date`, asked
+    once: the date stays in the commit), else the fixed 2000-01-01. Reuses an existing checkout."""
     m = SDIST_RE.match(spec.strip())
     if not m:
         raise SourceError(f"sdist {spec!r}: expected NAME==VERSION, e.g. toolz==0.12.0")
     name, version = m.group(1), m.group(2)
     target = Path(workdir) / f"{name.lower()}-{version}"
+    def release_day() -> str | None:
+        return pkg_info_day(target) or index_upload_date(name, version, pip=pip, remote_env=remote_env)
+
     if (target / ".git").is_dir():
         head = _git(["log", "-1", "--format=%H %cI"], cwd=target)
         sha, _, when = head.stdout.strip().partition(" ")
-        if head.returncode == 0 and sha and when[:10] == (pkg_info_day(target) or "2000-01-01"):
-            return Checkout(target, sha, name, f"sdist:{spec}")
-        if head.returncode == 0 and sha:  # made before commits carried the release date: date it now
+        if head.returncode == 0 and sha:
+            if when[:10] > "2000-01-02":
+                return Checkout(target, sha, name, f"sdist:{spec}")
+            day = release_day()  # made before commits carried the release date: date it now
+            if not day:
+                return Checkout(target, sha, name, f"sdist:{spec}")
             shutil.rmtree(target / ".git")
-            commit = init_one_commit(target, f"{name} {version} from its sdist", pkg_info_day(target))
-            return Checkout(target, commit, name, f"sdist:{spec}")
+            return Checkout(target, init_one_commit(target, f"{name} {version} from its sdist", day), name,
+                            f"sdist:{spec}")
         shutil.rmtree(target)
     with tempfile.TemporaryDirectory(prefix="crucible-sdist-") as tmp:
         proc = subprocess.run([*pip, "download", "--no-deps", "--no-binary", name,
@@ -129,8 +137,8 @@ def from_sdist(spec: str, workdir: Path, pip: tuple[str, ...] = (sys.executable,
         top = unpack_archive(files[0], Path(tmp) / "unpacked")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(top), str(target))
-    # dated at the release (PKG-INFO's mtime) where the archive says: a commit's date is the source's date
-    commit = init_one_commit(target, f"{name} {version} from its sdist", pkg_info_day(target))
+    # dated at the release: a commit's date is the source's date (as-of resolution, the Python chosen)
+    commit = init_one_commit(target, f"{name} {version} from its sdist", release_day())
     return Checkout(target, commit, name, f"sdist:{spec}")
 
 

@@ -104,7 +104,8 @@ def _checkout(args, settings):
     from sandbox import sources
 
     if args.sdist:
-        return sources.from_sdist(args.sdist, settings.cache_dir / "sdists", pip=(sys.executable, "-m", "pip"))
+        return sources.from_sdist(args.sdist, settings.cache_dir / "sdists", pip=(sys.executable, "-m", "pip"),
+                                  remote_env=settings.pip_env)
     if args.repo:
         template = args.repo_url_template or settings.repo_url_template
         return sources.from_git(args.repo, args.commit or "HEAD", settings.cache_dir / "git", template)

@@ -125,7 +125,8 @@ class InjectBugs(beam.DoFn):
 
         swe = self.cfg["swe"]
         try:
-            co = from_sdist(sdist, self.ctx.settings.cache_dir / "sdists", pip=(sys.executable, "-m", "pip"))
+            co = from_sdist(sdist, self.ctx.settings.cache_dir / "sdists", pip=(sys.executable, "-m", "pip"),
+                            remote_env=self.ctx.settings.pip_env)
             name = co.name.lower()
             cands = candidates(co.path, seed=int(swe["seed"]), max_candidates=int(swe["max_candidates_per_repo"]),
                                operators=tuple(swe["operators"]), include=swe["include_paths"].get(name))

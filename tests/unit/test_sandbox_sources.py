@@ -127,6 +127,27 @@ def test_cached_undated_sdist_checkout_is_redated_not_downloaded_again(tmp_path)
     assert from_sdist("demo==1.0", tmp_path, pip=("false",)).commit == co.commit  # now current: reused as is
 
 
+def test_sdist_with_a_fixed_build_mtime_is_dated_by_the_index_upload_day(tmp_path):
+    """flit/hatchling sdists carry a fixed PKG-INFO mtime: the commit is dated at the index's upload day
+    (asked once through ``pip index versions --uploaded-prior-to``; here a fake pip that lists 1.0 from
+    2021-03-05 on)."""
+    import os
+    import sys
+
+    fake_pip = tmp_path / "fake_pip.py"
+    fake_pip.write_text("import sys\nday = sys.argv[sys.argv.index('--uploaded-prior-to') + 1][:10]\n"
+                        "print('Available versions: ' + ('1.0' if day > '2021-03-05' else ''))\n")
+    target = tmp_path / "demo-1.0"
+    target.mkdir()
+    (target / "demo.py").write_text("X = 1\n")
+    (target / "PKG-INFO").write_text("Name: demo\n")
+    os.utime(target / "PKG-INFO", (0, 0))  # flit: the epoch
+    init_one_commit(target, "demo 1.0")  # cached from before: undated
+    co = from_sdist("demo==1.0", tmp_path, pip=(sys.executable, str(fake_pip)))
+    assert git(target, "log", "-1", "--format=%cI").startswith("2021-03-05")
+    assert from_sdist("demo==1.0", tmp_path, pip=("false",)).commit == co.commit  # no second lookup needed
+
+
 def test_sdist_spec_validation_and_download_failure(tmp_path):
     with pytest.raises(SourceError, match="expected NAME==VERSION"):
         from_sdist("toolz>=1", tmp_path)
