@@ -114,7 +114,9 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
         ladder = [f"pip install -e {_q(target)}", f"pip install --no-build-isolation -e {_q(target)}"]
         if extra:
             ladder += ["pip install -e .", "pip install --no-build-isolation -e ."]
-        ladder += [f"pip install {_q(target)}"]
+        # last: a regular install, then its modules swapped for a path entry to the tree, so tests (and
+        # agents' edits) import /testbed, not the copy the build put in site-packages (a src/ layout would)
+        ladder += [f"pip install {_q(target)} && python -c {_q(LINK_TREE)}"]
         install.append({"name": f"package{'[' + extra + ']' if extra else ''}", "required": True, "try": ladder})
     tdeps = [d for d in tox["deps"] if not d.startswith("-r")]
     if tdeps:
@@ -195,6 +197,37 @@ def load_override(name: str, repos_dir: Path) -> dict | None:
                 raise RecipeError(f"{p}: 'recipe' must be a mapping")
             return rec
     return None
+
+
+# After a non-editable ``pip install .`` of /testbed: remove the package's modules from site-packages
+# (metadata and entry points stay) and add a .pth with the tree roots they came from (/testbed/src or
+# /testbed), the effect of an editable install where none could be made (old setup.cfg projects with
+# today's setuptools and an old ``packaging``, PEP 660-less backends).
+LINK_TREE = """
+import json, os, pathlib, shutil, sysconfig
+import importlib.metadata as md
+site = pathlib.Path(sysconfig.get_paths()["purelib"])
+tree = os.environ.get("CRUCIBLE_TREE", "/testbed")
+roots, moved = set(), []
+for dist in md.distributions(path=[str(site)]):
+    info = json.loads(dist.read_text("direct_url.json") or "{}")
+    if info.get("url") != "file://" + tree or info.get("dir_info", {}).get("editable"):
+        continue
+    tops = {f.parts[0] for f in dist.files or () if f.parts and f.parts[0] not in ("..", "__pycache__")
+            and not f.parts[0].endswith((".dist-info", ".egg-info", ".pth", ".data"))}
+    for top in sorted(tops):
+        root = next((r for r in (tree + "/src", tree) if os.path.exists(os.path.join(r, top))), None)
+        if root is None:
+            continue
+        p = site / top
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        roots.add(root)
+        moved.append(top)
+if not roots:
+    raise SystemExit("crucible: no module of the installed package is in " + tree)
+(site / "crucible-testbed.pth").write_text("".join(r + chr(10) for r in sorted(roots)))
+print("crucible: linked", ", ".join(moved), "->", ", ".join(sorted(roots)))
+"""
 
 
 # ---------------------------------------------------------------- scripts and logs

@@ -76,6 +76,15 @@ def _summary_lines(log: str) -> list[tuple[str, str]]:
     return [("FAILED" if s == "PASSED" and t in subfailed else s, t) for s, t in out]
 
 
+def _xpass_id(text: str, tests: dict) -> str:
+    """The id of an XPASS summary line: the whole text, or its longest prefix ending at a space that JUnit
+    knows (the rest is the xfail reason)."""
+    if text in tests:
+        return text
+    cuts = [i for i, ch in enumerate(text) if ch == " "]
+    return next((text[:i] for i in reversed(cuts) if text[:i] in tests), text)
+
+
 def reconcile(exit_code: int | None, log: str, junit: str | None, *, timed_out: bool = False,
               oom_killed: bool = False, daemon_error: str = "", seconds: float = 0.0) -> TestRun:
     """The verdict on one pytest run. Order matters: infra first, then whether the suite ran at all, then
@@ -133,6 +142,8 @@ def reconcile(exit_code: int | None, log: str, junit: str | None, *, timed_out: 
     # Cross-check the console summary against JUnit: a PASSED line for a test JUnit has failing, or for a
     # test JUnit never saw, is a forgery (or a broken harness) -> error, never a pass.
     lines = _summary_lines(log)
+    # pytest < 7 writes an XPASS line's reason after the id with a plain space ("XPASS t.py::test why")
+    lines = [(s, _xpass_id(t, tests) if s == "XPASS" else t) for s, t in lines]
     contradicted = sorted({t for s, t in lines if s in PASSING and tests.get(t) in FAILING})
     unknown = sorted({t for s, t in lines if s in PASSING and t not in tests})
     summary_ids = {t for _, t in lines}

@@ -367,3 +367,37 @@ def test_repo_override_adds_debian_packages_and_same_key_reuses_across_names(doc
     assert r.status == "ok" and r.tests == {"tests/test_tiny.py::test_jq_installed": "PASSED"}, r.reason
     spec2, res2 = build_env(docker_client, s, tree, "tiny-apt-copy")
     assert spec2.key == spec.key and spec2.image != spec.image and res2["cache_hit"]
+
+
+# A src-layout package whose in-tree build backend cannot make editable installs (no build_editable, like
+# pre-PEP 660 setuptools): the recipe's last package rung installs it regularly and links the tree.
+NO_EDITABLE = {
+    "pyproject.toml": '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+                      '[project]\nname = "srcdemo"\nversion = "1.0"\n[tool.setuptools.packages.find]\nwhere = ["src"]\n',
+    "backend.py": "from setuptools import build_meta as _b\n\nbuild_wheel = _b.build_wheel\nbuild_sdist = _b.build_sdist\n"
+                  "get_requires_for_build_wheel = _b.get_requires_for_build_wheel\n"
+                  "prepare_metadata_for_build_wheel = _b.prepare_metadata_for_build_wheel\n",
+    "src/srcdemo/__init__.py": "def double(x):\n    return 2 * x\n",
+    "tests/test_demo.py": "from srcdemo import double\n\n\ndef test_double():\n    assert double(3) == 6\n",
+}
+
+
+def test_non_editable_install_still_tests_the_tree(docker_client, settings, tmp_path):
+    """No editable install possible: the tests must import /testbed (a bug in the tree fails them, the agent's
+    edits count), not the copy the build left in site-packages. Switched off (a plain ``pip install .``), the
+    bug goes unseen: the suite passes on the clean installed copy."""
+    from sandbox.api import build_env, plan_env
+
+    tree = write_tree(tmp_path / "t", NO_EDITABLE)
+    spec, res = build_env(docker_client, settings, tree, "srcdemo-it")
+    steps = {s["name"]: s for s in res["steps"]}
+    assert steps["package"]["ok"] and steps["package"]["rung"] == 2  # -e . failed twice: the linked install
+    buggy = variant(tmp_path, tree, {"src/srcdemo/__init__.py": "def double(x):\n    return 3 * x\n"})
+    assert run(docker_client, spec, tree, settings).tests == {"tests/test_demo.py::test_double": "PASSED"}
+    assert run(docker_client, spec, buggy, settings).tests == {"tests/test_demo.py::test_double": "FAILED"}
+
+    plain = plan_env(settings, tree, "srcdemo-plain-it")
+    rec = dict(plain.recipe)
+    rec["install"] = [dict(s, **{"try": ["pip install ."]}) if s["name"] == "package" else s for s in rec["install"]]
+    off, _ = build_env(docker_client, settings, tree, "srcdemo-plain-it", recipe=(rec, plain.inputs))
+    assert run(docker_client, off, buggy, settings).tests == {"tests/test_demo.py::test_double": "PASSED"}
