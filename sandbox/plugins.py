@@ -5,9 +5,18 @@ from __future__ import annotations
 
 # pytest11 entry points of the distributions installed outside the tree (by the env build), as "-p module"
 # arguments: with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 these are the only plugins pytest loads, so package metadata
-# a patch adds inside the tree (an evil *.dist-info on sys.path) registers nothing.
+# a patch adds inside the tree (an evil *.dist-info on sys.path) registers nothing. pytest < 3.9 has no such
+# switch and autoloads anyway (a second -p of the same plugin is an error): no list there; the sanitizer's
+# drop of *.dist-info / *.egg-info files in patches is then the defense.
 PLUGIN_LIST = """import os, re, sys
 root = os.path.realpath(sys.argv[1]) + '/'
+try:
+    import pytest
+    m = re.match(r'(\\d+)\\.(\\d+)', pytest.__version__)
+    if m and (int(m.group(1)), int(m.group(2))) < (3, 9):
+        sys.exit(0)  # no PYTEST_DISABLE_PLUGIN_AUTOLOAD before 3.9: it autoloads, and -p would register twice
+except ImportError:
+    pass
 try:
     from importlib import metadata
     eps = [(str(d.locate_file('')), ep.value) for d in metadata.distributions() for ep in d.entry_points
