@@ -140,6 +140,13 @@ def junit_nodeid(file: str | None, classname: str, name: str) -> str:
         return f"{classname.replace('.', '/')}::{name}" if classname else name
     module = file[:-3] if file.endswith(".py") else file
     mod_dotted = module.replace("/", ".").replace("\\", ".")
+    if classname and not classname.startswith(mod_dotted):
+        # a test method inherited from a base class elsewhere (``file`` = where it is defined, e.g.
+        # tests/__init__.py): the node lives in the module classname names, up to its first CapWords part
+        parts = classname.split(".")
+        k = next((i for i, p in enumerate(parts) if p[:1].isupper()), None)
+        if k:
+            return "::".join(["/".join(parts[:k]) + ".py", *parts[k:], name])
     rest = classname[len(mod_dotted):].lstrip(".") if classname.startswith(mod_dotted) else ""
     return "::".join([file] + ([*rest.split(".")] if rest else []) + [name])
 

@@ -140,3 +140,14 @@ def test_summary_ids_in_another_convention_warn_instead_of_failing():
     log = (d / "console.log").read_text().replace("test_mixed.py::", "sub/test_mixed.py::")
     run = reconcile(1, log, (d / "junit.xml").read_text())
     assert run.status == "ok" and any("id convention differs" in w for w in run.warnings)
+
+
+def test_inherited_test_methods_map_to_their_node_ids():
+    """cachetools 5.3.2 (recorded): test classes in tests/test_cache.py inherit their methods from a mixin in
+    tests/__init__.py, so JUnit's ``file`` is tests/__init__.py. The ids are the node ids the console prints
+    (before: 13 "absent from JUnit" PASSED lines and the clean suite called forged, every bug dropped)."""
+    run = recorded("inherited")
+    assert run.status == "ok", run.reason
+    assert run.tests["tests/test_cache.py::CacheTest::test_defaults"] == "PASSED"
+    assert run.tests["tests/test_keys.py::CacheKeysTest::test_typedkey"] == "PASSED"
+    assert not any(t.startswith("tests/__init__.py") for t in run.tests)
