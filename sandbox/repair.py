@@ -29,14 +29,19 @@ def source_date(checkout: Path, lookup=None) -> str | None:
     day = commit_date(checkout)
     if day:
         return day
-    pkg = Path(checkout) / "PKG-INFO"
-    if pkg.is_file():
-        day = datetime.fromtimestamp(pkg.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d")
-        if day > "2000-01-02" and day not in FIXED_MTIME_DAYS:
-            return day
-        if lookup is not None:
-            return lookup()
+    if (Path(checkout) / "PKG-INFO").is_file():
+        return pkg_info_date(checkout) or (lookup() if lookup is not None else None)
     return None
+
+
+def pkg_info_date(tree: Path) -> str | None:
+    """The mtime (YYYY-MM-DD) of the unpacked sdist's PKG-INFO when it is a real date (not a reproducible
+    build's fixed one, ``FIXED_MTIME_DAYS``); None otherwise or without a PKG-INFO."""
+    pkg = Path(tree) / "PKG-INFO"
+    if not pkg.is_file():
+        return None
+    day = datetime.fromtimestamp(pkg.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d")
+    return day if day > "2000-01-02" and day not in FIXED_MTIME_DAYS else None
 
 
 def commit_date(checkout: Path) -> str | None:

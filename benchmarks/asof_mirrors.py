@@ -1,0 +1,81 @@
+"""Local bare git mirrors of old releases (``benchmarks/asof_repos.yaml``: ``owner/name: [NAME==VERSION,
+...]``, oldest first) under ``--root``, one commit per release dated by its upload day and tagged
+``v<version>`` (``sandbox.sources.release_mirror``), and the ``--repos`` file of ``crucible sandbox survey``
+listing every tag. Rerunning keeps what is tagged (same shas).
+
+    python -m benchmarks.asof_mirrors --root /tmp/asof-mirrors [--list FILE] [--out FILE]
+    crucible sandbox survey --repos /tmp/asof-mirrors/repos.txt \\
+        --repo-url-template 'file:///tmp/asof-mirrors/{owner}/{name}.git'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_LIST = Path(__file__).with_name("asof_repos.yaml")
+
+
+def read_list(path: Path) -> dict[str, list[str]]:
+    """``{owner/name: [NAME==VERSION, ...]}`` from the YAML list; a bad entry is an error naming it."""
+    import yaml
+
+    from pipelines.textio import read_text
+    from sandbox.sources import SDIST_RE
+
+    data = yaml.safe_load(read_text(path, "release list")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping owner/name: [NAME==VERSION, ...]")
+    for repo, specs in data.items():
+        if not isinstance(repo, str) or repo.count("/") != 1:
+            raise ValueError(f"{path}: key {repo!r} is not owner/name")
+        if not isinstance(specs, list) or not specs or not all(isinstance(s, str) and SDIST_RE.match(s)
+                                                               for s in specs):
+            raise ValueError(f"{path}: {repo}: expected a non-empty list of NAME==VERSION, got {specs!r}")
+    return data
+
+
+def build(root: Path, releases: dict[str, list[str]], workdir: Path, remote_env: dict | None = None,
+          on_repo=None) -> list[str]:
+    """Mirror every repo of ``releases`` under ``root``; the ``owner/name@v<version>`` lines of the tags."""
+    from sandbox.sources import release_mirror, release_tag
+
+    lines = []
+    for repo, specs in releases.items():
+        t0 = time.monotonic()
+        shas = release_mirror(root, repo, specs, workdir, remote_env=remote_env)
+        lines += [f"{repo}@{release_tag(v)}" for v in shas]
+        if on_repo:
+            on_repo({"repo": repo, "commits": shas, "seconds": round(time.monotonic() - t0, 1)})
+    return lines
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    from sandbox.hostenv import host_pip_env
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.asof_mirrors", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", required=True, help="mirrors go to ROOT/<owner>/<name>.git")
+    ap.add_argument("--list", default=str(DEFAULT_LIST), help="YAML owner/name: [NAME==VERSION, ...]")
+    ap.add_argument("--out", help="the --repos file to write (default ROOT/repos.txt)")
+    args = ap.parse_args(argv)
+    root = Path(args.root).resolve()
+    rows: list[dict] = []
+
+    def show(row):
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    lines = build(root, read_list(Path(args.list)), root / "_sdists", remote_env=host_pip_env(), on_repo=show)
+    out = Path(args.out or root / "repos.txt")
+    out.write_text(f"# written by python -m benchmarks.asof_mirrors from {Path(args.list).name}\n"
+                   + "".join(f"{ln}\n" for ln in lines))
+    print(f"{len(lines)} sources -> {out}; --repo-url-template 'file://{root}/{{owner}}/{{name}}.git'",
+          file=sys.stderr)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
