@@ -5,7 +5,8 @@ listing every tag. Rerunning keeps what is tagged (same shas).
 
     python -m benchmarks.asof_mirrors --root /tmp/asof-mirrors [--list FILE] [--out FILE]
     crucible sandbox survey --repos /tmp/asof-mirrors/repos.txt \\
-        --repo-url-template 'file:///tmp/asof-mirrors/{owner}/{name}.git'
+        --repo-url-template 'file:///tmp/asof-mirrors/{owner}/{name}.git' --out OUT [--set ...]
+    python -m benchmarks.asof_mirrors --compare TODAY_OUT DEFAULT_OUT   # the markdown table of docs/sandbox.md
 """
 
 from __future__ import annotations
@@ -53,14 +54,52 @@ def build(root: Path, releases: dict[str, list[str]], workdir: Path, remote_env:
     return lines
 
 
+def survey_rows(out_dir: str) -> dict[str, dict]:
+    from pipelines.store.catalog import query
+
+    cols, rows = query(out_dir, "select * from sandbox_surveys order by created_at")
+    out = {}
+    for r in rows:
+        d = dict(zip(cols, r))
+        d["rungs"] = json.loads(d["rungs"]) if isinstance(d["rungs"], str) else (d["rungs"] or [])
+        out[d["source"]] = d
+    return out
+
+
+def compare(today_out: str, default_out: str) -> str:
+    """Markdown: per source, the stage with today's index and no ladder vs the defaults."""
+    today, default = survey_rows(today_out), survey_rows(default_out)
+
+    def stage(r):
+        return f"{r['stage']} ({r['passed']}/{r['tests_collected']})" if r else "-"
+
+    lines = ["| source | commit date | py | today's index | deciding line | as of | defaults | rungs |",
+             "|---|---|---|---|---|---|---|---|"]
+    for src in [*today, *(s for s in default if s not in today)]:
+        t, d = today.get(src), default.get(src)
+        ref = t or d
+        rungs = ", ".join(f"{g['kind']}:{g['arg']}" for g in (d or {}).get("rungs", [])) or "-"
+        line = ((t or {}).get("stop_line") or "").replace("|", "/")[:90]
+        lines.append(f"| {src.removeprefix('git:')} | {ref['source_date'] or '-'} | {ref['python'] or '-'} | "
+                     f"{stage(t)} | {line} | {((d or {}).get('as_of') or '-')[:10]} | {stage(d)} | {rungs} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     from sandbox.hostenv import host_pip_env
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.asof_mirrors", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", required=True, help="mirrors go to ROOT/<owner>/<name>.git")
+    ap.add_argument("--root", help="mirrors go to ROOT/<owner>/<name>.git")
     ap.add_argument("--list", default=str(DEFAULT_LIST), help="YAML owner/name: [NAME==VERSION, ...]")
     ap.add_argument("--out", help="the --repos file to write (default ROOT/repos.txt)")
+    ap.add_argument("--compare", nargs=2, metavar=("TODAY_OUT", "DEFAULT_OUT"),
+                    help="print the table of two survey stores (today's index, no ladder / defaults) and exit")
     args = ap.parse_args(argv)
+    if args.compare:
+        print(compare(*args.compare))
+        return []
+    if not args.root:
+        ap.error("--root is required (or --compare)")
     root = Path(args.root).resolve()
     rows: list[dict] = []
 

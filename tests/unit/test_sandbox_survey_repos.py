@@ -185,3 +185,31 @@ def test_run_survey_is_resumable_for_git_sources(tmp_path):
     cols, rows = query(out, "select source, commit, source_date from sandbox_surveys order by source")
     assert [r[0] for r in rows] == ["git:o/n@v1.0", "git:o/n@v2.0", "sdist:n==1.0"]
     assert all(r[1] == "c" * 40 and r[2] == "2019-03-04" for r in rows)
+
+
+def test_old_pytest_autoloads_env_plugins_and_the_trees_are_blocked_by_name(tmp_path):
+    """pytest < 3.7 ignores PYTEST_DISABLE_PLUGIN_AUTOLOAD: a "-p module" for an env plugin would register it
+    twice (requests 2.25.1 with pytest 3.5.1: "Plugin already registered"); the tree's plugin is blocked."""
+    import sys
+
+    from sandbox.plugins import PLUGIN_LIST
+
+    for dist, ep in (("evil-1.0", "evil = evil_plugin"), ("pytest-3.5.1", None)):
+        d = tmp_path / f"{dist}.dist-info"
+        d.mkdir()
+        name, version = dist.rsplit("-", 1)
+        (d / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        if ep:
+            (d / "entry_points.txt").write_text(f"[pytest11]\n{ep}\n")
+
+    def listing():
+        return subprocess.run([sys.executable, "-c", PLUGIN_LIST, str(tmp_path)], cwd=tmp_path, capture_output=True,
+                              text=True).stdout.split("\n")
+
+    old = listing()  # the tree is first on sys.path here, so its fake pytest 3.5.1 is the one seen
+    assert "-p no:evil" in old and not [ln for ln in old if ln.startswith("-p ") and "no:" not in ln]
+    import shutil
+
+    shutil.rmtree(tmp_path / "pytest-3.5.1.dist-info")  # the real (new) pytest: -p per env plugin, none of the tree
+    new = listing()
+    assert "-p no:evil" not in new and "-p evil_plugin" not in new and any(ln.startswith("-p ") for ln in new)
