@@ -1,6 +1,7 @@
 """`crucible sandbox survey`: how many of N sources end with a working environment, and why the rest do not.
 
-Each source goes download -> infer -> build -> clean test run -> repair ladder (``sandbox.repair``) and
+Each source (an sdist ``NAME==VERSION`` or a git ``owner/name@REV`` through ``sandbox.repo_url_template``; they
+differ only in :func:`obtain`) goes download -> infer -> build -> clean test run -> repair ladder (``sandbox.repair``) and
 becomes one ``sandbox_surveys`` row (schema ``schemas/sandbox_survey.json``), plus a ``failures`` row
 naming the last rung and the deciding log line when it stops short of ``mostly_passing``. Rows are
 committed per source, so a rerun skips what is done (resumable); sources run ``survey_parallel`` at once.
