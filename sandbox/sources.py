@@ -161,9 +161,17 @@ def index_upload_date(name: str, version: str, pip: tuple[str, ...] = (sys.execu
 
 def from_git(repo: str, commit: str, workdir: Path, template: str = DEFAULT_URL_TEMPLATE) -> Checkout:
     """Clone ``repo`` (``owner/name``) through ``template`` into ``workdir/<owner>__<name>`` (reused when
-    present) and check out ``commit`` as a detached, clean worktree."""
+    present; refreshed from origin unless ``commit`` is a full sha) and check out ``commit`` (a sha, tag or
+    branch) as a detached, clean worktree."""
     url = repo_url(template, repo)
     target = Path(workdir) / repo.replace("/", "__")
+    if (target / ".git").is_dir() and not re.fullmatch(r"[0-9a-f]{40}", commit):
+        # a reused clone: a branch (or a moved tag) may have new commits upstream; a full sha cannot change
+        fetch = _git(["fetch", "-q", "--force", "--tags", "--update-head-ok", "origin", "+refs/heads/*:refs/heads/*"],
+                     cwd=target)
+        if fetch.returncode != 0:
+            raise SourceError(f"repo {repo}: cannot refresh {url} to resolve {commit!r} "
+                              f"({fetch.stderr.strip()[-200:]}); pass a full commit sha or fix the URL template")
     if not (target / ".git").is_dir():
         if target.exists():
             shutil.rmtree(target)

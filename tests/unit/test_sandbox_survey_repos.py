@@ -213,3 +213,20 @@ def test_old_pytest_autoloads_env_plugins_and_the_trees_are_blocked_by_name(tmp_
     shutil.rmtree(tmp_path / "pytest-3.5.1.dist-info")  # the real (new) pytest: -p per env plugin, none of the tree
     new = listing()
     assert "-p no:evil" not in new and "-p evil_plugin" not in new and any(ln.startswith("-p ") for ln in new)
+
+
+def test_a_reused_clone_follows_the_branch_a_full_sha_needs_no_refresh(tmp_path, releases):
+    obtain, _ = releases
+    root = tmp_path / "mirrors"
+    template = f"file://{root}/{{owner}}/{{name}}.git"
+    one = release_mirror(root, "o/n", ["n==1.0"], tmp_path / "wd", obtain=obtain)
+    assert from_git("o/n", "main", tmp_path / "git", template).commit == one["1.0"]
+    two = release_mirror(root, "o/n", ["n==1.0", "n==2.0"], tmp_path / "wd", obtain=obtain)
+    co = from_git("o/n", "main", tmp_path / "git", template)  # same clone, the branch moved upstream
+    assert co.commit == two["2.0"] and (co.path / "n" / "__init__.py").read_text() == "V = 2\n"
+    assert from_git("o/n", "v2.0", tmp_path / "git", template).commit == two["2.0"]
+    moved = tmp_path / "moved"
+    root.rename(moved)  # the mirror is gone: a branch cannot be resolved, a known full sha still can
+    with pytest.raises(SourceError, match="cannot refresh .* to resolve 'main'"):
+        from_git("o/n", "main", tmp_path / "git", template)
+    assert from_git("o/n", one["1.0"], tmp_path / "git", template).commit == one["1.0"]
