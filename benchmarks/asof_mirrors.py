@@ -111,8 +111,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     out = Path(args.out or root / "repos.txt")
     out.write_text(f"# written by python -m benchmarks.asof_mirrors from {Path(args.list).name}\n"
                    + "".join(f"{ln}\n" for ln in lines))
-    print(f"{len(lines)} sources -> {out}; --repo-url-template 'file://{root}/{{owner}}/{{name}}.git'",
-          file=sys.stderr)
+    from pipelines.swe.mirror import mirror_template
+
+    print(f"{len(lines)} sources -> {out}; --repo-url-template '{mirror_template(root)}'", file=sys.stderr)
     return rows
 
 
