@@ -230,3 +230,20 @@ def test_a_reused_clone_follows_the_branch_a_full_sha_needs_no_refresh(tmp_path,
     with pytest.raises(SourceError, match="cannot refresh .* to resolve 'main'"):
         from_git("o/n", "main", tmp_path / "git", template)
     assert from_git("o/n", one["1.0"], tmp_path / "git", template).commit == one["1.0"]
+
+
+def test_release_list_of_the_benchmark_names_the_bad_entry(tmp_path):
+    from benchmarks.asof_mirrors import DEFAULT_LIST, read_list
+
+    shipped = read_list(DEFAULT_LIST)
+    assert len(shipped) >= 10 and not {"pytoolz/toolz", "marshmallow-code/marshmallow", "python-attrs/attrs"} & set(shipped)
+    p = tmp_path / "l.yaml"
+    for text, msg in (("flask: [Flask==1.1.2]\n", "key 'flask' is not owner/name"),
+                      ("pallets/flask: Flask==1.1.2\n", "pallets/flask: expected a non-empty list of NAME==VERSION"),
+                      ("pallets/flask: [Flask 1.1.2]\n", "pallets/flask: expected a non-empty list"),
+                      ("- a\n", "expected a mapping")):
+        p.write_text(text)
+        with pytest.raises(ValueError, match=msg):
+            read_list(p)
+    p.write_text("o/n: [n==1.0]\n")
+    assert read_list(p) == {"o/n": ["n==1.0"]}
