@@ -5,30 +5,33 @@ from __future__ import annotations
 
 # pytest11 entry points of the distributions installed outside the tree (by the env build), as "-p module"
 # arguments: with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 these are the only plugins pytest loads, so package metadata
-# a patch adds inside the tree (an evil *.dist-info on sys.path) registers nothing. pytest < 3.9 has no such
-# switch and autoloads anyway (a second -p of the same plugin is an error): no list there; the sanitizer's
-# drop of *.dist-info / *.egg-info files in patches is then the defense.
+# a patch adds inside the tree (an evil *.dist-info on sys.path) registers nothing.
+# pytest < 3.8 (the switch came with 3.8.0) ignores PYTEST_DISABLE_PLUGIN_AUTOLOAD and autoloads every entry point; a "-p module" on top
+# registers a plugin twice ("ValueError: Plugin already registered", requests 2.25.1 as of 2020 with pytest
+# 3.5.1), so there the env's plugins are left to autoload and the tree's are blocked by name ("-p no:name").
 PLUGIN_LIST = """import os, re, sys
 root = os.path.realpath(sys.argv[1]) + '/'
 try:
-    import pytest
-    m = re.match(r'(\\d+)\\.(\\d+)', pytest.__version__)
-    if m and (int(m.group(1)), int(m.group(2))) < (3, 9):
-        sys.exit(0)  # no PYTEST_DISABLE_PLUGIN_AUTOLOAD before 3.9: it autoloads, and -p would register twice
-except ImportError:
-    pass
-try:
     from importlib import metadata
-    eps = [(str(d.locate_file('')), ep.value) for d in metadata.distributions() for ep in d.entry_points
+    eps = [(str(d.locate_file('')), ep.name, ep.value) for d in metadata.distributions() for ep in d.entry_points
            if ep.group == 'pytest11']
+    version = metadata.version('pytest')
 except Exception:
     import pkg_resources
-    eps = [(d.location or '', ep.module_name) for d in pkg_resources.working_set
+    eps = [(d.location or '', ep.name, ep.module_name) for d in pkg_resources.working_set
            for ep in d.get_entry_map().get('pytest11', {}).values()]
+    version = pkg_resources.get_distribution('pytest').version
+old = tuple(int(x) for x in re.findall(r'\\d+', version)[:2]) < (3, 8)
 seen = set()
-for loc, val in eps:
+for loc, name, val in eps:
     mod = val.split(':')[0].strip()
-    if (os.path.realpath(loc or '.') + '/').startswith(root) or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_.]*', mod) or mod in seen:
+    in_tree = (os.path.realpath(loc or '.') + '/').startswith(root)
+    if old:
+        if in_tree and re.fullmatch(r'[A-Za-z0-9_.-]+', name) and name not in seen:
+            seen.add(name)
+            print('-p', 'no:' + name)
+        continue
+    if in_tree or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_.]*', mod) or mod in seen:
         continue
     seen.add(mod)
     print('-p', mod)

@@ -1,5 +1,6 @@
 """Repositories to test: a PyPI sdist (``name==version``) turned into a one-commit git repo, or any git
-URL / local bare mirror through a URL template with ``{owner}``, ``{name}``, ``{repo}`` placeholders.
+URL / local bare mirror through a URL template with ``{owner}``, ``{name}``, ``{repo}`` placeholders;
+:func:`release_mirror` builds such a bare mirror from a project's sdist releases (one dated commit each).
 
 Errors are :class:`SourceError` with a message naming what was asked, what failed and how to fix it
 (missing commit, unreachable source, repo with no tests)."""
@@ -191,9 +192,17 @@ def index_upload_date(name: str, version: str, pip: tuple[str, ...] = (sys.execu
 
 def from_git(repo: str, commit: str, workdir: Path, template: str = DEFAULT_URL_TEMPLATE) -> Checkout:
     """Clone ``repo`` (``owner/name``) through ``template`` into ``workdir/<owner>__<name>`` (reused when
-    present) and check out ``commit`` as a detached, clean worktree."""
+    present; refreshed from origin unless ``commit`` is a full sha) and check out ``commit`` (a sha, tag or
+    branch) as a detached, clean worktree."""
     url = repo_url(template, repo)
     target = Path(workdir) / repo.replace("/", "__")
+    if (target / ".git").is_dir() and not re.fullmatch(r"[0-9a-f]{40}", commit):
+        # a reused clone: a branch (or a moved tag) may have new commits upstream; a full sha cannot change
+        fetch = _git(["fetch", "-q", "--force", "--tags", "--update-head-ok", "origin", "+refs/heads/*:refs/heads/*"],
+                     cwd=target)
+        if fetch.returncode != 0:
+            raise SourceError(f"repo {repo}: cannot refresh {url} to resolve {commit!r} "
+                              f"({fetch.stderr.strip()[-200:]}); pass a full commit sha or fix the URL template")
     if not (target / ".git").is_dir():
         if target.exists():
             shutil.rmtree(target)
@@ -225,3 +234,88 @@ def export_tree(checkout: Path, dest: Path) -> Path:
     if proc.returncode != 0:
         raise SourceError(f"{checkout}: git archive failed: {proc.stderr.strip()}")
     return dest
+
+
+@dataclass(frozen=True)
+class Release:
+    """One release to commit to a mirror: its version, the unpacked tree (a ``.git`` in it is ignored) and
+    the day it was made (YYYY-MM-DD; None = unknown, committed with the fixed date of ``GIT_ENV``)."""
+    version: str
+    tree: Path
+    date: str | None
+
+
+def mirror_path(root: Path, repo: str) -> Path:
+    """``root/<owner>/<name>.git``, the bare mirror that ``file://<root>/{owner}/{name}.git`` reaches."""
+    repo_url("{repo}", repo)  # validates owner/name
+    owner, name = repo.split("/", 1)
+    return Path(root) / owner / f"{name}.git"
+
+
+def release_tag(version: str) -> str:
+    return f"v{version}"
+
+
+def sdist_release(spec: str, workdir: Path, pip: tuple[str, ...] = (sys.executable, "-m", "pip"),
+                  remote_env: dict | None = None) -> Release:
+    """``name==version`` downloaded and unpacked (:func:`from_sdist`, PKG-INFO kept) and dated by its upload
+    day on the remote index (:func:`index_upload_date`), else its PKG-INFO mtime when that is a real date."""
+
+    co = from_sdist(spec, workdir, pip)
+    name, _, version = spec.strip().partition("==")
+    day = index_upload_date(name, version, pip, remote_env=remote_env) or pkg_info_day(co.path)
+    return Release(version, co.path, day)
+
+
+def release_mirror(root: Path, repo: str, specs: list[str], workdir: Path, *,
+                   pip: tuple[str, ...] = (sys.executable, "-m", "pip"), remote_env: dict | None = None,
+                   obtain=None) -> dict[str, str]:
+    """A bare mirror ``root/<owner>/<name>.git`` of ``repo`` with one commit per release of ``specs``
+    (``NAME==VERSION``, oldest first) on branch ``main``, each the whole sdist tree, authored and committed
+    on the release's day (:func:`sdist_release`), tagged ``v<version>``. Releases already tagged are kept
+    and not downloaded again; fixed identity, dates and trees make a rebuild give the same shas. ``obtain(spec,
+    workdir) -> Release`` replaces the download (tests). Returns ``{version: sha}`` in ``specs`` order."""
+    obtain = obtain or (lambda spec, wd: sdist_release(spec, wd, pip, remote_env))
+    mirror = mirror_path(root, repo)
+
+    def git(args, env=None, what="", cwd=None):
+        proc = _git(["--git-dir", str(mirror), *args], cwd=cwd, env=env)
+        if proc.returncode != 0:
+            raise SourceError(f"mirror {mirror} of {repo}{what}: git {' '.join(args)} failed: "
+                              f"{proc.stderr.strip()[-300:]}")
+        return proc.stdout.strip()
+
+    if not (mirror / "HEAD").exists():
+        mirror.parent.mkdir(parents=True, exist_ok=True)
+        proc = _git(["init", "-q", "--bare", str(mirror)])
+        if proc.returncode != 0:
+            raise SourceError(f"mirror {mirror}: git init failed: {proc.stderr.strip()}")
+        git(["symbolic-ref", "HEAD", "refs/heads/main"])
+    out: dict[str, str] = {}
+    parent = None
+    for spec in specs:
+        m = SDIST_RE.match(spec.strip())
+        if not m:
+            raise SourceError(f"release {spec!r} of {repo}: expected NAME==VERSION, e.g. Flask==1.1.2")
+        version = m.group(2)
+        tag = release_tag(version)
+        have = _git(["--git-dir", str(mirror), "rev-parse", "-q", "--verify", f"refs/tags/{tag}^{{commit}}"])
+        if have.returncode == 0:
+            parent = out[version] = have.stdout.strip()
+            continue
+        rel = obtain(spec, Path(workdir))
+        if rel.date is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", rel.date):
+            raise SourceError(f"release {spec} of {repo}: date {rel.date!r} is not YYYY-MM-DD")
+        with tempfile.TemporaryDirectory(prefix="crucible-index-") as tmp:
+            idx = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            git(["--work-tree", str(rel.tree), "add", "-A", "-f"], env=idx, what=f" at {spec}", cwd=rel.tree)
+            tree = git(["write-tree"], env=idx, what=f" at {spec}")
+        when = {"GIT_AUTHOR_DATE": f"{rel.date}T12:00:00Z", "GIT_COMMITTER_DATE": f"{rel.date}T12:00:00Z"} \
+            if rel.date else {}
+        sha = git(["commit-tree", tree, *(["-p", parent] if parent else []), "-m",
+                   f"{m.group(1)} {version} from its sdist"], env=when, what=f" at {spec}")
+        git(["tag", tag, sha])
+        parent = out[version] = sha
+    if parent:
+        git(["update-ref", "refs/heads/main", parent])
+    return out

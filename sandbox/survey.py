@@ -1,6 +1,7 @@
 """`crucible sandbox survey`: how many of N sources end with a working environment, and why the rest do not.
 
-Each source goes download -> infer -> build -> clean test run -> repair ladder (``sandbox.repair``) and
+Each source (an sdist ``NAME==VERSION`` or a git ``owner/name@REV`` through ``sandbox.repo_url_template``; they
+differ only in :func:`obtain`) goes download -> infer -> build -> clean test run -> repair ladder (``sandbox.repair``) and
 becomes one ``sandbox_surveys`` row (schema ``schemas/sandbox_survey.json``), plus a ``failures`` row
 naming the last rung and the deciding log line when it stops short of ``mostly_passing``. Rows are
 committed per source, so a rerun skips what is done (resumable); sources run ``survey_parallel`` at once.
@@ -9,12 +10,47 @@ committed per source, so a rerun skips what is done (resumable); sources run ``s
 from __future__ import annotations
 
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 PIPELINE = "sandbox_survey"
+
+
+class SourceKind(str, Enum):
+    SDIST = "sdist"  # NAME==VERSION from the package index
+    GIT = "git"  # owner/name@REV through sandbox.repo_url_template
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source of a survey; ``id`` (``sdist:NAME==VERSION`` / ``git:owner/name@REV``) keys its row."""
+    kind: SourceKind
+    spec: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind.value}:{self.spec}"
+
+
+REPO_REV_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)@([A-Za-z0-9][A-Za-z0-9._/+-]*)$")
+
+
+def _read_lines(path: Path, pattern: re.Pattern, expected: str) -> list[str]:
+    out: list[str] = []
+    for i, raw in enumerate(Path(path).read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if not pattern.match(line):
+            raise ValueError(f"{path}:{i}: {line!r} is not {expected}")
+        if line not in out:
+            out.append(line)
+    return out
 
 
 def read_sources(path: Path) -> list[str]:
@@ -22,16 +58,14 @@ def read_sources(path: Path) -> list[str]:
     error naming the file and line."""
     from sandbox.sources import SDIST_RE
 
-    out: list[str] = []
-    for i, raw in enumerate(Path(path).read_text().splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if not SDIST_RE.match(line):
-            raise ValueError(f"{path}:{i}: {line!r} is not NAME==VERSION (e.g. requests==2.28.1)")
-        if line not in out:
-            out.append(line)
-    return out
+    return _read_lines(path, SDIST_RE, "NAME==VERSION (e.g. requests==2.28.1)")
+
+
+def read_repos(path: Path) -> list[str]:
+    """``owner/name@REV`` lines of ``path`` (REV: a tag, branch or sha; blank lines and ``#`` comments
+    skipped); a malformed line is an error naming the file and line."""
+    return _read_lines(path, REPO_REV_RE, "owner/name@REV (REV: a tag, branch or commit sha, "
+                       "e.g. pallets/flask@v1.1.2)")
 
 
 def survey_row(source: str, commit: str | None, date: str | None, res: dict, seconds: float, run_id: str) -> dict:
@@ -65,43 +99,63 @@ def failure_for(row: dict) -> dict | None:
                        run_id=row["run_id"], table="sandbox_surveys", item_key=row["source"])
 
 
-def survey_one(client, settings, spec: str, run_id: str) -> dict:
-    """One sdist through the whole ladder; returns its ``sandbox_surveys`` row (never raises for a bad source)."""
+def obtain(settings, src: Source):
+    """The checkout of ``src`` and its date: an sdist as a one-commit repo dated by PKG-INFO's mtime or the
+    index's upload day; a git source cloned through ``settings.repo_url_template`` at its REV, dated by the
+    commit (None when the commit carries the fixed date: a checkout's file mtimes say nothing)."""
+    from sandbox import sources
+    from sandbox.repair import commit_date, source_date
+
+    if src.kind is SourceKind.SDIST:
+        co = sources.from_sdist(src.spec, settings.cache_dir / "sdists")
+        name, _, version = src.spec.partition("==")
+        return co, source_date(co.path, lambda: sources.index_upload_date(name, version,
+                                                                          remote_env=settings.pip_env))
+    from pipelines.store.commit import stable_hash
+
+    repo, _, rev = src.spec.rpartition("@")
+    # one clone per source: two revisions of a repo surveyed at once must not share a worktree
+    co = sources.from_git(repo, rev, settings.cache_dir / "survey-git" / stable_hash(src.id, n=12),
+                          settings.repo_url_template)
+    return co, commit_date(co.path)
+
+
+def survey_one(client, settings, src: Source, run_id: str) -> dict:
+    """One source through the whole ladder; returns its ``sandbox_surveys`` row (never raises for a bad
+    source). Sdists and git sources differ only in :func:`obtain`."""
     from sandbox import sources
     from sandbox.api import exported
-    from sandbox.repair import attempt, source_date
+    from sandbox.repair import attempt
 
     t0 = time.monotonic()
-    source = f"sdist:{spec}"
     try:
-        co = sources.from_sdist(spec, settings.cache_dir / "sdists")
+        co, date = obtain(settings, src)
     except sources.SourceError as exc:
         res = {"stage": "attempted", "rungs": [], "attempts": 0,
                "stop": {"rung": None, "kind": "source", "reason": str(exc), "line": str(exc)[-500:]}}
-        return survey_row(source, None, None, res, time.monotonic() - t0, run_id)
-    name, _, version = spec.partition("==")
-    date = source_date(co.path, lambda: sources.index_upload_date(name, version, remote_env=settings.pip_env))
+        return survey_row(src.id, None, None, res, time.monotonic() - t0, run_id)
     with exported(co.path) as tree:
         try:
             res = attempt(client, settings, tree, co.name, date=date, max_rungs=settings.repair_max_rungs)
         except Exception as exc:  # docker daemon trouble etc.: recorded, the survey goes on
-            log.exception("survey %s", spec)
+            log.exception("survey %s", src.id)
             res = {"stage": "attempted", "rungs": [], "attempts": 0,
                    "stop": {"rung": None, "kind": "infra", "reason": f"{type(exc).__name__}: {exc}",
                             "line": str(exc)[-500:]}}
-    return survey_row(source, co.commit, date, res, time.monotonic() - t0, run_id)
+    return survey_row(src.id, co.commit, date, res, time.monotonic() - t0, run_id)
 
 
-def run_survey(client, settings, specs: list[str], out_dir: str, run_id: str, parallel: int,
-               on_row=None) -> list[dict]:
-    """Survey every spec not yet committed under ``out_dir``; each row is committed when it is done."""
+def run_survey(client, settings, srcs: list[Source], out_dir: str, run_id: str, parallel: int,
+               on_row=None, one=survey_one) -> list[dict]:
+    """Survey every source not yet committed under ``out_dir``; each row is committed when it is done.
+    ``one`` surveys one source (tests pass a fake)."""
     from pipelines.store.commit import ItemResult, commit_items, done_keys
 
     done = done_keys(out_dir, PIPELINE)
-    todo = [s for s in specs if f"sdist:{s}" not in done]
+    todo = [s for s in srcs if s.id not in done]
     rows: list[dict] = []
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        futs = {pool.submit(survey_one, client, settings, s, run_id): s for s in todo}
+        futs = {pool.submit(one, client, settings, s, run_id): s for s in todo}
         for fut in as_completed(futs):
             row = fut.result()
             item = ItemResult(row["source"]).add("sandbox_surveys", row)

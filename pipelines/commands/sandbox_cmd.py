@@ -50,7 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     sv = ssub.add_parser("survey", help="build and test-run each source of a list, with the repair ladder; "
                          "stage counts, rungs and stop reasons (resumable: done sources are skipped)")
     add_config_args(sv)
-    sv.add_argument("--sdists", required=True, help="file with one NAME==VERSION per line (# comments)")
+    svsrc = sv.add_mutually_exclusive_group(required=True)
+    svsrc.add_argument("--sdists", help="file with one NAME==VERSION per line (# comments)")
+    svsrc.add_argument("--repos", help="file with one owner/name@REV per line (REV: tag, branch or sha; # comments), "
+                       "fetched through sandbox.repo_url_template")
+    sv.add_argument("--repo-url-template", help="override sandbox.repo_url_template (e.g. "
+                    "'file:///mirrors/{owner}/{name}.git')")
     sv.add_argument("--parallel", type=int, help="override sandbox.survey_parallel")
     sv.add_argument("--limit", type=int, help="only the first N sources of the file")
     sv.set_defaults(func=_survey)
@@ -226,22 +231,28 @@ def _test(args) -> int:
 
 
 def _survey(args) -> int:
+    import dataclasses
     from pathlib import Path
 
     from pipelines.cli import config_from_args
     from pipelines.store.catalog import query
     from pipelines.store.commit import stable_hash
     from sandbox.api import settings_from_config
-    from sandbox.survey import funnel, read_sources, run_survey
+    from sandbox.survey import Source, SourceKind, funnel, read_repos, read_sources, run_survey
 
+    kind, path, read = ((SourceKind.SDIST, args.sdists, read_sources) if args.sdists
+                        else (SourceKind.GIT, args.repos, read_repos))
     try:
-        specs = read_sources(Path(args.sdists))
+        specs = read(Path(path))
     except (OSError, ValueError) as exc:
-        print(f"crucible: --sdists: {exc}", file=sys.stderr)
+        print(f"crucible: --{'sdists' if args.sdists else 'repos'}: {exc}", file=sys.stderr)
         return 2
     specs = specs[: args.limit] if args.limit else specs
+    srcs = [Source(kind, s) for s in specs]
     cfg = config_from_args(args)
     settings = settings_from_config(cfg.sandbox)
+    if args.repo_url_template:
+        settings = dataclasses.replace(settings, repo_url_template=args.repo_url_template)
     out_dir = cfg.run.out_dir
     client, _ = _client()
 
@@ -250,12 +261,12 @@ def _survey(args) -> int:
               f"{','.join(g['kind'] + ':' + g['arg'] for g in row['rungs']) or '-'}"
               + (f"  stop: {row['stop_line'][:150]}" if row["stop_line"] else ""), flush=True)
 
-    run_survey(client, settings, specs, out_dir, cfg.run.run_id or f"survey-{stable_hash(*specs, n=8)}",
+    run_survey(client, settings, srcs, out_dir, cfg.run.run_id or f"survey-{stable_hash(*specs, n=8)}",
                args.parallel or settings.survey_parallel, on_row=show)
     cols, rows = query(out_dir, "select * from sandbox_surveys")
     import json as _json
 
-    wanted = {f"sdist:{s}" for s in specs}
+    wanted = {s.id for s in srcs}
     dicts = [dict(zip(cols, r)) for r in rows]
     dicts = [{**d, "rungs": _json.loads(d["rungs"]) if isinstance(d["rungs"], str) else d["rungs"]}
              for d in dicts if d["source"] in wanted]

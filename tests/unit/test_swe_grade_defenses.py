@@ -301,25 +301,3 @@ def test_plugins_come_from_the_env_never_from_the_tree(tmp_path):
     rec = {"test_cmd": "python -m pytest", "test_paths": ["tests"]}
     assert "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1" in test_script(rec, "/tmp/j.xml")
     assert "PYTEST_DISABLE_PLUGIN_AUTOLOAD" not in test_script(rec, "/tmp/j.xml", autoload=True)
-
-
-def test_plugin_list_is_empty_for_a_pytest_without_the_autoload_switch(tmp_path):
-    """pytest < 3.9 ignores PYTEST_DISABLE_PLUGIN_AUTOLOAD and autoloads its plugins: a ``-p`` for one of them
-    registers it twice and the suite never starts (requests 2.25's pinned pytest 3.5.1). The list is then
-    empty; from 3.9 on it names every installed plugin (here the host venv's)."""
-    import os
-    import subprocess
-    import sys
-
-    from sandbox.plugins import PLUGIN_LIST
-
-    out = {}
-    for version in ("3.5.1", "3.9.0", "7.4.0"):
-        fake = tmp_path / version
-        fake.mkdir()
-        (fake / "pytest.py").write_text(f"__version__ = {version!r}\n")
-        proc = subprocess.run([sys.executable, "-c", PLUGIN_LIST, str(tmp_path / "tree")], capture_output=True,
-                              text=True, env={**os.environ, "PYTHONPATH": str(fake)}, check=True)
-        out[version] = proc.stdout.split()
-    assert out["3.5.1"] == []
-    assert out["3.9.0"] == out["7.4.0"] and out["7.4.0"][:1] == ["-p"] and "pytest_timeout" in out["7.4.0"]
