@@ -37,6 +37,7 @@ class Settings:
     as_of_min_age_days: int = 365
     repair_max_rungs: int = 6
     survey_parallel: int = 2
+    llm_repair: dict = field(default_factory=dict)  # the resolved sandbox.llm_repair section
 
 
 def settings_from_config(section, resolve_host: bool = True) -> Settings:
@@ -68,6 +69,7 @@ def settings_from_config(section, resolve_host: bool = True) -> Settings:
         label_network=s.get("label_network"),
         as_of_min_age_days=int(s["as_of_min_age_days"]),
         repair_max_rungs=int(s["repair_max_rungs"]), survey_parallel=int(s["survey_parallel"]),
+        llm_repair=dict(s["llm_repair"]),
     )
 
 

@@ -242,12 +242,13 @@ class Sandbox:
 
     def __init__(self, client, image: str, *, tree: Path | None = None, workdir: str = "/testbed",
                  limits: Limits = Limits(), network: str = "none", user: str = "1000:1000",
-                 include_git: bool = True):
+                 include_git: bool = True, env: dict | None = None):
         self.client = client
         self.workdir = workdir
         self.user = user
         self.container = client.containers.create(
-            image, ["sleep", "infinity"], user=user, working_dir=workdir, **network_kwargs(client, network),
+            image, ["sleep", "infinity"], user=user, working_dir=workdir, environment=env or {},
+            **network_kwargs(client, network),
             nano_cpus=int(limits.cpus * 1e9), mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m",
             pids_limit=limits.pids, labels={SANDBOX_LABEL: "session"}, detach=True, init=True, **HARDENING,
         )

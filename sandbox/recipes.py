@@ -51,6 +51,10 @@ JUNIT_PATH_VAR = "CRUCIBLE_JUNIT"
 # measured 213 s vs 25 s for 8,000 trivial tests; passed after a suite's own "-rA", so it wins (last -r wins)
 REPORT_CHARS = "-rpsxXEf"
 MARK = ">>>>> crucible"
+# recipe keys an override may set that inference never writes (so inferred recipes, and their env keys, stay
+# as they were): test_env = variables exported before each test run (a ladder rung's PYTHONPATH, an LLM
+# repair's exports)
+OVERRIDE_ONLY = ("test_env",)
 
 
 # ---------------------------------------------------------------- the recipe
@@ -156,9 +160,9 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
     }
     extra_steps = override.pop("install_extra", None)
     for k, v in override.items():
-        if k not in recipe:
+        if k not in recipe and k not in OVERRIDE_ONLY:
             raise RecipeError(f"recipe override: unknown key {k!r}; allowed: "
-                              f"{', '.join(sorted(recipe))}, install_extra")
+                              f"{', '.join(sorted(recipe))}, {', '.join(OVERRIDE_ONLY)}, install_extra")
         recipe[k] = v
     if extra_steps:
         recipe["install"] = list(recipe["install"][:-1]) + [

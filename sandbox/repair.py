@@ -81,7 +81,8 @@ def attempt(client, settings, tree: Path, name: str, *, date: str | None, max_ru
 
     t0 = time.monotonic()
     out = {"stage": "attempted", "rungs": [], "stop": None, "python": None, "as_of": None, "env_key": None,
-           "tests_collected": 0, "counts": {}, "build_seconds": 0.0, "test_seconds": 0.0, "attempts": 0}
+           "tests_collected": 0, "counts": {}, "build_seconds": 0.0, "test_seconds": 0.0, "attempts": 0,
+           "image": None, "log_tail": ""}
     try:
         recipe, inputs = infer_recipe(tree, settings.pythons, load_override(name, settings.repos_dir),
                                       as_of=default_as_of(date, settings.as_of_min_age_days), source_date=date)
@@ -96,6 +97,8 @@ def attempt(client, settings, tree: Path, name: str, *, date: str | None, max_ru
         out["env_key"] = spec.key
         tb = time.monotonic()
         lines, phase, why = [], Phase.BUILD, ""
+        # the image an LLM repair session would start from: the env, else (build failed) the base
+        out["image"] = spec.base.image
         try:
             build_base(client, settings, recipe["python"])
             res = ensure_env(client, spec, tree, ca_bundle=settings.ca_bundle, pip_env=settings.pip_env,
@@ -105,15 +108,17 @@ def attempt(client, settings, tree: Path, name: str, *, date: str | None, max_ru
         except BuildError as exc:
             out["build_seconds"] += time.monotonic() - tb
             lines, why = trigger_lines(exc.log_tail), f"build failed: {exc}"
+            out["log_tail"] = exc.log_tail[-3000:]
             tail = [ln for ln in exc.log_tail.splitlines() if ln.strip()]
             last_line = tail[-1] if tail else str(exc)
         else:
-            out["stage"] = "installed"
+            out["stage"], out["image"] = "installed", spec.image
             tt = time.monotonic()
             run = run_tests(client, spec.image, tree, recipe, limits=settings.limits, network=settings.network)
             out["test_seconds"] += time.monotonic() - tt
             stage, n = _stage(run) if run.tests else ("installed", 0)
-            out.update(stage=stage, tests_collected=n, counts=run.counts, run_kind=run.kind)
+            out.update(stage=stage, tests_collected=n, counts=run.counts, run_kind=run.kind,
+                       log_tail=run.log_tail[-3000:])
             if stage == "mostly_passing":
                 break
             phase = Phase.TEST
