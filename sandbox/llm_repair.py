@@ -25,16 +25,19 @@ fresh for every test run, so no edit of it would survive a replay anyway.
 from __future__ import annotations
 
 import enum
+import logging
 import re
 import secrets
 import shlex
 import time
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipelines.agent.tools import Observation
 
+log = logging.getLogger(__name__)
 WORKDIR = "/testbed"
 STEP_NAME = "llm-repair"
 PROMPT_ID = "sandbox_llm_repair"
@@ -58,6 +61,7 @@ class Stop(str, enum.Enum):
     COMMAND_CAP = "command_cap"
     POLICY_ERROR = "policy_error"  # the policy produced no usable turn
     NO_IMAGE = "no_image"  # nothing to start a session from (no recipe could be inferred)
+    INFRA = "infra"  # the LLM endpoint or the Docker daemon failed (Outcome.summary says how)
 
 
 INSPECT_PROGRAMS = frozenset({
@@ -261,8 +265,9 @@ class RepairSession:
     verdict."""
 
     def __init__(self, ws, recipe: dict, caps: Caps, *, clock: Callable[[], float] = time.monotonic,
-                 max_output_chars: int = 3000):
+                 max_output_chars: int = 3000, guard: bool = True):
         self.ws, self.recipe, self.caps, self.clock = ws, recipe, caps, clock
+        self.guard = guard  # False (tests only): every command runs, and all but inspection is replayed
         self.t0 = clock()
         self.max_output_chars = max_output_chars
         self.commands: list[CommandRecord] = []
@@ -298,6 +303,8 @@ class RepairSession:
         if stop:
             return Observation(f"error: {stop.value}: no more commands in this episode", error=True)
         v = classify_command(command)
+        if v.kind is CommandKind.REFUSED and not self.guard:
+            v = Verdict(CommandKind.INSTALL)
         if v.kind is CommandKind.REFUSED:
             self.commands.append(CommandRecord(command, v.kind.value, None, note=v.reason))
             return Observation(f"refused: {v.reason}", error=True)
@@ -556,7 +563,8 @@ def apply_outcome(res: dict, outcome: Outcome) -> dict:
         ladder_last = stop.get("rung")
         stop["rung"] = "llm_repair"
         stop["reason"] = (f"{stop.get('reason', '')}; llm_repair: {outcome.stop} after {len(outcome.commands)} "
-                          f"command(s) (ladder's last rung: {ladder_last or 'none'})")
+                          f"command(s) (ladder's last rung: {ladder_last or 'none'})"
+                          + (f": {outcome.summary}" if outcome.stop == Stop.INFRA.value else ""))
         if outcome.replay:
             rs = (outcome.replay.get("stop") or {})
             stop["reason"] += f"; replay stopped at {outcome.replay.get('stage')}: {rs.get('line', '')[:200]}"
@@ -581,3 +589,42 @@ def caps_from(settings) -> Caps:
     lr = settings.llm_repair
     return Caps(max_steps=int(lr["max_steps"]), max_seconds=float(lr["max_seconds"]),
                 max_commands=int(lr["max_commands"]), command_timeout_s=int(lr["command_timeout_s"]))
+
+
+class Repairer:
+    """``repairer(docker_client, tree, name, res, date) -> res``: one episode for a source the ladder left
+    short (``res`` returned as is when it mostly passes), with :func:`apply_outcome` applied."""
+
+    def __init__(self, settings, policy_factory: Callable[[], object], out_repos_dir: Path):
+        self.settings, self.policy_factory, self.out_repos_dir = settings, policy_factory, Path(out_repos_dir)
+
+    def __call__(self, client, tree: Path, name: str, res: dict, date: str | None) -> dict:
+        if res["stage"] == "mostly_passing":
+            return res
+        try:
+            outcome = llm_repair(client, self.settings, tree, name, res, self.policy_factory(),
+                                 caps=caps_from(self.settings), out_repos_dir=self.out_repos_dir, date=date)
+        except Exception as exc:  # the LLM endpoint or the daemon failed: the ladder's row stands, with why
+            log.exception("llm repair of %s", name)
+            outcome = Outcome(False, Stop.INFRA.value, summary=f"{type(exc).__name__}: {exc}"[:300])
+        return apply_outcome(res, outcome)
+
+
+@contextmanager
+def repairer_for(cfg, settings, enabled: bool | None = None):
+    """A :class:`Repairer` on the ``llm`` section's endpoint (started here for ``engine: embedded``, as
+    ``pipelines.swe.pipeline`` does), or None when ``sandbox.llm_repair.enabled`` (or ``enabled``) is off.
+    The override goes to ``sandbox.llm_repair.repos_dir``, else ``<run.out_dir>/repos``."""
+    on = settings.llm_repair["enabled"] if enabled is None else enabled
+    if not on:
+        yield None
+        return
+    from pipelines.llm import LLMClient, endpoint_config, llm_endpoint
+
+    repos = settings.llm_repair["repos_dir"] or str(Path(cfg.run.out_dir) / "repos")
+    with llm_endpoint(cfg.llm) as base_urls:
+        llm = LLMClient.from_config(endpoint_config(cfg.llm, base_urls), out_dir=cfg.run.out_dir)
+        try:
+            yield Repairer(settings, lambda: make_policy(llm, settings.llm_repair["policy"]), Path(repos))
+        finally:
+            llm.close()

@@ -120,9 +120,10 @@ def obtain(settings, src: Source):
     return co, commit_date(co.path)
 
 
-def survey_one(client, settings, src: Source, run_id: str) -> dict:
+def survey_one(client, settings, src: Source, run_id: str, llm_fix=None) -> dict:
     """One source through the whole ladder; returns its ``sandbox_surveys`` row (never raises for a bad
-    source). Sdists and git sources differ only in :func:`obtain`."""
+    source). Sdists and git sources differ only in :func:`obtain`. ``llm_fix``: a
+    ``sandbox.llm_repair.Repairer`` run when the ladder ends short (its ``llm_repair`` rung joins ``rungs``)."""
     from sandbox import sources
     from sandbox.api import exported
     from sandbox.repair import attempt
@@ -137,6 +138,8 @@ def survey_one(client, settings, src: Source, run_id: str) -> dict:
     with exported(co.path) as tree:
         try:
             res = attempt(client, settings, tree, co.name, date=date, max_rungs=settings.repair_max_rungs)
+            if llm_fix is not None and res["stage"] != "mostly_passing":
+                res = llm_fix(client, tree, co.name, res, date)
         except Exception as exc:  # docker daemon trouble etc.: recorded, the survey goes on
             log.exception("survey %s", src.id)
             res = {"stage": "attempted", "rungs": [], "attempts": 0,

@@ -45,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             x.add_argument("--repair", action="store_true",
                            help="climb the repair ladder (sandbox.repair_max_rungs) until the suite mostly passes; "
                                 "prints the rungs used and, if it stops short, the deciding log line")
+            x.add_argument("--llm-repair", action="store_true",
+                           help="with --repair: when the ladder ends short, an LLM agent (the llm section's endpoint) "
+                                "proposes setup commands; kept only if the replayed recipe passes "
+                                "(sandbox.llm_repair; docs/sandbox.md 'LLM repair')")
         x.set_defaults(func=_env if name == "env" else _test)
 
     sv = ssub.add_parser("survey", help="build and test-run each source of a list, with the repair ladder; "
@@ -58,6 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "'file:///mirrors/{owner}/{name}.git')")
     sv.add_argument("--parallel", type=int, help="override sandbox.survey_parallel")
     sv.add_argument("--limit", type=int, help="only the first N sources of the file")
+    sv.add_argument("--llm-repair", action="store_true",
+                    help="LLM repair for sources the ladder leaves short (sandbox.llm_repair.enabled)")
     sv.set_defaults(func=_survey)
 
     d = ssub.add_parser("df", help="disk used by sandbox images and containers")
@@ -177,11 +183,14 @@ def _env(args) -> int:
 
 
 def _repair(args) -> int:
+    from pipelines.cli import config_from_args
     from sandbox import sources
-    from sandbox.api import exported
+    from sandbox.api import exported, settings_from_config
+    from sandbox.llm_repair import repairer_for
     from sandbox.repair import attempt, source_date
 
-    settings = _settings(args)
+    cfg = config_from_args(args)
+    settings = settings_from_config(cfg.sandbox)
     client, _ = _client()
     try:
         co = _checkout(args, settings)
@@ -193,7 +202,12 @@ def _repair(args) -> int:
                        if args.sdist else None)
     with exported(co.path) as tree:
         res = attempt(client, settings, tree, co.name, date=date, max_rungs=settings.repair_max_rungs)
+        if res["stage"] != "mostly_passing":
+            with repairer_for(cfg, settings, True if args.llm_repair else None) as fix:
+                if fix is not None:
+                    res = fix(client, tree, co.name, res, date)
     recipe = res.pop("recipe", None)
+    res.pop("log_tail", None)
     if args.print_recipe and recipe:
         print(json.dumps(recipe, indent=2), file=sys.stderr)
     print(json.dumps({"funnel_stage": res["stage"], "source": co.origin, "commit": co.commit, "source_date": date,
@@ -206,6 +220,9 @@ def _test(args) -> int:
 
     if args.repair:
         return _repair(args)
+    if args.llm_repair:
+        print("crucible: --llm-repair needs --repair (it runs when the ladder ends short)", file=sys.stderr)
+        return 2
 
     client, settings, co, spec, res, ctx, tree = _prepare(args)
     try:
@@ -261,8 +278,15 @@ def _survey(args) -> int:
               f"{','.join(g['kind'] + ':' + g['arg'] for g in row['rungs']) or '-'}"
               + (f"  stop: {row['stop_line'][:150]}" if row["stop_line"] else ""), flush=True)
 
-    run_survey(client, settings, srcs, out_dir, cfg.run.run_id or f"survey-{stable_hash(*specs, n=8)}",
-               args.parallel or settings.survey_parallel, on_row=show)
+    import functools
+
+    from sandbox.llm_repair import repairer_for
+    from sandbox.survey import survey_one
+
+    with repairer_for(cfg, settings, True if args.llm_repair else None) as fix:
+        run_survey(client, settings, srcs, out_dir, cfg.run.run_id or f"survey-{stable_hash(*specs, n=8)}",
+                   args.parallel or settings.survey_parallel, on_row=show,
+                   one=functools.partial(survey_one, llm_fix=fix))
     cols, rows = query(out_dir, "select * from sandbox_surveys")
     import json as _json
 
