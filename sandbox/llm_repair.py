@@ -408,7 +408,7 @@ def run_session(policy, session: RepairSession, messages: list[dict]) -> tuple[S
         return stop, res
     if res.termination == "error":
         return Stop.POLICY_ERROR, res
-    if res.termination == "turn_cap" or (res.termination == "forced_answer" and session.done_summary is None):
+    if res.termination in ("turn_cap", "forced_answer"):  # the last allowed turn was spent
         return Stop.STEP_CAP, res
     return Stop.NOT_PASSING, res
 

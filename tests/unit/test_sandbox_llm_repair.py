@@ -261,3 +261,24 @@ def test_config_defaults_live_in_the_schema():
     s = settings_from_config(load_config("defaults", []).sandbox, resolve_host=False)
     assert s.llm_repair["enabled"] is False and s.llm_repair["policy"] == "json_step"
     assert {"max_steps", "max_seconds", "max_commands", "command_timeout_s", "repos_dir"} <= set(s.llm_repair)
+
+
+def test_cli_llm_repair_needs_repair(tmp_path, capsys):
+    from pipelines.cli import main
+
+    assert main(["sandbox", "test", "--path", str(tmp_path), "--llm-repair"]) == 2
+    assert "--llm-repair needs --repair" in capsys.readouterr().err
+
+
+def test_repairer_is_off_by_default_and_leaves_passing_sources_alone():
+    from pipelines.config import load_config
+    from sandbox.api import settings_from_config
+    from sandbox.llm_repair import Repairer, repairer_for
+
+    cfg = load_config("defaults", [])
+    settings = settings_from_config(cfg.sandbox, resolve_host=False)
+    with repairer_for(cfg, settings) as fix:
+        assert fix is None  # nothing started: no endpoint, no model
+    res = {"stage": "mostly_passing", "rungs": []}
+    assert Repairer(settings, lambda: pytest.fail("no policy for a passing source"), "x")(None, None, "n", res,
+                                                                                           None) is res
