@@ -282,3 +282,43 @@ def test_repairer_is_off_by_default_and_leaves_passing_sources_alone():
     res = {"stage": "mostly_passing", "rungs": []}
     assert Repairer(settings, lambda: pytest.fail("no policy for a passing source"), "x")(None, None, "n", res,
                                                                                            None) is res
+
+
+def test_a_repeated_call_is_told_so():
+    from sandbox.llm_repair import REPEAT_NOTE
+
+    s = _session(FakeRepairWorkspace(FIX))
+    _, res = run_session(ScriptedPolicy([("run_tests", {}), ("run_tests", {}), ("done", {"summary": "x"})]), s,
+                         _messages())
+    tool_msgs = [m["content"] for m in res.messages if m["role"] == "tool"]
+    assert REPEAT_NOTE not in tool_msgs[0] and REPEAT_NOTE in tool_msgs[1]
+
+
+def test_survey_runs_the_repairer_only_for_sources_left_short(monkeypatch, tmp_path):
+    import contextlib
+
+    import sandbox.api
+    import sandbox.repair
+    import sandbox.survey as survey
+    from sandbox.sources import Checkout
+
+    short = {"stage": "tests_collected", "rungs": [], "attempts": 1, "counts": {},
+             "stop": {"rung": None, "kind": "test", "reason": "r", "line": "E   ModuleNotFoundError: x"}}
+    stages = {"a": short, "b": {"stage": "mostly_passing", "rungs": [], "attempts": 1, "counts": {"PASSED": 3},
+                                "stop": None}}
+    monkeypatch.setattr(survey, "obtain", lambda settings, src: (Checkout(tmp_path, "c0", src.spec, "x"), None))
+    monkeypatch.setattr(sandbox.api, "exported", lambda path: contextlib.nullcontext(path))
+    monkeypatch.setattr(sandbox.repair, "attempt", lambda client, settings, tree, name, **kw: dict(stages[name]))
+    called = []
+
+    def fix(client, tree, name, res, date):
+        called.append(name)
+        return apply_outcome(res, Outcome(False, Stop.STEP_CAP.value))
+
+    settings = type("S", (), {"repair_max_rungs": 0})()
+    rows = {s: survey.survey_one(None, settings, survey.Source(survey.SourceKind.SDIST, s), "run", llm_fix=fix)
+            for s in ("a", "b")}
+    assert called == ["a"]
+    assert rows["a"]["stop_rung"] == "llm_repair" and rows["a"]["rungs"][-1]["stop"] == "step_cap"
+    assert rows["a"]["stop_line"] == "E   ModuleNotFoundError: x"
+    assert rows["b"]["stage"] == "mostly_passing" and rows["b"]["rungs"] == []
