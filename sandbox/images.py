@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -263,9 +264,13 @@ def ensure_base(client, spec: BaseSpec, *, mirror: str | None, ca_bundle: str | 
 
 
 def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, pip_env: dict | None = None,
-               timeout_s: int = 1800, force: bool = False) -> dict:
-    """Build the env image (deps installed by the recipe) unless one with its key exists."""
-    from sandbox.recipes import install_script, parse_install_log
+               timeout_s: int = 1800, force: bool = False, date: str | None = None, reuse: bool = False) -> dict:
+    """Build the env image (deps installed by the recipe) unless one with its key exists. With ``reuse``,
+    a missing image is first built on top of the nearest earlier env of the same repo (``date``: the
+    source's; :mod:`sandbox.reuse`), falling back to the base when that install fails. The result has
+    ``reused_from`` (the parent image, or None; on a cache hit the image's own label) and
+    ``reuse_failed`` (why the install on top was given up, or None)."""
+    import docker
 
     t0 = time.monotonic()
     if not force and not image_exists(client, spec.image):
@@ -278,14 +283,67 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
         img = client.images.get(spec.image)
         steps = json.loads(img.labels.get("crucible.steps", "[]"))
         return {"image": spec.image, "key": spec.key, "cache_hit": True, "seconds": time.monotonic() - t0,
-                "steps": steps}
+                "steps": steps, "reused_from": img.labels.get("crucible.reused_from") or None,
+                "reuse_failed": None}
     if not image_exists(client, spec.base.image):
         raise BuildError(f"base image {spec.base.image} is missing; run `crucible sandbox base --python "
                          f"{spec.base.python}` first")
+    parent, reuse_failed = None, None
+    if reuse:
+        from sandbox.reuse import choose_parent, env_candidates
+
+        parent = choose_parent(env_candidates(client, spec.name), name=spec.name, base_key=spec.base.key,
+                               key=spec.key, recipe=spec.recipe, date=date)
+    if parent is not None:
+        try:
+            container_log = _build_env(client, spec, repo_dir, ca_bundle, pip_env, timeout_s, date, parent)
+        except (BuildError, docker.errors.APIError) as exc:  # APIError: the parent went away meanwhile
+            tail = [ln for ln in getattr(exc, "log_tail", "").splitlines() if ln.strip()]
+            reuse_failed = f"{exc}: {tail[-1][:300] if tail else ''}"
+            log.warning("env %s on top of %s failed (%s); building from the base", spec.image, parent["image"],
+                        reuse_failed)
+            parent = None
+    if parent is None:
+        container_log = _build_env(client, spec, repo_dir, ca_bundle, pip_env, timeout_s, date, None)
+    from sandbox.recipes import parse_install_log
+
+    return {"image": spec.image, "key": spec.key, "cache_hit": False, "seconds": time.monotonic() - t0,
+            "steps": parse_install_log(container_log), "reused_from": parent["image"] if parent else None,
+            "reuse_failed": reuse_failed, "log_tail": container_log[-3000:], "log": container_log}
+
+
+PIP_CHECK_EXIT = 4  # a build on top of a parent whose ``pip check`` fails is given up (exit code)
+
+
+def pip_check_script(strict: bool) -> str:
+    """``pip check`` after the install: its verdict is a marker (label ``crucible.pip_check``); ``strict`` (a
+    build on top of a parent) exits :data:`PIP_CHECK_EXIT` on a broken set, which a fresh build would not have
+    had from stale parent packages."""
+    from sandbox.recipes import MARK
+
+    fail = f"exit {PIP_CHECK_EXIT}" if strict else "true"
+    return (f"if pip check; then echo '{MARK} pip_check ok'; else echo '{MARK} pip_check failed'; {fail}; fi\n")
+
+
+def parse_pip_check(text: str) -> str:
+    from sandbox.recipes import MARK
+
+    found = re.findall(rf"^{re.escape(MARK)} pip_check (ok|failed)$", text, re.M)
+    return found[-1] if found else "unknown"
+
+
+def _build_env(client, spec: EnvSpec, repo_dir: Path, ca_bundle, pip_env, timeout_s: int, date: str | None,
+               parent: dict | None) -> str:
+    """One env build from the base (``parent`` None) or on top of ``parent``; returns the install log."""
+    from sandbox.recipes import install_script, parse_install_log
+    from sandbox.reuse import day
+
     env, vols = build_env_vars(ca_bundle, pip_env)
     env["HOME"] = "/home/sandbox"
-    script = install_script(spec.recipe) + f"\nrm -rf {WORKDIR}/* {WORKDIR}/.[!.]* /home/sandbox/.cache || true\n"
-    start_image, stage, install_tree = spec.base.image, None, repo_dir
+    script = (install_script(spec.recipe) + pip_check_script(strict=parent is not None)
+              + f"rm -rf {WORKDIR}/* {WORKDIR}/.[!.]* /home/sandbox/.cache || true\n")
+    start_image = parent.get("id") or parent["image"] if parent else spec.base.image
+    stage, install_tree = None, repo_dir
     apt = list(spec.recipe.get("apt_packages") or [])
     pre = list(spec.recipe.get("pre_install") or [])
     if apt or pre:
@@ -298,21 +356,24 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
             root_script += "\nexport DEBIAN_FRONTEND=noninteractive\ncd " + WORKDIR + "\n" + "\n".join(pre)
             # files root made in the tree must stay writable for the unprivileged install that follows
             root_script += f"\nchown -R {SANDBOX_UID}:{SANDBOX_UID} {WORKDIR}"
-        run_build_step(client, spec.base.image, root_script, env=env, volumes=vols, timeout_s=timeout_s,
+        run_build_step(client, start_image, root_script, env=env, volumes=vols, timeout_s=timeout_s,
                        tree=repo_dir if pre else None, commit_as=stage)
         start_image = stage
         if pre:
             install_tree = None
+    depth = int(parent["labels"].get("crucible.reuse_depth") or 0) + 1 if parent else 0
+    labels = {"crucible.kind": "env", "crucible.key": spec.key, "crucible.base": spec.base.key,
+              "crucible.name": spec.name, "crucible.spec": json.dumps(spec.recipe, sort_keys=True),
+              "crucible.source_date": day(date) or "", "crucible.reused_from": parent["image"] if parent else "",
+              "crucible.reuse_depth": str(depth)}
     # the install log's markers say which rung of each ladder worked; they are kept as a label
-    container_log = ""
     try:
-        container_log = run_build_step(
+        return run_build_step(
             client, start_image, script, user=f"{SANDBOX_UID}:{SANDBOX_UID}", env=env, volumes=vols,
             tree=install_tree, timeout_s=timeout_s, commit_as=spec.image,
-            commit_changes=[f"WORKDIR {WORKDIR}"],
-            labels={"crucible.kind": "env", "crucible.key": spec.key, "crucible.base": spec.base.key,
-                    "crucible.name": spec.name, "crucible.spec": json.dumps(spec.recipe, sort_keys=True)},
-            log_labels=lambda text: {"crucible.steps": json.dumps(parse_install_log(text))},
+            commit_changes=[f"WORKDIR {WORKDIR}"], labels=labels,
+            log_labels=lambda text: {"crucible.steps": json.dumps(parse_install_log(text)),
+                                     "crucible.pip_check": parse_pip_check(text)},
         )
     except BuildError as exc:
         exc.steps = parse_install_log(exc.log_tail)
@@ -323,9 +384,6 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
                 client.images.remove(stage)
             except Exception:  # only the tag goes; layers stay referenced by the env image
                 pass
-    steps = parse_install_log(container_log)
-    return {"image": spec.image, "key": spec.key, "cache_hit": False, "seconds": time.monotonic() - t0,
-            "steps": steps, "log_tail": container_log[-3000:], "log": container_log}
 
 
 def tar_bytes(files: dict[str, bytes], mode: int = 0o644) -> bytes:

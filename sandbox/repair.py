@@ -99,7 +99,7 @@ def attempt(client, settings, tree: Path, name: str, *, date: str | None, max_ru
         try:
             build_base(client, settings, recipe["python"])
             res = ensure_env(client, spec, tree, ca_bundle=settings.ca_bundle, pip_env=settings.pip_env,
-                             timeout_s=settings.build_timeout_s)
+                             timeout_s=settings.build_timeout_s, date=date, reuse=settings.reuse_envs)
             out["build_seconds"] += time.monotonic() - tb
             build_lines = trigger_lines(res.get("log", ""))
         except BuildError as exc:

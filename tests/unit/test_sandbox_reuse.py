@@ -1,0 +1,159 @@
+"""Env reuse (sandbox.reuse): the choice of the env a new commit's env is built on top of, and the
+fallback to a build from the base (no Docker)."""
+
+import json
+
+from sandbox.images import BaseSpec, BuildError, EnvSpec, parse_pip_check, pip_check_script
+from sandbox.reuse import REUSE_MAX_DEPTH, choose_parent, compatible, env_candidates, source_day
+from tests.support.fake_docker import FakeDockerClient, FakeImage
+
+RECIPE = {"python": "3.11", "apt_packages": [], "as_of": "2023-06-01T23:59:59", "install": []}
+
+
+def cand(image, date, *, name="demo", base="b311", key=None, created="2026-01-01T00:00:00Z", recipe=None,
+         **extra):
+    labels = {"crucible.kind": "env", "crucible.name": name, "crucible.base": base,
+              "crucible.key": key or image, "crucible.source_date": date or "",
+              "crucible.spec": json.dumps(recipe if recipe is not None else {**RECIPE, "as_of": f"{date}T23:59:59"}),
+              **extra}
+    return {"image": image, "created": created, "labels": labels}
+
+
+def pick(cands, date="2023-06-01", recipe=RECIPE, **kw):
+    p = choose_parent(cands, name="demo", base_key="b311", key="new", recipe=recipe, date=date, **kw)
+    return p and p["image"]
+
+
+def test_nearest_earlier_env_of_the_same_repo_and_base_is_chosen():
+    cands = [cand("v1", "2023-01-10"), cand("v3", "2023-05-20"), cand("v2", "2023-03-01"),
+             cand("later", "2023-07-01"), cand("other-repo", "2023-05-30", name="other"),
+             cand("py39", "2023-05-31", base="b39", recipe={**RECIPE, "python": "3.9"})]
+    assert pick(cands) == "v3"
+    # the same day counts as earlier (a repair rung's rebuild, two commits of one day)
+    assert pick(cands + [cand("same-day", "2023-06-01")]) == "same-day"
+
+
+def test_ties_on_the_day_go_to_the_newest_build():
+    cands = [cand("old-build", "2023-05-20", created="2026-01-01T00:00:00Z"),
+             cand("new-build", "2023-05-20", created="2026-02-01T00:00:00Z")]
+    assert pick(cands) == "new-build"
+    assert pick(list(reversed(cands))) == "new-build"
+
+
+def test_none_when_only_later_envs_other_pythons_or_other_repos():
+    assert pick([cand("later", "2023-07-01"), cand("much-later", "2024-01-01")]) is None
+    assert pick([cand("py39", "2023-01-01", base="b39", recipe={**RECIPE, "python": "3.9"})]) is None
+    # same base key but a recipe of another Python (an override): still not a parent
+    assert pick([cand("odd", "2023-01-01", recipe={**RECIPE, "python": "3.9", "as_of": "2023-01-01"})]) is None
+    assert pick([cand("x", "2023-01-01", name="other")]) is None
+    assert pick([]) is None
+
+
+def test_no_date_no_parent_and_own_key_never_its_own_parent():
+    assert pick([cand("v1", "2023-01-10")], date=None) is None
+    assert pick([cand("v1", None)]) is None  # a parent without a date cannot be ordered
+    assert pick([cand("v1", "2023-01-10", key="new")]) is None
+
+
+def test_switched_off_builds_from_the_base():
+    cands = [cand("v1", "2023-01-10")]
+    assert pick(cands) == "v1"
+    assert pick(cands, enabled=False) is None
+
+
+def test_as_of_cutoff_never_lets_in_a_later_release():
+    # the new recipe resolves as of 2023-06-01: a parent resolved against today's index may hold newer releases
+    assert pick([cand("today", "2023-05-01", recipe={**RECIPE, "as_of": None})]) is None
+    assert pick([cand("cut-later", "2023-05-01", recipe={**RECIPE, "as_of": "2023-07-01T00:00:00"})]) is None
+    assert pick([cand("cut-earlier", "2023-05-01")]) == "cut-earlier"
+    # today's index for the new one: only a parent of today's index too
+    today = {**RECIPE, "as_of": None}
+    assert pick([cand("cut", "2023-05-01")], recipe=today) is None
+    assert pick([cand("today", "2023-05-01", recipe=today)], recipe=today) == "today"
+    assert not compatible({**RECIPE, "apt_packages": ["libxml2-dev"]}, RECIPE)
+
+
+def test_failed_pip_check_and_deep_chains_are_not_parents():
+    assert pick([cand("broken", "2023-05-01", **{"crucible.pip_check": "failed"})]) is None
+    assert pick([cand("checked", "2023-05-01", **{"crucible.pip_check": "ok"})]) == "checked"
+    deep = cand("deep", "2023-05-01", **{"crucible.reuse_depth": str(REUSE_MAX_DEPTH)})
+    assert pick([deep]) is None
+    shallow = cand("shallow", "2023-04-01", **{"crucible.reuse_depth": str(REUSE_MAX_DEPTH - 1)})
+    assert pick([deep, shallow]) == "shallow"
+
+
+def test_source_day_of_images_made_before_the_label():
+    labels = {"crucible.spec": json.dumps({"sources": {"source_date": "2021-05-14"}})}
+    assert source_day(labels) == "2021-05-14"
+    assert source_day({"crucible.source_date": "2022-01-05T10:00:00"}) == "2022-01-05"
+    assert source_day({"crucible.spec": "not json"}) is None
+
+
+def test_env_candidates_skip_untagged_images():
+    imgs = [FakeImage(tags=["crucible/env-demo:py3.11-aa"], labels={"crucible.kind": "env", "crucible.name": "demo"},
+                      id="sha256:a", attrs={"Created": "2026-01-01T00:00:00Z"}),
+            FakeImage(tags=[], labels={"crucible.kind": "env", "crucible.name": "demo"}, id="sha256:b"),
+            FakeImage(tags=["crucible/env-x:py3.11-bb"], labels={"crucible.kind": "env", "crucible.name": "x"})]
+    got = env_candidates(FakeDockerClient(imgs), "demo")
+    assert [c["image"] for c in got] == ["crucible/env-demo:py3.11-aa"] and got[0]["id"] == "sha256:a"
+
+
+def test_pip_check_is_strict_only_on_top_of_a_parent():
+    assert "exit 4" in pip_check_script(strict=True) and "exit 4" not in pip_check_script(strict=False)
+    assert parse_pip_check(">>>>> crucible pip_check ok\n") == "ok"
+    assert parse_pip_check("x\n>>>>> crucible pip_check failed\n") == "failed"
+    assert parse_pip_check("") == "unknown"
+
+
+def _setup(monkeypatch, fail_on_parent: bool):
+    import sandbox.images as images
+
+    spec = EnvSpec(BaseSpec(python="3.11"), {**RECIPE}, {}, "demo")
+    parent = FakeImage(tags=["crucible/env-demo:py3.11-old"], id="sha256:p",
+                       labels=cand("x", "2023-05-01", key="old")["labels"], attrs={"Created": "2026-01-01T00:00:00Z"})
+    parent.labels["crucible.base"] = spec.base.key
+    client = FakeDockerClient([FakeImage(tags=[spec.base.image], labels={"crucible.kind": "base"}), parent])
+    calls = []
+
+    def fake_build(client, spec, repo_dir, ca, pip_env, timeout_s, date, parent):
+        calls.append(parent and parent["image"])
+        if parent is not None and fail_on_parent:
+            raise BuildError("build step exited 4", "...\nERROR: demo 2.0 has requirement a>=2, but you have a 1.0")
+        return ">>>>> crucible step package ok 0\n"
+
+    monkeypatch.setattr(images, "_build_env", fake_build)
+    return images, client, spec, calls
+
+
+def test_ensure_env_builds_on_the_parent_and_names_it(monkeypatch, tmp_path):
+    images, client, spec, calls = _setup(monkeypatch, fail_on_parent=False)
+    res = images.ensure_env(client, spec, tmp_path, ca_bundle=None, date="2023-06-01", reuse=True)
+    assert calls == ["crucible/env-demo:py3.11-old"]
+    assert res["reused_from"] == "crucible/env-demo:py3.11-old" and res["reuse_failed"] is None
+    assert not res["cache_hit"] and res["seconds"] >= 0
+    # switched off: straight from the base
+    calls.clear()
+    res = images.ensure_env(client, spec, tmp_path, ca_bundle=None, date="2023-06-01", reuse=False)
+    assert calls == [None] and res["reused_from"] is None
+
+
+def test_a_failed_install_on_top_falls_back_to_the_base_and_is_recorded(monkeypatch, tmp_path):
+    images, client, spec, calls = _setup(monkeypatch, fail_on_parent=True)
+    res = images.ensure_env(client, spec, tmp_path, ca_bundle=None, date="2023-06-01", reuse=True)
+    assert calls == ["crucible/env-demo:py3.11-old", None]
+    assert res["reused_from"] is None
+    assert res["reuse_failed"].startswith("build step exited 4") and "has requirement a>=2" in res["reuse_failed"]
+
+
+def test_settings_carry_the_switch():
+    from pipelines.config import load_config
+    from sandbox.api import settings_from_config
+
+    cfg = load_config("defaults", [])
+    assert settings_from_config(cfg.sandbox, resolve_host=False).reuse_envs is True
+    off = load_config("defaults", ["sandbox.reuse_envs=false"])
+    assert settings_from_config(off.sandbox, resolve_host=False).reuse_envs is False
+
+
+def test_unreadable_depth_label_is_not_a_parent():
+    assert pick([cand("odd", "2023-05-01", **{"crucible.reuse_depth": "x"})]) is None
