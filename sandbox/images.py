@@ -312,6 +312,7 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
             "reuse_failed": reuse_failed, "log_tail": container_log[-3000:], "log": container_log}
 
 
+REUSE_PIP_ENV = {"PIP_UPGRADE": "1", "PIP_UPGRADE_STRATEGY": "eager"}  # a build on top of a parent
 PIP_CHECK_EXIT = 4  # a build on top of a parent whose ``pip check`` fails is given up (exit code)
 
 
@@ -340,6 +341,12 @@ def _build_env(client, spec: EnvSpec, repo_dir: Path, ca_bundle, pip_env, timeou
 
     env, vols = build_env_vars(ca_bundle, pip_env)
     env["HOME"] = "/home/sandbox"
+    if parent is not None:
+        # every pip call of the build resolves as a fresh build would (the newest versions its requirements and
+        # as-of cut-off allow, dependencies included) and downloads only what differs from the parent's; without
+        # it a parent's older pin that still satisfies is kept (measured: requests 2.27.1 on 2.25.1's env kept
+        # pytest 3.5.1, whose run never started, where the fresh env's pytest 6.2.5 passed 536 tests)
+        env.update(REUSE_PIP_ENV)
     script = (install_script(spec.recipe) + pip_check_script(strict=parent is not None)
               + f"rm -rf {WORKDIR}/* {WORKDIR}/.[!.]* /home/sandbox/.cache || true\n")
     start_image = parent.get("id") or parent["image"] if parent else spec.base.image

@@ -157,3 +157,58 @@ def test_settings_carry_the_switch():
 
 def test_unreadable_depth_label_is_not_a_parent():
     assert pick([cand("odd", "2023-05-01", **{"crucible.reuse_depth": "x"})]) is None
+
+
+def _attempt(monkeypatch, tmp_path, *, reuse_envs: bool, reused_passes: bool):
+    """``sandbox.repair.attempt`` with the builds and runs stubbed: the env on top of a parent passes or not,
+    the one from the base passes."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    import sandbox.api as api
+    import sandbox.images as images
+    import sandbox.testrun as testrun
+    from sandbox.api import Settings
+    from sandbox.repair import attempt
+
+    (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup(name='demo')\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_demo.py").write_text("def test_x():\n    pass\n")
+    builds, state = [], {}
+
+    def fake_ensure_env(client, spec, tree, *, reuse=False, force=False, **kw):
+        parent = "crucible/env-demo:py3.11-old" if reuse else None
+        builds.append((reuse, force))
+        state["on_parent"] = parent is not None
+        return {"image": spec.image, "key": spec.key, "cache_hit": False, "reused_from": parent, "log": ""}
+
+    def fake_run_tests(client, image, tree, recipe, **kw):
+        ok = reused_passes or not state["on_parent"]
+        return SimpleNamespace(tests={"tests/test_demo.py::test_x": "PASSED" if ok else "FAILED"},
+                               counts={"PASSED": 1} if ok else {"FAILED": 1}, kind="", status="ok", reason="",
+                               log_tail="E   ImportError: stale", trigger_lines=[])
+
+    monkeypatch.setattr(api, "build_base", lambda *a, **k: {})
+    monkeypatch.setattr(images, "ensure_env", fake_ensure_env)
+    monkeypatch.setattr(testrun, "run_tests", fake_run_tests)
+    settings = replace(Settings(), reuse_envs=reuse_envs)
+    return attempt(None, settings, tmp_path, "demo", date="2026-11-01", max_rungs=0), builds
+
+
+def test_survey_rebuilds_from_the_base_when_the_env_on_top_fails(monkeypatch, tmp_path):
+    res, builds = _attempt(monkeypatch, tmp_path, reuse_envs=True, reused_passes=False)
+    assert builds == [(True, False), (False, True)]
+    assert res["stage"] == "mostly_passing" and res["reuse_fallbacks"] == 1 and res["reused_from"] is None
+
+
+def test_survey_keeps_a_passing_env_on_top(monkeypatch, tmp_path):
+    res, builds = _attempt(monkeypatch, tmp_path, reuse_envs=True, reused_passes=True)
+    assert builds == [(True, False)]
+    assert res["stage"] == "mostly_passing" and res["reuse_fallbacks"] == 0
+    assert res["reused_from"] == "crucible/env-demo:py3.11-old"
+
+
+def test_survey_with_reuse_off_builds_from_the_base_only(monkeypatch, tmp_path):
+    res, builds = _attempt(monkeypatch, tmp_path, reuse_envs=False, reused_passes=False)
+    assert builds == [(False, False)] and res["reused_from"] is None and res["reuse_fallbacks"] == 0
+    assert res["stage"] == "mostly_passing"  # the base-built env passes in this stub
