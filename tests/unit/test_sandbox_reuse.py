@@ -3,6 +3,8 @@ fallback to a build from the base (no Docker)."""
 
 import json
 
+import pytest
+
 from sandbox.images import BaseSpec, BuildError, EnvSpec, parse_pip_check, pip_check_script
 from sandbox.reuse import REUSE_MAX_DEPTH, choose_parent, compatible, env_candidates, source_day
 from tests.support.fake_docker import FakeDockerClient, FakeImage
@@ -98,10 +100,25 @@ def test_env_candidates_skip_untagged_images():
     assert [c["image"] for c in got] == ["crucible/env-demo:py3.11-aa"] and got[0]["id"] == "sha256:a"
 
 
-def test_pip_check_is_strict_only_on_top_of_a_parent():
-    assert "exit 4" in pip_check_script(strict=True) and "exit 4" not in pip_check_script(strict=False)
-    assert parse_pip_check(">>>>> crucible pip_check ok\n") == "ok"
-    assert parse_pip_check("x\n>>>>> crucible pip_check failed\n") == "failed"
+@pytest.mark.parametrize(("pip_says", "strict_rc", "verdict"), [
+    ("No broken requirements found.", 0, "ok"),
+    # the base's own wheel, upgraded to today's release, against an env resolved as of 2021 (Flask 2.0.1)
+    ("wheel 0.48.0 has requirement packaging>=24.0, but you have packaging 20.9.", 0, "ok"),
+    ("wheel 0.48.0 has requirement packaging>=24.0, but you have packaging 20.9.\n"
+     "Flask 1.1.4 has requirement Jinja2<3.0, but you have jinja2 3.0.1.", 4, "failed"),
+    ("oldtool 1.0 requires six, which is not installed.", 4, "failed"),
+])
+def test_pip_check_fails_only_a_build_on_top_and_not_for_the_base_packages(tmp_path, pip_says, strict_rc, verdict):
+    import os
+    import subprocess
+
+    fake = tmp_path / "pip"
+    fake.write_text(f"#!/bin/sh\ncat <<'EOF'\n{pip_says}\nEOF\nexit 1\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    for strict, want_rc in ((True, strict_rc), (False, 0)):
+        proc = subprocess.run(["bash", "-c", pip_check_script(strict)], env=env, capture_output=True, text=True)
+        assert proc.returncode == want_rc and parse_pip_check(proc.stdout) == verdict, proc.stdout
     assert parse_pip_check("") == "unknown"
 
 
