@@ -25,8 +25,13 @@ def _build(client, settings, spec, tree, date, reuse: bool) -> dict:
 
     res = ensure_env(client, spec, tree, ca_bundle=settings.ca_bundle, pip_env=settings.pip_env,
                      timeout_s=settings.build_timeout_s, force=True, date=date, reuse=reuse)
+    from sandbox.images import base_dists
+    from sandbox.reuse import carried_packages
+
+    # carried_packages over a fresh build's log should be empty: a check of its false positives
     return {"seconds": round(res["seconds"], 1), "reused_from": res["reused_from"],
-            "reuse_failed": res["reuse_failed"], "packages": parse_freeze(res["log"])}
+            "reuse_failed": res["reuse_failed"], "packages": parse_freeze(res["log"]),
+            "carried": carried_packages(res["log"], base_dists(spec.base))}
 
 
 def _test(client, settings, spec, tree) -> dict:
@@ -69,6 +74,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 fresh_run = None if args.no_tests else _test(client, settings, spec, tree)
                 if not rows:  # the first release: nothing earlier to build on
                     rows.append({**row, "fresh_s": fresh["seconds"], "reused_from": None,
+                                 "carried_by_fresh_log": fresh["carried"],
                                  "fresh_packages": len(fresh["packages"]),
                                  "fresh_run": fresh_run and {k: v for k, v in fresh_run.items() if k != "tests"}})
                     emit(rows[-1])
@@ -76,7 +82,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 reused = _build(client, settings, spec, tree, date, reuse=True)
                 row.update(fresh_s=fresh["seconds"], reused_s=reused["seconds"], reused_from=reused["reused_from"],
                            reuse_failed=reused["reuse_failed"], fresh_packages=len(fresh["packages"]),
-                           reused_packages=len(reused["packages"]),
+                           reused_packages=len(reused["packages"]), carried=reused["carried"],
+                           carried_by_fresh_log=fresh["carried"],
                            only_in_reused=sorted(set(reused["packages"]) - set(fresh["packages"])),
                            only_in_fresh=sorted(set(fresh["packages"]) - set(reused["packages"])))
                 if fresh_run is not None:

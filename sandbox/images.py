@@ -41,6 +41,8 @@ DEBIAN_FOR_PYTHON = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
 DEFAULT_APT_PACKAGES = ("python3", "python3-venv", "python3-dev", "git", "ca-certificates", "gcc",
                         "libc6-dev", "make", "patch")
 DEFAULT_BASE_PIP = ("pip", "setuptools", "wheel")
+# Debian's venv lists a pkg-resources 0.0.0 in every freeze (bullseye): the base's, never a build's
+DEBIAN_VENV_DISTS = ("pkg-resources",)
 IMAGE_REPO = "crucible"
 
 
@@ -96,6 +98,11 @@ class EnvSpec:
     def image(self) -> str:
         safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.name.lower())[:60] or "repo"
         return f"{IMAGE_REPO}/env-{safe}:py{self.base.python}-{self.key}"
+
+
+def base_dists(base: BaseSpec) -> tuple[str, ...]:
+    """Distributions every env of ``base`` has from the base itself (not from its build)."""
+    return tuple(base.pip_packages) + DEBIAN_VENV_DISTS
 
 
 def image_exists(client, name: str) -> bool:
@@ -269,7 +276,8 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
     a missing image is first built on top of the nearest earlier env of the same repo (``date``: the
     source's; :mod:`sandbox.reuse`), falling back to the base when that install fails. The result has
     ``reused_from`` (the parent image, or None; on a cache hit the image's own label) and
-    ``reuse_failed`` (why the install on top was given up, or None)."""
+    ``reuse_failed`` (why the install on top was given up, or None) and ``carried`` (packages there only
+    because the parent had them, :func:`sandbox.reuse.carried_packages`; label ``crucible.carried``)."""
     import docker
 
     t0 = time.monotonic()
@@ -284,7 +292,7 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
         steps = json.loads(img.labels.get("crucible.steps", "[]"))
         return {"image": spec.image, "key": spec.key, "cache_hit": True, "seconds": time.monotonic() - t0,
                 "steps": steps, "reused_from": img.labels.get("crucible.reused_from") or None,
-                "reuse_failed": None}
+                "reuse_failed": None, "carried": json.loads(img.labels.get("crucible.carried") or "[]")}
     if not image_exists(client, spec.base.image):
         raise BuildError(f"base image {spec.base.image} is missing; run `crucible sandbox base --python "
                          f"{spec.base.python}` first")
@@ -309,10 +317,13 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
     if parent is None:
         container_log = _build_env(client, spec, repo_dir, ca_bundle, pip_env, timeout_s, date, None)
     from sandbox.recipes import parse_install_log
+    from sandbox.reuse import carried_packages
 
     return {"image": spec.image, "key": spec.key, "cache_hit": False, "seconds": time.monotonic() - t0,
             "steps": parse_install_log(container_log), "reused_from": parent["image"] if parent else None,
-            "reuse_failed": reuse_failed, "log_tail": container_log[-3000:], "log": container_log}
+            "reuse_failed": reuse_failed,
+            "carried": carried_packages(container_log, base_dists(spec.base)) if parent else [],
+            "log_tail": container_log[-3000:], "log": container_log}
 
 
 REUSE_PIP_ENV = {"PIP_UPGRADE": "1", "PIP_UPGRADE_STRATEGY": "eager"}  # a build on top of a parent
@@ -349,7 +360,7 @@ def _build_env(client, spec: EnvSpec, repo_dir: Path, ca_bundle, pip_env, timeou
                parent: dict | None) -> str:
     """One env build from the base (``parent`` None) or on top of ``parent``; returns the install log."""
     from sandbox.recipes import install_script, parse_install_log
-    from sandbox.reuse import day
+    from sandbox.reuse import carried_packages, day
 
     env, vols = build_env_vars(ca_bundle, pip_env)
     env["HOME"] = "/home/sandbox"
@@ -392,7 +403,9 @@ def _build_env(client, spec: EnvSpec, repo_dir: Path, ca_bundle, pip_env, timeou
             tree=install_tree, timeout_s=timeout_s, commit_as=spec.image,
             commit_changes=[f"WORKDIR {WORKDIR}"], labels=labels,
             log_labels=lambda text: {"crucible.steps": json.dumps(parse_install_log(text)),
-                                     "crucible.pip_check": parse_pip_check(text)},
+                                     "crucible.pip_check": parse_pip_check(text),
+                                     "crucible.carried": json.dumps(carried_packages(text, base_dists(spec.base))
+                                                                    if parent else [])},
         )
     except BuildError as exc:
         exc.steps = parse_install_log(exc.log_tail)

@@ -13,6 +13,7 @@ failed ``pip check`` there) falls back to the fresh build from the base.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 
 # each reuse adds a layer (two with an apt stage) and may carry packages the new commit does not need:
@@ -100,3 +101,37 @@ def env_candidates(client, name: str) -> list[dict]:
         out.append({"image": img.tags[0], "id": img.id, "created": img.attrs.get("Created", ""),
                     "labels": dict(img.labels or {})})
     return out
+
+
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+_MENTIONS = (
+    re.compile(rf"^\s*Requirement already satisfied: ({_NAME})", re.M),
+    re.compile(rf"^\s*Collecting ({_NAME})", re.M),
+    re.compile(rf"^\s*({_NAME}) is already installed with the same version as the provided wheel", re.M),
+    re.compile(r"^\s*Processing \S*?([A-Za-z0-9_.]+)-[^-/\s]+-[^/\s]*\.whl", re.M),
+)
+
+
+def canon(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def carried_packages(install_log: str, ignore: Iterable[str] = ()) -> list[str]:
+    """Packages of the finished env (the install log's freeze lines) that no pip call of this build resolved,
+    i.e. there only because the parent had them: what a fresh build would not have installed. Approximate:
+    pip names every requirement it resolves, installed or already satisfied, so a package no line names was
+    not asked for; ``ignore`` (the base's pip/setuptools/wheel) never counts. A suite's pytest that the
+    parent supplied where the recipe's only source of it is the ``test-runner`` step's import check is
+    listed too."""
+    from sandbox.recipes import MARK
+
+    mentioned = {canon(m.group(1)) for rx in _MENTIONS for m in rx.finditer(install_log)}
+    for m in re.finditer(r"^\s*Successfully installed (.+)$", install_log, re.M):
+        mentioned.update(canon(tok.rsplit("-", 1)[0]) for tok in m.group(1).split())
+    skip = {canon(n) for n in ignore}
+    out = []
+    for line in re.findall(rf"^{re.escape(MARK)} pkg (.+)$", install_log, re.M):  # name==ver, name @ url
+        name = canon(re.split(r"==| @ ", line, maxsplit=1)[0].strip())
+        if name and name not in mentioned and name not in skip and name not in out:
+            out.append(name)
+    return sorted(out)

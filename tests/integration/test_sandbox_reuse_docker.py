@@ -4,6 +4,7 @@ with ``sandbox.reuse_envs`` off it is built from the base. Timings are printed, 
 
 from __future__ import annotations
 
+import json
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -79,6 +80,8 @@ def reuse_settings():
 
 def test_new_commit_env_is_built_on_the_earlier_one_and_passes(docker_client, reuse_settings, tmp_path):
     from sandbox.api import build_env
+    from sandbox.images import base_dists
+    from sandbox.reuse import carried_packages
     from sandbox.testrun import run_tests
 
     v1 = write_commit(tmp_path / "v1", ["a", "c"])
@@ -94,6 +97,8 @@ def test_new_commit_env_is_built_on_the_earlier_one_and_passes(docker_client, re
         labels = docker_client.images.get(spec2.image).labels
         assert labels["crucible.reused_from"] == spec1.image and labels["crucible.reuse_depth"] == "1"
         assert labels["crucible.pip_check"] == "ok"
+        # what is there only because v1 had it, on the result and the image
+        assert res2["carried"] == ["crucible-tiny-c"] and json.loads(labels["crucible.carried"]) == ["crucible-tiny-c"]
         # pip found A (and pytest) already there and installed only what v2 adds
         assert "crucible-tiny-a is already installed" in res2["log"], res2["log"][-3000:]
         assert "Successfully installed crucible-tiny-b-1.0" in res2["log"]
@@ -107,6 +112,7 @@ def test_new_commit_env_is_built_on_the_earlier_one_and_passes(docker_client, re
         assert spec3.key == spec2.key and res3["reused_from"] is None and not res3["cache_hit"]
         assert docker_client.images.get(spec3.image).labels["crucible.reused_from"] == ""
         assert "crucible-tiny-a is already installed" not in res3["log"]
+        assert res3["carried"] == [] and carried_packages(res3["log"], base_dists(spec3.base)) == []
         run3 = run_tests(docker_client, spec3.image, v2, spec3.recipe, limits=reuse_settings.limits)
         assert run3.status == "ok" and run3.tests == run2.tests
         fresh_pkgs = _freeze(docker_client, spec3.image)

@@ -229,3 +229,42 @@ def test_survey_with_reuse_off_builds_from_the_base_only(monkeypatch, tmp_path):
     res, builds = _attempt(monkeypatch, tmp_path, reuse_envs=False, reused_passes=False)
     assert builds == [(False, False)] and res["reused_from"] is None and res["reuse_fallbacks"] == 0
     assert res["stage"] == "mostly_passing"  # the base-built env passes in this stub
+
+
+CARRY_LOG = """\
+>>>>> crucible step requirements:requirements.txt try 0
+Processing ./wheels/crucible_tiny_a-1.0-py3-none-any.whl
+crucible-tiny-a is already installed with the same version as the provided wheel. Use --force-reinstall to force an installation of the wheel.
+Processing ./wheels/crucible_tiny_b-1.0-py3-none-any.whl
+Installing collected packages: crucible-tiny-b
+Successfully installed crucible-tiny-b-1.0
+>>>>> crucible step package[tests] try 0
+Obtaining file:///testbed
+Requirement already satisfied: pytest in /opt/venv/lib/python3.11/site-packages (from reusedemo==1.0) (9.0.1)
+Requirement already satisfied: iniconfig>=1 in /opt/venv/lib/python3.11/site-packages (from pytest) (2.3.0)
+Collecting Pluggy<2,>=1.5 (from pytest)
+Requirement already satisfied: packaging>=20 in /opt/venv/lib/python3.11/site-packages (from pytest) (25.0)
+Successfully installed pluggy-1.6.0 reusedemo-1.0
+>>>>> crucible freeze
+>>>>> crucible pkg crucible-tiny-a @ file:///testbed/wheels/crucible_tiny_a-1.0-py3-none-any.whl#sha256=00
+>>>>> crucible pkg crucible-tiny-b @ file:///testbed/wheels/crucible_tiny_b-1.0-py3-none-any.whl#sha256=01
+>>>>> crucible pkg crucible_tiny_c @ file:///testbed/wheels/crucible_tiny_c-1.0-py3-none-any.whl#sha256=02
+>>>>> crucible pkg iniconfig==2.3.0
+>>>>> crucible pkg packaging==25.0
+>>>>> crucible pkg pluggy==1.6.0
+>>>>> crucible pkg pytest==9.0.1
+>>>>> crucible pkg six==1.16.0
+>>>>> crucible pkg wheel==0.48.0
+"""
+
+
+def test_carried_packages_are_those_no_pip_call_of_the_build_named():
+    from sandbox.reuse import carried_packages
+
+    assert carried_packages(CARRY_LOG, ("pip", "setuptools", "wheel")) == ["crucible-tiny-c", "six"]
+    # without the base's own packages excluded, wheel (never resolved by the build) counts too
+    assert "wheel" in carried_packages(CARRY_LOG)
+    # a build that resolved everything it has carries nothing
+    assert carried_packages(CARRY_LOG.replace("crucible pkg six==1.16.0\n", "")
+                            .replace("crucible pkg crucible_tiny_c", "crucible pkg crucible-tiny-b"),
+                            ("wheel",)) == []
