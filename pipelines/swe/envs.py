@@ -134,6 +134,7 @@ def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path, version=No
     date = None if recipe is not None else env_date(ctx, repo, commit, created_at)
     spec, res = build_env(ctx.client, ctx.settings, tree, repo.split("/")[-1].lower(), recipe=recipe, date=date)
     ctx.stats["env_hits" if res.get("cache_hit") else "env_builds"] += 1
+    ctx.stats["env_reuses"] = ctx.stats.get("env_reuses", 0) + bool(not res.get("cache_hit") and res.get("reused_from"))
     ctx.env_cache[key] = spec
     return spec
 
