@@ -73,8 +73,8 @@ def reuse_settings():
     from sandbox.api import settings_from_config
     from sandbox.container import Limits
 
-    s = settings_from_config(load_config("defaults", []).sandbox)
-    assert s.reuse_envs is True  # the configured default
+    s = settings_from_config(load_config("defaults", ["sandbox.reuse_envs=true"]).sandbox)
+    assert s.reuse_envs is True  # switched on (opt-in: off by default)
     return replace(s, limits=Limits(cpus=1, memory_mb=1024, pids=256, timeout_s=120))
 
 

@@ -167,9 +167,9 @@ def test_settings_carry_the_switch():
     from sandbox.api import settings_from_config
 
     cfg = load_config("defaults", [])
-    assert settings_from_config(cfg.sandbox, resolve_host=False).reuse_envs is True
-    off = load_config("defaults", ["sandbox.reuse_envs=false"])
-    assert settings_from_config(off.sandbox, resolve_host=False).reuse_envs is False
+    assert settings_from_config(cfg.sandbox, resolve_host=False).reuse_envs is False  # opt-in
+    on = load_config("defaults", ["sandbox.reuse_envs=true"])
+    assert settings_from_config(on.sandbox, resolve_host=False).reuse_envs is True
 
 
 def test_unreadable_depth_label_is_not_a_parent():

@@ -1,4 +1,3 @@
-import json
 
 from pipelines.agent.loop import run_agent
 from pipelines.swe.patches import apply_patch, file_diff
