@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
               "candidates_per_hour": round(tot["candidates"] / tot["wall"] * 3600) if tot["wall"] else None,
               "wall_over_bare_test": round(tot["wall"] / tot["pytest"], 2) if tot["pytest"] else None,
               "env_lookups": lookups, "env_builds": ctx.stats["env_builds"],
+              "env_builds_on_earlier_env": ctx.stats.get("env_reuses", 0),
               "env_reuse_rate": round(ctx.stats["env_hits"] / lookups, 3) if lookups else None})
     return 0
 

@@ -18,6 +18,7 @@ inference, as of the release date (default) and with today's index, and the labe
     python -m benchmarks.swe_old_fixtures label --out DIR                    # DIR/fixtures.jsonl
     crucible swe validate --instances DIR/unlabelled.jsonl --recipes inferred --out DIR/inferred ...
     crucible swe validate ... --recipes inferred --out DIR/inferred_today --set sandbox.as_of_min_age_days=0
+    crucible swe validate ... --recipes auto --out DIR/auto                  # SWE-bench's recipes, again
     python -m benchmarks.swe_old_fixtures compare --out DIR                  # JSON: per mode
 """
 
@@ -106,32 +107,41 @@ def label(out: Path) -> list[dict]:
     return kept
 
 
+def _ids(ids) -> frozenset[str]:
+    # pytest < 4 prints a class's instance into node ids (t.py::TestA::()::test_x): the same test
+    return frozenset(t.replace("::()", "") for t in (ids if ids is not None else ()))
+
+
 def compare(out: Path) -> dict:
-    """Per mode (each a ``crucible swe validate`` store under ``out``: ``label`` = SWE-bench's recipes,
-    ``inferred``, ``inferred_today``): rows valid, and rows whose F2P/P2P equal the labels SWE-bench's
-    recipes gave (``reproduced``); then each row where the modes differ, with the reason."""
+    """Per mode (each a ``crucible swe validate`` store under ``out``: ``label`` = SWE-bench's recipes, whose
+    labels are the fixtures', ``auto`` = SWE-bench's recipes again (its own reproducibility), ``inferred`` =
+    Crucible's inference as of the release, ``inferred_today`` = today's index): rows valid;
+    of the rows SWE-bench's recipes label (the fixtures), those whose labels this mode computes exactly
+    (``exact``) and those whose labels hold in this mode's env (``consistent``: every labelled F2P test fails
+    before and passes after, every labelled P2P test passes both, so the gold patch and an empty patch get
+    the grades SWE-bench's env gives them); then the rows where modes differ, with the reason."""
     rows = [json.loads(x)["instance_id"] for x in (out / "unlabelled.jsonl").read_text().splitlines()]
-    per = {m: _validations(out / m) for m in ("label", "inferred", "inferred_today") if (out / m).exists()}
+    per = {m: _validations(out / m) for m in ("label", "auto", "inferred", "inferred_today") if (out / m).exists()}
     ref = per.get("label", {})
 
     def labels(v):
-        return (tuple(sorted(v["fail_to_pass"] or ())), tuple(sorted(v["pass_to_pass"] or ()))) \
-            if v and v["status"] == "valid" else None
+        return (_ids(v["fail_to_pass"]), _ids(v["pass_to_pass"])) if v and v["status"] == "valid" else None
 
-    res: dict = {"rows": len(rows), "modes": {}, "differ": []}
+    fixtures = [i for i in rows if labels(ref.get(i))]
+    res: dict = {"rows": len(rows), "fixtures": len(fixtures), "modes": {}, "differ": []}
     for m, vals in per.items():
-        res["modes"][m] = {
-            "valid": sum(1 for i in rows if labels(vals.get(i))),
-            "reproduced": sum(1 for i in rows if labels(ref.get(i)) and labels(vals.get(i)) == labels(ref.get(i))),
-            "stops": dict(Counter((vals.get(i) or {}).get("reason", "not run").split(":")[0]
-                                  for i in rows if not labels(vals.get(i))))}
+        got = {i: labels(vals.get(i)) for i in rows}
+        exact = [i for i in fixtures if got[i] == labels(ref[i])]
+        consistent = [i for i in fixtures if got[i] and labels(ref[i])[0] <= got[i][0] and labels(ref[i])[1] <= got[i][1]]
+        res["modes"][m] = {"valid": sum(1 for i in rows if got[i]), "exact": len(exact), "consistent": len(consistent),
+                           "stops": dict(Counter(((vals.get(i) or {}).get("reason") or "not run").split(":")[0]
+                                                 for i in rows if not got[i]))}
     for i in rows:
         got = {m: labels(vals.get(i)) for m, vals in per.items()}
         if len(set(got.values())) > 1:
             res["differ"].append({"instance_id": i, **{
-                m: ("same labels as SWE-bench's recipes" if got[m] and got[m] == got.get("label") else
-                    f"valid, other labels (F2P {len(got[m][0])}, P2P {len(got[m][1])})" if got[m] else
-                    f"{(vals.get(i) or {}).get('status')}: {((vals.get(i) or {}).get('reason') or '')[:140]}")
+                m: (f"valid F2P {len(got[m][0])} P2P {len(got[m][1])}" if got[m] else
+                    f"{(vals.get(i) or {}).get('status')}: {((vals.get(i) or {}).get('reason') or '')[:120]}")
                 for m, vals in per.items()}})
     print(json.dumps(res, indent=2))
     return res

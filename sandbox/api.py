@@ -37,6 +37,7 @@ class Settings:
     as_of_min_age_days: int = 365
     repair_max_rungs: int = 6
     survey_parallel: int = 2
+    reuse_envs: bool = False  # bare Settings() (unit tests) builds from the base; configured: the schema's default
     llm_repair: dict = field(default_factory=dict)  # the resolved sandbox.llm_repair section
 
 
@@ -69,7 +70,7 @@ def settings_from_config(section, resolve_host: bool = True) -> Settings:
         label_network=s.get("label_network"),
         as_of_min_age_days=int(s["as_of_min_age_days"]),
         repair_max_rungs=int(s["repair_max_rungs"]), survey_parallel=int(s["survey_parallel"]),
-        llm_repair=dict(s["llm_repair"]),
+        reuse_envs=bool(s["reuse_envs"]), llm_repair=dict(s["llm_repair"]),
     )
 
 
@@ -105,11 +106,12 @@ def plan_env(settings: Settings, tree: Path, name: str, recipe: tuple[dict, dict
 def build_env(client, settings: Settings, tree: Path, name: str, force: bool = False,
               recipe: tuple[dict, dict] | None = None, date: str | None = None) -> tuple[EnvSpec, dict]:
     """Base (built or reused) + env (built or reused) for the exported tree ``tree`` (no .git needed);
-    ``recipe`` and ``date`` as in :func:`plan_env`."""
+    ``recipe`` and ``date`` as in :func:`plan_env`. With ``sandbox.reuse_envs`` a new env is first built on top
+    of the nearest earlier env of the same ``name`` (``res["reused_from"]``; :mod:`sandbox.reuse`)."""
     spec = plan_env(settings, tree, name, recipe, date)
     base = build_base(client, settings, spec.base.python)
     res = ensure_env(client, spec, tree, ca_bundle=settings.ca_bundle, pip_env=settings.pip_env,
-                     timeout_s=settings.build_timeout_s, force=force)
+                     timeout_s=settings.build_timeout_s, force=force, date=date, reuse=settings.reuse_envs)
     res["base"] = base
     return spec, res
 

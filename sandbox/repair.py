@@ -72,17 +72,26 @@ def _stage(run) -> tuple[str, int]:
                         c.get("FAILED", 0) + c.get("ERROR", 0)), len(run.tests)
 
 
+def _run(client, settings, spec, tree: Path, out: dict):
+    from sandbox.testrun import run_tests
+
+    tt = time.monotonic()
+    run = run_tests(client, spec.image, tree, spec.recipe, limits=settings.limits, network=settings.network)
+    out["test_seconds"] += time.monotonic() - tt
+    stage, n = _stage(run) if run.tests else ("installed", 0)
+    return run, stage, n
+
+
 def attempt(client, settings, tree: Path, name: str, *, date: str | None, max_rungs: int) -> dict:
     """Infer, build, test and repair the tree at ``tree``; see the module docstring."""
     from sandbox.api import base_spec, build_base
     from sandbox.images import BuildError, EnvSpec, ensure_env
     from sandbox.recipes import RecipeError, infer_recipe, load_override
-    from sandbox.testrun import run_tests
 
     t0 = time.monotonic()
     out = {"stage": "attempted", "rungs": [], "stop": None, "python": None, "as_of": None, "env_key": None,
            "tests_collected": 0, "counts": {}, "build_seconds": 0.0, "test_seconds": 0.0, "attempts": 0,
-           "image": None, "log_tail": ""}
+           "reused_from": None, "reuse_fallbacks": 0, "image": None, "log_tail": ""}
     try:
         recipe, inputs = infer_recipe(tree, settings.pythons, load_override(name, settings.repos_dir),
                                       as_of=default_as_of(date, settings.as_of_min_age_days), source_date=date)
@@ -102,9 +111,20 @@ def attempt(client, settings, tree: Path, name: str, *, date: str | None, max_ru
         try:
             build_base(client, settings, recipe["python"])
             res = ensure_env(client, spec, tree, ca_bundle=settings.ca_bundle, pip_env=settings.pip_env,
-                             timeout_s=settings.build_timeout_s)
+                             timeout_s=settings.build_timeout_s, date=date, reuse=settings.reuse_envs)
             out["build_seconds"] += time.monotonic() - tb
             build_lines = trigger_lines(res.get("log", ""))
+            run, stage, n = _run(client, settings, spec, tree, out)
+            if stage != "mostly_passing" and res.get("reused_from"):
+                # an env built on top of an earlier one whose clean run does not pass: the build from the base
+                # decides, so no source is lost to reuse (nor a rung climbed for what a stale package did)
+                out["reuse_fallbacks"] += 1
+                tb = time.monotonic()
+                res = ensure_env(client, spec, tree, ca_bundle=settings.ca_bundle, pip_env=settings.pip_env,
+                                 timeout_s=settings.build_timeout_s, force=True, date=date, reuse=False)
+                out["build_seconds"] += time.monotonic() - tb
+                build_lines = trigger_lines(res.get("log", ""))
+                run, stage, n = _run(client, settings, spec, tree, out)
         except BuildError as exc:
             out["build_seconds"] += time.monotonic() - tb
             lines, why = trigger_lines(exc.log_tail), f"build failed: {exc}"
@@ -113,10 +133,7 @@ def attempt(client, settings, tree: Path, name: str, *, date: str | None, max_ru
             last_line = tail[-1] if tail else str(exc)
         else:
             out["stage"], out["image"] = "installed", spec.image
-            tt = time.monotonic()
-            run = run_tests(client, spec.image, tree, recipe, limits=settings.limits, network=settings.network)
-            out["test_seconds"] += time.monotonic() - tt
-            stage, n = _stage(run) if run.tests else ("installed", 0)
+            out["reused_from"] = res.get("reused_from")
             out.update(stage=stage, tests_collected=n, counts=run.counts, run_kind=run.kind,
                        log_tail=run.log_tail[-3000:])
             if stage == "mostly_passing":

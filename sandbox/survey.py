@@ -81,7 +81,8 @@ def survey_row(source: str, commit: str | None, date: str | None, res: dict, sec
         "failed": int(c.get("FAILED", 0) + c.get("ERROR", 0)), "skipped": int(c.get("SKIPPED", 0) + c.get("XFAIL", 0)),
         "rungs": res.get("rungs") or [], "stop_rung": stop["rung"] if stop else None,
         "stop_reason": stop["reason"] if stop else None, "stop_line": stop["line"] if stop else None,
-        "attempts": int(res.get("attempts") or 0), "build_seconds": float(res.get("build_seconds") or 0.0),
+        "attempts": int(res.get("attempts") or 0), "reused_from": res.get("reused_from"),
+        "reuse_fallbacks": int(res.get("reuse_fallbacks") or 0), "build_seconds": float(res.get("build_seconds") or 0.0),
         "test_seconds": float(res.get("test_seconds") or 0.0), "seconds": round(seconds, 1),
         "recipe": res.get("recipe"), "run_id": run_id, "created_at": utc_now(),
     }

@@ -134,6 +134,7 @@ def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path, version=No
     date = None if recipe is not None else env_date(ctx, repo, commit, created_at)
     spec, res = build_env(ctx.client, ctx.settings, tree, repo.split("/")[-1].lower(), recipe=recipe, date=date)
     ctx.stats["env_hits" if res.get("cache_hit") else "env_builds"] += 1
+    ctx.stats["env_reuses"] = ctx.stats.get("env_reuses", 0) + bool(not res.get("cache_hit") and res.get("reused_from"))
     ctx.env_cache[key] = spec
     return spec
 
@@ -157,7 +158,21 @@ def decide_env(ctx: ValidateContext, inst: Mapping, base_tree: Path, scratch: Pa
     env_commit = env_commit_of(inst)
     tree = base_tree if env_commit == inst["base_commit"] else checkout_tree(ctx, inst["repo"], env_commit, scratch)
     spec = env_for(ctx, inst["repo"], env_commit, tree, inst.get("version"), inst.get("created_at"))
-    return TaskEnv(image=spec.image, recipe=spec.recipe, network=ctx.network_mode, id_style=ctx.id_style)
+    return env_of(ctx, inst["repo"], spec)
+
+
+def env_of(ctx: ValidateContext, repo: str, spec) -> TaskEnv:
+    """The :class:`TaskEnv` of a built env spec on this run's network. An inferred recipe (no ``log_parser``)
+    of a repo SWE-bench's table names gets that repo's parser: test ids are a convention of the labels (e.g.
+    requests' path parametrizations cut to the last component), not of the install; the image is the same."""
+    recipe = spec.recipe
+    if ctx.id_style == "swebench" and not recipe.get("log_parser"):
+        from pipelines.swe.swebench_specs import repo_log_parser
+
+        parser = repo_log_parser(repo)
+        if parser:
+            recipe = {**recipe, "log_parser": parser}
+    return TaskEnv(image=spec.image, recipe=recipe, network=ctx.network_mode, id_style=ctx.id_style)
 
 
 def task_env(ctx: ValidateContext, inst: Mapping, base_tree: Path, scratch: Path) -> TaskEnv:

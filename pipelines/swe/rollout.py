@@ -35,7 +35,8 @@ def task_messages(inst: Mapping, system: str = SYSTEM) -> list[dict]:
 
 def post_patch_files(base_tree: Path, patch: str) -> list[tuple[str, str | None]]:
     """(path, new content or None if deleted) for every file ``patch`` touches. The paths are the ones the
-    strict parse and ``git apply`` agree on, each resolved inside the patched tree (never a host file)."""
+    strict parse and ``git apply`` agree on, each resolved inside the patched tree (never a host file).
+    See :func:`gold_edits` for the edit steps made from them."""
     with tempfile.TemporaryDirectory(prefix="crucible-gold-") as tmp:
         t = Path(tmp) / "t"
         shutil.copytree(base_tree, t, symlinks=True)
@@ -51,20 +52,55 @@ def post_patch_files(base_tree: Path, patch: str) -> list[tuple[str, str | None]
         return out
 
 
+def replacements(old: str, new: str, context: int = 2) -> list[tuple[str, str]] | None:
+    """``old`` -> ``new`` as (old_str, new_str) blocks (each changed region with ``context`` lines around it),
+    applied in order, each occurring exactly once in the text it is applied to; None when some block is not
+    unique (the caller writes the whole file instead)."""
+    import difflib
+
+    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    out, text = [], old
+    for group in difflib.SequenceMatcher(None, a, b, autojunk=False).get_grouped_opcodes(context):
+        i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
+        o, n = "".join(a[i1:i2]), "".join(b[j1:j2])
+        if not o or text.count(o) != 1:
+            return None
+        text = text.replace(o, n, 1)
+        out.append((o, n))
+    return out if text == new else None
+
+
+def gold_edits(base_tree: Path, patch: str) -> list[tuple[str, dict]]:
+    """The gold policy's edit steps for ``patch``: ``str_replace`` of each changed block of a modified file
+    (as an agent edits; a whole-file ``create`` of a 4,000-line module made trajectories too long to train
+    on), ``create`` for new files and where a block is not unique, ``rm`` for deletions."""
+    steps: list[tuple[str, dict]] = []
+    for path, content in post_patch_files(base_tree, patch):
+        f = Path(base_tree) / path
+        if content is None:
+            steps.append(("bash", {"command": f"rm -f -- {shlex.quote(path)}"}))
+            continue
+        blocks = replacements(f.read_text(encoding="utf-8"), content) if f.is_file() else None
+        if blocks is None:
+            steps.append(("create", {"path": path, "content": content}))
+            continue
+        for o, n in blocks:
+            line = f.read_text(encoding="utf-8").count("\n", 0, f.read_text(encoding="utf-8").find(o)) + 1
+            steps.append(("view", {"path": path, "start_line": max(1, line - 5), "end_line": line + 15}))
+            steps.append(("str_replace", {"path": path, "old_str": o, "new_str": n}))
+    return steps
+
+
 class GoldPolicy:
-    """Replays the reference patch: look around, write each changed file with ``create`` (``rm`` for
-    deletions), run the failing tests once, submit. Checks the harness end to end."""
+    """Replays the reference patch: look around, edit each changed file (:func:`gold_edits`: ``str_replace``
+    per changed block, ``create`` where that cannot be exact, ``rm`` for deletions), run the failing tests
+    once, submit. Checks the harness end to end."""
 
     name = "gold"
 
-    def __init__(self, edits: list[tuple[str, str | None]], test_files: list[str] | None = None):
+    def __init__(self, edits: list[tuple[str, dict]], test_files: list[str] | None = None):
         self.script = [("bash", {"command": "git status --short | head -20; ls"})]
-        for path, content in edits:
-            if content is None:
-                self.script.append(("bash", {"command": f"rm -f -- {shlex.quote(path)}"}))
-            else:
-                self.script.append(("view", {"path": path, "start_line": 1, "end_line": 20}))
-                self.script.append(("create", {"path": path, "content": content}))
+        self.script += list(edits)
         if test_files:
             files = " ".join(shlex.quote(f) for f in test_files[:5])
             self.script.append(("bash", {"command": f"for f in {files}; do test -f \"$f\" && echo \"$f\"; done | "
@@ -107,7 +143,7 @@ def run_rollout(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: i
         if policy == "gold":
             from pipelines.swe.grade import test_files_of
 
-            policy = GoldPolicy(post_patch_files(tree, inst["patch"]), test_files_of(inst["FAIL_TO_PASS"]))
+            policy = GoldPolicy(gold_edits(tree, inst["patch"]), test_files_of(inst["FAIL_TO_PASS"]))
         with Sandbox(ctx.client, env.image, tree=tree, limits=ctx.settings.limits,
                      network=ctx.network_for(env.network), include_git=False) as box:
             ws = ContainerWorkspace(box)

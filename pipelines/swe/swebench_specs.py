@@ -46,6 +46,13 @@ TEMP_REQS = "/tmp/crucible-swebench-requirements.txt"
 
 
 
+def repo_log_parser(repo: str, path: Path | None = None) -> str | None:
+    """The sandbox parser writing the test ids SWE-bench's labels use for ``repo`` (its ``log_parsers``
+    table), whatever the install recipe; None for a repo the table does not name or a parser without a
+    sandbox equivalent."""
+    return PARSER_NAMES.get(load_specs(path).get("log_parsers", {}).get(repo, ""))
+
+
 class SpecsImportError(ValueError):
     """The given path holds no readable swebench recipe tables; the message names the file and the fix."""
 

@@ -23,6 +23,7 @@ from pipelines.swe.envs import (
     decide_env,
     env_commit_of,
     env_for,
+    env_of,
     run_side,
 )
 from pipelines.swe.labels import (
@@ -59,7 +60,7 @@ def env_reference(ctx: ValidateContext, repo: str, env_commit: str, insts: Seque
             tree = checkout_tree(ctx, repo, env_commit, tmp / "env")
             spec = env_for(ctx, repo, env_commit, tree, insts[0].get("version") if insts else None,
                            insts[0].get("created_at") if insts else None)
-            env = TaskEnv(spec.image, spec.recipe, ctx.network_mode, ctx.id_style)
+            env = env_of(ctx, repo, spec)
         except Exception as exc:  # noqa: BLE001 - reported per instance by validate_instance
             log.warning("swe: reference of %s@%s not run: %s", repo, env_commit[:10], exc)
             return None
@@ -210,7 +211,7 @@ def validate_bug_group(ctx: ValidateContext, insts: Sequence[Mapping], run_id: s
         try:
             tree = checkout_tree(ctx, repo, clean_commit, tmp / "clean")
             spec = env_for(ctx, repo, clean_commit, tree)
-            env = TaskEnv(spec.image, spec.recipe, ctx.network_mode, ctx.id_style)
+            env = env_of(ctx, repo, spec)
             ref = reference_run(ctx, env, tree, tree_id(clone_at(ctx, repo, clean_commit).path))
         except Exception as exc:  # noqa: BLE001 - every bug of the env reports it
             for inst in insts:

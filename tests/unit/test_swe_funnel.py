@@ -141,7 +141,7 @@ def test_llm_statements_and_rollouts_stop_at_their_caps(fake_rollouts):
     assert origins == ["llm", "llm", "template", "template"] and llm.calls == 2
     assert not any("failures" in r.rows for r in out)
     assert [c[1] for c in calls].count("llm") == 1  # one LLM rollout: the first instance only
-    assert load_config("swe", []).to_dict()["swe"]["statements"]["llm_max_instances"] == 6  # configs/swe.yaml
+    assert load_config("swe", []).to_dict()["swe"]["statements"]["llm_max_instances"] == 4  # configs/swe.yaml
     from pipelines.config import section_schema
 
     stm = section_schema("swe")["properties"]["statements"]["properties"]

@@ -477,3 +477,23 @@ def test_setuptools_scm_tree_without_git_gets_the_rows_version_and_build_backend
     sdist = write(tmp_path / "sdist", {**files, "PKG-INFO": "Version: 5.4.3\n"})
     rec2, _ = sb.recipe_for_instance("pytest-dev/pytest", "5.4", sdist, ("3.9",), table=data)
     assert rec2["test_env"] == {} and rec2["install"][2]["try"][0] == "python -m pip install -e ."
+
+
+def test_inferred_envs_of_covered_repos_write_swebench_ids():
+    """Test ids are a convention of the labels: an inferred recipe for psf/requests parses with requests'
+    parser (path parametrizations cut to the last component, as SWE-bench's labels have them); the image
+    (key) is untouched. Other repos, junit ids and recipes that name a parser keep theirs."""
+    from types import SimpleNamespace
+
+    from pipelines.swe.envs import ValidateContext, env_of
+    from sandbox.api import Settings
+
+    spec = SimpleNamespace(image="img:1", recipe={"test_cmd": "python -m pytest"})
+    ctx = ValidateContext(client=None, settings=Settings(), workdir=Path("/tmp"), recipes="inferred")
+    assert env_of(ctx, "psf/requests", spec).parser == "pytest_rA_options"
+    assert env_of(ctx, "psf/requests", spec).image == "img:1" and "log_parser" not in spec.recipe
+    assert env_of(ctx, "pypi/requests", spec).parser == "pytest_rA"
+    junit = ValidateContext(client=None, settings=Settings(), workdir=Path("/tmp"), id_style="junit")
+    assert "log_parser" not in env_of(junit, "psf/requests", spec).recipe
+    named = SimpleNamespace(image="img:2", recipe={"test_cmd": "pytest", "log_parser": "pytest_rA_v2"})
+    assert env_of(ctx, "psf/requests", named).parser == "pytest_rA_v2"

@@ -1,8 +1,7 @@
-import json
 
 from pipelines.agent.loop import run_agent
 from pipelines.swe.patches import apply_patch, file_diff
-from pipelines.swe.rollout import GoldPolicy, post_patch_files, task_messages
+from pipelines.swe.rollout import GoldPolicy, gold_edits, post_patch_files, replacements, task_messages
 from pipelines.swe.tools import LocalWorkspace, init_baseline, make_tools, workspace_diff
 
 BUGGY = "def add(a, b):\n    return a - b\n\n\ndef one():\n    return 1\n"
@@ -52,15 +51,17 @@ def test_gold_policy_replays_patch_through_the_tools(tmp_path):
     patch = file_diff("pkg/core.py", BUGGY, FIXED) + (
         "diff --git a/pkg/old.py b/pkg/old.py\ndeleted file mode 100644\n--- a/pkg/old.py\n+++ /dev/null\n"
         "@@ -1 +0,0 @@\n-x = 1\n")
-    edits = post_patch_files(base, patch)
-    assert edits == [("pkg/core.py", FIXED), ("pkg/old.py", None)]
+    assert post_patch_files(base, patch) == [("pkg/core.py", FIXED), ("pkg/old.py", None)]
+    edits = gold_edits(base, patch)
+    assert [name for name, _ in edits] == ["view", "str_replace", "bash"]  # an agent's edit, not a whole file
+    assert edits[1][1] == {"path": "pkg/core.py", "old_str": "def add(a, b):\n    return a - b\n\n\n",
+                           "new_str": "def add(a, b):\n    return a + b\n\n\n"}
     inst = {"repo": "o/r", "problem_statement": "add subtracts"}
     res = run_agent(GoldPolicy(edits), make_tools(ws), task_messages(inst), max_turns=10, final_tool="submit")
     assert res.termination == "answered" and res.n_tool_errors == 0
     assert [m["role"] for m in res.messages[:3]] == ["system", "user", "assistant"]
     calls = [m["tool_calls"][0]["function"] for m in res.messages if m["role"] == "assistant"]
-    assert [c["name"] for c in calls] == ["bash", "view", "create", "bash", "submit"]
-    assert json.loads(calls[2]["arguments"])["content"] == FIXED
+    assert [c["name"] for c in calls] == ["bash", "view", "str_replace", "bash", "submit"]
     # the submitted diff reproduces the reference patch's effect on a fresh copy
     fresh = tmp_path / "fresh"
     import shutil
@@ -71,9 +72,25 @@ def test_gold_policy_replays_patch_through_the_tools(tmp_path):
     assert workspace_diff(ws) == res.final
 
 
+def test_replacements_are_unique_blocks_or_none():
+    """Each block occurs once where it is applied, and applying them in order gives the new text; a change
+    whose block repeats elsewhere cannot be a str_replace (None: the gold policy writes the file)."""
+    old = "".join(f"def f{i}():\n    return {i}\n\n\n" for i in range(40))
+    new = old.replace("return 3\n", "return -3\n").replace("return 30\n", "return 31\n")
+    blocks = replacements(old, new)
+    assert len(blocks) == 2 and all(old.count(o) == 1 for o, _ in blocks)
+    text = old
+    for o, n in blocks:
+        text = text.replace(o, n, 1)
+    assert text == new
+    twice = "x = 1\ny = 2\nx = 1\ny = 2\n"
+    assert replacements(twice, twice.replace("y = 2\n", "y = 3\n", 1), context=0) is None
+    assert replacements(old, old) == []
+
+
 def test_forced_submit_at_turn_cap(tmp_path):
     root, ws = repo(tmp_path)
-    edits = [("pkg/core.py", FIXED)] * 5
+    edits = [("create", {"path": "pkg/core.py", "content": FIXED})] * 5
     res = run_agent(GoldPolicy(edits), make_tools(ws), task_messages({"repo": "o/r", "problem_statement": "x"}),
                     max_turns=4, final_tool="submit")
     assert res.termination == "forced_answer" and "a + b" in res.final
