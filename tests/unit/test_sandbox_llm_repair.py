@@ -322,3 +322,28 @@ def test_survey_runs_the_repairer_only_for_sources_left_short(monkeypatch, tmp_p
     assert rows["a"]["stop_rung"] == "llm_repair" and rows["a"]["rungs"][-1]["stop"] == "step_cap"
     assert rows["a"]["stop_line"] == "E   ModuleNotFoundError: x"
     assert rows["b"]["stage"] == "mostly_passing" and rows["b"]["rungs"] == []
+
+
+def test_native_policy_over_a_fake_openai_server(tmp_path):
+    """make_policy("native") with the real LLM client: the server's tool calls run the session to a pass."""
+    import json
+
+    from pipelines.llm import LLMClient
+    from sandbox.llm_repair import make_policy
+    from tests.support.fake_llm_server import FakeOpenAIServer, Reply
+
+    def call(i, name, args):
+        return [{"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]
+
+    replies = [Reply(content=None, tool_calls=call(0, "bash", {"command": "rm -rf tests"}), finish_reason="tool_calls"),
+               Reply(content=None, tool_calls=call(1, "bash", {"command": FIX}), finish_reason="tool_calls"),
+               Reply(content=None, tool_calls=call(2, "run_tests", {}), finish_reason="tool_calls")]
+    with FakeOpenAIServer(replies) as srv:
+        llm = LLMClient([srv.base_url], "m", cache_dir=tmp_path, max_retries=0)
+        s = _session(FakeRepairWorkspace(FIX))
+        stop, _ = run_session(make_policy(llm, "native"), s, _messages())
+        sent = srv.requests[-1].body
+    assert stop is None and s.replay_commands() == [FIX]
+    assert [c.kind for c in s.commands] == ["refused", "install"]
+    assert {t["function"]["name"] for t in sent["tools"]} == {"bash", "run_tests", "done"}
+    assert "refused" in next(m["content"] for m in sent["messages"] if m["role"] == "tool")
