@@ -529,7 +529,7 @@ def llm_repair(client, settings, tree: Path, name: str, res: dict, policy, *, ca
     finally:
         sb.close()
     out = Outcome(False, (stop or Stop.REPLAY_FAILED).value, commands=[asdict(c) for c in session.commands],
-                  replay_commands=session.replay_commands(), test_env=dict(session.passed_env or session.env),
+                  replay_commands=session.replay_commands(), test_env=dict(session.passed_env if session.passed_at is not None else session.env),
                   tests=[asdict(t) for t in session.tests], steps=agent.n_turns, summary=session.done_summary)
     if stop is None:
         rec = replay_recipe(recipe, out.replay_commands, out.test_env, from_base=from_base)
