@@ -15,7 +15,10 @@ TEST_WORDS = re.compile(r"\b(pytest|FAIL_TO_PASS|PASS_TO_PASS|unit ?tests?|test 
 # a user report says what goes wrong, never how to fix it (small models like to append the fix)
 FIX_WORDS = re.compile(r"\b((?:can|could|should|would) be (?:fixed|resolved|solved)|to (?:fix|resolve|solve) "
                        r"(?:this|the|it)|the fix\b|fixed by|here'?s the (?:updated|fixed|corrected)|"
-                       r"(?:updated|fixed|corrected) (?:code|version)|(?:the )?solution is)", re.I)
+                       r"(?:updated|fixed|corrected) (?:code|version)|(?:the )?solution is|"
+                       r"(?:this|that|a|my|the proposed|the suggested) (?:fix|patch)\b|"
+                       r"(?:correct|right|proper) (?:approach|way to|implementation|fix)|"
+                       r"(?:simply|just) (?:return|use|check|swap|change|replace)\b)", re.I)
 
 
 def test_names(ids) -> set[str]:

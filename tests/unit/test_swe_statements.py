@@ -22,8 +22,18 @@ def test_leak_check_rejects_test_names_pytest_and_fix_lines():
     assert leak_check(GOOD + " Use `return itertools.islice(seq, 0, None, n)`.", INST)[1].startswith("leak: quotes")
     assert leak_check("broken", INST)[1].startswith("too_short")
     for tail in (" This issue can be fixed by changing the start to 0.", " Here's the updated code: ...",
-                 " To fix this, start at the first item.", " The solution is to start at index 0."):
+                 " To fix this, start at the first item.", " The solution is to start at index 0.",
+                 # the embedded model's own words in a default run (kept before: a statement that gives the fix)
+                 " The correct approach is to simply return an empty iterator when obj is None.",
+                 " This fix ensures that the library behaves as expected."):
         assert leak_check(GOOD + tail, INST)[1].startswith("leak: proposes a fix"), tail
+
+
+def test_fix_words_leave_plain_reports_alone():
+    """The tighter fix check must not reject what a user writes about the symptom."""
+    for ok in (GOOD, GOOD + " I expected the documented output; the fixture data is in the example above.",
+               GOOD + " Is there a way to get the documented behaviour?", GOOD + " Just calling it twice shows it."):
+        assert leak_check(ok, INST) == (True, None), ok
 
 
 def test_scrub_failure_removes_test_names_and_paths():
