@@ -314,7 +314,7 @@ def test_gold_policy_rollout_in_container_resolves(swe_ctx, toolz_instance):
     assert "+    return itertools.islice(seq, 0, None, n)" in row["model_patch"]
     assert record_type("swe_trajectories").errors(row) == []
     names = [m["tool_calls"][0]["function"]["name"] for m in row["messages"] if m["role"] == "assistant"]
-    assert names[-1] == "submit" and "create" in names
+    assert names[-1] == "submit" and "str_replace" in names and "create" not in names  # an agent-like edit
     bash_obs = [m["content"] for m in row["messages"] if m["role"] == "tool" and m["name"] == "bash"]
     assert bash_obs and all(o.startswith("exit code 0") for o in bash_obs)  # commands ran in the container
 
