@@ -120,8 +120,10 @@ def from_sdist(spec: str, workdir: Path, pip: tuple[str, ...] = (sys.executable,
         if head.returncode == 0 and sha:
             if when[:10] > "2000-01-02":
                 return Checkout(target, sha, name, f"sdist:{spec}")
-            day = release_day()  # made before commits carried the release date: date it now
+            undated = target / ".git" / "crucible-undated"  # asked before, no answer: not every run again
+            day = None if undated.exists() else release_day()  # made before commits carried the release date
             if not day:
+                undated.touch()
                 return Checkout(target, sha, name, f"sdist:{spec}")
             shutil.rmtree(target / ".git")
             return Checkout(target, init_one_commit(target, f"{name} {version} from its sdist", day), name,
@@ -139,7 +141,10 @@ def from_sdist(spec: str, workdir: Path, pip: tuple[str, ...] = (sys.executable,
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(top), str(target))
     # dated at the release: a commit's date is the source's date (as-of resolution, the Python chosen)
-    commit = init_one_commit(target, f"{name} {version} from its sdist", release_day())
+    day = release_day()
+    commit = init_one_commit(target, f"{name} {version} from its sdist", day)
+    if not day:
+        (target / ".git" / "crucible-undated").touch()
     return Checkout(target, commit, name, f"sdist:{spec}")
 
 
@@ -175,7 +180,9 @@ def index_upload_date(name: str, version: str, pip: tuple[str, ...] = (sys.execu
     env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", **(remote_env or {})})
 
     def present(day: date) -> bool:
-        proc = subprocess.run([*pip, "index", "versions", name, "--pre", "--uploaded-prior-to",
+        # few retries: an unreachable index must cost seconds per probe, not pip's default minutes
+        proc = subprocess.run([*pip, "index", "versions", name, "--pre", "--retries", "1", "--timeout", "15",
+                               "--uploaded-prior-to",
                                f"{day.isoformat()}T00:00:00Z"], capture_output=True, text=True, env=env, timeout=120)
         m = re.search(r"(?m)^Available versions: (.*)$", proc.stdout)
         found = set()

@@ -146,6 +146,12 @@ def test_sdist_with_a_fixed_build_mtime_is_dated_by_the_index_upload_day(tmp_pat
     co = from_sdist("demo==1.0", tmp_path, pip=(sys.executable, str(fake_pip)))
     assert git(target, "log", "-1", "--format=%cI").startswith("2021-03-05")
     assert from_sdist("demo==1.0", tmp_path, pip=("false",)).commit == co.commit  # no second lookup needed
+    shutil.rmtree(target / ".git")
+    init_one_commit(target, "demo 1.0")
+    undated = from_sdist("demo==1.0", tmp_path, pip=("false",))  # the index does not answer: stays undated
+    assert git(target, "log", "-1", "--format=%cI").startswith("2000-01-01")
+    # and is not asked again on every later run (an offline index costs seconds per probe)
+    assert from_sdist("demo==1.0", tmp_path, pip=(sys.executable, str(fake_pip))).commit == undated.commit
 
 
 def test_sdist_spec_validation_and_download_failure(tmp_path):
