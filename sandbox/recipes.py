@@ -273,6 +273,20 @@ def parse_freeze(text: str) -> list[str]:
     return re.findall(rf"^{re.escape(MARK)} pkg (\S+)$", text, re.M)
 
 
+def collection_order(selection: list[str], recipe: dict) -> list[str]:
+    """A selection of test files in the order the whole suite collects them: by the repo's pytest
+    ``testpaths`` (then the recipe's ``test_paths``), the given order within each. Suites can depend on it:
+    semver's docs/*.rst doctests pass only after a tests/ test's autouse fixture filled the session's
+    ``doctest_namespace``; run docs-first (sorted) they fail, and gold patches were graded unresolved."""
+    paths = ((recipe.get("sources") or {}).get("pytest_config") or {}).get("testpaths") or \
+        recipe.get("test_paths") or []
+    roots = [str(p).strip("/") for p in paths]
+
+    def rank(f: str) -> int:
+        return next((i for i, r in enumerate(roots) if r in (".", "") or f == r or f.startswith(r + "/")), len(roots))
+    return sorted(selection, key=rank)
+
+
 def test_script(recipe: dict, junit_path: str, extra_args: list[str] | None = None,
                 selection: list[str] | None = None, autoload: bool = False) -> str:
     """Bash for one test run in /testbed: optional cheap reinstall, then the test command with JUnit XML,
@@ -280,7 +294,7 @@ def test_script(recipe: dict, junit_path: str, extra_args: list[str] | None = No
     no plugin (``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``) and gets ``-p`` for each one installed outside the tree."""
     args = [REPORT_CHARS, f"--junitxml={junit_path}", "-o", "junit_family=xunit1", "-p", "no:cacheprovider",
             "--color=no"] + list(extra_args or [])
-    targets = list(selection) if selection else list(recipe.get("test_paths") or [])
+    targets = collection_order(selection, recipe) if selection else list(recipe.get("test_paths") or [])
     lines = ["cd /testbed"]
     for k, v in sorted((recipe.get("test_env") or {}).items()):  # e.g. SWE-bench's eval_commands exports
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k)):

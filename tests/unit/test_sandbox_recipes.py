@@ -222,3 +222,19 @@ def test_test_env_names_are_checked_and_values_quoted():
     assert "export DJANGO_SETTINGS='a b; rm -rf /'" in script
     with pytest.raises(RecipeError, match="not an environment variable name"):
         test_script(dict(rec, test_env={"X; touch /pwned": "1"}), "/tmp/j.xml")
+
+
+def test_selected_files_run_in_the_suites_collection_order():
+    """semver 3.0.2: docs/*.rst doctests need a tests/ autouse fixture to have run first (testpaths = tests
+    docs). A sorted selection put docs first and failed them (gold patches graded unresolved); the script
+    orders a selection by testpaths, keeping the given order within each."""
+    from sandbox.recipes import collection_order, test_script
+
+    rec = {"test_cmd": "python -m pytest", "test_paths": [],
+           "sources": {"pytest_config": {"testpaths": ["tests", "docs"]}}}
+    sel = ["docs/usage/compare.rst", "src/semver/version.py", "tests/test_compare.py", "tests/test_a.py"]
+    assert collection_order(sel, rec) == ["tests/test_compare.py", "tests/test_a.py", "docs/usage/compare.rst",
+                                          "src/semver/version.py"]
+    assert test_script(rec, "/tmp/j.xml", selection=sel).rstrip().endswith(
+        "tests/test_compare.py tests/test_a.py docs/usage/compare.rst src/semver/version.py")
+    assert collection_order(sel, {"test_paths": []}) == sel  # no testpaths: as given
