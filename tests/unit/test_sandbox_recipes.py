@@ -21,15 +21,7 @@ from sandbox.recipes import (
     requirement_files,
     tox_info,
 )
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        p = root / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return root
-
+from tests.support.trees import write_tree as write
 
 PYPROJECT = """
 [project]

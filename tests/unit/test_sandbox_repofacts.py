@@ -2,21 +2,13 @@
 
 import os
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
 from sandbox.recipes import RecipeError, infer_recipe, install_script
 from sandbox.repair import default_as_of, local_modules, source_date
 from sandbox.repofacts import find_test_files, pytest_config
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        p = root / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return root
+from tests.support.trees import write_tree as write
 
 
 @pytest.mark.parametrize("name,text", [

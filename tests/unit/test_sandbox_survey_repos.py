@@ -13,14 +13,7 @@ from sandbox.api import Settings
 from sandbox.repair import commit_date, source_date
 from sandbox.sources import Release, SourceError, from_git, mirror_path, release_mirror
 from sandbox.survey import Source, SourceKind, failure_for, read_repos, run_survey, survey_one
-
-
-def tree(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        p = root / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return root
+from tests.support.trees import write_tree as tree
 
 
 @pytest.fixture

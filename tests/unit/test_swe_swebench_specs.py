@@ -12,6 +12,7 @@ import pytest
 from pipelines.swe import swebench_import as si
 from pipelines.swe import swebench_specs as sb
 from sandbox.recipes import RecipeError, install_script, test_script
+from tests.support.trees import write_tree as write
 
 CONSTANTS = '''
 import os
@@ -65,13 +66,6 @@ def make_wheel(tmp_path: Path, version: str = "4.0.9", constants: str = CONSTANT
         zf.writestr(f"swebench-{version}.dist-info/licenses/LICENSE", "MIT License\n\nCopyright (c) test\n")
     return whl
 
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        p = root / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return root
 
 
 # ---------------------------------------------------------------- importer
