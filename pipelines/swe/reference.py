@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
-REFERENCE_VERSION = 1
+# 2: an old pytest's "FAIL <id>" summary lines are read as FAILED (sandbox.parsers.OLD_FAIL_RE)
+REFERENCE_VERSION = 2
 
 
 @dataclass
