@@ -29,6 +29,7 @@ from sandbox.repofacts import (  # noqa: F401  (re-exported: pipelines.swe.swebe
     choose_python,
     classifier_versions,
     declared_extras,
+    dev_test_deps,
     find_test_files,
     floor_as_of,
     needs_reinstall,
@@ -36,14 +37,18 @@ from sandbox.repofacts import (  # noqa: F401  (re-exported: pipelines.swe.swebe
     pick_extra,
     pytest_config,
     pytest_configured,
+    req_name,
     requirement_files,
     requires_python,
+    test_imports,
     test_paths,
+    test_tool,
     tox_info,
     tox_versions,
 )
 
 RECIPE_VERSION = 1
+INSTALLED_PINS = "/tmp/crucible-installed.txt"
 INPUT_FILES = ("setup.py", "setup.cfg", "pyproject.toml", "tox.ini", "noxfile.py", "pytest.ini", "Pipfile")
 JUNIT_PATH_VAR = "CRUCIBLE_JUNIT"
 # every short-summary status line of -rA, in -rA's order ("PpsxXEf" less P): -rA's "P" (the PASSES section)
@@ -79,6 +84,22 @@ def config_plugins(cfg: dict, ini_keys: list[str]) -> list[str]:
         if dist and dist not in out:
             out.append(dist)
     return out
+
+
+def _read_lines(p: Path) -> list[str]:
+    try:
+        return p.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def _import_names(modules: frozenset[str]) -> frozenset[str]:
+    """Module names plus the distributions that provide them where the two differ (``socks`` -> pysocks),
+    normalised as :func:`sandbox.repofacts.dev_test_deps` compares them."""
+    from sandbox.ladder import table
+
+    dists = {k.lower(): v for k, v in table("import_dists").items() if isinstance(v, str)}
+    return modules | {re.sub(r"[-.]+", "_", dists[m]).lower() for m in modules if m in dists}
 
 
 def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"),
@@ -128,6 +149,22 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
     ndeps = nox_deps(repo)
     if ndeps:
         install.append({"name": "nox-deps", "required": False, "try": ["pip install " + " ".join(map(_q, ndeps))]})
+    named = frozenset(req_name(x) for f in reqs for x in _read_lines(repo / f)) | \
+        frozenset(req_name(x) for x in tdeps + ndeps)
+    # only where requirements files, tox and nox say nothing of pytest: where they do, they are the test
+    # requirements the project keeps up to date (and what its envs have been measured with)
+    tdeps_declared = [] if "pytest" in named else \
+        dev_test_deps(repo, _import_names(test_imports(repo, tests)), named - {""})
+    if tdeps_declared:
+        # constrained to what is installed so far (a test plugin must not upgrade the pytest a requirements
+        # file pinned); the whole list, then only its pytest family (one unbuildable or conflicting extra
+        # must not cost the pinned test runner: requests 2.22's Pipfile pins pytest<=3.10.1, its tests need it)
+        pin = f"pip freeze --exclude-editable | grep -v ' @ ' > {INSTALLED_PINS} && pip install -c {INSTALLED_PINS} "
+        tries = [pin + " ".join(map(_q, tdeps_declared))]
+        tools = [d for d in tdeps_declared if test_tool(d)]
+        if tools and tools != tdeps_declared:
+            tries.append(pin + " ".join(map(_q, tools)))
+        install.append({"name": "test-deps", "required": False, "try": tries})
     from sandbox.repofacts import pytest_ini_keys
 
     cplugins = config_plugins(pcfg, pytest_ini_keys(repo, pcfg["file"]))
@@ -155,6 +192,7 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
         "as_of": as_of,
         "sources": {"reinstall_reason": reinstall_reason, "build_requires": breqs, "extra": extra,
                     "extras_declared": extras, "requirements": reqs, "tox": tox, "nox_deps": ndeps,
+                    "test_deps": tdeps_declared,
                     "test_files": len(tests), "pytest_config": pcfg, "config_plugins": cplugins,
                     "source_date": source_date},
     }

@@ -212,6 +212,139 @@ def nox_deps(repo: Path) -> list[str]:
     return deps
 
 
+def _literal_strings(node, names: dict) -> list[str] | None:
+    import ast
+
+    if isinstance(node, ast.Name) and node.id in names:
+        node = names[node.id]
+    if isinstance(node, (ast.List, ast.Tuple)) and all(isinstance(e, ast.Constant) and isinstance(e.value, str)
+                                                       for e in node.elts):
+        return [e.value for e in node.elts]
+    return None
+
+
+def tests_require(repo: Path) -> list[str]:
+    """The test requirements a repo declares for ``setup.py test``: ``tests_require=`` of the ``setup()`` call
+    (a literal list, or a module-level name bound to one) and ``[options] tests_require`` of setup.cfg."""
+    import ast
+
+    out: list[str] = []
+    text = _read(repo / "setup.py")
+    if "tests_require" in text:
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:  # a Python-2-only setup.py: its test deps cannot be read
+            tree = None
+        if tree is not None:
+            names = {t.id: n.value for n in tree.body if isinstance(n, ast.Assign)
+                     for t in n.targets if isinstance(t, ast.Name)}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call):
+                    for kw in node.keywords:
+                        if kw.arg == "tests_require":
+                            out += _literal_strings(kw.value, names) or []
+    sec = _ini_section(_read(repo / "setup.cfg"), "options")
+    if sec and sec.get("tests_require"):
+        out += [x.strip() for x in sec["tests_require"].splitlines() if not x.strip().startswith("#")]
+    return list(dict.fromkeys(x.strip() for x in out if x.strip()))
+
+
+def pipfile_dev_packages(repo: Path) -> list[str]:
+    """``[dev-packages]`` of a Pipfile as requirement strings (``name[extras]spec; markers``); entries that
+    are paths, VCS or file references (the package itself, mostly) are left out."""
+    text = _read(repo / "Pipfile")
+    if not text:
+        return []
+    try:
+        dev = tomllib.loads(text).get("dev-packages") or {}
+    except Exception:  # a malformed Pipfile declares nothing we can use
+        return []
+    out = []
+    for name, val in dev.items():
+        spec, extras, markers = "", "", ""
+        if isinstance(val, str):
+            spec = val
+        elif isinstance(val, dict):
+            if any(k in val for k in ("path", "file", "git", "hg", "svn", "bzr", "editable")):
+                continue
+            spec = str(val.get("version", "*"))
+            extras = "[" + ",".join(val["extras"]) + "]" if val.get("extras") else ""
+            markers = str(val.get("markers") or "")
+        else:
+            continue
+        spec = "" if spec.strip() == "*" else spec.strip()
+        out.append(f"{name}{extras}{spec}" + (f"; {markers}" if markers else ""))
+    return out
+
+
+def req_name(req: str) -> str:
+    """The normalised distribution name of a requirement line (``PySocks>=1.5`` -> ``pysocks``); "" for an
+    option or path line."""
+    req = req.strip()
+    if not req or req.startswith(("-", ".", "/", "#")) or re.match(r"[\w+.-]+://", req):
+        return ""
+    return re.sub(r"[-_.]+", "-", re.split(r"[\s\[<>=!~;@]", req, maxsplit=1)[0]).lower()
+
+
+def test_tool(req: str) -> bool:
+    """Whether a requirement names pytest or a pytest plugin (``pytest``, ``pytest-*``, ``pytest_*``)."""
+    name = req_name(req)
+    return name == "pytest" or name.startswith("pytest-")
+
+
+def project_name(repo: Path) -> str:
+    """The repo's own distribution name, normalised ("" when no metadata file names it)."""
+    m = re.search(r"(?m)^Name:\s*(\S+)", _read(repo / "PKG-INFO"))
+    name = m.group(1) if m else ""
+    if not name:
+        try:
+            name = str((tomllib.loads(_read(repo / "pyproject.toml")).get("project") or {}).get("name") or "")
+        except Exception:
+            name = ""
+    if not name:
+        name = (_ini_section(_read(repo / "setup.cfg"), "metadata") or {}).get("name", "")
+    if not name:
+        m = re.search(r"\bname\s*=\s*[\"']([A-Za-z0-9_.-]+)[\"']", _read(repo / "setup.py"))
+        name = m.group(1) if m else ""
+    return req_name(name)
+
+
+def test_imports(repo: Path, files: list[str], limit: int = 500) -> frozenset[str]:
+    """Top-level module names (lower case) that the given test files and the repo's conftest.py files
+    import; a file that does not parse adds nothing."""
+    import ast
+
+    paths = [repo / f for f in files[:limit]] + sorted(repo.glob("**/conftest.py"))[:50]
+    names: set[str] = set()
+    for p in paths:
+        try:
+            tree = ast.parse(_read(p))
+        except (SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(a.name.split(".")[0].lower() for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0].lower())
+    return frozenset(names)
+
+
+def dev_test_deps(repo: Path, test_imports: frozenset[str] = frozenset(),
+                  named: frozenset[str] = frozenset()) -> list[str]:
+    """Test requirements a repo declares outside requirements files and tox/nox: setup's ``tests_require``
+    (all of it), and of a Pipfile's ``[dev-packages]`` (docs, linters and release tools too) the pytest family
+    and the distributions the tests import (``test_imports``: top-level module names, lower case). Left out:
+    the project itself (``mpmath[tests]``) and distributions ``named`` elsewhere (requirements files, tox,
+    nox: a requirements file is kept up to date where ``tests_require`` often is not, e.g. requests 2.25
+    still says ``pytest-httpbin==0.0.7`` of 2015)."""
+    own = project_name(repo)
+    picked = list(tests_require(repo))
+    for req in pipfile_dev_packages(repo):
+        if test_tool(req) or req_name(req).replace("-", "_") in test_imports:
+            picked.append(req)
+    return list(dict.fromkeys(r for r in picked if req_name(r) and req_name(r) != own and req_name(r) not in named))
+
+
 def build_requires(repo: Path) -> list[str]:
     """``[build-system] requires`` of pyproject.toml: installed into the env too, so that an offline
     ``pip install --no-build-isolation -e .`` (the per-instance reinstall) finds its backend."""

@@ -230,3 +230,81 @@ def test_selected_files_run_in_the_suites_collection_order():
     assert test_script(rec, "/tmp/j.xml", selection=sel).rstrip().endswith(
         "tests/test_compare.py tests/test_a.py docs/usage/compare.rst src/semver/version.py")
     assert collection_order(sel, {"test_paths": []}) == sel  # no testpaths: as given
+
+
+OLD_SETUP = """
+from setuptools import setup
+test_requirements = ['pytest-httpbin==0.0.7', 'pytest-mock', 'PySocks>=1.5.6, !=1.5.7']
+setup(name='demo', tests_require=test_requirements, extras_require={'socks': ['PySocks']})
+"""
+OLD_PIPFILE = """
+[dev-packages]
+pytest = ">=2.8.0,<=3.10.1"
+sphinx = "<=1.5.5"
+httpbin = ">=0.7.0"
+pytest-xdist = {version = "<=1.25", markers = "python_version >= '3'"}
+"e1839a8" = {path = ".", editable = true, extras = ["socks"]}
+demo = {version = "*", extras = ["tests"]}
+[packages]
+"""
+
+
+def test_tests_require_and_pipfile_dev_packages_become_a_test_deps_step(tmp_path):
+    write(tmp_path, {"setup.py": OLD_SETUP, "Pipfile": OLD_PIPFILE,
+                     "tests/test_a.py": "import httpbin\nimport pytest\n", "tests/conftest.py": "import socks\n"})
+    recipe, inputs = infer_recipe(tmp_path)
+    # all of tests_require; of the Pipfile the pytest family and what the tests import (httpbin), not the
+    # docs tools, the path entry or the project itself
+    want = ["pytest-httpbin==0.0.7", "pytest-mock", "PySocks>=1.5.6, !=1.5.7", "pytest>=2.8.0,<=3.10.1",
+            "httpbin>=0.7.0", "pytest-xdist<=1.25; python_version >= '3'"]
+    assert recipe["sources"]["test_deps"] == want
+    step = next(s for s in recipe["install"] if s["name"] == "test-deps")
+    pin = f"pip freeze --exclude-editable | grep -v ' @ ' > {recipes.INSTALLED_PINS} && " \
+          f"pip install -c {recipes.INSTALLED_PINS} "
+    assert step["required"] is False
+    assert step["try"][0] == pin + " ".join(recipes._q(d) for d in want)
+    # the fallback keeps the pinned runner and plugins when the rest cannot be installed
+    assert step["try"][1] == pin + " ".join(recipes._q(d) for d in want if d.startswith("pytest"))
+    names = [s["name"] for s in recipe["install"]]
+    assert names.index("package") < names.index("test-deps") < names.index("test-runner")
+    assert "Pipfile" in inputs and "setup.py" in inputs  # editing them changes the env key
+
+
+def test_no_test_deps_step_where_requirements_files_name_pytest_or_nothing_is_declared(tmp_path):
+    write(tmp_path, {"setup.py": OLD_SETUP, "Pipfile": OLD_PIPFILE, "requirements-dev.txt": "pytest<=3.10.1\n",
+                     "tests/test_a.py": "import httpbin\n"})
+    recipe, _ = infer_recipe(tmp_path)
+    assert recipe["sources"]["test_deps"] == []
+    assert "test-deps" not in [s["name"] for s in recipe["install"]]
+    plain = write(tmp_path / "plain", {"setup.py": "from setuptools import setup\nsetup(name='p')\n",
+                                       "tests/test_a.py": ""})
+    assert "test-deps" not in [s["name"] for s in infer_recipe(plain)[0]["install"]]
+
+
+def test_test_deps_reading_edge_cases(tmp_path):
+    from sandbox.repofacts import pipfile_dev_packages, project_name, req_name, tests_require
+
+    write(tmp_path, {"setup.py": "def f(:\n", "setup.cfg": "[metadata]\nname = Demo_Pkg\n[options]\n"
+                     "tests_require =\n    pytest>=6\n    # a comment\n    mock\n", "Pipfile": "not toml ["})
+    assert tests_require(tmp_path) == ["pytest>=6", "mock"]  # a setup.py that does not parse adds nothing
+    assert pipfile_dev_packages(tmp_path) == []
+    assert project_name(tmp_path) == "demo-pkg"
+    assert [req_name(x) for x in ("PySocks>=1.5.6", "zope.interface", "-e .", "./x", "a @ file:///x",
+                                  "git+https://h/x.git")] == ["pysocks", "zope-interface", "", "", "a", ""]
+
+
+def test_test_deps_step_installs_within_what_is_installed(tmp_path):
+    """Run the step's command with bash and a fake pip: the constraints file is pip's freeze less editables."""
+    write(tmp_path, {"setup.py": OLD_SETUP, "tests/test_a.py": ""})
+    step = next(s for s in infer_recipe(tmp_path)[0]["install"] if s["name"] == "test-deps")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pip").write_text('#!/bin/sh\nif [ "$1" = freeze ]; then printf "pytest==3.10.1\\n'
+                                 'demo @ file:///testbed\\n"; else echo "$@" > "$LOG"; fi\n')
+    (bin_dir / "pip").chmod(0o755)
+    cmd = step["try"][0].replace(recipes.INSTALLED_PINS, str(tmp_path / "pins.txt"))
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(tmp_path / "args")})
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "pins.txt").read_text() == "pytest==3.10.1\n"
+    assert (tmp_path / "args").read_text().split()[:3] == ["install", "-c", str(tmp_path / "pins.txt")]
