@@ -119,7 +119,9 @@ def compare(out: Path) -> dict:
     of the rows SWE-bench's recipes label (the fixtures), those whose labels this mode computes exactly
     (``exact``) and those whose labels hold in this mode's env (``consistent``: every labelled F2P test fails
     before and passes after, every labelled P2P test passes both, so the gold patch and an empty patch get
-    the grades SWE-bench's env gives them); then the rows where modes differ, with the reason."""
+    the grades SWE-bench's env gives them); per test, of the fixtures' labels (F2P and P2P entries) those
+    that hold (``labels_held``, the others under ``not_held``) and the labels this mode adds (tests SWE-bench's
+    env does not run or fails both ways); then the rows where modes differ, with the reason."""
     rows = [json.loads(x)["instance_id"] for x in (out / "unlabelled.jsonl").read_text().splitlines()]
     per = {m: _validations(out / m) for m in ("label", "auto", "inferred", "inferred_today") if (out / m).exists()}
     ref = per.get("label", {})
@@ -128,14 +130,24 @@ def compare(out: Path) -> dict:
         return (_ids(v["fail_to_pass"]), _ids(v["pass_to_pass"])) if v and v["status"] == "valid" else None
 
     fixtures = [i for i in rows if labels(ref.get(i))]
-    res: dict = {"rows": len(rows), "fixtures": len(fixtures), "modes": {}, "differ": []}
+    n_labels = sum(len(labels(ref[i])[0]) + len(labels(ref[i])[1]) for i in fixtures)
+    res: dict = {"rows": len(rows), "fixtures": len(fixtures), "fixture_labels": n_labels, "modes": {},
+                 "differ": [], "not_held": {}}
     for m, vals in per.items():
         got = {i: labels(vals.get(i)) for i in rows}
         exact = [i for i in fixtures if got[i] == labels(ref[i])]
         consistent = [i for i in fixtures if got[i] and labels(ref[i])[0] <= got[i][0] and labels(ref[i])[1] <= got[i][1]]
+        # per test: a fixture's F2P (P2P) test that is F2P (P2P) here too is held; every other one is listed
+        missed = {i: sorted((labels(ref[i])[0] - got[i][0]) | (labels(ref[i])[1] - got[i][1])) if got[i]
+                  else sorted(labels(ref[i])[0] | labels(ref[i])[1]) for i in fixtures}
         res["modes"][m] = {"valid": sum(1 for i in rows if got[i]), "exact": len(exact), "consistent": len(consistent),
+                           "labels_held": n_labels - sum(map(len, missed.values())),
+                           "labels_added": sum(len(got[i][0] - labels(ref[i])[0]) + len(got[i][1] - labels(ref[i])[1])
+                                               for i in fixtures if got[i]),
                            "stops": dict(Counter(((vals.get(i) or {}).get("reason") or "not run").split(":")[0]
                                                  for i in rows if not got[i]))}
+        if any(missed.values()):
+            res["not_held"][m] = {i: t for i, t in missed.items() if t}
     for i in rows:
         got = {m: labels(vals.get(i)) for m, vals in per.items()}
         if len(set(got.values())) > 1:

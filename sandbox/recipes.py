@@ -160,10 +160,12 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
         # file pinned); the whole list, then only its pytest family (one unbuildable or conflicting extra
         # must not cost the pinned test runner: requests 2.22's Pipfile pins pytest<=3.10.1, its tests need it)
         pin = f"pip freeze --exclude-editable | grep -v ' @ ' > {INSTALLED_PINS} && pip install -c {INSTALLED_PINS} "
+        # -> then pytest alone: requests 2.22's pytest-httpbin pulls httpbin -> brotlipy, which does not build
         tries = [pin + " ".join(map(_q, tdeps_declared))]
         tools = [d for d in tdeps_declared if test_tool(d)]
-        if tools and tools != tdeps_declared:
-            tries.append(pin + " ".join(map(_q, tools)))
+        for subset in (tools, [d for d in tools if req_name(d) == "pytest"]):
+            if subset and pin + " ".join(map(_q, subset)) not in tries:
+                tries.append(pin + " ".join(map(_q, subset)))
         install.append({"name": "test-deps", "required": False, "try": tries})
     from sandbox.repofacts import pytest_ini_keys
 

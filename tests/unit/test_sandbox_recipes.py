@@ -265,6 +265,8 @@ def test_tests_require_and_pipfile_dev_packages_become_a_test_deps_step(tmp_path
     assert step["try"][0] == pin + " ".join(recipes._q(d) for d in want)
     # the fallback keeps the pinned runner and plugins when the rest cannot be installed
     assert step["try"][1] == pin + " ".join(recipes._q(d) for d in want if d.startswith("pytest"))
+    assert step["try"][2] == pin + "'pytest>=2.8.0,<=3.10.1'"  # at least the runner the repo pins
+    assert len(step["try"]) == 3
     names = [s["name"] for s in recipe["install"]]
     assert names.index("package") < names.index("test-deps") < names.index("test-runner")
     assert "Pipfile" in inputs and "setup.py" in inputs  # editing them changes the env key
