@@ -39,6 +39,7 @@ from sandbox.repofacts import (  # noqa: F401  (re-exported: pipelines.swe.swebe
     pytest_configured,
     req_name,
     requirement_files,
+    requirement_names,
     requires_python,
     test_imports,
     test_paths,
@@ -86,20 +87,15 @@ def config_plugins(cfg: dict, ini_keys: list[str]) -> list[str]:
     return out
 
 
-def _read_lines(p: Path) -> list[str]:
-    try:
-        return p.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-
-
 def _import_names(modules: frozenset[str]) -> frozenset[str]:
-    """Module names plus the distributions that provide them where the two differ (``socks`` -> pysocks),
-    normalised as :func:`sandbox.repofacts.dev_test_deps` compares them."""
+    """Canonical names of imported modules plus of the distributions that provide them where the two differ
+    (``socks`` -> ``pysocks``), as :func:`sandbox.repofacts.dev_test_deps` compares them."""
+    from packaging.utils import canonicalize_name
+
     from sandbox.ladder import table
 
-    dists = {k.lower(): v for k, v in table("import_dists").items() if isinstance(v, str)}
-    return modules | {re.sub(r"[-.]+", "_", dists[m]).lower() for m in modules if m in dists}
+    dists = {canonicalize_name(k): v for k, v in table("import_dists").items() if isinstance(v, str)}
+    return modules | {canonicalize_name(dists[m]) for m in modules if m in dists}
 
 
 def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"),
@@ -149,8 +145,7 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
     ndeps = nox_deps(repo)
     if ndeps:
         install.append({"name": "nox-deps", "required": False, "try": ["pip install " + " ".join(map(_q, ndeps))]})
-    named = frozenset(req_name(x) for f in reqs for x in _read_lines(repo / f)) | \
-        frozenset(req_name(x) for x in tdeps + ndeps)
+    named = requirement_names(repo, reqs) | frozenset(req_name(x) for x in tdeps + ndeps)
     # only where requirements files, tox and nox say nothing of pytest: where they do, they are the test
     # requirements the project keeps up to date (and what its envs have been measured with)
     tdeps_declared = [] if "pytest" in named else \

@@ -8,6 +8,7 @@ pyproject.toml ``[tool.pytest.ini_options]``, tox.ini ``[pytest]``, setup.cfg ``
 
 from __future__ import annotations
 
+import ast
 import configparser
 import fnmatch
 import re
@@ -213,8 +214,6 @@ def nox_deps(repo: Path) -> list[str]:
 
 
 def _literal_strings(node, names: dict) -> list[str] | None:
-    import ast
-
     if isinstance(node, ast.Name) and node.id in names:
         node = names[node.id]
     if isinstance(node, (ast.List, ast.Tuple)) and all(isinstance(e, ast.Constant) and isinstance(e.value, str)
@@ -226,8 +225,6 @@ def _literal_strings(node, names: dict) -> list[str] | None:
 def tests_require(repo: Path) -> list[str]:
     """The test requirements a repo declares for ``setup.py test``: ``tests_require=`` of the ``setup()`` call
     (a literal list, or a module-level name bound to one) and ``[options] tests_require`` of setup.cfg."""
-    import ast
-
     out: list[str] = []
     text = _read(repo / "setup.py")
     if "tests_require" in text:
@@ -278,12 +275,20 @@ def pipfile_dev_packages(repo: Path) -> list[str]:
 
 
 def req_name(req: str) -> str:
-    """The normalised distribution name of a requirement line (``PySocks>=1.5`` -> ``pysocks``); "" for an
-    option or path line."""
-    req = req.strip()
-    if not req or req.startswith(("-", ".", "/", "#")) or re.match(r"[\w+.-]+://", req):
+    """The canonical distribution name of a requirement line (``PySocks>=1.5`` -> ``pysocks``); "" for an
+    option, path or URL line (``packaging``'s grammar, a trailing comment ignored)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    try:
+        return canonicalize_name(Requirement(req.split(" #", 1)[0].strip()).name)
+    except InvalidRequirement:
         return ""
-    return re.sub(r"[-_.]+", "-", re.split(r"[\s\[<>=!~;@]", req, maxsplit=1)[0]).lower()
+
+
+def requirement_names(repo: Path, files: list[str]) -> frozenset[str]:
+    """Canonical names of the distributions the given requirements files name."""
+    return frozenset(n for f in files for n in map(req_name, _read(repo / f).splitlines()) if n)
 
 
 def test_tool(req: str) -> bool:
@@ -310,9 +315,9 @@ def project_name(repo: Path) -> str:
 
 
 def test_imports(repo: Path, files: list[str], limit: int = 500) -> frozenset[str]:
-    """Top-level module names (lower case) that the given test files and the repo's conftest.py files
-    import; a file that does not parse adds nothing."""
-    import ast
+    """Top-level module names that the given test files and the repo's conftest.py files import, as canonical
+    distribution names (``ruamel_yaml`` -> ``ruamel-yaml``); a file that does not parse adds nothing."""
+    from packaging.utils import canonicalize_name
 
     paths = [repo / f for f in files[:limit]] + sorted(repo.glob("**/conftest.py"))[:50]
     names: set[str] = set()
@@ -323,24 +328,25 @@ def test_imports(repo: Path, files: list[str], limit: int = 500) -> frozenset[st
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                names.update(a.name.split(".")[0].lower() for a in node.names)
+                names.update(a.name.split(".")[0] for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names.add(node.module.split(".")[0].lower())
-    return frozenset(names)
+                names.add(node.module.split(".")[0])
+    return frozenset(canonicalize_name(n) for n in names)
 
 
 def dev_test_deps(repo: Path, test_imports: frozenset[str] = frozenset(),
                   named: frozenset[str] = frozenset()) -> list[str]:
     """Test requirements a repo declares outside requirements files and tox/nox: setup's ``tests_require``
     (all of it), and of a Pipfile's ``[dev-packages]`` (docs, linters and release tools too) the pytest family
-    and the distributions the tests import (``test_imports``: top-level module names, lower case). Left out:
+    and the distributions the tests import (``test_imports``: canonical names of the modules they import and
+    of the distributions providing them). Left out:
     the project itself (``mpmath[tests]``) and distributions ``named`` elsewhere (requirements files, tox,
     nox: a requirements file is kept up to date where ``tests_require`` often is not, e.g. requests 2.25
     still says ``pytest-httpbin==0.0.7`` of 2015)."""
     own = project_name(repo)
     picked = list(tests_require(repo))
     for req in pipfile_dev_packages(repo):
-        if test_tool(req) or req_name(req).replace("-", "_") in test_imports:
+        if test_tool(req) or req_name(req) in test_imports:
             picked.append(req)
     return list(dict.fromkeys(r for r in picked if req_name(r) and req_name(r) != own and req_name(r) not in named))
 
