@@ -10,7 +10,9 @@ release, ``version`` = the table's version, ``created_at`` = the release day, ``
 marker on top of each test file that names the function (so the row's test directives are those files, as in a
 SWE-bench row). Labels come from validating with SWE-bench's recipes (``--recipes auto``); the fixture file
 keeps the rows that validate, with those labels. The same unlabelled rows are validated with Crucible's
-inference, as of the release date (default) and with today's index, and the labels compared::
+inference, as of the release date (default) and with today's index, and the labels compared; the labelled
+rows (``fixtures.jsonl``) are validated too, as a user validates SWE-bench rows: does each mode's env hold the
+given labels (``labels_hold``; with inference, the label-guided rung may rebuild the env)::
 
     python -m benchmarks.swe_old_fixtures build --out DIR [--per-release 4]   # mirrors + DIR/unlabelled.jsonl
     crucible swe validate --instances DIR/unlabelled.jsonl --recipes auto --out DIR/label \\
@@ -19,6 +21,8 @@ inference, as of the release date (default) and with today's index, and the labe
     crucible swe validate --instances DIR/unlabelled.jsonl --recipes inferred --out DIR/inferred ...
     crucible swe validate ... --recipes inferred --out DIR/inferred_today --set sandbox.as_of_min_age_days=0
     crucible swe validate ... --recipes auto --out DIR/auto                  # SWE-bench's recipes, again
+    crucible swe validate --instances DIR/fixtures.jsonl --recipes inferred --out DIR/inferred_given ...
+    crucible swe validate --instances DIR/fixtures.jsonl --recipes auto --out DIR/auto_given ...
     python -m benchmarks.swe_old_fixtures compare --out DIR                  # JSON: per mode
 """
 
@@ -124,6 +128,7 @@ def compare(out: Path) -> dict:
     env does not run or fails both ways); then the rows where modes differ, with the reason."""
     rows = [json.loads(x)["instance_id"] for x in (out / "unlabelled.jsonl").read_text().splitlines()]
     per = {m: _validations(out / m) for m in ("label", "auto", "inferred", "inferred_today") if (out / m).exists()}
+    given = {m: _validations(out / m) for m in ("auto_given", "inferred_given") if (out / m).exists()}
     ref = per.get("label", {})
 
     def labels(v):
@@ -148,6 +153,22 @@ def compare(out: Path) -> dict:
                                                  for i in rows if not got[i]))}
         if any(missed.values()):
             res["not_held"][m] = {i: t for i, t in missed.items() if t}
+    # the labelled rows validated with their labels given: rows whose given labels hold in the env (and equal the
+    # computed ones), the label-guided rungs kept, and the given labels that do not hold
+    for m, vals in given.items():
+        vs = [vals[i] for i in fixtures if i in vals]
+        rungs = [json.loads(v["meta"]).get("label_rung") if isinstance(v["meta"], str) else (v["meta"] or {}).get("label_rung")
+                 for v in vs]
+        res["modes"][m] = {"rows": len(vs), "labels_hold": sum(v["labels_hold"] is True for v in vs),
+                           "labels_match": sum(v["labels_match"] is True for v in vs),
+                           "valid": sum(v["status"] == "valid" for v in vs),
+                           "label_rungs": sum(r is not None for r in rungs),
+                           "label_rungs_kept": sum(bool(r and r.get("kept")) for r in rungs),
+                           "labels_not_held": sum(len(v["labels_not_held"] or ()) for v in vs)}
+        bad = {v["instance_id"]: list(v["labels_not_held"]) for v in vs if v["labels_not_held"] is not None
+               and len(v["labels_not_held"])}
+        if bad:
+            res["not_held"][m] = bad
     for i in rows:
         got = {m: labels(vals.get(i)) for m, vals in per.items()}
         if len(set(got.values())) > 1:

@@ -14,6 +14,7 @@ import enum
 import functools
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from importlib import resources
 
@@ -29,6 +30,9 @@ class RungKind(str, enum.Enum):
     PYTHONPATH = "pythonpath"  # a module of the tree itself is not importable -> put its directory on the path
     CONTINUE_COLLECTION = "continue_collection"  # a few modules fail to import and nothing above fixes them ->
     # run the rest (--continue-on-collection-errors; the broken modules stay ERROR entries in JUnit)
+    NEWEST_TEST_RUNNER = "newest_test_runner"  # validating given labels: labelled tests this env never collected
+    # (ids of another pytest: a labelling harness installs today's pytest, the repo pins an old one) -> pytest
+    # upgraded to its newest release as of the env's date (label_rung; kept only where more given labels hold)
 
 
 class Phase(str, enum.Enum):
@@ -267,6 +271,11 @@ def apply_rung(recipe: dict, rung: Rung) -> dict:
         r["test_cmd"] = r["test_cmd"] + " -o addopts="
     elif k is RungKind.CONTINUE_COLLECTION:
         r["test_cmd"] = r["test_cmd"] + " --continue-on-collection-errors"
+    elif k is RungKind.NEWEST_TEST_RUNNER:
+        # after every other step (requirements, test deps and plugins pinned the old one), under the recipe's
+        # as_of like every install; pytest's own dependencies follow it, plugins stay as installed
+        r["install"].append({"name": f"ladder:{rung.arg}-newest", "required": True,
+                             "try": [f"pip install --upgrade '{rung.arg}'"]})
     elif k is RungKind.PYTHONPATH:
         env = dict(r.get("test_env") or {})
         env["PYTHONPATH"] = ":".join(dict.fromkeys(
@@ -274,3 +283,17 @@ def apply_rung(recipe: dict, rung: Rung) -> dict:
         r["test_env"] = env
     r["rungs"] = list(r.get("rungs") or []) + [rung.as_dict()]
     return r
+
+
+def label_rung(recipe: Mapping, held: Mapping | None) -> Rung | None:
+    """For validation of a row with given labels (``held``: :func:`pipelines.swe.labels.labels_hold`): the
+    newest test runner when some given labels name tests this env never collected and the recipe is Crucible's
+    inference (SWE-bench's own recipe is its labelling env: nothing to try) that has not tried it yet. The
+    caller builds the env with it, validates again and keeps whichever env holds more of the given labels."""
+    if not held or not held["not_collected"] or recipe.get("origin"):
+        return None
+    if any(r["kind"] == RungKind.NEWEST_TEST_RUNNER.value for r in recipe.get("rungs") or []):
+        return None
+    missing = held["not_collected"]
+    return Rung(RungKind.NEWEST_TEST_RUNNER, "pytest",
+                f"{len(missing)} given label(s) never collected in this env, e.g. {missing[0]}", Phase.TEST)

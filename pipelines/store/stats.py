@@ -115,6 +115,13 @@ def compute_stats(con: duckdb.DuckDBPyConnection) -> dict:
             "reasons": _pairs(con, "SELECT coalesce(reason,'-'), count(*) FROM swe_validations "
                                    "WHERE status <> 'valid' GROUP BY 1 ORDER BY 2 DESC LIMIT 20"),
             "labels_match_rate": _one(con, "SELECT avg(labels_match::int) FROM swe_validations"),
+            # of rows with given labels: those whose given labels grade as given in the env Crucible built
+            "labels_hold_rate": _one(con, "SELECT avg(labels_hold::int) FROM swe_validations"),
+            "labels_not_held": _one(con, "SELECT sum(len(labels_not_held)) FROM swe_validations"),
+            # label-guided rungs tried (sandbox.ladder.label_rung): kept (more given labels hold) or not
+            "label_rungs": _pairs(con, "SELECT json_extract_string(meta, '$.label_rung.kind') || ' kept=' || "
+                                       "json_extract_string(meta, '$.label_rung.kept'), count(*) FROM swe_validations "
+                                       "WHERE json_extract(meta, '$.label_rung') IS NOT NULL GROUP BY 1 ORDER BY 1"),
             "flaky_tests": _one(con, "SELECT sum(len(flaky_tests)) FROM swe_validations"),
         }
     if s["counts"]["swe_trajectories"]:

@@ -113,25 +113,33 @@ def url_template_for(ctx: ValidateContext, repo: str) -> str:
     return ctx.settings.repo_url_template
 
 
-def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path, version=None, created_at=None):
+def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path, version=None, created_at=None, rung=None):
     """The sandbox env spec for (repo, env commit, version), built once and reused. With ``ctx.recipes ==
     "auto"`` a (repo, version) in SWE-bench's table (``configs/swebench/specs.json``) uses SWE-bench's recipe
     (a RecipeError says why where it cannot be honoured); otherwise, or with ``"inferred"``, our inference,
     resolved as of the env commit's date (:func:`env_date`) when it is older than
-    ``sandbox.as_of_min_age_days``."""
+    ``sandbox.as_of_min_age_days``. With ``rung`` (a ``sandbox.ladder.Rung``): that env's recipe with the rung
+    applied (recorded in its ``rungs``), built once too."""
     from pipelines.swe.swebench_specs import recipe_for_instance
     from sandbox.api import build_env
 
     if ctx.recipes not in ("auto", "inferred"):
         raise ValueError(f"swe.recipes={ctx.recipes!r}: use auto or inferred")
     key = (repo, commit, str(version) if ctx.recipes == "auto" and version is not None else None)
+    if rung is not None:
+        key += (rung.key,)
     if key in ctx.env_cache:
         ctx.stats["env_hits"] += 1
         return ctx.env_cache[key]
     recipe = None
-    if ctx.recipes == "auto" and version is not None:
+    if rung is not None:
+        from sandbox.ladder import apply_rung
+
+        first = env_for(ctx, repo, commit, tree, version, created_at)
+        recipe = (apply_rung(first.recipe, rung), first.inputs)
+    elif ctx.recipes == "auto" and version is not None:
         recipe = recipe_for_instance(repo, version, tree, ctx.settings.pythons)
-    date = None if recipe is not None else env_date(ctx, repo, commit, created_at)
+    date = None if recipe is not None and rung is None else env_date(ctx, repo, commit, created_at)
     spec, res = build_env(ctx.client, ctx.settings, tree, repo.split("/")[-1].lower(), recipe=recipe, date=date)
     ctx.stats["env_hits" if res.get("cache_hit") else "env_builds"] += 1
     ctx.stats["env_reuses"] = ctx.stats.get("env_reuses", 0) + bool(not res.get("cache_hit") and res.get("reused_from"))
@@ -152,12 +160,13 @@ def env_date(ctx: ValidateContext, repo: str, commit: str, created_at=None) -> s
     return text[:10] if isinstance(text, str) and len(text) >= 10 else None
 
 
-def decide_env(ctx: ValidateContext, inst: Mapping, base_tree: Path, scratch: Path) -> TaskEnv:
+def decide_env(ctx: ValidateContext, inst: Mapping, base_tree: Path, scratch: Path, rung=None) -> TaskEnv:
     """The env of an instance, decided (at validation): built from its env commit's tree (``base_tree`` when
-    that is the base commit, else a checkout under ``scratch``) with its version, on this run's network."""
+    that is the base commit, else a checkout under ``scratch``) with its version, on this run's network;
+    ``rung``: see :func:`env_for`."""
     env_commit = env_commit_of(inst)
     tree = base_tree if env_commit == inst["base_commit"] else checkout_tree(ctx, inst["repo"], env_commit, scratch)
-    spec = env_for(ctx, inst["repo"], env_commit, tree, inst.get("version"), inst.get("created_at"))
+    spec = env_for(ctx, inst["repo"], env_commit, tree, inst.get("version"), inst.get("created_at"), rung)
     return env_of(ctx, inst["repo"], spec)
 
 

@@ -46,6 +46,24 @@ def labels_match(given_f2p, given_p2p, f2p, p2p) -> bool | None:
     return set(given_f2p or []) == set(f2p) and set(given_p2p or []) == set(p2p)
 
 
+def labels_hold(given_f2p, given_p2p, before: Mapping[str, str], after: Mapping[str, str],
+                flaky: Iterable[str] = ()) -> dict | None:
+    """Whether given labels grade as given in this env (None when none were given): every given F2P test
+    fails (or is absent) before the fix and passes after it, every given P2P test passes both, none flaky
+    here. So the gold patch and an empty patch get the grades the labelling env gave them, even where this
+    env runs more tests (``labels_match`` also asks for no extra labels). ``not_held``: the given tests that
+    do not hold; ``not_collected``: those of them this env never ran (an id of another pytest, a module that
+    is not collected)."""
+    if given_f2p is None and given_p2p is None:
+        return None
+    fl = set(flaky)
+    bad_f2p = [t for t in given_f2p or [] if t in fl or not passed(after.get(t)) or passed(before.get(t))]
+    bad_p2p = [t for t in given_p2p or [] if t in fl or not (passed(after.get(t)) and passed(before.get(t)))]
+    not_held = sorted(set(bad_f2p) | set(bad_p2p))
+    return {"hold": not not_held, "not_held": not_held,
+            "not_collected": [t for t in not_held if t not in before and t not in after]}
+
+
 def verdict(labels: Mapping, *, require_p2p: bool = False) -> str | None:
     """Why computed labels make no instance (None: they do)."""
     if not labels["FAIL_TO_PASS"]:

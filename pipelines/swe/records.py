@@ -130,7 +130,8 @@ def validation_row(instance_id: str, run_id: str, **fields) -> dict:
 
     row = {"instance_id": instance_id, "status": Status.ERROR.value, "reason": None, "failure_kind": None,
            "failed_at": None, "fail_to_pass": [], "pass_to_pass": [], "flaky_tests": [], "network_tests": [],
-           "labels_match": None, "env_image": None, "tests_before": None, "tests_after": None, "n_runs": 0,
+           "labels_match": None, "labels_hold": None,
+           "labels_not_held": [], "env_image": None, "tests_before": None, "tests_after": None, "n_runs": 0,
            "duration_s": None, "test_duration_s": None, "meta": {}, "run_id": run_id, "created_at": utc_now()}
     unknown = set(fields) - set(row)
     if unknown:

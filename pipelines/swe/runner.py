@@ -69,7 +69,8 @@ def validate_file(cfg, path: str, *, limit: int | None = None) -> dict:
     con = connect(out_dir, cfg.store.catalog)
     try:
         counts = dict(con.execute(
-            "select status || coalesce('/labels_match=' || lower(cast(labels_match as varchar)), ''), count(*) "
+            "select status || coalesce('/labels_match=' || lower(cast(labels_match as varchar)), '') "
+            "|| coalesce('/labels_hold=' || lower(cast(labels_hold as varchar)), ''), count(*) "
             "from swe_validations where run_id = ? group by 1 order by 1", [run_id]).fetchall()) if insts else {}
     finally:
         con.close()

@@ -30,6 +30,7 @@ from pipelines.swe.labels import (
     USABLE_BEFORE_ERRORS,
     compute_labels,
     flaky_from,
+    labels_hold,
     labels_match,
     outcome_map,
     pytest_seconds,
@@ -106,9 +107,7 @@ def validate(ctx: ValidateContext, inst: Mapping, run_id: str, reference=None) -
         except Exception as exc:  # noqa: BLE001 - any setup failure is this row's reason
             not_valid(row, Status.ERROR, FailureKind.INFRA, Step.SETUP, f"setup: {type(exc).__name__}: {exc}")
             return Validation(row, None)
-        row["env_image"] = env.image
-        row["meta"] = {"recipe_python": env.recipe.get("python"), "id_style": env.id_style,
-                       "recipe_origin": env.recipe.get("origin", "inferred"), "network": env.network}
+        row["env_image"], row["meta"] = env.image, _env_meta(env)
         if reference is not None:
             row["meta"]["reference"] = reference_meta(reference)
             if not reference.ok and reference.reason.startswith("infra/"):
@@ -116,10 +115,47 @@ def validate(ctx: ValidateContext, inst: Mapping, run_id: str, reference=None) -
                           f"infra: env reference run failed: {reference.reason}")
                 return Validation(row, env)
         _run_and_label(ctx, inst, env, base, tmp, row, reference)
+        if row["labels_hold"] is False:
+            row, env = _label_rung(ctx, inst, env, base, tmp, row, run_id)
         return Validation(row, env)
     finally:
         row["duration_s"] = round(time.monotonic() - t0, 3)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _env_meta(env: TaskEnv) -> dict:
+    return {"recipe_python": env.recipe.get("python"), "id_style": env.id_style,
+            "recipe_origin": env.recipe.get("origin", "inferred"), "network": env.network}
+
+
+def _label_rung(ctx: ValidateContext, inst: Mapping, env: TaskEnv, base: Path, tmp: Path, row: dict,
+                run_id: str) -> tuple[dict, TaskEnv]:
+    """Given labels this env never collected (``sandbox.ladder.label_rung``): the env with the rung, validated
+    again; the row (and env) where fewer given labels fail to hold wins (a valid row never loses to one that is
+    not), and the rung, with the counts on both sides, is in ``meta.label_rung`` of the row kept."""
+    from sandbox.ladder import label_rung
+
+    rung = label_rung(env.recipe, {"not_collected": row["meta"].get("labels_not_collected") or []})
+    if rung is None:
+        return row, env
+    note = {**rung.as_dict(), "kept": False, "not_held_before": len(row["labels_not_held"])}
+    try:
+        alt_env = decide_env(ctx, inst, base, tmp / "rung-env", rung)
+    except Exception as exc:  # noqa: BLE001 - the rung's env did not build: the first env stands, with why
+        row["meta"]["label_rung"] = {**note, "error": f"{type(exc).__name__}: {exc}"[:1000]}
+        return row, env
+    alt = validation_row(inst["instance_id"], run_id, env_image=alt_env.image, meta=_env_meta(alt_env))
+    (tmp / "rung").mkdir()
+    _run_and_label(ctx, inst, alt_env, base, tmp / "rung", alt, None)
+    note.update(image=alt_env.image, status_after=alt["status"], not_held_after=len(alt["labels_not_held"]))
+    if alt["labels_hold"] is None or len(alt["labels_not_held"]) >= len(row["labels_not_held"]) or \
+            (row["status"] == Status.VALID.value and alt["status"] != Status.VALID.value):
+        row["meta"]["label_rung"] = note
+        return row, env
+    alt["meta"]["label_rung"] = {**note, "kept": True}
+    alt["n_runs"] += row["n_runs"]
+    alt["test_duration_s"] = round((alt["test_duration_s"] or 0) + (row["test_duration_s"] or 0), 3)
+    return alt, alt_env
 
 
 def _run_and_label(ctx: ValidateContext, inst: Mapping, env: TaskEnv, base: Path, tmp: Path, row: dict,
@@ -158,10 +194,14 @@ def _run_and_label(ctx: ValidateContext, inst: Mapping, env: TaskEnv, base: Path
         ok_after = next(r for r in runs_a if r.ok)
         if online.ok:
             row["network_tests"] = network_dependent(ok_after, online)
+    held = labels_hold(inst.get("FAIL_TO_PASS"), inst.get("PASS_TO_PASS"), mb, ma, labels["flaky"])
     row.update(fail_to_pass=labels["FAIL_TO_PASS"], pass_to_pass=labels["PASS_TO_PASS"],
                flaky_tests=labels["flaky"], tests_before=mb, tests_after=ma,
                labels_match=labels_match(inst.get("FAIL_TO_PASS"), inst.get("PASS_TO_PASS"),
-                                         labels["FAIL_TO_PASS"], labels["PASS_TO_PASS"]))
+                                         labels["FAIL_TO_PASS"], labels["PASS_TO_PASS"]),
+               labels_hold=held["hold"] if held else None, labels_not_held=held["not_held"][:200] if held else [])
+    if held and held["not_collected"]:
+        row["meta"]["labels_not_collected"] = held["not_collected"][:200]
     ok_before = next((r for r in runs_b if r.ok), runs_b[0])
     row["meta"].update({"pass_to_fail": labels["PASS_TO_FAIL"][:200], "selection": selection,
                         "failing_output": ok_before.log_tail[-3000:],

@@ -163,3 +163,28 @@ def test_rungs_change_the_env_key(recipe):
     r = apply_rung(recipe, Rung(RungKind.AS_OF_DATE, "2023-05-01T23:59:59Z", "x", Phase.BUILD))
     base = BaseSpec(python="3.11", distro="bookworm")
     assert EnvSpec(base, recipe).key != EnvSpec(base, r).key
+
+
+def test_label_rung_only_for_given_labels_an_inferred_env_never_collected(recipe):
+    from sandbox.ladder import label_rung
+
+    gone = "tests/test_utils.py::test_unzipped_paths_unchanged[/__init__.py]"
+    rung = label_rung(recipe, {"not_collected": [gone]})
+    assert rung.kind is RungKind.NEWEST_TEST_RUNNER and rung.arg == "pytest" and gone in rung.trigger
+    # must not fire: no labels given, every given label collected (a wrong outcome is the row's, not the
+    # runner's), SWE-bench's own recipe (its labelling env), or an env that already has the newest runner
+    assert label_rung(recipe, None) is None
+    assert label_rung(recipe, {"not_collected": []}) is None
+    assert label_rung({**recipe, "origin": "SWE-bench harness"}, {"not_collected": [gone]}) is None
+    applied = apply_rung(recipe, rung)
+    assert label_rung(applied, {"not_collected": [gone]}) is None
+    # applied: pytest upgraded after every other install step (requirements and plugins pinned the old one),
+    # under the recipe's as_of like every step; the input recipe untouched and the env key changed
+    assert applied["install"][-1] == {"name": "ladder:pytest-newest", "required": True,
+                                      "try": ["pip install --upgrade 'pytest'"]}
+    assert applied["install"][:-1] == recipe["install"] and applied["as_of"] == recipe["as_of"]
+    assert applied["rungs"][-1]["kind"] == "newest_test_runner"
+    from sandbox.images import BaseSpec, EnvSpec
+
+    base = BaseSpec(python="3.11", distro="bookworm")
+    assert EnvSpec(base, recipe).key != EnvSpec(base, applied).key

@@ -2,7 +2,7 @@ import subprocess
 
 import pytest
 
-from pipelines.swe.labels import compute_labels, flaky_from, labels_match, verdict
+from pipelines.swe.labels import compute_labels, flaky_from, labels_hold, labels_match, verdict
 from pipelines.swe.patches import (
     PatchError,
     apply_patch,
@@ -51,6 +51,28 @@ def test_labels_match_and_verdict():
     assert verdict({"FAIL_TO_PASS": [], "PASS_TO_PASS": ["b"]}).startswith("no_fail_to_pass")
     assert verdict({"FAIL_TO_PASS": ["a"], "PASS_TO_PASS": []}) is None
     assert verdict({"FAIL_TO_PASS": ["a"], "PASS_TO_PASS": []}, require_p2p=True).startswith("no_pass_to_pass")
+
+
+def test_labels_hold_rejects_each_way_a_given_label_can_fail_to_grade():
+    before = {"t::new": "FAILED", "t::old": "PASSED", "t::other": "PASSED", "t::flip": "PASSED"}
+    after = {"t::new": "PASSED", "t::old": "PASSED", "t::other": "PASSED", "t::flip": "PASSED", "t::more": "PASSED"}
+    assert labels_hold(None, None, before, after) is None  # nothing given
+    # an env that runs one more test: the labels are not equal, yet they grade as given
+    lab = compute_labels(before, after)
+    assert labels_match(["t::new"], ["t::old", "t::other", "t::flip"], lab["FAIL_TO_PASS"], lab["PASS_TO_PASS"]) is False
+    held = labels_hold(["t::new"], ["t::old", "t::other", "t::flip"], before, after)
+    assert held == {"hold": True, "not_held": [], "not_collected": []}
+    # each way to fail: an F2P test passing before, a P2P test failing after, a flaky one, one never run
+    for f2p, p2p, flaky, bad in ((["t::old"], [], (), "t::old"),
+                                 ([], ["t::new"], (), "t::new"),
+                                 (["t::new"], ["t::flip"], ("t::flip",), "t::flip"),
+                                 (["t::new"], ["t::gone[/__init__.py]"], (), "t::gone[/__init__.py]")):
+        held = labels_hold(f2p, p2p, before, after, flaky)
+        assert held["hold"] is False and held["not_held"] == [bad], (f2p, p2p)
+    assert labels_hold([], ["t::gone"], before, after)["not_collected"] == ["t::gone"]
+    assert labels_hold([], ["t::new"], before, after)["not_collected"] == []
+    # switched off (only the computed labels' verdict): the row is valid with a given P2P test this env never ran
+    assert verdict(compute_labels(before, after)) is None
 
 
 DIFF = """diff --git a/pkg/core.py b/pkg/core.py
