@@ -25,6 +25,7 @@ Two ways in:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -161,9 +162,30 @@ def _quote(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def view_sql(table: str, paths: list[str]) -> str:
-    return (f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM "
+def view_sql(table: str, paths: list[str], added: list[tuple[str, str]] = ()) -> str:
+    """The view over ``paths``; ``added``: (column, DuckDB type) pairs no file has, selected as typed NULLs."""
+    extra = "".join(f", CAST(NULL AS {typ}) AS \"{name}\"" for name, typ in added)
+    return (f"CREATE OR REPLACE VIEW {table} AS SELECT *{extra} FROM "
             f"read_parquet([{', '.join(_quote(p) for p in paths)}], union_by_name = true)")
+
+
+@functools.cache
+def column_types(table: str) -> tuple[tuple[str, str], ...]:
+    """(column, DuckDB type) of ``table``'s record type, in schema order."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.register("empty", record_type(table).arrow_schema.empty_table())
+        return tuple((r[0], r[1]) for r in con.execute("DESCRIBE empty").fetchall())
+    finally:
+        con.close()
+
+
+def missing_columns(con: duckdb.DuckDBPyConnection, table: str, paths: list[str]) -> list[tuple[str, str]]:
+    """Columns of ``table``'s schema that none of ``paths`` has: a store written by an older version, read by
+    a newer one without a writer (who rewrites the schema file) opening it first."""
+    have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet([{', '.join(_quote(p) for p in paths)}], "
+                                      "union_by_name = true)").fetchall()}
+    return [(name, typ) for name, typ in column_types(table) if name not in have]
 
 
 def _create_views(con: duckdb.DuckDBPyConnection, view: StoreView, base: str | None, prefix: str = "") -> None:
@@ -173,7 +195,7 @@ def _create_views(con: duckdb.DuckDBPyConnection, view: StoreView, base: str | N
         if base is not None:
             paths = [str(Path(base) / p) for p in paths]
         if paths and view.schema_files.get(table):
-            con.execute(view_sql(prefix + table, paths))
+            con.execute(view_sql(prefix + table, paths, missing_columns(con, table, paths)))
             continue
         # no schema file (a read-only store from an old version): the schema comes from the record type
         empty = f"__empty_{table}"

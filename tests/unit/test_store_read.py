@@ -165,3 +165,20 @@ def test_a_reader_that_listed_manifests_just_before_a_compaction_sees_every_row_
     assert sum(len(v) for v in view.shards.values()) == len(TABLES)
     monkeypatch.undo()
     assert snapshot(out) == before
+
+
+def test_a_store_of_an_older_schema_reads_with_columns_added_since_as_nulls(tmp_path, monkeypatch):
+    """A reader of a newer version on a store no writer of that version has opened: columns its schema added
+    (swe_validations.labels_hold) read as typed NULLs instead of failing every query that names them."""
+    import duckdb
+
+    out = store(tmp_path, n_commits=1)
+    real = catalog.column_types
+    monkeypatch.setattr(catalog, "column_types", lambda t: real(t) + (("added_later", "BOOLEAN"),))
+    cols, rows = catalog.query(out, "select count(*), count(added_later), avg(added_later::int) from questions")
+    assert rows == [(2, 0, None)]
+    assert catalog.query(out, "select typeof(added_later) from questions limit 1")[1] == [("BOOLEAN",)]
+    # switched off: the view has the files' columns only and the query fails
+    monkeypatch.setattr(catalog, "missing_columns", lambda con, table, paths: [])
+    with pytest.raises(duckdb.BinderException, match="added_later"):
+        catalog.query(out, "select count(added_later) from questions")
