@@ -59,6 +59,9 @@ def get_parser(name: str) -> Callable[[str], dict[str, str]]:
 # pytest < 4.1 words a failed test's short-summary line "FAIL <id>"; later ones (and every pytest that
 # SWE-bench's pytest_rA-family repos were labelled with: their tables install pytest >= 4.4) say "FAILED <id>"
 OLD_FAIL_RE = re.compile(r"^FAIL (?=\S)")
+# pytest < 4 writes the instance of a test class into node ids ("t.py::TestA::()::test_x"): the same test as
+# every later pytest's "t.py::TestA::test_x", the id labels of those (SWE-bench's among them) name
+OLD_INSTANCE_RE = re.compile(r"::\(\)(?=::)")
 
 
 def _swebench_status_lines(log: str):
@@ -66,7 +69,8 @@ def _swebench_status_lines(log: str):
     (FAILED lines drop `` - `` first; the id is the second whitespace-separated word). An old pytest's
     ``FAIL <id>`` is read as ``FAILED <id>``: SWE-bench's parser skips it, which loses nothing for an id of its
     own (absent counts as failing) but lets a passing sibling decide an id that whitespace-splitting shared
-    (``t[a b]`` and ``t[a c]`` are both ``t[a``: the last line wins, and failures print last)."""
+    (``t[a b]`` and ``t[a c]`` are both ``t[a``: the last line wins, and failures print last). A pytest < 4
+    class-instance step (``::()``) is dropped from ids, as JUnit ids never have it."""
     for line in log.split("\n"):
         line = OLD_FAIL_RE.sub("FAILED ", line)
         if any(line.startswith(s) for s in SWEBENCH_STATUSES):
@@ -74,7 +78,7 @@ def _swebench_status_lines(log: str):
                 line = line.replace(" - ", " ")
             parts = line.split()
             if len(parts) > 1:
-                yield parts[0], parts[1]
+                yield parts[0], OLD_INSTANCE_RE.sub("", parts[1])
 
 
 @register("pytest_rA")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 # 2: an old pytest's "FAIL <id>" summary lines are read as FAILED (sandbox.parsers.OLD_FAIL_RE)
-REFERENCE_VERSION = 2
+REFERENCE_VERSION = 3
 
 
 @dataclass

@@ -130,3 +130,27 @@ def test_without_the_old_fail_wording_a_passing_sibling_decides_the_shared_id(mo
     # the failing parametrization is lost and the shared id passes: a bug that breaks it has no F2P there
     assert got["t.py::test_ct[application/json"] == "PASSED"
     assert "t.py::test_alone" not in got
+
+
+PYTEST3_LOG = Path(__file__).resolve().parent.parent / "data" / "sandbox" / "pytest3" / "console.log"
+
+
+def test_pytest3_class_instance_ids_read_as_every_later_pytest_names_them():
+    log = PYTEST3_LOG.read_text()
+    for name in ("pytest_rA", "pytest_rA_options"):
+        got = get_parser(name)(log)
+        assert not any("::()" in t for t in got), name
+        assert got["tests/test_structures.py::TestCaseInsensitiveDict::test_list"] == "PASSED"
+    # only the instance step: a parametrization that contains the characters keeps them
+    assert parse_pytest_rA("PASSED t.py::test_x[::()]\n") == {"t.py::test_x[::()]": "PASSED"}
+
+
+def test_without_the_instance_step_dropped_pytest3_ids_miss_the_labels_of_later_pytests(monkeypatch):
+    import re
+
+    import sandbox.parsers as parsers
+
+    monkeypatch.setattr(parsers, "OLD_INSTANCE_RE", re.compile(r"(?!)"))  # switched off: SWE-bench's parser as is
+    got = parsers.parse_pytest_rA(PYTEST3_LOG.read_text())
+    assert "tests/test_structures.py::TestCaseInsensitiveDict::test_list" not in got
+    assert got["tests/test_structures.py::TestCaseInsensitiveDict::()::test_list"] == "PASSED"
