@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sandbox.parsers import (
+    OLD_INSTANCE_RE,
     count_statuses,
     parse_junit_xml,
     parse_pytest_rA,
@@ -72,9 +73,9 @@ def _summary_lines(log: str) -> list[tuple[str, str]]:
         if m and not (m.group(1) == "SKIPPED" and m.group(2).startswith("[")):
             out.append((m.group(1), m.group(2).strip()))
     subfailed = subtest_failures(log) if "SUBFAILED" in log else set()
-    # a PASSED line for a test whose subtest failed is pytest's own report (>= 9), not a forgery; pytest < 4
-    # writes the instance of a test class into node ids ("t.py::TestA::()::test_x"), JUnit ids never do
-    return [("FAILED" if s == "PASSED" and t in subfailed else s, t.replace("::()", "")) for s, t in out]
+    # a PASSED line for a test whose subtest failed is pytest's own report (>= 9), not a forgery; pytest < 4's
+    # class-instance step in node ids is dropped (parsers.OLD_INSTANCE_RE), JUnit ids never have it
+    return [("FAILED" if s == "PASSED" and t in subfailed else s, OLD_INSTANCE_RE.sub("", t)) for s, t in out]
 
 
 def _xpass_id(text: str, tests: dict) -> str:
