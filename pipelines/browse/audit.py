@@ -27,6 +27,8 @@ from typing import Any
 Resolver = Callable[[str], Sequence[str]]
 # A question-row check: why the question does not ask for its answer's kind (None = it does).
 TypeCheck = Callable[[Mapping], "str | None"]
+# question row -> why it is unique in the graph only (relation cards, ranges that pin alone); [] = fine
+WorldCheck = Callable[[Mapping], Sequence[str]]
 
 PASS_RATE_BINS = ((0.0, 0.0, "0"), (0.0, 0.5, "(0, 0.5)"), (0.5, 1.0, "[0.5, 1)"), (1.0, 1.0, "1"))
 HUB_SHARE_MAX = 0.30
@@ -135,7 +137,8 @@ def strict_sft_problems(traj: Mapping, answer_names: Sequence[str]) -> list[str]
 
 
 def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], failures: Sequence[Mapping] = (),
-               *, resolve: Resolver | None = None, type_check: TypeCheck | None = None) -> dict[str, Any]:
+               *, resolve: Resolver | None = None, type_check: TypeCheck | None = None,
+               world_check: WorldCheck | None = None) -> dict[str, Any]:
     """The audit of one store's rows (pure). ``resolve`` and ``type_check`` come from the graph;
     without them the graph-grounded lines are reported as ``None`` (not checked), never as 0."""
     by_q = {q["question_id"]: q for q in questions}
@@ -168,6 +171,17 @@ def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], fa
             if why:
                 mismatches.append({"question_id": q["question_id"], "question": q["question"], "why": why})
 
+    graph_only: list[dict] | None = None
+    if world_check is not None:
+        graph_only = []
+        for q in questions:
+            try:
+                whys = list(world_check(q))
+            except (KeyError, TypeError, ValueError) as exc:
+                whys = [f"cannot check against the relation cards: {type(exc).__name__}: {exc}"]
+            if whys:
+                graph_only.append({"question_id": q["question_id"], "question": q["question"], "why": whys})
+
     hubs = Counter(e for q in questions for e in chain_entities(q))
     top_hub, top_n = (hubs.most_common(1)[0] if hubs else (None, 0))
     n_q = len(questions)
@@ -192,6 +206,8 @@ def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], fa
         "contradicted_rows": contradicted,
         "type_mismatch": None if mismatches is None else len(mismatches),
         "type_mismatch_rows": mismatches,
+        "unique_in_graph_only": None if graph_only is None else len(graph_only),
+        "unique_in_graph_only_rows": graph_only,
         "hardened_share": round(hardened / n_q, 4) if n_q else None,
         "questions_hardened": hardened,
         "accepted_edits_per_question": dict(sorted(Counter(accepted_edits(q) for q in questions).items())),
@@ -213,6 +229,9 @@ def problems(audit: Mapping) -> list[str]:
         out.append("graph check not run (no graph)")
     if audit["type_mismatch"]:
         out.append(f"{audit['type_mismatch']} questions ask for another type than their answer's")
+    if audit["unique_in_graph_only"]:
+        out.append(f"{audit['unique_in_graph_only']} questions are unique in the graph only (relation cards, "
+                   "ranges that pin alone)")
     if audit["sft_strict_violations"]:
         out.append(f"{audit['sft_strict_violations']} SFT rows fail the strict SFT checks")
     share = audit["hub"]["share"]
@@ -236,6 +255,7 @@ def format_audit(audit: Mapping) -> str:
         f"  kept correct rows verified by: {audit['kept_verified_by'] or {}}",
         f"  kept rows contradicted by the graph (must be 0): {show(audit['contradicted'])}",
         f"  questions whose asked type mismatches the answer (must be 0): {show(audit['type_mismatch'])}",
+        f"  questions unique in the graph only (must be 0): {show(audit['unique_in_graph_only'])}",
         f"  SFT rows failing strict checks (must be 0): {audit['sft_strict_violations']}",
         f"  questions with >= 1 accepted hardening edit: {audit['questions_hardened']}/{audit['questions']}"
         + (f" ({audit['hardened_share']:.0%})" if audit["hardened_share"] is not None else ""),
@@ -246,7 +266,7 @@ def format_audit(audit: Mapping) -> str:
         f"  trajectory drop reasons: {audit['drop_reasons']}",
         f"  failures: {audit['failures']}",
     ]
-    for key in ("contradicted_rows", "type_mismatch_rows", "sft_strict_violation_rows"):
+    for key in ("contradicted_rows", "type_mismatch_rows", "unique_in_graph_only_rows", "sft_strict_violation_rows"):
         for r in (audit.get(key) or [])[:5]:
             lines.append(f"    {key[:-5]}: {json.dumps(r, ensure_ascii=False)}")
     probs = problems(audit)

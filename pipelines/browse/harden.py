@@ -19,9 +19,10 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 
+from pipelines.browse.kg.cards import clue_problem, hop_problem, load_cards
 from pipelines.browse.kg.model import Graph
 from pipelines.browse.synth import (
     NUMERIC_ATTRS,
@@ -32,6 +33,7 @@ from pipelines.browse.synth import (
     is_unique,
     named_constants,
     path_length,
+    path_steps,
 )
 
 MAX_CLUES = 4
@@ -200,13 +202,14 @@ def _obfuscate_one(graph: Graph, draft: Draft, target: str, rng: random.Random) 
     pool = _candidate_pool(graph, d, var, e.type)
     present = {tuple(t) for t in d.formalization["triples"]}
     rel_clues: list[tuple[list[str], set[str]]] = []
+    cards = load_cards()
     for r, objs in sorted(graph.out.get(target, {}).items()):
         if r not in CLUE_RELATIONS or r in NAMING_RELATIONS:
             continue
         for o in objs:
             if o == target or o not in graph.entities or o in d.binding.values() or (var, r, o) in present:
                 continue
-            if _names_hidden(graph, d, o):
+            if _names_hidden(graph, d, o) or clue_problem(cards, r, o):
                 continue
             match = summary_readings(graph, o) if r == "summary_mentions" else set(graph.subjects(o, r))
             rel_clues.append(([var, r, o], match))
@@ -226,6 +229,8 @@ def _obfuscate_one(graph: Graph, draft: Draft, target: str, rng: random.Random) 
                 options.append((len(match), 1 + w_i, len(options), "attr",
                                 {"var": var, "attr": a, "min": lo, "max": hi}, match))
         options = [o for o in options if o[0] < len(pool)]  # a clue must narrow the field
+        if not _anchored(d, var):  # the first clue is one a search can find: a relation, never a range
+            options = [o for o in options if o[3] == "rel"]
         if not options:
             return None
         # a clue that finishes the job: the vaguest such (relations first, then the widest range);
@@ -242,9 +247,24 @@ def _obfuscate_one(graph: Graph, draft: Draft, target: str, rng: random.Random) 
         # a text clue counts only once its wider reading leaves the target alone
         loose_ok = len(pool) == 1 or not any(t[1] == "summary_mentions" for t in d.formalization["triples"]
                                               if t[0] == var)
-        if loose_ok and is_unique(graph, d):
+        if loose_ok and not ranges_pin_alone(d, var) and is_unique(graph, d):
             return d
     return None
+
+
+def _anchored(draft: Draft, var: str) -> bool:
+    """``var`` is reached by a relation: a clue (?v -r-> named entity) or a hop into it (the path's
+    own hop out of ?v describes nothing)."""
+    return any((t[0] == var and not t[2].startswith("?")) or t[2] == var for t in draft.formalization["triples"])
+
+
+def ranges_pin_alone(draft: Draft, var: str) -> bool:
+    """True when ``var`` is described by numeric ranges and no relation clue: "an airport with an
+    elevation between 3,891 and 3,931 ft" is a database filter no search engine answers. Ranges
+    may narrow an entity that a clue a search can find reaches; they never pin one alone."""
+    f = draft.formalization
+    has_range = any(c.get("var") == var and "attr" in c for c in f.get("constraints", []))
+    return has_range and not _anchored(draft, var)
 
 
 def blur(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
@@ -277,6 +297,7 @@ def add_hop(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
     starts += [v for v in draft.binding if not any(t[2] == v for t in f["triples"])]
     starts = list(dict.fromkeys(starts))
     rng.shuffle(starts)
+    cards = load_cards()
     for term in starts:
         node = draft.binding.get(term, term)
         hidden = draft.copy()
@@ -287,7 +308,7 @@ def add_hop(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
                 continue
             for z in subs:
                 if (z in draft.binding.values() or z == node or z not in graph.entities
-                        or len(graph.objects(z, r)) != 1):
+                        or len(graph.objects(z, r)) != 1 or hop_problem(graph, cards, z, r, node, False)):
                     continue
                 options.append((r, z))
         rng.shuffle(options)
@@ -351,7 +372,8 @@ def checks(graph: Graph, draft: Draft, question: str, answer: str, aliases: Sequ
     from pipelines.browse.verify import AnswerKind, Gold, rule_verdict
 
     ambiguous = ambiguous_names(graph, draft)
-    unique = not ambiguous and is_unique(graph, draft)
+    world = world_problems(graph, draft)
+    unique = not ambiguous and not world and is_unique(graph, draft)
     supported, why = check_supported(graph, draft)
     solved = None
     if closed_book is not None and unique and supported:
@@ -361,8 +383,33 @@ def checks(graph: Graph, draft: Draft, question: str, answer: str, aliases: Sequ
                     AnswerKind.ENTITY if e else AnswerKind.TEXT)
         index = name_index(graph) if e else None
         solved = any((v := rule_verdict(gold, p, resolver=index)) is not None and v.verdict == "correct" for p in preds)
-    return {"unique": unique, "ambiguous_names": ambiguous, "supported": supported, "support_reason": why,
-            "closed_book_solved": solved}
+    return {"unique": unique, "ambiguous_names": ambiguous, "world_problems": world, "supported": supported,
+            "support_reason": why, "closed_book_solved": solved}
+
+
+def world_problems(graph: Graph, draft: Draft) -> list[str]:
+    """Why the question is unique in the graph only, per the relation cards: a hop the world does
+    not pin (several capitals, several airports, "US state" answered by a federal district), a
+    clue whose subject list the graph does not complete, or a hidden entity pinned by numeric
+    ranges alone. Empty when the question is one a reader of the world can answer uniquely."""
+    cards = load_cards()
+    f = draft.formalization
+    out = []
+    for prev, rel, nxt, inverse in path_steps(draft):
+        a, b = draft.binding.get(prev, prev), draft.binding.get(nxt, nxt)
+        why = hop_problem(graph, cards, b, rel, a, True) if inverse else hop_problem(graph, cards, a, rel, b, False)
+        if why:
+            out.append(f"hop {a} -{rel}-> {b}: {why}" if not inverse else f"hop {b} -{rel}-> {a}: {why}")
+    path = {(p, r, n) for p, r, n, inv in path_steps(draft) if not inv} | {(n, r, p) for p, r, n, inv in path_steps(draft) if inv}
+    for s_, r, o in f["triples"]:
+        if s_.startswith("?") and not o.startswith("?") and (s_, r, o) not in path:
+            why = clue_problem(cards, r, o)
+            if why:
+                out.append(f"clue {s_} -{r}-> {o}: {why}")
+    for var in dict.fromkeys(c["var"] for c in f.get("constraints", []) if "attr" in c):
+        if ranges_pin_alone(draft, var):
+            out.append(f"{var} ({draft.binding.get(var)}) is pinned by numeric ranges alone")
+    return out
 
 
 class Phase(StrEnum):
@@ -470,3 +517,11 @@ def hardening_summary(questions: Sequence[dict]) -> dict:
     return {"questions": n, "with_accepted_edit": edited, "share_with_accepted_edit": round(edited / n, 3) if n else None,
             "solver_rounds": sum(int(q.get("n_solver_rounds") or 0) for q in questions),
             "pass_rate_histogram": dict(sorted(hist.items()))}
+
+
+def row_world_problems(graph: Graph, row: Mapping) -> list[str]:
+    """:func:`world_problems` of a stored question row (``formalization`` holds the binding), for
+    ``crucible browse audit``: recomputed from the row and today's cards, not read from the lineage."""
+    form = dict(row["formalization"])
+    binding = form.pop("binding")
+    return world_problems(graph, Draft(form, binding, row.get("seed_entity") or ""))

@@ -20,6 +20,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from pipelines.browse.kg.cards import hop_problem, load_cards
 from pipelines.browse.kg.executor import count_answers, execute
 from pipelines.browse.kg.model import Graph, Triple
 
@@ -246,13 +247,17 @@ def chain_entities(draft: Draft) -> set[str]:
 def hop_options(graph: Graph, cur: str, inverse: bool) -> list[tuple[str, str, bool]]:
     """(relation, next entity, inverse) for every one-valued hop out of ``cur``: forward over
     :data:`REL_PHRASE` relations, and with ``inverse`` back over :data:`INV_PHRASE` relations
-    when ``cur`` is the object of exactly one such triple ("the airport serving X")."""
+    when ``cur`` is the object of exactly one such triple ("the airport serving X"). One-valued in
+    the world too: the relation cards (:mod:`pipelines.browse.kg.cards`) veto hops whose subject has
+    several objects in the world, objects the type word does not cover, and inverse hops the world
+    does not pin (a city with several airports)."""
+    cards = load_cards()
     out = [(r, o[0], False) for r in graph.out.get(cur, {}) if r in REL_PHRASE
-           for o in [functional_objects(graph, cur, r)] if o]
+           for o in [functional_objects(graph, cur, r)] if o and hop_problem(graph, cards, cur, r, o[0], False) is None]
     if inverse:
         for r in INV_PHRASE:
             subs = graph.subjects(cur, r)
-            if len(subs) == 1:
+            if len(subs) == 1 and hop_problem(graph, cards, subs[0], r, cur, True) is None:
                 out.append((r, subs[0], True))
     return out
 

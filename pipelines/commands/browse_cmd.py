@@ -140,12 +140,15 @@ def _judge(args) -> int:
 
 
 def graph_checks(graph) -> dict:
-    """The graph-grounded callables of the audit: the answer resolver and the asked-type check."""
+    """The graph-grounded callables of the audit: the answer resolver, the asked-type check and the
+    world check (relation cards, ranges that pin alone), each recomputed from the stored rows."""
+    from pipelines.browse.harden import row_world_problems
     from pipelines.browse.qtype import row_type_mismatch
     from pipelines.browse.resolve import resolve_answer
 
     return {"resolve": lambda text: resolve_answer(graph, text),
-            "type_check": lambda row: row_type_mismatch(graph, row)}
+            "type_check": lambda row: row_type_mismatch(graph, row),
+            "world_check": lambda row: row_world_problems(graph, row)}
 
 
 def compute_browse_audit(cfg, with_graph: bool = True) -> dict:

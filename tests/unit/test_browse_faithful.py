@@ -21,13 +21,14 @@ from tests.unit.test_synth_harden import toy_graph
 def png_graph() -> Graph:
     """Mindik Airport is in Papua New Guinea, whose only neighbour is Indonesia (capital Jakarta)."""
     E = [Entity("airport/AYMI", "airport", "Mindik Airport", attributes={"iata": "MXK", "icao": "AYMI"}),
-         Entity("airport/AYGA", "airport", "Goroka Airport", attributes={"iata": "GKA", "icao": "AYGA"}),
+         Entity("airport/AYGA", "airport", "Goroka Airport", attributes={"iata": "GKA", "icao": "AYGA",
+                                                                         "latitude": -6.082, "longitude": 145.392}),
          Entity("country/PG", "country", "Papua New Guinea", attributes={"iso3": "PNG", "tld": ".pg"}),
          Entity("country/ID", "country", "Indonesia", attributes={"iso3": "IDN", "tld": ".id"}),
          Entity("country/MY", "country", "Malaysia", attributes={"iso3": "MYS", "tld": ".my"}),
          Entity("country/TL", "country", "East Timor", attributes={"iso3": "TLS", "tld": ".tl"}),
          Entity("city/jakarta", "city", "Jakarta"), Entity("city/kl", "city", "Kuala Lumpur"),
-         Entity("city/goroka", "city", "Goroka")]
+         Entity("city/goroka", "city", "Goroka", attributes={"latitude": -6.083, "longitude": 145.386})]
     T = [Triple("airport/AYMI", "country", "country/PG"), Triple("airport/AYGA", "country", "country/PG"),
          Triple("airport/AYGA", "serves_city", "city/goroka"), Triple("city/goroka", "country", "country/PG"),
          Triple("country/PG", "shares_border_with", "country/ID"),

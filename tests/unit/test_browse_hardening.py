@@ -22,10 +22,12 @@ def crowded_graph(n: int = 40) -> Graph:
     """``n`` cities of one country with populations 1000 apart: a 30% population range holds many of
     them, so a unique description of one city needs a narrow range."""
     ents = [Entity("country/X", "country", "Xland"), Entity("currency/X", "currency", "Xland mark")]
+    ents += [Entity(f"us_state/S{j}", "us_state", f"State {j}") for j in range((n + 9) // 10)]
     tris = [Triple("country/X", "currency", "currency/X")]
     for i in range(n):
         ents.append(Entity(f"city/{i}", "city", f"Town {i}", attributes={"population": 50_000 + 1000 * i}))
-        tris.append(Triple(f"city/{i}", "country", "country/X"))
+        # ten towns a state: the state is the clue a search finds, the population range narrows within it
+        tris += [Triple(f"city/{i}", "country", "country/X"), Triple(f"city/{i}", "state", f"us_state/S{i // 10}")]
     return Graph(ents, tris)
 
 
@@ -35,7 +37,9 @@ def test_obfuscate_narrows_a_range_until_the_entity_is_unique():
     new = H.obfuscate(g, d, random.Random(0))
     assert new is not None and S.is_unique(g, new) and S.check_supported(g, new)[0]
     (c,) = [c for c in new.formalization["constraints"] if "attr" in c]
-    assert c["attr"] == "population" and c["min"] <= 70_000 <= c["max"] and c["max"] - c["min"] < 2000
+    # the state (a clue a search finds) comes first; the range then shuts out the state's next town
+    assert ["?y0", "state", "us_state/S2"] in new.formalization["triples"]
+    assert c["attr"] == "population" and c["min"] <= 70_000 <= c["max"] < 71_000
     # the fixed 20% range of the old operator holds about 14 towns: not a description
     wide = new.copy()
     wide.formalization["constraints"][-1].update(min=63_000, max=77_000)

@@ -15,14 +15,21 @@ def toy_graph() -> Graph:
         Entity("currency/PEN", "currency", "Peruvian sol", aliases=("sol",), attributes={"iso4217": "PEN"}),
         Entity("currency/BOB", "currency", "Boliviano", attributes={"iso4217": "BOB"}),
         Entity("currency/CLP", "currency", "Chilean peso", attributes={"iso4217": "CLP"}),
-        Entity("city/lima", "city", "Lima", attributes={"population": 9750000}),
-        Entity("city/cusco", "city", "Cusco", attributes={"population": 428000}),
-        Entity("city/arequipa", "city", "Arequipa", attributes={"population": 1008000}),
-        Entity("city/lapaz", "city", "La Paz", attributes={"population": 757000}),
-        Entity("city/santiago", "city", "Santiago", attributes={"population": 6300000}),
-        Entity("airport/SPZO", "airport", "Alejandro Velasco Astete Airport", attributes={"elevation_ft": 10860, "iata": "CUZ"}),
-        Entity("airport/SPQU", "airport", "Rodriguez Ballon Airport", attributes={"elevation_ft": 8405, "iata": "AQP"}),
-        Entity("airport/SLLP", "airport", "El Alto Airport", attributes={"elevation_ft": 13325, "iata": "LPB"}),
+        Entity("city/lima", "city", "Lima", attributes={"latitude": -12.046, "longitude": -77.043, "population": 9750000}),
+        Entity("city/cusco", "city", "Cusco", attributes={"latitude": -13.532, "longitude": -71.967, "population": 428000}),
+        Entity("city/arequipa", "city", "Arequipa", attributes={"latitude": -16.399, "longitude": -71.537, "population": 1008000}),
+        Entity("city/lapaz", "city", "La Paz", attributes={"latitude": -16.5, "longitude": -68.15, "population": 757000}),
+        Entity("city/santiago", "city", "Santiago", attributes={"latitude": -33.45, "longitude": -70.67, "population": 6300000}),
+        Entity("airport/SPZO", "airport", "Alejandro Velasco Astete Airport", attributes={"latitude": -13.536, "longitude": -71.939, "elevation_ft": 10860, "iata": "CUZ"}),
+        Entity("airport/SPQU", "airport", "Rodriguez Ballon Airport", attributes={"latitude": -16.341, "longitude": -71.583, "elevation_ft": 8405, "iata": "AQP"}),
+        Entity("airport/SLLP", "airport", "El Alto Airport", attributes={"latitude": -16.513, "longitude": -68.192, "elevation_ft": 13325, "iata": "LPB"}),
+        # findable text clues: the airports' Wikipedia summaries and what they link to
+        Entity("wiki/SPZO", "article", "Alejandro Velasco Astete International Airport",
+               description="The airport serves the former capital of the Inca Empire."),
+        Entity("wiki/SPQU", "article", "Rodriguez Ballon International Airport",
+               description="The airport lies below the volcano Misti."),
+        Entity("wiki/Inca_Empire", "article", "Inca Empire", description="The Inca Empire was a state in the Andes."),
+        Entity("wiki/Misti", "article", "Misti", description="Misti is a volcano."),
     ]
     T = [
         Triple("country/PE", "capital", "city/lima"), Triple("country/BO", "capital", "city/lapaz"),
@@ -36,6 +43,9 @@ def toy_graph() -> Graph:
         Triple("airport/SLLP", "serves_city", "city/lapaz"),
         Triple("airport/SPZO", "country", "country/PE"), Triple("airport/SPQU", "country", "country/PE"),
         Triple("airport/SLLP", "country", "country/BO"),
+        Triple("airport/SPZO", "described_by", "wiki/SPZO"), Triple("airport/SPQU", "described_by", "wiki/SPQU"),
+        Triple("airport/SPZO", "summary_mentions", "wiki/Inca_Empire"),
+        Triple("airport/SPQU", "summary_mentions", "wiki/Misti"),
     ]
     return Graph(E, T)
 
