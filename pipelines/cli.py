@@ -46,12 +46,14 @@ def add_config_args(p: argparse.ArgumentParser, default: str = "defaults") -> No
 
 
 def config_from_args(args: argparse.Namespace):
-    from pipelines.config import load_config
+    from pipelines.config import load_config, warn_out_dir
 
     overrides = list(getattr(args, "overrides", []) or [])
     if getattr(args, "out", None):
         overrides.append(f"run.out_dir={args.out}")
-    return load_config(getattr(args, "config", "defaults"), overrides)
+    cfg = load_config(getattr(args, "config", "defaults"), overrides)
+    warn_out_dir(cfg)  # run.out_dir=../../etc is allowed, but said once on stderr
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,12 +119,12 @@ def _fill_defaults(schema: dict, data: Any) -> Any:
 
 
 def _read_yaml(path: Path) -> dict:
-    from pipelines.textio import InputError, read_text
+    from pipelines.textio import InputError, load_yaml, read_text
 
     if not path.exists():
         raise ConfigError(f"{path}: config file not found (see {CONFIG_DIR} for the shipped ones)")
-    try:
-        data = yaml.safe_load(read_text(path, "config file"))
+    try:  # a regular file only; size, nesting and alias expansion limited (textio)
+        data = load_yaml(read_text(path, "config file"), str(path))
     except InputError as exc:
         raise ConfigError(str(exc)) from None
     except yaml.YAMLError as exc:
@@ -134,7 +134,21 @@ def _read_yaml(path: Path) -> dict:
                           f"section ({', '.join(SECTIONS)})")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections ({', '.join(SECTIONS)})")
+    _check_keys(data, str(path))
     return data
+
+
+def _check_keys(data: Any, where: str, at: str = "") -> None:
+    """Every mapping key a string (YAML reads `1:` or `true:` as a number or a boolean)."""
+    stack = [(data, at)]
+    while stack:
+        node, path = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for k, v in items:
+            if isinstance(node, dict) and not isinstance(k, str):
+                raise ConfigError(f"{where}: {path or '<top level>'}: key {k!r} is not a name; config keys are "
+                                  f"strings (quote it: '{k}')")
+            stack.append((v, f"{path}.{k}" if path else str(k)))
 
 
 def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict:
@@ -153,8 +167,12 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set llm.max_concurrency=8")
+    from pipelines.textio import InputError, load_yaml
+
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = load_yaml(raw, f"--set {key.strip()}") if raw != "" else ""
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -229,6 +247,40 @@ def load_config(name: str | Path = "defaults", overrides: Iterable[str] = ()) ->
     overrides = list(overrides)
     data = _apply_overrides(data, overrides)
     source = str(path) + (" (with --set overrides)" if overrides else "")
+    _check_keys(data, source)
     validate(data, source)
     data = _fill_defaults(config_schema(), data)
     return Config(data, source)
+
+
+_WARNED_OUT_DIRS: set[Path] = set()
+
+
+def out_dir_outside(cfg: Config, cwd: Path | None = None) -> Path | None:
+    """``run.out_dir`` resolved, when it lies outside the working directory and the cache directories
+    (``run.out_dir=../../etc`` is legal, but rarely meant); None for a path inside them or a bucket URL."""
+    raw = str(cfg.run.out_dir)
+    if "://" in raw:
+        return None
+    from pipelines.llm.embedded import cache_root
+
+    resolved = Path(raw).expanduser().resolve()
+    homes = [(cwd or Path.cwd()).resolve(), cache_root(cfg.dotted("llm.embedded.cache_dir")).resolve()]
+    if cfg.dotted("sandbox.cache_dir"):
+        homes.append(Path(cfg.dotted("sandbox.cache_dir")).expanduser().resolve())
+    return None if any(resolved == h or h in resolved.parents for h in homes) else resolved
+
+
+def warn_out_dir(cfg: Config) -> None:
+    """One line on stderr, once per directory and process, when ``run.out_dir`` is outside the working tree
+    (a warning, not a refusal: writing elsewhere is often meant)."""
+    import sys
+
+    resolved = out_dir_outside(cfg)
+    if resolved is None or resolved in _WARNED_OUT_DIRS:
+        return
+    _WARNED_OUT_DIRS.add(resolved)
+    print(f"crucible: warning: run.out_dir {cfg.run.out_dir!r} is {resolved}, outside the working directory "
+          f"{Path.cwd()}; using it (give --out a path inside the working directory if that was not meant)",
+          file=sys.stderr)
+

@@ -9,7 +9,9 @@ first error into ``(field, reason)`` with the fix:
 - a wrong type or value says what is allowed (the property's ``x-fix`` or ``description``).
 
 :func:`check_rows` validates ``(line, row)`` pairs and raises :class:`RowError` naming ``file:line``
-and the field; :func:`check_unique` makes duplicate ids an error naming both lines.
+and the field; :func:`check_unique` makes duplicate ids an error naming both lines. :func:`check_messages`
+checks OpenAI ``messages`` (``schemas/messages_row.json``: a list of objects with a role, text content, tool
+calls whose string ``arguments`` are JSON under textio's limits) before a reader walks them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from functools import cache
 
 import jsonschema
 
-from pipelines.textio import InputError
+from pipelines.textio import InputError, JSONSyntaxError, loads
 
 
 class RowError(InputError):
@@ -166,3 +168,36 @@ def check_unique(items: Iterable[tuple[str, str]], what: str,
                         "(rename one or drop the repeated row)")
         seen[key] = where
     return seen
+
+
+def check_messages(messages: object, where: str, field: str = "messages",
+                   error: Callable[[str], Exception] = RowError, one: bool = False) -> list:
+    """``messages`` if it is a valid list of OpenAI messages, else raise ``error`` naming ``where`` and the
+    field (``messages[2]``, ``messages[1].tool_calls[0].function.arguments``: not an object, no role, ...).
+    ``one``: ``messages`` is a single message, named ``field`` itself."""
+    msgs = [messages] if one else messages
+    cut = len("messages[0]") if one else len("messages")
+
+    def name(sub: str) -> str:
+        return (field + sub[cut:]).lstrip(".") or "messages"
+
+    prob = row_problem("messages_row", {"messages": msgs})
+    if prob:
+        sub, reason = prob
+        raise error(format_problem(where, name(sub or "messages"), reason) + " (format: schemas/messages_row.json)")
+    for i, m in enumerate(msgs):  # type: ignore[arg-type]
+        for j, call in enumerate(m.get("tool_calls") or []):
+            args = call["function"].get("arguments")
+            if not isinstance(args, str) or not args.strip():
+                continue
+            at = f"{where}: field {name(f'messages[{i}].tool_calls[{j}].function.arguments')}"
+            try:
+                loads(args, at)
+            except JSONSyntaxError as exc:
+                e = exc.decode_error
+                raise error(f"{at}: not valid JSON ({e.msg} at column {e.colno}); arguments is a JSON object "
+                            "or a JSON-encoded string of one") from None
+            except InputError as exc:
+                raise error(str(exc)) from None
+    return messages  # type: ignore[return-value]
+

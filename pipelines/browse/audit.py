@@ -182,8 +182,9 @@ def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], fa
             if whys:
                 graph_only.append({"question_id": q["question_id"], "question": q["question"], "why": whys})
 
-    hubs = Counter(e for q in questions for e in chain_entities(q))
-    top_hub, top_n = (hubs.most_common(1)[0] if hubs else (None, 0))
+    hubs = ranked(Counter(e for q in questions for e in chain_entities(q)))
+    top_hub, top_n = hubs[0] if hubs else (None, 0)
+    tied = sum(1 for _, n in hubs[1:] if n == top_n)
     n_q = len(questions)
     hardened = sum(1 for q in questions if accepted_edits(q) > 0)
     answers = {q["question_id"]: [q.get("answer") or "", *(q.get("answer_aliases") or [])] for q in questions}
@@ -201,7 +202,7 @@ def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], fa
         "trajectories": len(trajectories),
         "kept_trajectories": len(kept),
         "sft_rows": len(sft),
-        "kept_verified_by": dict(Counter(t.get("verdict_source") for t in kept if t.get("verdict") == "correct")),
+        "kept_verified_by": dict(ranked(Counter(t.get("verdict_source") for t in kept if t.get("verdict") == "correct"))),
         "contradicted": None if contradicted is None else len(contradicted),
         "contradicted_rows": contradicted,
         "type_mismatch": None if mismatches is None else len(mismatches),
@@ -211,12 +212,13 @@ def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], fa
         "hardened_share": round(hardened / n_q, 4) if n_q else None,
         "questions_hardened": hardened,
         "accepted_edits_per_question": dict(sorted(Counter(accepted_edits(q) for q in questions).items())),
-        "hub": {"entity": top_hub, "questions": top_n, "share": round(top_n / n_q, 4) if n_q else None},
+        "hub": {"entity": top_hub, "questions": top_n, "share": round(top_n / n_q, 4) if n_q else None,
+                "tied": tied},
         "pass_rate_histogram": pass_rate_histogram(q.get("pass_rate") for q in questions),
         "sft_strict_violations": len(sft_violations),
         "sft_strict_violation_rows": sft_violations,
-        "drop_reasons": dict(drop_reasons.most_common()),
-        "failures": dict(failure_reasons.most_common(12)),
+        "drop_reasons": dict(ranked(drop_reasons)),
+        "failures": dict(ranked(failure_reasons, 12)),
     }
 
 
@@ -261,7 +263,8 @@ def format_audit(audit: Mapping) -> str:
         + (f" ({audit['hardened_share']:.0%})" if audit["hardened_share"] is not None else ""),
         f"  accepted edits per question: {audit['accepted_edits_per_question']}",
         f"  hub: {hub['entity']} on {hub['questions']} chains"
-        + (f" ({hub['share']:.0%})" if hub["share"] is not None else ""),
+        + (f" ({hub['share']:.0%})" if hub["share"] is not None else "")
+        + (f", tied with {hub['tied']} other(s) (first by name shown)" if hub.get("tied") else ""),
         f"  final pass rates: {audit['pass_rate_histogram']}",
         f"  trajectory drop reasons: {audit['drop_reasons']}",
         f"  failures: {audit['failures']}",
@@ -278,10 +281,17 @@ def load_rows(con) -> tuple[list[dict], list[dict], list[dict]]:
     """questions, browse_trajectories and browse failures of a store, decoded through the record types."""
     from pipelines.store.records import record_type
 
-    def rows(table: str, where: str = "true") -> list[dict]:
-        cur = con.execute(f"SELECT * FROM {table} WHERE {where}")
+    def rows(table: str, key: str, where: str = "true") -> list[dict]:
+        cur = con.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY {key}")  # same rows, same order
         cols = [d[0] for d in cur.description]
         rt = record_type(table)
         return [rt.decode(dict(zip(cols, r))) for r in cur.fetchall()]
 
-    return rows("questions"), rows("browse_trajectories"), rows("failures", "pipeline = 'browse'")
+    return (rows("questions", "question_id"), rows("browse_trajectories", "traj_id"),
+            rows("failures", "failure_id", "pipeline = 'browse'"))
+
+
+def ranked(counts: Counter, n: int | None = None) -> list[tuple[Any, int]]:
+    """``counts`` most common first, ties by the key's text: the same rows give the same order (and
+    the same maximum), whatever order they were read in (``Counter.most_common`` keeps insertion order)."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:n]

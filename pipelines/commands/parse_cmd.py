@@ -18,16 +18,42 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _row_text(row: object, field: str | None, where: str):
+    """``(field, value)``: the named field, or the first set one of FIELDS."""
     if not isinstance(row, dict):
         raise ValueError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
     if field:
         if field not in row:
             raise ValueError(f"{where}: no field {field!r} (fields: {', '.join(sorted(row))})")
-        return row[field]
+        return field, row[field]
     for f in FIELDS:
         if row.get(f):
-            return row[f]
+            return f, row[f]
     raise ValueError(f"{where}: none of the fields {', '.join(FIELDS)} is set; name one with --field")
+
+
+def checked(value: object, where: str, field: str) -> object:
+    """What ``parse`` gets: text, or OpenAI messages checked first (schemas/messages_row.json), so a
+    message that is not an object is an error naming the line and the field, not an AttributeError. Text
+    that is JSON is read under textio's limits (its nesting, its size)."""
+    from pipelines.rowcheck import check_messages
+    from pipelines.textio import JSONSyntaxError, loads
+
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError(f"{where}: {'field ' + field + ' ' if field else ''}is empty; nothing to parse")
+        if value.strip()[:1] not in ("[", "{"):
+            return value
+        try:
+            value = loads(value.strip(), where)
+        except JSONSyntaxError:
+            return value  # ReAct or tagged text that starts with a bracket
+    if isinstance(value, dict) and value.get("messages"):
+        check_messages(value["messages"], where, f"{field}.messages" if field else "messages")
+    elif isinstance(value, dict):
+        check_messages([value], where, field, one=True)
+    elif isinstance(value, list):
+        check_messages(value, where, field)
+    return value
 
 
 def _parse(args) -> int:
@@ -42,21 +68,26 @@ def _parse(args) -> int:
 
     try:
         if not args.file.endswith(".jsonl"):
-            items = [(args.file, read_text(args.file, "response text file"))]
+            items = [(args.file, checked(read_text(args.file, "response text file"), args.file, ""))]
         else:
-            items = [(f"{args.file}:{n}", _row_text(row, args.field, f"{args.file}:{n}"))
-                     for n, row in read_jsonl(args.file, "responses file", allow_empty=False)]
-    except ValueError as exc:  # textio's InputError or a row without text
+            items = [(f"{args.file}:{n}", checked(v, f"{args.file}:{n}", f))
+                     for n, row in read_jsonl(args.file, "responses file", allow_empty=False)
+                     for f, v in [_row_text(row, args.field, f"{args.file}:{n}")]]
+        results = []
+        for where, text in items:  # all parsed before one line is printed
+            try:
+                results.append(parse(text).to_dict())
+            except ParseError as exc:
+                results.append({"error": f"{where}: {exc}"})
+            except RecursionError:
+                raise ValueError(f"{where}: a tool call nests deeper than the parser can follow; real tool calls "
+                                 "nest a few levels: check what wrote this text") from None
+    except ValueError as exc:  # textio's InputError, a bad row or message, a row without text
         print(f"crucible parse: {exc}", file=sys.stderr)
         return 2
-    bad = 0
-    for where, text in items:
-        try:
-            print(json.dumps(parse(text).to_dict(), ensure_ascii=False))
-        except ParseError as exc:
-            bad += 1
-            print(json.dumps({"error": f"{where}: {exc}"}))
-    return 1 if bad else 0
+    for r in results:
+        print(json.dumps(r, ensure_ascii=False))
+    return 1 if any("error" in r for r in results) else 0
 
 
 def _check_store(out_dir: str) -> int:

@@ -21,23 +21,19 @@ def _score(args) -> int:
     from pipelines.cli import config_from_args
     from pipelines.llm.reward import RewardError, make_reward_scorer
     from pipelines.store.fsio import write_bytes_atomic
+    from pipelines.textio import InputError, check_output_file
 
+    try:  # the input first: a bad row is said before any model, cache or output is touched
+        rows = read_rows(args.input)
+        check_output_file(args.output, "--output file")
+    except InputError as exc:
+        print(f"crucible score: {exc}", file=sys.stderr)
+        return 2
     cfg = config_from_args(args)
     scorer = make_reward_scorer(cfg.llm, cache_dir=f"{cfg.run.out_dir}/cache/reward")
     if scorer is None:
         print("crucible score: llm.reward_model.backend is none; set it, e.g. --set llm.reward_model.backend=pooling "
               "--set llm.reward_model.base_url=http://127.0.0.1:8000 --set llm.reward_model.model=NAME", file=sys.stderr)
-        return 2
-    from pipelines.textio import InputError, read_jsonl
-
-    rows = []
-    try:
-        for n, row in read_jsonl(args.input, "trajectories file"):
-            if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
-                raise InputError(f"{args.input}:{n}: each row needs a `messages` list of OpenAI messages")
-            rows.append(row)
-    except InputError as exc:
-        print(f"crucible score: {exc}", file=sys.stderr)
         return 2
     try:
         scores = scorer.score([r["messages"] for r in rows])
@@ -49,3 +45,17 @@ def _score(args) -> int:
     write_bytes_atomic(args.output, out.encode("utf-8"))
     print(json.dumps({"rows": len(rows), "scored": sum(s is not None for s in scores), "model": scorer.model_id}))
     return 0
+
+
+def read_rows(path: str) -> list[dict]:
+    """The rows of a trajectories file: each an object whose ``messages`` are OpenAI messages
+    (schemas/messages_row.json); an empty file, a bad line or a bad message raises InputError naming it."""
+    from pipelines.rowcheck import check_messages, check_row
+    from pipelines.textio import read_jsonl
+
+    rows = []
+    for n, row in read_jsonl(path, "trajectories file", allow_empty=False):
+        check_row("messages_row", row, f"{path}:{n}")
+        check_messages(row["messages"], f"{path}:{n}")
+        rows.append(row)
+    return rows

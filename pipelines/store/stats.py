@@ -15,6 +15,11 @@ def _one(con, sql: str) -> Any:
 
 
 def _pairs(con, sql: str) -> list[list]:
+    """Rows of ``sql``; a count ordered ``ORDER BY 2 DESC`` breaks ties by the key (``, 1``), so the same
+    store prints the same lines (and the same top entry) on every run."""
+    import re
+
+    sql = re.sub(r"ORDER BY 2 DESC(?!,)", "ORDER BY 2 DESC, 1", sql)
     return [list(r) for r in con.execute(sql).fetchall()]
 
 

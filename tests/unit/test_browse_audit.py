@@ -108,7 +108,7 @@ def test_hub_share_hardening_share_and_pass_rate_histogram():
           _q("q3", "?", ["E:us", "E:c"], pass_rate=0.5, lineage=hardened),
           _q("q4", "?", ["E:fr", "E:d"], pass_rate=None, lineage=rejected)]
     a = A.audit_rows(qs, [])
-    assert a["hub"] == {"entity": "E:us", "questions": 3, "share": 0.75}
+    assert a["hub"] == {"entity": "E:us", "questions": 3, "share": 0.75, "tied": 0}
     assert a["hardened_share"] == 0.5 and a["accepted_edits_per_question"] == {0: 2, 1: 2}
     assert a["pass_rate_histogram"] == {"0": 1, "(0, 0.5)": 0, "[0.5, 1)": 1, "1": 1, "none": 1}
     probs = A.problems(a)

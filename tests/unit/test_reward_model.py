@@ -71,4 +71,4 @@ def test_score_command_writes_scores_and_refuses_without_a_backend(tmp_path, cap
     assert main(["score", "--input", str(src), "--output", str(dst), "--out", str(tmp_path),
                  "--set", "llm.reward_model.backend=pooling", "--set", "llm.reward_model.base_url=http://127.0.0.1:9",
                  "--set", "llm.reward_model.model=rm"]) == 2
-    assert "in.jsonl:1: each row needs a `messages` list" in capsys.readouterr().err
+    assert "in.jsonl:1: field messages: required field missing" in capsys.readouterr().err
