@@ -255,7 +255,8 @@ def test_hub_cap_limits_chains_through_one_entity_and_counts_drops():
     items, drops = stages.plan_items(g, opts)
     conc = stages.hub_concentration([S.chain_entities(S.draft_from_chain([g.triple(*t) for t in it["chain"]]))
                                      for it in items])
-    assert items and conc["share"] <= 0.3 + 1e-9 and conc["chains"] <= stages.hub_cap(opts)
+    # at most 20% of the planned chains (one chain at least, however few were planned)
+    assert items and conc["chains"] <= max(1, int(0.2 * len(items))) and conc["chains"] <= stages.hub_cap(opts)
     assert any(d["kind"] == stages.DropKind.HUB.value and d["reason"].startswith("hub cap") for d in drops)
     # switched off (share 1.0): the hub is on most chains
     off, off_drops = stages.plan_items(g, dict(opts, max_share_per_entity=1.0))
@@ -265,8 +266,8 @@ def test_hub_cap_limits_chains_through_one_entity_and_counts_drops():
     assert not any(d["kind"] == stages.DropKind.HUB.value for d in off_drops)
 
 
-def test_hub_cap_default_is_30_percent_of_seeds():
-    assert stages.hub_cap(browse_opts(seeds=10)) == 3 and stages.hub_cap(browse_opts(seeds=2)) == 1
+def test_hub_cap_default_is_20_percent_of_seeds():
+    assert stages.hub_cap(browse_opts(seeds=10)) == 2 and stages.hub_cap(browse_opts(seeds=2)) == 1
 
 
 # ---------------------------------------------------------------- attribute answers
