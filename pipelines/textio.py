@@ -155,13 +155,15 @@ def read_text(path: str | Path, what: str = "input file") -> str:
     return decode_text(read_bytes(path, what), path, what)
 
 
-def split_lines(text: str) -> list[str]:
-    """Lines split on ``\\n`` only, a ``\\r`` before it dropped; no empty last line after a final newline.
-    (``str.splitlines`` also splits on U+2028, ``\\x1c``, ``\\f``..., which JSON strings may hold.)"""
+def split_lines(text: str, keepends: bool = False) -> list[str]:
+    """Lines split on ``\n`` only, a ``\r`` before it dropped (``keepends``: both kept); no empty last line
+    after a final newline. (``str.splitlines`` also splits on U+2028, ``\x1c``, ``\f``..., which JSON
+    strings may hold.)"""
     lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+    last = lines.pop()
+    if keepends:
+        return [ln + "\n" for ln in lines] + ([last] if last else [])
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines + ([last] if last else [])]
 
 
 def _constant(name: str):

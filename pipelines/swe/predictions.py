@@ -5,7 +5,6 @@ container of its instance's env, behind every grading defense (:mod:`pipelines.s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -21,7 +20,7 @@ def read_predictions(path: str | Path) -> tuple[list[dict], list[str]]:
     checked against ``schemas/swe_prediction.json``; the same (instance_id, model_name_or_path) twice is
     a problem naming both lines. A file that cannot be read at all raises :class:`PredictionsError`."""
     from pipelines.rowcheck import format_problem, row_problem
-    from pipelines.textio import InputError, read_text
+    from pipelines.textio import InputError, JSONSyntaxError, loads, read_text, split_lines
 
     p = Path(path)
     if not p.exists():
@@ -35,13 +34,17 @@ def read_predictions(path: str | Path) -> tuple[list[dict], list[str]]:
         raise PredictionsError(f"{p}: the predictions file is empty; expected one JSON object per line "
                                "{instance_id, model_name_or_path, model_patch}")
     good, problems, seen = [], [], {}
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(split_lines(text), 1):  # on "\n" only: U+2028 in a patch is text
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
+        try:  # textio's limits: nesting, size, NaN, a repeated key
+            row = loads(line, f"{p}:{n}")
+        except JSONSyntaxError as err:
+            exc = err.decode_error
             problems.append(f"{p}:{n}: not JSON ({exc.msg} at column {exc.colno}); one JSON object per line")
+            continue
+        except InputError as err:
+            problems.append(str(err))
             continue
         prob = row_problem("swe_prediction", row)
         if prob:

@@ -98,7 +98,7 @@ def check_row(row, file: str, line: int) -> tuple[dict | None, InputProblem | No
 
 def _raw_rows(path: Path, allow_empty: bool = True):
     """(line, row-or-problem-text) pairs. JSONL lines that are not JSON come back as strings."""
-    from pipelines.textio import InputError, read_text
+    from pipelines.textio import InputError, JSONSyntaxError, loads, read_text, split_lines
 
     suffix = "".join(path.suffixes[-2:]).lower()
     if path.suffix.lower() == ".parquet":
@@ -118,14 +118,18 @@ def _raw_rows(path: Path, allow_empty: bool = True):
         raise InputFileError(str(exc)) from None
     if not text.strip() and not allow_empty:
         raise InputFileError(f"{path}: the file is empty; expected SWE-bench rows, one JSON object per line")
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(split_lines(text), 1):  # on "\n" only: U+2028 in a problem statement is text
         if not line.strip():
             continue
-        try:
-            yield n, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield n, InputProblem(str(path), n, None, f"not valid JSON ({exc.msg} at column {exc.colno}); "
-                                  "each line must be one JSON object", payload=line[:2000])
+        try:  # textio's limits: nesting, size, NaN, a repeated key
+            row = loads(line, f"{path}:{n}")
+        except JSONSyntaxError as err:
+            exc = err.decode_error
+            row = InputProblem(str(path), n, None, f"not valid JSON ({exc.msg} at column {exc.colno}); "
+                               "each line must be one JSON object", payload=line[:2000])
+        except InputError as err:
+            row = InputProblem(str(path), n, None, str(err).removeprefix(f"{path}:{n}: "), payload=line[:2000])
+        yield n, row
 
 
 def read_instances(path: str | Path, allow_empty: bool = True) -> tuple[list[dict], list[InputProblem]]:

@@ -86,21 +86,23 @@ class FrozenBackend:
         self.pages: dict[str, dict] = {}
         import hashlib
 
-        from pipelines.textio import InputError, read_text
+        from pipelines.textio import InputError, JSONSyntaxError, loads, read_text, split_lines
 
         h = hashlib.sha256()
         try:
             text = read_text(p, "frozen corpus file")
         except InputError as exc:
             raise BackendConfigError(str(exc)) from None
-        for i, line in enumerate(text.splitlines(keepends=True), 1):
+        for i, line in enumerate(split_lines(text, keepends=True), 1):  # "\n" only: U+2028 in a page is text
             if not line.strip():
                 continue
             h.update(line.encode())
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BackendConfigError(f"{p}:{i}: not valid JSON ({exc.msg})") from None
+            try:  # textio's limits: nesting, size, NaN, a repeated key
+                r = loads(line, f"{p}:{i}")
+            except JSONSyntaxError as exc:
+                raise BackendConfigError(f"{p}:{i}: not valid JSON ({exc.decode_error.msg})") from None
+            except InputError as exc:
+                raise BackendConfigError(str(exc)) from None
             kind = r.get("kind") if isinstance(r, dict) else None
             try:
                 if kind == "search":
