@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from pipelines.commands.view_cmd import port_number
+
 
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", default="defaults", help="config file or shipped name (default: defaults)")
@@ -44,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(func=_visit)
     s = ss.add_parser("serve", help="serve the local index on loopback in SearXNG/Serper/Brave/Tavily JSON shapes")
     _config_args(s)
-    s.add_argument("--port", type=int, default=8899)
+    s.add_argument("--port", type=port_number, default=8899, help="0..65535 (0 = any free port; default: 8899)")
     s.add_argument("--host", default="127.0.0.1", choices=["127.0.0.1", "localhost", "::1"])
     s.add_argument("--api-key", help="require exactly this key (default: any non-empty key)")
     s.set_defaults(func=_serve)
@@ -96,11 +98,20 @@ def _visit(args) -> int:
 def _serve(args) -> int:
     from pipelines.browse.api import make_backend
     from pipelines.browse.search.server import SearchServer
+    from pipelines.browse.search.spec import SPEC_PATH
 
     backend = make_backend(_cfg(args), progress=_progress)
-    srv = SearchServer(backend, host=args.host, port=args.port, api_key=args.api_key)
+    try:
+        srv = SearchServer(backend, host=args.host, port=args.port, api_key=args.api_key)
+    except OSError as exc:
+        print(f"crucible: cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another with --port",
+              file=sys.stderr)
+        return 2
+    lim = srv.limits
     print(f"serving {backend.name} snapshot {backend.snapshot_id} on {srv.url} "
-          "(/search?format=json, /serper/search, /brave/res/v1/web/search, /tavily/search, /page?url=)", flush=True)
+          "(/search?format=json, /serper/search, /brave/res/v1/web/search, /tavily/search, /retrieve, /page?url=; "
+          f"described in {SPEC_PATH}; bodies <= {lim.max_body_bytes} bytes, {lim.max_connections} connections, "
+          f"read timeout {lim.read_timeout_s} s)", flush=True)
     try:
         srv.serve_forever()
     except KeyboardInterrupt:

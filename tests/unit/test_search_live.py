@@ -167,4 +167,4 @@ def test_search_r1_retrieve_route_speaks_verls_search_tool_contract(server, loca
     plain = requests.post(server.url + "/retrieve", json={"queries": ["capital of Belgium"], "topk": 1}, timeout=5)
     assert "contents" in plain.json()["result"][0][0]  # without scores: the documents themselves
     bad = requests.post(server.url + "/retrieve", json={"queries": "capital of Belgium"}, timeout=5)
-    assert bad.status_code == 422 and "list of strings" in bad.json()["error"]
+    assert bad.status_code == 400 and bad.json()["field"] == "queries" and "an array of" in bad.json()["error"]
