@@ -1,4 +1,4 @@
-"""`crucible view`: a local web page over the store's rows (loopback only)."""
+"""`crucible view`: a local web page over the store's rows (loopback only; see docs/view.md)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,22 @@ import argparse
 import sys
 
 
+def port_number(text: str) -> int:
+    """``--port``: an integer from 0 to 65535 (0 = any free port); anything else is a usage error (exit 2)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number: give an integer from 0 to 65535") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is outside 0..65535: give a port from 0 to 65535 (0 = any free "
+                                         "port)")
+    return port
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("view", help="browse questions, trajectories, SWE instances and failures in a web page")
     p.add_argument("--out", default="data", help="the store (output directory) to show (default: data)")
-    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 = any free port)")
+    p.add_argument("--port", type=port_number, default=8765, help="port on 127.0.0.1, 0..65535 (0 = any free port)")
     p.set_defaults(func=_view)
 
 
