@@ -8,7 +8,11 @@ Pure functions over trajectory rows (schemas/browse_trajectory.json) and their m
   of the answer hop, so the answer could be read rather than remembered;
 - :func:`shortest_correct`: the fewest tool calls / generated tokens among a question's correct
   trajectories, the yardstick of the length filter;
-- :func:`trajectory_filters`: every reason a trajectory cannot be an SFT row ([] = keep).
+- :func:`trajectory_filters`: every reason a trajectory cannot be an SFT row ([] = keep);
+- :func:`rl_drop_reasons`: every reason a question cannot be an RL row ([] = keep): an RL row is every
+  verified question (:func:`verification`), whatever its pass rate (difficulty is a column; a pass-rate
+  band is an export option, ``crucible export --pass-band``); :func:`assign_splits` sets the question's
+  split and its trajectories'.
 """
 
 from __future__ import annotations
@@ -35,6 +39,28 @@ class DropReason(StrEnum):
     EVIDENCE_NOT_SEEN = "sft: answer hop never in an observation (answered from memory)"
     FORCED_ANSWER = "sft: forced final answer"
     TOO_LONG = "sft: longer than the shortest correct trajectory"
+
+
+class RLDropReason(StrEnum):
+    """Why a question is not an RL row (the strings are ``drop_reasons`` values of its trajectories)."""
+
+    NOT_UNIQUE = "rl: answer not unique"
+    NOT_SUPPORTED = "rl: a clue not supported"
+    UNFAITHFUL = "rl: question not faithful to its formalization"
+    NOT_FINDABLE = "rl: a clue not findable"
+    CLOSED_BOOK = "rl: solved closed-book"
+
+
+def rl_drop_reasons(verified: Mapping) -> list[str]:
+    """Reasons a question is not an RL row ([] = keep), from its verification facts: ``unique``, ``supported``
+    and ``faithful`` must be true (missing = not verified); ``findable`` false and ``closed_book_solved`` true
+    reject (None or missing: not measured, e.g. no closed-book model). The pass rate is never a reason."""
+    checks = [(verified.get("unique") is not True, RLDropReason.NOT_UNIQUE),
+              (verified.get("supported") is not True, RLDropReason.NOT_SUPPORTED),
+              (verified.get("faithful") is not True, RLDropReason.UNFAITHFUL),
+              (verified.get("findable") is False, RLDropReason.NOT_FINDABLE),
+              (verified.get("closed_book_solved") is True, RLDropReason.CLOSED_BOOK)]
+    return [str(r) for bad, r in checks if bad]
 
 
 def _norm_value(v):
@@ -180,3 +206,42 @@ def trajectory_filters(row: Mapping, opts: Mapping, shortest: Mapping | None = N
                 or row["n_completion_tokens"] > factor * max(1, shortest["completion_tokens"])):
             reasons.append(DropReason.TOO_LONG)
     return [str(r) for r in reasons]
+
+
+# ---------------------------------------------------------------- the RL split
+
+def verification(graph, draft, question: str, state: Mapping) -> dict:
+    """The facts that make a question verified, for :func:`rl_drop_reasons`: unique and supported (hardening's
+    last checks, ``state``), faithful (the text asks for the answer's kind and states the formalization's
+    relations: :func:`qtype.type_mismatch`, :func:`qtype.relation_backcheck`), findable (where measured) and
+    not solved closed-book (where a closed-book model ran)."""
+    from pipelines.browse import qtype as Q
+
+    unfaithful = Q.type_mismatch(graph, draft, question) or Q.relation_backcheck(graph, draft, question)
+    return {"unique": state["unique"], "supported": state["supported"], "faithful": not unfaithful,
+            "unfaithful_reason": unfaithful or None, "findable": state.get("findable"),
+            "closed_book_solved": state["closed_book_solved"]}
+
+
+def band(pass_rate: float) -> str:
+    """The difficulty band of a pass rate: unsolved (0), learnable, solved (1)."""
+    if pass_rate <= 0:
+        return "unsolved"
+    if pass_rate >= 1:
+        return "solved"
+    return "learnable"
+
+
+def assign_splits(trajs: list[dict], opts: Mapping, rl_reasons: Sequence[str], pass_rate: float | None) -> str:
+    """The question's split, and each trajectory's (set on the rows). RL: every verified question
+    (``rl_reasons`` empty), whatever its pass rate (difficulty is a column; a band is ``crucible export
+    --pass-band``); SFT: a trajectory that passes the strict filters. A rejected question's trajectories
+    carry its reasons."""
+    shortest, rl_ok = shortest_correct(trajs), not rl_reasons
+    for t in trajs:
+        t["pass_rate_k"] = pass_rate
+        t["difficulty_band"] = band(pass_rate) if pass_rate is not None else None
+        sft_drop = trajectory_filters(t, opts, shortest)
+        t["split"] = ("sft+rl" if rl_ok else "sft") if not sft_drop else ("rl" if rl_ok else "none")
+        t["drop_reasons"] = sft_drop + list(rl_reasons)
+    return "rl" if rl_ok else "none"

@@ -354,14 +354,6 @@ def aggregate(preds: Sequence[tuple[str | None, int]], golds: V.Gold | Sequence[
             "fewest_calls_correct": ok(fewest)}
 
 
-def band(pass_rate: float) -> str:
-    if pass_rate <= 0:
-        return "unsolved"
-    if pass_rate >= 1:
-        return "solved"
-    return "learnable"
-
-
 def process_question(item: Mapping, ctx: Context) -> ItemResult:
     """write -> harden (``rounds``) -> roll out k -> while the pass rate is above
     ``target_pass_rate_max``: harden once more and roll out again (at most ``harden_rounds`` times).
@@ -424,25 +416,20 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
 
     agg = aggregate([(t["prediction"], t["n_tool_calls"]) for t in trajs], gold, RS.name_index(graph)) \
         if trajs else None
-    q_split = "rl" if pass_rate is not None and 0 < pass_rate < 1 else "none"
-    shortest = SEL.shortest_correct(trajs)
-    for t in trajs:
-        t["pass_rate_k"] = pass_rate
-        t["difficulty_band"] = band(pass_rate) if pass_rate is not None else None
-        sft_drop = SEL.trajectory_filters(t, opts, shortest)
-        rl_ok = q_split == "rl"
-        t["split"] = ("sft+rl" if rl_ok else "sft") if not sft_drop else ("rl" if rl_ok else "none")
-        t["drop_reasons"] = sft_drop + ([] if rl_ok else [f"rl: pass rate {pass_rate:.2f} not in (0, 1)"])
+    verified = SEL.verification(graph, final, question, state)
+    q_split = SEL.assign_splits(trajs, opts, SEL.rl_drop_reasons(verified), pass_rate)
     out.rows.setdefault("browse_trajectories", []).extend(trajs)
     out.add("questions", {
         "question_id": item["key"], "question": question, "answer": answer, "answer_aliases": aliases,
         "answer_type": answer_type, "hops": S.real_hops(graph, final), "source": "kg",
         "seed_entity": final.seed, "pattern_hash": S.pattern_hash(final),
         "formalization": {**final.formalization, "binding": final.binding}, "evidence": evidence,
-        "lineage": [dict(e) for e in final.lineage], "difficulty": band(pass_rate) if pass_rate is not None else None,
+        "lineage": [dict(e) for e in final.lineage], "difficulty": SEL.band(pass_rate) if pass_rate is not None else None,
         "pass_rate": pass_rate, "initial_pass_rate": first_rate, "n_accepted_edits": H.accepted_edits(final.lineage),
         "n_solver_rounds": solver_rounds, "closed_book_solved": state["closed_book_solved"], "split": q_split,
-        "model": ctx.model, "prompt_version": _versions(ctx), "meta": {"aggregate": agg, "sampled_pattern": item["pattern"]},
+        "difficulty_score": None if pass_rate is None else round(1 - pass_rate, 6), "solver_model": ctx.model,
+        "solver_k": len(trajs), "model": ctx.model, "prompt_version": _versions(ctx),
+        "meta": {"aggregate": agg, "sampled_pattern": item["pattern"], "verified": verified},
         "run_id": ctx.run_id, "created_at": utc_now(),
     })
     return out

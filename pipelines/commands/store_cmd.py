@@ -47,6 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all-splits", action="store_true", help="verl browse: every question, also those rejected "
                                                              "for RL (split none)")
     p.add_argument("--all-trajectories", action="store_true", help="trl: not only SFT-split trajectories")
+    p.add_argument("--pass-band", metavar="LO,HI", help="verl browse: only questions whose pass rate lies in the "
+                   "band; LO,HI is open (0,1 = DAPO: all-wrong and all-correct questions out), a bracket closes an "
+                   "end ([0,1) drops only the all-correct); default: no band")
+    p.add_argument("--include-reference", action="store_true", help="trl: also the reference rows (split "
+                   "reference: swe-curate's gold replays of the reference patch, a plumbing check)")
     p.add_argument("--dest", help="output .parquet (default: <out>/export/<format>-<source>.parquet)")
     p.set_defaults(func=_export)
 
@@ -237,7 +242,8 @@ def _export(args) -> int:
     _warn_skipped(catalog.store_view(args.out))
     try:
         n = _retry_io(lambda: export(args.out, args.format, dest, source=source, split=args.split,
-                                     only_sft=not args.all_trajectories, all_splits=args.all_splits))
+                                     only_sft=not args.all_trajectories, all_splits=args.all_splits,
+                                     pass_band=args.pass_band, include_reference=args.include_reference))
     except duckdb.Error as exc:
         print(f"crucible: export failed: {catalog.explain_error(args.out, exc)}", file=sys.stderr)
         return 1

@@ -7,11 +7,17 @@
   JSON, so they use the ``datasets`` ``Json`` feature (arrow.json extension, ``List(Json())``):
   ``load_dataset("parquet")`` gives each message back with only its own keys and tool-call arguments
   as dicts, which chat templates expect.
+
+Selection: verl browse takes the questions of an RL split (``--split``, ``--all-splits``), optionally only
+those whose pass rate lies in a band (``--pass-band``, :func:`parse_pass_band`); trl the SFT-split
+trajectories (``--all-trajectories``: every split). Reference rows (split ``reference``: swe-curate's gold
+replays of the reference patch) are in no export unless ``--include-reference``.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -65,6 +71,47 @@ VERL_SCHEMAS = {
 
 
 RL_SPLITS = ("rl", "sft+rl")
+# the swe-curate split of the gold policy's rows (pipelines.swe.filters.REFERENCE_SPLIT): never in an export
+# unless asked for (``include_reference``)
+REFERENCE_SPLIT = "reference"
+
+
+@dataclass(frozen=True)
+class PassBand:
+    """A band of question pass rates (``--pass-band``): ``lo``/``hi`` with each end open or closed. A question
+    without a pass rate (no trajectory was verified) is outside every band."""
+
+    lo: float
+    hi: float
+    lo_closed: bool = False
+    hi_closed: bool = False
+
+    def contains(self, rate: float | None) -> bool:
+        if rate is None:
+            return False
+        above = rate >= self.lo if self.lo_closed else rate > self.lo
+        below = rate <= self.hi if self.hi_closed else rate < self.hi
+        return above and below
+
+    def __str__(self) -> str:
+        return f"{'[' if self.lo_closed else '('}{self.lo:g}, {self.hi:g}{']' if self.hi_closed else ')'}"
+
+
+def parse_pass_band(text: str) -> PassBand:
+    """``LO,HI`` is the open band LO < pass rate < HI (``0,1``: DAPO, all-wrong and all-correct questions out);
+    a bracket closes an end: ``[0,0.5]`` is 0 <= rate <= 0.5, ``[0,1)`` drops only the all-correct ones."""
+    t = text.strip()
+    lo_closed, hi_closed = t[:1] == "[", t[-1:] == "]"
+    body = t[1 if t[:1] in "[(" else 0: len(t) - (1 if t[-1:] in "])" else 0)]
+    parts = body.split(",")
+    try:
+        lo, hi = (float(x) for x in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        lo = hi = None
+    if lo is None or hi is None or not 0 <= lo <= hi <= 1:
+        raise ValueError(f"--pass-band {text!r}: give two pass rates LO,HI with 0 <= LO <= HI <= 1, e.g. 0,1 "
+                         "(open: drops all-wrong and all-correct questions) or [0,0.5] (brackets close an end)")
+    return PassBand(lo, hi, lo_closed, hi_closed)
 
 
 class EmptyExport(StoreError):
@@ -94,11 +141,15 @@ def browse_prompt(question: str) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in load_prompt(BROWSE_AGENT_PROMPT).render(question=question)]
 
 
-def verl_rows(out_dir: str, source: str = "browse", split: str | None = None, all_splits: bool = False) -> list[dict]:
+def verl_rows(out_dir: str, source: str = "browse", split: str | None = None, all_splits: bool = False,
+              pass_band: PassBand | None = None) -> list[dict]:
     """verl rows. Browse: questions of an RL split (``rl``, ``sft+rl``) unless ``split`` names one or
-    ``all_splits`` (questions the pipeline rejected for RL, split ``none``, are left out by default)."""
+    ``all_splits`` (questions the pipeline rejected for RL, split ``none``, are left out by default); with
+    ``pass_band`` only those whose pass rate lies in it."""
     if source == "swe" and split:
         raise ValueError("--split: swe instances have no split (every stored instance is validated); drop --split")
+    if source == "swe" and pass_band is not None:
+        raise ValueError("--pass-band: swe instances carry no pass rate (only browse questions do); drop --pass-band")
     con = catalog.connect(out_dir)
     rows: list[dict] = []
     try:
@@ -110,6 +161,8 @@ def verl_rows(out_dir: str, source: str = "browse", split: str | None = None, al
             else:
                 where, params = "WHERE split IN (?, ?)", list(RL_SPLITS)
             for q in _rows(con, f"SELECT * FROM questions {where} ORDER BY question_id", "questions", params):
+                if pass_band is not None and not pass_band.contains(q.get("pass_rate")):
+                    continue
                 ctx = {"question_id": q["question_id"], "question": q["question"]}
                 rows.append({
                     "data_source": "crucible/browse",
@@ -123,7 +176,9 @@ def verl_rows(out_dir: str, source: str = "browse", split: str | None = None, al
                         "need_tools_kwargs": True,
                         "tools_kwargs": {t: {"create_kwargs": ctx} for t in BROWSE_TOOLS},
                         "meta": json.dumps({"hops": q["hops"], "source": q["source"], "difficulty": q.get("difficulty"),
-                                            "pass_rate": q.get("pass_rate")}),
+                                            "pass_rate": q.get("pass_rate"),
+                                            "difficulty_score": q.get("difficulty_score"),
+                                            "solver_model": q.get("solver_model"), "solver_k": q.get("solver_k")}),
                     },
                     "agent_name": "tool_agent",
                 })
@@ -176,14 +231,28 @@ def _trl_message(m: dict) -> dict:
     return out
 
 
-def trl_rows(out_dir: str, source: str = "all", only_sft: bool = True) -> list[dict]:
+def _trl_where(table: str, only_sft: bool, include_reference: bool) -> str:
+    """Which trajectories a TRL export takes: the SFT splits (or every split), never a reference row (split
+    ``reference``, or an swe row of a reference policy from a store written before that split) unless
+    ``include_reference``."""
+    from pipelines.swe.filters import REFERENCE_POLICIES
+
+    conds = ["split IN ('sft', 'sft+rl'" + (f", '{REFERENCE_SPLIT}')" if include_reference else ")")] if only_sft else []
+    if not include_reference:
+        conds.append(f"coalesce(split, '') <> '{REFERENCE_SPLIT}'")
+        if table == "swe_trajectories":
+            conds.append("policy NOT IN (" + ", ".join(f"'{p}'" for p in REFERENCE_POLICIES) + ")")
+    return ("WHERE " + " AND ".join(conds)) if conds else ""
+
+
+def trl_rows(out_dir: str, source: str = "all", only_sft: bool = True, include_reference: bool = False) -> list[dict]:
     con = catalog.connect(out_dir)
     out: list[dict] = []
     try:
         for table, src in (("browse_trajectories", "browse"), ("swe_trajectories", "swe")):
             if source not in (src, "all"):
                 continue
-            where = "WHERE split IN ('sft', 'sft+rl')" if only_sft else ""
+            where = _trl_where(table, only_sft, include_reference)
             for t in _rows(con, f"SELECT * FROM {table} {where} ORDER BY traj_id", table):
                 msgs = [_trl_message(m) for m in t["messages"]]
                 # tool results carry the tool name too (TRL's tool message shape)
@@ -205,26 +274,39 @@ def trl_features():
 
 
 def export(out_dir: str, fmt: str, dest: str, source: str = "browse", split: str | None = None,
-           only_sft: bool = True, all_splits: bool = False) -> int:
+           only_sft: bool = True, all_splits: bool = False, pass_band: str | PassBand | None = None,
+           include_reference: bool = False) -> int:
     """Write the export to ``dest`` (a .parquet file), atomically. Returns the row count; 0 rows is an
-    :class:`EmptyExport` error and writes nothing (a 0-row file only fails later, in the trainer)."""
+    :class:`EmptyExport` error and writes nothing (a 0-row file only fails later, in the trainer).
+    ``pass_band`` (verl browse): only questions whose pass rate lies in it (:func:`parse_pass_band`);
+    ``include_reference`` (trl): also the reference rows (split ``reference``: swe-curate's gold replays)."""
+    band = parse_pass_band(pass_band) if isinstance(pass_band, str) else pass_band
     if fmt == "verl":
         if source not in VERL_SCHEMAS:
             raise ValueError(f"--source {source!r}: verl exports one source per file: browse or swe")
-        rows = verl_rows(out_dir, source, split, all_splits)
+        if include_reference:
+            raise ValueError("--include-reference: reference rows are swe trajectories, which only --format trl "
+                             "exports (verl exports questions and instances); drop --include-reference")
+        rows = verl_rows(out_dir, source, split, all_splits, band)
     elif fmt == "trl":
-        rows = trl_rows(out_dir, source, only_sft)
+        if band is not None:
+            raise ValueError("--pass-band: a band of question pass rates selects verl browse rows; "
+                             "use it with --format verl --source browse")
+        rows = trl_rows(out_dir, source, only_sft, include_reference)
     else:
         raise ValueError(f"--format {fmt!r}: allowed formats are verl, trl")
     if not rows:
         if fmt == "verl" and source == "browse":
-            what = (f"no questions with split {split!r}" if split else "no questions at all" if all_splits else
-                    f"no questions with an RL split ({', '.join(RL_SPLITS)}); --all-splits exports the others too")
+            inb = f" with a pass rate in {band}" if band is not None else ""
+            what = (f"no questions with split {split!r}{inb}" if split else f"no questions{inb or ' at all'}"
+                    if all_splits else f"no questions with an RL split ({', '.join(RL_SPLITS)}){inb}; --all-splits "
+                    "exports the others too")
         elif fmt == "verl":
             what = "no swe_instances"
         else:
             what = ("no trajectories with an SFT split (sft, sft+rl); --all-trajectories exports the others too"
                     if only_sft else "no trajectories")
+            what += "" if include_reference else f"; reference rows (split {REFERENCE_SPLIT}) only with --include-reference"
         raise EmptyExport(f"{out_dir}: nothing to export ({what}); no file written")
     dest_p = Path(dest)
     dest_p.parent.mkdir(parents=True, exist_ok=True)

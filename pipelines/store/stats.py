@@ -63,11 +63,12 @@ def swe_funnel(con: duckdb.DuckDBPyConnection) -> list[dict]:
     n_valid_labels = n_val - sum(val_drops.values())
     n_inst = _one(con, "SELECT count(*) FROM swe_instances") or 0
     t = "swe_trajectories"
-    n_traj = _one(con, f"SELECT count(*) FROM {t}") or 0
+    # reference rows (the gold policy's replays: a plumbing check, in no export by default) are no funnel row
+    n_traj = _one(con, f"SELECT count(*) FROM {t} WHERE coalesce(split, '') <> 'reference'") or 0
     traj_drops = _reasons(con, f"SELECT unnest(drop_reasons) FROM {t}")
-    n_kept = _one(con, f"SELECT count(*) FROM {t} WHERE split IS NOT NULL AND split <> 'none'") or 0
+    n_kept = _one(con, f"SELECT count(*) FROM {t} WHERE split IS NOT NULL AND split NOT IN ('none', 'reference')") or 0
     n_sft = _one(con, f"SELECT count(*) FROM {t} WHERE split LIKE '%sft%'") or 0
-    unresolved = _one(con, f"SELECT count(*) FROM {t} WHERE split IS NOT NULL AND split <> 'none' "
+    unresolved = _one(con, f"SELECT count(*) FROM {t} WHERE split IS NOT NULL AND split NOT IN ('none', 'reference') "
                            "AND NOT resolved") or 0
     return [
         {"stage": "candidates reach the tests", "in": sum(pre.values()) + n_val, "kept": n_val, "drops": pre},
@@ -92,6 +93,7 @@ def compute_stats(con: duckdb.DuckDBPyConnection) -> dict:
             "hardening_ops": _dist(con, "questions", "len(lineage)"),
             "closed_book_solved_rate": _one(con, "SELECT avg(closed_book_solved::int) FROM questions"),
             "by_difficulty": _pairs(con, "SELECT coalesce(difficulty,'?'), count(*) FROM questions GROUP BY 1 ORDER BY 2 DESC"),
+            "by_split": _pairs(con, "SELECT coalesce(split,'none'), count(*) FROM questions GROUP BY 1 ORDER BY 2 DESC"),
         }
     if s["counts"]["browse_trajectories"]:
         t = "browse_trajectories"
@@ -137,6 +139,11 @@ def compute_stats(con: duckdb.DuckDBPyConnection) -> dict:
             "reward": _dist(con, t, "reward"),
             "n_turns": _dist(con, t, "n_turns"),
             "split": _pairs(con, f"SELECT coalesce(split,'none'), count(*) FROM {t} GROUP BY 1 ORDER BY 2 DESC"),
+            # the gold policy's replays: they check rollouts and grading, and train nothing unless exported with
+            # --include-reference
+            "reference": {"rows": _one(con, f"SELECT count(*) FROM {t} WHERE split = 'reference'") or 0,
+                          "policies": ",".join(r[0] for r in _pairs(
+                              con, f"SELECT DISTINCT policy FROM {t} WHERE split = 'reference' ORDER BY 1")) or "-"},
             "drop_reasons": _pairs(con, f"SELECT r, count(*) FROM (SELECT unnest(drop_reasons) AS r FROM {t}) "
                                         "GROUP BY 1 ORDER BY 2 DESC"),
         }

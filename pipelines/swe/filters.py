@@ -1,12 +1,18 @@
 """Trajectory filters (pure): each returns (keep, reason); :func:`classify` collects every drop reason and
 sets the split: ``sft+rl`` (resolved, clean), ``rl`` (clean but unresolved: kept with its reward),
-``none`` (dropped, reasons listed)."""
+``none`` (dropped, reasons listed), ``reference`` (the ``gold`` policy's resolved replay of the reference
+patch: a plumbing check of rollouts and grading, never a training row; exports leave it out unless
+``--include-reference``)."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
 from collections.abc import Mapping
+
+# policies that replay the reference fix (rollout.GoldPolicy): their rows check the harness, they teach nothing
+REFERENCE_POLICIES = ("gold",)
+REFERENCE_SPLIT = "reference"
 
 
 def approx_tokens(messages, tools=()) -> int:
@@ -66,10 +72,15 @@ def f_submitted(row: Mapping) -> tuple[bool, str | None]:
 
 
 def classify(row: Mapping, cfg: Mapping) -> tuple[str, list[str]]:
+    """(split, drop reasons) of one trajectory. A reference policy's row is ``reference`` when it resolved
+    (the SFT filters do not apply: it is no training row) and ``none`` with its reasons when it did not
+    (``curate`` then rejects the instance)."""
     checks = [f_submitted(row), f_context(row, int(cfg["max_context_tokens"])),
               f_tool_errors(row, float(cfg["max_tool_error_rate"])),
               f_repeats(row, int(cfg["max_repeated_actions"])), f_test_edits(row), f_tamper(row)]
     reasons = [r for ok, r in checks if not ok]
+    if row.get("policy") in REFERENCE_POLICIES:
+        return (REFERENCE_SPLIT, []) if row.get("resolved") else ("none", reasons)
     if reasons:
         return "none", reasons
     return ("sft+rl" if row.get("resolved") else "rl"), []

@@ -51,7 +51,7 @@ def test_swe_curate_writes_instances_validations_trajectories_and_drop_reasons(t
     llm = [t for t in trajs if t[0] == "llm"]
     assert len(llm) == 1 and llm[0][1] is False and llm[0][2] == "submitted" and llm[0][3] == "rl"
     assert llm[0][4] == 2  # view + submit
-    assert all(t[3] == "sft+rl" for t in trajs if t[0] == "gold")
+    assert all(t[3] == "reference" for t in trajs if t[0] == "gold")  # a plumbing check, never SFT or RL
     _, vals = catalog.query(str(out), "select status, count(*) from swe_validations group by 1")
     assert dict(vals).get("valid") == summary["instances"]
     _, fails = catalog.query(str(out), "select stage, kind, reason from failures")

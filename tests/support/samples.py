@@ -98,7 +98,7 @@ def swe_validation(i: int) -> dict:
 
 def swe_trajectory(i: int) -> dict:
     return {
-        "traj_id": f"st{i:04d}", "instance_id": f"demo__repo-{i}", "sample_index": 0, "policy": "gold",
+        "traj_id": f"st{i:04d}", "instance_id": f"demo__repo-{i}", "sample_index": 0, "policy": "llm",
         "policy_model": None, "messages": messages(i), "tools": [SEARCH_TOOL], "model_patch": "diff",
         "resolved": True, "f2p_passed": 1, "f2p_total": 1, "p2p_passed": 1, "p2p_total": 1,
         "grade_reason": None, "exit_status": "submitted", "n_turns": 3, "n_tool_calls": 1, "n_tool_errors": 0,

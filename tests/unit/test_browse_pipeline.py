@@ -5,8 +5,10 @@ import json
 
 import pytest
 
+from pipelines.browse import selection as SEL
 from pipelines.config import load_config
 from pipelines.store import catalog
+from pipelines.store.export import verl_rows
 from tests.support.fake_browse import responder, write_toy_graph
 from tests.support.fake_llm_server import FakeOpenAIServer
 
@@ -57,10 +59,20 @@ def test_pipeline_writes_questions_and_trajectories_and_reruns_for_free(env):
         assert t["prediction"] == "Peruvian sol" and t["verdict"] in ("correct", "incorrect")
         expect_total = t["reward_outcome"] * t["reward_format"] + 0.1 * t["reward_clue"] * t["reward_format"]
         assert t["reward_total"] == pytest.approx(expect_total, abs=1e-6)  # stored rounded to 6 places
-        # split follows the rules: SFT needs a correct trajectory, RL needs 0 < pass rate < 1
+        # split follows the rules: SFT needs a correct trajectory, RL a verified question (any pass rate)
         if t["verdict"] != "correct":
             assert t["split"] in ("rl", "none") and "sft: not correct" in t["drop_reasons"]
-        assert ("rl" in t["split"]) == (0 < t["pass_rate_k"] < 1)
+    by_q = {q["question_id"]: q for q in qs}
+    for t in ts:
+        assert ("rl" in t["split"]) == (by_q[t["question_id"]]["split"] == "rl")
+    for q in qs:
+        verified = json.loads(q["meta"])["verified"]
+        assert (q["split"] == "rl") == (SEL.rl_drop_reasons(verified) == [])
+        assert q["difficulty_score"] == pytest.approx(1 - q["pass_rate"]) and q["solver_model"] == "fake-model"
+        assert q["solver_k"] == 2
+    # a question no rollout solved is still an RL row (was dropped by a pass-rate band (0, 1))
+    assert any(q["pass_rate"] == 0 and q["split"] == "rl" for q in qs)
+    assert len(verl_rows(out)) == sum(q["split"] == "rl" for q in qs) >= 1
     answers = {q["question_id"]: q["answer"] for q in qs}
     for t in ts:
         assert (t["verdict"] == "correct") == (answers[t["question_id"]] == "Peruvian sol")

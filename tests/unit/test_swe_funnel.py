@@ -50,7 +50,8 @@ def test_gold_unresolved_rejects_the_instance_and_runs_no_llm_rollout(fake_rollo
     assert [r["instance_id"] for r in good.rows["swe_instances"]] == ["demo__repo-1"]
     assert good.rows["swe_validations"][0]["status"] == "valid"
     splits = {t["policy"] + str(t["sample_index"]): t["split"] for t in good.rows["swe_trajectories"]}
-    assert splits == {"gold0": "sft+rl", "llm0": "rl", "llm1": "rl"}
+    # the gold replay is a plumbing check of rollouts and grading, in a split of its own: never SFT or RL
+    assert splits == {"gold0": "reference", "llm0": "rl", "llm1": "rl"}
     assert good.rows["swe_instances"][0]["statement_origin"] == "template"
     assert "failures" not in good.rows  # a template by configuration (use_llm false) is no fallback to report
 
@@ -96,15 +97,22 @@ def test_stats_show_the_swe_funnel_with_drop_reasons(fake_rollouts, tmp_path, ca
     g = funnel["gold patch resolves"]
     assert (g["in"], g["kept"], g["drops"]) == (3, 2, {"gold_unresolved": 1})
     assert (funnel["instances written"]["kept"], funnel["instances written"]["drops"]) == (2, {})
-    t = funnel["trajectories pass filters"]  # 2 x (gold + llm) + the rejected instance's gold
-    assert (t["in"], t["kept"], t["drops"]) == (5, 4, {"gold_unresolved": 1})
+    t = funnel["trajectories pass filters"]  # 2 llm + the rejected instance's gold (the 2 reference rows are not in it)
+    assert (t["in"], t["kept"], t["drops"]) == (3, 2, {"gold_unresolved": 1})
     s = funnel["SFT (resolved)"]
-    assert (s["in"], s["kept"], s["drops"]) == (4, 2, {"unresolved (RL only)": 2})
+    assert (s["in"], s["kept"], s["drops"]) == (2, 0, {"unresolved (RL only)": 2})
+    con = catalog.connect(out)
+    try:
+        traj = compute_stats(con)["swe_trajectories"]
+    finally:
+        con.close()
+    assert traj["reference"] == {"rows": 2, "policies": "gold"} and ["reference", 2] in traj["split"]
 
     assert main(["stats", "--out", out]) == 0
     text = capsys.readouterr().out
     assert "swe_funnel:" in text
     assert "gold patch resolves" in text and "gold_unresolved=1" in text and "no_fail_to_pass=2" in text
+    assert "rows=2  policies=gold" in text  # the reference split, shown apart from the funnel
 
 
 class ScriptedLLM:
