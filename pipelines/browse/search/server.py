@@ -37,7 +37,7 @@ from pipelines.browse.search import shapes
 from pipelines.browse.search.backends import BackendError
 from pipelines.browse.search.cache import normalize_url
 from pipelines.browse.search.spec import Limits, ParamError, methods_of, operations, shown
-from pipelines.browse.search.wire import CappedHTTPServer, HeadTooLarge, Reader, drain, host_name
+from pipelines.browse.search.wire import CappedHTTPServer, HeadTooLarge, Reader, host_name
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -119,7 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._one_request()
         except TimeoutError:
             self.close_connection = self._unread = True
-            if self.rfile.taken:  # a request had begun: say why it is dropped
+            if self.rfile.started:  # a request had begun: say why it is dropped
                 self._error_quietly(408, {"error": "the request was not received in time (read timeout "
                                           f"{self.app.limits.read_timeout_s} s, whole request "
                                           f"{self.app.limits.request_deadline_s} s)", "status": 408})
@@ -264,14 +264,6 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
         self.wfile.flush()
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-        if self._unread:  # take the rest of the request off the wire: closing with it unread resets the answer
-            drain(self.connection)
 
     # -- operations (one per operationId in openapi.json) --------------------------------------
     def _search(self, query: str, k: int) -> list[dict]:

@@ -20,6 +20,8 @@ from jsonschema import Draft202012Validator
 
 SPEC_PATH = Path(__file__).with_name("openapi.json")
 _INT = re.compile(r"[+-]?\d{1,30}")
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+               type(None): "null"}
 _SCHEMA_WORDS = ("type", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "enum")
 
 
@@ -67,8 +69,9 @@ def shown(value):
     """The value as echoed in an error: scalars as given (long strings cut), containers summarized."""
     if isinstance(value, bool) or value is None:
         return value
-    if isinstance(value, int):
-        return value if abs(value) < 2**63 else f"{str(value)[:40]}... ({len(str(value))} digits)"
+    if isinstance(value, int):  # beyond 64 bits as text: some JSON readers lose such numbers
+        text = str(value)
+        return value if abs(value) < 2**63 else text if len(text) <= 40 else f"{text[:40]}... ({len(text)} digits)"
     if isinstance(value, float):
         return value
     if isinstance(value, str):
@@ -159,8 +162,10 @@ class Operation:
         except UnicodeDecodeError as exc:
             raise ParamError("body", f"is not valid UTF-8 (byte {exc.start})", {"encoding": "utf-8"},
                              f"<{len(raw)} bytes>") from None
+        if not text.strip():
+            raise ParamError("body", "must be a JSON object, got an empty body", {"type": "object"}, "")
         try:
-            obj = json.loads(text, parse_constant=_no_constant) if text.strip() else None
+            obj = json.loads(text, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             raise ParamError("body", f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
                              {"type": "object"}, shown(text)) from None
@@ -169,8 +174,8 @@ class Operation:
         except ValueError as exc:  # NaN/Infinity (_no_constant), an integer of over 4300 digits
             raise ParamError("body", f"is not valid JSON ({exc})", {"type": "object"}, "<rejected number>") from None
         if not isinstance(obj, dict):
-            kind = "empty" if obj is None else type(obj).__name__
-            raise ParamError("body", f"must be a JSON object, got {kind}", {"type": "object"}, shown(obj))
+            raise ParamError("body", f"must be a JSON object, got {_JSON_TYPES[type(obj)]}", {"type": "object"},
+                             shown(obj))
         return self.check(obj)
 
 

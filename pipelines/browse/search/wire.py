@@ -1,6 +1,5 @@
 """The search server's connection-level defenses: a reader with a per-read timeout, a deadline per request
-and a byte budget for the head; a cap on open connections (one more is answered 503); draining a
-request the answer did not read, so that closing the socket does not reset the answer."""
+and a byte budget for the head; a cap on open connections (one more is answered 503 and closed)."""
 
 from __future__ import annotations
 
@@ -36,6 +35,11 @@ class Reader:
         d = self.limits.request_deadline_s
         self.deadline = None if d is None else time.monotonic() + d
         self.taken, self.head_left = 0, self.limits.max_head_bytes
+
+    @property
+    def started(self) -> bool:
+        """Whether any byte of the current request has arrived."""
+        return self.taken > 0 or len(self.buf) > 0
 
     def _fill(self) -> bool:
         timeout = self.limits.read_timeout_s
@@ -119,9 +123,6 @@ def refuse(sock: socket.socket, cap: int) -> None:
     try:
         sock.settimeout(0.2)
         sock.sendall(head + body)
-        sock.shutdown(socket.SHUT_WR)
-        while sock.recv(65536):  # take the request off the wire so that closing does not reset the answer
-            pass
     except OSError:
         pass
 
@@ -132,18 +133,3 @@ def host_name(value: str) -> str:
         return value[1:value.find("]")] if "]" in value else value
     name, sep, port = value.rpartition(":")
     return name if sep and port.isdigit() and ":" not in name else value
-
-
-
-def drain(sock: socket.socket, seconds: float = 1.0, most: int = 8 << 20) -> None:
-    try:
-        sock.shutdown(socket.SHUT_WR)
-        sock.settimeout(seconds)
-        got = 0
-        while got < most:
-            data = sock.recv(65536)
-            if not data:
-                return
-            got += len(data)
-    except OSError:
-        return
