@@ -6,6 +6,8 @@ Used by ``tests/unit/test_hostile_viewer.py`` and ``benchmarks/bench_view_fuzz.p
 
 from __future__ import annotations
 
+import html
+import re
 import shutil
 import socket
 from dataclasses import dataclass
@@ -73,6 +75,16 @@ def copy_store(src: str, dst: str) -> str:
     return dst
 
 
+def digest(root) -> dict[str, str]:
+    """sha256 of every file under ``root`` (to show a store byte-identical after serving it)."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(root)
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 # ------------------------------------------------------------------ raw HTTP
 
 @dataclass
@@ -116,6 +128,26 @@ def parse_answer(raw: bytes) -> Raw:
         k, _, v = ln.decode("latin-1").partition(":")
         headers[k.strip().lower()] = v.strip()
     return Raw(int(parts[1]), headers, body, head)
+
+
+def port(server) -> int:
+    """The port a ViewServer listens on."""
+    return server.httpd.server_address[1]
+
+
+def text(r: Raw) -> str:
+    return r.body.decode("utf-8")
+
+
+def ids(r: Raw, table: str) -> list[str]:
+    """Row keys linked from a list page's table."""
+    return re.findall(rf'<td><a href="/{table}/([^"]+)"', text(r))
+
+
+def err(r: Raw) -> str:
+    """The message of an error page, unescaped."""
+    m = re.search(r"<p class='err'>(.*?)</p>", text(r), re.S)
+    return html.unescape(m.group(1)) if m else ""
 
 
 def get(port: int, target: str, host: str | None = None, method: str = "GET", extra: str = "") -> Raw:
