@@ -89,6 +89,7 @@ class CappedHTTPServer(ThreadingMixIn, HTTPServer):
     """Threads per connection, at most ``max_connections`` at once: one more is answered 503 and closed."""
 
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: with socketserver's 5, a burst of connects waits seconds in SYN retries
 
     def __init__(self, addr, handler, app):
         self.app = app
