@@ -22,7 +22,7 @@ import jsonschema
 import yaml
 
 from pipelines.browse.kg.model import Graph, GraphError, load_json_schema
-from pipelines.textio import read_text
+from pipelines.textio import load_yaml, read_text
 
 DEFAULT_CARDS = Path(__file__).resolve().parents[3] / "configs" / "relation_cards.yaml"
 EARTH_KM = 6371.0
@@ -71,7 +71,7 @@ def parse_cards(data: object, path: str) -> Cards:
 def load_cards(path: str | None = None) -> Cards:
     p = str(path or DEFAULT_CARDS)
     try:
-        data = yaml.safe_load(read_text(p, "relation cards file"))
+        data = load_yaml(read_text(p, "relation cards file"), p)
     except yaml.YAMLError as exc:
         raise GraphError(f"{p}: not valid YAML ({exc}); fix the relation cards file") from None
     return parse_cards(data, p)
