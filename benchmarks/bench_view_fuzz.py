@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -37,15 +38,17 @@ class Tally:
     def __init__(self):
         self.lock = threading.Lock()
         self.status: Counter = Counter()
-        self.requests = self.dropped = 0
+        self.requests = self.dropped = self.n_problems = 0
         self.problems: list[str] = []
 
-    def add(self, r: F.Raw, problems: list[str] = ()) -> None:
+    def add(self, r: F.Raw, problems: list[str] = (), what: str = "") -> None:
         with self.lock:
             self.requests += 1
             if r.status is None:
                 self.dropped += 1
+                problems = problems or [f"{what}: dropped ({r.head[:60]!r})"]
             self.status[r.status] += 1
+            self.n_problems += len(problems)
             self.problems.extend(problems[: max(0, 20 - len(self.problems))])
 
 
@@ -89,32 +92,32 @@ def _hostile(port: int, tally: Tally, until: float, rng: random.Random) -> None:
     while time.monotonic() < until:
         kind = rng.randrange(6)
         try:
-            if kind == 0:  # headers trickled past the deadline: a 408
+            if kind == 0:  # a header line a second, past the deadline, reading as it goes: a 408
                 with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
                     s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
-                    t_end = time.monotonic() + 12
+                    t_end = time.monotonic() + 15
                     try:
-                        while time.monotonic() < t_end:
+                        while time.monotonic() < t_end and not select.select([s], [], [], 1.0)[0]:
                             s.sendall(b"X-A: b\r\n")
-                            time.sleep(1)
                     except OSError:
                         pass
-                    tally.add(F.read_answer(s))
+                    tally.add(F.read_answer(s), what="trickled headers")
             elif kind == 1:  # a body announced, a few bytes sent, the connection left open
                 with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
                     s.sendall(b"POST /questions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\nabc")
-                    tally.add(F.read_answer(s))
+                    tally.add(F.read_answer(s), what="a body announced, not sent")
             elif kind == 2:  # a 60 KB path
-                tally.add(F.get(port, "/" + "".join(rng.choice("abc%/?=&") for _ in range(60_000))))
+                tally.add(F.get(port, "/" + "".join(rng.choice("abc%/?=&") for _ in range(60_000))), what="60 KB path")
             elif kind == 3:  # oversized and too many headers
                 tally.add(F.raw_request(port, b"GET / HTTP/1.0\r\n" + b"X: " + b"y" * rng.randrange(1, 80_000)
-                                        + b"\r\n" + b"Z: 1\r\n" * rng.randrange(150) + b"\r\n"))
+                                        + b"\r\n" + b"Z: 1\r\n" * rng.randrange(150) + b"\r\n"), what="big headers")
             elif kind == 4:  # a rebinding page
-                tally.add(F.get(port, "/questions", host=f"evil{rng.randrange(100)}.example"))
+                tally.add(F.get(port, "/questions", host=f"evil{rng.randrange(100)}.example"), what="rebinding")
             else:
-                tally.add(F.get(port, "/browse_trajectories?reason=rl", method=rng.choice(["GET", "PUT", "HEAD"])))
+                tally.add(F.get(port, "/browse_trajectories?reason=rl", method=rng.choice(["GET", "PUT", "HEAD"])),
+                          what="methods")
         except OSError as exc:  # the connection could not even be made: counts as dropped
-            tally.add(F.Raw(None, {}, b"", repr(exc).encode()))
+            tally.add(F.Raw(None, {}, b"", repr(exc).encode()), what=f"hostile kind {kind}")
 
 
 def main() -> list[dict]:
@@ -150,7 +153,7 @@ def main() -> list[dict]:
         stderr = err_path.read_text(errors="replace")
     fives = sum(n for s, n in tally.status.items() if s is not None and s >= 500 and s != 503)
     result = {"bench": "view_fuzz", "seconds": seconds, "seed": SEED, "batches": batch, "requests": tally.requests,
-              "dropped_connections": tally.dropped, "contract_problems": len(tally.problems),
+              "dropped_connections": tally.dropped, "contract_problems": tally.n_problems,
               "status_5xx": fives, "tracebacks": stderr.count("Traceback"), "server_alive": alive,
               "status": {str(k): v for k, v in sorted(tally.status.items(), key=lambda kv: str(kv[0]))},
               "rss_after_1min_mb": round((rss_1min or 0) / 1024, 1), "rss_end_mb": round(rss_end / 1024, 1),

@@ -107,7 +107,7 @@ class Handler(BaseHTTPRequestHandler):
         self.connection.settimeout(limit)
         self.reader = DeadlineReader(self.connection, None if limit is None else time.monotonic() + limit)
         self.rfile = io.BufferedReader(self.reader)
-        self.wfile = self.connection.makefile("wb", buffering=0)
+        self.wfile = self.connection.makefile("wb")  # buffered: a write is whole (a raw one may be partial)
 
     def handle_one_request(self) -> None:
         self.close_connection = True
@@ -125,7 +125,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if not self.raw_requestline:
                 return  # closed without a request: nothing to answer
-            if not self.raw_requestline.strip():
+            if not self.raw_requestline.decode("latin-1").split():  # as parse_request splits: \x1c-\x1f too
                 self.send_error(400, explain="an empty request line")
                 return
             if not self.parse_request():

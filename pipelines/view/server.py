@@ -46,7 +46,7 @@ class Store:
         self.con = _connect(out_dir, catalog_name, view)
         self.left_out = view.warnings()  # shards whose footer could not be read: not in the views
         self.unreadable: list[str] | None = None  # shards whose data cannot be read, found at the first error
-        self._lock = threading.Lock()
+        self._lock, self._scan_lock = threading.Lock(), threading.Lock()
         self._idle = threading.Condition()
         self._open = 0  # cursors in use
 
@@ -73,7 +73,7 @@ class Store:
         """The error's first line and, once per server, the committed shards whose data cannot be read."""
         from pipelines.store import catalog
 
-        with self._lock:
+        with self._scan_lock:  # not the cursor lock: other pages go on while the shards are read
             if self.unreadable is None:
                 try:
                     self.unreadable = [f"unreadable shard {p}: {why}" for p, why in catalog.unreadable_shards(

@@ -22,6 +22,7 @@ from pipelines.store.records import record_type
 from tests.support import samples
 
 N = 12
+BIG = 7  # t0007's page is large
 LIKE_QUESTIONS = {3: "Which share, 50% of all, is used?", 4: "What is snake_case_name for x?",
                   5: "Path C:\\temp holds which file?"}
 
@@ -29,6 +30,8 @@ LIKE_QUESTIONS = {3: "Which share, 50% of all, is used?", 4: "What is snake_case
 def _trajectory(i: int) -> dict:
     t = samples.browse_trajectory(i)
     t["drop_reasons"] = [["rl: pass rate 1.00 not in (0, 1)"], ["sft: leak of the answer"], []][i % 3]
+    if i == BIG:  # a long tool observation: an 8 MB page, more than a socket takes in one send
+        t["messages"][3]["content"] = "".join(f"line {n}: {'x' * 70}\n" for n in range(100_000))
     return t
 
 
@@ -40,7 +43,8 @@ def _question(i: int) -> dict:
 
 def build_store(out: str, n: int = N) -> str:
     """Two commits of ``n`` rows of every table through the store's commit writer; questions 3-5 hold
-    ``%``, ``_`` and ``\\``; trajectories drop reasons ``rl: ...`` (i % 3 == 0) and ``sft: ...`` (== 1)."""
+    ``%``, ``_`` and ``\\``; trajectories drop reasons ``rl: ...`` (i % 3 == 0) and ``sft: ...`` (== 1);
+    trajectory 7 a tool observation of 100,000 lines."""
     factories = {**samples.ALL, "questions": _question, "browse_trajectories": _trajectory}
     ensure_layout(out)
     half = n // 2
@@ -238,6 +242,6 @@ def problems(doc: dict, c: Case, r: Raw) -> list[str]:
         out.append(f"Content-Length {r.headers.get('content-length')} for a body of {len(r.body)}")
     if not r.headers.get("content-type", "").startswith("text/html"):
         out.append(f"Content-Type {r.headers.get('content-type')}")
-    if b"Traceback" in r.body:
+    if b"Traceback (most recent call last)" in r.body:
         out.append("a traceback in the body")
     return [f"{c.target[:120]}: {p}" for p in out]

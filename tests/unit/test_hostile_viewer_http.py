@@ -78,6 +78,8 @@ MALFORMED = [
     b"GET / HTTP/1.x\r\n\r\n",
     b"GET / HTTP/1.0 extra\r\n\r\n",
     b"   \r\n\r\n",
+    b"\x1c\r\n\r\n",  # whitespace to str.split (parse_request), not to bytes.strip: the stdlib said nothing
+    b"\x1f \x1e\r\n\r\n",
     b"\x00\x01\x02\xff\r\n\r\n",
     b"GET /" + b"a" * 70_000 + b" HTTP/1.0\r\n\r\n",
     b"GET / HTTP/1.0\r\n" + b"X: y\r\n" * 200 + b"\r\n",
@@ -137,6 +139,24 @@ def test_the_inline_script_is_allowed_by_its_hash(srv):
     script = re.search(r"<script>(.*?)</script>", body, re.S).group(1)
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     assert f"'sha256-{digest}'" in get(srv, "/").headers["content-security-policy"]
+
+
+def test_a_large_page_arrives_whole(srv):
+    r = get(srv, f"/browse_trajectories/t{F.BIG:04d}")
+    assert r.status == 200 and len(r.body) > 4_000_000
+    assert int(r.headers["content-length"]) == len(r.body) and r.body.endswith(b"</html>")
+
+
+def test_unbuffered_writes_switched_on_cut_a_large_page_short(srv, monkeypatch):
+    setup = guard.Handler.setup
+
+    def raw_writes(self):
+        setup(self)
+        self.wfile = self.connection.makefile("wb", buffering=0)  # one send per write: may be partial
+
+    monkeypatch.setattr(guard.Handler, "setup", raw_writes)
+    r = get(srv, f"/browse_trajectories/t{F.BIG:04d}")
+    assert int(r.headers["content-length"]) > len(r.body)
 
 
 # ------------------------------------------------------------------ slow clients, bounded connections
