@@ -84,6 +84,15 @@ def swe_funnel(con: duckdb.DuckDBPyConnection) -> list[dict]:
     ]
 
 
+def swe_reference(con: duckdb.DuckDBPyConnection) -> dict:
+    """The reference split of ``swe_trajectories`` (the gold policy's replays: they check rollouts and grading
+    and train nothing unless exported with ``--include-reference``): rows and the policies they come from."""
+    t = "swe_trajectories"
+    return {"rows": _one(con, f"SELECT count(*) FROM {t} WHERE split = 'reference'") or 0,
+            "policies": ",".join(r[0] for r in _pairs(
+                con, f"SELECT DISTINCT policy FROM {t} WHERE split = 'reference' ORDER BY 1")) or "-"}
+
+
 def compute_stats(con: duckdb.DuckDBPyConnection) -> dict:
     s: dict[str, Any] = {"counts": {t: _one(con, f"SELECT count(*) FROM {t}") for t in TABLES}}
     if s["counts"]["questions"]:
@@ -93,7 +102,6 @@ def compute_stats(con: duckdb.DuckDBPyConnection) -> dict:
             "hardening_ops": _dist(con, "questions", "len(lineage)"),
             "closed_book_solved_rate": _one(con, "SELECT avg(closed_book_solved::int) FROM questions"),
             "by_difficulty": _pairs(con, "SELECT coalesce(difficulty,'?'), count(*) FROM questions GROUP BY 1 ORDER BY 2 DESC"),
-            "by_split": _pairs(con, "SELECT coalesce(split,'none'), count(*) FROM questions GROUP BY 1 ORDER BY 2 DESC"),
         }
     if s["counts"]["browse_trajectories"]:
         t = "browse_trajectories"
@@ -139,11 +147,7 @@ def compute_stats(con: duckdb.DuckDBPyConnection) -> dict:
             "reward": _dist(con, t, "reward"),
             "n_turns": _dist(con, t, "n_turns"),
             "split": _pairs(con, f"SELECT coalesce(split,'none'), count(*) FROM {t} GROUP BY 1 ORDER BY 2 DESC"),
-            # the gold policy's replays: they check rollouts and grading, and train nothing unless exported with
-            # --include-reference
-            "reference": {"rows": _one(con, f"SELECT count(*) FROM {t} WHERE split = 'reference'") or 0,
-                          "policies": ",".join(r[0] for r in _pairs(
-                              con, f"SELECT DISTINCT policy FROM {t} WHERE split = 'reference' ORDER BY 1")) or "-"},
+            "reference": swe_reference(con),
             "drop_reasons": _pairs(con, f"SELECT r, count(*) FROM (SELECT unnest(drop_reasons) AS r FROM {t}) "
                                         "GROUP BY 1 ORDER BY 2 DESC"),
         }
