@@ -59,17 +59,13 @@ def test_reason_filter_answers_on_this_duckdb(srv):
     assert ids(get(srv, "/browse_trajectories?reason=%25"), "browse_trajectories") == []  # a prefix, not a pattern
 
 
-def test_reason_filter_switched_off_to_the_old_lambda_fails_every_request(srv, monkeypatch):
-    old = queries.where_clause
-
-    def lambda_sql(table, args):
-        sql, binds = old(table, args)
-        return sql.replace("EXISTS (SELECT 1 FROM (SELECT unnest(drop_reasons) AS r) WHERE starts_with(r, ?))",
-                           "len(list_filter(drop_reasons, r -> starts_with(r, ?))) > 0"), binds
-
-    monkeypatch.setattr(queries, "where_clause", lambda_sql)
+def test_reason_filter_switched_off_to_the_old_arrow_lambda_fails_every_request(srv, monkeypatch):
+    monkeypatch.setattr(queries, "REASON_SQL", "len(list_filter(drop_reasons, r -> starts_with(r, ?))) > 0")
     r = get(srv, "/browse_trajectories?reason=rl")
-    assert r.status == 500 and "lambda" in err(r).lower()
+    if queries._lambda_syntax():  # DuckDB >= 1.3: the arrow is deprecated (2.0 refuses it)
+        assert r.status == 500 and "lambda" in err(r).lower()
+    else:
+        assert r.status == 200
 
 
 def test_reason_is_not_a_parameter_of_a_table_without_drop_reasons(srv):
