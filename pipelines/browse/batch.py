@@ -3,8 +3,11 @@
 Each input line is ``{id, question, gold?, gold_aliases?, answer_type?, meta?}``
 (``schemas/browse_rollout_input.json``). Every question gets ``k`` rollouts through the pipeline's own
 :func:`pipelines.browse.stages.rollout` and row builder :func:`pipelines.browse.stages.trajectory_row`
-(judged by the rules, then the LLM judge, when a gold is given; there is no graph entity behind an
-outside question, so ``verdict_source`` is ``rule`` or ``judge``; without a gold the verdict is null).
+(judged when a gold is given: the rules, the graph, then the LLM judge; without a gold the verdict is null).
+An outside gold carries no graph id: its text and the prediction are resolved against the configured graph
+(:mod:`pipelines.browse.ground`), so a prediction naming another entity ("Ireland" for Dublin, "Nairobi" for
+its airport) is ``incorrect`` with ``verdict_source`` ``graph`` and ``resolved_entity`` set, no judge asked.
+The graph is loaded only when some question has a gold.
 Trajectories run in parallel up to the LLM client's concurrency and are committed to the store as they
 finish (:func:`pipelines.store.batch.run_items`, pipeline ``browse-rollout``, one item per
 ``<id>-<sample index>``): a killed run loses only its in-flight rollouts, a rerun skips the committed ones.
@@ -110,12 +113,19 @@ def plan(questions: Sequence[OutsideQuestion], k: int) -> dict[str, tuple[Outsid
     return out
 
 
+def resolver_of(ctx):
+    """The graph's name index for the graph check of outside golds (None without a graph)."""
+    from pipelines.browse.resolve import name_index
+
+    return name_index(ctx.graph) if ctx.graph is not None else None
+
+
 def rollout_item(ctx, q: OutsideQuestion, i: int, judge, on_event: Callable[[dict], None] | None = None) -> ItemResult:
     """One verified trajectory of ``q`` as a store item (raises on a rollout that could not run)."""
     from pipelines.browse.stages import rollout, trajectory_row
 
     ro = rollout(ctx, q.question, i, on_event=on_event)
-    row = trajectory_row(ctx, ro, q.id, i, q.question, q.gold, judge)
+    row = trajectory_row(ctx, ro, q.id, i, q.question, q.gold, judge, resolver=resolver_of(ctx))
     row["meta"]["input"] = {"line": q.line, **({"meta": dict(q.meta)} if q.meta else {})}
     return ItemResult(traj_key(q.id, i)).add("browse_trajectories", row)
 
@@ -183,7 +193,9 @@ def run(cfg, input_path: str, *, k: int | None = None, stream: bool = False) -> 
         summary = {**BatchSummary(planned=len(items), skipped=len(items)).to_dict(), "workers": 0}
     else:
         with llm_endpoint(cfg.llm) as urls:
-            ctx = build_context(cfg.to_dict(), endpoint_config(cfg.llm, urls), run_id, with_graph=False)
+            ctx = build_context(cfg.to_dict(), endpoint_config(cfg.llm, urls), run_id,
+                                with_graph=any(q.gold is not None for q in questions))
+            resolver_of(ctx)  # the name index, built once before the workers start
             judge = make_judge(ctx)
             workers = max(1, int(cfg.llm.max_concurrency) * len(urls))
 

@@ -3,7 +3,7 @@
 Row format (JSON lines; see tests/data/browse/near_miss.jsonl)::
 
     {"question": str, "gold": str | [str, ...], "prediction": str,   # schemas/judge_row.json
-     "gold_id": str | null,      # optional: the gold's graph entity; enables the graph check
+     "gold_id": str | null,      # optional: the gold's graph entity (without it the gold text is resolved)
      "answer_type": str | null,  # optional: city, country, year, count, population, ...
      "expected": "correct" | "incorrect" | "not_attempted",   # optional
      "kind": str,                # optional: near-miss kind (country, state, year+1, ...) or paraphrase kind
@@ -11,6 +11,11 @@ Row format (JSON lines; see tests/data/browse/near_miss.jsonl)::
 
 A row whose ``expected`` is ``incorrect`` is a *near miss* (a wrong answer), one whose ``expected`` is
 ``correct`` a *paraphrase*; the summary counts how many of each were accepted.
+
+With a graph, every row gets the graph check: against ``gold_id`` when the row has one, else against the
+entities the gold text names (:mod:`pipelines.browse.ground`); ``use_graph=False`` / ``--no-graph``
+switches both off. Sets: ``tests/data/browse/near_miss.jsonl`` (with ids, generated from the graph) and
+``tests/data/browse/near_miss_text.jsonl`` (written as a user writes them: no ids).
 """
 
 from __future__ import annotations

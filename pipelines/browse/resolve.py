@@ -13,7 +13,8 @@ for the 109k-entity embedded graph) and answers lookups.
 - :func:`resolve_answer` -- ``resolve`` as a sorted list, for other code (the audit command).
 
 Matching is exact on a normalized key (lowercase, accents, punctuation and articles dropped, runs of
-single letters joined: "D.C." = "DC"). An answer with a trailing qualifier ("Lima, Peru", "Dublin
+single letters joined: "D.C." = "DC"). A city's alias that is the name of an entity of another type
+(a country, a state, a language, an element) is not indexed: the name wins. An answer with a trailing qualifier ("Lima, Peru", "Dublin
 (Ireland)", "Georgia (country)") resolves to the head's entities that the qualifier confirms: a type
 word filters by type; a place keeps the entities located in it (country / state / continent /
 subregion / served city, up to 3 hops). Article entities (Wikipedia summaries) that describe a graph
@@ -40,6 +41,9 @@ TYPE_WORDS = {
     "continent": "continent", "element": "element", "time zone": "timezone", "timezone": "timezone",
     "region": "subregion", "subregion": "subregion",
 }
+# types whose aliases (GeoNames alternate names) yield to another type's *name*: "Oklahoma" names the state,
+# not Oklahoma City; "Kuwait" the country; "Canada" is no alias of La Cañada; "Gold" none of Gold Coast
+SHADOWED_TYPES = frozenset({"city"})
 # code attributes that are answers in their own right (same list as synth.answer_aliases)
 CODE_ATTRS = ("iso4217", "iata", "icao", "iso2", "iso3", "symbol")
 _LEAD_IN = re.compile(
@@ -124,6 +128,11 @@ def entity_names(entity) -> list[str]:
     return out
 
 
+def _shadowing_names(graph, k) -> frozenset[str]:
+    """Keys of the names of entities whose type can shadow a city alias (see ``SHADOWED_TYPES``)."""
+    return frozenset(k(e.name) for e in graph.entities.values() if e.type not in SHADOWED_TYPES | {"article"})
+
+
 def build_index(graph) -> NameIndex:
     k = functools.lru_cache(maxsize=None)(key)  # each distinct name normalized once
 
@@ -138,6 +147,7 @@ def build_index(graph) -> NameIndex:
             lst.append(eid)
 
     articles = []
+    shadowing = _shadowing_names(graph, k)
     for e in graph.entities.values():
         if e.type == "article":
             articles.append(e)
@@ -145,7 +155,7 @@ def build_index(graph) -> NameIndex:
         for i, n in enumerate(entity_names(e)):
             if i > 0 and is_code(n):
                 add(codes, n, e.id)
-            elif n:
+            elif n and not (i > 0 and e.type in SHADOWED_TYPES and k(n) in shadowing and k(n) != k(e.name)):
                 add(keys, k(n), e.id)
     # an article describes a graph entity: by a described_by link, or because its title names
     # exactly one entity ("Phoenix, Arizona", "Georgia (country)" resolve like answers do)

@@ -3,9 +3,10 @@
 Non-symmetric by design. In order (docs/browse-env.md, "Verification order"):
 
 1. detectors: empty prediction, answer only inside the reasoning, hedge, list of candidates;
-2. the graph (when the gold is a graph entity and a resolver is given): an answer that resolves
-   to the gold entity is correct (source ``rule``); one that resolves to a *different* entity is
-   incorrect whatever a judge would say (source ``graph``, the entity is recorded);
+2. the graph (when a resolver is given): an answer that resolves to the gold entity is correct
+   (source ``rule``); one that resolves to a *different* entity is incorrect whatever a judge would
+   say (source ``graph``, the entity is recorded). A gold without a graph id is resolved from its
+   text first (``pipelines/browse/ground.py``);
 3. rules: exact match with a gold name after normalization, numbers (years, dates, counts and
    identifiers exactly; a relative tolerance only for a measured quantity), the gold stated whole
    inside a short answer;
@@ -82,8 +83,8 @@ def kind_for(answer_type: str | None) -> AnswerKind:
 class Gold:
     """What a prediction is checked against.
 
-    ``names``: the gold's name and aliases. ``entity_id``: the graph entity it is (None: a value or
-    an outside gold; the graph check is skipped). ``answer_type``: what is asked (the entity's type,
+    ``names``: the gold's name and aliases. ``entity_id``: the graph entity it is (None: a value, or
+    an outside gold whose text the graph check resolves). ``answer_type``: what is asked (the entity's type,
     e.g. ``city``, or a value kind, e.g. ``year``, ``population``); shown to the judge.
     ``kind``: how numbers compare. ``tolerance``: relative tolerance, used only when ``kind`` is
     QUANTITY (None there: the caller's ``rel_tol``)."""
@@ -279,8 +280,11 @@ def graph_verdict(gold: Gold, answer: str, resolver) -> Verdict | None:
     Incorrect (source ``graph``) when it resolves only to other entities, when its qualifier rules the
     gold out ("Dublin, UK" for Dublin, Ireland), or when its head names other entities and an
     unknown qualifier cannot bring it back to the gold. Nothing resolved: None (rules, then judge)."""
-    if resolver is None or not gold.entity_id:
+    if resolver is None:
         return None
+    if not gold.entity_id:  # an outside gold: resolved from its text (pipelines/browse/ground.py)
+        from pipelines.browse.ground import text_gold_verdict
+        return text_gold_verdict(resolver, gold, answer)
     from pipelines.browse.resolve import resolve_detail
 
     res = resolve_detail(resolver, answer)

@@ -29,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_check_unique)
     j = bsub.add_parser("judge", help="grade outside predictions: JSONL rows {question, gold: [...], prediction}; "
                                       "prints accepted near misses and paraphrases")
-    j.add_argument("file", help="JSONL file; optional fields per row: gold_id (graph entity: enables the graph "
-                                "check), answer_type, expected, kind, evidence (see pipelines/browse/judge_suite.py)")
+    j.add_argument("file", help="JSONL file; optional fields per row: gold_id (the gold's graph entity; without "
+                                "it the gold text is resolved), answer_type, expected, kind, evidence "
+                                "(see pipelines/browse/judge_suite.py)")
     j.add_argument("--rules-only", action="store_true", help="no LLM judge (undecided rows become incorrect)")
     j.add_argument("--no-graph", action="store_true", help="switch the graph check off (to see what it stops)")
     j.add_argument("--json", action="store_true", help="one JSON object: summary and per-row results")
@@ -107,7 +108,7 @@ def _judge(args) -> int:
     rows = JS.read_rows(args.file)
     cfg = config_from_args(args)
     graph = None
-    if not args.no_graph and any(r.get("gold_id") for r in rows):
+    if not args.no_graph:  # gold_id or not: a gold's text is resolved too (pipelines/browse/ground.py)
         from pipelines.browse.api import load_kg
 
         graph = load_kg(cfg)

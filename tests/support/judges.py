@@ -15,3 +15,19 @@ class AlwaysYesJudge:
         self.calls += 1
         self.messages.append(messages)
         return {"equivalent": "yes", "reason": "scripted: always yes"}
+
+
+def yes_judge_responder(base):
+    """A fake-server responder (tests/support/fake_llm_server.py) whose answer judge says "equivalent" to
+    every prediction; every other request goes to ``base``."""
+    import json
+
+    from tests.support.fake_llm_server import Reply
+
+    def respond(body):
+        schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema", {})
+        if "equivalent" in schema.get("properties", {}):
+            return Reply(content=json.dumps({"equivalent": "yes", "reason": "scripted: always yes"}))
+        return base(body)
+
+    return respond

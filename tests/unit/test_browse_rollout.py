@@ -10,6 +10,7 @@ from pipelines.store import catalog
 from pipelines.store.records import record_type
 from tests.support.fake_browse import responder, write_toy_graph
 from tests.support.fake_llm_server import FakeOpenAIServer
+from tests.support.judges import yes_judge_responder
 
 QUESTIONS = [
     {"id": "peru", "question": "Which currency is used in Peru?", "gold": "Peruvian sol", "gold_aliases": ["PEN"]},
@@ -63,13 +64,17 @@ def test_rollout_judges_with_gold_leaves_no_gold_unjudged_and_resumes(env, capsy
     by = {t["traj_id"]: t for t in ts}
     for t in ts:  # the agent searched, then answered "Peruvian sol"
         assert t["prediction"] == "Peruvian sol" and t["n_search"] == 1 and t["rendered_react"]
-        assert t["resolved_entity"] is None and t["evidence_recall"] is None and t["split"] is None
-    # gold given: the rules decide what they can, the judge the rest (no graph entity behind outside questions)
+        assert t["evidence_recall"] is None and t["split"] is None
+        assert t["resolved_entity"] == ("currency/PEN" if t["question_id"] == "bolivia" else None)
+    # gold given: the rules decide what they can, then the graph (the gold text resolved: no gold_id), the judge the rest
     assert by["peru-0"]["verdict"] == "correct" and by["peru-0"]["verdict_source"] == "rule"
     assert by["peru-0"]["answer"] == "Peruvian sol" and by["peru-0"]["answer_aliases"] == ["PEN"]
     assert by["peru-0"]["reward_outcome"] == 1.0 and by["peru-0"]["reward_total"] == 1.0
-    assert by["bolivia-1"]["verdict"] == "incorrect" and by["bolivia-1"]["verdict_source"] == "judge"
-    assert by["bolivia-1"]["judge_raw"] == "fake judge: not the same" and by["bolivia-1"]["reward_total"] == 0.0
+    # "Peruvian sol" for "Boliviano": two currencies of the graph, incorrect without asking the judge
+    assert by["bolivia-1"]["verdict"] == "incorrect" and by["bolivia-1"]["verdict_source"] == "graph"
+    assert by["bolivia-1"]["judge_raw"].startswith("graph: prediction resolves to currency/PEN (Peruvian sol), "
+                                                   "gold to currency/BOB (Boliviano)")
+    assert by["bolivia-1"]["reward_total"] == 0.0 and by["bolivia-1"]["judge_model"] is None
     # no gold: not judged, and no reward that would read as a judgement
     o = by["open-0"]
     assert o["verdict"] is None and o["verdict_source"] is None and o["answer"] is None
@@ -78,8 +83,7 @@ def test_rollout_judges_with_gold_leaves_no_gold_unjudged_and_resumes(env, capsy
     assert s2["verdicts"] == {"correct": 2, "incorrect": 2, "not_judged": 2}
     judged = [b for b in srv.chat_requests
               if "equivalent" in json.dumps((b.get("response_format") or {}).get("json_schema", {}))]
-    # only the Bolivia rollouts reached the judge: one request, the second (the same prompt) came from the cache
-    assert len(judged) == 1 and "Boliviano" in json.dumps(judged[0]["messages"])
+    assert judged == []  # the rules and the graph decided every rollout
 
     # a finished file again: no LLM request at all
     n2 = len(srv.chat_requests)
@@ -88,6 +92,33 @@ def test_rollout_judges_with_gold_leaves_no_gold_unjudged_and_resumes(env, capsy
     s3 = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert s3["skipped"] == 6 and s3["committed"] == 0 and len(srv.chat_requests) == n2
     assert len(_trajs(tmp_path / "out")) == 6
+
+
+@pytest.mark.parametrize("graph_check", [True, False])
+def test_a_lenient_judge_accepts_another_entity_only_without_the_graph_check(tmp_path, monkeypatch, capsys,
+                                                                           graph_check):
+    """"Peruvian sol" for "Boliviano" (an outside question: no graph id) under a judge that says yes to
+    everything: the graph check rejects it before the judge; switched off, the judge lets it through."""
+    from pipelines.browse import batch
+
+    monkeypatch.setenv("CRUCIBLE_CACHE_DIR", str(tmp_path / "cache"))
+    if not graph_check:
+        monkeypatch.setattr(batch, "resolver_of", lambda ctx: None)
+    files = write_toy_graph(tmp_path)
+    with FakeOpenAIServer(responder=yes_judge_responder(responder)) as srv:
+        f = _write(tmp_path / "q.jsonl", [QUESTIONS[1]])
+        assert main(["browse", "rollout", "--input", f, "--k", "1", *_args(tmp_path, files, srv)]) == 0
+        judged = [b for b in srv.chat_requests
+                  if "equivalent" in json.dumps((b.get("response_format") or {}).get("json_schema", {}))]
+    capsys.readouterr()
+    (t,) = _trajs(tmp_path / "out")
+    assert t["prediction"] == "Peruvian sol" and t["answer"] == "Boliviano"
+    if graph_check:
+        assert (t["verdict"], t["verdict_source"], t["resolved_entity"]) == ("incorrect", "graph", "currency/PEN")
+        assert judged == []
+    else:
+        assert (t["verdict"], t["verdict_source"], t["resolved_entity"]) == ("correct", "judge", None)
+        assert len(judged) == 1
 
 
 def test_stream_prints_each_step(env, capsys):
