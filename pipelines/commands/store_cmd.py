@@ -59,21 +59,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "(faster queries; safe to interrupt; run when no pipeline writes to --out)")
     _add_out(p)
     p.add_argument("--pipeline", action="append", help="only this pipeline (repeatable; default: every one)")
-    p.add_argument("--max-rows", type=int, default=200_000, help="rows per merged file at most (default 200000)")
+    p.add_argument("--max-rows", type=int, default=200_000, help="rows per merged file at most, 1 or more "
+                                                                 "(default 200000)")
     p.set_defaults(func=_compact)
 
     p = sub.add_parser("store", help="store maintenance: `store check` verifies every commit manifest against "
                                      "its shards")
     ssub = p.add_subparsers(dest="store_command", metavar="STORE_COMMAND")
     ssub.required = True
-    c = ssub.add_parser("check", help="verify manifests, shard footers, row counts and data; list leftovers of "
-                                      "killed runs; --quarantine moves damaged commits aside (exit 1 if damaged)")
+    c = ssub.add_parser("check", help="verify manifests, shard checksums, footers, row counts and data; name "
+                                      "unreferenced shards and leftovers of killed runs; --quarantine moves damage "
+                                      "aside, never deletes (exit 1 if damaged)")
     _add_out(c)
-    c.add_argument("--fast", action="store_true", help="footers and row counts only (do not decode the data)")
+    c.add_argument("--fast", action="store_true", help="sizes, footers and row counts only (no sha256, do not "
+                                                       "decode the data)")
     c.add_argument("--quarantine", action="store_true",
-                   help="move each damaged commit (manifest and shards) to _quarantine/; its items are redone "
-                        "by the next run")
+                   help="move each damaged commit (manifest and shards), damaged manifest and unreferenced shard to "
+                        "_quarantine/ with its evidence (nothing is deleted; `store restore` brings back what is "
+                        "intact, the next run redoes the rest)")
     c.set_defaults(func=_store_check)
+    r = ssub.add_parser("restore", help="bring back every intact commit: rebuild lost or unreadable manifests from "
+                                        "their shards' metadata, move intact quarantined commits back (exit 1 if "
+                                        "some rows could not be restored)")
+    _add_out(r)
+    r.add_argument("--dry-run", action="store_true", help="say what would be restored, change nothing")
+    r.set_defaults(func=_store_restore)
+
 
 
 def _retry_io(fn):
@@ -96,13 +107,23 @@ def _warn_skipped(view) -> None:
 
 
 def _store_check(args) -> int:
-    from pipelines.store.check import check_store, format_report, quarantine
+    from pipelines.store.check import check_store, format_report, quarantine, unresolved_after_quarantine
 
     rep = check_store(args.out, fast=args.fast)
+    unresolved = rep.damaged
     if args.quarantine and rep.damaged:
         quarantine(args.out, rep)
+        unresolved = unresolved_after_quarantine(args.out, rep)
     print(format_report(args.out, rep))
-    return 0 if rep.ok or rep.quarantined else 1
+    return 1 if unresolved else 0
+
+
+def _store_restore(args) -> int:
+    from pipelines.store.restore import format_restore, restore
+
+    rep = restore(args.out, dry_run=args.dry_run)
+    print(format_restore(args.out, rep))
+    return 0 if rep.ok else 1
 
 
 def _compact(args) -> int:
@@ -110,19 +131,24 @@ def _compact(args) -> int:
 
     from pipelines.store.commit import COMMITS_DIR
     from pipelines.store.compact import compact
-    from pipelines.store.manifests import require_store
+    from pipelines.store.manifests import StoreError, check_pipeline_name, pipelines_of, require_store
 
+    if args.max_rows < 1:
+        raise StoreError(f"--max-rows {args.max_rows}: must be at least 1 (rows per merged file); e.g. --max-rows "
+                         "200000")
+    for name in args.pipeline or ():
+        check_pipeline_name(name, "--pipeline")
     require_store(args.out)
     root = Path(args.out) / COMMITS_DIR
     if not root.is_dir():
         print(f"crucible: {args.out}: no committed data (no {COMMITS_DIR}/ folder); nothing to compact",
               file=sys.stderr)
         return 2
-    names = args.pipeline or sorted(p.name for p in root.iterdir() if p.is_dir())
-    unknown = [n for n in names if not (root / n).is_dir()]
+    names = args.pipeline or pipelines_of(args.out)
+    unknown = [n for n in names if n not in pipelines_of(args.out)]
     if unknown:
         print(f"crucible: no commits of pipeline(s) {', '.join(unknown)} in {args.out}; present: "
-              f"{', '.join(sorted(p.name for p in root.iterdir() if p.is_dir())) or 'none'}", file=sys.stderr)
+              f"{', '.join(pipelines_of(args.out)) or 'none'}", file=sys.stderr)
         return 2
     from pipelines.store.manifests import read_manifests
 

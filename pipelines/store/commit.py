@@ -14,11 +14,16 @@ item key: keys that a live manifest already holds are skipped, so a retried or s
 that batched differently never commits a key twice (and if two attempts race, readers take one of
 them, see :mod:`pipelines.store.manifests`).
 
+Each shard carries its commit (id, pipeline, run, item keys, tables) in its Parquet footer and the
+manifest carries each shard's size and sha256 (:mod:`pipelines.store.integrity`): damage is detected
+by ``crucible store check`` and a lost manifest is rebuilt by ``crucible store restore``.
+
 On start, :func:`recover` takes the store's writer lock (:mod:`pipelines.store.lock`), reads the
-manifests (their item keys are finished work, skipped on rerun) and, safe under the lock, deletes
-what killed runs left: shards of this pipeline that no live manifest names, manifests merged by an
-interrupted compaction or repeating keys of earlier commits, and stale temp files. Readers never need
-this cleanup: they read only the files that live manifests name.
+manifests (their item keys are finished work, skipped on rerun) and, safe under the lock, clears away
+what killed runs left. It deletes only stale temp files of atomic writes and the inputs of a
+compaction proven merged (sha256); shards of this pipeline that no live manifest names, commits whose
+shard is missing, and manifests repeating keys of earlier commits are *moved* to ``_quarantine/`` with
+their evidence, never deleted. Readers never need this: they read only the files live manifests name.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,7 +40,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.store import fsio
+from pipelines.store import fsio, integrity
 from pipelines.store import manifests as M
 from pipelines.store.records import TABLES, record_type
 
@@ -115,12 +119,6 @@ def split_valid(table: str, rows: Iterable[dict], *, pipeline: str, item_key: st
     return valid, failures
 
 
-def _parquet_bytes(table: pa.Table, compression: str) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression=None if compression == "none" else compression)
-    return buf.getvalue()
-
-
 def schema_bytes(schema: pa.Schema) -> bytes:
     """A Parquet file with the schema and zero row groups (``datasets`` rejects a 0-row row group)."""
     buf = io.BytesIO()
@@ -161,24 +159,25 @@ def done_keys(out_dir: str, pipeline: str) -> set[str]:
 
 
 def write_commit(out_dir: str, pipeline: str, run_id: str, commit_id: str, keys: list[str],
-                 tables: dict[str, pa.Table], compression: str = "zstd") -> tuple[dict[str, str], dict[str, int]]:
+                 tables: dict[str, pa.Table], compression: str = "zstd",
+                 compacted_from: list[str] | None = None) -> tuple[dict[str, str], dict[str, int]]:
     """Write one commit: each table's shard (atomic), then the manifest naming them (the commit point).
-    ``tables`` are already valid rows in their record type's arrow schema. Returns (files, row counts)."""
-    files, counts = {}, {}
+    ``tables`` are already valid rows in their record type's arrow schema. Each shard carries the commit in
+    its footer with the sha256 of its data (:func:`integrity.shard_bytes`: a lost manifest can be rebuilt from
+    its shards), the manifest each shard's size and sha256. Returns (paths, row counts)."""
+    M.check_pipeline_name(pipeline)
+    commit = {"commit_id": commit_id, "pipeline": pipeline, "run_id": run_id, "items": keys,
+              "created_at": utc_now(), "tables": sorted(tables)}
+    if compacted_from is not None:
+        commit["compacted_from"] = compacted_from
+    files, counts, sums = {}, {}, {}
     for table, data in sorted(tables.items()):
-        path = fsio.join(out_dir, table, f"part-{pipeline}-{commit_id}.parquet")
-        fsio.write_bytes_atomic(path, _parquet_bytes(data, compression))
-        files[table] = path
-        counts[table] = data.num_rows
-    manifest = {
-        "commit_id": commit_id,
-        "pipeline": pipeline,
-        "run_id": run_id,
-        "items": keys,
-        "files": {t: p.replace("\\", "/").rsplit("/", 1)[-1] for t, p in files.items()},
-        "rows": counts,
-        "created_at": utc_now(),
-    }
+        path = fsio.join(out_dir, table, M.shard_name(pipeline, commit_id))
+        blob = integrity.shard_bytes(data, compression, {**commit, "table": table})
+        fsio.write_bytes_atomic(path, blob)
+        files[table], counts[table], sums[table] = path, data.num_rows, integrity.digest(blob)
+    manifest = {**{k: v for k, v in commit.items() if k != "tables"},
+                "files": {t: M.shard_name(pipeline, commit_id) for t in files}, "rows": counts, "checksums": sums}
     fsio.write_bytes_atomic(
         M.manifest_path(out_dir, pipeline, commit_id),
         json.dumps(manifest, indent=1, sort_keys=True).encode(),
@@ -226,11 +225,11 @@ def commit_items(out_dir: str, pipeline: str, run_id: str, items: list[ItemResul
 class RecoveryReport:
     done_keys: set[str]
     n_commits: int
-    orphans_deleted: list[str]
+    orphans: list[str]  # shards no manifest names, moved to _quarantine/ (restorable: `crucible store restore`)
     duplicate_keys: list[str]
-    manifests_dropped: list[str] = field(default_factory=list)
+    merged_removed: list[str] = field(default_factory=list)  # inputs of a compaction proven merged: deleted
     temp_files_deleted: list[str] = field(default_factory=list)
-    quarantined: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # every path moved aside (orphans included)
 
 
 def read_manifests(out_dir: str, pipeline: str) -> list[dict]:
@@ -238,97 +237,108 @@ def read_manifests(out_dir: str, pipeline: str) -> list[dict]:
     return M.read_manifests(out_dir, pipeline)
 
 
-_SHARD_ID = re.compile(r"c?[0-9a-f]{16}\.parquet")
-
-
 def is_shard_of(name: str, pipeline: str) -> bool:
     """``part-<pipeline>-<commit id>.parquet`` exactly (``part-swe-...`` is not a shard of ``swe-curate``)."""
-    prefix = f"part-{pipeline}-"
-    return name.startswith(prefix) and bool(_SHARD_ID.fullmatch(name[len(prefix):]))
+    parsed = M.parse_shard_name(name)
+    return parsed is not None and parsed[0] == pipeline
 
 
 def _stale_temp_files(out_dir: str, pipeline: str) -> list[str]:
     """Temp files of atomic writes (``.<final name>.<random>.tmp``) that a killed writer of ``pipeline`` left."""
     out = []
     for table in TABLES:
-        for path in fsio.glob(fsio.join(out_dir, table, f".*{fsio.TMP_SUFFIX}")):
+        for path in M.glob_in(out_dir, table, f".*{fsio.TMP_SUFFIX}"):
             final = path.replace("\\", "/").rsplit("/", 1)[-1][1:].split(".parquet.", 1)[0] + ".parquet"
             if is_shard_of(final, pipeline) or final == SCHEMA_FILE:
                 out.append(path)
-    out += fsio.glob(fsio.join(out_dir, M.COMMITS_DIR, pipeline, f".*{fsio.TMP_SUFFIX}"))
+    out += M.glob_in(out_dir, M.COMMITS_DIR, pipeline, f".*{fsio.TMP_SUFFIX}")
     return sorted(out)
 
 
 def recover(out_dir: str, pipeline: str, *, purpose: str | None = None) -> RecoveryReport:
     """Start (or resume) writing ``pipeline`` into ``out_dir``: take the store's writer lock for this process
     (:mod:`pipelines.store.lock`; refused with the holder named while another writer runs), then return the
-    finished item keys and remove what killed runs left behind. Only with the lock held is it safe to
-    delete: no other live writer can be between its shards and its manifest."""
+    finished item keys and move aside what killed runs left behind. Only with the lock held is it safe to
+    touch them: no other live writer can be between its shards and its manifest."""
     from pipelines.store import lock
 
+    M.check_pipeline_name(pipeline)
     lock.acquire(out_dir, purpose or f"{pipeline} run")
     return recover_locked(out_dir, pipeline)
 
 
+def _commit_files(out_dir: str, pipeline: str, m: dict) -> list[str]:
+    """The manifest (first: the commit point), then the shards of ``m``."""
+    return [M.manifest_path(out_dir, pipeline, m["commit_id"])] + [fsio.join(out_dir, t, n)
+                                                                    for t, n in sorted(m["files"].items())]
+
+
+def _finish_compactions(out_dir: str, pipeline: str, res: M.Resolution) -> tuple[list[str], list[tuple]]:
+    """Superseded commits: delete those proven merged into a live compaction (manifest first), else return
+    them for quarantine as (manifest, why)."""
+    by_id = {m["commit_id"]: m for m in res.live}
+    removed, aside, seen = [], [], {}
+    for m in res.superseded:
+        merged = [by_id[c] for c in by_id if m["commit_id"] in (by_id[c].get("compacted_from") or ())]
+        why = integrity.proven_merged(out_dir, m, merged[0], seen) if merged else "its compaction is not live"
+        if why is None:
+            paths = [p for p in _commit_files(out_dir, pipeline, m) if fsio.exists(p)]
+            fsio.delete(paths)
+            removed += paths
+        else:
+            aside.append((m, f"merged by an interrupted compaction, not proven merged: {why}"))
+    if removed:
+        log.info("removed %d file(s) of %s merged by a compaction (verified by sha256)", len(removed), pipeline)
+    return removed, aside
+
+
 def recover_locked(out_dir: str, pipeline: str) -> RecoveryReport:
-    """:func:`recover` for a caller that already holds the writer lock."""
+    """:func:`recover` for a caller that already holds the writer lock. Deletes only stale temp files and the
+    inputs of a compaction proven merged; everything else it clears away is moved to ``_quarantine/`` with
+    its evidence (:func:`integrity.move_aside`)."""
     res = M.committed(out_dir, pipeline)
-    dropped = []
-    if res.superseded:
-        log.warning("removing %d commit manifest(s) of %s merged by an interrupted compaction",
-                    len(res.superseded), pipeline)
-    if res.conflicting:
-        log.warning("removing %d commit manifest(s) of %s that repeat item keys of earlier commits (their other "
-                    "items will be redone)", len(res.conflicting), pipeline)
-    for m in res.superseded + res.conflicting:
-        dropped.append(M.manifest_path(out_dir, pipeline, m["commit_id"]))
-    fsio.delete(dropped)
-    present = {}
-    for table in TABLES:
-        for path in fsio.glob(fsio.join(out_dir, table, f"part-{pipeline}-*.parquet")):
-            name = path.replace("\\", "/").rsplit("/", 1)[-1]
-            if is_shard_of(name, pipeline):
-                present[f"{table}/{name}"] = path
+    removed, aside = _finish_compactions(out_dir, pipeline, res)
+    first = {k: m["commit_id"] for m in res.live for k in m["items"]}
+    aside += [(m, "repeats item keys of commit " + ", ".join(sorted({first[k] for k in m["items"] if k in first})) +
+               " (two attempts of one bundle); its other items are redone") for m in res.conflicting]
+    present = {rel: p for rel, p in M.shard_files(out_dir).items() if is_shard_of(rel.split("/", 1)[1], pipeline)}
     # a commit whose shard is gone (outside damage, or a writer that outlived its lock): its rows cannot be
     # read, so its items must not count as done; it is moved aside (kept, not deleted) and redone
     broken = [m for m in res.live if any(f"{t}/{n}" not in present for t, n in m["files"].items())]
-    quarantined = []
-    if broken:
-        quarantined = quarantine_commits(out_dir, pipeline, broken)
-        log.warning("moved %d commit(s) of %s whose shards are missing to %s/ (their items will be redone): %s",
-                    len(broken), pipeline, QUARANTINE_DIR, ", ".join(m["commit_id"] for m in broken))
-        ids = {m["commit_id"] for m in broken}
-        res.live = [m for m in res.live if m["commit_id"] not in ids]
-        present = {k: v for k, v in present.items() if v not in quarantined}
-    referenced = {f"{t}/{name}" for m in res.live for t, name in m["files"].items()}
-    orphans = [path for rel, path in present.items() if rel not in referenced]
-    if orphans:
-        log.warning("removing %d uncommitted shard(s) left by an interrupted run of %s", len(orphans), pipeline)
-        fsio.delete(orphans)
+    aside += [(m, "a shard it names is missing; its items are redone") for m in broken]
+    ids = {m["commit_id"] for m in broken}
+    res.live = [m for m in res.live if m["commit_id"] not in ids]
+    named = {f"{t}/{n}" for m, _ in aside for t, n in m["files"].items()}
+    referenced = {f"{t}/{n}" for m in res.live for t, n in m["files"].items()} | named
+    orphans = [p for rel, p in sorted(present.items()) if rel not in referenced]
+    entries = [(p, {"why": why, "pipeline": pipeline, "commit_id": m["commit_id"]})
+               for m, why in aside for p in _commit_files(out_dir, pipeline, m)]
+    entries += [(p, {"why": "no manifest names it (a killed run, or a lost manifest: `crucible store restore` "
+                            "rebuilds it)", "pipeline": pipeline}) for p in orphans]
+    stamp = integrity.new_stamp()
+    quarantined = integrity.move_aside(out_dir, entries, stamp, by=f"recover of {pipeline}")
+    if quarantined:
+        log.warning("moved %d file(s) of %s to %s/%s/ (nothing deleted; see its %s; `crucible store restore` "
+                    "brings back what is intact): %d commit(s) not live, %d shard(s) no manifest names", len(quarantined),
+                    pipeline, integrity.QUARANTINE_DIR, stamp, integrity.EVIDENCE_FILE, len(aside), len(orphans))
     temps = _stale_temp_files(out_dir, pipeline)
     if temps:
         log.warning("removing %d temp file(s) left by a killed writer of %s", len(temps), pipeline)
         fsio.delete(temps)
     dup = sorted({k for m in res.conflicting for k in m["items"]} & res.done_keys)
-    return RecoveryReport(res.done_keys, len(res.live), orphans, dup, dropped, temps, quarantined)
+    return RecoveryReport(res.done_keys, len(res.live), orphans, dup, removed, temps, quarantined)
 
 
-QUARANTINE_DIR = "_quarantine"
+QUARANTINE_DIR = integrity.QUARANTINE_DIR
 
 
-def quarantine_commits(out_dir: str, pipeline: str, manifests: list[dict]) -> list[str]:
-    """Move each commit (its manifest first: the commit point, then its shards that exist) to
-    ``_quarantine/<time>/`` keeping their paths. Caller holds the writer lock. Returns the moved paths."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    moved = []
-    for m in manifests:
-        rels = [f"{M.COMMITS_DIR}/{pipeline}/{m['commit_id']}.json"] + [f"{t}/{n}" for t, n in sorted(m["files"].items())]
-        for rel in rels:
-            src = fsio.join(out_dir, rel)
-            if fsio.exists(src):
-                fsio.rename(src, fsio.join(out_dir, QUARANTINE_DIR, stamp, rel))
-                moved.append(src)
-    return moved
+def quarantine_commits(out_dir: str, pipeline: str, manifests: list[tuple[dict, str]], by: str = "") -> list[str]:
+    """Move each ``(manifest, why)`` commit (its manifest first: the commit point, then its shards that exist)
+    to ``_quarantine/<time>-<id>/`` keeping their paths, with the evidence. Caller holds the writer lock.
+    Returns the moved paths (relative to the store)."""
+    entries = [(p, {"why": why, "pipeline": pipeline, "commit_id": m["commit_id"]})
+               for m, why in manifests for p in _commit_files(out_dir, pipeline, m)]
+    return integrity.move_aside(out_dir, entries, by=by)
 
 
 class Progress:

@@ -5,39 +5,37 @@ Every commit writes one small shard per table, so a long run leaves hundreds of 
 every footer. ``compact`` merges the shards of all manifests of a pipeline (in groups of at most
 ``max_rows`` rows per table file):
 
-1. write the merged shards ``part-<pipeline>-c<id>.parquet`` (each atomically);
-2. write the merged manifest (items and files of all of them, ``compacted_from`` = their commit ids): this
+1. check each input shard as ``store check`` does (size, sha256, rows, data): a group holding a bad one is
+   left as it is, with the file named (an edited shard is never merged, which would hide the edit);
+2. write the merged shards ``part-<pipeline>-c<id>.parquet`` (each atomically, with checksums and the
+   commit in their footers, by the one commit writer :func:`pipelines.store.commit.write_commit`);
+3. write the merged manifest (items and files of all of them, ``compacted_from`` = their commit ids): this
    is the commit point;
-3. delete the old manifests, then the old shards.
+4. delete the old manifests, then the old shards, each only once proven merged
+   (:func:`pipelines.store.integrity.proven_merged`: named in ``compacted_from``, items and tables held,
+   merged shards verified by sha256). This step (or ``recover`` finishing it) is the only deletion of
+   shards anywhere, and it deletes copies only.
 
 It holds the store's writer lock (:mod:`pipelines.store.lock`): refused, with the holder named, while a
 pipeline writes to the same folder. Readers never see a half-done compaction: they read the files that
 live manifests name, and a manifest named in another's ``compacted_from`` is not live
-(:mod:`pipelines.store.manifests`), so the merged rows appear at step 2 all at once, in place of the old
-ones. A kill before 2 leaves new shards that no manifest names: :func:`pipelines.store.commit.recover`
-deletes them as orphans. A kill after 2 leaves superseded manifests (and maybe their shards): ``recover``
-removes them. A shard that cannot be read stops the compaction of its group only, with its name (the
-other groups are compacted); ``crucible store check --quarantine`` moves it aside.
+(:mod:`pipelines.store.manifests`), so the merged rows appear at step 3 all at once, in place of the old
+ones. A kill before 3 leaves new shards that no manifest names: :func:`pipelines.store.commit.recover`
+moves them to ``_quarantine/`` (copies of live rows). A kill after 3 leaves superseded manifests (and maybe
+their shards): ``recover`` deletes them once proven merged, else moves them aside.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.store import fsio, lock
+from pipelines.store import fsio, integrity, lock
 from pipelines.store import manifests as M
-from pipelines.store.commit import (
-    COMMITS_DIR,
-    _parquet_bytes,
-    recover_locked,
-    stable_hash,
-    utc_now,
-)
+from pipelines.store.commit import recover_locked, stable_hash, write_commit
 from pipelines.store.records import record_type
 
 log = logging.getLogger(__name__)
@@ -74,13 +72,15 @@ class UnreadableShard(M.StoreError):
     pass
 
 
-def _read_shard(path: str, table: str) -> pa.Table:
+def _read_shard(out_dir: str, m: dict, table: str) -> pa.Table:
+    """The rows of ``m``'s shard in ``table``, checked first as ``store check`` does (size, sha256, rows): an
+    edited shard is never merged (its damage would be hidden in the merged file)."""
+    path = fsio.join(out_dir, table, m["files"][table])
+    _, err = integrity.verify_shard(out_dir, m, table, deep=True)
+    if err:
+        raise UnreadableShard(f"{path} (table {table}, commit {m['pipeline']}/{m['commit_id']}): {err}")
     schema = record_type(table).arrow_schema
-    try:
-        t = pq.read_table(path) if fsio.is_local(path) else pq.read_table(pa.BufferReader(fsio.read_bytes(path)))
-    except Exception as exc:  # noqa: BLE001 - any decode error: name the file
-        raise UnreadableShard(f"{path} (table {table}): not a readable Parquet file ({type(exc).__name__}: "
-                              f"{' '.join(str(exc).split())[:200]})") from None
+    t = pq.read_table(path) if fsio.is_local(path) else pq.read_table(pa.BufferReader(fsio.read_bytes(path)))
     # shards written by an older schema version: add missing columns as nulls, keep the current order
     cols = [t.column(f.name).cast(f.type) if f.name in t.column_names else pa.nulls(len(t), f.type)
             for f in schema]
@@ -89,8 +89,16 @@ def _read_shard(path: str, table: str) -> pa.Table:
 
 def compact(out_dir: str, pipeline: str, *, max_rows: int = 200_000, compression: str = "zstd") -> CompactReport:
     """Merge the committed shards of ``pipeline`` under ``out_dir`` (see module docstring)."""
+    M.check_pipeline_name(pipeline, "--pipeline")
+    if type(max_rows) is not int or max_rows < 1:
+        raise M.StoreError(f"--max-rows {max_rows!r}: must be a whole number of at least 1 (rows per merged file); "
+                           "e.g. --max-rows 200000")
     with lock.writer(out_dir, f"crucible compact of {pipeline}"):
-        return _compact(out_dir, pipeline, max_rows, compression)
+        rep = _compact(out_dir, pipeline, max_rows, compression)
+        from pipelines.store.catalog import refresh_catalog
+
+        refresh_catalog(out_dir)  # a writer: crucible.duckdb and README.md list the merged shards (readers never do)
+        return rep
 
 
 def _compact(out_dir: str, pipeline: str, max_rows: int, compression: str) -> CompactReport:
@@ -103,25 +111,18 @@ def _compact(out_dir: str, pipeline: str, max_rows: int, compression: str) -> Co
             continue
         ids = sorted(m["commit_id"] for m in group)
         commit_id = "c" + stable_hash(pipeline, ids)
-        files, counts = {}, {}
         tables = sorted({t for m in group for t in m["files"]})
         try:
-            merged_tables = {table: pa.concat_tables([_read_shard(fsio.join(out_dir, table, m["files"][table]), table)
-                                                      for m in group if table in m["files"]]) for table in tables}
+            merged_tables = {table: pa.concat_tables([_read_shard(out_dir, m, table) for m in group
+                                                      if table in m["files"]]) for table in tables}
         except UnreadableShard as exc:
             log.warning("not compacting %d commits of %s: %s", len(group), pipeline, exc)
             rep.skipped_groups.append(str(exc))
             continue
-        for table, merged in merged_tables.items():
-            name = f"part-{pipeline}-{commit_id}.parquet"
-            fsio.write_bytes_atomic(fsio.join(out_dir, table, name), _parquet_bytes(merged, compression))
-            files[table], counts[table] = name, merged.num_rows
-        manifest = {"commit_id": commit_id, "pipeline": pipeline,
-                    "run_id": ",".join(sorted({m.get("run_id") or "" for m in group})),
-                    "items": sorted({k for m in group for k in m["items"]}), "files": files, "rows": counts,
-                    "created_at": utc_now(), "compacted_from": ids}
-        fsio.write_bytes_atomic(M.manifest_path(out_dir, pipeline, commit_id),
-                                json.dumps(manifest, indent=1, sort_keys=True).encode())
+        run_id = ",".join(sorted({m.get("run_id") or "" for m in group}))
+        items = sorted({k for m in group for k in m["items"]})
+        _, counts = write_commit(out_dir, pipeline, run_id, commit_id, items, merged_tables, compression,
+                                 compacted_from=ids)
         drop_superseded(out_dir, pipeline, group)
         log.info("compacted %d commits of %s into %s (%s)", len(group), pipeline, commit_id,
                  ", ".join(f"{t}: {n} rows" for t, n in counts.items()))
@@ -133,10 +134,26 @@ def _compact(out_dir: str, pipeline: str, max_rows: int, compression: str) -> Co
     return rep
 
 
-def drop_superseded(out_dir: str, pipeline: str, manifests: list[dict]) -> None:
-    """Delete the manifests, then the shards, of commits merged into another one (manifests first: a
-    reader that listed them a moment ago still finds their shards)."""
-    paths = [fsio.join(out_dir, COMMITS_DIR, pipeline, f"{m['commit_id']}.json") for m in manifests]
-    fsio.delete([p for p in paths if fsio.exists(p)])
-    shards = [fsio.join(out_dir, t, name) for m in manifests for t, name in m["files"].items()]
-    fsio.delete([p for p in shards if fsio.exists(p)])
+def drop_superseded(out_dir: str, pipeline: str, manifests: list[dict]) -> list[str]:
+    """Delete the manifests, then the shards, of commits merged into a live compaction, each only once proven
+    merged (:func:`integrity.proven_merged`: the merged shards verify by sha256); manifests first, so a reader
+    that listed them a moment ago still finds their shards. An unproven one stays (superseded, never read):
+    the next ``recover`` moves it to ``_quarantine/``. Returns the deleted paths."""
+    res = M.committed(out_dir, pipeline)
+    live = {m["commit_id"]: m for m in res.live}
+    seen: dict = {}
+    proven = []
+    for m in manifests:
+        merged = [c for c in live.values() if m["commit_id"] in (c.get("compacted_from") or ())]
+        why = integrity.proven_merged(out_dir, m, merged[0], seen) if merged else "no live compaction names it"
+        if why is None:
+            proven.append(m)
+        else:
+            log.warning("keeping commit %s/%s: %s", pipeline, m["commit_id"], why)
+    paths = [M.manifest_path(out_dir, pipeline, m["commit_id"]) for m in proven]
+    paths = [p for p in paths if fsio.exists(p)]
+    fsio.delete(paths)
+    shards = [p for p in (fsio.join(out_dir, t, name) for m in proven for t, name in m["files"].items())
+              if fsio.exists(p)]
+    fsio.delete(shards)
+    return paths + shards

@@ -180,6 +180,35 @@ def release(out_dir: str, force: bool = False) -> None:
             log.warning("could not remove the store lease %s: %s", lock_path(out_dir), exc)
 
 
+def busy(out_dir: str) -> dict | None:
+    """The holder's details while *another* live process holds the writer lock, else None. Writes nothing
+    (a shared, non-blocking probe of the lock file): ``store check`` tells a writer's commit in flight
+    from a lost manifest with it."""
+    if held(out_dir):
+        return None
+    if not fsio.is_local(out_dir):
+        info = holder(out_dir)
+        if not info:
+            return None
+        same_host = info.get("host") == socket.gethostname()
+        age = time.time() - float(info.get("started_ts") or 0)
+        return info if (pid_alive(info.get("pid")) if same_host else age < LEASE_TTL_S) else None
+    import fcntl
+
+    try:
+        fd = os.open(fsio._local(lock_path(out_dir)), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except BlockingIOError:
+        return holder(out_dir) or {}
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def writer(out_dir: str, purpose: str):
     """Hold the writer lock for a block."""

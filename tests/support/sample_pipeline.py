@@ -52,7 +52,7 @@ def run(out_dir: str, n: int, sleep: float = 0.0, bad_every: int = 0, commit_eve
              | "Write" >> CommitResults(out_dir, PIPELINE, samples.RUN, every_items=commit_every, every_s=3600,
                                         total_items=len(todo), progress_every_s=0))
     refresh_catalog(out_dir)
-    return {"skipped": len(rec.done_keys), "processed": len(todo), "orphans": len(rec.orphans_deleted)}
+    return {"skipped": len(rec.done_keys), "processed": len(todo), "orphans": len(rec.orphans)}
 
 
 def main(argv=None) -> int:

@@ -21,7 +21,7 @@ def test_commit_writes_shards_then_manifest_and_recover_reads_done_keys(tmp_path
     assert manifest["items"] == ["item0001", "item0002"]
     assert pq.read_table(tmp_path / "questions" / manifest["files"]["questions"]).num_rows == 2
     rec = C.recover(str(tmp_path), "p")
-    assert rec.done_keys == {"item0001", "item0002"} and rec.orphans_deleted == []
+    assert rec.done_keys == {"item0001", "item0002"} and rec.orphans == [] and rec.quarantined == []
 
 
 def test_retried_commit_is_idempotent(tmp_path):
@@ -32,7 +32,7 @@ def test_retried_commit_is_idempotent(tmp_path):
     assert len(os.listdir(tmp_path / "_commits" / "p")) == 1
 
 
-def test_shard_without_manifest_is_an_orphan_and_is_removed(tmp_path, monkeypatch):
+def test_shard_without_manifest_is_an_orphan_and_is_moved_to_quarantine_not_deleted(tmp_path, monkeypatch):
     C.commit_items(str(tmp_path), "p", "r", [make_item(1)])
     real = fsio.write_bytes_atomic
 
@@ -46,13 +46,21 @@ def test_shard_without_manifest_is_an_orphan_and_is_removed(tmp_path, monkeypatc
         C.commit_items(str(tmp_path), "p", "r", [make_item(2)])
     monkeypatch.undo()
     assert len(_parts(tmp_path, "questions")) == 2  # the killed commit left a shard behind
+    orphan = sorted(set(_parts(tmp_path, "questions")) - {f"part-p-{C.stable_hash('p', ['item0001'])}.parquet"})[0]
+    data = (tmp_path / "questions" / orphan).read_bytes()
     rec = C.recover(str(tmp_path), "p")
     assert rec.done_keys == {"item0001"}
-    assert len(rec.orphans_deleted) == len(C.TABLES)
-    assert len(_parts(tmp_path, "questions")) == 1
+    assert len(rec.orphans) == len(C.TABLES) and sorted(rec.quarantined) == sorted(
+        f"{t}/{orphan}" for t in C.TABLES)
+    assert len(_parts(tmp_path, "questions")) == 1  # out of the table folder, into _quarantine/ (kept)
+    kept = list((tmp_path / "_quarantine").glob(f"*/questions/{orphan}"))
+    assert len(kept) == 1 and kept[0].read_bytes() == data
+    evidence = json.loads(next((tmp_path / "_quarantine").glob("*/evidence.json")).read_text())
+    assert {e["path"] for e in evidence} == set(rec.quarantined) and all("no manifest names it" in e["why"]
+                                                                         for e in evidence)
     # another pipeline's shards are never touched by this pipeline's recovery
     C.commit_items(str(tmp_path), "other", "r", [make_item(5)])
-    assert C.recover(str(tmp_path), "p").orphans_deleted == []
+    assert C.recover(str(tmp_path), "p").orphans == []
     assert len(_parts(tmp_path, "questions")) == 2
 
 

@@ -67,7 +67,7 @@ def test_other_pipelines_are_untouched(tmp_path):
     assert shard_files(out, "q") == q_files and len(C.read_manifests(out, "q")) == 2
 
 
-def test_kill_after_merged_shards_before_manifest_leaves_orphans_that_recover_removes(tmp_path, monkeypatch):
+def test_kill_after_merged_shards_before_manifest_leaves_orphans_that_recover_moves_aside(tmp_path, monkeypatch):
     out = committed(tmp_path)
     before = snapshot(out)
     real = C.fsio.write_bytes_atomic
@@ -83,7 +83,9 @@ def test_kill_after_merged_shards_before_manifest_leaves_orphans_that_recover_re
     monkeypatch.undo()
     assert len(shard_files(out)) == 7 * len(TABLES)  # merged shards written, no manifest names them
     rep = C.recover(out, "p")
-    assert len(rep.orphans_deleted) == len(TABLES) and rep.n_commits == 6
+    assert len(rep.orphans) == len(TABLES) and rep.n_commits == 6 and rep.merged_removed == []
+    assert len(shard_files(out)) == 6 * len(TABLES)  # the merged copies moved to _quarantine/, not deleted
+    assert len(list((tmp_path / "out" / "_quarantine").glob("*/*/part-p-c*.parquet"))) == len(TABLES)
     assert snapshot(out) == before
 
 
@@ -96,16 +98,22 @@ def test_kill_after_merged_manifest_before_cleanup_is_finished_by_recover(tmp_pa
     assert len(C.read_manifests(out, "p")) == 7  # old manifests and the merged one: rows visible twice
     rep = C.recover(out, "p")
     assert rep.n_commits == 1 and not rep.duplicate_keys
+    # the inputs are proven merged (the merged shards verify by sha256): deleted, the one deletion allowed
+    assert len(rep.merged_removed) == 6 * (1 + len(TABLES)) and rep.quarantined == []
     assert len(C.read_manifests(out, "p")) == 1 and len(shard_files(out)) == len(TABLES)
     assert snapshot(out) == before
 
 
-def test_drop_superseded_tolerates_missing_files(tmp_path):
+def test_drop_superseded_deletes_only_proven_merged_commits_and_tolerates_missing_files(tmp_path, monkeypatch):
     out = committed(tmp_path, n_commits=2)
     ms = C.read_manifests(out, "p")
-    drop_superseded(out, "p", ms)
-    drop_superseded(out, "p", ms)  # second time: nothing left, no error
-    assert C.read_manifests(out, "p") == [] and shard_files(out) == []
+    assert drop_superseded(out, "p", ms) == [] and len(shard_files(out)) == 2 * len(TABLES)  # not merged: kept
+    monkeypatch.setattr("pipelines.store.compact.drop_superseded", lambda *a, **k: [])
+    compact(out, "p")
+    monkeypatch.undo()
+    assert len(drop_superseded(out, "p", ms)) == 2 * (1 + len(TABLES))
+    assert drop_superseded(out, "p", ms) == []  # second time: nothing left, no error
+    assert [m["commit_id"][0] for m in C.read_manifests(out, "p")] == ["c"] and len(shard_files(out)) == len(TABLES)
 
 
 def test_cli_compact_reports_and_rejects_unknown_pipeline(tmp_path, capsys):
@@ -125,12 +133,15 @@ def test_catalog_is_rewritten_only_when_the_committed_files_change_and_a_copy_re
     out = committed(tmp_path, n_commits=1)
     catalog.connect(out).close()
     path = tmp_path / "out" / catalog.DEFAULT_CATALOG
+    assert not path.exists()  # readers never write it (issue 25): writers and `store check --repair` do
+    catalog.refresh_catalog(out)
     mtime = path.stat().st_mtime_ns
     catalog.connect(out).close()
     assert path.stat().st_mtime_ns == mtime  # current: not rewritten
     C.commit_items(out, "p", "run1", [make_item(90)])
     assert not catalog.catalog_current(out)  # a new commit: the file's view lists are stale
-    assert catalog.query(out, "select count(*) from questions")[1] == [(4,)] and catalog.catalog_current(out)
+    assert catalog.query(out, "select count(*) from questions")[1] == [(4,)] and not catalog.catalog_current(out)
+    catalog.refresh_catalog(out)
     copy, moved = tmp_path / "copy", tmp_path / "moved"
     shutil.copytree(out, copy)
     shutil.move(out, moved)

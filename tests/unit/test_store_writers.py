@@ -75,7 +75,7 @@ def test_second_writer_is_refused_with_the_holder_named_and_deletes_nothing(hold
     assert catalog.query(str(out), "select count(*) from questions")[1] == [(1,)]  # readers are never locked
 
 
-def test_lock_of_a_killed_holder_is_taken_over_and_its_leftovers_removed(holder):
+def test_lock_of_a_killed_holder_is_taken_over_and_its_leftovers_moved_aside(holder):
     out, proc = holder
     C.commit_items(str(out), "p", "r", [make_item(1)])
     _orphan(out)
@@ -84,7 +84,8 @@ def test_lock_of_a_killed_holder_is_taken_over_and_its_leftovers_removed(holder)
     assert lock.holder(str(out))["pid"] == proc.pid  # the dead holder's details are still in the file
     rec = C.recover(str(out), "p")
     try:
-        assert rec.done_keys == {"item0001"} and len(rec.orphans_deleted) == len(TABLES)
+        assert rec.done_keys == {"item0001"} and len(rec.orphans) == len(TABLES)
+        assert len(rec.quarantined) == len(TABLES)  # moved aside with their evidence, not deleted
         assert lock.holder(str(out))["pid"] == os.getpid() and lock.held(str(out))
     finally:
         lock.release(str(out), force=True)
@@ -125,7 +126,7 @@ def test_recover_of_a_pipeline_never_deletes_shards_of_a_pipeline_whose_name_ext
     out = str(tmp_path / "out")
     C.commit_items(out, "swe-curate", "r", [make_item(1)])
     C.commit_items(out, "swe", "r", [make_item(2)])
-    assert C.recover(out, "swe").orphans_deleted == []  # part-swe-curate-* is not an orphan of "swe"
+    assert C.recover(out, "swe").orphans == []  # part-swe-curate-* is not an orphan of "swe"
     lock.release(out, force=True)
     assert catalog.query(out, "select count(*) from questions")[1] == [(2,)]
 
