@@ -52,7 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "end ([0,1) drops only the all-correct); default: no band")
     p.add_argument("--include-reference", action="store_true", help="trl: also the reference rows (split "
                    "reference: swe-curate's gold replays of the reference patch, a plumbing check)")
-    p.add_argument("--dest", help="output .parquet (default: <out>/export/<format>-<source>.parquet)")
+    p.add_argument("--dest", help="output .parquet (default: <out>/export/<format>-<source>.parquet); never "
+                                  "inside the store but under <out>/export/")
+    p.add_argument("--force", action="store_true", help="replace an existing --dest file")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("compact", help="merge the many small committed shards into one per table and pipeline "
@@ -77,6 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="move each damaged commit (manifest and shards), damaged manifest and unreferenced shard to "
                         "_quarantine/ with its evidence (nothing is deleted; `store restore` brings back what is "
                         "intact, the next run redoes the rest)")
+    c.add_argument("--repair", action="store_true",
+                   help="rewrite crucible.duckdb and README.md from the commits readable now (readers never do)")
     c.set_defaults(func=_store_check)
     r = ssub.add_parser("restore", help="bring back every intact commit: rebuild lost or unreadable manifests from "
                                         "their shards' metadata, move intact quarantined commits back (exit 1 if "
@@ -84,7 +88,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_out(r)
     r.add_argument("--dry-run", action="store_true", help="say what would be restored, change nothing")
     r.set_defaults(func=_store_restore)
-
 
 
 def _retry_io(fn):
@@ -115,6 +118,10 @@ def _store_check(args) -> int:
         quarantine(args.out, rep)
         unresolved = unresolved_after_quarantine(args.out, rep)
     print(format_report(args.out, rep))
+    if args.repair:
+        from pipelines.store.catalog import repair_catalog
+
+        print(repair_catalog(args.out))
     return 1 if unresolved else 0
 
 
@@ -196,7 +203,7 @@ def _stats(args) -> int:
 def _query(args) -> int:
     import duckdb
 
-    from pipelines.store import catalog
+    from pipelines.store import catalog, readonly
 
     _warn_skipped(catalog.store_view(args.out))
     try:
@@ -205,6 +212,10 @@ def _query(args) -> int:
         print(f"crucible: query failed: {exc}", file=sys.stderr)
         return 1
     except duckdb.Error as exc:
+        refused = readonly.explain_refusal(exc)
+        if refused:
+            print(f"crucible: error: {refused}", file=sys.stderr)
+            return 2
         print(f"crucible: query failed: {catalog.explain_error(args.out, exc)}", file=sys.stderr)
         return 1
     if args.json:
@@ -242,9 +253,10 @@ def _report(args) -> int:
     import duckdb
 
     from pipelines.store import catalog
-    from pipelines.store.report import write_report
+    from pipelines.store.report import report_dir, write_report
 
     _warn_skipped(catalog.store_view(args.out))
+    report_dir(args.out, args.dest)  # a folder inside the store is refused before anything runs
     sections = _browse_audit_section(args.out, args.config, args.overrides)
     try:
         page = _retry_io(lambda: write_report(args.out, args.dest, sections))
@@ -268,7 +280,7 @@ def _export(args) -> int:
     _warn_skipped(catalog.store_view(args.out))
     try:
         n = _retry_io(lambda: export(args.out, args.format, dest, source=source, split=args.split,
-                                     only_sft=not args.all_trajectories, all_splits=args.all_splits,
+                                     only_sft=not args.all_trajectories, all_splits=args.all_splits, force=args.force,
                                      pass_band=args.pass_band, include_reference=args.include_reference))
     except duckdb.Error as exc:
         print(f"crucible: export failed: {catalog.explain_error(args.out, exc)}", file=sys.stderr)

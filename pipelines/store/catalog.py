@@ -13,14 +13,18 @@ the damaged commit aside so the next run redoes its items).
 
 Two ways in:
 
-- :func:`connect` (every ``crucible`` command): an in-memory database whose views are rebuilt from the
-  manifests on each open, with absolute paths of the folder it is given: a copied or moved folder reads
-  its own files.
-- the catalog file ``<out_dir>/crucible.duckdb`` for plain DuckDB: written by :func:`refresh_catalog`
-  (end of each run, and any ``crucible`` command that finds it stale) in DuckDB storage version v1.0.0,
-  which DuckDB 1.0 and later (CLI included) open, with paths *relative to the data folder*: open it from
-  there (``cd data && duckdb crucible.duckdb``) or set ``file_search_path`` (``duckdb -cmd "SET
-  file_search_path='data'" data/crucible.duckdb``). It shows the commits as of its last refresh.
+- :func:`connect` (every ``crucible`` command that reads: ``query``, ``stats``, ``report``, ``export``,
+  ``view``): an in-memory database whose views are rebuilt from the manifests on each open, with absolute
+  paths of the folder it is given (a copied or moved folder reads its own files), then locked down
+  (:mod:`pipelines.store.readonly`): it opens the committed files and nothing else, and its settings are
+  frozen. It writes nothing, anywhere: a stale catalog file or a damaged shard is a warning on stderr that
+  names ``crucible store check --repair``.
+- the catalog file ``<out_dir>/crucible.duckdb`` for plain DuckDB: written by :func:`refresh_catalog`, which
+  only writers call (the end of each run, ``crucible compact``) and ``crucible store check --repair``
+  (:func:`repair_catalog`), in DuckDB storage version v1.0.0, which DuckDB 1.0 and later (CLI included)
+  open, with paths *relative to the data folder*: open it from there (``cd data && duckdb crucible.duckdb``)
+  or set ``file_search_path`` (``duckdb -cmd "SET file_search_path='data'" data/crucible.duckdb``). It shows
+  the commits as of its last refresh.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.store import fsio
+from pipelines.store import fsio, readonly
 from pipelines.store import manifests as M
+from pipelines.store.card import CARD, write_card
 from pipelines.store.records import TABLES, record_type
 
 log = logging.getLogger(__name__)
@@ -221,7 +226,8 @@ def catalog_current(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreVie
 
 
 def refresh_catalog(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreView | None = None) -> str:
-    """(Re)write the catalog file's views (relative paths, storage version v1.0.0). Returns its path."""
+    """(Re)write the catalog file's views (relative paths, storage version v1.0.0) and the card. Returns its
+    path. Writers only (the end of a run, ``compact``) and ``store check --repair``: readers never call it."""
     from pipelines.store.commit import ensure_layout
 
     if not M.is_store(out_dir):
@@ -259,67 +265,66 @@ def refresh_catalog(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreVie
     return path
 
 
-CARD = "README.md"
-CARD_MARK = "<!-- written by crucible: rewritten with the committed file lists; delete this line to keep edits -->"
+def view_paths(view: StoreView, base: str) -> list[str]:
+    """Every file the views of ``view`` read, as the views name them (``base``: the folder, absolute)."""
+    return [str(Path(base) / p) for table in TABLES for p in view.files(table)]
 
 
-def card_text(view: StoreView) -> str:
-    """A Hugging Face dataset card whose ``configs`` (one per table) list the committed files, so
-    ``datasets.load_dataset(<folder>, <table>)`` reads exactly what the views read."""
-    lines = ["---", "configs:"]
-    for table in TABLES:
-        lines += [f"- config_name: {table}", "  data_files:", "  - split: train", "    path:"]
-        lines += [f"    - {json.dumps(p)}" for p in view.files(table)]
-    lines += ["---", "", CARD_MARK, "", "# Crucible store", "",
-              "Tables (one config each): " + ", ".join(f"`{t}`" for t in TABLES) + ".",
-              "Load one with `datasets.load_dataset(\"<this folder>\", \"questions\", split=\"train\")`; query all",
-              "with `crucible query --out <this folder> \"select ...\"` or `cd <this folder> && duckdb crucible.duckdb`.", ""]
-    return "\n".join(lines)
+_STALE_WARNED: set[tuple[str, str]] = set()
 
 
-def write_card(out_dir: str, view: StoreView) -> bool:
-    """Write the card unless the folder has a README.md that crucible did not write. True if written."""
-    path = Path(out_dir) / CARD
-    if path.exists():
-        try:
-            if CARD_MARK not in path.read_text(encoding="utf-8", errors="replace"):
-                return False
-        except OSError:
-            return False
-    fsio.write_bytes_atomic(str(path), card_text(view).encode())
+def stale_message(out_dir: str, catalog: str = DEFAULT_CATALOG) -> str:
+    return (f"{Path(out_dir) / catalog} and {CARD} do not list the commits readable now (a run that did not "
+            f"finish, a compaction, or damage): plain DuckDB and `datasets` read their old lists. Readers never "
+            f"rewrite them; `crucible store check --out {out_dir} --repair` does")
+
+
+def warn_stale(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreView | None = None) -> bool:
+    """Warn (once per process and state) when the catalog file is stale; writes nothing. True if stale."""
+    view = view or store_view(out_dir)
+    if catalog_current(out_dir, catalog, view):
+        return False
+    key = (str(Path(out_dir).resolve()), view.signature())
+    if key not in _STALE_WARNED:
+        _STALE_WARNED.add(key)
+        log.warning("%s", stale_message(out_dir, catalog))
     return True
 
 
 def connect(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreView | None = None) -> duckdb.DuckDBPyConnection:
-    """A connection with every view defined over the committed shards of ``out_dir`` (an in-memory
-    database: never blocked by another process holding the catalog file). Refuses a folder that is not
-    a store, and creates nothing in it; refreshes a stale catalog file when it can (best effort)."""
+    """A read-only connection with every view defined over the committed shards of ``out_dir`` (an in-memory
+    database: never blocked by another process holding the catalog file), locked down by
+    :func:`pipelines.store.readonly.lock_down`. Refuses a folder that is not a store; writes nothing, anywhere
+    (a stale catalog file is a warning: :func:`warn_stale`)."""
     for attempt in range(3):
         if view is None or attempt:
             view = store_view(out_dir)
-        if all(view.schema_files.values()) and not catalog_current(out_dir, catalog, view):
-            try:
-                refresh_catalog(out_dir, catalog, view)
-            except (duckdb.Error, OSError) as exc:  # read-only media, or a lock held elsewhere
-                log.warning("could not refresh %s: %s", Path(out_dir) / catalog, exc)
+        warn_stale(out_dir, catalog, view)
+        base = str(Path(out_dir).resolve())
         con = duckdb.connect(":memory:")
         try:
-            _create_views(con, view, str(Path(out_dir).resolve()))
+            _create_views(con, view, base)
+            readonly.lock_down(con, view_paths(view, base))
             return con
         except duckdb.IOException:  # a compaction removed listed files meanwhile: list again
             con.close()
             if attempt == 2:
                 raise
+        except BaseException:
+            con.close()
+            raise
     raise AssertionError("unreachable")
 
 
 def query(out_dir: str, sql: str, catalog: str = DEFAULT_CATALOG,
           params: list | None = None) -> tuple[list[str], list[tuple]]:
-    """Run ``sql`` over the views. A compaction that removed the files while the views were made is
-    answered by rebuilding the views from the manifests once."""
+    """Run ``sql`` (SELECT statements only: :func:`pipelines.store.readonly.check_select`) over the views. A
+    compaction that removed the files while the views were made is answered by rebuilding the views from the
+    manifests once."""
     for attempt in (0, 1):
         con = connect(out_dir, catalog)
         try:
+            readonly.check_select(con, sql)
             cur = con.execute(sql, params or [])
             cols = [d[0] for d in cur.description] if cur.description else []
             return cols, cur.fetchall()
@@ -329,6 +334,19 @@ def query(out_dir: str, sql: str, catalog: str = DEFAULT_CATALOG,
         finally:
             con.close()
     raise AssertionError("unreachable")
+
+
+def repair_catalog(out_dir: str, catalog: str = DEFAULT_CATALOG) -> str:
+    """``crucible store check --repair``: rewrite the catalog file and the card from the commits readable now,
+    under the writer lock. Returns what was done, in one line."""
+    from pipelines.store import lock
+
+    M.require_store(out_dir)
+    with lock.writer(out_dir, "crucible store check --repair"):
+        view = store_view(out_dir)
+        path = refresh_catalog(out_dir, catalog, view)
+    left = f"; {len(view.skipped)} unreadable shard(s) left out (above)" if view.skipped else ""
+    return f"rewrote {path} and {CARD}: {sum(map(len, view.shards.values()))} committed shard(s){left}"
 
 
 def unreadable_shards(out_dir: str, tables: list[str] | None = None) -> list[tuple[str, str]]:

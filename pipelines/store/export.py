@@ -16,14 +16,16 @@ replays of the reference patch) are in no export unless ``--include-reference``.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.store import catalog
+from pipelines.store import catalog, fsio
 from pipelines.store.manifests import StoreError
 from pipelines.store.records import record_type
 
@@ -273,14 +275,45 @@ def trl_features():
     return Features({"messages": List(Json()), "tools": List(Json()), "source": Value("string"), "id": Value("string")})
 
 
+EXPORT_DIR = "export"  # <out>/export/: the one folder inside a store an export may write to (the default --dest)
+
+
+class ExportDestError(StoreError):
+    pass
+
+
+def check_dest(out_dir: str, dest: str, force: bool = False) -> Path:
+    """The file an export may write: never a path inside the store ``out_dir`` (its shards, manifests and
+    catalog are the writers') except under ``<out_dir>/export/``, never a folder, never an existing file
+    unless ``force``. The folders above ``dest`` are resolved (a symlinked folder into the store is inside
+    it); ``dest`` itself is not: a link there is replaced, never written through."""
+    p = Path(dest)
+    real = Path(os.path.realpath(p.parent)) / p.name
+    store = Path(os.path.realpath(out_dir))
+    if real == store or store in real.parents:
+        if (store / EXPORT_DIR) not in real.parents:
+            raise ExportDestError(f"--dest {dest}: inside the store {out_dir}, whose files only its writers write; "
+                                  f"give a path outside it, or under {Path(out_dir) / EXPORT_DIR}/ (the default)")
+    if p.is_dir():
+        raise ExportDestError(f"--dest {dest}: is a directory; give a file path, e.g. {p / 'export.parquet'}")
+    for up in p.parents:
+        if up.exists() and not up.is_dir():
+            raise ExportDestError(f"--dest {dest}: {up} is a file, not a folder; give a path in a folder")
+    if (p.exists() or p.is_symlink()) and not force:
+        raise ExportDestError(f"--dest {dest}: the file exists; give --force to replace it, or another --dest")
+    return p
+
+
 def export(out_dir: str, fmt: str, dest: str, source: str = "browse", split: str | None = None,
            only_sft: bool = True, all_splits: bool = False, pass_band: str | PassBand | None = None,
-           include_reference: bool = False) -> int:
+           include_reference: bool = False, force: bool = False) -> int:
     """Write the export to ``dest`` (a .parquet file), atomically. Returns the row count; 0 rows is an
-    :class:`EmptyExport` error and writes nothing (a 0-row file only fails later, in the trainer).
+    :class:`EmptyExport` error and writes nothing (a 0-row file only fails later, in the trainer); ``dest`` must
+    pass :func:`check_dest` (``force``: replace an existing file), before and after the rows are read.
     ``pass_band`` (verl browse): only questions whose pass rate lies in it (:func:`parse_pass_band`);
     ``include_reference`` (trl): also the reference rows (split ``reference``: swe-curate's gold replays)."""
     band = parse_pass_band(pass_band) if isinstance(pass_band, str) else pass_band
+    check_dest(out_dir, dest, force)
     if fmt == "verl":
         if source not in VERL_SCHEMAS:
             raise ValueError(f"--source {source!r}: verl exports one source per file: browse or swe")
@@ -308,14 +341,13 @@ def export(out_dir: str, fmt: str, dest: str, source: str = "browse", split: str
                     if only_sft else "no trajectories")
             what += "" if include_reference else f"; reference rows (split {REFERENCE_SPLIT}) only with --include-reference"
         raise EmptyExport(f"{out_dir}: nothing to export ({what}); no file written")
-    dest_p = Path(dest)
-    dest_p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest_p.with_name(f".{dest_p.name}.tmp")
+    buf = io.BytesIO()
     if fmt == "verl":
-        pq.write_table(pa.Table.from_pylist(rows, schema=VERL_SCHEMAS[source]), tmp)
+        pq.write_table(pa.Table.from_pylist(rows, schema=VERL_SCHEMAS[source]), buf)
     else:
         from datasets import Dataset
 
-        Dataset.from_list(rows, features=trl_features()).to_parquet(str(tmp))
-    tmp.replace(dest_p)
+        Dataset.from_list(rows, features=trl_features()).to_parquet(buf)
+    # again: a file made meanwhile is refused too; the one atomic writer leaves no temp file on any failure
+    fsio.write_bytes_atomic(str(check_dest(out_dir, dest, force)), buf.getvalue())
     return len(rows)

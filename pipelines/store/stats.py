@@ -193,6 +193,9 @@ def format_stats(s: dict) -> str:
                 drops = ", ".join(f"{k}={v}" for k, v in st["drops"].items()) or "-"
                 lines.append(f"  {st['stage']:<30} {st['in']:>6} {st['kept']:>8}  {drops}")
             continue
+        if isinstance(body, list):  # unreadable_shards: file names
+            lines.append(f"{section}: {', '.join(map(str, body))}")
+            continue
         lines.append(f"{section}:")
         for key, val in body.items():
             if val is None:
