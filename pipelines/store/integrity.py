@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -22,6 +23,7 @@ import logging
 import os
 import time
 import uuid
+import zlib
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -68,7 +70,7 @@ def shard_bytes(table: pa.Table, compression: str, commit: dict | None) -> bytes
         writer.write_table(table)
         data = buf.getvalue()  # the row groups are written: everything before the footer
         if commit is not None:
-            writer.add_key_value_metadata({META_KEY.decode(): json.dumps(commit, sort_keys=True, separators=(",", ":")),
+            writer.add_key_value_metadata({META_KEY.decode(): _encode(commit),
                                            DATA_KEY.decode(): hashlib.sha256(data).hexdigest()})
     finally:
         writer.close()
@@ -76,6 +78,21 @@ def shard_bytes(table: pa.Table, compression: str, commit: dict | None) -> bytes
     if commit is not None and _data_region(blob) != data:  # the writer buffered past write_table: never seen
         raise RuntimeError("parquet writer wrote data after its footer metadata was set")
     return blob
+
+
+def _encode(commit: dict) -> str:
+    """JSON; a long one (a compaction's item keys) zlib-compressed as ``zlib:<base64>``: each footer is read by
+    every query, so it stays small."""
+    raw = json.dumps(commit, sort_keys=True, separators=(",", ":"))
+    if len(raw) <= 4096:
+        return raw
+    return "zlib:" + base64.b64encode(zlib.compress(raw.encode(), 9)).decode()
+
+
+def _decode(value: bytes) -> object:
+    if value.startswith(b"zlib:"):
+        value = zlib.decompress(base64.b64decode(value[5:]))
+    return json.loads(value)
 
 
 def _data_region(blob: bytes) -> bytes:
@@ -105,18 +122,20 @@ def commit_metadata(path: str) -> dict | None:
     raw = kv.get(META_KEY)
     if raw is None:
         return None
-    meta = json.loads(raw)
+    meta = _decode(raw)
     return meta if isinstance(meta, dict) else None
 
 
 def inside(out_dir: str, path: str) -> bool:
-    """``path`` lies inside ``out_dir``, symbolic links of its folders resolved (local); lexically (remote)."""
+    """``path`` lies inside ``out_dir``: no ``..`` leads out of it, nor (local) a link of its folders."""
     if not fsio.is_local(out_dir):
         root, p = str(out_dir).rstrip("/") + "/", str(path)
-        return p.startswith(root) and "/../" not in p[len(root) - 1:] + "/"
-    root = os.path.realpath(fsio._local(out_dir))
-    parent = os.path.realpath(os.path.dirname(os.path.abspath(fsio._local(path))))
-    return os.path.commonpath([root, parent]) == root and os.path.basename(fsio._local(path)) not in ("", ".", "..")
+        return p.startswith(root) and ".." not in p[len(root):].split("/")
+    base, p = os.path.abspath(fsio._local(out_dir)), os.path.abspath(fsio._local(path))
+    if p == base or os.path.commonpath([base, p]) != base:
+        return False
+    root = os.path.realpath(base)
+    return os.path.commonpath([root, os.path.realpath(os.path.dirname(p))]) == root
 
 
 def kind_of(path: str) -> str:
@@ -210,7 +229,7 @@ def move_aside(out_dir: str, entries: list[tuple[str, dict]], stamp: str | None 
         kind = kind_of(path)
         if kind == "missing":
             continue
-        if not inside(out_dir, path) or rel.startswith((QUARANTINE_DIR + "/", "/")) or ".." in rel.split("/"):
+        if not inside(out_dir, path) or rel.startswith(QUARANTINE_DIR + "/"):
             log.warning("not moving %s: it is not a file of the store %s", path, out_dir)
             continue
         todo.append((path, rel, {"path": rel, "kind": kind, **(file_digest(path) or {}), **ev}))
