@@ -107,6 +107,21 @@ def _warn_skipped(view) -> None:
         names = ", ".join(s.rel for s, _ in view.skipped[:5]) + (" ..." if len(view.skipped) > 5 else "")
         print(f"crucible: warning: {len(view.skipped)} unreadable shard(s) left out ({names}); `crucible store check "
               f"--out {view.out_dir}` for details", file=sys.stderr)
+    _warn_unreferenced(view.out_dir)
+
+
+def _warn_unreferenced(out_dir: str) -> None:
+    """Rows no manifest names are not read: say so (a lost manifest must not drop rows silently), unless a
+    writer holds the lock (its commit in flight)."""
+    from pipelines.store import lock
+    from pipelines.store.manifests import unreferenced_shards
+
+    lost = unreferenced_shards(out_dir)
+    if lost and lock.busy(out_dir) is None:
+        names = ", ".join(lost[:3]) + (" ..." if len(lost) > 3 else "")
+        print(f"crucible: warning: {len(lost)} shard(s) no manifest names are not read ({names}): a lost or damaged "
+              f"manifest, or a killed run; `crucible store check --out {out_dir}` names them, `crucible store "
+              f"restore --out {out_dir}` brings back intact commits", file=sys.stderr)
 
 
 def _store_check(args) -> int:

@@ -341,3 +341,15 @@ def test_an_edited_shard_whose_manifest_is_lost_is_not_restored_unless_the_data_
     monkeypatch.setattr(integrity, "data_intact", lambda path, kv=None: None)
     rc, o = cli(capsys, "store", "restore", "--out", str(out))
     assert rc == 0 and any("Whose" in r for r in view_rows(out)["questions"])  # the edit served as committed
+
+
+def test_readers_warn_of_rows_no_manifest_names_and_without_the_warning_drop_them_silently(tmp_path, capsys,
+                                                                                          monkeypatch):
+    out, cid = damage_store(tmp_path)
+    delete(out, cid)
+    for cmd in (["stats"], ["query", "select count(*) from questions"]):
+        rc, o = cli(capsys, *cmd, "--out", str(out))
+        assert rc == 0 and "8 shard(s) no manifest names are not read" in o and "crucible store restore" in o, o
+    monkeypatch.setattr(M, "unreferenced_shards", lambda out_dir: [])  # switched off: 2 items' rows just vanish
+    rc, o = cli(capsys, "stats", "--out", str(out), "--json")
+    assert rc == 0 and "warning" not in o and json.loads(o[:o.rindex("}") + 1])["counts"]["questions"] == 4
