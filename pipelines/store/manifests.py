@@ -13,6 +13,11 @@ Resolution is a pure function of the set of manifests present:
 2. *conflicting*: manifests are taken oldest first (``created_at``, then ``commit_id``); one that shares
    an item key with an already taken one is dropped whole (two speculative attempts of one bundle), so a
    key is read from one commit only. Its other keys are not done: the next run redoes them.
+
+Every name read from the store that becomes a path is checked against a fixed alphabet first
+(:func:`validate_manifest`: known tables, ``part-<pipeline>-<commit_id>.parquet`` of the commit itself,
+pipeline ``[a-z0-9][a-z0-9_-]*``, commit ids of 16 hex digits), so no manifest can name a file outside its
+table's folder. :func:`unreferenced_shards` lists the shards no readable manifest names (readers warn).
 """
 
 from __future__ import annotations
