@@ -9,7 +9,11 @@ pipeline. The hard lines (must be 0 / must hold for a store to be trusted):
 - ``type_mismatch``: questions whose asked type ("which country ...") contradicts the answer's type;
 - ``sft_strict_violations``: SFT rows that carry a drop reason or fail the strict SFT checks that can be
   recomputed from the row alone (repeated identical tool calls, a forced final answer, no observation
-  containing the answer).
+  containing the answer);
+- ``findability``: questions without a findable entry (must be 0) and the share of findable clues (at least
+  ``FINDABLE_CLUE_SHARE_MIN``), recomputed by :func:`pipelines.browse.findable.audit_findability` from the
+  stored queries: re-run against the search backend when one is given (``source: rerun``), else from the
+  stored ranks (``source: stored``); the verdicts come from the ranks either way, not from the row's flags.
 
 The soft lines describe the data: verified by rule / graph / judge, hardening acceptance (questions with
 at least one accepted edit after the first write), hub concentration (the entity on most chains), the
@@ -33,6 +37,7 @@ WorldCheck = Callable[[Mapping], Sequence[str]]
 PASS_RATE_BINS = ((0.0, 0.0, "0"), (0.0, 0.5, "(0, 0.5)"), (0.5, 1.0, "[0.5, 1)"), (1.0, 1.0, "1"))
 HUB_SHARE_MAX = 0.30
 HARDENED_SHARE_MIN = 0.50
+FINDABLE_CLUE_SHARE_MIN = 0.90
 
 
 def _is_kept(split: str | None) -> bool:
@@ -138,9 +143,12 @@ def strict_sft_problems(traj: Mapping, answer_names: Sequence[str]) -> list[str]
 
 def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], failures: Sequence[Mapping] = (),
                *, resolve: Resolver | None = None, type_check: TypeCheck | None = None,
-               world_check: WorldCheck | None = None) -> dict[str, Any]:
+               world_check: WorldCheck | None = None, findable_search=None) -> dict[str, Any]:
     """The audit of one store's rows (pure). ``resolve`` and ``type_check`` come from the graph;
-    without them the graph-grounded lines are reported as ``None`` (not checked), never as 0."""
+    without them the graph-grounded lines are reported as ``None`` (not checked), never as 0.
+    ``findable_search`` (a :data:`pipelines.browse.findable.Search`) re-runs the stored findability queries."""
+    from pipelines.browse.findable import audit_findability
+
     by_q = {q["question_id"]: q for q in questions}
     kept = [t for t in trajectories if _is_kept(t.get("split"))]
     sft = [t for t in trajectories if _is_sft(t.get("split"))]
@@ -217,6 +225,7 @@ def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], fa
         "pass_rate_histogram": pass_rate_histogram(q.get("pass_rate") for q in questions),
         "sft_strict_violations": len(sft_violations),
         "sft_strict_violation_rows": sft_violations,
+        "findability": audit_findability(questions, findable_search),
         "drop_reasons": dict(ranked(drop_reasons)),
         "failures": dict(ranked(failure_reasons, 12)),
     }
@@ -236,6 +245,11 @@ def problems(audit: Mapping) -> list[str]:
                    "ranges that pin alone)")
     if audit["sft_strict_violations"]:
         out.append(f"{audit['sft_strict_violations']} SFT rows fail the strict SFT checks")
+    fa = audit.get("findability") or {}
+    if fa.get("without_findable_entry"):
+        out.append(f"{fa['without_findable_entry']} questions have no findable entry")
+    if fa.get("clue_share") is not None and fa["clue_share"] < FINDABLE_CLUE_SHARE_MIN:
+        out.append(f"only {fa['clue_share']:.0%} of clues are findable (< {FINDABLE_CLUE_SHARE_MIN:.0%})")
     share = audit["hub"]["share"]
     if share is not None and share > HUB_SHARE_MAX and audit["questions"] >= 4:
         out.append(f"entity {audit['hub']['entity']} is on {share:.0%} of chains (> {HUB_SHARE_MAX:.0%})")
@@ -259,6 +273,7 @@ def format_audit(audit: Mapping) -> str:
         f"  questions whose asked type mismatches the answer (must be 0): {show(audit['type_mismatch'])}",
         f"  questions unique in the graph only (must be 0): {show(audit['unique_in_graph_only'])}",
         f"  SFT rows failing strict checks (must be 0): {audit['sft_strict_violations']}",
+        _findable_line(audit.get("findability") or {}),
         f"  questions with >= 1 accepted hardening edit: {audit['questions_hardened']}/{audit['questions']}"
         + (f" ({audit['hardened_share']:.0%})" if audit["hardened_share"] is not None else ""),
         f"  accepted edits per question: {audit['accepted_edits_per_question']}",
@@ -272,9 +287,19 @@ def format_audit(audit: Mapping) -> str:
     for key in ("contradicted_rows", "type_mismatch_rows", "unique_in_graph_only_rows", "sft_strict_violation_rows"):
         for r in (audit.get(key) or [])[:5]:
             lines.append(f"    {key[:-5]}: {json.dumps(r, ensure_ascii=False)}")
+    for r in ((audit.get("findability") or {}).get("without_findable_entry_rows") or [])[:5]:
+        lines.append(f"    without_findable_entry: {json.dumps(r, ensure_ascii=False)}")
     probs = problems(audit)
     lines.append("  verdict: " + ("every hard line holds" if not probs else "; ".join(probs)))
     return "\n".join(lines)
+
+
+def _findable_line(fa: Mapping) -> str:
+    if not fa.get("questions_measured"):
+        return "  findable clues: not measured (no question carries findability)"
+    return (f"  findable clues ({fa['source']}): {fa['clues_findable']}/{fa['clues']} ({fa['clue_share']:.0%}); "
+            f"questions without a findable entry (must be 0): {fa['without_findable_entry']}; not findable "
+            f"(not RL rows): {fa['not_findable']}; not measured: {fa['questions_not_measured']}")
 
 
 def load_rows(con) -> tuple[list[dict], list[dict], list[dict]]:

@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Any
 
 from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy, render_react, run_agent
+from pipelines.browse import findable as F
 from pipelines.browse import harden as H
 from pipelines.browse import qtype as Q
 from pipelines.browse import resolve as RS
@@ -368,11 +369,7 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
             raise ValueError("the sampled chain is not in this graph (was the graph rebuilt?)")
         draft = S.draft_from_chain(chain, item.get("answer_attr"), item.get("start"))
         answer, aliases, answer_type = S.answer_spec(graph, draft)
-        if answer_type == "entity":
-            gold = V.Gold((answer, *aliases), draft.answer_id, graph.entities[draft.answer_id].type,
-                          V.AnswerKind.ENTITY)
-        else:  # an attribute value (code, year, count): exact, no graph entity to resolve to
-            gold = V.Gold((answer, *aliases), None, answer_type, V.kind_for(answer_type))
+        gold = _gold(graph, draft, answer, aliases, answer_type)
         harden_kw = {"writer": make_writer(ctx), "answer": answer, "aliases": aliases,
                      "closed_book": make_closed_book(ctx)}
         final, state = H.harden(graph, draft, rng, rounds=int(opts["rounds"]), min_hops=int(opts["min_hops"]),
@@ -391,8 +388,11 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
 
     judge = make_judge(ctx)
     first_rate, solver_rounds = None, 0
-    while True:
+    while True:  # each version is measured for findable clues before it is rolled out
         question = final.question
+        findability, ok = _findable(ctx, out, item["key"], final, state)
+        if not ok:
+            return out
         evidence = S.evidence(graph, final)
         trajs = _rollouts(ctx, out, item["key"], final, question, gold, evidence, judge)
         n_correct = sum(t["verdict"] == "correct" for t in trajs)
@@ -427,12 +427,30 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
         "lineage": [dict(e) for e in final.lineage], "difficulty": SEL.band(pass_rate) if pass_rate is not None else None,
         "pass_rate": pass_rate, "initial_pass_rate": first_rate, "n_accepted_edits": H.accepted_edits(final.lineage),
         "n_solver_rounds": solver_rounds, "closed_book_solved": state["closed_book_solved"], "split": q_split,
-        "difficulty_score": None if pass_rate is None else round(1 - pass_rate, 6), "solver_model": ctx.model,
-        "solver_k": len(trajs), "model": ctx.model, "prompt_version": _versions(ctx),
+        "findability": findability, "difficulty_score": None if pass_rate is None else round(1 - pass_rate, 6),
+        "solver_model": ctx.model, "solver_k": len(trajs), "model": ctx.model, "prompt_version": _versions(ctx),
         "meta": {"aggregate": agg, "sampled_pattern": item["pattern"], "verified": verified},
         "run_id": ctx.run_id, "created_at": utc_now(),
     })
     return out
+
+
+def _gold(graph, draft: S.Draft, answer: str, aliases: Sequence[str], answer_type: str) -> V.Gold:
+    """The gold of a drafted question: its entity, or an attribute value (code, year, count: exact, no
+    graph entity to resolve to)."""
+    if answer_type == "entity":
+        return V.Gold((answer, *aliases), draft.answer_id, graph.entities[draft.answer_id].type, V.AnswerKind.ENTITY)
+    return V.Gold((answer, *aliases), None, answer_type, V.kind_for(answer_type))
+
+
+def _findable(ctx: Context, out: ItemResult, qid: str, draft: S.Draft, state: dict) -> tuple[dict | None, bool]:
+    """:func:`findable.check` of the draft: sets ``state["findable"]`` (the RL gate); False = dropped,
+    with a ``findable`` failure row in ``out`` (the entry is reached by no query's top k)."""
+    fa, state["findable"], why = F.check(ctx.env, ctx.graph, draft, draft.question, ctx.opts)
+    if why:
+        out.add("failures", failure_row(pipeline=PIPELINE, stage="findable", kind="filtered", reason=why,
+                                        run_id=ctx.run_id, item_key=qid, payload=fa))
+    return fa, not why
 
 
 def _rollouts(ctx, out, qid, draft, question, gold, evidence, judge) -> list[dict]:

@@ -163,7 +163,26 @@ def compute_browse_audit(cfg, with_graph: bool = True) -> dict:
     finally:
         con.close()
     checks = graph_checks(load_kg(cfg)) if with_graph and questions else {}
+    if with_graph and any(q.get("findability") for q in questions):
+        checks["findable_search"] = findable_search(cfg)
     return A.audit_rows(questions, trajectories, failures, **checks)
+
+
+def findable_search(cfg):
+    """question -> a findability Search over the run's own backend (tool cache, leak filter), for the
+    audit to re-run the stored queries; None (the audit reads the stored ranks) when no backend opens
+    without building one: a local corpus not built yet, a live backend without its key."""
+    from pipelines.browse.api import corpus_dir, open_environment
+    from pipelines.browse.findable import env_search
+    from pipelines.browse.search.backends import BackendConfigError
+
+    if cfg.search["backend"] == "local" and not (corpus_dir(cfg) / "corpus.json").exists():
+        return None
+    try:
+        env = open_environment(cfg)
+    except BackendConfigError:
+        return None
+    return lambda question: env_search(env, question)
 
 
 def _audit(args) -> int:

@@ -144,6 +144,9 @@ def test_audit_command_rechecks_a_real_run_against_the_graph(env, capsys):
     assert a["contradicted"] == 0 and a["type_mismatch"] == 0  # graph-grounded lines ran (not None)
     assert sum(a["pass_rate_histogram"].values()) == a["questions"]
     assert a["sft_strict_violations"] == 0
+    # findable clues: every question measured on the run's tantivy index, the stored queries re-run
+    fa = a["findability"]
+    assert fa["source"] == "rerun" and fa["questions_measured"] == a["questions"] and fa["without_findable_entry"] == 0
     # the same numbers in the report
     assert main(["report", "--out", out, *sets]) == 0
     page = (tmp_path / "out" / "report" / "index.html").read_text()
