@@ -344,6 +344,9 @@ _JSON = "application/json; charset=utf-8"
 
 
 def _dumps(obj) -> bytes:
-    return json.dumps(obj, ensure_ascii=False).encode()
+    try:
+        return json.dumps(obj, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate echoed from the request: as a JSON escape instead
+        return json.dumps(obj).encode()
 
 

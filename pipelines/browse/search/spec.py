@@ -74,7 +74,8 @@ def shown(value):
         return value if abs(value) < 2**63 else text if len(text) <= 40 else f"{text[:40]}... ({len(text)} digits)"
     if isinstance(value, float):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str):  # lone surrogates (from JSON escapes) as \udxxx text: the answer must encode
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
         return value if len(value) <= 200 else f"{value[:200]}... ({len(value)} characters)"
     if isinstance(value, list):
         return f"<array of {len(value)} items>"
