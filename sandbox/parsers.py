@@ -164,14 +164,15 @@ def junit_nodeid(file: str | None, classname: str, name: str) -> str:
     return "::".join([file] + ([*rest.split(".")] if rest else []) + [name])
 
 
-@register("junit_xml", console=False)
-def parse_junit_xml(text: str) -> dict[str, str]:
-    """Outcomes from a pytest JUnit XML report. Raises ValueError on malformed XML."""
+def junit_cases(text: str) -> list[tuple[str, str]]:
+    """(node id, status) of every testcase element of a pytest JUnit XML report, in order, ids repeated where
+    the report repeats them (pytest < 8 gives colliding parametrize ids, e.g. ``v0`` made unique from ``v`` twice
+    and a real ``v0``, one node id; JUnit keeps each as its own element). Raises ValueError on malformed XML."""
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
         raise ValueError(f"malformed JUnit XML: {exc}") from None
-    out: dict[str, str] = {}
+    out: list[tuple[str, str]] = []
     for case in root.iter("testcase"):
         children = {child.tag: child for child in case}
         if "error" in children and children["error"].get("message") == "collection failure":
@@ -187,6 +188,15 @@ def parse_junit_xml(text: str) -> dict[str, str]:
             status = "XFAIL" if children["skipped"].get("type") == "pytest.xfail" else "SKIPPED"
         else:
             status = "PASSED"
+        out.append((nodeid, status))
+    return out
+
+
+@register("junit_xml", console=False)
+def parse_junit_xml(text: str) -> dict[str, str]:
+    """Outcomes from a pytest JUnit XML report, one per node id. Raises ValueError on malformed XML."""
+    out: dict[str, str] = {}
+    for nodeid, status in junit_cases(text):
         # a test failing in teardown after passing appears twice (call ok, then error): worst wins
         prev = out.get(nodeid)
         if prev is None or _rank(status) > _rank(prev):

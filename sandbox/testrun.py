@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sandbox.parsers import (
     OLD_INSTANCE_RE,
     count_statuses,
+    junit_cases,
     parse_junit_xml,
     parse_pytest_rA,
     parse_summary_counts,
@@ -51,6 +53,7 @@ class TestRun:
     log_tail: str = ""
     rw_bytes: int = 0
     trigger_lines: list[str] = field(default_factory=list)  # lines of the whole log the repair ladder acts on
+    reconciled: str = ""  # ok despite JUnit's per-id outcomes: cases that share a node id (:func:`collisions`)
 
     @property
     def ok(self) -> bool:
@@ -87,6 +90,47 @@ def _xpass_id(text: str, tests: dict) -> str:
     return next((text[:i] for i in reversed(cuts) if text[:i] in tests), text)
 
 
+@dataclass(frozen=True)
+class Collisions:
+    """Node ids JUnit holds more than one test case under (:func:`collisions`)."""
+
+    agreed: tuple[str, ...] = ()  # ids whose cases the console reports with the same statuses, as many times
+    cases: int = 0  # JUnit cases on the agreed ids
+    extra_passes: int = 0  # passing cases on them that one outcome per id does not count
+    disputed: tuple[str, ...] = ()  # ids of several cases the console reports otherwise
+
+    def note(self) -> str:
+        return (f"reconciled: {self.cases} JUnit cases collided on {len(self.agreed)} ids, console and JUnit "
+                f"agreeing case by case, e.g. {self.agreed[0]}") if self.agreed else ""
+
+
+def collisions(cases: list[tuple[str, str]], lines: list[tuple[str, str]]) -> Collisions:
+    """Where JUnit cannot tell test cases apart: node ids with several testcase elements (pytest < 8 makes a
+    duplicate parametrize id unique with a suffix that can meet a real id; packaging 23.1 has 4 such ids in
+    26,431 tests), which one outcome per id (``parse_junit_xml``) merges. Such an id is *agreed* when the
+    console's status lines for it are the same multiset as its JUnit cases (skips apart: ``-rs`` names no id;
+    XPASS is a pass in JUnit). Only JUnit's multiplicity counts: a console line repeated for an id JUnit has
+    once explains nothing."""
+    junit: dict[str, list[str]] = defaultdict(list)
+    for tid, status in cases:
+        junit[tid].append(status)
+    console: dict[str, list[str]] = defaultdict(list)
+    for status, tid in lines:
+        console[tid].append("PASSED" if status == "XPASS" else status)
+    agreed, disputed, n, extra = [], [], 0, 0
+    for tid, statuses in junit.items():
+        if len(statuses) < 2:
+            continue
+        if sorted(s for s in statuses if s != "SKIPPED") != sorted(s for s in console.get(tid, ()) if s != "SKIPPED"):
+            disputed.append(tid)
+            continue
+        agreed.append(tid)
+        n += len(statuses)
+        passes = statuses.count("PASSED")
+        extra += passes - (1 if passes == len(statuses) else 0)  # the merged outcome is a pass only if all are
+    return Collisions(tuple(agreed), n, extra, tuple(disputed))
+
+
 def reconcile(exit_code: int | None, log: str, junit: str | None, *, timed_out: bool = False,
               oom_killed: bool = False, daemon_error: str = "", seconds: float = 0.0) -> TestRun:
     """The verdict on one pytest run. Order matters: infra first, then whether the suite ran at all, then
@@ -115,7 +159,7 @@ def reconcile(exit_code: int | None, log: str, junit: str | None, *, timed_out: 
         return result("error", "never_started",
                       f"suite never started: no JUnit XML written (exit code {exit_code})")
     try:
-        tests = parse_junit_xml(junit)
+        tests, cases = parse_junit_xml(junit), junit_cases(junit)
     except ValueError as exc:
         return result("error", "never_started", f"JUnit XML unreadable: {exc}")
     rA = parse_pytest_rA(log)
@@ -146,7 +190,9 @@ def reconcile(exit_code: int | None, log: str, junit: str | None, *, timed_out: 
     lines = _summary_lines(log)
     # pytest < 7 writes an XPASS line's reason after the id with a plain space ("XPASS t.py::test why")
     lines = [(s, _xpass_id(t, tests) if s == "XPASS" else t) for s, t in lines]
-    contradicted = sorted({t for s, t in lines if s in PASSING and tests.get(t) in FAILING})
+    coll = collisions(cases, lines)
+    # a PASSED line for an id whose cases JUnit and the console report alike (one passed, one failed) is true
+    contradicted = sorted({t for s, t in lines if s in PASSING and tests.get(t) in FAILING and t not in coll.agreed})
     unknown = sorted({t for s, t in lines if s in PASSING and t not in tests})
     summary_ids = {t for _, t in lines}
     known = summary_ids & set(tests)
@@ -174,13 +220,17 @@ def reconcile(exit_code: int | None, log: str, junit: str | None, *, timed_out: 
         claimed = summary.get("passed", 0) + summary.get("xpassed", 0)
         if "SUBFAILED" in log:  # pytest >= 9 counts a test whose subtests failed as passed too
             claimed -= sum(1 for t in subtest_failures(log) if tests.get(t) in FAILING)
-        if claimed != junit_passed:
+        if claimed != junit_passed + coll.extra_passes:
+            more = f" (+{coll.extra_passes} on ids shared by several cases)" if coll.extra_passes else ""
+            disputed = f"; {len(coll.disputed)} shared id(s) the console reports otherwise, e.g. " \
+                       f"{coll.disputed[0]}" if coll.disputed else ""
             return result("error", "forged_summary",
-                          f"summary line claims {claimed} passed, JUnit records {junit_passed}", **kw)
+                          f"summary line claims {claimed} passed, JUnit records {junit_passed}{more}{disputed}", **kw)
     else:
         warnings.append("no pytest summary line in the log")
-    return result("ok", "", f"{counts['PASSED']} passed, {counts['FAILED']} failed, {counts['ERROR']} errors",
-                  warnings=warnings, **kw)
+    note = coll.note()
+    return result("ok", "", f"{counts['PASSED']} passed, {counts['FAILED']} failed, {counts['ERROR']} errors"
+                  + (f"; {note}" if note else ""), warnings=warnings + ([note] if note else []), reconciled=note, **kw)
 
 
 # ---------------------------------------------------------------- running in Docker
