@@ -36,6 +36,7 @@ class Reference:
     n_runs: int = 0
     seconds: float = 0.0  # wall time of the runs (container start included)
     pytest_s: float = 0.0  # pytest's own time
+    reconciled: str | None = None  # ok although JUnit merged cases of one id (sandbox.testrun.collisions)
     cached: bool = False
 
     def as_dict(self) -> dict:
@@ -109,5 +110,6 @@ def reference_run(ctx, env, tree: Path, tree_key: str, selection: list[str] | No
         return ref
     maps = [outcome_map(r, env.id_style) for r in ok]
     ref.outcomes, ref.flaky = maps[0], flaky_from(maps)
+    ref.reconciled = next((r.reconciled for r in ok if r.reconciled), None)
     write_bytes_atomic(str(path), json.dumps(ref.as_dict(), sort_keys=True).encode())
     return ref

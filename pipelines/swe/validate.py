@@ -78,7 +78,7 @@ def env_reference(ctx: ValidateContext, repo: str, env_commit: str, insts: Seque
 
 def reference_meta(ref) -> dict:
     return {"key": ref.key, "ok": ref.ok, "cached": ref.cached, "n_tests": len(ref.outcomes), "pytest_s": ref.pytest_s,
-            "flaky": ref.flaky[:200], "reason": ref.reason}
+            "flaky": ref.flaky[:200], "reason": ref.reason, "reconciled": ref.reconciled}
 
 
 @dataclass
@@ -202,6 +202,8 @@ def _run_and_label(ctx: ValidateContext, inst: Mapping, env: TaskEnv, base: Path
                labels_hold=held["hold"] if held else None, labels_not_held=held["not_held"][:200] if held else [])
     if held and held["not_collected"]:
         row["meta"]["labels_not_collected"] = held["not_collected"][:200]
+    if any(r.reconciled for r in runs_b + runs_a):  # JUnit merged cases of one id: reconciled with the console
+        row["meta"]["reconciled"] = sorted({r.reconciled for r in runs_b + runs_a if r.reconciled})
     ok_before = next((r for r in runs_b if r.ok), runs_b[0])
     row["meta"].update({"pass_to_fail": labels["PASS_TO_FAIL"][:200], "selection": selection,
                         "failing_output": ok_before.log_tail[-3000:],
@@ -290,6 +292,8 @@ def _label_bug(ctx, inst, env, tree, ref, row, tmp, bug_labels, tests_for) -> No
     run = run_side(ctx, env, buggy, selection, 1)[0]
     row["n_runs"], row["test_duration_s"] = 1, round(run.seconds, 3)
     row["meta"].update(pytest_s=pytest_seconds(run.log_tail), selection=selection)
+    if run.reconciled:
+        row["meta"]["reconciled"] = [run.reconciled]
     if not (run.ok or (run.status == "error" and run.kind == "collection")):
         why = f"bug_run_{run.status}/{run.kind}: {run.reason}"
         if run.status == "error":  # the bug breaks the suite beyond collection: no usable labels
