@@ -253,9 +253,12 @@ def _obfuscate_one(graph: Graph, draft: Draft, target: str, rng: random.Random) 
 
 
 def _anchored(draft: Draft, var: str) -> bool:
-    """``var`` is reached by a relation: a clue (?v -r-> named entity) or a hop into it (the path's
-    own hop out of ?v describes nothing)."""
-    return any((t[0] == var and not t[2].startswith("?")) or t[2] == var for t in draft.formalization["triples"])
+    """``var`` is reached by a relation: a clue (?v -r-> named entity) or a hop into it. The path's
+    own hop out of ?v describes nothing, forward (?v -r-> ?x) or inverse ("the country whose capital
+    is ?v": ?x -capital-> ?v, whose object is ?v all the same)."""
+    out_of_var = {(n, r, p) for p, r, n, inv in path_steps(draft) if inv and p == var}
+    return any(((t[0] == var and not t[2].startswith("?")) or t[2] == var) and tuple(t) not in out_of_var
+               for t in draft.formalization["triples"])
 
 
 def ranges_pin_alone(draft: Draft, var: str) -> bool:

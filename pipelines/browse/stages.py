@@ -382,7 +382,9 @@ def process_question(item: Mapping, ctx: Context) -> ItemResult:
         return out
     if not (state["unique"] and state["supported"]):
         out.add("failures", failure_row(pipeline=PIPELINE, stage="harden", kind="filtered",
-                                        reason="answer not unique or not supported after hardening",
+                                        reason=("unique in the graph only: " + "; ".join(state["world_problems"])
+                                                if state["world_problems"] else
+                                                "answer not unique or not supported after hardening"),
                                         run_id=ctx.run_id, item_key=item["key"], payload=final.formalization))
         return out
 

@@ -224,3 +224,21 @@ def test_the_audit_recomputes_the_world_check_from_the_rows():
     assert any("unique in the graph only" in p for p in A.problems(audit))
     # without the graph the line is "not checked", never 0
     assert A.audit_rows([bad, good], [])["unique_in_graph_only"] is None
+
+
+def test_an_inverse_hop_out_of_a_range_described_start_does_not_anchor_it():
+    # "the country whose capital is a city with a latitude between -8.7 and -8.5": ?x1 -capital-> ?y0 has
+    # ?y0 as its object, yet it is the path's hop out of ?y0, not a clue that reaches it
+    E = [Entity("city/dili", "city", "Dili", attributes={"latitude": -8.56}),
+         Entity("country/TL", "country", "East Timor")]
+    g = Graph(E, [Triple("country/TL", "capital", "city/dili")])
+    d = S.Draft({"triples": [["?x1", "capital", "?y0"]], "target": "?x1",
+                 "constraints": [{"var": "?y0", "type": "city"},
+                                 {"var": "?y0", "attr": "latitude", "min": -8.711, "max": -8.453}]},
+                {"?x1": "country/TL", "?y0": "city/dili"}, "city/dili")
+    assert [s[3] for s in S.path_steps(d)] == [True]
+    assert H.ranges_pin_alone(d, "?y0")
+    assert any("numeric ranges alone" in w for w in H.world_problems(g, d))
+    # a clue into the start anchors it
+    d.formalization["triples"].append(["?y0", "country", "country/TL"])
+    assert not H.ranges_pin_alone(d, "?y0")
