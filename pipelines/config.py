@@ -152,10 +152,10 @@ def _check_keys(data: Any, where: str, at: str = "") -> None:
 
 
 def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict:
-    path = path.resolve()
+    given, path = path, path.resolve()
     if path in seen:
         raise ConfigError(f"{path}: 'extends' forms a cycle")
-    data = _read_yaml(path)
+    data = _read_yaml(given)  # errors name the path the user gave (a link's name, not its target)
     parent = data.pop("extends", None)
     if parent:
         base = _load_chain((path.parent / parent), seen + (path,))

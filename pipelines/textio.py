@@ -126,10 +126,10 @@ def read_bytes(path: str | Path, what: str = "input file") -> bytes:
         if kind:
             raise InputError(f"{p}: is {kind}, not a regular file; give the {what} as a regular file")
         try:
-            data = f.read(MAX_FILE_BYTES + 1)
+            data = _read_capped(f)
         except OSError as exc:
             raise InputError(f"{p}: cannot read the {what}: {exc.strerror or exc}") from None
-    if len(data) > MAX_FILE_BYTES:
+    if data is None:
         raise _too_big(p, what)
     if p.suffix.lower() == ".gz":
         data = _gunzip(data, p, what)
@@ -143,12 +143,23 @@ def _gunzip(data: bytes, p: Path, what: str) -> bytes:
 
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as g:
-            out = g.read(MAX_FILE_BYTES + 1)  # a gzip bomb stops here, not at the end of memory
+            out = _read_capped(g)  # a gzip bomb stops here, not at the end of memory
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{p}: not a readable gzip file ({exc}); give the {what} as plain text or .gz") from None
-    if len(out) > MAX_FILE_BYTES:
+    if out is None:
         raise _too_big(p, what, "unpacks to ")
     return out
+
+
+def _read_capped(f, chunk: int = 1 << 24) -> bytes | None:
+    """All of ``f``, or None once it passes MAX_FILE_BYTES (read in chunks: nothing is allocated ahead)."""
+    parts, total = [], 0
+    while block := f.read(chunk):
+        total += len(block)
+        if total > MAX_FILE_BYTES:
+            return None
+        parts.append(block)
+    return b"".join(parts)
 
 
 def read_text(path: str | Path, what: str = "input file") -> str:

@@ -50,7 +50,7 @@ def checked(value: object, where: str, field: str) -> object:
     if isinstance(value, dict) and value.get("messages"):
         check_messages(value["messages"], where, f"{field}.messages" if field else "messages")
     elif isinstance(value, dict):
-        check_messages([value], where, field, one=True)
+        check_messages(value, where, field, one=True)
     elif isinstance(value, list):
         check_messages(value, where, field)
     return value

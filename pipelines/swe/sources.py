@@ -139,8 +139,14 @@ def read_instances(path: str | Path, allow_empty: bool = True) -> tuple[list[dic
     p = Path(path)
     if p.is_dir():
         raise InputFileError(f"{p}: is a directory; --instances takes a JSONL or Parquet file of SWE-bench rows")
-    if not p.is_file():
+    if not p.exists():
         raise InputFileError(f"{p}: no such file; --instances takes a JSONL or Parquet file of SWE-bench rows")
+    from pipelines.textio import InputError, check_regular_file
+
+    try:  # a FIFO, a device or a socket is refused by name before it is opened (Parquet too: it would hang)
+        check_regular_file(p, "SWE-bench rows file")
+    except InputError as exc:
+        raise InputFileError(str(exc)) from None
     good, problems, seen = [], [], {}
     for line, row in _raw_rows(p, allow_empty):
         if isinstance(row, InputProblem):

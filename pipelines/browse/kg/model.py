@@ -316,9 +316,13 @@ def _read_triples(path: Path) -> Iterator[Triple]:
 
 # -- user-supplied graphs ---------------------------------------------------------------------
 def _iter_file_rows(path: Path, allow_empty: bool) -> Iterator[tuple[str, object]]:
-    from pipelines.textio import InputError, read_jsonl
+    from pipelines.textio import InputError, check_regular_file, read_jsonl
 
     if path.suffix == ".parquet":
+        try:  # a FIFO or a device is refused by name before Arrow opens it (it would hang)
+            check_regular_file(path, "graph rows file")
+        except InputError as exc:
+            raise GraphError(str(exc)) from None
         try:
             rows = pq.read_table(path).to_pylist()
         except (OSError, pa.ArrowException) as exc:
