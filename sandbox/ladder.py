@@ -26,11 +26,13 @@ class RungKind(str, enum.Enum):
     NEXT_EXTRA = "next_extra"  # the package has no such extra -> the next declared one (or none)
     AS_OF_DATE = "as_of_date"  # today's releases do not resolve or broke an API -> releases as of the source date
     OLDER_PYTHON = "older_python"  # syntax the base's Python rejects, or requires-python excludes it
+    NEWER_PYTHON = "newer_python"  # syntax of a later Python (type X = ..., match, :=) -> the first base that has it
     CLEAR_ADDOPTS = "clear_addopts"  # an option in addopts that no known plugin provides -> -o addopts=
     PYTHONPATH = "pythonpath"  # a module of the tree itself is not importable -> put its directory on the path
     CONTINUE_COLLECTION = "continue_collection"  # a few modules fail to import and nothing above fixes them ->
     # run the rest (--continue-on-collection-errors; the broken modules stay ERROR entries in JUnit)
-    NEWEST_TEST_RUNNER = "newest_test_runner"  # validating given labels: labelled tests this env never collected
+    NEWEST_TEST_RUNNER = "newest_test_runner"  # pytest's own option unknown to the pinned pytest, an old pytest
+    # that cannot run on this Python; or, validating given labels: labelled tests this env never collected
     # (ids of another pytest: a labelling harness installs today's pytest, the repo pins an old one) -> pytest
     # upgraded to its newest release as of the env's date (label_rung; kept only where more given labels hold)
 
@@ -66,8 +68,9 @@ def table(name: str) -> dict:
 
 def deciding_line(lines: list[str]) -> str | None:
     """The line that names the error: the first trigger line that is not pytest's bookkeeping
-    (``collected N items``, ``Interrupted: ...``)."""
-    named = [ln for ln in lines if not (COLLECTED.search(ln) or COLLECTION_INTERRUPTED.search(ln))]
+    (``collected N items``, ``Interrupted: ...``) nor the source line a SyntaxError shows."""
+    named = [ln for i, ln in enumerate(lines) if not (COLLECTED.search(ln) or COLLECTION_INTERRUPTED.search(ln)
+                                                       or _is_code(lines, i))]
     return (named or lines or [None])[0]
 
 
@@ -103,24 +106,45 @@ AS_OF = re.compile(r"(ResolutionImpossible.*|No matching distribution found for 
                    r"ImportError: cannot import name '\w+' from '([\w.]+)'.*|"
                    r"AttributeError: module '([\w.]+)' has no attribute .*|"
                    r"pkg_resources\.VersionConflict.*|Failed building wheel for .*|Failed to build .*)")
+# a run that never started (pytest's deciding line: sandbox.startup), and what it names
+REQUIRED_PLUGINS = re.compile(r"Missing required plugins: (.+)")
+PLUGIN_IMPORT = re.compile(r"Error importing plugin \"([\w.-]+)\": No module named '([\w.]+)'")
+INVALID_CHOICE = re.compile(r"error: argument (-[\w-]+)(?:/-[\w-]+)*: invalid choice: .*")
+OLD_RUNNER = re.compile(r"required field \"lineno\" missing from alias")  # pytest < 6.2.5 on Python >= 3.10
+NO_RUNNER = re.compile(r": No module named '?pytest'?$")
+SYNTAX_ANY = re.compile(r"SyntaxError: .+")
 COLLECTION_INTERRUPTED = re.compile(r"Interrupted: (\d+) errors? during collection")
 COLLECTED = re.compile(r"collected (\d+) items")
 UNKNOWN_OPTION = re.compile(r"(?:error: unrecognized arguments: |ERROR: usage: .*|no such option: )(.*)")
 TRIGGER_ANY = re.compile("|".join(p.pattern for p in (
     MISSING_MODULE, MISSING_HEADER, MISSING_LIB, MISSING_PROGRAM, FIXTURE, UNRECOGNIZED, MARKER, INI_KEY, ASYNC,
-    NO_EXTRA, SYNTAX, AS_OF, COLLECTION_INTERRUPTED, COLLECTED)))
+    NO_EXTRA, SYNTAX, AS_OF, COLLECTION_INTERRUPTED, COLLECTED, REQUIRED_PLUGINS, PLUGIN_IMPORT, INVALID_CHOICE,
+    OLD_RUNNER, NO_RUNNER, SYNTAX_ANY)))
 
 
 def trigger_lines(text: str, limit: int = 200) -> list[str]:
-    """The lines of a log any rung could act on (deduplicated, in order, at most ``limit``)."""
+    """The lines of a log any rung could act on (deduplicated, in order, at most ``limit``); a SyntaxError line
+    comes with the source line it shows just before it (which Python the syntax needs: ``startup.syntax_needs``)."""
+    from sandbox.startup import code_line
+
     out: list[str] = []
-    for line in text.splitlines():
+    raw = text.splitlines()
+    for i, line in enumerate(raw):
         line = line.strip()
         if line and len(line) < 2000 and line not in out and TRIGGER_ANY.search(line):
+            window = [r.strip() for r in raw[max(0, i - 6):i + 1]]
+            code = code_line(window, len(window) - 1) if SYNTAX_ANY.search(line) else None
+            if code and code not in out and not TRIGGER_ANY.search(code):
+                out.append(code)
             out.append(line)
             if len(out) >= limit:
                 break
     return out
+
+
+def _is_code(lines: list[str], i: int) -> bool:
+    """``lines[i]`` is the source line a SyntaxError shows (:func:`trigger_lines` puts it just before it)."""
+    return i + 1 < len(lines) and bool(SYNTAX_ANY.search(lines[i + 1])) and not TRIGGER_ANY.search(lines[i])
 
 
 def debian_package(what: str, kind: str) -> str | None:
@@ -134,13 +158,21 @@ def debian_package(what: str, kind: str) -> str | None:
     return None
 
 
-def _plugin_for_options(text: str) -> str | None:
+def _plugin_for_options(text: str, owner: str | None = None) -> str | None:
+    """The plugin providing an option of ``text`` (``owner="pytest"``: whether pytest itself does)."""
     opts = table("pytest_plugins")["options"]
     for tok in text.split():
         dist = opts.get(tok.split("=", 1)[0])
-        if dist and dist != "pytest":
+        if dist and (dist == owner if owner else dist != "pytest"):
             return dist
     return None
+
+
+def _runner_too_old(line: str) -> bool:
+    """pytest's own option unknown to this pytest, or an old pytest's failure on this Python: the pinned pytest
+    is older than the config (or the Python) it runs with."""
+    m = UNRECOGNIZED.search(line) or INVALID_CHOICE.search(line)
+    return bool(OLD_RUNNER.search(line) or (m and _plugin_for_options(m.group(1), owner="pytest")))
 
 
 def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: frozenset[str] = frozenset(),
@@ -155,7 +187,9 @@ def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: froz
         if kind in (RungKind.INSTALL_MODULE, RungKind.PYTEST_PLUGIN) and arg and \
                 arg.lower().replace("-", "_") in {m.lower() for m in local_modules}:
             return  # the tree's own package (pytest-cov's suite naming pytest-cov): never from the index
-        if arg and all(r.key != (kind.value, arg) for r in out):
+        installs = (RungKind.INSTALL_MODULE, RungKind.PYTEST_PLUGIN)
+        if arg and all(r.key != (kind.value, arg) and not (kind in installs and r.kind in installs and r.arg == arg)
+                       for r in out):  # one install of a distribution, whichever line named it
             out.append(Rung(kind, arg, line[:500], phase))
 
     for line in lines:
@@ -178,6 +212,13 @@ def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: froz
             add(RungKind.PYTEST_PLUGIN, plugins["ini_keys"].get(m.group(1)), line)
         if ASYNC.search(line):
             add(RungKind.PYTEST_PLUGIN, "pytest-asyncio", line)
+        if m := REQUIRED_PLUGINS.search(line):  # pytest's required_plugins ini key, requirement strings
+            for req in m.group(1).split(","):
+                add(RungKind.PYTEST_PLUGIN, req.strip() or None, line)
+        if m := PLUGIN_IMPORT.search(line):  # -p NAME (in addopts): the plugin, or what it imports
+            plugin, missing = m.groups()
+            same = missing.split(".")[0] == plugin.split(".")[0]
+            add(RungKind.PYTEST_PLUGIN if same else RungKind.INSTALL_MODULE, module_distribution(missing), line)
     for line in lines:
         if m := MISSING_MODULE.search(line):
             mod = m.group(1)
@@ -186,6 +227,8 @@ def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: froz
                 add(RungKind.PYTHONPATH, top, line)
             elif not top.startswith("_") and top not in table("import_dists")["_never"]:
                 add(RungKind.INSTALL_MODULE, module_distribution(mod), line)
+        if NO_RUNNER.search(line):
+            add(RungKind.INSTALL_MODULE, "pytest", line)
     extra = (recipe.get("sources") or {}).get("extra")
     for line in lines:
         if (m := NO_EXTRA.search(line)) and m.group(1) == extra:
@@ -197,12 +240,18 @@ def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: froz
             if m and (m.group(2) or m.group(3) or "").split(".")[0] not in local_modules:
                 add(RungKind.AS_OF_DATE, as_of_for(src_date), line)
                 break
-    older = [p for p in sorted(pythons, key=_vt) if _vt(p) < _vt(recipe["python"])]
-    if older:
-        for line in lines:
-            if SYNTAX.search(line):
-                add(RungKind.OLDER_PYTHON, older[-1], line)
-                break
+    _python_rungs(lines, recipe, pythons, add)
+    for line in lines:
+        if _runner_too_old(line):  # the newest pytest as of the env's date (under its as_of), once
+            if not any(r["kind"] == RungKind.NEWEST_TEST_RUNNER.value for r in recipe.get("rungs") or []):
+                add(RungKind.NEWEST_TEST_RUNNER, "pytest", line)
+            break
+    for line in lines:  # an option no table knows: pytest and its plugins as of the source's day may
+        m = UNRECOGNIZED.search(line)
+        if m and src_date and not recipe.get("as_of") and not _plugin_for_options(m.group(1)) \
+                and not _runner_too_old(line):
+            add(RungKind.AS_OF_DATE, as_of_for(src_date), line)
+            break
     for line in lines:
         if (m := UNRECOGNIZED.search(line)) and not _plugin_for_options(m.group(1)) \
                 and "addopts=" not in recipe["test_cmd"]:
@@ -214,6 +263,28 @@ def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: froz
                 and 0 < int(m.group(1)) * 10 <= collected:  # at most 1 broken module per 10 collected tests
             add(RungKind.CONTINUE_COLLECTION, m.group(1), line)
     return out
+
+
+def _python_rungs(lines: list[str], recipe: dict, pythons: tuple[str, ...], add) -> None:
+    """The Python the first syntax error asks for (``startup.syntax_needs`` on the source line it shows):
+    the first available base that has a later syntax, else the next older base (Python 2 code, an old
+    pytest on a new Python, a C extension of an older C-API)."""
+    from sandbox.startup import syntax_needs
+
+    older = [p for p in sorted(pythons, key=_vt) if _vt(p) < _vt(recipe["python"])]
+    newer = [p for p in sorted(pythons, key=_vt) if _vt(p) > _vt(recipe["python"])]
+    for i, line in enumerate(lines):
+        if not (SYNTAX.search(line) or SYNTAX_ANY.search(line) or OLD_RUNNER.search(line)):
+            continue
+        need = syntax_needs(lines[i - 1] if i and _is_code(lines, i - 1) else None, line) \
+            if SYNTAX_ANY.search(line) else None
+        if need and need[0] == "newer":
+            fit = [p for p in newer if _vt(p) >= _vt(need[1])]
+            if fit:
+                add(RungKind.NEWER_PYTHON, fit[0], line)
+        elif older and (need or SYNTAX.search(line) or OLD_RUNNER.search(line)):
+            add(RungKind.OLDER_PYTHON, older[-1], line)
+        break
 
 
 def _vt(v: str) -> tuple[int, ...]:
@@ -264,7 +335,7 @@ def apply_rung(recipe: dict, rung: Rung) -> dict:
         from sandbox.repofacts import floor_as_of
 
         r["as_of"] = floor_as_of(rung.arg, r["python"])
-    elif k is RungKind.OLDER_PYTHON:
+    elif k in (RungKind.OLDER_PYTHON, RungKind.NEWER_PYTHON):
         r["python_reason"] = f"{r.get('python_reason', '')}; ladder: Python {r['python']} -> {rung.arg}".lstrip("; ")
         r["python"] = rung.arg
     elif k is RungKind.CLEAR_ADDOPTS:

@@ -105,7 +105,7 @@ def attempt(client, settings, tree: Path, name: str, *, date: str | None, max_ru
         spec = EnvSpec(base=base_spec(settings, recipe["python"]), recipe=recipe, inputs=dict(inputs), name=name)
         out["env_key"] = spec.key
         tb = time.monotonic()
-        lines, phase, why = [], Phase.BUILD, ""
+        lines, phase, why, said = [], Phase.BUILD, "", ""
         # the image an LLM repair session would start from: the env, else (build failed) the base
         out["image"] = spec.base.image
         try:
@@ -141,11 +141,12 @@ def attempt(client, settings, tree: Path, name: str, *, date: str | None, max_ru
             phase = Phase.TEST
             lines = run.trigger_lines + build_lines
             why = f"test run {run.status}/{run.kind or 'ok'}: {run.reason}"
+            said = run.deciding_line  # pytest's own line when the run stopped before its tests
             last_line = next((ln for ln in reversed(run.log_tail.splitlines()) if ln.strip()), run.reason)
         cands = [c for c in candidates(lines, phase, recipe, mods, settings.pythons) if c.key not in tried]
         if not cands or len(out["rungs"]) >= max_rungs:
             last = out["rungs"][-1]["kind"] if out["rungs"] else None
-            decided = deciding_line(lines) or last_line
+            decided = said or deciding_line(lines) or last_line
             if cands:
                 why += f"; rung limit {max_rungs} reached"
             out["stop"] = {"rung": last, "kind": phase.value, "reason": why, "line": decided[:500]}

@@ -24,6 +24,7 @@ from sandbox.parsers import (
     parse_summary_counts,
     subtest_failures,
 )
+from sandbox.startup import startup_error
 
 PASSING = ("PASSED", "XPASS")
 FAILING = ("FAILED", "ERROR")
@@ -53,6 +54,7 @@ class TestRun:
     log_tail: str = ""
     rw_bytes: int = 0
     trigger_lines: list[str] = field(default_factory=list)  # lines of the whole log the repair ladder acts on
+    deciding_line: str = ""  # a run stopped before its tests: pytest's line that says why (sandbox.startup)
     reconciled: str = ""  # ok despite JUnit's per-id outcomes: cases that share a node id (:func:`collisions`)
 
     @property
@@ -150,14 +152,20 @@ def reconcile(exit_code: int | None, log: str, junit: str | None, *, timed_out: 
     for pat, kind in INFRA_LOG_PATTERNS:
         if pat.search(log) and exit_code not in (0, 1):
             return result("infra", kind, f"infrastructure failure in log: {pat.pattern}")
+
+    def stopped(status, kind, reason, **kw):  # a run that stopped before its tests: quote pytest's own line
+        said = startup_error(log)
+        if said is None:
+            return result(status, kind, reason, **kw)
+        return result(status, kind, f"{reason}: {said.quote()}", deciding_line=said.line, **kw)
+
     if junit is None or not junit.strip():
         if ">>>>> crucible reinstall failed" in log:
             return result("error", "reinstall", "the per-run offline reinstall (pip install -e . --no-deps "
                           "--no-build-isolation) failed before the tests; see log_tail")
         if COLLECTION_RE.search(log):
-            return result("error", "collection", "suite crashed at collection and wrote no JUnit XML")
-        return result("error", "never_started",
-                      f"suite never started: no JUnit XML written (exit code {exit_code})")
+            return stopped("error", "collection", "suite crashed at collection and wrote no JUnit XML")
+        return stopped("error", "never_started", f"suite never started: no JUnit XML written (exit code {exit_code})")
     try:
         tests, cases = parse_junit_xml(junit), junit_cases(junit)
     except ValueError as exc:
@@ -169,12 +177,12 @@ def reconcile(exit_code: int | None, log: str, junit: str | None, *, timed_out: 
         return result("error", "no_tests", f"no tests collected (exit code {exit_code})", **kw)
     if exit_code == 2 and COLLECTION_RE.search(log):
         n = sum(1 for t, s in tests.items() if s == "ERROR" and "::" not in t)
-        return result("error", "collection",
-                      f"collection crashed ({n or 'some'} module(s) failed to import); pytest interrupted (exit 2)",
-                      **kw)
+        return stopped("error", "collection",
+                       f"collection crashed ({n or 'some'} module(s) failed to import); pytest interrupted (exit 2)",
+                       **kw)
     if exit_code in (2, 3, 4):
         what = {2: "interrupted", 3: "internal error", 4: "usage error"}[exit_code]
-        return result("error", "interrupted", f"pytest {what} (exit code {exit_code})", **kw)
+        return stopped("error", "interrupted", f"pytest {what} (exit code {exit_code})", **kw)
     if exit_code not in (0, 1):
         return result("error", "crashed", f"test process died with exit code {exit_code} (signal or crash)", **kw)
     failing = [t for t, s in tests.items() if s in FAILING]

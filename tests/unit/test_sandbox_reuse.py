@@ -203,7 +203,7 @@ def _attempt(monkeypatch, tmp_path, *, reuse_envs: bool, reused_passes: bool):
         ok = reused_passes or not state["on_parent"]
         return SimpleNamespace(tests={"tests/test_demo.py::test_x": "PASSED" if ok else "FAILED"},
                                counts={"PASSED": 1} if ok else {"FAILED": 1}, kind="", status="ok", reason="",
-                               log_tail="E   ImportError: stale", trigger_lines=[])
+                               log_tail="E   ImportError: stale", trigger_lines=[], deciding_line="")
 
     monkeypatch.setattr(api, "build_base", lambda *a, **k: {})
     monkeypatch.setattr(images, "ensure_env", fake_ensure_env)
