@@ -1,10 +1,11 @@
-"""`crucible kg build|stats|query`: the knowledge graph behind the browse environment."""
+"""`crucible kg build|stats|query|ingest`: the knowledge graph behind the browse environment."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -42,6 +43,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", help="graph directory")
     q.add_argument("formalization", help="JSON text, or @FILE")
     q.set_defaults(func=_query)
+    i = ks.add_parser("ingest", help="ingest a Wikidata JSON dump and/or a Wikipedia text dump (a Beam job) "
+                      "into a graph dir for search.kg.extra and pages for search.local.pages")
+    _config_args(i)
+    i.add_argument("--wikidata", action="append", default=[], metavar="DUMP",
+                   help="Wikidata JSON dump (.json, .json.gz, .json.bz2; one entity per line in a JSON array)")
+    i.add_argument("--wikipedia", action="append", default=[], metavar="FILE",
+                   help="Wikipedia text dump: Parquet or JSON lines with title, text (optional id, url)")
+    i.add_argument("--mapping", help="Wikidata classes/properties -> types/relations/attributes "
+                   "(default: configs/kg_mappings/wikidata.yaml; schema schemas/kg_mapping.json)")
+    i.add_argument("--cards", help="relation cards (default: configs/relation_cards.yaml)")
+    i.add_argument("--out", help="output dir (default: <cache>/kg/ingest-<key>)")
+    i.add_argument("--source-version", default="", help="dump version recorded on every row, e.g. 20261130")
+    i.add_argument("--memory-limit", default="1GB", help="DuckDB memory limit of the finalize step")
+    i.add_argument("--force", action="store_true", help="ingest again when a complete ingest exists")
+    i.set_defaults(func=_ingest)
 
 
 def _load(args):
@@ -105,4 +121,41 @@ def _query(args) -> int:
     ans = sorted(execute(g, form))
     print(json.dumps({"count": len(ans), "answers": [{"id": a, "name": g.entities[a].name} for a in ans[:100]]},
                      ensure_ascii=False, indent=1))
+    return 0
+
+
+def _ingest(args) -> int:
+    from pipelines.browse.kg.build import cache_root
+    from pipelines.browse.kg.cards import load_cards
+    from pipelines.browse.kg.ingest import IngestInputs, check_inputs, ingest, input_key
+    from pipelines.browse.kg.wikidata import load_mapping
+    from pipelines.config import load_config
+
+    cfg = load_config(args.config, list(args.overrides))
+    inputs = IngestInputs(tuple(args.wikidata), tuple(args.wikipedia))
+    check_inputs(inputs)
+    mapping = load_mapping(args.mapping, args.source_version)
+    key = input_key(inputs, mapping)
+    out = Path(args.out) if args.out else cache_root() / "kg" / f"ingest-{key}"
+    man_path = out / "manifest.json"
+    if man_path.exists() and not args.force and json.loads(man_path.read_text()).get("key") == key:
+        print(f"ingest: {out} (reused; --force to ingest again)")
+        return _print_ingest(out, json.loads(man_path.read_text()))
+    man = ingest(inputs, mapping, load_cards(args.cards), out, dict(cfg.run), args.memory_limit,
+                 progress=lambda m: print(m, file=sys.stderr))
+    print(f"ingest: {out} in {man['seconds']:.1f} s")
+    return _print_ingest(out, man)
+
+
+def _print_ingest(out, man: dict) -> int:
+    if "entities" in man:
+        print(f"  graph: {man['entities']:,} entities, {man['triples']:,} triples "
+              f"({man['triples_dropped_object_not_ingested']:,} dropped: object not ingested); "
+              f"use it with --set 'search.kg.extra=[\"{out}\"]'")
+    if "pages" in man:
+        print(f"  corpus: {man['pages']:,} pages in {out}/corpus/pages.jsonl; index them with "
+              f"`crucible search index --pages {out}/corpus/pages.jsonl` or --set search.local.pages=...")
+    c = man.get("counters", {})
+    print(f"  skipped: {c.get('untyped', 0):,} items of no mapped class, {c.get('not_item', 0):,} non-items")
+    print(f"  failures: {man['failures']:,} rows in {out}/failures/failures.parquet (file, line, reason)")
     return 0

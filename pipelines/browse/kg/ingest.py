@@ -1,0 +1,257 @@
+"""`crucible kg ingest`: a Wikidata JSON dump and/or a Wikipedia text dump -> a graph dir + a corpus.
+
+One Beam job (FnApiRunner locally, any runner through ``run.beam_args``) reads every input through
+:class:`NumberedRecords`, parses each record with the pure functions of
+:mod:`pipelines.browse.kg.wikidata`, and writes Parquet shards per bundle (no ``num_shards``: a fixed
+shard count would group every row in memory). A finalize step (DuckDB, under a memory limit) then
+
+* keeps the first of entities (pages) sharing an id (url); each later one is a ``failures`` row;
+* keeps a triple only when its object was ingested too (the rest are counted in the manifest);
+* writes ``entities.parquet``, ``triples.parquet`` and, last, ``manifest.json`` (the graph dir that
+  ``search.kg.extra`` lists), ``failures/failures.parquet`` (``schemas/failure.json``: file, line,
+  reason of every bad line or claim) and ``corpus/pages.jsonl`` (``search.local.pages``).
+
+Why not ``ReadFromText``/``ReadFromParquet``: neither says which line a record came from, and a bad line
+must be named by file and line. A compressed dump (``.json.gz``/``.json.bz2``, as Wikidata ships it)
+is not splittable anyway, so :class:`NumberedRecords` reads each file whole, in order, streaming.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io import filebasedsource
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.metrics import Metrics
+
+from pipelines.browse.kg import wikidata as W
+from pipelines.browse.kg.model import GraphError, arrow_schema, atomic_write_text
+
+INGEST_CODE_VERSION = "ingest-1"
+PIPELINE = "kg_ingest"
+ROW_GROUP_BYTES = 8 * 2**20  # per-shard Parquet buffer: bounds the writer's memory
+PAGE_FIELDS = ("url", "title", "text", "type", "entity_id")
+_AT = [pa.field("_file", pa.string()), pa.field("_line", pa.int64())]
+
+
+def entity_stage_schema() -> pa.Schema:
+    return pa.schema(list(arrow_schema("kg_entity")) + _AT)
+
+
+def page_stage_schema() -> pa.Schema:
+    return pa.schema([pa.field(k, pa.string()) for k in PAGE_FIELDS] + _AT)
+
+
+class NumberedRecords(filebasedsource.FileBasedSource):
+    """``(file, line or row number from 1, record)`` of every file the pattern matches, in order.
+    ``parquet``: records are row dicts; otherwise raw lines (bytes; ``.gz``/``.bz2`` decompressed)."""
+
+    def __init__(self, pattern: str, parquet: bool):
+        super().__init__(pattern, compression_type=CompressionTypes.UNCOMPRESSED if parquet else
+                         CompressionTypes.AUTO, splittable=False)
+        self._parquet = parquet
+
+    def read_records(self, file_name, range_tracker):
+        if not range_tracker.try_claim(range_tracker.start_position()):
+            return
+        with self.open_file(file_name) as f:
+            n = 0
+            if self._parquet:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=1024):
+                    for row in batch.to_pylist():
+                        n += 1
+                        yield file_name, n, row
+                return
+            while True:
+                raw = f.readline()
+                if not raw:
+                    return
+                n += 1
+                yield file_name, n, raw
+
+
+def _failure(run_id: str, stage: str, table: str, file: str, line: int, path: str, reason: str,
+             payload: object = None) -> dict:
+    from pipelines.store.commit import failure_row
+    from pipelines.store.records import record_type
+
+    at = f"{file}:{line}"
+    return record_type("failures").encode(failure_row(
+        pipeline=PIPELINE, stage=stage, kind="schema", table=table, item_key=at, path=path or None,
+        reason=f"{at}: {path + ': ' if path else ''}{reason}", run_id=run_id, payload=payload,
+        discriminator=[file, line, path]))
+
+
+def _decode(raw: bytes) -> tuple[str | None, str]:
+    try:
+        return raw.decode("utf-8"), ""
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 ({exc.reason} at byte {exc.start})"
+
+
+class ParseWikidata(beam.DoFn):
+    """Dump line -> entity (main), ``triples`` and ``failures`` outputs; counters per skip reason."""
+
+    def __init__(self, mapping: W.Mapping, run_id: str):
+        self.mapping, self.run_id = mapping, run_id
+        self.n = {k: Metrics.counter(PIPELINE, k) for k in
+                  ("entities", "triples", "failures", "frame", "not_item", "untyped")}
+
+    def process(self, rec):
+        file, line, raw = rec
+        text, problem = _decode(raw)
+        p = W.parse_entity_line(text, self.mapping) if text is not None else W.Parsed(problems=[("", problem)])
+        if p.skipped:
+            self.n[p.skipped].inc()
+        if p.entity is not None:
+            self.n["entities"].inc()
+            yield {**p.entity, "_file": file, "_line": line}
+        for t in p.triples:
+            self.n["triples"].inc()
+            yield beam.pvalue.TaggedOutput("triples", t)
+        payload = (text or raw.decode("utf-8", "replace")).rstrip("\r\n")[:2000] if p.problems else None
+        for path, reason in p.problems:
+            self.n["failures"].inc()
+            yield beam.pvalue.TaggedOutput("failures", _failure(self.run_id, "wikidata", "kg_entities", file,
+                                                                line, path, reason, payload))
+
+
+class ParsePages(beam.DoFn):
+    """Wikipedia record (a Parquet row dict, or a JSON line) -> page row, or a ``failures`` row."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.n = {k: Metrics.counter(PIPELINE, k) for k in ("pages", "page_failures")}
+
+    def process(self, rec):
+        from pipelines.textio import InputError, loads
+
+        file, line, row = rec
+        problem = ""
+        if isinstance(row, bytes):
+            text, problem = _decode(row)
+            if text is not None and not text.strip():
+                row = None  # a blank line: nothing to read
+            elif text is not None:
+                try:
+                    row = loads(text, f"{file}:{line}")
+                except InputError as exc:  # the message starts with "file:line"; the failure adds it back
+                    problem = str(exc).removeprefix(f"{file}:{line}").lstrip(",: ")[:200]
+        page, why = W.page_row(row) if not problem else (None, problem)
+        if page is not None:
+            self.n["pages"].inc()
+            yield {**page, "_file": file, "_line": line}
+        elif row is not None or problem:
+            self.n["page_failures"].inc()
+            payload = row if isinstance(row, dict) else None
+            yield beam.pvalue.TaggedOutput("failures", _failure(self.run_id, "wikipedia", "pages", file, line, "",
+                                                                why, payload))
+
+
+def _write(pcoll, label: str, prefix: str, schema: pa.Schema):
+    return pcoll | label >> beam.io.WriteToParquet(prefix, schema, file_name_suffix=".parquet",
+                                                     row_group_buffer_size=ROW_GROUP_BYTES)
+
+
+@dataclass(frozen=True)
+class IngestInputs:
+    wikidata: tuple[str, ...] = ()
+    wikipedia: tuple[str, ...] = ()
+
+
+def build_pipeline(p: beam.Pipeline, inputs: IngestInputs, mapping: W.Mapping, stage: str, run_id: str) -> None:
+    """The Beam graph: read -> parse -> Parquet shards under ``stage`` (entities-, triples-, pages-,
+    failures-*.parquet)."""
+    schemas = {"entities": entity_stage_schema(), "triples": arrow_schema("kg_triple"),
+               "pages": page_stage_schema()}
+    fails = []
+    for i, path in enumerate(inputs.wikidata):
+        out = (p | f"ReadWikidata{i}" >> beam.io.Read(NumberedRecords(path, parquet=False))
+               | f"ParseWikidata{i}" >> beam.ParDo(ParseWikidata(mapping, run_id)).with_outputs(
+                   "triples", "failures", main="entities"))
+        _write(out.entities, f"WriteEntities{i}", f"{stage}/entities-{i}", schemas["entities"])
+        _write(out.triples, f"WriteTriples{i}", f"{stage}/triples-{i}", schemas["triples"])
+        fails.append(out.failures)
+    for i, path in enumerate(inputs.wikipedia):
+        out = (p | f"ReadWikipedia{i}" >> beam.io.Read(NumberedRecords(path, parquet=path.endswith(".parquet")))
+               | f"ParsePages{i}" >> beam.ParDo(ParsePages(run_id)).with_outputs("failures", main="pages"))
+        _write(out.pages, f"WritePages{i}", f"{stage}/pages-{i}", schemas["pages"])
+        fails.append(out.failures)
+    if fails:
+        from pipelines.store.records import record_type
+
+        _write(fails | "AllFailures" >> beam.Flatten(), "WriteFailures", f"{stage}/failures",
+               record_type("failures").arrow_schema)
+
+
+def input_key(inputs: IngestInputs, mapping: W.Mapping) -> str:
+    """Content key of an ingest: code version, mapping, and each input's path, size and mtime."""
+    files = []
+    for p in (*inputs.wikidata, *inputs.wikipedia):
+        st = os.stat(p)
+        files.append([os.path.abspath(p), st.st_size, st.st_mtime_ns])
+    payload = [INGEST_CODE_VERSION, repr(mapping), files]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_inputs(inputs: IngestInputs) -> None:
+    from pipelines.textio import InputError, check_regular_file
+
+    if not inputs.wikidata and not inputs.wikipedia:
+        raise GraphError("kg ingest: nothing to ingest; give --wikidata DUMP and/or --wikipedia FILE")
+    for p in inputs.wikidata:
+        if not p.endswith((".json", ".json.gz", ".json.bz2")):
+            raise GraphError(f"{p}: a Wikidata dump is .json, .json.gz or .json.bz2 (the JSON array dump)")
+    for p in inputs.wikipedia:
+        if not p.endswith((".parquet", ".jsonl", ".jsonl.gz", ".jsonl.bz2")):
+            raise GraphError(f"{p}: a Wikipedia dump is .parquet or .jsonl (fields title, text)")
+    for p in (*inputs.wikidata, *inputs.wikipedia):
+        try:
+            check_regular_file(p, "dump file")
+        except InputError as exc:
+            raise GraphError(str(exc)) from None
+
+
+def ingest(inputs: IngestInputs, mapping: W.Mapping, cards, out_dir: str | os.PathLike, run: dict,
+           memory_limit: str, progress=print) -> dict:
+    """Run the job and finalize ``out_dir``; returns the manifest. Refuses before reading anything when
+    an input is missing or a mapped relation has no card."""
+    from pipelines.beam_options import pipeline_options
+    from pipelines.browse.kg.finalize import finalize
+
+    check_inputs(inputs)
+    W.check_cards(mapping, cards)
+    out = Path(out_dir)
+    key = input_key(inputs, mapping)
+    run_id = f"kg-ingest-{key[:8]}"
+    stage = out / f".ingest-{run_id}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    t0 = time.time()
+    progress(f"kg ingest: Beam job over {len(inputs.wikidata)} Wikidata and {len(inputs.wikipedia)} Wikipedia file(s)")
+    with beam.Pipeline(options=pipeline_options(run)) as p:
+        build_pipeline(p, inputs, mapping, str(stage), run_id)
+    result = p.result
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]
+                if c.key.metric.namespace == PIPELINE}
+    beam_s = time.time() - t0
+    progress(f"kg ingest: parsed in {beam_s:.1f} s; finalizing with DuckDB (memory limit {memory_limit})")
+    manifest = finalize(stage, out, run_id, memory_limit)
+    manifest.update({
+        "code_version": INGEST_CODE_VERSION, "key": key, "run_id": run_id, "source": mapping.source,
+        "mapping": mapping.path, "inputs": {"wikidata": list(inputs.wikidata), "wikipedia": list(inputs.wikipedia)},
+        "counters": dict(sorted(counters.items())), "beam_seconds": round(beam_s, 2),
+        "seconds": round(time.time() - t0, 2), "rank_filter": mapping.rank_filter,
+    })
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(stage, ignore_errors=True)
+    return manifest
