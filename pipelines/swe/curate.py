@@ -34,6 +34,7 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
     """Statement, rollouts (gold + LLM), grading and filters for one validated instance (``with_llm``: LLM
     rollouts, ``llm_statement``: an LLM statement, within their ``llm_max_instances`` caps)."""
     from pipelines.swe.filters import classify, reason_key
+    from pipelines.swe.quality import finished
     from pipelines.swe.records import SWEInstance
     from pipelines.swe.rollout import run_rollout
     from pipelines.swe.statements import write_statement
@@ -81,7 +82,8 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
                                     inst["instance_id"], payload={"detail": gold["grade_reason"]}))
         return res
     res.add("swe_validations", val)
-    res.add("swe_instances", inst.row(run_id))
+    # quality labels and difficulty, once, on the finished instance (statement and trajectories known)
+    res.add("swe_instances", finished(inst, val, trajectories=trajs, workdir=getattr(ctx, "workdir", None)).row(run_id))
     return res
 
 

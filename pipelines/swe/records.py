@@ -79,6 +79,8 @@ class SWEInstance(Mapping):
     statement_prompt_version: str | None = None
     bug_operator: str | None = None
     meta: dict | None = None
+    quality_labels: list[dict] | None = None  # pipelines.swe.quality.finished sets both before row()
+    difficulty: dict | None = None
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:

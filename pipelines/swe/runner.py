@@ -29,6 +29,17 @@ def read_input(path: str, *, pipeline: str, run_id: str,
     return todo, bad, len(good) - len(todo)
 
 
+def instance_result(pair, run_id: str, workdir: str | None):
+    """The rows of one valid instance: its swe_validations row and its swe_instances row, with quality labels
+    and difficulty (:func:`pipelines.swe.quality.finished`; no trajectories here)."""
+    from pipelines.store.commit import ItemResult
+    from pipelines.swe.quality import finished
+
+    inst, val = pair
+    return (ItemResult(inst["instance_id"]).add("swe_validations", val)
+            .add("swe_instances", finished(inst, val, workdir=workdir).row(run_id)))
+
+
 def validate_file(cfg, path: str, *, limit: int | None = None) -> dict:
     """Validate every good row of ``path`` (one env image and one clean reference run per env); rows committed
     by an earlier run into ``run.out_dir`` are skipped."""
@@ -36,10 +47,10 @@ def validate_file(cfg, path: str, *, limit: int | None = None) -> dict:
 
     from pipelines.beam_options import pipeline_options
     from pipelines.store.catalog import connect, refresh_catalog
-    from pipelines.store.commit import ItemResult, commit_items, ensure_layout, recover, stable_hash
+    from pipelines.store.commit import commit_items, ensure_layout, recover, stable_hash
     from pipelines.store.sinks import CommitResults
     from pipelines.swe.envs import run_network
-    from pipelines.swe.transforms import ValidateEnvs
+    from pipelines.swe.transforms import ValidateEnvs, workdir_of
     from sandbox.engine import ensure_engine
 
     t0 = time.monotonic()
@@ -59,8 +70,7 @@ def validate_file(cfg, path: str, *, limit: int | None = None) -> dict:
             with beam.Pipeline(options=pipeline_options(cfg.run)) as p:
                 v = (p | "Instances" >> beam.Create(insts, reshuffle=False).with_output_types(Any)
                      | "ValidateEnvs" >> ValidateEnvs(cfgd, run_id, network, PIPELINE))
-                kept = v.valid | "InstanceRows" >> beam.Map(lambda pair, r=run_id: ItemResult(
-                    pair[0]["instance_id"]).add("swe_validations", pair[1]).add("swe_instances", pair[0].row(r)))
+                kept = v.valid | "InstanceRows" >> beam.Map(instance_result, run_id, str(workdir_of(cfgd)))
                 ((v.results, kept) | "Flatten" >> beam.Flatten()
                  | "Commit" >> CommitResults(out_dir, PIPELINE, run_id, every_items=cfg.store.commit_every_items,
                                              every_s=cfg.store.commit_every_s, compression=cfg.store.compression,
