@@ -58,6 +58,10 @@ class Rung:
         d["kind"], d["phase"] = self.kind.value, self.phase.value
         return d
 
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Rung:
+        return cls(RungKind(d["kind"]), d["arg"], d["trigger"], Phase(d["phase"]))
+
 
 @functools.cache
 def table(name: str) -> dict:

@@ -118,28 +118,31 @@ def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path, version=No
     "auto"`` a (repo, version) in SWE-bench's table (``configs/swebench/specs.json``) uses SWE-bench's recipe
     (a RecipeError says why where it cannot be honoured); otherwise, or with ``"inferred"``, our inference,
     resolved as of the env commit's date (:func:`env_date`) when it is older than
-    ``sandbox.as_of_min_age_days``. With ``rung`` (a ``sandbox.ladder.Rung``): that env's recipe with the rung
-    applied (recorded in its ``rungs``), built once too."""
+    ``sandbox.as_of_min_age_days``. With ``rung`` (a ``sandbox.ladder.Rung``, or a tuple of them applied in
+    order: ``pipelines.swe.startrung``): that env's recipe with the rung applied (recorded in its ``rungs``),
+    built once too."""
     from pipelines.swe.swebench_specs import recipe_for_instance
     from sandbox.api import build_env
 
     if ctx.recipes not in ("auto", "inferred"):
         raise ValueError(f"swe.recipes={ctx.recipes!r}: use auto or inferred")
     key = (repo, commit, str(version) if ctx.recipes == "auto" and version is not None else None)
-    if rung is not None:
-        key += (rung.key,)
+    rungs = rung if isinstance(rung, tuple) else (rung,) if rung is not None else ()
+    key += tuple(r.key for r in rungs)
     if key in ctx.env_cache:
         ctx.stats["env_hits"] += 1
         return ctx.env_cache[key]
     recipe = None
-    if rung is not None:
+    if rungs:
+        from functools import reduce
+
         from sandbox.ladder import apply_rung
 
         first = env_for(ctx, repo, commit, tree, version, created_at)
-        recipe = (apply_rung(first.recipe, rung), first.inputs)
+        recipe = (reduce(apply_rung, rungs, first.recipe), first.inputs)
     elif ctx.recipes == "auto" and version is not None:
         recipe = recipe_for_instance(repo, version, tree, ctx.settings.pythons)
-    date = None if recipe is not None and rung is None else env_date(ctx, repo, commit, created_at)
+    date = None if recipe is not None and not rungs else env_date(ctx, repo, commit, created_at)
     spec, res = build_env(ctx.client, ctx.settings, tree, repo.split("/")[-1].lower(), recipe=recipe, date=date)
     ctx.stats["env_hits" if res.get("cache_hit") else "env_builds"] += 1
     ctx.stats["env_reuses"] = ctx.stats.get("env_reuses", 0) + bool(not res.get("cache_hit") and res.get("reused_from"))

@@ -115,6 +115,11 @@ def validate(ctx: ValidateContext, inst: Mapping, run_id: str, reference=None) -
                           f"infra: env reference run failed: {reference.reason}")
                 return Validation(row, env)
         _run_and_label(ctx, inst, env, base, tmp, row, reference)
+        if row["meta"].get("stopped"):  # a run stopped before its tests: the ladder on pytest's line
+            from pipelines.swe.startrung import climb
+
+            row, env = climb(ctx, inst, env, base, tmp, row, run_id, run_and_label=_run_and_label,
+                             env_meta=_env_meta)
         if row["labels_hold"] is False:
             row, env = _label_rung(ctx, inst, env, base, tmp, row, run_id)
         return Validation(row, env)
@@ -139,8 +144,12 @@ def _label_rung(ctx: ValidateContext, inst: Mapping, env: TaskEnv, base: Path, t
     if rung is None:
         return row, env
     note = {**rung.as_dict(), "kept": False, "not_held_before": len(row["labels_not_held"])}
+    from sandbox.ladder import Rung
+
+    climbed = [] if row["meta"].get("start_stop") else row["meta"].get("start_rungs") or []  # the env kept has them
+    started = tuple(Rung.from_dict(d) for d in climbed)
     try:
-        alt_env = decide_env(ctx, inst, base, tmp / "rung-env", rung)
+        alt_env = decide_env(ctx, inst, base, tmp / "rung-env", started + (rung,) if started else rung)
     except Exception as exc:  # noqa: BLE001 - the rung's env did not build: the first env stands, with why
         row["meta"]["label_rung"] = {**note, "error": f"{type(exc).__name__}: {exc}"[:1000]}
         return row, env
@@ -181,6 +190,10 @@ def _run_and_label(ctx: ValidateContext, inst: Mapping, env: TaskEnv, base: Path
     if err_b or err_a:
         infra = any(r.status == "infra" for r in runs_b + runs_a)
         why = f"before run {err_b}" if err_b else f"after run {err_a}"
+        from pipelines.swe.startrung import stop_note
+
+        if not infra and (note := stop_note(runs_b if err_b else runs_a)):
+            row["meta"]["stopped"] = note
         not_valid(row, Status.ERROR, FailureKind.INFRA if infra else FailureKind.ERROR, Step.RUN,
                   ("infra: " if infra else "") + why)
         return
