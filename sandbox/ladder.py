@@ -184,7 +184,6 @@ def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: froz
     """Every rung the log lines call for, best first. ``local_modules``: top-level module names the tree
     itself provides (never installed from the index: a test importing ``tests.helpers`` gets the path
     rung instead). ``pythons``: the Python versions a base image exists for."""
-    plugins = table("pytest_plugins")
     out: list[Rung] = []
 
     def add(kind: RungKind, arg: str | None, line: str) -> None:
@@ -204,25 +203,7 @@ def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: froz
         if m := MISSING_PROGRAM.search(line):
             prog = next(g for g in m.groups() if g)
             add(RungKind.APT_PACKAGE, debian_package(prog, "programs"), line)
-    for line in lines:
-        if m := FIXTURE.search(line):
-            dist = plugins["fixtures"].get(m.group(1))
-            add(RungKind.PYTEST_PLUGIN, dist if dist != "pytest" else None, line)
-        if m := UNRECOGNIZED.search(line):
-            add(RungKind.PYTEST_PLUGIN, _plugin_for_options(m.group(1)), line)
-        if m := MARKER.search(line):
-            add(RungKind.PYTEST_PLUGIN, plugins["markers"].get(m.group(1)), line)
-        if m := INI_KEY.search(line):
-            add(RungKind.PYTEST_PLUGIN, plugins["ini_keys"].get(m.group(1)), line)
-        if ASYNC.search(line):
-            add(RungKind.PYTEST_PLUGIN, "pytest-asyncio", line)
-        if m := REQUIRED_PLUGINS.search(line):  # pytest's required_plugins ini key, requirement strings
-            for req in m.group(1).split(","):
-                add(RungKind.PYTEST_PLUGIN, req.strip() or None, line)
-        if m := PLUGIN_IMPORT.search(line):  # -p NAME (in addopts): the plugin, or what it imports
-            plugin, missing = m.groups()
-            same = missing.split(".")[0] == plugin.split(".")[0]
-            add(RungKind.PYTEST_PLUGIN if same else RungKind.INSTALL_MODULE, module_distribution(missing), line)
+    _plugin_rungs(lines, add)
     for line in lines:
         if m := MISSING_MODULE.search(line):
             mod = m.group(1)
@@ -245,12 +226,50 @@ def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: froz
                 add(RungKind.AS_OF_DATE, as_of_for(src_date), line)
                 break
     _python_rungs(lines, recipe, pythons, add)
+    _option_rungs(lines, recipe, src_date, add)
+    collected = max((int(m.group(1)) for ln in lines if (m := COLLECTED.search(ln))), default=0)
     for line in lines:
-        if _runner_too_old(line):  # the newest pytest as of the env's date (under its as_of), once
+        m = COLLECTION_INTERRUPTED.search(line)
+        if m and not out and "--continue-on-collection-errors" not in recipe["test_cmd"] \
+                and 0 < int(m.group(1)) * 10 <= collected:  # at most 1 broken module per 10 collected tests
+            add(RungKind.CONTINUE_COLLECTION, m.group(1), line)
+    return out
+
+
+def _plugin_rungs(lines: list[str], add) -> None:
+    """The pytest plugins (or what they import) that fixtures, options, markers and ini keys name."""
+    plugins = table("pytest_plugins")
+    for line in lines:
+        if m := FIXTURE.search(line):
+            dist = plugins["fixtures"].get(m.group(1))
+            add(RungKind.PYTEST_PLUGIN, dist if dist != "pytest" else None, line)
+        if m := UNRECOGNIZED.search(line):
+            add(RungKind.PYTEST_PLUGIN, _plugin_for_options(m.group(1)), line)
+        if m := MARKER.search(line):
+            add(RungKind.PYTEST_PLUGIN, plugins["markers"].get(m.group(1)), line)
+        if m := INI_KEY.search(line):
+            add(RungKind.PYTEST_PLUGIN, plugins["ini_keys"].get(m.group(1)), line)
+        if ASYNC.search(line):
+            add(RungKind.PYTEST_PLUGIN, "pytest-asyncio", line)
+        if m := REQUIRED_PLUGINS.search(line):  # pytest's required_plugins ini key, requirement strings
+            for req in m.group(1).split(","):
+                add(RungKind.PYTEST_PLUGIN, req.strip() or None, line)
+        if m := PLUGIN_IMPORT.search(line):  # -p NAME (in addopts): the plugin, or what it imports
+            plugin, missing = m.groups()
+            same = missing.split(".")[0] == plugin.split(".")[0]
+            add(RungKind.PYTEST_PLUGIN if same else RungKind.INSTALL_MODULE, module_distribution(missing), line)
+
+
+def _option_rungs(lines: list[str], recipe: dict, src_date: str | None, add) -> None:
+    """Options no plugin provides: pytest's own ones the env's pytest does not know (or an old pytest on a new
+    Python) -> the newest pytest as of the env's date, once; one no table knows -> releases as of the source's
+    day; last, the repo's addopts cleared."""
+    for line in lines:
+        if _runner_too_old(line):
             if not any(r["kind"] == RungKind.NEWEST_TEST_RUNNER.value for r in recipe.get("rungs") or []):
                 add(RungKind.NEWEST_TEST_RUNNER, "pytest", line)
             break
-    for line in lines:  # an option no table knows: pytest and its plugins as of the source's day may
+    for line in lines:
         m = UNRECOGNIZED.search(line)
         if m and src_date and not recipe.get("as_of") and not _plugin_for_options(m.group(1)) \
                 and not _runner_too_old(line):
@@ -260,13 +279,6 @@ def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: froz
         if (m := UNRECOGNIZED.search(line)) and not _plugin_for_options(m.group(1)) \
                 and "addopts=" not in recipe["test_cmd"]:
             add(RungKind.CLEAR_ADDOPTS, m.group(1).strip()[:100], line)
-    collected = max((int(m.group(1)) for ln in lines if (m := COLLECTED.search(ln))), default=0)
-    for line in lines:
-        m = COLLECTION_INTERRUPTED.search(line)
-        if m and not out and "--continue-on-collection-errors" not in recipe["test_cmd"] \
-                and 0 < int(m.group(1)) * 10 <= collected:  # at most 1 broken module per 10 collected tests
-            add(RungKind.CONTINUE_COLLECTION, m.group(1), line)
-    return out
 
 
 def _python_rungs(lines: list[str], recipe: dict, pythons: tuple[str, ...], add) -> None:

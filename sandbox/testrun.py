@@ -4,7 +4,9 @@ misbehaved: never started, forged summary, exit code contradicts outcomes, crash
 ``infra`` (timeout, OOM, daemon error), always with a reason. Nothing here counts a run as passing because
 of what its console output claims.
 
-:func:`reconcile` is pure (log, XML, exit code in; verdict out) and is tested on recorded logs.
+:func:`reconcile` is pure (log, XML, exit code in; verdict out) and is tested on recorded logs. A run that stopped
+before its tests quotes pytest's deciding line (:mod:`sandbox.startup`); JUnit cases that share a node id are
+counted with their multiplicity (:func:`collisions`).
 """
 
 from __future__ import annotations
@@ -193,6 +195,12 @@ def reconcile(exit_code: int | None, log: str, junit: str | None, *, timed_out: 
     if exit_code == 0 and failing:
         return result("error", "exit_mismatch",
                       f"exit code 0 but JUnit reports {len(failing)} failing test(s), e.g. {failing[0]}", **kw)
+    return _console_check(log, tests, cases, result, kw)
+
+
+def _console_check(log: str, tests: dict, cases: list[tuple[str, str]], result, kw: dict) -> TestRun:
+    """The console's status lines and summary count against JUnit (after exit code and JUnit agreed)."""
+    counts = kw["counts"]
     # Cross-check the console summary against JUnit: a PASSED line for a test JUnit has failing, or for a
     # test JUnit never saw, is a forgery (or a broken harness) -> error, never a pass.
     lines = _summary_lines(log)
