@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "end ([0,1) drops only the all-correct); default: no band")
     p.add_argument("--include-reference", action="store_true", help="trl: also the reference rows (split "
                    "reference: swe-curate's gold replays of the reference patch, a plumbing check)")
+    p.add_argument("--include-semi", action="store_true", help="trl: also the semi_resolved rows (split semi: "
+                   "unresolved swe trajectories that edited the right file and pass some F2P tests), marked in "
+                   "column semi_resolved for turn-masked SFT")
     p.add_argument("--dest", help="output .parquet (default: <out>/export/<format>-<source>.parquet); never "
                                   "inside the store but under <out>/export/")
     p.add_argument("--force", action="store_true", help="replace an existing --dest file")
@@ -296,7 +299,8 @@ def _export(args) -> int:
     try:
         n = _retry_io(lambda: export(args.out, args.format, dest, source=source, split=args.split,
                                      only_sft=not args.all_trajectories, all_splits=args.all_splits, force=args.force,
-                                     pass_band=args.pass_band, include_reference=args.include_reference))
+                                     pass_band=args.pass_band, include_reference=args.include_reference,
+                                     include_semi=args.include_semi))
     except duckdb.Error as exc:
         print(f"crucible: export failed: {catalog.explain_error(args.out, exc)}", file=sys.stderr)
         return 1

@@ -317,7 +317,7 @@ def _rollout(args) -> int:
             else:
                 policy = llm_policy(client, ro.llm_policy, n, ro.max_arg_chars)
                 row = run_rollout(ctx, inst, policy, policy_name="llm", sample_index=n, model=model, **common)
-            row["split"], row["drop_reasons"] = classify(row, cfg.swe.filters)
+            row["split"], row["drop_reasons"] = classify(row, cfg.swe.filters, inst)
             return ItemResult(key).add("swe_trajectories", row)
 
         summary = run_items(out_dir, ROLLOUT_PIPELINE, run_id, list(by_key), work, workers=workers, stage="rollout",

@@ -76,6 +76,9 @@ RL_SPLITS = ("rl", "sft+rl")
 # the swe-curate split of the gold policy's rows (pipelines.swe.filters.REFERENCE_SPLIT): never in an export
 # unless asked for (``include_reference``)
 REFERENCE_SPLIT = "reference"
+# the swe-curate split of clean, unresolved rows that came close (pipelines.swe.filters.SEMI_SPLIT): in a TRL
+# SFT export only when asked for (``include_semi``), and marked (column ``semi_resolved``) for turn-masking
+SEMI_SPLIT = "semi"
 
 
 @dataclass(frozen=True)
@@ -233,13 +236,14 @@ def _trl_message(m: dict) -> dict:
     return out
 
 
-def _trl_where(table: str, only_sft: bool, include_reference: bool) -> str:
-    """Which trajectories a TRL export takes: the SFT splits (or every split), never a reference row (split
-    ``reference``, or an swe row of a reference policy from a store written before that split) unless
-    ``include_reference``."""
+def _trl_where(table: str, only_sft: bool, include_reference: bool, include_semi: bool = False) -> str:
+    """Which trajectories a TRL export takes: the SFT splits (and the semi_resolved split ``semi`` when
+    ``include_semi``), or every split; never a reference row (split ``reference``, or an swe row of a
+    reference policy from a store written before that split) unless ``include_reference``."""
     from pipelines.swe.filters import REFERENCE_POLICIES
 
-    conds = ["split IN ('sft', 'sft+rl'" + (f", '{REFERENCE_SPLIT}')" if include_reference else ")")] if only_sft else []
+    splits = ["sft", "sft+rl", *([REFERENCE_SPLIT] if include_reference else []), *([SEMI_SPLIT] if include_semi else [])]
+    conds = ["split IN (" + ", ".join(f"'{x}'" for x in splits) + ")"] if only_sft else []
     if not include_reference:
         conds.append(f"coalesce(split, '') <> '{REFERENCE_SPLIT}'")
         if table == "swe_trajectories":
@@ -247,14 +251,17 @@ def _trl_where(table: str, only_sft: bool, include_reference: bool) -> str:
     return ("WHERE " + " AND ".join(conds)) if conds else ""
 
 
-def trl_rows(out_dir: str, source: str = "all", only_sft: bool = True, include_reference: bool = False) -> list[dict]:
+def trl_rows(out_dir: str, source: str = "all", only_sft: bool = True, include_reference: bool = False,
+             include_semi: bool = False) -> list[dict]:
+    """TRL conversational rows (:func:`_trl_where` says which); ``semi_resolved`` marks a row of split ``semi``
+    (unresolved: train on it turn-masked, or not at all)."""
     con = catalog.connect(out_dir)
     out: list[dict] = []
     try:
         for table, src in (("browse_trajectories", "browse"), ("swe_trajectories", "swe")):
             if source not in (src, "all"):
                 continue
-            where = _trl_where(table, only_sft, include_reference)
+            where = _trl_where(table, only_sft, include_reference, include_semi)
             for t in _rows(con, f"SELECT * FROM {table} {where} ORDER BY traj_id", table):
                 msgs = [_trl_message(m) for m in t["messages"]]
                 # tool results carry the tool name too (TRL's tool message shape)
@@ -262,7 +269,8 @@ def trl_rows(out_dir: str, source: str = "all", only_sft: bool = True, include_r
                 for m in msgs:
                     if m["role"] == "tool" and "name" not in m and names.get(m.get("tool_call_id")):
                         m["name"] = names[m["tool_call_id"]]
-                out.append({"messages": msgs, "tools": t["tools"] or [], "source": src, "id": t["traj_id"]})
+                out.append({"messages": msgs, "tools": t["tools"] or [], "source": src, "id": t["traj_id"],
+                            "semi_resolved": t.get("split") == SEMI_SPLIT})
     finally:
         con.close()
     return out
@@ -272,7 +280,8 @@ def trl_features():
     """Messages and tools as ``List(Json())``: each message keeps exactly its own keys through parquet."""
     from datasets import Features, Json, List, Value
 
-    return Features({"messages": List(Json()), "tools": List(Json()), "source": Value("string"), "id": Value("string")})
+    return Features({"messages": List(Json()), "tools": List(Json()), "source": Value("string"), "id": Value("string"),
+                     "semi_resolved": Value("bool")})
 
 
 EXPORT_DIR = "export"  # <out>/export/: the one folder inside a store an export may write to (the default --dest)
@@ -306,12 +315,13 @@ def check_dest(out_dir: str, dest: str, force: bool = False) -> Path:
 
 def export(out_dir: str, fmt: str, dest: str, source: str = "browse", split: str | None = None,
            only_sft: bool = True, all_splits: bool = False, pass_band: str | PassBand | None = None,
-           include_reference: bool = False, force: bool = False) -> int:
+           include_reference: bool = False, force: bool = False, include_semi: bool = False) -> int:
     """Write the export to ``dest`` (a .parquet file), atomically. Returns the row count; 0 rows is an
     :class:`EmptyExport` error and writes nothing (a 0-row file only fails later, in the trainer); ``dest`` must
     pass :func:`check_dest` (``force``: replace an existing file), before and after the rows are read.
     ``pass_band`` (verl browse): only questions whose pass rate lies in it (:func:`parse_pass_band`);
-    ``include_reference`` (trl): also the reference rows (split ``reference``: swe-curate's gold replays)."""
+    ``include_reference`` (trl): also the reference rows (split ``reference``: swe-curate's gold replays);
+    ``include_semi`` (trl): also the semi_resolved rows (split ``semi``), marked in column ``semi_resolved``."""
     band = parse_pass_band(pass_band) if isinstance(pass_band, str) else pass_band
     check_dest(out_dir, dest, force)
     if fmt == "verl":
@@ -320,12 +330,15 @@ def export(out_dir: str, fmt: str, dest: str, source: str = "browse", split: str
         if include_reference:
             raise ValueError("--include-reference: reference rows are swe trajectories, which only --format trl "
                              "exports (verl exports questions and instances); drop --include-reference")
+        if include_semi:
+            raise ValueError("--include-semi: semi_resolved rows are swe trajectories, which only --format trl "
+                             "exports (verl exports questions and instances); drop --include-semi")
         rows = verl_rows(out_dir, source, split, all_splits, band)
     elif fmt == "trl":
         if band is not None:
             raise ValueError("--pass-band: a band of question pass rates selects verl browse rows; "
                              "use it with --format verl --source browse")
-        rows = trl_rows(out_dir, source, only_sft, include_reference)
+        rows = trl_rows(out_dir, source, only_sft, include_reference, include_semi)
     else:
         raise ValueError(f"--format {fmt!r}: allowed formats are verl, trl")
     if not rows:
@@ -340,6 +353,7 @@ def export(out_dir: str, fmt: str, dest: str, source: str = "browse", split: str
             what = ("no trajectories with an SFT split (sft, sft+rl); --all-trajectories exports the others too"
                     if only_sft else "no trajectories")
             what += "" if include_reference else f"; reference rows (split {REFERENCE_SPLIT}) only with --include-reference"
+            what += "" if include_semi or not only_sft else f"; semi_resolved rows (split {SEMI_SPLIT}) only with --include-semi"
         raise EmptyExport(f"{out_dir}: nothing to export ({what}); no file written")
     buf = io.BytesIO()
     if fmt == "verl":

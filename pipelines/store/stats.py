@@ -52,7 +52,9 @@ def swe_funnel(con: duckdb.DuckDBPyConnection) -> list[dict]:
     counts). Candidates rejected before validation (bad input rows, PRs, mined commits, sdists that could not
     be set up) come from ``failures``; validation and the gold check from ``swe_validations`` (a gold-unresolved
     instance is a validation row with reason ``gold_unresolved``); trajectories and their splits from
-    ``swe_trajectories``."""
+    ``swe_trajectories``: the hard filters' reasons (split none), then the strict SFT checks' reasons of the
+    rows kept but not SFT (``rl`` and ``semi``: a row lists every check it fails), then the ``semi`` rows
+    among those (:func:`pipelines.swe.filters.semi_resolved`)."""
     pre_stages = ", ".join(f"'{x}'" for x in SWE_PRE_STAGES)
     pre = _reasons(con, f"SELECT stage || '/' || reason FROM failures WHERE pipeline = 'swe-curate' "
                         f"AND stage IN ({pre_stages})")
@@ -65,11 +67,13 @@ def swe_funnel(con: duckdb.DuckDBPyConnection) -> list[dict]:
     t = "swe_trajectories"
     # reference rows (the gold policy's replays: a plumbing check, in no export by default) are no funnel row
     n_traj = _one(con, f"SELECT count(*) FROM {t} WHERE coalesce(split, '') <> 'reference'") or 0
-    traj_drops = _reasons(con, f"SELECT unnest(drop_reasons) FROM {t}")
-    n_kept = _one(con, f"SELECT count(*) FROM {t} WHERE split IS NOT NULL AND split NOT IN ('none', 'reference')") or 0
+    kept = f"{t} WHERE split IS NOT NULL AND split NOT IN ('none', 'reference')"
+    # a hard filter's reasons (split none) and the strict SFT checks' reasons (rows kept for RL, semi or not)
+    traj_drops = _reasons(con, f"SELECT unnest(drop_reasons) FROM {t} WHERE coalesce(split, 'none') = 'none'")
+    sft_drops = _reasons(con, f"SELECT unnest(drop_reasons) FROM {kept} AND split NOT LIKE '%sft%'")
+    n_kept = _one(con, f"SELECT count(*) FROM {kept}") or 0
     n_sft = _one(con, f"SELECT count(*) FROM {t} WHERE split LIKE '%sft%'") or 0
-    unresolved = _one(con, f"SELECT count(*) FROM {t} WHERE split IS NOT NULL AND split NOT IN ('none', 'reference') "
-                           "AND NOT resolved") or 0
+    n_semi = _one(con, f"SELECT count(*) FROM {t} WHERE split = 'semi'") or 0
     return [
         {"stage": "candidates reach the tests", "in": sum(pre.values()) + n_val, "kept": n_val, "drops": pre},
         {"stage": "validated (F2P/P2P)", "in": n_val, "kept": n_valid_labels, "drops": val_drops},
@@ -79,8 +83,9 @@ def swe_funnel(con: duckdb.DuckDBPyConnection) -> list[dict]:
          "drops": {"not_written (see failures)": n_valid_labels - gold_bad - n_inst}
          if n_inst < n_valid_labels - gold_bad else {}},
         {"stage": "trajectories pass filters", "in": n_traj, "kept": n_kept, "drops": traj_drops},
-        {"stage": "SFT (resolved)", "in": n_kept, "kept": n_sft,
-         "drops": {"unresolved (RL only)": unresolved} if unresolved else {}},
+        {"stage": "SFT (strict checks)", "in": n_kept, "kept": n_sft, "drops": sft_drops},
+        {"stage": "not SFT: semi_resolved (RL / turn-masked SFT)", "in": n_kept - n_sft, "kept": n_semi,
+         "drops": {"rl (not close)": n_kept - n_sft - n_semi} if n_kept - n_sft - n_semi else {}},
     ]
 
 

@@ -66,10 +66,11 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
             trajs.append(run_rollout(ctx, inst, policy, policy_name="llm",
                                      sample_index=k, model=model, **common))
     for t in trajs:
-        t["split"], t["drop_reasons"] = classify(t, flt)
+        t["split"], t["drop_reasons"] = classify(t, flt, inst)
         if not gold_ok:  # an instance the harness cannot resolve itself trains nothing
             t["split"], t["drop_reasons"] = "none", [*t["drop_reasons"], "gold_unresolved: instance rejected"]
-        for r in t["drop_reasons"]:
+        # a dropped row's reasons are failures; a kept row's (rl, semi: why it is not SFT) stay on the row
+        for r in t["drop_reasons"] if t["split"] == "none" else ():
             res.add("failures", failure(PIPELINE, Stage.FILTER_TRAJECTORY, FailureKind.FILTERED, reason_key(r),
                                         run_id, t["traj_id"], table="swe_trajectories", payload={"detail": r}))
         res.add("swe_trajectories", t)

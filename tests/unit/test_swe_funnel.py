@@ -99,8 +99,11 @@ def test_stats_show_the_swe_funnel_with_drop_reasons(fake_rollouts, tmp_path, ca
     assert (funnel["instances written"]["kept"], funnel["instances written"]["drops"]) == (2, {})
     t = funnel["trajectories pass filters"]  # 2 llm + the rejected instance's gold (the 2 reference rows are not in it)
     assert (t["in"], t["kept"], t["drops"]) == (3, 2, {"gold_unresolved": 1})
-    s = funnel["SFT (resolved)"]
-    assert (s["in"], s["kept"], s["drops"]) == (2, 0, {"unresolved (RL only)": 2})
+    s = funnel["SFT (strict checks)"]  # the fake llm rows: unresolved, and no work shown (no edit, no test run)
+    assert (s["in"], s["kept"], s["drops"]) == (2, 0, {"no_reproduction": 2, "no_test_after_edit": 2,
+                                                       "unresolved": 2})
+    semi = funnel["not SFT: semi_resolved (RL / turn-masked SFT)"]
+    assert (semi["in"], semi["kept"], semi["drops"]) == (2, 0, {"rl (not close)": 2})
     con = catalog.connect(out)
     try:
         traj = compute_stats(con)["swe_trajectories"]

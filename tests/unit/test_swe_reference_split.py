@@ -13,9 +13,9 @@ from pipelines.store.commit import ItemResult, commit_items, ensure_layout
 from pipelines.store.export import trl_rows
 from pipelines.swe import curate as swe_curate
 from pipelines.swe import filters
-from tests.support import samples
+from tests.support import samples, swe_trajs
 
-FILTERS = {"max_context_tokens": 100_000, "max_tool_error_rate": 0.5, "max_repeated_actions": 3}
+FILTERS = load_config("swe", []).to_dict()["swe"]["filters"]
 
 
 def traj(policy: str, resolved: bool = True, **extra) -> dict:
@@ -36,12 +36,14 @@ def test_a_resolved_gold_row_is_reference_and_an_unresolved_one_is_none():
     assert filters.classify(traj("gold"), FILTERS) == ("reference", [])
     split, _ = filters.classify(traj("gold", resolved=False), FILTERS)
     assert split == "none"
-    assert filters.classify(traj("llm"), FILTERS) == ("sft+rl", [])  # a model policy's resolved row trains
+    # a model policy's resolved row that shows the work trains (tests/unit/test_swe_sft_strict.py)
+    assert filters.classify(swe_trajs.row(), FILTERS) == ("sft+rl", [])
 
 
 def test_without_the_reference_rule_the_gold_replay_lands_in_sft(monkeypatch):
     monkeypatch.setattr(filters, "REFERENCE_POLICIES", ())
-    assert filters.classify(traj("gold"), FILTERS) == ("sft+rl", [])  # the oracle replay taught as SFT
+    # the oracle replay (here with a script that shows the work) taught as SFT
+    assert filters.classify(swe_trajs.row(policy="gold"), FILTERS) == ("sft+rl", [])
 
 
 @pytest.fixture

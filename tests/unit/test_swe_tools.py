@@ -106,9 +106,14 @@ def test_trajectory_filters_and_split():
     base = {"messages": [{"role": "user", "content": "x"}, call("view", '{"path": "a"}'), call("submit", "{}")],
             "tools": [], "n_tool_calls": 2, "n_tool_errors": 0, "exit_status": "submitted", "resolved": True,
             "meta": {"dropped_files": []}}
-    cfg = {"max_context_tokens": 1000, "max_tool_error_rate": 0.5, "max_repeated_actions": 3}
+    from pipelines.config import load_config
+
+    # the hard filters; the strict SFT checks (reproduction, source edits, tests after) are off here
+    # (tests/unit/test_swe_sft_strict.py has them)
+    cfg = dict(load_config("swe", []).to_dict()["swe"]["filters"], max_context_tokens=1000,
+               sft_require_reproduction=False, sft_source_edits_only=False, sft_require_test_after_edit=False)
     assert classify(base, cfg) == ("sft+rl", [])
-    assert classify(dict(base, resolved=False), cfg) == ("rl", [])
+    assert classify(dict(base, resolved=False), cfg) == ("rl", ["unresolved: F2P 0/0, P2P 0/0"])
     loop = dict(base, messages=base["messages"] + [call("view", '{"path": "a"}')] * 2)
     split, reasons = classify(loop, cfg)
     assert split == "none" and reasons == ["repeated_actions: one call made 3 times"]
