@@ -55,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--include-semi", action="store_true", help="trl: also the semi_resolved rows (split semi: "
                    "unresolved swe trajectories that edited the right file and pass some F2P tests), marked in "
                    "column semi_resolved for turn-masked SFT")
+    p.add_argument("--exclude-labels", metavar="CODES", help="swe: leave out instances carrying any of these quality "
+                   "labels (comma-separated, e.g. B1_private_api,B3_network; docs/swe.md) and their trajectories")
+    p.add_argument("--max-difficulty", metavar="SCORE", help="swe: only instances whose difficulty score is at most "
+                   "SCORE (0..1)")
+    p.add_argument("--difficulty-bands", metavar="BANDS", help="swe: only instances in these difficulty bands "
+                   "(comma-separated: easy,medium,hard). Any of the three leaves out instances never assessed")
     p.add_argument("--dest", help="output .parquet (default: <out>/export/<format>-<source>.parquet); never "
                                   "inside the store but under <out>/export/")
     p.add_argument("--force", action="store_true", help="replace an existing --dest file")
@@ -292,6 +298,7 @@ def _export(args) -> int:
 
     from pipelines.store import catalog
     from pipelines.store.export import export
+    from pipelines.swe.quality_select import parse_filter
 
     source = args.source or ("browse" if args.format == "verl" else "all")
     dest = args.dest or str(Path(args.out) / "export" / f"{args.format}-{source}.parquet")
@@ -300,7 +307,8 @@ def _export(args) -> int:
         n = _retry_io(lambda: export(args.out, args.format, dest, source=source, split=args.split,
                                      only_sft=not args.all_trajectories, all_splits=args.all_splits, force=args.force,
                                      pass_band=args.pass_band, include_reference=args.include_reference,
-                                     include_semi=args.include_semi))
+                                     include_semi=args.include_semi, instance_filter=parse_filter(
+                                         args.exclude_labels, args.max_difficulty, args.difficulty_bands)))
     except duckdb.Error as exc:
         print(f"crucible: export failed: {catalog.explain_error(args.out, exc)}", file=sys.stderr)
         return 1

@@ -147,10 +147,11 @@ def browse_prompt(question: str) -> list[dict]:
 
 
 def verl_rows(out_dir: str, source: str = "browse", split: str | None = None, all_splits: bool = False,
-              pass_band: PassBand | None = None) -> list[dict]:
+              pass_band: PassBand | None = None, instance_filter=None) -> list[dict]:
     """verl rows. Browse: questions of an RL split (``rl``, ``sft+rl``) unless ``split`` names one or
     ``all_splits`` (questions the pipeline rejected for RL, split ``none``, are left out by default); with
-    ``pass_band`` only those whose pass rate lies in it."""
+    ``pass_band`` only those whose pass rate lies in it. Swe: the instances ``instance_filter``
+    (:class:`pipelines.swe.quality_select.InstanceFilter`) keeps, every one without it."""
     if source == "swe" and split:
         raise ValueError("--split: swe instances have no split (every stored instance is validated); drop --split")
     if source == "swe" and pass_band is not None:
@@ -191,6 +192,8 @@ def verl_rows(out_dir: str, source: str = "browse", split: str | None = None, al
             from pipelines.swe.rollout import task_messages
 
             for it in _rows(con, "SELECT * FROM swe_instances ORDER BY instance_id", "swe_instances"):
+                if instance_filter is not None and not instance_filter.keeps(it):
+                    continue
                 gt = json.dumps({"FAIL_TO_PASS": it["FAIL_TO_PASS"], "PASS_TO_PASS": it["PASS_TO_PASS"]})
                 inst = json.dumps({k: it.get(k) for k in SWE_GRADE_FIELDS})
                 rows.append({
@@ -252,9 +255,10 @@ def _trl_where(table: str, only_sft: bool, include_reference: bool, include_semi
 
 
 def trl_rows(out_dir: str, source: str = "all", only_sft: bool = True, include_reference: bool = False,
-             include_semi: bool = False) -> list[dict]:
+             include_semi: bool = False, instance_filter=None) -> list[dict]:
     """TRL conversational rows (:func:`_trl_where` says which); ``semi_resolved`` marks a row of split ``semi``
-    (unresolved: train on it turn-masked, or not at all)."""
+    (unresolved: train on it turn-masked, or not at all); ``instance_filter``: only swe trajectories of the
+    instances it keeps."""
     con = catalog.connect(out_dir)
     out: list[dict] = []
     try:
@@ -262,7 +266,10 @@ def trl_rows(out_dir: str, source: str = "all", only_sft: bool = True, include_r
             if source not in (src, "all"):
                 continue
             where = _trl_where(table, only_sft, include_reference, include_semi)
+            kept = _kept_instances(con, instance_filter) if src == "swe" else None
             for t in _rows(con, f"SELECT * FROM {table} {where} ORDER BY traj_id", table):
+                if kept is not None and t["instance_id"] not in kept:
+                    continue
                 msgs = [_trl_message(m) for m in t["messages"]]
                 # tool results carry the tool name too (TRL's tool message shape)
                 names = {c["id"]: c["function"]["name"] for m in msgs for c in m.get("tool_calls", [])}
@@ -274,6 +281,14 @@ def trl_rows(out_dir: str, source: str = "all", only_sft: bool = True, include_r
     finally:
         con.close()
     return out
+
+
+def _kept_instances(con, instance_filter) -> set[str] | None:
+    """Ids of the swe instances ``instance_filter`` keeps (None: no filter, every trajectory goes)."""
+    if instance_filter is None:
+        return None
+    return {it["instance_id"] for it in _rows(con, "SELECT instance_id, quality_labels, difficulty FROM swe_instances",
+                                              "swe_instances") if instance_filter.keeps(it)}
 
 
 def trl_features():
@@ -315,15 +330,21 @@ def check_dest(out_dir: str, dest: str, force: bool = False) -> Path:
 
 def export(out_dir: str, fmt: str, dest: str, source: str = "browse", split: str | None = None,
            only_sft: bool = True, all_splits: bool = False, pass_band: str | PassBand | None = None,
-           include_reference: bool = False, force: bool = False, include_semi: bool = False) -> int:
+           include_reference: bool = False, force: bool = False, include_semi: bool = False,
+           instance_filter=None) -> int:
     """Write the export to ``dest`` (a .parquet file), atomically. Returns the row count; 0 rows is an
     :class:`EmptyExport` error and writes nothing (a 0-row file only fails later, in the trainer); ``dest`` must
     pass :func:`check_dest` (``force``: replace an existing file), before and after the rows are read.
     ``pass_band`` (verl browse): only questions whose pass rate lies in it (:func:`parse_pass_band`);
     ``include_reference`` (trl): also the reference rows (split ``reference``: swe-curate's gold replays);
-    ``include_semi`` (trl): also the semi_resolved rows (split ``semi``), marked in column ``semi_resolved``."""
+    ``include_semi`` (trl): also the semi_resolved rows (split ``semi``), marked in column ``semi_resolved``;
+    ``instance_filter`` (swe): only instances, and trajectories of instances, it keeps (quality labels,
+    difficulty: :mod:`pipelines.swe.quality_select`)."""
     band = parse_pass_band(pass_band) if isinstance(pass_band, str) else pass_band
     check_dest(out_dir, dest, force)
+    if instance_filter is not None and source == "browse":
+        raise ValueError("--exclude-labels/--max-difficulty/--difficulty-bands select swe instances by their quality "
+                         "labels and difficulty; use them with --source swe (or trl --source all)")
     if fmt == "verl":
         if source not in VERL_SCHEMAS:
             raise ValueError(f"--source {source!r}: verl exports one source per file: browse or swe")
@@ -333,12 +354,12 @@ def export(out_dir: str, fmt: str, dest: str, source: str = "browse", split: str
         if include_semi:
             raise ValueError("--include-semi: semi_resolved rows are swe trajectories, which only --format trl "
                              "exports (verl exports questions and instances); drop --include-semi")
-        rows = verl_rows(out_dir, source, split, all_splits, band)
+        rows = verl_rows(out_dir, source, split, all_splits, band, instance_filter)
     elif fmt == "trl":
         if band is not None:
             raise ValueError("--pass-band: a band of question pass rates selects verl browse rows; "
                              "use it with --format verl --source browse")
-        rows = trl_rows(out_dir, source, only_sft, include_reference, include_semi)
+        rows = trl_rows(out_dir, source, only_sft, include_reference, include_semi, instance_filter)
     else:
         raise ValueError(f"--format {fmt!r}: allowed formats are verl, trl")
     if not rows:
@@ -354,6 +375,7 @@ def export(out_dir: str, fmt: str, dest: str, source: str = "browse", split: str
                     if only_sft else "no trajectories")
             what += "" if include_reference else f"; reference rows (split {REFERENCE_SPLIT}) only with --include-reference"
             what += "" if include_semi or not only_sft else f"; semi_resolved rows (split {SEMI_SPLIT}) only with --include-semi"
+        what += f"; swe rows only of instances with {instance_filter}" if instance_filter is not None else ""
         raise EmptyExport(f"{out_dir}: nothing to export ({what}); no file written")
     buf = io.BytesIO()
     if fmt == "verl":

@@ -98,6 +98,20 @@ def swe_reference(con: duckdb.DuckDBPyConnection) -> dict:
                 con, f"SELECT DISTINCT policy FROM {t} WHERE split = 'reference' ORDER BY 1")) or "-"}
 
 
+def swe_quality(con: duckdb.DuckDBPyConnection) -> dict:
+    """The instances' quality labels (instances per code; ``none`` for those with no label, ``not assessed`` for
+    rows written before the columns) and difficulty (bands, score distribution): pipelines/swe/quality.py."""
+    t = "swe_instances"
+    labels = _pairs(con, f"SELECT l.code, count(DISTINCT instance_id) FROM (SELECT instance_id, unnest(quality_labels) "
+                         f"AS l FROM {t}) GROUP BY 1 ORDER BY 1")
+    clean = _one(con, f"SELECT count(*) FROM {t} WHERE quality_labels IS NOT NULL AND len(quality_labels) = 0") or 0
+    unassessed = _one(con, f"SELECT count(*) FROM {t} WHERE quality_labels IS NULL OR difficulty IS NULL") or 0
+    return {"quality_labels": labels + [["none", clean]] + ([["not assessed", unassessed]] if unassessed else []),
+            "difficulty_bands": _pairs(con, f"SELECT coalesce(difficulty.band, 'not assessed'), count(*) FROM {t} "
+                                            "GROUP BY 1 ORDER BY min(coalesce(difficulty.score, 2))"),
+            "difficulty_score": _dist(con, t, "difficulty.score")}
+
+
 def compute_stats(con: duckdb.DuckDBPyConnection) -> dict:
     s: dict[str, Any] = {"counts": {t: _one(con, f"SELECT count(*) FROM {t}") for t in TABLES}}
     if s["counts"]["questions"]:
@@ -127,7 +141,7 @@ def compute_stats(con: duckdb.DuckDBPyConnection) -> dict:
         s["swe_instances"] = {
             "by_source": _pairs(con, "SELECT source, count(*) FROM swe_instances GROUP BY 1 ORDER BY 2 DESC"),
             "repos": _one(con, "SELECT count(DISTINCT repo) FROM swe_instances"),
-            "fail_to_pass": _dist(con, "swe_instances", "len(FAIL_TO_PASS)"),
+            "fail_to_pass": _dist(con, "swe_instances", "len(FAIL_TO_PASS)"), **swe_quality(con),
         }
     if s["counts"]["swe_validations"]:
         s["swe_validations"] = {

@@ -139,6 +139,18 @@ def _tests(names, before, after) -> str:
                    f"</td><td>{esc(after.get(n) if isinstance(after, dict) else '')}</td></tr>" for n in names or [])
 
 
+def _quality(r: dict) -> str:
+    """The instance's difficulty and quality labels (pipelines/swe/quality.py), each label with its reason."""
+    d = r.get("difficulty") or {}
+    head = (f"<p>difficulty <b>{esc(d.get('band'))}</b> ({esc(d.get('score'))}: {esc(d.get('files'))} file(s), "
+            f"{esc(d.get('lines'))} line(s), {esc(d.get('f2p'))} F2P, distance {esc(d.get('distance'))}, agent pass "
+            f"rate {esc(d.get('pass_rate'))})</p>" if d else "<p>difficulty: not assessed</p>")
+    labels = r.get("quality_labels")
+    items = "".join(f"<li><code>{esc(x.get('code'))}</code> {esc(x.get('reason'))}</li>" for x in labels or [])
+    return head + (f"<h3>quality labels</h3><ul>{items}</ul>" if items else
+                   f"<p>quality labels: {'none' if labels is not None else 'not assessed'}</p>")
+
+
 def swe_instance_page(cur, iid: str) -> Page:
     r = Q.get_row(cur, "swe_instances", iid)
     val = Q.fetch(cur, "SELECT * FROM swe_validations WHERE instance_id = ? LIMIT 1", [iid])
@@ -152,7 +164,7 @@ def swe_instance_page(cur, iid: str) -> Page:
     body = (f"<p>{esc(r.get('repo'))} @ <code>{esc(r.get('base_commit'))}</code> · source {esc(r.get('source'))} · "
             f"validation {link(row_path('swe_validations', iid), v.get('status', 'none'))}</p>"
             + _neighbours(cur, "swe_instances", iid)
-            + f"<h3>problem statement</h3><pre>{esc(r.get('problem_statement'))}</pre>"
+            + _quality(r) + f"<h3>problem statement</h3><pre>{esc(r.get('problem_statement'))}</pre>"
             f"<h3>trajectories</h3><ul>{tl}</ul><div class='grid'><div><h3>patch</h3>{diff_html(r.get('patch'))}</div>"
             f"<div><h3>test patch</h3>{diff_html(r.get('test_patch'))}</div></div>"
             f"<h3>FAIL_TO_PASS</h3>{table_head}{_tests(r.get('FAIL_TO_PASS'), before, after)}</table>"
