@@ -147,18 +147,25 @@ def def_block(text: str, name: str) -> str | None:
 
 
 def test_sources(f2p: Iterable[str], test_patch: str, read: Reader | None) -> dict[str, str | None]:
-    """F2P id -> its function's source: the test patch's new side first, then the file at the base commit."""
+    """F2P id -> its function's source, followed by the functions of the same text it calls (one level: a
+    test's own helpers, e.g. one that opens a socket): the test patch's new side first, then the file at the
+    base commit."""
     new_side: dict[str, list[str]] = {}
     for pf in _patchset(test_patch):
         new_side[_path(pf)] = ["\n".join(ln.value.rstrip("\n") for ln in h if not ln.is_removed) for h in pf]
     out: dict[str, str | None] = {}
     for t in f2p:
         path, name = split_test_id(t)
-        found = next((b for chunk in new_side.get(path, []) if (b := def_block(chunk, name))), None) if name else None
-        if found is None and name and path and read is not None:
-            found = def_block(read(path) or "", name)
-        out[t] = found
+        texts = list(new_side.get(path, [])) if name else []
+        if name and path and read is not None:
+            texts.append(read(path) or "")
+        out[t] = next((_with_helpers(text, b, name) for text in texts if (b := def_block(text, name))), None)
     return out
+
+
+def _with_helpers(text: str, block: str, name: str) -> str:
+    called = sorted(set(re.findall(r"\b([A-Za-z_]\w*)\s*\(", block)) - {name})
+    return "\n".join([block, *(h for c in called if (h := def_block(text, c)))])
 
 
 def statement_symbols(text: str) -> set[str]:

@@ -359,3 +359,24 @@ def test_a_filter_on_browse_is_refused(tmp_path, capsys):
     rc, _, err = cli(capsys, "export", "--format", "verl", "--source", "browse", "--out", out,
                      "--dest", str(tmp_path / "b.parquet"), "--difficulty-bands", "easy")
     assert rc == 2 and "--source swe" in err
+
+
+def test_a_network_call_in_a_helper_the_test_calls_is_found(monkeypatch):
+    """The repo's own fixture of a test needing a network (tests/data/swe/toolz_connect_timeout.json): the socket
+    call is in a helper of the test file, not in the test's body."""
+    from pathlib import Path
+
+    from pipelines.swe import quality_facts
+
+    d = json.loads((Path(__file__).parents[1] / "data" / "swe" / "toolz_connect_timeout.json").read_text())
+    fix = "".join(("-" + ln[1:] if ln[0] == "+" else "+" + ln[1:]) if ln[:1] in "+-" and ln[:3] not in ("+++", "---")
+                  else ln for ln in d["bug"].splitlines(keepends=True))
+    inst = dict(samples.swe_instance(1), patch=fix, test_patch=d["test_patch"], FAIL_TO_PASS=d["FAIL_TO_PASS"],
+                problem_statement=d["problem_statement"])
+    out = Q.assess(inst, validation(meta={}))
+    assert [x["code"] for x in out["quality_labels"]] == ["B3_network"]
+    assert "socket.create_connection" in out["quality_labels"][0]["reason"]
+    assert out["difficulty"]["distance"] == 0  # the statement calls take_nth(...), the function the fix touches
+    # helpers not followed: the test body alone makes no network call, and the defect gets through
+    monkeypatch.setattr(quality_facts, "_with_helpers", lambda text, block, name: block)
+    assert Q.assess(inst, validation(meta={}))["quality_labels"] == []
