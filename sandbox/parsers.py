@@ -192,6 +192,22 @@ def junit_cases(text: str) -> list[tuple[str, str]]:
     return out
 
 
+# pytest's JUnit message for an error raised after the test's call passed (a fixture's teardown):
+# "failed on teardown with ..." (pytest >= 5), "test teardown failure" (pytest < 5)
+TEARDOWN_MESSAGES = ("failed on teardown", "test teardown failure")
+
+
+def junit_teardown_errors(text: str) -> set[str]:
+    """Node ids whose JUnit ``<error>`` is a teardown error: the call passed and the console prints both PASSED
+    and ERROR for the id, while JUnit keeps one case with the error (the id's outcome is the error)."""
+    out = set()
+    for case in ET.fromstring(text).iter("testcase"):
+        err = case.find("error")
+        if err is not None and (err.get("message") or "").startswith(TEARDOWN_MESSAGES):
+            out.add(junit_nodeid(case.get("file"), case.get("classname", ""), case.get("name", "")))
+    return out
+
+
 @register("junit_xml", console=False)
 def parse_junit_xml(text: str) -> dict[str, str]:
     """Outcomes from a pytest JUnit XML report, one per node id. Raises ValueError on malformed XML."""

@@ -21,6 +21,7 @@ from sandbox.parsers import (
     OLD_INSTANCE_RE,
     count_statuses,
     junit_cases,
+    junit_teardown_errors,
     parse_junit_xml,
     parse_pytest_rA,
     parse_summary_counts,
@@ -195,11 +196,14 @@ def reconcile(exit_code: int | None, log: str, junit: str | None, *, timed_out: 
     if exit_code == 0 and failing:
         return result("error", "exit_mismatch",
                       f"exit code 0 but JUnit reports {len(failing)} failing test(s), e.g. {failing[0]}", **kw)
-    return _console_check(log, tests, cases, result, kw)
+    return _console_check(log, tests, cases, result, kw, junit_teardown_errors(junit))
 
 
-def _console_check(log: str, tests: dict, cases: list[tuple[str, str]], result, kw: dict) -> TestRun:
-    """The console's status lines and summary count against JUnit (after exit code and JUnit agreed)."""
+def _console_check(log: str, tests: dict, cases: list[tuple[str, str]], result, kw: dict,
+                   teardown: set[str] = frozenset()) -> TestRun:
+    """The console's status lines and summary count against JUnit (after exit code and JUnit agreed).
+    ``teardown``: ids JUnit records as a teardown error; their call passed, so the console prints PASSED and
+    ERROR for them and counts them among the passed (JUnit's error stays the outcome: no pass is gained)."""
     counts = kw["counts"]
     # Cross-check the console summary against JUnit: a PASSED line for a test JUnit has failing, or for a
     # test JUnit never saw, is a forgery (or a broken harness) -> error, never a pass.
@@ -208,7 +212,9 @@ def _console_check(log: str, tests: dict, cases: list[tuple[str, str]], result, 
     lines = [(s, _xpass_id(t, tests) if s == "XPASS" else t) for s, t in lines]
     coll = collisions(cases, lines)
     # a PASSED line for an id whose cases JUnit and the console report alike (one passed, one failed) is true
-    contradicted = sorted({t for s, t in lines if s in PASSING and tests.get(t) in FAILING and t not in coll.agreed})
+    torn = {t for t in teardown if tests.get(t) == "ERROR" and ("ERROR", t) in lines and ("PASSED", t) in lines}
+    contradicted = sorted({t for s, t in lines if s in PASSING and tests.get(t) in FAILING
+                           and t not in coll.agreed and t not in torn})
     unknown = sorted({t for s, t in lines if s in PASSING and t not in tests})
     summary_ids = {t for _, t in lines}
     known = summary_ids & set(tests)
@@ -236,6 +242,7 @@ def _console_check(log: str, tests: dict, cases: list[tuple[str, str]], result, 
         claimed = summary.get("passed", 0) + summary.get("xpassed", 0)
         if "SUBFAILED" in log:  # pytest >= 9 counts a test whose subtests failed as passed too
             claimed -= sum(1 for t in subtest_failures(log) if tests.get(t) in FAILING)
+        claimed -= len(torn)  # a passed call whose teardown failed: counted passed by the summary, an error here
         if claimed != junit_passed + coll.extra_passes:
             more = f" (+{coll.extra_passes} on ids shared by several cases)" if coll.extra_passes else ""
             disputed = f"; {len(coll.disputed)} shared id(s) the console reports otherwise, e.g. " \

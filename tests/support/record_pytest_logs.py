@@ -1,4 +1,4 @@
-"""Records the golden pytest logs of ``tests/data/sandbox/collide`` and ``tests/data/sandbox/startup``: tiny
+"""Records the golden pytest logs of ``tests/data/sandbox/collide``, ``teardown_error`` and ``startup``: tiny
 fixture trees run by a real pytest, exactly as a Crucible test run calls it (``sandbox.recipes.test_script``'s
 report flags, JUnit XML, no plugin autoload), stdout and stderr together as a container's log has them.
 
@@ -55,10 +55,31 @@ def test_explicit(x):
     assert x == 1
 '''}
 
+# a test whose call passes and whose fixture then fails in teardown: the console prints PASSED and ERROR for the
+# one id, JUnit one case with an <error> (an honest suite, not a forged summary)
+TEARDOWN_ERROR = {"test_teardown.py": '''import pytest
+
+
+@pytest.fixture
+def resource():
+    yield 1
+    raise RuntimeError("cleanup failed")
+
+
+def test_uses_resource(resource):
+    assert resource == 1
+
+
+def test_plain():
+    assert True
+'''}
+
 # case -> (interpreter option, tree, extra argv)
 CASES = {
     "collide": ("pytest7", COLLIDE, []),
     "collide_mixed": ("pytest7", COLLIDE_MIXED, []),
+    "teardown_error": ("pytest", TEARDOWN_ERROR, []),
+    "teardown_error_pytest7": ("pytest7", TEARDOWN_ERROR, []),
     "startup/unknown_option": ("pytest", OK, ["--frobnicate"]),
     "startup/addopts_xdist": ("pytest", {**OK, "pytest.ini": "[pytest]\naddopts = -n 2\n"}, []),
     "startup/addopts_plugin": ("pytest", {**OK, "pytest.ini": "[pytest]\naddopts = -p xdist\n"}, []),
