@@ -275,11 +275,13 @@ def test_tampered_or_infra_rollouts_earn_nothing_and_train_nothing(grade):
     flt = load_config("swe", []).to_dict()["swe"]["filters"]
     split, reasons = classify(row, flt)
     assert split == "none" and any(r.startswith(grade) for r in reasons)
-    # the same row graded honestly unresolved keeps its partial reward and goes to RL
+    # the same row graded honestly unresolved keeps its partial reward and goes to RL (with the reasons it is
+    # not SFT: unresolved, and this sample row shows no work)
     honest = result(Grade.TESTS_FAILING, "tests_failing", ["a::t"], ["a::u"],
                     counts={"f2p_passed": 0, "p2p_passed": 1})
     assert reward_of(honest) == 0.25
-    assert classify(dict(row, grade="tests_failing", reward=0.25), flt) == ("rl", [])
+    split, reasons = classify(dict(row, grade="tests_failing", reward=0.25), flt)
+    assert split == "rl" and "unresolved" in [r.split(":")[0] for r in reasons]
 
 
 def test_plugins_come_from_the_env_never_from_the_tree(tmp_path):
