@@ -28,6 +28,7 @@ from pipelines.swe.patches import is_harness_path, is_test_path
 REPO_ROOT = "/testbed"
 TEST_RE = re.compile(r"\b(pytest|py\.test|unittest|tox|nox)\b|manage\.py\s+test\b")
 PYTHON_RE = re.compile(r"(^|[\s;&|(])python[0-9.]*(\s|$)")
+PIP_RE = re.compile(r"(^|[\s;&|(])(pip[0-9.]*\s|python[0-9.]*\s+-m\s+pip\b)")
 IN_PLACE_RE = re.compile(r"\b(sed|perl)\b[^|;&]*?\s-\w*i")
 REDIRECT_RE = re.compile(r"(?:^|[^0-9&>])>>?\s*(?!&)([^\s;&|<>]+\.py)\b")
 TEE_RE = re.compile(r"\btee\s+(?:-a\s+)?([^\s;&|<>]+\.py)\b")
@@ -101,6 +102,8 @@ def _bash_kind(cmd: str) -> tuple[str, str | None]:
         return "edit", files[-1] if files else None
     if TEST_RE.search(cmd):
         return "test", None
+    if PIP_RE.search(cmd):  # installing is neither a test nor a reproduction
+        return "other", None
     if PYTHON_RE.search(cmd):
         return "run", None
     try:
@@ -154,8 +157,8 @@ def steps(messages: Sequence[Mapping]) -> list[Step]:
         scratch = kind == "edit" and whole and rel is not None and not is_test_path(rel) and any(
             _runs(str(a.get("command") or ""), p) for n, a, _, k, *_ in raw[i + 1:] if n == "bash" and k in ("run", "test")
             for p in {rel, path})
-        out.append(Step(i, name, args, text, kind, rel, outside, scratch, ok=not text.lstrip().startswith("Error"),
-                        arguments=arguments))
+        ok = not text.lstrip().startswith("Error") and (name != "bash" or exit_code(text) in (0, None))
+        out.append(Step(i, name, args, text, kind, rel, outside, scratch, ok=ok, arguments=arguments))
     return out
 
 

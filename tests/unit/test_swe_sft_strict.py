@@ -210,12 +210,21 @@ def test_gold_rows_stay_reference():
     ("python -m pytest -q tests", "test"), ("tox -e py311", "test"), ("python -c 'import pkg'", "run"),
     ("python repro.py 2>&1 | tail -5", "run"), ("grep -rn add pkg | head -20", "read"),
     ("cd pkg && sed -n '1,40p' core.py", "read"), ("git diff", "read"), ("pip install -e .", "other"),
+    ("python -m pip install attrs", "other"),
     ("sed -i 's/x/y/' pkg/core.py", "edit"), ("perl -pi -e 's/x/y/' pkg/core.py", "edit"),
     ("echo 'x = 1' >> pkg/core.py", "edit"), ("python -m pytest tests > /tmp/log.txt 2>&1", "test"),
 ])
 def test_bash_commands_are_read_as_kinds(command, kind):
     (s,) = steps.steps(T.messages([T.bash(command, "exit code 0\n")]))
     assert s.kind == kind
+
+
+def test_a_failed_install_is_no_reproduction_and_a_failed_sed_no_edit():
+    st = [T.bash("python -m pip install nosuchpkg", "exit code 1\nERROR: No matching distribution"),
+          T.bash("sed -i 's/x/y/' pkg/nope.py", "exit code 2\nsed: can't read pkg/nope.py"), *T.good_steps()[2:]]
+    split, reasons = classify(T.row(st))
+    assert steps.steps(T.messages(st))[1].ok is False  # the sed changed nothing: no edit
+    assert split == "rl" and reasons[0] == "no_reproduction: no test or reproduction run before the first edit"
 
 
 def test_failure_and_setup_failure_are_told_apart():
