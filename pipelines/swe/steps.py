@@ -27,8 +27,8 @@ from pipelines.swe.patches import is_harness_path, is_test_path
 
 REPO_ROOT = "/testbed"
 TEST_RE = re.compile(r"\b(pytest|py\.test|unittest|tox|nox)\b|manage\.py\s+test\b")
-PYTHON_RE = re.compile(r"(^|[\s;&|(])python[0-9.]*(\s|$)")
-PIP_RE = re.compile(r"(^|[\s;&|(])(pip[0-9.]*\s|python[0-9.]*\s+-m\s+pip\b)")
+PYTHON_RE = re.compile(r"(^|[\s;&|(])(\S*/)?python[0-9.]*(\s|$)")
+PIP_RE = re.compile(r"(^|[\s;&|(])(\S*/)?(pip[0-9.]*\s|python[0-9.]*\s+-m\s+pip\b)")
 IN_PLACE_RE = re.compile(r"\b(sed|perl)\b[^|;&]*?\s-\w*i")
 REDIRECT_RE = re.compile(r"(?:^|[^0-9&>])>>?\s*(?!&)([^\s;&|<>]+\.py)\b")
 TEE_RE = re.compile(r"\btee\s+(?:-a\s+)?([^\s;&|<>]+\.py)\b")

@@ -69,3 +69,20 @@ def row(steps=None, *, resolved: bool = True, f2p: tuple[int, int] = (1, 1), pat
 
 def instance(patch: str = GOLD_PATCH) -> dict:
     return dict(samples.swe_instance(0), patch=patch, FAIL_TO_PASS=["tests/test_core.py::test_add"])
+
+
+class ScriptedPolicy:
+    """A policy that makes the given (tool, arguments) calls in order, one per turn, with a short thought
+    (run through pipelines.agent.loop.run_agent and the real swe tools, its trajectory has their exact
+    observation formats)."""
+
+    def __init__(self, script):
+        self.script, self.i = list(script), 0
+
+    def step(self, messages, tools, *, force_final: bool, tools_only: bool = False):
+        from pipelines.agent.loop import Turn
+
+        name, args = self.script[-1] if force_final else self.script[min(self.i, len(self.script) - 1)]
+        self.i += 1
+        call = {"id": f"call_{self.i:03d}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+        return Turn(content=f"Next: {name}.", tool_calls=[call], usage={})

@@ -210,7 +210,7 @@ def test_gold_rows_stay_reference():
     ("python -m pytest -q tests", "test"), ("tox -e py311", "test"), ("python -c 'import pkg'", "run"),
     ("python repro.py 2>&1 | tail -5", "run"), ("grep -rn add pkg | head -20", "read"),
     ("cd pkg && sed -n '1,40p' core.py", "read"), ("git diff", "read"), ("pip install -e .", "other"),
-    ("python -m pip install attrs", "other"),
+    ("python -m pip install attrs", "other"), ("/usr/bin/python3 repro.py", "run"), ("/opt/venv/bin/pip install x", "other"),
     ("sed -i 's/x/y/' pkg/core.py", "edit"), ("perl -pi -e 's/x/y/' pkg/core.py", "edit"),
     ("echo 'x = 1' >> pkg/core.py", "edit"), ("python -m pytest tests > /tmp/log.txt 2>&1", "test"),
 ])
@@ -311,3 +311,37 @@ def test_an_edit_in_place_of_a_file_the_agent_then_runs_is_still_an_edit():
           T.bash(T.TEST_CMD, T.PASSING_RUN), T.SUBMIT]
     assert [s.source_edit for s in steps.steps(T.messages(st))] == [True, False, False, False]
     assert keys(classify(T.row(st))[1]) == ["no_reproduction"]
+
+
+def test_the_real_tools_observations_are_read_right(tmp_path):
+    """Through run_agent and the swe tools on a local repo with a real pytest run: the bash tool's 'exit code N'
+    and pytest's own output, the view and str_replace answers. Reproduce-edit-test is SFT; edit-first is not."""
+    import sys
+
+    from pipelines.agent.loop import run_agent
+    from pipelines.swe.rollout import task_messages
+    from pipelines.swe.tools import LocalWorkspace, init_baseline, make_tools, workspace_diff
+
+    def rollout(script):
+        root = tmp_path / f"repo{len(script)}"
+        (root / "pkg").mkdir(parents=True)
+        (root / "tests").mkdir()
+        (root / "pkg/__init__.py").write_text("")
+        (root / "pkg/core.py").write_text("def add(a, b):\n    return a - b\n")
+        (root / "tests/test_core.py").write_text("from pkg.core import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n")
+        ws = LocalWorkspace(root)
+        init_baseline(ws)
+        res = run_agent(T.ScriptedPolicy(script), make_tools(ws, command_timeout_s=60),
+                        task_messages({"repo": "o/r", "problem_statement": "add(1, 2) is -1"}), max_turns=len(script),
+                        final_tool="submit")
+        return T.row([], messages=res.messages, model_patch=workspace_diff(ws), n_tool_calls=res.n_tool_calls)
+
+    test = ("bash", {"command": f"{sys.executable} -m pytest -q -p no:cacheprovider tests/test_core.py 2>&1 | tail -5"})
+    fix = ("str_replace", {"path": "pkg/core.py", "old_str": "a - b", "new_str": "a + b"})
+    look, submit = ("view", {"path": "pkg/core.py"}), ("submit", {"summary": "add subtracted"})
+    good = rollout([test, look, fix, test, submit])
+    assert "1 failed" in good["messages"][3]["content"] and "1 passed" in good["messages"][9]["content"]
+    assert [s.kind for s in steps.steps(good["messages"])] == ["test", "read", "edit", "test", "submit"]
+    assert classify(good) == ("sft+rl", [])
+    split, reasons = classify(rollout([look, fix, test, submit]))
+    assert split == "rl" and keys(reasons) == ["no_reproduction"]
