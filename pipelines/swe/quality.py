@@ -228,5 +228,8 @@ def assess(inst: Mapping, val: Mapping, trajectories: Iterable[Mapping] = (), re
 def finished(inst, val: Mapping, *, trajectories: Iterable[Mapping] = (), workdir=None):
     """The instance (:class:`~pipelines.swe.records.SWEInstance`) with its quality labels and difficulty: the
     one call both builders of swe_instances rows make before ``row()`` (curate, ``crucible swe validate``)."""
+    from pipelines.swe.records import SWEInstance
+
+    inst = inst if isinstance(inst, SWEInstance) else SWEInstance.from_row(inst)
     read = repo_reader(workdir, inst["repo"], inst["base_commit"])
     return inst.replace(**assess(inst, val, trajectories, read))

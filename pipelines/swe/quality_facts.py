@@ -173,7 +173,7 @@ def statement_symbols(text: str) -> set[str]:
     underscore or an inner capital (each dotted part too)."""
     text = text or ""
     found = set(re.findall(r"`([^`\n]{1,80})`", text))
-    found |= set(re.findall(r"\b([A-Za-z_][\w.]*)\s*\(", text))
+    found |= set(re.findall(r"\b([A-Za-z_][\w.]*)\(", text))  # "x(", never "the value (as documented)"
     found |= set(re.findall(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+\b", text))
     found |= {w for w in WORD.findall(text) if "_" in w.strip("_") or re.search(r"[a-z][A-Z]", w)}
     return {p for s in found for p in WORD.findall(s)}

@@ -380,3 +380,20 @@ def test_a_network_call_in_a_helper_the_test_calls_is_found(monkeypatch):
     # helpers not followed: the test body alone makes no network call, and the defect gets through
     monkeypatch.setattr(quality_facts, "_with_helpers", lambda text, block, name: block)
     assert Q.assess(inst, validation(meta={}))["quality_labels"] == []
+
+
+def test_the_viewer_shows_labels_with_reasons_and_the_band(tmp_path):
+    import urllib.request
+
+    from pipelines.view.server import ViewServer
+
+    out = store(tmp_path, unassessed=True)
+    with ViewServer(out, port=0) as srv:
+        def page(iid):
+            with urllib.request.urlopen(srv.url.rstrip("/") + f"/swe_instances/{iid}", timeout=10) as r:
+                return r.read().decode()
+
+        body = page("demo__repo-1")
+        assert "<code>B1_private_api</code>" in body and "_normalize" in body and "difficulty <b>easy</b>" in body
+        assert "quality labels: none" in page("demo__repo-0")
+        assert "difficulty: not assessed" in page("demo__repo-9") and "quality labels: not assessed" in page("demo__repo-9")
