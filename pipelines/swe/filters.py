@@ -22,6 +22,7 @@ edit or a run)."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
@@ -106,14 +107,28 @@ def _first_edit(st: Sequence[Step]) -> int:
     return next((s.i for s in st if s.source_edit and s.ok), len(st))
 
 
-def f_reproduced(st: Sequence[Step]) -> tuple[bool, str | None]:
-    """Before its first edit of the code, the agent ran the tests or a reproduction and saw it fail."""
+def f_reproduced(st: Sequence[Step], f2p: Sequence[str] | None = None) -> tuple[bool, str | None]:
+    """Before its first edit of the code, the agent ran the tests or a reproduction and saw it fail. With the
+    instance's F2P tests known, a failing test run counts when it ran them (:func:`runs_f2p`)."""
     first = _first_edit(st)
-    if any(s.kind in ("test", "run") and shows_failure(s.obs) for s in st[:first]):
+    if any(shows_failure(s.obs) and (s.kind == "run" or (s.kind == "test" and runs_f2p(s, f2p)))
+           for s in st[:first]):
         return True, None
     runs = sum(s.kind in ("test", "run") for s in st[:first])
     return False, (f"no_reproduction: none of {runs} test/reproduction runs before the first edit showed a failure"
                    if runs else "no_reproduction: no test or reproduction run before the first edit")
+
+
+def runs_f2p(step: Step, f2p: Sequence[str] | None) -> bool:
+    """Did this test run run the failing tests: its command or output names an F2P test (its file or its
+    function), or its command names no test file and no test id (the suite, or a folder)? Unknown F2P: yes."""
+    if not f2p:
+        return True
+    cmd = str(step.args.get("command") or "")
+    names = {p for t in f2p for p in (t.split("::", 1)[0], t.rsplit("::", 1)[-1].split("[", 1)[0]) if p}
+    if any(n in cmd or n in step.obs for n in names):
+        return True
+    return not re.search(r"\.py\b|::|\s-k\s", cmd)
 
 
 def f_source_only(st: Sequence[Step]) -> tuple[bool, str | None]:
@@ -156,11 +171,12 @@ def f_idle_reading(st: Sequence[Step], max_reads: int) -> tuple[bool, str | None
     return (True, None) if worst <= max_reads else (False, f"idle_reading: {worst} reads in a row > {max_reads}")
 
 
-def sft_reasons(row: Mapping, cfg: Mapping) -> list[str]:
+def sft_reasons(row: Mapping, cfg: Mapping, inst: Mapping | None = None) -> list[str]:
     """Every reason a clean model-policy row is not an SFT row ([] = SFT), each check switched by its
-    ``swe.filters`` key."""
+    ``swe.filters`` key (``inst``: the instance, whose F2P tests a reproducing test run must run)."""
     st = steps(row["messages"])
-    checks = [(cfg["sft_require_reproduction"], lambda: f_reproduced(st)),
+    f2p = list((inst or {}).get("FAIL_TO_PASS") or [])
+    checks = [(cfg["sft_require_reproduction"], lambda: f_reproduced(st, f2p)),
               (cfg["sft_source_edits_only"], lambda: f_source_only(st)),
               (cfg["sft_require_test_after_edit"], lambda: f_tested_after(st)),
               (cfg["sft_require_resolved"], lambda: f_resolved(row)),
@@ -196,7 +212,7 @@ def classify(row: Mapping, cfg: Mapping, inst: Mapping | None = None) -> tuple[s
         return (REFERENCE_SPLIT, []) if row.get("resolved") else ("none", reasons)
     if reasons:
         return "none", reasons
-    sft = sft_reasons(row, cfg)
+    sft = sft_reasons(row, cfg, inst)
     if not sft:
         return "sft+rl", []
     return (SEMI_SPLIT if cfg["semi_resolved"] and semi_resolved(row, inst) else "rl"), sft

@@ -66,6 +66,20 @@ def test_no_reproduction_before_the_first_edit_is_not_sft(st, detail):
     assert split == "rl" and keys(reasons) == ["no_reproduction"] and detail in reasons[0]
 
 
+def test_a_failing_run_of_other_tests_reproduces_nothing():
+    """INST's F2P is tests/test_core.py::test_add: a run of another test file that fails (a failure the bug did
+    not cause) is no reproduction; the whole suite, or a run whose output names test_add, is."""
+    other = T.bash("python -m pytest -q tests/test_io.py", "exit code 1\nFAILED tests/test_io.py::test_read\n1 failed")
+    split, reasons = classify(T.row([other, *T.good_steps()[2:]]))
+    assert split == "rl" and reasons == ["no_reproduction: none of 1 test/reproduction runs before the first edit "
+                                         "showed a failure"]
+    assert filters.classify(T.row([other, *T.good_steps()[2:]]), CFG, None) == ("sft+rl", [])  # F2P unknown
+    suite = T.bash("python -m pytest -q 2>&1 | tail -2", "exit code 0\n1 failed, 40 passed in 0.3s")
+    assert classify(T.row([suite, *T.good_steps()[2:]])) == ("sft+rl", [])
+    named = T.bash("python -m pytest -q -k add tests", "exit code 1\nFAILED tests/test_core.py::test_add\n1 failed")
+    assert classify(T.row([named, *T.good_steps()[2:]])) == ("sft+rl", [])
+
+
 def test_without_the_reproduction_check_the_edit_first_row_is_sft():
     assert classify(T.row(EDIT_FIRST), sft_require_reproduction=False) == ("sft+rl", [])
 
