@@ -120,13 +120,15 @@ def _scan_file(pf, defs: Mapping[str, list[tuple[int, int]]], fix: Fix) -> None:
 
 
 def split_test_id(test_id: str) -> tuple[str | None, str]:
-    """(file path or None, function name) of a pytest-style id (``path::Class::name[param]``) or of a
-    unittest-style one (``name (module.Class)``)."""
+    """(file path or None, function name) of a pytest-style id (``path::Class::name[param]``), of a
+    unittest-style one (``name (module.Class)``: the module's path) or of a bare name (sympy's ``test_x``)."""
     if "::" in test_id:
         path, *rest = test_id.split("::")
         return path, re.sub(r"\[.*$", "", rest[-1]) if rest else ""
-    m = re.match(r"(\w+) \(", test_id)
-    return None, m.group(1) if m else re.sub(r"\[.*$", "", test_id)
+    m = re.match(r"(\w+) \(([\w.]+)\.\w+\)", test_id)
+    if m:
+        return m.group(2).replace(".", "/") + ".py", m.group(1)
+    return None, re.sub(r"\[.*$", "", test_id)
 
 
 def def_block(text: str, name: str) -> str | None:
@@ -156,9 +158,11 @@ def test_sources(f2p: Iterable[str], test_patch: str, read: Reader | None) -> di
     out: dict[str, str | None] = {}
     for t in f2p:
         path, name = split_test_id(t)
-        texts = list(new_side.get(path, [])) if name else []
+        # a bare name: any file of the test patch; a unittest module: also under tests/ (Django's layout)
+        paths = [path, f"tests/{path}"] if path else list(new_side)
+        texts = [c for p in paths for c in new_side.get(p, [])] if name else []
         if name and path and read is not None:
-            texts.append(read(path) or "")
+            texts += [read(p) or "" for p in paths]
         out[t] = next((_with_helpers(text, b, name) for text in texts if (b := def_block(text, name))), None)
     return out
 

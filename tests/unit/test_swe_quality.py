@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -16,8 +18,10 @@ from pipelines.store import catalog
 from pipelines.store.commit import ItemResult, commit_items, ensure_layout
 from pipelines.store.records import record_type
 from pipelines.swe import quality as Q
+from pipelines.swe import quality_facts
 from pipelines.swe.quality_select import InstanceFilter, parse_filter
 from pipelines.swe.records import SWEInstance
+from pipelines.view.server import ViewServer
 from tests.support import samples
 
 FIX = """diff --git a/pkg/mod.py b/pkg/mod.py
@@ -105,7 +109,7 @@ def test_the_schema_enum_is_the_defect_enum():
 
 def test_a_clean_instance_carries_no_label():
     out = Q.assess(instance(), validation())
-    assert out["quality_labels"] == []
+    assert out["quality_labels"] == []  # no statement_repro field: no B6 either
     assert out["difficulty"]["f2p_read"] == 1  # its test was read (from the test patch), and passed every check
 
 
@@ -163,10 +167,6 @@ def test_network_from_the_runs_too():
     assert codes(instance(), val) == ["B3_network"]
 
 
-def test_without_the_statement_repro_field_no_b6():
-    assert "B6_statement_not_reproduced" not in codes(instance())
-
-
 def fix_of(files: int, lines_per_file: int) -> str:
     out = []
     for f in range(files):
@@ -202,8 +202,7 @@ def test_the_agent_pass_rate_counts_model_policies_only():
 # ---------------------------------------------------------------- the repo at the base commit
 
 def git(*args, cwd):
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
-                   capture_output=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True, capture_output=True)
 
 
 def test_test_source_from_the_local_mirror_when_the_test_patch_has_none(tmp_path):
@@ -317,8 +316,7 @@ def test_export_filters_on_labels_and_difficulty(tmp_path, capsys):
     def ids(*flags, fmt="verl"):
         dest = tmp_path / f"e{len(list(tmp_path.iterdir()))}.parquet"
         rc, o, err = cli(capsys, "export", "--format", fmt, "--source", "swe", "--out", out, "--dest", str(dest),
-                         "--all-trajectories", *flags) if fmt == "trl" else cli(
-            capsys, "export", "--format", fmt, "--source", "swe", "--out", out, "--dest", str(dest), *flags)
+                         *flags, *(["--all-trajectories"] if fmt == "trl" else []))
         assert rc == 0, err
         t = pq.read_table(dest)
         return sorted(x["id"] for x in t.column("extra_info").to_pylist()) if fmt == "verl" else \
@@ -364,10 +362,6 @@ def test_a_filter_on_browse_is_refused(tmp_path, capsys):
 def test_a_network_call_in_a_helper_the_test_calls_is_found(monkeypatch):
     """The repo's own fixture of a test needing a network (tests/data/swe/toolz_connect_timeout.json): the socket
     call is in a helper of the test file, not in the test's body."""
-    from pathlib import Path
-
-    from pipelines.swe import quality_facts
-
     d = json.loads((Path(__file__).parents[1] / "data" / "swe" / "toolz_connect_timeout.json").read_text())
     fix = "".join(("-" + ln[1:] if ln[0] == "+" else "+" + ln[1:]) if ln[:1] in "+-" and ln[:3] not in ("+++", "---")
                   else ln for ln in d["bug"].splitlines(keepends=True))
@@ -383,17 +377,22 @@ def test_a_network_call_in_a_helper_the_test_calls_is_found(monkeypatch):
 
 
 def test_the_viewer_shows_labels_with_reasons_and_the_band(tmp_path):
-    import urllib.request
-
-    from pipelines.view.server import ViewServer
-
     out = store(tmp_path, unassessed=True)
     with ViewServer(out, port=0) as srv:
         def page(iid):
-            with urllib.request.urlopen(srv.url.rstrip("/") + f"/swe_instances/{iid}", timeout=10) as r:
-                return r.read().decode()
-
+            return urllib.request.urlopen(srv.url.rstrip("/") + f"/swe_instances/{iid}", timeout=10).read().decode()
         body = page("demo__repo-1")
         assert "<code>B1_private_api</code>" in body and "_normalize" in body and "difficulty <b>easy</b>" in body
         assert "quality labels: none" in page("demo__repo-0")
         assert "difficulty: not assessed" in page("demo__repo-9") and "quality labels: not assessed" in page("demo__repo-9")
+
+
+@pytest.mark.parametrize("test_id,path,name", [
+    ("tests/test_mod.py::TestX::test_0[a-b]", "tests/test_mod.py", "test_0"),
+    ("test_0 (test_mod.TestX)", "test_mod.py", "test_0"),  # unittest/Django style: found under tests/ too
+    ("test_0", None, "test_0"),  # sympy style: searched in every file of the test patch
+])
+def test_test_ids_of_each_style_find_their_source(test_id, path, name):
+    assert quality_facts.split_test_id(test_id) == (path, name)
+    assert "pytest.raises" in quality_facts.test_sources([test_id], make_test_patch("    with pytest.raises(ValueError):\n"
+                                                                      "        parse(None)"), None)[test_id]
