@@ -341,3 +341,16 @@ def test_empty_parse_input_switched_off_prints_an_empty_parse(tmp_path, capsys, 
     monkeypatch.setattr(parse_cmd, "checked", lambda value, where, field: value)
     assert main(["parse", path]) == 0
     assert '"final_answer": null' in capsys.readouterr().out
+
+
+def test_prompt_files_are_read_under_the_yaml_limits(tmp_path, monkeypatch):
+    from pipelines.llm.prompts import PromptError, load_prompt
+
+    (tmp_path / "p.yaml").write_text("id: p\nversion: 1\nuser: hi\n" + BOMB)
+    with pytest.raises(PromptError, match=r"p.yaml: YAML aliases \(\*name\) expand to 490,329,036 extra nodes"):
+        load_prompt("p", tmp_path)
+    (tmp_path / "q.yaml").write_text("id: q\nversion: 1\nuser: hi\nuser: bye\n")
+    with pytest.raises(PromptError, match="q.yaml: line 4: key 'user' appears twice"):
+        load_prompt("q", tmp_path)
+    monkeypatch.setattr(textio, "_yaml_loader", lambda: __import__("yaml").SafeLoader)  # switched off
+    assert load_prompt("q", tmp_path).user == "bye"  # the first user message dropped without a word
