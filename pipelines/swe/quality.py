@@ -24,6 +24,7 @@ from pipelines.swe.quality_facts import (
     Reader,
     parse_fix,
     repo_reader,
+    split_test_id,
     statement_symbols,
     test_sources,
 )
@@ -131,7 +132,11 @@ def b3_network(f: Facts) -> str | None:
 
 
 def b4_flaky(f: Facts) -> str | None:
-    flaky = list(f.val.get("flaky_tests") or [])
+    """Flaky tests of the instance's own test files (``meta.selection``: an injected bug's row lists the whole
+    clean suite's flaky tests; only those of the files its runs selected were removed from its labels)."""
+    sel = [s.rstrip("/") for s in (f.val.get("meta") or {}).get("selection") or []]
+    flaky = [t for t in f.val.get("flaky_tests") or []
+             if not sel or any((p := split_test_id(t)[0] or "") == s or p.startswith(s + "/") for s in sel)]
     return (f"{len(flaky)} test(s) flipped between reruns and were removed from the labels, e.g. {flaky[0]}"
             if flaky else None)
 

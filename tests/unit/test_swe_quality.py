@@ -101,6 +101,11 @@ CRAFTED = {
 }
 
 
+SEEN = {Q.Defect.PRIVATE_API: "_normalize", Q.Defect.UNNAMED_NEW_API: "parse_strict", Q.Defect.NETWORK: "requests.get",
+        Q.Defect.FLAKY: "1 test(s)", Q.Defect.EXCEPTION_ONLY: "no match=", Q.Defect.STATEMENT_NOT_REPRODUCED:
+        "no error in before", Q.Defect.BROAD_F2P: "21 F2P", Q.Defect.PATCH_EDITS_TESTS: "tests/test_mod.py"}
+
+
 def test_the_schema_enum_is_the_defect_enum():
     item = record_type("swe_instances").schema["properties"]["quality_labels"]["items"]
     assert item["properties"]["code"]["enum"] == [d.value for d in Q.Defect]
@@ -118,7 +123,7 @@ def test_each_label_fires_on_its_crafted_instance_with_a_reason(code):
     inst, val = CRAFTED[code]
     labels = Q.assess(inst, val)["quality_labels"]
     assert [x["code"] for x in labels] == [code.value], labels
-    assert len(labels[0]["reason"]) > 20
+    assert SEEN[code] in labels[0]["reason"]  # the reason says what was seen
     row = SWEInstance.from_row({k: v for k, v in inst.items() if k != "statement_repro"}).replace(
         **Q.assess(inst, val)).row("r")
     assert record_type("swe_instances").errors(row) == []  # the stored row is valid
@@ -132,14 +137,6 @@ def test_with_a_check_switched_off_its_defect_gets_through_to_the_export(code, m
     monkeypatch.setitem(Q.CHECKS, code, lambda f: None)
     out = Q.assess(inst, val)
     assert out["quality_labels"] == [] and flt.keeps(out)  # the defect is now in the export
-
-
-def test_label_reasons_say_what_was_seen():
-    by = {c: Q.assess(*CRAFTED[c])["quality_labels"][0]["reason"] for c in Q.Defect}
-    assert "_normalize" in by[Q.Defect.PRIVATE_API] and "parse_strict" in by[Q.Defect.UNNAMED_NEW_API]
-    assert "requests.get" in by[Q.Defect.NETWORK] and "1 test(s)" in by[Q.Defect.FLAKY]
-    assert "no error in before" in by[Q.Defect.STATEMENT_NOT_REPRODUCED]
-    assert "tests/test_mod.py" in by[Q.Defect.PATCH_EDITS_TESTS] and "21 F2P" in by[Q.Defect.BROAD_F2P]
 
 
 @pytest.mark.parametrize("inst,val", [
@@ -188,18 +185,14 @@ def test_difficulty_orders_crafted_fixes():
 
 
 def test_the_agent_pass_rate_counts_model_policies_only():
-    inst = instance(fix_of(2, 10), statement="`m1` gives wrong values")
-    trajs = [{"policy": "gold", "resolved": True}, {"policy": "llm", "resolved": False},
-             {"policy": "llm", "resolved": False}]
-    solved = Q.assess(inst, validation(), [{"policy": "gold", "resolved": True}, {"policy": "llm", "resolved": True}])
-    unsolved = Q.assess(inst, validation(), trajs)
-    none = Q.assess(inst, validation(), [{"policy": "gold", "resolved": True}])
+    inst, gold = instance(fix_of(2, 10), statement="`m1` gives wrong values"), {"policy": "gold", "resolved": True}
+    solved = Q.assess(inst, validation(), [gold, {"policy": "llm", "resolved": True}])
+    unsolved, none = Q.assess(inst, validation(), [gold] + [{"policy": "llm", "resolved": False}] * 2), \
+        Q.assess(inst, validation(), [gold])
     assert (solved["difficulty"]["pass_rate"], unsolved["difficulty"]["pass_rate"]) == (1.0, 0.0)
     assert none["difficulty"]["pass_rate"] is None and none["difficulty"]["agent_runs"] == 0
     assert solved["difficulty"]["score"] < none["difficulty"]["score"] < unsolved["difficulty"]["score"]
 
-
-# ---------------------------------------------------------------- the repo at the base commit
 
 def git(*args, cwd):
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True, capture_output=True)
@@ -234,8 +227,6 @@ def test_test_source_from_the_local_mirror_when_the_test_patch_has_none(tmp_path
     assert Q.repo_reader(wd, "pypi/demo", "0" * 40) is None  # a commit no local git has
 
 
-# ---------------------------------------------------------------- where rows are finished
-
 def test_curate_writes_labels_and_difficulty_on_every_instance(monkeypatch):
     from pipelines.swe import curate
 
@@ -267,8 +258,6 @@ def test_swe_validate_writes_them_too():
     row = item.rows["swe_instances"][0]
     assert [x["code"] for x in row["quality_labels"]] == ["B4_flaky"] and row["difficulty"]["band"] in Q.BANDS
 
-
-# ---------------------------------------------------------------- stats and export
 
 def store(tmp_path, *, unassessed: bool = False) -> str:
     """Three instances: a clean easy one, a B1-labelled one, a B3+B4 hard one (and one never assessed)."""
@@ -396,3 +385,12 @@ def test_test_ids_of_each_style_find_their_source(test_id, path, name):
     assert quality_facts.split_test_id(test_id) == (path, name)
     assert "pytest.raises" in quality_facts.test_sources([test_id], make_test_patch("    with pytest.raises(ValueError):\n"
                                                                       "        parse(None)"), None)[test_id]
+
+
+def test_flaky_tests_of_other_files_are_not_this_instances():
+    """An injected bug's row lists the whole clean suite's flaky tests; only its selected files' count."""
+    val = validation(flaky_tests=["tests/test_other.py::test_slow"])
+    val["meta"]["selection"] = ["tests/test_mod.py"]
+    assert codes(instance(), val) == []
+    val["meta"]["selection"] = ["tests"]
+    assert codes(instance(), val) == ["B4_flaky"]
