@@ -128,20 +128,22 @@ def _ingest(args) -> int:
     from pipelines.browse.kg.build import cache_root
     from pipelines.browse.kg.cards import load_cards
     from pipelines.browse.kg.ingest import IngestInputs, check_inputs, ingest, input_key
-    from pipelines.browse.kg.wikidata import load_mapping
+    from pipelines.browse.kg.wikidata import check_cards, load_mapping
     from pipelines.config import load_config
 
     cfg = load_config(args.config, list(args.overrides))
     inputs = IngestInputs(tuple(args.wikidata), tuple(args.wikipedia))
     check_inputs(inputs)
     mapping = load_mapping(args.mapping, args.source_version)
+    cards = load_cards(args.cards)
+    check_cards(mapping, cards)  # also before a reuse: a card removed since then refuses the mapping
     key = input_key(inputs, mapping)
     out = Path(args.out) if args.out else cache_root() / "kg" / f"ingest-{key}"
     man_path = out / "manifest.json"
     if man_path.exists() and not args.force and json.loads(man_path.read_text()).get("key") == key:
         print(f"ingest: {out} (reused; --force to ingest again)")
         return _print_ingest(out, json.loads(man_path.read_text()))
-    man = ingest(inputs, mapping, load_cards(args.cards), out, dict(cfg.run), args.memory_limit,
+    man = ingest(inputs, mapping, cards, out, dict(cfg.run), args.memory_limit,
                  progress=lambda m: print(m, file=sys.stderr))
     print(f"ingest: {out} in {man['seconds']:.1f} s")
     return _print_ingest(out, man)

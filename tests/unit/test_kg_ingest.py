@@ -109,7 +109,7 @@ def test_unit_not_in_the_mapping_is_a_problem_not_a_wrong_number():
                                              "P2044": [D.quantity(100, "Q828224")]})  # kilometre
     p = W.parse_entity_line(json.dumps(e), _mapping())
     assert "elevation_ft" not in json.loads(p.entity["attributes"])
-    assert p.problems == [("claims/P2044", "unit Q828224 is not one of the mapping's units (Q11573, Q3710)")]
+    assert p.problems == [("claims/P2044/0", "unit Q828224 is not one of the mapping's units (Q11573, Q3710)")]
 
 
 def test_deprecated_claim_skipped_and_preferred_wins():
@@ -145,7 +145,7 @@ def test_bad_lines_are_problems_never_exceptions(line, path, reason):
 def test_claim_of_unexpected_shape_is_a_problem_and_the_entity_stays():
     p = W.parse_entity_line(D.bad_lines()[3], _mapping())
     assert p.entity["id"] == "wikidata/Q457"
-    assert [x[0] for x in p.problems] == ["claims/P1082/0", "claims/P36"]
+    assert [x[0] for x in p.problems] == ["claims/P1082/0", "claims/P36/0"]
     assert "mainsnak" in p.problems[0][1] and "expected an item" in p.problems[1][1]
 
 
@@ -189,7 +189,7 @@ def test_bad_lines_become_failure_rows_naming_file_and_line(tmp_path):
     fails = _rows(out / "failures" / "failures.parquet")
     assert man["failures"] == len(fails) == 5
     at = sorted((f["item_key"], f["path"] or "") for f in fails)
-    assert at == [(f"{DUMP}:10", "claims/P1082/0"), (f"{DUMP}:10", "claims/P36"), (f"{DUMP}:7", ""),
+    assert at == [(f"{DUMP}:10", "claims/P1082/0"), (f"{DUMP}:10", "claims/P36/0"), (f"{DUMP}:7", ""),
                   (f"{DUMP}:8", ""), (f"{DUMP}:9", "id")]
     by_line = {f["item_key"]: f for f in fails}
     assert by_line[f"{DUMP}:7"]["reason"].startswith(f"{DUMP}:7: not JSON")
@@ -224,6 +224,7 @@ def test_objects_never_ingested_break_the_graph_with_the_filter_off(tmp_path, mo
 def test_duplicate_entities_keep_the_first_and_become_failures(tmp_path):
     out, man = _run(tmp_path, [DUMP, DUMP_GZ])
     assert man["entities"] == 9 and man["duplicate_entities"] == 8
+    assert man["triples"] == 14 and man["triples_dropped_duplicate_entity"] == 14  # the gzip copy's triples
     dup = [f for f in _rows(out / "failures" / "failures.parquet") if "duplicate entity id" in f["reason"]]
     assert len(dup) == 8 and all(f["item_key"].startswith(DUMP_GZ + ":") for f in dup)
     assert f"the first, at {DUMP}:2, is kept" in next(f["reason"] for f in dup if "Q142" in f["reason"])
@@ -283,3 +284,38 @@ def test_cli_ingest_and_reuse(tmp_path, capsys):
     assert "9 entities" in first and "search.kg.extra" in first and "3 pages" in first
     assert main(args) == 0
     assert "reused" in capsys.readouterr().out
+
+
+def test_bz2_dump_is_read_like_the_plain_one(tmp_path):
+    import bz2
+
+    path = tmp_path / "dump.json.bz2"
+    path.write_bytes(bz2.compress(Path(DUMP).read_bytes()))
+    out, man = _run(tmp_path, [str(path)])
+    assert {e["record_id"] for e in _rows(out / "entities.parquet")} == KEPT
+    assert sorted(f["item_key"] for f in _rows(out / "failures" / "failures.parquet"))[-1] == f"{path}:9"
+
+
+def test_a_fifo_is_refused_by_name_before_the_job_starts(tmp_path):
+    import os
+
+    fifo = tmp_path / "dump.json"
+    os.mkfifo(fifo)
+    with pytest.raises(GraphError, match="dump.json"):
+        _run(tmp_path, [str(fifo)])
+
+
+def test_a_second_ingest_into_the_same_dir_leaves_no_stale_outputs(tmp_path):
+    out, _ = _run(tmp_path, [DUMP])
+    assert (out / "entities.parquet").exists()
+    out, man = _run(tmp_path, wikipedia=[PAGES_PQ])
+    assert not (out / "entities.parquet").exists() and not (out / "triples.parquet").exists()
+    assert "entities" not in man and man["pages"] == 3
+
+
+def test_a_path_with_a_quote_and_a_bad_memory_limit(tmp_path):
+    quoted = tmp_path / "it's here"
+    out, man = _run(quoted, [DUMP])
+    assert man["entities"] == 9 and (out / "entities.parquet").exists()
+    with pytest.raises(GraphError, match="give a size such as 512MB"):
+        ingest(IngestInputs((DUMP,)), _mapping(), load_cards(), tmp_path / "o", RUN, "1GB'; SELECT 1; --")

@@ -16,13 +16,23 @@ from pipelines.browse.kg.model import ENTITY_FIELDS, TRIPLE_FIELDS
 
 PAGE_FIELDS = ("url", "title", "text", "type", "entity_id")
 # The two joins of the finalize step (module constants so that a test can switch each off):
-FIRST_ONLY = "ANTI JOIN {dups} d USING (_file, _line)"  # rows after the first of an id/url
+FIRST_ONLY = "ANTI JOIN {dups} d USING (_file, _line)"  # rows of a line after the first with its id/url
 OBJECT_INGESTED = "SEMI JOIN (SELECT id FROM {ents}) e ON t.object = e.id"  # triples into ingested entities
 
 
+def _lit(text: str | Path) -> str:
+    """A SQL string literal (a path with a quote in it stays one string)."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
 def _files(stage: Path, name: str) -> str | None:
-    found = sorted(glob.glob(str(stage / f"{name}-*.parquet")))
-    return f"read_parquet({found!r})" if found else None
+    found = sorted(glob.glob(glob.escape(str(stage)) + f"/{name}-*.parquet"))
+    return f"read_parquet([{', '.join(map(_lit, found))}])" if found else None
+
+
+def _one(con, sql: str) -> int:
+    """The single number a query returns (fetched to the end: DuckDB keeps a partly read result open)."""
+    return int(con.execute(sql).fetchall()[0][0])
 
 
 def _copy(con, select: str, dest: Path, fmt: str) -> int:
@@ -30,7 +40,7 @@ def _copy(con, select: str, dest: Path, fmt: str) -> int:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")
     opts = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT json"
-    n = con.execute(f"COPY ({select}) TO '{tmp}' ({opts})").fetchone()[0]
+    n = _one(con, f"COPY ({select}) TO {_lit(tmp)} ({opts})")
     os.replace(tmp, dest)
     return int(n)
 
@@ -64,12 +74,16 @@ def _graph(con, stage: Path, out: Path, run_id: str) -> tuple[dict, list[dict]]:
     cols = ", ".join(f'e."{c}"' for c in ENTITY_FIELDS)
     n_e = _copy(con, f"SELECT {cols} FROM {ents} e {FIRST_ONLY.format(dups='dup_entities')}",
                 out / "entities.parquet", "parquet")
-    total = con.execute(f"SELECT count(*) FROM {tris}").fetchone()[0]
+    total = _one(con, f"SELECT count(*) FROM {tris}")
     tcols = ", ".join(f't."{c}"' for c in TRIPLE_FIELDS)
-    n_t = _copy(con, f"SELECT DISTINCT {tcols} FROM {tris} t {OBJECT_INGESTED.format(ents=ents)}",
+    n_t = _copy(con, f"SELECT {tcols} FROM {tris} t {FIRST_ONLY.format(dups='dup_entities')} "
+                f"{OBJECT_INGESTED.format(ents=ents)}",
                 out / "triples.parquet", "parquet")
-    info = {"entities": n_e, "triples": n_t, "triples_parsed": int(total),
-            "triples_dropped_object_not_ingested": int(total) - n_t, "duplicate_entities": len(dups)}
+    of_dups = _one(con, f"SELECT count(*) FROM {tris} t SEMI JOIN dup_entities d USING (_file, _line)")
+    of_dups = of_dups if FIRST_ONLY else 0  # (switched off in a test: those triples are kept)
+    info = {"entities": n_e, "triples": n_t, "triples_parsed": total, "duplicate_entities": len(dups),
+            "triples_dropped_duplicate_entity": of_dups,
+            "triples_dropped_object_not_ingested": total - n_t - of_dups}
     return info, _duplicate_failures(dups, "entity id", "wikidata", "kg_entities", run_id)
 
 
@@ -94,8 +108,8 @@ def finalize(stage: Path, out: Path, run_id: str, memory_limit: str) -> dict:
     (stage / "duckdb_tmp").mkdir(exist_ok=True)
     con = duckdb.connect()
     try:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
-        con.execute(f"SET temp_directory = '{stage / 'duckdb_tmp'}'")
+        con.execute(f"SET memory_limit = {_lit(memory_limit)}")
+        con.execute(f"SET temp_directory = {_lit(stage / 'duckdb_tmp')}")
         con.execute("SET preserve_insertion_order = false")
         con.execute(f"SET threads = {min(4, os.cpu_count() or 1)}")
         g, f1 = _graph(con, stage, out, run_id)

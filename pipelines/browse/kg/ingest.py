@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -40,11 +41,17 @@ INGEST_CODE_VERSION = "ingest-1"
 PIPELINE = "kg_ingest"
 ROW_GROUP_BYTES = 8 * 2**20  # per-shard Parquet buffer: bounds the writer's memory
 PAGE_FIELDS = ("url", "title", "text", "type", "entity_id")
+MEMORY_LIMIT = re.compile(r"^[1-9][0-9]*(\.[0-9]+)?\s*([KMGT]i?B)$")
+OUTPUTS = ("entities.parquet", "triples.parquet", "failures/failures.parquet", "corpus/pages.jsonl")
 _AT = [pa.field("_file", pa.string()), pa.field("_line", pa.int64())]
 
 
 def entity_stage_schema() -> pa.Schema:
     return pa.schema(list(arrow_schema("kg_entity")) + _AT)
+
+
+def triple_stage_schema() -> pa.Schema:
+    return pa.schema(list(arrow_schema("kg_triple")) + _AT)
 
 
 def page_stage_schema() -> pa.Schema:
@@ -117,7 +124,7 @@ class ParseWikidata(beam.DoFn):
             yield {**p.entity, "_file": file, "_line": line}
         for t in p.triples:
             self.n["triples"].inc()
-            yield beam.pvalue.TaggedOutput("triples", t)
+            yield beam.pvalue.TaggedOutput("triples", {**t, "_file": file, "_line": line})
         payload = (text or raw.decode("utf-8", "replace")).rstrip("\r\n")[:2000] if p.problems else None
         for path, reason in p.problems:
             self.n["failures"].inc()
@@ -171,7 +178,7 @@ class IngestInputs:
 def build_pipeline(p: beam.Pipeline, inputs: IngestInputs, mapping: W.Mapping, stage: str, run_id: str) -> None:
     """The Beam graph: read -> parse -> Parquet shards under ``stage`` (entities-, triples-, pages-,
     failures-*.parquet)."""
-    schemas = {"entities": entity_stage_schema(), "triples": arrow_schema("kg_triple"),
+    schemas = {"entities": entity_stage_schema(), "triples": triple_stage_schema(),
                "pages": page_stage_schema()}
     fails = []
     for i, path in enumerate(inputs.wikidata):
@@ -230,12 +237,16 @@ def ingest(inputs: IngestInputs, mapping: W.Mapping, cards, out_dir: str | os.Pa
 
     check_inputs(inputs)
     W.check_cards(mapping, cards)
+    if not MEMORY_LIMIT.match(memory_limit):
+        raise GraphError(f"memory limit {memory_limit!r}: give a size such as 512MB or 2GB")
     out = Path(out_dir)
     key = input_key(inputs, mapping)
     run_id = f"kg-ingest-{key[:8]}"
     stage = out / f".ingest-{run_id}"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
+    for name in ("manifest.json", *OUTPUTS):  # the manifest first: a half-rewritten dir is never complete
+        (out / name).unlink(missing_ok=True)
     t0 = time.time()
     progress(f"kg ingest: Beam job over {len(inputs.wikidata)} Wikidata and {len(inputs.wikipedia)} Wikipedia file(s)")
     with beam.Pipeline(options=pipeline_options(run)) as p:

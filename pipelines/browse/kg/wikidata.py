@@ -117,7 +117,7 @@ def _pick(mapping: Mapping, by_lang: object) -> str | None:
     return None
 
 
-def _snak_value(pid: str, i: int, claim: object) -> tuple[str, object, object]:
+def _snak_value(claim: object) -> tuple[str, object, object]:
     """(rank, datavalue type, value) of a well-shaped claim; raises ValueError naming what is wrong.
     A claim without a value (snaktype somevalue/novalue) gives type None."""
     if not isinstance(claim, dict) or not isinstance(claim.get("mainsnak"), dict):
@@ -134,25 +134,25 @@ def _snak_value(pid: str, i: int, claim: object) -> tuple[str, object, object]:
     return rank, dv["type"], dv["value"]
 
 
-def _kept_claims(mapping: Mapping, pid: str, claims: object, problems: list) -> list[tuple[str, object]]:
-    """(datavalue type, value) of the claims of ``pid`` that count, after the rank filter."""
+def _kept_claims(mapping: Mapping, pid: str, claims: object, problems: list) -> list[tuple[str, str, object]]:
+    """(path, datavalue type, value) of the claims of ``pid`` that count, after the rank filter."""
     if not isinstance(claims, list):
         problems.append((f"claims/{pid}", "a property's claims must be a list"))
         return []
-    ok: list[tuple[str, str, object]] = []
+    ok: list[tuple[str, str, str, object]] = []
     for i, c in enumerate(claims):
         try:
-            rank, typ, value = _snak_value(pid, i, c)
+            rank, typ, value = _snak_value(c)
         except ValueError as exc:
             problems.append((f"claims/{pid}/{i}", str(exc)))
             continue
         if typ is not None:
-            ok.append((rank, typ, value))
+            ok.append((rank, f"claims/{pid}/{i}", typ, value))
     if mapping.rank_filter:
         ok = [x for x in ok if x[0] != "deprecated"]
         if any(x[0] == "preferred" for x in ok):
             ok = [x for x in ok if x[0] == "preferred"]
-    return [(t, v) for _, t, v in ok]
+    return [(path, t, v) for _, path, t, v in ok]
 
 
 def _item_id(typ: str, value: object) -> str:
@@ -237,11 +237,11 @@ def parse_entity_line(line: str, mapping: Mapping) -> Parsed:
         return Parsed(problems=[("claims", "claims must be an object (property -> list of claims)")])
     out = Parsed()
     classes = []
-    for typ, v in _kept_claims(mapping, "P31", claims.get("P31", []), out.problems):
+    for path, typ, v in _kept_claims(mapping, "P31", claims.get("P31", []), out.problems):
         try:
             classes.append(_item_id(typ, v))
         except ValueError as exc:
-            out.problems.append(("claims/P31", str(exc)))
+            out.problems.append((path, str(exc)))
     etype = _entity_type(mapping, classes)
     if etype is None:
         out.skipped = "untyped"
@@ -272,12 +272,12 @@ def _entity_row(mapping: Mapping, ent: dict, eid: str, etype: str, name: str, cl
                 problems: list) -> dict:
     attrs: dict = {}
     for pid, spec in mapping.attributes.items():
-        for typ, v in _kept_claims(mapping, pid, claims.get(pid, []), problems):
+        for path, typ, v in _kept_claims(mapping, pid, claims.get(pid, []), problems):
             try:
                 attrs.update(_attribute(spec, typ, v))
                 break  # the first kept claim wins
             except ValueError as exc:
-                problems.append((f"claims/{pid}", str(exc)))
+                problems.append((path, str(exc)))
     aliases = _aliases(mapping, ent, name)
     return {
         "id": eid, "type": etype, "name": name, "aliases": aliases,
@@ -289,15 +289,17 @@ def _entity_row(mapping: Mapping, ent: dict, eid: str, etype: str, name: str, cl
 
 
 def _triples(mapping: Mapping, eid: str, claims: dict, problems: list) -> list[dict]:
-    out = []
+    out: list[dict] = []
+    seen: set[tuple[str, str]] = set()
     for pid, rel in mapping.relations.items():
-        for typ, v in _kept_claims(mapping, pid, claims.get(pid, []), problems):
+        for path, typ, v in _kept_claims(mapping, pid, claims.get(pid, []), problems):
             try:
                 obj = mapping.id_prefix + _item_id(typ, v)
             except ValueError as exc:
-                problems.append((f"claims/{pid}", str(exc)))
+                problems.append((path, str(exc)))
                 continue
-            if obj != eid:
+            if obj != eid and (rel, obj) not in seen:  # one triple per (relation, object) of this entity
+                seen.add((rel, obj))
                 out.append({"subject": eid, "relation": rel, "object": obj,
                             "attributes": json.dumps({"property": pid}), "source": mapping.source,
                             "source_version": mapping.source_version, "record_id": eid.removeprefix(
