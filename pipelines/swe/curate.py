@@ -35,21 +35,19 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
     rollouts, ``llm_statement``: an LLM statement, within their ``llm_max_instances`` caps)."""
     from pipelines.swe.filters import classify, reason_key
     from pipelines.swe.quality import finished
-    from pipelines.swe.records import SWEInstance
     from pipelines.swe.rollout import run_rollout
-    from pipelines.swe.statements import write_statement
+    from pipelines.swe.statements import statement_for
 
     swe = cfg["swe"]
     ro, flt = swe["rollouts"], swe["filters"]
     res = ItemResult(inst["instance_id"])
-    st = write_statement(inst, client if swe["statements"]["use_llm"] and llm_statement else None, prompt,
-                         attempts=int(swe["statements"]["attempts"]))
-    inst = SWEInstance.from_row(inst).replace(
-        problem_statement=st["problem_statement"], statement_origin=st["statement_origin"],
-        statement_prompt_version=st["statement_prompt_version"])
-    if st["reason"] not in (None, "no_llm") and st["statement_origin"] == "template":  # no_llm: as configured
-        res.add("failures", failure(PIPELINE, Stage.STATEMENT, FailureKind.FILTERED,
-                                    f"statement_fallback: {st['reason']}", run_id, inst["instance_id"]))
+    inst, st_fails, dropped = statement_for(ctx, inst, swe["statements"], client if swe["statements"]["use_llm"]
+                                            and llm_statement else None, prompt, run_id=run_id, pipeline=PIPELINE)
+    for f in st_fails:
+        res.add("failures", f)
+    if dropped:  # a statement that does not reproduce is not kept (nor replaced by one that says less)
+        return res.add("swe_validations", dict(val, status=Status.INVALID.value, failure_kind=FailureKind.FILTERED.value,
+                                               failed_at=Step.STATEMENT.value, reason=dropped[:2000]))
     trajs = []
     common = dict(max_turns=int(ro["max_turns"]), max_total_tokens=int(ro["max_total_tokens"]),
                   command_timeout_s=int(ro["command_timeout_s"]),

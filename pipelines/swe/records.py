@@ -50,6 +50,7 @@ class Step(str, Enum):
     RUN = "run"  # a before/after (or bug) run
     LABELS = "labels"  # ran, but no usable F2P
     GOLD_CHECK = "gold_check"  # the reference patch does not resolve through the rollout harness
+    STATEMENT = "statement"  # no problem statement reproduces the failure (pipelines.swe.statement_repro)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class SWEInstance(Mapping):
     meta: dict | None = None
     quality_labels: list[dict] | None = None  # pipelines.swe.quality.finished sets both before row()
     difficulty: dict | None = None
+    statement_repro: dict | None = None  # pipelines.swe.statement_repro: the statement's reproduction, before/after
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:

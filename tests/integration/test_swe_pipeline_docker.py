@@ -2,6 +2,7 @@
 the model (the embedded model run is `make swe-curate`)."""
 
 import json
+import re
 
 import pytest
 
@@ -16,8 +17,11 @@ def responder(body):
         step = ({"thought": "look", "tool": "view", "arguments": {"path": "toolz/itertoolz.py"}} if seen == 0 else
                 {"thought": "done", "tool": "submit", "arguments": {"summary": "nothing changed"}})
         return Reply(content=json.dumps(step))
-    return Reply(content="When I call this helper on an ordinary list, the result is wrong: I get fewer items "
-                         "than the documentation promises.")
+    # the statement: the observed runs the prompt gives, said back (a statement that contradicts them is refused)
+    user = body["messages"][-1]["content"]
+    got, want = (re.search(rf"{cue}: it (.*)", user).group(1) for cue in ("What happened", "What should happen"))
+    return Reply(content=f"When I call this helper on an ordinary list it {got}, but I expected that it {want}, "
+                         "as the documentation promises.")
 
 
 def test_swe_curate_writes_instances_validations_trajectories_and_drop_reasons(tmp_path):

@@ -35,7 +35,15 @@ def fake_rollouts(monkeypatch):
                     run_id=run_id, meta={"dropped_files": []})
 
     monkeypatch.setattr("pipelines.swe.rollout.run_rollout", fake)
+    # the statement's reproduction runs in containers: here it is the recorded take_nth failure
+    monkeypatch.setattr("pipelines.swe.statement_repro.ground", lambda ctx, inst, scfg: samples_grounding())
     return calls, gold_fails
+
+
+def samples_grounding():
+    from tests.support.local_repro import grounding
+
+    return grounding()
 
 
 def curate(inst, val, cfg, *, client=object()):
@@ -52,8 +60,9 @@ def test_gold_unresolved_rejects_the_instance_and_runs_no_llm_rollout(fake_rollo
     splits = {t["policy"] + str(t["sample_index"]): t["split"] for t in good.rows["swe_trajectories"]}
     # the gold replay is a plumbing check of rollouts and grading, in a split of its own: never SFT or RL
     assert splits == {"gold0": "reference", "llm0": "rl", "llm1": "rl"}
-    assert good.rows["swe_instances"][0]["statement_origin"] == "template"
-    assert "failures" not in good.rows  # a template by configuration (use_llm false) is no fallback to report
+    assert good.rows["swe_instances"][0]["statement_origin"] == "observed"
+    assert good.rows["swe_instances"][0]["statement_repro"]["reproduced"] is True
+    assert "failures" not in good.rows  # no LLM by configuration (use_llm false): nothing refused to report
 
     calls.clear()
     gold_fails.add("demo__repo-2")
@@ -128,13 +137,13 @@ class ScriptedLLM:
         from types import SimpleNamespace
 
         self.calls += 1
-        return SimpleNamespace(text="Calling the helper with an empty mapping returns a stale value instead of "
-                                    "the documented default; I expected the default back.", error=None)
+        return SimpleNamespace(text="Calling take_nth(2, [10, 20, 30, 40, 50]) returns [20, 40] where I "
+                                    "expected [10, 30, 50], every second item from the first.", error=None)
 
 
 def test_llm_statements_and_rollouts_stop_at_their_caps(fake_rollouts):
-    """statements.llm_max_instances: the first N curated instances get an LLM statement, the rest the template
-    (no fallback failure row: as configured); rollouts.llm_max_instances caps LLM rollouts the same way."""
+    """statements.llm_max_instances: the first N curated instances get an LLM statement, the rest the one written
+    from the reproduction (no failure row: as configured); rollouts.llm_max_instances caps LLM rollouts the same way."""
     import logging
 
     from pipelines.llm import load_prompt
@@ -149,7 +158,7 @@ def test_llm_statements_and_rollouts_stop_at_their_caps(fake_rollouts):
     dofn.progress = Progress("t", None, 60.0, logging.getLogger("t"))
     out = [next(iter(dofn.process((instance(i), validation(i))))) for i in (1, 2, 3, 4)]
     origins = [r.rows["swe_instances"][0]["statement_origin"] for r in out]
-    assert origins == ["llm", "llm", "template", "template"] and llm.calls == 2
+    assert origins == ["llm", "llm", "observed", "observed"] and llm.calls == 2
     assert not any("failures" in r.rows for r in out)
     assert [c[1] for c in calls].count("llm") == 1  # one LLM rollout: the first instance only
     assert load_config("swe", []).to_dict()["swe"]["statements"]["llm_max_instances"] == 4  # configs/swe.yaml

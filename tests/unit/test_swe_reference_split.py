@@ -56,6 +56,9 @@ def fake_rollouts(monkeypatch):
                     reward=1.0 if ok else 0.25, grade_reason=None if ok else "f2p failed: 0/1")
 
     monkeypatch.setattr("pipelines.swe.rollout.run_rollout", fake)
+    from tests.support.local_repro import patch_grounding
+
+    patch_grounding(monkeypatch)  # the statement's reproduction (containers) stands recorded
 
 
 def curated_store(tmp_path, old_gold: bool = False) -> str:

@@ -262,6 +262,9 @@ def test_curation_passes_the_instance_so_a_close_row_is_semi(monkeypatch):
         return T.row(resolved=False, f2p=(1, 2), traj_id="l", instance_id=inst["instance_id"])
 
     monkeypatch.setattr("pipelines.swe.rollout.run_rollout", fake)
+    from tests.support.local_repro import patch_grounding
+
+    patch_grounding(monkeypatch)  # the statement's reproduction (containers) stands recorded
     cfg = load_config("swe", ["swe.statements.use_llm=false", "swe.rollouts.policies=[gold,llm]"]).to_dict()
     inst = dict(T.instance(), problem_statement="", meta={"function": "add", "path": "pkg/core.py"})
     res = curate.curate_instance(None, inst, T.samples.swe_validation(1), cfg=cfg, run_id="r1", client=object(),

@@ -1,7 +1,8 @@
 from pipelines.llm import LLMClient, load_prompt
 from pipelines.swe.patches import file_diff
-from pipelines.swe.statements import leak_check, scrub_failure, template_statement, write_statement
+from pipelines.swe.statements import leak_check, scrub_failure, write_statement
 from tests.support.fake_llm_server import FakeOpenAIServer, Reply
+from tests.support.local_repro import grounding
 
 PATCH = file_diff("toolz/itertoolz.py", "    return itertools.islice(seq, 1, None, n)\n",
                   "    return itertools.islice(seq, 0, None, n)\n")
@@ -42,39 +43,46 @@ def test_scrub_failure_removes_test_names_and_paths():
     assert "assert [20, 40] == [10, 30, 50]" in s
 
 
-def test_issue_text_is_kept_and_template_is_leak_free():
+def test_issue_text_is_kept_and_without_a_reproduction_there_is_no_statement():
     kept = write_statement(dict(INST, problem_statement="Real issue text."))
     assert kept["statement_origin"] == "issue" and kept["problem_statement"] == "Real issue text."
-    t = write_statement(INST)
-    assert t["statement_origin"] == "template" and t["reason"] == "no_llm"
-    assert "take_nth" in t["problem_statement"] and leak_check(t["problem_statement"], INST)[0]
-    assert "[20, 40]" in template_statement(INST)
+    none = write_statement(INST)
+    assert none["problem_statement"] is None and none["reason"] == "not grounded"
+    dropped = write_statement(INST, grounding=grounding(reproduced=False))
+    assert dropped["problem_statement"] is None and dropped["reason"].startswith("not_reproduced: before and after")
+    t = write_statement(INST, grounding=grounding())
+    assert t["statement_origin"] == "observed" and t["reason"] == "no_llm"
+    assert "`[20, 40]`" in t["problem_statement"] and leak_check(t["problem_statement"], INST)[0]
+    assert "toolz/itertoolz.py" not in t["problem_statement"]  # no location in the default (issue) style
 
 
-def test_llm_statement_with_leak_falls_back_and_clean_one_is_kept():
+def test_llm_statement_with_leak_is_refused_and_clean_one_is_kept():
     prompt = load_prompt("swe_statement")
     with FakeOpenAIServer() as srv:
         c = LLMClient([srv.base_url], "m", cache=False, backoff_initial_s=0.01)
         srv.script(Reply(content=GOOD + " The check test_take_nth fails."), Reply(content=GOOD))
-        leaked = write_statement(INST, c, prompt)
-        clean = write_statement(INST, c, prompt, sample_index=1)
+        leaked = write_statement(INST, c, prompt, grounding=grounding())
+        clean = write_statement(INST, c, prompt, sample_index=1, grounding=grounding())
         sent = srv.chat_requests[0]["messages"]
-    assert leaked["statement_origin"] == "template" and leaked["reason"].startswith("leak")
-    assert clean == {"problem_statement": GOOD, "statement_origin": "llm",
-                     "statement_prompt_version": "swe_statement@1", "reason": None}
+    assert leaked["statement_origin"] == "observed" and leaked["reason"].startswith("leak")
+    assert leaked["rejected"] == [leaked["reason"]]
+    assert clean["statement_origin"] == "llm" and clean["statement_prompt_version"] == "swe_statement@2"
+    assert clean["problem_statement"].startswith(GOOD) and "print(repr(list(take_nth" in clean["problem_statement"]
     user = sent[-1]["content"]
     assert "islice(seq, 0, None, n)" in user and "test_take_nth" not in user  # fix shown, tests hidden
+    assert "prints [20, 40]" in user and "prints [10, 30, 50]" in user  # and the observed runs
 
 
-def test_a_refused_sample_is_followed_by_the_next_one_before_the_template():
+def test_a_refused_sample_is_followed_by_the_next_one_before_the_observed_statement():
     prompt = load_prompt("swe_statement")
     with FakeOpenAIServer() as srv:
         c = LLMClient([srv.base_url], "m", cache=False, backoff_initial_s=0.01)
         srv.script(Reply(content=GOOD + " It can be fixed by starting at 0."), Reply(content=GOOD),
                    Reply(content=GOOD + " See test_take_nth."), Reply(content="too short"))
-        second = write_statement(INST, c, prompt, attempts=2)
-        exhausted = write_statement(INST, c, prompt, sample_index=5, attempts=2)
+        second = write_statement(INST, c, prompt, attempts=2, grounding=grounding())
+        exhausted = write_statement(INST, c, prompt, sample_index=5, attempts=2, grounding=grounding())
         n_requests = len(srv.chat_requests)
-    assert second["statement_origin"] == "llm" and second["problem_statement"] == GOOD
-    assert exhausted["statement_origin"] == "template" and exhausted["reason"].startswith("too_short")
+    assert second["statement_origin"] == "llm" and second["problem_statement"].startswith(GOOD)
+    assert exhausted["statement_origin"] == "observed" and exhausted["reason"].startswith("too_short")
+    assert len(exhausted["rejected"]) == 2
     assert n_requests == 4  # two samples each, no more

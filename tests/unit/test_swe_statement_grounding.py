@@ -1,0 +1,320 @@
+"""Statements grounded in the observed failure (no Docker): a failing test reduced to a snippet, the snippet's
+runs before/after the fix (here with this Python on small trees: tests/support/local_repro.py), the default
+statement written from them, and LLM statements checked against them (the hand-labelled set)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import pipelines.swe.statement_repro as sr
+from pipelines.swe import statement_facts as sf
+from pipelines.swe.patches import file_diff
+from pipelines.swe.statement_source import Unreducible, reduce_test, render
+from pipelines.swe.statements import write_statement
+from tests.support.local_repro import run_code_locally
+from tests.support.trees import write_tree
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "swe"
+LIB_GOOD = "def take_every(n, seq):\n    return list(seq)[0::n]\n\n\ndef _check(n):\n    if n < 1:\n" \
+           "        raise ValueError('n must be positive')\n\n\ndef head(seq):\n    _check(1)\n    return seq[0]\n\n\n" \
+           "def check_size(n):\n    _check(n)\n    return n\n"
+LIB_BUG = LIB_GOOD.replace("[0::n]", "[1::n]").replace("return seq[0]", "return seq[5]").replace("if n < 1", "if n < 0")
+TESTS = '''import unittest
+
+import pytest
+
+from lib import check_size, head, take_every, _check
+
+
+def test_take_every():
+    data = [10, 20, 30, 40, 50]
+    assert len(data) == 5
+    assert take_every(2, data) == [10, 30, 50]
+
+
+@pytest.mark.parametrize("seq, first", [([1, 2], 1), ("ab", "a")])
+def test_head(seq, first):
+    assert head(seq) == first
+
+
+def test_private():
+    with pytest.raises(ValueError):
+        _check(0)
+
+
+def test_fixture(tmp_path):
+    assert tmp_path
+
+
+class Base:
+    Seq = list
+
+    def test_head_seq(self):
+        self.assertEqual(1, head(self.Seq([1, 2])))
+
+
+class HeadTest(unittest.TestCase, Base):
+    def test_raises(self):
+        with self.assertRaises(ValueError):
+            check_size(0)
+'''
+
+
+def tree(tmp_path, lib: str, name: str) -> Path:
+    return write_tree(tmp_path / name, {"lib.py": lib, "tests/test_lib.py": TESTS})
+
+
+def inst(f2p, log: str = "") -> dict:
+    return {"instance_id": "demo-1", "repo": "demo/lib", "base_commit": "b", "test_patch": "",
+            "patch": file_diff("lib.py", LIB_BUG, LIB_GOOD), "FAIL_TO_PASS": f2p, "PASS_TO_PASS": [],
+            "env_image": "img", "recipe": {"test_cmd": "python -m pytest"}, "problem_statement": "",
+            "meta": {"function": "take_every", "path": "lib.py", "failing_output": log}}
+
+
+@pytest.fixture
+def local(monkeypatch, tmp_path):
+    """ground() on the small trees, each snippet run with this Python instead of a container."""
+    before, after = tree(tmp_path, LIB_BUG, "before"), tree(tmp_path, LIB_GOOD, "after")
+    monkeypatch.setattr(sr, "_trees", lambda ctx, i, tmp: (before, after))
+    monkeypatch.setattr(sr, "run_code", run_code_locally)
+    return SimpleNamespace(workdir=tmp_path), before
+
+
+SCFG = {"repro_timeout_s": 30, "repro_max_tests": 3, "attempts": 1, "style": "issue"}
+
+
+# ---------------------------------------------------------------- reduction
+
+
+def test_reduce_module_function_param_binding_and_unittest_mixin(tmp_path):
+    t = tree(tmp_path, LIB_GOOD, "t")
+    r = reduce_test(t, "tests/test_lib.py::test_take_every")
+    assert r.imports == ["from lib import take_every"] and [s.code for s in r.steps][-1].startswith("assert take_every")
+    assert render(r, 2, "value").endswith("print(repr(take_every(2, data)))\n")
+    h = reduce_test(t, "tests/test_lib.py::test_head[ab-a]")
+    assert h.prelude == ["seq = 'ab'", "first = 'a'"]
+    m = reduce_test(t, "tests/test_lib.py::HeadTest::test_head_seq")  # inherited, self.assertEqual, self.Seq
+    assert m.steps[0].code == "assert 1 == head(list([1, 2]))"
+    assert render(m, 0, "value").endswith("print(repr(head(list([1, 2]))))\n")  # the literal side is the expected
+    rz = reduce_test(t, "tests/test_lib.py::HeadTest::test_raises")
+    assert rz.steps[0].raises == "ValueError" and render(rz, 0, "no_raise").endswith("check_size(0)\n")
+
+
+@pytest.mark.parametrize("tid, why", [
+    ("tests/test_lib.py::test_fixture", "uses fixtures (tmp_path)"),
+    ("tests/test_lib.py::test_head", "parametrized test without its id"),
+    ("tests/test_lib.py::test_head[zz]", "matches 0 rows"),
+    ("tests/test_lib.py::test_nope", "not found"),
+])
+def test_reduce_refuses_what_it_cannot_run_honestly(tmp_path, tid, why):
+    with pytest.raises(Unreducible, match=why.replace("(", r"\(").replace(")", r"\)")):
+        reduce_test(tree(tmp_path, LIB_GOOD, "t"), tid)
+
+
+def test_reduce_refuses_test_helpers_and_other_pytest_use(tmp_path):
+    t = write_tree(tmp_path / "t", {"tests/test_x.py": "import pytest\nfrom .helpers import make\n\n"
+                                    "def _mk():\n    return 1\n\ndef test_a():\n    assert make() == 1\n\n"
+                                    "def test_b():\n    assert _mk() == 1\n\ndef test_c():\n    pytest.skip('x')\n"})
+    for tid, why in (("test_a", "comes from test code"), ("test_b", "helper _mk"), ("test_c", "uses pytest")):
+        with pytest.raises(Unreducible, match=why):
+            reduce_test(t, f"tests/test_x.py::{tid}")
+
+
+# ---------------------------------------------------------------- facts from logs and runs
+
+
+def test_log_failure_reads_pytest_summary_lines():
+    log = ("FAILED tests/t.py::test_a - assert [20, 40] == [10, 30, 50]\n"
+           "FAILED tests/t.py::K::test_b - KeyError: 1\n"
+           "FAILED tests/t.py::test_c[x] - Failed: DID NOT RAISE <class 'ValueError'>\n")
+    assert sf.log_failure(log, "tests/t.py::test_a")["exc_type"] == "AssertionError"
+    assert sf.log_failure(log, "tests/t.py::K::test_b")[("exc_type")] == "KeyError"
+    assert sf.log_failure(log, "tests/t.py::test_c[x]")["did_not_raise"] == "ValueError"
+    assert sf.log_failure(log, "tests/t.py::test_z")["source"] == "absent"
+
+
+def test_reproduced_rejects_each_way_a_snippet_can_disagree():
+    ok = {"exit_code": 0, "exc_type": None, "message": None, "value": "1", "timed_out": False}
+    ke = dict(ok, exit_code=1, exc_type="KeyError", value=None)
+    te = dict(ke, exc_type="TypeError")
+    assert sf.reproduced("raise", ke, ok, {"exc_type": "KeyError"})[0] is True
+    assert "statement says KeyError" in sf.reproduced("raise", te, ok, {"exc_type": "KeyError"})[1]
+    assert "still fails" in sf.reproduced("raise", ke, ke, {"exc_type": "KeyError"})[1]
+    assert "both print" in sf.reproduced("value", ok, ok, {"got": None})[1]
+    assert sf.reproduced("value", dict(ok, value="2"), ok, {"got": None})[0] is True
+    assert "says nothing is raised" in sf.reproduced("no_raise", ke, ok, {"expected_raises": "KeyError"})[1]
+    assert sf.reproduced("no_raise", ok, dict(ke, exc_type="ValueError"), {"expected_raises": "ValueError"})[0]
+    assert sf.reproduced("raise", dict(ke, timed_out=True), ok, {"exc_type": "KeyError"}) == (False, "timed out")
+
+
+def test_claim_must_agree_with_the_before_log(local):
+    ctx, before = local
+    red = reduce_test(before, "tests/test_lib.py::test_take_every")
+    found = sr.discover(ctx, SimpleNamespace(), before, red, 30)
+    assert found["index"] == 2 and found["exc_type"] == "AssertionError"
+    claim, why = sr.claim_of(red, found, sf.log_failure("FAILED tests/test_lib.py::test_take_every - TypeError: x",
+                                                        "tests/test_lib.py::test_take_every"))
+    assert claim is None and why == "the snippet raises AssertionError; the test failed with TypeError"
+    claim, _ = sr.claim_of(red, found, sf.log_failure("", "tests/test_lib.py::test_take_every"))
+    assert claim["kind"] == "value"
+
+
+# ---------------------------------------------------------------- ground + the default statement
+
+
+def test_ground_value_failure_and_its_statement(local):
+    ctx, _ = local
+    i = inst(["tests/test_lib.py::test_fixture", "tests/test_lib.py::test_take_every"],
+             log="FAILED tests/test_lib.py::test_take_every - assert [20, 40] == [10, 30, 50]\n")
+    g = sr.ground(ctx, i, SCFG)
+    rec = g.record
+    assert rec["reproduced"] is True and rec["kind"] == "value" and rec["test_id"].endswith("test_take_every")
+    assert rec["before"]["value"] == "[20, 40]" and rec["after"]["value"] == "[10, 30, 50]"
+    assert rec["tried"] == ["tests/test_lib.py::test_fixture: uses fixtures (tmp_path)"]
+    assert rec["log"]["exc_type"] == "AssertionError"
+    st = write_statement(i, grounding=g)
+    text = st["problem_statement"]
+    assert st["statement_origin"] == "observed" and "`[20, 40]`" in text and "`[10, 30, 50]`" in text
+    assert rec["snippet"].strip() in text and "lib.py" not in text and sf.name_leaks(text, i, g.facts["names"]) == []
+    located = write_statement(i, grounding=g, style="located")["problem_statement"]
+    assert "`take_every` (`lib.py`)" in located
+
+
+def test_ground_raise_and_no_raise_failures(local):
+    ctx, _ = local
+    g = sr.ground(ctx, inst(["tests/test_lib.py::test_head[ab-a]"]), SCFG)
+    assert g.record["kind"] == "raise" and g.record["before"]["exc_type"] == "IndexError"
+    assert "`head(seq)`" in write_statement(inst([]), grounding=g)["problem_statement"]  # the public call
+    g = sr.ground(ctx, inst(["tests/test_lib.py::HeadTest::test_raises"]), SCFG)
+    assert g.record["kind"] == "no_raise" and g.facts["expected_raises"] == "ValueError"
+    assert g.record["after"]["exc_type"] == "ValueError" and g.record["before"]["exit_code"] == 0
+
+
+def test_statement_naming_a_private_name_of_the_fix_is_dropped_unless_located(local):
+    ctx, _ = local
+    i = dict(inst(["tests/test_lib.py::test_private"]), meta=dict(inst([])["meta"], function="_check"))
+    g = sr.ground(ctx, i, SCFG)
+    assert g.record["reproduced"] is True  # it does reproduce: calling _check(0) raises nothing with the bug
+    st = write_statement(i, grounding=g)
+    assert st["problem_statement"] is None and st["reason"] == "located: names a private name '_check'"
+    assert write_statement(i, grounding=g, style="located")["problem_statement"]
+
+
+def test_name_leaks_switched_off_lets_the_private_name_through(local, monkeypatch):
+    ctx, _ = local
+    i = dict(inst(["tests/test_lib.py::test_private"]), meta=dict(inst([])["meta"], function="_check"))
+    g = sr.ground(ctx, i, SCFG)
+    monkeypatch.setattr(sf, "name_leaks", lambda *a, **k: [])
+    assert "_check(0)" in write_statement(i, grounding=g)["problem_statement"]
+
+
+def test_not_reproduced_drops_the_statement_and_switched_off_keeps_a_wrong_one(local, monkeypatch):
+    ctx, before = local
+    # a test that passes with the bug too: its snippet does not fail before
+    (before / "tests" / "test_lib.py").write_text(TESTS + "\n\ndef test_same():\n    assert check_size(3) == 3\n")
+    i = inst(["tests/test_lib.py::test_same"])
+    g = sr.ground(ctx, i, SCFG)
+    assert g.facts is None and "every step passes outside the test runner" in g.record["reason"]
+    st = write_statement(i, grounding=g)
+    assert st["problem_statement"] is None and st["reason"].startswith("not_reproduced:")
+    # switched off (the after run taken as proof enough): a statement that says the after run's output is wrong
+    monkeypatch.setattr(sr, "reproduced", lambda *a: (True, "not checked"))
+    monkeypatch.setattr(sr, "claim_of", lambda red, found, logged: ({"kind": "value", "index": 0, "got": None}, None))
+    g = sr.ground(ctx, i, SCFG)
+    bad = write_statement(i, grounding=g)["problem_statement"]
+    assert "prints `3`, expected `3`" in bad  # the wrong statement gets through without the check
+
+
+# ---------------------------------------------------------------- LLM statements
+
+
+def labelled():
+    failures = json.loads((DATA / "statement_failures.json").read_text())["failures"]
+    rows = [json.loads(ln) for ln in (DATA / "statement_llm_labels.jsonl").read_text().splitlines() if ln.strip()]
+    return failures, rows
+
+
+def test_hand_labelled_llm_statements_contradicting_ones_caught_right_ones_kept():
+    failures, rows = labelled()
+    assert len(rows) >= 12 and len({r["failure"] for r in rows}) >= 3
+    assert sum(r["label"] == "contradicts" for r in rows) * 2 == len(rows)
+    outcome = {}
+    for r in rows:
+        f = failures[r["failure"]]
+        reasons = sf.check_llm(r["statement"], f["facts"], set(f["symbols"]))
+        outcome[r["id"]] = reasons
+        if r["label"] == "right":
+            assert reasons == [], (r["id"], reasons)
+        else:
+            assert reasons and any(x.startswith(r["contradiction"]) for x in reasons), (r["id"], reasons)
+    caught = sum(bool(outcome[r["id"]]) for r in rows if r["label"] == "contradicts")
+    kept = sum(not outcome[r["id"]] for r in rows if r["label"] == "right")
+    assert (caught, kept) == (len(rows) // 2, len(rows) // 2)
+
+
+def test_hand_labelled_set_with_the_check_switched_off_keeps_every_contradiction(monkeypatch):
+    from pipelines.swe import statements
+
+    failures, rows = labelled()
+    monkeypatch.setattr(sf, "check_llm", lambda *a, **k: [])
+    monkeypatch.setattr(sf, "name_leaks", lambda *a, **k: [])
+    for r in rows:
+        f = failures[r["failure"]]
+        g = sr.Grounding(f["facts"], {}, set(f["symbols"]))
+        assert statements.llm_check(r["statement"], {"patch": ""}, g, "issue") is None  # all kept, wrong ones too
+
+
+class Scripted:
+    def __init__(self, *texts):
+        self.texts, self.calls = list(texts), []
+
+    def chat(self, msgs, prompt=None, sample_index=0):
+        self.calls.append(msgs)
+        return SimpleNamespace(text=self.texts[sample_index], error=None)
+
+
+def test_llm_statement_kept_with_its_snippet_and_a_contradicting_one_recorded(local):
+    from pipelines.llm import load_prompt
+
+    ctx, _ = local
+    i = inst(["tests/test_lib.py::test_take_every"])
+    g = sr.ground(ctx, i, SCFG)
+    wrong = "`take_every(2, data)` raises IndexError for five items; I expected it to return [10, 30, 50] instead."
+    right = "`take_every(2, data)` returns [20, 40] for a five item list, but it should return [10, 30, 50] here."
+    llm = Scripted(wrong, right)
+    prompt = load_prompt("swe_statement")
+    st = write_statement(i, llm, prompt, attempts=2, grounding=g)
+    assert st["statement_origin"] == "llm" and st["problem_statement"].startswith(right)
+    assert g.facts["snippet"].strip() in st["problem_statement"] and st["statement_prompt_version"] == "swe_statement@2"
+    assert st["rejected"] == ["wrong_error: names IndexError, the observed failure is no exception (a wrong value)"]
+    assert "print(repr(take_every(2, data)))" in llm.calls[0][-1]["content"]  # the model saw the snippet and runs
+    only_wrong = write_statement(i, Scripted(wrong), prompt, grounding=g)
+    assert only_wrong["statement_origin"] == "observed" and only_wrong["rejected"] and \
+        only_wrong["reason"].startswith("wrong_error")
+
+
+# ---------------------------------------------------------------- curation
+
+
+def test_curate_drops_an_instance_whose_statement_does_not_reproduce(monkeypatch):
+    from pipelines.config import load_config
+    from pipelines.swe import curate
+    from tests.support import samples
+    from tests.support.local_repro import grounding
+
+    rolled = []
+    monkeypatch.setattr("pipelines.swe.rollout.run_rollout", lambda *a, **k: rolled.append(a))
+    monkeypatch.setattr("pipelines.swe.statement_repro.ground", lambda ctx, i, scfg: grounding(reproduced=False))
+    cfg = load_config("swe", ["swe.statements.use_llm=false"]).to_dict()
+    res = curate.curate_instance(None, dict(samples.swe_instance(1), problem_statement=""),
+                                 samples.swe_validation(1), cfg=cfg, run_id="r1")
+    assert "swe_instances" not in res.rows and not rolled  # no statement, no instance, no rollout
+    (v,) = res.rows["swe_validations"]
+    assert (v["status"], v["failed_at"], v["failure_kind"]) == ("invalid", "statement", "filtered")
+    (f,) = res.rows["failures"]
+    assert f["stage"] == "statement" and f["reason"] == v["reason"]
+    assert f["reason"] == "not_reproduced: before and after both print [10, 30, 50]"
