@@ -319,3 +319,14 @@ def test_a_path_with_a_quote_and_a_bad_memory_limit(tmp_path):
     assert man["entities"] == 9 and (out / "entities.parquet").exists()
     with pytest.raises(GraphError, match="give a size such as 512MB"):
         ingest(IngestInputs((DUMP,)), _mapping(), load_cards(), tmp_path / "o", RUN, "1GB'; SELECT 1; --")
+
+
+def test_an_overlong_line_is_a_failure_and_the_next_lines_keep_their_numbers(tmp_path, monkeypatch):
+    from pipelines.browse.kg import ingest as I
+
+    monkeypatch.setattr(I, "MAX_LINE_BYTES", 2500)  # line 2 (France, 2,985 bytes with its newline) is over
+    out, man = _run(tmp_path, [DUMP])
+    ids = {e["record_id"] for e in _rows(out / "entities.parquet")}
+    assert ids == KEPT - {"Q142"}
+    fails = {f["item_key"]: f["reason"] for f in _rows(out / "failures" / "failures.parquet")}
+    assert "over 2,500 bytes" in fails[f"{DUMP}:2"] and f"{DUMP}:7" in fails  # line 7 is still line 7

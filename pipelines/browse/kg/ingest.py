@@ -18,6 +18,8 @@ is not splittable anyway, so :class:`NumberedRecords` reads each file whole, in 
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import json
 import os
@@ -36,9 +38,11 @@ from apache_beam.metrics import Metrics
 
 from pipelines.browse.kg import wikidata as W
 from pipelines.browse.kg.model import GraphError, arrow_schema, atomic_write_text
+from pipelines.textio import MAX_LINE_CHARS
 
 INGEST_CODE_VERSION = "ingest-1"
 PIPELINE = "kg_ingest"
+MAX_LINE_BYTES = MAX_LINE_CHARS  # one dump line (the longest Wikidata entities are a few MB)
 ROW_GROUP_BYTES = 8 * 2**20  # per-shard Parquet buffer: bounds the writer's memory
 PAGE_FIELDS = ("url", "title", "text", "type", "entity_id")
 MEMORY_LIMIT = re.compile(r"^[1-9][0-9]*(\.[0-9]+)?\s*([KMGT]i?B)$")
@@ -60,30 +64,40 @@ def page_stage_schema() -> pa.Schema:
 
 class NumberedRecords(filebasedsource.FileBasedSource):
     """``(file, line or row number from 1, record)`` of every file the pattern matches, in order.
-    ``parquet``: records are row dicts; otherwise raw lines (bytes; ``.gz``/``.bz2`` decompressed)."""
+    ``parquet``: records are row dicts; otherwise raw lines (bytes). ``.gz``/``.bz2`` are decompressed
+    here, by Python's streaming readers: Beam's own decompressor inflates a whole 16 MiB compressed read
+    at once (hundreds of MiB for a dump as repetitive as Wikidata's)."""
 
     def __init__(self, pattern: str, parquet: bool):
-        super().__init__(pattern, compression_type=CompressionTypes.UNCOMPRESSED if parquet else
-                         CompressionTypes.AUTO, splittable=False)
+        super().__init__(pattern, compression_type=CompressionTypes.UNCOMPRESSED, splittable=False)
         self._parquet = parquet
 
     def read_records(self, file_name, range_tracker):
         if not range_tracker.try_claim(range_tracker.start_position()):
             return
-        with self.open_file(file_name) as f:
-            n = 0
+        with self.open_file(file_name) as raw:
             if self._parquet:
-                for batch in pq.ParquetFile(f).iter_batches(batch_size=1024):
+                n = 0
+                for batch in pq.ParquetFile(raw).iter_batches(batch_size=1024):
                     for row in batch.to_pylist():
                         n += 1
                         yield file_name, n, row
                 return
-            while True:
-                raw = f.readline()
-                if not raw:
-                    return
-                n += 1
-                yield file_name, n, raw
+            f = (gzip.GzipFile(fileobj=raw, mode="rb") if file_name.endswith(".gz") else
+                 bz2.BZ2File(raw) if file_name.endswith(".bz2") else raw)
+            with f:
+                yield from ((file_name, n, line) for n, line in enumerate(_lines(f, MAX_LINE_BYTES), 1))
+
+
+def _lines(f, limit: int):
+    """Lines of ``f``; one longer than ``limit`` bytes is read in pieces, dropped and given as None."""
+    while line := f.readline(limit + 1):
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := f.readline(limit)) and not rest.endswith(b"\n"):
+            pass
+        yield None
 
 
 def _failure(run_id: str, stage: str, table: str, file: str, line: int, path: str, reason: str,
@@ -98,7 +112,9 @@ def _failure(run_id: str, stage: str, table: str, file: str, line: int, path: st
         discriminator=[file, line, path]))
 
 
-def _decode(raw: bytes) -> tuple[str | None, str]:
+def _decode(raw: bytes | None) -> tuple[str | None, str]:
+    if raw is None:
+        return None, f"a line over {MAX_LINE_BYTES:,} bytes (ingest.MAX_LINE_BYTES); not read"
     try:
         return raw.decode("utf-8"), ""
     except UnicodeDecodeError as exc:
@@ -125,7 +141,7 @@ class ParseWikidata(beam.DoFn):
         for t in p.triples:
             self.n["triples"].inc()
             yield beam.pvalue.TaggedOutput("triples", {**t, "_file": file, "_line": line})
-        payload = (text or raw.decode("utf-8", "replace")).rstrip("\r\n")[:2000] if p.problems else None
+        payload = (text or (raw or b"").decode("utf-8", "replace")).rstrip("\r\n")[:2000] if p.problems else None
         for path, reason in p.problems:
             self.n["failures"].inc()
             yield beam.pvalue.TaggedOutput("failures", _failure(self.run_id, "wikidata", "kg_entities", file,
@@ -144,7 +160,7 @@ class ParsePages(beam.DoFn):
 
         file, line, row = rec
         problem = ""
-        if isinstance(row, bytes):
+        if row is None or isinstance(row, bytes):
             text, problem = _decode(row)
             if text is not None and not text.strip():
                 row = None  # a blank line: nothing to read
