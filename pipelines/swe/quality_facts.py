@@ -163,8 +163,24 @@ def test_sources(f2p: Iterable[str], test_patch: str, read: Reader | None) -> di
         texts = [c for p in paths for c in new_side.get(p, [])] if name else []
         if name and path and read is not None:
             texts += [read(p) or "" for p in paths]
+            texts += [read(p) or "" for p in _imported(path, "\n".join(texts))]  # a mixin's test methods
         out[t] = next((_with_helpers(text, b, name) for text in texts if (b := def_block(text, name))), None)
     return out
+
+
+def _imported(path: str, text: str) -> list[str]:
+    """Files a test file imports from (``from . import X``, ``from .m import X``, ``from tests.m import X``),
+    where a class it derives from may define the test methods (cachetools' ``CacheTestMixin``)."""
+    here, out = Path(path).parent, []
+    for dots, mod in re.findall(r"^\s*from\s+(\.*)([\w.]*)\s+import\b", text, re.M):
+        base = here
+        for _ in range(max(len(dots) - 1, 0)):
+            base = base.parent
+        rel = (base if dots else Path()) / Path(*mod.split(".")) if mod else base
+        out += [f"{rel.as_posix()}.py", f"{rel.as_posix()}/__init__.py"]
+    from pipelines.swe.patches import is_test_path
+
+    return [p for p in dict.fromkeys(out) if p != path and not p.startswith(("/", ".")) and is_test_path(p)]
 
 
 def _with_helpers(text: str, block: str, name: str) -> str:

@@ -5,9 +5,7 @@ through (to the export); difficulty orders crafted fixes; stats show the distrib
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.request
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -18,7 +16,6 @@ from pipelines.store import catalog
 from pipelines.store.commit import ItemResult, commit_items, ensure_layout
 from pipelines.store.records import record_type
 from pipelines.swe import quality as Q
-from pipelines.swe import quality_facts
 from pipelines.swe.quality_select import InstanceFilter, parse_filter
 from pipelines.swe.records import SWEInstance
 from pipelines.view.server import ViewServer
@@ -194,39 +191,6 @@ def test_the_agent_pass_rate_counts_model_policies_only():
     assert solved["difficulty"]["score"] < none["difficulty"]["score"] < unsolved["difficulty"]["score"]
 
 
-def git(*args, cwd):
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def test_test_source_from_the_local_mirror_when_the_test_patch_has_none(tmp_path):
-    """An injected bug: no test patch, the F2P test lives in the repo at the base commit (read by git show
-    from the sdist's bare mirror); it names the fix's private helper."""
-    work = tmp_path / "w"
-    (work / "pkg").mkdir(parents=True)
-    (work / "tests").mkdir()
-    (work / "pkg" / "mod.py").write_text("def _normalize(text):\n    return text.strip()\n\n"
-                                         "def parse(text):\n    value = _normalize(text)\n    return value.split(',')\n")
-    (work / "tests" / "test_mod.py").write_text("from pkg.mod import _normalize\n\n"
-                                                "def test_norm():\n    assert _normalize(' A ') == 'a'\n")
-    git("init", "-q", cwd=work)
-    git("add", "-A", cwd=work)
-    git("commit", "-q", "-m", "base", cwd=work)
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True).stdout.strip()
-    wd = tmp_path / "swe"
-    (wd / "mirrors" / "pypi").mkdir(parents=True)
-    git("clone", "-q", "--bare", str(work), str(wd / "mirrors" / "pypi" / "demo.git"), cwd=tmp_path)
-    inst = SWEInstance.from_row(dict(samples.swe_instance(1), repo="pypi/demo", base_commit=sha, patch=FIX,
-                                     test_patch="", FAIL_TO_PASS=["tests/test_mod.py::test_norm"]))
-    read = Q.repo_reader(wd, "pypi/demo", sha)
-    assert read("pkg/mod.py").startswith("def _normalize") and read("../etc/passwd") is None and read("nope") is None
-    row = Q.finished(inst, validation(), workdir=wd).row("r")
-    assert [x["code"] for x in row["quality_labels"]] == ["B1_private_api"] and row["difficulty"]["f2p_read"] == 1
-    # without the repo (no workdir: the reader switched off) the test is not read and the coupling gets through
-    blind = Q.finished(inst, validation(), workdir=None)
-    assert blind.quality_labels == [] and blind.difficulty["f2p_read"] == 0
-    assert Q.repo_reader(wd, "pypi/demo", "0" * 40) is None  # a commit no local git has
-
-
 def test_curate_writes_labels_and_difficulty_on_every_instance(monkeypatch):
     from pipelines.swe import curate
 
@@ -348,23 +312,6 @@ def test_a_filter_on_browse_is_refused(tmp_path, capsys):
     assert rc == 2 and "--source swe" in err
 
 
-def test_a_network_call_in_a_helper_the_test_calls_is_found(monkeypatch):
-    """The repo's own fixture of a test needing a network (tests/data/swe/toolz_connect_timeout.json): the socket
-    call is in a helper of the test file, not in the test's body."""
-    d = json.loads((Path(__file__).parents[1] / "data" / "swe" / "toolz_connect_timeout.json").read_text())
-    fix = "".join(("-" + ln[1:] if ln[0] == "+" else "+" + ln[1:]) if ln[:1] in "+-" and ln[:3] not in ("+++", "---")
-                  else ln for ln in d["bug"].splitlines(keepends=True))
-    inst = dict(samples.swe_instance(1), patch=fix, test_patch=d["test_patch"], FAIL_TO_PASS=d["FAIL_TO_PASS"],
-                problem_statement=d["problem_statement"])
-    out = Q.assess(inst, validation(meta={}))
-    assert [x["code"] for x in out["quality_labels"]] == ["B3_network"]
-    assert "socket.create_connection" in out["quality_labels"][0]["reason"]
-    assert out["difficulty"]["distance"] == 0  # the statement calls take_nth(...), the function the fix touches
-    # helpers not followed: the test body alone makes no network call, and the defect gets through
-    monkeypatch.setattr(quality_facts, "_with_helpers", lambda text, block, name: block)
-    assert Q.assess(inst, validation(meta={}))["quality_labels"] == []
-
-
 def test_the_viewer_shows_labels_with_reasons_and_the_band(tmp_path):
     out = store(tmp_path, unassessed=True)
     with ViewServer(out, port=0) as srv:
@@ -374,17 +321,6 @@ def test_the_viewer_shows_labels_with_reasons_and_the_band(tmp_path):
         assert "<code>B1_private_api</code>" in body and "_normalize" in body and "difficulty <b>easy</b>" in body
         assert "quality labels: none" in page("demo__repo-0")
         assert "difficulty: not assessed" in page("demo__repo-9") and "quality labels: not assessed" in page("demo__repo-9")
-
-
-@pytest.mark.parametrize("test_id,path,name", [
-    ("tests/test_mod.py::TestX::test_0[a-b]", "tests/test_mod.py", "test_0"),
-    ("test_0 (test_mod.TestX)", "test_mod.py", "test_0"),  # unittest/Django style: found under tests/ too
-    ("test_0", None, "test_0"),  # sympy style: searched in every file of the test patch
-])
-def test_test_ids_of_each_style_find_their_source(test_id, path, name):
-    assert quality_facts.split_test_id(test_id) == (path, name)
-    assert "pytest.raises" in quality_facts.test_sources([test_id], make_test_patch("    with pytest.raises(ValueError):\n"
-                                                                      "        parse(None)"), None)[test_id]
 
 
 def test_flaky_tests_of_other_files_are_not_this_instances():
