@@ -15,12 +15,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.swe.statement_params import Unresolved, module_bindings, param_values
+
 CMP = {"assertEqual": ast.Eq, "assertEquals": ast.Eq, "assertListEqual": ast.Eq, "assertDictEqual": ast.Eq,
        "assertTupleEqual": ast.Eq, "assertSetEqual": ast.Eq, "assertSequenceEqual": ast.Eq,
        "assertMultiLineEqual": ast.Eq, "assertNotEqual": ast.NotEq, "assertIs": ast.Is, "assertIsNot": ast.IsNot,
        "assertIn": ast.In, "assertNotIn": ast.NotIn, "assertGreater": ast.Gt, "assertGreaterEqual": ast.GtE,
        "assertLess": ast.Lt, "assertLessEqual": ast.LtE}
-MAX_STATEMENTS = 25
+MAX_STATEMENTS = 60  # a test longer than this is no reproduction a reader follows
 
 
 class Unreducible(Exception):
@@ -131,15 +133,29 @@ class _Rewrite(ast.NodeTransformer):
             if name == "assertIsInstance" and len(args) >= 2:
                 return ast.copy_location(ast.Assert(test=ast.Call(func=ast.Name("isinstance", ast.Load()),
                                                                   args=args[:2], keywords=[])), node)
+            if name in ("assertRaisesRegex", "assertRaisesRegexp") and len(args) >= 3:
+                name, args = "assertRaises", [args[0], *args[2:]]
             if name == "assertRaises" and len(args) >= 2:
                 return ast.copy_location(ast.With(items=[_raises_item(args[0])], body=[ast.Expr(ast.Call(
                     func=args[1], args=args[2:], keywords=[self.visit(k) for k in call.keywords]))]), node)
             raise Unreducible(f"uses self.{name}")
         return self.generic_visit(node)
 
+    def visit_FunctionDef(self, node):
+        if any(a.arg == "self" for a in node.args.args):  # a nested class's method: its self is its own
+            return node
+        return self.generic_visit(node)
+
     def visit_With(self, node):
         if len(node.items) == 1:
             ctx = node.items[0].context_expr
+            if isinstance(ctx, ast.Call) and _is_self_attr(ctx.func) and ctx.func.attr == "subTest":
+                return [self.visit(s) for s in node.body]  # a subtest's label is no behaviour
+            if isinstance(ctx, ast.Call) and ctx.args and _is_self_attr(ctx.func) and \
+                    ctx.func.attr in ("assertRaisesRegex", "assertRaisesRegexp"):
+                ctx = ast.Call(func=ast.Attribute(ast.Name("self", ast.Load()), "assertRaises", ast.Load()),
+                               args=ctx.args[:1], keywords=[])
+                node = ast.With(items=[ast.withitem(context_expr=ctx)], body=node.body)
             if isinstance(ctx, ast.Call) and (_is_self_attr(ctx.func) and ctx.func.attr == "assertRaises" or
                                               _dotted(ctx.func) == "pytest.raises") and ctx.args \
                     and node.items[0].optional_vars is None and all(k.arg == "match" for k in ctx.keywords):
@@ -189,51 +205,6 @@ def _steps(body: list[ast.stmt]) -> list[Step]:
                 raise Unreducible("expects an exception inside a nested block")
             out.append(Step(code))
     return out
-
-
-def param_values(func: ast.FunctionDef, param: str | None) -> dict[str, ast.expr]:
-    """Bindings of a ``pytest.mark.parametrize`` id (``[2-x]``) to the decorator's values (one decorator;
-    pytest's id of a simple value is its str, of anything else argname+index, ``pytest.param(id=...)``)."""
-    decos = [d for d in func.decorator_list if isinstance(d, ast.Call) and _dotted(d.func).endswith("parametrize")]
-    if param is None:
-        if decos:
-            raise Unreducible("parametrized test without its id")
-        return {}
-    if len(decos) != 1 or len(decos[0].args) < 2 or not isinstance(decos[0].args[1], (ast.List, ast.Tuple)):
-        raise Unreducible("parametrize ids not resolvable (stacked or computed)")
-    names_node, rows = decos[0].args[0], decos[0].args[1].elts
-    names = [n.strip() for n in names_node.value.split(",")] if isinstance(names_node, ast.Constant) \
-        else [e.value for e in names_node.elts]
-    explicit = next((k.value for k in decos[0].keywords if k.arg == "ids"), None)
-    hits = []
-    for i, row in enumerate(rows):
-        rid = None
-        if isinstance(row, ast.Call) and _dotted(row.func).endswith("param"):
-            rid = next((k.value.value for k in row.keywords if k.arg == "id" and isinstance(k.value, ast.Constant)),
-                       None)
-            row = ast.Tuple(elts=row.args) if len(names) > 1 else row.args[0]
-        vals = list(row.elts) if len(names) > 1 and isinstance(row, (ast.Tuple, ast.List)) else [row]
-        if len(vals) != len(names):
-            raise Unreducible("parametrize row does not match its names")
-        if rid is None and isinstance(explicit, (ast.List, ast.Tuple)) and i < len(explicit.elts):
-            rid = explicit.elts[i].value if isinstance(explicit.elts[i], ast.Constant) else None
-        if rid is None:
-            rid = "-".join(_id_part(v, n, i) for v, n in zip(vals, names))
-        if rid == param:
-            hits.append(dict(zip(names, vals)))
-    if len(hits) != 1:
-        raise Unreducible(f"parametrize id [{param}] matches {len(hits)} rows")
-    return hits[0]
-
-
-def _id_part(v: ast.expr, name: str, i: int) -> str:
-    if isinstance(v, ast.Constant) and isinstance(v.value, (int, float, str, bool)) or \
-            isinstance(v, ast.Constant) and v.value is None:
-        val = v.value
-        return val.encode("unicode_escape").decode("ascii") if isinstance(val, str) else str(val)
-    if isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.USub) and isinstance(v.operand, ast.Constant):
-        return f"-{v.operand.value}"
-    return f"{name}{i}"
 
 
 def _locate(tree: Path, test_id: str):
@@ -305,6 +276,8 @@ def _needs(mods: list[ast.Module], codes: list[str]) -> tuple[list[str], list[st
             if hit is None:
                 raise Unreducible(f"name {name} not found in the test module")
             kind, text, node = hit
+            if sum(len(module_bindings(m, name)) for m in mods[:1]) > 1:
+                raise Unreducible(f"the test module binds {name} more than once")
             if kind == "import":
                 mod = text.split()[1]
                 if mod.startswith(".") or re.search(r"(^|\.)(tests?|conftest|testing)(\.|$)", mod) or mod == "pytest":
@@ -335,7 +308,10 @@ def reduce_test(tree: Path, test_id: str) -> Reduced:
             if _lookup(tree, cls_file, cls_mod, cls, hook):
                 raise Unreducible(f"the test class sets up state ({hook})")
     args = [a.arg for a in func.args.args][1 if cls is not None else 0:]
-    binds = param_values(func, param)
+    try:
+        binds = param_values(func, param, mod)
+    except Unresolved as exc:
+        raise Unreducible(str(exc)) from exc
     extra = [a for a in args if a not in binds]
     if extra or func.args.vararg or func.args.kwarg or func.args.kwonlyargs:
         raise Unreducible(f"uses fixtures ({', '.join(extra) or 'varargs'})")
@@ -387,12 +363,25 @@ def _is_literal(node) -> bool:
         return False
 
 
-def render(red: Reduced, k: int, kind: str) -> str:
-    """The snippet: imports, prelude, the steps before ``k`` (a passing ``raises`` step as try/except) and
-    step ``k`` as ``kind``: ``value`` (print what the assertion compares), ``raise`` (as is), ``no_raise``
-    (the body that should have raised)."""
+def is_check(code: str) -> bool:
+    """An ``assert`` that only reads (no call but ``len``, no subscript, no walrus): dropping it before the
+    failing step leaves the state as it was (the before/after runs confirm it)."""
+    node = ast.parse(code).body[0]
+    if not isinstance(node, ast.Assert):
+        return False
+    return not any(isinstance(n, (ast.Subscript, ast.NamedExpr, ast.Await, ast.Yield)) or
+                   isinstance(n, ast.Call) and not (isinstance(n.func, ast.Name) and n.func.id == "len")
+                   for n in ast.walk(node))
+
+
+def render(red: Reduced, k: int, kind: str, *, prune: bool = False) -> str:
+    """The snippet: imports, prelude, the steps before ``k`` (a passing ``raises`` step as try/except; with
+    ``prune``, read-only checks left out) and step ``k`` as ``kind``: ``value`` (print what the assertion
+    compares), ``raise`` (as is), ``no_raise`` (the body that should have raised)."""
     lines = list(red.imports) + ([""] if red.imports else []) + list(red.prelude)
     for s in red.steps[:k]:
+        if prune and not s.raises and is_check(s.code):
+            continue
         lines.append(f"try:\n{_indent(s.code)}\nexcept {s.raises}:\n    pass" if s.raises else s.code)
     step = red.steps[k]
     if kind == "value":

@@ -318,3 +318,64 @@ def test_curate_drops_an_instance_whose_statement_does_not_reproduce(monkeypatch
     (f,) = res.rows["failures"]
     assert f["stage"] == "statement" and f["reason"] == v["reason"]
     assert f["reason"] == "not_reproduced: before and after both print [10, 30, 50]"
+
+
+def test_reduce_stacked_and_named_parametrize_subtests_and_raises_regex(tmp_path):
+    t = write_tree(tmp_path / "t", {"tests/test_p.py": '''import unittest
+
+import pytest
+
+from lib import head
+
+ROWS = [([1], 1), ([2, 3], 2)]
+TWICE = [1]
+TWICE += [2]
+
+
+@pytest.mark.parametrize("a", [1, 2])
+@pytest.mark.parametrize("b", ["x", "y"])
+def test_stacked(a, b):
+    assert head([a, b]) == a
+
+
+@pytest.mark.parametrize("seq, first", ROWS)
+def test_named(seq, first):
+    assert head(seq) == first
+
+
+@pytest.mark.parametrize("v", TWICE)
+def test_rebound(v):
+    assert head([v]) == v
+
+
+@pytest.mark.parametrize("v", [0, 0])
+def test_dup(v):
+    assert head([v]) == v
+
+
+class T(unittest.TestCase):
+    def test_sub(self):
+        for seq in ([1], [2]):
+            with self.subTest(seq=seq):
+                self.assertEqual(head(seq), seq[0])
+        with self.assertRaisesRegex(IndexError, "out of range"):
+            head([])
+'''})
+    st = reduce_test(t, "tests/test_p.py::test_stacked[y-1]")  # bottom decorator first in pytest's id
+    assert st.prelude == ["b = 'y'", "a = 1"]
+    assert reduce_test(t, "tests/test_p.py::test_named[seq1-2]").prelude == ["seq = [2, 3]", "first = 2"]
+    assert reduce_test(t, "tests/test_p.py::test_dup[01]").prelude == ["v = 0"]
+    with pytest.raises(Unreducible, match="computed"):  # TWICE is rebound: which value depends on the line
+        reduce_test(t, "tests/test_p.py::test_rebound[2]")
+    sub = reduce_test(t, "tests/test_p.py::T::test_sub")
+    assert "subTest" not in sub.steps[0].code and "assert head(seq) == seq[0]" in sub.steps[0].code
+    assert sub.steps[1].raises == "IndexError" and sub.steps[1].code == "head([])"
+
+
+def test_prune_leaves_out_read_only_checks_before_the_failing_step(tmp_path):
+    from pipelines.swe.statement_source import is_check
+
+    r = reduce_test(tree(tmp_path, LIB_GOOD, "t"), "tests/test_lib.py::test_take_every")
+    assert "assert len(data) == 5" not in render(r, 2, "value", prune=True)
+    assert "assert len(data) == 5" in render(r, 2, "value")
+    assert is_check("assert len(x) == 2") and not is_check("assert c[1] == 1") and not is_check("assert f(1)")
