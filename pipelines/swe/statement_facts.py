@@ -277,3 +277,26 @@ def check_llm(text: str, facts: Mapping, symbols: set[str]) -> list[str]:
                  "no_raise": f"raises {facts.get('expected_raises')}"}[kind]
         reasons.append(f"expected_mismatch: says {said!r} is expected; the passing run {shown}")
     return reasons
+
+
+def log_disagrees(logged: Mapping, before: Mapping) -> str | None:
+    """Why the snippet's printed value is not the one the test's assertion saw in the before log (pytest's
+    ``assert A == B`` with both sides literals; None: it is, or the log cannot tell)."""
+    msg, value = (logged or {}).get("message") or "", before.get("value")
+    if value is None or not msg.startswith("assert ") or "..." in msg:
+        return None
+    text = msg[len("assert "):]
+    for m in re.finditer(r" == ", text):
+        left, right = text[:m.start()], text[m.end():]
+        if _literal(left) and _literal(right):
+            ok = _norm(value) in (_norm(left), _norm(right))
+            return None if ok else f"the snippet prints {value}; the test saw {msg[:200]}"
+    return None
+
+
+def _literal(text: str) -> bool:
+    try:
+        ast.literal_eval(text)
+        return True
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False

@@ -18,20 +18,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.swe.statement_facts import first_call, log_failure, parse_run, render, reproduced
+from pipelines.swe.statement_facts import (
+    first_call,
+    log_disagrees,
+    log_failure,
+    parse_run,
+    render,
+    reproduced,
+)
 from pipelines.swe.statement_source import Reduced, Unreducible, reduce_test, value_parts
 from pipelines.swe.statement_source import render as render_snippet
 
 MARK = "@@CRUCIBLE-STEP@@"
+MAX_VALUE_CHARS = 300  # a printed value longer than this is no statement a reader checks by eye
+# the step harness: the snippet's steps and imports are literals of the program itself (no environment
+# variable the snippet could read back, e.g. a test that prints os.environ)
 HARNESS = f'''import json, os, sys
-steps = json.loads(os.environ["CRUCIBLE_STEPS"])
+steps = json.loads(__STEPS__)
 ns = {{"__name__": "__main__"}}
 def report(**kw):
     sys.stdout.write("\\n{MARK}" + json.dumps(kw) + "\\n")
     sys.stdout.flush()
     os._exit(0)
 try:
-    exec(compile(os.environ["CRUCIBLE_PRELUDE"], "<snippet>", "exec"), ns)
+    exec(compile(__PRELUDE__, "<snippet>", "exec"), ns)
 except BaseException as e:
     report(index=-1, exc_type=type(e).__name__, message=str(e)[:500])
 for i, s in enumerate(steps):
@@ -58,9 +68,13 @@ class Grounding:
     symbols: set[str] = field(default_factory=set)
 
 
-def script(recipe: Mapping, timeout_s: int) -> str:
-    """Bash that runs ``$CRUCIBLE_CODE`` with the env's Python in /testbed (the recipe's test env exported;
-    its cheap reinstall first where the recipe has one), killed after ``timeout_s``."""
+def script(recipe: Mapping, timeout_s: int, code: str) -> str:
+    """Bash that runs ``code`` (a quoted here-document: nothing in it is expanded) with the env's Python in
+    /testbed (the recipe's test env exported; its cheap reinstall first where the recipe has one), killed
+    after ``timeout_s``."""
+    import secrets
+
+    end = f"CRUCIBLE_SNIPPET_{secrets.token_hex(8)}"
     lines = ["cd /testbed"]
     for k, v in sorted((recipe.get("test_env") or {}).items()):
         if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k)):
@@ -68,21 +82,19 @@ def script(recipe: Mapping, timeout_s: int) -> str:
     if recipe.get("reinstall"):
         lines.append("pip install -q --no-deps --no-build-isolation -e . >/tmp/crucible-reinstall.log 2>&1 || "
                      "{ tail -5 /tmp/crucible-reinstall.log; exit 98; }")
-    lines.append(f'exec timeout -k 5 {int(timeout_s)} python -W ignore -c "$CRUCIBLE_CODE"')
+    lines += [f"exec timeout -k 5 {int(timeout_s)} python -W ignore - <<'{end}'", code.rstrip("\n"), end]
     return "\n".join(lines) + "\n"
 
 
-def run_code(ctx, env, tree: Path, code: str, timeout_s: int, extra_env: Mapping | None = None) -> dict:
+def run_code(ctx, env, tree: Path, code: str, timeout_s: int) -> dict:
     """One run of ``code`` in a fresh container of ``env`` with ``tree`` at /testbed -> :func:`parse_run`."""
     from dataclasses import replace
 
     from sandbox.container import run_in_container
 
     limits = replace(ctx.settings.limits, timeout_s=int(timeout_s) + 30)
-    out = run_in_container(ctx.client, env.image, script(env.recipe, timeout_s), tree=tree, limits=limits,
-                           network=ctx.network_for(env.network),
-                           env={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "CRUCIBLE_CODE": code,
-                                **(extra_env or {})})
+    out = run_in_container(ctx.client, env.image, script(env.recipe, timeout_s, code), tree=tree, limits=limits,
+                           network=ctx.network_for(env.network), env={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"})
     if out.daemon_error:
         return {**parse_run(None, ""), "error": out.daemon_error[:300]}
     res = parse_run(out.exit_code, out.log, timed_out=out.timed_out or out.exit_code == 124)
@@ -90,12 +102,17 @@ def run_code(ctx, env, tree: Path, code: str, timeout_s: int, extra_env: Mapping
     return res
 
 
+def harness(red: Reduced) -> str:
+    """The step-harness program of ``red``."""
+    steps = json.dumps([{"code": s.code, "raises": s.raises} for s in red.steps])
+    prelude = "\n".join(red.imports + red.prelude)
+    return HARNESS.replace("__STEPS__", repr(steps)).replace("__PRELUDE__", repr(prelude))
+
+
 def discover(ctx, env, tree: Path, red: Reduced, timeout_s: int) -> dict:
     """The first step of ``red`` that fails in ``env`` (the step harness): {index, exc_type, message} or
     {index, did_not_raise}; index None: every step passed; -1: the imports failed; error: no report."""
-    prelude = "\n".join(red.imports + red.prelude)
-    steps = json.dumps([{"code": s.code, "raises": s.raises} for s in red.steps])
-    res = run_code(ctx, env, tree, HARNESS, timeout_s, {"CRUCIBLE_STEPS": steps, "CRUCIBLE_PRELUDE": prelude})
+    res = run_code(ctx, env, tree, harness(red), timeout_s)
     for ln in reversed((res.get("output_tail") or "").splitlines()):
         if ln.startswith(MARK):
             return json.loads(ln[len(MARK):])
@@ -183,12 +200,21 @@ def _try(ctx, env, before: Path, after: Path, red: Reduced, logged: dict, timeou
     step = red.steps[claim["index"]]
     form = "value" if claim["kind"] != "no_raise" and value_parts(step.code) else claim["kind"]
     # what the assertion compares is printed (the call shows); read-only checks before it are left out unless
-    # the snippet needs them to reproduce
-    for prune in (True, False):
+    # the snippet needs them to reproduce; a value too long to read (or to be the same twice, e.g. a dict of
+    # the environment) keeps the assertion instead
+    tries = [(form, True), (form, False)]
+    while tries:
+        form, prune = tries.pop(0)
         snippet = render_snippet(red, claim["index"], form, prune=prune)
         b = run_code(ctx, env, before, snippet, timeout_s)
         a = run_code(ctx, env, after, snippet, timeout_s)
         ok, why = reproduced(claim["kind"], b, a, claim)
+        if ok and claim["kind"] == "value" and log_disagrees(logged, b):
+            ok, why = False, log_disagrees(logged, b)
+        if ok and claim["kind"] == "value" and max(len(b["value"] or ""), len(a["value"] or "")) > MAX_VALUE_CHARS:
+            claim, tries = {"kind": "raise", "index": claim["index"], "exc_type": "AssertionError"}, [("raise", True),
+                                                                                                   ("raise", False)]
+            continue
         if ok or snippet == render_snippet(red, claim["index"], form):
             break
     record.update(test_id=red.test_id, snippet=snippet, kind=claim["kind"], before=_obs(b), after=_obs(a),

@@ -12,11 +12,10 @@ from pathlib import Path
 from pipelines.swe.statement_facts import parse_run
 
 
-def run_code_locally(ctx, env, tree: Path, code: str, timeout_s: int, extra_env=None) -> dict:
-    envv = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(tree),
-            **(extra_env or {})}
+def run_code_locally(ctx, env, tree: Path, code: str, timeout_s: int) -> dict:
+    envv = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(tree)}
     try:
-        p = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=tree, env=envv, capture_output=True,
+        p = subprocess.run([sys.executable, "-W", "ignore", "-"], input=code, cwd=tree, env=envv, capture_output=True,
                            text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return parse_run(None, "", timed_out=True)

@@ -379,3 +379,24 @@ def test_prune_leaves_out_read_only_checks_before_the_failing_step(tmp_path):
     assert "assert len(data) == 5" not in render(r, 2, "value", prune=True)
     assert "assert len(data) == 5" in render(r, 2, "value")
     assert is_check("assert len(x) == 2") and not is_check("assert c[1] == 1") and not is_check("assert f(1)")
+
+
+def test_a_printed_value_the_test_never_saw_is_no_reproduction(local, monkeypatch):
+    ctx, _ = local
+    seen = "FAILED tests/test_lib.py::test_take_every - assert [20, 40] == [10, 30, 50]\n"
+    other = "FAILED tests/test_lib.py::test_take_every - assert [99] == [10, 30, 50]\n"
+    assert sr.ground(ctx, inst(["tests/test_lib.py::test_take_every"], log=seen), SCFG).record["reproduced"]
+    g = sr.ground(ctx, inst(["tests/test_lib.py::test_take_every"], log=other), SCFG)
+    assert g.facts is None and "the snippet prints [20, 40]; the test saw assert [99] == [10, 30, 50]" in g.record["reason"]
+    monkeypatch.setattr(sr, "log_disagrees", lambda *a: None)  # switched off: the log is not consulted
+    assert sr.ground(ctx, inst(["tests/test_lib.py::test_take_every"], log=other), SCFG).record["reproduced"]
+    assert sf.log_disagrees({"message": "assert <Foo object> == 2"}, {"value": "3"}) is None  # cannot tell
+
+
+def test_a_value_too_long_to_read_keeps_the_assertion(local, monkeypatch):
+    ctx, _ = local
+    monkeypatch.setattr(sr, "MAX_VALUE_CHARS", 5)
+    g = sr.ground(ctx, inst(["tests/test_lib.py::test_take_every"]), SCFG)
+    assert g.record["kind"] == "raise" and g.record["before"]["exc_type"] == "AssertionError"
+    assert g.record["snippet"].endswith("assert take_every(2, data) == [10, 30, 50]\n")
+    assert "fails its check" in write_statement(inst([]), grounding=g)["problem_statement"]
