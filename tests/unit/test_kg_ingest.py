@@ -210,6 +210,10 @@ def test_ingested_graph_plugs_in_through_search_kg_extra(tmp_path):
     assert manifest["sources"]["user"]["entities"] == 9
     assert graph.objects("wikidata/Q142", "capital") == ["wikidata/Q90"]
     assert graph.entities["wikidata/Q1002"].attributes["iata"] == "CDG"
+    from pipelines.browse.corpus import render_pages
+
+    page = next(p for p in render_pages(graph) if p.entity_id == "wikidata/Q1002")  # the corpus renders it
+    assert "serves the city of Paris" in page.text and "Its IATA code is CDG." in page.text
 
 
 def test_objects_never_ingested_break_the_graph_with_the_filter_off(tmp_path, monkeypatch):
