@@ -184,9 +184,17 @@ def ground(ctx, inst: Mapping, scfg: Mapping) -> Grounding:
             budget -= 1
             facts = _try(ctx, env, before, after, red, log_failure(log, tid), timeout_s, record)
             if facts is not None:
-                return Grounding(facts, record, symbols)
-        record["reason"] = "no F2P test reproduces outside the test runner: " + "; ".join(record["tried"])[:1500] \
-            if record["tried"] else "no F2P test"
+                text, leak = default_statement(Grounding(facts, record), inst, scfg["style"])
+                if leak is None:
+                    from pipelines.swe.statements import leak_check
+
+                    leak = leak_check(text, inst)[1]
+                if leak is None:
+                    return Grounding(facts, record, symbols)
+                record.update(reproduced=False, reason=leak)  # another test may not need the private name
+                record["tried"].append(f"{tid}: {leak}")
+        record["reason"] = ("no F2P test reproduces outside the test runner, or without naming what the fix "
+                            "touches: " + "; ".join(record["tried"])[:1500]) if record["tried"] else "no F2P test"
         return Grounding(None, record, symbols)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

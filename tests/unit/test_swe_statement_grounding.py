@@ -197,18 +197,23 @@ def test_ground_raise_and_no_raise_failures(local):
 def test_statement_naming_a_private_name_of_the_fix_is_dropped_unless_located(local):
     ctx, _ = local
     i = dict(inst(["tests/test_lib.py::test_private"]), meta=dict(inst([])["meta"], function="_check"))
-    g = sr.ground(ctx, i, SCFG)
-    assert g.record["reproduced"] is True  # it does reproduce: calling _check(0) raises nothing with the bug
+    g = sr.ground(ctx, i, SCFG)  # it reproduces (calling _check(0) raises nothing with the bug), but says _check
+    assert g.facts is None and g.record["reason"].endswith("located: names a private name '_check'")
     st = write_statement(i, grounding=g)
-    assert st["problem_statement"] is None and st["reason"] == "located: names a private name '_check'"
-    assert write_statement(i, grounding=g, style="located")["problem_statement"]
+    assert st["problem_statement"] is None and st["reason"].startswith("not_reproduced:")
+    # with another F2P test that needs no private name, that one is used
+    both = dict(i, FAIL_TO_PASS=["tests/test_lib.py::test_private", "tests/test_lib.py::test_take_every"])
+    g = sr.ground(ctx, both, SCFG)
+    assert g.record["test_id"].endswith("test_take_every") and g.record["tried"][0].endswith("private name '_check'")
+    located = sr.ground(ctx, i, dict(SCFG, style="located"))
+    assert "_check(0)" in write_statement(i, grounding=located, style="located")["problem_statement"]
 
 
 def test_name_leaks_switched_off_lets_the_private_name_through(local, monkeypatch):
     ctx, _ = local
     i = dict(inst(["tests/test_lib.py::test_private"]), meta=dict(inst([])["meta"], function="_check"))
-    g = sr.ground(ctx, i, SCFG)
     monkeypatch.setattr(sf, "name_leaks", lambda *a, **k: [])
+    g = sr.ground(ctx, i, SCFG)
     assert "_check(0)" in write_statement(i, grounding=g)["problem_statement"]
 
 
