@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from pipelines.browse.kg.model import Entity, Graph, Triple, _atomic_write_table, atomic_write_text
 
-CORPUS_CODE_VERSION = "corpus-1"
+CORPUS_CODE_VERSION = "corpus-2"  # corpus-2: incoming borders read "X shares a border with Y"
 PAGE_SCHEMA = pa.schema([
     pa.field("url", pa.string(), nullable=False),
     pa.field("title", pa.string(), nullable=False),
@@ -66,6 +66,7 @@ INV_TEMPLATES = {  # incoming relation -> sentence about the object page ({kinds
     "language": "{o} is spoken in {s}.",
     "continent": "Countries on {o} include {s}.",
     "subregion": "Countries in {o} include {s}.",
+    "shares_border_with": "{o} shares a border with {s}.",
 }
 ATTR_TEMPLATES = {
     "population": "{s} has a population of {v:,}.",

@@ -194,3 +194,21 @@ def test_parallel_sessions_share_one_backend_and_cache_safely(backend, tmp_path)
     assert all(content == expected[q] for q, content, _ in out)
     assert len({page for _, _, page in out}) == 1
     assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+def test_an_incoming_border_reads_as_a_sentence_not_a_relation_name():
+    from pipelines.browse.corpus import render_entity
+    from pipelines.browse.kg.model import Entity, Graph, Triple
+
+    g = Graph([Entity("country/FR", "country", "France"), Entity("country/DE", "country", "Germany")],
+              [Triple("country/FR", "shares_border_with", "country/DE")])
+    text = render_entity(g, g.entities["country/DE"]).text
+    assert "Germany shares a border with France." in text and "shares border with of" not in text
+    # without the template the fallback names the relation: "Germany is the shares border with of France"
+    from pipelines.browse import corpus
+
+    saved = corpus.INV_TEMPLATES.pop("shares_border_with")
+    try:
+        assert "Germany is the shares border with of France" in render_entity(g, g.entities["country/DE"]).text
+    finally:
+        corpus.INV_TEMPLATES["shares_border_with"] = saved
