@@ -50,6 +50,10 @@ def log_failure(log: str, test_id: str) -> dict:
             break
     if text is None:
         return {"exc_type": None, "message": None, "did_not_raise": None, "source": "absent"}
+    if text.endswith("...") and text != "...":  # cut to the terminal's width: only a prefix is known
+        return {"exc_type": None, "message": text, "did_not_raise": None, "source": "truncated"}
+    if text == "...":
+        return {"exc_type": None, "message": None, "did_not_raise": None, "source": "absent"}
     dnr = re.match(r"(?:Failed: )?DID NOT RAISE <class '([\w.]+)'>", text) or re.match(
         r"AssertionError: (\w+) not raised", text)
     if dnr:
@@ -60,6 +64,24 @@ def log_failure(log: str, test_id: str) -> dict:
     m = re.match(r"([A-Za-z_][\w.]*)(?:: (.*))?$", text, re.S)
     exc = m.group(1).rsplit(".", 1)[-1] if m else None
     return {"exc_type": exc, "message": (m.group(2) or "") if m else text, "did_not_raise": None, "source": "summary"}
+
+
+def log_agrees(logged: Mapping, exc: str | None, message: str | None, did_not_raise: str | None = None) -> bool:
+    """Is the snippet's failure (``exc``: message, or ``did_not_raise``) the one the before log shows? An
+    absent line cannot say no; a line pytest cut short must start like the snippet's failure."""
+    if logged["source"] == "absent":
+        return True
+    if logged["source"] == "summary":
+        if did_not_raise:
+            return logged["did_not_raise"] in (None, did_not_raise) and logged["exc_type"] is None
+        return logged["exc_type"] == exc
+    prefix = re.sub(r"^(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_]\w*(?::|\.\.\.|$))", "", logged["message"][:-3])
+    if did_not_raise:
+        return any(c.startswith(prefix) for c in (f"Failed: DID NOT RAISE <class '{did_not_raise}'>",
+                                                   f"AssertionError: {did_not_raise} not raised"))
+    if exc == "AssertionError":  # pytest's own words for a failed assert differ from Python's (and unittest's)
+        return any(c.startswith(prefix) or prefix.startswith(c) for c in ("assert ", "AssertionError"))
+    return (f"{exc}: {message}" if message else f"{exc}").startswith(prefix)
 
 
 def parse_run(exit_code: int | None, output: str, *, timed_out: bool = False) -> dict:
@@ -119,22 +141,34 @@ def first_call(code: str) -> str | None:
     return ast.unparse(subs[0].value) if subs else None
 
 
+def _last_line(snippet: str) -> str | None:
+    """The snippet's failing line as a user would quote it (None: a block of several lines, or too long)."""
+    line = snippet.rstrip().splitlines()[-1]
+    if line[:1].isspace() or len(line) > 80:
+        return None
+    if line.startswith("print(repr(") and line.endswith("))"):
+        line = line[len("print(repr("):-2]
+    return line
+
+
+def redact(text: str) -> str:
+    """An error message with private names (``_x``, name-mangled ``_Cls__attr``; not dunders) left out:
+    what the interpreter says about the fix's internals is no part of a user's report."""
+    return re.sub(r"(?<!\w)_(?!_[A-Za-z0-9]+__\b)[A-Za-z0-9_]*\w", "<private>", text)
+
+
 def render(facts: Mapping, *, style: str = "issue", location: Mapping | None = None) -> str:
     """The default statement from the facts (what the user ran, what happened, what was expected)."""
-    call = facts.get("call")
-    subject = f"`{call}`" if call else "this code"
+    call, line = facts.get("call"), _last_line(facts["snippet"])
+    subject = f"`{line}`" if line else f"`{call}`" if call else "this code"
     kind, b, a = facts["kind"], facts["before"], facts["after"]
     if kind == "value":
-        head = f"{subject} gives the wrong result: the snippet below prints `{b['value']}`, expected `{a['value']}`."
+        head = f"{subject} returns `{b['value']}`, expected `{a['value']}` (the snippet below prints it)."
     elif kind == "no_raise":
         head = (f"{subject} accepts input it should reject: the snippet below runs without error, expected it to "
                 f"raise `{facts['expected_raises']}`.")
     else:
-        err = f"{b['exc_type']}: {b['message']}" if b.get("message") else b["exc_type"]
-        line = facts["snippet"].rstrip().splitlines()[-1].strip()
-        if line.startswith("print(repr(") and line.endswith("))"):
-            line = line[len("print(repr("):-2]
-        subject = f"`{line}`" if len(line) <= 80 else subject
+        err = redact(f"{b['exc_type']}: {b['message']}" if b.get("message") else b["exc_type"])
         what = "fails its check" if b["exc_type"] == "AssertionError" else "raises"
         head = f"{subject} {what} where it should not: the snippet below ends with `{err[:300]}`; expected it to " \
                f"run without error."

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pipelines.swe.statement_facts import (
     first_call,
+    log_agrees,
     log_disagrees,
     log_failure,
     parse_run,
@@ -130,11 +131,11 @@ def claim_of(red: Reduced, found: Mapping, logged: Mapping) -> tuple[dict | None
     step = red.steps[found["index"]]
     if found.get("did_not_raise"):
         exp = found["did_not_raise"].rsplit(".", 1)[-1]
-        if logged["source"] != "absent" and logged["did_not_raise"] not in (None, exp):
+        if not log_agrees(logged, None, None, exp):
             return None, f"the snippet does not raise {exp}; the test failed with {logged['message']}"
         return {"kind": "no_raise", "index": found["index"], "expected_raises": exp}, None
     exc = found["exc_type"]
-    if logged["source"] != "absent" and logged["exc_type"] != exc:
+    if not log_agrees(logged, exc, found.get("message")):
         return None, f"the snippet raises {exc}; the test failed with {logged['exc_type'] or logged['message']}"
     if exc == "AssertionError" and value_parts(step.code):
         return {"kind": "value", "index": found["index"], "got": None}, None

@@ -188,7 +188,8 @@ def test_ground_raise_and_no_raise_failures(local):
     ctx, _ = local
     g = sr.ground(ctx, inst(["tests/test_lib.py::test_head[ab-a]"]), SCFG)
     assert g.record["kind"] == "raise" and g.record["before"]["exc_type"] == "IndexError"
-    assert "`head(seq)`" in write_statement(inst([]), grounding=g)["problem_statement"]  # the public call
+    assert write_statement(inst([]), grounding=g)["problem_statement"].startswith(
+        "`head(seq)` raises where it should not: the snippet below ends with `IndexError: string index out of range`")
     g = sr.ground(ctx, inst(["tests/test_lib.py::HeadTest::test_raises"]), SCFG)
     assert g.record["kind"] == "no_raise" and g.facts["expected_raises"] == "ValueError"
     assert g.record["after"]["exc_type"] == "ValueError" and g.record["before"]["exit_code"] == 0
@@ -231,7 +232,7 @@ def test_not_reproduced_drops_the_statement_and_switched_off_keeps_a_wrong_one(l
     monkeypatch.setattr(sr, "claim_of", lambda red, found, logged: ({"kind": "value", "index": 0, "got": None}, None))
     g = sr.ground(ctx, i, SCFG)
     bad = write_statement(i, grounding=g)["problem_statement"]
-    assert "prints `3`, expected `3`" in bad  # the wrong statement gets through without the check
+    assert "returns `3`, expected `3`" in bad  # the wrong statement gets through without the check
 
 
 # ---------------------------------------------------------------- LLM statements
@@ -405,3 +406,29 @@ def test_a_value_too_long_to_read_keeps_the_assertion(local, monkeypatch):
     assert g.record["kind"] == "raise" and g.record["before"]["exc_type"] == "AssertionError"
     assert g.record["snippet"].endswith("assert take_every(2, data) == [10, 30, 50]\n")
     assert "fails its check" in write_statement(inst([]), grounding=g)["problem_statement"]
+
+
+def test_render_redacts_private_names_in_error_messages_and_quotes_the_failing_line():
+    facts = {"kind": "raise", "snippet": "from c import MRU\n\ncache = MRU(2)\ndel cache[1]\n", "call": "MRU",
+             "before": {"exc_type": "AttributeError", "message": "'MRU' object has no attribute '_MRU__order'"},
+             "after": {"exit_code": 0}}
+    text = sf.render(facts)
+    assert text.startswith("`del cache[1]` raises where it should not: the snippet below ends with "
+                           "`AttributeError: 'MRU' object has no attribute '<private>'`")
+    assert sf.name_leaks(text, {"patch": ""}) == []
+    block = dict(facts, snippet="from c import MRU\n\nfor k in (1, 2):\n    del MRU(2)[k]\n")
+    assert sf.render(block).startswith("`MRU` raises")  # a block of lines is no quotable line: the call
+    assert sf.redact("bad __init__, _x, a_b, obj._y") == "bad __init__, <private>, a_b, obj.<private>"
+
+
+def test_truncated_summary_lines_agree_by_prefix():
+    line = "FAILED a.py::T::t - {}\n"
+    cases = [("Attr...", "AttributeError", "x", True), ("Key...", "AttributeError", "x", False),
+             ("asse...", "AssertionError", "", True), ("AssertionError: 2 != ...", "AssertionError", "", True),
+             ("semver.version.VersionErr...", "VersionError", "x", True), ("ValueError: bad v...", "ValueError",
+                                                                          "other", False)]
+    for text, exc, msg, want in cases:
+        logged = sf.log_failure(line.format(text), "a.py::T::t")
+        assert logged["source"] == "truncated" and sf.log_agrees(logged, exc, msg) is want, text
+    dnr = sf.log_failure(line.format("Failed: DID NOT RAISE <cl..."), "a.py::T::t")
+    assert sf.log_agrees(dnr, None, None, "ValueError") and not sf.log_agrees(dnr, "KeyError", "1")
