@@ -15,7 +15,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.swe.statement_inline import inline_call
 from pipelines.swe.statement_params import Unresolved, module_bindings, param_values
+from pipelines.swe.statement_snippet import is_check, render, value_parts  # noqa: F401 - the snippet of a Reduced
 
 CMP = {"assertEqual": ast.Eq, "assertEquals": ast.Eq, "assertListEqual": ast.Eq, "assertDictEqual": ast.Eq,
        "assertTupleEqual": ast.Eq, "assertSetEqual": ast.Eq, "assertSequenceEqual": ast.Eq,
@@ -165,7 +167,21 @@ class _Rewrite(ast.NodeTransformer):
 
     def visit_Attribute(self, node):
         if isinstance(node.value, ast.Name) and node.value.id == "self":
-            return self.attr_of(node.attr)
+            value = self.attr_of(node.attr)
+            if isinstance(value, ast.FunctionDef):
+                raise Unreducible(f"uses self.{node.attr}")
+            return self.visit(value)
+        return self.generic_visit(node)
+
+    def visit_Call(self, node):
+        if _is_self_attr(node.func) and isinstance(method := self.attr_of(node.func.attr), ast.FunctionDef):
+            try:
+                inlined = inline_call(method, node)  # a helper that only returns an expression
+            except ValueError:
+                inlined = None
+            if inlined is None:
+                raise Unreducible(f"uses self.{node.func.attr}")
+            return self.visit(inlined)
         return self.generic_visit(node)
 
     def visit_Name(self, node):
@@ -322,9 +338,12 @@ def reduce_test(tree: Path, test_id: str) -> Reduced:
 
     def attr_of(name: str):
         hit = _lookup(tree, cls_file, cls_mod, cls, name) if cls is not None else None
-        if hit is None or not isinstance(hit[0], (ast.Name, ast.Attribute, ast.Constant)):
+        node = hit[0] if hit else None
+        if isinstance(node, ast.Call) and _dotted(node.func) == "staticmethod" and len(node.args) == 1:
+            node = node.args[0]
+        if not isinstance(node, (ast.Name, ast.Attribute, ast.Constant, ast.FunctionDef)):
             raise Unreducible(f"uses self.{name}")
-        return copy.deepcopy(hit[0])
+        return copy.deepcopy(node)
 
     body = [_Rewrite(attr_of).visit(copy.deepcopy(s)) for s in func.body]
     steps = _steps(body)
@@ -334,59 +353,3 @@ def reduce_test(tree: Path, test_id: str) -> Reduced:
     codes = [s.code for s in steps] + [s.raises for s in steps if s.raises] + prelude
     imports, helpers, used = _needs([mod, cls_mod] if cls_mod is not mod else [mod], codes)
     return Reduced(test_id, imports, helpers + prelude, steps, used)
-
-
-def _indent(code: str) -> str:
-    return "\n".join("    " + ln for ln in code.splitlines())
-
-
-def value_parts(code: str) -> tuple[str, str] | None:
-    """(actual, expected) of ``assert A == B`` (a literal on the left is the expected side, unittest order)."""
-    try:
-        node = ast.parse(code).body[0]
-    except (SyntaxError, IndexError):
-        return None
-    if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare) and len(node.test.ops) == 1
-            and isinstance(node.test.ops[0], ast.Eq)):
-        return None
-    left, right = node.test.left, node.test.comparators[0]
-    if _is_literal(left) and not _is_literal(right):
-        left, right = right, left
-    return ast.unparse(left), ast.unparse(right)
-
-
-def _is_literal(node) -> bool:
-    try:
-        ast.literal_eval(node)
-        return True
-    except (ValueError, TypeError, SyntaxError, RecursionError):
-        return False
-
-
-def is_check(code: str) -> bool:
-    """An ``assert`` that only reads (no call but ``len``, no subscript, no walrus): dropping it before the
-    failing step leaves the state as it was (the before/after runs confirm it)."""
-    node = ast.parse(code).body[0]
-    if not isinstance(node, ast.Assert):
-        return False
-    return not any(isinstance(n, (ast.Subscript, ast.NamedExpr, ast.Await, ast.Yield)) or
-                   isinstance(n, ast.Call) and not (isinstance(n.func, ast.Name) and n.func.id == "len")
-                   for n in ast.walk(node))
-
-
-def render(red: Reduced, k: int, kind: str, *, prune: bool = False) -> str:
-    """The snippet: imports, prelude, the steps before ``k`` (a passing ``raises`` step as try/except; with
-    ``prune``, read-only checks left out) and step ``k`` as ``kind``: ``value`` (print what the assertion
-    compares), ``raise`` (as is), ``no_raise`` (the body that should have raised)."""
-    lines = list(red.imports) + ([""] if red.imports else []) + list(red.prelude)
-    for s in red.steps[:k]:
-        if prune and not s.raises and is_check(s.code):
-            continue
-        lines.append(f"try:\n{_indent(s.code)}\nexcept {s.raises}:\n    pass" if s.raises else s.code)
-    step = red.steps[k]
-    if kind == "value":
-        actual, _ = value_parts(step.code)
-        lines.append(f"print(repr({actual}))")
-    else:
-        lines.append(step.code)
-    return "\n".join(lines).strip() + "\n"

@@ -432,3 +432,33 @@ def test_truncated_summary_lines_agree_by_prefix():
         assert logged["source"] == "truncated" and sf.log_agrees(logged, exc, msg) is want, text
     dnr = sf.log_failure(line.format("Failed: DID NOT RAISE <cl..."), "a.py::T::t")
     assert sf.log_agrees(dnr, None, None, "ValueError") and not sf.log_agrees(dnr, "KeyError", "1")
+
+
+def test_helper_methods_that_only_return_are_inlined(tmp_path):
+    t = write_tree(tmp_path / "t", {"tests/test_d.py": '''import unittest
+
+import lib
+
+
+class Mixin:
+    def make(self, n, **kw):
+        return self.FACTORY(n, **kw)
+
+    def busy(self, n):
+        x = n
+        return x
+
+    def test_make(self):
+        self.assertEqual(self.make(2, strict=True), 2)
+
+    def test_busy(self):
+        self.assertEqual(self.busy(2), 2)
+
+
+class T(unittest.TestCase, Mixin):
+    FACTORY = staticmethod(lib.check_size)
+'''})
+    r = reduce_test(t, "tests/test_d.py::T::test_make")
+    assert r.imports == ["import lib"] and r.steps[0].code == "assert lib.check_size(2, strict=True) == 2"
+    with pytest.raises(Unreducible, match="uses self.busy"):  # more than a return: not inlined
+        reduce_test(t, "tests/test_d.py::T::test_busy")
