@@ -205,12 +205,26 @@ def name_leaks(text: str, inst: Mapping, public: Iterable[str] = ()) -> list[str
     if m:
         out.append(f"names a line ({m.group(0)})")
     words = set(re.findall(r"[A-Za-z_][\w]*", text))
-    private = sorted(w for w in words if w.startswith("_") and not (w.startswith("__") and w.endswith("__")))
+    private = sorted(w for w in words - _bound_in_code(text)  # a snippet's own variable is no private API
+                     if w.startswith("_") and not (w.startswith("__") and w.endswith("__")))
     if private:
         out.append(f"names a private name {private[0]!r}")
     hidden = sorted((fix_names(inst) & words) - set(public))
     if hidden:
         out.append(f"names {hidden[0]!r}, which only the fix touches")
+    return out
+
+
+def _bound_in_code(text: str) -> set[str]:
+    """Names the code blocks of a statement bind themselves (variables, arguments, lambda parameters)."""
+    out: set[str] = set()
+    for block in re.findall(r"```(?:python)?\n(.*?)```", text, re.S):
+        try:
+            tree = ast.parse(block)
+        except SyntaxError:
+            continue
+        out |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+        out |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     return out
 
 

@@ -84,18 +84,22 @@ def _param_rows(deco: ast.Call, mod: ast.Module | None) -> list[tuple[str, dict]
         if rid is None and isinstance(explicit, (ast.List, ast.Tuple)) and i < len(explicit.elts):
             rid = explicit.elts[i].value if isinstance(explicit.elts[i], ast.Constant) else None
         if rid is None:
-            rid = "-".join(_id_part(v, n, i) for v, n in zip(vals, names))
+            rid = "-".join(_id_part(v, n, i, mod) for v, n in zip(vals, names))
         out.append((str(rid), dict(zip(names, vals))))
     return out
 
 
-def _id_part(v: ast.expr, name: str, i: int) -> str:
+def _id_part(v: ast.expr, name: str, i: int, mod: ast.Module | None = None) -> str:
     if isinstance(v, ast.Constant) and isinstance(v.value, (int, float, str, bool)) or \
             isinstance(v, ast.Constant) and v.value is None:
         val = v.value
         return val.encode("unicode_escape").decode("ascii") if isinstance(val, str) else str(val)
     if isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.USub) and isinstance(v.operand, ast.Constant):
         return f"-{v.operand.value}"
+    if isinstance(v, ast.Name) and mod is not None and any(  # a function or class: pytest uses its __name__
+            isinstance(b, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom))
+            for b in module_bindings(mod, v.id)):
+        return v.id
     return f"{name}{i}"
 
 

@@ -462,3 +462,12 @@ class T(unittest.TestCase, Mixin):
     assert r.imports == ["import lib"] and r.steps[0].code == "assert lib.check_size(2, strict=True) == 2"
     with pytest.raises(Unreducible, match="uses self.busy"):  # more than a return: not inlined
         reduce_test(t, "tests/test_d.py::T::test_busy")
+
+
+def test_function_valued_params_use_their_name_and_snippet_variables_are_no_private_api(tmp_path):
+    t = write_tree(tmp_path / "t", {"tests/test_f.py": "import pytest\n\nfrom lib import head, check_size\n\n\n"
+                                    "@pytest.mark.parametrize('fn, arg', [(head, [1]), (check_size, 2)])\n"
+                                    "def test_fn(fn, arg):\n    assert fn(arg)\n"})
+    assert reduce_test(t, "tests/test_f.py::test_fn[check_size-2]").prelude == ["fn = check_size", "arg = 2"]
+    text = "x\n\n```python\nc = Cache(2, ttu=lambda _key, v: 1)\nc._data\n```"
+    assert sf.name_leaks(text, {"patch": ""}) == ["names a private name '_data'"]  # _key is the snippet's own
