@@ -60,7 +60,9 @@ def gold_of(row: Mapping) -> V.Gold | None:
     gold = row["gold"]
     text = str(int(gold)) if isinstance(gold, float) and gold.is_integer() else str(gold)
     names = tuple(dict.fromkeys([text, *row.get("gold_aliases", [])]))
-    answer_type = row.get("answer_type")
+    from pipelines.browse.ground import natural_kind
+
+    answer_type = row.get("answer_type") or natural_kind(str(row.get("question") or ""))
     return V.Gold(names, None, answer_type, V.kind_for(answer_type) if answer_type else V.AnswerKind.TEXT)
 
 

@@ -27,6 +27,7 @@ What is never rejected here (precision the other way):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from pipelines.browse import verify as V
@@ -46,8 +47,23 @@ ANSWER_TYPES: dict[str, frozenset[str]] = {
     "language": frozenset({"language"}), "continent": frozenset({"continent"}),
     **dict.fromkeys(["timezone", "time zone"], frozenset({"timezone"})),
     **dict.fromkeys(["person", "scientist", "chemist", "physicist", "discoverer"], frozenset({"discoverer"})),
-    **dict.fromkeys(["river", "lake", "mountain", "sea", "island"], _NATURAL),
+    **dict.fromkeys(["river", "lake", "mountain", "sea", "ocean", "island", "body of water"], _NATURAL),
 }
+# "Which river flows through Paris?": a natural feature asked where the row gives no answer_type
+_NATURAL_ASKED = re.compile(r"\b(?:which|what)\s+(river|lake|mountain|sea|ocean|island|body of water)\b", re.I)
+
+
+def natural_kind(question: str) -> str | None:
+    """The natural-feature kind a question asks for ("river"), or None. The graph has no such type, so a
+    prediction that resolves only to typed places ("Lisbon" for the Tagus) names another kind of thing."""
+    m = _NATURAL_ASKED.search(question or "")
+    return m.group(1).lower() if m else None
+
+
+def _shares_word(names: Iterable[str], answer: str) -> bool:
+    """Prediction and gold share a word of 3+ letters ("Congo" / "Congo River"): maybe the same thing."""
+    words = {w for w in re.findall(r"\w{3,}", answer.lower())}
+    return any(words & set(re.findall(r"\w{3,}", n.lower())) for n in names)
 MAX_PAIRS = 12  # candidates per side compared pairwise (an ambiguous name: "Springfield" names 12 cities)
 # answer types whose every answer is a typed graph entity: a prediction naming only other types is wrong
 TYPE_CHECKED = frozenset({"city", "country", "us_state", "airport", "element", "currency", "language",
@@ -173,6 +189,11 @@ def text_gold_verdict(index: NameIndex, gold: V.Gold, answer: str) -> V.Verdict 
             return V.Verdict("incorrect", answer, f"graph: names the gold {_names(index, gold_ids)} but its "
                              f"qualifier places it elsewhere ({res.how})", V.Source.GRAPH.value, None)
         return None
+    if (types is not None and not types and res.ids and all(index.type_of(p) != ARTICLE for p in res.ids)
+            and not _shares_word(gold.names, answer)):
+        asked = gold.answer_type.replace("_", " ")
+        return V.Verdict("incorrect", answer, f"graph: prediction resolves to {_names(index, res.ids)}, not a "
+                         f"{asked} as asked", V.Source.GRAPH.value, sorted(res.ids)[0])
     checked = (types or frozenset()) & TYPE_CHECKED
     if res.ids and checked and all(index.type_of(p) not in checked | {ARTICLE} for p in res.ids):
         asked = gold.answer_type.replace("_", " ")

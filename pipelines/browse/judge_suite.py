@@ -42,10 +42,13 @@ def read_rows(path: str) -> list[dict]:
 
 
 def row_gold(row: dict, graph=None) -> V.Gold:
-    """The Gold of a row: its names, its graph entity (when the graph has it) and its answer type."""
+    """The Gold of a row: its names, its graph entity (when the graph has it) and its answer type (given, the
+    entity's, or the natural feature the question asks for: "Which river ...")."""
+    from pipelines.browse.ground import natural_kind
+
     gid = row.get("gold_id")
     entity = graph.entities.get(gid) if graph is not None and gid else None
-    atype = row.get("answer_type") or (entity.type if entity else None)
+    atype = row.get("answer_type") or (entity.type if entity else None) or natural_kind(row.get("question") or "")
     kind = V.kind_for(atype) if atype else (V.AnswerKind.ENTITY if entity else V.AnswerKind.TEXT)
     return V.Gold(tuple(row["gold"]), gid if entity else None, atype, kind)
 

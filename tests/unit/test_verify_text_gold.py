@@ -249,3 +249,23 @@ def test_the_issue_near_misses_are_rejected_on_the_real_graph(real_graph):
              ("London", "United Kingdom"), ("Illinois", "Springfield"), ("Danube", "Budapest")]
     res = JS.grade_rows([_row(g, p, "incorrect") for g, p in pairs], AlwaysYesJudge(), real_graph)
     assert [(r["verdict"], r["source"]) for r in res] == [("incorrect", "graph")] * len(pairs)
+
+
+def test_a_city_for_a_river_the_question_asks_is_rejected_without_the_judge(graph):
+    # no answer_type: "Which river ..." names the kind; the graph has no rivers, the prediction is a typed city
+    rows = [_row("Tagus", "London", "incorrect", question="Which river flows through Lisbon?"),
+            _row("Seine", "Budapest", "incorrect", answer_type="river")]
+    judge = AlwaysYesJudge()
+    res = JS.grade_rows(rows, judge, graph)
+    assert [r["verdict"] for r in res] == ["incorrect", "incorrect"] and judge.calls == 0
+    assert "not a river as asked" in res[0]["reason"]
+    # a prediction sharing a word with the gold may be the same river: left to the judge
+    (same,) = JS.grade_rows([_row("London River", "London", "correct", answer_type="river")], AlwaysYesJudge(), graph)
+    assert same["verdict"] == "correct"
+
+
+def test_switched_off_the_lenient_judge_accepts_a_city_for_a_river(graph, monkeypatch):
+    monkeypatch.setattr(G, "natural_kind", lambda question: None)
+    (r,) = JS.grade_rows([_row("Tagus", "London", "incorrect", question="Which river flows through Lisbon?")],
+                         AlwaysYesJudge(), graph)
+    assert r["verdict"] == "correct"
