@@ -88,7 +88,8 @@ def test_filter_open_follow_links_and_read_a_diff(run_store, chrome):
         browser.screenshot(chrome, shots, "0-rollout-trajectory")
         chrome.get(srv.url + "browse_trajectories/bolivia-1")
         body = chrome.find_element(By.TAG_NAME, "body").text
-        assert "incorrect by judge" in body and "fake judge: not the same" in body
+        # the gold has no graph id: the graph resolves both ("Peruvian sol" is another currency) before any judge
+        assert "incorrect by graph" in body and "graph: prediction resolves to currency/PEN (Peruvian sol)" in body
         chrome.get(srv.url + "browse_trajectories/open-0")
         body = chrome.find_element(By.TAG_NAME, "body").text
         assert "not judged" in body and "not_judged: the question came without a gold answer" in body
