@@ -97,10 +97,12 @@ def test_mined_commit_becomes_validated_instance_resolved_by_gold(tmp_path):
     summary = run(cfg)
     assert summary["instances"] == 1, summary
     _, rows = catalog.query(str(out), "select instance_id, source, source_ref, base_commit, FAIL_TO_PASS, "
-                            "PASS_TO_PASS, statement_origin from swe_instances")
-    iid, source, ref, base_commit, f2p, p2p, origin = rows[0]
+                            "PASS_TO_PASS, statement_origin, problem_statement from swe_instances")
+    iid, source, ref, base_commit, f2p, p2p, origin, statement = rows[0]
     assert iid == f"acme__calc-{fix[:10]}" and source == "mined" and ref == f"acme/calc@{iid}"
-    assert base_commit == base and origin == "template"
+    # the statement is written from the observed failure (the F2P test reduced to a call, run before and after)
+    assert base_commit == base and origin == "observed" and "clamp(15, 0, 10)" in statement
+    assert "calc/__init__.py" not in statement
     assert list(f2p) == ["tests/test_calc.py::test_clamp"] and list(p2p) == ["tests/test_calc.py::test_add"]
     _, fails = catalog.query(str(out), "select stage, reason, item_key from failures where stage = 'mine'")
     by_key = {k: r for _, r, k in fails}
