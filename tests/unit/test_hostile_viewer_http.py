@@ -150,9 +150,20 @@ def test_a_large_page_arrives_whole(srv):
 def test_unbuffered_writes_switched_on_cut_a_large_page_short(srv, monkeypatch):
     setup = guard.Handler.setup
 
+    class PartialWrites:  # an unbuffered socket file: one send per write, which may take part of it (made
+        # deterministic here: at most 64 KiB a write, as a full socket buffer gives), the rest silently lost
+        def __init__(self, raw):
+            self.raw = raw
+
+        def write(self, data):
+            return self.raw.write(bytes(data[:65536]))
+
+        def __getattr__(self, name):
+            return getattr(self.raw, name)
+
     def raw_writes(self):
         setup(self)
-        self.wfile = self.connection.makefile("wb", buffering=0)  # one send per write: may be partial
+        self.wfile = PartialWrites(self.connection.makefile("wb", buffering=0))
 
     monkeypatch.setattr(guard.Handler, "setup", raw_writes)
     r = get(srv, f"/browse_trajectories/t{F.BIG:04d}")
