@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.swe.statement_inline import inline_call
-from pipelines.swe.statement_params import Unresolved, module_bindings, param_values
+from pipelines.swe.statement_params import Unresolved, _dotted, module_bindings, param_values
 from pipelines.swe.statement_snippet import is_check, render, value_parts  # noqa: F401 - the snippet of a Reduced
 
 CMP = {"assertEqual": ast.Eq, "assertEquals": ast.Eq, "assertListEqual": ast.Eq, "assertDictEqual": ast.Eq,
@@ -196,14 +196,6 @@ def _raises_item(exc) -> ast.withitem:
 
 def _is_self_attr(node) -> bool:
     return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self"
-
-
-def _dotted(node) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return f"{_dotted(node.value)}.{node.attr}"
-    return ""
 
 
 def _steps(body: list[ast.stmt]) -> list[Step]:
