@@ -18,7 +18,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 EXC = r"[A-Za-z_][\w.]*(?:Error|Exception|Warning|Exit|Interrupt|Failure|Iteration|KeyError)"
-SUMMARY = re.compile(r"^(?:FAILED|ERROR) (\S+?)(?: - (.*))?$", re.M)
+# a summary line's id may hold spaces (``t[a minute ago]``): it ends at `` - `` or at the line's end
+SUMMARY = re.compile(r"^(?:FAILED|ERROR) (\S.*?)(?: - (.*))?$", re.M)
 TRACE_LAST = re.compile(rf"^({EXC}|[A-Z]\w*Error|[A-Z]\w+)(?:: (.*))?$")
 PATH = re.compile(r"(?<![\w.])(?:[\w.-]+/)+[\w.-]+\.(?:py|pyx|cfg|toml|txt)\b|\b[\w-]+\.py\b")
 LINE = re.compile(r"\bline \d+\b", re.I)
@@ -33,6 +34,18 @@ NO_ERROR = re.compile(r"\b(?:no (?:error|exception)|without (?:an? )?(?:error|ex
                       r"not (?:raise|fail|error)|succeed|work(?:s|ed)? (?:fine|normally|correctly))\b", re.I)
 NOISE = {"None", "True", "False", "self", "print", "repr", "list", "dict", "set", "tuple", "len", "str", "int",
          "float", "bool", "range", "sorted", "isinstance", "type", "object"}
+
+
+def full_test_id(log: str, test_id: str) -> str | None:
+    """The node id a SWE-bench-style id stands for. SWE-bench's ``-rA`` parser splits summary lines on
+    whitespace, so ``t[test_input10-a minute ago]`` is labelled ``t[test_input10-a``: a reader cannot run that
+    id, and its test function cannot be found by it. A complete id is itself; a cut one is the single id of the
+    log's summary lines that it is the first word of (None: absent from the log, or more than one)."""
+    if test_id.count("[") <= test_id.count("]"):
+        return test_id
+    full = {m.group(1).rstrip() for m in SUMMARY.finditer(log or "")}
+    cands = {f for f in full if f.startswith(test_id + " ") and f.endswith("]")}
+    return cands.pop() if len(cands) == 1 else None
 
 
 def _same_test(summary_id: str, test_id: str) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pipelines.swe.statement_facts import (
     first_call,
+    full_test_id,
     log_agrees,
     log_disagrees,
     log_failure,
@@ -177,13 +178,17 @@ def ground(ctx, inst: Mapping, scfg: Mapping) -> Grounding:
         for tid in sorted(inst["FAIL_TO_PASS"]):
             if budget <= 0:
                 break
+            full = full_test_id(log, tid)
+            if full is None:
+                record["tried"].append(f"{tid}: a cut SWE-bench id whose whole node id the before log does not show")
+                continue
             try:
-                red = reduce_test(before, tid)
+                red = reduce_test(before, full)
             except Unreducible as exc:
                 record["tried"].append(f"{tid}: {exc}")
                 continue
             budget -= 1
-            facts = _try(ctx, env, before, after, red, log_failure(log, tid), timeout_s, record)
+            facts = _try(ctx, env, before, after, red, log_failure(log, full), timeout_s, record)
             if facts is not None:
                 text, leak = default_statement(Grounding(facts, record), inst, scfg["style"])
                 if leak is None:

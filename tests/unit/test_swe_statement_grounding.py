@@ -41,6 +41,11 @@ def test_head(seq, first):
     assert head(seq) == first
 
 
+@pytest.mark.parametrize("seq, first", [("x y", "x")])
+def test_head_words(seq, first):
+    assert head(seq) == first
+
+
 def test_private():
     with pytest.raises(ValueError):
         _check(0)
@@ -193,6 +198,36 @@ def test_ground_raise_and_no_raise_failures(local):
     g = sr.ground(ctx, inst(["tests/test_lib.py::HeadTest::test_raises"]), SCFG)
     assert g.record["kind"] == "no_raise" and g.facts["expected_raises"] == "ValueError"
     assert g.record["after"]["exc_type"] == "ValueError" and g.record["before"]["exit_code"] == 0
+
+
+CUT = "tests/test_lib.py::test_head_words[x"  # SWE-bench's -rA parser splits "test_head_words[x y-x]" on the space
+WORDS_LOG = "FAILED tests/test_lib.py::test_head_words[x y-x] - IndexError: string index out of range\n"
+
+
+def test_full_test_id_recovers_a_cut_swebench_id_only_when_the_log_names_one():
+    assert sf.full_test_id("", "t.py::test_a[1-2]") == "t.py::test_a[1-2]"  # complete ids are themselves
+    assert sf.full_test_id(WORDS_LOG, CUT) == "tests/test_lib.py::test_head_words[x y-x]"
+    assert sf.full_test_id("", CUT) is None  # absent from the log
+    two = WORDS_LOG + "FAILED tests/test_lib.py::test_head_words[x z-x] - IndexError: out of range\n"
+    assert sf.full_test_id(two, CUT) is None  # ambiguous: never guessed
+    assert sf.log_failure(WORDS_LOG, "tests/test_lib.py::test_head_words[x y-x]")["exc_type"] == "IndexError"
+
+
+def test_ground_reproduces_a_cut_parametrized_id_through_its_full_node_id(local):
+    ctx, _ = local
+    g = sr.ground(ctx, inst([CUT], log=WORDS_LOG), SCFG)
+    assert g.record["reproduced"] is True and g.record["kind"] == "raise"
+    assert g.record["test_id"] == "tests/test_lib.py::test_head_words[x y-x]"
+    assert g.record["before"]["exc_type"] == "IndexError"
+    g = sr.ground(ctx, inst([CUT], log=""), SCFG)  # the log does not show the whole id: skipped with a reason
+    assert g.facts is None and "does not show" in g.record["tried"][0]
+
+
+def test_cut_ids_switched_off_are_not_found(local, monkeypatch):
+    ctx, _ = local
+    monkeypatch.setattr(sr, "full_test_id", lambda log, tid: tid)
+    g = sr.ground(ctx, inst([CUT], log=WORDS_LOG), SCFG)
+    assert g.facts is None and "test function of" in g.record["tried"][0] and "not found" in g.record["tried"][0]
 
 
 def test_statement_naming_a_private_name_of_the_fix_is_dropped_unless_located(local):
