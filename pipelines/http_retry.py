@@ -9,13 +9,14 @@ equal jitter (half fixed, half random) unless ``jitter`` is off (GitHub's docume
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None, now: float | None = None) -> float | None:
@@ -72,13 +73,23 @@ class RetryPolicy:
         exception when the attempts run out. ``hint_of`` reads the server's wait from the exception;
         ``on_wait(exc, seconds)`` sees (and may veto, by raising, or change) each wait."""
 
+        return Retrying(sleep=sleep, **self._tenacity_kwargs(retry_if, hint_of, on_wait))
+
+    def aretrying(self, retry_if: Callable[[BaseException], bool], *,
+                  hint_of: Callable[[BaseException], float | None] | None = None,
+                  on_wait: Callable[[BaseException, float], float] | None = None) -> AsyncRetrying:
+        """The same loop for coroutines (``async for attempt in policy.aretrying(...): with attempt: ...``);
+        waits are ``asyncio.sleep``s, so a retrying request holds no thread."""
+        return AsyncRetrying(sleep=asyncio.sleep, **self._tenacity_kwargs(retry_if, hint_of, on_wait))
+
+    def _tenacity_kwargs(self, retry_if, hint_of, on_wait) -> dict:
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             secs = self.wait_s(state.attempt_number, hint_of(exc) if hint_of and exc is not None else None)
             return on_wait(exc, secs) if on_wait else secs
 
-        return Retrying(stop=stop_after_attempt(self.max_retries + 1), wait=wait, retry=retry_if_exception(retry_if),
-                        reraise=True, sleep=sleep)
+        return {"stop": stop_after_attempt(self.max_retries + 1), "wait": wait,
+                "retry": retry_if_exception(retry_if), "reraise": True}
 
 
 def headers_hint(headers: Mapping[str, str] | None) -> float | None:

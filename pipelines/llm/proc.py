@@ -1,12 +1,50 @@
-"""Child server processes: a base for servers run as a child (output kept for errors), and stopping them
-politely, then for sure."""
+"""Child server processes: a base for servers run as a child (output kept for errors), waiting until one
+answers, and stopping them politely, then for sure."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+
+class ServerStartError(RuntimeError):
+    """A model server did not come up; the message carries the tail of its log."""
+
+
+def wait_for_health(base_url: str, timeout_s: float, proc: subprocess.Popen | None = None,
+                    log_tail: Callable[[], str] | None = None, interval_s: float = 0.5) -> dict:
+    """Poll ``GET <base_url>/models`` until HTTP 200 (llama.cpp answers 503 while loading).
+
+    Fails fast if ``proc`` exits, and after ``timeout_s``; both errors include the log tail.
+    """
+    url = base_url.rstrip("/") + "/models"
+    deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
+    while True:
+        if proc is not None and proc.poll() is not None:
+            tail = log_tail() if log_tail else ""
+            raise ServerStartError(f"model server exited with code {proc.returncode} before {url} answered; "
+                                   f"log tail:\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (loopback URL we built)
+                if resp.status == 200:
+                    return json.loads(resp.read() or b"{}")
+                last = f"HTTP {resp.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+            last = str(getattr(exc, "reason", exc))
+        if time.monotonic() >= deadline:
+            tail = log_tail() if log_tail else ""
+            raise ServerStartError(f"{url} did not answer within {timeout_s:.0f}s (last: {last}); log tail:\n{tail}")
+        time.sleep(interval_s)
 
 
 def terminate(proc: subprocess.Popen | None, timeout: float) -> None:
@@ -34,8 +72,6 @@ class ChildServer(ABC):
     def spawn(self, argv, **popen_kw) -> str:
         """Start ``argv`` and wait until the server answers; a server that does not is stopped, and the
         error carries the tail of its output."""
-        from pipelines.llm.serve import wait_for_health
-
         self._log = tempfile.TemporaryFile(mode="w+b")
         self.proc = subprocess.Popen(list(argv), stdout=self._log, stderr=subprocess.STDOUT, **popen_kw)
         try:

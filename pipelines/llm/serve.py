@@ -10,7 +10,7 @@
   embedded llama.cpp server in a child process (unless ``base_urls`` already point at one) and
   stops it on exit; ``engine: vllm`` starts ``vllm serve`` the same way (GPU machines only).
 - :func:`vllm_argv` — the ``vllm serve`` command line (pure, unit-tested).
-- :func:`wait_for_health` — poll ``<base_url>/models`` until it answers 200.
+- :func:`wait_for_health` (from :mod:`pipelines.llm.proc`) — poll ``<base_url>/models`` until it answers 200.
 """
 
 from __future__ import annotations
@@ -18,47 +18,14 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import subprocess
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from pipelines.llm.proc import ChildServer
+from pipelines.llm import embedded, settings
+from pipelines.llm.proc import ChildServer, ServerStartError, wait_for_health
 
-
-class ServerStartError(RuntimeError):
-    """A model server did not come up; the message carries the tail of its log."""
-
-
-def wait_for_health(base_url: str, timeout_s: float, proc: subprocess.Popen | None = None,
-                    log_tail: Callable[[], str] | None = None, interval_s: float = 0.5) -> dict:
-    """Poll ``GET <base_url>/models`` until HTTP 200 (llama.cpp answers 503 while loading).
-
-    Fails fast if ``proc`` exits, and after ``timeout_s``; both errors include the log tail.
-    """
-    url = base_url.rstrip("/") + "/models"
-    deadline = time.monotonic() + timeout_s
-    last = "no answer yet"
-    while True:
-        if proc is not None and proc.poll() is not None:
-            tail = log_tail() if log_tail else ""
-            raise ServerStartError(f"model server exited with code {proc.returncode} before {url} answered; "
-                                   f"log tail:\n{tail}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (loopback URL we built)
-                if resp.status == 200:
-                    return json.loads(resp.read() or b"{}")
-                last = f"HTTP {resp.status}"
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-            last = str(getattr(exc, "reason", exc))
-        if time.monotonic() >= deadline:
-            tail = log_tail() if log_tail else ""
-            raise ServerStartError(f"{url} did not answer within {timeout_s:.0f}s (last: {last}); log tail:\n{tail}")
-        time.sleep(interval_s)
+__all__ = ["ProcessServer", "ServerStartError", "endpoint_config", "llm_endpoint", "make_server", "vllm_argv",
+           "vllm_argv_from_config", "wait_for_health"]
 
 
 def vllm_argv(
@@ -114,19 +81,22 @@ def vllm_argv(
 
 
 def vllm_argv_from_config(cfg: Mapping[str, Any], port: int | None = None) -> list[str]:
-    v = dict(cfg.get("vllm") or {})
+    """The ``vllm serve`` argv of the ``llm`` section (missing keys take the schema defaults); the port is
+    ``port`` > ``llm.vllm.port`` > a free one."""
+    c = settings.resolve(cfg)
+    v = c["vllm"]
     return vllm_argv(
-        v.get("model") or cfg.get("model"),
-        port=port or v.get("port") or 8000,
-        host=v.get("host") or "127.0.0.1",
-        tool_call_parser=v.get("tool_call_parser"),
-        max_model_len=v.get("max_model_len"),
-        tensor_parallel_size=v.get("tensor_parallel_size"),
-        gpu_memory_utilization=v.get("gpu_memory_utilization"),
-        served_model_name=cfg.get("model") if v.get("model") and v.get("model") != cfg.get("model") else None,
-        runner=v.get("runner"),
-        convert=v.get("convert"),
-        extra_args=v.get("extra_args") or (),
+        v["model"] or c["model"],
+        port=port or v["port"] or embedded.free_port(),
+        host=v["host"],
+        tool_call_parser=v["tool_call_parser"],
+        max_model_len=v["max_model_len"],
+        tensor_parallel_size=v["tensor_parallel_size"],
+        gpu_memory_utilization=v["gpu_memory_utilization"],
+        served_model_name=c["model"] if v["model"] and v["model"] != c["model"] else None,
+        runner=v["runner"],
+        convert=v["convert"],
+        extra_args=v["extra_args"],
     )
 
 
@@ -147,25 +117,21 @@ class ProcessServer(ChildServer):
 
 def make_server(cfg: Mapping[str, Any], port: int | None = None, progress=None):
     """An unstarted server object (``.start() -> base_url``, ``.stop()``) for ``cfg['engine']``."""
-    from pipelines.llm import embedded
-
-    engine = cfg.get("engine", "embedded")
-    if engine == "embedded":
-        e = dict(cfg.get("embedded") or {})
+    c = settings.resolve(cfg)
+    if c["engine"] == "embedded":
+        e = c["embedded"]
         embedded.require_xllamacpp()
-        path = embedded.ensure_model(e.get("model", "qwen2.5-coder-1.5b"), e.get("model_path"),
-                                     e.get("cache_dir"), progress=progress)
-        return embedded.EmbeddedServer(path, port=port or e.get("port"), n_ctx=int(e.get("n_ctx", 4096)),
-                                       n_threads=e.get("n_threads"), n_parallel=int(e.get("n_parallel", 1)),
-                                       startup_timeout_s=float(e.get("startup_timeout_s", 300)))
-    if engine == "vllm":
-        v = dict(cfg.get("vllm") or {})
-        port = port or v.get("port") or embedded.free_port()
-        argv = vllm_argv_from_config(cfg, port=port)
-        host = v.get("host") or "127.0.0.1"
-        return ProcessServer(argv, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/v1",
-                             float(v.get("startup_timeout_s", 1800)))
-    raise ValueError(f"llm.engine: {engine!r} has no server to start; set llm.base_urls instead")
+        path = embedded.ensure_model(e["model"], e["model_path"], e["cache_dir"], progress=progress)
+        return embedded.EmbeddedServer(path, port=port or e["port"], n_ctx=int(e["n_ctx"]),
+                                       n_threads=e["n_threads"], n_parallel=int(e["n_parallel"]),
+                                       startup_timeout_s=float(e["startup_timeout_s"]))
+    if c["engine"] == "vllm":
+        v = c["vllm"]
+        port = port or v["port"] or embedded.free_port()
+        argv = vllm_argv_from_config(c, port=port)
+        host = "127.0.0.1" if v["host"] in ("0.0.0.0", "::") else v["host"]
+        return ProcessServer(argv, f"http://{host}:{port}/v1", float(v["startup_timeout_s"]))
+    raise ValueError(f"llm.engine: {c['engine']!r} has no server to start; set llm.base_urls instead")
 
 
 @contextlib.contextmanager
@@ -175,14 +141,15 @@ def llm_endpoint(cfg: Mapping[str, Any]) -> Iterator[list[str]]:
     Configured ``base_urls`` always win (no server is started), so a long-lived
     ``crucible llm serve`` or a vLLM fleet can be reused by any engine setting.
     """
-    urls = list(cfg.get("base_urls") or [])
+    c = settings.resolve(cfg)
+    urls = list(c["base_urls"])
     if urls:
         yield urls
         return
-    if cfg.get("engine", "embedded") == "openai":
+    if c["engine"] == "openai":
         raise ValueError("llm.base_urls is empty but llm.engine is 'openai': set llm.base_urls "
                          "(e.g. --set llm.base_urls='[http://127.0.0.1:8000/v1]') or use llm.engine=embedded")
-    server = make_server(cfg)
+    server = make_server(c)
     url = server.start()
     try:
         yield [url]
