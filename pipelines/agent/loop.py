@@ -61,6 +61,14 @@ def new_call_id(*parts: object) -> str:
     return "call_" + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def session_key(messages: Sequence[dict], sample_index: int = 0) -> str:
+    """The trajectory's name for the model pool: its opening messages (system + first user turn) and sample
+    index, so every turn of one rollout goes to the endpoint that holds its prefix cache, and distinct
+    samples of one task spread over the endpoints."""
+    head = [(m.get("role"), m.get("content")) for m in messages[:2]]
+    return hashlib.sha256(json.dumps([head, int(sample_index)], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def tool_schema_list(tools: Mapping[str, Tool]) -> list[dict]:
     return [t.schema for t in tools.values()]
 
@@ -204,7 +212,8 @@ class NativeToolPolicy:
         elif tools_only:
             extra["tool_choice"] = "required"
         res = self.client.chat(msgs, tools=tool_schema_list(tools), prompt=self.prompt,
-                               sample_index=self.sample_index, **extra, **self.params)
+                               sample_index=self.sample_index, session=session_key(messages, self.sample_index),
+                               **extra, **self.params)
         calls = [] if force_final else list(res.tool_calls or [])
         return Turn(content=res.text, tool_calls=calls, usage=res.usage, latency_s=res.latency_s,
                     cache_hit=res.cache_hit)
@@ -271,7 +280,8 @@ class JSONStepPolicy:
         msgs = _as_plain_chat(messages)
         if force_final:
             msgs.append({"role": "user", "content": FINAL_NUDGE + f' Use "tool": "{self.final_action}".'})
-        res = self.client.structured(msgs, schema, prompt=self.prompt, sample_index=self.sample_index, **self.params)
+        res = self.client.structured(msgs, schema, prompt=self.prompt, sample_index=self.sample_index,
+                                     session=session_key(messages, self.sample_index), **self.params)
         if res.parsed is None:
             return Turn(content=None, tool_calls=[], usage=res.usage, latency_s=res.latency_s,
                         error=res.error or "no structured output")

@@ -9,11 +9,20 @@ server tracks in-flight and peak in-flight chat requests.
     with FakeOpenAIServer(latency_s=0.05) as srv:
         srv.script(Reply(status=429, headers={"Retry-After": "1"}), Reply(content="hi"))
         client = OpenAI(base_url=srv.base_url, api_key="x")
+
+``latency_range=(lo, hi)`` draws each reply's latency uniformly (seeded) and reports it in the reply as
+``x_fake_latency_s``. Run as a module to serve from a process of its own (benchmarks kill it mid-run)::
+
+    python -m tests.support.fake_llm_server --latency 0.5 5 --seed 1    # prints "READY <base_url>"
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import random
+import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -53,12 +62,21 @@ def _usage_for(body: Any, content: str | None) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # hundreds of clients connect at once in the pool benchmark
+    daemon_threads = True
+
+
 class FakeOpenAIServer:
     def __init__(self, replies: list[Reply] | None = None, responder: Callable[[dict], Reply] | None = None,
-                 latency_s: float = 0.0, model: str = "fake-model"):
+                 latency_s: float = 0.0, model: str = "fake-model", latency_range: tuple[float, float] | None = None,
+                 seed: int = 0, port: int = 0):
         self._script: deque[Reply] = deque(replies or [])
         self.responder = responder
         self.latency_s = latency_s
+        self.latency_range = latency_range
+        self._rng = random.Random(seed)
+        self.port = port
         self.model = model
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
@@ -136,17 +154,18 @@ class FakeOpenAIServer:
                     server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
                 try:
                     reply = server._next_reply(body)
-                    delay = server.latency_s if reply.delay_s is None else reply.delay_s
+                    delay = server._delay(reply)
                     if delay > 0:
                         server._stop.wait(delay)
                     status, payload = server._payload(reply, body)
+                    if server.latency_range is not None and status == 200:
+                        payload["x_fake_latency_s"] = delay
                 finally:
                     with server._lock:
                         server.in_flight -= 1
                 self._send(status, payload, reply.headers)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", self.port), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="fake-openai", daemon=True)
         self._thread.start()
@@ -170,6 +189,14 @@ class FakeOpenAIServer:
         with self._lock:
             self.requests.append(RecordedRequest(method, path, body, {k.lower(): v for k, v in headers.items()},
                                                  time.monotonic()))
+
+    def _delay(self, reply: Reply) -> float:
+        if reply.delay_s is not None:
+            return reply.delay_s
+        if self.latency_range is not None:
+            with self._lock:
+                return self._rng.uniform(*self.latency_range)
+        return self.latency_s
 
     def _next_reply(self, body: dict) -> Reply:
         with self._lock:
@@ -200,3 +227,26 @@ class FakeOpenAIServer:
             "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
             "usage": reply.usage or _usage_for(body, reply.content),
         }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; print ``READY <base_url>`` once listening."""
+    ap = argparse.ArgumentParser(description="fake OpenAI-compatible server (tests, benchmarks)")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--latency", type=float, nargs=2, metavar=("LO", "HI"), help="uniform latency range, seconds")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    srv = FakeOpenAIServer(latency_range=tuple(a.latency) if a.latency else None, seed=a.seed, port=a.port).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"READY {srv.base_url}", flush=True)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    srv.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
