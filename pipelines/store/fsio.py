@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def is_local(path: str) -> bool:
@@ -56,15 +58,19 @@ def temp_prefix(name: str) -> str:
     return f".{name}."
 
 
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+def write_atomic(path: str, write: Callable[[BinaryIO], object], mode: int | None = None) -> None:
+    """Write ``path`` through ``write(file)`` so that readers see the old file or the whole new one
+    (a Parquet writer streams into it: ``lambda f: pq.write_table(table, f)``). ``mode``: the new local
+    file's permission bits (unset: mkstemp's 0600; shared caches give 0o644)."""
     if is_local(path):
         p = Path(_local(path))
         p.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(p.name), suffix=f".{uuid.uuid4().hex[:8]}{TMP_SUFFIX}", dir=p.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                if mode is not None:
+                    os.fchmod(fh.fileno(), mode)
+                write(fh)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, p)
@@ -79,7 +85,12 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
     from apache_beam.io.filesystems import FileSystems
 
     with FileSystems.create(path) as fh:
-        fh.write(data)
+        write(fh)
+
+
+def write_bytes_atomic(path: str, data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    write_atomic(path, lambda fh: fh.write(data), mode)
 
 
 def read_bytes(path: str) -> bytes:
