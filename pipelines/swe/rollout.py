@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pipelines.agent.loop import Turn, new_call_id, run_agent, tool_schema_list
+from pipelines.store.commit import stable_hash, utc_now
+from pipelines.swe.envs import checkout_tree, task_env
+from pipelines.swe.filters import reward_of
+from pipelines.swe.grade import grade_patch, test_files_of
 from pipelines.swe.patches import PatchError, apply_patch, check_patch, resolve_inside
+from pipelines.swe.tools import make_tools
+from sandbox.container import Sandbox
+from sandbox.workspace import ContainerWorkspace, init_baseline, workspace_diff
 
 SYSTEM = ("You are a software engineer fixing a bug in the Python repository at /testbed. Use the tools to "
           "explore the code, reproduce the problem, edit source files, and run tests. Do not modify tests. "
@@ -120,12 +127,6 @@ def run_rollout(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: i
                 max_turns: int = 12, max_total_tokens: int = 16000, command_timeout_s: int = 60,
                 max_observation_chars: int = 6000, grade: bool = True, run_id: str = "") -> dict:
     """One rollout -> a swe_trajectories row (graded). Infrastructure failures become exit_status error."""
-    from pipelines.store.commit import stable_hash, utc_now
-    from pipelines.swe.envs import checkout_tree, task_env
-    from pipelines.swe.grade import grade_patch
-    from pipelines.swe.tools import ContainerWorkspace, init_baseline, make_tools, workspace_diff
-    from sandbox.container import Sandbox
-
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="crucible-rollout-", dir=ctx.workdir))
     tools = None
@@ -141,8 +142,6 @@ def run_rollout(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: i
         tree = checkout_tree(ctx, inst["repo"], inst["base_commit"], tmp / "tree")
         env = task_env(ctx, inst, tree, tmp / "env")
         if policy == "gold":
-            from pipelines.swe.grade import test_files_of
-
             policy = GoldPolicy(gold_edits(tree, inst["patch"]), test_files_of(inst["FAIL_TO_PASS"]))
         with Sandbox(ctx.client, env.image, tree=tree, limits=ctx.settings.limits,
                      network=ctx.network_for(env.network), include_git=False) as box:
@@ -162,8 +161,6 @@ def run_rollout(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: i
                                                                     "errors": res.errors[:5]})
         if grade:
             g = grade_patch(ctx, inst, patch)
-            from pipelines.swe.filters import reward_of
-
             row.update({k: g[k] for k in ("resolved", "grade", "f2p_passed", "f2p_total", "p2p_passed",
                                           "p2p_total", "grade_reason")})
             row["meta"]["dropped_files"] = g["dropped_files"]

@@ -119,7 +119,7 @@ def test_swe_tools_edit_and_submit_and_the_reward_grades_the_recorded_patch(tmp_
     from verl.tools.tool_registry import initialize_tools_from_config
 
     from pipelines.integrations.verl import tools as T
-    from pipelines.swe.tools import LocalWorkspace, init_baseline
+    from sandbox.workspace import LocalWorkspace, init_baseline
 
     repo = tmp_path / "repo"
     repo.mkdir()

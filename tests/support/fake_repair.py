@@ -39,7 +39,7 @@ FAIL_JUNIT = ('<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name
 
 
 class FakeRepairWorkspace:
-    """``exec``/``read_file`` like ``pipelines.swe.tools.ContainerWorkspace``. A test-script run (its
+    """``exec``/``read_file`` like ``sandbox.workspace.ContainerWorkspace``. A test-script run (its
     ``--junitxml=`` argument) passes once a command containing ``fix`` ran with exit 0, else it fails at
     collection; other commands exit ``codes.get(substring, 0)``. Every command is kept in ``ran``."""
 

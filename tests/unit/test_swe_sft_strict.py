@@ -337,7 +337,8 @@ def test_the_real_tools_observations_are_read_right(tmp_path):
 
     from pipelines.agent.loop import run_agent
     from pipelines.swe.rollout import task_messages
-    from pipelines.swe.tools import LocalWorkspace, init_baseline, make_tools, workspace_diff
+    from pipelines.swe.tools import make_tools
+    from sandbox.workspace import LocalWorkspace, init_baseline, workspace_diff
 
     def rollout(script):
         root = tmp_path / f"repo{len(script)}"

@@ -2,7 +2,8 @@
 from pipelines.agent.loop import run_agent
 from pipelines.swe.patches import apply_patch, file_diff
 from pipelines.swe.rollout import GoldPolicy, gold_edits, post_patch_files, replacements, task_messages
-from pipelines.swe.tools import LocalWorkspace, init_baseline, make_tools, workspace_diff
+from pipelines.swe.tools import make_tools
+from sandbox.workspace import LocalWorkspace, init_baseline, workspace_diff
 
 BUGGY = "def add(a, b):\n    return a - b\n\n\ndef one():\n    return 1\n"
 FIXED = BUGGY.replace("a - b", "a + b")

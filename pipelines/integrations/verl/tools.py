@@ -211,8 +211,8 @@ def open_container_workspace(cfg, inst: dict, config: str, overrides: tuple[str,
     """A container of the instance's env image with the repo at /testbed and a git baseline (what
     :func:`pipelines.swe.rollout.run_rollout` starts from); returns ``(workspace, close)``."""
     from pipelines.swe.envs import checkout_tree, task_env
-    from pipelines.swe.tools import ContainerWorkspace, init_baseline
     from sandbox.container import Sandbox
+    from sandbox.workspace import ContainerWorkspace, init_baseline
 
     ctx = _swe_ctx(config, overrides)
     tmp = Path(tempfile.mkdtemp(prefix="crucible-verl-", dir=ctx.workdir))
