@@ -126,7 +126,7 @@ class EndpointPool:
     def _candidates(self, avoid: str | None) -> list[Endpoint]:
         eps = [e for e in self.endpoints if e.up] if self.guarded else list(self.endpoints)
         eps = eps or list(self.endpoints)  # all out: try them anyway (the retry policy backs off)
-        if avoid is not None and len(eps) > 1:
+        if avoid is not None and self.guarded and len(eps) > 1:
             eps = [e for e in eps if e.url != avoid] or eps
         return eps
 

@@ -193,6 +193,35 @@ def compute_stats(con: duckdb.DuckDBPyConnection) -> dict:
     return s
 
 
+def llm_pool_stats(out_dir: str) -> dict:
+    """``{"llm_endpoints": {url: ...}}`` summed over the stats files LLM clients wrote when they closed
+    (``<out_dir>/stats/llm_pool/*.json``, pipelines/llm/metrics.py): requests, done, failed, times taken out,
+    the mean and max queue wait and the mean busy share over the clients; ``{}`` when there is none."""
+    import json
+
+    from pipelines.store import fsio
+
+    eps: dict[str, dict] = {}
+    for path in fsio.glob(fsio.join(out_dir, "stats", "llm_pool", "*.json")):
+        try:
+            rec = json.loads(fsio.read_bytes(path))
+        except (OSError, ValueError):
+            continue  # a file being replaced or torn: the next stats call reads it
+        for url, e in rec.get("endpoints", {}).items():
+            a = eps.setdefault(url, {"clients": 0, "requests": 0, "done": 0, "failed": 0, "taken_out": 0,
+                                     "queue_wait_s_sum": 0.0, "queue_wait_s_max": 0.0, "busy_share_sum": 0.0})
+            a["clients"] += 1
+            for k in ("requests", "done", "failed", "taken_out"):
+                a[k] += int(e[k])
+            a["queue_wait_s_sum"] += float(e["queue_wait_s_mean"]) * int(e["requests"])
+            a["queue_wait_s_max"] = max(a["queue_wait_s_max"], float(e["queue_wait_s_max"]))
+            a["busy_share_sum"] += float(e["busy_share"])
+    for a in eps.values():
+        a["queue_wait_s_mean"] = round(a.pop("queue_wait_s_sum") / a["requests"], 4) if a["requests"] else 0.0
+        a["busy_share_mean"] = round(a.pop("busy_share_sum") / a["clients"], 4)
+    return {"llm_endpoints": eps} if eps else {}
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3f}"
