@@ -10,6 +10,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipelines.store.commit import ItemResult, Progress
+from pipelines.swe.graph_bounds import CapExceeded, run_capped
 from pipelines.swe.records import FailureKind, Stage, Status, Step, failure
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,11 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
     rollouts, ``llm_statement``: an LLM statement, within their ``llm_max_instances`` caps)."""
     from pipelines.swe.filters import classify, reason_key
     from pipelines.swe.quality import finished
-    from pipelines.swe.rollout import run_rollout
     from pipelines.swe.statements import statement_for
 
     swe = cfg["swe"]
     ro, flt = swe["rollouts"], swe["filters"]
+    cap = float(ro["rollout_timeout_s"])
     res = ItemResult(inst["instance_id"])
     inst, st_fails, dropped = statement_for(ctx, inst, swe["statements"], client if swe["statements"]["use_llm"]
                                             and llm_statement else None, prompt, run_id=run_id, pipeline=PIPELINE)
@@ -55,14 +56,16 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
     gold = None
     if "gold" in ro["policies"]:
         gold_turns = max(int(ro["max_turns"]), 4 + 2 * inst["patch"].count("diff --git"))
-        gold = run_rollout(ctx, inst, "gold", policy_name="gold", max_turns=gold_turns, run_id=run_id)
-        trajs.append(gold)
-    gold_ok = gold is None or gold["resolved"]
+        gold = capped_rollout(res, ctx, inst, "gold", cap=cap, policy_name="gold", max_turns=gold_turns,
+                              run_id=run_id)
+        trajs += [gold] if gold else []
+    gold_ok = "gold" not in ro["policies"] or bool(gold and gold["resolved"])
     if gold_ok and "llm" in ro["policies"] and client is not None and with_llm:
         for k in range(int(ro["k"])):
             policy = llm_policy(client, ro["llm_policy"], k, ro["max_arg_chars"])
-            trajs.append(run_rollout(ctx, inst, policy, policy_name="llm",
-                                     sample_index=k, model=model, **common))
+            t = capped_rollout(res, ctx, inst, policy, cap=cap, policy_name="llm", sample_index=k, model=model,
+                               **common)
+            trajs += [t] if t else []
     for t in trajs:
         t["split"], t["drop_reasons"] = classify(t, flt, inst)
         if not gold_ok:  # an instance the harness cannot resolve itself trains nothing
@@ -74,11 +77,11 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
         res.add("swe_trajectories", t)
     if not gold_ok:
         # the harness cannot reproduce its own reference fix: the instance is not trustworthy
+        why = gold["grade_reason"] if gold else f"no gold trajectory: rollout_timeout_s={cap:g} s fired"
         res.add("swe_validations", dict(val, status=Status.INVALID.value, failure_kind=FailureKind.FILTERED.value,
-                                        failed_at=Step.GOLD_CHECK.value,
-                                        reason=f"gold_unresolved: {gold['grade_reason']}"[:2000]))
+                                        failed_at=Step.GOLD_CHECK.value, reason=f"gold_unresolved: {why}"[:2000]))
         res.add("failures", failure(PIPELINE, Stage.GOLD_CHECK, FailureKind.FILTERED, "gold_unresolved", run_id,
-                                    inst["instance_id"], payload={"detail": gold["grade_reason"]}))
+                                    inst["instance_id"], payload={"detail": why}))
         return res
     res.add("swe_validations", val)
     # quality labels and difficulty, once, on the finished instance (statement and trajectories known)
@@ -86,9 +89,28 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
     return res
 
 
+def capped_rollout(res: ItemResult, ctx, inst: Mapping, policy, *, cap: float, policy_name: str,
+                   sample_index: int = 0, **kw) -> dict | None:
+    """One rollout bounded by ``swe.rollouts.rollout_timeout_s``: its trajectory row, or None and a ``failures``
+    row on ``res`` naming the cap (no trajectory: a cut rollout is no training row and no test result)."""
+    from pipelines.swe import rollout
+
+    what = f"{policy_name} rollout {sample_index} of {inst['instance_id']}"
+    try:
+        return run_capped(lambda: rollout.run_rollout(ctx, inst, policy, policy_name=policy_name,
+                                                      sample_index=sample_index, **kw),
+                          cap, cap="swe.rollouts.rollout_timeout_s", what=what)
+    except CapExceeded as exc:
+        res.add("failures", failure(PIPELINE, Stage.FILTER_TRAJECTORY, FailureKind.INFRA, str(exc), kw["run_id"],
+                                    f"{inst['instance_id']}:{policy_name}:{sample_index}", table="swe_trajectories",
+                                    payload={"cap": exc.cap, "seconds": exc.seconds}))
+        return None
+
+
 class Curate(beam.DoFn):
-    def __init__(self, cfg: dict, llm_cfg: dict | None, run_id: str, network: str):
+    def __init__(self, cfg: dict, llm_cfg: dict | None, run_id: str, network: str, hooks=None):
         self.cfg, self.llm_cfg, self.run_id, self.network = cfg, llm_cfg, run_id, network
+        self.ctx_fn, self.curate_fn = (hooks.ctx, hooks.curate) if hooks else (None, None)
         self.n = 0
         self.resolved = Metrics.counter("crucible.swe", "trajectories_resolved")
 
@@ -96,7 +118,7 @@ class Curate(beam.DoFn):
         from pipelines.llm import LLMClient, load_prompt
         from pipelines.swe.transforms import build_ctx
 
-        self.ctx = build_ctx(self.cfg, self.network)
+        self.ctx = (self.ctx_fn or build_ctx)(self.cfg, self.network)
         self.client = LLMClient.from_config(self.llm_cfg, out_dir=self.cfg["run"]["out_dir"]) if self.llm_cfg else None
         self.prompt = load_prompt(self.cfg["swe"]["statements"]["prompt"])
         self.model = (self.llm_cfg or {}).get("model")
@@ -109,7 +131,7 @@ class Curate(beam.DoFn):
         within = [cap is None or self.n < int(cap)
                   for cap in (swe["rollouts"]["llm_max_instances"], swe["statements"]["llm_max_instances"])]
         self.n += 1
-        res = curate_instance(self.ctx, inst, val, cfg=self.cfg, run_id=self.run_id, client=self.client,
+        res = (self.curate_fn or curate_instance)(self.ctx, inst, val, cfg=self.cfg, run_id=self.run_id, client=self.client,
                               prompt=self.prompt, model=self.model, with_llm=within[0], llm_statement=within[1])
         self.resolved.inc(sum(t["resolved"] for t in res.rows.get("swe_trajectories", [])))
         log.info("swe: curated %s: %s", inst["instance_id"],

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipelines.store.commit import ItemResult
+from pipelines.swe.graph_bounds import CapExceeded, capped_iter
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,15 @@ def build_ctx(cfg: Mapping, network: str | None = None, client=None):
                            recipes=cfg["swe"]["recipes"])
 
 
+class Hooks(NamedTuple):
+    """What the DoFns of the SWE graph call per element, by default the real functions (None): a test hands
+    module-level fakes (from tests/support/) that pickle by reference and so reach other worker processes."""
+
+    ctx: Callable | None = None  # (cfg, network) -> ValidateContext; build_ctx
+    validate_group: Callable | None = None  # validate_env_group
+    curate: Callable | None = None  # pipelines.swe.curate.curate_instance
+
+
 def validation_result(inst: Mapping, val, *, pipeline: str, run_id: str) -> ItemResult:
     """The rows of one validation that is not valid: its swe_validations row and its failures row."""
     from pipelines.swe.records import validation_failure
@@ -55,37 +66,62 @@ class ValidateEnvGroup(beam.DoFn):
     before/after runs of each instance. Main output: ItemResults of instances that are not valid; ``valid``:
     (validated :class:`~pipelines.swe.records.SWEInstance`, swe_validations row)."""
 
-    def __init__(self, cfg: dict, run_id: str, network: str, pipeline: str):
-        self.cfg, self.run_id, self.network, self.pipeline = cfg, run_id, network, pipeline
+    def __init__(self, cfg: dict, run_id: str, network: str, pipeline: str, hooks: Hooks = Hooks()):
+        self.cfg, self.run_id, self.network, self.pipeline, self.hooks = cfg, run_id, network, pipeline, hooks
         self.n_valid = Metrics.counter("crucible.swe", "valid_instances")
 
     def setup(self):
-        self.ctx = build_ctx(self.cfg, self.network)
+        self.ctx = (self.hooks.ctx or build_ctx)(self.cfg, self.network)
 
     def process(self, keyed):
         from pipelines.swe.records import Status
         from pipelines.swe.validate import validate_env_group, validated_instance
 
-        _, insts = keyed
-        for inst, val in validate_env_group(self.ctx, list(insts), self.run_id,
-                                            reference=self.cfg["swe"]["reference_run"]):
-            log.info("%s: %s %s (F2P %d, P2P %d, %.1fs)", inst["instance_id"], val.row["status"],
-                     val.row["reason"] or "", len(val.row["fail_to_pass"]), len(val.row["pass_to_pass"]),
-                     val.row["duration_s"])
-            if val.row["status"] == Status.VALID.value:
-                self.n_valid.inc()
-                yield beam.pvalue.TaggedOutput("valid", (validated_instance(inst, val), val.row))
-            else:
-                yield validation_result(inst, val, pipeline=self.pipeline, run_id=self.run_id)
+        insts = sorted(keyed[1], key=lambda i: i["instance_id"])  # validate_env_group's order
+        cap = float(self.cfg["swe"]["validation_timeout_s"])
+        seen: set[str] = set()
+        group_fn = self.hooks.validate_group or validate_env_group
+        steps = group_fn(self.ctx, insts, self.run_id, reference=self.cfg["swe"]["reference_run"])
+        try:
+            for inst, val in capped_iter(steps, cap, cap="swe.validation_timeout_s",
+                                         what=lambda n: f"validation of {_next_id(insts, seen)}"):
+                seen.add(inst["instance_id"])
+                log.info("%s: %s %s (F2P %d, P2P %d, %.1fs)", inst["instance_id"], val.row["status"],
+                         val.row["reason"] or "", len(val.row["fail_to_pass"]), len(val.row["pass_to_pass"]),
+                         val.row["duration_s"])
+                if val.row["status"] == Status.VALID.value:
+                    self.n_valid.inc()
+                    yield beam.pvalue.TaggedOutput("valid", (validated_instance(inst, val), val.row))
+                else:
+                    yield validation_result(inst, val, pipeline=self.pipeline, run_id=self.run_id)
+        except CapExceeded as exc:
+            yield from cap_failures([i for i in insts if i["instance_id"] not in seen], exc,
+                                    pipeline=self.pipeline, run_id=self.run_id)
+
+
+def _next_id(insts, seen) -> str:
+    return next((i["instance_id"] for i in insts if i["instance_id"] not in seen), "?")
+
+
+def cap_failures(rest, exc: CapExceeded, *, pipeline: str, run_id: str):
+    """A ``failures`` row per instance left when the validation cap fired: the one it fired on, then the rest
+    of its env group (abandoned with it: the group's steps share one image and one reference run)."""
+    from pipelines.swe.records import FailureKind, Stage, failure
+
+    for n, inst in enumerate(rest):
+        reason = str(exc) if n == 0 else f"{exc}; not validated: its env group was abandoned"
+        yield ItemResult(inst["instance_id"]).add("failures", failure(
+            pipeline, Stage.VALIDATE, FailureKind.INFRA, reason, run_id, inst["instance_id"],
+            payload={"cap": exc.cap, "seconds": exc.seconds}))
 
 
 class ValidateEnvs(beam.PTransform):
     """SWEInstance rows -> ``results`` (ItemResults of rows that are not valid) and ``valid``
     ((instance, swe_validations row) pairs)."""
 
-    def __init__(self, cfg: dict, run_id: str, network: str, pipeline: str):
+    def __init__(self, cfg: dict, run_id: str, network: str, pipeline: str, hooks: Hooks = Hooks()):
         super().__init__()
-        self.args = (cfg, run_id, network, pipeline)
+        self.args = (cfg, run_id, network, pipeline, hooks)
 
     def expand(self, rows):
         from pipelines.swe.envs import env_key
