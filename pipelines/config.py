@@ -229,6 +229,14 @@ def validate(data: dict, source: str) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
 
 
+def resolve_section(section: str, data: Mapping, source: str = "<mapping>") -> dict:
+    """One section given as a plain mapping (an API caller's partial dict), validated against its schema,
+    its defaults filled: the same result as that section of a loaded config."""
+    plain = data.to_dict() if isinstance(data, Config) else copy.deepcopy(dict(data))
+    validate({section: plain}, source)
+    return _fill_defaults(section_schema(section), plain)
+
+
 def resolve_path(name: str | Path) -> Path:
     p = Path(name)
     if p.exists() or p.is_absolute() or p.parent != Path("."):

@@ -59,6 +59,8 @@ class BrowseOptions(Section):
     sft_max_length_factor: float | None
     max_tool_error_rate: float
     batch_size: int | None
+    rollout_timeout_s: float
+    plan_shard_size: int
 
 
 @dataclass(frozen=True)

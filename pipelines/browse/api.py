@@ -6,7 +6,9 @@
     session = env.session(forbidden_texts=[question])
     session.tools                             # [search, visit] (pipelines.agent.tools.Tool)
 
-Everything takes the ``search`` config section (or the whole config); nothing happens at import.
+Everything takes the typed ``search`` section (:class:`pipelines.options.SearchOptions`), the typed
+:class:`pipelines.options.Options`, or a loaded config (its ``search`` section is typed once here); None
+loads the shipped defaults. Nothing happens at import.
 """
 
 from __future__ import annotations
@@ -22,42 +24,38 @@ from typing import Any
 from pipelines.browse.kg.build import KGOptions, cache_root, ensure_graph, graph_key
 from pipelines.browse.kg.executor import Formalization, count_answers, execute, is_unique  # noqa: F401
 from pipelines.browse.kg.model import Graph, read_graph
+from pipelines.config import load_config, resolve_section
+from pipelines.options import Options, SearchOptions
+from pipelines.options_base import build_section
 
 log = logging.getLogger(__name__)
 
 
-def _search_section(cfg: Any) -> Mapping:
+def search_options(cfg: Any = None) -> SearchOptions:
+    """The typed ``search`` section of ``cfg`` (see the module docstring for what ``cfg`` may be)."""
+    if isinstance(cfg, SearchOptions):
+        return cfg
+    if isinstance(cfg, Options):
+        return cfg.search
     if cfg is None:
-        from pipelines.config import load_config
-
         cfg = load_config("defaults", [])
-    if isinstance(cfg, Mapping) and "search" in cfg and isinstance(cfg["search"], Mapping):
-        return cfg["search"]
-    return cfg
-
-
-def _opt(section: Mapping, path: str, default: Any = None) -> Any:
-    node: Any = section
-    for p in path.split("."):
-        if not isinstance(node, Mapping) or p not in node:
-            return default
-        node = node[p]
-    return default if node is None else node
+    if isinstance(cfg, Mapping) and isinstance(cfg.get("search"), Mapping):
+        cfg = cfg["search"]
+    return build_section(SearchOptions, resolve_section("search", cfg), "search")
 
 
 def kg_options(cfg: Any = None) -> KGOptions:
-    return KGOptions.from_config(_opt(_search_section(cfg), "kg", {}))
+    return KGOptions.from_config(search_options(cfg).kg.to_dict())
 
 
 def graph_dir(cfg: Any = None) -> Path:
-    s = _search_section(cfg)
-    d = _opt(s, "kg.dir")
-    return Path(d) if d else cache_root() / "kg" / graph_key(kg_options(s))
+    s = search_options(cfg)
+    return Path(s.kg.dir) if s.kg.dir else cache_root() / "kg" / graph_key(kg_options(s))
 
 
 def load_kg(cfg: Any = None, progress=log.info) -> Graph:
     """The configured graph, built on first use."""
-    s = _search_section(cfg)
+    s = search_options(cfg)
     d, _ = ensure_graph(kg_options(s), graph_dir(s), progress=progress)
     return read_graph(d)
 
@@ -66,11 +64,10 @@ def corpus_dir(cfg: Any = None) -> Path:
     from pipelines.browse.corpus import CORPUS_CODE_VERSION
     from pipelines.browse.index import INDEX_CODE_VERSION
 
-    s = _search_section(cfg)
-    d = _opt(s, "local.dir")
-    if d:
-        return Path(d)
-    pages = _opt(s, "local.pages")
+    s = search_options(cfg)
+    if s.local.dir:
+        return Path(s.local.dir)
+    pages = s.local.pages
     src = {"pages": [os.path.abspath(pages), os.path.getmtime(pages)] if pages and os.path.exists(pages) else pages,
            "kg": None if pages else graph_key(kg_options(s))}
     key = hashlib.sha256(json.dumps([CORPUS_CODE_VERSION, INDEX_CODE_VERSION, src], sort_keys=True).encode())
@@ -92,11 +89,11 @@ def ensure_corpus(cfg: Any = None, force: bool = False, progress=log.info) -> Pa
     """The local corpus directory, rendered from the graph (or read from ``search.local.pages``)."""
     from pipelines.browse.corpus import read_pages_jsonl, render_pages
 
-    s = _search_section(cfg)
+    s = search_options(cfg)
     d = corpus_dir(s)
     if (d / "corpus.json").exists() and (d / "index" / "meta.json").exists() and not force:
         return d
-    pages_file = _opt(s, "local.pages")
+    pages_file = s.local.pages
     if pages_file:
         progress(f"corpus: reading pages from {pages_file}")
         pages = read_pages_jsonl(pages_file)
@@ -111,13 +108,12 @@ def ensure_corpus(cfg: Any = None, force: bool = False, progress=log.info) -> Pa
     return d
 
 
-def make_http(section: Mapping):
+def make_http(section: Any):
     from pipelines.browse.search.live import HttpClient
 
-    return HttpClient(timeout_s=float(_opt(section, "http.timeout_s", 20)),
-                      max_retries=int(_opt(section, "http.max_retries", 4)),
-                      backoff_s=float(_opt(section, "http.backoff_s", 1.0)),
-                      rate_limit_per_s=float(_opt(section, "http.rate_limit_per_s", 5.0)))
+    http = search_options(section).http
+    return HttpClient(timeout_s=float(http.timeout_s), max_retries=int(http.max_retries),
+                      backoff_s=float(http.backoff_s), rate_limit_per_s=float(http.rate_limit_per_s))
 
 
 def make_backend(cfg: Any = None, progress=log.info):
@@ -125,52 +121,49 @@ def make_backend(cfg: Any = None, progress=log.info):
     from pipelines.browse.search import live
     from pipelines.browse.search.backends import BackendConfigError, FrozenBackend, LocalBackend
 
-    s = _search_section(cfg)
-    name = _opt(s, "backend", "local")
+    s = search_options(cfg)
+    name = s.backend
     if name == "local":
         return LocalBackend(ensure_corpus(s, progress=progress))
     if name == "frozen":
-        path = _opt(s, "frozen.path")
-        if not path:
+        if not s.frozen.path:
             raise BackendConfigError("search.backend=frozen needs search.frozen.path (a file from `crucible search export`)")
-        return FrozenBackend(path)
-    http = make_http(s)
-    fetcher = live.PageFetcher(http, _opt(s, "fetch.url_template"))
-    snap = _opt(s, "snapshot_id")
-    sub = _opt(s, name, {}) or {}
-    if name == "searxng":
-        return live.SearxngBackend(_opt(sub, "base_url"), http, fetcher, snap, _opt(sub, "api_key_env"))
-    kwargs = {"fetcher": fetcher, "snapshot_id": snap}
-    if _opt(sub, "base_url"):
-        kwargs["base_url"] = _opt(sub, "base_url")
+        return FrozenBackend(s.frozen.path)
     cls = {"serper": live.SerperBackend, "brave": live.BraveBackend, "tavily": live.TavilyBackend}.get(name)
-    if cls is None:
+    if name != "searxng" and cls is None:
         raise BackendConfigError(f"search.backend={name!r}: choose local, frozen, searxng, serper, brave or tavily")
-    return cls(http, api_key_env=_opt(sub, "api_key_env", f"{name.upper()}_API_KEY"), **kwargs)
+    http = make_http(s)
+    fetcher = live.PageFetcher(http, s.fetch.url_template)
+    sub = getattr(s, name)
+    if name == "searxng":
+        return live.SearxngBackend(sub.base_url, http, fetcher, s.snapshot_id, sub.api_key_env)
+    kwargs = {"fetcher": fetcher, "snapshot_id": s.snapshot_id}
+    if sub.base_url:
+        kwargs["base_url"] = sub.base_url
+    return cls(http, api_key_env=sub.api_key_env, **kwargs)
 
 
 def make_cache(cfg: Any = None):
     from pipelines.browse.search.cache import ToolCache
 
-    s = _search_section(cfg)
-    if not _opt(s, "cache.enabled", True):
+    s = search_options(cfg)
+    if not s.cache.enabled:
         return None
-    d = _opt(s, "cache.dir")
-    return ToolCache(d if d else cache_root() / "tools")
+    return ToolCache(s.cache.dir if s.cache.dir else cache_root() / "tools")
 
 
 def open_environment(cfg: Any = None, backend=None, cache=None, forbidden_texts=(), progress=log.info):
     """A :class:`~pipelines.browse.search.env.BrowseEnv` from config (backend/cache may be given)."""
     from pipelines.browse.search.env import BrowseEnv
 
-    s = _search_section(cfg)
+    s = search_options(cfg)
     return BrowseEnv(
         backend if backend is not None else make_backend(s, progress),
         cache if cache is not None else make_cache(s),
-        default_top_k=int(_opt(s, "top_k", 5)),
-        max_page_chars=int(_opt(s, "visit.max_chars", 20000)),
-        leak_ngram=int(_opt(s, "leak.ngram", 13)),
-        leak_page_action=str(_opt(s, "leak.page_action", "redact")),
+        default_top_k=int(s.top_k),
+        max_page_chars=int(s.visit.max_chars),
+        leak_ngram=int(s.leak.ngram),
+        leak_page_action=str(s.leak.page_action),
         global_forbidden=forbidden_texts,
     )
 
