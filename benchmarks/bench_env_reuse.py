@@ -20,7 +20,7 @@ def emit(row: dict) -> None:
 
 
 def _build(client, settings, spec, tree, date, reuse: bool) -> dict:
-    from sandbox.images import ensure_env
+    from sandbox.envbuild import ensure_env
     from sandbox.recipes import parse_freeze
 
     res = ensure_env(client, spec, tree, ca_bundle=settings.ca_bundle, pip_env=settings.pip_env,
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from pipelines.config import load_config
     from sandbox.api import build_base, exported, plan_env, settings_from_config
     from sandbox.engine import ensure_engine
-    from sandbox.repair import source_date
+    from sandbox.asof import source_date
     from sandbox.sources import from_sdist, index_upload_date
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -25,7 +25,8 @@ def emit(row: dict) -> None:
 def bench_one(client, settings, spec_str: str, repeat: int, cold: bool) -> dict:
     from sandbox.api import build_base, exported, plan_env
     from sandbox.baseline import find_host_python, host_run
-    from sandbox.images import ensure_env, image_exists
+    from sandbox.envbuild import ensure_env
+    from sandbox.images import image_exists
     from sandbox.sources import from_sdist
     from sandbox.testrun import run_tests
 

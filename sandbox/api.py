@@ -11,8 +11,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox.asof import default_as_of
 from sandbox.container import Limits
-from sandbox.images import DEFAULT_APT_PACKAGES, BaseSpec, EnvSpec, ensure_base, ensure_env
+from sandbox.envbuild import ensure_env
+from sandbox.hostenv import find_ca_bundle, host_debian_mirror, host_pip_env
+from sandbox.images import DEFAULT_APT_PACKAGES, BaseSpec, EnvSpec, ensure_base
+from sandbox.recipes import infer_recipe, load_override
+from sandbox.sources import export_tree
+from sandbox.testrun import run_suite
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -44,8 +50,6 @@ class Settings:
 def settings_from_config(section, resolve_host: bool = True) -> Settings:
     """Settings from the ``sandbox`` config section; host facts (mirror, CA bundle, pip index) are
     resolved here when not configured."""
-    from sandbox.hostenv import find_ca_bundle, host_debian_mirror, host_pip_env
-
     s = dict(section)
     pip_env = dict(host_pip_env() if resolve_host and s.get("inherit_host_pip", True) else {})
     pip_env.update(s.get("pip_env") or {})
@@ -88,12 +92,9 @@ def plan_env(settings: Settings, tree: Path, name: str, recipe: tuple[dict, dict
              date: str | None = None) -> EnvSpec:
     """The env spec for the tree at ``tree``: with ``recipe`` = (recipe, inputs) given (e.g. SWE-bench's, see
     ``pipelines.swe.swebench_specs``) that one, else the inferred recipe with any per-repo override, resolved
-    as of ``date`` (the source's, ``sandbox.repair.source_date``) when it is older than
+    as of ``date`` (the source's, ``sandbox.asof.source_date``) when it is older than
     ``sandbox.as_of_min_age_days``. ``inputs`` maps the files the recipe read to their sha256; both are
     hashed into the env key."""
-    from sandbox.recipes import infer_recipe, load_override
-    from sandbox.repair import default_as_of
-
     if recipe is not None:
         rec, inputs = recipe
     else:
@@ -118,8 +119,6 @@ def build_env(client, settings: Settings, tree: Path, name: str, force: bool = F
 
 def exported(checkout_path: Path):
     """Context manager: a temporary copy of the checkout's HEAD tree without .git."""
-    from sandbox.sources import export_tree
-
     class _Ctx:
         def __enter__(self):
             self._tmp = tempfile.TemporaryDirectory(prefix="crucible-tree-")
@@ -133,8 +132,6 @@ def exported(checkout_path: Path):
 
 def test_env(client, settings: Settings, spec: EnvSpec, tree: Path, *, selection=None, network=None,
              k: int | None = None) -> dict:
-    from sandbox.testrun import run_suite
-
     return run_suite(client, spec.image, tree, spec.recipe, k=k or settings.reruns, limits=settings.limits,
                      network=network or settings.network, label_network=settings.label_network,
                      selection=selection)

@@ -9,15 +9,17 @@ containers there get a resolv.conf naming 127.0.0.1, where nothing listens: look
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
-import tarfile
+import shlex
 import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pipelines.store import fsio
+from sandbox.tarballs import tar_bytes, tar_tree, untar_files
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,6 @@ NETWORK_MODES = ("none", "internal", "bridge")
 SANDBOX_LABEL = "crucible.sandbox"
 # test containers: no capabilities, no privilege gain through setuid binaries
 HARDENING = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
-SKIP_DIRS = {".git", ".tox", ".nox", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache"}
 
 
 @dataclass(frozen=True)
@@ -54,43 +55,6 @@ class RunOutcome:
     daemon_error: str = ""
     files: dict[str, bytes] = field(default_factory=dict)
     rw_bytes: int = 0
-
-
-def tar_tree(src: Path, dest: str, uid: int = 1000, include_git: bool = False) -> bytes:
-    """A tar of ``src`` placed under ``dest`` (relative), every entry owned by ``uid``; skips caches and
-    (unless asked) ``.git``. Symlinks are kept as links."""
-    src = Path(src)
-    buf = io.BytesIO()
-    skip = set(SKIP_DIRS) - ({".git"} if include_git else set())
-
-    def fix(ti: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        parts = Path(ti.name).parts
-        if any(p in skip for p in parts):
-            return None
-        ti.uid = ti.gid = uid
-        ti.uname = ti.gname = ""
-        return ti
-
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        dinfo = tarfile.TarInfo(dest)
-        dinfo.type = tarfile.DIRTYPE
-        dinfo.mode = 0o755
-        dinfo.uid = dinfo.gid = uid
-        tf.addfile(dinfo)
-        for entry in sorted(os.listdir(src)):
-            tf.add(src / entry, arcname=f"{dest}/{entry}", filter=fix)
-    return buf.getvalue()
-
-
-def untar_files(stream) -> dict[str, bytes]:
-    data = b"".join(stream)
-    out = {}
-    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-        for m in tf.getmembers():
-            if m.isfile():
-                f = tf.extractfile(m)
-                out[m.name] = f.read() if f else b""
-    return out
 
 
 def container_rw_bytes(client, container_id: str) -> int:
@@ -157,10 +121,7 @@ def resolv_refuse_file() -> str:
     """A host file with :data:`RESOLV_REFUSE` (bind-mounted read-only; the daemon must be local)."""
     path = Path(tempfile.gettempdir()) / "crucible-resolv-refuse.conf"
     if not path.exists() or path.read_text() != RESOLV_REFUSE:
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(RESOLV_REFUSE)
-        tmp.chmod(0o644)
-        os.replace(tmp, path)
+        fsio.write_bytes_atomic(str(path), RESOLV_REFUSE.encode(), mode=0o644)
     return str(path)
 
 
@@ -284,10 +245,6 @@ class Sandbox:
     def put_file(self, path: str, data: bytes) -> None:
         """Write a file of any size (a tar stream, no argv), owned by the sandbox user. The directory is made
         by the sandbox user first and must be writable by it (so no path the user could not write)."""
-        import shlex
-
-        from sandbox.images import tar_bytes
-
         d, name = os.path.split(path)
         if not name:
             raise ValueError(f"put_file: {path!r} names no file")

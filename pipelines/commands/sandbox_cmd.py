@@ -150,7 +150,7 @@ def _prepare(args):
     except SourceError as exc:
         print(f"crucible: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    from sandbox.repair import source_date
+    from sandbox.asof import source_date
     from sandbox.sources import index_upload_date
 
     name, _, version = (args.sdist or "").partition("==")
@@ -186,8 +186,9 @@ def _repair(args) -> int:
     from pipelines.cli import config_from_args
     from sandbox import sources
     from sandbox.api import exported, settings_from_config
-    from sandbox.llm_repair import repairer_for
-    from sandbox.repair import attempt, source_date
+    from pipelines.swe.llm_repair.runner import repairer_for
+    from sandbox.asof import source_date
+    from sandbox.repair import attempt
 
     cfg = config_from_args(args)
     settings = settings_from_config(cfg.sandbox)
@@ -255,7 +256,7 @@ def _survey(args) -> int:
     from pipelines.store.catalog import query
     from pipelines.store.commit import stable_hash
     from sandbox.api import settings_from_config
-    from sandbox.survey import Source, SourceKind, funnel, read_repos, read_sources, run_survey
+    from pipelines.swe.survey import Source, SourceKind, funnel, read_repos, read_sources, run_survey
 
     kind, path, read = ((SourceKind.SDIST, args.sdists, read_sources) if args.sdists
                         else (SourceKind.GIT, args.repos, read_repos))
@@ -280,8 +281,8 @@ def _survey(args) -> int:
 
     import functools
 
-    from sandbox.llm_repair import repairer_for
-    from sandbox.survey import survey_one
+    from pipelines.swe.llm_repair.runner import repairer_for
+    from pipelines.swe.survey import survey_one
 
     with repairer_for(cfg, settings, True if args.llm_repair else None) as fix:
         run_survey(client, settings, srcs, out_dir, cfg.run.run_id or f"survey-{stable_hash(*specs, n=8)}",

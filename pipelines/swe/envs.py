@@ -154,7 +154,7 @@ def env_date(ctx: ValidateContext, repo: str, commit: str, created_at=None) -> s
     """The day the env commit was made: its commit date when real (an old commit of a git repo, a release
     mirrored from its sdist, a bug committed on one), else the row's ``created_at`` day (SWE-bench: the
     PR's), else None (today's index)."""
-    from sandbox.repair import commit_date
+    from sandbox.asof import commit_date
 
     day = commit_date(clone_at(ctx, repo, commit).path)
     if day:

@@ -69,7 +69,8 @@ def settings():
 
 
 def test_scripted_llm_repair_replays_and_a_useless_one_fails(docker_client, settings, tmp_path):
-    from sandbox.llm_repair import Caps, apply_outcome, llm_repair
+    from pipelines.swe.llm_repair.runner import apply_outcome, llm_repair
+    from pipelines.swe.llm_repair.session import Caps
     from sandbox.recipes import load_override
     from sandbox.repair import attempt
     from tests.support.fake_repair import ScriptedPolicy

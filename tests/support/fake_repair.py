@@ -1,4 +1,4 @@
-"""Fakes for ``sandbox.llm_repair`` unit tests: a workspace whose suite passes once a named command ran, a
+"""Fakes for ``pipelines.swe.llm_repair`` unit tests: a workspace whose suite passes once a named command ran, a
 scripted policy, and a clock the test advances."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ import tarfile
 
 import pytest
 
-from sandbox.container import Limits, tar_tree
+from sandbox.container import Limits
 from sandbox.imagegc import iso_ts, plan_gc
 from sandbox.images import (
     CA_IN_CONTAINER,
@@ -14,6 +14,7 @@ from sandbox.images import (
     base_setup_script,
     build_env_vars,
 )
+from sandbox.tarballs import tar_tree
 
 
 def test_base_key_is_stable_and_covers_inputs():

@@ -5,20 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.llm_repair import (
-    STEP_NAME,
-    Caps,
-    CommandKind,
-    Outcome,
-    RepairSession,
-    Stop,
-    apply_outcome,
-    classify_command,
-    prompt_messages,
-    replay_recipe,
-    run_session,
-    write_override,
-)
+from pipelines.swe.llm_repair.guard import CommandKind, classify_command
+from pipelines.swe.llm_repair.replay import STEP_NAME, replay_recipe, write_override
+from pipelines.swe.llm_repair.runner import Outcome, apply_outcome, prompt_messages
+from pipelines.swe.llm_repair.session import Caps, RepairSession, Stop, run_session
 from tests.support.fake_repair import FakeClock, FakeRepairWorkspace, ScriptedPolicy
 
 FIX = "pip install --no-index --find-links /testbed/wheels zzdemo-helper"
@@ -216,7 +206,7 @@ def test_replay_from_base_drops_the_failed_install_steps():
 
 
 def test_apply_outcome_failure_keeps_the_deciding_line_and_names_the_rung():
-    from sandbox.survey import failure_for, survey_row
+    from pipelines.swe.survey import failure_for, survey_row
 
     res = {"stage": "tests_collected", "rungs": [{"kind": "install_module", "arg": "testing"}],
            "stop": {"rung": "install_module", "kind": "test", "reason": "test run error/collection: x",
@@ -272,8 +262,8 @@ def test_cli_llm_repair_needs_repair(tmp_path, capsys):
 
 def test_repairer_is_off_by_default_and_leaves_passing_sources_alone():
     from pipelines.config import load_config
+    from pipelines.swe.llm_repair.runner import Repairer, repairer_for
     from sandbox.api import settings_from_config
-    from sandbox.llm_repair import Repairer, repairer_for
 
     cfg = load_config("defaults", [])
     settings = settings_from_config(cfg.sandbox, resolve_host=False)
@@ -285,7 +275,7 @@ def test_repairer_is_off_by_default_and_leaves_passing_sources_alone():
 
 
 def test_a_repeated_call_is_told_so():
-    from sandbox.llm_repair import REPEAT_NOTE
+    from pipelines.swe.llm_repair.session import REPEAT_NOTE
 
     s = _session(FakeRepairWorkspace(FIX))
     _, res = run_session(ScriptedPolicy([("run_tests", {}), ("run_tests", {}), ("done", {"summary": "x"})]), s,
@@ -297,9 +287,9 @@ def test_a_repeated_call_is_told_so():
 def test_survey_runs_the_repairer_only_for_sources_left_short(monkeypatch, tmp_path):
     import contextlib
 
+    import pipelines.swe.survey as survey
     import sandbox.api
     import sandbox.repair
-    import sandbox.survey as survey
     from sandbox.sources import Checkout
 
     short = {"stage": "tests_collected", "rungs": [], "attempts": 1, "counts": {},
@@ -329,7 +319,7 @@ def test_native_policy_over_a_fake_openai_server(tmp_path):
     import json
 
     from pipelines.llm import LLMClient
-    from sandbox.llm_repair import make_policy
+    from pipelines.swe.llm_repair.runner import make_policy
     from tests.support.fake_llm_server import FakeOpenAIServer, Reply
 
     def call(i, name, args):

@@ -5,8 +5,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+from sandbox.asof import default_as_of, source_date
 from sandbox.recipes import RecipeError, infer_recipe, install_script
-from sandbox.repair import default_as_of, local_modules, source_date
+from sandbox.repair import local_modules
 from sandbox.repofacts import find_test_files, pytest_config
 from tests.support.trees import write_tree as write
 
@@ -113,7 +114,7 @@ def test_local_modules(tmp_path):
 
 def test_survey_rows_and_failure_names_last_rung_and_line():
     from pipelines.store.records import record_type
-    from sandbox.survey import failure_for, funnel, survey_row
+    from pipelines.swe.survey import failure_for, funnel, survey_row
 
     stop = {"rung": "install_module", "kind": "test", "reason": "test run error/collection: crashed",
             "line": "E   ModuleNotFoundError: No module named 'zzz'"}
@@ -133,7 +134,7 @@ def test_survey_rows_and_failure_names_last_rung_and_line():
 
 
 def test_read_sources_names_bad_line(tmp_path):
-    from sandbox.survey import read_sources
+    from pipelines.swe.survey import read_sources
 
     p = tmp_path / "list.txt"
     p.write_text("# popular\nidna==3.6\n\nidna==3.6\nrequests 2.31\n")
@@ -185,7 +186,7 @@ def test_survey_rows_make_a_funnel_in_stats_and_a_report_plot(tmp_path):
     from pipelines.store.commit import ItemResult, commit_items
     from pipelines.store.report import write_report
     from pipelines.store.stats import compute_stats
-    from sandbox.survey import failure_for, survey_row
+    from pipelines.swe.survey import failure_for, survey_row
 
     out = str(tmp_path / "store")
     stop = {"rung": "install_module", "kind": "test", "reason": "r", "line": "E   ModuleNotFoundError: x"}

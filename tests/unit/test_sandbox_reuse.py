@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from sandbox.images import BaseSpec, BuildError, EnvSpec, parse_pip_check, pip_check_script
+from sandbox.envbuild import parse_pip_check, pip_check_script
+from sandbox.images import BaseSpec, BuildError, EnvSpec
 from sandbox.reuse import REUSE_MAX_DEPTH, choose_parent, compatible, env_candidates, source_day
 from tests.support.fake_docker import FakeDockerClient, FakeImage
 
@@ -123,7 +124,7 @@ def test_pip_check_fails_only_a_build_on_top_and_not_for_the_base_packages(tmp_p
 
 
 def _setup(monkeypatch, fail_on_parent: bool):
-    import sandbox.images as images
+    import sandbox.envbuild as images
 
     spec = EnvSpec(BaseSpec(python="3.11"), {**RECIPE}, {}, "demo")
     parent = FakeImage(tags=["crucible/env-demo:py3.11-old"], id="sha256:p",
@@ -183,7 +184,7 @@ def _attempt(monkeypatch, tmp_path, *, reuse_envs: bool, reused_passes: bool):
     from types import SimpleNamespace
 
     import sandbox.api as api
-    import sandbox.images as images
+    import sandbox.envbuild as envbuild
     import sandbox.testrun as testrun
     from sandbox.api import Settings
     from sandbox.repair import attempt
@@ -206,7 +207,7 @@ def _attempt(monkeypatch, tmp_path, *, reuse_envs: bool, reused_passes: bool):
                                log_tail="E   ImportError: stale", trigger_lines=[], deciding_line="")
 
     monkeypatch.setattr(api, "build_base", lambda *a, **k: {})
-    monkeypatch.setattr(images, "ensure_env", fake_ensure_env)
+    monkeypatch.setattr(envbuild, "ensure_env", fake_ensure_env)
     monkeypatch.setattr(testrun, "run_tests", fake_run_tests)
     settings = replace(Settings(), reuse_envs=reuse_envs)
     return attempt(None, settings, tmp_path, "demo", date="2026-11-01", max_rungs=0), builds

@@ -86,7 +86,7 @@ def test_one_commit_repo_is_dated_at_the_release_and_bug_commits_at_their_parent
     from datetime import datetime, timezone
 
     from pipelines.swe.mirror import commit_patch, ensure_bare_mirror
-    from sandbox.repair import source_date
+    from sandbox.asof import source_date
     from sandbox.sources import Checkout, pkg_info_day
 
     tree = tmp_path / "demo-1.0"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.swe.survey import Source, SourceKind, failure_for, read_repos, run_survey, survey_one
 from sandbox import sources
 from sandbox.api import Settings
-from sandbox.repair import commit_date, source_date
+from sandbox.asof import commit_date, source_date
 from sandbox.sources import Release, SourceError, from_git, mirror_path, release_mirror
-from sandbox.survey import Source, SourceKind, failure_for, read_repos, run_survey, survey_one
 from tests.support.trees import write_tree as tree
 
 
@@ -160,7 +160,7 @@ def test_git_survey_rows_carry_commit_and_date_through_the_same_attempt(tmp_path
 
 def test_run_survey_is_resumable_for_git_sources(tmp_path):
     from pipelines.store.catalog import query
-    from sandbox.survey import survey_row
+    from pipelines.swe.survey import survey_row
 
     srcs = [Source(SourceKind.GIT, "o/n@v1.0"), Source(SourceKind.GIT, "o/n@v2.0"),
             Source(SourceKind.SDIST, "n==1.0")]

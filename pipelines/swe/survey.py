@@ -1,10 +1,13 @@
 """`crucible sandbox survey`: how many of N sources end with a working environment, and why the rest do not.
 
 Each source (an sdist ``NAME==VERSION`` or a git ``owner/name@REV`` through ``sandbox.repo_url_template``; they
-differ only in :func:`obtain`) goes download -> infer -> build -> clean test run -> repair ladder (``sandbox.repair``) and
+differ only in :func:`obtain`) goes download -> infer -> build -> clean test run -> repair ladder
+(``sandbox.repair``) and
 becomes one ``sandbox_surveys`` row (schema ``schemas/sandbox_survey.json``), plus a ``failures`` row
 naming the last rung and the deciding log line when it stops short of ``mostly_passing``. Rows are
 committed per source, so a rerun skips what is done (resumable); sources run ``survey_parallel`` at once.
+It commits to the store (and may run the LLM repair agent), so it sits above the sandbox, beside the SWE
+pipeline whose environments it measures.
 """
 
 from __future__ import annotations
@@ -12,10 +15,16 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+
+from pipelines.store.commit import ItemResult, commit_items, done_keys, failure_row, stable_hash, utc_now
+from sandbox import api, repair, sources
+from sandbox.asof import commit_date, source_date
+from sandbox.recipes import funnel_counts
 
 log = logging.getLogger(__name__)
 PIPELINE = "sandbox_survey"
@@ -56,9 +65,7 @@ def _read_lines(path: Path, pattern: re.Pattern, expected: str) -> list[str]:
 def read_sources(path: Path) -> list[str]:
     """``NAME==VERSION`` lines of ``path`` (blank lines and ``#`` comments skipped); a malformed line is an
     error naming the file and line."""
-    from sandbox.sources import SDIST_RE
-
-    return _read_lines(path, SDIST_RE, "NAME==VERSION (e.g. requests==2.28.1)")
+    return _read_lines(path, sources.SDIST_RE, "NAME==VERSION (e.g. requests==2.28.1)")
 
 
 def read_repos(path: Path) -> list[str]:
@@ -70,8 +77,6 @@ def read_repos(path: Path) -> list[str]:
 
 def survey_row(source: str, commit: str | None, date: str | None, res: dict, seconds: float, run_id: str) -> dict:
     """The ``sandbox_surveys`` row for one source (``res`` from :func:`sandbox.repair.attempt`)."""
-    from pipelines.store.commit import stable_hash, utc_now
-
     c = res.get("counts") or {}
     stop = res.get("stop") if res["stage"] != "mostly_passing" else None
     return {
@@ -90,8 +95,6 @@ def survey_row(source: str, commit: str | None, date: str | None, res: dict, sec
 
 def failure_for(row: dict) -> dict | None:
     """The ``failures`` row of a source that stopped short: last rung + deciding line in the reason."""
-    from pipelines.store.commit import failure_row
-
     if row["stage"] == "mostly_passing":
         return None
     reason = (f"stopped at {row['stage']} after {len(row['rungs'])} rung(s) (last: {row['stop_rung'] or 'none'}): "
@@ -104,16 +107,11 @@ def obtain(settings, src: Source):
     """The checkout of ``src`` and its date: an sdist as a one-commit repo dated by PKG-INFO's mtime or the
     index's upload day; a git source cloned through ``settings.repo_url_template`` at its REV, dated by the
     commit (None when the commit carries the fixed date: a checkout's file mtimes say nothing)."""
-    from sandbox import sources
-    from sandbox.repair import commit_date, source_date
-
     if src.kind is SourceKind.SDIST:
         co = sources.from_sdist(src.spec, settings.cache_dir / "sdists")
         name, _, version = src.spec.partition("==")
         return co, source_date(co.path, lambda: sources.index_upload_date(name, version,
                                                                           remote_env=settings.pip_env))
-    from pipelines.store.commit import stable_hash
-
     repo, _, rev = src.spec.rpartition("@")
     # one clone per source: two revisions of a repo surveyed at once must not share a worktree
     co = sources.from_git(repo, rev, settings.cache_dir / "survey-git" / stable_hash(src.id, n=12),
@@ -124,11 +122,8 @@ def obtain(settings, src: Source):
 def survey_one(client, settings, src: Source, run_id: str, llm_fix=None) -> dict:
     """One source through the whole ladder; returns its ``sandbox_surveys`` row (never raises for a bad
     source). Sdists and git sources differ only in :func:`obtain`. ``llm_fix``: a
-    ``sandbox.llm_repair.Repairer`` run when the ladder ends short (its ``llm_repair`` rung joins ``rungs``)."""
-    from sandbox import sources
-    from sandbox.api import exported
-    from sandbox.repair import attempt
-
+    ``pipelines.swe.llm_repair.runner.Repairer`` run when the ladder ends short (its ``llm_repair`` rung joins
+    ``rungs``)."""
     t0 = time.monotonic()
     try:
         co, date = obtain(settings, src)
@@ -136,9 +131,9 @@ def survey_one(client, settings, src: Source, run_id: str, llm_fix=None) -> dict
         res = {"stage": "attempted", "rungs": [], "attempts": 0,
                "stop": {"rung": None, "kind": "source", "reason": str(exc), "line": str(exc)[-500:]}}
         return survey_row(src.id, None, None, res, time.monotonic() - t0, run_id)
-    with exported(co.path) as tree:
+    with api.exported(co.path) as tree:
         try:
-            res = attempt(client, settings, tree, co.name, date=date, max_rungs=settings.repair_max_rungs)
+            res = repair.attempt(client, settings, tree, co.name, date=date, max_rungs=settings.repair_max_rungs)
             if llm_fix is not None and res["stage"] != "mostly_passing":
                 res = llm_fix(client, tree, co.name, res, date)
         except Exception as exc:  # docker daemon trouble etc.: recorded, the survey goes on
@@ -153,8 +148,6 @@ def run_survey(client, settings, srcs: list[Source], out_dir: str, run_id: str, 
                on_row=None, one=survey_one) -> list[dict]:
     """Survey every source not yet committed under ``out_dir``; each row is committed when it is done.
     ``one`` surveys one source (tests pass a fake)."""
-    from pipelines.store.commit import ItemResult, commit_items, done_keys
-
     done = done_keys(out_dir, PIPELINE)
     todo = [s for s in srcs if s.id not in done]
     rows: list[dict] = []
@@ -175,10 +168,6 @@ def run_survey(client, settings, srcs: list[Source], out_dir: str, run_id: str, 
 
 def funnel(rows: list[dict]) -> dict:
     """Cumulative stage counts, rungs used by the sources that got through, stop reasons of the rest."""
-    from collections import Counter
-
-    from sandbox.recipes import funnel_counts
-
     through = [r for r in rows if r["stage"] == "mostly_passing"]
     return {
         "sources": len(rows), "stages": funnel_counts([r["stage"] for r in rows]),
