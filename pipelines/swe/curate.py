@@ -90,15 +90,16 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
 
 
 def capped_rollout(res: ItemResult, ctx, inst: Mapping, policy, *, cap: float, policy_name: str,
-                   sample_index: int = 0, **kw) -> dict | None:
+                   sample_index: int = 0, rollout_fn=None, **kw) -> dict | None:
     """One rollout bounded by ``swe.rollouts.rollout_timeout_s``: its trajectory row, or None and a ``failures``
-    row on ``res`` naming the cap (no trajectory: a cut rollout is no training row and no test result)."""
+    row on ``res`` naming the cap (no trajectory: a cut rollout is no training row and no test result).
+    ``rollout_fn``: :func:`pipelines.swe.rollout.run_rollout` unless given."""
     from pipelines.swe import rollout
 
+    fn = rollout_fn or rollout.run_rollout
     what = f"{policy_name} rollout {sample_index} of {inst['instance_id']}"
     try:
-        return run_capped(lambda: rollout.run_rollout(ctx, inst, policy, policy_name=policy_name,
-                                                      sample_index=sample_index, **kw),
+        return run_capped(lambda: fn(ctx, inst, policy, policy_name=policy_name, sample_index=sample_index, **kw),
                           cap, cap="swe.rollouts.rollout_timeout_s", what=what)
     except CapExceeded as exc:
         res.add("failures", failure(PIPELINE, Stage.FILTER_TRAJECTORY, FailureKind.INFRA, str(exc), kw["run_id"],

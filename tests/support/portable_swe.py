@@ -32,8 +32,9 @@ class FakeEnv:
                 "env_network": "none", "id_style": "swebench"}
 
 
-def swebench_row(i: int, repo: str = "demo/repo", sleep_s: float = 0) -> dict:
-    return {"repo": repo, "instance_id": f"{repo.replace('/', '__')}-{i}", "base_commit": f"{i + 1:040x}",
+def swebench_row(i: int, repo: str = "demo/repo", sleep_s: float = 0, env_commit: str | None = None) -> dict:
+    """A SWE-bench row; rows given one ``env_commit`` share an env group (validated together)."""
+    return {"environment_setup_commit": env_commit,"repo": repo, "instance_id": f"{repo.replace('/', '__')}-{i}", "base_commit": f"{i + 1:040x}",
             "patch": DIFF.format(f="x.py", a=i, b=i + 1), "test_patch": DIFF.format(f="test_x.py", a=0, b=i),
             "problem_statement": f"x is wrong in case {i}", "hints_text": f"sleep:{sleep_s}" if sleep_s else "",
             "FAIL_TO_PASS": [f"test_x.py::test_{i}"], "PASS_TO_PASS": ["test_x.py::test_ok"]}
@@ -80,7 +81,7 @@ def fake_curate(ctx, inst, val, *, cfg, run_id, **kw):
 
     res = ItemResult(inst["instance_id"])
     t = capped_rollout(res, ctx, inst, "gold", cap=float(cfg["swe"]["rollouts"]["rollout_timeout_s"]),
-                       policy_name="gold", run_id=run_id)
+                       policy_name="gold", run_id=run_id, rollout_fn=fake_rollout)
     if t is None:
         return res
     res.add("swe_trajectories", dict(t, split="sft", drop_reasons=[]))
