@@ -34,10 +34,10 @@ LATENCY = (0.5, 5.0)
 TOOL_S = (0.01, 0.1)
 
 
-def start_servers(n: int, seed: int) -> list[tuple[subprocess.Popen, str]]:
+def start_servers(n: int, seed: int, latency: tuple[float, float] = LATENCY) -> list[tuple[subprocess.Popen, str]]:
     out = []
     for i in range(n):
-        proc = subprocess.Popen([sys.executable, "-m", "tests.support.fake_llm_server", "--latency", *map(str, LATENCY),
+        proc = subprocess.Popen([sys.executable, "-m", "tests.support.fake_llm_server", "--latency", *map(str, latency),
                                  "--seed", str(seed + i)], stdout=subprocess.PIPE, text=True, cwd=REPO)
         line = proc.stdout.readline().split()
         if not line or line[0] != "READY":
@@ -111,8 +111,8 @@ class Load:
 
 
 def bench_pool(concurrency: int, duration_s: float, turns: int, endpoints: int = 4,
-               kill_at_s: float | None = None, seed: int = 0) -> dict:
-    servers = start_servers(endpoints, seed=100 + seed)
+               kill_at_s: float | None = None, seed: int = 0, latency: tuple[float, float] = LATENCY) -> dict:
+    servers = start_servers(endpoints, seed=100 + seed, latency=latency)
     try:
         urls = [u for _, u in servers]
         client = LLMClient(urls, "m", cache=False, max_concurrency=concurrency, max_retries=5, backoff_initial_s=0.2,
@@ -129,7 +129,7 @@ def bench_pool(concurrency: int, duration_s: float, turns: int, endpoints: int =
     mean_step = load.work_s / max(1, load.requests)
     return {
         "bench": "llm_pool", "concurrency": concurrency, "endpoints": endpoints, "turns": turns,
-        "latency_s": list(LATENCY), "tool_s": list(TOOL_S), "wall_s": round(wall, 2), "requests": load.requests,
+        "latency_s": list(latency), "tool_s": list(TOOL_S), "wall_s": round(wall, 2), "requests": load.requests,
         "rollouts": load.rollouts, "rollouts_lost": load.lost,
         # requests per second while the C slots were open (the tail after the deadline, when slots close one
         # by one, is in neither number); throughput / bound = fraction_of_bound

@@ -229,6 +229,23 @@ class FakeOpenAIServer:
         }
 
 
+class FakeManagedServer:
+    """Stands in for a started model server (``make_server(...)``: ``start() -> base_url``, ``stop()``,
+    ``n_threads``) backed by a :class:`FakeOpenAIServer`; records the config it was made from."""
+
+    def __init__(self, cfg: dict, **server_kw):
+        self.cfg, self.n_threads = cfg, 2
+        self.server = FakeOpenAIServer(**server_kw)
+        self.stopped = False
+
+    def start(self) -> str:
+        return self.server.start().base_url
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.stopped = True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; print ``READY <base_url>`` once listening."""
     ap = argparse.ArgumentParser(description="fake OpenAI-compatible server (tests, benchmarks)")
