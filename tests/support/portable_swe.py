@@ -111,3 +111,13 @@ def run_graph(cfg, beam_args: list[str] | None = None, runner: dict | None = Non
     with beam.Pipeline(options=opts) as p:
         build(p, cfgd, RUN, "none", None, hooks())
     refresh_catalog(cfgd["run"]["out_dir"], cfgd["store"]["catalog"])
+
+
+def raise_once(item, marker: str, at_key: str):
+    """Pass ``item`` through; the first time ``at_key`` comes (no ``marker`` file yet) write the marker and
+    raise: a bundle that failed half way, as a runner's worker loss would leave it (the marker file makes
+    "first time" hold across worker processes)."""
+    if item.key == at_key and not Path(marker).exists():
+        Path(marker).write_text("raised")
+        raise RuntimeError(f"injected failure at {at_key}")
+    return item
