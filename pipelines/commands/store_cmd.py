@@ -298,7 +298,7 @@ def _export(args) -> int:
     import duckdb
 
     from pipelines.store import catalog
-    from pipelines.store.export import export
+    from pipelines.integrations.export import export
     from pipelines.swe.quality_select import parse_filter
 
     source = args.source or ("browse" if args.format == "verl" else "all")

@@ -14,9 +14,9 @@ pytest.importorskip("verl.tools.base_tool", reason="verl is not installed (make 
 
 from pipelines.agent.loop import observation_text  # noqa: E402
 from pipelines.browse.stages import OBSERVATION_SUFFIX, TURN_NOTE  # noqa: E402
+from pipelines.integrations.export import export  # noqa: E402
 from pipelines.integrations.verl import BROWSE_TOOL_CONFIG, SWE_TOOL_CONFIG  # noqa: E402
 from pipelines.integrations.verl import reward as K  # noqa: E402
-from pipelines.store.export import export  # noqa: E402
 from tests.support import tiny_models  # noqa: E402
 from tests.support import trainer_rows as TR  # noqa: E402
 
@@ -236,8 +236,8 @@ def test_verls_reward_loader_loads_compute_score_from_the_kit_file_with_reward_k
     from omegaconf import OmegaConf
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
+    from pipelines.integrations.export_verl import verl_rows
     from pipelines.integrations.verl import REWARD_PATH
-    from pipelines.store.export import verl_rows
 
     graph = TR.write_graph_dir(tmp_path / "graph")
     conf = OmegaConf.create({"reward": {"custom_reward_function": {

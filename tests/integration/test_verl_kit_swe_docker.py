@@ -32,10 +32,10 @@ def test_kit_tools_edit_in_the_env_container_and_the_reward_grades_the_submitted
                                                                                       monkeypatch, tmp_path):
     from verl.tools.tool_registry import initialize_tools_from_config
 
+    from pipelines.integrations.export_verl import SWE_GRADE_FIELDS
     from pipelines.integrations.verl import SWE_TOOL_CONFIG
     from pipelines.integrations.verl import reward as K
     from pipelines.integrations.verl import tools as T
-    from pipelines.store.export import SWE_GRADE_FIELDS
     from pipelines.swe.grade import grade_patch
     from pipelines.swe.rollout import post_patch_files
     from pipelines.swe.validate import checkout_tree

@@ -7,8 +7,8 @@ import pytest
 
 from pipelines.browse import selection as SEL
 from pipelines.config import load_config
+from pipelines.integrations.export_verl import verl_rows
 from pipelines.store import catalog
-from pipelines.store.export import verl_rows
 from tests.support.fake_browse import responder, write_toy_graph
 from tests.support.fake_llm_server import FakeOpenAIServer
 

@@ -11,9 +11,9 @@ from pipelines.browse import synth as S
 from pipelines.browse.selection import RLDropReason
 from pipelines.cli import main
 from pipelines.config import load_config
+from pipelines.integrations.export_select import PassBand, parse_pass_band
 from pipelines.store import catalog
 from pipelines.store.commit import ItemResult, commit_items, ensure_layout
-from pipelines.store.export import PassBand, parse_pass_band
 from tests.support import samples
 from tests.support.browse_rows import trajectory
 from tests.unit.test_browse_faithful import GOOD, WRONG_TYPE, mindik_draft, png_graph

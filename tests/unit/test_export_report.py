@@ -4,8 +4,8 @@ import datasets
 import pytest
 
 from pipelines.cli import main
+from pipelines.integrations.export import export
 from pipelines.store import catalog
-from pipelines.store.export import export
 from pipelines.store.stats import compute_stats
 
 
@@ -31,8 +31,8 @@ def test_verl_browse_export_loads_with_datasets_and_has_verl_columns(sample_stor
     assert extra["answer_aliases"] == ["C1", "cur-1"] and extra["answer_type"] == "entity"
     # one system prompt: the rollouts' own (configs/prompts/browse_agent.yaml), as the SFT rows have it
     from pipelines.browse.pipeline import PROMPTS
+    from pipelines.integrations.export_verl import BROWSE_AGENT_PROMPT
     from pipelines.llm.prompts import load_prompt
-    from pipelines.store.export import BROWSE_AGENT_PROMPT
 
     assert BROWSE_AGENT_PROMPT == PROMPTS["agent"]
     assert row["prompt"] == load_prompt("browse_agent").render(question=extra["question"])

@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.cli import main
+from pipelines.integrations import export as E
 from pipelines.store import catalog, lock, readonly
 from pipelines.store import commit as C
-from pipelines.store import export as E
 from pipelines.store import report as R
 from tests.support.sample_pipeline import make_item
 

@@ -8,9 +8,9 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.config import load_config
+from pipelines.integrations.export_trl import trl_rows
 from pipelines.store import catalog
 from pipelines.store.commit import ItemResult, commit_items, ensure_layout
-from pipelines.store.export import trl_rows
 from pipelines.swe import curate as swe_curate
 from pipelines.swe import filters
 from tests.support import samples, swe_trajs

@@ -11,9 +11,9 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.config import load_config
+from pipelines.integrations.export_trl import trl_rows
 from pipelines.store import catalog
 from pipelines.store.commit import ItemResult, commit_items, ensure_layout
-from pipelines.store.export import trl_rows
 from pipelines.store.stats import compute_stats
 from pipelines.swe import filters, steps
 from tests.support import swe_trajs as T

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from pipelines.integrations.export_verl import verl_rows
 from pipelines.integrations.verl import reward as K
-from pipelines.store.export import verl_rows
 from tests.support import trainer_rows as TR
 from tests.support.judges import AlwaysYesJudge
 
