@@ -29,7 +29,7 @@ PROMPT = ("Write a short, plain explanation of how a hash table handles collisio
 async def _requests(client: LLMClient, concurrency: int, per_slot: int, max_tokens: int) -> list:
     async def slot(i: int) -> list:
         out = []
-        for j in range(per_slot):
+        for _ in range(per_slot):
             nonce = uuid.uuid4().hex[:8]  # first tokens differ: no prefix shared with another request
             out.append(await client.achat([{"role": "user", "content": f"[{nonce}] {PROMPT}"}],
                                           max_tokens=max_tokens, temperature=0.0, seed=None, ignore_eos=True,

@@ -11,6 +11,10 @@ Stable API (what the browse / SWE / agent pipelines use)::
         res = client.structured(p.render(country="France"), p.schema, prompt=p)
         res.parsed, res.error, res.accounting(), p.ref
 
+    # in coroutines (one event loop per process; hundreds of requests in flight, no thread each):
+    res = await client.achat(messages, session=trajectory_id)   # later turns stay on the first turn's endpoint
+    client.stats()["endpoints"]                                  # per endpoint: in flight, done, failed, waits
+
 Names are resolved lazily so importing a submodule (e.g. ``pipelines.llm.toolcalls``) stays light.
 """
 
@@ -22,7 +26,8 @@ _EXPORTS = {
     "LLMClient": "pipelines.llm.client",
     "ChatResult": "pipelines.llm.client",
     "LLMError": "pipelines.llm.client",
-    "report_beam_metrics": "pipelines.llm.client",
+    "report_beam_metrics": "pipelines.llm.metrics",
+    "report_pool_metrics": "pipelines.llm.metrics",
     "Prompt": "pipelines.llm.prompts",
     "PromptError": "pipelines.llm.prompts",
     "load_prompt": "pipelines.llm.prompts",

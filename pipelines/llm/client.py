@@ -51,17 +51,12 @@ from pipelines.llm.results import (
     tool_names,
     validate_structured,
 )
+from pipelines.llm.sdk import probe_models, sdk_kwargs, warm_sdk
 from pipelines.llm.toolcalls import extract_tool_calls
 
 __all__ = ["ChatResult", "LLMClient", "LLMError", "RatePacer", "is_transient", "json_schema_response_format",
            "parse_json_text", "report_beam_metrics", "validate_structured"]
 
-# keyword arguments the SDK's chat.completions.create accepts directly; anything else goes in extra_body
-_SDK_PARAMS = frozenset({
-    "temperature", "top_p", "max_tokens", "max_completion_tokens", "n", "stop", "seed", "presence_penalty",
-    "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "tools", "tool_choice", "response_format",
-    "parallel_tool_calls", "user", "stream_options", "reasoning_effort", "metadata", "store",
-})
 _COUNTERS = ("calls", "requests", "cache_hits", "retries", "failures", "prompt_tokens", "completion_tokens",
              "structured_invalid", "structured_failed")
 # constructor keywords that fall back to the llm section's schema default when not given
@@ -115,7 +110,8 @@ class LLMClient:
             sticky_sessions_max=int(p["sticky_sessions_max"]))
         self._pool = EndpointPool(
             [(u.rstrip("/"), openai.AsyncOpenAI(base_url=u.rstrip("/"), api_key=key, timeout=timeout, max_retries=0))
-             for u in urls], self.pool_settings, probe=_probe_models)
+             for u in urls], self.pool_settings, probe=probe_models)
+        warm_sdk()
         self._lock = threading.Lock()
         self._rpm = RatePacer(requests_per_minute) if requests_per_minute else None
         self._tpm = RatePacer(tokens_per_minute) if tokens_per_minute else None
@@ -128,11 +124,12 @@ class LLMClient:
     # -- construction ----------------------------------------------------------------------------
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], *, base_urls: Sequence[str] | None = None,
-                    cache_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike = "data") -> LLMClient:
+                    cache_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None) -> LLMClient:
         """Build from the ``llm`` config section (a plain dict or Config; missing keys take the schema's
         defaults). ``base_urls`` overrides ``cfg["base_urls"]`` (pass what :func:`llm_endpoint` yielded).
-        The cache goes to ``cache_dir`` > ``cfg["cache_dir"]`` > ``<out_dir>/cache/llm``; the pool's
-        stats file to ``cfg["pool"]["stats_dir"]`` > ``<out_dir>/stats/llm_pool``."""
+        The cache goes to ``cache_dir`` > ``cfg["cache_dir"]`` > ``<out_dir>/cache/llm`` (``data/cache/llm``
+        without ``out_dir``); the pool's stats file to ``cfg["pool"]["stats_dir"]`` > ``<out_dir>/stats/llm_pool``
+        (none without either)."""
         c = settings.resolve(cfg)
         urls = list(base_urls if base_urls is not None else c["base_urls"])
         api_key = None
@@ -143,10 +140,11 @@ class LLMClient:
                                  "or set llm.api_key_env to null for servers without auth")
         params = {k: c[k] for k in ("temperature", "max_tokens", "seed", "top_p") if c[k] is not None}
         pool = dict(c["pool"])
-        stats_dir = pool.pop("stats_dir") or str(Path(out_dir) / "stats" / "llm_pool")
+        stats_dir = pool.pop("stats_dir") or (str(Path(out_dir) / "stats" / "llm_pool") if out_dir else None)
         return cls(urls, c["model"], api_key=api_key, requests_per_minute=c["requests_per_minute"],
                    tokens_per_minute=c["tokens_per_minute"], default_params=params,
-                   cache_dir=cache_dir or c["cache_dir"] or (Path(out_dir) / "cache" / "llm"), cache=bool(c["cache"]),
+                   cache_dir=cache_dir or c["cache_dir"] or (Path(out_dir or "data") / "cache" / "llm"),
+                   cache=bool(c["cache"]),
                    pool=pool, stats_dir=stats_dir, **{k: c[k] for k in _TUNABLES})
 
     def __reduce__(self):
@@ -209,10 +207,7 @@ class LLMClient:
         if self._tpm:
             est = estimate_tokens(messages, params.get("max_tokens"))
             await _pace(self._tpm, est)
-        sdk = {k: v for k, v in params.items() if k in _SDK_PARAMS}
-        extra = {k: v for k, v in params.items() if k not in _SDK_PARAMS}
-        if extra:
-            sdk["extra_body"] = extra
+        sdk = sdk_kwargs(params)
         self._count(requests=1)
         resp, ep, wait = await self._pool.send(
             session, avoid, lambda ep: ep.client.chat.completions.create(model=model, messages=messages, **sdk))
@@ -250,7 +245,12 @@ class LLMClient:
     async def achat(self, messages: Sequence[Mapping[str, Any]], *, prompt: Any = None, sample_index: int = 0,
                     use_cache: bool = True, model: str | None = None, session: str | None = None,
                     **params: Any) -> ChatResult:
-        """One chat completion, as a coroutine on the process loop (see :meth:`chat`)."""
+        """One chat completion, as a coroutine (see :meth:`chat`). Awaited on another event loop, it runs on
+        the process's LLM loop all the same (the pool's connections and slots live there)."""
+        if asyncio.get_running_loop() is not aio.loop():
+            return await asyncio.wrap_future(aio.submit(self.achat(
+                messages, prompt=prompt, sample_index=sample_index, use_cache=use_cache, model=model,
+                session=session, **params)))
         model = model or self.model
         prompt_params = getattr(prompt, "params", None) or {}
         merged = {**self.default_params, **prompt_params, **params}
@@ -360,12 +360,6 @@ async def _pace(pacer: RatePacer, amount: float) -> None:
     wait = pacer.reserve(amount)
     if wait > 0:
         await asyncio.sleep(wait)
-
-
-async def _probe_models(ep) -> bool:
-    """The pool's health probe: ``GET <base_url>/models`` answers (vLLM, llama.cpp, hosted APIs all serve it)."""
-    await ep.client.models.list()
-    return True
 
 
 def _rebuild(cls, kwargs):

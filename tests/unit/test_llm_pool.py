@@ -257,3 +257,46 @@ def test_close_writes_the_pool_stats_and_store_stats_reads_them(tmp_path):
     assert s["llm_endpoints"][a]["done"] == 4 and s["llm_endpoints"][b]["requests"] == 4
     assert s["llm_endpoints"][a]["clients"] == 2
     assert llm_pool_stats(str(tmp_path / "nothing")) == {}
+
+
+def test_achat_awaited_on_another_loop_runs_on_the_llm_loop():
+    with FakeOpenAIServer() as a:
+        c = make([a.base_url])
+        res = asyncio.run(c.achat([{"role": "user", "content": "x"}], session="s"))
+        assert res.text == "echo: x" and res.endpoint == a.base_url
+        c.close()
+
+
+def test_beam_metrics_per_call_and_per_endpoint():
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from pipelines.llm.metrics import report_beam_metrics, report_pool_metrics
+
+    with FakeOpenAIServer() as a, FakeOpenAIServer() as b:
+        cfg = {"base_urls": [a.base_url, b.base_url], "cache": False}
+
+        class Ask(beam.DoFn):
+            def setup(self):
+                self.client = LLMClient.from_config(cfg, out_dir="/nonexistent-never-written")
+
+            def process(self, q):
+                report_beam_metrics(self.client.chat([{"role": "user", "content": q}]))
+                yield q
+
+            def finish_bundle(self):
+                report_pool_metrics(self.client.stats())
+
+        p = TestPipeline()
+        _ = p | beam.Create(["a", "b", "c", "d"]) | beam.ParDo(Ask())
+        result = p.run()
+        result.wait_until_finish()
+        urls = (a.base_url, b.base_url)
+    q = result.metrics().query(MetricsFilter().with_namespace("crucible.llm"))
+    counters = {m.key.metric.name: m.committed for m in q["counters"]}
+    assert sum(counters[f"requests@{u}"] for u in urls) == 4
+    assert [d.committed.count for d in q["distributions"] if d.key.metric.name == "queue_wait_ms"] == [4]
+    gauges = {m.key.metric.name: m.committed.value for m in
+              result.metrics().query(MetricsFilter().with_namespace("crucible.llm.pool"))["gauges"]}
+    assert sum(gauges[f"done@{u}"] for u in urls) == 4 and all(gauges[f"up@{u}"] == 1 for u in urls)
