@@ -30,23 +30,20 @@ from sandbox.repofacts import (  # noqa: F401  (re-exported: pipelines.swe.swebe
     classifier_versions,
     declared_extras,
     dev_test_deps,
-    find_test_files,
     floor_as_of,
     needs_reinstall,
     nox_deps,
     pick_extra,
-    pytest_config,
-    pytest_configured,
     req_name,
     requirement_files,
     requirement_names,
     requires_python,
     test_imports,
-    test_paths,
     test_tool,
     tox_info,
     tox_versions,
 )
+from sandbox.testfacts import find_test_files, pytest_config, pytest_configured, test_paths  # noqa: F401
 
 RECIPE_VERSION = 1
 INSTALLED_PINS = "/tmp/crucible-installed.txt"
@@ -162,7 +159,7 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
             if subset and pin + " ".join(map(_q, subset)) not in tries:
                 tries.append(pin + " ".join(map(_q, subset)))
         install.append({"name": "test-deps", "required": False, "try": tries})
-    from sandbox.repofacts import pytest_ini_keys
+    from sandbox.testfacts import pytest_ini_keys
 
     cplugins = config_plugins(pcfg, pytest_ini_keys(repo, pcfg["file"]))
     if cplugins:

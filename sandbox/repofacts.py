@@ -1,23 +1,16 @@
 """Facts read from a repo's files (pure, no network): Python versions it allows, extras, requirements
-files, tox/nox deps, build requirements, whether installs leave generated files, where its tests are and
-what its pytest configuration says (``python_files``, ``testpaths``, ``addopts``).
-
-Config files are parsed with ``configparser``/``tomllib`` (pytest's own precedence: pytest.ini,
-pyproject.toml ``[tool.pytest.ini_options]``, tox.ini ``[pytest]``, setup.cfg ``[tool:pytest]``).
+files, tox/nox deps, build requirements, whether installs leave generated files. Where its tests are and
+what its pytest configuration says: :mod:`sandbox.testfacts`.
 """
 
 from __future__ import annotations
 
 import ast
 import configparser
-import fnmatch
 import re
 from pathlib import Path
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from sandbox.testfacts import file_text, ini_section, tomllib
 
 EXTRA_PREFERENCE = ("test", "tests", "testing", "dev")
 REQ_GLOBS = ("requirements.txt", "requirements/*.txt", "requirements-*.txt", "requirements_*.txt",
@@ -25,20 +18,11 @@ REQ_GLOBS = ("requirements.txt", "requirements/*.txt", "requirements-*.txt", "re
              "requirements/*.in")
 REQ_SKIP_WORDS = ("doc", "lint", "release", "mypy", "typing", "style", "bench", "publish", "deploy", "format")
 REQ_ORDER_HINTS = ("test", "dev")  # these after the plain ones
-DEFAULT_PYTHON_FILES = ("test_*.py", "*_test.py")
 PYTHON_RELEASED = {"3.9": "2020-10-05", "3.11": "2022-10-24", "3.13": "2024-10-07"}  # x.y.0 release days
-SKIP_PARTS = (".git", ".tox", ".venv", "node_modules", "build")
 
 
 class RecipeError(ValueError):
     """The repo cannot be turned into a recipe (e.g. it has no tests); the message says why."""
-
-
-def _read(p: Path) -> str:
-    try:
-        return p.read_text(encoding="utf-8", errors="replace")
-    except (FileNotFoundError, IsADirectoryError):
-        return ""
 
 
 def _vtuple(v: str) -> tuple[int, ...]:
@@ -56,22 +40,22 @@ _REQUIRES_PYTHON = (("pyproject.toml", r"(?m)^\s*requires-python\s*=\s*[\"']([^\
 
 def requires_python(repo: Path) -> str | None:
     for name, pattern in _REQUIRES_PYTHON:
-        m = re.search(pattern, _read(repo / name))
+        m = re.search(pattern, file_text(repo / name))
         if m:
             return m.group(1).strip()
     return None
 
 
 def classifier_versions(repo: Path) -> list[str]:
-    text = "\n".join(_read(repo / f) for f in ("pyproject.toml", "setup.cfg", "setup.py", "PKG-INFO"))
+    text = "\n".join(file_text(repo / f) for f in ("pyproject.toml", "setup.cfg", "setup.py", "PKG-INFO"))
     found = set(re.findall(r"Programming Language :: Python :: (3\.\d+)\b", text))
     return sorted(found, key=_vtuple)
 
 
 def tox_versions(repo: Path) -> list[str]:
-    text = _read(repo / "tox.ini") + "\n" + _read(repo / "noxfile.py")
+    text = file_text(repo / "tox.ini") + "\n" + file_text(repo / "noxfile.py")
     found = {f"3.{m}" for m in re.findall(r"\bpy3(\d{1,2})\b", text)}
-    found |= set(re.findall(r"[\"'](3\.\d+)[\"']", _read(repo / "noxfile.py")))
+    found |= set(re.findall(r"[\"'](3\.\d+)[\"']", file_text(repo / "noxfile.py")))
     return sorted(found, key=_vtuple)
 
 
@@ -122,7 +106,7 @@ def floor_as_of(as_of: str | None, python: str) -> str | None:
 
 def declared_extras(repo: Path) -> list[str]:
     names: list[str] = []
-    py = _read(repo / "pyproject.toml")
+    py = file_text(repo / "pyproject.toml")
     if py:
         try:
             data = tomllib.loads(py)
@@ -131,7 +115,7 @@ def declared_extras(repo: Path) -> list[str]:
             names += list(poetry.get("extras", {}) or {})
         except Exception:  # malformed pyproject: fall through to the other sources
             pass
-    cfg = _read(repo / "setup.cfg")
+    cfg = file_text(repo / "setup.cfg")
     if cfg:
         cp = configparser.ConfigParser(interpolation=None)
         try:
@@ -140,11 +124,11 @@ def declared_extras(repo: Path) -> list[str]:
                 names += list(cp["options.extras_require"].keys())
         except configparser.Error:
             pass
-    sp = _read(repo / "setup.py")
+    sp = file_text(repo / "setup.py")
     if "extras_require" in sp or "EXTRAS" in sp.upper():
         names += re.findall(r"[\"']([A-Za-z][\w.-]*)[\"']\s*:\s*[\[(\"']", sp)
         names += re.findall(r"\[\s*[\"']([A-Za-z][\w.-]*)[\"']\s*\]\s*=", sp)
-    pkg = _read(repo / "PKG-INFO")
+    pkg = file_text(repo / "PKG-INFO")
     names += re.findall(r"(?m)^Provides-Extra:\s*(\S+)", pkg)
     seen, out = set(), []
     for n in names:
@@ -178,7 +162,7 @@ def requirement_files(repo: Path) -> list[str]:
 
 def tox_info(repo: Path) -> dict:
     """deps, extras and commands of [testenv] in tox.ini (factor-conditional and substituted lines skipped)."""
-    text = _read(repo / "tox.ini")
+    text = file_text(repo / "tox.ini")
     out = {"deps": [], "extras": [], "commands": []}
     if not text:
         return out
@@ -202,7 +186,7 @@ def tox_info(repo: Path) -> dict:
 
 
 def nox_deps(repo: Path) -> list[str]:
-    text = _read(repo / "noxfile.py")
+    text = file_text(repo / "noxfile.py")
     deps: list[str] = []
     for args in re.findall(r"session\.install\(([^)]*)\)", text):
         for lit in re.findall(r"[\"']([^\"']+)[\"']", args):
@@ -226,7 +210,7 @@ def tests_require(repo: Path) -> list[str]:
     """The test requirements a repo declares for ``setup.py test``: ``tests_require=`` of the ``setup()`` call
     (a literal list, or a module-level name bound to one) and ``[options] tests_require`` of setup.cfg."""
     out: list[str] = []
-    text = _read(repo / "setup.py")
+    text = file_text(repo / "setup.py")
     if "tests_require" in text:
         try:
             tree = ast.parse(text)
@@ -240,7 +224,7 @@ def tests_require(repo: Path) -> list[str]:
                     for kw in node.keywords:
                         if kw.arg == "tests_require":
                             out += _literal_strings(kw.value, names) or []
-    sec = _ini_section(_read(repo / "setup.cfg"), "options")
+    sec = ini_section(file_text(repo / "setup.cfg"), "options")
     if sec and sec.get("tests_require"):
         out += [x.strip() for x in sec["tests_require"].splitlines() if not x.strip().startswith("#")]
     return list(dict.fromkeys(x.strip() for x in out if x.strip()))
@@ -249,7 +233,7 @@ def tests_require(repo: Path) -> list[str]:
 def pipfile_dev_packages(repo: Path) -> list[str]:
     """``[dev-packages]`` of a Pipfile as requirement strings (``name[extras]spec; markers``); entries that
     are paths, VCS or file references (the package itself, mostly) are left out."""
-    text = _read(repo / "Pipfile")
+    text = file_text(repo / "Pipfile")
     if not text:
         return []
     try:
@@ -288,7 +272,7 @@ def req_name(req: str) -> str:
 
 def requirement_names(repo: Path, files: list[str]) -> frozenset[str]:
     """Canonical names of the distributions the given requirements files name."""
-    return frozenset(n for f in files for n in map(req_name, _read(repo / f).splitlines()) if n)
+    return frozenset(n for f in files for n in map(req_name, file_text(repo / f).splitlines()) if n)
 
 
 def test_tool(req: str) -> bool:
@@ -299,17 +283,17 @@ def test_tool(req: str) -> bool:
 
 def project_name(repo: Path) -> str:
     """The repo's own distribution name, normalised ("" when no metadata file names it)."""
-    m = re.search(r"(?m)^Name:\s*(\S+)", _read(repo / "PKG-INFO"))
+    m = re.search(r"(?m)^Name:\s*(\S+)", file_text(repo / "PKG-INFO"))
     name = m.group(1) if m else ""
     if not name:
         try:
-            name = str((tomllib.loads(_read(repo / "pyproject.toml")).get("project") or {}).get("name") or "")
+            name = str((tomllib.loads(file_text(repo / "pyproject.toml")).get("project") or {}).get("name") or "")
         except Exception:
             name = ""
     if not name:
-        name = (_ini_section(_read(repo / "setup.cfg"), "metadata") or {}).get("name", "")
+        name = (ini_section(file_text(repo / "setup.cfg"), "metadata") or {}).get("name", "")
     if not name:
-        m = re.search(r"\bname\s*=\s*[\"']([A-Za-z0-9_.-]+)[\"']", _read(repo / "setup.py"))
+        m = re.search(r"\bname\s*=\s*[\"']([A-Za-z0-9_.-]+)[\"']", file_text(repo / "setup.py"))
         name = m.group(1) if m else ""
     return req_name(name)
 
@@ -323,7 +307,7 @@ def test_imports(repo: Path, files: list[str], limit: int = 500) -> frozenset[st
     names: set[str] = set()
     for p in paths:
         try:
-            tree = ast.parse(_read(p))
+            tree = ast.parse(file_text(p))
         except (SyntaxError, ValueError):
             continue
         for node in ast.walk(tree):
@@ -354,7 +338,7 @@ def dev_test_deps(repo: Path, test_imports: frozenset[str] = frozenset(),
 def build_requires(repo: Path) -> list[str]:
     """``[build-system] requires`` of pyproject.toml: installed into the env too, so that an offline
     ``pip install --no-build-isolation -e .`` (the per-instance reinstall) finds its backend."""
-    py = _read(repo / "pyproject.toml")
+    py = file_text(repo / "pyproject.toml")
     if not py:
         return []
     try:
@@ -367,9 +351,9 @@ def build_requires(repo: Path) -> list[str]:
 def needs_reinstall(repo: Path) -> tuple[bool, str]:
     """Whether an install leaves generated files in the tree (compiled extensions, written version files):
     those are removed with /testbed before the env commit, so each run must rebuild them."""
-    sp = _read(repo / "setup.py")
-    py = _read(repo / "pyproject.toml")
-    cfg = _read(repo / "setup.cfg")
+    sp = file_text(repo / "setup.py")
+    py = file_text(repo / "pyproject.toml")
+    cfg = file_text(repo / "setup.cfg")
     if re.search(r"ext_modules|Extension\(|cythonize|Pybind11Extension", sp):
         return True, "setup.py builds extension modules"
     if re.search(r"(?m)^\s*(write_to|version_file|version-file)\s*=", py + "\n" + cfg):
@@ -377,122 +361,3 @@ def needs_reinstall(repo: Path) -> tuple[bool, str]:
     if re.search(r"setuptools-rust|maturin|scikit-build|meson-python|cython", py, re.I):
         return True, "compiled build backend"
     return False, ""
-
-
-# ---------------------------------------------------------------- tests
-
-def _ini_section(text: str, section: str) -> dict | None:
-    cp = configparser.ConfigParser(interpolation=None, strict=False)
-    try:
-        cp.read_string(text)
-    except configparser.Error:
-        return None
-    return dict(cp[section]) if cp.has_section(section) else None
-
-
-def _split(value) -> list[str]:
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return str(value or "").split()
-
-
-def pytest_config(repo: Path) -> dict:
-    """The repo's pytest configuration, with pytest's precedence (the first file that has a section wins):
-    ``{"file": name or None, "python_files": [...], "testpaths": [...], "addopts": [...]}``."""
-    empty = {"file": None, "python_files": [], "testpaths": [], "addopts": []}
-    candidates = (("pytest.ini", "pytest"), (".pytest.ini", "pytest"), ("pyproject.toml", None),
-                  ("tox.ini", "pytest"), ("setup.cfg", "tool:pytest"))
-    for name, section in candidates:
-        text = _read(repo / name)
-        if not text:
-            continue
-        if section is None:
-            try:
-                opts = tomllib.loads(text).get("tool", {}).get("pytest", {}).get("ini_options")
-            except tomllib.TOMLDecodeError:
-                opts = None
-        else:
-            opts = _ini_section(text, section)
-            if opts is None and name.endswith("pytest.ini"):
-                opts = {}  # pytest.ini wins even when empty
-        if opts is None:
-            continue
-        return {"file": name, "python_files": _split(opts.get("python_files")),
-                "testpaths": _split(opts.get("testpaths")), "addopts": _split(opts.get("addopts"))}
-    return empty
-
-
-def pytest_ini_keys(repo: Path, file: str | None) -> list[str]:
-    """Every key of the pytest section of ``file`` (the one :func:`pytest_config` chose)."""
-    if not file:
-        return []
-    text = _read(repo / file)
-    if file == "pyproject.toml":
-        try:
-            return list(tomllib.loads(text).get("tool", {}).get("pytest", {}).get("ini_options", {}) or {})
-        except tomllib.TOMLDecodeError:
-            return []
-    section = {"setup.cfg": "tool:pytest"}.get(file, "pytest")
-    return list(_ini_section(text, section) or {})
-
-
-def find_test_files(repo: Path, limit: int = 10000, patterns: tuple[str, ...] | None = None,
-                    roots: tuple[str, ...] = ()) -> list[str]:
-    """Test files by pytest's ``python_files`` globs (default ``test_*.py``, ``*_test.py``; the repo's
-    configuration when ``patterns`` is None), under ``roots`` (its ``testpaths``) when given."""
-    if patterns is None:
-        cfg = pytest_config(repo)
-        patterns = tuple(cfg["python_files"]) or DEFAULT_PYTHON_FILES
-        roots = roots or tuple(cfg["testpaths"])
-    found = _match_files(repo, patterns, roots, limit)
-    if found or patterns != DEFAULT_PYTHON_FILES:
-        return found
-    # no test_*.py anywhere: a module named test.py / tests.py (top level or in a package) that defines
-    # tests; pytest collects a file named on its command line whatever python_files says
-    return sorted(f for f in _match_files(repo, ("test.py", "tests.py"), roots, limit)
-                  if f.count("/") <= 1 and re.search(r"(?m)^\s*(def test|class \w+\(.*TestCase)", _read(repo / f)))
-
-
-def _match_files(repo: Path, patterns: tuple[str, ...], roots: tuple[str, ...], limit: int) -> list[str]:
-    bases = [repo / r for r in roots if (repo / r).exists()] or [repo]
-    out: set[str] = set()
-    for base in bases:
-        for p in ([base] if base.is_file() else base.rglob("*.py")):
-            rel = p.relative_to(repo).as_posix()
-            if any(part in SKIP_PARTS for part in p.relative_to(repo).parts):
-                continue
-            if any(fnmatch.fnmatch(p.name, pat) for pat in patterns):
-                out.add(rel)
-                if len(out) >= limit:
-                    return sorted(out)
-    return sorted(out)
-
-
-def pytest_configured(repo: Path) -> tuple[bool, bool]:
-    """(pytest is configured or mentioned, config declares testpaths)."""
-    cfg = pytest_config(repo)
-    texts = [_read(repo / f) for f in ("pytest.ini", "setup.cfg", "tox.ini", "pyproject.toml", "setup.py",
-                                       "noxfile.py")]
-    mentioned = cfg["file"] is not None or any((repo / d / "conftest.py").exists() for d in ("", "tests", "test")) \
-        or "pytest" in "\n".join(texts)
-    return mentioned, bool(cfg["testpaths"])
-
-
-def test_paths(repo: Path, test_files: list[str]) -> list[str]:
-    """Top-level directories holding the test files (e.g. ``tests``, ``toolz/tests``)."""
-    dirs: list[str] = []
-    for f in test_files:
-        parts = f.split("/")
-        for i, part in enumerate(parts[:-1]):
-            if part in ("tests", "test", "testing"):
-                d = "/".join(parts[: i + 1])
-                if d not in dirs:
-                    dirs.append(d)
-                break
-        else:
-            d = "/".join(parts[:-1]) or f  # no tests/ dir: the file's own directory (or the file at top level)
-            if d not in dirs:
-                dirs.append(d)
-    return sorted(dirs)
-
-

@@ -8,7 +8,7 @@ import pytest
 from sandbox.asof import default_as_of, source_date
 from sandbox.recipes import RecipeError, infer_recipe, install_script
 from sandbox.repair import local_modules
-from sandbox.repofacts import find_test_files, pytest_config
+from sandbox.testfacts import find_test_files, pytest_config
 from tests.support.trees import write_tree as write
 
 
