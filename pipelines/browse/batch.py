@@ -2,7 +2,7 @@
 
 Each input line is ``{id, question, gold?, gold_aliases?, answer_type?, meta?}``
 (``schemas/browse_rollout_input.json``). Every question gets ``k`` rollouts through the pipeline's own
-:func:`pipelines.browse.stages.rollout` and row builder :func:`pipelines.browse.stages.trajectory_row`
+:func:`pipelines.browse.trajectory.rollout` and row builder :func:`pipelines.browse.trajectory.trajectory_row`
 (judged when a gold is given: the rules, the graph, then the LLM judge; without a gold the verdict is null).
 An outside gold carries no graph id: its text and the prediction are resolved against the configured graph
 (:mod:`pipelines.browse.ground`), so a prediction naming another entity ("Ireland" for Dublin, "Nairobi" for
@@ -28,7 +28,17 @@ from typing import Any
 import jsonschema
 
 from pipelines.browse import verify as V
-from pipelines.store.commit import ItemResult, stable_hash
+from pipelines.browse.context import build_context
+from pipelines.browse.ground import natural_kind
+from pipelines.browse.resolve import name_index
+from pipelines.browse.trajectory import rollout, trajectory_row
+from pipelines.browse.writers import make_judge
+from pipelines.llm import endpoint_config, llm_endpoint
+from pipelines.options import build_options
+from pipelines.store import catalog
+from pipelines.store.batch import BatchSummary, run_items
+from pipelines.store.catalog import refresh_catalog
+from pipelines.store.commit import ItemResult, ensure_layout, recover, stable_hash
 from pipelines.textio import InputError, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -59,9 +69,7 @@ def gold_of(row: Mapping) -> V.Gold | None:
         return None
     gold = row["gold"]
     text = str(int(gold)) if isinstance(gold, float) and gold.is_integer() else str(gold)
-    names = tuple(dict.fromkeys([text, *row.get("gold_aliases", [])]))
-    from pipelines.browse.ground import natural_kind
-
+    names = tuple(dict.fromkeys([text, *(row.get("gold_aliases") or [])]))
     answer_type = row.get("answer_type") or natural_kind(str(row.get("question") or ""))
     return V.Gold(names, None, answer_type, V.kind_for(answer_type) if answer_type else V.AnswerKind.TEXT)
 
@@ -117,15 +125,11 @@ def plan(questions: Sequence[OutsideQuestion], k: int) -> dict[str, tuple[Outsid
 
 def resolver_of(ctx):
     """The graph's name index for the graph check of outside golds (None without a graph)."""
-    from pipelines.browse.resolve import name_index
-
     return name_index(ctx.graph) if ctx.graph is not None else None
 
 
 def rollout_item(ctx, q: OutsideQuestion, i: int, judge, on_event: Callable[[dict], None] | None = None) -> ItemResult:
     """One verified trajectory of ``q`` as a store item (raises on a rollout that could not run)."""
-    from pipelines.browse.stages import rollout, trajectory_row
-
     ro = rollout(ctx, q.question, i, on_event=on_event)
     row = trajectory_row(ctx, ro, q.id, i, q.question, q.gold, judge, resolver=resolver_of(ctx))
     row["meta"]["input"] = {"line": q.line, **({"meta": dict(q.meta)} if q.meta else {})}
@@ -157,17 +161,15 @@ class StreamPrinter:
         return on_event
 
     def done(self, res: ItemResult) -> None:
-        for t in res.rows.get("browse_trajectories", []):
+        for t in res.rows.get("browse_trajectories") or []:
             how = f"{t['verdict']} ({t['verdict_source']})" if t["verdict"] else "not judged"
             self._line(f"[{res.key}] done: {how}, {t['n_tool_calls']} tool calls, {t['termination']}")
-        for f in res.rows.get("failures", []):
+        for f in res.rows.get("failures") or []:
             self._line(f"[{f['item_key']}] failed: {f['reason']}")
 
 
 def verdict_counts(out_dir: str, run_keys: Sequence[str], catalog_name: str) -> dict:
     """Verdicts of the given trajectory ids in the store (``not_judged`` for null)."""
-    from pipelines.store import catalog
-
     keys = set(run_keys)
     _, rows = catalog.query(out_dir, "select traj_id, verdict from browse_trajectories", catalog_name)
     return dict(Counter(v or "not_judged" for t, v in rows if t in keys))
@@ -176,18 +178,13 @@ def verdict_counts(out_dir: str, run_keys: Sequence[str], catalog_name: str) -> 
 def run(cfg, input_path: str, *, k: int | None = None, stream: bool = False) -> dict:
     """Roll out every question of ``input_path`` ``k`` times (default ``browse.k``) into ``run.out_dir``;
     returns the run summary (resumable: committed rollouts are skipped)."""
-    from pipelines.browse.pipeline import build_context
-    from pipelines.browse.stages import make_judge
-    from pipelines.llm import endpoint_config, llm_endpoint
-    from pipelines.store.batch import BatchSummary, run_items
-    from pipelines.store.catalog import refresh_catalog
-    from pipelines.store.commit import ensure_layout, recover
 
+    opts = build_options(cfg)
     questions = read_questions(input_path)
-    k = int(cfg.browse.k if k is None else k)
+    k = int(opts.browse.k if k is None else k)
     items = plan(questions, k)
-    out_dir = cfg.run.out_dir
-    run_id = cfg.run.run_id or f"{PIPELINE}-{stable_hash(input_path.rsplit('/', 1)[-1], cfg.llm.model, n=8)}"
+    out_dir = opts.run.out_dir
+    run_id = opts.run.run_id or f"{PIPELINE}-{stable_hash(input_path.rsplit('/', 1)[-1], opts.llm.model, n=8)}"
     printer = StreamPrinter() if stream else None
     ensure_layout(out_dir)
     done = recover(out_dir, PIPELINE).done_keys
@@ -195,11 +192,11 @@ def run(cfg, input_path: str, *, k: int | None = None, stream: bool = False) -> 
         summary = {**BatchSummary(planned=len(items), skipped=len(items)).to_dict(), "workers": 0}
     else:
         with llm_endpoint(cfg.llm) as urls:
-            ctx = build_context(cfg.to_dict(), endpoint_config(cfg.llm, urls), run_id,
+            ctx = build_context(opts, endpoint_config(cfg.llm, urls), run_id,
                                 with_graph=any(q.gold is not None for q in questions))
             resolver_of(ctx)  # the name index, built once before the workers start
             judge = make_judge(ctx)
-            workers = max(1, int(cfg.llm.max_concurrency) * len(urls))
+            workers = max(1, int(opts.llm.max_concurrency) * len(urls))
 
             def work(key: str) -> ItemResult:
                 q, i = items[key]
@@ -207,14 +204,14 @@ def run(cfg, input_path: str, *, k: int | None = None, stream: bool = False) -> 
 
             try:
                 summary = run_items(out_dir, PIPELINE, run_id, list(items), work, workers=workers, stage="rollout",
-                                    compression=cfg.store.compression,
-                                    progress_every_s=float(cfg.run.progress_every_s),
+                                    compression=opts.store.compression,
+                                    progress_every_s=float(opts.run.progress_every_s),
                                     on_result=printer.done if printer else None).to_dict()
             finally:
                 if ctx.client is not None:
                     ctx.client.close()
         summary["workers"] = workers
     summary.update({"questions": len(questions), "k": k, "with_gold": sum(q.gold is not None for q in questions),
-                    "run_id": run_id, "catalog": refresh_catalog(out_dir, cfg.store.catalog)})
-    summary["verdicts"] = verdict_counts(out_dir, list(items), cfg.store.catalog)
+                    "run_id": run_id, "catalog": refresh_catalog(out_dir, opts.store.catalog)})
+    summary["verdicts"] = verdict_counts(out_dir, list(items), opts.store.catalog)
     return summary

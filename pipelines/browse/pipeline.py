@@ -10,37 +10,20 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines.browse.stages import PIPELINE, Context, DropKind, plan_items, run_questions
+from pipelines.browse.context import PROMPTS, build_context  # noqa: F401  (PROMPTS re-exported)
+from pipelines.browse.stages import PIPELINE, DropKind, plan_items, run_questions
+from pipelines.options import build_options
 from pipelines.store.commit import ItemResult, failure_row
 
 log = logging.getLogger(__name__)
-PROMPTS = {"write": "browse_write_question", "read_back": "browse_read_back", "closed_book": "browse_closed_book",
-           "agent": "browse_agent", "judge": "browse_judge"}
-
-
-def build_context(cfg: Mapping, llm_cfg: Mapping | None, run_id: str, with_graph: bool = True) -> Context:
-    """Everything a worker needs, built from plain config dicts (works inside DoFn.setup).
-    ``with_graph`` False: ``ctx.graph`` is None (outside questions: nothing to resolve against)."""
-    from pipelines.browse.api import load_kg, open_environment
-    from pipelines.llm import LLMClient, load_prompt
-    from pipelines.llm.reward import make_reward_scorer
-
-    client = LLMClient.from_config(llm_cfg, out_dir=cfg["run"]["out_dir"]) if llm_cfg else None
-    opts = dict(cfg["browse"])
-    opts["_engine"] = cfg["llm"].get("engine")
-    return Context(graph=load_kg(cfg) if with_graph else None, client=client, env=open_environment(cfg), opts=opts, run_id=run_id,
-                   model=(llm_cfg or {}).get("model", "none"),
-                   prompts={k: load_prompt(v) for k, v in PROMPTS.items()},
-                   reward=make_reward_scorer(cfg["llm"], cache_dir=f"{cfg['run']['out_dir']}/cache/reward"))
 
 
 class ProcessQuestions(beam.DoFn):
-    def __init__(self, cfg: dict, llm_cfg: dict | None, run_id: str, workers: int, total: int | None = None):
+    def __init__(self, cfg, llm_cfg: dict | None, run_id: str, workers: int, total: int | None = None):
         self.cfg, self.llm_cfg, self.run_id, self.workers, self.total = cfg, llm_cfg, run_id, workers, total
         self.questions = Metrics.counter("crucible.browse", "questions")
         self.kept = Metrics.counter("crucible.browse", "questions_kept")
@@ -51,8 +34,7 @@ class ProcessQuestions(beam.DoFn):
         from pipelines.store.commit import Progress
 
         self.ctx = build_context(self.cfg, self.llm_cfg, self.run_id)
-        self.progress = Progress("synth-browse questions done", self.total,
-                                 float(self.cfg["run"].get("progress_every_s", 10)), log)
+        self.progress = Progress("synth-browse questions done", self.total, float(self.cfg.run.progress_every_s), log)
         self.n_correct = self.n_trajs = 0
 
     def process(self, batch):
@@ -90,7 +72,7 @@ def run(cfg) -> dict:
     run_id = cfg.run.run_id or f"browse-{stable_hash(cfg.to_dict()['browse'], cfg.to_dict()['llm'].get('model'), n=8)}"
     ensure_layout(out_dir)
     graph = load_kg(cfg)
-    items, dup_drops = plan_items(graph, cfg.browse)
+    items, dup_drops = plan_items(graph, build_options(cfg).browse)
     if cfg.run.limit:
         items = items[: cfg.run.limit]
     rec = recover(out_dir, PIPELINE)
@@ -110,7 +92,7 @@ def run(cfg) -> dict:
                "structural_duplicates": by_kind[DropKind.PATTERN.value],
                "answer_duplicates": by_kind[DropKind.ANSWER.value], "hub_cap_drops": by_kind[DropKind.HUB.value]}
     if todo:
-        cfgd = cfg.to_dict()
+        cfgd = build_options(cfg)
         with llm_endpoint(cfg.llm) as base_urls:
             llm_cfg = endpoint_config(cfg.llm, base_urls)
             workers = max(1, int(cfg.llm.max_concurrency) * len(base_urls))

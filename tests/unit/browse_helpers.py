@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pipelines.browse.kg.model import Entity, Graph, Triple
+from pipelines.config import load_config
+from pipelines.options import BrowseOptions, build_options
 
 
 def E(eid, typ, name, aliases=(), **attrs):
@@ -59,8 +61,6 @@ def small_graph() -> Graph:
     return Graph(ents, tris)
 
 
-def browse_opts(**over) -> dict:
-    """The resolved ``browse`` section of the default config (schema defaults), with overrides."""
-    from pipelines.config import load_config
-
-    return {**load_config("defaults").browse.to_dict(), **over}
+def browse_opts(**over) -> BrowseOptions:
+    """The typed ``browse`` section of the default config (schema defaults), with overrides."""
+    return build_options(load_config("defaults")).browse.replace(**over)

@@ -14,6 +14,7 @@ from pipelines.browse import stages
 from pipelines.browse import synth as S
 from pipelines.browse.search.env import BrowseEnv
 from pipelines.config import load_config
+from pipelines.options import PolicyKind, build_options
 from tests.support.browse_rows import trajectory
 from tests.support.fake_search import FakeBackend
 from tests.unit.browse_helpers import small_graph
@@ -141,14 +142,14 @@ def _written(g, d):
 def gate_ctx(monkeypatch):
     """process_question over the toy graph with a fake search backend and scripted (wrong) rollouts."""
     g = toy_graph()
-    monkeypatch.setattr(stages, "_one_trajectory", lambda ctx, qid, question, golds, evidence, judge, i: (
-        trajectory(traj_id=f"{qid}-{i}", question_id=qid, question=question, verdict="incorrect"), None))
+    monkeypatch.setattr(stages, "roll_out", lambda job, ctx: stages.RolloutOutcome(job.key, job.index, trajectory(
+        traj_id=f"{job.key}-{job.index}", question_id=job.key, question=job.question, verdict="incorrect"), None))
 
     def make(blind=(), **opts):
-        o = dict(load_config("browse", []).browse)
-        o.update(rounds=0, k=2, harden_rounds=0, **opts)
+        o = build_options(load_config("browse", [])).browse.replace(rounds=0, k=2, harden_rounds=0, **opts)
         env = BrowseEnv(FakeBackend(g, blind=blind))
-        return stages.Context(graph=g, client=None, env=env, opts=o, run_id="r", model="m", prompts={})
+        return stages.Context(graph=g, client=None, env=env, opts=o, run_id="r", model="m", prompts={},
+                              policy=PolicyKind.NATIVE, reward=None)
 
     return make
 

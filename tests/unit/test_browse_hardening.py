@@ -10,6 +10,7 @@ from pipelines.browse import stages
 from pipelines.browse import synth as S
 from pipelines.browse.kg.model import Entity, Graph, Triple
 from pipelines.config import load_config
+from pipelines.options import PolicyKind, build_options
 from tests.support.browse_rows import trajectory
 from tests.unit.test_synth_harden import airport_draft, toy_graph
 
@@ -129,18 +130,19 @@ def solver_ctx(monkeypatch):
     g = toy_graph()
     questions = []
 
-    def fake_trajectory(ctx, qid, question, golds, evidence, judge, i):
-        questions.append(question)
-        ok = "Alejandro Velasco Astete" in question
-        return trajectory(traj_id=f"{qid}-{i}", question_id=qid, question=question,
-                          verdict="correct" if ok else "incorrect"), None
+    def fake_trajectory(job, ctx):
+        questions.append(job.question)
+        ok = "Alejandro Velasco Astete" in job.question
+        return stages.RolloutOutcome(job.key, job.index, trajectory(
+            traj_id=f"{job.key}-{job.index}", question_id=job.key, question=job.question,
+            verdict="correct" if ok else "incorrect"), None)
 
-    monkeypatch.setattr(stages, "_one_trajectory", fake_trajectory)
+    monkeypatch.setattr(stages, "roll_out", fake_trajectory)
 
     def make(**opts):
-        o = dict(load_config("browse", []).browse)
-        o.update(rounds=0, k=2, **opts)
-        return stages.Context(graph=g, client=None, env=None, opts=o, run_id="r", model="m", prompts={}), questions
+        o = build_options(load_config("browse", [])).browse.replace(rounds=0, k=2, **opts)
+        return stages.Context(graph=g, client=None, env=None, opts=o, run_id="r", model="m", prompts={},
+                              policy=PolicyKind.NATIVE, reward=None), questions
 
     return make
 

@@ -1,0 +1,197 @@
+"""Planning ``make synth-browse``: which chains of facts become questions.
+
+:func:`plan_items` is one sequential sampler (deterministic in its random stream). At scale the seeds are
+split into shards (:func:`plan_shards`, ``browse.plan_shard_size`` seeds each) that workers sample on
+their own (:func:`plan_shard`); the first shard draws ``browse.seed``'s stream, so a run of at most one
+shard plans exactly as the single sampler. Across shards, duplicate chains and the per-pattern and
+per-answer caps are enforced by :mod:`pipelines.browse.transforms_plan`; the hub cap holds per shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from pipelines.browse import synth as S
+from pipelines.options import BrowseOptions
+
+
+class DropKind(str, Enum):
+    """Why planning dropped a sampled structure (counted in the run summary)."""
+
+    PATTERN = "structural duplicate"
+    ANSWER = "answer duplicate"
+    HUB = "hub cap"
+
+
+@dataclass(frozen=True)
+class PlanShard:
+    """Seeds ``[start, stop)`` of a run, sampled by one worker."""
+
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One sampled structure with where it came from: ``item`` (a question to make) or ``drop`` (a
+    failure row's payload), its shard and its attempt number there (the order the caps keep), and for
+    an item the answer it asks for (``entity id`` or ``entity id#attribute``)."""
+
+    key: str
+    shard: int
+    seq: int
+    item: dict | None = None
+    drop: dict | None = None
+    answer: str | None = None
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.shard, self.seq)
+
+
+def plan_shards(opts: BrowseOptions) -> list[PlanShard]:
+    """``ceil(seeds / plan_shard_size)`` shards covering seeds 0..seeds (a tiny list: O(#shards))."""
+    size, n = int(opts.plan_shard_size), int(opts.seeds)
+    return [PlanShard(i, start, min(n, start + size)) for i, start in enumerate(range(0, n, size))]
+
+
+def shard_rng(opts: BrowseOptions, shard: PlanShard) -> random.Random:
+    """The first shard draws ``browse.seed``'s stream (as one sampler did); shard i > 0 its own."""
+    return random.Random(int(opts.seed) if shard.index == 0 else f"{int(opts.seed)}/{shard.index}")
+
+
+def hub_cap(opts: BrowseOptions, seeds: int | None = None) -> int:
+    """Most chains one entity may be on: ``max_share_per_entity`` of ``seeds`` (default ``opts.seeds``), at
+    least 1."""
+    return max(1, int(float(opts.max_share_per_entity) * int(opts.seeds if seeds is None else seeds) + 1e-9))
+
+
+def plan_items(graph, opts: BrowseOptions) -> tuple[list[dict], list[dict]]:
+    """Sample ``opts.seeds`` structures as one sampler, deterministic in ``opts.seed``. Returns (items, drops).
+    Drops (each with ``kind`` a :class:`DropKind` value): structural duplicates (more than
+    ``max_per_pattern`` per relation pattern), answer duplicates (more than ``max_per_answer``
+    questions with one answer) and hub-cap drops (a chain through an entity already on
+    :func:`hub_cap` chains). Entities at the cap are also walked around while sampling, and no hop
+    is one a reader does not need (``skip_trivial_hops``). A share ``attribute_answer_share`` of
+    the items asks for an exact attribute of the final entity (a code, a year, a count) instead of
+    the entity; with ``inverse_hops`` one-valued inverse hops are walked too ("the airport serving
+    X"). Each item: {key, chain: [[s, r, o], ...], start, pattern, answer_attr}."""
+    shard = PlanShard(0, 0, int(opts.seeds))
+    planned = list(plan_shard(graph, opts, shard))
+    return [p.item for p in planned if p.item is not None], [p.drop for p in planned if p.drop is not None]
+
+
+def plan_shard(graph, opts: BrowseOptions, shard: PlanShard) -> Iterator[Planned]:
+    """The structures of one shard (items and drops, in the sampler's order)."""
+    rng = shard_rng(opts, shard)
+    target = shard.size
+    per_pattern, per_answer = int(opts.max_per_pattern), int(opts.max_per_answer)
+    per_entity = hub_cap(opts, target)
+    pools = S.seed_pools(graph, list(opts.seed_types))
+    out: list[Planned] = []
+    items: list[tuple[Planned, set]] = []
+    seen_chains: set[str] = set()
+    patterns: Counter = Counter()
+    answers: Counter = Counter()
+    on_chains: Counter = Counter()
+    blocked: set[str] = set()
+    attempts = 0
+    while len(items) < target and attempts < target * 30:
+        attempts += 1
+        s = _sample_one(graph, opts, rng, pools, frozenset(blocked))
+        if s is None or s["key"] in seen_chains:
+            continue
+        key, pat, answer, nodes = s["key"], s["item"]["pattern"], s["answer"], s["nodes"]
+        seen_chains.add(key)
+        why = _cap_reason(patterns, answers, on_chains, pat, answer, nodes, per_pattern, per_answer, per_entity)
+        if why:
+            out.append(Planned(key, shard.index, attempts, drop={"key": key, **why, "pattern": pat}))
+            continue
+        patterns[pat] += 1
+        answers[answer] += 1
+        on_chains.update(nodes)
+        blocked.update(e for e in nodes if on_chains[e] >= per_entity)
+        p = Planned(key, shard.index, attempts, item=s["item"], answer=answer)
+        out.append(p)
+        items.append((p, nodes))
+    for p in _share_cap(opts, items):  # fewer items than seeds: the cap as a share of the items planned
+        out.remove(p[0])
+        out.append(p[1])
+    return iter(out)
+
+
+def _sample_one(graph, opts: BrowseOptions, rng: random.Random, pools, blocked: frozenset) -> dict | None:
+    hops = rng.randint(int(opts.min_hops), int(opts.max_hops))
+    want_attr = rng.random() < float(opts.attribute_answer_share)
+    chain = S.sample_chain_weighted(graph, rng, hops, pools, blocked=blocked, skip_trivial=bool(opts.skip_trivial_hops),
+                                    inverse=bool(opts.inverse_hops))
+    if chain is None:
+        return None
+    triples = [[t.subject, t.relation, t.object] for t in chain]
+    start = S.chain_start(chain)
+    draft = S.draft_from_chain(chain, None, start)
+    answer_attr = None
+    if want_attr:
+        options = S.answer_attr_options(graph, draft.answer_id)
+        answer_attr = rng.choice(options)[0] if options else None
+    digest = hashlib.sha256(json.dumps([triples, answer_attr] if answer_attr else triples).encode()).hexdigest()[:16]
+    draft = S.draft_from_chain(chain, answer_attr, start)
+    key = f"q-{digest}"
+    return {"key": key, "answer": draft.answer_id + (f"#{answer_attr}" if answer_attr else ""),
+            "nodes": S.chain_entities(draft),
+            "item": {"key": key, "chain": triples, "start": start, "pattern": S.pattern_hash(draft),
+                     "answer_attr": answer_attr}}
+
+
+def _cap_reason(patterns, answers, on_chains, pat, answer, nodes, per_pattern, per_answer, per_entity) -> dict | None:
+    if patterns[pat] >= per_pattern:
+        return {"kind": DropKind.PATTERN.value,
+                "reason": f"structural duplicate (relation pattern already used {per_pattern} times)"}
+    if answers[answer] >= per_answer:
+        return {"kind": DropKind.ANSWER.value,
+                "reason": f"answer duplicate ({answer} already the answer of {per_answer} questions)"}
+    hub = sorted(e for e in nodes if on_chains[e] >= per_entity)
+    if hub:
+        return {"kind": DropKind.HUB.value, "reason": f"hub cap ({hub[0]} already on {per_entity} chains)"}
+    return None
+
+
+def _share_cap(opts: BrowseOptions, items: list[tuple[Planned, set]]) -> list[tuple[Planned, Planned]]:
+    """(item, its drop) for the latest items through an entity on more than ``max_share_per_entity`` of
+    the items actually planned."""
+    moved = []
+    while items:
+        cap = max(1, int(float(opts.max_share_per_entity) * len(items) + 1e-9))
+        c = Counter(e for _, nodes in items for e in nodes)
+        eid, n = c.most_common(1)[0]
+        if n <= cap:
+            break
+        p, _ = next(x for x in reversed(items) if eid in x[1])
+        items = [x for x in items if x[0] is not p]
+        drop = {"key": p.key, "kind": DropKind.HUB.value,
+                "reason": f"hub cap ({eid} on {n} of {len(items) + 1} planned chains)", "pattern": p.item["pattern"]}
+        moved.append((p, Planned(p.key, p.shard, p.seq, drop=drop)))
+    return moved
+
+
+def hub_concentration(chains: Sequence[set[str]] | Sequence[Sequence[str]]) -> dict:
+    """The entity on most chains and its share: ``{"entity", "chains", "share", "n"}`` (chains =
+    entity sets, e.g. :func:`synth.chain_entities` of each question)."""
+    c: Counter = Counter()
+    for nodes in chains:
+        c.update(set(nodes))
+    if not c:
+        return {"entity": None, "chains": 0, "share": 0.0, "n": len(chains)}
+    eid, n = c.most_common(1)[0]
+    return {"entity": eid, "chains": n, "share": round(n / len(chains), 3), "n": len(chains)}
