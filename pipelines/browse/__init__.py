@@ -26,7 +26,7 @@ _API = {
     "page_fact": "pipelines.browse.corpus", "answer_aliases": "pipelines.browse.corpus", "count_chains": "pipelines.browse.kg.chains",
     "TOOL_SCHEMAS": "pipelines.browse.search.env", "BrowseEnv": "pipelines.browse.search.env",
     "resolve_answer": "pipelines.browse.resolve", "name_index": "pipelines.browse.resolve",
-    "Gold": "pipelines.browse.verify", "gold_for_entity": "pipelines.browse.verify",
+    "Gold": "pipelines.browse.gold", "gold_for_entity": "pipelines.browse.gold",
 }
 __all__ = sorted(_API)
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.browse.kg.model import Entity, Graph, Triple, _atomic_write_table, atomic_write_text
+from pipelines.browse.kg.model import Entity, Graph, Triple, write_json, write_parquet
+from pipelines.textio import read_jsonl
 
 CORPUS_CODE_VERSION = "corpus-2"  # corpus-2: incoming borders read "X shares a border with Y"
 PAGE_SCHEMA = pa.schema([
@@ -296,9 +297,9 @@ def write_pages(pages: list[Page], out_dir: str | os.PathLike, extra_manifest: d
             raise ValueError(f"duplicate page url {p.url!r}; page urls must be unique")
         urls.add(p.url)
     snap = snapshot_id(pages)
-    _atomic_write_table(pa.Table.from_pylist([p.row() for p in pages], schema=PAGE_SCHEMA), out / "pages.parquet")
+    write_parquet(pa.Table.from_pylist([p.row() for p in pages], schema=PAGE_SCHEMA), out / "pages.parquet")
     man = {"snapshot_id": snap, "pages": len(pages), "code_version": CORPUS_CODE_VERSION, **(extra_manifest or {})}
-    atomic_write_text(out / "corpus.json", json.dumps(man, indent=2, sort_keys=True) + "\n")
+    write_json(out / "corpus.json", man)
     return snap
 
 
@@ -312,8 +313,6 @@ def read_pages(corpus_dir: str | os.PathLike) -> list[Page]:
 
 def read_pages_jsonl(path: str | os.PathLike) -> list[Page]:
     """A user corpus or an exported frozen corpus: one ``{"url", "title", "text"}`` object per line."""
-    from pipelines.textio import read_jsonl
-
     pages = []
     for i, r in read_jsonl(path, "pages file", allow_empty=False):
         if not isinstance(r, dict):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from pipelines.browse import verify as V
+from pipelines.browse import gold as G
 from pipelines.browse.resolve import NameIndex, key, resolve_detail
 
 ARTICLE = "article"  # Wikipedia summaries: untyped, may duplicate a typed entity
@@ -77,13 +77,13 @@ def asked_types(answer_type: str | None) -> frozenset[str] | None:
     return ANSWER_TYPES.get(key(answer_type.replace("_", " ")), ANSWER_TYPES.get(answer_type))
 
 
-def applies(gold: V.Gold) -> bool:
+def applies(gold: G.Gold) -> bool:
     """The check applies to a text gold of an entity kind: no graph id, no number, no value answer type."""
-    if gold.entity_id or gold.kind not in (V.AnswerKind.ENTITY, V.AnswerKind.TEXT):
+    if gold.entity_id or gold.kind not in (G.AnswerKind.ENTITY, G.AnswerKind.TEXT):
         return False
     if gold.answer_type and asked_types(gold.answer_type) is None:
         return False  # an attribute ("iata", "population") or a type the graph cannot check
-    return not any(V.parse_number(n) is not None for n in gold.names)
+    return not any(G.parse_number(n) is not None for n in gold.names)
 
 
 def gold_candidates(index: NameIndex, names: Iterable[str], types: frozenset[str] | None) -> frozenset[str]:
@@ -161,10 +161,10 @@ def _pick(index: NameIndex, pred: frozenset[str], gold_ids: frozenset[str], type
     return (same or related or sorted(pred))[0]
 
 
-def text_gold_verdict(index: NameIndex, gold: V.Gold, answer: str) -> V.Verdict | None:
+def text_gold_verdict(index: NameIndex, gold: G.Gold, answer: str) -> G.Verdict | None:
     """The graph's verdict on ``answer`` for a gold without a graph id, or None when the graph cannot
     decide (see the module docstring for what it decides and what it leaves alone)."""
-    if not applies(gold) or V.parse_number(answer) is not None:
+    if not applies(gold) or G.parse_number(answer) is not None:
         return None
     types = asked_types(gold.answer_type)
     gold_ids = gold_candidates(index, gold.names, types)
@@ -173,31 +173,31 @@ def text_gold_verdict(index: NameIndex, gold: V.Gold, answer: str) -> V.Verdict 
     if gold_ids:
         if pred & gold_ids:
             if res.ids == gold_ids and len(gold_ids) > 1:  # one ambiguous name in two spellings
-                return V.Verdict("correct", answer, f"graph: prediction and gold name the same entities "
-                                 f"{_names(index, gold_ids)}", V.Source.RULE.value, None)
+                return G.Verdict("correct", answer, f"graph: prediction and gold name the same entities "
+                                 f"{_names(index, gold_ids)}", G.Source.RULE.value, None)
             if len(gold_ids) == 1 and gold_ids <= res.ids:
                 gid = next(iter(gold_ids))
-                return V.Verdict("correct", answer, f"graph: prediction and gold resolve to {gid} ({res.how})",
-                                 V.Source.RULE.value, gid)
+                return G.Verdict("correct", answer, f"graph: prediction and gold resolve to {gid} ({res.how})",
+                                 G.Source.RULE.value, gid)
             return None  # an ambiguous gold, or an unchecked qualifier: the rules and the judge decide
         if pred:
             if maybe_same(index, gold_ids, pred, gold.names, answer):
                 return None
-            return V.Verdict("incorrect", answer, f"graph: prediction resolves to {_names(index, pred)}, gold to "
-                             f"{_names(index, gold_ids)}", V.Source.GRAPH.value, _pick(index, pred, gold_ids, types))
+            return G.Verdict("incorrect", answer, f"graph: prediction resolves to {_names(index, pred)}, gold to "
+                             f"{_names(index, gold_ids)}", G.Source.GRAPH.value, _pick(index, pred, gold_ids, types))
         if len(gold_ids) == 1 and gold_ids <= res.contradicted:
-            return V.Verdict("incorrect", answer, f"graph: names the gold {_names(index, gold_ids)} but its "
-                             f"qualifier places it elsewhere ({res.how})", V.Source.GRAPH.value, None)
+            return G.Verdict("incorrect", answer, f"graph: names the gold {_names(index, gold_ids)} but its "
+                             f"qualifier places it elsewhere ({res.how})", G.Source.GRAPH.value, None)
         return None
     if (types is not None and not types and res.ids and all(index.type_of(p) != ARTICLE for p in res.ids)
             and not _shares_word(gold.names, answer)):
         asked = gold.answer_type.replace("_", " ")
-        return V.Verdict("incorrect", answer, f"graph: prediction resolves to {_names(index, res.ids)}, not a "
-                         f"{asked} as asked", V.Source.GRAPH.value, sorted(res.ids)[0])
+        return G.Verdict("incorrect", answer, f"graph: prediction resolves to {_names(index, res.ids)}, not a "
+                         f"{asked} as asked", G.Source.GRAPH.value, sorted(res.ids)[0])
     checked = (types or frozenset()) & TYPE_CHECKED
     if res.ids and checked and all(index.type_of(p) not in checked | {ARTICLE} for p in res.ids):
         asked = gold.answer_type.replace("_", " ")
-        return V.Verdict("incorrect", answer, f"graph: prediction resolves to {_names(index, res.ids)}, no "
-                         f"{asked} as asked; the gold names no {asked} in the graph", V.Source.GRAPH.value,
+        return G.Verdict("incorrect", answer, f"graph: prediction resolves to {_names(index, res.ids)}, no "
+                         f"{asked} as asked; the gold names no {asked} in the graph", G.Source.GRAPH.value,
                          sorted(res.ids)[0])
     return None

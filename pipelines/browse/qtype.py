@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from pipelines.browse.draft import ANSWER_ATTRS, REL_PHRASE, Draft, named_constants
 from pipelines.browse.kg.model import Graph
 
 # noun (one or two words, lower case) -> asked kind
@@ -104,8 +105,6 @@ def _noun_after(rest: str) -> str | None:
 
 def answer_kind(graph: Graph, draft) -> str:
     """The kind of the draft's answer: the answer attribute's value kind, else the entity type."""
-    from pipelines.browse.synth import ANSWER_ATTRS
-
     etype = graph.entities[draft.answer_id].type
     attr = draft.formalization.get("answer_attr")
     if attr:
@@ -170,8 +169,6 @@ ATTR_PATTERNS = {
 def _mask(graph: Graph, draft, text: str) -> tuple[str, dict[str, str]]:
     """Lower-cased text with each named constant (name or alias) replaced by a token ``ent<i>``;
     returns the text and token -> entity id."""
-    from pipelines.browse.synth import named_constants
-
     out = " " + " ".join(text.split()) + " "
     tokens: dict[str, str] = {}
     for i, c in enumerate(dict.fromkeys(named_constants(draft))):
@@ -192,8 +189,6 @@ def formal_relations(draft) -> set[str]:
 
 def read_back_vocabulary() -> dict[str, str]:
     """Relation name -> the phrase that states it: what the read-back model may answer."""
-    from pipelines.browse.synth import REL_PHRASE
-
     return {**{r: p.format(x="X") for r, p in REL_PHRASE.items()},
             "summary_mentions": "X whose Wikipedia summary mentions Y"}
 
@@ -286,8 +281,6 @@ def _nearest(span: str, left: bool) -> set[str] | None:
 def row_type_mismatch(graph: Graph, row) -> str | None:
     """:func:`type_mismatch` for a stored question row (``formalization`` holds the binding), for
     the audit: why the row's question does not ask for its answer's kind (None = it does)."""
-    from pipelines.browse.synth import Draft
-
     form = dict(row["formalization"])
     binding = form.pop("binding")
     return type_mismatch(graph, Draft(form, binding, row.get("seed_entity") or ""), row["question"])

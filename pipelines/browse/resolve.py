@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pipelines.browse.verify import normalize
+from pipelines.browse.names import CODE_ATTRS, CODED_TYPES, normalize
 
 # relations along which "X, Q" means "X is located in Q"
 CONTAINMENT = ("country", "state", "continent", "subregion", "serves_city")
@@ -44,8 +44,6 @@ TYPE_WORDS = {
 # types whose aliases (GeoNames alternate names) yield to another type's *name*: "Oklahoma" names the state,
 # not Oklahoma City; "Kuwait" the country; "Canada" is no alias of La Cañada; "Gold" none of Gold Coast
 SHADOWED_TYPES = frozenset({"city"})
-# code attributes that are answers in their own right (same list as synth.answer_aliases)
-CODE_ATTRS = ("iso4217", "iata", "icao", "iso2", "iso3", "symbol")
 _LEAD_IN = re.compile(
     r"^(?:(?:so |thus |therefore )?(?:my |the )?(?:final )?answer(?: is)?\s*:?|it is|it s|it's|this is|that is|"
     r"the (?:correct )?\w+ is)\s+", re.I)
@@ -56,7 +54,7 @@ _SINGLE_LETTERS = re.compile(r"\b(?:\w )+\w\b")
 
 
 def key(text: str) -> str:
-    """The index key of a name: :func:`verify.normalize` plus runs of single letters joined."""
+    """The index key of a name: :func:`names.normalize` plus runs of single letters joined."""
     n = normalize(text)
     if " " in n:
         n = _SINGLE_LETTERS.sub(lambda m: m.group(0).replace(" ", "") if all(
@@ -123,7 +121,7 @@ def entity_names(entity) -> list[str]:
     out = [entity.name, *entity.aliases]
     for attr in CODE_ATTRS:
         v = entity.attributes.get(attr)
-        if isinstance(v, str) and v and entity.type in ("currency", "airport", "element"):
+        if isinstance(v, str) and v and entity.type in CODED_TYPES:
             out.append(v)
     return out
 

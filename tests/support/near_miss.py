@@ -48,7 +48,7 @@ def generate(graph) -> list[dict]:
         return objs[0] if objs else None
 
     def gold_names(eid):
-        from pipelines.browse.synth import answer_aliases
+        from pipelines.browse.names import answer_aliases
 
         return [name(eid), *answer_aliases(graph, eid)]
 

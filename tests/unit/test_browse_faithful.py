@@ -8,6 +8,7 @@ import pytest
 
 from pipelines.browse import harden as H
 from pipelines.browse import qtype as Q
+from pipelines.browse import sampling
 from pipelines.browse import stages
 from pipelines.browse import synth as S
 from pipelines.browse.corpus import render_entity
@@ -193,11 +194,11 @@ def us_graph() -> Graph:
 
 def test_trivial_hops_are_named_and_not_counted():
     g = us_graph()
-    assert ("us_state", "country") in S.type_determined(g)
-    assert S.trivial_hop(g, ["city/ls", "us_state/MO"], "country", "country/US") == "type-determined"
+    assert ("us_state", "country") in sampling.type_determined(g)
+    assert sampling.trivial_hop(g, ["city/ls", "us_state/MO"], "country", "country/US") == "type-determined"
     # the city served by the airport, then that city's country: the airport states its country itself
-    assert S.trivial_hop(g, ["airport/KLXT", "city/ls"], "country", "country/US") == "shortcut"
-    assert S.trivial_hop(g, ["city/ls"], "country", "country/US") is None
+    assert sampling.trivial_hop(g, ["airport/KLXT", "city/ls"], "country", "country/US") == "shortcut"
+    assert sampling.trivial_hop(g, ["city/ls"], "country", "country/US") is None
     state_chain = S.draft_from_chain([g.triple("city/ls", "state", "us_state/MO"),
                                       g.triple("us_state/MO", "country", "country/US"),
                                       g.triple("country/US", "capital", "city/dc")])
@@ -215,14 +216,14 @@ def test_sampling_skips_trivial_hops_unless_switched_off():
 
     def sampled(skip):
         rng = random.Random(0)
-        chains = [S.sample_chain(g, rng, 2, pool, max_tries=5, skip_trivial=skip) for _ in range(200)]
+        chains = [sampling.sample_chain(g, rng, 2, pool, max_tries=5, skip_trivial=skip) for _ in range(200)]
         return [c for c in chains if c]
 
     on, off = sampled(True), sampled(False)
     def trivial(c):
         nodes = [c[0].subject]
         for t in c:
-            if S.trivial_hop(g, nodes, t.relation, t.object):
+            if sampling.trivial_hop(g, nodes, t.relation, t.object):
                 return True
             nodes.append(t.object)
         return False

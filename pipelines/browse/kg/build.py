@@ -16,9 +16,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipelines.browse.kg import elements, geo, wiki
 from pipelines.browse.kg import sources as S
 from pipelines.browse.kg.aliases import drop_shared
-from pipelines.browse.kg.model import Graph, GraphError, check_graph, read_graph, read_records, write_graph
+from pipelines.browse.kg.model import Graph, GraphError, check_graph, read_graph, write_graph
+from pipelines.browse.kg.usergraph import read_records
 
 log = logging.getLogger(__name__)
 KG_CODE_VERSION = "kg-5"  # kg-3: alias filters, shared aliases dropped, alias_sources; kg-4: DC coextensive aliases; kg-5: summary_mentions
@@ -82,17 +84,17 @@ def build_graph(opts: KGOptions, progress=log.info) -> tuple[Graph, dict]:
     results: list[S.SourceResult] = []
     if opts.embedded:
         progress(f"kg: geography (cities >= {opts.min_city_population:,} people)")
-        geo = S.from_geo(opts.min_city_population)
-        results.append(geo)
+        places = geo.from_geo(opts.min_city_population)
+        results.append(places)
         progress("kg: airports")
-        results.append(S.from_airports(geo, iata_only=opts.airports == "iata"))
+        results.append(geo.from_airports(places, iata_only=opts.airports == "iata"))
         if opts.mendeleev:
             progress("kg: elements (mendeleev)")
-            results.append(S.from_mendeleev(geo))
+            results.append(elements.from_mendeleev(places))
         if opts.wiki:
             progress("kg: Wikipedia summaries")
             kg_ents = [e for r in results for e in r.entities]
-            results.append(S.from_wiki(kg_ents))
+            results.append(wiki.from_wiki(kg_ents))
     entities = [e for r in results for e in r.entities]
     triples = [t for r in results for t in r.triples]
     sources = {r.name: r.info() for r in results}

@@ -12,9 +12,12 @@ import glob
 import os
 from pathlib import Path
 
-from pipelines.browse.kg.model import ENTITY_FIELDS, TRIPLE_FIELDS
+import duckdb
 
-PAGE_FIELDS = ("url", "title", "text", "type", "entity_id")
+from pipelines.browse.kg.model import ENTITY_FIELDS, TRIPLE_FIELDS
+from pipelines.browse.kg.staging import PAGE_FIELDS, line_failure
+from pipelines.store.records import record_type
+
 # The two joins of the finalize step (module constants so that a test can switch each off):
 FIRST_ONLY = "ANTI JOIN {dups} d USING (_file, _line)"  # rows of a line after the first with its id/url
 OBJECT_INGESTED = "SEMI JOIN (SELECT id FROM {ents}) e ON t.object = e.id"  # triples into ingested entities
@@ -60,9 +63,7 @@ def _first_of_duplicates(con, src: str, key: str, table: str) -> list[tuple]:
 
 
 def _duplicate_failures(dups: list[tuple], what: str, stage: str, table: str, run_id: str) -> list[dict]:
-    from pipelines.browse.kg.ingest import _failure
-
-    return [_failure(run_id, stage, table, f, line, "", f"duplicate {what} {k!r}; the first, at {kept}, is kept")
+    return [line_failure(run_id, stage, table, f, line, "", f"duplicate {what} {k!r}; the first, at {kept}, is kept")
             for k, f, line, kept in dups]
 
 
@@ -101,10 +102,6 @@ def _pages(con, stage: Path, out: Path, run_id: str) -> tuple[dict, list[dict]]:
 
 def finalize(stage: Path, out: Path, run_id: str, memory_limit: str) -> dict:
     """Write the outputs from the shards under ``stage``; the manifest's counts (the caller writes it)."""
-    import duckdb
-
-    from pipelines.store.records import record_type
-
     (stage / "duckdb_tmp").mkdir(exist_ok=True)
     con = duckdb.connect()
     try:

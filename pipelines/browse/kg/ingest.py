@@ -36,30 +36,25 @@ from apache_beam.io import filebasedsource
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.metrics import Metrics
 
+from pipelines.beam_options import pipeline_options
 from pipelines.browse.kg import wikidata as W
-from pipelines.browse.kg.model import GraphError, arrow_schema, atomic_write_text
-from pipelines.textio import MAX_LINE_CHARS
+from pipelines.browse.kg.finalize import finalize
+from pipelines.browse.kg.model import GraphError, write_json
+from pipelines.browse.kg.staging import (
+    PIPELINE,
+    entity_stage_schema,
+    line_failure,
+    page_stage_schema,
+    triple_stage_schema,
+)
+from pipelines.store.records import record_type
+from pipelines.textio import MAX_LINE_CHARS, InputError, check_regular_file, loads
 
 INGEST_CODE_VERSION = "ingest-1"
-PIPELINE = "kg_ingest"
 MAX_LINE_BYTES = MAX_LINE_CHARS  # one dump line (the longest Wikidata entities are a few MB)
 ROW_GROUP_BYTES = 8 * 2**20  # per-shard Parquet buffer: bounds the writer's memory
-PAGE_FIELDS = ("url", "title", "text", "type", "entity_id")
 MEMORY_LIMIT = re.compile(r"^[1-9][0-9]*(\.[0-9]+)?\s*([KMGT]i?B)$")
 OUTPUTS = ("entities.parquet", "triples.parquet", "failures/failures.parquet", "corpus/pages.jsonl")
-_AT = [pa.field("_file", pa.string()), pa.field("_line", pa.int64())]
-
-
-def entity_stage_schema() -> pa.Schema:
-    return pa.schema(list(arrow_schema("kg_entity")) + _AT)
-
-
-def triple_stage_schema() -> pa.Schema:
-    return pa.schema(list(arrow_schema("kg_triple")) + _AT)
-
-
-def page_stage_schema() -> pa.Schema:
-    return pa.schema([pa.field(k, pa.string()) for k in PAGE_FIELDS] + _AT)
 
 
 class NumberedRecords(filebasedsource.FileBasedSource):
@@ -100,18 +95,6 @@ def _lines(f, limit: int):
         yield None
 
 
-def _failure(run_id: str, stage: str, table: str, file: str, line: int, path: str, reason: str,
-             payload: object = None) -> dict:
-    from pipelines.store.commit import failure_row
-    from pipelines.store.records import record_type
-
-    at = f"{file}:{line}"
-    return record_type("failures").encode(failure_row(
-        pipeline=PIPELINE, stage=stage, kind="schema", table=table, item_key=at, path=path or None,
-        reason=f"{at}: {path + ': ' if path else ''}{reason}", run_id=run_id, payload=payload,
-        discriminator=[file, line, path]))
-
-
 def _decode(raw: bytes | None) -> tuple[str | None, str]:
     if raw is None:
         return None, f"a line over {MAX_LINE_BYTES:,} bytes (ingest.MAX_LINE_BYTES); not read"
@@ -144,7 +127,7 @@ class ParseWikidata(beam.DoFn):
         payload = (text or (raw or b"").decode("utf-8", "replace")).rstrip("\r\n")[:2000] if p.problems else None
         for path, reason in p.problems:
             self.n["failures"].inc()
-            yield beam.pvalue.TaggedOutput("failures", _failure(self.run_id, "wikidata", "kg_entities", file,
+            yield beam.pvalue.TaggedOutput("failures", line_failure(self.run_id, "wikidata", "kg_entities", file,
                                                                 line, path, reason, payload))
 
 
@@ -156,8 +139,6 @@ class ParsePages(beam.DoFn):
         self.n = {k: Metrics.counter(PIPELINE, k) for k in ("pages", "page_failures")}
 
     def process(self, rec):
-        from pipelines.textio import InputError, loads
-
         file, line, row = rec
         problem = ""
         if row is None or isinstance(row, bytes):
@@ -176,7 +157,7 @@ class ParsePages(beam.DoFn):
         elif row is not None or problem:
             self.n["page_failures"].inc()
             payload = row if isinstance(row, dict) else None
-            yield beam.pvalue.TaggedOutput("failures", _failure(self.run_id, "wikipedia", "pages", file, line, "",
+            yield beam.pvalue.TaggedOutput("failures", line_failure(self.run_id, "wikipedia", "pages", file, line, "",
                                                                 why, payload))
 
 
@@ -210,8 +191,6 @@ def build_pipeline(p: beam.Pipeline, inputs: IngestInputs, mapping: W.Mapping, s
         _write(out.pages, f"WritePages{i}", f"{stage}/pages-{i}", schemas["pages"])
         fails.append(out.failures)
     if fails:
-        from pipelines.store.records import record_type
-
         _write(fails | "AllFailures" >> beam.Flatten(), "WriteFailures", f"{stage}/failures",
                record_type("failures").arrow_schema)
 
@@ -227,8 +206,6 @@ def input_key(inputs: IngestInputs, mapping: W.Mapping) -> str:
 
 
 def check_inputs(inputs: IngestInputs) -> None:
-    from pipelines.textio import InputError, check_regular_file
-
     if not inputs.wikidata and not inputs.wikipedia:
         raise GraphError("kg ingest: nothing to ingest; give --wikidata DUMP and/or --wikipedia FILE")
     for p in inputs.wikidata:
@@ -248,9 +225,6 @@ def ingest(inputs: IngestInputs, mapping: W.Mapping, cards, out_dir: str | os.Pa
            memory_limit: str, progress=print) -> dict:
     """Run the job and finalize ``out_dir``; returns the manifest. Refuses before reading anything when
     an input is missing or a mapped relation has no card."""
-    from pipelines.beam_options import pipeline_options
-    from pipelines.browse.kg.finalize import finalize
-
     check_inputs(inputs)
     W.check_cards(mapping, cards)
     if not MEMORY_LIMIT.match(memory_limit):
@@ -279,6 +253,6 @@ def ingest(inputs: IngestInputs, mapping: W.Mapping, cards, out_dir: str | os.Pa
         "counters": dict(sorted(counters.items())), "beam_seconds": round(beam_s, 2),
         "seconds": round(time.time() - t0, 2), "rank_filter": mapping.rank_filter,
     })
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_json(out / "manifest.json", manifest)
     shutil.rmtree(stage, ignore_errors=True)
     return manifest

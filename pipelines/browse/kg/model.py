@@ -5,14 +5,14 @@ Two record types, each defined once as a JSON Schema (``schemas/kg_entity.json``
 A graph directory holds ``entities.parquet``, ``triples.parquet`` and ``manifest.json``.
 
 The same two record types, as JSON lines (``*.jsonl``) or Parquet, are the documented input
-format for a graph a user brings (a Wikidata or KILT subset): see :func:`read_records`.
+format for a graph a user brings (a Wikidata or KILT subset): see
+:func:`pipelines.browse.kg.usergraph.read_records`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +22,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pipelines.store import fsio
 
 ENTITY_FIELDS = (
     "id", "type", "name", "aliases", "attributes", "description", "url",
@@ -104,27 +106,6 @@ class Triple:
             "source": self.source, "source_version": self.source_version,
             "record_id": self.record_id, "license": self.license,
         }
-
-
-def _entity_from_row(r: dict) -> Entity:
-    attrs = r.get("attributes") or "{}"
-    return Entity(
-        id=r["id"], type=r["type"], name=r["name"], aliases=tuple(r.get("aliases") or ()),
-        attributes=json.loads(attrs) if isinstance(attrs, str) else dict(attrs),
-        description=r.get("description"), url=r.get("url"), source=r.get("source") or "user",
-        source_version=r.get("source_version") or "", record_id=r.get("record_id") or "",
-        license=r.get("license") or "", alias_sources=tuple(r.get("alias_sources") or ()),
-    )
-
-
-def _triple_from_row(r: dict) -> Triple:
-    attrs = r.get("attributes") or "{}"
-    return Triple(
-        subject=r["subject"], relation=r["relation"], object=r["object"],
-        attributes=json.loads(attrs) if isinstance(attrs, str) else dict(attrs),
-        source=r.get("source") or "user", source_version=r.get("source_version") or "",
-        record_id=r.get("record_id") or "", license=r.get("license") or "",
-    )
 
 
 @dataclass(frozen=True)
@@ -227,44 +208,22 @@ class Graph:
             c[e.type] += 1
         return dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
 
-    def fact_sentence(self, t: Triple) -> str:
-        from pipelines.browse.corpus import relation_sentence
-
-        return relation_sentence(self, t)
-
     def __len__(self) -> int:
         return len(self.entities)
 
 
 # -- Parquet IO -------------------------------------------------------------------------------
-def _atomic_write_table(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+CACHE_MODE = 0o644  # graph and corpus caches are shared between users (mkstemp makes 0600)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """A zstd Parquet cache file, written whole or not at all (the store's one atomic writer)."""
+    fsio.write_atomic(str(path), lambda f: pq.write_table(table, f, compression="zstd"), CACHE_MODE)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """A manifest (indented, sorted keys), written whole or not at all."""
+    fsio.write_bytes_atomic(str(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), CACHE_MODE)
 
 
 def write_graph(graph: Graph, out_dir: str | os.PathLike, manifest: dict | None = None) -> Path:
@@ -273,12 +232,12 @@ def write_graph(graph: Graph, out_dir: str | os.PathLike, manifest: dict | None 
     ent_schema, tri_schema = arrow_schema("kg_entity"), arrow_schema("kg_triple")
     erows = [e.row() for e in graph.entities.values()]
     trows = [t.row() for t in graph.triples]
-    _atomic_write_table(pa.Table.from_pylist(erows, schema=ent_schema), out / "entities.parquet")
-    _atomic_write_table(pa.Table.from_pylist(trows, schema=tri_schema), out / "triples.parquet")
+    write_parquet(pa.Table.from_pylist(erows, schema=ent_schema), out / "entities.parquet")
+    write_parquet(pa.Table.from_pylist(trows, schema=tri_schema), out / "triples.parquet")
     man = dict(manifest or graph.manifest)
     man.setdefault("entities", len(erows))
     man.setdefault("triples", len(trows))
-    atomic_write_text(out / "manifest.json", json.dumps(man, indent=2, sort_keys=True) + "\n")
+    write_json(out / "manifest.json", man)
     return out
 
 
@@ -312,86 +271,6 @@ def _read_triples(path: Path) -> Iterator[Triple]:
     c = _columns(path)
     for s, r, o, at, so, sv, ri, li in zip(*(c[k] for k in TRIPLE_FIELDS), strict=True):
         yield Triple(s, r, o, _attrs(at), so or "user", sv or "", ri or "", li or "")
-
-
-# -- user-supplied graphs ---------------------------------------------------------------------
-def _iter_file_rows(path: Path, allow_empty: bool) -> Iterator[tuple[str, object]]:
-    from pipelines.textio import InputError, check_regular_file, read_jsonl
-
-    if path.suffix == ".parquet":
-        try:  # a FIFO or a device is refused by name before Arrow opens it (it would hang)
-            check_regular_file(path, "graph rows file")
-        except InputError as exc:
-            raise GraphError(str(exc)) from None
-        try:
-            rows = pq.read_table(path).to_pylist()
-        except (OSError, pa.ArrowException) as exc:
-            raise GraphError(f"{path}: not a readable Parquet file ({exc}); give JSONL or Parquet graph rows") from None
-        for i, r in enumerate(rows):
-            yield f"{path}: row {i}", r
-        return
-    try:
-        for i, row in read_jsonl(path, "graph rows file", allow_empty=allow_empty):
-            yield f"{path}:{i}", row
-    except InputError as exc:
-        raise GraphError(str(exc)) from None
-
-
-def _normalize(kind: str, where: str, row: object) -> dict:
-    from pipelines.rowcheck import check_row
-
-    if isinstance(row, dict):
-        row = dict(row)
-        for k in ("attributes",):
-            if isinstance(row.get(k), dict):
-                row[k] = json.dumps(row[k], sort_keys=True, ensure_ascii=False)
-        row = {k: v for k, v in row.items() if v is not None or k in ("description", "url")}
-    return check_row(kind, row, where, GraphError)
-
-
-def read_records(paths: Iterable[str | os.PathLike], builtin: dict[str, str] | None = None,
-                 where: dict[tuple[str, str, str], str] | None = None) -> tuple[list[Entity], list[Triple]]:
-    """Read a user graph. Each path is a ``.jsonl`` or ``.parquet`` file; a record with a ``relation``
-    key is a triple (``schemas/kg_triple.json``), otherwise an entity (``schemas/kg_entity.json``).
-    A directory is read as ``entities.(jsonl|parquet)`` plus ``triples.(jsonl|parquet)`` (a file named
-    directly must hold rows; one found in a directory may be empty).
-    Every row is validated against its schema; an entity id given twice (in one file or across files),
-    or one that replaces an entity of ``builtin`` (id -> its source), is an error naming both places.
-    ``where`` (when given) is filled with ``(subject, relation, object) -> "file:line"`` of each triple."""
-    from pipelines.rowcheck import check_unique
-
-    ents: list[Entity] = []
-    tris: list[Triple] = []
-    files: list[tuple[Path, bool]] = []  # (file, may be empty: one found in a folder, e.g. no triples yet)
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(x for x in p.iterdir() if x.suffix in (".jsonl", ".parquet"))
-            if not found:
-                raise GraphError(f"{p}: a directory without .jsonl or .parquet graph files "
-                                 "(search.kg.extra lists JSONL/Parquet files or folders holding them)")
-            files.extend((x, True) for x in found)
-        elif p.exists():
-            files.append((p, False))
-        else:
-            raise GraphError(f"{p}: graph input file not found (search.kg.extra lists JSONL/Parquet files)")
-    builtin = builtin or {}
-    seen: dict[str, str] = {}
-    for f, may_be_empty in files:
-        for at, row in _iter_file_rows(f, may_be_empty):
-            if isinstance(row, dict) and "relation" in row:
-                t = _triple_from_row(_normalize("kg_triple", at, row))
-                tris.append(t)
-                if where is not None:
-                    where.setdefault((t.subject, t.relation, t.object), at)
-                continue
-            e = _entity_from_row(_normalize("kg_entity", at, row))
-            if e.id in builtin:
-                raise GraphError(f"{at}: field id: {e.id!r} is an entity of the built-in graph (source "
-                                 f"{builtin[e.id]}); a user file may not replace it: give yours another id, "
-                                 "or set search.kg.embedded=false to use only your files")
-            check_unique([(e.id, at)], "entity id", GraphError, seen)
-            ents.append(e)
-    return ents, tris
 
 
 def check_graph(graph: Graph) -> list[str]:
