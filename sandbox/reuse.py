@@ -1,6 +1,6 @@
 """Env reuse: build a new commit's env on top of the nearest earlier env of the same repo.
 
-When no image with an env spec's key exists, :func:`sandbox.images.ensure_env` first looks for a *parent*:
+When no image with an env spec's key exists, :func:`sandbox.envbuild.ensure_env` first looks for a *parent*:
 an env image of the same repo name and base (same Python, distro, base packages) whose recipe is
 compatible, made for a source dated no later than this one. The same install script then runs on the
 parent instead of the bare base, so pip skips every requirement the parent already satisfies; the result
@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+
+from sandbox.recipes import MARK
 
 # each reuse adds a layer (two with an apt stage) and may carry packages the new commit does not need:
 # a chain stops after this many envs built on top of one another and the next build starts from the base
@@ -123,8 +125,6 @@ def carried_packages(install_log: str, ignore: Iterable[str] = ()) -> list[str]:
     not asked for; ``ignore`` (the base's pip/setuptools/wheel) never counts. A suite's pytest that the
     parent supplied where the recipe's only source of it is the ``test-runner`` step's import check is
     listed too."""
-    from sandbox.recipes import MARK
-
     mentioned = {canon(m.group(1)) for rx in _MENTIONS for m in rx.finditer(install_log)}
     for m in re.finditer(r"^\s*Successfully installed (.+)$", install_log, re.M):
         mentioned.update(canon(tok.rsplit("-", 1)[0]) for tok in m.group(1).split())
