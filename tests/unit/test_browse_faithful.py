@@ -14,6 +14,7 @@ from pipelines.browse import synth as S
 from pipelines.browse.corpus import render_entity
 from pipelines.browse.kg.model import Entity, Graph, Triple
 from pipelines.llm.prompts import load_prompt
+from pipelines.options import PolicyKind
 from tests.support.fake_writer import ScriptedWriter
 from tests.unit.browse_helpers import browse_opts, small_graph
 from tests.unit.test_synth_harden import toy_graph
@@ -144,7 +145,8 @@ def test_writer_falls_back_to_the_template_and_records_why():
     g = png_graph()
     prompt = load_prompt("browse_write_question")
     ctx = stages.Context(graph=g, client=ScriptedWriter([WRONG_RELATION, GOOD[0]]), env=None,
-                         opts=browse_opts(), run_id="t", model="m", prompts={"write": prompt})
+                         opts=browse_opts(), run_id="t", model="m", prompts={"write": prompt},
+                         policy=PolicyKind.NATIVE, reward=None)
     write = stages.make_writer(ctx)
     d = mindik_draft(g)
     q, origin = write(d)
@@ -260,7 +262,7 @@ def test_hub_cap_limits_chains_through_one_entity_and_counts_drops():
     assert items and conc["chains"] <= max(1, int(0.2 * len(items))) and conc["chains"] <= stages.hub_cap(opts)
     assert any(d["kind"] == stages.DropKind.HUB.value and d["reason"].startswith("hub cap") for d in drops)
     # switched off (share 1.0): the hub is on most chains
-    off, off_drops = stages.plan_items(g, dict(opts, max_share_per_entity=1.0))
+    off, off_drops = stages.plan_items(g, opts.replace(max_share_per_entity=1.0))
     conc_off = stages.hub_concentration([S.chain_entities(S.draft_from_chain([g.triple(*t) for t in it["chain"]]))
                                          for it in off])
     assert conc_off["entity"] in ("country/H", "city/hcap") and conc_off["share"] > 0.5
@@ -295,8 +297,8 @@ def test_plan_asks_attribute_answers_for_the_configured_share():
     g = toy_graph()
     base = browse_opts(seeds=12, min_hops=1, max_hops=2, max_per_pattern=50, max_per_answer=50,
                        max_share_per_entity=1.0)
-    none, _ = stages.plan_items(g, dict(base, attribute_answer_share=0.0))
-    some, _ = stages.plan_items(g, dict(base, attribute_answer_share=1.0))
+    none, _ = stages.plan_items(g, base.replace(attribute_answer_share=0.0))
+    some, _ = stages.plan_items(g, base.replace(attribute_answer_share=1.0))
     assert none and all(it["answer_attr"] is None for it in none)
     # every item whose final entity has an exact attribute asks for it (cities have none here)
     assert sum(it["answer_attr"] is not None for it in some) >= 3
@@ -352,7 +354,7 @@ def test_read_back_keeps_a_rewrite_only_when_the_model_reads_back_the_same_relat
     def writer(read_back_on=True, read_backs=()):
         client = ScriptedWriter([GOOD[0]], read_backs=list(read_backs))
         ctx = stages.Context(graph=g, client=client, env=None, opts=browse_opts(read_back=read_back_on), run_id="t",
-                             model="m", prompts=prompts)
+                             model="m", prompts=prompts, policy=PolicyKind.NATIVE, reward=None)
         return stages.make_writer(ctx), client
 
     write, client = writer(read_backs=[same, dropped_hop, None])

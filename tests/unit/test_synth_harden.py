@@ -263,5 +263,5 @@ def test_plan_caps_questions_per_answer_and_records_the_drop():
     assert len(finals) == len(set(finals)) and len(items) >= 2
     dup = [d for d in drops if d["reason"].startswith("answer duplicate")]
     assert dup and all(d["reason"].endswith("already the answer of 1 questions)") for d in dup)
-    more, _ = plan_items(graph, dict(opts, max_per_answer=3))
+    more, _ = plan_items(graph, opts.replace(max_per_answer=3))
     assert len(more) > len(items)
