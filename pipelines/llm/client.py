@@ -51,7 +51,7 @@ from pipelines.llm.results import (
     tool_names,
     validate_structured,
 )
-from pipelines.llm.sdk import probe_models, sdk_kwargs, warm_sdk
+from pipelines.llm.sdk import post_chat, probe_models, warm_sdk
 from pipelines.llm.toolcalls import extract_tool_calls
 
 __all__ = ["ChatResult", "LLMClient", "LLMError", "RatePacer", "is_transient", "json_schema_response_format",
@@ -207,11 +207,8 @@ class LLMClient:
         if self._tpm:
             est = estimate_tokens(messages, params.get("max_tokens"))
             await _pace(self._tpm, est)
-        sdk = sdk_kwargs(params)
         self._count(requests=1)
-        resp, ep, wait = await self._pool.send(
-            session, avoid, lambda ep: ep.client.chat.completions.create(model=model, messages=messages, **sdk))
-        raw = resp.model_dump(mode="json", exclude_unset=True) if hasattr(resp, "model_dump") else dict(resp)
+        raw, ep, wait = await self._pool.send(session, avoid, lambda ep: post_chat(ep.client, model, messages, params))
         if self._tpm:
             used = (raw.get("usage") or {}).get("total_tokens")
             if used is not None:

@@ -1,5 +1,5 @@
-"""What the client needs to know about the ``openai`` SDK: which parameters it takes directly, the pool's
-health probe, and a once-per-process warm-up of its request path."""
+"""What the client needs of the ``openai`` SDK: one chat request as a dict, the pool's health probe, and a
+once-per-process warm-up of its request path."""
 
 from __future__ import annotations
 
@@ -11,20 +11,19 @@ from typing import Any
 import httpx2
 import openai
 
-# keyword arguments the SDK's chat.completions.create accepts directly; anything else goes in extra_body
-_SDK_PARAMS = frozenset({
-    "temperature", "top_p", "max_tokens", "max_completion_tokens", "n", "stop", "seed", "presence_penalty",
-    "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "tools", "tool_choice", "response_format",
-    "parallel_tool_calls", "user", "stream_options", "reasoning_effort", "metadata", "store",
-})
+from pipelines.llm.results import LLMError
 
-def sdk_kwargs(params: Mapping[str, Any]) -> dict:
-    """``chat.completions.create`` keyword arguments: SDK parameters as they are, the rest in ``extra_body``."""
-    sdk = {k: v for k, v in params.items() if k in _SDK_PARAMS}
-    extra = {k: v for k, v in params.items() if k not in _SDK_PARAMS}
-    if extra:
-        sdk["extra_body"] = extra
-    return sdk
+
+async def post_chat(client: openai.AsyncOpenAI, model: str, messages: list, params: Mapping[str, Any]) -> dict:
+    """``POST /chat/completions`` through the SDK's transport (auth, timeouts, its error types: what the retry
+    policy reads) with the body as given and the server's JSON back as a dict. ``chat.completions.create``
+    would walk every parameter through the SDK's type transforms and build pydantic models that the client
+    dumps back to a dict at once: twice the CPU per request (1.7 vs 1.0 ms measured)."""
+    raw = await client.post("/chat/completions", body={"model": model, "messages": messages, **params}, cast_to=object)
+    if not isinstance(raw, dict):
+        raise LLMError(f"the server answered /chat/completions with {type(raw).__name__}, not a JSON object",
+                       attempts=1)
+    return raw
 
 
 _warm_lock = threading.Lock()
@@ -45,8 +44,7 @@ def warm_sdk() -> None:
             transport = httpx2.MockTransport(lambda request: httpx2.Response(200, json=reply))
             async with openai.AsyncOpenAI(base_url="http://warm-up.invalid/v1", api_key="x", max_retries=0,
                                           http_client=httpx2.AsyncClient(transport=transport)) as c:
-                resp = await c.chat.completions.create(model="w", messages=[{"role": "user", "content": ""}])
-                resp.model_dump(mode="json", exclude_unset=True)
+                await post_chat(c, "w", [{"role": "user", "content": ""}], {"max_tokens": 1})
 
         # a thread of its own: the constructor may itself run inside an event loop
         th = threading.Thread(target=lambda: asyncio.run(once()), name="crucible-llm-warm-up")
