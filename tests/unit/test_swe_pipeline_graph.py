@@ -3,6 +3,8 @@ element caps (fire -> failures row; off -> the result), skip-finished as a join,
 
 from __future__ import annotations
 
+import time
+
 import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -126,3 +128,27 @@ def test_whole_graph_commits_once_and_a_rerun_skips_what_is_committed(tmp_path):
     ps.run_graph(conf)  # every key committed: the join drops them all, nothing is written twice
     assert _rows(cfg["run"]["out_dir"]) == first
     assert sorted(p.name for p in (tmp_path / "out").rglob("*.json") if "_commits" in p.parts) == manifests
+
+
+@pytest.mark.parametrize("cap, fires", [(0.3, True), (30, False)])
+def test_a_gold_rollout_cut_by_the_cap_rejects_the_instance_in_curation(monkeypatch, cap, fires):
+    from pipelines.swe.curate import curate_instance
+    from tests.support.local_repro import grounding
+
+    def slow_rollout(ctx, inst, policy, **kw):
+        time.sleep(1.0)
+        return ps.fake_rollout(ctx, inst, policy, **kw)
+
+    monkeypatch.setattr("pipelines.swe.rollout.run_rollout", slow_rollout)
+    monkeypatch.setattr("pipelines.swe.statement_repro.ground", lambda ctx, inst, scfg: grounding())
+    cfg = ps.small_config("/tmp/unused", "/tmp/unused.jsonl", f"swe.rollouts.rollout_timeout_s={cap}").to_dict()
+    inst = dict(ps.samples.swe_instance(1), problem_statement="", meta={"function": "f", "path": "pkg/x.py"})
+    res = curate_instance(None, inst, ps.samples.swe_validation(1), cfg=cfg, run_id="r", client=None, prompt=None)
+    stages = {(f["stage"], f["reason"].split(":")[0]) for f in res.rows.get("failures", [])}
+    if fires:
+        assert "swe_instances" not in res.rows and "swe_trajectories" not in res.rows
+        assert res.rows["swe_validations"][0]["reason"].startswith("gold_unresolved: no gold trajectory: rollout_timeout_s")
+        assert stages == {("filter_trajectory", "rollout_timeout_s"), ("gold_check", "gold_unresolved")}
+    else:
+        assert [t["policy"] for t in res.rows["swe_trajectories"]] == ["gold"]
+        assert res.rows["swe_instances"][0]["instance_id"] == "demo__repo-1" and not stages
