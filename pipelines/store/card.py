@@ -7,7 +7,6 @@ overwritten."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from pipelines.store import fsio
 from pipelines.store.records import TABLES
@@ -32,12 +31,12 @@ def card_text(view) -> str:
 
 def write_card(out_dir: str, view) -> bool:
     """Write the card unless the folder has a README.md that crucible did not write. True if written."""
-    path = Path(out_dir) / CARD
-    if path.exists():
+    path = fsio.join(out_dir, CARD)
+    if fsio.exists(path):
         try:
-            if CARD_MARK not in path.read_text(encoding="utf-8", errors="replace"):
+            if CARD_MARK not in fsio.read_bytes(path).decode("utf-8", errors="replace"):
                 return False
         except OSError:
             return False
-    fsio.write_bytes_atomic(str(path), card_text(view).encode())
+    fsio.write_bytes_atomic(path, card_text(view).encode())
     return True

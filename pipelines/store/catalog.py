@@ -38,10 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.store import fsio, readonly
+from pipelines.store import fsio, integrity, mirror, readonly
 from pipelines.store import manifests as M
 from pipelines.store.card import CARD, write_card
 from pipelines.store.records import TABLES, record_type
@@ -88,32 +87,8 @@ class StoreView:
 
 
 _WARNED: set[str] = set()
-_CHECKED: dict[str, tuple[tuple[int, int], int | None, str | None]] = {}
-
-
-def _one_line(exc: BaseException, n: int = 200) -> str:
-    return " ".join(str(exc).split())[:n]
-
-
-def _source(path: str):
-    return fsio._local(path) if fsio.is_local(path) else pa.BufferReader(fsio.read_bytes(path))
-
-
-def check_footer(path: str) -> tuple[int | None, str | None]:
-    """(row count, None) for a readable Parquet footer, else (None, what is wrong). Cached by size+mtime."""
-    st = fsio.stat(path)
-    if st is None:
-        return None, MISSING
-    hit = _CHECKED.get(path)
-    if hit and hit[0] == st:
-        return hit[1], hit[2]
-    try:
-        md = pq.read_metadata(_source(path))
-        res: tuple[int | None, str | None] = (md.num_rows, None)
-    except Exception as exc:  # noqa: BLE001 - any decode error means the same: not a readable Parquet file
-        res = (None, f"not a readable Parquet file ({type(exc).__name__}: {_one_line(exc)})")
-    _CHECKED[path] = (st, *res)
-    return res
+MISSING = integrity.MISSING
+_one_line, _source, check_footer = integrity.one_line, integrity.source, integrity.check_footer
 
 
 def store_view(out_dir: str, attempts: int = 5) -> StoreView:
@@ -122,6 +97,7 @@ def store_view(out_dir: str, attempts: int = 5) -> StoreView:
     A shard that vanished while its manifest vanished too was removed by a compaction between listing
     and checking: the listing is redone (the merged manifest names the rows now), so a reader racing a
     compaction sees every row once, never a false "missing"."""
+    out_dir = mirror.readable(out_dir)  # an object store: its committed files, mirrored (pipelines.store.mirror)
     M.require_store(out_dir)
     for _ in range(attempts - 1):
         view = _store_view(out_dir)
@@ -137,8 +113,6 @@ def store_view(out_dir: str, attempts: int = 5) -> StoreView:
             log.warning("%s", w)
     return view
 
-
-MISSING = "file is missing"
 
 
 def _store_view(out_dir: str) -> StoreView:
@@ -231,6 +205,12 @@ def refresh_catalog(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreVie
     path. Writers only (the end of a run, ``compact``) and ``store check --repair``: readers never call it."""
     from pipelines.store.commit import ensure_layout
 
+    if not fsio.is_local(out_dir):  # an object store: the card in the bucket, the catalog file in the mirror
+        ensure_layout(out_dir)
+        local = mirror.readable(out_dir)
+        view = store_view(local)
+        write_card(out_dir, view)
+        return refresh_catalog(local, catalog, view)
     if not M.is_store(out_dir):
         ensure_layout(out_dir)  # a writer's first call: make the layout
     view = view or store_view(out_dir)
@@ -297,10 +277,12 @@ def connect(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreView | None
     database: never blocked by another process holding the catalog file), locked down by
     :func:`pipelines.store.readonly.lock_down`. Refuses a folder that is not a store; writes nothing, anywhere
     (a stale catalog file is a warning: :func:`warn_stale`)."""
+    remote, out_dir = not fsio.is_local(out_dir), mirror.readable(out_dir)
     for attempt in range(3):
         if view is None or attempt:
             view = store_view(out_dir)
-        warn_stale(out_dir, catalog, view)
+        if not remote:  # an object store has no catalog file (plain DuckDB cannot read the bucket)
+            warn_stale(out_dir, catalog, view)
         base = str(Path(out_dir).resolve())
         con = duckdb.connect(":memory:")
         try:
@@ -367,6 +349,7 @@ def repair_catalog(out_dir: str, catalog: str = DEFAULT_CATALOG) -> str:
 
 def unreadable_shards(out_dir: str, tables: list[str] | None = None) -> list[tuple[str, str]]:
     """Committed shards whose data (not only the footer) cannot be read: ``[(table/file, why)]``."""
+    out_dir = mirror.readable(out_dir)
     view = store_view(out_dir)
     bad = [(s.rel, why) for s, why in view.skipped if tables is None or s.table in tables]
     for table, shards in view.shards.items():

@@ -32,7 +32,6 @@ import hashlib
 import io
 import json
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,8 +39,9 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.store import fsio, integrity
+from pipelines.store import fsio, integrity, lockfree
 from pipelines.store import manifests as M
+from pipelines.store.progress import Progress  # noqa: F401 - re-exported: callers import it from here
 from pipelines.store.records import TABLES, record_type
 
 log = logging.getLogger(__name__)
@@ -166,10 +166,13 @@ def write_commit(out_dir: str, pipeline: str, run_id: str, commit_id: str, keys:
     its footer with the sha256 of its data (:func:`integrity.shard_bytes`: a lost manifest can be rebuilt from
     its shards), the manifest each shard's size and sha256. Returns (paths, row counts)."""
     M.check_pipeline_name(pipeline)
+    local = fsio.is_local(out_dir)
     commit = {"commit_id": commit_id, "pipeline": pipeline, "run_id": run_id, "items": keys,
-              "created_at": utc_now(), "tables": sorted(tables)}
+              "created_at": utc_now() if local else lockfree.utc_now_us(), "tables": sorted(tables)}
     if compacted_from is not None:
         commit["compacted_from"] = compacted_from
+    if not local:  # an object store: create-if-absent, no lock (pipelines.store.lockfree)
+        return lockfree.write_commit(out_dir, pipeline, commit, tables, compression)
     files, counts, sums = {}, {}, {}
     for table, data in sorted(tables.items()):
         path = fsio.join(out_dir, table, M.shard_name(pipeline, commit_id))
@@ -185,29 +188,8 @@ def write_commit(out_dir: str, pipeline: str, run_id: str, commit_id: str, keys:
     return files, counts
 
 
-def commit_items(out_dir: str, pipeline: str, run_id: str, items: list[ItemResult],
-                 compression: str = "zstd") -> CommitInfo:
-    """Validate and atomically commit a batch of items (see module docstring).
-
-    Idempotent per item key: keys already committed (a retried or speculative bundle that batched
-    differently) are skipped, and a key given twice in one batch is committed once (the first)."""
-    if not items:
-        raise ValueError("commit_items needs at least one item")
-    already = done_keys(out_dir, pipeline)
-    first: dict[str, ItemResult] = {}
-    for it in items:
-        if it.key in first:
-            log.warning("item key %r of %s given twice in one commit; keeping the first", it.key, pipeline)
-            continue
-        first[it.key] = it
-    skipped = sorted(k for k in first if k in already)
-    todo = [first[k] for k in sorted(first) if k not in already]
-    if skipped:
-        log.info("%d item(s) of %s already committed, not written again", len(skipped), pipeline)
-    if not todo:
-        return CommitInfo(stable_hash(pipeline, sorted(first)), 0, {}, {}, skipped)
-    keys = [it.key for it in todo]
-    commit_id = stable_hash(pipeline, keys)
+def _tables(todo: list[ItemResult], pipeline: str, run_id: str) -> dict[str, pa.Table]:
+    """The valid rows of ``todo`` per table in their arrow schema; invalid rows become failure rows."""
     by_table: dict[str, list[dict]] = {}
     for it in todo:
         for table, rows in it.rows.items():
@@ -216,9 +198,57 @@ def commit_items(out_dir: str, pipeline: str, run_id: str, items: list[ItemResul
             if failures:
                 by_table.setdefault("failures", []).extend(failures)
     # schema failures of failure rows themselves would loop; failure rows are built by us
-    tables = {t: record_type(t).to_table(rows) for t, rows in sorted(by_table.items()) if rows}
-    files, counts = write_commit(out_dir, pipeline, run_id, commit_id, keys, tables, compression)
-    return CommitInfo(commit_id, len(keys), counts, files, skipped)
+    return {t: record_type(t).to_table(rows) for t, rows in sorted(by_table.items()) if rows}
+
+
+def commit_items(out_dir: str, pipeline: str, run_id: str, items: list[ItemResult],
+                 compression: str = "zstd") -> CommitInfo:
+    """Validate and atomically commit a batch of items (see module docstring).
+
+    Idempotent per item key: keys already committed (a retried or speculative bundle that batched
+    differently) are skipped, and a key given twice in one batch is committed once (the first). On an object
+    store the keys are checked again right before the manifest, and keys the manifest lost to an overlapping
+    commit are committed anew (:mod:`pipelines.store.lockfree`)."""
+    if not items:
+        raise ValueError("commit_items needs at least one item")
+    first: dict[str, ItemResult] = {}
+    for it in items:
+        if it.key in first:
+            log.warning("item key %r of %s given twice in one commit; keeping the first", it.key, pipeline)
+            continue
+        first[it.key] = it
+    info = CommitInfo(stable_hash(pipeline, sorted(first)), 0, {}, {})
+    rounds = 1 if fsio.is_local(out_dir) else lockfree.SETTLE_ROUNDS
+    pending = dict(first)
+    for _ in range(rounds):
+        already = done_keys(out_dir, pipeline)
+        info.skipped_keys += sorted(k for k in pending if k in already and k not in info.skipped_keys)
+        todo = [pending[k] for k in sorted(pending) if k not in already]
+        if not todo:
+            break
+        tables = _tables(todo, pipeline, run_id)
+        if not fsio.is_local(out_dir):  # late check: keys committed while the rows were encoded
+            late = done_keys(out_dir, pipeline)
+            if late.intersection(it.key for it in todo):
+                continue
+        keys = [it.key for it in todo]
+        info.commit_id = stable_hash(pipeline, keys)
+        files, counts = write_commit(out_dir, pipeline, run_id, info.commit_id, keys, tables, compression)
+        info.n_items += len(keys)
+        info.files.update(files)
+        for t, n in counts.items():
+            info.rows[t] = info.rows.get(t, 0) + n
+        if fsio.is_local(out_dir):
+            break
+        lost = lockfree.missing_after(out_dir, pipeline, keys)
+        if not lost:
+            break
+        log.warning("%d key(s) of %s lost to an overlapping commit; committing them anew", len(lost), pipeline)
+        pending = {k: first[k] for k in lost}
+        info.n_items -= len(lost)
+    if info.skipped_keys:
+        log.info("%d item(s) of %s already committed, not written again", len(info.skipped_keys), pipeline)
+    return info
 
 
 @dataclass
@@ -263,8 +293,18 @@ def recover(out_dir: str, pipeline: str, *, purpose: str | None = None) -> Recov
     from pipelines.store import lock
 
     M.check_pipeline_name(pipeline)
-    lock.acquire(out_dir, purpose or f"{pipeline} run")
+    if fsio.is_local(out_dir):  # an object store takes no lock: its commits are lock-free (lockfree.py)
+        lock.acquire(out_dir, purpose or f"{pipeline} run")
     return recover_locked(out_dir, pipeline)
+
+
+def _recover_remote(out_dir: str, pipeline: str) -> RecoveryReport:
+    """:func:`recover_locked` of an object store, where other writers may be committing right now: only what
+    is damage for certain moves aside (:func:`lockfree.clear_leftovers`); nothing is deleted."""
+    present = {rel: p for rel, p in M.shard_files(out_dir).items() if is_shard_of(rel.split("/", 1)[1], pipeline)}
+    res, moved, orphans = lockfree.clear_leftovers(out_dir, pipeline, present)
+    dup = sorted({k for m in res.conflicting for k in m["items"]} & res.done_keys)
+    return RecoveryReport(res.done_keys, len(res.live), orphans, dup, [], [], moved)
 
 
 def _commit_files(out_dir: str, pipeline: str, m: dict) -> list[str]:
@@ -295,7 +335,9 @@ def _finish_compactions(out_dir: str, pipeline: str, res: M.Resolution) -> tuple
 def recover_locked(out_dir: str, pipeline: str) -> RecoveryReport:
     """:func:`recover` for a caller that already holds the writer lock. Deletes only stale temp files and the
     inputs of a compaction proven merged; everything else it clears away is moved to ``_quarantine/`` with
-    its evidence (:func:`integrity.move_aside`)."""
+    its evidence (:func:`integrity.move_aside`). On an object store: :func:`_recover_remote`."""
+    if not fsio.is_local(out_dir):
+        return _recover_remote(out_dir, pipeline)
     res = M.committed(out_dir, pipeline)
     removed, aside = _finish_compactions(out_dir, pipeline, res)
     first = {k: m["commit_id"] for m in res.live for k in m["items"]}
@@ -339,31 +381,3 @@ def quarantine_commits(out_dir: str, pipeline: str, manifests: list[tuple[dict, 
     entries = [(p, {"why": why, "pipeline": pipeline, "commit_id": m["commit_id"]})
                for m, why in manifests for p in _commit_files(out_dir, pipeline, m)]
     return integrity.move_aside(out_dir, entries, by=by)
-
-
-class Progress:
-    """Counts, rate and ETA, logged at most every ``every_s`` seconds."""
-
-    def __init__(self, label: str, total: int | None, every_s: float = 10.0, logger: logging.Logger = log):
-        self.label, self.total, self.every_s, self.log = label, total, every_s, logger
-        self.done = 0
-        self.t0 = time.monotonic()
-        self._last = 0.0
-
-    def update(self, n: int = 1, force: bool = False) -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.every_s <= 0 and not force:
-            return
-        if force or now - self._last >= self.every_s:
-            self._last = now
-            self.log.info("%s", self.line())
-
-    def line(self) -> str:
-        el = max(time.monotonic() - self.t0, 1e-9)
-        rate = self.done / el
-        parts = [f"{self.label}: {self.done}" + (f"/{self.total}" if self.total else ""), f"{rate:.2f}/s"]
-        if self.total and rate > 0:
-            parts.append(f"ETA {max(self.total - self.done, 0) / rate:.0f}s")
-        parts.append(f"elapsed {el:.0f}s")
-        return ", ".join(parts)

@@ -126,6 +126,38 @@ def commit_metadata(path: str) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
+def commit_metadata_of(blob: bytes) -> dict | None:
+    """:func:`commit_metadata` of a shard's bytes in memory."""
+    raw = (pq.read_metadata(pa.BufferReader(blob)).metadata or {}).get(META_KEY)
+    meta = None if raw is None else _decode(raw)
+    return meta if isinstance(meta, dict) else None
+
+
+MISSING = "file is missing"
+_CHECKED: dict[str, tuple[tuple[int, int], int | None, str | None]] = {}
+
+
+def one_line(exc: BaseException, n: int = 200) -> str:
+    return " ".join(str(exc).split())[:n]
+
+
+def check_footer(path: str) -> tuple[int | None, str | None]:
+    """(row count, None) for a readable Parquet footer, else (None, what is wrong). Cached by size+mtime."""
+    st = fsio.stat(path)
+    if st is None:
+        return None, MISSING
+    hit = _CHECKED.get(path)
+    if hit and hit[0] == st:
+        return hit[1], hit[2]
+    try:
+        md = pq.read_metadata(source(path))
+        res: tuple[int | None, str | None] = (md.num_rows, None)
+    except Exception as exc:  # noqa: BLE001 - any decode error means the same: not a readable Parquet file
+        res = (None, f"not a readable Parquet file ({type(exc).__name__}: {one_line(exc)})")
+    _CHECKED[path] = (st, *res)
+    return res
+
+
 def inside(out_dir: str, path: str) -> bool:
     """``path`` lies inside ``out_dir``: no ``..`` leads out of it, nor (local) a link of its folders."""
     if not fsio.is_local(out_dir):
@@ -154,8 +186,6 @@ def verify_shard(out_dir: str, m: dict, table: str, *, deep: bool) -> tuple[int 
     """(rows, None) when the shard of ``m`` in ``table`` is as its commit wrote it, else (None, what is wrong):
     a regular file inside the store, size (and sha256 when ``deep``) as its manifest's ``checksums`` say,
     footer rows as its ``rows``, and (deep) its data decodes."""
-    from pipelines.store.catalog import _one_line, _source, check_footer
-
     path = fsio.join(out_dir, table, m["files"][table])
     kind = kind_of(path)
     if kind != "file":
@@ -175,11 +205,11 @@ def verify_shard(out_dir: str, m: dict, table: str, *, deep: bool) -> tuple[int 
         err = f"holds {n} rows, its manifest says {rows}"
     if err is None and deep:
         try:
-            pq.read_table(_source(path))
+            pq.read_table(source(path))
             if data_intact(path) is False:
                 err = "its data pages differ from the sha256 in its own footer (changed since its commit)"
         except Exception as exc:  # noqa: BLE001 - any decode error: name the file
-            err = f"data not readable ({type(exc).__name__}: {_one_line(exc)})"
+            err = f"data not readable ({type(exc).__name__}: {one_line(exc)})"
     return (None, err) if err else (n, None)
 
 

@@ -8,11 +8,14 @@ a killed run, a compaction's inputs) is never read.
 
 Resolution is a pure function of the set of manifests present:
 
-1. *superseded*: a manifest named in another's ``compacted_from`` is dropped (a compaction is visible
-   at its commit point, all at once, or not at all);
-2. *conflicting*: manifests are taken oldest first (``created_at``, then ``commit_id``); one that shares
-   an item key with an already taken one is dropped whole (two speculative attempts of one bundle), so a
-   key is read from one commit only. Its other keys are not done: the next run redoes them.
+1. compactions first, newest first: a compaction is live unless it repeats a key of one taken before (two
+   compactions of one object store at once: the newer one stands, the other is *conflicting*); the
+   manifests a live (or superseded) compaction names in ``compacted_from`` are *superseded*, not read (a
+   compaction is visible at its commit point, all at once, or not at all);
+2. *conflicting*: the other manifests are taken oldest first (``created_at``, then ``commit_id``); one
+   that shares an item key with an already taken one is dropped whole (two speculative attempts of one
+   bundle), so a key is read from one commit only. Its other keys are not done: the writer commits them
+   anew (object stores: :mod:`pipelines.store.lockfree`), else the next run redoes them.
 
 Every name read from the store that becomes a path is checked against a fixed alphabet first
 (:func:`validate_manifest`: known tables, ``part-<pipeline>-<commit_id>.parquet`` of the commit itself,
@@ -283,19 +286,24 @@ def _order(m: dict) -> tuple[str, str]:
 
 
 def resolve(manifests: list[dict]) -> Resolution:
-    """Split manifests into live, superseded and conflicting ones (see module docstring)."""
-    ids = {m["commit_id"] for m in manifests}
-    gone = {cid for m in manifests for cid in m.get("compacted_from") or () if cid != m["commit_id"]} & ids
+    """Split manifests into live, superseded and conflicting ones (see module docstring): a pure function of
+    the set of manifests (no clock, no listing order), so every reader and writer decides alike."""
+    compactions = sorted((m for m in manifests if m.get("compacted_from")), key=_order, reverse=True)
+    commits = sorted((m for m in manifests if not m.get("compacted_from")), key=_order)
     res = Resolution()
     seen: set[str] = set()
-    for m in sorted(manifests, key=_order):
+    gone: set[str] = set()
+    for m in compactions + commits:
+        cf = {c for c in m.get("compacted_from") or () if c != m["commit_id"]}
         if m["commit_id"] in gone:
             res.superseded.append(m)
+            gone |= cf  # what a superseded compaction merged is superseded too
         elif seen.intersection(m["items"]):
             res.conflicting.append(m)
         else:
             res.live.append(m)
             seen.update(m["items"])
+            gone |= cf
     return res
 
 
