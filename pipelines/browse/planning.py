@@ -9,6 +9,7 @@ per-answer caps are enforced by :mod:`pipelines.browse.transforms_plan`; the hub
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -54,6 +55,7 @@ class Planned:
     item: dict | None = None
     drop: dict | None = None
     answer: str | None = None
+    rank: int | None = None  # an item's place among its shard's items (run.limit keeps the first ones)
 
     @property
     def order(self) -> tuple[int, int]:
@@ -128,7 +130,8 @@ def plan_shard(graph, opts: BrowseOptions, shard: PlanShard) -> Iterator[Planned
     for p in _share_cap(opts, items):  # fewer items than seeds: the cap as a share of the items planned
         out.remove(p[0])
         out.append(p[1])
-    return iter(out)
+    ranks = {id(p): r for r, p in enumerate(p for p in out if p.item is not None)}
+    return iter([dataclasses.replace(p, rank=ranks[id(p)]) if p.item is not None else p for p in out])
 
 
 def _sample_one(graph, opts: BrowseOptions, rng: random.Random, pools, blocked: frozenset) -> dict | None:

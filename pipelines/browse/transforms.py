@@ -1,0 +1,220 @@
+"""Beam transforms of ``make synth-browse``: each a labelled stage over the step functions of
+:mod:`pipelines.browse.stages` (which hold the logic and are tested without Beam).
+
+    WriteQuestions  -> HardenQuestions -> RolloutRound x (harden_rounds + 1) -> FilterRows
+    RolloutRound:   Findable -> FanOut (k rollout jobs per question) -> Reshuffle -> Rollouts (each its own
+                    element) -> VerifyReward -> Regroup (CoGroupByKey on the question key) -> Decide
+                    (final, or too easy: hardened once more and on to the next round)
+
+Each stage returns the finished questions it drops (an :class:`ItemResult` with the failures row) on its
+``dropped`` output. The worker state (graph, LLM client, search environment) is built once per process and
+shared by every stage (:class:`WorkerSpec`); LLM-bound stages keep up to ``workers`` elements in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.shared import Shared
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+
+from pipelines.browse import stages as ST
+from pipelines.browse.context import Context, build_context
+from pipelines.options import Options
+from pipelines.store.commit import ItemResult
+
+DROPPED = "dropped"
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What every browse stage needs to build its worker state: the typed options, the LLM endpoint
+    config (``llm`` with the live base URLs; None: no client), the run id, how many elements an LLM stage
+    keeps in flight, and the handle that makes the state one object per worker process."""
+
+    options: Options
+    llm_cfg: dict | None
+    run_id: str
+    workers: int
+    shared: Shared = field(default_factory=Shared, compare=False)
+
+    def context(self) -> Context:
+        return self.shared.acquire(lambda: build_context(self.options, self.llm_cfg, self.run_id), tag=self.run_id)
+
+
+def _windowed(out: Any):
+    """An output of ``finish_bundle`` (Beam wants it windowed; the browse graph is in the global window)."""
+    if isinstance(out, TaggedOutput):
+        return TaggedOutput(out.tag, WindowedValue(out.value, MIN_TIMESTAMP, [GlobalWindow()]))
+    return WindowedValue(out, MIN_TIMESTAMP, [GlobalWindow()])
+
+
+class StageDoFn(beam.DoFn):
+    """A stage: ``work(ctx, element)`` yields outputs (``TaggedOutput`` for a side output). With
+    ``pooled``, elements run on a thread pool of ``spec.workers`` (LLM-bound stages): finished ones are
+    emitted as they finish, at most ``workers`` wait, the rest are emitted at the end of the bundle."""
+
+    pooled = True
+
+    def __init__(self, spec: WorkerSpec):
+        self.spec = spec
+
+    def work(self, ctx: Context, element) -> Iterable:
+        raise NotImplementedError
+
+    def setup(self):
+        self.ctx = self.spec.context()
+        self.pool = ThreadPoolExecutor(max(1, self.spec.workers)) if self.pooled else None
+
+    def start_bundle(self):
+        self.pending: set[Future] = set()
+
+    def process(self, element):
+        if self.pool is None:
+            yield from self.work(self.ctx, element)
+            return
+        self.pending.add(self.pool.submit(lambda: list(self.work(self.ctx, element))))
+        if len(self.pending) >= max(1, self.spec.workers):
+            done, self.pending = wait(self.pending, return_when=FIRST_COMPLETED)
+        else:
+            done = {f for f in self.pending if f.done()}
+            self.pending -= done
+        for f in done:
+            yield from f.result()
+
+    def finish_bundle(self):
+        pending, self.pending = self.pending, set()
+        for f in wait(pending).done:
+            for out in f.result():
+                yield _windowed(out)
+
+    def teardown(self):
+        if getattr(self, "pool", None) is not None:
+            self.pool.shutdown(wait=False)
+
+
+def _state_or_dropped(res: ST.Step) -> Iterator:
+    yield res if isinstance(res, ST.QuestionState) else TaggedOutput(DROPPED, res)
+
+
+class _Write(StageDoFn):
+    def work(self, ctx, item):
+        return _state_or_dropped(ST.write_step(item, ctx))
+
+
+class _Harden(StageDoFn):
+    def work(self, ctx, st):
+        return _state_or_dropped(ST.harden_step(st, ctx))
+
+
+class _Findable(StageDoFn):
+    """The findable gate; a kept question goes on keyed (``state``) and as its k rollout jobs (main)."""
+
+    pooled = False
+
+    def work(self, ctx, st):
+        res = ST.findable_step(st, ctx)
+        if not isinstance(res, ST.QuestionState):
+            yield TaggedOutput(DROPPED, res)
+            return
+        yield TaggedOutput("state", (res.key, res))
+        yield from ST.rollout_jobs(res, ctx)
+
+
+class _Rollout(StageDoFn):
+    def work(self, ctx, job):
+        yield (job, *ST.run_rollout(job, ctx))
+
+
+class _VerifyReward(StageDoFn):
+    def work(self, ctx, done):
+        job, ro, failure = done
+        yield job.key, ST.verify_reward(job, ro, failure, ctx)
+
+
+class _Decide(StageDoFn):
+    """Regroup a question's k outcomes; final, or (too easy) hardened again for the next round."""
+
+    def work(self, ctx, kv):
+        _, groups = kv
+        (st,) = groups["state"]
+        st = ST.regroup_step(st, list(groups["outcomes"]), ctx)
+        yield TaggedOutput("final", st) if st.done else st
+
+
+class _Filter(StageDoFn):
+    pooled = False
+
+    def work(self, ctx, st):
+        yield ST.filter_step(st, ctx)
+
+
+class WriteQuestions(beam.PTransform):
+    """Planned items -> drafts with their first question (``questions``) or a dropped item (``dropped``)."""
+
+    def __init__(self, spec: WorkerSpec):
+        super().__init__()
+        self.spec = spec
+
+    def expand(self, items):
+        return items | "Write" >> beam.ParDo(_Write(self.spec)).with_outputs(DROPPED, main="questions")
+
+
+class HardenQuestions(beam.PTransform):
+    """Pre-rollout hardening rounds (``questions``); not unique or not supported after them: ``dropped``."""
+
+    def __init__(self, spec: WorkerSpec):
+        super().__init__()
+        self.spec = spec
+
+    def expand(self, states):
+        return states | "Harden" >> beam.ParDo(_Harden(self.spec)).with_outputs(DROPPED, main="questions")
+
+
+class RolloutRound(beam.PTransform):
+    """One version of each question rolled out k times, every rollout its own element; returns
+    ``{"final", "again", "dropped"}`` (``again``: hardened once more, for the next round)."""
+
+    def __init__(self, spec: WorkerSpec):
+        super().__init__()
+        self.spec = spec
+
+    def expand(self, states):
+        found = states | "Findable" >> beam.ParDo(_Findable(self.spec)).with_outputs(DROPPED, "state", main="jobs")
+        outcomes = (found.jobs
+                    | "SpreadRollouts" >> beam.Reshuffle()
+                    | "Rollouts" >> beam.ParDo(_Rollout(self.spec))
+                    | "VerifyReward" >> beam.ParDo(_VerifyReward(self.spec)))
+        decided = ({"state": found.state, "outcomes": outcomes}
+                   | "Regroup" >> beam.CoGroupByKey()
+                   | "Decide" >> beam.ParDo(_Decide(self.spec)).with_outputs("final", main="again"))
+        return {"final": decided.final, "again": decided.again, "dropped": found[DROPPED]}
+
+
+class FilterRows(beam.PTransform):
+    """Finished questions -> their store items (question row, trajectory rows with splits, failures)."""
+
+    def __init__(self, spec: WorkerSpec):
+        super().__init__()
+        self.spec = spec
+
+    def expand(self, states):
+        return states | "Filter" >> beam.ParDo(_Filter(self.spec))
+
+
+def count_result(res: ItemResult) -> ItemResult:
+    """The run's counters (namespace ``crucible.browse``) of one finished item."""
+    trajs = res.rows.get("browse_trajectories") or []
+    Metrics.counter("crucible.browse", "questions").inc()
+    Metrics.counter("crucible.browse", "questions_kept").inc(len(res.rows.get("questions") or []))
+    Metrics.counter("crucible.browse", "trajectories").inc(len(trajs))
+    Metrics.counter("crucible.browse", "trajectories_correct").inc(sum(t["verdict"] == "correct" for t in trajs))
+    return res
