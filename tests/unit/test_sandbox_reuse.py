@@ -124,7 +124,7 @@ def test_pip_check_fails_only_a_build_on_top_and_not_for_the_base_packages(tmp_p
 
 
 def _setup(monkeypatch, fail_on_parent: bool):
-    import sandbox.envbuild as images
+    import sandbox.envbuild as envbuild
 
     spec = EnvSpec(BaseSpec(python="3.11"), {**RECIPE}, {}, "demo")
     parent = FakeImage(tags=["crucible/env-demo:py3.11-old"], id="sha256:p",
@@ -139,25 +139,25 @@ def _setup(monkeypatch, fail_on_parent: bool):
             raise BuildError("build step exited 4", "...\nERROR: demo 2.0 has requirement a>=2, but you have a 1.0")
         return ">>>>> crucible step package ok 0\n"
 
-    monkeypatch.setattr(images, "_build_env", fake_build)
-    return images, client, spec, calls
+    monkeypatch.setattr(envbuild, "_build_env", fake_build)
+    return envbuild, client, spec, calls
 
 
 def test_ensure_env_builds_on_the_parent_and_names_it(monkeypatch, tmp_path):
-    images, client, spec, calls = _setup(monkeypatch, fail_on_parent=False)
-    res = images.ensure_env(client, spec, tmp_path, ca_bundle=None, date="2023-06-01", reuse=True)
+    envbuild, client, spec, calls = _setup(monkeypatch, fail_on_parent=False)
+    res = envbuild.ensure_env(client, spec, tmp_path, ca_bundle=None, date="2023-06-01", reuse=True)
     assert calls == ["crucible/env-demo:py3.11-old"]
     assert res["reused_from"] == "crucible/env-demo:py3.11-old" and res["reuse_failed"] is None
     assert not res["cache_hit"] and res["seconds"] >= 0
     # switched off: straight from the base
     calls.clear()
-    res = images.ensure_env(client, spec, tmp_path, ca_bundle=None, date="2023-06-01", reuse=False)
+    res = envbuild.ensure_env(client, spec, tmp_path, ca_bundle=None, date="2023-06-01", reuse=False)
     assert calls == [None] and res["reused_from"] is None
 
 
 def test_a_failed_install_on_top_falls_back_to_the_base_and_is_recorded(monkeypatch, tmp_path):
-    images, client, spec, calls = _setup(monkeypatch, fail_on_parent=True)
-    res = images.ensure_env(client, spec, tmp_path, ca_bundle=None, date="2023-06-01", reuse=True)
+    envbuild, client, spec, calls = _setup(monkeypatch, fail_on_parent=True)
+    res = envbuild.ensure_env(client, spec, tmp_path, ca_bundle=None, date="2023-06-01", reuse=True)
     assert calls == ["crucible/env-demo:py3.11-old", None]
     assert res["reused_from"] is None
     assert res["reuse_failed"].startswith("build step exited 4") and "has requirement a>=2" in res["reuse_failed"]
