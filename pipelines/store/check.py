@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipelines.store import fsio, integrity, lock
+from pipelines.store import fsio, integrity, lock, lockfree
 from pipelines.store import manifests as M
 from pipelines.store.commit import _stale_temp_files
 
@@ -103,6 +103,10 @@ def _unreferenced(out_dir: str, named: set[str], rep: CheckReport) -> None:
         if holder is not None:
             rep.in_flight.append(f"{rel} (a commit in flight of {lock.describe(holder)})")
             continue
+        if not fsio.is_local(out_dir) and lockfree.in_flight(path):  # writers on an object store take no lock
+            rep.in_flight.append(f"{rel} (younger than {lockfree.GRACE_S:.0f} s: a writer's commit in flight, or "
+                                 "an attempt that lost; damage only once older)")
+            continue
         kind = integrity.kind_of(path)
         try:
             meta = integrity.commit_metadata(path) if kind == "file" else None
@@ -180,8 +184,11 @@ def format_report(out_dir: str, rep: CheckReport) -> str:
     if rep.no_checksum:
         lines.append(f"  no checksum: {len(rep.no_checksum)} shard(s) of commits written before checksums, checked "
                      f"by footer and rows only ({', '.join(rep.no_checksum[:3])}{' ...' if len(rep.no_checksum) > 3 else ''})")
-    lines += [f"  leftover {x}: cleared away by the next run of its pipeline (moved to {integrity.QUARANTINE_DIR}/, "
-              "or deleted once proven merged)" for x in rep.leftovers]
+    if fsio.is_local(out_dir):
+        lines += [f"  leftover {x}: cleared away by the next run of its pipeline (moved to {integrity.QUARANTINE_DIR}/,"
+                  " or deleted once proven merged)" for x in rep.leftovers]
+    else:  # an object store: never read, never deleted (pipelines/store/lockfree.py)
+        lines += [f"  leftover {x}: not read; kept (an object store deletes nothing)" for x in rep.leftovers]
     lines += [f"  quarantined {x} -> {integrity.QUARANTINE_DIR}/" for x in rep.quarantined]
     restore = RESTORE.format(out=out_dir)
     if rep.in_quarantine:

@@ -23,6 +23,11 @@ live manifests name, and a manifest named in another's ``compacted_from`` is not
 ones. A kill before 3 leaves new shards that no manifest names: :func:`pipelines.store.commit.recover`
 moves them to ``_quarantine/`` (copies of live rows). A kill after 3 leaves superseded manifests (and maybe
 their shards): ``recover`` deletes them once proven merged, else moves them aside.
+
+On an object store (``s3://``, ``gs://``) writers take no lock (:mod:`pipelines.store.lockfree`), so a
+compaction there only merges and marks: steps 1 to 3, and the inputs stay where they are, superseded (never
+read again: readers skip a manifest a live compaction names). Nothing is deleted; the bucket's lifecycle
+rules may expire what ``crucible store check`` lists as superseded, once no reader of an older listing is left.
 """
 
 from __future__ import annotations
@@ -123,7 +128,8 @@ def _compact(out_dir: str, pipeline: str, max_rows: int, compression: str) -> Co
         items = sorted({k for m in group for k in m["items"]})
         _, counts = write_commit(out_dir, pipeline, run_id, commit_id, items, merged_tables, compression,
                                  compacted_from=ids)
-        drop_superseded(out_dir, pipeline, group)
+        if fsio.is_local(out_dir):  # an object store: merge and mark only (lockfree.py): nothing is deleted
+            drop_superseded(out_dir, pipeline, group)
         log.info("compacted %d commits of %s into %s (%s)", len(group), pipeline, commit_id,
                  ", ".join(f"{t}: {n} rows" for t, n in counts.items()))
     after = M.committed(out_dir, pipeline).live
