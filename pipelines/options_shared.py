@@ -286,4 +286,8 @@ class SandboxOptions(Section):
     repair_max_rungs: int
     survey_parallel: int
     reuse_envs: bool
+    engines: tuple[Any, ...]
+    registry: str | None
+    engine_ping_timeout_s: float
+    engine_stats_dir: str | None
     llm_repair: SandboxLlmRepairOptions
