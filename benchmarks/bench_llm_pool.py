@@ -7,6 +7,7 @@ Per run it reports
   the C slots were open, i.e. ``throughput_rps`` (requests per second of open slots) over ``bound_rps`` =
   C / mean(latency + tool time) (1.0 = no client overhead, no idle slot); killed requests' time is lost work;
 - ``client_cpu_ms_per_request``: CPU seconds of this process (the client; servers run elsewhere) per request;
+  ``overhead_ms_mean``: observed latency minus the server's drawn latency (client + loopback + fake server);
 - ``sticky_share``: later turns on the endpoint of their rollout's first turn;
 - with ``kill_at_s``: one endpoint SIGKILLed mid-run; ``rollouts_lost`` must stay 0.
 
@@ -67,6 +68,7 @@ class Load:
         self.work_s = self.open_s = 0.0
         self.requests = self.rollouts = self.lost = 0
         self.later = self.later_same = 0
+        self.overhead_s = 0.0  # client-observed latency minus the server's drawn latency, summed
 
     async def rollout(self, slot: int, n: int) -> float:
         """One rollout; returns the work done (server latency + tool time of its turns)."""
@@ -79,6 +81,7 @@ class Load:
             self.requests += 1
             eps.append(res.endpoint)
             work += float(res.raw["x_fake_latency_s"])
+            self.overhead_s += res.latency_s - float(res.raw["x_fake_latency_s"])
             tool = self.rng.uniform(*TOOL_S)  # the tool call between turns
             await asyncio.sleep(tool)
             work += tool
@@ -137,6 +140,8 @@ def bench_pool(concurrency: int, duration_s: float, turns: int, endpoints: int =
         "bound_rps": round(concurrency / mean_step, 2),
         "fraction_of_bound": round(load.work_s / load.open_s, 3) if load.open_s else 0.0,
         "client_cpu_ms_per_request": round(cpu * 1000 / max(1, load.requests), 3),
+        # per request: observed latency - drawn latency (client, loopback and the fake server's own time)
+        "overhead_ms_mean": round(load.overhead_s * 1000 / max(1, load.requests), 2),
         "sticky_share": round(load.later_same / load.later, 3) if load.later else None,
         "killed_endpoint_at_s": kill_at_s, "retries": st["retries"], "failures": st["failures"],
         "per_endpoint": {u: {k: e[k] for k in ("done", "failed", "up", "taken_out", "busy_share", "queue_wait_s_max")}
