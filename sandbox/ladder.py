@@ -18,11 +18,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from importlib import resources
 
+from sandbox.ladder_extras import extra_providing
+
 
 class RungKind(str, enum.Enum):
     APT_PACKAGE = "apt_package"  # a missing C header, library or build program -> its Debian package
     PYTEST_PLUGIN = "pytest_plugin"  # an unknown fixture, option, marker or ini key -> the plugin
     INSTALL_MODULE = "install_module"  # ModuleNotFoundError -> the distribution providing the module
+    INSTALL_EXTRA = "install_extra"  # ... where a declared extra requires it -> that extra (sandbox.ladder_extras)
     NEXT_EXTRA = "next_extra"  # the package has no such extra -> the next declared one (or none)
     AS_OF_DATE = "as_of_date"  # today's releases do not resolve or broke an API -> releases as of the source date
     OLDER_PYTHON = "older_python"  # syntax the base's Python rejects, or requires-python excludes it
@@ -180,10 +183,12 @@ def _runner_too_old(line: str) -> bool:
 
 
 def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: frozenset[str] = frozenset(),
-               pythons: tuple[str, ...] = ()) -> list[Rung]:
+               pythons: tuple[str, ...] = (), extras: Mapping[str, list[str]] | None = None) -> list[Rung]:
     """Every rung the log lines call for, best first. ``local_modules``: top-level module names the tree
     itself provides (never installed from the index: a test importing ``tests.helpers`` gets the path
-    rung instead). ``pythons``: the Python versions a base image exists for."""
+    rung instead). ``pythons``: the Python versions a base image exists for. ``extras``: the package's
+    declared extras and what each requires (``ladder_extras.extra_requirements``): a missing module one of
+    them requires gets that extra's rung first."""
     out: list[Rung] = []
 
     def add(kind: RungKind, arg: str | None, line: str) -> None:
@@ -211,6 +216,8 @@ def candidates(lines: list[str], phase: Phase, recipe: dict, local_modules: froz
             if top in local_modules:
                 add(RungKind.PYTHONPATH, top, line)
             elif not top.startswith("_") and top not in table("import_dists")["_never"]:
+                add(RungKind.INSTALL_EXTRA, extra_providing(module_distribution(mod), extras or {},
+                                                            (recipe.get("sources") or {}).get("extra")), line)
                 add(RungKind.INSTALL_MODULE, module_distribution(mod), line)
         if NO_RUNNER.search(line):
             add(RungKind.INSTALL_MODULE, "pytest", line)
@@ -337,6 +344,10 @@ def apply_rung(recipe: dict, rung: Rung) -> dict:
     k = rung.kind
     if k in (RungKind.INSTALL_MODULE, RungKind.PYTEST_PLUGIN):
         _insert_step(r, {"name": f"ladder:{rung.arg}", "required": False, "try": [f"pip install '{rung.arg}'"]})
+    elif k is RungKind.INSTALL_EXTRA:  # after the package step: the package again, with the extra
+        idx = next((i for i, s in enumerate(r["install"]) if s["name"].startswith("package")), len(r["install"]) - 1)
+        r["install"].insert(idx + 1, {"name": f"ladder:extra:{rung.arg}", "required": False, "try": [
+            f"pip install -e '.[{rung.arg}]'", f"pip install --no-build-isolation -e '.[{rung.arg}]'"]})
     elif k is RungKind.APT_PACKAGE:
         r["apt_packages"] = sorted(set(r.get("apt_packages") or []) | {rung.arg})
     elif k is RungKind.NEXT_EXTRA:

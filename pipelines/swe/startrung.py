@@ -37,11 +37,13 @@ def climb(ctx, inst: Mapping, env, base: Path, tmp: Path, row: dict, run_id: str
     build), the first row, its ``meta.start_rungs`` saying what was tried and ``meta.start_stop`` why it
     ended."""
     from sandbox.ladder import Phase, candidates
+    from sandbox.ladder_extras import extra_requirements
     from sandbox.repair import local_modules
 
     if not row["meta"].get("stopped") or env.recipe.get("origin"):
         return row, env
     chain, tried, cur_row, cur_env, mods = [], set(), row, env, local_modules(base)
+    extras = extra_requirements(base)
     n_runs, seconds = row["n_runs"], row["test_duration_s"] or 0.0
     stop = "no rung left for the deciding line"
     while cur_row["meta"].get("stopped"):
@@ -49,7 +51,7 @@ def climb(ctx, inst: Mapping, env, base: Path, tmp: Path, row: dict, run_id: str
             stop = f"rung limit {ctx.settings.repair_max_rungs} reached"
             break
         lines = cur_row["meta"]["stopped"]["trigger_lines"]
-        cands = [c for c in candidates(lines, Phase.TEST, cur_env.recipe, mods, ctx.settings.pythons)
+        cands = [c for c in candidates(lines, Phase.TEST, cur_env.recipe, mods, ctx.settings.pythons, extras)
                  if c.key not in tried]
         if not cands:
             break

@@ -36,7 +36,7 @@ def recipe(tmp_path):
     return rec
 
 
-def setup(monkeypatch, tmp_path, recipe, name, fixed_by, *, max_rungs=6, fail_build=False):
+def setup(monkeypatch, tmp_path, recipe, name, fixed_by, *, max_rungs=6, fail_build=False, base_files=None):
     """A row stopped as ``name``'s log says; a run starts once the env's rungs include ``fixed_by``."""
     built = []
 
@@ -61,6 +61,8 @@ def setup(monkeypatch, tmp_path, recipe, name, fixed_by, *, max_rungs=6, fail_bu
                          meta={"stopped": startrung.stop_note([stopped_run(name)])})
     root = Path(tempfile.mkdtemp(dir=tmp_path))
     (root / "base").mkdir()
+    for rel, text in (base_files or {}).items():
+        (root / "base" / rel).write_text(text)
     (root / "work").mkdir()
     out = startrung.climb(ctx, {"instance_id": "demo__demo-1"}, env, root / "base", root / "work", row,
                           "r1", run_and_label=run_and_label, env_meta=lambda e: {"image": e.image})
@@ -75,6 +77,33 @@ def test_a_conftest_import_error_climbs_to_the_module_and_the_row_starts(monkeyp
                                             "trigger": "E   ModuleNotFoundError: No module named 'skimage'"}]
     assert kept["meta"]["first_stop"] == "E   ModuleNotFoundError: No module named 'skimage'"
     assert kept["n_runs"] == 4 and built == [(("install_module", "scikit-image"),)]
+
+
+EXTRAS_SETUP = ("from setuptools import setup\nsetup(name='demo', extras_require={\n"
+                "    'images': ['scikit-image>=0.15', 'imageio'],\n"
+                "    'dev': ['scikit-image', 'imageio', 'pytest', 'flake8'],\n})\n")
+
+
+def test_a_module_a_declared_extra_requires_climbs_to_that_extra(monkeypatch, tmp_path, recipe):
+    """The module's extra (the smallest that requires it) is installed, not the module alone: the tests assume
+    the whole extra (marshmallow 2.19: simplejson stops the conftest, python-dateutil of the same extra
+    decides test_from_datestring). The trigger is pytest's line that named the module."""
+    row, (kept, env), built = setup(monkeypatch, tmp_path, recipe, "conftest_import", ("install_extra", "images"),
+                                    base_files={"setup.py": EXTRAS_SETUP})
+    assert kept is not row and kept["status"] == "valid" and built == [(("install_extra", "images"),)]
+    assert kept["meta"]["start_rungs"] == [{"kind": "install_extra", "arg": "images", "phase": "test",
+                                            "trigger": "E   ModuleNotFoundError: No module named 'skimage'"}]
+    step = next(s for s in env.recipe["install"] if s["name"] == "ladder:extra:images")
+    assert step["try"][0] == "pip install -e '.[images]'"
+    assert env.recipe["install"].index(step) == 1 + next(i for i, s in enumerate(env.recipe["install"])
+                                                         if s["name"].startswith("package"))
+
+
+def test_switched_off_no_declared_extra_means_the_module_alone(monkeypatch, tmp_path, recipe):
+    """No extra requires it (or none is declared): the module's rung, as before."""
+    _, (kept, _), built = setup(monkeypatch, tmp_path, recipe, "conftest_import", ("install_module", "scikit-image"),
+                                base_files={"setup.py": EXTRAS_SETUP.replace("scikit-image", "pillow")})
+    assert built == [(("install_module", "scikit-image"),)] and kept["status"] == "valid"
 
 
 def test_rungs_accumulate_until_the_suite_starts(monkeypatch, tmp_path, recipe):
