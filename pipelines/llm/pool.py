@@ -22,6 +22,7 @@ import asyncio
 import itertools
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -225,18 +226,9 @@ class EndpointPool:
             ep.up = False
             ep.taken_out += 1
         if ep.probe_task is None or ep.probe_task.done():
-            ep.probe_task = asyncio.get_running_loop().create_task(self._probe_back(ep))
+            ep.probe_task = asyncio.get_running_loop().create_task(_probe_back(weakref.ref(self), ep))
 
-    async def _probe_back(self, ep: Endpoint) -> None:
-        while not ep.up and not self.closed:
-            await asyncio.sleep(self.settings.probe_interval_s)
-            if await self._probe_ok(ep):
-                with self._lock:
-                    ep.up = True
-                    ep.restored += 1
-                    ep.consecutive_failures = 0
-
-    async def _probe_ok(self, ep: Endpoint) -> bool:
+    async def probe_ok(self, ep: Endpoint) -> bool:
         try:
             return bool(await asyncio.wait_for(self._probe(ep), self.settings.probe_timeout_s))
         except Exception:  # refused, reset, timed out, 5xx: not healthy (the probe's only answer)
@@ -244,14 +236,7 @@ class EndpointPool:
 
     def _start_health(self) -> None:
         if self.guarded and self._health_task is None and not self.closed:
-            self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
-
-    async def _health_loop(self) -> None:
-        while not self.closed:
-            await asyncio.sleep(self.settings.health_interval_s)
-            for ep in [e for e in self.endpoints if e.up]:
-                if not self.closed and not await self._probe_ok(ep):
-                    self.take_out(ep)
+            self._health_task = asyncio.get_running_loop().create_task(_health_loop(weakref.ref(self)))
 
     async def aclose(self) -> None:
         self.closed = True
@@ -265,3 +250,45 @@ class EndpointPool:
         with self._lock:
             return {"endpoints": {e.url: e.snapshot() for e in self.endpoints},
                     "routing": dict(self.counts, sessions=len(self._sessions))}
+
+
+# The pool's background tasks hold it only weakly: a client dropped without close() is collected and its
+# tasks end, instead of probing its endpoints for the rest of the process.
+
+
+async def _probe_back(ref: weakref.ref[EndpointPool], ep: Endpoint) -> None:
+    """Probe an endpoint that is out every ``probe_interval_s`` until it answers, then put it back."""
+    while True:
+        pool = ref()
+        if pool is None or pool.closed or ep.up:
+            return
+        interval = pool.settings.probe_interval_s
+        del pool
+        await asyncio.sleep(interval)
+        pool = ref()
+        if pool is None or pool.closed:
+            return
+        if await pool.probe_ok(ep):
+            with pool._lock:
+                ep.up = True
+                ep.restored += 1
+                ep.consecutive_failures = 0
+        del pool
+
+
+async def _health_loop(ref: weakref.ref[EndpointPool]) -> None:
+    """Probe every endpoint that is in every ``health_interval_s``; one that does not answer is taken out."""
+    while True:
+        pool = ref()
+        if pool is None or pool.closed:
+            return
+        interval = pool.settings.health_interval_s
+        del pool
+        await asyncio.sleep(interval)
+        pool = ref()
+        if pool is None or pool.closed:
+            return
+        for ep in [e for e in pool.endpoints if e.up]:
+            if not pool.closed and not await pool.probe_ok(ep):
+                pool.take_out(ep)
+        del pool

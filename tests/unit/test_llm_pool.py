@@ -300,3 +300,25 @@ def test_beam_metrics_per_call_and_per_endpoint():
     gauges = {m.key.metric.name: m.committed.value for m in
               result.metrics().query(MetricsFilter().with_namespace("crucible.llm.pool"))["gauges"]}
     assert sum(gauges[f"done@{u}"] for u in urls) == 4 and all(gauges[f"up@{u}"] == 1 for u in urls)
+
+
+def test_periodic_probe_takes_out_a_silent_endpoint_and_ends_with_a_dropped_client():
+    import gc
+
+    with FakeOpenAIServer() as a:
+        dead, dead_url = _spawn_server((0.01, 0.01))
+        c = make([a.base_url, dead_url], pool={"health_interval_s": 0.1})
+        c.chat([{"role": "user", "content": "x"}])
+        dead.kill()
+        dead.wait()
+        deadline = time.monotonic() + 5
+        while c.stats()["endpoints"][dead_url]["up"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert c.stats()["endpoints"][dead_url]["taken_out"] == 1  # no request failed: the probe found it
+        health, probe = c._pool._health_task, c._pool.endpoints[1].probe_task
+        del c
+        gc.collect()
+        deadline = time.monotonic() + 5
+        while not (health.done() and probe.done()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert health.done() and probe.done()
