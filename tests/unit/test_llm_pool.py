@@ -322,3 +322,29 @@ def test_periodic_probe_takes_out_a_silent_endpoint_and_ends_with_a_dropped_clie
         while not (health.done() and probe.done()) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert health.done() and probe.done()
+
+
+def test_partial_config_takes_the_schema_defaults():
+    from pipelines.llm.settings import llm_schema
+
+    props = llm_schema()["properties"]
+    c = LLMClient.from_config({"base_urls": ["http://127.0.0.1:9/v1"], "cache": False})
+    pool = props["pool"]["properties"]
+    assert c.max_retries == props["max_retries"]["default"]
+    assert c.pool_settings.max_concurrency == props["max_concurrency"]["default"]
+    assert (c.pool_settings.sticky, c.pool_settings.down_after_failures, c.pool_settings.health_interval_s) == (
+        pool["sticky"]["default"], pool["down_after_failures"]["default"], pool["health_interval_s"]["default"])
+    assert c.stats_dir is None  # no out_dir, no stats_dir: no stats file
+
+
+def test_crucible_stats_text_shows_the_endpoints(tmp_path):
+    from pipelines.llm.metrics import write_pool_stats
+    from pipelines.store.stats import format_stats, llm_pool_stats
+
+    with FakeOpenAIServer() as a:
+        c = make([a.base_url])
+        c.chat([{"role": "user", "content": "x"}])
+        write_pool_stats(str(tmp_path / "stats" / "llm_pool"), c.stats())
+        url = a.base_url
+    text = format_stats({"counts": {}, **llm_pool_stats(str(tmp_path))})
+    assert "llm_endpoints:" in text and f"{url} " in text and "done=1" in text and "failed=0" in text
