@@ -27,6 +27,7 @@ class BrowseOptions(Section):
     skip_trivial_hops: bool
     inverse_hops: bool
     attribute_answer_share: float
+    text_grounded_share: float
     seed_types: tuple[str, ...]
     rounds: int
     harden_rounds: int

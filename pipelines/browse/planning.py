@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from pipelines.browse import synth as S
+from pipelines.browse.kg.textlinks import TEXT_HOP_WEIGHT, chain_preference, text_index
 from pipelines.options import BrowseOptions
 
 
@@ -108,10 +110,12 @@ def plan_shard(graph, opts: BrowseOptions, shard: PlanShard) -> Iterator[Planned
     answers: Counter = Counter()
     on_chains: Counter = Counter()
     blocked: set[str] = set()
-    attempts = 0
+    attempts = grounded = 0
+    need_text = math.ceil(float(opts.text_grounded_share) * target - 1e-9)
     while len(items) < target and attempts < target * 30:
         attempts += 1
-        s = _sample_one(graph, opts, rng, pools, frozenset(blocked))
+        require = grounded < need_text and attempts <= target * 20  # then any chain: never fewer items
+        s = _sample_one(graph, opts, rng, pools, frozenset(blocked), require)
         if s is None or s["key"] in seen_chains:
             continue
         key, pat, answer, nodes = s["key"], s["item"]["pattern"], s["answer"], s["nodes"]
@@ -124,6 +128,7 @@ def plan_shard(graph, opts: BrowseOptions, shard: PlanShard) -> Iterator[Planned
         answers[answer] += 1
         on_chains.update(nodes)
         blocked.update(e for e in nodes if on_chains[e] >= per_entity)
+        grounded += s["text_grounded"]
         p = Planned(key, shard.index, attempts, item=s["item"], answer=answer)
         out.append(p)
         items.append((p, nodes))
@@ -134,12 +139,17 @@ def plan_shard(graph, opts: BrowseOptions, shard: PlanShard) -> Iterator[Planned
     return iter([dataclasses.replace(p, rank=ranks[id(p)]) if p.item is not None else p for p in out])
 
 
-def _sample_one(graph, opts: BrowseOptions, rng: random.Random, pools, blocked: frozenset) -> dict | None:
+def _sample_one(graph, opts: BrowseOptions, rng: random.Random, pools, blocked: frozenset,
+                require_text: bool = False) -> dict | None:
+    """One sampled chain as a planned item; with ``require_text`` a text-grounded one or None."""
     hops = rng.randint(int(opts.min_hops), int(opts.max_hops))
+    hops = int(opts.min_hops) if require_text else hops  # longer text-grounded chains are rare in the graph
     want_attr = rng.random() < float(opts.attribute_answer_share)
+    text = float(opts.text_grounded_share) > 0
     chain = S.sample_chain_weighted(graph, rng, hops, pools, blocked=blocked, skip_trivial=bool(opts.skip_trivial_hops),
-                                    inverse=bool(opts.inverse_hops))
-    if chain is None:
+                                    inverse=bool(opts.inverse_hops), text_weight=TEXT_HOP_WEIGHT if text else 1.0)
+    grounded = text and chain is not None and chain_preference(text_index(graph), chain)[0]
+    if chain is None or (require_text and not grounded):
         return None
     triples = [[t.subject, t.relation, t.object] for t in chain]
     start = S.chain_start(chain)
@@ -151,7 +161,7 @@ def _sample_one(graph, opts: BrowseOptions, rng: random.Random, pools, blocked: 
     digest = hashlib.sha256(json.dumps([triples, answer_attr] if answer_attr else triples).encode()).hexdigest()[:16]
     draft = S.draft_from_chain(chain, answer_attr, start)
     key = f"q-{digest}"
-    return {"key": key, "answer": draft.answer_id + (f"#{answer_attr}" if answer_attr else ""),
+    return {"key": key, "answer": draft.answer_id + (f"#{answer_attr}" if answer_attr else ""), "text_grounded": grounded,
             "nodes": S.chain_entities(draft),
             "item": {"key": key, "chain": triples, "start": start, "pattern": S.pattern_hash(draft),
                      "answer_attr": answer_attr}}

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pipelines.browse.draft import INV_PHRASE, REL_PHRASE, Draft, chain_start, path_nodes, path_steps
 from pipelines.browse.kg.cards import hop_problem, load_cards
 from pipelines.browse.kg.model import Graph, Triple
-from pipelines.browse.kg.textlinks import chain_preference, pick_hop, text_index
+from pipelines.browse.kg.textlinks import TEXT_DRAWS, chain_preference, pick_hop, pick_seed, text_index
 
 # Low-information relations: allowed, but never as most of a chain.
 WEAK_RELATIONS = {"timezone", "continent", "subregion"}
@@ -141,7 +141,7 @@ def sample_chain(graph: Graph, rng: random.Random, hops: int, pool: Sequence[str
     if not pool:
         return None
     for _ in range(max_tries):
-        cur = rng.choice(pool)
+        cur = pick_seed(graph, rng, pool, text_weight)
         chain: list[Triple] = []
         seen = [cur]
         for _h in range(hops):
@@ -172,13 +172,17 @@ def sample_chain_weighted(graph: Graph, rng: random.Random, hops: int, pools: Ma
                           text_weight: float = 1.0) -> list[Triple] | None:
     """Pick a seed type uniformly (variety), draw a few chains from it and keep the one with
     the most long-tail seed; with ``text_weight`` above 1, text-grounded chains first
-    (:func:`textlinks.chain_preference`: the question rule, then the share of grounded hops)."""
+    (:func:`textlinks.chain_preference`: the question rule, then the share of grounded hops), drawing up
+    to ``TEXT_DRAWS`` times as many chains while none is grounded."""
     types = [t for t, v in pools.items() if v]
     if not types:
         return None
     pool = pools[rng.choice(types)]
     best, best_w = None, (False, 0.0, -1.0)
-    for _ in range(candidates):
+    draws = candidates if text_weight == 1 else candidates * TEXT_DRAWS
+    for i in range(draws):
+        if i >= candidates and best_w[0]:  # past the usual draws only while no chain is text-grounded
+            break
         c = sample_chain(graph, rng, hops, pool, max_tries=10, blocked=blocked, skip_trivial=skip_trivial,
                          inverse=inverse, text_weight=text_weight)
         if c is not None:
