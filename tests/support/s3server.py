@@ -5,7 +5,7 @@ that asks starts ``moto.server`` on a free port of 127.0.0.1 and stops it (by it
 :func:`s3_store` gives each test a fresh bucket and points Beam's ``FileSystems`` and boto3 at the server through
 the ``AWS_*`` environment variables (what a user of ``crucible stats --out s3://...`` sets too).
 
-Use in a test module: ``from tests.support.s3server import s3_endpoint, s3_store  # noqa: F401`` (fixtures).
+Use in a test module: ``s3_endpoint, s3_store = s3server.s3_endpoint, s3server.s3_store`` (the fixtures).
 """
 
 from __future__ import annotations

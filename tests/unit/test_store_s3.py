@@ -5,6 +5,10 @@ local mirror fetched by checksum. Each defence has a test where it must act and 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +17,12 @@ from pipelines.store import catalog, fsio, lockfree, mirror
 from pipelines.store import commit as C
 from pipelines.store import manifests as M
 from pipelines.store.check import check_store
-from tests.support.s3server import objects, put, s3_endpoint, s3_store  # noqa: F401 - fixtures
+from tests.support import s3server
+from tests.support.s3server import objects, put
 from tests.support.sample_pipeline import make_item
+
+REPO = Path(__file__).resolve().parents[2]
+s3_endpoint, s3_store = s3server.s3_endpoint, s3server.s3_store  # the fixtures
 
 
 @pytest.fixture(autouse=True)
@@ -243,3 +251,29 @@ def test_a_beam_pipeline_commits_into_s3(s3_store):
     assert count(s3_store) == (6, 6)
     assert sample_pipeline.run(s3_store, 6, commit_every=2)["processed"] == 0  # a rerun skips finished work
     assert "README.md" in objects(_endpoint(), s3_store)
+
+
+def test_two_writer_processes_at_once_every_row_readable_once_nothing_deleted(s3_store, tmp_path):
+    """Two processes (two threads each) commit the same keys, batched differently (3 and 4), at the same moment:
+    their checks race, overlapping manifests land (conflicting: kept, not read) and the losers commit anew."""
+    C.ensure_layout(s3_store)
+    go = tmp_path / "go"
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.support.s3_writer", s3_store, lo, hi, batch, str(log),
+                               str(go), "--threads", "2"], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+             for (lo, hi, batch), log in zip((("0", "60", "3"), ("0", "60", "4")), logs)]
+    try:
+        assert [p.stdout.readline().strip() for p in procs] == ["ready", "ready"]
+        go.touch()
+        assert [p.wait(240) for p in procs] == [0, 0]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert count(s3_store) == (60, 60)  # every key once
+    after = objects(_endpoint(), s3_store)
+    created = {line[len(s3_store) + 1:] for log in logs for line in log.read_text().split()}
+    assert created and created <= set(after)  # nothing a writer created is gone
+    rep = check_store(s3_store)
+    assert rep.ok, rep.damaged
