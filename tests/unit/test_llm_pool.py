@@ -208,7 +208,8 @@ def test_hundreds_in_flight_without_a_thread_each():
         res = run(go())
         wall = time.monotonic() - t0
         assert len(res) == 300 and wall < 10  # 300 x 0.5 s at once, not 150 s one after another
-        assert max(n for n, _ in seen) >= 200 and max(t for _, t in seen) - threads_before <= 3
+        # the loop thread and asyncio's bounded resolver pool (getaddrinfo for new connections), not one a request
+        assert max(n for n, _ in seen) >= 200 and max(t for _, t in seen) - threads_before <= 12
         c.close()
     finally:
         srv.kill()
