@@ -17,6 +17,7 @@ from sandbox.envbuild import ensure_env
 from sandbox.hostenv import find_ca_bundle, host_debian_mirror, host_pip_env
 from sandbox.images import DEFAULT_APT_PACKAGES, BaseSpec, EnvSpec, ensure_base
 from sandbox.recipes import infer_recipe, load_override
+from sandbox.registry import registry_of, shared_image
 from sandbox.sources import export_tree
 from sandbox.testrun import run_suite
 
@@ -45,6 +46,7 @@ class Settings:
     survey_parallel: int = 2
     reuse_envs: bool = False  # bare Settings() (unit tests) builds from the base; configured: the schema's default
     llm_repair: dict = field(default_factory=dict)  # the resolved sandbox.llm_repair section
+    registry: str | None = None  # sandbox.registry: images pushed once built, pulled by other engines
 
 
 def settings_from_config(section, resolve_host: bool = True) -> Settings:
@@ -74,7 +76,7 @@ def settings_from_config(section, resolve_host: bool = True) -> Settings:
         label_network=s.get("label_network"),
         as_of_min_age_days=int(s["as_of_min_age_days"]),
         repair_max_rungs=int(s["repair_max_rungs"]), survey_parallel=int(s["survey_parallel"]),
-        reuse_envs=bool(s["reuse_envs"]), llm_repair=dict(s["llm_repair"]),
+        reuse_envs=bool(s["reuse_envs"]), llm_repair=dict(s["llm_repair"]), registry=s["registry"],
     )
 
 
@@ -84,8 +86,14 @@ def base_spec(settings: Settings, python: str) -> BaseSpec:
 
 
 def build_base(client, settings: Settings, python: str, force: bool = False) -> dict:
-    return ensure_base(client, base_spec(settings, python), mirror=settings.debian_mirror,
-                       ca_bundle=settings.ca_bundle, pip_env=settings.pip_env, force=force)
+    """The base image on ``client``'s engine: there already, pulled from ``settings.registry``, or built (and
+    pushed there); ``res["registry"]`` says which (:func:`sandbox.registry.shared_image`)."""
+    spec = base_spec(settings, python)
+    with shared_image(client, registry_of(settings.registry, settings.cache_dir / "locks"), spec.image,
+                      spec.key) as note:
+        res = ensure_base(client, spec, mirror=settings.debian_mirror, ca_bundle=settings.ca_bundle,
+                          pip_env=settings.pip_env, force=force)
+    return {**res, "registry": note}
 
 
 def plan_env(settings: Settings, tree: Path, name: str, recipe: tuple[dict, dict] | None = None,
@@ -111,8 +119,11 @@ def build_env(client, settings: Settings, tree: Path, name: str, force: bool = F
     of the nearest earlier env of the same ``name`` (``res["reused_from"]``; :mod:`sandbox.reuse`)."""
     spec = plan_env(settings, tree, name, recipe, date)
     base = build_base(client, settings, spec.base.python)
-    res = ensure_env(client, spec, tree, ca_bundle=settings.ca_bundle, pip_env=settings.pip_env,
-                     timeout_s=settings.build_timeout_s, force=force, date=date, reuse=settings.reuse_envs)
+    with shared_image(client, registry_of(settings.registry, settings.cache_dir / "locks"), spec.image,
+                      spec.key) as note:
+        res = ensure_env(client, spec, tree, ca_bundle=settings.ca_bundle, pip_env=settings.pip_env,
+                         timeout_s=settings.build_timeout_s, force=force, date=date, reuse=settings.reuse_envs)
+    res["registry"] = note
     res["base"] = base
     return spec, res
 

@@ -200,7 +200,7 @@ def _stats(args) -> int:
     import duckdb
 
     from pipelines.store import catalog
-    from pipelines.store.stats import compute_stats, format_stats, llm_pool_stats
+    from pipelines.store.stats import compute_stats, engine_pool_stats, format_stats, llm_pool_stats
 
     view = catalog.store_view(args.out)
     _warn_skipped(view)
@@ -221,6 +221,7 @@ def _stats(args) -> int:
     if view.skipped:
         s["unreadable_shards"] = [s_.rel for s_, _ in view.skipped]
     s.update(llm_pool_stats(args.out))
+    s.update(engine_pool_stats(args.out))
     print(json.dumps(s, indent=1, default=str) if args.json else format_stats(s))
     return 0
 

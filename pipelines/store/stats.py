@@ -222,6 +222,37 @@ def llm_pool_stats(out_dir: str) -> dict:
     return {"llm_endpoints": eps} if eps else {}
 
 
+def engine_pool_stats(out_dir: str) -> dict:
+    """``{"engines": {name: ...}}`` summed over the stats files engine pools wrote (``<out_dir>/stats/
+    engine_pool/*.json``, sandbox/engines.py; one per pool, rewritten as it goes): done, failed, queued,
+    the mean and max queue wait, the mean busy share over the pools and how many drained it; ``{}`` when none."""
+    import json
+
+    from pipelines.store import fsio
+
+    out: dict[str, dict] = {}
+    for path in fsio.glob(fsio.join(out_dir, "stats", "engine_pool", "*.json")):
+        try:
+            rec = json.loads(fsio.read_bytes(path))
+        except (OSError, ValueError):
+            continue  # a file being replaced or torn: the next stats call reads it
+        for name, e in rec.get("engines", {}).items():
+            a = out.setdefault(name, {"pools": 0, "capacity": int(e["capacity"]), "done": 0, "failed": 0,
+                                      "queued": 0, "queue_wait_s_sum": 0.0, "queue_wait_s_max": 0.0,
+                                      "busy_share_sum": 0.0, "drained": 0})
+            a["pools"] += 1
+            for k in ("done", "failed", "queued"):
+                a[k] += int(e[k])
+            a["queue_wait_s_sum"] += float(e["queue_wait_s_mean"]) * int(e["queued"])
+            a["queue_wait_s_max"] = max(a["queue_wait_s_max"], float(e["queue_wait_s_max"]))
+            a["busy_share_sum"] += float(e["busy_share"])
+            a["drained"] += e["drained"] is not None
+    for a in out.values():
+        a["queue_wait_s_mean"] = round(a.pop("queue_wait_s_sum") / a["queued"], 4) if a["queued"] else 0.0
+        a["busy_share_mean"] = round(a.pop("busy_share_sum") / a["pools"], 4)
+    return {"engines": out} if out else {}
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3f}"

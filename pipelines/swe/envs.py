@@ -26,6 +26,7 @@ class ValidateContext:
     max_f2p: int = 200  # an injected bug failing more tests breaks import or everything (swe.max_f2p)
     env_cache: dict = field(default_factory=dict)  # (repo, env commit, version) -> sandbox EnvSpec
     stats: dict = field(default_factory=lambda: {"env_hits": 0, "env_builds": 0})
+    pool: object = None  # sandbox.engines.EnginePool: env groups placed on engines (pipelines.swe.pooled)
 
     @property
     def network_mode(self) -> str:

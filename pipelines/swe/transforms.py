@@ -32,7 +32,10 @@ def build_ctx(cfg: Mapping, network: str | None = None, client=None):
     from sandbox.api import settings_from_config
     from sandbox.engine import ensure_engine
 
-    if client is None:
+    pool = engine_pool(cfg) if client is None else None
+    if pool is not None:  # work placed per env group (pipelines.swe.pooled); ctx.client: a live engine's
+        client = pool.live()[0].client
+    elif client is None:
         client, _ = ensure_engine(allow_start=True)
     wd = workdir_of(cfg)
     wd.mkdir(parents=True, exist_ok=True)
@@ -41,7 +44,20 @@ def build_ctx(cfg: Mapping, network: str | None = None, client=None):
                            reruns=int(cfg["swe"]["reruns"]), id_style=cfg["swe"]["id_style"],
                            network=network or cfg["swe"]["network"], max_f2p=int(cfg["swe"]["max_f2p"]),
                            label_network=cfg["sandbox"]["label_network"], mirror_root=wd / "mirrors",
-                           recipes=cfg["swe"]["recipes"])
+                           recipes=cfg["swe"]["recipes"], pool=pool)
+
+
+def engine_pool(cfg: Mapping):
+    """The process's engine pool when ``sandbox.engines``/``sandbox.registry`` name more than the one local
+    engine (a remote or second engine, or a registry); None: the local engine as before, unplaced."""
+    from sandbox.engines import shared_pool
+
+    sb = cfg["sandbox"]
+    engines = list(sb["engines"])
+    if len(engines) == 1 and engines[0]["host"] is None and not sb["registry"]:
+        return None
+    stats_dir = sb["engine_stats_dir"] or str(Path(cfg["run"]["out_dir"]) / "stats" / "engine_pool")
+    return shared_pool(engines, ping_timeout_s=float(sb["engine_ping_timeout_s"]), stats_dir=stats_dir)
 
 
 class Hooks(NamedTuple):

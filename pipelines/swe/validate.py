@@ -37,6 +37,7 @@ from pipelines.swe.labels import (
     verdict,
 )
 from pipelines.swe.patches import PatchError, apply_patch, test_directives
+from pipelines.swe.pooled import pooled_group
 from pipelines.swe.records import FailureKind, Status, Step, SWEInstance, not_valid, validation_row
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,9 @@ def validate_env_group(ctx: ValidateContext, insts: Sequence[Mapping], run_id: s
     (repo, env commit) in id order, the env's image and clean reference run once, then each instance."""
     insts = sorted(insts, key=lambda i: i["instance_id"])
     if not insts:
+        return
+    if ctx.pool is not None:  # on an engine pool: placed, and moved off an engine that stops answering
+        yield from pooled_group(ctx, ctx.pool, insts, run_id, reference=reference, group=validate_env_group)
         return
     if all(i["source"] == "injected" for i in insts):
         yield from validate_bug_group(ctx, insts, run_id)
