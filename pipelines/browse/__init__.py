@@ -14,6 +14,8 @@ See docs/browse-env.md.
 
 from __future__ import annotations
 
+import importlib
+
 _API = {
     "load_kg": "pipelines.browse.api", "open_environment": "pipelines.browse.api",
     "make_backend": "pipelines.browse.api", "make_tools": "pipelines.browse.api",
@@ -35,6 +37,4 @@ def __getattr__(name: str):
     mod = _API.get(name)
     if mod is None:
         raise AttributeError(f"module 'pipelines.browse' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(mod), name)

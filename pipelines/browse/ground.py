@@ -31,7 +31,8 @@ import re
 from collections.abc import Iterable
 
 from pipelines.browse import gold as G
-from pipelines.browse.resolve import NameIndex, key, resolve_detail
+from pipelines.browse.names import key
+from pipelines.browse.resolve import NameIndex, resolve_detail
 
 ARTICLE = "article"  # Wikipedia summaries: untyped, may duplicate a typed entity
 # places: a modifier makes another place ("New Delhi" / "Delhi"), so same-type containment is no duplicate

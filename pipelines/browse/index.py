@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import tantivy
+
 from pipelines.browse.corpus import Page
 
 INDEX_CODE_VERSION = "index-1"
@@ -26,8 +28,6 @@ def clean_query(q: str) -> str:
 
 
 def _schema():
-    import tantivy
-
     sb = tantivy.SchemaBuilder()
     sb.add_text_field("url", stored=True, tokenizer_name="raw")
     sb.add_text_field("title", stored=True, tokenizer_name="en_stem")
@@ -38,8 +38,6 @@ def _schema():
 
 def build_index(pages: list[Page], index_dir: str | Path, heap_mb: int = 256) -> Path:
     """Index ``pages`` into ``index_dir`` (replaced atomically: built in a sibling temp dir)."""
-    import tantivy
-
     d = Path(index_dir)
     d.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=f".{d.name}.", suffix=".tmp"))  # unique: concurrent builders
@@ -98,8 +96,6 @@ class PageIndex:
     """A searcher over a built index directory."""
 
     def __init__(self, index_dir: str | Path):
-        import tantivy
-
         d = Path(index_dir)
         if not (d / "meta.json").exists():
             raise FileNotFoundError(f"{d}: no tantivy index here (build one with `crucible search index`)")

@@ -23,7 +23,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from pipelines.browse import ground
 from pipelines.browse import verify as V
+from pipelines.browse.resolve import name_index
+from pipelines.rowcheck import check_rows
+from pipelines.textio import read_jsonl
 
 EXPECTED = ("correct", "incorrect", "not_attempted")  # as in schemas/judge_row.json
 
@@ -31,9 +35,6 @@ EXPECTED = ("correct", "incorrect", "not_attempted")  # as in schemas/judge_row.
 def read_rows(path: str) -> list[dict]:
     """Rows of a judge/near-miss file, each validated against ``schemas/judge_row.json``; a bad row
     raises ValueError naming the file, line and field. A ``gold`` string becomes a one-name list."""
-    from pipelines.rowcheck import check_rows
-    from pipelines.textio import read_jsonl
-
     # one JSONL reader (textio): bad bytes or JSON name file, line and column
     rows = []
     for _, row in check_rows("judge_row", read_jsonl(path, "judge rows file", allow_empty=False), path):
@@ -44,11 +45,9 @@ def read_rows(path: str) -> list[dict]:
 def row_gold(row: dict, graph=None) -> V.Gold:
     """The Gold of a row: its names, its graph entity (when the graph has it) and its answer type (given, the
     entity's, or the natural feature the question asks for: "Which river ...")."""
-    from pipelines.browse.ground import natural_kind
-
     gid = row.get("gold_id")
     entity = graph.entities.get(gid) if graph is not None and gid else None
-    atype = row.get("answer_type") or (entity.type if entity else None) or natural_kind(row.get("question") or "")
+    atype = row.get("answer_type") or (entity.type if entity else None) or ground.natural_kind(row.get("question") or "")
     kind = V.kind_for(atype) if atype else (V.AnswerKind.ENTITY if entity else V.AnswerKind.TEXT)
     return V.Gold(tuple(row["gold"]), gid if entity else None, atype, kind)
 
@@ -58,8 +57,6 @@ def grade_rows(rows: Iterable[dict], judge: V.JudgeFn, graph=None, rel_tol: floa
     """Verdict per row. ``use_graph=False`` switches the graph check off (to show what it stops)."""
     index = None
     if graph is not None and use_graph:
-        from pipelines.browse.resolve import name_index
-
         index = name_index(graph)
     out = []
     for row in rows:

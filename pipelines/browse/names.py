@@ -16,6 +16,7 @@ CODED_TYPES = ("currency", "airport", "element")
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = re.compile(r"[^\w\s%.-]")
+_SINGLE_LETTERS = re.compile(r"\b(?:\w )+\w\b")
 
 
 def normalize(text: str) -> str:
@@ -28,6 +29,15 @@ def normalize(text: str) -> str:
     t = re.sub(r"(?<!\d)[.-]|[.-](?!\d)", " ", t)  # keep 3.5 and -4, drop other dots/dashes
     t = _ARTICLES.sub(" ", t)
     return " ".join(t.split())
+
+
+def key(text: str) -> str:
+    """The index key of a name: :func:`normalize` plus runs of single letters joined."""
+    n = normalize(text)
+    if " " in n:
+        n = _SINGLE_LETTERS.sub(lambda m: m.group(0).replace(" ", "") if all(
+            len(w) == 1 for w in m.group(0).split()) else m.group(0), n)
+    return n
 
 
 def entity_name(graph, eid: str) -> str:

@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pipelines.browse.names import CODE_ATTRS, CODED_TYPES, normalize
+from pipelines.browse.names import CODE_ATTRS, CODED_TYPES, key
 
 # relations along which "X, Q" means "X is located in Q"
 CONTAINMENT = ("country", "state", "continent", "subregion", "serves_city")
@@ -50,16 +50,6 @@ _LEAD_IN = re.compile(
 _TYPE_PREFIX = re.compile(r"^(?:the )?(city|town|country|nation|state|us state|airport|language|currency|continent)"
                           r" of (.+)$", re.I)
 _PAREN = re.compile(r"^(.*?)\s*\(([^()]*)\)\s*$")
-_SINGLE_LETTERS = re.compile(r"\b(?:\w )+\w\b")
-
-
-def key(text: str) -> str:
-    """The index key of a name: :func:`names.normalize` plus runs of single letters joined."""
-    n = normalize(text)
-    if " " in n:
-        n = _SINGLE_LETTERS.sub(lambda m: m.group(0).replace(" ", "") if all(
-            len(w) == 1 for w in m.group(0).split()) else m.group(0), n)
-    return n
 
 
 _CODE = re.compile(r"^(?:[A-Z0-9]{2,4}|[a-z]{2,3}|[A-Z][a-z])$")

@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+
+from pipelines.browse.names import key as normalized_key
 
 _LATIN = re.compile("[\u0000-\u024f\u2019]+")
 _VOWEL = re.compile(r"[aeiouyAEIOUY]")
 
 
 def _fold(s: str) -> str:
-    import unicodedata
-
     return "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
 
 
@@ -83,9 +84,7 @@ def drop_shared(entities: Sequence, key=None) -> tuple[list, dict]:
     from every entity that has it. Articles are left alone (their aliases are their base titles).
     Returns the new entities and stats: aliases before/after and examples of dropped ones."""
     if key is None:
-        from pipelines.browse.resolve import key as key_fn
-
-        key = key_fn
+        key = normalized_key
     k = functools.lru_cache(maxsize=None)(key)  # each distinct name normalized once
 
     owners: dict[tuple[str, str], set[str]] = defaultdict(set)

@@ -30,7 +30,7 @@ import jsonschema
 import yaml
 
 from pipelines.browse.kg.model import GraphError, load_json_schema
-from pipelines.textio import MAX_LINE_CHARS
+from pipelines.textio import MAX_LINE_CHARS, load_yaml, read_text
 
 DEFAULT_MAPPING = Path(__file__).resolve().parents[3] / "configs" / "kg_mappings" / "wikidata.yaml"
 ENTITY_ID = re.compile(r"^[QPL][1-9][0-9]*$")
@@ -80,8 +80,6 @@ def parse_mapping(data: object, path: str, source_version: str = "") -> Mapping:
 
 
 def load_mapping(path: str | None = None, source_version: str = "") -> Mapping:
-    from pipelines.textio import load_yaml, read_text
-
     p = str(path or DEFAULT_MAPPING)
     try:
         data = load_yaml(read_text(p, "kg mapping file"), p)

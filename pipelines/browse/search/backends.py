@@ -12,13 +12,16 @@ the HTTP ones (SearXNG, Serper, Brave, Tavily, and the page fetcher) in ``live.p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Protocol
 
 from pipelines.browse.corpus import page_text_with_links
+from pipelines.browse.index import PageIndex
 from pipelines.browse.search.cache import normalize_query, normalize_url
+from pipelines.textio import InputError, JSONSyntaxError, loads, read_text, split_lines
 
 
 class BackendError(RuntimeError):
@@ -45,8 +48,6 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, corpus_dir: str | os.PathLike):
-        from pipelines.browse.index import PageIndex
-
         d = Path(corpus_dir)
         man = d / "corpus.json"
         if not man.exists():
@@ -84,10 +85,6 @@ class FrozenBackend:
             raise BackendConfigError(f"search.frozen.path: {p} does not exist (export one with `crucible search export`)")
         self.searches: dict[tuple[str, int], list[dict]] = {}
         self.pages: dict[str, dict] = {}
-        import hashlib
-
-        from pipelines.textio import InputError, JSONSyntaxError, loads, read_text, split_lines
-
         h = hashlib.sha256()
         try:
             text = read_text(p, "frozen corpus file")

@@ -1,8 +1,8 @@
 """Content-addressed tool cache: one JSON file per (tool, normalized args, backend snapshot id).
 
 Stores the raw backend result (before the per-question leak filter), so replaying a rollout gives
-identical observations with zero backend calls, and paid searches are never repeated. Writes are
-atomic (temp file in the same directory, then ``os.replace``). :meth:`ToolCache.export` writes the
+identical observations with zero backend calls, and paid searches are never repeated. Writes go
+through the store's one atomic writer (:func:`pipelines.store.fsio.write_bytes_atomic`). :meth:`ToolCache.export` writes the
 whole cache as a frozen corpus (JSONL) that :class:`~pipelines.browse.search.backends.FrozenBackend`
 serves.
 """
@@ -12,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urldefrag
 
+from pipelines.store import fsio
+
 CACHE_VERSION = "toolcache-1"
+CACHE_MODE = 0o644  # the cache is shared between users (mkstemp makes 0600)
 
 
 def normalize_query(q: str) -> str:
@@ -70,18 +72,8 @@ class ToolCache:
     def put(self, tool: str, args: Mapping[str, Any], snapshot_id: str, result: Any) -> None:
         key = cache_key(tool, args, snapshot_id)
         p = self._path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
         rec = {"tool": tool, "args": normalize_args(tool, args), "snapshot_id": snapshot_id, "result": result}
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{key[:8]}.", suffix=".tmp")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(rec, f, ensure_ascii=False, sort_keys=True)
-            os.replace(tmp, p)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        fsio.write_bytes_atomic(str(p), json.dumps(rec, ensure_ascii=False, sort_keys=True).encode(), CACHE_MODE)
         self.writes += 1
 
     def entries(self, snapshot_id: str | None = None) -> Iterator[dict]:
@@ -105,11 +97,7 @@ class ToolCache:
                 pages[r["url"]] = {"kind": "page", "url": r["url"], "title": r.get("title", ""), "text": r["text"]}
         searches.sort(key=lambda r: (r["query"], r["top_k"]))
         out = Path(out_path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in searches + [pages[u] for u in sorted(pages)]:
-                f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
-        os.replace(tmp, out)
+        text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n"
+                       for r in searches + [pages[u] for u in sorted(pages)])
+        fsio.write_bytes_atomic(str(out), text.encode(), CACHE_MODE)
         return {"searches": len(searches), "pages": len(pages), "path": str(out)}

@@ -33,6 +33,7 @@ from collections import Counter, deque
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 
+from pipelines.browse.corpus import Page, page_html
 from pipelines.browse.search import shapes
 from pipelines.browse.search.backends import BackendError
 from pipelines.browse.search.cache import normalize_url
@@ -309,8 +310,6 @@ class _Handler(BaseHTTPRequestHandler):
         return self._reply(shapes.retrieve(p, [self._search(q, p["topk"]) for q in p["queries"]]))
 
     def _op_page(self, p: dict):
-        from pipelines.browse.corpus import Page, page_html
-
         url, backend = p["url"], self.app.backend
         try:
             normalize_url(url)
