@@ -1,6 +1,6 @@
 """Beam transforms that plan ``make synth-browse`` on the workers; the driver holds only the options.
 
-    PlanSeeds:      Create(shards: O(#shards) tiny elements) -> Reshuffle -> sample each shard on a worker
+    PlanSeeds:      one element -> the shard ranges (expanded on a worker) -> Reshuffle -> sample each shard
                     -> one entry per chain -> per-pattern cap -> per-answer cap -> run.limit
     SkipCommitted:  an anti-join against the store's committed item keys (CommittedKeys: manifests read on
                     the workers), not a driver-side set
@@ -62,7 +62,8 @@ def _split(p: Planned) -> Iterator:
 
 class PlanSeeds(beam.PTransform):
     """The planned structures of a run: a PCollection of :class:`Planned` (items and drops), built from
-    the seed count alone (``browse.seeds`` split into ``plan_shard_size`` shards)."""
+    the seed count alone (``browse.seeds`` split into ``plan_shard_size`` shards on a worker: the job graph
+    is the same size for any seed count)."""
 
     def __init__(self, options: Options):
         super().__init__()
@@ -71,7 +72,8 @@ class PlanSeeds(beam.PTransform):
     def expand(self, pbegin):
         b = self.options.browse
         planned = (pbegin
-                   | "Shards" >> beam.Create(plan_shards(b))
+                   | "Run" >> beam.Create([None])
+                   | "Shards" >> beam.FlatMap(lambda _: plan_shards(b))  # on a worker: the graph holds no list
                    | "SpreadShards" >> beam.Reshuffle()
                    | "SampleShards" >> beam.ParDo(_SampleShard(self.options))
                    | "ByChain" >> beam.GroupBy(lambda p: p.key)
