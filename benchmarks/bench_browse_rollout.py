@@ -17,9 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.browse.pipeline import build_context
+from pipelines.browse.context import build_context
 from pipelines.browse.stages import run_questions
 from pipelines.config import load_config
+from pipelines.options import build_options
 from tests.support.fake_browse import responder, write_toy_graph
 from tests.support.fake_llm_server import FakeOpenAIServer
 
@@ -32,8 +33,7 @@ def measure(c: int, latency: float, n_questions: int) -> dict:
             f"run.out_dir={d}/out", "llm.engine=openai", f"llm.base_urls=[{srv.base_url}]", "llm.cache=false",
             f"llm.max_concurrency={c}", "search.kg.embedded=false", f"search.kg.extra={json.dumps(files)}",
             "browse.k=2", "browse.rounds=2", "browse.policy=json_step", "search.cache.enabled=false"])
-        cfgd = cfg.to_dict()
-        ctx = build_context(cfgd, {**cfgd["llm"], "base_urls": [srv.base_url]}, "bench")
+        ctx = build_context(build_options(cfg), {**cfg.to_dict()["llm"], "base_urls": [srv.base_url]}, "bench")
         chain = [["airport/SPZO", "serves_city", "city/cusco"], ["city/cusco", "country", "country/PE"],
                  ["country/PE", "currency", "currency/PEN"]]
         items = [{"key": f"q{i}", "chain": chain, "pattern": "p"} for i in range(n_questions)]
