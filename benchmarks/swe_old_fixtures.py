@@ -2,8 +2,9 @@
 recipe inference reproduce the labels SWE-bench's install tables give, and what does as-of-date resolution
 change?
 
-Each release in ``RELEASES`` (a repo and version SWE-bench's table covers: pallets/flask 2.0, psf/requests
-2.22-2.27) becomes a commit of a local bare mirror ``<out>/mirrors/<owner>/<name>.git`` dated at the release
+Each release in ``RELEASES`` (a repo and version SWE-bench's table covers; ``--releases recent``: pallets/flask
+2.0, psf/requests 2.26-2.27; ``--releases old``: 2018-2020 releases of psf/requests 2.19-2.25,
+marshmallow-code/marshmallow 2.19-3.8 and pytest-dev/pytest 5.4, issue 24) becomes a commit of a local bare mirror ``<out>/mirrors/<owner>/<name>.git`` dated at the release
 (``sandbox.sources.from_sdist``); bug candidates (``pipelines.swe.bugs``) are committed on it, each as a
 SWE-bench-format row: ``base_commit`` = the bug, ``patch`` = its fix, ``environment_setup_commit`` = the
 release, ``version`` = the table's version, ``created_at`` = the release day, ``test_patch`` = a one-line
@@ -24,6 +25,12 @@ given labels (``labels_hold``; with inference, the label-guided rung may rebuild
     crucible swe validate --instances DIR/fixtures.jsonl --recipes inferred --out DIR/inferred_given ...
     crucible swe validate --instances DIR/fixtures.jsonl --recipes auto --out DIR/auto_given ...
     python -m benchmarks.swe_old_fixtures compare --out DIR                  # JSON: per mode
+    python -m benchmarks.swe_old_fixtures keep --out DIR [--dest tests/data/swe/old]  # rows + sources.json
+    python -m benchmarks.swe_old_fixtures mirrors --out DIR2 [--dest tests/data/swe/old]  # DIR2/mirrors again
+
+``build`` also writes ``sources.json`` (per row: the sdist, the bug diff, its commit message and branch);
+``mirrors`` rebuilds the bare mirrors of kept rows from it, each commit with the row's sha (same tree, date
+and identity), so the committed fixtures (``tests/data/swe/old/``) need no mirror in the repo.
 """
 
 from __future__ import annotations
@@ -31,19 +38,52 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-# (sdist, SWE-bench repo, SWE-bench version, source paths to mutate)
-RELEASES = (
-    ("Flask==2.0.1", "pallets/flask", "2.0", ["src/flask/helpers.py", "src/flask/config.py", "src/flask/scaffold.py"]),
-    ("Flask==2.0.3", "pallets/flask", "2.0", ["src/flask/helpers.py", "src/flask/config.py", "src/flask/blueprints.py"]),
-    ("requests==2.22.0", "psf/requests", "2.22", ["requests/utils.py", "requests/structures.py", "requests/cookies.py"]),
-    ("requests==2.25.1", "psf/requests", "2.25", ["requests/utils.py", "requests/models.py"]),
-    ("requests==2.26.0", "psf/requests", "2.26", ["requests/utils.py", "requests/structures.py"]),
-    ("requests==2.27.1", "psf/requests", "2.27", ["requests/utils.py", "requests/cookies.py", "requests/models.py"]),
-)
+from pipelines.config import load_config
+from pipelines.store.catalog import query
+from pipelines.swe.bugs import candidates, inject, tests_for
+from pipelines.swe.mirror import commit_patch, ensure_bare_mirror
+from sandbox.api import settings_from_config
+from sandbox.asof import commit_date
+from sandbox.sources import from_sdist
+
+# (sdist, SWE-bench repo, SWE-bench version, test folder, source paths to mutate): "recent" = 2021-2022 releases
+# (issue 15), "old" = 2018-2020 releases (issue 24: the fixtures under tests/data/swe/old/)
+RELEASES = {
+    "recent": (
+        ("Flask==2.0.1", "pallets/flask", "2.0", "tests",
+         ["src/flask/helpers.py", "src/flask/config.py", "src/flask/scaffold.py"]),
+        ("Flask==2.0.3", "pallets/flask", "2.0", "tests",
+         ["src/flask/helpers.py", "src/flask/config.py", "src/flask/blueprints.py"]),
+        ("requests==2.26.0", "psf/requests", "2.26", "tests",
+         ["requests/utils.py", "requests/structures.py"]),
+        ("requests==2.27.1", "psf/requests", "2.27", "tests",
+         ["requests/utils.py", "requests/cookies.py", "requests/models.py"]),
+    ),
+    "old": (
+        ("requests==2.19.1", "psf/requests", "2.19", "tests",
+         ["requests/utils.py", "requests/structures.py", "requests/cookies.py"]),
+        ("requests==2.22.0", "psf/requests", "2.22", "tests",
+         ["requests/utils.py", "requests/structures.py", "requests/cookies.py"]),
+        ("requests==2.25.1", "psf/requests", "2.25", "tests",
+         ["requests/utils.py", "requests/models.py"]),
+        ("marshmallow==2.19.5", "marshmallow-code/marshmallow", "2.19", "tests",
+         ["src/marshmallow/utils.py", "src/marshmallow/validate.py"]),
+        ("marshmallow==3.2.2", "marshmallow-code/marshmallow", "3.2", "tests",
+         ["src/marshmallow/utils.py", "src/marshmallow/validate.py"]),
+        ("marshmallow==3.8.0", "marshmallow-code/marshmallow", "3.8", "tests",
+         ["src/marshmallow/utils.py", "src/marshmallow/validate.py"]),
+        ("pytest==5.4.3", "pytest-dev/pytest", "5.4", "testing",
+         ["src/_pytest/_io/saferepr.py", "src/_pytest/_code/source.py"]),
+    ),
+}
+
+
+SOURCES = "sources.json"
 
 
 def marker_patch(tree: Path, files: list[str], function: str) -> str:
@@ -58,39 +98,90 @@ def marker_patch(tree: Path, files: list[str], function: str) -> str:
     return "".join(out)
 
 
-def build(out: Path, per_release: int, seed: int) -> list[dict]:
-    from pipelines.config import load_config
-    from pipelines.swe.bugs import candidates, inject, tests_for
-    from sandbox.api import settings_from_config
-    from sandbox.repair import commit_date
-    from sandbox.sources import from_sdist
+def build(out: Path, per_release: int, seed: int, releases: str = "recent") -> list[dict]:
 
-    settings = settings_from_config(load_config("swe", []).sandbox)
-    rows = []
-    for sdist, repo, version, include in RELEASES:
-        co = from_sdist(sdist, settings.cache_dir / "sdists", pip=(sys.executable, "-m", "pip"))
+    rows, sources = [], {}
+    for sdist, repo, version, tests, include in (r for k, rs in RELEASES.items() if releases in (k, "all") for r in rs):
+        co = from_sdist(sdist, _sdist_dir(), pip=(sys.executable, "-m", "pip"))
         day = commit_date(co.path)
         cands = [c for c in candidates(co.path, seed=seed, max_candidates=per_release * 4, include=include)
-                 if tests_for(co.path, c.function, ["tests"])][:per_release]
+                 if tests_for(co.path, c.function, [tests])][:per_release]
         insts, broken = inject(co, repo, out / "mirrors", cands, source_ref=f"sdist:{sdist}")
         for inst in insts:
             fn = inst["meta"]["function"]
-            files = tests_for(co.path, fn, ["tests"])
+            files = tests_for(co.path, fn, [tests])
             rows.append({"repo": repo, "instance_id": inst["instance_id"].replace(".inj-", f"-v{version}-"),
                          "base_commit": inst["base_commit"], "patch": inst["patch"],
                          "test_patch": marker_patch(co.path, files, fn.rsplit(".", 1)[-1]),
                          "problem_statement": f"{fn} misbehaves ({sdist}).", "hints_text": "",
                          "created_at": f"{day}T12:00:00Z" if day else None, "version": version,
                          "environment_setup_commit": co.commit, "FAIL_TO_PASS": None, "PASS_TO_PASS": None})
+            # what rebuilds the mirror commit by commit (same tree, date and identity -> same sha)
+            sources[rows[-1]["instance_id"]] = {"sdist": sdist, "bug": inst["meta"]["bug_diff"],
+                                                "branch": f"crucible/{inst['instance_id']}",
+                                                "message": _message(out / "mirrors", repo, inst["base_commit"])}
         print(f"{sdist}: {len(insts)} rows ({len(broken)} bugs did not apply), release {day}", flush=True)
     path = out / "unlabelled.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (out / SOURCES).write_text(json.dumps(sources, indent=1, sort_keys=True) + "\n")
     print(f"{len(rows)} rows -> {path}")
     return rows
 
 
+def _sdist_dir() -> Path:
+    return settings_from_config(load_config("swe", []).sandbox).cache_dir / "sdists"
+
+
+def _message(mirror_root: Path, repo: str, sha: str) -> str:
+    """The bug commit's message as the mirror holds it (part of what makes its sha)."""
+    owner, name = repo.split("/", 1)
+    return subprocess.run(["git", "log", "-1", "--format=%B", sha], cwd=mirror_root / owner / f"{name}.git",
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def keep(out: Path, dest: Path) -> list[dict]:
+    """The labelled rows (``out/fixtures.jsonl``) and what rebuilds their mirrors, copied to ``dest``; with
+    ``out/auto_given`` (the rows validated again with SWE-bench's own recipes), only the rows whose given
+    labels hold there: a label SWE-bench's env does not reproduce on a rerun (a test id made from the clock,
+    ``test_x[15:37:03``) is no test of our inference. The dropped rows are printed with their labels."""
+    rows = [json.loads(x) for x in (out / "fixtures.jsonl").read_text().splitlines()]
+    rerun = _validations(out / "auto_given") if (out / "auto_given").exists() else {}
+    gone = {i: list(v["labels_not_held"]) for i, v in rerun.items() if v["labels_hold"] is not True}
+    for i, labels in gone.items():
+        print(f"dropped {i}: given labels SWE-bench's recipes do not reproduce: {labels[:5]}")
+    rows = [r for r in rows if r["instance_id"] not in gone]
+    sources = json.loads((out / SOURCES).read_text())
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "fixtures.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    kept = {r["instance_id"]: sources[r["instance_id"]] for r in rows}
+    (dest / SOURCES).write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
+    print(f"{len(rows)} rows -> {dest}")
+    return rows
+
+
+def mirrors(fixtures: Path, mirror_root: Path, only: set[str] | None = None) -> list[dict]:
+    """Rebuild the local mirrors of the rows in ``fixtures`` (a folder with ``fixtures.jsonl`` and
+    ``sources.json``) under ``mirror_root``, from the releases' sdists (PyPI, cached): each env commit and
+    bug commit comes out with the row's sha, or this raises (the rows then name commits nobody can rebuild).
+    Returns the rows (``only``: those instance ids)."""
+
+    rows = [json.loads(x) for x in (fixtures / "fixtures.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if only is None or r["instance_id"] in only]
+    sources = json.loads((fixtures / SOURCES).read_text())
+    for row in rows:
+        src = sources[row["instance_id"]]
+        co = from_sdist(src["sdist"], _sdist_dir(), pip=(sys.executable, "-m", "pip"))
+        if co.commit != row["environment_setup_commit"]:
+            raise RuntimeError(f"{row['instance_id']}: {src['sdist']} rebuilt as {co.commit}, the row names "
+                               f"{row['environment_setup_commit']}")
+        mirror = ensure_bare_mirror(co.path, mirror_root, row["repo"])
+        sha = commit_patch(mirror, co.commit, src["bug"], src["message"], src["branch"])
+        if sha != row["base_commit"]:
+            raise RuntimeError(f"{row['instance_id']}: bug commit rebuilt as {sha}, the row names {row['base_commit']}")
+    return rows
+
+
 def _validations(store: Path) -> dict[str, dict]:
-    from pipelines.store.catalog import query
 
     cols, rows = query(str(store), "select * from swe_validations")
     return {r["instance_id"]: r for r in (dict(zip(cols, x)) for x in rows)}
@@ -182,14 +273,18 @@ def compare(out: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=["build", "label", "compare"])
+    ap.add_argument("step", choices=["build", "label", "compare", "keep", "mirrors"])
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--per-release", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--releases", choices=[*RELEASES, "all"], default="recent")
+    ap.add_argument("--dest", type=Path, default=Path("tests/data/swe/old"),
+                    help="keep: where the labelled rows go; mirrors: the fixtures folder to rebuild from")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
-    {"build": lambda: build(a.out, a.per_release, a.seed), "label": lambda: label(a.out),
-     "compare": lambda: compare(a.out)}[a.step]()
+    {"build": lambda: build(a.out, a.per_release, a.seed, a.releases), "label": lambda: label(a.out),
+     "compare": lambda: compare(a.out), "keep": lambda: keep(a.out, a.dest),
+     "mirrors": lambda: mirrors(a.dest, a.out / "mirrors")}[a.step]()
     return 0
 
 
