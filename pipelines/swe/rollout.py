@@ -35,8 +35,10 @@ def task_messages(inst: Mapping, system: str = SYSTEM) -> list[dict]:
     return [{"role": "system", "content": system},
             {"role": "user", "content": f"Repository: {inst['repo']} (checked out at /testbed)\n\n"
                                         f"Issue:\n{inst['problem_statement']}\n\n"
-                                        "Work in steps: find the code the issue is about (bash grep, view), edit it "
-                                        "with str_replace, check the behaviour with bash, and only then call submit. "
+                                        "Work in steps: first reproduce the failure before any edit (run the test "
+                                        "that shows it with python -m pytest, or a few lines of python with bash, "
+                                        "and see it fail); then find the code the issue is about (bash grep, view), "
+                                        "edit it with str_replace, run the tests again, and only then call submit. "
                                         "Submitting without an edit solves nothing."}]
 
 
