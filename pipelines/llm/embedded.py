@@ -189,7 +189,7 @@ def assemble(
     return dest
 
 
-def ensure_model(model_key: str = "qwen2.5-coder-1.5b", model_path: str | None = None,
+def ensure_model(model_key: str, model_path: str | None = None,
                  cache_dir: str | None = None, progress: Callable[[int, int], None] | None = None) -> Path:
     """Path of a ready GGUF: ``model_path`` if given, else assembled under ``<cache>/models``."""
     if model_path:
@@ -214,7 +214,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def serve_forever(model_path: str, port: int, n_ctx: int = 4096, n_threads: int = 2, n_parallel: int = 1,
+def serve_forever(model_path: str, port: int, n_ctx: int, n_threads: int, n_parallel: int,
                   host: str = "127.0.0.1", parent_pid: int | None = None) -> None:
     """Serve in this process until killed (the xllamacpp server runs on its own threads).
 
@@ -259,8 +259,10 @@ class EmbeddedServer(ChildServer):
     ``start()`` returns once ``/v1/models`` answers; ``stop()`` terminates the child.
     """
 
-    def __init__(self, model_path: str | os.PathLike, port: int | None = None, n_ctx: int = 4096,
-                 n_threads: int | None = None, n_parallel: int = 1, startup_timeout_s: float = 300.0):
+    def __init__(self, model_path: str | os.PathLike, *, port: int | None, n_ctx: int, n_threads: int | None,
+                 n_parallel: int, startup_timeout_s: float):
+        """The ``llm.embedded`` keys (defaults in schemas/config_llm.json); ``port``/``n_threads`` None = a free
+        port / every core."""
         self.model_path = Path(model_path)
         self.port = port or free_port()
         self.n_ctx, self.n_parallel = n_ctx, n_parallel
@@ -284,9 +286,9 @@ def _main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="serve a GGUF with xllamacpp on 127.0.0.1 (foreground)")
     ap.add_argument("--model-path", required=True)
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--n-ctx", type=int, default=4096)
-    ap.add_argument("--n-threads", type=int, default=2)
-    ap.add_argument("--n-parallel", type=int, default=1)
+    ap.add_argument("--n-ctx", type=int, required=True)
+    ap.add_argument("--n-threads", type=int, required=True)
+    ap.add_argument("--n-parallel", type=int, required=True)
     ap.add_argument("--parent-pid", type=int, help="exit when this process is gone")
     a = ap.parse_args(argv)
     serve_forever(a.model_path, a.port, a.n_ctx, a.n_threads, a.n_parallel, parent_pid=a.parent_pid)
