@@ -15,7 +15,8 @@ pipeline. The hard lines (must be 0 / must hold for a store to be trusted):
   stored queries: re-run against the search backend when one is given (``source: rerun``), else from the
   stored ranks (``source: stored``); the verdicts come from the ranks either way, not from the row's flags.
 
-The soft lines describe the data: verified by rule / graph / judge, hardening acceptance (questions with
+Issue #23 lines: text-grounded questions (recomputed by ``grounding.recheck_row``), hidden entities pinned
+by ranges alone, the entity on most chains, answers repeated. The soft lines describe the data: verified by rule / graph / judge, hardening acceptance (questions with
 at least one accepted edit after the first write), hub concentration (the entity on most chains), the
 histogram of final pass rates and drop reasons.
 """
@@ -33,9 +34,13 @@ Resolver = Callable[[str], Sequence[str]]
 TypeCheck = Callable[[Mapping], "str | None"]
 # question row -> why it is unique in the graph only (relation cards, ranges that pin alone); [] = fine
 WorldCheck = Callable[[Mapping], Sequence[str]]
+# question row -> its text grounding recomputed from the row and the corpus pages (grounding.recheck_row)
+TextCheck = Callable[[Mapping], Mapping]
 
 PASS_RATE_BINS = ((0.0, 0.0, "0"), (0.0, 0.5, "(0, 0.5)"), (0.5, 1.0, "[0.5, 1)"), (1.0, 1.0, "1"))
-HUB_SHARE_MAX = 0.30
+HUB_SHARE_MAX = 0.20  # issue #23: no entity on more than 2 of 10 chains
+TEXT_GROUNDED_SHARE_MIN = 0.50  # issue #23: at least 5 of 10 questions text-grounded
+ANSWER_REPEAT_SHARE = 0.20  # issue #23: no answer more than twice in 10 questions
 HARDENED_SHARE_MIN = 0.50
 FINDABLE_CLUE_SHARE_MIN = 0.90
 
@@ -143,10 +148,12 @@ def strict_sft_problems(traj: Mapping, answer_names: Sequence[str]) -> list[str]
 
 def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], failures: Sequence[Mapping] = (),
                *, resolve: Resolver | None = None, type_check: TypeCheck | None = None,
-               world_check: WorldCheck | None = None, findable_search=None) -> dict[str, Any]:
+               world_check: WorldCheck | None = None, findable_search=None,
+               text_check: TextCheck | None = None) -> dict[str, Any]:
     """The audit of one store's rows (pure). ``resolve`` and ``type_check`` come from the graph;
     without them the graph-grounded lines are reported as ``None`` (not checked), never as 0.
-    ``findable_search`` (a :data:`pipelines.browse.findable.Search`) re-runs the stored findability queries."""
+    ``findable_search`` (a :data:`pipelines.browse.findable.Search`) re-runs the stored findability queries;
+    ``text_check`` recomputes each question's text grounding (None: the line is not checked)."""
     from pipelines.browse.findable import audit_findability
 
     by_q = {q["question_id"]: q for q in questions}
@@ -226,9 +233,57 @@ def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], fa
         "sft_strict_violations": len(sft_violations),
         "sft_strict_violation_rows": sft_violations,
         "findability": audit_findability(questions, findable_search),
+        "text_grounding": text_grounding_audit(questions, text_check),
+        "range_only": range_only_audit(questions),
+        "answer_repeats": answer_repeats(questions),
         "drop_reasons": dict(ranked(drop_reasons)),
         "failures": dict(ranked(failure_reasons, 12)),
     }
+
+
+def text_grounding_audit(questions: Sequence[Mapping], text_check: TextCheck | None) -> dict[str, Any]:
+    """Questions text-grounded by :func:`pipelines.browse.grounding.recheck_row` (recomputed from each
+    row's path and the corpus pages, never from the row's own ``text_grounded`` flag) and their share;
+    ``None`` counts when no check is given."""
+    if text_check is None:
+        return {"checked": False, "text_grounded": None, "share": None, "problems": []}
+    grounded, probs = 0, []
+    for q in questions:
+        try:
+            r = text_check(q)
+        except (KeyError, TypeError, ValueError) as exc:  # a row the check cannot read is not grounded
+            r = {"text_grounded": False, "problems": [f"cannot check: {type(exc).__name__}: {exc}"]}
+        grounded += bool(r["text_grounded"])
+        probs += [{"question_id": q["question_id"], "why": p} for p in r.get("problems") or []]
+    n = len(questions)
+    return {"checked": True, "text_grounded": grounded, "share": round(grounded / n, 4) if n else None,
+            "problems": probs}
+
+
+def range_only_audit(questions: Sequence[Mapping]) -> dict[str, Any]:
+    """Hidden entities pinned by numeric ranges alone (:func:`pipelines.browse.harden.ranges_pin_alone`),
+    recomputed from each row's formalization: ``{"entities", "questions", "rows"}``."""
+    from pipelines.browse.grounding import row_draft
+    from pipelines.browse.harden import ranges_pin_alone
+
+    rows = []
+    for q in questions:
+        d = row_draft(q)
+        for var in dict.fromkeys(c["var"] for c in d.formalization.get("constraints", []) if "attr" in c):
+            if ranges_pin_alone(d, var):
+                rows.append({"question_id": q["question_id"], "var": var, "entity": d.binding.get(var)})
+    return {"entities": len(rows), "questions": len({r["question_id"] for r in rows}), "rows": rows}
+
+
+def answer_repeats(questions: Sequence[Mapping]) -> dict[str, Any]:
+    """Answers given by several questions (the gold entity, or the answer text of an attribute answer),
+    most repeated first, and the most one answer may have: ``ANSWER_REPEAT_SHARE`` of the questions, at
+    least 2."""
+    c = Counter((gold_entity(q) if q.get("answer_type") in (None, "entity") else None) or str(q.get("answer"))
+                for q in questions)
+    allowed = max(2, int(ANSWER_REPEAT_SHARE * len(questions) + 1e-9))
+    top = ranked(Counter({a: n for a, n in c.items() if n > 1}))
+    return {"allowed": allowed, "top": top[:5], "over": [a for a, n in top if n > allowed]}
 
 
 def problems(audit: Mapping) -> list[str]:
@@ -250,6 +305,14 @@ def problems(audit: Mapping) -> list[str]:
         out.append(f"{fa['without_findable_entry']} questions have no findable entry")
     if fa.get("clue_share") is not None and fa["clue_share"] < FINDABLE_CLUE_SHARE_MIN:
         out.append(f"only {fa['clue_share']:.0%} of clues are findable (< {FINDABLE_CLUE_SHARE_MIN:.0%})")
+    tg = audit.get("text_grounding") or {}
+    if tg.get("share") is not None and tg["share"] < TEXT_GROUNDED_SHARE_MIN:
+        out.append(f"only {tg['share']:.0%} of questions are text-grounded (< {TEXT_GROUNDED_SHARE_MIN:.0%})")
+    if (audit.get("range_only") or {}).get("entities"):
+        out.append(f"{audit['range_only']['entities']} hidden entities are pinned by numeric ranges alone")
+    if (audit.get("answer_repeats") or {}).get("over"):
+        out.append(f"answers on more than {audit['answer_repeats']['allowed']} questions: "
+                   + ", ".join(map(str, audit["answer_repeats"]["over"][:3])))
     share = audit["hub"]["share"]
     if share is not None and share > HUB_SHARE_MAX and audit["questions"] >= 4:
         out.append(f"entity {audit['hub']['entity']} is on {share:.0%} of chains (> {HUB_SHARE_MAX:.0%})")
@@ -277,9 +340,14 @@ def format_audit(audit: Mapping) -> str:
         f"  questions with >= 1 accepted hardening edit: {audit['questions_hardened']}/{audit['questions']}"
         + (f" ({audit['hardened_share']:.0%})" if audit["hardened_share"] is not None else ""),
         f"  accepted edits per question: {audit['accepted_edits_per_question']}",
+        _text_line(audit.get("text_grounding") or {}, audit["questions"]),
+        f"  hidden entities pinned by numeric ranges alone (must be 0): {(audit.get('range_only') or {}).get('entities')}",
+        f"  answers repeated (at most {(audit.get('answer_repeats') or {}).get('allowed')} each): "
+        f"{(audit.get('answer_repeats') or {}).get('top')}",
         f"  hub: {hub['entity']} on {hub['questions']} chains"
         + (f" ({hub['share']:.0%})" if hub["share"] is not None else "")
-        + (f", tied with {hub['tied']} other(s) (first by name shown)" if hub.get("tied") else ""),
+        + (f", tied with {hub['tied']} other(s) (first by name shown)" if hub.get("tied") else "")
+        + f" (at most {HUB_SHARE_MAX:.0%})",
         f"  final pass rates: {audit['pass_rate_histogram']}",
         f"  trajectory drop reasons: {audit['drop_reasons']}",
         f"  failures: {audit['failures']}",
@@ -292,6 +360,14 @@ def format_audit(audit: Mapping) -> str:
     probs = problems(audit)
     lines.append("  verdict: " + ("every hard line holds" if not probs else "; ".join(probs)))
     return "\n".join(lines)
+
+
+def _text_line(tg: Mapping, n: int) -> str:
+    if not tg.get("checked"):
+        return "  text-grounded questions: not checked (no graph)"
+    return (f"  text-grounded questions (recomputed; >= {TEXT_GROUNDED_SHARE_MIN:.0%}): {tg['text_grounded']}/{n}"
+            + (f" ({tg['share']:.0%})" if tg.get("share") is not None else "")
+            + (f"; stored sentences that fail the re-check: {len(tg['problems'])}" if tg.get("problems") else ""))
 
 
 def _findable_line(fa: Mapping) -> str:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pipelines.browse import findable as F
+from pipelines.browse import grounding as G
 from pipelines.browse import harden as H
 from pipelines.browse import resolve as RS
 from pipelines.browse import selection as SEL
@@ -284,6 +285,7 @@ def filter_step(st: QuestionState, ctx: Context) -> ItemResult:
         "pass_rate": pass_rate, "initial_pass_rate": st.first_rate, "n_accepted_edits": H.accepted_edits(final.lineage),
         "n_solver_rounds": st.solver_rounds, "closed_book_solved": st.checks["closed_book_solved"], "split": q_split,
         "findability": st.findability, "difficulty_score": None if pass_rate is None else round(1 - pass_rate, 6),
+        "text_grounding": G.text_grounding(graph, final),
         "solver_model": ctx.model, "solver_k": len(trajs), "model": ctx.model, "prompt_version": _versions(ctx),
         "meta": {"aggregate": agg, "sampled_pattern": st.item["pattern"], "verified": verified},
         "run_id": ctx.run_id, "created_at": utc_now(),

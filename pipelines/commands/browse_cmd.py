@@ -141,15 +141,18 @@ def _judge(args) -> int:
 
 
 def graph_checks(graph) -> dict:
-    """The graph-grounded callables of the audit: the answer resolver, the asked-type check and the
-    world check (relation cards, ranges that pin alone), each recomputed from the stored rows."""
+    """The graph-grounded callables of the audit: the answer resolver, the asked-type check, the
+    world check (relation cards, ranges that pin alone) and the text grounding, each recomputed from the
+    stored rows."""
+    from pipelines.browse.grounding import graph_page_text, recheck_row
     from pipelines.browse.harden import row_world_problems
     from pipelines.browse.qtype import row_type_mismatch
     from pipelines.browse.resolve import resolve_answer
 
     return {"resolve": lambda text: resolve_answer(graph, text),
             "type_check": lambda row: row_type_mismatch(graph, row),
-            "world_check": lambda row: row_world_problems(graph, row)}
+            "world_check": lambda row: row_world_problems(graph, row),
+            "text_check": lambda row, pages=graph_page_text(graph): recheck_row(graph, row, pages)}
 
 
 def compute_browse_audit(cfg, with_graph: bool = True) -> dict:

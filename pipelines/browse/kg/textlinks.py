@@ -86,7 +86,7 @@ def name_forms(graph: Graph, eid: str, foreign_titles: Mapping[str, str] | None 
         raw += [name, re.sub(r"\s*\([^)]*\)$", "", name)]
     forms = dict.fromkeys(f for f in map(fold, raw) if f)
     titles = foreign_titles or {}
-    return [f for f in forms if titles.get(f, own[0] if own else None) in own]
+    return [f for f in forms if f not in titles or titles[f] in own]
 
 
 def named_in(sentence: str, forms_a: Sequence[str], forms_b: Sequence[str], longer: Iterable[str] = ()) -> bool:
@@ -178,6 +178,12 @@ class TextIndex:
                         and named_in(raw, fa, fb, self._longer([*fa, *fb]))):
                     return TextEvidence(art, url, raw)
         return None
+
+    def states(self, graph: Graph, sentence: str, s: str, o: str) -> bool:
+        """True when ``sentence`` names both ``s`` and ``o`` by the index's own rules (the audit's
+        re-check of a stored sentence)."""
+        fa, fb = self._names(graph, s), self._names(graph, o)
+        return named_in(sentence, fa, fb, self._longer([*fa, *fb]))
 
     def hop(self, s: str, r: str, o: str) -> TextEvidence | None:
         """The text evidence of the triple ``s -r-> o`` (None: no summary sentence names both ends)."""
