@@ -268,6 +268,8 @@ def range_only_audit(questions: Sequence[Mapping]) -> dict[str, Any]:
 
     rows = []
     for q in questions:
+        if not (q.get("formalization") or {}).get("triples"):  # nothing to recompute from
+            continue
         d = row_draft(q)
         for var in dict.fromkeys(c["var"] for c in d.formalization.get("constraints", []) if "attr" in c):
             if ranges_pin_alone(d, var):

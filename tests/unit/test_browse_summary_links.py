@@ -5,6 +5,7 @@ import json
 import random
 
 from pipelines.browse import harden as H
+from pipelines.browse import obfuscate as OB
 from pipelines.browse import qtype as Q
 from pipelines.browse import sampling
 from pipelines.browse import synth as S
@@ -82,12 +83,12 @@ def test_a_summary_clue_is_refused_when_a_looser_reading_of_the_text_fits_anothe
     d = S.draft_from_chain([g.triple("country/CH", "capital", "city/1")])
     assert H.obfuscate(g, d, random.Random(0)) is None
     # switched off (the graph's exact links only), the ambiguous clue gets through
-    orig = H.summary_readings
+    orig = OB.summary_readings
     try:
-        H.summary_readings = lambda graph, obj: set(graph.subjects(obj, "summary_mentions"))
+        OB.summary_readings = lambda graph, obj: set(graph.subjects(obj, "summary_mentions"))
         loose_off = H.obfuscate(g, d, random.Random(0))
     finally:
-        H.summary_readings = orig
+        OB.summary_readings = orig
     assert loose_off is not None
     assert any(t[1:] == ["summary_mentions", "wiki/Lake_Geneva"] for t in loose_off.formalization["triples"])
 

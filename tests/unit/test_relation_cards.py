@@ -11,6 +11,7 @@ import pytest
 from pipelines.browse import audit as A
 from pipelines.browse import draft as D
 from pipelines.browse import harden as H
+from pipelines.browse import obfuscate as obfuscate_mod
 from pipelines.browse import sampling
 from pipelines.browse import synth as S
 from pipelines.browse.kg import cards as C
@@ -189,7 +190,7 @@ def test_an_entity_pinned_by_ranges_alone_is_not_obfuscated():
 def test_switched_off_the_airport_is_described_by_an_elevation_range_only(monkeypatch):
     g = range_graph()
     d = S.draft_from_chain([g.triple("airport/A", "country", "country/X"), g.triple("country/X", "currency", "currency/X")])
-    monkeypatch.setattr(H, "_anchored", lambda draft, var: True)
+    monkeypatch.setattr(obfuscate_mod, "_anchored", lambda draft, var: True)
     new = H.obfuscate(g, d, random.Random(0))
     assert new is not None and S.is_unique(g, new)
     assert [c["attr"] for c in new.formalization["constraints"] if "attr" in c] == ["elevation_ft"]
