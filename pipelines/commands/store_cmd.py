@@ -170,8 +170,10 @@ def _compact(args) -> int:
     for name in args.pipeline or ():
         check_pipeline_name(name, "--pipeline")
     require_store(args.out)
-    root = Path(args.out) / COMMITS_DIR
-    if not root.is_dir():
+    from pipelines.store import fsio
+
+    root = fsio.join(args.out, COMMITS_DIR)  # a bucket (s3://, gs://) has no folders: objects under the prefix
+    if not (Path(root).is_dir() if fsio.is_local(root) else fsio.exists(root)):
         print(f"crucible: {args.out}: no committed data (no {COMMITS_DIR}/ folder); nothing to compact",
               file=sys.stderr)
         return 2
@@ -298,12 +300,14 @@ def _export(args) -> int:
 
     import duckdb
 
-    from pipelines.store import catalog
     from pipelines.integrations.export import export
+    from pipelines.store import catalog, fsio
     from pipelines.swe.quality_select import parse_filter
 
     source = args.source or ("browse" if args.format == "verl" else "all")
-    dest = args.dest or str(Path(args.out) / "export" / f"{args.format}-{source}.parquet")
+    # a store in a bucket exports to ./export/ here (the export is a local file)
+    dest = args.dest or str(Path(args.out if fsio.is_local(args.out) else ".") / "export" /
+                            f"{args.format}-{source}.parquet")
     _warn_skipped(catalog.store_view(args.out))
     try:
         n = _retry_io(lambda: export(args.out, args.format, dest, source=source, split=args.split,

@@ -207,8 +207,7 @@ def commit_items(out_dir: str, pipeline: str, run_id: str, items: list[ItemResul
 
     Idempotent per item key: keys already committed (a retried or speculative bundle that batched
     differently) are skipped, and a key given twice in one batch is committed once (the first). On an object
-    store the keys are checked again right before the manifest, and keys the manifest lost to an overlapping
-    commit are committed anew (:mod:`pipelines.store.lockfree`)."""
+    store, keys the manifest lost to an overlapping commit are committed anew (:mod:`pipelines.store.lockfree`)."""
     if not items:
         raise ValueError("commit_items needs at least one item")
     first: dict[str, ItemResult] = {}
@@ -227,10 +226,6 @@ def commit_items(out_dir: str, pipeline: str, run_id: str, items: list[ItemResul
         if not todo:
             break
         tables = _tables(todo, pipeline, run_id)
-        if not fsio.is_local(out_dir):  # late check: keys committed while the rows were encoded
-            late = done_keys(out_dir, pipeline)
-            if late.intersection(it.key for it in todo):
-                continue
         keys = [it.key for it in todo]
         info.commit_id = stable_hash(pipeline, keys)
         files, counts = write_commit(out_dir, pipeline, run_id, info.commit_id, keys, tables, compression)

@@ -13,10 +13,12 @@ no lock at all, because nothing is ever overwritten and readers decide determini
    names the same commit and items: another attempt's rows for the same keys) and names it, with its size and
    sha256, in its manifest; one that finds the manifest there stops: the batch is committed. A retried bundle
    writes nothing twice, and no file is ever replaced under a reader.
-3. **Check late, then settle.** The writer checks which keys live manifests hold before it writes shards and
-   again right before the manifest (keys committed meanwhile are dropped and the shards written anew for the
-   rest); after the manifest it resolves again, and keys its manifest lost to an overlapping commit (two
-   attempts that batched differently) are committed anew (:func:`missing_after`).
+3. **Check, then settle.** The writer checks which keys live manifests hold right before it encodes and puts
+   its rows (one listing of the manifests); after the manifest it resolves again (a second listing), and keys
+   its manifest lost to an overlapping commit (two attempts that batched differently, checking at the same
+   moment) are committed anew (:func:`missing_after`), up to :data:`SETTLE_ROUNDS` times. What is left after
+   that (a race that a writer whose clock runs behind can also win against an earlier manifest) is a
+   conflicting manifest whose other keys are not done: the next run redoes them; nothing is read twice.
 4. **Readers resolve.** :func:`pipelines.store.manifests.resolve` reads each key from exactly one manifest:
    compactions first (newest first), then commits oldest first (``created_at`` in microseconds here, then the
    commit id: a total order on the manifests alone, no clock of the reader's). A manifest that repeats a key

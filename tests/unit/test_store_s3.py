@@ -124,7 +124,7 @@ def _race(url, monkeypatch, settle: bool):
 
     def blind_first(*a):
         calls["n"] += 1
-        return set() if calls["n"] <= 2 else real(*a)  # B's first check and its late check miss A
+        return set() if calls["n"] <= 2 else real(*a)  # B's first two checks miss A
 
     monkeypatch.setattr(C, "done_keys", blind_first)
     if not settle:
