@@ -24,6 +24,9 @@ what killed runs left. It deletes only stale temp files of atomic writes and the
 compaction proven merged (sha256); shards of this pipeline that no live manifest names, commits whose
 shard is missing, and manifests repeating keys of earlier commits are *moved* to ``_quarantine/`` with
 their evidence, never deleted. Readers never need this: they read only the files live manifests name.
+
+On an object store (``s3://``, ``gs://``) there is no lock: many writers commit at once, everything is written
+create-if-absent and ``recover`` moves aside only what is damage for certain (:mod:`pipelines.store.lockfree`).
 """
 
 from __future__ import annotations

@@ -287,10 +287,17 @@ def move_aside(out_dir: str, entries: list[tuple[str, dict]], stamp: str | None 
 
 
 def quarantined(out_dir: str) -> list[tuple[str, str, str]]:
-    """``(stamp, path in the store, path now)`` of every file and link under ``_quarantine/`` (local stores;
-    links are listed, never followed), evidence files aside, newest stamp first."""
+    """``(stamp, path in the store, path now)`` of every file and link under ``_quarantine/`` (links are listed,
+    never followed), evidence files aside, newest stamp first."""
     root = fsio.join(out_dir, QUARANTINE_DIR)
-    if not fsio.is_local(root) or not os.path.isdir(fsio._local(root)) or os.path.islink(fsio._local(root)):
+    if not fsio.is_local(root):  # a bucket: objects under the prefix (no links, no folders)
+        out = []
+        for path in fsio.glob(fsio.join(root, "*", "**")):
+            stamp, _, rel = path[len(root) + 1:].partition("/")
+            if rel and rel != EVIDENCE_FILE and not rel.endswith(fsio.TMP_SUFFIX):
+                out.append((stamp, rel, path))
+        return sorted(out, key=lambda e: e[0], reverse=True)
+    if not os.path.isdir(fsio._local(root)) or os.path.islink(fsio._local(root)):
         return []
     out = []
     for stamp in sorted(os.listdir(fsio._local(root)), reverse=True):

@@ -4,10 +4,11 @@ Local folders use ``fcntl.flock`` on that file: the kernel releases it when the 
 so a dead holder's lock is taken over at once (its details, left in the file, are logged). The file holds
 the holder's host, pid, start time and purpose, and a refused writer is told who holds it.
 
-Object stores (``gs://``, ``s3://``) have no locks: the same file is a *lease* written through Beam
-``FileSystems``; it is refused while it names a live process on this host, or another host within
-``LEASE_TTL_S``; otherwise it is taken over. This is advisory (object stores have no atomic
-create-if-absent through FileSystems): it catches the common mistake, not a race of two starts.
+Object stores (``gs://``, ``s3://``) have no locks, and their writers need none: commits there are
+lock-free (:mod:`pipelines.store.lockfree`), so a pipeline run takes nothing. The maintenance commands
+(``crucible compact``, ``store check --quarantine``, ``store restore``) hold the same file as a *lease*:
+refused while it names a live process on this host, or another host within ``LEASE_TTL_S``; otherwise
+taken over. It is advisory: it keeps two maintenance commands apart, not a race of two starts.
 
 The lock is held per process and re-entrant: :func:`acquire` keeps it until the process ends (a pipeline
 run) or :func:`release`; :func:`writer` holds it for a ``with`` block (``crucible compact``, ``store check

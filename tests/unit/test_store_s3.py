@@ -277,3 +277,17 @@ def test_two_writer_processes_at_once_every_row_readable_once_nothing_deleted(s3
     assert created and created <= set(after)  # nothing a writer created is gone
     rep = check_store(s3_store)
     assert rep.ok, rep.damaged
+
+
+def test_store_restore_on_s3_rebuilds_a_lost_manifest_and_brings_back_a_quarantined_commit(s3_store):
+    from pipelines.store.restore import restore
+
+    for i in (1, 2, 3):
+        C.commit_items(s3_store, "p", "r", [make_item(i)])
+    first, second = sorted(M.read_manifests(s3_store, "p"), key=lambda m: m["items"])[:2]
+    fsio.delete([M.manifest_path(s3_store, "p", first["commit_id"])])  # a lost manifest
+    assert C.quarantine_commits(s3_store, "p", [(second, "moved aside by the test")])
+    assert rows(s3_store) == [("q0003",)]
+    rep = restore(s3_store)
+    assert rep.ok and len(rep.restored) == 2, rep
+    assert rows(s3_store) == [("q0001",), ("q0002",), ("q0003",)]
