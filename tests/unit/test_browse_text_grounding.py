@@ -192,3 +192,9 @@ def test_hub_share_over_a_fifth_of_chains_fails_the_audit():
 def test_text_index_is_built_once_per_graph():
     g = graph()
     assert text_index(g) is text_index(g)
+
+
+def test_kg_stats_counts_text_grounded_triples_per_relation():
+    from pipelines.browse.kg.chains import graph_stats
+
+    assert graph_stats(graph(), max_k=2)["text_grounded_triples"] == {"capital": 2, "country": 2}

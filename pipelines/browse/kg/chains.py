@@ -27,6 +27,7 @@ from collections import Counter
 import numpy as np
 
 from pipelines.browse.kg.model import Graph
+from pipelines.browse.kg.textlinks import text_index
 
 EXCLUDED = frozenset({"mentions", "described_by", "summary_mentions"})
 UNINFORMATIVE = frozenset({"timezone", "continent", "subregion"})  # hubs that make easy, dull hops
@@ -130,10 +131,12 @@ def graph_stats(graph: Graph, max_k: int = 5) -> dict:
         "entities": len(graph.entities), "triples": len(graph.triples),
         "entity_types": graph.type_counts(), "relations": graph.relations(),
         "chains": count_chains(graph, max_k),
+        "text_grounded_triples": text_index(graph).by_relation(),
         "chain_definition": (
             "k-hop chain = walk of k hops over forward and inverse typed triples (mentions, described_by "
             "excluded) that never steps straight back; functional = every hop has exactly one answer "
             "from its start; functional_informative = the same without timezone/continent/subregion hops; "
             "one_many = exactly one many-valued hop; wiki_links = forward walks over "
-            "'summary A names article B' links that never step straight back"),
+            "'summary A names article B' links that never step straight back; text_grounded_triples = fact "
+            "triples a sentence of an end's Wikipedia summary names both ends of (kg/textlinks.py), per relation"),
     }

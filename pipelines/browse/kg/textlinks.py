@@ -200,6 +200,10 @@ class TextIndex:
         """Text-grounded triples ``eid`` is an end of."""
         return self._ends.get(eid, 0)
 
+    def by_relation(self) -> dict[str, int]:
+        """Text-grounded triples per relation (``crucible kg stats``)."""
+        return dict(sorted(Counter(r for _s, r, _o in self._hops).items()))
+
     def __len__(self) -> int:
         return len(self._hops)
 
