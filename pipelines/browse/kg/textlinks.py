@@ -6,18 +6,21 @@ Definition (docs/browse-env.md, "Text as the main source"):
   its ends (the ``described_by`` article of ``s`` or of ``o``, a page of the corpus) names both ends.
   An end is *named* when the sentence contains its name, one of its aliases of at least
   :data:`MIN_FORM_CHARS` characters, or the title of its article (with or without the title's
-  parenthesis), as whole words after :func:`pipelines.browse.names.normalize` (case and accents do
-  not matter). The linking sentence and its page (article id and URL) are the hop's text evidence.
+  parenthesis), as whole words after :func:`fold` (case and accents do not matter; hyphenated words
+  stay whole). Longest names are matched first and consume their words, other articles' titles hide
+  the names they contain, and a name that is another article's title does not name this entity
+  (:func:`named_in`, :func:`name_forms`). The linking sentence and its page (article id and URL) are
+  the hop's text evidence.
 - A **question** is *text-grounded* when at least half of its path hops are, the hop into the answer
-  entity among them (:func:`question_grounding`). For an attribute answer (an ISO code, a year) the hop
-  into the answer is the last hop of the path: the entity whose attribute is asked.
+  among them (:func:`grounded_enough`). For an attribute answer (an ISO code, a year) the hop into the
+  answer is the last hop of the path: into the entity whose attribute is asked.
 
 The :class:`TextIndex` is built once per loaded graph (:func:`text_index`, cached on the graph): every
-triple whose relation is walked or used as a clue, with one end that has a summary, is looked up once,
-so the sampler asks :meth:`TextIndex.hop` per hop in O(1). It reads the same ``described_by`` pages and
-summary texts the corpus renders at their Wikipedia URLs (``summary_mentions`` triples come from the
-same pages: a mention is a name in a sentence); ``crucible browse audit`` re-checks stored sentences
-against the corpus pages (:func:`sentence_names`).
+fact triple (not the page links ``mentions``, ``described_by``, ``summary_mentions``) with an end that
+has a summary is looked up once, so the sampler asks :meth:`TextIndex.hop` per hop in O(1). It reads
+the ``described_by`` pages whose text the corpus renders at their Wikipedia URLs (``summary_mentions``
+triples come from the same pages); ``crucible browse audit`` re-checks a stored sentence with
+:meth:`TextIndex.states` against the corpus page (:mod:`pipelines.browse.grounding`).
 """
 
 from __future__ import annotations
@@ -49,9 +52,6 @@ class TextEvidence:
     article: str  # the article entity id (the page's entity_id in the corpus)
     url: str  # the page URL (https://en.wikipedia.org/wiki/<Title>)
     sentence: str
-
-    def to_dict(self) -> dict:
-        return {"article": self.article, "url": self.url, "sentence": self.sentence}
 
 
 def split_sentences(text: str) -> list[str]:
