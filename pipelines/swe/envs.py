@@ -4,6 +4,7 @@ log parser, network, id style) and carried with the instance into rollouts and g
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -87,10 +88,26 @@ class TaskEnv:
 
 
 def checkout_tree(ctx: ValidateContext, repo: str, commit: str, dest: Path) -> Path:
-    """An exported tree (no .git) of ``repo`` at ``commit``."""
+    """An exported tree (no .git) of ``repo`` at ``commit``. The cached clone is shared by every worker process
+    and thread on this machine: checkout and export hold its lock, so a concurrent checkout of another commit
+    cannot swap the tree under the export (seen with 2 Beam workers: gold patches "previously applied")."""
     from sandbox.sources import export_tree
 
-    return export_tree(clone_at(ctx, repo, commit).path, dest)
+    with clone_lock(ctx, repo):
+        return export_tree(clone_at(ctx, repo, commit).path, dest)
+
+
+@contextmanager
+def clone_lock(ctx: ValidateContext, repo: str):
+    """An exclusive lock (flock: per open file, so threads exclude each other too) on ``repo``'s cached clones."""
+    path = Path(ctx.workdir) / "git" / f"{repo.replace('/', '__')}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def clone_at(ctx: ValidateContext, repo: str, commit: str):
@@ -157,7 +174,8 @@ def env_date(ctx: ValidateContext, repo: str, commit: str, created_at=None) -> s
     PR's), else None (today's index)."""
     from sandbox.asof import commit_date
 
-    day = commit_date(clone_at(ctx, repo, commit).path)
+    with clone_lock(ctx, repo):
+        day = commit_date(clone_at(ctx, repo, commit).path)
     if day:
         return day
     text = created_at.isoformat() if hasattr(created_at, "isoformat") else created_at
