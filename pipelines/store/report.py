@@ -79,9 +79,9 @@ def _view_links(stats: dict) -> str:
 
 
 def report_dir(out_dir: str, dest: str | None) -> Path:
-    """The report's folder: ``dest``, or ``<out_dir>/report``; refused inside the store anywhere else (its
+    """The report's folder: ``dest``, or ``<out_dir>/report`` (``./report`` for a bucket); refused inside the store anywhere else (its
     files are the writers'), or when it is a file."""
-    d = Path(dest) if dest else Path(out_dir) / REPORT_DIR
+    d = Path(dest) if dest else Path(out_dir if fsio.is_local(out_dir) else ".") / REPORT_DIR  # a bucket: here
     real, store = Path(os.path.realpath(d)), Path(os.path.realpath(out_dir))
     own = store / REPORT_DIR
     if (real == store or store in real.parents) and real != own and own not in real.parents:
