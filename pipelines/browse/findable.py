@@ -12,7 +12,8 @@ but the given end cut out (:func:`clue_query`; a query that would still name one
 *rank* is the best position, in the top ``k`` results of the search backend the agent uses (through the
 env's tool cache and leak filter, as the agent sees them), of a page that states the link
 (:func:`stating_pages`: the page of its fact, ``corpus.evidence_url``, or the given entity's page where
-it names the sought one); None when none is there.
+it names the sought one; for a path hop also the Wikipedia summary whose sentence names both ends,
+``kg.textlinks``); None when none is there.
 
 A hidden entity is *found* when a link with a rank seeks it from a named constant or from an entity
 already found (a fixpoint, :func:`verdict`). The question is *findable* when every hidden entity is
@@ -27,6 +28,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from pipelines.browse.kg.textlinks import text_index
 from pipelines.browse.search.cache import normalize_url
 from pipelines.browse.verify import normalize
 
@@ -155,6 +157,9 @@ def _record(graph, draft, link: Mapping, search: Search, k: int) -> dict:
         rec["reason"] = "no fact in the graph"
         return rec
     pages = stating_pages(graph, evidence_url(graph, t), sought, given)
+    text = text_index(graph).hop(s, rel, o) if link["kind"] == "hop" else None
+    if text is not None and text.url not in pages:  # the summary sentence that names both ends states it too
+        pages.append(text.url)
     rec["evidence_url"] = pages[0] if pages else ""
     forbidden = [n for e in dict.fromkeys(draft.binding.values()) if e != given for n in hidden_names(graph, e)]
     etype = graph.entities[sought].type.replace("_", " ") if sought in graph.entities else ""

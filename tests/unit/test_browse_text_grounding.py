@@ -198,3 +198,20 @@ def test_kg_stats_counts_text_grounded_triples_per_relation():
     from pipelines.browse.kg.chains import graph_stats
 
     assert graph_stats(graph(), max_k=2)["text_grounded_triples"] == {"capital": 2, "country": 2}
+
+
+def test_a_text_grounded_hop_is_findable_through_its_wikipedia_summary():
+    from pipelines.browse import findable as F
+    from pipelines.browse.search.env import BrowseEnv
+    from tests.support.fake_search import FakeBackend
+
+    g = graph()
+    d = draft_from_chain([g.triple("city/jamaica", "country", "country/CU"), g.triple("country/CU", "capital", "city/havana")])
+    blind = {"https://kb.local/country/CU", "https://kb.local/city/havana"}  # the fact pages no query finds
+    fa = F.measure(g, d, F.env_search(BrowseEnv(FakeBackend(g, blind=blind)), "?"), 10)
+    hop = next(c for c in fa["clues"] if c["var"] == "?x2")
+    assert hop["evidence_url"] == "https://en.wikipedia.org/wiki/Cuba" and hop["rank"] is not None
+    # a hop no summary sentence states gets no Wikipedia page: Jamaica -> Cuba stays unfound here
+    fa2 = F.measure(g, d, F.env_search(BrowseEnv(FakeBackend(g, blind=blind | {"https://kb.local/city/jamaica"})), "?"), 10)
+    first = next(c for c in fa2["clues"] if c["var"] == "?x1")
+    assert first["rank"] is None and "wikipedia" not in first["evidence_url"]
