@@ -119,6 +119,17 @@ def test_rate_limit_spaces_requests(server, monkeypatch):
     assert time.monotonic() - t0 >= 4 / 20 - 0.01
 
 
+def test_rate_limit_zero_leaves_requests_unpaced(server):
+    """The pacer switched off: the same five requests come back to back."""
+    import time
+
+    client = SearxngBackend(server.url, HttpClient(timeout_s=5, max_retries=0, rate_limit_per_s=0))
+    t0 = time.monotonic()
+    for _ in range(5):
+        client.search("Euro", 2)
+    assert time.monotonic() - t0 < 4 / 20 - 0.01
+
+
 def test_server_binds_loopback_only(local):
     with pytest.raises(ValueError, match="loopback"):
         SearchServer(local, host="0.0.0.0")

@@ -13,8 +13,6 @@ import html as _html
 import json
 import os
 import re
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,6 +21,7 @@ from dataclasses import dataclass
 
 from pipelines.browse.search.backends import BackendConfigError, BackendError
 from pipelines.http_retry import RetryPolicy
+from pipelines.llm.pacing import RatePacer
 
 USER_AGENT = "crucible-browse/0.1 (research data pipeline)"
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -48,30 +47,22 @@ class HttpResponse:
 
 
 class HttpClient:
-    """urllib + tenacity: bounded retries with backoff, and a minimum interval between requests."""
+    """urllib + tenacity: bounded retries with backoff, and requests paced to ``rate_limit_per_s`` by the one
+    pacer (:class:`~pipelines.llm.pacing.RatePacer`; 0: unpaced)."""
 
     def __init__(self, timeout_s: float = 20.0, max_retries: int = 4, backoff_s: float = 1.0,
                  rate_limit_per_s: float = 5.0, user_agent: str = USER_AGENT):
         self.timeout_s, self.max_retries, self.backoff_s = timeout_s, max_retries, backoff_s
-        self.min_interval = 1.0 / rate_limit_per_s if rate_limit_per_s > 0 else 0.0
+        self._pacer = RatePacer(rate_limit_per_s * 60.0) if rate_limit_per_s > 0 else None
         self.user_agent = user_agent
-        self._lock = threading.Lock()
-        self._next_at = 0.0
         self.requests = 0
         self.retries = 0
         self._default = urllib.request.build_opener()  # honours http(s)_proxy for live APIs
         self._direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never proxied
 
-    def _wait_turn(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            wait = self._next_at - now
-            self._next_at = max(now, self._next_at) + self.min_interval
-        if wait > 0:
-            time.sleep(wait)
-
     def _once(self, method: str, url: str, headers: Mapping[str, str], data: bytes | None) -> HttpResponse:
-        self._wait_turn()
+        if self._pacer is not None:
+            self._pacer.acquire()
         self.requests += 1
         req = urllib.request.Request(url, data=data, method=method,
                                      headers={"User-Agent": self.user_agent, **headers})
