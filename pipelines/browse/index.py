@@ -17,6 +17,7 @@ from pathlib import Path
 import tantivy
 
 from pipelines.browse.corpus import Page
+from pipelines.store.fsio import rename
 
 INDEX_CODE_VERSION = "index-1"
 _PUNCT = re.compile(r"[^\w\s]+", re.UNICODE)
@@ -52,7 +53,7 @@ def build_index(pages: list[Page], index_dir: str | Path, heap_mb: int = 256) ->
     if d.exists():
         shutil.rmtree(d, ignore_errors=True)
     try:
-        tmp.rename(d)
+        rename(str(tmp), str(d))  # the one atomic writer's move: replace + directory fsync
     except OSError:  # another builder got there first with the same pages
         shutil.rmtree(tmp, ignore_errors=True)
     return d

@@ -20,6 +20,7 @@ from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.store.fsio import write_bytes_atomic
 from pipelines.swe.github_client import GitHubClient, GitHubError, NotFoundError, RateLimitError, iso_utc
 from pipelines.swe.github_rules import (
     REASONS,
@@ -35,6 +36,7 @@ from pipelines.swe.github_rules import (
     resolved_issues,
     split_diff_checked,
 )
+from pipelines.textio import read_text
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +138,10 @@ def rejected_path_for(out_path: str | Path) -> Path:
 
 def _repair_and_read(path: Path) -> list[dict]:
     """Rows of a JSONL file written by :class:`_JsonlAppender`. A torn last line (the process died
-    mid-write) is dropped, and a missing final newline restored, by rewriting the file atomically (temp
-    file in the same directory + os.replace), so appending after it stays valid JSONL."""
+    mid-write) is dropped, and a missing final newline restored, by rewriting the file atomically
+    (:func:`~pipelines.store.fsio.write_bytes_atomic`), so appending after it stays valid JSONL."""
     if not path.exists():
         return []
-    from pipelines.textio import read_text
-
     text = read_text(path, "crawler output file")
     rows, good = [], []
     lines = text.split("\n")
@@ -157,12 +157,7 @@ def _repair_and_read(path: Path) -> list[dict]:
                                  "(move it away or pick another --out)") from None
             log.warning("%s: dropping a torn last line (%d chars) from an interrupted run", path, len(line))
     if text and not text.endswith("\n"):
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write("".join(g + "\n" for g in good))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_bytes_atomic(str(path), "".join(g + "\n" for g in good).encode("utf-8"), mode=0o644)
     return rows
 
 

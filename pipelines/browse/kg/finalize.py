@@ -16,6 +16,7 @@ import duckdb
 
 from pipelines.browse.kg.model import ENTITY_FIELDS, TRIPLE_FIELDS
 from pipelines.browse.kg.staging import PAGE_FIELDS, line_failure
+from pipelines.store.fsio import rename
 from pipelines.store.records import record_type
 
 # The two joins of the finalize step (module constants so that a test can switch each off):
@@ -39,12 +40,13 @@ def _one(con, sql: str) -> int:
 
 
 def _copy(con, select: str, dest: Path, fmt: str) -> int:
-    """``COPY (select) TO dest`` through a temporary file renamed into place; the row count."""
+    """``COPY (select) TO dest`` through a temporary file moved into place by the one atomic writer's
+    :func:`~pipelines.store.fsio.rename` (replace + directory fsync); the row count."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")
     opts = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT json"
     n = _one(con, f"COPY ({select}) TO {_lit(tmp)} ({opts})")
-    os.replace(tmp, dest)
+    rename(str(tmp), str(dest))
     return int(n)
 
 
