@@ -97,8 +97,9 @@ class SecondEngine:
     def remove(self) -> None:
         self.stop()
         subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True)
+        # dockerd bind-mounts its data root onto itself (private propagation) and leaves it mounted
+        subprocess.run(["umount", "--lazy", str(self.data_root)], capture_output=True)
         shutil.rmtree(self.exec_root, ignore_errors=True)
-        # overlay2 leaves root-owned layer dirs: removed with the test's tmp dir, or here when asked
         shutil.rmtree(self.data_root, ignore_errors=True)
 
 
