@@ -64,7 +64,16 @@ def pull(client, reg: Registry, image: str) -> bool:
         raise
     own_repo, _, own_tag = image.rpartition(":")
     client.images.get(f"{repo}:{tag}").tag(own_repo, own_tag)
+    _untag(client, f"{repo}:{tag}")
     return True
+
+
+def _untag(client, ref: str) -> None:
+    """Drop the registry-named tag (the image keeps its own name; ``sandbox df``/``gc`` see one name)."""
+    try:
+        client.images.remove(ref, noprune=True)
+    except docker.errors.APIError as exc:
+        log.debug("tag %s kept: %s", ref, exc)
 
 
 def push(client, reg: Registry, image: str) -> None:
@@ -73,7 +82,32 @@ def push(client, reg: Registry, image: str) -> None:
     client.images.get(image).tag(repo, tag)
     for line in client.images.push(repo, tag=tag, stream=True, decode=True):
         if isinstance(line, dict) and line.get("error"):
+            _untag(client, f"{repo}:{tag}")
             raise RegistryError(f"push of {image} to {reg.address} failed: {line['error']}")
+    _untag(client, f"{repo}:{tag}")
+
+
+def in_registry(client, reg: Registry, image: str) -> bool:
+    """Does the registry hold ``image``? (asked through the engine, which is what pulls from it)"""
+    repo, tag = reg.ref(image)
+    try:
+        client.images.get_registry_data(f"{repo}:{tag}")
+        return True
+    except (docker.errors.NotFound, docker.errors.APIError):
+        return False
+
+
+def publish(client, reg: Registry, image: str) -> dict:
+    """An image this engine had before (built without a registry, or by an earlier run): pushed unless the
+    registry holds it, so other engines pull it rather than build it."""
+    if in_registry(client, reg, image):
+        return {"pushed": False}
+    try:
+        push(client, reg, image)
+        return {"pushed": True}
+    except (RegistryError, docker.errors.APIError) as exc:
+        log.warning("%s", exc)
+        return {"pushed": False, "push_error": str(exc)[:500]}
 
 
 @contextmanager
@@ -96,7 +130,11 @@ def shared_image(client, reg: Registry | None, image: str, key: str):
     has it (``note["pulled"]``: the body then finds it and builds nothing); else, under the key's build lock
     (and after a second look in the registry), the body builds it and it is pushed (``note["pushed"]``)."""
     note = {"pulled": False, "pushed": False, "lock_wait_s": 0.0}
-    if reg is None or has_image(client, image):
+    if reg is None:
+        yield note
+        return
+    if has_image(client, image):
+        note.update(publish(client, reg, image))
         yield note
         return
     if pull(client, reg, image):

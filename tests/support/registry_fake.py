@@ -54,6 +54,17 @@ class _Images:
         self.c.store[ref] = img
         return img
 
+    def remove(self, name: str, noprune: bool = False) -> None:
+        self.c._check()
+        self.c.store.pop(name, None)
+
+    def get_registry_data(self, name: str):
+        self.c._check()
+        with self.c.registry.lock:
+            if name not in self.c.registry.blobs:
+                raise docker.errors.NotFound(f"manifest unknown: {name}")
+            return self.c.registry.blobs[name]
+
     def push(self, repository: str, tag: str | None = None, stream: bool = False, decode: bool = False):
         self.c._check()
         ref = f"{repository}:{tag}"

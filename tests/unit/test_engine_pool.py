@@ -208,7 +208,18 @@ def test_an_env_is_built_once_and_pulled_by_the_other_engine(tmp_path):
     assert note["pulled"] is True and b.builds == [] and a.builds == ["crucible/env-x:py3.11-k1"]
     assert b.store["crucible/env-x:py3.11-k1"].id == a.store["crucible/env-x:py3.11-k1"].id  # the same image
     assert b.pulls == ["127.0.0.1:5000/crucible/env-x:py3.11-k1"]
+    assert not [n for c in (a, b) for n in c.store if n.startswith("127.0.0.1:5000/")]  # one name per image
     assert _ensure(b, reg) == {"pulled": False, "pushed": False, "lock_wait_s": 0.0}  # there now: nothing
+
+
+def test_an_image_an_engine_had_before_is_published_for_the_others(tmp_path):
+    shared = FakeRegistry()
+    a, b = FakeEngineClient("a", shared), FakeEngineClient("b", shared)
+    _ensure(a, None)  # built before the registry was configured
+    reg = Registry("127.0.0.1:5000", tmp_path / "locks")
+    assert _ensure(a, reg)["pushed"] is True and shared.pushes == 1
+    assert _ensure(a, reg)["pushed"] is False and shared.pushes == 1  # held there now: not pushed again
+    assert _ensure(b, reg)["pulled"] is True and b.builds == []
 
 
 def test_two_engines_at_once_build_it_once_under_the_key_lock(tmp_path):
