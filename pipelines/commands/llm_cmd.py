@@ -177,10 +177,9 @@ def _chat(args) -> int:
 def _assemble(args) -> int:
     from pipelines.llm import embedded
 
-    e = _llm_cfg(args).get("embedded") or {}
+    e = _llm_cfg(args)["embedded"]  # resolved: the schema's defaults filled in
     try:
-        path = embedded.ensure_model(e.get("model", "qwen2.5-coder-1.5b"), e.get("model_path"), e.get("cache_dir"),
-                                     progress=_progress())
+        path = embedded.ensure_model(e["model"], e["model_path"], e["cache_dir"], progress=_progress())
     except embedded.EmbeddedModelError as exc:
         print(f"crucible: error: {exc}", file=sys.stderr)
         return 2

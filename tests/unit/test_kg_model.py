@@ -6,6 +6,7 @@ import pytest
 from pipelines.browse.kg.build import KGOptions, build_graph
 from pipelines.browse.kg.model import GraphError, arrow_schema, read_graph, write_graph
 from pipelines.browse.kg.usergraph import read_records
+from pipelines.config import load_config
 from tests.unit.browse_helpers import small_graph
 
 
@@ -98,3 +99,14 @@ def test_kg_build_refuses_a_user_entity_replacing_a_built_in_one(tmp_path, capsy
     rc = main(["kg", "build", "--out", str(tmp_path / "kg"), *small, "--set", f"search.kg.extra=[{f}]"])
     assert rc == 2 and "g.jsonl:1: field id: 'country/FR' is an entity of the built-in graph" in capsys.readouterr().err
     assert not (tmp_path / "kg").exists() and not (tmp_path / "cache").exists()
+
+
+def test_kg_options_read_the_resolved_section_and_repeat_no_default():
+    """The schema holds the defaults: a resolved ``search.kg`` gives them, a section missing a key is refused
+    (no second default in code), and an override comes through."""
+    assert KGOptions.from_config(load_config("defaults")["search"]["kg"]) == KGOptions(
+        min_city_population=5000, airports="all", wiki=True, mendeleev=True, extra=(), embedded=True)
+    got = KGOptions.from_config(load_config("defaults", ["search.kg.airports=iata"])["search"]["kg"])
+    assert got.airports == "iata"
+    with pytest.raises(KeyError, match="min_city_population"):
+        KGOptions.from_config({"airports": "all", "wiki": True, "mendeleev": True, "extra": [], "embedded": True})

@@ -213,3 +213,14 @@ def test_cli_chat_plain_and_structured(capsys, tmp_path):
         body = s.chat_requests[-1]
         assert body["response_format"]["type"] == "json_schema" and body["temperature"] == 0
         assert body["messages"][-1]["content"] == "What is the capital city of Peru?"
+
+
+def test_llm_assemble_takes_the_embedded_model_from_the_resolved_config(tmp_path, capsys):
+    """``crucible llm assemble`` reads llm.embedded from the resolved config (no default of its own): a
+    model_path set there is the one it returns, and a missing one is named."""
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert cli_main(["llm", "assemble", "--set", f"llm.embedded.model_path={gguf}"]) == 0
+    assert capsys.readouterr().out.strip() == str(gguf)
+    assert cli_main(["llm", "assemble", "--set", f"llm.embedded.model_path={tmp_path / 'absent.gguf'}"]) == 2
+    assert "absent.gguf does not exist" in capsys.readouterr().err

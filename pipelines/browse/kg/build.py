@@ -36,13 +36,13 @@ class KGOptions:
     embedded: bool = True  # False: the graph is only the user files
 
     @classmethod
-    def from_config(cls, kg: Mapping | None) -> KGOptions:
-        kg = dict(kg or {})
+    def from_config(cls, kg: Mapping) -> KGOptions:
+        """From the resolved ``search.kg`` section (every key present: its defaults live in
+        ``schemas/config_search.json`` only)."""
         return cls(
-            min_city_population=int(kg.get("min_city_population", 5000)),
-            airports=str(kg.get("airports", "all")),
-            wiki=bool(kg.get("wiki", True)), mendeleev=bool(kg.get("mendeleev", True)),
-            extra=tuple(kg.get("extra") or ()), embedded=bool(kg.get("embedded", True)),
+            min_city_population=int(kg["min_city_population"]), airports=str(kg["airports"]),
+            wiki=bool(kg["wiki"]), mendeleev=bool(kg["mendeleev"]), extra=tuple(kg["extra"] or ()),
+            embedded=bool(kg["embedded"]),
         )
 
 
