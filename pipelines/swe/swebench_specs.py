@@ -23,6 +23,7 @@ import shlex
 from functools import lru_cache
 from pathlib import Path
 
+from pipelines.textio import InputError, read_json
 from sandbox.recipes import (
     RECIPE_VERSION,
     RecipeError,
@@ -59,8 +60,6 @@ class SpecsImportError(ValueError):
 
 @lru_cache(maxsize=4)
 def _load(path: str, mtime: float) -> dict:
-    from pipelines.textio import InputError, read_json
-
     try:
         data = read_json(path, "SWE-bench specs file")
     except InputError as exc:
@@ -171,16 +170,12 @@ def scm_version_env(env_tree: Path, version) -> dict[str, str]:
     return {"SETUPTOOLS_SCM_PRETEND_VERSION": v if v.count(".") >= 2 else f"{v}.0"}
 
 
-def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, available_pythons: tuple[str, ...],
-                     table: dict | None = None) -> tuple[dict, dict]:
-    """(recipe, inputs) in the sandbox's recipe format for SWE-bench's ``spec`` of (repo, version), read at
-    ``env_tree`` (the environment_setup_commit). ``inputs`` maps every file read to its sha256 (hashed into
-    the env key with the recipe). Raises RecipeError where the spec cannot be honoured here."""
-    table = table if table is not None else load_specs()
-    who = f"{repo} {version} ({origin(table)})"
-    env_tree = Path(env_tree)
-    pkgs = spec.get("packages") or ""
-    if pkgs == "environment.yml":
+def _checked_spec(spec: dict, table: dict, who: str, repo: str,
+                  available_pythons: tuple[str, ...]) -> tuple[str, str, str]:
+    """(python, test_cmd, SWE-bench log parser name) of a spec the sandbox can honour; RecipeError naming
+    the first thing it cannot (conda environment, a Python without a base image, no pytest, a parser whose
+    test ids the sandbox does not reproduce)."""
+    if (spec.get("packages") or "") == "environment.yml":
         raise RecipeError(f"{who}: the SWE-bench spec installs from a conda environment.yml "
                           f"({table['env_yml_paths'].get(repo)}); conda environments are not supported")
     py = str(spec.get("python") or "")
@@ -198,10 +193,15 @@ def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, ava
     if sb_parser not in PARSER_NAMES:
         raise RecipeError(f"{who}: SWE-bench grades it with {sb_parser}, whose test ids the sandbox does not "
                           f"reproduce (supported: {', '.join(PARSER_NAMES)})")
+    return py, test_cmd, sb_parser
+
+
+def _package_steps(spec: dict, env_tree: Path, table: dict, who: str, repo: str, inputs: dict,
+                   sources: dict) -> list[dict]:
+    """The install steps for the spec's ``packages`` (a requirements file read at the env tree, or names pip
+    installs where SWE-bench uses conda) and ``pip_packages``; files read go into ``inputs``."""
     install: list[dict] = []
-    inputs: dict[str, str] = {}
-    sources: dict = {"origin": origin(table), "repo": repo, "spec_version": str(version), "spec": spec,
-                     "swebench_files": table["source"].get("files", {})}
+    pkgs = spec.get("packages") or ""
     if pkgs == "requirements.txt":
         paths = list(table["reqs_paths"].get(repo) or [])
         if not paths:
@@ -221,8 +221,14 @@ def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, ava
     if spec.get("pip_packages"):
         install.append({"name": "swebench-pip-packages", "required": True,
                         "try": ["pip install " + " ".join(shlex.quote(p) for p in spec["pip_packages"])]})
-    reinstall, reason = needs_reinstall(env_tree)
-    scm = scm_version_env(env_tree, version)
+    return install
+
+
+def _install_steps(spec: dict, env_tree: Path, table: dict, repo: str, reinstall: bool,
+                   scm: dict[str, str]) -> list[dict]:
+    """Build requirements (when the env reinstalls offline), the repo's install commands as a ladder (with the
+    setuptools-scm version exported), then the test runner."""
+    install: list[dict] = []
     if reinstall:
         # the per-run offline reinstall (--no-build-isolation) needs the build backend in the venv; SWE-bench
         # re-runs its install online instead, so this is the one addition to its environment
@@ -238,6 +244,12 @@ def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, ava
             install.append({"name": "swebench-install", "required": True, "try": ladder})
     install.append({"name": "test-runner", "required": True,
                     "try": ["python -c 'import pytest' 2>/dev/null || pip install pytest"]})
+    return install
+
+
+def _test_env(spec: dict, who: str, scm: dict[str, str], reinstall: bool) -> dict[str, str]:
+    """The environment of a test run: the eval commands' exports (one that needs root is refused), the spec's
+    test variables, and the setuptools-scm version when the run reinstalls."""
     test_env: dict[str, str] = {}
     for cmd in spec.get("eval_commands") or []:
         exp = _export_env(cmd)
@@ -248,6 +260,26 @@ def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, ava
     test_env.update({str(k): str(v) for k, v in (spec.get("env_vars_test") or {}).items()})
     if scm and reinstall:
         test_env.update(scm)
+    return test_env
+
+
+def recipe_from_spec(spec: dict, env_tree: Path, *, repo: str, version: str, available_pythons: tuple[str, ...],
+                     table: dict | None = None) -> tuple[dict, dict]:
+    """(recipe, inputs) in the sandbox's recipe format for SWE-bench's ``spec`` of (repo, version), read at
+    ``env_tree`` (the environment_setup_commit). ``inputs`` maps every file read to its sha256 (hashed into
+    the env key with the recipe). Raises RecipeError where the spec cannot be honoured here."""
+    table = table if table is not None else load_specs()
+    who = f"{repo} {version} ({origin(table)})"
+    env_tree = Path(env_tree)
+    py, test_cmd, sb_parser = _checked_spec(spec, table, who, repo, available_pythons)
+    inputs: dict[str, str] = {}
+    sources: dict = {"origin": origin(table), "repo": repo, "spec_version": str(version), "spec": spec,
+                     "swebench_files": table["source"].get("files", {})}
+    install = _package_steps(spec, env_tree, table, who, repo, inputs, sources)
+    reinstall, reason = needs_reinstall(env_tree)
+    scm = scm_version_env(env_tree, version)
+    install += _install_steps(spec, env_tree, table, repo, reinstall, scm)
+    test_env = _test_env(spec, who, scm, reinstall)
     sources["scm_version"] = scm
     for f in ("setup.py", "setup.cfg", "pyproject.toml"):
         if (env_tree / f).is_file():
