@@ -16,6 +16,13 @@ def _add_out(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_reading(sub)
+    _register_export(sub)
+    _register_upkeep(sub)
+
+
+def _register_reading(sub: argparse._SubParsersAction) -> None:
+    """stats, query, report: read the committed rows."""
     p = sub.add_parser("stats", help="headline numbers per table (counts, pass rates, rewards, drops)")
     _add_out(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -38,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="config override for the audit's graph, e.g. --set search.kg.extra=[...]")
     p.set_defaults(func=_report)
 
+
+def _register_export(sub: argparse._SubParsersAction) -> None:
+    """export: the trainers' shapes (verl, TRL)."""
     p = sub.add_parser("export", help="export for trainers: verl RL parquet or TRL conversational SFT parquet")
     _add_out(p)
     p.add_argument("--format", required=True, choices=["verl", "trl"])
@@ -66,6 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing --dest file")
     p.set_defaults(func=_export)
 
+
+def _register_upkeep(sub: argparse._SubParsersAction) -> None:
+    """compact, store check, store restore: tidy and repair a store."""
     p = sub.add_parser("compact", help="merge the many small committed shards into one per table and pipeline "
                                        "(faster queries; safe to interrupt; run when no pipeline writes to --out)")
     _add_out(p)

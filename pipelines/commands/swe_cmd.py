@@ -13,6 +13,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("swe", help="SWE task instances, validation, rollouts, grading (make swe-curate)")
     ssub = p.add_subparsers(dest="swe_command", metavar="ACTION")
     ssub.required = True
+    _register_validate(ssub, add_config_args)
+    _register_grade(ssub)
+    _register_rollout(ssub, add_config_args)
+    i = ssub.add_parser("import-specs", help="import SWE-bench's install recipes (swebench 3.x/4.x tables) as data")
+    i.add_argument("--from", dest="source", required=True,
+                   help="a swebench 3.x/4.x wheel or sdist (pip download swebench==4.0.* --no-deps) or its "
+                        "unpacked directory; nothing is imported or installed")
+    i.add_argument("--out", default=None, help="JSON file to write (default: configs/swebench/specs.json); "
+                                               "swebench's LICENSE is written next to it")
+    i.set_defaults(func=_import_specs)
+    r = ssub.add_parser("run", help="run the swe-curate pipeline (inject bugs, validate, statements, rollouts, grade)")
+    add_config_args(r, default="swe")
+    r.set_defaults(func=_run)
+    _register_crawl(ssub)
+
+
+def _register_validate(ssub: argparse._SubParsersAction, add_config_args) -> None:
     v = ssub.add_parser("validate", help="compute FAIL_TO_PASS/PASS_TO_PASS for SWE-bench-format rows")
     v.add_argument("--instances", required=True, help="JSONL or Parquet file of SWE-bench-format rows")
     v.add_argument("--repo-url-template", default=None,
@@ -35,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _skip_bad_rows_arg(v, "record each bad row as a failures row (stage read_input) and validate the good ones")
     add_config_args(v, default="swe")
     v.set_defaults(func=_validate)
+
+
+def _register_grade(ssub: argparse._SubParsersAction) -> None:
     g = ssub.add_parser("grade", help="grade predictions (SWE-bench format) in fresh containers, with Crucible's "
                                      "defenses; prints SWE-bench's report")
     g.add_argument("--instances", default=None,
@@ -52,6 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     g.set_defaults(func=_grade)
 
+
+def _register_rollout(ssub: argparse._SubParsersAction, add_config_args) -> None:
     ro = ssub.add_parser("rollout", help="an agent policy over SWE-bench-format rows (with FAIL_TO_PASS/PASS_TO_PASS), "
                                         "graded in fresh containers; each trajectory committed as it finishes; "
                                         "resumable")
@@ -63,16 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ro.add_argument("--repo-url-template", default=None, help="where repos are cloned from (default: the sandbox's)")
     add_config_args(ro, default="swe")
     ro.set_defaults(func=_rollout)
-    i = ssub.add_parser("import-specs", help="import SWE-bench's install recipes (swebench 3.x/4.x tables) as data")
-    i.add_argument("--from", dest="source", required=True,
-                   help="a swebench 3.x/4.x wheel or sdist (pip download swebench==4.0.* --no-deps) or its "
-                        "unpacked directory; nothing is imported or installed")
-    i.add_argument("--out", default=None, help="JSON file to write (default: configs/swebench/specs.json); "
-                                               "swebench's LICENSE is written next to it")
-    i.set_defaults(func=_import_specs)
-    r = ssub.add_parser("run", help="run the swe-curate pipeline (inject bugs, validate, statements, rollouts, grade)")
-    add_config_args(r, default="swe")
-    r.set_defaults(func=_run)
+
+
+def _register_crawl(ssub: argparse._SubParsersAction) -> None:
     c = ssub.add_parser("crawl", help="crawl GitHub PRs into SWE-bench-format rows (merged, resolves an issue, "
                                       "touches tests); resumable")
     c.add_argument("--repo", action="append", default=[], metavar="OWNER/NAME",
