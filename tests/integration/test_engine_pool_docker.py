@@ -159,6 +159,7 @@ def test_two_engines_share_the_work_pull_images_and_label_as_one(baseline, insta
     assert on2
     for image in on2:  # the same image as the first engine's: pulled from the registry, never rebuilt
         assert image_id(c2, image) == image_id(docker_client, image)
+    assert not [t for i in c2.images.list() for t in i.tags if t.startswith(registry.address)]  # own names only
     for r in rows:
         assert "engine_retries" not in r["meta"]
 
