@@ -291,3 +291,27 @@ def test_store_restore_on_s3_rebuilds_a_lost_manifest_and_brings_back_a_quaranti
     rep = restore(s3_store)
     assert rep.ok and len(rep.restored) == 2, rep
     assert rows(s3_store) == [("q0001",), ("q0002",), ("q0003",)]
+
+
+@pytest.mark.parametrize("conditional", [True, False], ids=["if-none-match", "write-then-verify"])
+def test_put_if_absent_never_replaces_an_object(s3_store, monkeypatch, conditional):
+    if not conditional:  # an S3 server without conditional writes (or gs:// through FileSystems)
+        monkeypatch.setattr(fsio, "_put_if_absent_s3", lambda p, d: None)
+    path = fsio.join(s3_store, "x", "a.json")
+    assert fsio.put_if_absent(path, b"first") is True
+    assert fsio.put_if_absent(path, b"second") is False
+    assert fsio.read_bytes(path) == b"first"
+
+
+def test_put_if_absent_in_a_local_folder(tmp_path):
+    path = str(tmp_path / "d" / "a.json")
+    assert fsio.put_if_absent(path, b"first") is True and fsio.put_if_absent(path, b"second") is False
+    assert (tmp_path / "d" / "a.json").read_bytes() == b"first" and sorted(p.name for p in (tmp_path / "d").iterdir()) == ["a.json"]
+
+
+def test_a_plain_write_replaces_what_put_if_absent_keeps(s3_store):
+    """Switched off: the writer's ordinary atomic write replaces the object another attempt put first."""
+    path = fsio.join(s3_store, "x", "a.json")
+    fsio.write_bytes_atomic(path, b"first")
+    fsio.write_bytes_atomic(path, b"second")
+    assert fsio.read_bytes(path) == b"second"
