@@ -15,8 +15,8 @@ pipeline. The hard lines (must be 0 / must hold for a store to be trusted):
   stored queries: re-run against the search backend when one is given (``source: rerun``), else from the
   stored ranks (``source: stored``); the verdicts come from the ranks either way, not from the row's flags.
 
-Issue #23 lines: text-grounded questions (recomputed by ``grounding.recheck_row``), hidden entities pinned
-by ranges alone, the entity on most chains, answers repeated. The soft lines describe the data: verified by rule / graph / judge, hardening acceptance (questions with
+Also (issue #23): text-grounded questions (``grounding.recheck_row``), entities pinned by ranges alone,
+answers repeated. The soft lines describe the data: verified by rule / graph / judge, hardening acceptance (questions with
 at least one accepted edit after the first write), hub concentration (the entity on most chains), the
 histogram of final pass rates and drop reasons.
 """
@@ -27,6 +27,9 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+
+from pipelines.browse.grounding import row_draft
+from pipelines.browse.harden import ranges_pin_alone
 
 # A resolver: answer text -> entity ids it names in the graph ([] = none).
 Resolver = Callable[[str], Sequence[str]]
@@ -263,9 +266,6 @@ def text_grounding_audit(questions: Sequence[Mapping], text_check: TextCheck | N
 def range_only_audit(questions: Sequence[Mapping]) -> dict[str, Any]:
     """Hidden entities pinned by numeric ranges alone (:func:`pipelines.browse.harden.ranges_pin_alone`),
     recomputed from each row's formalization: ``{"entities", "questions", "rows"}``."""
-    from pipelines.browse.grounding import row_draft
-    from pipelines.browse.harden import ranges_pin_alone
-
     rows = []
     for q in questions:
         if not (q.get("formalization") or {}).get("triples"):  # nothing to recompute from

@@ -4,11 +4,15 @@ preference for them, the row's evidence and the audit's recomputation."""
 import random
 
 from pipelines.browse import audit as A
+from pipelines.browse import findable as F
 from pipelines.browse import grounding as G
 from pipelines.browse import sampling
 from pipelines.browse.draft import draft_from_chain
+from pipelines.browse.kg.chains import graph_stats
 from pipelines.browse.kg.model import Entity, Graph
 from pipelines.browse.kg.textlinks import TextIndex, grounded_enough, pick_hop, text_index
+from pipelines.browse.search.env import BrowseEnv
+from tests.support.fake_search import FakeBackend
 from tests.unit.browse_helpers import E, T
 
 
@@ -195,16 +199,10 @@ def test_text_index_is_built_once_per_graph():
 
 
 def test_kg_stats_counts_text_grounded_triples_per_relation():
-    from pipelines.browse.kg.chains import graph_stats
-
     assert graph_stats(graph(), max_k=2)["text_grounded_triples"] == {"capital": 2, "country": 2}
 
 
 def test_a_text_grounded_hop_is_findable_through_its_wikipedia_summary():
-    from pipelines.browse import findable as F
-    from pipelines.browse.search.env import BrowseEnv
-    from tests.support.fake_search import FakeBackend
-
     g = graph()
     d = draft_from_chain([g.triple("city/jamaica", "country", "country/CU"), g.triple("country/CU", "capital", "city/havana")])
     blind = {"https://kb.local/country/CU", "https://kb.local/city/havana"}  # the fact pages no query finds
