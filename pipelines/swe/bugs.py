@@ -21,7 +21,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.swe.patches import file_diff, is_test_path
+from pipelines.store.commit import stable_hash
+from pipelines.swe.labels import compute_labels
+from pipelines.swe.mirror import commit_patch, diff_commits, ensure_bare_mirror
+from pipelines.swe.patches import PatchError, file_diff, is_test_path
+from pipelines.swe.records import SWEInstance
 
 COMPARE_FLIP = {ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt, ast.Eq: ast.NotEq,
                 ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}
@@ -51,8 +55,6 @@ class BugCandidate:
 
     @property
     def key(self) -> str:
-        from pipelines.store.commit import stable_hash
-
         return stable_hash(self.path, self.function, self.diff, n=10)
 
 
@@ -223,8 +225,6 @@ def bug_labels(clean: dict[str, str], buggy: dict[str, str], selection: list[str
     """F2P = pass clean and fail with the bug; P2P = pass both (within the files that ran). A test absent
     from the buggy run counts as failing only if ``allow_absent`` (the buggy run crashed at collection):
     otherwise it is an id that changes between runs (e.g. parametrized with the current time), not a bug."""
-    from pipelines.swe.labels import compute_labels
-
     if selection:
         clean = {t: s for t, s in clean.items() if t.split("::", 1)[0] in selection}
     if not allow_absent:
@@ -243,10 +243,6 @@ def inject(checkout, repo: str, mirror_root: Path, cands: list[BugCandidate], *,
     row: each bug committed on the sdist's local mirror (``base_commit``), the fix its reverse (``patch``), the
     clean sdist the env commit (``environment_setup_commit``), so a sdist's candidates are one env. Returns
     (instances, [(instance id, why) of bugs that do not apply]); ids in ``done`` are skipped first."""
-    from pipelines.swe.mirror import commit_patch, diff_commits, ensure_bare_mirror
-    from pipelines.swe.patches import PatchError
-    from pipelines.swe.records import SWEInstance
-
     todo = [c for c in cands if bug_instance_id(repo, c) not in done]
     if not todo:
         return [], []

@@ -26,6 +26,8 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+from pipelines.swe.grade import NO_REWARD_GRADES, Grade
+from pipelines.swe.patches import diff_paths, is_test_path
 from pipelines.swe.steps import Step, non_source_edit, setup_failure, shows_failure, steps
 
 # policies that replay the reference fix (rollout.GoldPolicy): their rows check the harness, they teach nothing
@@ -78,8 +80,6 @@ def f_test_edits(row: Mapping) -> tuple[bool, str | None]:
 def f_tamper(row: Mapping) -> tuple[bool, str | None]:
     """A grade that says the patch fooled or tried to fool the grader (or that the grader could not decide)
     trains nothing."""
-    from pipelines.swe.grade import NO_REWARD_GRADES, Grade
-
     g = row.get("grade")
     if g is not None and Grade(g) in NO_REWARD_GRADES:
         return False, f"{g}: {row.get('grade_reason') or ''}"[:300]
@@ -88,8 +88,6 @@ def f_tamper(row: Mapping) -> tuple[bool, str | None]:
 
 def reward_of(grade: Mapping) -> float:
     """Pure: 1 resolved; tampering/infrastructure 0; else half the share of F2P+P2P tests passing."""
-    from pipelines.swe.grade import NO_REWARD_GRADES, Grade
-
     if grade.get("grade") is not None and Grade(grade["grade"]) in NO_REWARD_GRADES:
         return 0.0
     if grade["resolved"]:
@@ -188,8 +186,6 @@ def sft_reasons(row: Mapping, cfg: Mapping, inst: Mapping | None = None) -> list
 def semi_resolved(row: Mapping, inst: Mapping | None) -> bool:
     """Close to resolved: graded (tests failing, no tampering), not resolved, some F2P tests pass after the
     patch, and the patch edits a source file the reference fix edits. Without the instance: False."""
-    from pipelines.swe.patches import diff_paths, is_test_path
-
     if inst is None or row.get("resolved") or row.get("grade") not in ("tests_failing", None):
         return False
     if not (row.get("f2p_passed") or 0) > 0:

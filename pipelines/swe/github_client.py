@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
+
 from pipelines.http_retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -84,8 +86,6 @@ class GitHubClient:
                  max_retries: int = MAX_RETRIES, timeout: float | tuple[float, float] = TIMEOUT_S,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                  per_page: int = PER_PAGE, session=None):
-        import requests
-
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", token_env or ""):
             raise ValueError(f"token_env {token_env!r} is not an environment variable name (e.g. GITHUB_TOKEN)")
         if not re.match(r"^https?://", api_url or ""):

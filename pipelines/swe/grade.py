@@ -26,7 +26,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -39,7 +39,9 @@ from pipelines.swe.patches import (
     is_test_path,
     resolve_inside,
     sanitize_model_patch,
+    split_diff,
 )
+from sandbox.testrun import run_tests
 
 
 class Grade(str, Enum):
@@ -69,8 +71,6 @@ class Defenses:
     canary_pass: bool = True
 
     def without(self, *names: str) -> Defenses:
-        from dataclasses import replace
-
         return replace(self, **dict.fromkeys(names, False))
 
 
@@ -197,8 +197,6 @@ def result(grade: Grade, reason: str | None, f2p, p2p, dropped=(), counts: Mappi
 def grade_patch(ctx: ValidateContext, inst: Mapping, model_patch: str | None, *,
                 defenses: Defenses = ALL_DEFENSES) -> dict:
     """{resolved, grade, grade_reason, f2p_passed, f2p_total, p2p_passed, p2p_total, dropped_files}."""
-    from sandbox.testrun import run_tests
-
     f2p, p2p = list(inst["FAIL_TO_PASS"]), list(inst["PASS_TO_PASS"])
     patch = model_patch or ""
     tmp = Path(tempfile.mkdtemp(prefix="crucible-grade-", dir=ctx.workdir))
@@ -253,8 +251,6 @@ def grade_patch(ctx: ValidateContext, inst: Mapping, model_patch: str | None, *,
 def _lenient_sanitize(diff: str) -> tuple[str, list[dict]]:
     """The old splitter (``diff --git`` headers by regex, no cross-check): what ``strict_parse=False`` grades
     with, to show what the strict parse stops."""
-    from pipelines.swe.patches import split_diff
-
     kept, dropped = [], []
     for path, text in split_diff(diff):
         if is_test_path(path) or is_harness_path(path):

@@ -5,18 +5,16 @@ Commits use a fixed identity and their parent's date, so the same edit on the sa
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from pathlib import Path
 
 from pipelines.swe.patches import apply_patch
+from sandbox.sources import GIT_ENV
 
 
 def _git(args, cwd=None, check=True, strip=True, env=None):
-    import os
-
-    from sandbox.sources import GIT_ENV
-
     proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **GIT_ENV, **(env or {})})
     if check and proc.returncode != 0:

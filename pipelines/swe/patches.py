@@ -9,6 +9,7 @@ exactly the same files. A patch that fails any check raises :class:`PatchError` 
 
 from __future__ import annotations
 
+import difflib
 import posixpath
 import re
 import subprocess
@@ -16,6 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+
+import unidiff
 
 FILE_HEADER = re.compile(r"^diff --git a/(\S+) b/(\S+)", re.M)
 TEST_PATH_RE = re.compile(r"(^|/)(tests?|testing|e2e)(/|$)|(^|/)test_[^/]*\.py$|_tests?\.py$|(^|/)conftest\.py$")
@@ -135,8 +138,6 @@ def _mode(info: str, key: str) -> str | None:
 
 def parse_diff(diff: str, *, what: str = "patch") -> list[FileDiff]:
     """Strict parse (see the module doc). Raises PatchError naming the offending path."""
-    import unidiff
-
     if not diff.strip():
         return []
     text = diff if diff.endswith("\n") else diff + "\n"
@@ -320,8 +321,6 @@ def apply_patch(tree: Path, patch: str, *, what: str = "patch", strict: bool = T
 
 def file_diff(path: str, old: str, new: str) -> str:
     """A git-style unified diff of one file's text change."""
-    import difflib
-
     lines = list(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
                                       f"a/{path}", f"b/{path}", n=3))
     if not lines:

@@ -5,8 +5,14 @@ container of its instance's env, behind every grading defense (:mod:`pipelines.s
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from pipelines.rowcheck import format_problem, row_problem
+from pipelines.store.commit import stable_hash, utc_now
+from pipelines.swe.grade import ALL_DEFENSES, grade_patch
+from pipelines.textio import InputError, JSONSyntaxError, loads, read_text, split_lines
 
 PRED_FIELDS = ("instance_id", "model_name_or_path", "model_patch")  # schemas/swe_prediction.json
 
@@ -19,9 +25,6 @@ def read_predictions(path: str | Path) -> tuple[list[dict], list[str]]:
     """(good predictions in file order, problems as 'file:line: field F: what; fix' strings). Rows are
     checked against ``schemas/swe_prediction.json``; the same (instance_id, model_name_or_path) twice is
     a problem naming both lines. A file that cannot be read at all raises :class:`PredictionsError`."""
-    from pipelines.rowcheck import format_problem, row_problem
-    from pipelines.textio import InputError, JSONSyntaxError, loads, read_text, split_lines
-
     p = Path(path)
     if not p.exists():
         raise PredictionsError(f"{p}: no such file; --predictions takes a JSONL file of "
@@ -72,17 +75,11 @@ def grade_line(pred: Mapping, g: Mapping) -> dict:
 
 def grade_id(pred: Mapping) -> str:
     """The ``swe_grades`` key (and store item key) of one prediction."""
-    from pipelines.store.commit import stable_hash
-
     return stable_hash(pred["instance_id"], pred["model_name_or_path"], pred["model_patch"], n=16)
 
 
 def grade_row(pred: Mapping, line: Mapping, run_id: str) -> dict:
     """The ``swe_grades`` row of one graded prediction (``line`` from :func:`grade_line`)."""
-    import hashlib
-
-    from pipelines.store.commit import utc_now
-
     return {"grade_id": grade_id(pred), "instance_id": line["instance_id"],
             "model_name_or_path": line["model_name_or_path"],
             "patch_sha256": hashlib.sha256(pred["model_patch"].encode("utf-8")).hexdigest(),
@@ -123,8 +120,6 @@ def summarize(lines: Iterable[Mapping], n_instances: int) -> dict:
 
 def grade_predictions(ctx, insts: Mapping[str, Mapping], preds: list[dict], defenses=None) -> list[dict]:
     """One ``--json`` line per prediction; a prediction for an unknown instance is graded ``no_instance``."""
-    from pipelines.swe.grade import ALL_DEFENSES, grade_patch
-
     out = []
     for pred in preds:
         out.append(grade_one(ctx, insts, pred, defenses or ALL_DEFENSES, grade_patch))

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
+from pipelines.swe.filters import REFERENCE_POLICIES
 from pipelines.swe.quality_facts import (
     WORD,
     Fix,
@@ -28,6 +29,7 @@ from pipelines.swe.quality_facts import (
     statement_symbols,
     test_sources,
 )
+from pipelines.swe.records import SWEInstance
 
 
 class Defect(str, Enum):
@@ -196,8 +198,6 @@ def distance(f: Facts) -> int:
 
 def pass_rate(trajectories: Iterable[Mapping]) -> tuple[float | None, int]:
     """(resolved share, runs) of the agent policies' trajectories (the reference policies' are not counted)."""
-    from pipelines.swe.filters import REFERENCE_POLICIES
-
     runs = [t for t in trajectories if t.get("policy") not in REFERENCE_POLICIES]
     return (sum(bool(t.get("resolved")) for t in runs) / len(runs), len(runs)) if runs else (None, 0)
 
@@ -233,8 +233,6 @@ def assess(inst: Mapping, val: Mapping, trajectories: Iterable[Mapping] = (), re
 def finished(inst, val: Mapping, *, trajectories: Iterable[Mapping] = (), workdir=None):
     """The instance (:class:`~pipelines.swe.records.SWEInstance`) with its quality labels and difficulty: the
     one call both builders of swe_instances rows make before ``row()`` (curate, ``crucible swe validate``)."""
-    from pipelines.swe.records import SWEInstance
-
     inst = inst if isinstance(inst, SWEInstance) else SWEInstance.from_row(inst)
     read = repo_reader(workdir, inst["repo"], inst["base_commit"])
     return inst.replace(**assess(inst, val, trajectories, read))

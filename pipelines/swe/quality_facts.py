@@ -13,6 +13,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import unidiff
+
+from pipelines.swe.patches import is_test_path
+
 Reader = Callable[[str], "str | None"]  # repo-relative path -> text at the base commit (None: not there)
 DEFINED = re.compile(r"^\s*(?:async\s+)?(?:def|class)\s+(\w+)|^(\w+)\s*(?::[^=]*)?=(?!=)")
 WORD = re.compile(r"[A-Za-z_]\w*")
@@ -34,8 +38,6 @@ class Fix:
 # ---------------------------------------------------------------- diffs and sources
 
 def _patchset(diff: str):
-    import unidiff
-
     if not (diff or "").strip():
         return []
     try:
@@ -74,8 +76,6 @@ def _module_defs(text: str | None) -> dict[str, list[tuple[int, int]]]:
 def parse_fix(patch: str, read: Reader | None = None) -> Fix:
     """:class:`Fix` of a reference patch; ``read``: the touched modules at the base commit (enclosing defs by
     line, names defined there)."""
-    from pipelines.swe.patches import is_test_path
-
     fix = Fix()
     for pf in _patchset(patch):
         path = _path(pf)
@@ -178,7 +178,6 @@ def _imported(path: str, text: str) -> list[str]:
             base = base.parent
         rel = (base if dots else Path()) / Path(*mod.split(".")) if mod else base
         out += [f"{rel.as_posix()}.py", f"{rel.as_posix()}/__init__.py"]
-    from pipelines.swe.patches import is_test_path
 
     return [p for p in dict.fromkeys(out) if p != path and not p.startswith(("/", ".")) and is_test_path(p)]
 

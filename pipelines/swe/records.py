@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from pipelines.store.commit import failure_row, utc_now
+
 
 class Stage(str, Enum):
     """Where in the SWE pipelines a failure row was written (``failures.stage``)."""
@@ -130,8 +132,6 @@ class SWEInstance(Mapping):
 
 def validation_row(instance_id: str, run_id: str, **fields) -> dict:
     """A swe_validations row: every schema column, unset ones empty (a row that is not valid yet)."""
-    from pipelines.store.commit import utc_now
-
     row = {"instance_id": instance_id, "status": Status.ERROR.value, "reason": None, "failure_kind": None,
            "failed_at": None, "fail_to_pass": [], "pass_to_pass": [], "flaky_tests": [], "network_tests": [],
            "labels_match": None, "labels_hold": None,
@@ -152,8 +152,6 @@ def not_valid(row: dict, status: Status, kind: FailureKind, step: Step, reason: 
 
 def failure(pipeline: str, stage: Stage, kind: FailureKind, reason: str, run_id: str, item_key: str, *,
             table: str = "swe_instances", **kw) -> dict:
-    from pipelines.store.commit import failure_row
-
     return failure_row(pipeline=pipeline, stage=stage.value, kind=kind.value, reason=reason, run_id=run_id,
                        table=table, item_key=item_key, **kw)
 

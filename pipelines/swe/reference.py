@@ -18,6 +18,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipelines.store.commit import stable_hash
+from pipelines.store.fsio import write_bytes_atomic
+from pipelines.swe.envs import run_side
+from pipelines.swe.labels import flaky_from, outcome_map, pytest_seconds
+
 log = logging.getLogger(__name__)
 # 2: an old pytest's "FAIL <id>" summary lines are read as FAILED (sandbox.parsers.OLD_FAIL_RE)
 REFERENCE_VERSION = 3
@@ -56,8 +61,6 @@ def tree_id(path: Path) -> str:
 
 def reference_key(image: str, tree: str, selection: list[str] | None, reruns: int, id_style: str,
                   network: str = "none") -> str:
-    from pipelines.store.commit import stable_hash
-
     sel = sorted(selection) if selection else None
     key = {"v": REFERENCE_VERSION, "image": image, "tree": tree, "selection": sel, "reruns": int(reruns),
            "id_style": id_style}
@@ -86,10 +89,6 @@ def reference_run(ctx, env, tree: Path, tree_key: str, selection: list[str] | No
     """The reference outcomes of ``tree`` in ``env`` (a :class:`pipelines.swe.envs.TaskEnv`): from the cache
     when this exact run was made before, else ``ctx.reruns`` fresh runs (``runner(ctx, env, tree, selection,
     k)`` -> list of TestRun)."""
-    from pipelines.store.fsio import write_bytes_atomic
-    from pipelines.swe.envs import run_side
-    from pipelines.swe.labels import flaky_from, outcome_map, pytest_seconds
-
     k = max(1, int(ctx.reruns))
     key = reference_key(env.image, tree_key, selection, k, env.id_style, env.network)
     path = cache_path(ctx.workdir, key)

@@ -4,6 +4,7 @@ image; its diff is graded in another fresh container (:mod:`pipelines.swe.grade`
 
 from __future__ import annotations
 
+import difflib
 import json
 import shlex
 import shutil
@@ -65,8 +66,6 @@ def replacements(old: str, new: str, context: int = 2) -> list[tuple[str, str]] 
     """``old`` -> ``new`` as (old_str, new_str) blocks (each changed region with ``context`` lines around it),
     applied in order, each occurring exactly once in the text it is applied to; None when some block is not
     unique (the caller writes the whole file instead)."""
-    import difflib
-
     a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
     out, text = [], old
     for group in difflib.SequenceMatcher(None, a, b, autojunk=False).get_grouped_opcodes(context):

@@ -8,6 +8,19 @@ import logging
 import time
 from typing import Any
 
+import apache_beam as beam
+
+from pipelines.beam_options import pipeline_options
+from pipelines.store.catalog import connect, refresh_catalog
+from pipelines.store.commit import ItemResult, commit_items, ensure_layout, recover, stable_hash
+from pipelines.store.sinks import CommitResults
+from pipelines.swe.envs import run_network
+from pipelines.swe.quality import finished
+from pipelines.swe.records import SWEInstance, problem_failure
+from pipelines.swe.sources import read_instances
+from pipelines.swe.transforms import ValidateEnvs, workdir_of
+from sandbox.engine import ensure_engine
+
 log = logging.getLogger(__name__)
 PIPELINE = "swe-validate"
 
@@ -16,10 +29,6 @@ def read_input(path: str, *, pipeline: str, run_id: str,
                done: set[str] | frozenset[str]) -> tuple[list, list, int]:
     """(instances not committed yet, ItemResults of bad input rows not committed yet, good rows committed
     already) of an input file."""
-    from pipelines.store.commit import ItemResult
-    from pipelines.swe.records import SWEInstance, problem_failure
-    from pipelines.swe.sources import read_instances
-
     good, problems = read_instances(path)
     for p in problems:
         log.warning("bad input row: %s", p.message())
@@ -32,9 +41,6 @@ def read_input(path: str, *, pipeline: str, run_id: str,
 def instance_result(pair, run_id: str, workdir: str | None):
     """The rows of one valid instance: its swe_validations row and its swe_instances row, with quality labels
     and difficulty (:func:`pipelines.swe.quality.finished`; no trajectories here)."""
-    from pipelines.store.commit import ItemResult
-    from pipelines.swe.quality import finished
-
     inst, val = pair
     return (ItemResult(inst["instance_id"]).add("swe_validations", val)
             .add("swe_instances", finished(inst, val, workdir=workdir).row(run_id)))
@@ -43,16 +49,6 @@ def instance_result(pair, run_id: str, workdir: str | None):
 def validate_file(cfg, path: str, *, limit: int | None = None) -> dict:
     """Validate every good row of ``path`` (one env image and one clean reference run per env); rows committed
     by an earlier run into ``run.out_dir`` are skipped."""
-    import apache_beam as beam
-
-    from pipelines.beam_options import pipeline_options
-    from pipelines.store.catalog import connect, refresh_catalog
-    from pipelines.store.commit import commit_items, ensure_layout, recover, stable_hash
-    from pipelines.store.sinks import CommitResults
-    from pipelines.swe.envs import run_network
-    from pipelines.swe.transforms import ValidateEnvs, workdir_of
-    from sandbox.engine import ensure_engine
-
     t0 = time.monotonic()
     cfgd = cfg.to_dict()
     out_dir = cfg.run.out_dir

@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from pipelines.swe.patches import is_test_path, split_diff
+
 EXC = r"[A-Za-z_][\w.]*(?:Error|Exception|Warning|Exit|Interrupt|Failure|Iteration|KeyError)"
 # a summary line's id may hold spaces (``t[a minute ago]``): it ends at `` - `` or at the line's end
 SUMMARY = re.compile(r"^(?:FAILED|ERROR) (\S.*?)(?: - (.*))?$", re.M)
@@ -194,8 +196,6 @@ def render(facts: Mapping, *, style: str = "issue", location: Mapping | None = N
 def fix_names(inst: Mapping) -> set[str]:
     """Names the fix's diff touches: the mutated function (injected bugs) and ``def``/``class`` names on
     the diff's hunk headers and changed lines."""
-    from pipelines.swe.patches import split_diff
-
     out = set()
     fn = (inst.get("meta") or {}).get("function")
     if fn:
@@ -243,8 +243,6 @@ def _bound_in_code(text: str) -> set[str]:
 
 def repo_symbols(tree: Path, *, max_files: int = 2000) -> set[str]:
     """Every module, class, function, method and assigned name in the package's non-test sources."""
-    from pipelines.swe.patches import is_test_path
-
     out: set[str] = set()
     for n, p in enumerate(sorted(tree.rglob("*.py"))):
         rel = p.relative_to(tree).as_posix()

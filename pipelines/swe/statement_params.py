@@ -4,6 +4,7 @@ snippet (:mod:`pipelines.swe.statement_source`)."""
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 
 
@@ -24,8 +25,6 @@ def param_values(func: ast.FunctionDef, param: str | None, mod: ast.Module | Non
     simple value is its str, of anything else argname+index, ``pytest.param(id=...)`` and ``ids=[...]`` win,
     stacked decorators join bottom first, a repeated id gets its index appended; rows given by a module-level
     name are looked up in ``mod``."""
-    import itertools
-
     decos = [d for d in func.decorator_list if isinstance(d, ast.Call) and _dotted(d.func).endswith("parametrize")]
     if param is None:
         if decos:

@@ -55,7 +55,7 @@ def test_cli_grades_each_prediction(tmp_path, monkeypatch, capsys):
                 "empty_patch", "f2p_passed": len(i["FAIL_TO_PASS"]) if ok else 0, "f2p_total": len(i["FAIL_TO_PASS"]),
                 "p2p_passed": 0, "p2p_total": 0, "dropped_files": []}
 
-    monkeypatch.setattr("pipelines.swe.grade.grade_patch", fake_grade)
+    monkeypatch.setattr("pipelines.swe.predictions.grade_patch", fake_grade)
     monkeypatch.setattr("pipelines.commands.swe_cmd._docker", lambda: None)
     out = tmp_path / "out"
     rc = main(["swe", "grade", "--instances", str(tmp_path / "inst.jsonl"), "--predictions",

@@ -118,7 +118,7 @@ def test_grading_uses_the_env_carried_from_validation_and_its_network(tmp_path, 
         seen.update(image=image, network=network, test_cmd=recipe["test_cmd"])
         return TestRun(status="infra", kind="daemon", reason="stop here")
 
-    monkeypatch.setattr("sandbox.testrun.run_tests", fake_run)
+    monkeypatch.setattr("pipelines.swe.grade.run_tests", fake_run)
     env = TaskEnv("crucible/env-x:py3.11-carried", {"test_cmd": "python -m pytest -x", "test_paths": ["tests"]},
                   "internal")
     inst = SWEInstance(instance_id="o__r-1", repo="o/r", base_commit="b", patch="", test_patch="",
