@@ -10,6 +10,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipelines.store.commit import ItemResult, Progress
+from pipelines.swe import rollout
 from pipelines.swe.graph_bounds import CapExceeded, run_capped
 from pipelines.swe.records import FailureKind, Stage, Status, Step, failure
 
@@ -94,8 +95,6 @@ def capped_rollout(res: ItemResult, ctx, inst: Mapping, policy, *, cap: float, p
     """One rollout bounded by ``swe.rollouts.rollout_timeout_s``: its trajectory row, or None and a ``failures``
     row on ``res`` naming the cap (no trajectory: a cut rollout is no training row and no test result).
     ``rollout_fn``: :func:`pipelines.swe.rollout.run_rollout` unless given."""
-    from pipelines.swe import rollout
-
     fn = rollout_fn or rollout.run_rollout
     what = f"{policy_name} rollout {sample_index} of {inst['instance_id']}"
     try:

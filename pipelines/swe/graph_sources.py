@@ -16,8 +16,13 @@ from typing import NamedTuple
 
 import apache_beam as beam
 
+from pipelines.store import manifests as M
 from pipelines.store.commit import ItemResult
+from pipelines.swe.github import crawl, rejected_path_for
+from pipelines.swe.github_client import RateLimitError, client_from_config
 from pipelines.swe.records import FailureKind, Stage, failure
+from pipelines.swe.runner import read_input
+from pipelines.swe.transforms import InjectBugs, MineCommits
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +49,11 @@ def source_specs(swe: Mapping, limit: int | None) -> list[SourceSpec]:
 
 def committed_keys(out_dir: str, pipeline: str):
     """The item keys committed to ``out_dir`` by ``pipeline`` (its live manifests), read where it runs."""
-    from pipelines.store import manifests as M
-
     yield from sorted(M.committed(out_dir, pipeline).done_keys)
 
 
 def read_file_source(path: str, *, pipeline: str, run_id: str):
     """An instances file -> ItemResults of its bad rows, and its good rows tagged ``rows``."""
-    from pipelines.swe.runner import read_input
-
     rows, bad, _ = read_input(path, pipeline=pipeline, run_id=run_id, done=frozenset())
     yield from bad
     for r in rows:
@@ -63,10 +64,6 @@ def crawl_source(gh: Mapping, out_dir: str, *, pipeline: str, run_id: str):
     """Crawl ``swe.github.repos`` (resumable: PRs seen by an earlier run cost no request) into
     ``<out_dir>/github/prs.jsonl``: every rejected PR and every repo or rate-limit failure is a ``failures``
     item, the candidate PRs are rows (``rows`` output). One element: the crawl shares one rate limit."""
-    from pipelines.swe.github import crawl, rejected_path_for
-    from pipelines.swe.github_client import RateLimitError, client_from_config
-    from pipelines.swe.runner import read_input
-
     path = Path(out_dir) / "github" / "prs.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -113,8 +110,6 @@ class ExpandSource(beam.DoFn):
         self._fns: dict = {}
 
     def _fn(self, kind: str):
-        from pipelines.swe.transforms import InjectBugs, MineCommits
-
         if kind not in self._fns:
             fn = {"sdist": InjectBugs, "mine": MineCommits}[kind](self.cfg, self.run_id, self.network, self.pipeline)
             fn.setup()

@@ -13,6 +13,7 @@ from apache_beam.metrics import Metrics
 
 from pipelines.store.commit import ItemResult
 from pipelines.swe.graph_bounds import CapExceeded, capped_iter
+from pipelines.swe.records import FailureKind, Stage, failure
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,6 @@ def _next_id(insts, seen) -> str:
 def cap_failures(rest, exc: CapExceeded, *, pipeline: str, run_id: str):
     """A ``failures`` row per instance left when the validation cap fired: the one it fired on, then the rest
     of its env group (abandoned with it: the group's steps share one image and one reference run)."""
-    from pipelines.swe.records import FailureKind, Stage, failure
-
     for n, inst in enumerate(rest):
         reason = str(exc) if n == 0 else f"{exc}; not validated: its env group was abandoned"
         yield ItemResult(inst["instance_id"]).add("failures", failure(
