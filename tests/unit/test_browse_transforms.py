@@ -219,3 +219,13 @@ def test_deadline_guard_stops_at_the_first_step_past_the_cap():
     assert len(seen) == 2  # the caller's hook still saw every event
     relaxed = deadline_guard(1e9, clock=lambda: now[0])  # a cap far away: nothing stops
     relaxed({"kind": "answer", "turn": 5})
+
+
+def test_run_limit_keeps_the_first_planned_items_and_every_drop(toy):
+    _, make = toy
+    opts, _ = make("browse.seeds=8", "browse.max_per_pattern=1", "run.limit=1")
+    items, drops = plan_items(load_kg(opts.search), opts.browse)
+    assert len(items) > 1  # the limit has something to cut
+    with TestPipeline(options=PipelineOptions(OPTS)) as p:
+        got = p | TP.PlanSeeds(opts) | beam.Map(lambda pl: (pl.key, pl.item is not None))
+        assert_that(got, equal_to([(items[0]["key"], True)] + [(d["key"], False) for d in drops]))
