@@ -261,7 +261,7 @@ def validate_bug_group(ctx: ValidateContext, insts: Sequence[Mapping], run_id: s
     the bug (the fix reverses it), P2P = pass both; more than ``ctx.max_f2p`` F2P is a bug that breaks
     everything."""
     from pipelines.swe.bugs import bug_labels, tests_for
-    from pipelines.swe.envs import clone_at
+    from pipelines.swe.envs import clone_at, clone_lock
     from pipelines.swe.reference import reference_run, tree_id
 
     repo, clean_commit = insts[0]["repo"], env_commit_of(insts[0])
@@ -271,7 +271,9 @@ def validate_bug_group(ctx: ValidateContext, insts: Sequence[Mapping], run_id: s
             tree = checkout_tree(ctx, repo, clean_commit, tmp / "clean")
             spec = env_for(ctx, repo, clean_commit, tree)
             env = env_of(ctx, repo, spec)
-            ref = reference_run(ctx, env, tree, tree_id(clone_at(ctx, repo, clean_commit).path))
+            with clone_lock(ctx, repo):  # the shared clone's HEAD, read while no other checkout moves it
+                clean_id = tree_id(clone_at(ctx, repo, clean_commit).path)
+            ref = reference_run(ctx, env, tree, clean_id)
         except Exception as exc:  # noqa: BLE001 - every bug of the env reports it
             for inst in insts:
                 yield inst, Validation(not_valid(validation_row(inst["instance_id"], run_id), Status.ERROR,
