@@ -10,14 +10,19 @@ of the instance's env image on its network, bounded by ``swe.statements.repro_ti
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pipelines.swe import envs, statement_facts
+from pipelines.swe.envs import TaskEnv
+from pipelines.swe.patches import apply_patch
 from pipelines.swe.statement_facts import (
     first_call,
     full_test_id,
@@ -28,8 +33,10 @@ from pipelines.swe.statement_facts import (
     render,
     reproduced,
 )
+from pipelines.swe.statement_leaks import leak_check
 from pipelines.swe.statement_source import Reduced, Unreducible, reduce_test, value_parts
 from pipelines.swe.statement_source import render as render_snippet
+from sandbox.container import run_in_container
 
 MARK = "@@CRUCIBLE-STEP@@"
 MAX_VALUE_CHARS = 300  # a printed value longer than this is no statement a reader checks by eye
@@ -74,8 +81,6 @@ def script(recipe: Mapping, timeout_s: int, code: str) -> str:
     """Bash that runs ``code`` (a quoted here-document: nothing in it is expanded) with the env's Python in
     /testbed (the recipe's test env exported; its cheap reinstall first where the recipe has one), killed
     after ``timeout_s``."""
-    import secrets
-
     end = f"CRUCIBLE_SNIPPET_{secrets.token_hex(8)}"
     lines = ["cd /testbed"]
     for k, v in sorted((recipe.get("test_env") or {}).items()):
@@ -90,10 +95,6 @@ def script(recipe: Mapping, timeout_s: int, code: str) -> str:
 
 def run_code(ctx, env, tree: Path, code: str, timeout_s: int) -> dict:
     """One run of ``code`` in a fresh container of ``env`` with ``tree`` at /testbed -> :func:`parse_run`."""
-    from dataclasses import replace
-
-    from sandbox.container import run_in_container
-
     limits = replace(ctx.settings.limits, timeout_s=int(timeout_s) + 30)
     out = run_in_container(ctx.client, env.image, script(env.recipe, timeout_s, code), tree=tree, limits=limits,
                            network=ctx.network_for(env.network), env={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"})
@@ -144,10 +145,7 @@ def claim_of(red: Reduced, found: Mapping, logged: Mapping) -> tuple[dict | None
 
 
 def _trees(ctx, inst: Mapping, tmp: Path) -> tuple[Path, Path]:
-    from pipelines.swe.envs import checkout_tree
-    from pipelines.swe.patches import apply_patch
-
-    before = checkout_tree(ctx, inst["repo"], inst["base_commit"], tmp / "before")
+    before = envs.checkout_tree(ctx, inst["repo"], inst["base_commit"], tmp / "before")
     if (inst.get("test_patch") or "").strip():
         apply_patch(before, inst["test_patch"], what="test_patch")
     after = tmp / "after"
@@ -158,9 +156,6 @@ def _trees(ctx, inst: Mapping, tmp: Path) -> tuple[Path, Path]:
 
 def ground(ctx, inst: Mapping, scfg: Mapping) -> Grounding:
     """Try the F2P tests in order (at most ``repro_max_tests`` that reduce) until one reproduces."""
-    from pipelines.swe.envs import TaskEnv
-    from pipelines.swe.statement_facts import repo_symbols
-
     timeout_s, budget = int(scfg["repro_timeout_s"]), int(scfg["repro_max_tests"])
     record = {"test_id": None, "snippet": None, "kind": None, "before": None, "after": None, "reproduced": False,
               "reason": None, "log": None, "tried": []}
@@ -174,7 +169,7 @@ def ground(ctx, inst: Mapping, scfg: Mapping) -> Grounding:
             before, after = _trees(ctx, inst, tmp)
         except Exception as exc:  # noqa: BLE001 - the instance's record says why
             return Grounding(None, dict(record, reason=f"checkout: {type(exc).__name__}: {exc}"[:500]))
-        symbols = repo_symbols(before)
+        symbols = statement_facts.repo_symbols(before)
         for tid in sorted(inst["FAIL_TO_PASS"]):
             if budget <= 0:
                 break
@@ -192,8 +187,6 @@ def ground(ctx, inst: Mapping, scfg: Mapping) -> Grounding:
             if facts is not None:
                 text, leak = default_statement(Grounding(facts, record), inst, scfg["style"])
                 if leak is None:
-                    from pipelines.swe.statements import leak_check
-
                     leak = leak_check(text, inst)[1]
                 if leak is None:
                     return Grounding(facts, record, symbols)
@@ -242,8 +235,6 @@ def _try(ctx, env, before: Path, after: Path, red: Reduced, logged: dict, timeou
 
 
 def _attrs(code: str) -> set[str]:
-    import ast
-
     return {n.attr for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Attribute)}
 
 
@@ -254,14 +245,12 @@ def _obs(run: Mapping) -> dict:
 def default_statement(g: Grounding, inst: Mapping, style: str) -> tuple[str | None, str | None]:
     """(statement, None) from the facts, or (None, why): the record's reason, or a name the issue style
     must not give away."""
-    from pipelines.swe.statement_facts import name_leaks
-
     if g.facts is None:
         return None, f"not_reproduced: {g.record['reason']}"
     meta = inst.get("meta") or {}
     text = render(g.facts, style=style, location={"function": meta.get("function"), "path": meta.get("path")})
     if style == "issue":
-        leaks = name_leaks(text, inst, g.facts["names"])
+        leaks = statement_facts.name_leaks(text, inst, g.facts["names"])
         if leaks:
             return None, f"located: {leaks[0]}"
     return text, None

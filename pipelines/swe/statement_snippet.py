@@ -1,13 +1,28 @@
-"""The snippet of a reduced test (:class:`pipelines.swe.statement_source.Reduced`): its imports, prelude and
-steps up to the failing one, rendered as a reader would run it (pure)."""
+"""The snippet of a reduced test (:class:`Reduced`, made by :mod:`pipelines.swe.statement_source`): its imports,
+prelude and steps up to the failing one, rendered as a reader would run it (pure)."""
 
 from __future__ import annotations
 
 import ast
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-if TYPE_CHECKING:
-    from pipelines.swe.statement_source import Reduced
+
+@dataclass
+class Step:
+    """One top-level statement of the reduced body; ``raises``: the exception source a ``with raises(E):``
+    block expects (``code`` is then its body)."""
+
+    code: str
+    raises: str | None = None
+
+
+@dataclass
+class Reduced:
+    test_id: str
+    imports: list[str]
+    prelude: list[str]  # module-level helpers and parametrize bindings the body needs
+    steps: list[Step]
+    names: set[str] = field(default_factory=set)  # names the snippet uses (what a user calls)
 
 
 def _indent(code: str) -> str:

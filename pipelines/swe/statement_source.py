@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import ast
 import builtins
+import copy
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.swe.statement_inline import inline_call
 from pipelines.swe.statement_params import Unresolved, _dotted, module_bindings, param_values
-from pipelines.swe.statement_snippet import is_check, render, value_parts  # noqa: F401 - the snippet of a Reduced
+from pipelines.swe.statement_snippet import (  # noqa: F401 - the snippet of a Reduced
+    Reduced,
+    Step,
+    is_check,
+    render,
+    value_parts,
+)
 
 CMP = {"assertEqual": ast.Eq, "assertEquals": ast.Eq, "assertListEqual": ast.Eq, "assertDictEqual": ast.Eq,
        "assertTupleEqual": ast.Eq, "assertSetEqual": ast.Eq, "assertSequenceEqual": ast.Eq,
@@ -29,24 +35,6 @@ MAX_STATEMENTS = 60  # a test longer than this is no reproduction a reader follo
 
 class Unreducible(Exception):
     """Why a test cannot become a stand-alone snippet."""
-
-
-@dataclass
-class Step:
-    """One top-level statement of the reduced body; ``raises``: the exception source a ``with raises(E):``
-    block expects (``code`` is then its body)."""
-
-    code: str
-    raises: str | None = None
-
-
-@dataclass
-class Reduced:
-    test_id: str
-    imports: list[str]
-    prelude: list[str]  # module-level helpers and parametrize bindings the body needs
-    steps: list[Step]
-    names: set[str] = field(default_factory=set)  # names the snippet uses (what a user calls)
 
 
 def split_id(test_id: str) -> tuple[str, list[str], str | None]:
@@ -304,8 +292,6 @@ def _needs(mods: list[ast.Module], codes: list[str]) -> tuple[list[str], list[st
 
 def reduce_test(tree: Path, test_id: str) -> Reduced:
     """The test of ``test_id`` in ``tree`` as imports + prelude + steps (raises :class:`Unreducible`)."""
-    import copy
-
     rel, mod, cls, func, param = _locate(tree, test_id)
     if func is None:
         raise Unreducible(f"test function of {test_id} not found")

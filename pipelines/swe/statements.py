@@ -11,55 +11,21 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from pipelines.swe.patches import split_diff
+from pipelines.swe import (  # called through the modules: one place to swap them
+    statement_facts,
+    statement_repro,
+)
+from pipelines.swe.records import FailureKind, Stage, SWEInstance, failure
+from pipelines.swe.statement_leaks import (  # noqa: F401
+    FIX_WORDS,
+    MIN_CHARS,
+    TEST_WORDS,
+    added_lines,
+    leak_check,
+    test_names,
+)
 
-MIN_CHARS = 60
 MAX_FAILURE_CHARS = 1500
-TEST_WORDS = re.compile(r"\b(pytest|FAIL_TO_PASS|PASS_TO_PASS|unit ?tests?|test suite|test_\w+)\b", re.I)
-# a user report says what goes wrong, never how to fix it (small models like to append the fix)
-FIX_WORDS = re.compile(r"\b((?:can|could|should|would) be (?:fixed|resolved|solved)|to (?:fix|resolve|solve) "
-                       r"(?:this|the|it)|the fix\b|fixed by|here'?s the (?:updated|fixed|corrected)|"
-                       r"(?:updated|fixed|corrected) (?:code|version)|(?:the )?solution is|"
-                       r"(?:this|that|a|my|the proposed|the suggested) (?:fix|patch)\b|"
-                       r"(?:correct|right|proper) (?:approach|way to|implementation|fix)|"
-                       r"(?:simply|just) (?:return|use|check|swap|change|replace)\b)", re.I)
-
-
-def test_names(ids) -> set[str]:
-    """Function names of test ids (``path::Class::test_x[param]`` -> ``test_x``)."""
-    return {re.sub(r"\[.*$", "", t.split("::")[-1]) for t in ids}
-
-
-def added_lines(patch: str, min_len: int = 12) -> list[str]:
-    out = []
-    for _, text in split_diff(patch):
-        for ln in text.splitlines():
-            if ln.startswith("+") and not ln.startswith("+++"):
-                s = ln[1:].strip()
-                if len(s) >= min_len and not s.startswith(("#", '"""', "'''")):
-                    out.append(s)
-    return out
-
-
-def leak_check(statement: str, inst: Mapping) -> tuple[bool, str | None]:
-    """(ok, reason): the statement must not name tests or pytest, nor quote a line the fix adds."""
-    low = statement.lower()
-    for name in sorted(test_names(list(inst.get("FAIL_TO_PASS") or []) + list(inst.get("PASS_TO_PASS") or []))):
-        if name and name.lower() in low:
-            return False, f"leak: names the test {name}"
-    m = TEST_WORDS.search(statement)
-    if m:
-        return False, f"leak: mentions {m.group(0)!r}"
-    m = FIX_WORDS.search(statement)
-    if m:
-        return False, f"leak: proposes a fix ({m.group(0)!r})"
-    squashed = re.sub(r"\s+", "", statement)
-    for line in added_lines(inst.get("patch") or ""):
-        if re.sub(r"\s+", "", line) in squashed:
-            return False, f"leak: quotes the fix ({line[:60]!r})"
-    if len(statement.strip()) < MIN_CHARS:
-        return False, f"too_short: {len(statement.strip())} < {MIN_CHARS} characters"
-    return True, None
 
 
 def scrub_failure(output: str, inst: Mapping) -> str:
@@ -82,16 +48,14 @@ def _facts_text(facts: Mapping) -> tuple[str, str]:
 
 def llm_check(text: str, inst: Mapping, grounding, style: str) -> str | None:
     """Why an LLM sample is refused (None: kept): leaks, names the issue style keeps back, contradictions."""
-    from pipelines.swe.statement_facts import check_llm, name_leaks
-
     ok, why = leak_check(text, inst)
     if not ok:
         return why
     if style == "issue":
-        leaks = name_leaks(text, inst, grounding.facts["names"])
+        leaks = statement_facts.name_leaks(text, inst, grounding.facts["names"])
         if leaks:
             return f"located: {leaks[0]}"
-    wrong = check_llm(text, grounding.facts, grounding.symbols)
+    wrong = statement_facts.check_llm(text, grounding.facts, grounding.symbols)
     return wrong[0] if wrong else None
 
 
@@ -102,12 +66,10 @@ def write_statement(inst: Mapping, client=None, prompt=None, *, sample_index: in
     :func:`llm_check` against ``grounding`` (its snippet appended); else the grounded default (``reason``:
     why the last sample was refused, ``rejected``: every refusal); ``problem_statement`` None when nothing
     reproduced (``reason`` says why)."""
-    from pipelines.swe.statement_repro import default_statement
-
     if (inst.get("problem_statement") or "").strip():
         return {"problem_statement": inst["problem_statement"], "statement_origin": "issue",
                 "statement_prompt_version": None, "reason": None, "rejected": []}
-    default, why = default_statement(grounding, inst, style) if grounding is not None else (None, "not grounded")
+    default, why = statement_repro.default_statement(grounding, inst, style) if grounding is not None else (None, "not grounded")
     if default is not None:
         ok, leak = leak_check(default, inst)
         default, why = (default, None) if ok else (None, leak)
@@ -144,10 +106,8 @@ def statement_for(ctx, inst: Mapping, scfg: Mapping, client, prompt, *, run_id: 
     then :func:`write_statement`. Issue text is kept as is (its reproduction still runs and is recorded); a
     statement of ours that does not reproduce, or that would give the fix's location away, drops the
     instance; each refused LLM sample is a failures row."""
-    from pipelines.swe.records import FailureKind, Stage, SWEInstance, failure
-    from pipelines.swe.statement_repro import ground
 
-    g = ground(ctx, inst, scfg)
+    g = statement_repro.ground(ctx, inst, scfg)
     st = write_statement(inst, client, prompt, attempts=int(scfg["attempts"]), grounding=g, style=scfg["style"])
     record = dict(g.record, llm_rejected=list(st["rejected"]))
     fails = [failure(pipeline, Stage.STATEMENT, FailureKind.FILTERED, f"statement_llm_rejected: {why}"[:2000], run_id,

@@ -179,6 +179,11 @@ def test_a_row_with_an_escaping_path_is_a_failures_row_naming_instance_and_path(
     monkeypatch.setattr("pipelines.swe.envs.checkout_tree",
                         lambda ctx, repo, commit, dest: shutil.copytree(tree, dest, symlinks=True))
     monkeypatch.setattr("pipelines.swe.envs.task_env", lambda *a, **kw: None)
+    # the rollout binds both at import: patch them where it calls them too (not only where they are defined,
+    # which worked only when the rollout module happened to be imported after this patch)
+    monkeypatch.setattr("pipelines.swe.rollout.checkout_tree",
+                        lambda ctx, repo, commit, dest: shutil.copytree(tree, dest, symlinks=True))
+    monkeypatch.setattr("pipelines.swe.rollout.task_env", lambda *a, **kw: None)
     rel = "../../../host_secret.txt"
     inst = dict(samples.swe_instance(7), problem_statement="x", meta={},
                 patch=f"diff --git a/{rel} b/{rel}\n--- a/pkg/core.py\n+++ b/pkg/core.py\n" + HUNK)
