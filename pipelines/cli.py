@@ -7,18 +7,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import pkgutil
 import sys
 
-from pipelines.config import ConfigError
+import pipelines.commands as commands_pkg
+from pipelines.config import ConfigError, load_config, warn_out_dir
 
 
 def command_modules() -> list[str]:
     """Every ``pipelines/commands/*_cmd.py`` module, sorted: each adds one command group."""
-    import pkgutil
-
-    import pipelines.commands as pkg
-
-    return sorted(f"pipelines.commands.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)
+    return sorted(f"pipelines.commands.{m.name}" for m in pkgutil.iter_modules(commands_pkg.__path__)
                   if m.name.endswith("_cmd"))
 
 
@@ -46,8 +44,6 @@ def add_config_args(p: argparse.ArgumentParser, default: str = "defaults") -> No
 
 
 def config_from_args(args: argparse.Namespace):
-    from pipelines.config import load_config, warn_out_dir
-
     overrides = list(getattr(args, "overrides", []) or [])
     if getattr(args, "out", None):
         overrides.append(f"run.out_dir={args.out}")

@@ -24,12 +24,17 @@ Hostile inputs meet the limits below (the one place they live; raise one here if
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
 import re
 import stat
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+
+import yaml
 
 MAX_FILE_BYTES = 2 * 2**30  # one input file, or a .gz file's content
 MAX_LINE_CHARS = 64 * 2**20  # one JSON line
@@ -137,10 +142,6 @@ def read_bytes(path: str | Path, what: str = "input file") -> bytes:
 
 
 def _gunzip(data: bytes, p: Path, what: str) -> bytes:
-    import gzip
-    import io
-    import zlib
-
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as g:
             out = _read_capped(g)  # a gzip bomb stops here, not at the end of memory
@@ -298,8 +299,6 @@ def load_yaml(text: str, where: str) -> object:
 
 
 def _yaml_loader():
-    import yaml
-
     class Loader(yaml.SafeLoader):
         """SafeLoader that stops nesting past MAX_DEPTH while composing (the composer recurses per level)."""
 
@@ -363,8 +362,6 @@ def _alias_problem(root) -> str | None:
 
 
 def _children(node) -> list:
-    import yaml
-
     if isinstance(node, yaml.SequenceNode):
         return list(node.value)
     if isinstance(node, yaml.MappingNode):

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import jsonschema
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -66,8 +68,6 @@ class FunctionTool:
 
 def validate_args(schema: dict, args: Any) -> str | None:
     """A readable error when ``args`` does not match the function schema, else None."""
-    import jsonschema
-
     params = schema["function"]["parameters"]
     if not isinstance(args, Mapping):
         return f"arguments must be a JSON object, got {type(args).__name__}"

@@ -26,9 +26,11 @@ from http import HTTPStatus
 
 import duckdb
 
+from pipelines.store import catalog
 from pipelines.view import guard
 from pipelines.view import pages as P
 from pipelines.view import render as R
+from pipelines.view.openapi import document
 from pipelines.view.params import BadRequest, NotFound, parse_target
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,6 @@ class Store:
     """The viewer's read side: one DuckDB connection over ``out_dir`` and what could not be read."""
 
     def __init__(self, out_dir: str, catalog_name: str | None = None):
-        from pipelines.store import catalog
-
         self.out_dir = out_dir
         view = catalog.store_view(out_dir)
         self.con = _connect(out_dir, catalog_name, view)
@@ -71,8 +71,6 @@ class Store:
 
     def explain(self, exc: duckdb.Error) -> str:
         """The error's first line and, once per server, the committed shards whose data cannot be read."""
-        from pipelines.store import catalog
-
         with self._scan_lock:  # not the cursor lock: other pages go on while the shards are read
             if self.unreadable is None:
                 try:
@@ -98,8 +96,6 @@ class Store:
 
 
 def _connect(out_dir: str, catalog_name: str | None, view) -> duckdb.DuckDBPyConnection:
-    from pipelines.store import catalog
-
     return catalog.connect(out_dir, catalog_name or catalog.DEFAULT_CATALOG, view)
 
 
@@ -109,8 +105,6 @@ CAUGHT: tuple[type[BaseException], ...] = (Exception,)  # what becomes an error 
 def answer(store: Store, target: str) -> tuple[int, str, str]:
     """(status, content type, body) for a GET of ``target``: every failure is a page with its status."""
     if target.partition("?")[0] == "/openapi.json":
-        from pipelines.view.openapi import document
-
         return 200, "application/json", json.dumps(document(), indent=1)
     try:
         parts, query = parse_target(target)
