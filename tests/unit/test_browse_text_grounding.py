@@ -6,14 +6,14 @@ import random
 from pipelines.browse import audit as A
 from pipelines.browse import findable as F
 from pipelines.browse import grounding as G
-from pipelines.browse import sampling
+from pipelines.browse import planning, sampling
 from pipelines.browse.draft import draft_from_chain
 from pipelines.browse.kg.chains import graph_stats
 from pipelines.browse.kg.model import Entity, Graph
 from pipelines.browse.kg.textlinks import TextIndex, grounded_enough, pick_hop, text_index
 from pipelines.browse.search.env import BrowseEnv
 from tests.support.fake_search import FakeBackend
-from tests.unit.browse_helpers import E, T
+from tests.unit.browse_helpers import E, T, browse_opts
 
 
 def art(title, text):
@@ -213,3 +213,20 @@ def test_a_text_grounded_hop_is_findable_through_its_wikipedia_summary():
     fa2 = F.measure(g, d, F.env_search(BrowseEnv(FakeBackend(g, blind=blind | {"https://kb.local/city/jamaica"})), "?"), 10)
     first = next(c for c in fa2["clues"] if c["var"] == "?x1")
     assert first["rank"] is None and "wikipedia" not in first["evidence_url"]
+
+
+def test_planning_requires_text_grounded_chains_until_its_share_is_planned():
+    g = graph()
+    g = Graph([*g.entities.values(), E("currency/MXN", "currency", "Mexican peso")],
+              [*g.triples, T("country/MX", "currency", "currency/MXN")])
+    idx = text_index(g)
+
+    def plan(share, seed):
+        opts = browse_opts(seeds=2, seed=seed, min_hops=1, max_hops=1, attribute_answer_share=0.0,
+                           max_share_per_entity=1.0, max_per_pattern=5, seed_types=("country",),
+                           text_grounded_share=share)
+        items, _ = planning.plan_items(g, opts)
+        return [grounded_enough([idx.hop(*t) is not None for t in it["chain"]]) for it in items]
+
+    assert all(all(plan(1.0, s)) for s in range(6))
+    assert any(not all(plan(0.0, s)) for s in range(6))  # switched off, ungrounded chains are planned too
