@@ -263,7 +263,9 @@ def run_on_pool(pool: EnginePool, wanted: str | None, items: list, work: Callabl
 
 def _why(result) -> str:
     row = getattr(result, "row", None)
-    return str((row or {}).get("reason") if isinstance(row, dict) else result)[:500]
+    if isinstance(row, dict):  # a validation row says why in reason, a trajectory row or grade in grade_reason
+        return str(row.get("reason") or row.get("grade_reason"))[:500]
+    return str(result)[:500]
 
 
 def report_engine_metrics(stats: dict, namespace: str = "crucible.sandbox.engines") -> None:

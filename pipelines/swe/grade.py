@@ -41,6 +41,7 @@ from pipelines.swe.patches import (
     sanitize_model_patch,
     split_diff,
 )
+from pipelines.swe.pooled import pool_of, pooled_call
 from sandbox.testrun import run_tests
 
 
@@ -196,7 +197,20 @@ def result(grade: Grade, reason: str | None, f2p, p2p, dropped=(), counts: Mappi
 
 def grade_patch(ctx: ValidateContext, inst: Mapping, model_patch: str | None, *,
                 defenses: Defenses = ALL_DEFENSES) -> dict:
-    """{resolved, grade, grade_reason, f2p_passed, f2p_total, p2p_passed, p2p_total, dropped_files}."""
+    """{resolved, grade, grade_reason, f2p_passed, f2p_total, p2p_passed, p2p_total, dropped_files}. On an
+    engine pool (``ctx.pool``) also ``engine`` (where it was graded) and ``engine_retries`` (engines drained
+    under it, kind ``infra``): an engine that stops answering mid-grade is no grade, the next engine's is."""
+    if pool_of(ctx) is None:
+        return grade_here(ctx, inst, model_patch, defenses=defenses)
+    g, engine, retries = pooled_call(ctx, inst, f"grade of {inst['instance_id']}",
+                                     lambda on: grade_here(on, inst, model_patch, defenses=defenses),
+                                     is_infra=lambda g: g["grade"] == Grade.INFRA.value)
+    return {**g, "engine": engine, "engine_retries": retries}
+
+
+def grade_here(ctx: ValidateContext, inst: Mapping, model_patch: str | None, *,
+               defenses: Defenses = ALL_DEFENSES) -> dict:
+    """:func:`grade_patch` on ``ctx.client``'s engine."""
     f2p, p2p = list(inst["FAIL_TO_PASS"]), list(inst["PASS_TO_PASS"])
     patch = model_patch or ""
     tmp = Path(tempfile.mkdtemp(prefix="crucible-grade-", dir=ctx.workdir))

@@ -17,8 +17,9 @@ from pipelines.agent.loop import Turn, new_call_id, run_agent, tool_schema_list
 from pipelines.store.commit import stable_hash, utc_now
 from pipelines.swe.envs import checkout_tree, task_env
 from pipelines.swe.filters import reward_of
-from pipelines.swe.grade import grade_patch, test_files_of
+from pipelines.swe.grade import Grade, grade_patch, test_files_of
 from pipelines.swe.patches import PatchError, apply_patch, check_patch, resolve_inside
+from pipelines.swe.pooled import pool_of, pooled_call
 from pipelines.swe.tools import make_tools
 from sandbox.container import Sandbox
 from sandbox.workspace import ContainerWorkspace, init_baseline, workspace_diff
@@ -127,7 +128,33 @@ class GoldPolicy:
 def run_rollout(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: int = 0, model: str | None = None,
                 max_turns: int = 12, max_total_tokens: int = 16000, command_timeout_s: int = 60,
                 max_observation_chars: int = 6000, grade: bool = True, run_id: str = "") -> dict:
-    """One rollout -> a swe_trajectories row (graded). Infrastructure failures become exit_status error."""
+    """One rollout -> a swe_trajectories row (graded). Infrastructure failures become exit_status error. On an
+    engine pool (``ctx.pool``) it runs on the engine holding the env image, and again on another engine when
+    that one stops answering (``meta.engine``, ``meta.engine_retries``): one row either way."""
+    kw = dict(policy_name=policy_name, sample_index=sample_index, model=model, max_turns=max_turns,
+              max_total_tokens=max_total_tokens, command_timeout_s=command_timeout_s,
+              max_observation_chars=max_observation_chars, grade=grade, run_id=run_id)
+    if pool_of(ctx) is None:
+        return rollout_here(ctx, inst, policy, **kw)
+    what = f"{policy_name} rollout {sample_index} of {inst['instance_id']}"
+    row, engine, retries = pooled_call(ctx, inst, what, lambda on: rollout_here(on, inst, policy, **kw),
+                                       is_infra=rollout_infra)
+    row["meta"]["engine"] = engine
+    if retries:
+        row["meta"]["engine_retries"] = retries
+    return row
+
+
+def rollout_infra(row: Mapping) -> bool:
+    """Did the rollout end on the infrastructure (its container or engine), not on the policy or the tests?"""
+    return row["grade"] == Grade.INFRA.value or (row["exit_status"] == "error"
+                                                 and (row["grade_reason"] or "").startswith("rollout_error"))
+
+
+def rollout_here(ctx, inst: Mapping, policy, *, policy_name: str, sample_index: int, model: str | None,
+                 max_turns: int, max_total_tokens: int, command_timeout_s: int, max_observation_chars: int,
+                 grade: bool, run_id: str) -> dict:
+    """:func:`run_rollout` on ``ctx.client``'s engine."""
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="crucible-rollout-", dir=ctx.workdir))
     tools = None
