@@ -168,6 +168,7 @@ def _grade(args) -> int:
 
     from pipelines.cli import config_from_args
     from pipelines.store.commit import stable_hash
+    from pipelines.swe import grade_store
     from pipelines.swe.envs import run_network
     from pipelines.swe.predictions import PredictionsError, grade_predictions, read_predictions, summarize
     from pipelines.swe.sources import InputFileError, read_instances
@@ -182,7 +183,7 @@ def _grade(args) -> int:
         if args.instances:
             insts, inst_problems = read_instances(args.instances, allow_empty=False)
         else:
-            insts, inst_problems = store_instances(args.store), []
+            insts, inst_problems = grade_store.store_instances(args.store), []
         preds, problems = read_predictions(args.predictions)
     except (InputFileError, PredictionsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -197,7 +198,8 @@ def _grade(args) -> int:
         ctx = build_ctx(cfg.to_dict(), network, client)
         by_id = {i["instance_id"]: i for i in insts}
         if args.store:
-            lines = grade_into_store(args.store, ctx, by_id, preds, run_id, cfg)
+            lines, summary = grade_store.grade_into_store(args.store, ctx, by_id, preds, run_id, cfg)
+            print(json.dumps({"swe_grades": summary.to_dict()}), file=sys.stderr)
         else:
             lines = grade_predictions(ctx, by_id, preds)
     report = summarize(lines, len(insts))
@@ -211,53 +213,6 @@ def _grade(args) -> int:
             print(json.dumps(ln))
     print(json.dumps(report))
     return 0
-
-
-GRADE_PIPELINE = "swe-grade"
-
-
-def store_instances(out_dir: str) -> list[dict]:
-    """The store's ``swe_instances`` rows (with the env each was validated in), decoded."""
-    from pipelines.store import catalog
-    from pipelines.store.manifests import require_store
-    from pipelines.store.records import record_type
-    from pipelines.swe.sources import InputFileError
-
-    try:
-        require_store(out_dir)
-    except Exception as exc:
-        raise InputFileError(str(exc)) from None
-    cols, rows = catalog.query(out_dir, "SELECT * FROM swe_instances ORDER BY instance_id")
-    if not rows:
-        raise InputFileError(f"{out_dir}: the store has no swe_instances; run crucible swe validate or make "
-                             "swe-curate into it, or pass --instances FILE")
-    rt = record_type("swe_instances")
-    return [rt.decode(dict(zip(cols, r))) for r in rows]
-
-
-def grade_into_store(out_dir: str, ctx, insts: dict, preds: list[dict], run_id: str, cfg) -> list[dict]:
-    """Grade each prediction not yet in ``out_dir``'s ``swe_grades`` and commit its row as it finishes
-    (one builder: :func:`pipelines.swe.predictions.grade_row`); returns the lines of every prediction,
-    the ones graded before included."""
-    from pipelines.store import catalog
-    from pipelines.store.batch import run_items
-    from pipelines.store.commit import ItemResult
-    from pipelines.swe.grade import ALL_DEFENSES, grade_patch
-    from pipelines.swe.predictions import grade_id, grade_one, grade_row, line_of_row
-
-    by_key = {grade_id(p): p for p in preds}
-
-    def work(key: str) -> ItemResult:
-        pred = by_key[key]
-        line = grade_one(ctx, insts, pred, ALL_DEFENSES, grade_patch)
-        return ItemResult(key).add("swe_grades", grade_row(pred, line, run_id))
-
-    summary = run_items(out_dir, GRADE_PIPELINE, run_id, list(by_key), work, workers=1, stage="grade",
-                        compression=cfg.store.compression, progress_every_s=cfg.run.progress_every_s)
-    print(json.dumps({"swe_grades": summary.to_dict()}), file=sys.stderr)
-    cols, rows = catalog.query(out_dir, "SELECT * FROM swe_grades")
-    stored = {r["grade_id"]: r for r in (dict(zip(cols, x)) for x in rows)}
-    return [line_of_row(stored[k]) for k in by_key if k in stored]
 
 
 ROLLOUT_PIPELINE = "swe-rollout"

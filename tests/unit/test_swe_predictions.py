@@ -75,11 +75,11 @@ def test_grades_go_to_the_store_one_row_per_prediction_and_a_rerun_grades_only_n
     as it finishes); a rerun grades nothing twice and still reports every prediction."""
     import jsonschema
 
-    from pipelines.commands import swe_cmd
     from pipelines.config import load_config
     from pipelines.store import catalog
     from pipelines.store.records import record_type
     from pipelines.swe import grade as G
+    from pipelines.swe import grade_store
     from pipelines.swe.predictions import summarize
 
     calls = []
@@ -97,7 +97,8 @@ def test_grades_go_to_the_store_one_row_per_prediction_and_a_rerun_grades_only_n
              {"instance_id": "a__b-1", "model_name_or_path": "m2", "model_patch": "diff nothing"},
              {"instance_id": "zz__missing-9", "model_name_or_path": "m1", "model_patch": "diff fix"}]
     out = str(tmp_path / "store")
-    lines = swe_cmd.grade_into_store(out, None, insts, preds[:2], "r1", cfg)
+    lines, summary = grade_store.grade_into_store(out, None, insts, preds[:2], "r1", cfg)
+    assert (summary.planned, summary.committed) == (2, 2)
     assert [ln["resolved"] for ln in lines] == [True, False] and len(calls) == 2
     cols, rows = catalog.query(out, "select * from swe_grades order by model_name_or_path")
     rows = [dict(zip(cols, r)) for r in rows]
@@ -108,7 +109,7 @@ def test_grades_go_to_the_store_one_row_per_prediction_and_a_rerun_grades_only_n
     assert [(r["model_name_or_path"], r["grade"], r["f2p_passed"], r["f2p_failed"]) for r in rows] == [
         ("m1", "resolved", 1, 0), ("m2", "unresolved", 0, 1)]
     calls.clear()
-    again = swe_cmd.grade_into_store(out, None, insts, preds, "r2", cfg)
+    again, _ = grade_store.grade_into_store(out, None, insts, preds, "r2", cfg)
     assert calls == []  # the two graded ones are not graded again; the unknown instance needs no grader
     assert [ln["grade"] for ln in again] == ["resolved", "unresolved", "no_instance"]
     assert summarize(again, 1)["m1"]["resolved_ids"] == ["a__b-1"]

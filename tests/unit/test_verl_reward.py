@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -143,3 +145,13 @@ def test_swe_wrong_or_missing_patches_earn_what_reward_of_gives():
     assert K.compute_score("crucible/swe", "no submit", SWE_GT, SWE_EXTRA, grader=g)["score"] == 0.0
     with pytest.raises(ValueError, match="extra_info.instance"):
         K.compute_score("crucible/swe", "", SWE_GT, {}, grader=g)
+
+
+def test_importing_the_reward_loads_neither_docker_nor_beam_nor_verl():
+    """The module contract behind the scorers' lazy import: a fresh interpreter importing the reward has none
+    of them loaded; importing the swe scorer (what a first swe row does) loads Docker's client."""
+    probe = ("import sys, pipelines.integrations.verl.reward as K; "
+             "print(sorted(m for m in ('docker', 'apache_beam', 'verl') if m in sys.modules)); "
+             "import pipelines.integrations.verl.reward_swe; print('docker' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["[]", "True"]
