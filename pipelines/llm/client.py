@@ -37,7 +37,7 @@ import openai
 from pipelines.http_retry import RetryPolicy, retry_after_seconds
 from pipelines.llm import aio, settings
 from pipelines.llm.cache import ResponseCache, cache_key
-from pipelines.llm.metrics import report_beam_metrics, write_pool_stats
+from pipelines.llm.metrics import CallLog, flush_pool_stats, report_beam_metrics
 from pipelines.llm.pacing import RatePacer
 from pipelines.llm.pool import EndpointDown, EndpointPool, PoolSettings
 from pipelines.llm.results import (
@@ -120,6 +120,7 @@ class LLMClient:
         self._stats: dict[str, float] = dict.fromkeys(_COUNTERS, 0)
         self._stats["latency_s"] = 0.0
         self._closed = False
+        self.calls = CallLog()  # drained by the DoFn that reports them (pipelines.llm.metrics.report_calls)
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -160,8 +161,7 @@ class LLMClient:
         if self._closed:
             return
         self._closed = True
-        if self.stats_dir and self._stats["requests"]:
-            write_pool_stats(self.stats_dir, self.stats())
+        flush_pool_stats(self)  # the file bundles rewrote, once more
         if aio.in_loop_thread():
             aio.loop().create_task(self.aclose())
         else:
@@ -262,7 +262,7 @@ class LLMClient:
             cached = self.cache.get(key)
             if cached is not None:
                 self._count(cache_hits=1)
-                return self._result(cached, model, None, 0.0, 0, True, key, pid, pver, merged)
+                return self.calls.add(self._result(cached, model, None, 0.0, 0, True, key, pid, pver, merged))
         t0 = time.perf_counter()
         raw, url, attempts, waited = await self._request(model, msgs, merged, session)
         latency = time.perf_counter() - t0
@@ -274,7 +274,7 @@ class LLMClient:
                                       "prompt_version": pver, "sample_index": sample_index})
         res = self._result(raw, model, url, latency, attempts - 1, False, key, pid, pver, merged)
         res.queue_wait_s = waited
-        return res
+        return self.calls.add(res)
 
     def chat(self, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> ChatResult:
         """One chat completion (blocking; the request itself runs on the process's event loop).

@@ -1,18 +1,69 @@
 """Where the client's accounting goes: Beam metrics (per call and per endpoint, from the DoFn that calls the
-client) and the stats file of a pool (``<out_dir>/stats/llm_pool/*.json``) that ``crucible stats`` reads."""
+client) and the stats file of a pool (``<out_dir>/stats/llm_pool/*.json``) that ``crucible stats`` reads.
+
+A DoFn's LLM calls often run on threads Beam does not attribute metrics to (a stage's thread pool, a capped
+rollout's thread): the client keeps each call in its :class:`CallLog`, and the DoFn reports what is there from
+``process`` or ``finish_bundle`` (:func:`report_calls`). A log is per client, so DoFns sharing one client
+report each call once (under whichever step drained it). The stats file is rewritten in place
+(:func:`flush_pool_stats`) at each bundle's end and at close: Beam may never call ``teardown``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import threading
 import time
 import uuid
+import weakref
+from collections import deque
 
 from pipelines.llm.results import ChatResult
 from pipelines.store import fsio
 
 STATS_VERSION = 1
 _WRITER_ID = uuid.uuid4().hex[:8]
+CALL_LOG_MOST = 4096  # a bound on memory when nobody drains the log (a CLI run), not a setting
+_FILES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client -> its stats file
+_FILES_LOCK = threading.Lock()
+
+
+class CallLog:
+    """The calls of one client since the last :meth:`drain` (copies: a structured call's result is changed
+    after its generations are logged), at most ``CALL_LOG_MOST``; older ones beyond it are counted in
+    ``dropped`` and reported as ``calls_unreported``."""
+
+    def __init__(self, most: int = CALL_LOG_MOST):
+        self._calls: deque = deque(maxlen=most)
+        self._lock = threading.Lock()
+        self.dropped = 0
+
+    def add(self, result: ChatResult) -> ChatResult:
+        with self._lock:
+            if len(self._calls) == self._calls.maxlen:
+                self.dropped += 1
+            self._calls.append(dataclasses.replace(result))
+        return result
+
+    def drain(self) -> tuple[list[ChatResult], int]:
+        with self._lock:
+            out, dropped = list(self._calls), self.dropped
+            self._calls.clear()
+            self.dropped = 0
+        return out, dropped
+
+
+def report_calls(client, namespace: str = "crucible.llm") -> int:
+    """Report the calls ``client`` made since the last report (any thread) as Beam metrics
+    (:func:`report_beam_metrics` each); call from ``DoFn.process`` or ``finish_bundle``. Returns how many."""
+    from apache_beam.metrics import Metrics
+
+    calls, dropped = client.calls.drain()
+    for res in calls:
+        report_beam_metrics(res, namespace)
+    if dropped:
+        Metrics.counter(namespace, "calls_unreported").inc(dropped)
+    return len(calls)
 
 
 def report_beam_metrics(result: ChatResult, namespace: str = "crucible.llm") -> None:
@@ -57,8 +108,20 @@ def pool_stats_record(stats: dict) -> dict:
             "totals": {k: stats.get(k, 0) for k in ("calls", "requests", "retries", "failures", "cache_hits")}}
 
 
-def write_pool_stats(stats_dir: str, stats: dict) -> str:
-    """Write (atomically) this client's stats file; one file per client, so workers never collide."""
-    path = fsio.join(stats_dir, f"{os.getpid()}-{_WRITER_ID}-{uuid.uuid4().hex[:8]}.json")
+def write_pool_stats(stats_dir: str, stats: dict, path: str | None = None) -> str:
+    """Write (atomically) a client's stats file: ``path`` again, or a new one (one file per client, so workers
+    never collide)."""
+    path = path or fsio.join(stats_dir, f"{os.getpid()}-{_WRITER_ID}-{uuid.uuid4().hex[:8]}.json")
     fsio.write_bytes_atomic(path, json.dumps(pool_stats_record(stats), sort_keys=True).encode())
+    return path
+
+
+def flush_pool_stats(client) -> str | None:
+    """Rewrite ``client``'s one stats file with its stats now (none before its first request, or without a
+    ``stats_dir``); call at a bundle's or stage's end, the client calls it at close."""
+    if not client.stats_dir or not client.stats()["requests"]:
+        return None
+    with _FILES_LOCK:
+        path = write_pool_stats(client.stats_dir, client.stats(), _FILES.get(client))
+        _FILES[client] = path
     return path

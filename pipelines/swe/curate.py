@@ -9,10 +9,13 @@ from collections.abc import Mapping
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from pipelines.llm.metrics import flush_pool_stats, report_calls, report_pool_metrics
 from pipelines.store.commit import ItemResult, Progress
+from pipelines.store.progress import pool_members
 from pipelines.swe import rollout
 from pipelines.swe.graph_bounds import CapExceeded, run_capped
 from pipelines.swe.records import FailureKind, Stage, Status, Step, failure
+from sandbox.engines import report_engine_metrics
 
 log = logging.getLogger(__name__)
 PIPELINE = "swe-curate"
@@ -122,8 +125,8 @@ class Curate(beam.DoFn):
         self.client = LLMClient.from_config(self.llm_cfg, out_dir=self.cfg["run"]["out_dir"]) if self.llm_cfg else None
         self.prompt = load_prompt(self.cfg["swe"]["statements"]["prompt"])
         self.model = (self.llm_cfg or {}).get("model")
-        self.progress = Progress("swe-curate instances curated", None,
-                                 float(self.cfg["run"]["progress_every_s"]), log)
+        self.progress = Progress("swe-curate instances curated", None, float(self.cfg["run"]["progress_every_s"]),
+                                 log, members=pool_members(getattr(self.ctx, "pool", None), self.client))
 
     def process(self, pair):
         inst, val = pair
@@ -139,6 +142,16 @@ class Curate(beam.DoFn):
                            for t in res.rows.get("swe_trajectories", [])))
         self.progress.update(1, force=True)
         yield res
+
+    def finish_bundle(self):
+        """The bundle's LLM calls (made on rollout threads) as Beam metrics, the pools' gauges, and the model
+        pool's stats file rewritten (Beam may never call ``teardown``)."""
+        if getattr(self.ctx, "pool", None) is not None:
+            report_engine_metrics(self.ctx.pool.stats())
+        if self.client is not None:
+            report_calls(self.client)
+            report_pool_metrics(self.client.stats())
+            flush_pool_stats(self.client)
 
     def teardown(self):
         if getattr(self, "client", None) is not None:

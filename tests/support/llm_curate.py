@@ -1,0 +1,20 @@
+"""Module-level hooks (:class:`pipelines.swe.transforms.Hooks`) for a Curate DoFn whose per-instance work calls
+the LLM client on a thread of its own, as a capped rollout does (:func:`pipelines.swe.graph_bounds.run_capped`):
+no sandbox, one chat per instance."""
+
+from __future__ import annotations
+
+import threading
+
+from pipelines.store.commit import ItemResult
+
+
+def no_ctx(cfg, network):
+    return None
+
+
+def chat_on_a_thread(ctx, inst, val, *, cfg, run_id, client, **kw) -> ItemResult:
+    t = threading.Thread(target=lambda: client.chat([{"role": "user", "content": inst["instance_id"]}]))
+    t.start()
+    t.join(30)
+    return ItemResult(inst["instance_id"])
