@@ -20,15 +20,13 @@ from pipelines.swe.filters import reward_of
 from pipelines.swe.grade import Grade, grade_patch, test_files_of
 from pipelines.swe.patches import PatchError, apply_patch, check_patch, resolve_inside
 from pipelines.swe.pooled import pool_of, pooled_call
-from pipelines.swe.tools import make_tools
+from pipelines.swe.tools import REPEAT_NOTE, make_tools  # noqa: F401 - REPEAT_NOTE: the rollout's note
 from sandbox.container import Sandbox
 from sandbox.workspace import ContainerWorkspace, init_baseline, workspace_diff
 
 SYSTEM = ("You are a software engineer fixing a bug in the Python repository at /testbed. Use the tools to "
           "explore the code, reproduce the problem, edit source files, and run tests. Do not modify tests. "
           "When the fix is done, call submit.")
-REPEAT_NOTE = ("Note: this is exactly a call you made before; repeating it gets you no further. Do something "
-               "different: view the function's code, change it with str_replace, run a check, or submit.")
 EXIT_STATUS = {"answered": "submitted", "forced_answer": "forced_submit", "turn_cap": "turn_cap",
                "token_cap": "token_cap", "error": "error"}
 

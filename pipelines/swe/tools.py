@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from pipelines.agent.tools import FunctionTool, Observation, function_schema
 from sandbox.workspace import workspace_diff
 
+# what the agent is told when it repeats a call exactly (the rollouts' and the verl kit's SweTool's)
+REPEAT_NOTE = ("Note: this is exactly a call you made before; repeating it gets you no further. Do something "
+               "different: view the function's code, change it with str_replace, run a check, or submit.")
 MAX_FILE_BYTES = 1_000_000
 
 

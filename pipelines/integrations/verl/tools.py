@@ -35,15 +35,21 @@ from verl.tools.base_tool import BaseTool
 from verl.tools.schemas import OpenAIFunctionToolSchema, ToolResponse
 
 from pipelines.agent.loop import observation_text
+from pipelines.agent.tools import Observation
+from pipelines.browse.search.env import TOOL_SCHEMAS
+from pipelines.config import load_config
 from pipelines.integrations.verl.reward import PATCH_KEY
+from pipelines.swe.envs import checkout_tree, task_env
+from pipelines.swe.tools import REPEAT_NOTE as SWE_REPEAT_NOTE
+from pipelines.swe.tools import make_tools
+from sandbox.container import Sandbox
+from sandbox.workspace import ContainerWorkspace, init_baseline
 
 MAX_TRAJECTORIES = 1024  # per-trajectory states kept at once (the oldest is closed first)
 
 
 @functools.lru_cache(maxsize=8)
 def _config(name: str, overrides: tuple[str, ...]):
-    from pipelines.config import load_config
-
     return load_config(name, list(overrides))
 
 
@@ -134,6 +140,7 @@ class _BrowseState:
 
 @functools.lru_cache(maxsize=4)
 def _environment(config: str, overrides: tuple[str, ...]):
+    # lazy, measured: browse.api loads the graph and corpus code (0.6 s), which a swe-only run never needs
     from pipelines.browse.api import open_environment
 
     return open_environment(_config(config, overrides))
@@ -146,8 +153,6 @@ class BrowseTool(_CrucibleTool):
     states = _States()
 
     def schemas(self) -> dict[str, dict]:
-        from pipelines.browse.search.env import TOOL_SCHEMAS
-
         return {s["function"]["name"]: s for s in TOOL_SCHEMAS}
 
     @property
@@ -156,6 +161,7 @@ class BrowseTool(_CrucibleTool):
 
     def run(self, key: str, parameters: dict, create_kwargs: dict, turn: int | None = None) -> tuple[str, bool]:
         """One call in trajectory ``key``: the observation text (the rollouts' form) and its error flag."""
+        # lazy, measured: the browse rollout's notes come with its trajectory code (0.9 s), needed on a browse call only
         from pipelines.browse.stages import OBSERVATION_SUFFIX, REPEAT_NOTE, TURN_NOTE
 
         question = str(create_kwargs.get("question") or "")
@@ -165,8 +171,6 @@ class BrowseTool(_CrucibleTool):
         try:
             obs = tool.call(parameters)
         except Exception as exc:  # a tool bug is an observation with an error flag, as in the agent loop
-            from pipelines.agent.tools import Observation
-
             obs = Observation(f"error: {type(exc).__name__}: {exc}", error=True)
         sig = (self.tool, json.dumps(parameters, sort_keys=True))
         repeated = sig in state.seen
@@ -202,6 +206,7 @@ class _SweState:
 
 @functools.lru_cache(maxsize=2)
 def _swe_ctx(config: str, overrides: tuple[str, ...]):
+    # lazy, measured: the swe context comes with the Beam transforms (2.0 s, apache_beam), needed on a swe call only
     from pipelines.swe.transforms import build_ctx
 
     return build_ctx(_config(config, overrides))
@@ -210,10 +215,6 @@ def _swe_ctx(config: str, overrides: tuple[str, ...]):
 def open_container_workspace(cfg, inst: dict, config: str, overrides: tuple[str, ...]):
     """A container of the instance's env image with the repo at /testbed and a git baseline (what
     :func:`pipelines.swe.rollout.run_rollout` starts from); returns ``(workspace, close)``."""
-    from pipelines.swe.envs import checkout_tree, task_env
-    from sandbox.container import Sandbox
-    from sandbox.workspace import ContainerWorkspace, init_baseline
-
     ctx = _swe_ctx(config, overrides)
     tmp = Path(tempfile.mkdtemp(prefix="crucible-verl-", dir=ctx.workdir))
     try:
@@ -250,8 +251,6 @@ class SweTool(_CrucibleTool):
     workspace_factory: Callable = staticmethod(open_container_workspace)
 
     def schemas(self) -> dict[str, dict]:
-        from pipelines.swe.tools import make_tools
-
         return {name: t.schema for name, t in make_tools(None).items()}
 
     def _state(self, key: str, create_kwargs: dict) -> _SweState:
@@ -261,8 +260,6 @@ class SweTool(_CrucibleTool):
             if not inst.get("repo"):
                 raise ValueError("swe tool: create_kwargs carry no instance (export with `crucible export --format "
                                  "verl --source swe`, which keys tools_kwargs by the tool names)")
-            from pipelines.swe.tools import make_tools
-
             ws, close = type(self).workspace_factory(self.cfg, inst, str(self.config.get("config") or self.section),
                                                      tuple(self.config.get("overrides") or ()))
             timeout = int(self.cfg["swe"]["rollouts"]["command_timeout_s"])
@@ -272,16 +269,12 @@ class SweTool(_CrucibleTool):
 
     def run(self, key: str, parameters: dict, create_kwargs: dict) -> tuple[str, bool, str | None]:
         """One call: (observation text, error flag, the diff when this was ``submit``)."""
-        from pipelines.swe.rollout import REPEAT_NOTE
-
         ro = self.cfg["swe"]["rollouts"]
         state = self._state(key, create_kwargs)
         state.calls += 1
         try:
             obs = state.tools[self.tool].call(parameters)
         except Exception as exc:
-            from pipelines.agent.tools import Observation
-
             obs = Observation(f"error: {type(exc).__name__}: {exc}", error=True)
         patch = None
         if self.tool == "submit" and not obs.error:
@@ -292,7 +285,7 @@ class SweTool(_CrucibleTool):
         repeated = sig in state.seen
         state.seen.add(sig)
         text = observation_text(obs.content, max_chars=int(ro["max_observation_chars"]),
-                                repeat_note=REPEAT_NOTE if repeated else None)
+                                repeat_note=SWE_REPEAT_NOTE if repeated else None)
         return text, bool(obs.error), patch
 
     async def execute(self, instance_id: str, parameters: dict[str, Any], **kwargs) -> tuple[ToolResponse, float, dict]:
