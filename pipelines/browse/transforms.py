@@ -28,6 +28,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.browse import stages as ST
 from pipelines.browse.context import Context, build_context
+from pipelines.llm.metrics import flush_pool_stats, report_calls, report_pool_metrics
 from pipelines.options import Options
 from pipelines.store.commit import ItemResult
 
@@ -95,10 +96,20 @@ class StageDoFn(beam.DoFn):
         for f in wait(pending).done:
             for out in f.result():
                 yield _windowed(out)
+        report_llm(self.ctx)
 
     def teardown(self):
         if getattr(self, "pool", None) is not None:
             self.pool.shutdown(wait=False)
+
+
+def report_llm(ctx: Context) -> None:
+    """The calls the shared client made (on any stage's threads) since the last report as Beam metrics, its
+    pool's gauges, and its stats file rewritten (Beam may never call ``teardown``)."""
+    if ctx.client is not None:
+        report_calls(ctx.client)
+        report_pool_metrics(ctx.client.stats())
+        flush_pool_stats(ctx.client)
 
 
 def _state_or_dropped(res: ST.Step) -> Iterator:
