@@ -17,16 +17,19 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
+from pipelines.store.catalog import query
+from pipelines.swe.mirror import mirror_template
+from pipelines.textio import read_text
+from sandbox.hostenv import host_pip_env
+from sandbox.sources import SDIST_RE, release_mirror, release_tag
+
 DEFAULT_LIST = Path(__file__).with_name("asof_repos.yaml")
 
 
 def read_list(path: Path) -> dict[str, list[str]]:
     """``{owner/name: [NAME==VERSION, ...]}`` from the YAML list; a bad entry is an error naming it."""
-    import yaml
-
-    from pipelines.textio import read_text
-    from sandbox.sources import SDIST_RE
-
     data = yaml.safe_load(read_text(path, "release list")) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping owner/name: [NAME==VERSION, ...]")
@@ -42,8 +45,6 @@ def read_list(path: Path) -> dict[str, list[str]]:
 def build(root: Path, releases: dict[str, list[str]], workdir: Path, remote_env: dict | None = None,
           on_repo=None) -> list[str]:
     """Mirror every repo of ``releases`` under ``root``; the ``owner/name@v<version>`` lines of the tags."""
-    from sandbox.sources import release_mirror, release_tag
-
     lines = []
     for repo, specs in releases.items():
         t0 = time.monotonic()
@@ -55,8 +56,6 @@ def build(root: Path, releases: dict[str, list[str]], workdir: Path, remote_env:
 
 
 def survey_rows(out_dir: str) -> dict[str, dict]:
-    from pipelines.store.catalog import query
-
     cols, rows = query(out_dir, "select * from sandbox_surveys order by created_at")
     out = {}
     for r in rows:
@@ -86,8 +85,6 @@ def compare(today_out: str, default_out: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    from sandbox.hostenv import host_pip_env
-
     ap = argparse.ArgumentParser(prog="python -m benchmarks.asof_mirrors", description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", help="mirrors go to ROOT/<owner>/<name>.git")
     ap.add_argument("--list", default=str(DEFAULT_LIST), help="YAML owner/name: [NAME==VERSION, ...]")
@@ -111,7 +108,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     out = Path(args.out or root / "repos.txt")
     out.write_text(f"# written by python -m benchmarks.asof_mirrors from {Path(args.list).name}\n"
                    + "".join(f"{ln}\n" for ln in lines))
-    from pipelines.swe.mirror import mirror_template
 
     print(f"{len(lines)} sources -> {out}; --repo-url-template '{mirror_template(root)}'", file=sys.stderr)
     return rows

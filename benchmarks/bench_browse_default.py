@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipelines.store import catalog
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -32,7 +34,6 @@ def main() -> list[dict]:
         if res.returncode != 0:
             raise RuntimeError(f"default run failed: {res.stderr[-2000:]}")
         cpu_min = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / 60
-        from pipelines.store import catalog
 
         _, rows = catalog.query(d, "SELECT count(*) FILTER (WHERE split <> 'none'), "
                                    "count(*) FILTER (WHERE split LIKE '%sft%'), count(*) FROM browse_trajectories")

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipelines.browse.batch import run
 from pipelines.browse.context import build_context
 from pipelines.browse.stages import run_questions
 from pipelines.config import load_config
@@ -51,8 +52,6 @@ def measure(c: int, latency: float, n_questions: int) -> dict:
 
 
 def measure_batch(c: int, latency: float, n_questions: int, k: int = 2) -> dict:
-    from pipelines.browse.batch import run
-
     with tempfile.TemporaryDirectory() as d, FakeOpenAIServer(responder=responder, latency_s=latency) as srv:
         os.environ["CRUCIBLE_CACHE_DIR"] = str(Path(d) / "cache")
         files = write_toy_graph(Path(d))

@@ -12,6 +12,17 @@ import argparse
 import json
 import sys
 
+from pipelines.config import load_config
+from sandbox.api import build_base, exported, plan_env, settings_from_config
+from sandbox.asof import source_date
+from sandbox.engine import ensure_engine
+from sandbox.envbuild import ensure_env
+from sandbox.images import base_dists
+from sandbox.recipes import parse_freeze
+from sandbox.reuse import carried_packages
+from sandbox.sources import from_sdist, index_upload_date
+from sandbox.testrun import run_tests
+
 DEFAULT_SDISTS = ("requests==2.25.1", "requests==2.26.0", "requests==2.27.1")
 
 
@@ -20,13 +31,8 @@ def emit(row: dict) -> None:
 
 
 def _build(client, settings, spec, tree, date, reuse: bool) -> dict:
-    from sandbox.envbuild import ensure_env
-    from sandbox.recipes import parse_freeze
-
     res = ensure_env(client, spec, tree, ca_bundle=settings.ca_bundle, pip_env=settings.pip_env,
                      timeout_s=settings.build_timeout_s, force=True, date=date, reuse=reuse)
-    from sandbox.images import base_dists
-    from sandbox.reuse import carried_packages
 
     # carried_packages over a fresh build's log should be empty: a check of its false positives
     return {"seconds": round(res["seconds"], 1), "reused_from": res["reused_from"],
@@ -35,20 +41,12 @@ def _build(client, settings, spec, tree, date, reuse: bool) -> dict:
 
 
 def _test(client, settings, spec, tree) -> dict:
-    from sandbox.testrun import run_tests
-
     r = run_tests(client, spec.image, tree, spec.recipe, limits=settings.limits, network="none")
     return {"status": r.status, "kind": r.kind, "counts": {k: v for k, v in r.counts.items() if v},
             "tests": r.tests, "seconds": round(r.seconds, 1)}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    from pipelines.config import load_config
-    from sandbox.api import build_base, exported, plan_env, settings_from_config
-    from sandbox.engine import ensure_engine
-    from sandbox.asof import source_date
-    from sandbox.sources import from_sdist, index_upload_date
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sdist", action="append", help="NAME==VERSION in release order (repeatable; default: "
                     + ", ".join(DEFAULT_SDISTS) + ")")

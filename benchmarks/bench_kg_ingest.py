@@ -23,6 +23,9 @@ import tempfile
 import threading
 import time
 
+from pipelines.browse.kg.cards import load_cards
+from pipelines.browse.kg.ingest import IngestInputs, ingest
+from pipelines.browse.kg.wikidata import load_mapping
 from tests.support import wikidata_dump as D
 
 FULL_SIZES = (100_000, 1_000_000)
@@ -105,10 +108,6 @@ class RssSampler:
 
 def run_one(n: int, compressed: bool, memory_limit: str) -> dict:
     """In this process: generate, ingest, measure."""
-    from pipelines.browse.kg.cards import load_cards
-    from pipelines.browse.kg.ingest import IngestInputs, ingest
-    from pipelines.browse.kg.wikidata import load_mapping
-
     with tempfile.TemporaryDirectory(prefix="bench-kg-ingest-") as d, RssSampler() as s:
         dump = os.path.join(d, "dump.json.gz" if compressed else "dump.json")
         s.phase = "generate"

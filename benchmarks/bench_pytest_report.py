@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sandbox.recipes import REPORT_CHARS
+
 STATUS = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) ", re.M)
 
 
@@ -30,8 +32,6 @@ def run(tmp: Path, chars: str) -> tuple[float, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    from sandbox.recipes import REPORT_CHARS
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tests", type=int, nargs="*", default=[2000, 4000])
     args = ap.parse_args(argv if argv is not None else [])

@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from pipelines.config import load_config
+from sandbox.api import build_base, exported, plan_env, settings_from_config
+from sandbox.baseline import find_host_python, host_run
+from sandbox.engine import ensure_engine
+from sandbox.envbuild import ensure_env
+from sandbox.images import image_exists
+from sandbox.recipes import funnel_counts, funnel_stage, test_script
+from sandbox.sources import from_sdist
+from sandbox.testrun import reconcile, run_tests
 
 DEFAULT_SDISTS = ("marshmallow==3.19.0", "attrs==23.1.0", "toolz==0.12.0")
 
@@ -23,13 +35,6 @@ def emit(row: dict) -> None:
 
 
 def bench_one(client, settings, spec_str: str, repeat: int, cold: bool) -> dict:
-    from sandbox.api import build_base, exported, plan_env
-    from sandbox.baseline import find_host_python, host_run
-    from sandbox.envbuild import ensure_env
-    from sandbox.images import image_exists
-    from sandbox.sources import from_sdist
-    from sandbox.testrun import run_tests
-
     co = from_sdist(spec_str, settings.cache_dir / "sdists")
     row: dict = {"bench": "sandbox", "sdist": spec_str}
     with exported(co.path) as tree:
@@ -58,7 +63,6 @@ def bench_one(client, settings, spec_str: str, repeat: int, cold: bool) -> dict:
         row["container_reason"] = c.reason
         row["container_counts"] = {k: v for k, v in c.counts.items() if v}
         row["container_wall_s"] = round(statistics.median(r.seconds for r in cont), 2)
-        from sandbox.recipes import funnel_stage
 
         row["funnel_stage"] = funnel_stage(True, len(c.tests), c.counts.get("PASSED", 0),
                                            c.counts.get("FAILED", 0) + c.counts.get("ERROR", 0))
@@ -71,7 +75,6 @@ def bench_one(client, settings, spec_str: str, repeat: int, cold: bool) -> dict:
             hosts = []
             h = host_run(tree, spec.recipe, py, Path(tmp))
             hosts.append(h["run"])
-            from sandbox.recipes import test_script  # noqa: F401  (same command as the container)
             for _ in range(repeat - 1):
                 h2 = host_run_tests_only(Path(tmp), spec.recipe)
                 hosts.append(h2)
@@ -95,12 +98,6 @@ def bench_one(client, settings, spec_str: str, repeat: int, cold: bool) -> dict:
 
 def host_run_tests_only(workdir: Path, recipe: dict):
     """Re-run only the test command in the host venv made by host_run (for a median of timings)."""
-    import os
-    import subprocess
-
-    from sandbox.recipes import test_script
-    from sandbox.testrun import reconcile
-
     venv, src, junit = workdir / "venv", workdir / "tree", workdir / "junit.xml"
     env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(venv),
            "HOME": str(workdir)}
@@ -116,10 +113,6 @@ def host_run_tests_only(workdir: Path, recipe: dict):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.config import load_config
-    from sandbox.api import settings_from_config
-    from sandbox.engine import ensure_engine
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sdist", action="append", help="NAME==VERSION (repeatable; default: marshmallow, attrs, toolz)")
     ap.add_argument("--repeat", type=int, default=3, help="test runs per side (median reported)")
@@ -136,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
             row = {"bench": "sandbox", "sdist": s, "error": f"{exc.__class__.__name__}: {exc}"}
         rows.append(row)
         emit(row)
-    from sandbox.recipes import funnel_counts
 
     ratios = [r["wall_ratio_container_vs_host"] for r in rows if "wall_ratio_container_vs_host" in r]
     funnel = funnel_counts([r.get("funnel_stage", "attempted") for r in rows])

@@ -15,6 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipelines.browse.api import build_corpus, kg_options
+from pipelines.browse.corpus import render_pages
+from pipelines.browse.index import PageIndex, build_index
+from pipelines.browse.kg.build import ensure_graph
+from pipelines.browse.kg.model import read_graph
+
 
 def _emit(**kv) -> None:
     print(json.dumps(kv), flush=True)
@@ -26,11 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-k", type=int, default=10)
     args = ap.parse_args(argv)
 
-    from pipelines.browse.api import build_corpus, kg_options
-    from pipelines.browse.corpus import render_pages
-    from pipelines.browse.index import PageIndex
-    from pipelines.browse.kg.build import ensure_graph
-    from pipelines.browse.kg.model import read_graph
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -43,7 +44,6 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         pages = list(render_pages(graph))
         _emit(metric="render_pages_s", value=round(time.perf_counter() - t0, 3), pages=len(pages))
-        from pipelines.browse.index import build_index
 
         t0 = time.perf_counter()
         build_index(pages, Path(tmp) / "idx")

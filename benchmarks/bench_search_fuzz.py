@@ -19,19 +19,25 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
+
+from hypothesis import HealthCheck, Phase, given, seed, settings
+
+from pipelines.browse.api import build_corpus
+from pipelines.browse.corpus import render_pages
+from pipelines.browse.search.backends import LocalBackend
+from pipelines.browse.search.server import SearchServer
+from pipelines.browse.search.spec import Limits
+from tests.support.search_fuzz import probes
+from tests.support.search_wire import conforms, exchange, get, request
+from tests.unit.browse_helpers import small_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"read_timeout_s": 1.0, "request_deadline_s": 3.0}
 
 
 def _serve(corpus: str) -> None:
-    from dataclasses import replace
-
-    from pipelines.browse.search.backends import LocalBackend
-    from pipelines.browse.search.server import SearchServer
-    from pipelines.browse.search.spec import Limits
-
     srv = SearchServer(LocalBackend(corpus), limits=replace(Limits.from_spec(), **FAST))
     print(srv.port, flush=True)
     srv.serve_forever()
@@ -74,11 +80,6 @@ class Tally:
 
 
 def _fuzz(port: int, seconds: float, pid: int) -> tuple[dict, int]:
-    from hypothesis import HealthCheck, Phase, given, seed, settings
-
-    from tests.support.search_fuzz import probes
-    from tests.support.search_wire import conforms, exchange
-
     tally, peak, end = Tally(), 0, time.monotonic() + seconds
     batch = 0
     while time.monotonic() < end:
@@ -101,8 +102,6 @@ def _fuzz(port: int, seconds: float, pid: int) -> tuple[dict, int]:
 
 
 def _long_paths(port: int, n: int = 2000) -> dict:
-    from tests.support.search_wire import get
-
     tally = Tally()
     for _ in range(n):
         tally.add(get(port, "/search?format=json&q=" + "a" * 60_000))
@@ -112,8 +111,6 @@ def _long_paths(port: int, n: int = 2000) -> dict:
 def _burst(port: int, n: int = 100) -> dict:
     """``n`` slow clients (half a request, then silence) and ``n`` ordinary ones at once: every connection
     must get an answer (408 for the slow, 200 or 503 over the cap for the others), none dropped."""
-    from tests.support.search_wire import exchange, request
-
     tally = Tally()
     slow = [threading.Thread(target=lambda: tally.add(exchange(port, b"GET /health HTTP/1.1\r\nHost: localhost\r\n")))
             for _ in range(n)]
@@ -127,10 +124,6 @@ def _burst(port: int, n: int = 100) -> dict:
 
 
 def main() -> list[dict]:
-    from pipelines.browse.api import build_corpus
-    from pipelines.browse.corpus import render_pages
-    from tests.unit.browse_helpers import small_graph
-
     seconds = float(os.environ.get("CRUCIBLE_BENCH_SEARCH_FUZZ_S", "300"))
     with tempfile.TemporaryDirectory(prefix="bench-search-fuzz-") as d:
         build_corpus(render_pages(small_graph()), Path(d) / "corpus")

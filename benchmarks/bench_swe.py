@@ -20,6 +20,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from pipelines.config import load_config
+from pipelines.swe.bugs import candidates
+from pipelines.swe.grade import grade_patch
+from pipelines.swe.mirror import fixture_instances, mirror_template
+from pipelines.swe.validate import ValidateContext, validate_bugs, validate_instance
+from sandbox.api import settings_from_config
+from sandbox.engine import ensure_engine
+from sandbox.sources import from_sdist
+
 DEFAULT_SDISTS = ("toolz==0.12.0", "marshmallow==3.19.0")
 INCLUDE = {"toolz": ["toolz/itertoolz.py", "toolz/dicttoolz.py"],
            "marshmallow": ["src/marshmallow/validate.py", "src/marshmallow/utils.py"]}
@@ -36,14 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fixture-repeat", type=int, default=3)
     args = ap.parse_args(argv)
 
-    from pipelines.config import load_config
-    from pipelines.swe.bugs import candidates
-    from pipelines.swe.grade import grade_patch
-    from pipelines.swe.mirror import fixture_instances, mirror_template
-    from pipelines.swe.validate import ValidateContext, validate_bugs, validate_instance
-    from sandbox.api import settings_from_config
-    from sandbox.engine import ensure_engine
-    from sandbox.sources import from_sdist
 
     client, _ = ensure_engine(allow_start=True)
     settings = settings_from_config(load_config("swe", []).sandbox)

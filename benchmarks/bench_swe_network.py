@@ -21,6 +21,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from pipelines.config import load_config
+from pipelines.swe.envs import ValidateContext, run_network
+from pipelines.swe.mirror import fixture_instances, mirror_template
+from pipelines.swe.validate import validate_instance
+from sandbox.api import settings_from_config
+from sandbox.engine import ensure_engine
+from sandbox.sources import from_sdist
+
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "swe"
 FIXTURES = {"pytoolz__toolz-take_nth": ("toolz_take_nth.json", 0.0),
             # before and after: one connect that waits its 1 s timeout on the internal network
@@ -36,13 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
 
-    from pipelines.config import load_config
-    from pipelines.swe.envs import ValidateContext, run_network
-    from pipelines.swe.mirror import fixture_instances, mirror_template
-    from pipelines.swe.validate import validate_instance
-    from sandbox.api import settings_from_config
-    from sandbox.engine import ensure_engine
-    from sandbox.sources import from_sdist
 
     client, _ = ensure_engine(allow_start=True)
     settings = settings_from_config(load_config("swe", []).sandbox)

@@ -1,5 +1,5 @@
-"""The house counts (issue #26, items 2-5), read with ``ast`` (never imported) over ``schemas/``, ``pipelines/``
-and ``sandbox/``; each count may shrink and must not grow beyond its recorded ceiling (:data:`CEILINGS`):
+"""The house counts (issue #26, items 2-5), read with ``ast`` (never imported) over ``schemas/``, ``pipelines/``,
+``sandbox/`` and ``benchmarks/``; each count may shrink and must not grow beyond its recorded ceiling (:data:`CEILINGS`):
 
 - ``modules_over_400``: modules longer than 400 lines;
 - ``functions_over_80``: functions (methods and nested ones too) longer than 80 lines, ``end_lineno - lineno + 1``;
@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("schemas", "pipelines", "sandbox")
+PACKAGES = ("schemas", "pipelines", "sandbox", "benchmarks")
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 FSIO = "pipelines/store/fsio.py"
@@ -38,7 +38,7 @@ CEILINGS = {
     "modules_over_400": 0,
     "functions_over_80": 2,
     "config_get_defaults": 15,
-    "imports_in_functions": 174,
+    "imports_in_functions": 183,
     "atomic_writes_outside_fsio": 4,
     "pacers": 1,
 }
