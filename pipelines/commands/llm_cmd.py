@@ -74,7 +74,7 @@ def _serve(args) -> int:
         raise ValueError("llm.engine is 'openai' (external servers): pass --engine embedded or --engine vllm")
     cfg["engine"] = engine
     if engine == "vllm":
-        v = cfg.setdefault("vllm", {})
+        v = cfg["vllm"]  # resolved: every section present
         if args.model:
             v["model"] = args.model
             cfg["model"] = args.model
@@ -83,10 +83,10 @@ def _serve(args) -> int:
             if getattr(args, name) is not None:
                 v[name] = getattr(args, name)
         if args.dry_run:
-            print(" ".join(vllm_argv_from_config(cfg, port=v.get("port") or 8000)))
+            print(" ".join(vllm_argv_from_config(cfg, port=v["port"] or 8000)))  # null: a free port at start; 8000 shown
             return 0
     else:
-        e = cfg.setdefault("embedded", {})
+        e = cfg["embedded"]
         if args.model:
             embedded.get_spec(args.model)  # clear error for an unknown key
             e["model"] = args.model
