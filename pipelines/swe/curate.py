@@ -14,6 +14,7 @@ from pipelines.store.commit import ItemResult, Progress
 from pipelines.store.progress import pool_members
 from pipelines.swe import rollout
 from pipelines.swe.graph_bounds import CapExceeded, run_capped
+from pipelines.swe.pooled import live_ctx
 from pipelines.swe.records import FailureKind, Stage, Status, Step, failure
 from sandbox.engines import report_engine_metrics
 
@@ -134,6 +135,7 @@ class Curate(beam.DoFn):
         within = [cap is None or self.n < int(cap)
                   for cap in (swe["rollouts"]["llm_max_instances"], swe["statements"]["llm_max_instances"])]
         self.n += 1
+        self.ctx = live_ctx(self.ctx)  # a drained engine's client no longer serves the unplaced work
         res = (self.curate_fn or curate_instance)(self.ctx, inst, val, cfg=self.cfg, run_id=self.run_id, client=self.client,
                               prompt=self.prompt, model=self.model, with_llm=within[0], llm_statement=within[1])
         self.resolved.inc(sum(t["resolved"] for t in res.rows.get("swe_trajectories", [])))

@@ -67,6 +67,20 @@ def pool_of(ctx) -> EnginePool | None:
     return getattr(ctx, "pool", None)
 
 
+def live_ctx(ctx):
+    """``ctx`` for the work that is not placed (an instance's statement reproduction): unchanged, unless its
+    client's engine was drained, then on a live engine (build_ctx picked the first live one at start)."""
+    pool = pool_of(ctx)
+    if pool is None:
+        return ctx
+    live = pool.live()
+    if any(e.client is ctx.client for e in live):
+        return ctx
+    if not live:
+        return ctx
+    return replace(engine_ctx(ctx, live[0]), pool=pool)  # still placing the rollouts and gradings
+
+
 def discover_holders(pool: EnginePool, image: str) -> None:
     """Mark the live engines that hold ``image`` (built or pulled there by an earlier run), each engine asked
     once per image; an engine that does not answer is left to the drain."""

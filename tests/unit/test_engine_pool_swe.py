@@ -131,3 +131,21 @@ def test_without_a_pool_the_call_runs_on_the_context_engine(tmp_path, monkeypatc
     ctx = ValidateContext(client=FakeEngineClient("local"), settings=None, workdir=Path(tmp_path))
     row = _rollout(ctx)
     assert calls == ["local"] and "engine" not in row["meta"]
+
+
+def test_unplaced_work_leaves_a_drained_engine_and_keeps_the_pool(tmp_path):
+    from pipelines.swe.pooled import live_ctx
+
+    ctx, pool, _ = make_ctx(tmp_path)
+    ctx.client = pool.engines["a"].client
+    assert live_ctx(ctx) is ctx  # a live: as it was
+    pool.drain(pool.engines["a"], "gone")
+    moved = live_ctx(ctx)
+    assert moved.client is pool.engines["b"].client and moved.pool is pool
+
+
+def test_without_a_pool_the_context_stays_on_its_engine(tmp_path):
+    from pipelines.swe.pooled import live_ctx
+
+    ctx = ValidateContext(client=FakeEngineClient("local"), settings=None, workdir=Path(tmp_path))
+    assert live_ctx(ctx) is ctx
