@@ -19,6 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from pipelines.store.commit import ItemResult, Progress, commit_items, ensure_layout, failure_row, recover
+from pipelines.store.progress import run_members
 
 log = logging.getLogger(__name__)
 ERROR_SEP = "!error-"
@@ -65,7 +66,7 @@ def run_items(out_dir: str, pipeline: str, run_id: str, keys: Sequence[str], wor
     summary = BatchSummary(planned=len(keys), skipped=len(keys) - len(todo))
     log.info("%s: %d items, %d already committed, %d to run on %d workers", pipeline, len(keys), summary.skipped,
              len(todo), workers)
-    progress = Progress(f"{pipeline} items committed", len(todo), progress_every_s, log)
+    progress = Progress(f"{pipeline} items committed", len(todo), progress_every_s, log, members=run_members(out_dir))
 
     def commit(results: list[ItemResult]) -> None:
         info = commit_items(out_dir, pipeline, run_id, results, compression)

@@ -4,9 +4,12 @@ same line."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+
+from pipelines.store import fsio
 
 log = logging.getLogger(__name__)
 # {"engines": {name: {"in_flight", "done", "failed", ...}}, "endpoints": {url: {...}}}
@@ -72,5 +75,32 @@ def pool_members(engine_pool=None, llm_client=None) -> Members:
             out["engines"] = engine_pool.stats()["engines"]
         if llm_client is not None:
             out["endpoints"] = llm_client.stats()["endpoints"]
+        return out
+    return members
+
+
+# the stats files pools write under a run's out_dir (sandbox/engines.py, pipelines/llm/metrics.py): kind -> dir, key
+STATS_FILES = {"engines": ("engine_pool", "engines"), "endpoints": ("llm_pool", "endpoints")}
+
+
+def run_members(out_dir: str) -> Members:
+    """The ``members`` of a :class:`Progress` from the pools' stats files of a run (every worker process's
+    pools, as of their last write: an engine pool at each release, an LLM client at each bundle's end), summed
+    per member; a member is marked out when any file says so. For lines far from the pools (the commit sink)."""
+    def members() -> dict:
+        out: dict[str, dict] = {}
+        for kind, (sub, key) in STATS_FILES.items():
+            for path in fsio.glob(fsio.join(out_dir, "stats", sub, "*.json")):
+                try:
+                    rec = json.loads(fsio.read_bytes(path))
+                except (OSError, ValueError):
+                    continue  # being replaced: the next line reads it
+                for name, m in rec[key].items():
+                    a = out.setdefault(kind, {}).setdefault(
+                        name, {"in_flight": 0, "done": 0, "failed": 0, "drained": None, "up": True})
+                    for k in ("in_flight", "done", "failed"):
+                        a[k] += int(m[k])
+                    a["drained"] = a["drained"] or m.get("drained")  # engines say drained, endpoints up
+                    a["up"] = a["up"] and m.get("up") is not False
         return out
     return members

@@ -9,6 +9,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipelines.store.commit import CommitInfo, ItemResult, Progress, commit_items
+from pipelines.store.progress import run_members
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,8 @@ class _CommitDoFn(beam.DoFn):
         self.rows = {}
 
     def setup(self):
-        self.progress = Progress(f"{self.pipeline} items committed", self.total_items, self.progress_every_s, log)
+        self.progress = Progress(f"{self.pipeline} items committed", self.total_items, self.progress_every_s, log,
+                                 members=run_members(self.out_dir))
 
     def start_bundle(self):
         self.buffer: list[ItemResult] = []

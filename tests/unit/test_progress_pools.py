@@ -1,6 +1,7 @@
 """The long-run progress line (pipelines/store/progress.py) with pools: per engine and per endpoint in flight,
 done, failed, on the one line, only for a pool of more than one member."""
 
+import json
 import logging
 
 from pipelines.store.progress import Progress, members_parts, pool_members
@@ -47,3 +48,33 @@ def test_one_member_pools_and_no_members_leave_the_line_as_it_was(caplog):
     with caplog.at_level(logging.INFO):
         Progress("curated", None, every_s=1, members=pool_members()).update(1, force=True)
     assert caplog.records[-1].getMessage().startswith("curated: 1,")
+
+
+def test_a_line_far_from_the_pools_reads_their_stats_files(tmp_path):
+    from pipelines.store.progress import run_members
+    from sandbox.engines import stats_path_in
+
+    pool = two_engines()
+    pool.stats_path = stats_path_in(str(tmp_path / "stats" / "engine_pool"))
+    for name in ("a", "b"):
+        lease = pool.acquire(None)
+        pool.release(lease, ok=name == "a")
+    lease = pool.acquire(None)  # not in the file yet: a pool writes it at each release
+    (tmp_path / "stats" / "llm_pool").mkdir(parents=True)
+    (tmp_path / "stats" / "llm_pool" / "w1.json").write_text(json.dumps({"endpoints": {
+        "http://e1/v1": {"in_flight": 2, "done": 5, "failed": 0, "up": True},
+        "http://e2/v1": {"in_flight": 0, "done": 1, "failed": 3, "up": False}}}))
+    (tmp_path / "stats" / "llm_pool" / "w2.json").write_text(json.dumps({"endpoints": {
+        "http://e1/v1": {"in_flight": 1, "done": 4, "failed": 1, "up": True},
+        "http://e2/v1": {"in_flight": 0, "done": 2, "failed": 0, "up": True}}}))
+    line = Progress("browse items committed", 10, members=run_members(str(tmp_path))).line()
+    pool.release(lease, ok=True)
+    assert "engines a 0/1/0 b 0/0/1 (in flight/done/failed)" in line
+    assert "endpoints http://e1/v1 3/9/1 http://e2/v1 (out) 0/3/3 (in flight/done/failed)" in line
+
+
+def test_a_run_without_pool_stats_files_keeps_the_plain_line(tmp_path):
+    from pipelines.store.progress import run_members
+
+    assert run_members(str(tmp_path))() == {}
+    assert Progress("x", None, members=run_members(str(tmp_path))).line().count(",") == 2
