@@ -7,6 +7,7 @@ wikidata_dump.json (the JSON array framing, 10 entities and 4 bad lines), wikida
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,8 +20,14 @@ from pipelines.browse.kg.build import KGOptions, build_graph
 from pipelines.browse.kg.cards import load_cards
 from pipelines.browse.kg.ingest import IngestInputs, ingest
 from pipelines.browse.kg.model import GraphError
+from pipelines.config import load_config
 from pipelines.store.records import record_type
 from tests.support import wikidata_dump as D
+
+
+def kg_options(**over) -> KGOptions:
+    """The shipped defaults (from the schema, through the resolved config) with ``over`` changed."""
+    return dataclasses.replace(KGOptions.from_config(load_config("defaults")["search"]["kg"]), **over)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "browse"
 DUMP, DUMP_GZ = str(DATA / "wikidata_dump.json"), str(DATA / "wikidata_dump.json.gz")
@@ -206,7 +213,7 @@ def test_gzip_dump_gives_the_same_graph(tmp_path):
 
 def test_ingested_graph_plugs_in_through_search_kg_extra(tmp_path):
     out, _ = _run(tmp_path, [DUMP])
-    graph, manifest = build_graph(KGOptions(embedded=False, extra=(str(out),)), progress=lambda m: None)
+    graph, manifest = build_graph(kg_options(embedded=False, extra=(str(out),)), progress=lambda m: None)
     assert manifest["sources"]["user"]["entities"] == 9
     assert graph.objects("wikidata/Q142", "capital") == ["wikidata/Q90"]
     assert graph.entities["wikidata/Q1002"].attributes["iata"] == "CDG"
@@ -222,7 +229,7 @@ def test_objects_never_ingested_break_the_graph_with_the_filter_off(tmp_path, mo
     out, man = _run(tmp_path, [DUMP])
     assert man["triples_dropped_object_not_ingested"] == 0
     with pytest.raises(GraphError, match="point at unknown entities"):
-        build_graph(KGOptions(embedded=False, extra=(str(out),)), progress=lambda m: None)
+        build_graph(kg_options(embedded=False, extra=(str(out),)), progress=lambda m: None)
 
 
 def test_duplicate_entities_keep_the_first_and_become_failures(tmp_path):
@@ -232,7 +239,7 @@ def test_duplicate_entities_keep_the_first_and_become_failures(tmp_path):
     dup = [f for f in _rows(out / "failures" / "failures.parquet") if "duplicate entity id" in f["reason"]]
     assert len(dup) == 8 and all(f["item_key"].startswith(DUMP_GZ + ":") for f in dup)
     assert f"the first, at {DUMP}:2, is kept" in next(f["reason"] for f in dup if "Q142" in f["reason"])
-    build_graph(KGOptions(embedded=False, extra=(str(out),)), progress=lambda m: None)  # loads
+    build_graph(kg_options(embedded=False, extra=(str(out),)), progress=lambda m: None)  # loads
 
 
 def test_duplicate_entities_break_the_graph_with_the_dedupe_off(tmp_path, monkeypatch):
@@ -240,7 +247,7 @@ def test_duplicate_entities_break_the_graph_with_the_dedupe_off(tmp_path, monkey
     monkeypatch.setattr(F, "FIRST_ONLY", "")
     out, _ = _run(tmp_path, [DUMP, DUMP_GZ])
     with pytest.raises(GraphError, match="entity id"):
-        build_graph(KGOptions(embedded=False, extra=(str(out),)), progress=lambda m: None)
+        build_graph(kg_options(embedded=False, extra=(str(out),)), progress=lambda m: None)
 
 
 @pytest.mark.parametrize("path, bad", [

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pyarrow as pa
@@ -8,6 +9,11 @@ from pipelines.browse.kg.model import GraphError, arrow_schema, read_graph, writ
 from pipelines.browse.kg.usergraph import read_records
 from pipelines.config import load_config
 from tests.unit.browse_helpers import small_graph
+
+
+def kg_options(**over) -> KGOptions:
+    """The shipped defaults (from the schema, through the resolved config) with ``over`` changed."""
+    return dataclasses.replace(KGOptions.from_config(load_config("defaults")["search"]["kg"]), **over)
 
 
 def test_arrow_schemas_follow_the_json_schemas():
@@ -47,7 +53,7 @@ def test_user_graph_jsonl_is_the_documented_input_format(tmp_path):
         {"id": "person/byron", "type": "person", "name": "Lord Byron", "attributes": {"birth_year": 1788}},
         {"subject": "person/ada", "relation": "father", "object": "person/byron", "source": "wikidata"},
     ]) + "\n")
-    g, man = build_graph(KGOptions(embedded=False, extra=(str(f),)))
+    g, man = build_graph(kg_options(embedded=False, extra=(str(f),)))
     assert man["entities"] == 2 and man["triples"] == 1
     assert g.entities["person/ada"].attributes == {"birth_year": 1815}
     assert g.objects("person/ada", "father") == ["person/byron"]
@@ -71,7 +77,7 @@ def test_dangling_user_triples_are_rejected_with_a_fix(tmp_path):
     f.write_text(json.dumps({"id": "a/1", "type": "a", "name": "A"}) + "\n"
                  + json.dumps({"subject": "a/1", "relation": "r", "object": "a/2"}) + "\n")
     with pytest.raises(GraphError, match="add the missing entities"):
-        build_graph(KGOptions(embedded=False, extra=(str(f),)))
+        build_graph(kg_options(embedded=False, extra=(str(f),)))
 
 
 def test_user_ids_must_not_repeat_or_replace_built_in_entities(tmp_path):
@@ -104,7 +110,7 @@ def test_kg_build_refuses_a_user_entity_replacing_a_built_in_one(tmp_path, capsy
 def test_kg_options_read_the_resolved_section_and_repeat_no_default():
     """The schema holds the defaults: a resolved ``search.kg`` gives them, a section missing a key is refused
     (no second default in code), and an override comes through."""
-    assert KGOptions.from_config(load_config("defaults")["search"]["kg"]) == KGOptions(
+    assert kg_options() == KGOptions(
         min_city_population=5000, airports="all", wiki=True, mendeleev=True, extra=(), embedded=True)
     got = KGOptions.from_config(load_config("defaults", ["search.kg.airports=iata"])["search"]["kg"])
     assert got.airports == "iata"

