@@ -47,7 +47,7 @@ def test_serve_answers_over_http(tmp_path):
         line = proc.stdout.readline()
         assert " on http://127.0.0.1:" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
         url = line.split(" on ")[1].split()[0]
-        client = SearxngBackend(url, HttpClient(timeout_s=5, max_retries=0, rate_limit_per_s=0))
+        client = SearxngBackend(url, HttpClient(timeout_s=5, max_retries=0, backoff_s=0.01, rate_limit_per_s=0))
         assert [r["url"] for r in client.search("Beta River", 2)][0] == "https://example.org/b"
     finally:
         proc.terminate()

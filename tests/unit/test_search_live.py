@@ -111,7 +111,7 @@ def test_gives_up_after_max_retries_as_an_error_observation(server, http, monkey
 def test_rate_limit_spaces_requests(server, monkeypatch):
     import time
 
-    http = HttpClient(timeout_s=5, max_retries=0, rate_limit_per_s=20)
+    http = HttpClient(timeout_s=5, max_retries=0, backoff_s=0.01, rate_limit_per_s=20)
     client = SearxngBackend(server.url, http)
     t0 = time.monotonic()
     for _ in range(5):
@@ -123,7 +123,7 @@ def test_rate_limit_zero_leaves_requests_unpaced(server):
     """The pacer switched off: the same five requests come back to back."""
     import time
 
-    client = SearxngBackend(server.url, HttpClient(timeout_s=5, max_retries=0, rate_limit_per_s=0))
+    client = SearxngBackend(server.url, HttpClient(timeout_s=5, max_retries=0, backoff_s=0.01, rate_limit_per_s=0))
     t0 = time.monotonic()
     for _ in range(5):
         client.search("Euro", 2)

@@ -50,8 +50,9 @@ class HttpClient:
     """urllib + tenacity: bounded retries with backoff, and requests paced to ``rate_limit_per_s`` by the one
     pacer (:class:`~pipelines.llm.pacing.RatePacer`; 0: unpaced)."""
 
-    def __init__(self, timeout_s: float = 20.0, max_retries: int = 4, backoff_s: float = 1.0,
-                 rate_limit_per_s: float = 5.0, user_agent: str = USER_AGENT):
+    def __init__(self, *, timeout_s: float, max_retries: int, backoff_s: float, rate_limit_per_s: float,
+                 user_agent: str = USER_AGENT):
+        """The four limits come from ``search.http`` (their defaults live in the schema only)."""
         self.timeout_s, self.max_retries, self.backoff_s = timeout_s, max_retries, backoff_s
         self._pacer = RatePacer(rate_limit_per_s * 60.0) if rate_limit_per_s > 0 else None
         self.user_agent = user_agent
