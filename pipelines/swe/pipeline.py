@@ -16,6 +16,7 @@ import logging
 import time
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
 log = logging.getLogger(__name__)
 PIPELINE = "swe-curate"
@@ -39,6 +40,7 @@ def run(cfg) -> dict:
     swe = cfgd["swe"]
     out_dir = cfg.run.out_dir
     run_id = cfg.run.run_id or f"swe-{stable_hash(swe, cfgd['llm']['model'], n=8)}"
+    FileSystems.set_options(pipeline_options(cfg.run))  # the driver's own store calls read run.beam_args' --s3_*
     ensure_layout(out_dir)
     recover(out_dir, PIPELINE)  # orphan shards of a killed run are moved aside; finished keys are read in the graph
     specs = source_specs(swe, cfg.run.limit)

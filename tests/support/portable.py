@@ -68,15 +68,26 @@ class Portable:
                 f"--sdk_worker_parallelism={workers}"]
 
 
+def boot_executable(folder: Path) -> str:
+    """An executable that runs :mod:`tests.support.portable_boot` (the pool's ``--container_executable``)."""
+    path = Path(folder) / "crucible-sdk-boot"
+    path.write_text(f"#!{sys.executable}\nimport sys\nfrom tests.support.portable_boot import main\nmain(sys.argv[1:])\n")
+    path.chmod(0o755)
+    return str(path)
+
+
 @contextmanager
-def portable_services(log_dir: Path | None = None):
+def portable_services(log_dir: Path | None = None, boot_dir: Path | None = None):
+    """``boot_dir``: start each harness through :mod:`tests.support.portable_boot` (written there), which hands
+    it the job's pipeline options as Flink's and Dataflow's boot does; without it, Beam's plain pool harness."""
     job_port, pool_port = free_port(), free_port()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
     out = (lambda name: open(log_dir / name, "wb")) if log_dir else (lambda name: subprocess.DEVNULL)  # noqa: SIM115
+    boot = [f"--container_executable={boot_executable(boot_dir)}"] if boot_dir else []
     procs = [subprocess.Popen([sys.executable, "-m", "tests.support.portable_jobserver",
                                f"--port={job_port}"], env=env, stdout=out("job.log"), stderr=subprocess.STDOUT),
              subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-                               f"--service_port={pool_port}"], env=env, stdout=out("pool.log"),
+                               f"--service_port={pool_port}", *boot], env=env, stdout=out("pool.log"),
                               stderr=subprocess.STDOUT)]
     svc = Portable(job_port, pool_port, env, procs[1].pid)
     stop = threading.Event()

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines.beam_options import pipeline_options
 from pipelines.config import load_config
@@ -105,9 +106,10 @@ def run_graph(cfg, beam_args: list[str] | None = None, runner: dict | None = Non
     from pipelines.swe.graph import PIPELINE, build
 
     cfgd = cfg.to_dict()
+    opts = pipeline_options({**cfgd["run"], **(runner or {}), "beam_args": beam_args or []})
+    FileSystems.set_options(opts)  # as swe run() does: the driver's store calls read the run's --s3_* flags
     ensure_layout(cfgd["run"]["out_dir"])
     recover(cfgd["run"]["out_dir"], PIPELINE)
-    opts = pipeline_options({**cfgd["run"], **(runner or {}), "beam_args": beam_args or []})
     with beam.Pipeline(options=opts) as p:
         build(p, cfgd, RUN, "none", None, hooks())
     refresh_catalog(cfgd["run"]["out_dir"], cfgd["store"]["catalog"])
