@@ -50,30 +50,31 @@ class Settings:
 
 
 def settings_from_config(section, resolve_host: bool = True) -> Settings:
-    """Settings from the ``sandbox`` config section; host facts (mirror, CA bundle, pip index) are
-    resolved here when not configured."""
+    """Settings from the resolved ``sandbox`` config section (``load_config(...).sandbox``: every key present,
+    defaults from ``schemas/config_sandbox.json``); host facts (mirror, CA bundle, pip index) are resolved here
+    when not configured."""
     s = dict(section)
-    pip_env = dict(host_pip_env() if resolve_host and s.get("inherit_host_pip", True) else {})
-    pip_env.update(s.get("pip_env") or {})
-    repos_dir = Path(s.get("repos_dir", "configs/repos"))
+    pip_env = dict(host_pip_env() if resolve_host and s["inherit_host_pip"] else {})
+    pip_env.update(s["pip_env"])
+    repos_dir = Path(s["repos_dir"])
     if not repos_dir.is_absolute():
         repos_dir = REPO_ROOT / repos_dir
     return Settings(
-        ca_bundle=find_ca_bundle(s.get("ca_bundle")) if resolve_host else s.get("ca_bundle"),
-        debian_mirror=s.get("debian_mirror") or (host_debian_mirror() if resolve_host else None),
-        base_registry_image=s.get("base_registry_image"),
-        pythons=tuple(s.get("pythons", ("3.9", "3.11"))),
-        apt_packages=tuple(s.get("apt_packages", DEFAULT_APT_PACKAGES)),
+        ca_bundle=find_ca_bundle(s["ca_bundle"]) if resolve_host else s["ca_bundle"],
+        debian_mirror=s["debian_mirror"] or (host_debian_mirror() if resolve_host else None),
+        base_registry_image=s["base_registry_image"],
+        pythons=tuple(s["pythons"]),
+        apt_packages=tuple(s["apt_packages"]),
         pip_env=pip_env,
-        cache_dir=Path(os.path.expanduser(s.get("cache_dir", "~/.cache/crucible/sandbox"))),
-        repo_url_template=s.get("repo_url_template", "https://github.com/{repo}.git"),
+        cache_dir=Path(os.path.expanduser(s["cache_dir"])),
+        repo_url_template=s["repo_url_template"],
         repos_dir=repos_dir,
-        limits=Limits(cpus=float(s.get("cpus", 2)), memory_mb=int(s.get("memory_mb", 4096)),
-                      pids=int(s.get("pids", 1024)), timeout_s=int(s.get("test_timeout_s", 900))),
-        build_timeout_s=int(s.get("build_timeout_s", 1800)),
-        network=s.get("network", "none"),
-        reruns=int(s.get("reruns", 1)),
-        label_network=s.get("label_network"),
+        limits=Limits(cpus=float(s["cpus"]), memory_mb=int(s["memory_mb"]),
+                      pids=int(s["pids"]), timeout_s=int(s["test_timeout_s"])),
+        build_timeout_s=int(s["build_timeout_s"]),
+        network=s["network"],
+        reruns=int(s["reruns"]),
+        label_network=s["label_network"],
         as_of_min_age_days=int(s["as_of_min_age_days"]),
         repair_max_rungs=int(s["repair_max_rungs"]), survey_parallel=int(s["survey_parallel"]),
         reuse_envs=bool(s["reuse_envs"]), llm_repair=dict(s["llm_repair"]), registry=s["registry"],

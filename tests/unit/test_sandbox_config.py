@@ -23,3 +23,23 @@ def test_defaults_fill_and_settings_resolve():
 def test_bad_values_name_the_key(override, needle):
     with pytest.raises(ConfigError, match=needle):
         load_config("defaults", [override])
+
+
+def test_settings_read_every_value_from_the_resolved_section():
+    """The schema is the one place of the defaults: overrides flow through, and a partial section (no resolved
+    defaults) is refused by key instead of falling back to a second default in code."""
+    cfg = load_config("defaults", ["sandbox.cpus=3", "sandbox.memory_mb=2048", "sandbox.pids=64",
+                                   "sandbox.test_timeout_s=60", "sandbox.build_timeout_s=120",
+                                   "sandbox.network=internal", "sandbox.reruns=2", "sandbox.pythons=['3.13']",
+                                   "sandbox.cache_dir=/tmp/sbx", "sandbox.repos_dir=/tmp/repos",
+                                   "sandbox.repo_url_template=file:///m/{repo}.git",
+                                   "sandbox.inherit_host_pip=false", "sandbox.pip_env={PIP_X: y}"])
+    s = settings_from_config(cfg.sandbox, resolve_host=True)
+    assert (s.limits.cpus, s.limits.memory_mb, s.limits.pids, s.limits.timeout_s) == (3.0, 2048, 64, 60)
+    assert (s.build_timeout_s, s.network, s.reruns, s.pythons) == (120, "internal", 2, ("3.13",))
+    assert str(s.cache_dir) == "/tmp/sbx" and str(s.repos_dir) == "/tmp/repos"
+    assert s.repo_url_template == "file:///m/{repo}.git"
+    assert s.pip_env == {"PIP_X": "y"}  # inherit_host_pip=false: nothing from the host
+    partial = {k: v for k, v in cfg.sandbox.items() if k != "cpus"}
+    with pytest.raises(KeyError, match="cpus"):
+        settings_from_config(partial, resolve_host=False)
