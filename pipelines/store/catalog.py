@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,6 +201,35 @@ def catalog_current(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreVie
         return False
 
 
+def _write_catalog_file(path: str, out_dir: str, view: StoreView) -> None:
+    """The catalog file at ``path``, so that a reader never sees a half-written one. DuckDB writes a database
+    file itself (``ATTACH`` takes a path, not a stream): it builds a scratch file beside ``path``, whose bytes
+    the one atomic writer (:func:`pipelines.store.fsio.write_atomic`) then publishes with the scratch file's
+    mode (DuckDB's, the umask's); the scratch file and its WAL are removed either way."""
+    tmp = path + f".tmp{os.getpid()}"
+    scratch = (tmp, tmp + ".wal")
+    _remove(scratch)  # a stale one from a killed writer of this pid
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(f"SET file_search_path = {_quote(str(Path(out_dir).resolve()))}")
+        con.execute(f"ATTACH {_quote(tmp)} AS cat (STORAGE_VERSION '{STORAGE_VERSION}')")
+        _create_views(con, view, None, prefix="cat.")
+        con.execute("DETACH cat")
+        con.close()
+        with open(tmp, "rb") as src:
+            mode = os.fstat(src.fileno()).st_mode & 0o777
+            fsio.write_atomic(path, lambda out: shutil.copyfileobj(src, out), mode=mode)
+    finally:
+        con.close()
+        _remove(scratch)
+
+
+def _remove(paths) -> None:
+    for p in paths:
+        if os.path.exists(p):
+            os.unlink(p)
+
+
 def refresh_catalog(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreView | None = None) -> str:
     """(Re)write the catalog file's views (relative paths, storage version v1.0.0) and the card. Returns its
     path. Writers only (the end of a run, ``compact``) and ``store check --repair``: readers never call it."""
@@ -218,29 +248,7 @@ def refresh_catalog(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreVie
         ensure_layout(out_dir)
         view = store_view(out_dir)
     path = str(Path(out_dir) / catalog)
-    tmp = path + f".tmp{os.getpid()}"
-    for stale in (tmp, tmp + ".wal"):
-        if os.path.exists(stale):
-            os.unlink(stale)
-    # build in a temp file and rename, so a reader never sees a half-written catalog
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute(f"SET file_search_path = {_quote(str(Path(out_dir).resolve()))}")
-        con.execute(f"ATTACH {_quote(tmp)} AS cat (STORAGE_VERSION '{STORAGE_VERSION}')")
-        _create_views(con, view, None, prefix="cat.")
-        con.execute("DETACH cat")
-    except BaseException:
-        con.close()
-        for stale in (tmp, tmp + ".wal"):
-            if os.path.exists(stale):
-                os.unlink(stale)
-        raise
-    finally:
-        con.close()
-    os.replace(tmp, path)
-    fsio.fsync_dir(out_dir)
-    if os.path.exists(tmp + ".wal"):
-        os.unlink(tmp + ".wal")
+    _write_catalog_file(path, out_dir, view)
     write_card(out_dir, view)
     fsio.write_bytes_atomic(str(_stamp_path(out_dir, catalog)), view.signature().encode())
     return path

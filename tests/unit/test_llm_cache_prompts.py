@@ -33,8 +33,9 @@ def test_cache_roundtrip_atomic_and_corrupt_file_is_a_miss(tmp_path):
     c.put(k, {"choices": [{"message": {"content": "x"}}]}, {"model": "m"})
     assert c.get(k) == {"choices": [{"message": {"content": "x"}}]}
     assert len(c) == 1
-    leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.name.startswith(".tmp")]
-    assert leftovers == []
+    # written through fsio's atomic writer: the one file, no temp left beside it, mkstemp's private mode
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [c.path(k)]
+    assert c.path(k).stat().st_mode & 0o777 == 0o600
     c.path(k).write_text("{truncated")
     assert c.get(k) is None
     c.put(k, {"ok": 1})
