@@ -102,6 +102,7 @@ def run(cfg) -> dict:
     opts = build_options(cfg)
     out_dir = opts.run.out_dir
     run_id = opts.run.run_id or f"browse-{stable_hash(cfg.to_dict()['browse'], opts.llm.model, n=8)}"
+    FileSystems.set_options(pipeline_options(opts.run))  # the driver's own store calls read run.beam_args' --s3_*
     ensure_layout(out_dir)
     recover(out_dir, PIPELINE)  # the writer lock, and what killed runs left cleared away
     plan_dir = fsio.join(out_dir, PLAN_DIR, f"{run_id}-{uuid.uuid4().hex[:8]}")

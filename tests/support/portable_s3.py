@@ -9,7 +9,9 @@ own, so a test can SIGKILL its workers and bound it with a timeout::
 from __future__ import annotations
 
 import collections
+import json
 import sys
+from collections.abc import Callable
 
 from pipelines.store import catalog
 
@@ -33,15 +35,42 @@ def read_with_flags(endpoint: str) -> None:
     FileSystems.set_options(PipelineOptions(s3_flags(endpoint)))
 
 
-def rows(out: str, tables: tuple[str, ...], order: str = "all") -> dict[str, list[tuple]]:
-    """Each table's rows, volatile columns left out, sorted (a ``select *`` that exists in every store)."""
+def rows(out: str, tables: tuple[str, ...], volatile: tuple[str, ...] = VOLATILE,
+         normalize: Callable[[str, dict], dict] | None = None) -> dict[str, list[tuple]]:
+    """Each table's rows without the ``volatile`` columns, through ``normalize(table, row)``, sorted."""
     got = {}
     for t in tables:
-        cols, _ = catalog.query(out, f"select * from {t} limit 0")
-        drop = [c for c in VOLATILE if c in cols]
-        exclude = f" exclude ({', '.join(drop)})" if drop else ""
-        got[t] = catalog.query(out, f"select *{exclude} from {t} order by {order}")[1]
+        cols, data = catalog.query(out, f"select * from {t}")
+        keep = [i for i, c in enumerate(cols) if c not in volatile]
+        recs = [{cols[i]: r[i] for i in keep} for r in data]
+        got[t] = sorted((tuple((normalize(t, d) if normalize else d).values()) for d in recs), key=repr)
     return got
+
+
+def search_cache_blind(table: str, row: dict) -> dict:
+    """A browse row with its search tool's ``backend_calls`` and ``cache_hits`` summed: which of a question's
+    rollouts meets the per-process search cache first depends on where and in what order they run."""
+    if table == "browse_trajectories" and row.get("meta"):
+        meta = json.loads(row["meta"])
+        st = meta.get("tool_stats") or {}
+        if "cache_hits" in st:
+            st["searches_answered"] = st.pop("cache_hits") + st.pop("backend_calls")
+        row = {**row, "meta": json.dumps(meta, sort_keys=True)}
+    return row
+
+
+def differing_columns(out_a: str, out_b: str, table: str, volatile: tuple[str, ...] = VOLATILE) -> dict[str, tuple]:
+    """Columns whose sorted values differ between two stores' ``table`` (a failed equality's explanation)."""
+    cols, _ = catalog.query(out_a, f"select * from {table} limit 0")
+    diff = {}
+    for c in cols:
+        if c in volatile:
+            continue
+        a = sorted(map(repr, (r[0] for r in catalog.query(out_a, f"select {c} from {table}")[1])))
+        b = sorted(map(repr, (r[0] for r in catalog.query(out_b, f"select {c} from {table}")[1])))
+        if a != b:
+            diff[c] = next((x[:300], y[:300]) for x, y in zip(a, b) if x != y) if len(a) == len(b) else (len(a), len(b))
+    return diff
 
 
 def keys(out: str, table: str, key: str) -> collections.Counter:
