@@ -28,15 +28,19 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from pipelines.browse.audit_checks import (
+    Resolver,
+    TypeCheck,
+    WorldCheck,
+    contradicted_rows,
+    gold_entity,
+    graph_only_rows,
+    sft_violation_rows,
+    type_mismatch_rows,
+)
 from pipelines.browse.grounding import row_draft
 from pipelines.browse.harden import ranges_pin_alone
 
-# A resolver: answer text -> entity ids it names in the graph ([] = none).
-Resolver = Callable[[str], Sequence[str]]
-# A question-row check: why the question does not ask for its answer's kind (None = it does).
-TypeCheck = Callable[[Mapping], "str | None"]
-# question row -> why it is unique in the graph only (relation cards, ranges that pin alone); [] = fine
-WorldCheck = Callable[[Mapping], Sequence[str]]
 # question row -> its text grounding recomputed from the row and the corpus pages (grounding.recheck_row)
 TextCheck = Callable[[Mapping], Mapping]
 
@@ -68,12 +72,6 @@ def chain_entities(question: Mapping) -> set[str]:
     return ents
 
 
-def gold_entity(question: Mapping) -> str | None:
-    form = question.get("formalization") or {}
-    target = form.get("target")
-    return (form.get("binding") or {}).get(target) if target else None
-
-
 def pass_rate_histogram(rates: Iterable[float | None]) -> dict[str, int]:
     hist = {label: 0 for _, _, label in PASS_RATE_BINS}
     hist["none"] = 0
@@ -100,55 +98,6 @@ def accepted_edits(question: Mapping) -> int:
     return sum(1 for e in question.get("lineage") or [] if e.get("accepted") and e.get("operator") in EDIT_OPERATORS)
 
 
-def _norm_args(value: Any) -> Any:
-    if isinstance(value, str):
-        return " ".join(value.lower().split())
-    if isinstance(value, Mapping):
-        return {str(k): _norm_args(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_norm_args(v) for v in value]
-    return value
-
-
-def tool_call_keys(messages: Sequence[Mapping]) -> list[tuple[str, str]]:
-    """Each tool call as (name, normalized arguments): case and whitespace of string values ignored."""
-    calls = []
-    for m in messages or []:
-        for c in m.get("tool_calls") or []:
-            fn = c.get("function") or {}
-            args = fn.get("arguments")
-            if isinstance(args, str):
-                try:
-                    args = json.loads(args)
-                except ValueError:
-                    pass
-            calls.append((str(fn.get("name")), json.dumps(_norm_args(args), sort_keys=True)))
-    return calls
-
-
-def strict_sft_problems(traj: Mapping, answer_names: Sequence[str]) -> list[str]:
-    """The strict SFT checks that can be recomputed from one stored row: a kept SFT row must have no
-    drop reason, no repeated identical tool call, no forced final answer, and at least one tool
-    observation that contains the answer (the agent saw its evidence)."""
-    from pipelines.browse.verify import normalize
-
-    problems = []
-    if [r for r in traj.get("drop_reasons") or [] if not str(r).startswith("rl")]:
-        problems.append("has SFT drop reasons")
-    calls = tool_call_keys(traj.get("messages") or [])
-    if len(calls) != len(set(calls)):
-        problems.append("repeated identical tool call")
-    if str(traj.get("termination") or "").startswith("forced"):
-        problems.append("forced final answer")
-    if traj.get("evidence_seen") is False:
-        problems.append("evidence not seen")
-    names = [normalize(n) for n in answer_names if normalize(n)]
-    seen = [normalize(m.get("content") or "") for m in traj.get("messages") or [] if m.get("role") == "tool"]
-    if names and not any(n in obs for obs in seen for n in names):
-        problems.append("answer never in an observation")
-    return problems
-
-
 def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], failures: Sequence[Mapping] = (),
                *, resolve: Resolver | None = None, type_check: TypeCheck | None = None,
                world_check: WorldCheck | None = None, findable_search=None,
@@ -163,54 +112,15 @@ def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], fa
     kept = [t for t in trajectories if _is_kept(t.get("split"))]
     sft = [t for t in trajectories if _is_sft(t.get("split"))]
 
-    contradicted: list[dict] | None = None
-    if resolve is not None:
-        contradicted = []
-        for t in kept:
-            if t.get("verdict") != "correct":
-                continue
-            q = by_q.get(t.get("question_id"))
-            gold = gold_entity(q) if q else None
-            ans = t.get("extracted_answer") or ""
-            if not gold or not ans:
-                continue
-            ids = list(resolve(ans))
-            if ids and gold not in ids:
-                contradicted.append({"traj_id": t["traj_id"], "answer": ans, "gold": gold, "resolves_to": ids[:3]})
-
-    mismatches: list[dict] | None = None
-    if type_check is not None:
-        mismatches = []
-        for q in questions:
-            try:
-                why = type_check(q)
-            except (KeyError, TypeError, ValueError) as exc:  # a row the check cannot read is not "fine"
-                why = f"cannot check the asked type: {type(exc).__name__}: {exc}"
-            if why:
-                mismatches.append({"question_id": q["question_id"], "question": q["question"], "why": why})
-
-    graph_only: list[dict] | None = None
-    if world_check is not None:
-        graph_only = []
-        for q in questions:
-            try:
-                whys = list(world_check(q))
-            except (KeyError, TypeError, ValueError) as exc:
-                whys = [f"cannot check against the relation cards: {type(exc).__name__}: {exc}"]
-            if whys:
-                graph_only.append({"question_id": q["question_id"], "question": q["question"], "why": whys})
-
+    contradicted = None if resolve is None else contradicted_rows(kept, by_q, resolve)
+    mismatches = None if type_check is None else type_mismatch_rows(questions, type_check)
+    graph_only = None if world_check is None else graph_only_rows(questions, world_check)
     hubs = ranked(Counter(e for q in questions for e in chain_entities(q)))
     top_hub, top_n = hubs[0] if hubs else (None, 0)
     tied = sum(1 for _, n in hubs[1:] if n == top_n)
     n_q = len(questions)
     hardened = sum(1 for q in questions if accepted_edits(q) > 0)
-    answers = {q["question_id"]: [q.get("answer") or "", *(q.get("answer_aliases") or [])] for q in questions}
-    sft_violations = []
-    for t in sft:
-        probs = strict_sft_problems(t, answers.get(t.get("question_id"), [t.get("answer") or ""]))
-        if probs:
-            sft_violations.append({"traj_id": t["traj_id"], "problems": probs})
+    sft_violations = sft_violation_rows(sft, questions)
     drop_reasons = Counter(r.split(":")[0] + (":" + r.split(":")[1].split("(")[0].strip() if ":" in r else "")
                            for t in trajectories for r in t.get("drop_reasons") or [])
     failure_reasons = Counter(f"{f.get('stage')}/{str(f.get('reason') or '')[:60]}" for f in failures
