@@ -95,6 +95,72 @@ def _import_names(modules: frozenset[str]) -> frozenset[str]:
     return modules | {canonicalize_name(dists[m]) for m in modules if m in dists}
 
 
+def _requirement_steps(reqs: list[str]) -> list[dict]:
+    """One optional step per requirements file, less the lines installing the package itself (-e . / .[x]):
+    the package step does that."""
+    steps = []
+    for i, r in enumerate(reqs):
+        filtered = f"/tmp/crucible-req-{i}.txt"
+        steps.append({"name": f"requirements:{r}", "required": False, "try": [
+            f"grep -v -E '^[[:space:]]*(-e[[:space:]]+)?\\.(\\[[^]]*\\])?[[:space:]]*$' {_q(r)} > {filtered}; "
+            f"cd $(dirname {_q(r)}) && pip install -r {filtered}"]})
+    return steps
+
+
+def _package_steps(repo: Path, extra: str | None, breqs: list[str]) -> list[dict]:
+    """The build requirements (optional), then the package itself (required) where the repo is one."""
+    steps = []
+    if breqs:
+        steps.append({"name": "build-requires", "required": False,
+                      "try": ["pip install " + " ".join(map(_q, breqs))]})
+    if any((repo / f).exists() for f in ("setup.py", "setup.cfg", "pyproject.toml")):
+        target = f".[{extra}]" if extra else "."
+        ladder = [f"pip install -e {_q(target)}", f"pip install --no-build-isolation -e {_q(target)}"]
+        if extra:
+            ladder += ["pip install -e .", "pip install --no-build-isolation -e ."]
+        # last: a regular install, then its modules swapped for a path entry to the tree, so tests (and
+        # agents' edits) import /testbed, not the copy the build put in site-packages (a src/ layout would)
+        ladder += [f"pip install {_q(target)} && python -c {_q(LINK_TREE)}"]
+        steps.append({"name": f"package{'[' + extra + ']' if extra else ''}", "required": True, "try": ladder})
+    return steps
+
+
+def _test_deps_step(tdeps_declared: list[str]) -> dict:
+    """The declared test dependencies, constrained to what is installed so far (a test plugin must not upgrade
+    the pytest a requirements file pinned); the whole list, then only its pytest family (one unbuildable or
+    conflicting extra must not cost the pinned test runner: requests 2.22's Pipfile pins pytest<=3.10.1, its
+    tests need it), then pytest alone (requests 2.22's pytest-httpbin pulls httpbin -> brotlipy, which does
+    not build)."""
+    pin = f"pip freeze --exclude-editable | grep -v ' @ ' > {INSTALLED_PINS} && pip install -c {INSTALLED_PINS} "
+    tries = [pin + " ".join(map(_q, tdeps_declared))]
+    tools = [d for d in tdeps_declared if test_tool(d)]
+    for subset in (tools, [d for d in tools if req_name(d) == "pytest"]):
+        if subset and pin + " ".join(map(_q, subset)) not in tries:
+            tries.append(pin + " ".join(map(_q, subset)))
+    return {"name": "test-deps", "required": False, "try": tries}
+
+
+def _apply_override(recipe: dict, override: dict) -> None:
+    """Merge a per-repo override over ``recipe`` in place: keys replace (unknown ones are errors),
+    ``install_extra`` steps go before the test runner's."""
+    extra_steps = override.pop("install_extra", None)
+    for k, v in override.items():
+        if k not in recipe and k not in OVERRIDE_ONLY:
+            raise RecipeError(f"recipe override: unknown key {k!r}; allowed: "
+                              f"{', '.join(sorted(recipe))}, {', '.join(OVERRIDE_ONLY)}, install_extra")
+        recipe[k] = v
+    if extra_steps:
+        recipe["install"] = list(recipe["install"][:-1]) + [
+            {"name": f"override-{i}", "required": True, "try": [s] if isinstance(s, str) else list(s)}
+            for i, s in enumerate(extra_steps)] + [recipe["install"][-1]]
+
+
+def _input_hashes(repo: Path, reqs: list[str]) -> dict[str, str]:
+    """sha256 of every file the recipe read (hashed into the env key)."""
+    return {f: hashlib.sha256((repo / f).read_bytes()).hexdigest()
+            for f in list(INPUT_FILES) + reqs if (repo / f).is_file()}
+
+
 def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"),
                  override: dict | None = None, as_of: str | None = None,
                  source_date: str | None = None) -> tuple[dict, dict]:
@@ -115,27 +181,8 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
     extras = declared_extras(repo)
     extra = pick_extra(extras, tox["extras"])
     reqs = requirement_files(repo)
-    install: list[dict] = []
-    for i, r in enumerate(reqs):
-        filtered = f"/tmp/crucible-req-{i}.txt"
-        # drop lines installing the package itself (-e . / .[x]); the package step does that
-        install.append({"name": f"requirements:{r}", "required": False, "try": [
-            f"grep -v -E '^[[:space:]]*(-e[[:space:]]+)?\\.(\\[[^]]*\\])?[[:space:]]*$' {_q(r)} > {filtered}; "
-            f"cd $(dirname {_q(r)}) && pip install -r {filtered}"]})
-    has_pkg = any((repo / f).exists() for f in ("setup.py", "setup.cfg", "pyproject.toml"))
     breqs = build_requires(repo)
-    if breqs:
-        install.append({"name": "build-requires", "required": False,
-                        "try": ["pip install " + " ".join(map(_q, breqs))]})
-    if has_pkg:
-        target = f".[{extra}]" if extra else "."
-        ladder = [f"pip install -e {_q(target)}", f"pip install --no-build-isolation -e {_q(target)}"]
-        if extra:
-            ladder += ["pip install -e .", "pip install --no-build-isolation -e ."]
-        # last: a regular install, then its modules swapped for a path entry to the tree, so tests (and
-        # agents' edits) import /testbed, not the copy the build put in site-packages (a src/ layout would)
-        ladder += [f"pip install {_q(target)} && python -c {_q(LINK_TREE)}"]
-        install.append({"name": f"package{'[' + extra + ']' if extra else ''}", "required": True, "try": ladder})
+    install: list[dict] = _requirement_steps(reqs) + _package_steps(repo, extra, breqs)
     tdeps = [d for d in tox["deps"] if not d.startswith("-r")]
     if tdeps:
         install.append({"name": "tox-deps", "required": False, "try": ["pip install " + " ".join(map(_q, tdeps))]})
@@ -148,17 +195,7 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
     tdeps_declared = [] if "pytest" in named else \
         dev_test_deps(repo, _import_names(test_imports(repo, tests)), named - {""})
     if tdeps_declared:
-        # constrained to what is installed so far (a test plugin must not upgrade the pytest a requirements
-        # file pinned); the whole list, then only its pytest family (one unbuildable or conflicting extra
-        # must not cost the pinned test runner: requests 2.22's Pipfile pins pytest<=3.10.1, its tests need it)
-        pin = f"pip freeze --exclude-editable | grep -v ' @ ' > {INSTALLED_PINS} && pip install -c {INSTALLED_PINS} "
-        # -> then pytest alone: requests 2.22's pytest-httpbin pulls httpbin -> brotlipy, which does not build
-        tries = [pin + " ".join(map(_q, tdeps_declared))]
-        tools = [d for d in tdeps_declared if test_tool(d)]
-        for subset in (tools, [d for d in tools if req_name(d) == "pytest"]):
-            if subset and pin + " ".join(map(_q, subset)) not in tries:
-                tries.append(pin + " ".join(map(_q, subset)))
-        install.append({"name": "test-deps", "required": False, "try": tries})
+        install.append(_test_deps_step(tdeps_declared))
     from sandbox.testfacts import pytest_ini_keys
 
     cplugins = config_plugins(pcfg, pytest_ini_keys(repo, pcfg["file"]))
@@ -190,21 +227,8 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
                     "test_files": len(tests), "pytest_config": pcfg, "config_plugins": cplugins,
                     "source_date": source_date},
     }
-    extra_steps = override.pop("install_extra", None)
-    for k, v in override.items():
-        if k not in recipe and k not in OVERRIDE_ONLY:
-            raise RecipeError(f"recipe override: unknown key {k!r}; allowed: "
-                              f"{', '.join(sorted(recipe))}, {', '.join(OVERRIDE_ONLY)}, install_extra")
-        recipe[k] = v
-    if extra_steps:
-        recipe["install"] = list(recipe["install"][:-1]) + [
-            {"name": f"override-{i}", "required": True, "try": [s] if isinstance(s, str) else list(s)}
-            for i, s in enumerate(extra_steps)] + [recipe["install"][-1]]
-    inputs = {}
-    for f in list(INPUT_FILES) + reqs:
-        p = repo / f
-        if p.is_file():
-            inputs[f] = hashlib.sha256(p.read_bytes()).hexdigest()
+    _apply_override(recipe, override)
+    inputs = _input_hashes(repo, reqs)
     return recipe, inputs
 
 

@@ -36,7 +36,7 @@ LAZY_IMPORT_DIRS = ("pipelines/commands/",)
 # Recorded after the sweep of issue #26 items 2-5; lower a ceiling when a count drops, never raise one.
 CEILINGS = {
     "modules_over_400": 0,
-    "functions_over_80": 1,
+    "functions_over_80": 0,
     "config_get_defaults": 3,
     "imports_in_functions": 183,
     "atomic_writes_outside_fsio": 0,
