@@ -176,15 +176,20 @@ def text_grounding_audit(questions: Sequence[Mapping], text_check: TextCheck | N
 def range_only_audit(questions: Sequence[Mapping]) -> dict[str, Any]:
     """Hidden entities pinned by numeric ranges alone (:func:`pipelines.browse.harden.ranges_pin_alone`),
     recomputed from each row's formalization: ``{"entities", "questions", "rows"}``."""
-    rows = []
+    rows, unmeasured = [], 0
     for q in questions:
-        if not (q.get("formalization") or {}).get("triples"):  # nothing to recompute from
+        form = q.get("formalization") or {}
+        if not form.get("triples"):  # nothing to recompute from
+            continue
+        if "binding" not in form:  # which entity a range pins cannot be told: counted, never passed as 0
+            unmeasured += 1
             continue
         d = row_draft(q)
         for var in dict.fromkeys(c["var"] for c in d.formalization.get("constraints", []) if "attr" in c):
             if ranges_pin_alone(d, var):
                 rows.append({"question_id": q["question_id"], "var": var, "entity": d.binding.get(var)})
-    return {"entities": len(rows), "questions": len({r["question_id"] for r in rows}), "rows": rows}
+    return {"entities": len(rows), "questions": len({r["question_id"] for r in rows}), "rows": rows,
+            "not_measured": unmeasured}
 
 
 def answer_repeats(questions: Sequence[Mapping]) -> dict[str, Any]:
@@ -222,6 +227,8 @@ def problems(audit: Mapping) -> list[str]:
         out.append(f"only {tg['share']:.0%} of questions are text-grounded (< {TEXT_GROUNDED_SHARE_MIN:.0%})")
     if (audit.get("range_only") or {}).get("entities"):
         out.append(f"{audit['range_only']['entities']} hidden entities are pinned by numeric ranges alone")
+    if (audit.get("range_only") or {}).get("not_measured"):
+        out.append(f"{audit['range_only']['not_measured']} questions carry no binding: ranges pinning alone not measured")
     if (audit.get("answer_repeats") or {}).get("over"):
         out.append(f"answers on more than {audit['answer_repeats']['allowed']} questions: "
                    + ", ".join(map(str, audit["answer_repeats"]["over"][:3])))
@@ -253,7 +260,8 @@ def format_audit(audit: Mapping) -> str:
         + (f" ({audit['hardened_share']:.0%})" if audit["hardened_share"] is not None else ""),
         f"  accepted edits per question: {audit['accepted_edits_per_question']}",
         _text_line(audit.get("text_grounding") or {}, audit["questions"]),
-        f"  hidden entities pinned by numeric ranges alone (must be 0): {(audit.get('range_only') or {}).get('entities')}",
+        f"  hidden entities pinned by numeric ranges alone (must be 0): {(audit.get('range_only') or {}).get('entities')}"
+        f" (rows without a binding, not measured: {(audit.get('range_only') or {}).get('not_measured', 0)})",
         f"  answers repeated (at most {(audit.get('answer_repeats') or {}).get('allowed')} each): "
         f"{(audit.get('answer_repeats') or {}).get('top')}",
         f"  hub: {hub['entity']} on {hub['questions']} chains"

@@ -230,3 +230,10 @@ def test_planning_requires_text_grounded_chains_until_its_share_is_planned():
 
     assert all(all(plan(1.0, s)) for s in range(6))
     assert any(not all(plan(0.0, s)) for s in range(6))  # switched off, ungrounded chains are planned too
+
+
+def test_range_only_audit_counts_rows_without_a_binding_as_not_measured():
+    row = {"question_id": "q1", "formalization": {"triples": [["?x", "country", "?y"]], "constraints": []}}
+    r = A.range_only_audit([row])
+    assert r["entities"] == 0 and r["not_measured"] == 1  # never a silent 0 for a row it could not read
+    assert any("not measured" in p for p in A.problems(_audit_stub({"range_only": r})))
