@@ -60,7 +60,7 @@ def build_plan(p: beam.Pipeline, opts: Options, run_id: str, plan_prefix: str) -
             | "SkipCommitted" >> SkipCommitted(opts.run.out_dir, PIPELINE)
             | "Route" >> beam.Partition(lambda pl, _n: 0 if pl.item is not None else 1, 2))
     (todo[0] | "ItemJson" >> beam.Map(lambda pl: json.dumps(pl.item))
-     | "WritePlan" >> beam.io.WriteToText(plan_prefix, file_name_suffix=".jsonl"))
+     | "WritePlan" >> beam.io.WriteToText(plan_prefix, file_name_suffix=".jsonl", skip_if_empty=True))
     (todo[1] | "DropRows" >> beam.Map(drop_result, run_id, PIPELINE) | "CommitDrops" >> _commit(opts, run_id))
 
 

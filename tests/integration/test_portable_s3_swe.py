@@ -17,7 +17,7 @@ import pytest
 from tests.support import portable_swe as ps
 from tests.support import s3server
 from tests.support.portable import REPO, portable_services
-from tests.support.portable_s3 import SWE_TABLES, keys, read_with_flags, rows, s3_flags
+from tests.support.portable_s3 import SWE_TABLES, keys, read_with_flags, rows, running, s3_flags
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 s3_endpoint, s3_store = s3server.s3_endpoint, s3server.s3_store
@@ -91,9 +91,9 @@ def _kill_one_worker_mid_curate(svc, endpoint: str, store: str, driver: subproce
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and driver.poll() is None:
         done = _listed(endpoint, store, "swe_trajectories/part-")
-        live = [w for w in svc.workers if os.path.exists(f"/proc/{w}")]
+        live = running(svc.workers)
         if done and live:
-            os.kill(sorted(live)[0], signal.SIGKILL)
+            os.kill(live[-1], signal.SIGKILL)  # the newest: the running job's
             return len(done)
         time.sleep(0.2)
     raise AssertionError(f"no trajectory committed while the job ran (exit {driver.poll()})")

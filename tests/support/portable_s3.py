@@ -4,6 +4,7 @@ server, a store's rows as plain tuples, and a driver of the Docker-free swe-cura
 own, so a test can SIGKILL its workers and bound it with a timeout::
 
     python -m tests.support.portable_s3 OUT ROWS_FILE [--set=KEY=VALUE ...] [beam flags...]
+    python -m tests.support.portable_s3 --browse OUT LLM_BASE_URL [--set=KEY=VALUE ...] [beam flags...]
 """
 
 from __future__ import annotations
@@ -73,17 +74,47 @@ def differing_columns(out_a: str, out_b: str, table: str, volatile: tuple[str, .
     return diff
 
 
+def running(pids: set[int]) -> list[int]:
+    """The pids that are running (not exited, not zombies: a finished job's harnesses linger as zombies)."""
+    out = []
+    for pid in pids:
+        try:
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            out.append(pid)
+    return sorted(out)
+
+
 def keys(out: str, table: str, key: str) -> collections.Counter:
     """How many times each ``key`` value is read from ``table`` (a duplicate reads 2)."""
     return collections.Counter(r[0] for r in catalog.query(out, f"select {key} from {table}")[1])
 
 
-def main(argv: list[str]) -> int:
-    from tests.support import portable_swe as ps
+def browse_config(out: str, base_url: str, *extra: str):
+    """The small synth-browse config of the acceptance runs: 6 questions, k=2, the fake LLM at ``base_url``."""
+    from pipelines.config import load_config
 
-    out, rows_file, rest = argv[0], argv[1], argv[2:]
+    return load_config("browse", [
+        f"run.out_dir={out}", "run.run_id=portable-browse", "llm.engine=openai", f"llm.base_urls=[{base_url}]",
+        "llm.model=fake-model", "browse.seeds=6", "browse.k=2", "run.progress_every_s=0", "browse.policy=json_step",
+        *extra])
+
+
+def main(argv: list[str]) -> int:
+    browse = argv[:1] == ["--browse"]
+    out, source, rest = argv[browse], argv[browse + 1], argv[browse + 2:]
     sets = [a[len("--set="):] for a in rest if a.startswith("--set=")]
-    ps.run_graph(ps.small_config(out, rows_file, *sets), beam_args=[a for a in rest if not a.startswith("--set=")])
+    beam_args = [a for a in rest if not a.startswith("--set=")]
+    if browse:
+        from pipelines.browse.pipeline import run
+
+        run(browse_config(out, source, *sets, f"run.beam_args={json.dumps(beam_args)}"))
+    else:
+        from tests.support import portable_swe as ps
+
+        ps.run_graph(ps.small_config(out, source, *sets), beam_args=beam_args)
     return 0
 
 
