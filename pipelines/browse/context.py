@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.browse.api import load_kg, open_environment
 from pipelines.llm import LLMClient, load_prompt
+from pipelines.llm.cache import run_cache_dir
 from pipelines.llm.reward import make_reward_scorer
 from pipelines.options import BrowseOptions, Options, PolicyKind
 
@@ -52,7 +53,7 @@ def build_context(options: Options, llm_cfg: Mapping | None, run_id: str, with_g
                   env=open_environment(options.search), opts=options.browse, run_id=run_id,
                   model=llm_cfg["model"] if llm_cfg else "none",
                   prompts={k: load_prompt(v) for k, v in PROMPTS.items()}, policy=options.rollout_policy,
-                  reward=make_reward_scorer(options.llm.to_dict(), cache_dir=f"{out_dir}/cache/reward"))
+                  reward=make_reward_scorer(options.llm.to_dict(), cache_dir=str(run_cache_dir(out_dir, "reward"))))
     if client is not None:  # a context shared by several DoFns closes its client when the last one lets go
         weakref.finalize(ctx, client.close)
     return ctx

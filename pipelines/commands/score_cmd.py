@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _score(args) -> int:
     from pipelines.cli import config_from_args
+    from pipelines.llm.cache import run_cache_dir
     from pipelines.llm.reward import RewardError, make_reward_scorer
     from pipelines.store.fsio import write_bytes_atomic
     from pipelines.textio import InputError, check_output_file
@@ -30,7 +31,7 @@ def _score(args) -> int:
         print(f"crucible score: {exc}", file=sys.stderr)
         return 2
     cfg = config_from_args(args)
-    scorer = make_reward_scorer(cfg.llm, cache_dir=f"{cfg.run.out_dir}/cache/reward")
+    scorer = make_reward_scorer(cfg.llm, cache_dir=str(run_cache_dir(cfg.run.out_dir, "reward")))
     if scorer is None:
         print("crucible score: llm.reward_model.backend is none; set it, e.g. --set llm.reward_model.backend=pooling "
               "--set llm.reward_model.base_url=http://127.0.0.1:8000 --set llm.reward_model.model=NAME", file=sys.stderr)

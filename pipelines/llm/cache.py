@@ -24,6 +24,19 @@ from pipelines.store import fsio
 KEY_VERSION = 1  # bump when the key recipe changes
 
 
+def run_cache_dir(out_dir: str | os.PathLike | None, name: str) -> Path:
+    """The local folder of a run's response cache ``name`` (``llm``, ``reward``): ``<out_dir>/cache/<name>``
+    for a local store (``data/cache/<name>`` without one). A store in a bucket (``s3://``, ``gs://``) keeps its
+    caches on the worker's disk, under ``$CRUCIBLE_CACHE_DIR`` (or ``~/.cache/crucible``) by the store's URL:
+    ``Path("s3://b/p")`` would be the local folder ``s3:/b/p`` in the working directory."""
+    out = str(out_dir) if out_dir is not None else "data"
+    if fsio.is_local(out):
+        return Path(out) / "cache" / name
+    env = os.environ.get("CRUCIBLE_CACHE_DIR") or os.environ.get("CRUCIBLE_CACHE")
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "crucible"
+    return root / "run-cache" / hashlib.sha256(out.rstrip("/").encode()).hexdigest()[:16] / name
+
+
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 

@@ -36,7 +36,7 @@ import openai
 
 from pipelines.http_retry import RetryPolicy, retry_after_seconds
 from pipelines.llm import aio, settings
-from pipelines.llm.cache import ResponseCache, cache_key
+from pipelines.llm.cache import ResponseCache, cache_key, run_cache_dir
 from pipelines.llm.metrics import CallLog, flush_pool_stats, report_beam_metrics
 from pipelines.llm.pacing import RatePacer
 from pipelines.llm.pool import EndpointDown, EndpointPool, PoolSettings
@@ -53,6 +53,7 @@ from pipelines.llm.results import (
 )
 from pipelines.llm.sdk import post_chat, probe_models, warm_sdk
 from pipelines.llm.toolcalls import extract_tool_calls
+from pipelines.store import fsio
 
 __all__ = ["ChatResult", "LLMClient", "LLMError", "RatePacer", "is_transient", "json_schema_response_format",
            "parse_json_text", "report_beam_metrics", "validate_structured"]
@@ -141,10 +142,10 @@ class LLMClient:
                                  "or set llm.api_key_env to null for servers without auth")
         params = {k: c[k] for k in ("temperature", "max_tokens", "seed", "top_p") if c[k] is not None}
         pool = dict(c["pool"])
-        stats_dir = pool.pop("stats_dir") or (str(Path(out_dir) / "stats" / "llm_pool") if out_dir else None)
+        stats_dir = pool.pop("stats_dir") or (fsio.join(str(out_dir), "stats", "llm_pool") if out_dir else None)
         return cls(urls, c["model"], api_key=api_key, requests_per_minute=c["requests_per_minute"],
                    tokens_per_minute=c["tokens_per_minute"], default_params=params,
-                   cache_dir=cache_dir or c["cache_dir"] or (Path(out_dir or "data") / "cache" / "llm"),
+                   cache_dir=cache_dir or c["cache_dir"] or run_cache_dir(out_dir, "llm"),
                    cache=bool(c["cache"]),
                    pool=pool, stats_dir=stats_dir, **{k: c[k] for k in _TUNABLES})
 

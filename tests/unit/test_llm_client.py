@@ -125,7 +125,9 @@ def test_requests_per_minute_paces_request_starts():
             list(ex.map(lambda i: c.chat([{"role": "user", "content": str(i)}]), range(8)))
         t = sorted(r.t for r in s.requests)
         assert t[-1] - t[0] >= 0.33
-        assert min(b - a for a, b in zip(t, t[1:], strict=False)) >= 0.02  # paced, not a burst (arrival jitter under load eats part of the 50 ms)
+        gaps = sorted(b - a for a, b in zip(t, t[1:], strict=False))
+        # paced, not a burst: a loaded machine may bunch one pair of arrivals, never most of them
+        assert gaps[len(gaps) // 2] >= 0.035 and sum(g < 0.02 for g in gaps) <= 1
 
 
 def test_tokens_per_minute_paces_by_used_tokens():
