@@ -31,6 +31,7 @@ from pipelines.browse.context import Context, build_context
 from pipelines.llm.metrics import flush_pool_stats, report_calls, report_pool_metrics
 from pipelines.options import Options
 from pipelines.store.commit import ItemResult
+from pipelines.store.progress import Progress
 
 DROPPED = "dropped"
 
@@ -74,6 +75,9 @@ class StageDoFn(beam.DoFn):
     def setup(self):
         self.ctx = self.spec.context()
         self.pool = ThreadPoolExecutor(max(1, self.spec.workers)) if self.pooled else None
+        # one progress line per stage and worker (elements done, rate): the graph's stages run one after
+        # another on a local runner, so without it a run says nothing between planning and the commit
+        self.progress = Progress(f"synth-browse {type(self).__name__.lstrip('_').lower()} (this worker)", None)
 
     def start_bundle(self):
         self.pending: set[Future] = set()
@@ -81,6 +85,7 @@ class StageDoFn(beam.DoFn):
     def process(self, element):
         if self.pool is None:
             yield from self.work(self.ctx, element)
+            self.progress.update()
             return
         self.pending.add(self.pool.submit(lambda: list(self.work(self.ctx, element))))
         if len(self.pending) >= max(1, self.spec.workers):
@@ -90,12 +95,16 @@ class StageDoFn(beam.DoFn):
             self.pending -= done
         for f in done:
             yield from f.result()
+            self.progress.update()
 
     def finish_bundle(self):
         pending, self.pending = self.pending, set()
         for f in wait(pending).done:
             for out in f.result():
                 yield _windowed(out)
+            self.progress.update()
+        if self.progress.done:
+            self.progress.update(0, force=True)
         report_llm(self.ctx)
 
     def teardown(self):

@@ -112,6 +112,18 @@ def test_write_drops_a_chain_the_graph_does_not_hold(toy):
                     equal_to([("q-gone", "synthesize")]), label="dropped")
 
 
+def test_each_stage_logs_its_progress_between_planning_and_the_commit(toy, caplog):
+    _, make = toy
+    opts, spec = make()
+    items = _items(opts)
+    caplog.set_level("INFO", logger="pipelines.store.progress")
+    with TestPipeline(options=PipelineOptions(OPTS)) as p:
+        _ = p | beam.Create(items) | WriteQuestions(spec)
+    lines = [r.getMessage() for r in caplog.records if r.name == "pipelines.store.progress"]
+    assert any(ln.startswith("synth-browse write (this worker): ") for ln in lines)
+    assert any(f"write (this worker): {len(items)}," in ln for ln in lines)  # the bundle's end says its count
+
+
 def test_rollouts_fan_out_k_per_question_and_regroup(toy):
     _, make = toy
     opts, spec = make("browse.k=3", "browse.harden_rounds=0")
