@@ -75,9 +75,6 @@ class StageDoFn(beam.DoFn):
     def setup(self):
         self.ctx = self.spec.context()
         self.pool = ThreadPoolExecutor(max(1, self.spec.workers)) if self.pooled else None
-        # one progress line per stage and worker (elements done, rate): the graph's stages run one after
-        # another on a local runner, so without it a run says nothing between planning and the commit
-        self.progress = Progress(f"synth-browse {type(self).__name__.lstrip('_').lower()} (this worker)", None)
 
     def start_bundle(self):
         self.pending: set[Future] = set()
@@ -85,7 +82,7 @@ class StageDoFn(beam.DoFn):
     def process(self, element):
         if self.pool is None:
             yield from self.work(self.ctx, element)
-            self.progress.update()
+            self._tick()
             return
         self.pending.add(self.pool.submit(lambda: list(self.work(self.ctx, element))))
         if len(self.pending) >= max(1, self.spec.workers):
@@ -95,17 +92,25 @@ class StageDoFn(beam.DoFn):
             self.pending -= done
         for f in done:
             yield from f.result()
-            self.progress.update()
+            self._tick()
 
     def finish_bundle(self):
         pending, self.pending = self.pending, set()
         for f in wait(pending).done:
             for out in f.result():
                 yield _windowed(out)
-            self.progress.update()
-        if self.progress.done:
+            self._tick()
+        if getattr(self, "progress", None) is not None and self.progress.done:
             self.progress.update(0, force=True)
         report_llm(self.ctx)
+
+    def _tick(self) -> None:
+        """One progress line per stage and worker (elements done, rate), made on the worker at the first
+        element: the graph's stages run one after another on a local runner, so without it a run says nothing
+        between planning and the commit."""
+        if getattr(self, "progress", None) is None:
+            self.progress = Progress(f"synth-browse {type(self).__name__.lstrip('_').lower()} (this worker)", None)
+        self.progress.update()
 
     def teardown(self):
         if getattr(self, "pool", None) is not None:
