@@ -184,9 +184,9 @@ def _env(args) -> int:
 
 def _repair(args) -> int:
     from pipelines.cli import config_from_args
+    from pipelines.swe.llm_repair.runner import repairer_for
     from sandbox import sources
     from sandbox.api import exported, settings_from_config
-    from pipelines.swe.llm_repair.runner import repairer_for
     from sandbox.asof import source_date
     from sandbox.repair import attempt
 
@@ -255,8 +255,8 @@ def _survey(args) -> int:
     from pipelines.cli import config_from_args
     from pipelines.store.catalog import query
     from pipelines.store.commit import stable_hash
-    from sandbox.api import settings_from_config
     from pipelines.swe.survey import Source, SourceKind, funnel, read_repos, read_sources, run_survey
+    from sandbox.api import settings_from_config
 
     kind, path, read = ((SourceKind.SDIST, args.sdists, read_sources) if args.sdists
                         else (SourceKind.GIT, args.repos, read_repos))

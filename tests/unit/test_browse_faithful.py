@@ -8,8 +8,7 @@ import pytest
 
 from pipelines.browse import harden as H
 from pipelines.browse import qtype as Q
-from pipelines.browse import sampling
-from pipelines.browse import stages
+from pipelines.browse import sampling, stages
 from pipelines.browse import synth as S
 from pipelines.browse.corpus import render_entity
 from pipelines.browse.kg.model import Entity, Graph, Triple
