@@ -124,7 +124,7 @@ def test_requests_per_minute_paces_request_starts():
         with ThreadPoolExecutor(8) as ex:
             list(ex.map(lambda i: c.chat([{"role": "user", "content": str(i)}]), range(8)))
         t = sorted(r.t for r in s.requests)
-        assert t[-1] - t[0] >= 0.33
+        assert t[-1] - t[0] >= 0.3  # 7 gaps of 50 ms, less the first request's arrival jitter under load
         gaps = sorted(b - a for a, b in zip(t, t[1:], strict=False))
         # paced, not a burst: a loaded machine may bunch one pair of arrivals, never most of them
         assert gaps[len(gaps) // 2] >= 0.035 and sum(g < 0.02 for g in gaps) <= 1
