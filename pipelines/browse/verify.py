@@ -130,6 +130,9 @@ def rule_verdict(gold: Gold | Sequence[str], prediction: str, rel_tol: float | N
     hit = contains_gold(answer, golds) if not other_numbers(answer, golds) else None
     if hit:
         return Verdict("correct", answer, f"states the gold answer {hit!r} in a short answer", "rule")
+    if gold.kind is AnswerKind.IDENTIFIER:  # a code is exact: an answer that does not state it (a name of the
+        # coded entity, its city: "Algiers" for ALG) is no answer to "what is the code", whatever a judge says
+        return Verdict("incorrect", answer, "an identifier is exact: the answer does not state the gold code", "rule")
     return None
 
 

@@ -117,3 +117,16 @@ def test_gold_with_separator_is_not_a_list():
 def test_normalize():
     assert normalize("  The São  Paulo! ") == "sao paulo"
     assert normalize("3.5 km") == "3.5 km"
+
+
+def test_a_code_question_answered_by_a_name_is_incorrect_before_any_judge(monkeypatch):
+    from pipelines.browse import verify as V
+
+    gold = V.Gold(("ALG",), None, "code", V.AnswerKind.IDENTIFIER)
+    v = V.rule_verdict(gold, "Final answer: Algiers")
+    assert v is not None and v.verdict == "incorrect" and "identifier is exact" in v.reason
+    assert V.rule_verdict(gold, "Final answer: ALG").verdict == "correct"
+    assert V.rule_verdict(gold, "Final answer: ALG (Houari Boumediene Airport)").verdict == "correct"
+    # switched off: the name falls through to the judge, which accepts it (the row the audit caught)
+    monkeypatch.setattr(V, "AnswerKind", type("K", (), {"IDENTIFIER": object(), "DATE": V.AnswerKind.DATE}))
+    assert V.rule_verdict(gold, "Final answer: Algiers") is None
