@@ -23,6 +23,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from pipelines.options_base import fill_defaults
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
 SECTIONS = ("run", "store", "llm", "search", "sandbox", "browse", "swe")
@@ -104,18 +106,6 @@ def _deep_merge(base: dict, over: Mapping) -> dict:
     return out
 
 
-def _fill_defaults(schema: dict, data: Any) -> Any:
-    if not isinstance(data, dict) or schema.get("type") != "object":
-        return data
-    out = dict(data)
-    for key, sub in schema.get("properties", {}).items():
-        if key not in out and "default" in sub:
-            out[key] = copy.deepcopy(sub["default"])
-        if key not in out and sub.get("type") == "object" and "properties" in sub:
-            out[key] = {}
-        if key in out:
-            out[key] = _fill_defaults(sub, out[key])
-    return out
 
 
 def _read_yaml(path: Path) -> dict:
@@ -234,7 +224,7 @@ def resolve_section(section: str, data: Mapping, source: str = "<mapping>") -> d
     its defaults filled: the same result as that section of a loaded config."""
     plain = data.to_dict() if isinstance(data, Config) else copy.deepcopy(dict(data))
     validate({section: plain}, source)
-    return _fill_defaults(section_schema(section), plain)
+    return fill_defaults(section_schema(section), plain)
 
 
 def resolve_path(name: str | Path) -> Path:
@@ -257,7 +247,7 @@ def load_config(name: str | Path = "defaults", overrides: Iterable[str] = ()) ->
     source = str(path) + (" (with --set overrides)" if overrides else "")
     _check_keys(data, source)
     validate(data, source)
-    data = _fill_defaults(config_schema(), data)
+    data = fill_defaults(config_schema(), data)
     return Config(data, source)
 
 

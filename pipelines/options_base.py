@@ -8,6 +8,7 @@ so Beam ships them to workers as they are.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from collections.abc import Mapping
@@ -88,3 +89,18 @@ def build_section(cls: type, data: Mapping, where: str = ""):
                            + (f"; missing {missing}" if missing else "") + (f"; unknown {unknown}" if unknown else "")
                            + " (was the config validated and its defaults filled? are the generated options stale?)")
     return cls(**{n: _convert(hints[n], data[n], f"{where}.{n}" if where else n) for n in names})
+
+
+def fill_defaults(schema: Mapping, data: Any) -> Any:
+    """``data`` with every key its JSON schema gives a default, and every missing object, filled in (nested)."""
+    if schema.get("type") != "object" or not isinstance(data, Mapping):
+        return data
+    out = dict(data)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if key not in out and sub.get("type") == "object" and "properties" in sub:
+            out[key] = {}
+        if key in out:
+            out[key] = fill_defaults(sub, out[key])
+    return out

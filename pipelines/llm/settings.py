@@ -11,27 +11,17 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from pipelines.options_base import fill_defaults
+
 
 @lru_cache(maxsize=1)
 def llm_schema() -> dict:
     return json.loads(resources.files("schemas").joinpath("config_llm.json").read_text(encoding="utf-8"))
 
 
-def _fill(schema: Mapping, data: Any) -> Any:
-    if schema.get("type") != "object" or not isinstance(data, Mapping):
-        return data
-    out = dict(data)
-    for key, sub in schema.get("properties", {}).items():
-        if key not in out and "default" in sub:
-            out[key] = copy.deepcopy(sub["default"])
-        if key not in out and sub.get("type") == "object" and "properties" in sub:
-            out[key] = {}
-        if key in out:
-            out[key] = _fill(sub, out[key])
-    return out
 
 
 def resolve(cfg: Mapping[str, Any] | None = None) -> dict:
     """``cfg`` (a plain dict or Config, possibly partial) with every missing key set to its schema default."""
     data = cfg.to_dict() if hasattr(cfg, "to_dict") else copy.deepcopy(dict(cfg or {}))
-    return _fill(llm_schema(), data)
+    return fill_defaults(llm_schema(), data)
