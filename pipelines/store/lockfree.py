@@ -14,7 +14,8 @@ no lock at all, because nothing is ever overwritten and readers decide determini
    sha256, in its manifest; one that finds the manifest there stops: the batch is committed. A retried bundle
    writes nothing twice, and no file is ever replaced under a reader.
 3. **Check, then settle.** The writer checks which keys live manifests hold right before it encodes and puts
-   its rows (one listing of the manifests); after the manifest it resolves again (a second listing), and keys
+   its rows (one listing of the manifests); the manifest's ``created_at`` is stamped right before its put;
+   a moment after it landed (:func:`settle_pause`) the writer resolves again (a second listing), and keys
    its manifest lost to an overlapping commit (two attempts that batched differently, checking at the same
    moment) are committed anew (:func:`missing_after`), up to :data:`SETTLE_ROUNDS` times. What is left after
    that (a race that a writer whose clock runs behind can also win against an earlier manifest) is a
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 GRACE_S = 24 * 3600.0  # an unreferenced shard younger than this may be a live writer's commit in flight
 SETTLE_ROUNDS = 5  # re-commits of keys lost to overlapping commits before giving up (a rerun redoes them)
+SETTLE_PAUSE = (3.0, 0.25, 5.0)  # the settle check waits 3x the manifest put's own time, within [0.25 s, 5 s]
 
 
 def utc_now_us() -> str:
@@ -88,10 +90,15 @@ def write_commit(out_dir: str, pipeline: str, commit: dict, tables: dict[str, pa
             blob, rows = _adopt(path, commit, table)
             log.info("adopted %s: another attempt of commit %s/%s wrote it first", path, pipeline, cid)
         files[table], counts[table], sums[table] = path, rows, integrity.digest(blob)
-    manifest = {**{k: v for k, v in commit.items() if k != "tables"},
+    # created_at is stamped right before the manifest's put (not when the shards were encoded): a manifest that
+    # sorts before ours can then land after ours only within one small put's time (see settle_pause)
+    manifest = {**{k: v for k, v in commit.items() if k != "tables"}, "created_at": utc_now_us(),
                 "files": {t: M.shard_name(pipeline, cid) for t in files}, "rows": counts, "checksums": sums}
     mpath = M.manifest_path(out_dir, pipeline, cid)
-    if fsio.put_if_absent(mpath, json.dumps(manifest, indent=1, sort_keys=True).encode()):
+    t0 = time.monotonic()
+    made = fsio.put_if_absent(mpath, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    _LAST_PUT_S[0] = time.monotonic() - t0
+    if made:
         return files, counts
     there = M.read_manifest(mpath, pipeline)  # another attempt committed this batch first: it stands
     log.info("commit %s/%s was committed by another attempt; its manifest stands", pipeline, cid)
@@ -100,8 +107,24 @@ def write_commit(out_dir: str, pipeline: str, commit: dict, tables: dict[str, pa
     return ({t: fsio.join(out_dir, t, n) for t, n in there["files"].items()}, dict(there.get("rows") or {}))
 
 
+_LAST_PUT_S = [0.0]  # how long this process's last manifest put took (the settle pause scales with it)
+
+
+_pause = time.sleep
+
+
+def settle_pause() -> float:
+    """Seconds to wait after our manifest landed before the settle check. A manifest stamped before ours that
+    lands after the check would make ours conflicting unseen; it had to take longer than this pause plus our
+    own put for its put, so the pause scales with how slow puts are right now (a loaded server)."""
+    factor, low, high = SETTLE_PAUSE
+    return min(high, max(low, factor * _LAST_PUT_S[0]))
+
+
 def missing_after(out_dir: str, pipeline: str, keys: list[str]) -> list[str]:
-    """Keys of a commit just written that no live manifest holds (it lost them to an overlapping commit)."""
+    """Keys of a commit just written that no live manifest holds (it lost them to an overlapping commit),
+    checked after :func:`settle_pause`."""
+    _pause(settle_pause())
     return sorted(set(keys) - M.committed(out_dir, pipeline).done_keys)
 
 

@@ -146,6 +146,50 @@ def test_without_settling_the_losers_other_keys_are_not_readable(s3_store, monke
     assert rows(s3_store) == [("q0001",), ("q0002",)]  # item 3 lost until a rerun
 
 
+def _late_earlier_manifest(url, monkeypatch, pause: bool):
+    """A commits {1, 2}; B's manifest for {2, 3}, stamped a moment before A's, lands after A's manifest, during
+    A's settle pause (a slow put on a loaded server). B sorts first: A's manifest becomes conflicting."""
+    state = {"landed": False}
+
+    def land_b():
+        if not state["landed"]:
+            state["landed"] = True
+            keys = ["item0002", "item0003"]
+            tables = C._tables([make_item(2), make_item(3)], "p", "r")
+            monkeypatch.setattr(lockfree, "utc_now_us", lambda: "2000-01-01T00:00:00.000000+00:00")
+            C.write_commit(url, "p", "r", C.stable_hash("p", keys), keys, tables)
+            monkeypatch.setattr(lockfree, "utc_now_us", real_now)
+
+    real_now = lockfree.utc_now_us
+    if pause:
+        monkeypatch.setattr(lockfree, "_pause", lambda s: land_b())
+    else:
+        monkeypatch.setattr(lockfree, "SETTLE_PAUSE", (0.0, 0.0, 0.0))
+    C.commit_items(url, "p", "r", [make_item(1), make_item(2)])
+    land_b()  # switched off: B lands after A's check (no pause to land in)
+    monkeypatch.undo()
+
+
+def test_a_manifest_stamped_earlier_that_lands_during_the_pause_is_settled(s3_store, monkeypatch):
+    _late_earlier_manifest(s3_store, monkeypatch, pause=True)
+    assert rows(s3_store) == [("q0001",), ("q0002",), ("q0003",)]  # A saw it lose item 1 and committed it anew
+    assert len(M.committed(s3_store, "p").conflicting) == 1
+
+
+def test_without_the_settle_pause_a_late_earlier_manifest_hides_the_losers_keys(s3_store, monkeypatch):
+    _late_earlier_manifest(s3_store, monkeypatch, pause=False)
+    assert rows(s3_store) == [("q0002",), ("q0003",)]  # item 1 not readable until a rerun redoes it
+
+
+def test_the_settle_pause_scales_with_the_put_time_within_bounds(monkeypatch):
+    monkeypatch.setattr(lockfree, "_LAST_PUT_S", [0.01])
+    assert lockfree.settle_pause() == 0.25
+    monkeypatch.setattr(lockfree, "_LAST_PUT_S", [0.5])
+    assert lockfree.settle_pause() == 1.5
+    monkeypatch.setattr(lockfree, "_LAST_PUT_S", [9.0])
+    assert lockfree.settle_pause() == 5.0
+
+
 def test_without_deterministic_resolution_rows_appear_twice(s3_store, monkeypatch):
     _race(s3_store, monkeypatch, settle=False)
     monkeypatch.setattr(M, "resolve", lambda ms: M.Resolution(live=list(ms)))
