@@ -143,7 +143,7 @@ def test_without_failover_the_sessions_of_a_dead_endpoint_fail():
 def test_repeated_5xx_takes_an_endpoint_out_then_a_probe_brings_it_back():
     with FakeOpenAIServer() as a, FakeOpenAIServer() as b:
         b.responder = lambda body: Reply(status=500)
-        c = make([a.base_url, b.base_url], pool={"down_after_failures": 2}, max_retries=3)
+        c = make([a.base_url, b.base_url], pool={"down_after_failures": 2}, max_retries=3, max_concurrency=1)
         res = run(_turns(c, 6, 2))
         assert all(not isinstance(r, Exception) for r in res)
         st = c.stats()["endpoints"][b.base_url]
