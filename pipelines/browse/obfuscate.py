@@ -115,19 +115,26 @@ def summary_readings(graph: Graph, obj: str) -> set[str]:
     graph's own ``summary_mentions`` subjects plus every entity whose summary contains the object's
     title, or that title without its parenthesis, in any case (the graph's mention links match the
     exact title only). Uniqueness is counted over this wider set, so a clue never relies on a
-    mention the reader sees and the graph missed."""
+    mention the reader sees and the graph missed.
+
+    An entity with no summary in the corpus is a reading too: its Wikipedia page exists in the world and
+    may mention the object (a city "whose summary mentions Caribbean" among the corpus's 2,689 pages is not
+    unique among the world's Caribbean cities), so the clue narrows only among entities whose summary the
+    corpus holds and reads."""
     cache = graph.__dict__.setdefault("_crucible_summary_texts", {})
     if not cache:
         for eid, rels in graph.out.items():
             arts = rels.get("described_by")
             if arts and arts[0] in graph.entities:
                 cache[eid] = (graph.entities[arts[0]].description or "").lower()
+        graph.__dict__["_crucible_no_summary"] = frozenset(
+            eid for eid, e in graph.entities.items() if eid not in cache and e.type != "article")
     title = graph.entities[obj].name if obj in graph.entities else obj
     forms = {title.lower(), re.sub(r"\s*\([^)]*\)$", "", title).lower()}
     pats = [re.compile(r"(?<!\w)" + re.escape(f) + r"(?!\w)") for f in forms if f]
     out = set(graph.subjects(obj, "summary_mentions"))
     out.update(eid for eid, text in cache.items() if any(p.search(text) for p in pats))
-    return out
+    return out | graph.__dict__["_crucible_no_summary"]
 
 
 def _candidate_pool(graph: Graph, draft: Draft, var: str, etype: str) -> set[str]:

@@ -79,7 +79,8 @@ def test_a_summary_clue_is_refused_when_a_looser_reading_of_the_text_fits_anothe
     reader does not. The clue must then not be what makes the answer unique."""
     g = graph("Belgium is a country in Western Europe; its bankers retire to lake geneva.")
     assert g.subjects("wiki/Lake_Geneva", "summary_mentions") == ["country/CH"]
-    assert H.summary_readings(g, "wiki/Lake_Geneva") == {"country/CH", "country/BE"}
+    assert {x for x in H.summary_readings(g, "wiki/Lake_Geneva") if x.startswith("country/")} == \
+        {"country/CH", "country/BE"}
     d = S.draft_from_chain([g.triple("country/CH", "capital", "city/1")])
     assert H.obfuscate(g, d, random.Random(0)) is None
     # switched off (the graph's exact links only), the ambiguous clue gets through
@@ -91,6 +92,35 @@ def test_a_summary_clue_is_refused_when_a_looser_reading_of_the_text_fits_anothe
         OB.summary_readings = orig
     assert loose_off is not None
     assert any(t[1:] == ["summary_mentions", "wiki/Lake_Geneva"] for t in loose_off.formalization["triples"])
+
+
+def _with_a_country_without_summary():
+    g = graph()
+    ents = list(g.entities.values()) + [E("country/AT", "country", "Austria"), E("city/4", "city", "Vienna")]
+    return Graph(ents, list(g.triples) + [T("country/AT", "capital", "city/4")])
+
+
+def test_a_summary_clue_is_refused_when_a_candidate_has_no_summary_to_read():
+    """Austria has no summary in the corpus: its Wikipedia page may well mention Lake Geneva, so "a country
+    whose summary mentions Lake Geneva" is unique only among the pages the corpus holds, not in the world."""
+    g = _with_a_country_without_summary()
+    assert "country/AT" in H.summary_readings(g, "wiki/Lake_Geneva")
+    d = S.draft_from_chain([g.triple("country/CH", "capital", "city/1")])
+    assert H.obfuscate(g, d, random.Random(0)) is None
+
+
+def test_without_the_no_summary_rule_the_corpus_only_clue_gets_through():
+    g = _with_a_country_without_summary()
+    d = S.draft_from_chain([g.triple("country/CH", "capital", "city/1")])
+    orig = OB.summary_readings
+    try:
+        OB.summary_readings = lambda graph, obj: orig(graph, obj) - {"country/AT", "city/4"} - {
+            e for e in graph.entities if e.startswith("city/")}
+        off = H.obfuscate(g, d, random.Random(0))
+    finally:
+        OB.summary_readings = orig
+    assert off is not None and any(t[1:] == ["summary_mentions", "wiki/Lake_Geneva"]
+                                   for t in off.formalization["triples"])
 
 
 def test_summary_links_are_never_walked_as_hops():
