@@ -157,13 +157,38 @@ def first_call(code: str) -> str | None:
 
 
 def _last_line(snippet: str) -> str | None:
-    """The snippet's failing line as a user would quote it (None: a block of several lines, or too long)."""
+    """The snippet's failing line as a user would quote it: the expression, not the assignment around it
+    (``cached = f(2)`` quotes ``f(2)``), and for a printed variable the call that made it (``actual`` quotes
+    ``list(mi.substrings_indexes(sequence))``). None: a block of several lines, or too long."""
     line = snippet.rstrip().splitlines()[-1]
     if line[:1].isspace() or len(line) > 80:
         return None
     if line.startswith("print(repr(") and line.endswith("))"):
         line = line[len("print(repr("):-2]
+    try:
+        node = ast.parse(line).body[0]
+    except (SyntaxError, IndexError):
+        return line
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        line = ast.get_source_segment(line, node.value) or line
+    elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Name):
+        made = _assigned(snippet, node.value.id)
+        if made and len(made) <= 80:
+            line = made
     return line
+
+
+def _assigned(snippet: str, name: str) -> str | None:
+    """The source of the last top-level ``name = <expr>`` in ``snippet`` (None when there is none)."""
+    try:
+        tree = ast.parse(snippet)
+    except SyntaxError:
+        return None
+    found = None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == [name]:
+            found = ast.get_source_segment(snippet, node.value)
+    return found
 
 
 def redact(text: str) -> str:
@@ -183,7 +208,9 @@ def render(facts: Mapping, *, style: str = "issue", location: Mapping | None = N
         head = (f"{subject} accepts input it should reject: the snippet below runs without error, expected it to "
                 f"raise `{facts['expected_raises']}`.")
     else:
-        err = redact(f"{b['exc_type']}: {b['message']}" if b.get("message") else b["exc_type"])
+        err = f"{b['exc_type']}: {b['message']}" if b.get("message") else b["exc_type"]
+        if redact(err) != err:  # a message about the fix's internals: the exception type says what a user sees
+            err = b["exc_type"]
         what = "fails its check" if b["exc_type"] == "AssertionError" else "raises"
         head = f"{subject} {what} where it should not: the snippet below ends with `{err[:300]}`; expected it to " \
                f"run without error."

@@ -449,11 +449,25 @@ def test_render_redacts_private_names_in_error_messages_and_quotes_the_failing_l
              "after": {"exit_code": 0}}
     text = sf.render(facts)
     assert text.startswith("`del cache[1]` raises where it should not: the snippet below ends with "
-                           "`AttributeError: 'MRU' object has no attribute '<private>'`")
+                           "`AttributeError`;")  # the message names the fix's internals: the type only
+    assert "_MRU__order" not in text and "<private>" not in text
     assert sf.name_leaks(text, {"patch": ""}) == []
+    plain = dict(facts, before={"exc_type": "KeyError", "message": "1"})
+    assert "ends with `KeyError: 1`;" in sf.render(plain)  # a message without private names stays
     block = dict(facts, snippet="from c import MRU\n\nfor k in (1, 2):\n    del MRU(2)[k]\n")
     assert sf.render(block).startswith("`MRU` raises")  # a block of lines is no quotable line: the call
     assert sf.redact("bad __init__, _x, a_b, obj._y") == "bad __init__, <private>, a_b, obj.<private>"
+
+
+def test_render_quotes_the_expression_not_the_assignment_and_the_call_behind_a_printed_variable():
+    base = {"kind": "raise", "call": "mru_cache", "before": {"exc_type": "TypeError", "message": "bad"},
+            "after": {"exit_code": 0}}
+    text = sf.render(dict(base, snippet="import c\n\ncached = c.mru_cache(2)(len)\n"))
+    assert text.startswith("`c.mru_cache(2)(len)` raises where it should not")
+    value = {"kind": "value", "call": "substrings", "before": {"value": "[]"}, "after": {"value": "[[0]]"},
+             "snippet": "import mi\n\nseq = [0]\nactual = list(mi.substrings(seq))\nexpected = [[0]]\n"
+                        "print(repr(actual))\n"}
+    assert sf.render(value).startswith("`list(mi.substrings(seq))` returns `[]`, expected `[[0]]`")
 
 
 def test_truncated_summary_lines_agree_by_prefix():
