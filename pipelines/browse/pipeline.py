@@ -113,8 +113,8 @@ def run(cfg) -> dict:
         summary = {"planned": n["planned"], "skipped": n["skipped"], "processed": n["todo"],
                    **{name: n[name] for name in DROP_COUNTERS.values()}}
         log.info("synth-browse: %(planned)d structures planned, %(skipped)d already done, %(processed)d to process "
-                 "(%(structural_duplicates)d structural duplicates, %(answer_duplicates)d answer duplicates and "
-                 "%(hub_cap_drops)d hub-cap drops)", summary)
+                 "(%(structural_duplicates)d structural duplicates, %(answer_duplicates)d answer duplicates, "
+                 "%(tail_duplicates)d same-tail drops and %(hub_cap_drops)d hub-cap drops)", summary)
         if summary["processed"]:
             _synth(cfg, opts, run_id, fsio.join(plan_dir, "todo*.jsonl"), summary["processed"])
     finally:

@@ -30,6 +30,7 @@ class DropKind(str, Enum):
     PATTERN = "structural duplicate"
     ANSWER = "answer duplicate"
     HUB = "hub cap"
+    TAIL = "same tail"
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,19 @@ def hub_cap(opts: BrowseOptions, seeds: int | None = None) -> int:
     return max(1, int(float(opts.max_share_per_entity) * int(opts.seeds if seeds is None else seeds) + 1e-9))
 
 
+def chain_tail(item: dict) -> str:
+    """A chain's reasoning tail: its hops after the first, with the asked attribute. Two chains with one tail
+    differ only in how the start is named ("where hafnium was discovered" / "where aluminium was
+    discovered" -> Denmark -> Germany -> Berlin): one question to a reader. A one-hop chain is its own tail."""
+    chain = item["chain"]
+    return json.dumps([chain[1:] if len(chain) > 1 else chain, item.get("answer_attr")])
+
+
 def plan_items(graph, opts: BrowseOptions) -> tuple[list[dict], list[dict]]:
     """Sample ``opts.seeds`` structures as one sampler, deterministic in ``opts.seed``. Returns (items, drops).
     Drops (each with ``kind`` a :class:`DropKind` value): structural duplicates (more than
     ``max_per_pattern`` per relation pattern), answer duplicates (more than ``max_per_answer``
-    questions with one answer) and hub-cap drops (a chain through an entity already on
+    questions with one answer), same-tail drops (more than ``max_per_tail`` per :func:`chain_tail`) and hub-cap drops (a chain through an entity already on
     :func:`hub_cap` chains). Entities at the cap are also walked around while sampling, and no hop
     is one a reader does not need (``skip_trivial_hops``). A share ``attribute_answer_share`` of
     the items asks for an exact attribute of the final entity (a code, a year, a count) instead of
@@ -100,7 +109,7 @@ def plan_shard(graph, opts: BrowseOptions, shard: PlanShard) -> Iterator[Planned
     """The structures of one shard (items and drops, in the sampler's order)."""
     rng = shard_rng(opts, shard)
     target = shard.size
-    per_pattern, per_answer = int(opts.max_per_pattern), int(opts.max_per_answer)
+    caps = (int(opts.max_per_pattern), int(opts.max_per_answer), int(opts.max_per_tail))
     per_entity = hub_cap(opts, target)
     pools = S.seed_pools(graph, list(opts.seed_types))
     out: list[Planned] = []
@@ -108,6 +117,7 @@ def plan_shard(graph, opts: BrowseOptions, shard: PlanShard) -> Iterator[Planned
     seen_chains: set[str] = set()
     patterns: Counter = Counter()
     answers: Counter = Counter()
+    tails: Counter = Counter()
     on_chains: Counter = Counter()
     blocked: set[str] = set()
     attempts = grounded = 0
@@ -120,12 +130,14 @@ def plan_shard(graph, opts: BrowseOptions, shard: PlanShard) -> Iterator[Planned
             continue
         key, pat, answer, nodes = s["key"], s["item"]["pattern"], s["answer"], s["nodes"]
         seen_chains.add(key)
-        why = _cap_reason(patterns, answers, on_chains, pat, answer, nodes, per_pattern, per_answer, per_entity)
+        tail = chain_tail(s["item"])
+        why = _cap_reason((patterns, answers, tails), (pat, answer, tail), caps, on_chains, nodes, per_entity)
         if why:
             out.append(Planned(key, shard.index, attempts, drop={"key": key, **why, "pattern": pat}))
             continue
         patterns[pat] += 1
         answers[answer] += 1
+        tails[tail] += 1
         on_chains.update(nodes)
         blocked.update(e for e in nodes if on_chains[e] >= per_entity)
         grounded += s["text_grounded"]
@@ -167,13 +179,17 @@ def _sample_one(graph, opts: BrowseOptions, rng: random.Random, pools, blocked: 
                      "answer_attr": answer_attr}}
 
 
-def _cap_reason(patterns, answers, on_chains, pat, answer, nodes, per_pattern, per_answer, per_entity) -> dict | None:
-    if patterns[pat] >= per_pattern:
-        return {"kind": DropKind.PATTERN.value,
-                "reason": f"structural duplicate (relation pattern already used {per_pattern} times)"}
-    if answers[answer] >= per_answer:
-        return {"kind": DropKind.ANSWER.value,
-                "reason": f"answer duplicate ({answer} already the answer of {per_answer} questions)"}
+PATTERN_REASON = "structural duplicate (relation pattern already used {most} times)"
+ANSWER_REASON = "answer duplicate ({answer} already the answer of {most} questions)"
+TAIL_REASON = "same tail (the chain after its first hop already asked {most} time(s))"
+
+
+def _cap_reason(counts, keys, caps, on_chains, nodes, per_entity) -> dict | None:
+    """The first cap a sampled chain breaks: (pattern, answer, tail) counts against their caps, then the hub cap."""
+    kinds = ((DropKind.PATTERN, PATTERN_REASON), (DropKind.ANSWER, ANSWER_REASON), (DropKind.TAIL, TAIL_REASON))
+    for count, key, most, (kind, reason) in zip(counts, keys, caps, kinds):
+        if count[key] >= most:
+            return {"kind": kind.value, "reason": reason.format(most=most, answer=keys[1])}
     hub = sorted(e for e in nodes if on_chains[e] >= per_entity)
     if hub:
         return {"kind": DropKind.HUB.value, "reason": f"hub cap ({hub[0]} already on {per_entity} chains)"}

@@ -1,7 +1,7 @@
 """Beam transforms that plan ``make synth-browse`` on the workers; the driver holds only the options.
 
     PlanSeeds:      one element -> the shard ranges (expanded on a worker) -> Reshuffle -> sample each shard
-                    -> one entry per chain -> per-pattern cap -> per-answer cap -> run.limit
+                    -> one entry per chain -> per-pattern cap -> per-answer cap -> per-tail cap -> run.limit
     SkipCommitted:  an anti-join against the store's committed item keys (CommittedKeys: manifests read on
                     the workers), not a driver-side set
 
@@ -16,14 +16,24 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipelines.browse.api import load_kg
-from pipelines.browse.planning import DropKind, Planned, PlanShard, plan_shard, plan_shards
+from pipelines.browse.planning import (
+    ANSWER_REASON,
+    PATTERN_REASON,
+    TAIL_REASON,
+    DropKind,
+    Planned,
+    PlanShard,
+    chain_tail,
+    plan_shard,
+    plan_shards,
+)
 from pipelines.options import Options
 from pipelines.store import manifests as M
 from pipelines.store.commit import ItemResult, failure_row
 
 NAMESPACE = "crucible.browse.plan"
 DROP_COUNTERS = {DropKind.PATTERN.value: "structural_duplicates", DropKind.ANSWER.value: "answer_duplicates",
-                 DropKind.HUB.value: "hub_cap_drops"}
+                 DropKind.HUB.value: "hub_cap_drops", DropKind.TAIL.value: "tail_duplicates"}
 
 
 class _SampleShard(beam.DoFn):
@@ -82,16 +92,17 @@ class PlanSeeds(beam.PTransform):
         by_pattern = (planned.items
                       | "ByPattern" >> beam.GroupBy(lambda p: p.item["pattern"])
                       | "CapPattern" >> beam.FlatMap(
-                          _cap, int(b.max_per_pattern), DropKind.PATTERN,
-                          "structural duplicate (relation pattern already used {most} times)")
+                          _cap, int(b.max_per_pattern), DropKind.PATTERN, PATTERN_REASON)
                       | "SplitPattern" >> beam.FlatMap(_split).with_outputs("drops", main="items"))
         by_answer = (by_pattern.items
                      | "ByAnswer" >> beam.GroupBy(lambda p: p.answer)
-                     | "CapAnswer" >> beam.FlatMap(
-                         _cap, int(b.max_per_answer), DropKind.ANSWER,
-                         "answer duplicate ({answer} already the answer of {most} questions)"))
+                     | "CapAnswer" >> beam.FlatMap(_cap, int(b.max_per_answer), DropKind.ANSWER, ANSWER_REASON)
+                     | "SplitAnswer" >> beam.FlatMap(_split).with_outputs("drops", main="items"))
+        by_tail = (by_answer.items
+                   | "ByTail" >> beam.GroupBy(lambda p: chain_tail(p.item))
+                   | "CapTail" >> beam.FlatMap(_cap, int(b.max_per_tail), DropKind.TAIL, TAIL_REASON))
         limit, size = self.options.run.limit, int(b.plan_shard_size)
-        return ((planned.drops, by_pattern.drops, by_answer) | "Planned" >> beam.Flatten()
+        return ((planned.drops, by_pattern.drops, by_answer.drops, by_tail) | "Planned" >> beam.Flatten()
                 | "Limit" >> beam.Filter(_within_limit, limit, size)
                 | "Count" >> beam.Map(_count_planned))
 

@@ -252,7 +252,7 @@ def hub_graph(n=12) -> Graph:
 
 def test_hub_cap_limits_chains_through_one_entity_and_counts_drops():
     g = hub_graph()
-    opts = browse_opts(seeds=10, min_hops=2, max_hops=2, max_per_pattern=50, max_per_answer=50,
+    opts = browse_opts(seeds=10, min_hops=2, max_hops=2, max_per_pattern=50, max_per_answer=50, max_per_tail=50,
                        attribute_answer_share=0.0, seed_types=["city"])
     items, drops = stages.plan_items(g, opts)
     conc = stages.hub_concentration([S.chain_entities(S.draft_from_chain([g.triple(*t) for t in it["chain"]]))
@@ -266,6 +266,23 @@ def test_hub_cap_limits_chains_through_one_entity_and_counts_drops():
                                          for it in off])
     assert conc_off["entity"] in ("country/H", "city/hcap") and conc_off["share"] > 0.5
     assert not any(d["kind"] == stages.DropKind.HUB.value for d in off_drops)
+
+
+def test_same_tail_chains_are_one_question_and_the_later_ones_drop():
+    """'the capital of the country where Town 1 / Town 2 is located' differ only in the start: one question."""
+    from pipelines.browse.planning import chain_tail
+
+    g = hub_graph()
+    opts = browse_opts(seeds=10, min_hops=2, max_hops=2, max_per_pattern=50, max_per_answer=50, max_per_tail=1,
+                       max_share_per_entity=1.0, attribute_answer_share=0.0, seed_types=["city"])
+    items, drops = stages.plan_items(g, opts)
+    tails = [chain_tail(it) for it in items]
+    assert items and len(tails) == len(set(tails))
+    assert any(d["kind"] == stages.DropKind.TAIL.value and d["reason"].startswith("same tail") for d in drops)
+    # switched off: the hub's towns each make "the capital of the country where Town i is located"
+    off, off_drops = stages.plan_items(g, opts.replace(max_per_tail=50))
+    off_tails = [chain_tail(it) for it in off]
+    assert len(off_tails) > len(set(off_tails)) and not any(d["kind"] == stages.DropKind.TAIL.value for d in off_drops)
 
 
 def test_hub_cap_default_is_20_percent_of_seeds():
@@ -294,7 +311,7 @@ def test_attribute_answers_ask_exact_values_stated_on_the_page():
 
 def test_plan_asks_attribute_answers_for_the_configured_share():
     g = toy_graph()
-    base = browse_opts(seeds=12, min_hops=1, max_hops=2, max_per_pattern=50, max_per_answer=50,
+    base = browse_opts(seeds=12, min_hops=1, max_hops=2, max_per_pattern=50, max_per_answer=50, max_per_tail=50,
                        max_share_per_entity=1.0)
     none, _ = stages.plan_items(g, base.replace(attribute_answer_share=0.0))
     some, _ = stages.plan_items(g, base.replace(attribute_answer_share=1.0))

@@ -16,7 +16,7 @@ from pipelines.browse import synth as S
 from pipelines.browse import transforms_plan as TP
 from pipelines.browse.api import load_kg
 from pipelines.browse.context import build_context
-from pipelines.browse.planning import DropKind, Planned, plan_items
+from pipelines.browse.planning import DropKind, Planned, chain_tail, plan_items
 from pipelines.browse.transforms import FilterRows, HardenQuestions, RolloutRound, WorkerSpec, WriteQuestions
 from pipelines.config import load_config
 from pipelines.llm import endpoint_config
@@ -180,8 +180,9 @@ def test_plan_seeds_on_workers_equals_one_sampler_and_shards_keep_the_caps(toy):
         def check(planned):
             keys = [pl.key for pl in planned]
             assert len(keys) == len(set(keys))
-            for field, most in (("pattern", 2), ("answer", 1)):
-                vals = [pl.item["pattern"] if field == "pattern" else pl.answer for pl in planned]
+            for field, most in (("pattern", 2), ("answer", 1), ("tail", 1)):
+                vals = [pl.item["pattern"] if field == "pattern" else pl.answer if field == "answer"
+                        else chain_tail(pl.item) for pl in planned]
                 assert all(vals.count(v) <= most for v in vals), field
         assert_that(kept, check)
 
