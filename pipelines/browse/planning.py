@@ -90,10 +90,17 @@ def chain_tail(item: dict) -> str:
     return json.dumps([chain[1:] if len(chain) > 1 else chain, item.get("answer_attr")])
 
 
+def tail_pattern(item: dict) -> str:
+    """The relations of a chain after its first hop ("... bordering the country ... capital"): more than
+    ``max_per_pattern`` chains sharing it read as one template with the start swapped."""
+    chain = item["chain"]
+    return json.dumps([[r for _s, r, _o in (chain[1:] if len(chain) > 1 else chain)], item.get("answer_attr")])
+
+
 def plan_items(graph, opts: BrowseOptions) -> tuple[list[dict], list[dict]]:
     """Sample ``opts.seeds`` structures as one sampler, deterministic in ``opts.seed``. Returns (items, drops).
     Drops (each with ``kind`` a :class:`DropKind` value): structural duplicates (more than
-    ``max_per_pattern`` per relation pattern), answer duplicates (more than ``max_per_answer``
+    ``max_per_pattern`` per relation pattern, or per :func:`tail_pattern`), answer duplicates (more than ``max_per_answer``
     questions with one answer), same-tail drops (more than ``max_per_tail`` per :func:`chain_tail`) and hub-cap drops (a chain through an entity already on
     :func:`hub_cap` chains). Entities at the cap are also walked around while sampling, and no hop
     is one a reader does not need (``skip_trivial_hops``). A share ``attribute_answer_share`` of
@@ -109,7 +116,7 @@ def plan_shard(graph, opts: BrowseOptions, shard: PlanShard) -> Iterator[Planned
     """The structures of one shard (items and drops, in the sampler's order)."""
     rng = shard_rng(opts, shard)
     target = shard.size
-    caps = (int(opts.max_per_pattern), int(opts.max_per_answer), int(opts.max_per_tail))
+    caps = (int(opts.max_per_pattern), int(opts.max_per_pattern), int(opts.max_per_answer), int(opts.max_per_tail))
     per_entity = hub_cap(opts, target)
     pools = S.seed_pools(graph, list(opts.seed_types))
     out: list[Planned] = []
@@ -118,6 +125,7 @@ def plan_shard(graph, opts: BrowseOptions, shard: PlanShard) -> Iterator[Planned
     patterns: Counter = Counter()
     answers: Counter = Counter()
     tails: Counter = Counter()
+    tail_patterns: Counter = Counter()
     on_chains: Counter = Counter()
     blocked: set[str] = set()
     attempts = grounded = 0
@@ -130,14 +138,16 @@ def plan_shard(graph, opts: BrowseOptions, shard: PlanShard) -> Iterator[Planned
             continue
         key, pat, answer, nodes = s["key"], s["item"]["pattern"], s["answer"], s["nodes"]
         seen_chains.add(key)
-        tail = chain_tail(s["item"])
-        why = _cap_reason((patterns, answers, tails), (pat, answer, tail), caps, on_chains, nodes, per_entity)
+        tail, tpat = chain_tail(s["item"]), tail_pattern(s["item"])
+        why = _cap_reason((patterns, tail_patterns, answers, tails), (pat, tpat, answer, tail), caps, on_chains, nodes,
+                          per_entity)
         if why:
             out.append(Planned(key, shard.index, attempts, drop={"key": key, **why, "pattern": pat}))
             continue
         patterns[pat] += 1
         answers[answer] += 1
         tails[tail] += 1
+        tail_patterns[tpat] += 1
         on_chains.update(nodes)
         blocked.update(e for e in nodes if on_chains[e] >= per_entity)
         grounded += s["text_grounded"]
@@ -180,16 +190,19 @@ def _sample_one(graph, opts: BrowseOptions, rng: random.Random, pools, blocked: 
 
 
 PATTERN_REASON = "structural duplicate (relation pattern already used {most} times)"
+TAIL_PATTERN_REASON = "structural duplicate (the relations after the first hop already used {most} times)"
 ANSWER_REASON = "answer duplicate ({answer} already the answer of {most} questions)"
 TAIL_REASON = "same tail (the chain after its first hop already asked {most} time(s))"
 
 
 def _cap_reason(counts, keys, caps, on_chains, nodes, per_entity) -> dict | None:
-    """The first cap a sampled chain breaks: (pattern, answer, tail) counts against their caps, then the hub cap."""
-    kinds = ((DropKind.PATTERN, PATTERN_REASON), (DropKind.ANSWER, ANSWER_REASON), (DropKind.TAIL, TAIL_REASON))
+    """The first cap a sampled chain breaks: (pattern, tail pattern, answer, tail) counts against their caps, then
+    the hub cap."""
+    kinds = ((DropKind.PATTERN, PATTERN_REASON), (DropKind.PATTERN, TAIL_PATTERN_REASON),
+             (DropKind.ANSWER, ANSWER_REASON), (DropKind.TAIL, TAIL_REASON))
     for count, key, most, (kind, reason) in zip(counts, keys, caps, kinds):
         if count[key] >= most:
-            return {"kind": kind.value, "reason": reason.format(most=most, answer=keys[1])}
+            return {"kind": kind.value, "reason": reason.format(most=most, answer=keys[2])}
     hub = sorted(e for e in nodes if on_chains[e] >= per_entity)
     if hub:
         return {"kind": DropKind.HUB.value, "reason": f"hub cap ({hub[0]} already on {per_entity} chains)"}

@@ -1,7 +1,8 @@
 """Beam transforms that plan ``make synth-browse`` on the workers; the driver holds only the options.
 
     PlanSeeds:      one element -> the shard ranges (expanded on a worker) -> Reshuffle -> sample each shard
-                    -> one entry per chain -> per-pattern cap -> per-answer cap -> per-tail cap -> run.limit
+                    -> one entry per chain -> per-pattern caps (whole, after the first hop) -> per-answer cap -> per-tail cap
+                    -> run.limit
     SkipCommitted:  an anti-join against the store's committed item keys (CommittedKeys: manifests read on
                     the workers), not a driver-side set
 
@@ -19,6 +20,7 @@ from pipelines.browse.api import load_kg
 from pipelines.browse.planning import (
     ANSWER_REASON,
     PATTERN_REASON,
+    TAIL_PATTERN_REASON,
     TAIL_REASON,
     DropKind,
     Planned,
@@ -26,6 +28,7 @@ from pipelines.browse.planning import (
     chain_tail,
     plan_shard,
     plan_shards,
+    tail_pattern,
 )
 from pipelines.options import Options
 from pipelines.store import manifests as M
@@ -94,7 +97,12 @@ class PlanSeeds(beam.PTransform):
                       | "CapPattern" >> beam.FlatMap(
                           _cap, int(b.max_per_pattern), DropKind.PATTERN, PATTERN_REASON)
                       | "SplitPattern" >> beam.FlatMap(_split).with_outputs("drops", main="items"))
-        by_answer = (by_pattern.items
+        by_tail_pattern = (by_pattern.items
+                           | "ByTailPattern" >> beam.GroupBy(lambda p: tail_pattern(p.item))
+                           | "CapTailPattern" >> beam.FlatMap(
+                               _cap, int(b.max_per_pattern), DropKind.PATTERN, TAIL_PATTERN_REASON)
+                           | "SplitTailPattern" >> beam.FlatMap(_split).with_outputs("drops", main="items"))
+        by_answer = (by_tail_pattern.items
                      | "ByAnswer" >> beam.GroupBy(lambda p: p.answer)
                      | "CapAnswer" >> beam.FlatMap(_cap, int(b.max_per_answer), DropKind.ANSWER, ANSWER_REASON)
                      | "SplitAnswer" >> beam.FlatMap(_split).with_outputs("drops", main="items"))
@@ -102,7 +110,8 @@ class PlanSeeds(beam.PTransform):
                    | "ByTail" >> beam.GroupBy(lambda p: chain_tail(p.item))
                    | "CapTail" >> beam.FlatMap(_cap, int(b.max_per_tail), DropKind.TAIL, TAIL_REASON))
         limit, size = self.options.run.limit, int(b.plan_shard_size)
-        return ((planned.drops, by_pattern.drops, by_answer.drops, by_tail) | "Planned" >> beam.Flatten()
+        return ((planned.drops, by_pattern.drops, by_tail_pattern.drops, by_answer.drops, by_tail)
+                | "Planned" >> beam.Flatten()
                 | "Limit" >> beam.Filter(_within_limit, limit, size)
                 | "Count" >> beam.Map(_count_planned))
 

@@ -1,6 +1,7 @@
 """Faithful questions (asked type, relation back-check) and sampling that means difficulty
 (hub cap, trivial hops, attribute answers)."""
 
+import json
 import random
 from collections import Counter
 
@@ -283,6 +284,33 @@ def test_same_tail_chains_are_one_question_and_the_later_ones_drop():
     off, off_drops = stages.plan_items(g, opts.replace(max_per_tail=50))
     off_tails = [chain_tail(it) for it in off]
     assert len(off_tails) > len(set(off_tails)) and not any(d["kind"] == stages.DropKind.TAIL.value for d in off_drops)
+
+
+def _two_starts_graph() -> Graph:
+    """Five countries with a capital, a town and an element discovered there: 'the capital of the country
+    where <town> is' and '... where <element> was discovered' are two relation patterns, one tail pattern."""
+    E, T = [], []
+    for k in "ABCDE":
+        E += [Entity(f"country/{k}", "country", f"Land {k}"), Entity(f"city/{k}cap", "city", f"Capital {k}"),
+              Entity(f"city/{k}1", "city", f"Town {k}"), Entity(f"element/{k}", "element", f"Elementium {k}")]
+        T += [Triple(f"country/{k}", "capital", f"city/{k}cap"), Triple(f"city/{k}1", "country", f"country/{k}"),
+              Triple(f"element/{k}", "discovered_in", f"country/{k}")]
+    return Graph(E, T)
+
+
+def test_the_relations_after_the_first_hop_are_capped_like_a_pattern(monkeypatch):
+    from pipelines.browse import planning
+
+    g = _two_starts_graph()
+    opts = browse_opts(seeds=8, min_hops=2, max_hops=2, max_per_pattern=2, max_per_answer=50, max_per_tail=50,
+                       max_share_per_entity=1.0, attribute_answer_share=0.0, seed_types=["city", "element"])
+    items, drops = stages.plan_items(g, opts)
+    assert len(items) == 2 and len({planning.tail_pattern(it) for it in items}) == 1
+    assert any(d["reason"].startswith("structural duplicate (the relations after the first hop") for d in drops)
+    # switched off (every chain its own tail pattern): the whole-pattern cap alone keeps 2 per start type
+    monkeypatch.setattr(planning, "tail_pattern", lambda item: json.dumps(item["chain"]))
+    off, _ = stages.plan_items(g, opts)
+    assert len(off) == 4
 
 
 def test_hub_cap_default_is_20_percent_of_seeds():
