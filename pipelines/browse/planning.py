@@ -83,24 +83,27 @@ def hub_cap(opts: BrowseOptions, seeds: int | None = None) -> int:
 
 
 def chain_tail(item: dict) -> str:
-    """A chain's reasoning tail: its hops after the first, with the asked attribute. Two chains with one tail
-    differ only in how the start is named ("where hafnium was discovered" / "where aluminium was
-    discovered" -> Denmark -> Germany -> Berlin): one question to a reader. A one-hop chain is its own tail."""
-    chain = item["chain"]
-    return json.dumps([chain[1:] if len(chain) > 1 else chain, item.get("answer_attr")])
+    """A chain's reasoning tail: its last two hops (a two-hop chain: its last). Two chains with one tail reach
+    one answer by the same last steps and differ only in how they start ("where hafnium / aluminium was
+    discovered" -> Denmark -> Germany -> Berlin; "where Daejeon is" -> South Korea -> North Korea ->
+    Pyongyang -> its airport, or that airport's IATA code from South Korea on): one question to a reader."""
+    return json.dumps(_tail(item["chain"]))
+
+
+def _tail(chain: list) -> list:
+    return chain[max(1, len(chain) - 2):] if len(chain) > 1 else chain
 
 
 def tail_pattern(item: dict) -> str:
-    """The relations of a chain after its first hop ("... bordering the country ... capital"): more than
-    ``max_per_pattern`` chains sharing it read as one template with the start swapped."""
-    chain = item["chain"]
-    return json.dumps([[r for _s, r, _o in (chain[1:] if len(chain) > 1 else chain)], item.get("answer_attr")])
+    """The relations of a chain's tail (:func:`chain_tail`: "the capital of a country bordering ..."): more than
+    ``max_per_tail_pattern`` chains sharing it read as one template with the start swapped."""
+    return json.dumps([r for _s, r, _o in _tail(item["chain"])])
 
 
 def plan_items(graph, opts: BrowseOptions) -> tuple[list[dict], list[dict]]:
     """Sample ``opts.seeds`` structures as one sampler, deterministic in ``opts.seed``. Returns (items, drops).
     Drops (each with ``kind`` a :class:`DropKind` value): structural duplicates (more than
-    ``max_per_pattern`` per relation pattern, or per :func:`tail_pattern`), answer duplicates (more than ``max_per_answer``
+    ``max_per_pattern`` per relation pattern, or ``max_per_tail_pattern`` per :func:`tail_pattern`), answer duplicates (more than ``max_per_answer``
     questions with one answer), same-tail drops (more than ``max_per_tail`` per :func:`chain_tail`) and hub-cap drops (a chain through an entity already on
     :func:`hub_cap` chains). Entities at the cap are also walked around while sampling, and no hop
     is one a reader does not need (``skip_trivial_hops``). A share ``attribute_answer_share`` of
@@ -116,7 +119,7 @@ def plan_shard(graph, opts: BrowseOptions, shard: PlanShard) -> Iterator[Planned
     """The structures of one shard (items and drops, in the sampler's order)."""
     rng = shard_rng(opts, shard)
     target = shard.size
-    caps = (int(opts.max_per_pattern), int(opts.max_per_pattern), int(opts.max_per_answer), int(opts.max_per_tail))
+    caps = (int(opts.max_per_pattern), int(opts.max_per_tail_pattern), int(opts.max_per_answer), int(opts.max_per_tail))
     per_entity = hub_cap(opts, target)
     pools = S.seed_pools(graph, list(opts.seed_types))
     out: list[Planned] = []
@@ -190,9 +193,9 @@ def _sample_one(graph, opts: BrowseOptions, rng: random.Random, pools, blocked: 
 
 
 PATTERN_REASON = "structural duplicate (relation pattern already used {most} times)"
-TAIL_PATTERN_REASON = "structural duplicate (the relations after the first hop already used {most} times)"
+TAIL_PATTERN_REASON = "structural duplicate (the relations of the last two hops already used {most} times)"
 ANSWER_REASON = "answer duplicate ({answer} already the answer of {most} questions)"
-TAIL_REASON = "same tail (the chain after its first hop already asked {most} time(s))"
+TAIL_REASON = "same tail (the chain's last two hops already asked {most} time(s))"
 
 
 def _cap_reason(counts, keys, caps, on_chains, nodes, per_entity) -> dict | None:

@@ -1,7 +1,7 @@
 """Beam transforms that plan ``make synth-browse`` on the workers; the driver holds only the options.
 
     PlanSeeds:      one element -> the shard ranges (expanded on a worker) -> Reshuffle -> sample each shard
-                    -> one entry per chain -> per-pattern caps (whole, after the first hop) -> per-answer cap -> per-tail cap
+                    -> one entry per chain -> per-pattern caps (whole, last two hops) -> per-answer cap -> per-tail cap
                     -> run.limit
     SkipCommitted:  an anti-join against the store's committed item keys (CommittedKeys: manifests read on
                     the workers), not a driver-side set
@@ -100,7 +100,7 @@ class PlanSeeds(beam.PTransform):
         by_tail_pattern = (by_pattern.items
                            | "ByTailPattern" >> beam.GroupBy(lambda p: tail_pattern(p.item))
                            | "CapTailPattern" >> beam.FlatMap(
-                               _cap, int(b.max_per_pattern), DropKind.PATTERN, TAIL_PATTERN_REASON)
+                               _cap, int(b.max_per_tail_pattern), DropKind.PATTERN, TAIL_PATTERN_REASON)
                            | "SplitTailPattern" >> beam.FlatMap(_split).with_outputs("drops", main="items"))
         by_answer = (by_tail_pattern.items
                      | "ByAnswer" >> beam.GroupBy(lambda p: p.answer)

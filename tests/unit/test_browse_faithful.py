@@ -298,15 +298,16 @@ def _two_starts_graph() -> Graph:
     return Graph(E, T)
 
 
-def test_the_relations_after_the_first_hop_are_capped_like_a_pattern(monkeypatch):
+def test_the_relations_after_the_first_hop_are_capped_as_a_template(monkeypatch):
     from pipelines.browse import planning
 
     g = _two_starts_graph()
-    opts = browse_opts(seeds=8, min_hops=2, max_hops=2, max_per_pattern=2, max_per_answer=50, max_per_tail=50,
+    opts = browse_opts(seeds=8, min_hops=2, max_hops=2, max_per_pattern=2, max_per_tail_pattern=2,
+                       max_per_answer=50, max_per_tail=50,
                        max_share_per_entity=1.0, attribute_answer_share=0.0, seed_types=["city", "element"])
     items, drops = stages.plan_items(g, opts)
     assert len(items) == 2 and len({planning.tail_pattern(it) for it in items}) == 1
-    assert any(d["reason"].startswith("structural duplicate (the relations after the first hop") for d in drops)
+    assert any(d["reason"].startswith("structural duplicate (the relations of the last two hops") for d in drops)
     # switched off (every chain its own tail pattern): the whole-pattern cap alone keeps 2 per start type
     monkeypatch.setattr(planning, "tail_pattern", lambda item: json.dumps(item["chain"]))
     off, _ = stages.plan_items(g, opts)
