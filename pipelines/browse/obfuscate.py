@@ -137,6 +137,28 @@ def summary_readings(graph: Graph, obj: str) -> set[str]:
     return out | graph.__dict__["_crucible_no_summary"]
 
 
+PLACE_TYPES = frozenset({"city", "airport"})
+
+
+def _country_of(graph: Graph, eid: str) -> str | None:
+    if graph.entities[eid].type == "country":
+        return eid
+    countries = graph.out.get(eid, {}).get("country") or []
+    return countries[0] if countries else None
+
+
+def incidental_mention(graph: Graph, subject: str, obj: str) -> bool:
+    """A summary naming a city or airport of another country than the subject's ("Seoul ... after Tokyo, New
+    York and Los Angeles"): true of the text, but no clue a reader would search by; "a capital whose summary
+    mentions Los Angeles" reads as a riddle, not research."""
+    if obj in graph.entities and graph.entities[obj].type == "article":  # the page: the places it describes
+        return any(incidental_mention(graph, subject, e) for e in graph.subjects(obj, "described_by"))
+    if obj not in graph.entities or graph.entities[obj].type not in PLACE_TYPES:
+        return False
+    mine, theirs = _country_of(graph, subject), _country_of(graph, obj)
+    return mine is not None and theirs is not None and mine != theirs
+
+
 def _candidate_pool(graph: Graph, draft: Draft, var: str, etype: str) -> set[str]:
     """Entities that could stand for ``var`` before any clue: its type, with every relation the
     chain needs it to have."""
@@ -194,6 +216,8 @@ def _obfuscate_one(graph: Graph, draft: Draft, target: str, rng: random.Random) 
             if o == target or o not in graph.entities or o in d.binding.values() or (var, r, o) in present:
                 continue
             if names_hidden(graph, d, o) or clue_problem(cards, r, o):
+                continue
+            if r == "summary_mentions" and incidental_mention(graph, target, o):
                 continue
             match = summary_readings(graph, o) if r == "summary_mentions" else set(graph.subjects(o, r))
             rel_clues.append(([var, r, o], match))

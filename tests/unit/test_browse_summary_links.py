@@ -123,6 +123,34 @@ def test_without_the_no_summary_rule_the_corpus_only_clue_gets_through():
                                    for t in off.formalization["triples"])
 
 
+def _city_graph():
+    """Two capitals whose summaries the corpus holds; Seoul's names Los Angeles (a city of another country)."""
+    ents = [E("country/KR", "country", "South Korea"), E("country/JP", "country", "Japan"),
+            E("country/US", "country", "United States"), E("city/seoul", "city", "Seoul"),
+            E("city/tokyo", "city", "Tokyo"), E("city/la", "city", "Los Angeles"),
+            art("Seoul", "Seoul is the capital of South Korea; its economy ranks after Tokyo and Los Angeles."),
+            art("Tokyo", "Tokyo is the capital of Japan."), art("Los Angeles", "The city lies in southern California.")]
+    tris = [T("country/KR", "capital", "city/seoul"), T("country/JP", "capital", "city/tokyo"),
+            T("city/seoul", "country", "country/KR"), T("city/tokyo", "country", "country/JP"),
+            T("city/la", "country", "country/US"),
+            T("city/seoul", "described_by", "wiki/Seoul"), T("city/tokyo", "described_by", "wiki/Tokyo"),
+            T("city/la", "described_by", "wiki/Los_Angeles"), T("wiki/Seoul", "mentions", "wiki/Los_Angeles")]
+    tris += W.summary_mention_triples([e for e in ents if e.type == "article"], tris, {"source": "test"})
+    return Graph(ents, tris)
+
+
+def test_a_mention_of_another_countrys_city_is_no_clue(monkeypatch):
+    g = _city_graph()
+    assert OB.incidental_mention(g, "city/seoul", "wiki/Los_Angeles")  # the page of a US city
+    assert OB.incidental_mention(g, "city/seoul", "city/la") and not OB.incidental_mention(g, "city/seoul", "country/US")
+    d = S.draft_from_chain([g.triple("city/seoul", "country", "country/KR")])
+    assert H.obfuscate(g, d, random.Random(0)) is None  # Seoul's one text clue is Los Angeles: refused
+    # switched off: "a city (whose Wikipedia summary mentions Los Angeles)" pins Seoul
+    monkeypatch.setattr(OB, "incidental_mention", lambda *a: False)
+    off = H.obfuscate(g, d, random.Random(0))
+    assert off is not None and any(t[1:] == ["summary_mentions", "wiki/Los_Angeles"] for t in off.formalization["triples"])
+
+
 def test_summary_links_are_never_walked_as_hops():
     g = graph()
     assert "summary_mentions" in sampling.UNWALKED and "summary_mentions" not in S.REL_PHRASE
