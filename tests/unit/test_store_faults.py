@@ -45,6 +45,7 @@ def _check_reader(out, clean_ids):
 
 
 @pytest.mark.slow
+@pytest.mark.integration  # 80 s of real processes killed at random: in the full suite (make test), not the unit one
 def test_random_sigkills_of_runs_and_compactions_never_show_bad_rows_and_end_equal(tmp_path):
     rng = random.Random(1234)
     clean, killed = str(tmp_path / "clean"), str(tmp_path / "killed")
