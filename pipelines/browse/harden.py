@@ -68,14 +68,24 @@ def blur(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
     return None
 
 
+def hop_starts(f: dict, binding: dict) -> list[str]:
+    """Where a new hop may enter: the named subjects of the chain, the named entities that pin a variable
+    ("the country whose capital is Port-au-Prince": Port-au-Prince), and the variables nothing reaches.
+    A variable a named entity already pins is no start: a hop into it ("the country where Les Cayes Airport
+    is located (whose capital is Port-au-Prince)") adds a clue the reader never needs."""
+    named = [t for t in f["triples"] if t[0].startswith("?") != t[2].startswith("?")]
+    pinned = {t[0] if t[0].startswith("?") else t[2] for t in named}
+    starts = [t[0] for t in f["triples"] if not t[0].startswith("?")]
+    starts += [t[2] for t in named if t[0].startswith("?")]
+    starts += [v for v in binding if v not in pinned and not any(t[2] == v for t in f["triples"])]
+    return starts
+
+
 def add_hop(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
     """Reach the chain's first node through a new named entity Z with Z -r-> node, r functional
     from Z ("the city served by Z"), so naming Z identifies the node. Z must not give a hidden
     entity away by its name (an airport named after its city), and r is not a weak relation."""
-    f = draft.formalization
-    starts = [t[0] for t in f["triples"] if not t[0].startswith("?")]
-    starts += [v for v in draft.binding if not any(t[2] == v for t in f["triples"])]
-    starts = list(dict.fromkeys(starts))
+    starts = list(dict.fromkeys(hop_starts(draft.formalization, draft.binding)))
     rng.shuffle(starts)
     cards = load_cards()
     for term in starts:

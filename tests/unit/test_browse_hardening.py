@@ -96,6 +96,27 @@ def test_add_hop_skips_an_entity_whose_name_gives_the_node_away():
     assert H.add_hop(g, d, random.Random(0)) is None  # "the city served by Lima Airport" names Lima
 
 
+def test_add_hop_never_enters_a_variable_a_named_entity_already_pins(monkeypatch):
+    """'the country whose capital is Lima' is pinned by Lima: a hop into the country ("the country where
+    Lima Airport ... is (whose capital is Lima)") adds a clue nobody needs; the hop goes into Lima instead."""
+    g = toy_graph()
+    ents = list(g.entities.values()) + [Entity("airport/X", "airport", "Jorge Chavez Field")]
+    g = Graph(ents, [*g.triples, Triple("airport/X", "serves_city", "city/lima")])
+    d = S.draft_from_chain([g.triple("country/PE", "capital", "city/lima"),
+                            g.triple("country/PE", "currency", "currency/PEN")], None, "city/lima")
+    assert H.hop_starts(d.formalization, d.binding) == ["city/lima"]
+    for seed in range(5):
+        new = H.add_hop(g, d, random.Random(seed))
+        assert new is not None
+        pinned_var = next(t[0] for t in new.formalization["triples"] if t[1] == "capital")
+        assert not any(t[2] == pinned_var for t in new.formalization["triples"])  # nothing hops into the country
+    # switched off (every unreached variable a start): a hop into the pinned country is taken
+    monkeypatch.setattr(H, "hop_starts", lambda f, b: [v for v in b if not any(t[2] == v for t in f["triples"])])
+    off = [H.add_hop(g, d, random.Random(seed)) for seed in range(5)]
+    assert any(o is not None and any(t[2] == next(u[0] for u in o.formalization["triples"] if u[1] == "capital")
+                                     for t in o.formalization["triples"]) for o in off)
+
+
 def test_harden_records_every_try_and_counts_accepted_edits():
     g = toy_graph()
     final, state = H.harden(g, airport_draft(g), random.Random(2), rounds=2, writer=template(g),
