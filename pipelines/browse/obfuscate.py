@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import threading
 
 from pipelines.browse.kg.cards import clue_problem, load_cards
 from pipelines.browse.kg.model import Graph
@@ -110,6 +111,28 @@ def names_hidden(graph: Graph, draft: Draft, eid: str) -> bool:
 CLUE_RELATIONS = frozenset(REL_PHRASE) | {"summary_mentions"}
 
 
+_TABLES_LOCK = threading.Lock()
+
+
+def _summary_tables(graph: Graph) -> tuple[dict[str, str], frozenset[str]]:
+    """(lower-cased summary text per entity, entities with no summary), built once per graph and published
+    whole: the stage threads of a worker share the graph, and a half-filled table read by a second thread
+    would count too few readings."""
+    tables = graph.__dict__.get("_crucible_summary_tables")
+    if tables is None:
+        with _TABLES_LOCK:
+            tables = graph.__dict__.get("_crucible_summary_tables")
+            if tables is None:
+                texts = {}
+                for eid, rels in graph.out.items():
+                    arts = rels.get("described_by")
+                    if arts and arts[0] in graph.entities:
+                        texts[eid] = (graph.entities[arts[0]].description or "").lower()
+                none = frozenset(eid for eid, e in graph.entities.items() if eid not in texts and e.type != "article")
+                tables = graph.__dict__["_crucible_summary_tables"] = (texts, none)
+    return tables
+
+
 def summary_readings(graph: Graph, obj: str) -> set[str]:
     """Every entity a reader could take for "an X whose Wikipedia summary mentions <obj>": the
     graph's own ``summary_mentions`` subjects plus every entity whose summary contains the object's
@@ -121,20 +144,13 @@ def summary_readings(graph: Graph, obj: str) -> set[str]:
     may mention the object (a city "whose summary mentions Caribbean" among the corpus's 2,689 pages is not
     unique among the world's Caribbean cities), so the clue narrows only among entities whose summary the
     corpus holds and reads."""
-    cache = graph.__dict__.setdefault("_crucible_summary_texts", {})
-    if not cache:
-        for eid, rels in graph.out.items():
-            arts = rels.get("described_by")
-            if arts and arts[0] in graph.entities:
-                cache[eid] = (graph.entities[arts[0]].description or "").lower()
-        graph.__dict__["_crucible_no_summary"] = frozenset(
-            eid for eid, e in graph.entities.items() if eid not in cache and e.type != "article")
+    cache, no_summary = _summary_tables(graph)
     title = graph.entities[obj].name if obj in graph.entities else obj
     forms = {title.lower(), re.sub(r"\s*\([^)]*\)$", "", title).lower()}
     pats = [re.compile(r"(?<!\w)" + re.escape(f) + r"(?!\w)") for f in forms if f]
     out = set(graph.subjects(obj, "summary_mentions"))
     out.update(eid for eid, text in cache.items() if any(p.search(text) for p in pats))
-    return out | graph.__dict__["_crucible_no_summary"]
+    return out | no_summary
 
 
 PLACE_TYPES = frozenset({"city", "airport"})

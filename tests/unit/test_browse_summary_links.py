@@ -155,3 +155,15 @@ def test_summary_links_are_never_walked_as_hops():
     g = graph()
     assert "summary_mentions" in sampling.UNWALKED and "summary_mentions" not in S.REL_PHRASE
     assert all(r != "summary_mentions" for r, _o, _inv in sampling.hop_options(g, "country/CH", inverse=False))
+
+
+def test_summary_readings_from_many_threads_at_once_agree():
+    """The stage threads of a worker share one graph: the first call builds the summary tables while others
+    read them (a default run died on a half-built table: KeyError, and a half-filled one counts too few)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = _with_a_country_without_summary()
+    want = OB.summary_readings(_with_a_country_without_summary(), "wiki/Lake_Geneva")
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(lambda _: OB.summary_readings(g, "wiki/Lake_Geneva"), range(64)))
+    assert all(r == want for r in got) and "country/AT" in want
