@@ -23,7 +23,7 @@ class BrowseOptions(Section):
     max_hops: int
     max_per_pattern: int
     max_per_answer: int
-    max_per_tail_pattern: int
+    max_share_per_tail_pattern: float
     max_per_tail: int
     max_share_per_entity: float
     skip_trivial_hops: bool

@@ -96,14 +96,20 @@ def _tail(chain: list) -> list:
 
 def tail_pattern(item: dict) -> str:
     """The relations of a chain's tail (:func:`chain_tail`: "the capital of a country bordering ..."): more than
-    ``max_per_tail_pattern`` chains sharing it read as one template with the start swapped."""
+    :func:`tail_pattern_cap` chains sharing it read as one template with the start swapped."""
     return json.dumps([r for _s, r, _o in _tail(item["chain"])])
+
+
+def tail_pattern_cap(opts: BrowseOptions, seeds: int | None = None) -> int:
+    """Most chains one :func:`tail_pattern` may end: ``max_share_per_tail_pattern`` of ``seeds`` (default
+    ``opts.seeds``), rounded up."""
+    return max(1, math.ceil(float(opts.max_share_per_tail_pattern) * int(opts.seeds if seeds is None else seeds) - 1e-9))
 
 
 def plan_items(graph, opts: BrowseOptions) -> tuple[list[dict], list[dict]]:
     """Sample ``opts.seeds`` structures as one sampler, deterministic in ``opts.seed``. Returns (items, drops).
     Drops (each with ``kind`` a :class:`DropKind` value): structural duplicates (more than
-    ``max_per_pattern`` per relation pattern, or ``max_per_tail_pattern`` per :func:`tail_pattern`), answer duplicates (more than ``max_per_answer``
+    ``max_per_pattern`` per relation pattern, or :func:`tail_pattern_cap` per :func:`tail_pattern`), answer duplicates (more than ``max_per_answer``
     questions with one answer), same-tail drops (more than ``max_per_tail`` per :func:`chain_tail`) and hub-cap drops (a chain through an entity already on
     :func:`hub_cap` chains). Entities at the cap are also walked around while sampling, and no hop
     is one a reader does not need (``skip_trivial_hops``). A share ``attribute_answer_share`` of
@@ -119,7 +125,7 @@ def plan_shard(graph, opts: BrowseOptions, shard: PlanShard) -> Iterator[Planned
     """The structures of one shard (items and drops, in the sampler's order)."""
     rng = shard_rng(opts, shard)
     target = shard.size
-    caps = (int(opts.max_per_pattern), int(opts.max_per_tail_pattern), int(opts.max_per_answer), int(opts.max_per_tail))
+    caps = (int(opts.max_per_pattern), tail_pattern_cap(opts, target), int(opts.max_per_answer), int(opts.max_per_tail))
     per_entity = hub_cap(opts, target)
     pools = S.seed_pools(graph, list(opts.seed_types))
     out: list[Planned] = []

@@ -29,6 +29,7 @@ from pipelines.browse.planning import (
     plan_shard,
     plan_shards,
     tail_pattern,
+    tail_pattern_cap,
 )
 from pipelines.options import Options
 from pipelines.store import manifests as M
@@ -100,7 +101,7 @@ class PlanSeeds(beam.PTransform):
         by_tail_pattern = (by_pattern.items
                            | "ByTailPattern" >> beam.GroupBy(lambda p: tail_pattern(p.item))
                            | "CapTailPattern" >> beam.FlatMap(
-                               _cap, int(b.max_per_tail_pattern), DropKind.PATTERN, TAIL_PATTERN_REASON)
+                               _cap, tail_pattern_cap(b), DropKind.PATTERN, TAIL_PATTERN_REASON)
                            | "SplitTailPattern" >> beam.FlatMap(_split).with_outputs("drops", main="items"))
         by_answer = (by_tail_pattern.items
                      | "ByAnswer" >> beam.GroupBy(lambda p: p.answer)

@@ -302,7 +302,7 @@ def test_the_relations_after_the_first_hop_are_capped_as_a_template(monkeypatch)
     from pipelines.browse import planning
 
     g = _two_starts_graph()
-    opts = browse_opts(seeds=8, min_hops=2, max_hops=2, max_per_pattern=2, max_per_tail_pattern=2,
+    opts = browse_opts(seeds=8, min_hops=2, max_hops=2, max_per_pattern=2, max_share_per_tail_pattern=0.25,
                        max_per_answer=50, max_per_tail=50,
                        max_share_per_entity=1.0, attribute_answer_share=0.0, seed_types=["city", "element"])
     items, drops = stages.plan_items(g, opts)

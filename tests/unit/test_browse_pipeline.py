@@ -25,7 +25,8 @@ def _cfg(tmp_path, files, srv, **extra):
     sets = [f"run.out_dir={tmp_path / 'out'}", "llm.engine=openai", f"llm.base_urls=[{srv.base_url}]",
             "llm.model=fake-model", "search.kg.embedded=false", f"search.kg.extra={json.dumps(files)}",
             "browse.seeds=3", "browse.min_hops=2", "browse.max_hops=3", "browse.k=2", "browse.rounds=2",
-            "browse.max_per_pattern=5", "run.progress_every_s=0", "browse.policy=json_step"]
+            "browse.max_per_pattern=5", "browse.max_share_per_tail_pattern=1.0", "run.progress_every_s=0",
+            "browse.policy=json_step"]
     sets += [f"{k}={v}" for k, v in extra.items()]
     return load_config("browse", sets)
 
