@@ -109,8 +109,9 @@ def tail_pattern_cap(opts: BrowseOptions, seeds: int | None = None) -> int:
 def plan_items(graph, opts: BrowseOptions) -> tuple[list[dict], list[dict]]:
     """Sample ``opts.seeds`` structures as one sampler, deterministic in ``opts.seed``. Returns (items, drops).
     Drops (each with ``kind`` a :class:`DropKind` value): structural duplicates (more than
-    ``max_per_pattern`` per relation pattern, or :func:`tail_pattern_cap` per :func:`tail_pattern`), answer duplicates (more than ``max_per_answer``
-    questions with one answer), same-tail drops (more than ``max_per_tail`` per :func:`chain_tail`) and hub-cap drops (a chain through an entity already on
+    ``max_per_pattern`` per relation pattern, or :func:`tail_pattern_cap` per :func:`tail_pattern`),
+    answer duplicates (more than ``max_per_answer`` questions with one answer), same-tail drops (more
+    than ``max_per_tail`` per :func:`chain_tail`) and hub-cap drops (a chain through an entity already on
     :func:`hub_cap` chains). Entities at the cap are also walked around while sampling, and no hop
     is one a reader does not need (``skip_trivial_hops``). A share ``attribute_answer_share`` of
     the items asks for an exact attribute of the final entity (a code, a year, a count) instead of
