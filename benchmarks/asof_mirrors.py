@@ -1,6 +1,6 @@
 """Local bare git mirrors of old releases (``benchmarks/asof_repos.yaml``: ``owner/name: [NAME==VERSION,
 ...]``, oldest first) under ``--root``, one commit per release dated by its upload day and tagged
-``v<version>`` (``sandbox.sources.release_mirror``), and the ``--repos`` file of ``crucible sandbox survey``
+``v<version>`` (``crucible.sandbox.sources.release_mirror``), and the ``--repos`` file of ``crucible sandbox survey``
 listing every tag. Rerunning keeps what is tagged (same shas).
 
     python -m benchmarks.asof_mirrors --root /tmp/asof-mirrors [--list FILE] [--out FILE]
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.store.catalog import query
-from pipelines.swe.mirror import mirror_template
-from pipelines.textio import read_text
-from sandbox.hostenv import host_pip_env
-from sandbox.sources import SDIST_RE, release_mirror, release_tag
+from crucible.pipelines.store.catalog import query
+from crucible.pipelines.swe.mirror import mirror_template
+from crucible.pipelines.textio import read_text
+from crucible.sandbox.hostenv import host_pip_env
+from crucible.sandbox.sources import SDIST_RE, release_mirror, release_tag
 
 DEFAULT_LIST = Path(__file__).with_name("asof_repos.yaml")
 

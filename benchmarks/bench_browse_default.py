@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.store import catalog
+from crucible.pipelines.store import catalog
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ def main() -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="bench-browse-") as d:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
-        res = subprocess.run([sys.executable, "-m", "pipelines.cli", "browse", "run", "-c", "browse", "--out", d],
+        res = subprocess.run([sys.executable, "-m", "crucible.pipelines.cli", "browse", "run", "-c", "browse", "--out", d],
                              cwd=REPO, capture_output=True, text=True)
         wall = time.monotonic() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -20,11 +20,11 @@ import tracemalloc
 
 import apache_beam as beam
 
-from pipelines.beam_options import pipeline_options
-from pipelines.browse.pipeline import build_plan, build_synth
-from pipelines.browse.transforms import WorkerSpec
-from pipelines.config import load_config
-from pipelines.options import build_options
+from crucible.pipelines.beam_options import pipeline_options
+from crucible.pipelines.browse.pipeline import build_plan, build_synth
+from crucible.pipelines.browse.transforms import WorkerSpec
+from crucible.pipelines.config import load_config
+from crucible.pipelines.options import build_options
 
 SEEDS = (10_000, 1_000_000)
 OLD_ITEMS = 10_000

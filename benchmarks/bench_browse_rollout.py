@@ -4,7 +4,7 @@ Every question (write, harden, closed-book, k rollouts, judge) goes through the 
 with C questions in flight the ideal request rate is C/L. Reports the achieved fraction
 (target >= 0.9) for a few (C, L) settings. Toy graph, local tantivy index, LLM cache off.
 
-``measure_batch``: ``crucible browse rollout`` (pipelines.browse.batch) over N outside questions with gold,
+``measure_batch``: ``crucible browse rollout`` (crucible.pipelines.browse.batch) over N outside questions with gold,
 each trajectory committed to the store as it finishes: rows/min against the ideal C / (2 L) rows/s (a
 rollout is a search step and an answer step; the rules decide, so no judge request).
 """
@@ -17,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.browse.batch import run
-from pipelines.browse.context import build_context
-from pipelines.browse.stages import run_questions
-from pipelines.config import load_config
-from pipelines.options import build_options
+from crucible.pipelines.browse.batch import run
+from crucible.pipelines.browse.context import build_context
+from crucible.pipelines.browse.stages import run_questions
+from crucible.pipelines.config import load_config
+from crucible.pipelines.options import build_options
 from tests.support.fake_browse import responder, write_toy_graph
 from tests.support.fake_llm_server import FakeOpenAIServer
 

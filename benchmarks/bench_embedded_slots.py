@@ -19,8 +19,8 @@ import sys
 import time
 import uuid
 
-from pipelines.llm import aio
-from pipelines.llm.client import LLMClient
+from crucible.pipelines.llm import aio
+from crucible.pipelines.llm.client import LLMClient
 
 PROMPT = ("Write a short, plain explanation of how a hash table handles collisions, for a new programmer. "
           "Mention chaining and open addressing.")
@@ -70,9 +70,9 @@ def best_slots(rows: list[dict]) -> dict:
 
 
 def run_slots(slots: list[int], per_slot: int, max_tokens: int, llm_cfg: dict | None = None) -> list[dict]:
-    from pipelines.llm import settings
-    from pipelines.llm.embedded import EmbeddedModelError
-    from pipelines.llm.serve import make_server
+    from crucible.pipelines.llm import settings
+    from crucible.pipelines.llm.embedded import EmbeddedModelError
+    from crucible.pipelines.llm.serve import make_server
 
     rows = []
     for n in slots:

@@ -12,16 +12,16 @@ import argparse
 import json
 import sys
 
-from pipelines.config import load_config
-from sandbox.api import build_base, exported, plan_env, settings_from_config
-from sandbox.asof import source_date
-from sandbox.engine import ensure_engine
-from sandbox.envbuild import ensure_env
-from sandbox.images import base_dists
-from sandbox.recipes import parse_freeze
-from sandbox.reuse import carried_packages
-from sandbox.sources import from_sdist, index_upload_date
-from sandbox.testrun import run_tests
+from crucible.pipelines.config import load_config
+from crucible.sandbox.api import build_base, exported, plan_env, settings_from_config
+from crucible.sandbox.asof import source_date
+from crucible.sandbox.engine import ensure_engine
+from crucible.sandbox.envbuild import ensure_env
+from crucible.sandbox.images import base_dists
+from crucible.sandbox.recipes import parse_freeze
+from crucible.sandbox.reuse import carried_packages
+from crucible.sandbox.sources import from_sdist, index_upload_date
+from crucible.sandbox.testrun import run_tests
 
 DEFAULT_SDISTS = ("requests==2.25.1", "requests==2.26.0", "requests==2.27.1")
 

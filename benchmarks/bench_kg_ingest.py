@@ -23,9 +23,9 @@ import tempfile
 import threading
 import time
 
-from pipelines.browse.kg.cards import load_cards
-from pipelines.browse.kg.ingest import IngestInputs, ingest
-from pipelines.browse.kg.wikidata import load_mapping
+from crucible.pipelines.browse.kg.cards import load_cards
+from crucible.pipelines.browse.kg.ingest import IngestInputs, ingest
+from crucible.pipelines.browse.kg.wikidata import load_mapping
 from tests.support import wikidata_dump as D
 
 FULL_SIZES = (100_000, 1_000_000)

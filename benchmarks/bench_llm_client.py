@@ -31,7 +31,7 @@ def _stats_ms(samples: list[float]) -> dict:
 def bench_overhead(n: int) -> list[dict]:
     import openai
 
-    from pipelines.llm.client import LLMClient
+    from crucible.pipelines.llm.client import LLMClient
     from tests.support.fake_llm_server import FakeOpenAIServer
 
     out = []
@@ -76,7 +76,7 @@ def bench_overhead(n: int) -> list[dict]:
 def bench_concurrency(latency_s: float, cap: int, endpoints: int, calls: int) -> dict:
     from contextlib import ExitStack
 
-    from pipelines.llm.client import LLMClient
+    from crucible.pipelines.llm.client import LLMClient
     from tests.support.fake_llm_server import FakeOpenAIServer
 
     with ExitStack() as stack:

@@ -27,8 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.llm import aio
-from pipelines.llm.client import LLMClient, LLMError
+from crucible.pipelines.llm import aio
+from crucible.pipelines.llm.client import LLMClient, LLMError
 
 REPO = Path(__file__).resolve().parents[1]
 LATENCY = (0.5, 5.0)

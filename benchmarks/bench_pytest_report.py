@@ -1,6 +1,6 @@
 """Why big suites were slow in the sandbox: pytest's ``-rA`` is quadratic in the number of tests (its PASSES
 section looks up each passed test's teardown reports by scanning every report), while
-``sandbox.recipes.REPORT_CHARS`` prints the same status lines without that section. Host-only (no Docker):
+``crucible.sandbox.recipes.REPORT_CHARS`` prints the same status lines without that section. Host-only (no Docker):
 N trivial parametrized tests, run once per report option; prints JSON lines with the wall times and
 whether the status lines are identical.
 
@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sandbox.recipes import REPORT_CHARS
+from crucible.sandbox.recipes import REPORT_CHARS
 
 STATUS = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) ", re.M)
 

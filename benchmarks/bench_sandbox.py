@@ -17,15 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.config import load_config
-from sandbox.api import build_base, exported, plan_env, settings_from_config
-from sandbox.baseline import find_host_python, host_run
-from sandbox.engine import ensure_engine
-from sandbox.envbuild import ensure_env
-from sandbox.images import image_exists
-from sandbox.recipes import funnel_counts, funnel_stage, test_script
-from sandbox.sources import from_sdist
-from sandbox.testrun import reconcile, run_tests
+from crucible.pipelines.config import load_config
+from crucible.sandbox.api import build_base, exported, plan_env, settings_from_config
+from crucible.sandbox.baseline import find_host_python, host_run
+from crucible.sandbox.engine import ensure_engine
+from crucible.sandbox.envbuild import ensure_env
+from crucible.sandbox.images import image_exists
+from crucible.sandbox.recipes import funnel_counts, funnel_stage, test_script
+from crucible.sandbox.sources import from_sdist
+from crucible.sandbox.testrun import reconcile, run_tests
 
 DEFAULT_SDISTS = ("marshmallow==3.19.0", "attrs==23.1.0", "toolz==0.12.0")
 

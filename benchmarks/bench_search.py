@@ -15,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.browse.api import build_corpus, kg_options
-from pipelines.browse.corpus import render_pages
-from pipelines.browse.index import PageIndex, build_index
-from pipelines.browse.kg.build import ensure_graph
-from pipelines.browse.kg.model import read_graph
+from crucible.pipelines.browse.api import build_corpus, kg_options
+from crucible.pipelines.browse.corpus import render_pages
+from crucible.pipelines.browse.index import PageIndex, build_index
+from crucible.pipelines.browse.kg.build import ensure_graph
+from crucible.pipelines.browse.kg.model import read_graph
 
 
 def _emit(**kv) -> None:

@@ -24,11 +24,11 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
-from pipelines.browse.api import build_corpus
-from pipelines.browse.corpus import render_pages
-from pipelines.browse.search.backends import LocalBackend
-from pipelines.browse.search.server import SearchServer
-from pipelines.browse.search.spec import Limits
+from crucible.pipelines.browse.api import build_corpus
+from crucible.pipelines.browse.corpus import render_pages
+from crucible.pipelines.browse.search.backends import LocalBackend
+from crucible.pipelines.browse.search.server import SearchServer
+from crucible.pipelines.browse.search.spec import Limits
 from tests.support.search_fuzz import probes
 from tests.support.search_wire import conforms, exchange, get, request
 from tests.unit.browse_helpers import small_graph

@@ -11,11 +11,11 @@ import time
 
 import apache_beam as beam
 
-from pipelines.beam_options import pipeline_options
-from pipelines.store import catalog
-from pipelines.store.commit import ItemResult, ensure_layout
-from pipelines.store.compact import compact
-from pipelines.store.sinks import CommitResults
+from crucible.pipelines.beam_options import pipeline_options
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.commit import ItemResult, ensure_layout
+from crucible.pipelines.store.compact import compact
+from crucible.pipelines.store.sinks import CommitResults
 from tests.support import samples
 
 

@@ -11,11 +11,11 @@ import time
 
 import apache_beam as beam
 
-from pipelines.beam_options import pipeline_options
-from pipelines.store import catalog, mirror
-from pipelines.store.commit import ItemResult, ensure_layout
-from pipelines.store.manifests import read_manifests
-from pipelines.store.sinks import CommitResults
+from crucible.pipelines.beam_options import pipeline_options
+from crucible.pipelines.store import catalog, mirror
+from crucible.pipelines.store.commit import ItemResult, ensure_layout
+from crucible.pipelines.store.manifests import read_manifests
+from crucible.pipelines.store.sinks import CommitResults
 from tests.support import s3server, samples
 
 N_ITEMS = 600

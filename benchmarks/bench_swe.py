@@ -20,14 +20,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from pipelines.config import load_config
-from pipelines.swe.bugs import candidates
-from pipelines.swe.grade import grade_patch
-from pipelines.swe.mirror import fixture_instances, mirror_template
-from pipelines.swe.validate import ValidateContext, validate_bugs, validate_instance
-from sandbox.api import settings_from_config
-from sandbox.engine import ensure_engine
-from sandbox.sources import from_sdist
+from crucible.pipelines.config import load_config
+from crucible.pipelines.swe.bugs import candidates
+from crucible.pipelines.swe.grade import grade_patch
+from crucible.pipelines.swe.mirror import fixture_instances, mirror_template
+from crucible.pipelines.swe.validate import ValidateContext, validate_bugs, validate_instance
+from crucible.sandbox.api import settings_from_config
+from crucible.sandbox.engine import ensure_engine
+from crucible.sandbox.sources import from_sdist
 
 DEFAULT_SDISTS = ("toolz==0.12.0", "marshmallow==3.19.0")
 INCLUDE = {"toolz": ["toolz/itertoolz.py", "toolz/dicttoolz.py"],

@@ -9,8 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.swe.github import crawl
-from pipelines.swe.github_client import GitHubClient
+from crucible.pipelines.swe.github import crawl
+from crucible.pipelines.swe.github_client import GitHubClient
 from tests.support.fake_github import FakeGitHub, comment, commit
 
 REPO = "bench/repo"
@@ -33,7 +33,7 @@ def _script(gh: FakeGitHub, n: int) -> None:
 
 
 def main() -> list[dict]:
-    logging.getLogger("pipelines.swe.github").setLevel(logging.WARNING)
+    logging.getLogger("crucible.pipelines.swe.github").setLevel(logging.WARNING)
     results = []
     n = 1000
     with FakeGitHub(rate_limit=10**9) as gh, tempfile.TemporaryDirectory() as d:

@@ -21,13 +21,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from pipelines.config import load_config
-from pipelines.swe.envs import ValidateContext, run_network
-from pipelines.swe.mirror import fixture_instances, mirror_template
-from pipelines.swe.validate import validate_instance
-from sandbox.api import settings_from_config
-from sandbox.engine import ensure_engine
-from sandbox.sources import from_sdist
+from crucible.pipelines.config import load_config
+from crucible.pipelines.swe.envs import ValidateContext, run_network
+from crucible.pipelines.swe.mirror import fixture_instances, mirror_template
+from crucible.pipelines.swe.validate import validate_instance
+from crucible.sandbox.api import settings_from_config
+from crucible.sandbox.engine import ensure_engine
+from crucible.sandbox.sources import from_sdist
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "swe"
 FIXTURES = {"pytoolz__toolz-take_nth": ("toolz_take_nth.json", 0.0),

@@ -19,10 +19,10 @@ import urllib.request
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.store.catalog import refresh_catalog
-from pipelines.store.commit import ensure_layout, stable_hash, write_commit
-from pipelines.store.records import record_type
-from pipelines.view.server import ViewServer
+from crucible.pipelines.store.catalog import refresh_catalog
+from crucible.pipelines.store.commit import ensure_layout, stable_hash, write_commit
+from crucible.pipelines.store.records import record_type
+from crucible.pipelines.view.server import ViewServer
 from tests.support import samples
 
 TEMPLATE = 1000

@@ -26,7 +26,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from pipelines.view import openapi
+from crucible.pipelines.view import openapi
 from tests.support import view_fuzz as F
 
 SEED = 25
@@ -58,7 +58,7 @@ def _rss_kb(pid: int, field: str) -> int:
 
 
 def _start(store: str, err) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "view", "--out", store, "--port", "0"], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "crucible.pipelines.cli", "view", "--out", store, "--port", "0"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=err, text=True)
     line = proc.stdout.readline()
     m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)

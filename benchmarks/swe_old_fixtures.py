@@ -5,7 +5,7 @@ change?
 Each release in ``RELEASES`` (a repo and version SWE-bench's table covers; ``--releases recent``: pallets/flask
 2.0, psf/requests 2.26-2.27; ``--releases old``: 2018-2020 releases of psf/requests 2.19-2.25,
 marshmallow-code/marshmallow 2.19-3.8 and pytest-dev/pytest 5.4, issue 24) becomes a commit of a local bare mirror ``<out>/mirrors/<owner>/<name>.git`` dated at the release
-(``sandbox.sources.from_sdist``); bug candidates (``pipelines.swe.bugs``) are committed on it, each as a
+(``crucible.sandbox.sources.from_sdist``); bug candidates (``crucible.pipelines.swe.bugs``) are committed on it, each as a
 SWE-bench-format row: ``base_commit`` = the bug, ``patch`` = its fix, ``environment_setup_commit`` = the
 release, ``version`` = the table's version, ``created_at`` = the release day, ``test_patch`` = a one-line
 marker on top of each test file that names the function (so the row's test directives are those files, as in a
@@ -43,13 +43,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from pipelines.config import load_config
-from pipelines.store.catalog import query
-from pipelines.swe.bugs import candidates, inject, tests_for
-from pipelines.swe.mirror import commit_patch, ensure_bare_mirror
-from sandbox.api import settings_from_config
-from sandbox.asof import commit_date
-from sandbox.sources import from_sdist
+from crucible.pipelines.config import load_config
+from crucible.pipelines.store.catalog import query
+from crucible.pipelines.swe.bugs import candidates, inject, tests_for
+from crucible.pipelines.swe.mirror import commit_patch, ensure_bare_mirror
+from crucible.sandbox.api import settings_from_config
+from crucible.sandbox.asof import commit_date
+from crucible.sandbox.sources import from_sdist
 
 # (sdist, SWE-bench repo, SWE-bench version, test folder, source paths to mutate): "recent" = 2021-2022 releases
 # (issue 15), "old" = 2018-2020 releases (issue 24: the fixtures under tests/data/swe/old/)

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.config import resolve_section
-from pipelines.options import RunOptions
-from pipelines.options_base import build_section
+from crucible.pipelines.config import resolve_section
+from crucible.pipelines.options import RunOptions
+from crucible.pipelines.options_base import build_section
 
 
 def run_options(run: RunOptions | Mapping) -> RunOptions:

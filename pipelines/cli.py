@@ -10,13 +10,13 @@ import logging
 import pkgutil
 import sys
 
-import pipelines.commands as commands_pkg
-from pipelines.config import ConfigError, load_config, warn_out_dir
+import crucible.pipelines.commands as commands_pkg
+from crucible.pipelines.config import ConfigError, load_config, warn_out_dir
 
 
 def command_modules() -> list[str]:
     """Every ``pipelines/commands/*_cmd.py`` module, sorted: each adds one command group."""
-    return sorted(f"pipelines.commands.{m.name}" for m in pkgutil.iter_modules(commands_pkg.__path__)
+    return sorted(f"crucible.pipelines.commands.{m.name}" for m in pkgutil.iter_modules(commands_pkg.__path__)
                   if m.name.endswith("_cmd"))
 
 

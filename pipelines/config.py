@@ -23,7 +23,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from pipelines.options_base import fill_defaults
+from crucible.pipelines.options_base import fill_defaults
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -35,7 +35,7 @@ class ConfigError(ValueError):
 
 
 def section_schema(section: str) -> dict:
-    text = resources.files("schemas").joinpath(f"config_{section}.json").read_text(encoding="utf-8")
+    text = resources.files("crucible.schemas").joinpath(f"config_{section}.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 
@@ -109,7 +109,7 @@ def _deep_merge(base: dict, over: Mapping) -> dict:
 
 
 def _read_yaml(path: Path) -> dict:
-    from pipelines.textio import InputError, load_yaml, read_text
+    from crucible.pipelines.textio import InputError, load_yaml, read_text
 
     if not path.exists():
         raise ConfigError(f"{path}: config file not found (see {CONFIG_DIR} for the shipped ones)")
@@ -157,7 +157,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set llm.max_concurrency=8")
-    from pipelines.textio import InputError, load_yaml
+    from crucible.pipelines.textio import InputError, load_yaml
 
     try:
         value = load_yaml(raw, f"--set {key.strip()}") if raw != "" else ""
@@ -186,7 +186,7 @@ def _apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
 def _allowed(err: jsonschema.ValidationError) -> str:
     s = err.schema if isinstance(err.schema, dict) else {}
     if err.validator == "additionalProperties":
-        from pipelines.rowcheck import closest
+        from crucible.pipelines.rowcheck import closest
 
         known = sorted(s.get("properties", {}))
         unknown = sorted(k for k in err.instance if k not in known) if isinstance(err.instance, dict) else []
@@ -260,7 +260,7 @@ def out_dir_outside(cfg: Config, cwd: Path | None = None) -> Path | None:
     raw = str(cfg.run.out_dir)
     if "://" in raw:
         return None
-    from pipelines.llm.embedded import cache_root
+    from crucible.pipelines.llm.embedded import cache_root
 
     resolved = Path(raw).expanduser().resolve()
     homes = [(cwd or Path.cwd()).resolve(), cache_root(cfg.dotted("llm.embedded.cache_dir")).resolve()]

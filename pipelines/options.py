@@ -1,10 +1,10 @@
 """Typed options, built once from the validated, defaults-resolved config and passed down.
 
-    from pipelines.options import build_options
+    from crucible.pipelines.options import build_options
     opts = build_options(load_config("browse"))   # Options: frozen, picklable (Beam ships it to workers)
     opts.browse.k, opts.run.out_dir, opts.llm.pool.sticky, opts.rollout_policy
 
-The section classes are generated from ``schemas/config_*.json`` (:mod:`pipelines.options_gen`), a field per
+The section classes are generated from ``schemas/config_*.json`` (:mod:`crucible.pipelines.options_gen`), a field per
 schema property and no defaults of their own. Decisions made once from several sections travel here too:
 ``rollout_policy`` (``browse.policy`` ``auto`` resolved against ``llm.engine``), so no stage reads another
 section to decide it.
@@ -16,9 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from pipelines.options_base import OptionsError, Section, build_section
-from pipelines.options_pipelines import BrowseOptions, SweOptions
-from pipelines.options_shared import LlmOptions, RunOptions, SandboxOptions, SearchOptions, StoreOptions
+from crucible.pipelines.options_base import OptionsError, Section, build_section
+from crucible.pipelines.options_pipelines import BrowseOptions, SweOptions
+from crucible.pipelines.options_shared import (
+    LlmOptions,
+    RunOptions,
+    SandboxOptions,
+    SearchOptions,
+    StoreOptions,
+)
 
 __all__ = ["BrowseOptions", "LlmOptions", "Options", "OptionsError", "PolicyKind", "RunOptions", "SECTION_TYPES",
            "SandboxOptions", "SearchOptions", "Section", "StoreOptions", "SweOptions", "build_options",
@@ -61,11 +67,11 @@ class Options:
 
 
 def build_options(cfg: Mapping) -> Options:
-    """:class:`Options` from a loaded config (:func:`pipelines.config.load_config`: validated, defaults
+    """:class:`Options` from a loaded config (:func:`crucible.pipelines.config.load_config`: validated, defaults
     filled). Raises :class:`OptionsError` when a section does not match its schema's fields."""
     sections = {}
     for name, cls in SECTION_TYPES.items():
         if name not in cfg:
-            raise OptionsError(f"config has no {name!r} section (load it with pipelines.config.load_config)")
+            raise OptionsError(f"config has no {name!r} section (load it with crucible.pipelines.config.load_config)")
         sections[name] = build_section(cls, cfg[name], name)
     return Options(**sections, rollout_policy=rollout_policy(sections["browse"], sections["llm"]))

@@ -1,16 +1,16 @@
 """Generate the typed, frozen config sections from ``schemas/config_*.json``.
 
-    python -m pipelines.options_gen            # rewrite pipelines/options_shared.py and options_pipelines.py
-    python -m pipelines.options_gen --check    # exit 1 when a file is stale (the unit test does the same)
+    python -m crucible.pipelines.options_gen            # rewrite pipelines/options_shared.py and options_pipelines.py
+    python -m crucible.pipelines.options_gen --check    # exit 1 when a file is stale (the unit test does the same)
 
 The shared sections (``configs/defaults.yaml``: run, store, llm, search, sandbox) go to
-:mod:`pipelines.options_shared`, the pipelines' own (browse, swe) to :mod:`pipelines.options_pipelines`.
+:mod:`crucible.pipelines.options_shared`, the pipelines' own (browse, swe) to :mod:`crucible.pipelines.options_pipelines`.
 
 One frozen dataclass per config section and per nested object with ``properties``; a field per schema
 property, typed from the schema (integer -> int, number -> float, array -> tuple, a ``null`` type ->
 ``| None``, an enum of strings -> str, an object without properties -> a mapping). No field has a default:
 defaults live only in the schemas, and options are built from the resolved config
-(:func:`pipelines.options.build_options`).
+(:func:`crucible.pipelines.options.build_options`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ TARGETS = {HERE / "options_shared.py": ("run", "store", "llm", "search", "sandbo
 SCALARS = {"integer": "int", "number": "float", "boolean": "bool", "string": "str"}
 HEADER = '''"""Typed config sections ({names}), GENERATED from schemas/config_*.json.
 
-Do not edit by hand: change the schema and run ``python -m pipelines.options_gen``
+Do not edit by hand: change the schema and run ``python -m crucible.pipelines.options_gen``
 (tests/unit/test_options.py fails while this file is stale).
 """
 
@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.options_base import Section
+from crucible.pipelines.options_base import Section
 '''
 
 
@@ -90,7 +90,7 @@ def classes(schema: dict, path: tuple[str, ...]) -> list[str]:
 
 
 def section_schema(section: str) -> dict:
-    return json.loads(resources.files("schemas").joinpath(f"config_{section}.json").read_text(encoding="utf-8"))
+    return json.loads(resources.files("crucible.schemas").joinpath(f"config_{section}.json").read_text(encoding="utf-8"))
 
 
 def render(sections: tuple[str, ...]) -> str:
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--check" in argv:
         for t in stale():
-            print(f"{t} is stale: run python -m pipelines.options_gen", file=sys.stderr)
+            print(f"{t} is stale: run python -m crucible.pipelines.options_gen", file=sys.stderr)
         return 1 if stale() else 0
     for target, sections in TARGETS.items():
         target.write_text(render(sections), encoding="utf-8")

@@ -1,6 +1,6 @@
 """Typed config sections (run, store, llm, search, sandbox), GENERATED from schemas/config_*.json.
 
-Do not edit by hand: change the schema and run ``python -m pipelines.options_gen``
+Do not edit by hand: change the schema and run ``python -m crucible.pipelines.options_gen``
 (tests/unit/test_options.py fails while this file is stale).
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.options_base import Section
+from crucible.pipelines.options_base import Section
 
 
 @dataclass(frozen=True)

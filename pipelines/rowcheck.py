@@ -23,7 +23,7 @@ from functools import cache
 
 import jsonschema
 
-from pipelines.textio import InputError, JSONSyntaxError, loads
+from crucible.pipelines.textio import InputError, JSONSyntaxError, loads
 
 
 class RowError(InputError):
@@ -34,7 +34,7 @@ class RowError(InputError):
 def _validator(schema_name: str) -> jsonschema.protocols.Validator:
     # lazy on purpose: store.records loads pyarrow (measured 0.15 s of its 0.22 s import); a row check needs
     # only the resolved JSON schema, and `crucible` commands that check rows need not load Arrow first
-    from pipelines.store.records import resolved_schema
+    from crucible.pipelines.store.records import resolved_schema
 
     schema = resolved_schema(f"{schema_name}.json")
     return jsonschema.Draft202012Validator(schema)

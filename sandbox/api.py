@@ -11,15 +11,15 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.asof import default_as_of
-from sandbox.container import Limits
-from sandbox.envbuild import ensure_env
-from sandbox.hostenv import find_ca_bundle, host_debian_mirror, host_pip_env
-from sandbox.images import DEFAULT_APT_PACKAGES, BaseSpec, EnvSpec, ensure_base
-from sandbox.recipes import infer_recipe, load_override
-from sandbox.registry import registry_of, shared_image
-from sandbox.sources import export_tree
-from sandbox.testrun import run_suite
+from crucible.sandbox.asof import default_as_of
+from crucible.sandbox.container import Limits
+from crucible.sandbox.envbuild import ensure_env
+from crucible.sandbox.hostenv import find_ca_bundle, host_debian_mirror, host_pip_env
+from crucible.sandbox.images import DEFAULT_APT_PACKAGES, BaseSpec, EnvSpec, ensure_base
+from crucible.sandbox.recipes import infer_recipe, load_override
+from crucible.sandbox.registry import registry_of, shared_image
+from crucible.sandbox.sources import export_tree
+from crucible.sandbox.testrun import run_suite
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +88,7 @@ def base_spec(settings: Settings, python: str) -> BaseSpec:
 
 def build_base(client, settings: Settings, python: str, force: bool = False) -> dict:
     """The base image on ``client``'s engine: there already, pulled from ``settings.registry``, or built (and
-    pushed there); ``res["registry"]`` says which (:func:`sandbox.registry.shared_image`)."""
+    pushed there); ``res["registry"]`` says which (:func:`crucible.sandbox.registry.shared_image`)."""
     spec = base_spec(settings, python)
     with shared_image(client, registry_of(settings.registry, settings.cache_dir / "locks"), spec.image,
                       spec.key) as note:
@@ -100,8 +100,8 @@ def build_base(client, settings: Settings, python: str, force: bool = False) -> 
 def plan_env(settings: Settings, tree: Path, name: str, recipe: tuple[dict, dict] | None = None,
              date: str | None = None) -> EnvSpec:
     """The env spec for the tree at ``tree``: with ``recipe`` = (recipe, inputs) given (e.g. SWE-bench's, see
-    ``pipelines.swe.swebench_specs``) that one, else the inferred recipe with any per-repo override, resolved
-    as of ``date`` (the source's, ``sandbox.asof.source_date``) when it is older than
+    ``crucible.pipelines.swe.swebench_specs``) that one, else the inferred recipe with any per-repo override, resolved
+    as of ``date`` (the source's, ``crucible.sandbox.asof.source_date``) when it is older than
     ``sandbox.as_of_min_age_days``. ``inputs`` maps the files the recipe read to their sha256; both are
     hashed into the env key."""
     if recipe is not None:
@@ -117,7 +117,7 @@ def build_env(client, settings: Settings, tree: Path, name: str, force: bool = F
               recipe: tuple[dict, dict] | None = None, date: str | None = None) -> tuple[EnvSpec, dict]:
     """Base (built or reused) + env (built or reused) for the exported tree ``tree`` (no .git needed);
     ``recipe`` and ``date`` as in :func:`plan_env`. With ``sandbox.reuse_envs`` a new env is first built on top
-    of the nearest earlier env of the same ``name`` (``res["reused_from"]``; :mod:`sandbox.reuse`)."""
+    of the nearest earlier env of the same ``name`` (``res["reused_from"]``; :mod:`crucible.sandbox.reuse`)."""
     spec = plan_env(settings, tree, name, recipe, date)
     base = build_base(client, settings, spec.base.python)
     with shared_image(client, registry_of(settings.registry, settings.cache_dir / "locks"), spec.image,

@@ -2,7 +2,7 @@
 
 :func:`source_date`: the day of a checkout (its commit, else its sdist's PKG-INFO, else the index's upload
 date); :func:`default_as_of`: the as-of cut-off a source that old gets by default
-(``sandbox.as_of_min_age_days``; the cut-off itself is ``sandbox.ladder.as_of_for``).
+(``sandbox.as_of_min_age_days``; the cut-off itself is ``crucible.sandbox.ladder.as_of_for``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sandbox.ladder import as_of_for
-from sandbox.sources import pkg_info_day
+from crucible.sandbox.ladder import as_of_for
+from crucible.sandbox.sources import pkg_info_day
 
 
 def source_date(checkout: Path, lookup=None) -> str | None:

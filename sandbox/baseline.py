@@ -10,8 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from sandbox.recipes import install_script, test_script
-from sandbox.testrun import TestRun, reconcile
+from crucible.sandbox.recipes import install_script, test_script
+from crucible.sandbox.testrun import TestRun, reconcile
 
 
 def find_host_python(version: str) -> str | None:

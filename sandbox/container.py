@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.store import fsio
-from sandbox.tarballs import tar_bytes, tar_tree, untar_files
+from crucible.pipelines.store import fsio
+from crucible.sandbox.tarballs import tar_bytes, tar_tree, untar_files
 
 log = logging.getLogger(__name__)
 

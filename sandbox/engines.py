@@ -14,7 +14,7 @@ goes away.
   drained; as Beam metrics (:func:`report_engine_metrics`) and a stats file per pool
   (``<run.out_dir>/stats/engine_pool/*.json``) that ``crucible stats`` sums.
 
-Images move between engines through the registry (:mod:`sandbox.registry`), not through the pool.
+Images move between engines through the registry (:mod:`crucible.sandbox.registry`), not through the pool.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from pipelines.store import fsio
+from crucible.pipelines.store import fsio
 
 log = logging.getLogger(__name__)
 STATS_VERSION = 1
@@ -42,7 +42,7 @@ class NoEngineLeft(RuntimeError):
 @dataclass(frozen=True)
 class EngineSpec:
     name: str
-    host: str | None  # None: DOCKER_HOST or the local socket (sandbox.engine.ensure_engine)
+    host: str | None  # None: DOCKER_HOST or the local socket (crucible.sandbox.engine.ensure_engine)
     capacity: int
     tls: dict | None  # {"ca", "cert", "key"} file paths for tcp:// with --tlsverify
 
@@ -67,7 +67,7 @@ def connect_engine(spec: EngineSpec, timeout: int = 120):
     """A docker SDK client for ``spec`` that answered a ping (TLS client certificates for ``tcp://``)."""
     import docker
 
-    from sandbox.engine import ensure_engine
+    from crucible.sandbox.engine import ensure_engine
 
     if spec.host is None:
         return ensure_engine(allow_start=True)[0]

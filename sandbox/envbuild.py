@@ -1,7 +1,7 @@
-"""Env images: a base plus the repo's dependencies, installed by its recipe (``sandbox.recipes``) as the
-unprivileged sandbox user, then committed under the :class:`sandbox.images.EnvSpec` key. With reuse
+"""Env images: a base plus the repo's dependencies, installed by its recipe (``crucible.sandbox.recipes``) as the
+unprivileged sandbox user, then committed under the :class:`crucible.sandbox.images.EnvSpec` key. With reuse
 (``sandbox.reuse_envs``) a missing env is first built on top of the nearest earlier env of the same repo
-(:mod:`sandbox.reuse`), then from the base when that fails. ``pip check`` after the install is recorded
+(:mod:`crucible.sandbox.reuse`), then from the base when that fails. ``pip check`` after the install is recorded
 (label ``crucible.pip_check``); on top of a parent a broken set gives the build up."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import docker
 
-from sandbox.images import (
+from crucible.sandbox.images import (
     DEFAULT_BASE_PIP,
     IMAGE_REPO,
     WORKDIR,
@@ -27,9 +27,9 @@ from sandbox.images import (
     image_exists,
     run_build_step,
 )
-from sandbox.recipes import MARK, install_script, parse_install_log
-from sandbox.reuse import carried_packages, choose_parent, day, env_candidates
-from sandbox.tarballs import SANDBOX_UID
+from crucible.sandbox.recipes import MARK, install_script, parse_install_log
+from crucible.sandbox.reuse import carried_packages, choose_parent, day, env_candidates
+from crucible.sandbox.tarballs import SANDBOX_UID
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,10 @@ def ensure_env(client, spec: EnvSpec, repo_dir: Path, *, ca_bundle: str | None, 
                timeout_s: int = 1800, force: bool = False, date: str | None = None, reuse: bool = False) -> dict:
     """Build the env image (deps installed by the recipe) unless one with its key exists. With ``reuse``,
     a missing image is first built on top of the nearest earlier env of the same repo (``date``: the
-    source's; :mod:`sandbox.reuse`), falling back to the base when that install fails. The result has
+    source's; :mod:`crucible.sandbox.reuse`), falling back to the base when that install fails. The result has
     ``reused_from`` (the parent image, or None; on a cache hit the image's own label) and
     ``reuse_failed`` (why the install on top was given up, or None) and ``carried`` (packages there only
-    because the parent had them, :func:`sandbox.reuse.carried_packages`; label ``crucible.carried``)."""
+    because the parent had them, :func:`crucible.sandbox.reuse.carried_packages`; label ``crucible.carried``)."""
     t0 = time.monotonic()
     if not force and not image_exists(client, spec.image):
         # same key under another repo name (e.g. an sdist and its git mirror): reuse it under this name too

@@ -1,4 +1,4 @@
-"""Disk accounting and garbage collection of sandbox images (split from ``sandbox.images``): list the
+"""Disk accounting and garbage collection of sandbox images (split from ``crucible.sandbox.images``): list the
 images Crucible built (by their ``crucible.*`` labels), ``docker system df`` by kind, and a pure
 :func:`plan_gc` deciding which env/base images to remove."""
 

@@ -5,7 +5,7 @@
   pullable; otherwise bootstrapped locally with ``debootstrap --variant=minbase`` from the Debian mirror
   the host's apt uses, then ``docker import``.
 - **Env** (:class:`EnvSpec`): base + the repo's dependencies installed by a recipe (see
-  ``sandbox.recipes``; built by :mod:`sandbox.envbuild`). The key hashes the base key, the recipe and the contents of every file the
+  ``crucible.sandbox.recipes``; built by :mod:`crucible.sandbox.envbuild`). The key hashes the base key, the recipe and the contents of every file the
   recipe read (requirements, setup.cfg, pyproject, tox.ini ...). The repo itself is removed from
   /testbed before commit; instances copy it in again.
 
@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sandbox.tarballs import SANDBOX_UID, tar_bytes, tar_tree
+from crucible.sandbox.tarballs import SANDBOX_UID, tar_bytes, tar_tree
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The error-driven repair ladder: read a build or test log, name the one change that should fix what it
 shows, and apply it to the recipe. Pure functions (log text in, :class:`Rung` out; recipe in, recipe out);
-the loop that builds, runs and climbs is ``sandbox.repair``.
+the loop that builds, runs and climbs is ``crucible.sandbox.repair``.
 
 Each rung keeps the log line that triggered it, so a recipe records why it differs from the inferred one,
 and a source the ladder could not fix names the last rung and the line that decided it. The tables mapping
@@ -18,14 +18,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from importlib import resources
 
-from sandbox.ladder_extras import extra_providing
+from crucible.sandbox.ladder_extras import extra_providing
 
 
 class RungKind(str, enum.Enum):
     APT_PACKAGE = "apt_package"  # a missing C header, library or build program -> its Debian package
     PYTEST_PLUGIN = "pytest_plugin"  # an unknown fixture, option, marker or ini key -> the plugin
     INSTALL_MODULE = "install_module"  # ModuleNotFoundError -> the distribution providing the module
-    INSTALL_EXTRA = "install_extra"  # ... where a declared extra requires it -> that extra (sandbox.ladder_extras)
+    INSTALL_EXTRA = "install_extra"  # ... where a declared extra requires it -> that extra (crucible.sandbox.ladder_extras)
     NEXT_EXTRA = "next_extra"  # the package has no such extra -> the next declared one (or none)
     AS_OF_DATE = "as_of_date"  # today's releases do not resolve or broke an API -> releases as of the source date
     OLDER_PYTHON = "older_python"  # syntax the base's Python rejects, or requires-python excludes it
@@ -69,7 +69,7 @@ class Rung:
 @functools.cache
 def table(name: str) -> dict:
     """A data table from ``sandbox/data/<name>.json`` (``_doc`` keys dropped)."""
-    data = json.loads(resources.files("sandbox").joinpath("data", f"{name}.json").read_text(encoding="utf-8"))
+    data = json.loads(resources.files("crucible.sandbox").joinpath("data", f"{name}.json").read_text(encoding="utf-8"))
     return {k: v for k, v in data.items() if k != "_doc"}
 
 
@@ -113,7 +113,7 @@ AS_OF = re.compile(r"(ResolutionImpossible.*|No matching distribution found for 
                    r"ImportError: cannot import name '\w+' from '([\w.]+)'.*|"
                    r"AttributeError: module '([\w.]+)' has no attribute .*|"
                    r"pkg_resources\.VersionConflict.*|Failed building wheel for .*|Failed to build .*)")
-# a run that never started (pytest's deciding line: sandbox.startup), and what it names
+# a run that never started (pytest's deciding line: crucible.sandbox.startup), and what it names
 REQUIRED_PLUGINS = re.compile(r"Missing required plugins: (.+)")
 PLUGIN_IMPORT = re.compile(r"Error importing plugin \"([\w.-]+)\": No module named '([\w.]+)'")
 INVALID_CHOICE = re.compile(r"error: argument (-[\w-]+)(?:/-[\w-]+)*: invalid choice: .*")
@@ -132,7 +132,7 @@ TRIGGER_ANY = re.compile("|".join(p.pattern for p in (
 def trigger_lines(text: str, limit: int = 200) -> list[str]:
     """The lines of a log any rung could act on (deduplicated, in order, at most ``limit``); a SyntaxError line
     comes with the source line it shows just before it (which Python the syntax needs: ``startup.syntax_needs``)."""
-    from sandbox.startup import code_line
+    from crucible.sandbox.startup import code_line
 
     out: list[str] = []
     raw = text.splitlines()
@@ -292,7 +292,7 @@ def _python_rungs(lines: list[str], recipe: dict, pythons: tuple[str, ...], add)
     """The Python the first syntax error asks for (``startup.syntax_needs`` on the source line it shows):
     the first available base that has a later syntax, else the next older base (Python 2 code, an old
     pytest on a new Python, a C extension of an older C-API)."""
-    from sandbox.startup import syntax_needs
+    from crucible.sandbox.startup import syntax_needs
 
     older = [p for p in sorted(pythons, key=_vt) if _vt(p) < _vt(recipe["python"])]
     newer = [p for p in sorted(pythons, key=_vt) if _vt(p) > _vt(recipe["python"])]
@@ -321,7 +321,7 @@ def as_of_for(source_date: str) -> str:
 
 def next_extra(recipe: dict) -> str | None:
     """The next test-ish extra the package declares after the current one, or None (install without one)."""
-    from sandbox.repofacts import EXTRA_PREFERENCE
+    from crucible.sandbox.repofacts import EXTRA_PREFERENCE
 
     src = recipe.get("sources") or {}
     declared, current = src.get("extras_declared") or [], src.get("extra")
@@ -359,7 +359,7 @@ def apply_rung(recipe: dict, rung: Rung) -> dict:
                 s["name"] = f"package[{new}]" if new else "package"
         r["sources"]["extra"] = new
     elif k is RungKind.AS_OF_DATE:
-        from sandbox.repofacts import floor_as_of
+        from crucible.sandbox.repofacts import floor_as_of
 
         r["as_of"] = floor_as_of(rung.arg, r["python"])
     elif k in (RungKind.OLDER_PYTHON, RungKind.NEWER_PYTHON):
@@ -384,7 +384,7 @@ def apply_rung(recipe: dict, rung: Rung) -> dict:
 
 
 def label_rung(recipe: Mapping, held: Mapping | None) -> Rung | None:
-    """For validation of a row with given labels (``held``: :func:`pipelines.swe.labels.labels_hold`): the
+    """For validation of a row with given labels (``held``: :func:`crucible.pipelines.swe.labels.labels_hold`): the
     newest test runner when some given labels name tests this env never collected and the recipe is Crucible's
     inference (SWE-bench's own recipe is its labelling env: nothing to try) that has not tried it yet. The
     caller builds the env with it, validates again and keeps whichever env holds more of the given labels."""

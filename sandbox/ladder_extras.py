@@ -2,7 +2,7 @@
 ``No module named 'simplejson'`` where ``setup.py`` declares ``'reco': ['python-dateutil', 'simplejson']``
 assumes the whole extra, not the one module (marshmallow 2.19: its conftest imports simplejson, and
 ``test_from_datestring`` needs python-dateutil from the same extra; installing simplejson alone starts the
-suite and leaves that test failing). The ladder (``sandbox.ladder.candidates``) then prefers the extra's rung
+suite and leaves that test failing). The ladder (``crucible.sandbox.ladder.candidates``) then prefers the extra's rung
 to the module's.
 
 :func:`extra_requirements` is pure over the tree's files: ``[project.optional-dependencies]`` of
@@ -17,8 +17,8 @@ import configparser
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from sandbox.repofacts import req_name
-from sandbox.testfacts import file_text, tomllib
+from crucible.sandbox.repofacts import req_name
+from crucible.sandbox.testfacts import file_text, tomllib
 
 
 def _norm(name: str) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from sandbox.repofacts import (  # noqa: F401  (re-exported: pipelines.swe.swebench_specs and tests use them)
+from crucible.sandbox.repofacts import (  # noqa: F401  (re-exported: crucible.pipelines.swe.swebench_specs and tests use them)
     EXTRA_PREFERENCE,
     RecipeError,
     build_requires,
@@ -43,7 +43,7 @@ from sandbox.repofacts import (  # noqa: F401  (re-exported: pipelines.swe.swebe
     tox_info,
     tox_versions,
 )
-from sandbox.testfacts import find_test_files, pytest_config, pytest_configured, test_paths  # noqa: F401
+from crucible.sandbox.testfacts import find_test_files, pytest_config, pytest_configured, test_paths  # noqa: F401
 
 RECIPE_VERSION = 1
 INSTALLED_PINS = "/tmp/crucible-installed.txt"
@@ -69,7 +69,7 @@ def _q(s: str) -> str:
 def config_plugins(cfg: dict, ini_keys: list[str]) -> list[str]:
     """Distributions the repo's pytest configuration assumes: plugins named by its ``addopts`` options
     (``--cov`` -> pytest-cov) and ini keys (``timeout`` -> pytest-timeout), from sandbox/data/pytest_plugins.json."""
-    from sandbox.ladder import table
+    from crucible.sandbox.ladder import table
 
     plugins = table("pytest_plugins")
     out: list[str] = []
@@ -86,10 +86,10 @@ def config_plugins(cfg: dict, ini_keys: list[str]) -> list[str]:
 
 def _import_names(modules: frozenset[str]) -> frozenset[str]:
     """Canonical names of imported modules plus of the distributions that provide them where the two differ
-    (``socks`` -> ``pysocks``), as :func:`sandbox.repofacts.dev_test_deps` compares them."""
+    (``socks`` -> ``pysocks``), as :func:`crucible.sandbox.repofacts.dev_test_deps` compares them."""
     from packaging.utils import canonicalize_name
 
-    from sandbox.ladder import table
+    from crucible.sandbox.ladder import table
 
     dists = {canonicalize_name(k): v for k, v in table("import_dists").items() if isinstance(v, str)}
     return modules | {canonicalize_name(dists[m]) for m in modules if m in dists}
@@ -196,7 +196,7 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
         dev_test_deps(repo, _import_names(test_imports(repo, tests)), named - {""})
     if tdeps_declared:
         install.append(_test_deps_step(tdeps_declared))
-    from sandbox.testfacts import pytest_ini_keys
+    from crucible.sandbox.testfacts import pytest_ini_keys
 
     cplugins = config_plugins(pcfg, pytest_ini_keys(repo, pcfg["file"]))
     if cplugins:
@@ -237,7 +237,7 @@ def load_override(name: str, repos_dir: Path) -> dict | None:
     ``match`` list contains the name (case-insensitive). Unknown top-level keys are errors."""
     if not repos_dir.is_dir():
         return None
-    from pipelines.textio import InputError, read_text
+    from crucible.pipelines.textio import InputError, read_text
 
     for p in sorted(repos_dir.glob("*.yaml")):
         try:
@@ -362,7 +362,7 @@ def test_script(recipe: dict, junit_path: str, extra_args: list[str] | None = No
                      f"{{ tail -20 /tmp/crucible-reinstall.log; echo '{MARK} reinstall failed'; exit 98; }}")
     plugins = ""
     if not autoload:
-        from sandbox.plugins import plugin_lines
+        from crucible.sandbox.plugins import plugin_lines
 
         lines += plugin_lines(_q)
         plugins = "$CRUCIBLE_PLUGINS "  # unquoted on purpose: "-p mod" pairs, names checked by the script

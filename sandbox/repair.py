@@ -1,5 +1,5 @@
 """Build -> test -> read the logs -> climb one rung -> again, until the clean suite mostly passes or the
-ladder has nothing left (``sandbox.ladder`` decides each rung; this module only loops).
+ladder has nothing left (``crucible.sandbox.ladder`` decides each rung; this module only loops).
 
 :func:`attempt` returns a plain dict (one ``sandbox_surveys`` row without the ids): the funnel stage
 reached, the rungs used (each with the log line that triggered it) and, for a source that stopped short,
@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox import api, envbuild, testrun
-from sandbox.asof import default_as_of
-from sandbox.images import BuildError, EnvSpec
-from sandbox.ladder import Phase, apply_rung, candidates, deciding_line, trigger_lines
-from sandbox.recipes import RecipeError, funnel_stage, infer_recipe, load_override
+from crucible.sandbox import api, envbuild, testrun
+from crucible.sandbox.asof import default_as_of
+from crucible.sandbox.images import BuildError, EnvSpec
+from crucible.sandbox.ladder import Phase, apply_rung, candidates, deciding_line, trigger_lines
+from crucible.sandbox.recipes import RecipeError, funnel_stage, infer_recipe, load_override
 
 
 def local_modules(tree: Path, limit: int = 20000) -> frozenset[str]:

@@ -1,6 +1,6 @@
 """Facts read from a repo's files (pure, no network): Python versions it allows, extras, requirements
 files, tox/nox deps, build requirements, whether installs leave generated files. Where its tests are and
-what its pytest configuration says: :mod:`sandbox.testfacts`.
+what its pytest configuration says: :mod:`crucible.sandbox.testfacts`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import configparser
 import re
 from pathlib import Path
 
-from sandbox.testfacts import file_text, ini_section, tomllib
+from crucible.sandbox.testfacts import file_text, ini_section, tomllib
 
 EXTRA_PREFERENCE = ("test", "tests", "testing", "dev")
 REQ_GLOBS = ("requirements.txt", "requirements/*.txt", "requirements-*.txt", "requirements_*.txt",

@@ -1,6 +1,6 @@
 """Env reuse: build a new commit's env on top of the nearest earlier env of the same repo.
 
-When no image with an env spec's key exists, :func:`sandbox.envbuild.ensure_env` first looks for a *parent*:
+When no image with an env spec's key exists, :func:`crucible.sandbox.envbuild.ensure_env` first looks for a *parent*:
 an env image of the same repo name and base (same Python, distro, base packages) whose recipe is
 compatible, made for a source dated no later than this one. The same install script then runs on the
 parent instead of the bare base, so pip skips every requirement the parent already satisfies; the result
@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 
-from sandbox.recipes import MARK
+from crucible.sandbox.recipes import MARK
 
 # each reuse adds a layer (two with an apt stage) and may carry packages the new commit does not need:
 # a chain stops after this many envs built on top of one another and the next build starts from the base

@@ -8,8 +8,8 @@ about the Python the code needs. Pure functions over log text, tested on golden 
 traceback: ``ImportError: Error importing plugin ...``), the exception that stopped a conftest
 (``ImportError while loading conftest '...'`` then ``E   ModuleNotFoundError: ...``) or the first test module
 that failed to collect, no pytest at all (``No module named pytest``), an internal error, and otherwise the
-last exception line or the last line. The verdict of the run (``sandbox.testrun``) quotes it; the repair
-ladder (``sandbox.ladder``) reads the same lines.
+last exception line or the last line. The verdict of the run (``crucible.sandbox.testrun``) quotes it; the repair
+ladder (``crucible.sandbox.ladder``) reads the same lines.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ misbehaved: never started, forged summary, exit code contradicts outcomes, crash
 of what its console output claims.
 
 :func:`reconcile` is pure (log, XML, exit code in; verdict out) and is tested on recorded logs. A run that stopped
-before its tests quotes pytest's deciding line (:mod:`sandbox.startup`); JUnit cases that share a node id are
+before its tests quotes pytest's deciding line (:mod:`crucible.sandbox.startup`); JUnit cases that share a node id are
 counted with their multiplicity (:func:`collisions`).
 """
 
@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sandbox.parsers import (
+from crucible.sandbox.parsers import (
     OLD_INSTANCE_RE,
     count_statuses,
     junit_cases,
@@ -27,7 +27,7 @@ from sandbox.parsers import (
     parse_summary_counts,
     subtest_failures,
 )
-from sandbox.startup import startup_error
+from crucible.sandbox.startup import startup_error
 
 PASSING = ("PASSED", "XPASS")
 FAILING = ("FAILED", "ERROR")
@@ -57,7 +57,7 @@ class TestRun:
     log_tail: str = ""
     rw_bytes: int = 0
     trigger_lines: list[str] = field(default_factory=list)  # lines of the whole log the repair ladder acts on
-    deciding_line: str = ""  # a run stopped before its tests: pytest's line that says why (sandbox.startup)
+    deciding_line: str = ""  # a run stopped before its tests: pytest's line that says why (crucible.sandbox.startup)
     reconciled: str = ""  # ok despite JUnit's per-id outcomes: cases that share a node id (:func:`collisions`)
 
     @property
@@ -263,8 +263,8 @@ def run_tests(client, image: str, repo_dir: Path, recipe: dict, *, limits=None, 
               autoload: bool = False, junit_path: str | None = None) -> TestRun:
     """One test run of ``recipe`` in a fresh container from ``image`` with ``repo_dir`` copied to /testbed.
     The JUnit path is random per run so the suite cannot pre-write it by name."""
-    from sandbox.container import Limits, run_in_container
-    from sandbox.recipes import test_script
+    from crucible.sandbox.container import Limits, run_in_container
+    from crucible.sandbox.recipes import test_script
 
     limits = limits or Limits()
     junit_path = junit_path or f"/tmp/crucible-junit-{secrets.token_hex(8)}.xml"
@@ -277,13 +277,13 @@ def run_tests(client, image: str, repo_dir: Path, recipe: dict, *, limits=None, 
                     seconds=out.seconds)
     run.rw_bytes = out.rw_bytes
     if not run.ok or run.counts.get("FAILED", 0) + run.counts.get("ERROR", 0):
-        from sandbox.ladder import trigger_lines
+        from crucible.sandbox.ladder import trigger_lines
 
         run.trigger_lines = trigger_lines(out.log)
     parser = recipe.get("log_parser")
     if parser and parser != "pytest_rA" and run.tests_swebench:
         # SWE-bench grades some repos with a variant of its -rA parser (ids normalised differently)
-        from sandbox.parsers import get_parser
+        from crucible.sandbox.parsers import get_parser
 
         run.tests_swebench = get_parser(parser)(out.log)
     return run

@@ -1,7 +1,7 @@
 """Workspaces: where an agent's commands run and its files are read and written. Anything with
 ``root``, ``exec(command, timeout_s) -> (exit_code, output)``, ``read_file(path) -> bytes`` and
 ``write_file(path, data)`` is one. The real one is :class:`ContainerWorkspace` over a
-:class:`sandbox.container.Sandbox` (an env image, the repo at /testbed, no network, limits);
+:class:`crucible.sandbox.container.Sandbox` (an env image, the repo at /testbed, no network, limits);
 :class:`LocalWorkspace` runs in a host directory (unit tests only).
 
 :func:`init_baseline` snapshots the starting tree in a throwaway git repo; :func:`workspace_diff` is the

@@ -6,10 +6,10 @@
 # Train and validation on the same file only for a first try; split it for real runs.
 set -euo pipefail
 DATA=${1:?usage: $0 VERL_PARQUET [extra verl overrides...]}; shift
-KIT=$(python -c 'import pipelines.integrations.verl as k; print(k.KIT_DIR)')
+KIT=$(python -c 'import crucible.pipelines.integrations.verl as k; print(k.KIT_DIR)')
 MODEL=${MODEL:-Qwen/Qwen2.5-3B-Instruct}
 # browse.max_turns (Crucible) and max_assistant_turns (verl) must agree: the tools' turn note counts it
-TURNS=$(python -c 'from pipelines.config import load_config; print(load_config("browse")["browse"]["max_turns"])')
+TURNS=$(python -c 'from crucible.pipelines.config import load_config; print(load_config("browse")["browse"]["max_turns"])')
 python -m verl.trainer.main_ppo \
   algorithm.adv_estimator=grpo \
   data.train_files="$DATA" data.val_files="$DATA" data.return_raw_chat=True \

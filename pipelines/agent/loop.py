@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pipelines.agent.tools import Observation, Tool
+from crucible.pipelines.agent.tools import Observation, Tool
 
 
 @dataclass
@@ -159,7 +159,7 @@ def observation_text(content: str, *, max_chars: int, repeat_note: str | None = 
                      turn_note: str = "", turn: int = 1, max_turns: int = 1) -> str:
     """The tool-result text a policy sees: the observation cut to ``max_chars``, then the repeat note (a call
     identical to an earlier one), the suffix and the turn note (``{turn}``, ``{max_turns}``, ``{left}``).
-    One form for rollouts, the SFT rows made of them and verl's tools (``pipelines.integrations.verl``)."""
+    One form for rollouts, the SFT rows made of them and verl's tools (``crucible.pipelines.integrations.verl``)."""
     text = content
     if len(text) > max_chars:
         text = text[:max_chars] + f"\n[truncated: {len(content)} characters in all]"

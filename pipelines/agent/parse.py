@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipelines.llm.toolcalls import parse_text_tool_calls
+from crucible.pipelines.llm.toolcalls import parse_text_tool_calls
 
 _ROLE = re.compile(r"^<\|(system|user|assistant)\|>\n", re.M)
 _TAG = re.compile(r"<(think|tool_call|tool_response|answer)>(.*?)(?:</\1>|(?=<(?:think|tool_call|tool_response|answer)>)|\Z)",

@@ -24,7 +24,7 @@ class Observation:
 
 @runtime_checkable
 class Tool(Protocol):
-    """Also satisfies ``pipelines.agent.loop.Tool`` (``openai_schema()`` + ``call``)."""
+    """Also satisfies ``crucible.pipelines.agent.loop.Tool`` (``openai_schema()`` + ``call``)."""
 
     name: str
 

@@ -1,13 +1,13 @@
 """Stable entry points for the browse environment (used by ``make synth-browse``).
 
-    from pipelines.browse.api import load_kg, open_environment
+    from crucible.pipelines.browse.api import load_kg, open_environment
     graph = load_kg(cfg)                      # Graph (built into the cache on first use)
     env = open_environment(cfg)               # BrowseEnv over the configured backend
     session = env.session(forbidden_texts=[question])
-    session.tools                             # [search, visit] (pipelines.agent.tools.Tool)
+    session.tools                             # [search, visit] (crucible.pipelines.agent.tools.Tool)
 
-Everything takes the typed ``search`` section (:class:`pipelines.options.SearchOptions`), the typed
-:class:`pipelines.options.Options`, or a loaded config (its ``search`` section is typed once here); None
+Everything takes the typed ``search`` section (:class:`crucible.pipelines.options.SearchOptions`), the typed
+:class:`crucible.pipelines.options.Options`, or a loaded config (its ``search`` section is typed once here); None
 loads the shipped defaults. Nothing happens at import.
 """
 
@@ -21,12 +21,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipelines.browse.kg.build import KGOptions, cache_root, ensure_graph, graph_key
-from pipelines.browse.kg.executor import Formalization, count_answers, execute, is_unique  # noqa: F401
-from pipelines.browse.kg.model import Graph, read_graph
-from pipelines.config import load_config, resolve_section
-from pipelines.options import Options, SearchOptions
-from pipelines.options_base import build_section
+from crucible.pipelines.browse.kg.build import KGOptions, cache_root, ensure_graph, graph_key
+from crucible.pipelines.browse.kg.executor import Formalization, count_answers, execute, is_unique  # noqa: F401
+from crucible.pipelines.browse.kg.model import Graph, read_graph
+from crucible.pipelines.config import load_config, resolve_section
+from crucible.pipelines.options import Options, SearchOptions
+from crucible.pipelines.options_base import build_section
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ def load_kg(cfg: Any = None, progress=log.info) -> Graph:
 
 
 def corpus_dir(cfg: Any = None) -> Path:
-    from pipelines.browse.corpus import CORPUS_CODE_VERSION
-    from pipelines.browse.index import INDEX_CODE_VERSION
+    from crucible.pipelines.browse.corpus import CORPUS_CODE_VERSION
+    from crucible.pipelines.browse.index import INDEX_CODE_VERSION
 
     s = search_options(cfg)
     if s.local.dir:
@@ -76,8 +76,8 @@ def corpus_dir(cfg: Any = None) -> Path:
 
 def build_corpus(pages, out_dir: str | os.PathLike, extra_manifest: dict | None = None) -> str:
     """Write ``pages.parquet`` + tantivy ``index/`` + ``corpus.json`` (last; marks completion)."""
-    from pipelines.browse.corpus import write_pages
-    from pipelines.browse.index import build_index
+    from crucible.pipelines.browse.corpus import write_pages
+    from crucible.pipelines.browse.index import build_index
 
     pages = list(pages)
     d = Path(out_dir)
@@ -87,7 +87,7 @@ def build_corpus(pages, out_dir: str | os.PathLike, extra_manifest: dict | None 
 
 def ensure_corpus(cfg: Any = None, force: bool = False, progress=log.info) -> Path:
     """The local corpus directory, rendered from the graph (or read from ``search.local.pages``)."""
-    from pipelines.browse.corpus import read_pages_jsonl, render_pages
+    from crucible.pipelines.browse.corpus import read_pages_jsonl, render_pages
 
     s = search_options(cfg)
     d = corpus_dir(s)
@@ -109,7 +109,7 @@ def ensure_corpus(cfg: Any = None, force: bool = False, progress=log.info) -> Pa
 
 
 def make_http(section: Any):
-    from pipelines.browse.search.live import HttpClient
+    from crucible.pipelines.browse.search.live import HttpClient
 
     http = search_options(section).http
     return HttpClient(timeout_s=float(http.timeout_s), max_retries=int(http.max_retries),
@@ -118,8 +118,8 @@ def make_http(section: Any):
 
 def make_backend(cfg: Any = None, progress=log.info):
     """The configured backend. Live backends check their API key here (clear error at start)."""
-    from pipelines.browse.search import live
-    from pipelines.browse.search.backends import BackendConfigError, FrozenBackend, LocalBackend
+    from crucible.pipelines.browse.search import live
+    from crucible.pipelines.browse.search.backends import BackendConfigError, FrozenBackend, LocalBackend
 
     s = search_options(cfg)
     name = s.backend
@@ -144,7 +144,7 @@ def make_backend(cfg: Any = None, progress=log.info):
 
 
 def make_cache(cfg: Any = None):
-    from pipelines.browse.search.cache import ToolCache
+    from crucible.pipelines.browse.search.cache import ToolCache
 
     s = search_options(cfg)
     if not s.cache.enabled:
@@ -153,8 +153,8 @@ def make_cache(cfg: Any = None):
 
 
 def open_environment(cfg: Any = None, backend=None, cache=None, forbidden_texts=(), progress=log.info):
-    """A :class:`~pipelines.browse.search.env.BrowseEnv` from config (backend/cache may be given)."""
-    from pipelines.browse.search.env import BrowseEnv
+    """A :class:`~crucible.pipelines.browse.search.env.BrowseEnv` from config (backend/cache may be given)."""
+    from crucible.pipelines.browse.search.env import BrowseEnv
 
     s = search_options(cfg)
     return BrowseEnv(

@@ -11,7 +11,7 @@ pipeline. The hard lines (must be 0 / must hold for a store to be trusted):
   recomputed from the row alone (repeated identical tool calls, a forced final answer, no observation
   containing the answer);
 - ``findability``: questions without a findable entry (must be 0) and the share of findable clues (at least
-  ``FINDABLE_CLUE_SHARE_MIN``), recomputed by :func:`pipelines.browse.findable.audit_findability` from the
+  ``FINDABLE_CLUE_SHARE_MIN``), recomputed by :func:`crucible.pipelines.browse.findable.audit_findability` from the
   stored queries: re-run against the search backend when one is given (``source: rerun``), else from the
   stored ranks (``source: stored``); the verdicts come from the ranks either way, not from the row's flags.
 
@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from pipelines.browse.audit_checks import (
+from crucible.pipelines.browse.audit_checks import (
     Resolver,
     TypeCheck,
     WorldCheck,
@@ -38,8 +38,8 @@ from pipelines.browse.audit_checks import (
     sft_violation_rows,
     type_mismatch_rows,
 )
-from pipelines.browse.grounding import row_draft
-from pipelines.browse.harden import ranges_pin_alone
+from crucible.pipelines.browse.grounding import row_draft
+from crucible.pipelines.browse.harden import ranges_pin_alone
 
 # question row -> its text grounding recomputed from the row and the corpus pages (grounding.recheck_row)
 TextCheck = Callable[[Mapping], Mapping]
@@ -104,9 +104,9 @@ def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], fa
                text_check: TextCheck | None = None) -> dict[str, Any]:
     """The audit of one store's rows (pure). ``resolve`` and ``type_check`` come from the graph;
     without them the graph-grounded lines are reported as ``None`` (not checked), never as 0.
-    ``findable_search`` (a :data:`pipelines.browse.findable.Search`) re-runs the stored findability queries;
+    ``findable_search`` (a :data:`crucible.pipelines.browse.findable.Search`) re-runs the stored findability queries;
     ``text_check`` recomputes each question's text grounding (None: the line is not checked)."""
-    from pipelines.browse.findable import audit_findability
+    from crucible.pipelines.browse.findable import audit_findability
 
     by_q = {q["question_id"]: q for q in questions}
     kept = [t for t in trajectories if _is_kept(t.get("split"))]
@@ -155,7 +155,7 @@ def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], fa
 
 
 def text_grounding_audit(questions: Sequence[Mapping], text_check: TextCheck | None) -> dict[str, Any]:
-    """Questions text-grounded by :func:`pipelines.browse.grounding.recheck_row` (recomputed from each
+    """Questions text-grounded by :func:`crucible.pipelines.browse.grounding.recheck_row` (recomputed from each
     row's path and the corpus pages, never from the row's own ``text_grounded`` flag) and their share;
     ``None`` counts when no check is given."""
     if text_check is None:
@@ -174,7 +174,7 @@ def text_grounding_audit(questions: Sequence[Mapping], text_check: TextCheck | N
 
 
 def range_only_audit(questions: Sequence[Mapping]) -> dict[str, Any]:
-    """Hidden entities pinned by numeric ranges alone (:func:`pipelines.browse.harden.ranges_pin_alone`),
+    """Hidden entities pinned by numeric ranges alone (:func:`crucible.pipelines.browse.harden.ranges_pin_alone`),
     recomputed from each row's formalization: ``{"entities", "questions", "rows"}``."""
     rows, unmeasured = [], 0
     for q in questions:
@@ -300,7 +300,7 @@ def _findable_line(fa: Mapping) -> str:
 
 def load_rows(con) -> tuple[list[dict], list[dict], list[dict]]:
     """questions, browse_trajectories and browse failures of a store, decoded through the record types."""
-    from pipelines.store.records import record_type
+    from crucible.pipelines.store.records import record_type
 
     def rows(table: str, key: str, where: str = "true") -> list[dict]:
         cur = con.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY {key}")  # same rows, same order

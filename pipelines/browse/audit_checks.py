@@ -1,4 +1,4 @@
-"""The per-row checks of ``crucible browse audit`` (:func:`pipelines.browse.audit.audit_rows`): answers that
+"""The per-row checks of ``crucible browse audit`` (:func:`crucible.pipelines.browse.audit.audit_rows`): answers that
 resolve to another entity than the gold, questions whose asked type contradicts the answer's, questions unique in
 the graph only, and the strict SFT checks recomputable from one stored row. Each returns the offending rows."""
 
@@ -106,7 +106,7 @@ def strict_sft_problems(traj: Mapping, answer_names: Sequence[str]) -> list[str]
     """The strict SFT checks that can be recomputed from one stored row: a kept SFT row must have no
     drop reason, no repeated identical tool call, no forced final answer, and at least one tool
     observation that contains the answer (the agent saw its evidence)."""
-    from pipelines.browse.verify import normalize
+    from crucible.pipelines.browse.verify import normalize
 
     problems = []
     if [r for r in traj.get("drop_reasons") or [] if not str(r).startswith("rl")]:

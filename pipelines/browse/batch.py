@@ -2,14 +2,14 @@
 
 Each input line is ``{id, question, gold?, gold_aliases?, answer_type?, meta?}``
 (``schemas/browse_rollout_input.json``). Every question gets ``k`` rollouts through the pipeline's own
-:func:`pipelines.browse.trajectory.rollout` and row builder :func:`pipelines.browse.trajectory.trajectory_row`
+:func:`crucible.pipelines.browse.trajectory.rollout` and row builder :func:`crucible.pipelines.browse.trajectory.trajectory_row`
 (judged when a gold is given: the rules, the graph, then the LLM judge; without a gold the verdict is null).
 An outside gold carries no graph id: its text and the prediction are resolved against the configured graph
-(:mod:`pipelines.browse.ground`), so a prediction naming another entity ("Ireland" for Dublin, "Nairobi" for
+(:mod:`crucible.pipelines.browse.ground`), so a prediction naming another entity ("Ireland" for Dublin, "Nairobi" for
 its airport) is ``incorrect`` with ``verdict_source`` ``graph`` and ``resolved_entity`` set, no judge asked.
 The graph is loaded only when some question has a gold.
 Trajectories run in parallel up to the LLM client's concurrency and are committed to the store as they
-finish (:func:`pipelines.store.batch.run_items`, pipeline ``browse-rollout``, one item per
+finish (:func:`crucible.pipelines.store.batch.run_items`, pipeline ``browse-rollout``, one item per
 ``<id>-<sample index>``): a killed run loses only its in-flight rollouts, a rerun skips the committed ones.
 """
 
@@ -27,19 +27,19 @@ from typing import Any
 
 import jsonschema
 
-from pipelines.browse import verify as V
-from pipelines.browse.context import build_context
-from pipelines.browse.ground import natural_kind
-from pipelines.browse.resolve import name_index
-from pipelines.browse.trajectory import rollout, trajectory_row
-from pipelines.browse.writers import make_judge
-from pipelines.llm import endpoint_config, llm_endpoint
-from pipelines.options import build_options
-from pipelines.store import catalog
-from pipelines.store.batch import BatchSummary, run_items
-from pipelines.store.catalog import refresh_catalog
-from pipelines.store.commit import ItemResult, ensure_layout, recover, stable_hash
-from pipelines.textio import InputError, read_jsonl
+from crucible.pipelines.browse import verify as V
+from crucible.pipelines.browse.context import build_context
+from crucible.pipelines.browse.ground import natural_kind
+from crucible.pipelines.browse.resolve import name_index
+from crucible.pipelines.browse.trajectory import rollout, trajectory_row
+from crucible.pipelines.browse.writers import make_judge
+from crucible.pipelines.llm import endpoint_config, llm_endpoint
+from crucible.pipelines.options import build_options
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.batch import BatchSummary, run_items
+from crucible.pipelines.store.catalog import refresh_catalog
+from crucible.pipelines.store.commit import ItemResult, ensure_layout, recover, stable_hash
+from crucible.pipelines.textio import InputError, read_jsonl
 
 log = logging.getLogger(__name__)
 PIPELINE = "browse-rollout"
@@ -58,12 +58,12 @@ class OutsideQuestion:
 
 
 def _validator():
-    schema = json.loads(resources.files("schemas").joinpath(INPUT_SCHEMA).read_text(encoding="utf-8"))
+    schema = json.loads(resources.files("crucible.schemas").joinpath(INPUT_SCHEMA).read_text(encoding="utf-8"))
     return jsonschema.Draft202012Validator(schema)
 
 
 def gold_of(row: Mapping) -> V.Gold | None:
-    """The :class:`~pipelines.browse.verify.Gold` of an input row (None without ``gold``): its names are the
+    """The :class:`~crucible.pipelines.browse.verify.Gold` of an input row (None without ``gold``): its names are the
     gold and its aliases, no graph entity, the kind from ``answer_type`` (free text when absent)."""
     if row.get("gold") is None:
         return None
@@ -75,7 +75,7 @@ def gold_of(row: Mapping) -> V.Gold | None:
 
 
 def read_questions(path: str) -> list[OutsideQuestion]:
-    """The questions of a JSONL file; a bad line raises :class:`~pipelines.textio.InputError` naming the file,
+    """The questions of a JSONL file; a bad line raises :class:`~crucible.pipelines.textio.InputError` naming the file,
     the line, the field and the fix."""
     validator = _validator()
     out: list[OutsideQuestion] = []

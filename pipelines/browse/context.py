@@ -1,6 +1,6 @@
 """What a browse worker holds: the graph, the LLM client, the search environment, prompts and typed options.
 
-:func:`build_context` makes it from the typed :class:`pipelines.options.Options` (in ``DoFn.setup``, or
+:func:`build_context` makes it from the typed :class:`crucible.pipelines.options.Options` (in ``DoFn.setup``, or
 once in ``crucible browse rollout``); every stage function takes the :class:`Context` it returns.
 """
 
@@ -11,17 +11,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipelines.browse.api import load_kg, open_environment
-from pipelines.llm import LLMClient, load_prompt
-from pipelines.llm.cache import run_cache_dir
-from pipelines.llm.reward import make_reward_scorer
-from pipelines.options import BrowseOptions, Options, PolicyKind
+from crucible.pipelines.browse.api import load_kg, open_environment
+from crucible.pipelines.llm import LLMClient, load_prompt
+from crucible.pipelines.llm.cache import run_cache_dir
+from crucible.pipelines.llm.reward import make_reward_scorer
+from crucible.pipelines.options import BrowseOptions, Options, PolicyKind
 
 if TYPE_CHECKING:
-    from pipelines.browse.kg.model import Graph
-    from pipelines.browse.search.env import BrowseEnv
-    from pipelines.llm.prompts import Prompt
-    from pipelines.llm.reward import RewardScorer
+    from crucible.pipelines.browse.kg.model import Graph
+    from crucible.pipelines.browse.search.env import BrowseEnv
+    from crucible.pipelines.llm.prompts import Prompt
+    from crucible.pipelines.llm.reward import RewardScorer
 
 PROMPTS = {"write": "browse_write_question", "read_back": "browse_read_back", "closed_book": "browse_closed_book",
            "agent": "browse_agent", "judge": "browse_judge"}
@@ -45,7 +45,7 @@ class Context:
 
 def build_context(options: Options, llm_cfg: Mapping | None, run_id: str, with_graph: bool = True) -> Context:
     """Everything a worker needs from the typed options and the LLM endpoint config (``llm_cfg``: the
-    ``llm`` section with the live base URLs, :func:`pipelines.llm.endpoint_config`; None: no client).
+    ``llm`` section with the live base URLs, :func:`crucible.pipelines.llm.endpoint_config`; None: no client).
     ``with_graph`` False: ``ctx.graph`` is None (outside questions: nothing to resolve against)."""
     out_dir = options.run.out_dir
     client = LLMClient.from_config(llm_cfg, out_dir=out_dir) if llm_cfg else None

@@ -24,8 +24,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.browse.kg.model import Entity, Graph, Triple, write_json, write_parquet
-from pipelines.textio import read_jsonl
+from crucible.pipelines.browse.kg.model import Entity, Graph, Triple, write_json, write_parquet
+from crucible.pipelines.textio import read_jsonl
 
 CORPUS_CODE_VERSION = "corpus-2"  # corpus-2: incoming borders read "X shares a border with Y"
 PAGE_SCHEMA = pa.schema([

@@ -2,7 +2,7 @@
 a gold stated whole inside a short answer, and numbers the gold does not state.
 
 The detectors the rules run before any judge, and that veto a judge's "correct"
-(:mod:`pipelines.browse.verify`).
+(:mod:`crucible.pipelines.browse.verify`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from pipelines.browse.gold import numbers_match, parse_number
-from pipelines.browse.names import normalize
+from crucible.pipelines.browse.gold import numbers_match, parse_number
+from crucible.pipelines.browse.names import normalize
 
 _HEDGES = [
     r"cannot be determined", r"can ?not determine", r"can't (?:be )?determine", r"unable to (?:determine|find|answer)",

@@ -1,7 +1,7 @@
 """A draft: the structure of one question before and during hardening.
 
 - ``formalization``: triple patterns over variables/constants, constraints and the target
-  (executed against the graph by :mod:`pipelines.browse.kg.executor`),
+  (executed against the graph by :mod:`crucible.pipelines.browse.kg.executor`),
 - ``binding``: the intended entity for every variable (the answer is ``binding[target]``),
 - ``lineage``: every hardening operator applied, with its check results.
 
@@ -18,8 +18,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pipelines.browse.kg.model import Graph, Triple
-from pipelines.browse.names import answer_aliases, entity_name
+from crucible.pipelines.browse.kg.model import Graph, Triple
+from crucible.pipelines.browse.names import answer_aliases, entity_name
 
 # Relations a chain may follow, with the noun phrase for "the <rel> of X" (X = subject).
 # Relations without a phrase (mentions, described_by) are not walked.

@@ -3,7 +3,7 @@
 A :class:`Gold` is the gold's names, its graph entity (if any), the asked answer type and the
 :class:`AnswerKind` that decides how numbers compare (:func:`parse_number`, :func:`numbers_match`,
 :func:`dates_match`); a :class:`Verdict` is the outcome with its :class:`Source`. Shared by the rules and
-the judge (:mod:`pipelines.browse.verify`) and the graph check of text golds (:mod:`pipelines.browse.ground`).
+the judge (:mod:`crucible.pipelines.browse.verify`) and the graph check of text golds (:mod:`crucible.pipelines.browse.ground`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from enum import Enum
 
 from dateutil import parser
 
-from pipelines.browse.names import answer_aliases
+from crucible.pipelines.browse.names import answer_aliases
 
 VERDICTS = ("correct", "incorrect", "not_attempted")
 

@@ -1,7 +1,7 @@
 """The graph check for a gold given as text: rows and questions that carry no ``gold_id``.
 
 A ``crucible browse judge`` row or a ``crucible browse rollout`` question names its gold in words. Both
-the gold text and the prediction are resolved against the graph (:mod:`pipelines.browse.resolve`), and
+the gold text and the prediction are resolved against the graph (:mod:`crucible.pipelines.browse.resolve`), and
 the check decides only what the graph decides with certainty; the rest goes to the rules and the judge:
 
 - the prediction names the gold's one entity: ``correct`` (source ``rule``);
@@ -30,9 +30,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from pipelines.browse import gold as G
-from pipelines.browse.names import key
-from pipelines.browse.resolve import NameIndex, resolve_detail
+from crucible.pipelines.browse import gold as G
+from crucible.pipelines.browse.names import key
+from crucible.pipelines.browse.resolve import NameIndex, resolve_detail
 
 ARTICLE = "article"  # Wikipedia summaries: untyped, may duplicate a typed entity
 # places: a modifier makes another place ("New Delhi" / "Delhi"), so same-type containment is no duplicate

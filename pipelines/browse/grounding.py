@@ -1,6 +1,6 @@
 """Text grounding of a question: which hops of its path a Wikipedia summary sentence states.
 
-The definition is :mod:`pipelines.browse.kg.textlinks`' (a hop is text-grounded when a sentence of the
+The definition is :mod:`crucible.pipelines.browse.kg.textlinks`' (a hop is text-grounded when a sentence of the
 summary page of one of its ends names both ends; a question when at least half of its path hops are, the
 hop into the answer among them). Here:
 
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from pipelines.browse.corpus import render_entity
-from pipelines.browse.draft import Draft, bound, path_steps
-from pipelines.browse.kg.model import Graph
-from pipelines.browse.kg.textlinks import grounded_enough, split_sentences, text_index
+from crucible.pipelines.browse.corpus import render_entity
+from crucible.pipelines.browse.draft import Draft, bound, path_steps
+from crucible.pipelines.browse.kg.model import Graph
+from crucible.pipelines.browse.kg.textlinks import grounded_enough, split_sentences, text_index
 
 # url -> the page's text in the corpus (None: no such page)
 PageText = Callable[[str], "str | None"]
@@ -84,7 +84,7 @@ def recheck_row(graph: Graph, row: Mapping, page_text: PageText) -> dict:
 
 def graph_page_text(graph: Graph) -> PageText:
     """url -> the text of a Wikipedia summary page as the local corpus renders it from the graph
-    (:func:`pipelines.browse.corpus.render_entity`); None for any other URL."""
+    (:func:`crucible.pipelines.browse.corpus.render_entity`); None for any other URL."""
     by_url = {e.page_url: e for e in graph.entities.values() if e.type == "article"}
 
     def text(url: str) -> str | None:

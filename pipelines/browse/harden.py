@@ -2,7 +2,7 @@
 
 Operators (each ``op(graph, draft, rng) -> Draft | None``; None = not applicable):
 
-- ``obfuscate`` (:mod:`pipelines.browse.obfuscate`): replace a named entity by a variable plus a
+- ``obfuscate`` (:mod:`crucible.pipelines.browse.obfuscate`): replace a named entity by a variable plus a
   description (its type, a relation to another named entity, a numeric attribute blurred into a
   range), adding clues until the description picks out that entity alone.
 - ``blur``: widen a numeric range (dates, populations, elevations) as far as uniqueness allows.
@@ -20,9 +20,9 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 
-from pipelines.browse.kg.cards import clue_problem, hop_problem, load_cards
-from pipelines.browse.kg.model import Graph
-from pipelines.browse.obfuscate import (  # noqa: F401  (re-exported: the operators live here as one table)
+from crucible.pipelines.browse.kg.cards import clue_problem, hop_problem, load_cards
+from crucible.pipelines.browse.kg.model import Graph
+from crucible.pipelines.browse.obfuscate import (  # noqa: F401  (re-exported: the operators live here as one table)
     CLUE_RELATIONS,
     NAMING_RELATIONS,
     RANGE_WIDTHS,
@@ -35,7 +35,7 @@ from pipelines.browse.obfuscate import (  # noqa: F401  (re-exported: the operat
     replace_term,
     summary_readings,
 )
-from pipelines.browse.synth import (
+from crucible.pipelines.browse.synth import (
     REL_PHRASE,
     WEAK_RELATIONS,
     Draft,
@@ -158,8 +158,8 @@ Writer = Callable[[Draft], tuple[str, str]]
 
 def checks(graph: Graph, draft: Draft, question: str, answer: str, aliases: Sequence[str],
            closed_book: ClosedBook | None) -> dict:
-    from pipelines.browse.resolve import name_index
-    from pipelines.browse.verify import AnswerKind, Gold, rule_verdict
+    from crucible.pipelines.browse.resolve import name_index
+    from crucible.pipelines.browse.verify import AnswerKind, Gold, rule_verdict
 
     ambiguous = ambiguous_names(graph, draft)
     world = world_problems(graph, draft)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import tantivy
 
-from pipelines.browse.corpus import Page
-from pipelines.store.fsio import rename
+from crucible.pipelines.browse.corpus import Page
+from crucible.pipelines.store.fsio import rename
 
 INDEX_CODE_VERSION = "index-1"
 _PUNCT = re.compile(r"[^\w\s]+", re.UNICODE)

@@ -13,7 +13,7 @@ A row whose ``expected`` is ``incorrect`` is a *near miss* (a wrong answer), one
 ``correct`` a *paraphrase*; the summary counts how many of each were accepted.
 
 With a graph, every row gets the graph check: against ``gold_id`` when the row has one, else against the
-entities the gold text names (:mod:`pipelines.browse.ground`); ``use_graph=False`` / ``--no-graph``
+entities the gold text names (:mod:`crucible.pipelines.browse.ground`); ``use_graph=False`` / ``--no-graph``
 switches both off. Sets: ``tests/data/browse/near_miss.jsonl`` (with ids, generated from the graph) and
 ``tests/data/browse/near_miss_text.jsonl`` (written as a user writes them: no ids).
 """
@@ -23,11 +23,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from pipelines.browse import ground
-from pipelines.browse import verify as V
-from pipelines.browse.resolve import name_index
-from pipelines.rowcheck import check_rows
-from pipelines.textio import read_jsonl
+from crucible.pipelines.browse import ground
+from crucible.pipelines.browse import verify as V
+from crucible.pipelines.browse.resolve import name_index
+from crucible.pipelines.rowcheck import check_rows
+from crucible.pipelines.textio import read_jsonl
 
 EXPECTED = ("correct", "incorrect", "not_attempted")  # as in schemas/judge_row.json
 

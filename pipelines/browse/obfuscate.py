@@ -1,6 +1,6 @@
 """Obfuscation: replace a named entity of a question by a description that picks it out alone.
 
-``obfuscate(graph, draft, rng)`` (a hardening operator, see :mod:`pipelines.browse.harden`) describes a named
+``obfuscate(graph, draft, rng)`` (a hardening operator, see :mod:`crucible.pipelines.browse.harden`) describes a named
 constant by its type, then by clues chosen greedily: a relation to another named entity (a fact of the
 graph, or a text link ``summary_mentions``: "whose Wikipedia summary mentions X", counted over every page
 a reader could take for it, :func:`summary_readings`), or a numeric attribute blurred into a range. The
@@ -17,11 +17,18 @@ import random
 import re
 import threading
 
-from pipelines.browse.kg.cards import clue_problem, load_cards
-from pipelines.browse.kg.model import Graph
-from pipelines.browse.names import entity_name, normalize
-from pipelines.browse.render import leaks_answer
-from pipelines.browse.synth import NUMERIC_ATTRS, REL_PHRASE, Draft, is_unique, named_constants, path_steps
+from crucible.pipelines.browse.kg.cards import clue_problem, load_cards
+from crucible.pipelines.browse.kg.model import Graph
+from crucible.pipelines.browse.names import entity_name, normalize
+from crucible.pipelines.browse.render import leaks_answer
+from crucible.pipelines.browse.synth import (
+    NUMERIC_ATTRS,
+    REL_PHRASE,
+    Draft,
+    is_unique,
+    named_constants,
+    path_steps,
+)
 
 MAX_CLUES = 4
 

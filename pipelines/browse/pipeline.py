@@ -1,4 +1,4 @@
-"""``make synth-browse``: two Beam jobs of labelled stages over :mod:`pipelines.browse.stages`.
+"""``make synth-browse``: two Beam jobs of labelled stages over :mod:`crucible.pipelines.browse.stages`.
 
     plan:   PlanSeeds (shards of seed indices, sampled on the workers) -> SkipCommitted (join against the
             store's committed keys) -> the work list (JSON lines under <out>/_plan/) + planning drops -> Commit
@@ -23,11 +23,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
-from pipelines.beam_options import pipeline_options
-from pipelines.browse.context import PROMPTS, build_context  # noqa: F401  (re-exported)
-from pipelines.browse.harden import hardening_summary
-from pipelines.browse.stages import PIPELINE
-from pipelines.browse.transforms import (
+from crucible.pipelines.beam_options import pipeline_options
+from crucible.pipelines.browse.context import PROMPTS, build_context  # noqa: F401  (re-exported)
+from crucible.pipelines.browse.harden import hardening_summary
+from crucible.pipelines.browse.stages import PIPELINE
+from crucible.pipelines.browse.transforms import (
     FilterRows,
     HardenQuestions,
     RolloutRound,
@@ -35,13 +35,19 @@ from pipelines.browse.transforms import (
     WriteQuestions,
     count_result,
 )
-from pipelines.browse.transforms_plan import DROP_COUNTERS, NAMESPACE, PlanSeeds, SkipCommitted, drop_result
-from pipelines.llm import endpoint_config, llm_endpoint
-from pipelines.options import Options, build_options
-from pipelines.store import catalog, fsio
-from pipelines.store.catalog import refresh_catalog
-from pipelines.store.commit import ensure_layout, recover, stable_hash
-from pipelines.store.sinks import CommitResults
+from crucible.pipelines.browse.transforms_plan import (
+    DROP_COUNTERS,
+    NAMESPACE,
+    PlanSeeds,
+    SkipCommitted,
+    drop_result,
+)
+from crucible.pipelines.llm import endpoint_config, llm_endpoint
+from crucible.pipelines.options import Options, build_options
+from crucible.pipelines.store import catalog, fsio
+from crucible.pipelines.store.catalog import refresh_catalog
+from crucible.pipelines.store.commit import ensure_layout, recover, stable_hash
+from crucible.pipelines.store.sinks import CommitResults
 
 log = logging.getLogger(__name__)
 PLAN_DIR = "_plan"
@@ -140,7 +146,7 @@ def _synth(cfg, opts: Options, run_id: str, plan_glob: str, total: int) -> None:
 
 
 def run_hardening_summary(out_dir: str, run_id: str, catalog_name: str) -> dict:
-    """:func:`pipelines.browse.harden.hardening_summary` over this run's question rows."""
+    """:func:`crucible.pipelines.browse.harden.hardening_summary` over this run's question rows."""
     try:
         cols, rows = catalog.query(out_dir, "select n_accepted_edits, n_solver_rounds, pass_rate from questions "
                                             f"where run_id = '{run_id.replace(chr(39), chr(39) * 2)}'", catalog_name)

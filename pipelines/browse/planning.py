@@ -4,7 +4,7 @@
 split into shards (:func:`plan_shards`, ``browse.plan_shard_size`` seeds each) that workers sample on
 their own (:func:`plan_shard`); the first shard draws ``browse.seed``'s stream, so a run of at most one
 shard plans exactly as the single sampler. Across shards, duplicate chains and the per-pattern and
-per-answer caps are enforced by :mod:`pipelines.browse.transforms_plan`; the hub cap holds per shard.
+per-answer caps are enforced by :mod:`crucible.pipelines.browse.transforms_plan`; the hub cap holds per shard.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from pipelines.browse import synth as S
-from pipelines.browse.kg.textlinks import TEXT_HOP_WEIGHT, chain_preference, text_index
-from pipelines.options import BrowseOptions
+from crucible.pipelines.browse import synth as S
+from crucible.pipelines.browse.kg.textlinks import TEXT_HOP_WEIGHT, chain_preference, text_index
+from crucible.pipelines.options import BrowseOptions
 
 
 class DropKind(str, Enum):

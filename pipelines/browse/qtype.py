@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from pipelines.browse.draft import ANSWER_ATTRS, REL_PHRASE, Draft, named_constants
-from pipelines.browse.kg.model import Graph
+from crucible.pipelines.browse.draft import ANSWER_ATTRS, REL_PHRASE, Draft, named_constants
+from crucible.pipelines.browse.kg.model import Graph
 
 # noun (one or two words, lower case) -> asked kind
 TYPE_NOUNS: dict[str, str] = {

@@ -7,9 +7,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from pipelines.browse.draft import ANSWER_ATTRS, INV_PHRASE, REL_PHRASE, Draft, named_constants, path_steps
-from pipelines.browse.kg.model import Graph
-from pipelines.browse.names import entity_name, normalize
+from crucible.pipelines.browse.draft import (
+    ANSWER_ATTRS,
+    INV_PHRASE,
+    REL_PHRASE,
+    Draft,
+    named_constants,
+    path_steps,
+)
+from crucible.pipelines.browse.kg.model import Graph
+from crucible.pipelines.browse.names import entity_name, normalize
 
 ATTR_PHRASE = {
     "population": "a population of {v}",

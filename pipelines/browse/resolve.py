@@ -3,7 +3,7 @@
 The gold of a browse question is a graph entity, so an answer can be checked against the graph
 before any judge sees it: an answer that *names another entity* ("Peru" for Lima, "Dublin, Ohio"
 for Dublin, Ireland) is wrong whatever a judge says. This module is pure: it builds a name index
-from a :class:`~pipelines.browse.kg.model.Graph` once (cached on the graph object, about 1.5 s
+from a :class:`~crucible.pipelines.browse.kg.model.Graph` once (cached on the graph object, about 1.5 s
 for the 109k-entity embedded graph) and answers lookups.
 
 - :func:`name_index` -- the cached :class:`NameIndex` of a graph.
@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pipelines.browse.names import CODE_ATTRS, CODED_TYPES, key
+from crucible.pipelines.browse.names import CODE_ATTRS, CODED_TYPES, key
 
 # relations along which "X, Q" means "X is located in Q"
 CONTAINMENT = ("country", "state", "continent", "subregion", "serves_city")

@@ -10,10 +10,16 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
-from pipelines.browse.draft import INV_PHRASE, REL_PHRASE, Draft, chain_start, path_nodes, path_steps
-from pipelines.browse.kg.cards import hop_problem, load_cards
-from pipelines.browse.kg.model import Graph, Triple
-from pipelines.browse.kg.textlinks import TEXT_DRAWS, chain_preference, pick_hop, pick_seed, text_index
+from crucible.pipelines.browse.draft import INV_PHRASE, REL_PHRASE, Draft, chain_start, path_nodes, path_steps
+from crucible.pipelines.browse.kg.cards import hop_problem, load_cards
+from crucible.pipelines.browse.kg.model import Graph, Triple
+from crucible.pipelines.browse.kg.textlinks import (
+    TEXT_DRAWS,
+    chain_preference,
+    pick_hop,
+    pick_seed,
+    text_index,
+)
 
 # Low-information relations: allowed, but never as most of a chain.
 WEAK_RELATIONS = {"timezone", "continent", "subregion"}
@@ -113,7 +119,7 @@ def hop_options(graph: Graph, cur: str, inverse: bool) -> list[tuple[str, str, b
     """(relation, next entity, inverse) for every one-valued hop out of ``cur``: forward over
     :data:`REL_PHRASE` relations, and with ``inverse`` back over :data:`INV_PHRASE` relations
     when ``cur`` is the object of exactly one such triple ("the airport serving X"). One-valued in
-    the world too: the relation cards (:mod:`pipelines.browse.kg.cards`) veto hops whose subject has
+    the world too: the relation cards (:mod:`crucible.pipelines.browse.kg.cards`) veto hops whose subject has
     several objects in the world, objects the type word does not cover, and inverse hops the world
     does not pin (a city with several airports)."""
     cards = load_cards()

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 
-from pipelines.browse.verify import normalize
+from crucible.pipelines.browse.verify import normalize
 
 
 class DropReason(StrEnum):
@@ -107,7 +107,7 @@ def _mentions(text_norm: str, names: Iterable[str]) -> bool:
 
 def evidence_seen(observations: Iterable[str], answer_names: Sequence[str], subject_names: Sequence[str]) -> bool:
     """True iff one observation (a tool result as the agent saw it) contains, as whole words after
-    :func:`~pipelines.browse.verify.normalize`, the answer (its name or an alias) and the subject of
+    :func:`~crucible.pipelines.browse.verify.normalize`, the answer (its name or an alias) and the subject of
     the answer hop (its name or an alias), e.g. "Bahamian dollar" and "The Bahamas" for "the
     currency of the Bahamas". Error observations count like any other text; an empty list of
     subject names means the answer alone is enough (a hop with an unnamed subject)."""
@@ -145,7 +145,7 @@ def observations_seen(messages: Sequence[Mapping]) -> list[str]:
 def answer_hop_names(graph, draft) -> tuple[list[str], list[str]]:
     """(names of the answer, names of the answer hop's subject): the entity whose relation gives
     the answer ("the Bahamas" in "the currency of the Bahamas"), each with its aliases."""
-    from pipelines.browse import synth as S
+    from crucible.pipelines.browse import synth as S
 
     answer, aliases, _kind = S.answer_spec(graph, draft)
     answer_names = [answer, *aliases]
@@ -215,7 +215,7 @@ def verification(graph, draft, question: str, state: Mapping) -> dict:
     last checks, ``state``), faithful (the text asks for the answer's kind and states the formalization's
     relations: :func:`qtype.type_mismatch`, :func:`qtype.relation_backcheck`), findable (where measured) and
     not solved closed-book (where a closed-book model ran)."""
-    from pipelines.browse import qtype as Q
+    from crucible.pipelines.browse import qtype as Q
 
     unfaithful = Q.type_mismatch(graph, draft, question) or Q.relation_backcheck(graph, draft, question)
     return {"unique": state["unique"], "supported": state["supported"], "faithful": not unfaithful,

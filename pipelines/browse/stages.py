@@ -8,7 +8,7 @@ question's finished :class:`ItemResult` when it is dropped (a failures row says 
       -> (too easy and rounds left: hardened once more, back to findable_step) -> filter_step (rows)
 
 :func:`process_question` runs them in one place (tests, benchmarks); the Beam graph in
-:mod:`pipelines.browse.transforms` runs each step as a stage, every rollout its own element.
+:mod:`crucible.pipelines.browse.transforms` runs each step as a stage, every rollout its own element.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from pipelines.browse import findable as F
-from pipelines.browse import grounding as G
-from pipelines.browse import harden as H
-from pipelines.browse import resolve as RS
-from pipelines.browse import selection as SEL
-from pipelines.browse import synth as S
-from pipelines.browse import verify as V
-from pipelines.browse.context import PROMPTS, Context  # noqa: F401  (re-exported)
-from pipelines.browse.planning import DropKind, hub_cap, hub_concentration, plan_items  # noqa: F401  (re-exported)
-from pipelines.browse.selection import trajectory_filters  # noqa: F401  (re-exported)
-from pipelines.browse.trajectory import (  # noqa: F401  (re-exported)
+from crucible.pipelines.browse import findable as F
+from crucible.pipelines.browse import grounding as G
+from crucible.pipelines.browse import harden as H
+from crucible.pipelines.browse import resolve as RS
+from crucible.pipelines.browse import selection as SEL
+from crucible.pipelines.browse import synth as S
+from crucible.pipelines.browse import verify as V
+from crucible.pipelines.browse.context import PROMPTS, Context  # noqa: F401  (re-exported)
+from crucible.pipelines.browse.planning import DropKind, hub_cap, hub_concentration, plan_items  # noqa: F401  (re-exported)
+from crucible.pipelines.browse.selection import trajectory_filters  # noqa: F401  (re-exported)
+from crucible.pipelines.browse.trajectory import (  # noqa: F401  (re-exported)
     NOT_JUDGED,
     OBSERVATION_SUFFIX,
     REPEAT_NOTE,
@@ -41,14 +41,14 @@ from pipelines.browse.trajectory import (  # noqa: F401  (re-exported)
     rollout,
     trajectory_row,
 )
-from pipelines.browse.writers import (  # noqa: F401
+from crucible.pipelines.browse.writers import (  # noqa: F401
     make_closed_book,
     make_judge,
     make_read_back,
     make_writer,
     validate_question,
 )
-from pipelines.store.commit import ItemResult, failure_row, utc_now
+from crucible.pipelines.store.commit import ItemResult, failure_row, utc_now
 
 log = logging.getLogger(__name__)
 PIPELINE = "browse"

@@ -1,8 +1,8 @@
 """Structure first: sample chains of linked facts, turn them into formalized questions.
 
-A *draft* (:mod:`pipelines.browse.draft`) is everything a question is made of before and during
+A *draft* (:mod:`crucible.pipelines.browse.draft`) is everything a question is made of before and during
 hardening: its formalization, the intended binding and the lineage of edits. Chains are sampled by
-:mod:`pipelines.browse.sampling`; the template question is rendered by :mod:`pipelines.browse.render`.
+:mod:`crucible.pipelines.browse.sampling`; the template question is rendered by :mod:`crucible.pipelines.browse.render`.
 
 Here, a draft against the graph: is its answer unique, is every clue a fact, and the evidence (URL +
 fact sentence per hop and per clue). Evidence and the template rendering are pure functions of the
@@ -11,8 +11,8 @@ draft, so they stay true after every edit.
 
 from __future__ import annotations
 
-from pipelines.browse.corpus import attribute_sentence, evidence_url, page_fact, relation_sentence
-from pipelines.browse.draft import (
+from crucible.pipelines.browse.corpus import attribute_sentence, evidence_url, page_fact, relation_sentence
+from crucible.pipelines.browse.draft import (
     REL_PHRASE,
     Draft,
     answer_attr_options,
@@ -27,11 +27,11 @@ from pipelines.browse.draft import (
     path_steps,
     pattern_hash,
 )
-from pipelines.browse.kg.executor import execute, satisfies
-from pipelines.browse.kg.model import Graph, Triple
-from pipelines.browse.names import entity_name
-from pipelines.browse.render import leaks_answer, missing_clues, render_question
-from pipelines.browse.sampling import WEAK_RELATIONS, real_hops, sample_chain_weighted, seed_pools
+from crucible.pipelines.browse.kg.executor import execute, satisfies
+from crucible.pipelines.browse.kg.model import Graph, Triple
+from crucible.pipelines.browse.names import entity_name
+from crucible.pipelines.browse.render import leaks_answer, missing_clues, render_question
+from crucible.pipelines.browse.sampling import WEAK_RELATIONS, real_hops, sample_chain_weighted, seed_pools
 
 # The question pipeline's one door to synthesis: stages.py, harden.py, findable.py, selection.py and
 # commands/browse_cmd.py read these names here (defined in draft.py, sampling.py, render.py, names.py).
@@ -81,7 +81,7 @@ def check_supported(graph: Graph, draft: Draft) -> tuple[bool, str]:
 # ---------------------------------------------------------------- evidence
 
 def fact_sentence(graph: Graph, t: Triple) -> str:
-    """The sentence that states triple ``t`` (:func:`pipelines.browse.corpus.relation_sentence`)."""
+    """The sentence that states triple ``t`` (:func:`crucible.pipelines.browse.corpus.relation_sentence`)."""
     return relation_sentence(graph, t)
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy, render_react, run_agent
-from pipelines.browse import reward as R
-from pipelines.browse import selection as SEL
-from pipelines.browse import verify as V
-from pipelines.browse.context import Context
-from pipelines.llm.reward import RewardError
-from pipelines.options import PolicyKind
-from pipelines.store.commit import utc_now
+from crucible.pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy, render_react, run_agent
+from crucible.pipelines.browse import reward as R
+from crucible.pipelines.browse import selection as SEL
+from crucible.pipelines.browse import verify as V
+from crucible.pipelines.browse.context import Context
+from crucible.pipelines.llm.reward import RewardError
+from crucible.pipelines.options import PolicyKind
+from crucible.pipelines.store.commit import utc_now
 
 OBSERVATION_SUFFIX = ('If you now know the answer, give it now: "tool": "answer", "arguments": {"answer": "..."}. '
                       "Search again only for a fact you do not have yet.")
@@ -71,7 +71,7 @@ def deadline_guard(timeout_s: float, on_event: Callable[[dict], None] | None = N
 
 def rollout(ctx: Context, question: str, sample_index: int, on_event=None) -> dict:
     """One search-agent episode on ``question``: ``{"result": AgentResult, "stats", "schemas"}``, under the
-    ``rollout_timeout_s`` cap. ``on_event`` sees each step live (:func:`pipelines.agent.loop.run_agent`)."""
+    ``rollout_timeout_s`` cap. ``on_event`` sees each step live (:func:`crucible.pipelines.agent.loop.run_agent`)."""
     session = ctx.env.session(forbidden_texts=[question])
     tools = {t.name: t for t in session.tools}
     o = ctx.opts

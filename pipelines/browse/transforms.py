@@ -1,5 +1,5 @@
 """Beam transforms of ``make synth-browse``: each a labelled stage over the step functions of
-:mod:`pipelines.browse.stages` (which hold the logic and are tested without Beam).
+:mod:`crucible.pipelines.browse.stages` (which hold the logic and are tested without Beam).
 
     WriteQuestions  -> HardenQuestions -> RolloutRound x (harden_rounds + 1) -> FilterRows
     RolloutRound:   Findable -> FanOut (k rollout jobs per question) -> Reshuffle -> Rollouts (each its own
@@ -26,12 +26,12 @@ from apache_beam.utils.shared import Shared
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines.browse import stages as ST
-from pipelines.browse.context import Context, build_context
-from pipelines.llm.metrics import flush_pool_stats, report_calls, report_pool_metrics
-from pipelines.options import Options
-from pipelines.store.commit import ItemResult
-from pipelines.store.progress import Progress
+from crucible.pipelines.browse import stages as ST
+from crucible.pipelines.browse.context import Context, build_context
+from crucible.pipelines.llm.metrics import flush_pool_stats, report_calls, report_pool_metrics
+from crucible.pipelines.options import Options
+from crucible.pipelines.store.commit import ItemResult
+from crucible.pipelines.store.progress import Progress
 
 DROPPED = "dropped"
 

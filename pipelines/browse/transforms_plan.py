@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines.browse.api import load_kg
-from pipelines.browse.planning import (
+from crucible.pipelines.browse.api import load_kg
+from crucible.pipelines.browse.planning import (
     ANSWER_REASON,
     PATTERN_REASON,
     TAIL_PATTERN_REASON,
@@ -31,9 +31,9 @@ from pipelines.browse.planning import (
     tail_pattern,
     tail_pattern_cap,
 )
-from pipelines.options import Options
-from pipelines.store import manifests as M
-from pipelines.store.commit import ItemResult, failure_row
+from crucible.pipelines.options import Options
+from crucible.pipelines.store import manifests as M
+from crucible.pipelines.store.commit import ItemResult, failure_row
 
 NAMESPACE = "crucible.browse.plan"
 DROP_COUNTERS = {DropKind.PATTERN.value: "structural_duplicates", DropKind.ANSWER.value: "answer_duplicates",

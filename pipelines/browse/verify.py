@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from pipelines.browse.detectors import (
+from crucible.pipelines.browse.detectors import (
     candidates,
     contains_gold,
     extract_final_answer,
@@ -27,11 +27,19 @@ from pipelines.browse.detectors import (
     matches_gold,
     other_numbers,
 )
-from pipelines.browse.gold import AnswerKind, Gold, Source, Verdict, dates_match, kind_for, parse_number
-from pipelines.browse.ground import text_gold_verdict
-from pipelines.browse.names import normalize
-from pipelines.browse.resolve import resolve_detail
-from pipelines.llm.prompts import load_prompt
+from crucible.pipelines.browse.gold import (
+    AnswerKind,
+    Gold,
+    Source,
+    Verdict,
+    dates_match,
+    kind_for,
+    parse_number,
+)
+from crucible.pipelines.browse.ground import text_gold_verdict
+from crucible.pipelines.browse.names import normalize
+from crucible.pipelines.browse.resolve import resolve_detail
+from crucible.pipelines.llm.prompts import load_prompt
 
 # Names other modules read here (stages.py, batch.py, harden.py, findable.py, selection.py, audit.py,
 # integrations/verl/reward.py): the verifier's vocabulary, defined in gold.py, detectors.py and names.py.
@@ -60,7 +68,7 @@ JudgeFn = Callable[[list[dict], dict], "dict | None"]
 def graph_verdict(gold: Gold, answer: str, resolver) -> Verdict | None:
     """The graph's verdict on a committed answer, or None when the graph cannot decide.
 
-    ``resolver`` is a :class:`pipelines.browse.resolve.NameIndex`. Correct when the answer resolves
+    ``resolver`` is a :class:`crucible.pipelines.browse.resolve.NameIndex`. Correct when the answer resolves
     to the gold entity (it names the gold by its name or an alias; if that string also names other
     entities, e.g. "Georgia" the country and the state, the question pins down which one is meant).
     Incorrect (source ``graph``) when it resolves only to other entities, when its qualifier rules the

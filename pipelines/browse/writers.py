@@ -1,5 +1,5 @@
 """The LLM-backed helpers of a question's making: the writer (with its validation and read-back), the
-closed-book check and the answer judge. Each is built from a :class:`~pipelines.browse.context.Context`
+closed-book check and the answer judge. Each is built from a :class:`~crucible.pipelines.browse.context.Context`
 and falls back to a template or to "undecided" when the model fails.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from pipelines.browse import qtype as Q
-from pipelines.browse import synth as S
-from pipelines.browse.context import Context
+from crucible.pipelines.browse import qtype as Q
+from crucible.pipelines.browse import synth as S
+from crucible.pipelines.browse.context import Context
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from pipelines.cli import add_config_args
+    from crucible.pipelines.cli import add_config_args
 
     p = sub.add_parser("browse", help="research questions + search-agent trajectories (make synth-browse)")
     bsub = p.add_subparsers(dest="browse_command", metavar="ACTION")
@@ -46,14 +46,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args) -> int:
-    from pipelines.browse.pipeline import run
-    from pipelines.cli import config_from_args
+    from crucible.pipelines.browse.pipeline import run
+    from crucible.pipelines.cli import config_from_args
 
     cfg = config_from_args(args)
     summary = run(cfg)
     print(json.dumps(summary))
-    from pipelines.store import catalog
-    from pipelines.store.stats import compute_stats, format_stats
+    from crucible.pipelines.store import catalog
+    from crucible.pipelines.store.stats import compute_stats, format_stats
 
     con = catalog.connect(cfg.run.out_dir, cfg.store.catalog)
     try:
@@ -64,8 +64,8 @@ def _run(args) -> int:
 
 
 def _rollout(args) -> int:
-    from pipelines.browse.batch import run
-    from pipelines.cli import config_from_args
+    from crucible.pipelines.browse.batch import run
+    from crucible.pipelines.cli import config_from_args
 
     cfg = config_from_args(args)
     summary = run(cfg, args.input, k=args.k, stream=args.stream)
@@ -74,12 +74,12 @@ def _rollout(args) -> int:
 
 
 def _check_unique(args) -> int:
-    from pipelines.browse import synth as S
-    from pipelines.browse.api import load_kg
-    from pipelines.browse.kg.executor import execute
-    from pipelines.cli import config_from_args
-    from pipelines.store import catalog
-    from pipelines.store.records import record_type
+    from crucible.pipelines.browse import synth as S
+    from crucible.pipelines.browse.api import load_kg
+    from crucible.pipelines.browse.kg.executor import execute
+    from crucible.pipelines.cli import config_from_args
+    from crucible.pipelines.store import catalog
+    from crucible.pipelines.store.records import record_type
 
     cfg = config_from_args(args)
     graph = load_kg(cfg)
@@ -101,15 +101,15 @@ def _check_unique(args) -> int:
 
 
 def _judge(args) -> int:
-    from pipelines.browse import judge_suite as JS
-    from pipelines.browse import verify as V
-    from pipelines.cli import config_from_args
+    from crucible.pipelines.browse import judge_suite as JS
+    from crucible.pipelines.browse import verify as V
+    from crucible.pipelines.cli import config_from_args
 
     rows = JS.read_rows(args.file)
     cfg = config_from_args(args)
     graph = None
     if not args.no_graph:  # gold_id or not: a gold's text is resolved too (pipelines/browse/ground.py)
-        from pipelines.browse.api import load_kg
+        from crucible.pipelines.browse.api import load_kg
 
         graph = load_kg(cfg)
 
@@ -128,7 +128,7 @@ def _judge(args) -> int:
     if args.rules_only:
         grade(lambda m, s: None, None)
         return 0
-    from pipelines.llm import LLMClient, endpoint_config, llm_endpoint
+    from crucible.pipelines.llm import LLMClient, endpoint_config, llm_endpoint
 
     with llm_endpoint(cfg.llm) as urls:
         client = LLMClient.from_config(endpoint_config(cfg.llm, urls), out_dir=cfg.run.out_dir)
@@ -144,10 +144,10 @@ def graph_checks(graph) -> dict:
     """The graph-grounded callables of the audit: the answer resolver, the asked-type check, the
     world check (relation cards, ranges that pin alone) and the text grounding, each recomputed from the
     stored rows."""
-    from pipelines.browse.grounding import graph_page_text, recheck_row
-    from pipelines.browse.harden import row_world_problems
-    from pipelines.browse.qtype import row_type_mismatch
-    from pipelines.browse.resolve import resolve_answer
+    from crucible.pipelines.browse.grounding import graph_page_text, recheck_row
+    from crucible.pipelines.browse.harden import row_world_problems
+    from crucible.pipelines.browse.qtype import row_type_mismatch
+    from crucible.pipelines.browse.resolve import resolve_answer
 
     return {"resolve": lambda text: resolve_answer(graph, text),
             "type_check": lambda row: row_type_mismatch(graph, row),
@@ -156,9 +156,9 @@ def graph_checks(graph) -> dict:
 
 
 def compute_browse_audit(cfg, with_graph: bool = True) -> dict:
-    from pipelines.browse import audit as A
-    from pipelines.browse.api import load_kg
-    from pipelines.store import catalog
+    from crucible.pipelines.browse import audit as A
+    from crucible.pipelines.browse.api import load_kg
+    from crucible.pipelines.store import catalog
 
     con = catalog.connect(cfg.run.out_dir, cfg.store.catalog)
     try:
@@ -175,9 +175,9 @@ def findable_search(cfg):
     """question -> a findability Search over the run's own backend (tool cache, leak filter), for the
     audit to re-run the stored queries; None (the audit reads the stored ranks) when no backend opens
     without building one: a local corpus not built yet, a live backend without its key."""
-    from pipelines.browse.api import corpus_dir, open_environment
-    from pipelines.browse.findable import env_search
-    from pipelines.browse.search.backends import BackendConfigError
+    from crucible.pipelines.browse.api import corpus_dir, open_environment
+    from crucible.pipelines.browse.findable import env_search
+    from crucible.pipelines.browse.search.backends import BackendConfigError
 
     if cfg.search["backend"] == "local" and not (corpus_dir(cfg) / "corpus.json").exists():
         return None
@@ -189,8 +189,8 @@ def findable_search(cfg):
 
 
 def _audit(args) -> int:
-    from pipelines.browse import audit as A
-    from pipelines.cli import config_from_args
+    from crucible.pipelines.browse import audit as A
+    from crucible.pipelines.cli import config_from_args
 
     cfg = config_from_args(args)
     result = compute_browse_audit(cfg, with_graph=not args.no_graph)

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from pipelines.cli import add_config_args
+    from crucible.pipelines.cli import add_config_args
 
     p = sub.add_parser("config", help="show or validate a config (defaults filled, overrides applied)")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION")
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _show(args) -> int:
     import yaml
 
-    from pipelines.cli import config_from_args
+    from crucible.pipelines.cli import config_from_args
 
     cfg = config_from_args(args)
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
@@ -30,7 +30,7 @@ def _show(args) -> int:
 
 
 def _validate(args) -> int:
-    from pipelines.cli import config_from_args
+    from crucible.pipelines.cli import config_from_args
 
     cfg = config_from_args(args)
     print(f"ok: {cfg.source}")

@@ -15,7 +15,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cfg(args):
-    from pipelines.config import load_config
+    from crucible.pipelines.config import load_config
 
     overrides = list(args.overrides)
     if getattr(args, "out", None):
@@ -61,14 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args):
-    from pipelines.browse.api import load_kg
+    from crucible.pipelines.browse.api import load_kg
 
     return load_kg(_cfg(args), progress=lambda m: print(m, file=sys.stderr))
 
 
 def _build(args) -> int:
-    from pipelines.browse.api import graph_dir, kg_options
-    from pipelines.browse.kg.build import ensure_graph
+    from crucible.pipelines.browse.api import graph_dir, kg_options
+    from crucible.pipelines.browse.kg.build import ensure_graph
 
     cfg = _cfg(args)
     d, rep = ensure_graph(kg_options(cfg), graph_dir(cfg), force=args.force,
@@ -86,7 +86,7 @@ def _build(args) -> int:
 
 
 def _stats(args) -> int:
-    from pipelines.browse.kg.chains import graph_stats
+    from crucible.pipelines.browse.kg.chains import graph_stats
 
     st = graph_stats(_load(args), args.max_k)
     if args.json:
@@ -105,8 +105,8 @@ def _stats(args) -> int:
 
 
 def _query(args) -> int:
-    from pipelines.browse.kg.executor import Formalization, FormalizationError, execute
-    from pipelines.textio import parse_json, read_text
+    from crucible.pipelines.browse.kg.executor import Formalization, FormalizationError, execute
+    from crucible.pipelines.textio import parse_json, read_text
 
     text, where = args.formalization, "formalization argument"
     if text.startswith("@"):
@@ -125,11 +125,11 @@ def _query(args) -> int:
 
 
 def _ingest(args) -> int:
-    from pipelines.browse.kg.build import cache_root
-    from pipelines.browse.kg.cards import load_cards
-    from pipelines.browse.kg.ingest import IngestInputs, check_inputs, ingest, input_key
-    from pipelines.browse.kg.wikidata import check_cards, load_mapping
-    from pipelines.config import load_config
+    from crucible.pipelines.browse.kg.build import cache_root
+    from crucible.pipelines.browse.kg.cards import load_cards
+    from crucible.pipelines.browse.kg.ingest import IngestInputs, check_inputs, ingest, input_key
+    from crucible.pipelines.browse.kg.wikidata import check_cards, load_mapping
+    from crucible.pipelines.config import load_config
 
     cfg = load_config(args.config, list(args.overrides))
     inputs = IngestInputs(tuple(args.wikidata), tuple(args.wikipedia))

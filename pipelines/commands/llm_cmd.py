@@ -8,7 +8,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from pipelines.cli import add_config_args
+    from crucible.pipelines.cli import add_config_args
 
     p = sub.add_parser("llm", help="serve the embedded model or vLLM, chat with an endpoint")
     lsub = p.add_subparsers(dest="llm_command", metavar="ACTION")
@@ -59,14 +59,14 @@ def _progress():
 
 
 def _llm_cfg(args) -> dict:
-    from pipelines.cli import config_from_args
+    from crucible.pipelines.cli import config_from_args
 
     return config_from_args(args).llm.to_dict()
 
 
 def _serve(args) -> int:
-    from pipelines.llm import embedded
-    from pipelines.llm.serve import make_server, vllm_argv_from_config
+    from crucible.pipelines.llm import embedded
+    from crucible.pipelines.llm.serve import make_server, vllm_argv_from_config
 
     cfg = _llm_cfg(args)
     engine = args.engine or cfg["engine"]
@@ -132,9 +132,9 @@ def _parse_vars(items: list[str]) -> dict:
 def _chat(args) -> int:
     import os
 
-    from pipelines.llm.client import LLMClient
-    from pipelines.llm.prompts import load_prompt
-    from pipelines.llm.serve import llm_endpoint
+    from crucible.pipelines.llm.client import LLMClient
+    from crucible.pipelines.llm.prompts import load_prompt
+    from crucible.pipelines.llm.serve import llm_endpoint
 
     cfg = _llm_cfg(args)
     if args.base_url:
@@ -150,7 +150,7 @@ def _chat(args) -> int:
     else:
         raise ValueError("llm chat: give a message or --prompt ID")
     if args.schema:
-        from pipelines.textio import parse_json, read_text
+        from crucible.pipelines.textio import parse_json, read_text
 
         if os.path.exists(args.schema):
             schema = parse_json(read_text(args.schema, "JSON Schema file"), args.schema, "JSON Schema file")
@@ -175,7 +175,7 @@ def _chat(args) -> int:
 
 
 def _assemble(args) -> int:
-    from pipelines.llm import embedded
+    from crucible.pipelines.llm import embedded
 
     e = _llm_cfg(args)["embedded"]  # resolved: the schema's defaults filled in
     try:

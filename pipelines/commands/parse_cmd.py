@@ -35,8 +35,8 @@ def checked(value: object, where: str, field: str) -> object:
     """What ``parse`` gets: text, or OpenAI messages checked first (schemas/messages_row.json), so a
     message that is not an object is an error naming the line and the field, not an AttributeError. Text
     that is JSON is read under textio's limits (its nesting, its size)."""
-    from pipelines.rowcheck import check_messages
-    from pipelines.textio import JSONSyntaxError, loads
+    from crucible.pipelines.rowcheck import check_messages
+    from crucible.pipelines.textio import JSONSyntaxError, loads
 
     if isinstance(value, str):
         if not value.strip():
@@ -57,14 +57,14 @@ def checked(value: object, where: str, field: str) -> object:
 
 
 def _parse(args) -> int:
-    from pipelines.agent.parse import ParseError, parse
+    from crucible.pipelines.agent.parse import ParseError, parse
 
     if args.store:
         return _check_store(args.store)
     if not args.file:
         print("crucible parse: give a FILE or --store DIR", file=sys.stderr)
         return 2
-    from pipelines.textio import read_jsonl, read_text
+    from crucible.pipelines.textio import read_jsonl, read_text
 
     try:
         if not args.file.endswith(".jsonl"):
@@ -91,9 +91,9 @@ def _parse(args) -> int:
 
 
 def _check_store(out_dir: str) -> int:
-    from pipelines.agent.loop import render_react
-    from pipelines.agent.parse import ParseError, parse, to_messages
-    from pipelines.store import catalog
+    from crucible.pipelines.agent.loop import render_react
+    from crucible.pipelines.agent.parse import ParseError, parse, to_messages
+    from crucible.pipelines.store import catalog
 
     cols, rows = catalog.query(out_dir, "SELECT traj_id, rendered_react FROM browse_trajectories "
                                         "WHERE rendered_react IS NOT NULL ORDER BY traj_id")

@@ -9,7 +9,7 @@ import time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from pipelines.cli import add_config_args
+    from crucible.pipelines.cli import add_config_args
 
     p = sub.add_parser("sandbox", help="Docker sandboxes: engine, base/env images, test runs, disk, gc")
     ssub = p.add_subparsers(dest="sandbox_command", metavar="ACTION")
@@ -79,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _client(start: bool = False):
-    from sandbox.engine import EngineUnavailable, ensure_engine
+    from crucible.sandbox.engine import EngineUnavailable, ensure_engine
 
     try:
         return ensure_engine(allow_start=start)
@@ -95,15 +95,15 @@ def _engine(args) -> int:
 
 
 def _settings(args):
-    from pipelines.cli import config_from_args
-    from sandbox.api import settings_from_config
+    from crucible.pipelines.cli import config_from_args
+    from crucible.sandbox.api import settings_from_config
 
     cfg = config_from_args(args)
     return settings_from_config(cfg.sandbox)
 
 
 def _base(args) -> int:
-    from sandbox.api import build_base
+    from crucible.sandbox.api import build_base
 
     client, _ = _client()
     res = build_base(client, _settings(args), args.python, force=args.force)
@@ -112,7 +112,7 @@ def _base(args) -> int:
 
 
 def _checkout(args, settings):
-    from sandbox import sources
+    from crucible.sandbox import sources
 
     if args.sdist:
         return sources.from_sdist(args.sdist, settings.cache_dir / "sdists", pip=(sys.executable, "-m", "pip"),
@@ -138,10 +138,10 @@ def _checkout(args, settings):
 
 
 def _prepare(args):
-    from sandbox.api import build_env, exported
-    from sandbox.images import BuildError
-    from sandbox.recipes import RecipeError
-    from sandbox.sources import SourceError
+    from crucible.sandbox.api import build_env, exported
+    from crucible.sandbox.images import BuildError
+    from crucible.sandbox.recipes import RecipeError
+    from crucible.sandbox.sources import SourceError
 
     settings = _settings(args)
     client, _ = _client()
@@ -150,8 +150,8 @@ def _prepare(args):
     except SourceError as exc:
         print(f"crucible: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    from sandbox.asof import source_date
-    from sandbox.sources import index_upload_date
+    from crucible.sandbox.asof import source_date
+    from crucible.sandbox.sources import index_upload_date
 
     name, _, version = (args.sdist or "").partition("==")
     date = source_date(co.path, (lambda: index_upload_date(name, version, remote_env=settings.pip_env))
@@ -183,12 +183,12 @@ def _env(args) -> int:
 
 
 def _repair(args) -> int:
-    from pipelines.cli import config_from_args
-    from pipelines.swe.llm_repair.runner import repairer_for
-    from sandbox import sources
-    from sandbox.api import exported, settings_from_config
-    from sandbox.asof import source_date
-    from sandbox.repair import attempt
+    from crucible.pipelines.cli import config_from_args
+    from crucible.pipelines.swe.llm_repair.runner import repairer_for
+    from crucible.sandbox import sources
+    from crucible.sandbox.api import exported, settings_from_config
+    from crucible.sandbox.asof import source_date
+    from crucible.sandbox.repair import attempt
 
     cfg = config_from_args(args)
     settings = settings_from_config(cfg.sandbox)
@@ -217,7 +217,7 @@ def _repair(args) -> int:
 
 
 def _test(args) -> int:
-    from sandbox.api import test_env
+    from crucible.sandbox.api import test_env
 
     if args.repair:
         return _repair(args)
@@ -230,7 +230,7 @@ def _test(args) -> int:
         out = test_env(client, settings, spec, tree, selection=args.select, network=args.network, k=args.reruns)
     finally:
         ctx.__exit__(None, None, None)
-    from sandbox.recipes import funnel_stage
+    from crucible.sandbox.recipes import funnel_stage
 
     runs = out["runs"]
     first = next((r for r in runs if r.ok), runs[0])
@@ -252,11 +252,11 @@ def _survey(args) -> int:
     import dataclasses
     from pathlib import Path
 
-    from pipelines.cli import config_from_args
-    from pipelines.store.catalog import query
-    from pipelines.store.commit import stable_hash
-    from pipelines.swe.survey import Source, SourceKind, funnel, read_repos, read_sources, run_survey
-    from sandbox.api import settings_from_config
+    from crucible.pipelines.cli import config_from_args
+    from crucible.pipelines.store.catalog import query
+    from crucible.pipelines.store.commit import stable_hash
+    from crucible.pipelines.swe.survey import Source, SourceKind, funnel, read_repos, read_sources, run_survey
+    from crucible.sandbox.api import settings_from_config
 
     kind, path, read = ((SourceKind.SDIST, args.sdists, read_sources) if args.sdists
                         else (SourceKind.GIT, args.repos, read_repos))
@@ -281,8 +281,8 @@ def _survey(args) -> int:
 
     import functools
 
-    from pipelines.swe.llm_repair.runner import repairer_for
-    from pipelines.swe.survey import survey_one
+    from crucible.pipelines.swe.llm_repair.runner import repairer_for
+    from crucible.pipelines.swe.survey import survey_one
 
     with repairer_for(cfg, settings, True if args.llm_repair else None) as fix:
         run_survey(client, settings, srcs, out_dir, cfg.run.run_id or f"survey-{stable_hash(*specs, n=8)}",
@@ -300,7 +300,7 @@ def _survey(args) -> int:
 
 
 def _df(args) -> int:
-    from sandbox.imagegc import disk_usage, list_images
+    from crucible.sandbox.imagegc import disk_usage, list_images
 
     client, _ = _client()
     print(json.dumps({"usage": disk_usage(client), "images": list_images(client)}, indent=2))
@@ -308,7 +308,7 @@ def _df(args) -> int:
 
 
 def _gc(args) -> int:
-    from sandbox.imagegc import gc
+    from crucible.sandbox.imagegc import gc
 
     client, _ = _client()
     kinds = ("env", "base") if args.all else ("env",)

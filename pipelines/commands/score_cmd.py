@@ -8,7 +8,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from pipelines.cli import add_config_args
+    from crucible.pipelines.cli import add_config_args
 
     p = sub.add_parser("score", help="reward-model scores (llm.reward_model) for JSONL rows with OpenAI messages")
     p.add_argument("--input", required=True, help="JSONL: one row per line with a `messages` list")
@@ -18,11 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _score(args) -> int:
-    from pipelines.cli import config_from_args
-    from pipelines.llm.cache import run_cache_dir
-    from pipelines.llm.reward import RewardError, make_reward_scorer
-    from pipelines.store.fsio import write_bytes_atomic
-    from pipelines.textio import InputError, check_output_file
+    from crucible.pipelines.cli import config_from_args
+    from crucible.pipelines.llm.cache import run_cache_dir
+    from crucible.pipelines.llm.reward import RewardError, make_reward_scorer
+    from crucible.pipelines.store.fsio import write_bytes_atomic
+    from crucible.pipelines.textio import InputError, check_output_file
 
     try:  # the input first: a bad row is said before any model, cache or output is touched
         rows = read_rows(args.input)
@@ -51,8 +51,8 @@ def _score(args) -> int:
 def read_rows(path: str) -> list[dict]:
     """The rows of a trajectories file: each an object whose ``messages`` are OpenAI messages
     (schemas/messages_row.json); an empty file, a bad line or a bad message raises InputError naming it."""
-    from pipelines.rowcheck import check_messages, check_row
-    from pipelines.textio import read_jsonl
+    from crucible.pipelines.rowcheck import check_messages, check_row
+    from crucible.pipelines.textio import read_jsonl
 
     rows = []
     for n, row in read_jsonl(path, "trajectories file", allow_empty=False):

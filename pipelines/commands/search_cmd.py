@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from pipelines.commands.view_cmd import port_number
+from crucible.pipelines.commands.view_cmd import port_number
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -16,7 +16,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cfg(args, extra: list[str] | None = None):
-    from pipelines.config import load_config
+    from crucible.pipelines.config import load_config
 
     return load_config(args.config, list(args.overrides) + list(extra or []))
 
@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _index(args) -> int:
-    from pipelines.browse.api import ensure_corpus
+    from crucible.pipelines.browse.api import ensure_corpus
 
     extra = []
     if args.pages:
@@ -74,7 +74,7 @@ def _index(args) -> int:
 
 
 def _session(args):
-    from pipelines.browse.api import open_environment
+    from crucible.pipelines.browse.api import open_environment
 
     return open_environment(_cfg(args), progress=_progress).session()
 
@@ -96,9 +96,9 @@ def _visit(args) -> int:
 
 
 def _serve(args) -> int:
-    from pipelines.browse.api import make_backend
-    from pipelines.browse.search.server import SearchServer
-    from pipelines.browse.search.spec import SPEC_PATH
+    from crucible.pipelines.browse.api import make_backend
+    from crucible.pipelines.browse.search.server import SearchServer
+    from crucible.pipelines.browse.search.spec import SPEC_PATH
 
     backend = make_backend(_cfg(args), progress=_progress)
     try:
@@ -122,7 +122,7 @@ def _serve(args) -> int:
 
 
 def _export(args) -> int:
-    from pipelines.browse.api import make_backend, make_cache
+    from crucible.pipelines.browse.api import make_backend, make_cache
 
     cfg = _cfg(args)
     cache = make_cache(cfg)

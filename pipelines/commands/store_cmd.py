@@ -135,8 +135,8 @@ def _warn_skipped(view) -> None:
 def _warn_unreferenced(out_dir: str) -> None:
     """Rows no manifest names are not read: say so (a lost manifest must not drop rows silently), unless a
     writer holds the lock (its commit in flight)."""
-    from pipelines.store import lock
-    from pipelines.store.manifests import unreferenced_shards
+    from crucible.pipelines.store import lock
+    from crucible.pipelines.store.manifests import unreferenced_shards
 
     lost = unreferenced_shards(out_dir)
     if lost and lock.busy(out_dir) is None:
@@ -147,7 +147,12 @@ def _warn_unreferenced(out_dir: str) -> None:
 
 
 def _store_check(args) -> int:
-    from pipelines.store.check import check_store, format_report, quarantine, unresolved_after_quarantine
+    from crucible.pipelines.store.check import (
+        check_store,
+        format_report,
+        quarantine,
+        unresolved_after_quarantine,
+    )
 
     rep = check_store(args.out, fast=args.fast)
     unresolved = rep.damaged
@@ -156,14 +161,14 @@ def _store_check(args) -> int:
         unresolved = unresolved_after_quarantine(args.out, rep)
     print(format_report(args.out, rep))
     if args.repair:
-        from pipelines.store.catalog import repair_catalog
+        from crucible.pipelines.store.catalog import repair_catalog
 
         print(repair_catalog(args.out))
     return 1 if unresolved else 0
 
 
 def _store_restore(args) -> int:
-    from pipelines.store.restore import format_restore, restore
+    from crucible.pipelines.store.restore import format_restore, restore
 
     rep = restore(args.out, dry_run=args.dry_run)
     print(format_restore(args.out, rep))
@@ -173,9 +178,14 @@ def _store_restore(args) -> int:
 def _compact(args) -> int:
     from pathlib import Path
 
-    from pipelines.store.commit import COMMITS_DIR
-    from pipelines.store.compact import compact
-    from pipelines.store.manifests import StoreError, check_pipeline_name, pipelines_of, require_store
+    from crucible.pipelines.store.commit import COMMITS_DIR
+    from crucible.pipelines.store.compact import compact
+    from crucible.pipelines.store.manifests import (
+        StoreError,
+        check_pipeline_name,
+        pipelines_of,
+        require_store,
+    )
 
     if args.max_rows < 1:
         raise StoreError(f"--max-rows {args.max_rows}: must be at least 1 (rows per merged file); e.g. --max-rows "
@@ -183,7 +193,7 @@ def _compact(args) -> int:
     for name in args.pipeline or ():
         check_pipeline_name(name, "--pipeline")
     require_store(args.out)
-    from pipelines.store import fsio
+    from crucible.pipelines.store import fsio
 
     root = fsio.join(args.out, COMMITS_DIR)  # a bucket (s3://, gs://) has no folders: objects under the prefix
     if not (Path(root).is_dir() if fsio.is_local(root) else fsio.exists(root)):
@@ -196,7 +206,7 @@ def _compact(args) -> int:
         print(f"crucible: no commits of pipeline(s) {', '.join(unknown)} in {args.out}; present: "
               f"{', '.join(pipelines_of(args.out)) or 'none'}", file=sys.stderr)
         return 2
-    from pipelines.store.manifests import read_manifests
+    from crucible.pipelines.store.manifests import read_manifests
 
     for name in names:  # a bad manifest is an error before the writer lock (or anything) is written
         read_manifests(args.out, name)
@@ -214,8 +224,8 @@ def _compact(args) -> int:
 def _stats(args) -> int:
     import duckdb
 
-    from pipelines.store import catalog
-    from pipelines.store.stats import compute_stats, engine_pool_stats, format_stats, llm_pool_stats
+    from crucible.pipelines.store import catalog
+    from crucible.pipelines.store.stats import compute_stats, engine_pool_stats, format_stats, llm_pool_stats
 
     view = catalog.store_view(args.out)
     _warn_skipped(view)
@@ -244,7 +254,7 @@ def _stats(args) -> int:
 def _query(args) -> int:
     import duckdb
 
-    from pipelines.store import catalog, readonly
+    from crucible.pipelines.store import catalog, readonly
 
     _warn_skipped(catalog.store_view(args.out))
     try:
@@ -278,10 +288,10 @@ def _query(args) -> int:
 
 def _browse_audit_section(out: str, config: str, overrides: list[str]) -> list[tuple[str, str]]:
     """The browse audit (graph-grounded) for the report, when the store holds questions."""
-    from pipelines.browse import audit as A
-    from pipelines.commands.browse_cmd import compute_browse_audit
-    from pipelines.config import load_config
-    from pipelines.store import catalog
+    from crucible.pipelines.browse import audit as A
+    from crucible.pipelines.commands.browse_cmd import compute_browse_audit
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.store import catalog
 
     _, rows = catalog.query(out, "SELECT count(*) FROM questions")
     if not rows[0][0]:
@@ -293,8 +303,8 @@ def _browse_audit_section(out: str, config: str, overrides: list[str]) -> list[t
 def _report(args) -> int:
     import duckdb
 
-    from pipelines.store import catalog
-    from pipelines.store.report import report_dir, write_report
+    from crucible.pipelines.store import catalog
+    from crucible.pipelines.store.report import report_dir, write_report
 
     _warn_skipped(catalog.store_view(args.out))
     report_dir(args.out, args.dest)  # a folder inside the store is refused before anything runs
@@ -313,9 +323,9 @@ def _export(args) -> int:
 
     import duckdb
 
-    from pipelines.integrations.export import export
-    from pipelines.store import catalog, fsio
-    from pipelines.swe.quality_select import parse_filter
+    from crucible.pipelines.integrations.export import export
+    from crucible.pipelines.store import catalog, fsio
+    from crucible.pipelines.swe.quality_select import parse_filter
 
     source = args.source or ("browse" if args.format == "verl" else "all")
     # a store in a bucket exports to ./export/ here (the export is a local file)

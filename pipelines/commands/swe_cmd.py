@@ -8,7 +8,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from pipelines.cli import add_config_args
+    from crucible.pipelines.cli import add_config_args
 
     p = sub.add_parser("swe", help="SWE task instances, validation, rollouts, grading (make swe-curate)")
     ssub = p.add_subparsers(dest="swe_command", metavar="ACTION")
@@ -125,7 +125,7 @@ def _refuse_bad_rows(problems: list[str], args) -> bool:
 
 
 def _docker():
-    from sandbox.engine import ensure_engine
+    from crucible.sandbox.engine import ensure_engine
 
     client, _ = ensure_engine(allow_start=True)
     return client
@@ -146,9 +146,9 @@ def flag_overrides(args) -> list[str]:
 
 
 def _validate(args) -> int:
-    from pipelines.cli import config_from_args
-    from pipelines.swe.runner import validate_file
-    from pipelines.swe.sources import InputFileError, read_instances
+    from crucible.pipelines.cli import config_from_args
+    from crucible.pipelines.swe.runner import validate_file
+    from crucible.pipelines.swe.sources import InputFileError, read_instances
 
     args.overrides = [*(args.overrides or []), *flag_overrides(args)]
     cfg = config_from_args(args)
@@ -166,13 +166,18 @@ def _validate(args) -> int:
 def _grade(args) -> int:
     from pathlib import Path
 
-    from pipelines.cli import config_from_args
-    from pipelines.store.commit import stable_hash
-    from pipelines.swe import grade_store
-    from pipelines.swe.envs import run_network
-    from pipelines.swe.predictions import PredictionsError, grade_predictions, read_predictions, summarize
-    from pipelines.swe.sources import InputFileError, read_instances
-    from pipelines.swe.transforms import build_ctx
+    from crucible.pipelines.cli import config_from_args
+    from crucible.pipelines.store.commit import stable_hash
+    from crucible.pipelines.swe import grade_store
+    from crucible.pipelines.swe.envs import run_network
+    from crucible.pipelines.swe.predictions import (
+        PredictionsError,
+        grade_predictions,
+        read_predictions,
+        summarize,
+    )
+    from crucible.pipelines.swe.sources import InputFileError, read_instances
+    from crucible.pipelines.swe.transforms import build_ctx
 
     args.overrides = [*(args.overrides or []), *flag_overrides(args)]
     cfg = config_from_args(args)
@@ -228,16 +233,16 @@ def _rollout(args) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    from pipelines.cli import config_from_args
-    from pipelines.store.batch import run_items
-    from pipelines.store.catalog import refresh_catalog
-    from pipelines.store.commit import ItemResult, stable_hash
-    from pipelines.swe.curate import llm_policy
-    from pipelines.swe.envs import run_network
-    from pipelines.swe.filters import classify
-    from pipelines.swe.rollout import run_rollout
-    from pipelines.swe.sources import InputFileError, read_instances
-    from pipelines.swe.transforms import build_ctx
+    from crucible.pipelines.cli import config_from_args
+    from crucible.pipelines.store.batch import run_items
+    from crucible.pipelines.store.catalog import refresh_catalog
+    from crucible.pipelines.store.commit import ItemResult, stable_hash
+    from crucible.pipelines.swe.curate import llm_policy
+    from crucible.pipelines.swe.envs import run_network
+    from crucible.pipelines.swe.filters import classify
+    from crucible.pipelines.swe.rollout import run_rollout
+    from crucible.pipelines.swe.sources import InputFileError, read_instances
+    from crucible.pipelines.swe.transforms import build_ctx
 
     cfg = config_from_args(args)
     ro = cfg.swe.rollouts
@@ -272,7 +277,7 @@ def _rollout(args) -> int:
             ctx = replace(ctx, settings=replace(ctx.settings, repo_url_template=args.repo_url_template))
         client, model, workers = None, None, int(cfg.llm.max_concurrency)
         if args.policy == "llm":
-            from pipelines.llm import LLMClient, endpoint_config, llm_endpoint
+            from crucible.pipelines.llm import LLMClient, endpoint_config, llm_endpoint
 
             urls = stack.enter_context(llm_endpoint(cfg.llm))
             client = LLMClient.from_config(endpoint_config(cfg.llm, urls), out_dir=out_dir)
@@ -293,7 +298,7 @@ def _rollout(args) -> int:
         summary = run_items(out_dir, ROLLOUT_PIPELINE, run_id, list(by_key), work, workers=workers, stage="rollout",
                             compression=cfg.store.compression, progress_every_s=float(cfg.run.progress_every_s))
     out = summary.to_dict()
-    from pipelines.store import catalog
+    from crucible.pipelines.store import catalog
 
     out.update(instances=len(insts), k=k, policy=args.policy, workers=workers, run_id=run_id,
                catalog=refresh_catalog(out_dir, cfg.store.catalog))
@@ -306,8 +311,8 @@ def _rollout(args) -> int:
 def _import_specs(args) -> int:
     from pathlib import Path
 
-    from pipelines.swe.swebench_import import import_specs, write_specs
-    from pipelines.swe.swebench_specs import DEFAULT_SPECS, SpecsImportError
+    from crucible.pipelines.swe.swebench_import import import_specs, write_specs
+    from crucible.pipelines.swe.swebench_specs import DEFAULT_SPECS, SpecsImportError
 
     try:
         data, license_text = import_specs(Path(args.source))
@@ -319,8 +324,8 @@ def _import_specs(args) -> int:
 
 
 def _run(args) -> int:
-    from pipelines.cli import config_from_args
-    from pipelines.swe.pipeline import run
+    from crucible.pipelines.cli import config_from_args
+    from crucible.pipelines.swe.pipeline import run
 
     cfg = config_from_args(args)
     print(json.dumps(run(cfg)))
@@ -328,10 +333,10 @@ def _run(args) -> int:
 
 
 def _crawl(args) -> int:
-    from pipelines.config import load_config
-    from pipelines.swe.github import crawl
-    from pipelines.swe.github_client import GitHubError, RateLimitError, client_from_config
-    from pipelines.swe.github_rules import parse_time
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.swe.github import crawl
+    from crucible.pipelines.swe.github_client import GitHubError, RateLimitError, client_from_config
+    from crucible.pipelines.swe.github_rules import parse_time
 
     gh = load_config(args.config, list(args.overrides or [])).swe.github
     repos = list(args.repo) or list(gh.repos)

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _view(args) -> int:
-    from pipelines.view.server import ViewServer
+    from crucible.pipelines.view.server import ViewServer
 
     try:
         server = ViewServer(args.out, port=args.port)

@@ -1,6 +1,6 @@
 """Exporters: project stored records into the shapes trainers read as they are -- ``verl``
-(:mod:`pipelines.integrations.export_verl`) and ``trl`` (:mod:`pipelines.integrations.export_trl`); which rows
-go is :mod:`pipelines.integrations.export_select`, where the file may go is :mod:`pipelines.store.export`.
+(:mod:`crucible.pipelines.integrations.export_verl`) and ``trl`` (:mod:`crucible.pipelines.integrations.export_trl`); which rows
+go is :mod:`crucible.pipelines.integrations.export_select`, where the file may go is :mod:`crucible.pipelines.store.export`.
 
 Selection: verl browse takes the questions of an RL split (``--split``, ``--all-splits``), optionally only
 those whose pass rate lies in a band (``--pass-band``, :func:`parse_pass_band`); trl the SFT-split
@@ -16,18 +16,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset
 
-from pipelines.integrations.export_select import (
+from crucible.pipelines.integrations.export_select import (
     REFERENCE_SPLIT,
     RL_SPLITS,
     SEMI_SPLIT,
     PassBand,
     parse_pass_band,
 )
-from pipelines.integrations.export_trl import trl_features, trl_rows
-from pipelines.integrations.export_verl import VERL_SCHEMAS, verl_rows
-from pipelines.store import fsio
-from pipelines.store.export import check_dest
-from pipelines.store.manifests import StoreError
+from crucible.pipelines.integrations.export_trl import trl_features, trl_rows
+from crucible.pipelines.integrations.export_verl import VERL_SCHEMAS, verl_rows
+from crucible.pipelines.store import fsio
+from crucible.pipelines.store.export import check_dest
+from crucible.pipelines.store.manifests import StoreError
 
 
 class EmptyExport(StoreError):
@@ -45,7 +45,7 @@ def export(out_dir: str, fmt: str, dest: str, source: str = "browse", split: str
     ``include_reference`` (trl): also the reference rows (split ``reference``: swe-curate's gold replays);
     ``include_semi`` (trl): also the semi_resolved rows (split ``semi``), marked in column ``semi_resolved``;
     ``instance_filter`` (swe): only instances, and trajectories of instances, it keeps (quality labels,
-    difficulty: :mod:`pipelines.swe.quality_select`)."""
+    difficulty: :mod:`crucible.pipelines.swe.quality_select`)."""
     band = parse_pass_band(pass_band) if isinstance(pass_band, str) else pass_band
     check_dest(out_dir, dest, force)
     if instance_filter is not None and source == "browse":

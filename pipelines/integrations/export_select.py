@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines.store.records import record_type
+from crucible.pipelines.store.records import record_type
 
 RL_SPLITS = ("rl", "sft+rl")
-# the swe-curate split of the gold policy's rows (pipelines.swe.filters.REFERENCE_SPLIT): never in an export
+# the swe-curate split of the gold policy's rows (crucible.pipelines.swe.filters.REFERENCE_SPLIT): never in an export
 # unless asked for (``include_reference``)
 REFERENCE_SPLIT = "reference"
-# the swe-curate split of clean, unresolved rows that came close (pipelines.swe.filters.SEMI_SPLIT): in a TRL
+# the swe-curate split of clean, unresolved rows that came close (crucible.pipelines.swe.filters.SEMI_SPLIT): in a TRL
 # SFT export only when asked for (``include_semi``), and marked (column ``semi_resolved``) for turn-masking
 SEMI_SPLIT = "semi"
 

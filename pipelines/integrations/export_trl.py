@@ -10,9 +10,9 @@ import json
 
 from datasets import Features, Json, List, Value
 
-from pipelines.integrations.export_select import REFERENCE_SPLIT, SEMI_SPLIT, stored_rows
-from pipelines.store import catalog
-from pipelines.swe.filters import REFERENCE_POLICIES
+from crucible.pipelines.integrations.export_select import REFERENCE_SPLIT, SEMI_SPLIT, stored_rows
+from crucible.pipelines.store import catalog
+from crucible.pipelines.swe.filters import REFERENCE_POLICIES
 
 
 def _trl_message(m: dict) -> dict:

@@ -9,10 +9,10 @@ import json
 
 import pyarrow as pa
 
-from pipelines.integrations.export_select import RL_SPLITS, PassBand, stored_rows
-from pipelines.llm.prompts import load_prompt
-from pipelines.store import catalog
-from pipelines.swe.rollout import task_messages
+from crucible.pipelines.integrations.export_select import RL_SPLITS, PassBand, stored_rows
+from crucible.pipelines.llm.prompts import load_prompt
+from crucible.pipelines.store import catalog
+from crucible.pipelines.swe.rollout import task_messages
 
 BROWSE_TOOLS = ("search", "visit")
 SWE_TOOLS = ("bash", "view", "str_replace", "create", "submit")
@@ -46,7 +46,7 @@ def _verl_schema(create_kwargs: list[str], tools: tuple[str, ...], extra: list[t
     ])
 
 
-# extra_info carries what the kit's reward needs (pipelines.integrations.verl.reward): the gold's aliases, its
+# extra_info carries what the kit's reward needs (crucible.pipelines.integrations.verl.reward): the gold's aliases, its
 # graph entity, answer type and evidence hops (browse; evidence as a JSON string, for the clue term), the
 # instance to grade (swe, a JSON string)
 VERL_SCHEMAS = {
@@ -76,7 +76,7 @@ def verl_rows(out_dir: str, source: str = "browse", split: str | None = None, al
     """verl rows. Browse: questions of an RL split (``rl``, ``sft+rl``) unless ``split`` names one or
     ``all_splits`` (questions the pipeline rejected for RL, split ``none``, are left out by default); with
     ``pass_band`` only those whose pass rate lies in it. Swe: the instances ``instance_filter``
-    (:class:`pipelines.swe.quality_select.InstanceFilter`) keeps, every one without it."""
+    (:class:`crucible.pipelines.swe.quality_select.InstanceFilter`) keeps, every one without it."""
     if source == "swe" and split:
         raise ValueError("--split: swe instances have no split (every stored instance is validated); drop --split")
     if source == "swe" and pass_band is not None:

@@ -6,7 +6,7 @@ sorted sampling params, and the sample index. Anything else (endpoint URL, timeo
 settings) is deliberately *not* in the key, so a rerun against another replica replays.
 
 Layout: ``<dir>/<key[:2]>/<key>.json`` holding ``{"key", "request", "response"}``; each write goes
-through :func:`pipelines.store.fsio.write_bytes_atomic` (a temp file in the same directory, then
+through :func:`crucible.pipelines.store.fsio.write_bytes_atomic` (a temp file in the same directory, then
 ``os.replace``), so concurrent writers (Beam workers, threads) never leave a torn file. A corrupt file is treated as a miss and overwritten.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.store import fsio
+from crucible.pipelines.store import fsio
 
 KEY_VERSION = 1  # bump when the key recipe changes
 

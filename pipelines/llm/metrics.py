@@ -18,8 +18,8 @@ import uuid
 import weakref
 from collections import deque
 
-from pipelines.llm.results import ChatResult
-from pipelines.store import fsio
+from crucible.pipelines.llm.results import ChatResult
+from crucible.pipelines.store import fsio
 
 STATS_VERSION = 1
 _WRITER_ID = uuid.uuid4().hex[:8]

@@ -12,7 +12,7 @@
   it answers, then put back. Every endpoint is also probed every ``health_interval_s``. With one endpoint
   there is nowhere else to go: nothing is taken out.
 
-All state changes happen on the process's event loop thread (:mod:`pipelines.llm.aio`); :meth:`stats`
+All state changes happen on the process's event loop thread (:mod:`crucible.pipelines.llm.aio`); :meth:`stats`
 may be read from any thread.
 """
 
@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pipelines.llm.results import is_endpoint_failure
+from crucible.pipelines.llm.results import is_endpoint_failure
 
 T = TypeVar("T")
 

@@ -136,7 +136,7 @@ def load_prompt(prompt_id: str, prompts_dir: str | Path | None = None) -> Prompt
     if not path.is_file():
         have = sorted(p.stem for p in directory.glob("*.yaml")) if directory.is_dir() else []
         raise PromptError(f"{path}: no such prompt {prompt_id!r}; available: {have}")
-    from pipelines.textio import InputError, load_yaml, read_text
+    from crucible.pipelines.textio import InputError, load_yaml, read_text
 
     try:  # textio's YAML limits: size, nesting, alias expansion, a key twice
         data = load_yaml(read_text(path, "prompt file"), str(path))

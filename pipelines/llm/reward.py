@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from pipelines.http_retry import RetryPolicy, retry_after_seconds
-from pipelines.llm.cache import ResponseCache, cache_key
+from crucible.pipelines.http_retry import RetryPolicy, retry_after_seconds
+from crucible.pipelines.llm.cache import ResponseCache, cache_key
 
 CACHE_PROMPT = ("reward_model", 1)
 

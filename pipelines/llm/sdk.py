@@ -11,7 +11,7 @@ from typing import Any
 import httpx2
 import openai
 
-from pipelines.llm.results import LLMError
+from crucible.pipelines.llm.results import LLMError
 
 
 async def post_chat(client: openai.AsyncOpenAI, model: str, messages: list, params: Mapping[str, Any]) -> dict:

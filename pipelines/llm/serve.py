@@ -10,7 +10,7 @@
   embedded llama.cpp server in a child process (unless ``base_urls`` already point at one) and
   stops it on exit; ``engine: vllm`` starts ``vllm serve`` the same way (GPU machines only).
 - :func:`vllm_argv` — the ``vllm serve`` command line (pure, unit-tested).
-- :func:`wait_for_health` (from :mod:`pipelines.llm.proc`) — poll ``<base_url>/models`` until it answers 200.
+- :func:`wait_for_health` (from :mod:`crucible.pipelines.llm.proc`) — poll ``<base_url>/models`` until it answers 200.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from pipelines.llm import embedded, settings
-from pipelines.llm.proc import ChildServer, ServerStartError, wait_for_health
+from crucible.pipelines.llm import embedded, settings
+from crucible.pipelines.llm.proc import ChildServer, ServerStartError, wait_for_health
 
 __all__ = ["ProcessServer", "ServerStartError", "endpoint_config", "llm_endpoint", "make_server", "vllm_argv",
            "vllm_argv_from_config", "wait_for_health"]

@@ -11,12 +11,12 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from pipelines.options_base import fill_defaults
+from crucible.pipelines.options_base import fill_defaults
 
 
 @lru_cache(maxsize=1)
 def llm_schema() -> dict:
-    return json.loads(resources.files("schemas").joinpath("config_llm.json").read_text(encoding="utf-8"))
+    return json.loads(resources.files("crucible.schemas").joinpath("config_llm.json").read_text(encoding="utf-8"))
 
 
 

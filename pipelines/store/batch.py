@@ -1,7 +1,7 @@
 """Resumable parallel work over a fixed list of items, each committed to the store as it finishes.
 
 ``run_items(out_dir, pipeline, run_id, keys, work, workers=N)`` takes the store's writer lock and
-skips the keys ``pipeline`` already committed (:func:`pipelines.store.commit.recover`), runs
+skips the keys ``pipeline`` already committed (:func:`crucible.pipelines.store.commit.recover`), runs
 ``work(key) -> ItemResult`` for the others on a thread pool of ``workers`` threads, and commits
 whatever has finished after each wake-up (one small commit per batch of finished items; one item
 per commit when they finish one at a time), so a killed run loses only its in-flight items and a
@@ -18,8 +18,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from pipelines.store.commit import ItemResult, Progress, commit_items, ensure_layout, failure_row, recover
-from pipelines.store.progress import run_members
+from crucible.pipelines.store.commit import (
+    ItemResult,
+    Progress,
+    commit_items,
+    ensure_layout,
+    failure_row,
+    recover,
+)
+from crucible.pipelines.store.progress import run_members
 
 log = logging.getLogger(__name__)
 ERROR_SEP = "!error-"

@@ -1,6 +1,6 @@
 """The store's ``README.md``: a Hugging Face dataset card listing the committed files of each table.
 
-Written with the catalog file (:func:`pipelines.store.catalog.refresh_catalog`: writers and ``crucible store
+Written with the catalog file (:func:`crucible.pipelines.store.catalog.refresh_catalog`: writers and ``crucible store
 check --repair`` only), never by a reader. A ``README.md`` without :data:`CARD_MARK` is the user's: never
 overwritten."""
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from pipelines.store import fsio
-from pipelines.store.records import TABLES
+from crucible.pipelines.store import fsio
+from crucible.pipelines.store.records import TABLES
 
 CARD = "README.md"
 CARD_MARK = "<!-- written by crucible: rewritten with the committed file lists; delete this line to keep edits -->"

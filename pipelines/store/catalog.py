@@ -2,7 +2,7 @@
 
 View names are a public contract (``questions``, ``browse_trajectories``, ``swe_instances``,
 ``swe_validations``, ``swe_trajectories``, ``failures``). A view lists its files explicitly: the files
-that live commit manifests name (:mod:`pipelines.store.manifests`), never a glob, so a run in progress,
+that live commit manifests name (:mod:`crucible.pipelines.store.manifests`), never a glob, so a run in progress,
 a killed run or a half-done compaction is never visible; each table's 0-row ``_schema.parquet`` comes
 first, so every view exists with its columns before any data lands.
 
@@ -16,7 +16,7 @@ Two ways in:
 - :func:`connect` (every ``crucible`` command that reads: ``query``, ``stats``, ``report``, ``export``,
   ``view``): an in-memory database whose views are rebuilt from the manifests on each open, with absolute
   paths of the folder it is given (a copied or moved folder reads its own files), then locked down
-  (:mod:`pipelines.store.readonly`): it opens the committed files and nothing else, and its settings are
+  (:mod:`crucible.pipelines.store.readonly`): it opens the committed files and nothing else, and its settings are
   frozen. It writes nothing, anywhere: a stale catalog file or a damaged shard is a warning on stderr that
   names ``crucible store check --repair``.
 - the catalog file ``<out_dir>/crucible.duckdb`` for plain DuckDB: written by :func:`refresh_catalog`, which
@@ -41,10 +41,10 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from pipelines.store import fsio, integrity, mirror, readonly
-from pipelines.store import manifests as M
-from pipelines.store.card import CARD, write_card
-from pipelines.store.records import TABLES, record_type
+from crucible.pipelines.store import fsio, integrity, mirror, readonly
+from crucible.pipelines.store import manifests as M
+from crucible.pipelines.store.card import CARD, write_card
+from crucible.pipelines.store.records import TABLES, record_type
 
 log = logging.getLogger(__name__)
 DEFAULT_CATALOG = "crucible.duckdb"
@@ -98,7 +98,7 @@ def store_view(out_dir: str, attempts: int = 5) -> StoreView:
     A shard that vanished while its manifest vanished too was removed by a compaction between listing
     and checking: the listing is redone (the merged manifest names the rows now), so a reader racing a
     compaction sees every row once, never a false "missing"."""
-    out_dir = mirror.readable(out_dir)  # an object store: its committed files, mirrored (pipelines.store.mirror)
+    out_dir = mirror.readable(out_dir)  # an object store: its committed files, mirrored (crucible.pipelines.store.mirror)
     M.require_store(out_dir)
     for _ in range(attempts - 1):
         view = _store_view(out_dir)
@@ -204,7 +204,7 @@ def catalog_current(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreVie
 def _write_catalog_file(path: str, out_dir: str, view: StoreView) -> None:
     """The catalog file at ``path``, so that a reader never sees a half-written one. DuckDB writes a database
     file itself (``ATTACH`` takes a path, not a stream): it builds a scratch file beside ``path``, whose bytes
-    the one atomic writer (:func:`pipelines.store.fsio.write_atomic`) then publishes with the scratch file's
+    the one atomic writer (:func:`crucible.pipelines.store.fsio.write_atomic`) then publishes with the scratch file's
     mode (DuckDB's, the umask's); the scratch file and its WAL are removed either way."""
     tmp = path + f".tmp{os.getpid()}"
     scratch = (tmp, tmp + ".wal")
@@ -233,7 +233,7 @@ def _remove(paths) -> None:
 def refresh_catalog(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreView | None = None) -> str:
     """(Re)write the catalog file's views (relative paths, storage version v1.0.0) and the card. Returns its
     path. Writers only (the end of a run, ``compact``) and ``store check --repair``: readers never call it."""
-    from pipelines.store.commit import ensure_layout
+    from crucible.pipelines.store.commit import ensure_layout
 
     if not fsio.is_local(out_dir):  # an object store: the card in the bucket, the catalog file in the mirror
         ensure_layout(out_dir)
@@ -283,7 +283,7 @@ def warn_stale(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreView | N
 def connect(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreView | None = None) -> duckdb.DuckDBPyConnection:
     """A read-only connection with every view defined over the committed shards of ``out_dir`` (an in-memory
     database: never blocked by another process holding the catalog file), locked down by
-    :func:`pipelines.store.readonly.lock_down`. Refuses a folder that is not a store; writes nothing, anywhere
+    :func:`crucible.pipelines.store.readonly.lock_down`. Refuses a folder that is not a store; writes nothing, anywhere
     (a stale catalog file is a warning: :func:`warn_stale`)."""
     remote, out_dir = not fsio.is_local(out_dir), mirror.readable(out_dir)
     for attempt in range(3):
@@ -309,7 +309,7 @@ def connect(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreView | None
 
 def query(out_dir: str, sql: str, catalog: str = DEFAULT_CATALOG,
           params: list | None = None) -> tuple[list[str], list[tuple]]:
-    """Run ``sql`` (SELECT statements only: :func:`pipelines.store.readonly.check_select`) over the views. A
+    """Run ``sql`` (SELECT statements only: :func:`crucible.pipelines.store.readonly.check_select`) over the views. A
     compaction that removed the files while the views were made is answered by rebuilding the views from the
     manifests once."""
     for attempt in (0, 1):
@@ -345,7 +345,7 @@ def _vanished_shard(out_dir: str, message: str) -> bool:
 def repair_catalog(out_dir: str, catalog: str = DEFAULT_CATALOG) -> str:
     """``crucible store check --repair``: rewrite the catalog file and the card from the commits readable now,
     under the writer lock. Returns what was done, in one line."""
-    from pipelines.store import lock
+    from crucible.pipelines.store import lock
 
     M.require_store(out_dir)
     with lock.writer(out_dir, "crucible store check --repair"):

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipelines.store import fsio, integrity, lock, lockfree
-from pipelines.store import manifests as M
-from pipelines.store.commit import _stale_temp_files
+from crucible.pipelines.store import fsio, integrity, lock, lockfree
+from crucible.pipelines.store import manifests as M
+from crucible.pipelines.store.commit import _stale_temp_files
 
 RESTORE = "`crucible store restore --out {out}`"
 

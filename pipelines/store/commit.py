@@ -12,13 +12,13 @@ item keys and the shard files is written atomically: the manifest is the commit 
 ``commit_id`` is a hash of the pipeline name and the sorted item keys. A commit is idempotent per
 item key: keys that a live manifest already holds are skipped, so a retried or speculative bundle
 that batched differently never commits a key twice (and if two attempts race, readers take one of
-them, see :mod:`pipelines.store.manifests`).
+them, see :mod:`crucible.pipelines.store.manifests`).
 
 Each shard carries its commit (id, pipeline, run, item keys, tables) in its Parquet footer and the
-manifest carries each shard's size and sha256 (:mod:`pipelines.store.integrity`): damage is detected
+manifest carries each shard's size and sha256 (:mod:`crucible.pipelines.store.integrity`): damage is detected
 by ``crucible store check`` and a lost manifest is rebuilt by ``crucible store restore``.
 
-On start, :func:`recover` takes the store's writer lock (:mod:`pipelines.store.lock`), reads the
+On start, :func:`recover` takes the store's writer lock (:mod:`crucible.pipelines.store.lock`), reads the
 manifests (their item keys are finished work, skipped on rerun) and, safe under the lock, clears away
 what killed runs left. It deletes only stale temp files of atomic writes and the inputs of a
 compaction proven merged (sha256); shards of this pipeline that no live manifest names, commits whose
@@ -26,7 +26,7 @@ shard is missing, and manifests repeating keys of earlier commits are *moved* to
 their evidence, never deleted. Readers never need this: they read only the files live manifests name.
 
 On an object store (``s3://``, ``gs://``) there is no lock: many writers commit at once, everything is written
-create-if-absent and ``recover`` moves aside only what is damage for certain (:mod:`pipelines.store.lockfree`).
+create-if-absent and ``recover`` moves aside only what is damage for certain (:mod:`crucible.pipelines.store.lockfree`).
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.store import fsio, integrity, lockfree
-from pipelines.store import manifests as M
-from pipelines.store.progress import Progress  # noqa: F401 - re-exported: callers import it from here
-from pipelines.store.records import TABLES, record_type
+from crucible.pipelines.store import fsio, integrity, lockfree
+from crucible.pipelines.store import manifests as M
+from crucible.pipelines.store.progress import Progress  # noqa: F401 - re-exported: callers import it from here
+from crucible.pipelines.store.records import TABLES, record_type
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def schema_bytes(schema: pa.Schema) -> bytes:
 
 def ensure_layout(out_dir: str) -> None:
     """Create every table folder with its 0-row schema file (idempotent). Writers only: readers never
-    create anything (see :func:`pipelines.store.manifests.require_store`)."""
+    create anything (see :func:`crucible.pipelines.store.manifests.require_store`)."""
     for table in TABLES:
         path = fsio.join(out_dir, table, SCHEMA_FILE)
         rt = record_type(table)
@@ -174,7 +174,7 @@ def write_commit(out_dir: str, pipeline: str, run_id: str, commit_id: str, keys:
               "created_at": utc_now() if local else lockfree.utc_now_us(), "tables": sorted(tables)}
     if compacted_from is not None:
         commit["compacted_from"] = compacted_from
-    if not local:  # an object store: create-if-absent, no lock (pipelines.store.lockfree)
+    if not local:  # an object store: create-if-absent, no lock (crucible.pipelines.store.lockfree)
         return lockfree.write_commit(out_dir, pipeline, commit, tables, compression)
     files, counts, sums = {}, {}, {}
     for table, data in sorted(tables.items()):
@@ -210,7 +210,7 @@ def commit_items(out_dir: str, pipeline: str, run_id: str, items: list[ItemResul
 
     Idempotent per item key: keys already committed (a retried or speculative bundle that batched
     differently) are skipped, and a key given twice in one batch is committed once (the first). On an object
-    store, keys the manifest lost to an overlapping commit are committed anew (:mod:`pipelines.store.lockfree`)."""
+    store, keys the manifest lost to an overlapping commit are committed anew (:mod:`crucible.pipelines.store.lockfree`)."""
     if not items:
         raise ValueError("commit_items needs at least one item")
     first: dict[str, ItemResult] = {}
@@ -285,10 +285,10 @@ def _stale_temp_files(out_dir: str, pipeline: str) -> list[str]:
 
 def recover(out_dir: str, pipeline: str, *, purpose: str | None = None) -> RecoveryReport:
     """Start (or resume) writing ``pipeline`` into ``out_dir``: take the store's writer lock for this process
-    (:mod:`pipelines.store.lock`; refused with the holder named while another writer runs), then return the
+    (:mod:`crucible.pipelines.store.lock`; refused with the holder named while another writer runs), then return the
     finished item keys and move aside what killed runs left behind. Only with the lock held is it safe to
     touch them: no other live writer can be between its shards and its manifest."""
-    from pipelines.store import lock
+    from crucible.pipelines.store import lock
 
     M.check_pipeline_name(pipeline)
     if fsio.is_local(out_dir):  # an object store takes no lock: its commits are lock-free (lockfree.py)

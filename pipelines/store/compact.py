@@ -8,23 +8,23 @@ every footer. ``compact`` merges the shards of all manifests of a pipeline (in g
 1. check each input shard as ``store check`` does (size, sha256, rows, data): a group holding a bad one is
    left as it is, with the file named (an edited shard is never merged, which would hide the edit);
 2. write the merged shards ``part-<pipeline>-c<id>.parquet`` (each atomically, with checksums and the
-   commit in their footers, by the one commit writer :func:`pipelines.store.commit.write_commit`);
+   commit in their footers, by the one commit writer :func:`crucible.pipelines.store.commit.write_commit`);
 3. write the merged manifest (items and files of all of them, ``compacted_from`` = their commit ids): this
    is the commit point;
 4. delete the old manifests, then the old shards, each only once proven merged
-   (:func:`pipelines.store.integrity.proven_merged`: named in ``compacted_from``, items and tables held,
+   (:func:`crucible.pipelines.store.integrity.proven_merged`: named in ``compacted_from``, items and tables held,
    merged shards verified by sha256). This step (or ``recover`` finishing it) is the only deletion of
    shards anywhere, and it deletes copies only.
 
-It holds the store's writer lock (:mod:`pipelines.store.lock`): refused, with the holder named, while a
+It holds the store's writer lock (:mod:`crucible.pipelines.store.lock`): refused, with the holder named, while a
 pipeline writes to the same folder. Readers never see a half-done compaction: they read the files that
 live manifests name, and a manifest named in another's ``compacted_from`` is not live
-(:mod:`pipelines.store.manifests`), so the merged rows appear at step 3 all at once, in place of the old
-ones. A kill before 3 leaves new shards that no manifest names: :func:`pipelines.store.commit.recover`
+(:mod:`crucible.pipelines.store.manifests`), so the merged rows appear at step 3 all at once, in place of the old
+ones. A kill before 3 leaves new shards that no manifest names: :func:`crucible.pipelines.store.commit.recover`
 moves them to ``_quarantine/`` (copies of live rows). A kill after 3 leaves superseded manifests (and maybe
 their shards): ``recover`` deletes them once proven merged, else moves them aside.
 
-On an object store (``s3://``, ``gs://``) writers take no lock (:mod:`pipelines.store.lockfree`), so a
+On an object store (``s3://``, ``gs://``) writers take no lock (:mod:`crucible.pipelines.store.lockfree`), so a
 compaction there only merges and marks: steps 1 to 3, and the inputs stay where they are, superseded (never
 read again: readers skip a manifest a live compaction names). Nothing is deleted; the bucket's lifecycle
 rules may expire what ``crucible store check`` lists as superseded, once no reader of an older listing is left.
@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.store import fsio, integrity, lock
-from pipelines.store import manifests as M
-from pipelines.store.commit import recover_locked, stable_hash, write_commit
-from pipelines.store.records import record_type
+from crucible.pipelines.store import fsio, integrity, lock
+from crucible.pipelines.store import manifests as M
+from crucible.pipelines.store.commit import recover_locked, stable_hash, write_commit
+from crucible.pipelines.store.records import record_type
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def compact(out_dir: str, pipeline: str, *, max_rows: int = 200_000, compression
                            "e.g. --max-rows 200000")
     with lock.writer(out_dir, f"crucible compact of {pipeline}"):
         rep = _compact(out_dir, pipeline, max_rows, compression)
-        from pipelines.store.catalog import refresh_catalog
+        from crucible.pipelines.store.catalog import refresh_catalog
 
         refresh_catalog(out_dir)  # a writer: crucible.duckdb and README.md list the merged shards (readers never do)
         return rep

@@ -1,6 +1,6 @@
 """Where an export may write, relative to a store: never inside it (its shards, manifests and catalog are the
 writers') except under ``<out>/export/``. The formats themselves (verl, TRL) are the trainers' and live in
-:mod:`pipelines.integrations.export`; the store knows no domain.
+:mod:`crucible.pipelines.integrations.export`; the store knows no domain.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipelines.store.manifests import StoreError
+from crucible.pipelines.store.manifests import StoreError
 
 EXPORT_DIR = "export"  # <out>/export/: the one folder inside a store an export may write to (the default --dest)
 

@@ -8,7 +8,7 @@ gets empty options, so the S3 client takes its endpoint and keys from the usual 
 environment variables (``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``...).
 
 :func:`put_if_absent` is the one create-if-absent write (the lock-free commit protocol of object
-stores, :mod:`pipelines.store.lockfree`): a hard link of a temp file locally, an S3 conditional put
+stores, :mod:`crucible.pipelines.store.lockfree`): a hard link of a temp file locally, an S3 conditional put
 (``If-None-Match: *``) on ``s3://``, and write-then-verify elsewhere (``gs://`` through FileSystems,
 or an S3 server without conditional writes).
 """

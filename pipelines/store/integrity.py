@@ -6,7 +6,7 @@
 - **Self-describing shards.** Each shard's Parquet key-value metadata holds its commit under
   :data:`META_KEY` (commit id, pipeline, run id, item keys, created_at, its table and all the commit's
   tables, ``compacted_from``): a lost or unreadable manifest is rebuilt from its shards
-  (:mod:`pipelines.store.restore`).
+  (:mod:`crucible.pipelines.store.restore`).
 - **Quarantine, never delete.** :func:`move_aside` moves files to ``_quarantine/<time>-<id>/`` keeping their
   paths, after writing ``evidence.json`` there (why, which commit, sizes, sha256); a destination is never
   overwritten and a path outside the store is refused. The only deletions left in the store are a
@@ -28,7 +28,7 @@ import zlib
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.store import fsio
+from crucible.pipelines.store import fsio
 
 log = logging.getLogger(__name__)
 

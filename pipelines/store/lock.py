@@ -5,7 +5,7 @@ so a dead holder's lock is taken over at once (its details, left in the file, ar
 the holder's host, pid, start time and purpose, and a refused writer is told who holds it.
 
 Object stores (``gs://``, ``s3://``) have no locks, and their writers need none: commits there are
-lock-free (:mod:`pipelines.store.lockfree`), so a pipeline run takes nothing. The maintenance commands
+lock-free (:mod:`crucible.pipelines.store.lockfree`), so a pipeline run takes nothing. The maintenance commands
 (``crucible compact``, ``store check --quarantine``, ``store restore``) hold the same file as a *lease*:
 refused while it names a live process on this host, or another host within ``LEASE_TTL_S``; otherwise
 taken over. It is advisory: it keeps two maintenance commands apart, not a race of two starts.
@@ -27,8 +27,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pipelines.store import fsio
-from pipelines.store.manifests import StoreError
+from crucible.pipelines.store import fsio
+from crucible.pipelines.store.manifests import StoreError
 
 log = logging.getLogger(__name__)
 

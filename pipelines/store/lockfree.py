@@ -5,10 +5,10 @@ workers at once, each bundle possibly more than once (Beam retries failed bundle
 no lock at all, because nothing is ever overwritten and readers decide deterministically:
 
 1. **Names from content.** A commit's id is the hash of its pipeline and sorted item keys
-   (:func:`pipelines.store.commit.stable_hash`): two attempts of one bundle name the same shard files and
+   (:func:`crucible.pipelines.store.commit.stable_hash`): two attempts of one bundle name the same shard files and
    the same manifest ``_commits/<pipeline>/<commit_id>.json``.
 2. **Create-if-absent, everything.** Each shard and then the manifest is written with
-   :func:`pipelines.store.fsio.put_if_absent` (an S3 conditional put ``If-None-Match: *``; write-then-verify
+   :func:`crucible.pipelines.store.fsio.put_if_absent` (an S3 conditional put ``If-None-Match: *``; write-then-verify
    where a store has none). An attempt that finds a shard of its commit already there *adopts* it (its footer
    names the same commit and items: another attempt's rows for the same keys) and names it, with its size and
    sha256, in its manifest; one that finds the manifest there stops: the batch is committed. A retried bundle
@@ -20,7 +20,7 @@ no lock at all, because nothing is ever overwritten and readers decide determini
    moment) are committed anew (:func:`missing_after`), up to :data:`SETTLE_ROUNDS` times. What is left after
    that (a race that a writer whose clock runs behind can also win against an earlier manifest) is a
    conflicting manifest whose other keys are not done: the next run redoes them; nothing is read twice.
-4. **Readers resolve.** :func:`pipelines.store.manifests.resolve` reads each key from exactly one manifest:
+4. **Readers resolve.** :func:`crucible.pipelines.store.manifests.resolve` reads each key from exactly one manifest:
    compactions first (newest first), then commits oldest first (``created_at`` in microseconds here, then the
    commit id: a total order on the manifests alone, no clock of the reader's). A manifest that repeats a key
    already taken is *conflicting*: never read, never deleted, listed by ``crucible store check``.
@@ -41,8 +41,8 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.store import fsio, integrity
-from pipelines.store import manifests as M
+from crucible.pipelines.store import fsio, integrity
+from crucible.pipelines.store import manifests as M
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ Resolution is a pure function of the set of manifests present:
 2. *conflicting*: the other manifests are taken oldest first (``created_at``, then ``commit_id``); one
    that shares an item key with an already taken one is dropped whole (two speculative attempts of one
    bundle), so a key is read from one commit only. Its other keys are not done: the writer commits them
-   anew (object stores: :mod:`pipelines.store.lockfree`), else the next run redoes them.
+   anew (object stores: :mod:`crucible.pipelines.store.lockfree`), else the next run redoes them.
 
 Every name read from the store that becomes a path is checked against a fixed alphabet first
 (:func:`validate_manifest`: known tables, ``part-<pipeline>-<commit_id>.parquet`` of the commit itself,
@@ -29,7 +29,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from pipelines.store import fsio
+from crucible.pipelines.store import fsio
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def _check_names(m: dict, path: str, stem: str, pipeline: str | None) -> None:
 
 
 def _check_files(m: dict, path: str) -> None:
-    from pipelines.store.records import TABLES
+    from crucible.pipelines.store.records import TABLES
 
     want = shard_name(m["pipeline"], m["commit_id"])
     for table, name in m["files"].items():
@@ -169,7 +169,7 @@ def read_manifest(path: str, pipeline: str | None = None) -> dict | None:
     except OSError as exc:  # a directory, a FIFO, no permission: named like any unreadable manifest
         raise ManifestError(f"{path}: unreadable commit manifest: {type(exc).__name__}: {exc.strerror or exc}; "
                             f"{_FIX}") from None
-    from pipelines.textio import InputError, decode_text, parse_json
+    from crucible.pipelines.textio import InputError, decode_text, parse_json
 
     try:
         m = parse_json(decode_text(data, path, "commit manifest"), path, "commit manifest")
@@ -231,7 +231,7 @@ def read_manifests(out_dir: str, pipeline: str) -> list[dict]:
 
 def shard_files(out_dir: str) -> dict[str, str]:
     """``{"<table>/<name>": path}`` of every entry in the table folders named like a shard (any pipeline)."""
-    from pipelines.store.records import TABLES
+    from crucible.pipelines.store.records import TABLES
 
     out = {}
     for table in TABLES:
@@ -313,7 +313,7 @@ def committed(out_dir: str, pipeline: str) -> Resolution:
 
 def is_store(out_dir: str) -> bool:
     """A folder a pipeline has written to: it has a commit folder or a table folder with its schema file."""
-    from pipelines.store.records import TABLES
+    from crucible.pipelines.store.records import TABLES
 
     if fsio.exists(fsio.join(out_dir, COMMITS_DIR)):
         return True

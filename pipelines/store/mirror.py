@@ -26,9 +26,9 @@ import os
 import shutil
 from pathlib import Path
 
-from pipelines.store import fsio, integrity
-from pipelines.store import manifests as M
-from pipelines.store.records import TABLES
+from crucible.pipelines.store import fsio, integrity
+from crucible.pipelines.store import manifests as M
+from crucible.pipelines.store.records import TABLES
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from pipelines.store import fsio
+from crucible.pipelines.store import fsio
 
 log = logging.getLogger(__name__)
 # {"engines": {name: {"in_flight", "done", "failed", ...}}, "endpoints": {url: {...}}}
@@ -67,8 +67,8 @@ def _out(member: Mapping) -> bool:
 
 
 def pool_members(engine_pool=None, llm_client=None) -> Members:
-    """The ``members`` of a :class:`Progress` over an engine pool (:class:`sandbox.engines.EnginePool`) and an
-    LLM client (:class:`pipelines.llm.LLMClient`), either None."""
+    """The ``members`` of a :class:`Progress` over an engine pool (:class:`crucible.sandbox.engines.EnginePool`) and an
+    LLM client (:class:`crucible.pipelines.llm.LLMClient`), either None."""
     def members() -> dict:
         out = {}
         if engine_pool is not None:

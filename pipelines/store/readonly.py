@@ -2,7 +2,7 @@
 
 Two layers, each closing what the other leaves open (DuckDB 2.0.1 measured; ``duckdb>=1.2`` has the settings):
 
-- :func:`lock_down` (every :func:`pipelines.store.catalog.connect`: ``query``, ``stats``, ``report``, ``export``,
+- :func:`lock_down` (every :func:`crucible.pipelines.store.catalog.connect`: ``query``, ``stats``, ``report``, ``export``,
   the viewer): after the views are made, DuckDB may open only the files the views read (``allowed_paths``:
   the committed shards and the schema files, nothing else of the store or the host), then
   ``enable_external_access=false`` and ``lock_configuration=true``. ``read_text('/etc/passwd')``, ``read_csv``
@@ -18,7 +18,7 @@ Two layers, each closing what the other leaves open (DuckDB 2.0.1 measured; ``du
   table functions of :data:`TABLE_FUNCTIONS` only (``json_execute_serialized_sql`` would run a serialized
   ``COPY``; ``query()`` runs SQL text).
 
-A refusal is :class:`ReadOnlyRefused` (a :class:`~pipelines.store.manifests.StoreError`: exit 2, one line).
+A refusal is :class:`ReadOnlyRefused` (a :class:`~crucible.pipelines.store.manifests.StoreError`: exit 2, one line).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import tempfile
 
 import duckdb
 
-from pipelines.store.manifests import StoreError
-from pipelines.store.records import TABLES
+from crucible.pipelines.store.manifests import StoreError
+from crucible.pipelines.store.records import TABLES
 
 # query nodes a read may hold (json_serialize_sql's "type" of a node)
 SAFE_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})

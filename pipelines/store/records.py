@@ -38,7 +38,7 @@ class SchemaError(ValueError):
 
 @functools.cache
 def _raw_schema(filename: str) -> dict:
-    text = resources.files("schemas").joinpath(filename).read_text(encoding="utf-8")
+    text = resources.files("crucible.schemas").joinpath(filename).read_text(encoding="utf-8")
     return json.loads(text)
 
 

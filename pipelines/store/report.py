@@ -1,9 +1,9 @@
 """``crucible report``: an HTML page with PNG plots of the stats.
 
 The report's folder (``<out>/report/`` by default, or ``--dest``) is the only thing it writes: the store is
-read through the read-only connection (:func:`pipelines.store.catalog.connect`), a ``--dest`` inside the store
+read through the read-only connection (:func:`crucible.pipelines.store.catalog.connect`), a ``--dest`` inside the store
 other than ``<out>/report/`` is refused, and the plots and the page are made in memory first, then written
-through the one atomic writer (:mod:`pipelines.store.fsio`): a failure leaves no file and no temp file."""
+through the one atomic writer (:mod:`crucible.pipelines.store.fsio`): a failure leaves no file and no temp file."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import json
 import os
 from pathlib import Path
 
-from pipelines.store import catalog, fsio
-from pipelines.store.manifests import StoreError
-from pipelines.store.stats import compute_stats, format_stats
+from crucible.pipelines.store import catalog, fsio
+from crucible.pipelines.store.manifests import StoreError
+from crucible.pipelines.store.stats import compute_stats, format_stats
 
 REPORT_DIR = "report"  # <out>/report/: the one folder inside a store the report writes
 

@@ -1,6 +1,6 @@
 """``crucible store restore``: bring back every intact commit a damaged store still holds.
 
-Shards carry their commit in their Parquet footers (:mod:`pipelines.store.integrity`), so a commit is
+Shards carry their commit in their Parquet footers (:mod:`crucible.pipelines.store.integrity`), so a commit is
 found from any of its pieces: a manifest in ``_commits/`` (valid or not), shards in the table folders
 that no manifest names, and manifests and shards under ``_quarantine/*/`` (moved there by ``store check
 --quarantine`` or a run's ``recover``). For each commit not live and intact:
@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 
-from pipelines.store import fsio, integrity, lock
-from pipelines.store import manifests as M
-from pipelines.store.commit import stable_hash
-from pipelines.store.records import TABLES
+from crucible.pipelines.store import fsio, integrity, lock
+from crucible.pipelines.store import manifests as M
+from crucible.pipelines.store.commit import stable_hash
+from crucible.pipelines.store.records import TABLES
 
 
 @dataclass

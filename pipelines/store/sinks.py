@@ -1,4 +1,4 @@
-"""Beam adapters over :mod:`pipelines.store.commit` (thin: the logic lives there)."""
+"""Beam adapters over :mod:`crucible.pipelines.store.commit` (thin: the logic lives there)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines.store.commit import CommitInfo, ItemResult, Progress, commit_items
-from pipelines.store.progress import run_members
+from crucible.pipelines.store.commit import CommitInfo, ItemResult, Progress, commit_items
+from crucible.pipelines.store.progress import run_members
 
 log = logging.getLogger(__name__)
 

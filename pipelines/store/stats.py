@@ -6,7 +6,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines.store.records import TABLES
+from crucible.pipelines.store.records import TABLES
 
 
 def _one(con, sql: str) -> Any:
@@ -54,7 +54,7 @@ def swe_funnel(con: duckdb.DuckDBPyConnection) -> list[dict]:
     instance is a validation row with reason ``gold_unresolved``); trajectories and their splits from
     ``swe_trajectories``: the hard filters' reasons (split none), then the strict SFT checks' reasons of the
     rows kept but not SFT (``rl`` and ``semi``: a row lists every check it fails), then the ``semi`` rows
-    among those (:func:`pipelines.swe.filters.semi_resolved`)."""
+    among those (:func:`crucible.pipelines.swe.filters.semi_resolved`)."""
     pre_stages = ", ".join(f"'{x}'" for x in SWE_PRE_STAGES)
     pre = _reasons(con, f"SELECT stage || '/' || reason FROM failures WHERE pipeline = 'swe-curate' "
                         f"AND stage IN ({pre_stages})")
@@ -152,7 +152,7 @@ def compute_stats(con: duckdb.DuckDBPyConnection) -> dict:
             # of rows with given labels: those whose given labels grade as given in the env Crucible built
             "labels_hold_rate": _one(con, "SELECT avg(labels_hold::int) FROM swe_validations"),
             "labels_not_held": _one(con, "SELECT sum(len(labels_not_held)) FROM swe_validations"),
-            # label-guided rungs tried (sandbox.ladder.label_rung): kept (more given labels hold) or not
+            # label-guided rungs tried (crucible.sandbox.ladder.label_rung): kept (more given labels hold) or not
             "label_rungs": _pairs(con, "SELECT json_extract_string(meta, '$.label_rung.kind') || ' kept=' || "
                                        "json_extract_string(meta, '$.label_rung.kept'), count(*) FROM swe_validations "
                                        "WHERE json_extract(meta, '$.label_rung') IS NOT NULL GROUP BY 1 ORDER BY 1"),
@@ -199,7 +199,7 @@ def llm_pool_stats(out_dir: str) -> dict:
     the mean and max queue wait and the mean busy share over the clients; ``{}`` when there is none."""
     import json
 
-    from pipelines.store import fsio
+    from crucible.pipelines.store import fsio
 
     eps: dict[str, dict] = {}
     for path in fsio.glob(fsio.join(out_dir, "stats", "llm_pool", "*.json")):
@@ -228,7 +228,7 @@ def engine_pool_stats(out_dir: str) -> dict:
     the mean and max queue wait, the mean busy share over the pools and how many drained it; ``{}`` when none."""
     import json
 
-    from pipelines.store import fsio
+    from crucible.pipelines.store import fsio
 
     out: dict[str, dict] = {}
     for path in fsio.glob(fsio.join(out_dir, "stats", "engine_pool", "*.json")):

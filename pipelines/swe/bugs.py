@@ -6,7 +6,7 @@ arguments); :func:`apply_mutation` splices the edit into the file text so the di
 mutated expression or statement changes); :func:`candidates` picks a deterministic sample across a repo.
 
 :func:`inject` commits each candidate on the sdist's local mirror as an instance; validation
-(:func:`pipelines.swe.validate.validate_bug_group`, through the same ``ValidateEnvs`` as every other row)
+(:func:`crucible.pipelines.swe.validate.validate_bug_group`, through the same ``ValidateEnvs`` as every other row)
 runs the clean suite once per env, then each candidate's buggy tree; a candidate is valid only if some tests
 go pass -> fail (those are FAIL_TO_PASS; the fix is the reverse patch; tests passing both ways are
 PASS_TO_PASS).
@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.store.commit import stable_hash
-from pipelines.swe.labels import compute_labels
-from pipelines.swe.mirror import commit_patch, diff_commits, ensure_bare_mirror
-from pipelines.swe.patches import PatchError, file_diff, is_test_path
-from pipelines.swe.records import SWEInstance
+from crucible.pipelines.store.commit import stable_hash
+from crucible.pipelines.swe.labels import compute_labels
+from crucible.pipelines.swe.mirror import commit_patch, diff_commits, ensure_bare_mirror
+from crucible.pipelines.swe.patches import PatchError, file_diff, is_test_path
+from crucible.pipelines.swe.records import SWEInstance
 
 COMPARE_FLIP = {ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt, ast.Eq: ast.NotEq,
                 ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}
@@ -239,7 +239,7 @@ def bug_instance_id(repo: str, cand: BugCandidate) -> str:
 
 def inject(checkout, repo: str, mirror_root: Path, cands: list[BugCandidate], *, source_ref: str | None = None,
            done: frozenset[str] = frozenset()) -> tuple[list, list[tuple[str, str]]]:
-    """Candidates as instances, validated by :func:`pipelines.swe.validate.validate_env_group` like every other
+    """Candidates as instances, validated by :func:`crucible.pipelines.swe.validate.validate_env_group` like every other
     row: each bug committed on the sdist's local mirror (``base_commit``), the fix its reverse (``patch``), the
     clean sdist the env commit (``environment_setup_commit``), so a sdist's candidates are one env. Returns
     (instances, [(instance id, why) of bugs that do not apply]); ids in ``done`` are skipped first."""

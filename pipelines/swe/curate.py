@@ -9,14 +9,14 @@ from collections.abc import Mapping
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines.llm.metrics import flush_pool_stats, report_calls, report_pool_metrics
-from pipelines.store.commit import ItemResult, Progress
-from pipelines.store.progress import pool_members
-from pipelines.swe import rollout
-from pipelines.swe.graph_bounds import CapExceeded, run_capped
-from pipelines.swe.pooled import live_ctx
-from pipelines.swe.records import FailureKind, Stage, Status, Step, failure
-from sandbox.engines import report_engine_metrics
+from crucible.pipelines.llm.metrics import flush_pool_stats, report_calls, report_pool_metrics
+from crucible.pipelines.store.commit import ItemResult, Progress
+from crucible.pipelines.store.progress import pool_members
+from crucible.pipelines.swe import rollout
+from crucible.pipelines.swe.graph_bounds import CapExceeded, run_capped
+from crucible.pipelines.swe.pooled import live_ctx
+from crucible.pipelines.swe.records import FailureKind, Stage, Status, Step, failure
+from crucible.sandbox.engines import report_engine_metrics
 
 log = logging.getLogger(__name__)
 PIPELINE = "swe-curate"
@@ -25,7 +25,7 @@ SUBMIT_SCHEMA = {"type": "object", "properties": {"summary": {"type": "string", 
 
 
 def llm_policy(client, kind: str, sample_index: int, max_arg_chars: int | None = None):
-    from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy
+    from crucible.pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy
 
     if kind == "native":
         return NativeToolPolicy(client, sample_index=sample_index)
@@ -39,9 +39,9 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
                     model: str | None = None, with_llm: bool = True, llm_statement: bool = True) -> ItemResult:
     """Statement, rollouts (gold + LLM), grading and filters for one validated instance (``with_llm``: LLM
     rollouts, ``llm_statement``: an LLM statement, within their ``llm_max_instances`` caps)."""
-    from pipelines.swe.filters import classify, reason_key
-    from pipelines.swe.quality import finished
-    from pipelines.swe.statements import statement_for
+    from crucible.pipelines.swe.filters import classify, reason_key
+    from crucible.pipelines.swe.quality import finished
+    from crucible.pipelines.swe.statements import statement_for
 
     swe = cfg["swe"]
     ro, flt = swe["rollouts"], swe["filters"]
@@ -98,7 +98,7 @@ def capped_rollout(res: ItemResult, ctx, inst: Mapping, policy, *, cap: float, p
                    sample_index: int = 0, rollout_fn=None, **kw) -> dict | None:
     """One rollout bounded by ``swe.rollouts.rollout_timeout_s``: its trajectory row, or None and a ``failures``
     row on ``res`` naming the cap (no trajectory: a cut rollout is no training row and no test result).
-    ``rollout_fn``: :func:`pipelines.swe.rollout.run_rollout` unless given."""
+    ``rollout_fn``: :func:`crucible.pipelines.swe.rollout.run_rollout` unless given."""
     fn = rollout_fn or rollout.run_rollout
     what = f"{policy_name} rollout {sample_index} of {inst['instance_id']}"
     try:
@@ -119,8 +119,8 @@ class Curate(beam.DoFn):
         self.resolved = Metrics.counter("crucible.swe", "trajectories_resolved")
 
     def setup(self):
-        from pipelines.llm import LLMClient, load_prompt
-        from pipelines.swe.transforms import build_ctx
+        from crucible.pipelines.llm import LLMClient, load_prompt
+        from crucible.pipelines.swe.transforms import build_ctx
 
         self.ctx = (self.ctx_fn or build_ctx)(self.cfg, self.network)
         self.client = LLMClient.from_config(self.llm_cfg, out_dir=self.cfg["run"]["out_dir"]) if self.llm_cfg else None

@@ -16,7 +16,7 @@ NETWORK_MODES = ("none", "internal")
 @dataclass
 class ValidateContext:
     client: object  # docker SDK client
-    settings: object  # sandbox.api.Settings
+    settings: object  # crucible.sandbox.api.Settings
     workdir: Path
     reruns: int = 1
     id_style: str = "swebench"  # swebench: -rA ids (SWE-bench labels); junit: pytest node ids from JUnit
@@ -27,11 +27,11 @@ class ValidateContext:
     max_f2p: int = 200  # an injected bug failing more tests breaks import or everything (swe.max_f2p)
     env_cache: dict = field(default_factory=dict)  # (repo, env commit, version) -> sandbox EnvSpec
     stats: dict = field(default_factory=lambda: {"env_hits": 0, "env_builds": 0})
-    pool: object = None  # sandbox.engines.EnginePool: env groups placed on engines (pipelines.swe.pooled)
+    pool: object = None  # crucible.sandbox.engines.EnginePool: env groups placed on engines (crucible.pipelines.swe.pooled)
 
     @property
     def network_mode(self) -> str:
-        from sandbox.container import is_internal
+        from crucible.sandbox.container import is_internal
 
         return "internal" if is_internal(self.network) else self.network
 
@@ -50,7 +50,7 @@ def run_network(client, mode: str, run_id: str):
     if mode == "none":
         yield "none"
         return
-    from sandbox.container import internal_network
+    from crucible.sandbox.container import internal_network
 
     with internal_network(client, run_id) as name:
         yield name
@@ -91,7 +91,7 @@ def checkout_tree(ctx: ValidateContext, repo: str, commit: str, dest: Path) -> P
     """An exported tree (no .git) of ``repo`` at ``commit``. The cached clone is shared by every worker process
     and thread on this machine: checkout and export hold its lock, so a concurrent checkout of another commit
     cannot swap the tree under the export (seen with 2 Beam workers: gold patches "previously applied")."""
-    from sandbox.sources import export_tree
+    from crucible.sandbox.sources import export_tree
 
     with clone_lock(ctx, repo):
         return export_tree(clone_at(ctx, repo, commit).path, dest)
@@ -112,8 +112,8 @@ def clone_lock(ctx: ValidateContext, repo: str):
 
 def clone_at(ctx: ValidateContext, repo: str, commit: str):
     """The cached clone of ``repo`` (through its mirror or the URL template) checked out at ``commit``."""
-    from pipelines.store.commit import stable_hash
-    from sandbox.sources import from_git
+    from crucible.pipelines.store.commit import stable_hash
+    from crucible.sandbox.sources import from_git
 
     template = url_template_for(ctx, repo)
     # clones are cached per URL template: the same repo name from another mirror is another clone
@@ -122,7 +122,7 @@ def clone_at(ctx: ValidateContext, repo: str, commit: str):
 
 def url_template_for(ctx: ValidateContext, repo: str) -> str:
     """The local mirror when ``repo`` has one (repos made from sdists), else the sandbox's URL template."""
-    from pipelines.swe.mirror import mirror_template
+    from crucible.pipelines.swe.mirror import mirror_template
 
     if ctx.mirror_root is not None and "/" in repo:
         owner, name = repo.split("/", 1)
@@ -136,11 +136,11 @@ def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path, version=No
     "auto"`` a (repo, version) in SWE-bench's table (``configs/swebench/specs.json``) uses SWE-bench's recipe
     (a RecipeError says why where it cannot be honoured); otherwise, or with ``"inferred"``, our inference,
     resolved as of the env commit's date (:func:`env_date`) when it is older than
-    ``sandbox.as_of_min_age_days``. With ``rung`` (a ``sandbox.ladder.Rung``, or a tuple of them applied in
-    order: ``pipelines.swe.startrung``): that env's recipe with the rung applied (recorded in its ``rungs``),
+    ``sandbox.as_of_min_age_days``. With ``rung`` (a ``crucible.sandbox.ladder.Rung``, or a tuple of them applied in
+    order: ``crucible.pipelines.swe.startrung``): that env's recipe with the rung applied (recorded in its ``rungs``),
     built once too."""
-    from pipelines.swe.swebench_specs import recipe_for_instance
-    from sandbox.api import build_env
+    from crucible.pipelines.swe.swebench_specs import recipe_for_instance
+    from crucible.sandbox.api import build_env
 
     if ctx.recipes not in ("auto", "inferred"):
         raise ValueError(f"swe.recipes={ctx.recipes!r}: use auto or inferred")
@@ -154,7 +154,7 @@ def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path, version=No
     if rungs:
         from functools import reduce
 
-        from sandbox.ladder import apply_rung
+        from crucible.sandbox.ladder import apply_rung
 
         first = env_for(ctx, repo, commit, tree, version, created_at)
         recipe = (reduce(apply_rung, rungs, first.recipe), first.inputs)
@@ -172,7 +172,7 @@ def env_date(ctx: ValidateContext, repo: str, commit: str, created_at=None) -> s
     """The day the env commit was made: its commit date when real (an old commit of a git repo, a release
     mirrored from its sdist, a bug committed on one), else the row's ``created_at`` day (SWE-bench: the
     PR's), else None (today's index)."""
-    from sandbox.asof import commit_date
+    from crucible.sandbox.asof import commit_date
 
     with clone_lock(ctx, repo):
         day = commit_date(clone_at(ctx, repo, commit).path)
@@ -198,7 +198,7 @@ def env_of(ctx: ValidateContext, repo: str, spec) -> TaskEnv:
     requests' path parametrizations cut to the last component), not of the install; the image is the same."""
     recipe = spec.recipe
     if ctx.id_style == "swebench" and not recipe.get("log_parser"):
-        from pipelines.swe.swebench_specs import repo_log_parser
+        from crucible.pipelines.swe.swebench_specs import repo_log_parser
 
         parser = repo_log_parser(repo)
         if parser:
@@ -230,7 +230,7 @@ def group_by_env(insts: Iterable[Mapping]) -> dict[tuple[str, str], list[Mapping
 
 def run_side(ctx: ValidateContext, env: TaskEnv, tree: Path, selection: list[str] | None, k: int,
              network: str | None = None) -> list:
-    from sandbox.testrun import run_tests
+    from crucible.sandbox.testrun import run_tests
 
     return [run_tests(ctx.client, env.image, tree, env.recipe, limits=ctx.settings.limits,
                       network=ctx.network_for(network or env.network), selection=selection) for _ in range(k)]

@@ -11,7 +11,7 @@ sets the split:
 - ``reference``: the ``gold`` policy's resolved replay of the reference patch (a plumbing check of
   rollouts and grading, never a training row; exports leave it out unless ``--include-reference``).
 
-The strict SFT checks read the agent's steps (:mod:`pipelines.swe.steps`), each a named reason and a
+The strict SFT checks read the agent's steps (:mod:`crucible.pipelines.swe.steps`), each a named reason and a
 ``swe.filters`` switch: ``no_reproduction`` (no test or reproduction run showing the failure before the
 first edit of the code), ``non_source_edit`` (an edit of a test or harness file, or of a file outside the
 repository), ``no_test_after_edit`` (no test run after the last edit), ``unresolved`` (the tests say the
@@ -26,9 +26,9 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from pipelines.swe.grade import NO_REWARD_GRADES, Grade
-from pipelines.swe.patches import diff_paths, is_test_path
-from pipelines.swe.steps import Step, non_source_edit, setup_failure, shows_failure, steps
+from crucible.pipelines.swe.grade import NO_REWARD_GRADES, Grade
+from crucible.pipelines.swe.patches import diff_paths, is_test_path
+from crucible.pipelines.swe.steps import Step, non_source_edit, setup_failure, shows_failure, steps
 
 # policies that replay the reference fix (rollout.GoldPolicy): their rows check the harness, they teach nothing
 REFERENCE_POLICIES = ("gold",)

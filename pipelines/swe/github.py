@@ -1,5 +1,5 @@
-"""GitHub PR crawl -> SWE-bench-format task candidates (rules: :mod:`pipelines.swe.github_rules`; HTTP:
-:mod:`pipelines.swe.github_client`).
+"""GitHub PR crawl -> SWE-bench-format task candidates (rules: :mod:`crucible.pipelines.swe.github_rules`; HTTP:
+:mod:`crucible.pipelines.swe.github_client`).
 
 * :func:`build_candidate` (the requests and checks for one PR), :func:`crawl_repo` (one repo, an iterator of
   results) and :func:`crawl` (repos -> JSONL files, resumable through an append-only journal, with progress
@@ -20,9 +20,15 @@ from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.store.fsio import write_bytes_atomic
-from pipelines.swe.github_client import GitHubClient, GitHubError, NotFoundError, RateLimitError, iso_utc
-from pipelines.swe.github_rules import (
+from crucible.pipelines.store.fsio import write_bytes_atomic
+from crucible.pipelines.swe.github_client import (
+    GitHubClient,
+    GitHubError,
+    NotFoundError,
+    RateLimitError,
+    iso_utc,
+)
+from crucible.pipelines.swe.github_rules import (
     REASONS,
     REPO_RE,
     RETRY_REASONS,
@@ -36,7 +42,7 @@ from pipelines.swe.github_rules import (
     resolved_issues,
     split_diff_checked,
 )
-from pipelines.textio import read_text
+from crucible.pipelines.textio import read_text
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +145,7 @@ def rejected_path_for(out_path: str | Path) -> Path:
 def _repair_and_read(path: Path) -> list[dict]:
     """Rows of a JSONL file written by :class:`_JsonlAppender`. A torn last line (the process died
     mid-write) is dropped, and a missing final newline restored, by rewriting the file atomically
-    (:func:`~pipelines.store.fsio.write_bytes_atomic`), so appending after it stays valid JSONL."""
+    (:func:`~crucible.pipelines.store.fsio.write_bytes_atomic`), so appending after it stays valid JSONL."""
     if not path.exists():
         return []
     text = read_text(path, "crawler output file")
@@ -205,7 +211,7 @@ class CrawlSummary:
 def crawl(client: GitHubClient, repos: Iterable[str], *, out_path: str | Path, max_pulls: int | None = None,
           since: str | None = None, progress_every_s: float = 30.0) -> CrawlSummary:
     """Crawl ``repos`` into ``out_path`` (SWE-bench-format JSONL, readable by
-    :func:`pipelines.swe.sources.read_instances`) and rejections into ``<stem>.rejected.jsonl``.
+    :func:`crucible.pipelines.swe.sources.read_instances`) and rejections into ``<stem>.rejected.jsonl``.
 
     Resumable: instance ids already in the output and PRs already rejected (except ``api_error``) are
     skipped without requests. :class:`RateLimitError` propagates after everything so far is on disk."""

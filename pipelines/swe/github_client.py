@@ -1,5 +1,5 @@
 """GitHub REST client: the one place of the crawl that talks HTTP (auth from an environment variable,
-pagination, rate limits, retries through :mod:`pipelines.http_retry`), clock and sleep injectable."""
+pagination, rate limits, retries through :mod:`crucible.pipelines.http_retry`), clock and sleep injectable."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from pipelines.http_retry import RetryPolicy
+from crucible.pipelines.http_retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 
-from pipelines.swe.patches import split_patch
+from crucible.pipelines.swe.patches import split_patch
 
 # Rejection reasons (stable keys, used in *.rejected.jsonl and summaries)
 REASONS = {

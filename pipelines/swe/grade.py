@@ -13,10 +13,10 @@
 - ``canary_fail``: in every F2P test directory a test file under a random, ordinary-looking name whose test must
   fail; ``canary_pass``: one that must pass and checks that pytest's report path is intact (report functions,
   JUnit path, hooks from no module of the tree but conftest.py). Either canary wrong: ``harness_tamper``.
-- the run's verdict (``sandbox.testrun.reconcile``: JUnit, exit code and console summary agree) must be ok.
+- the run's verdict (``crucible.sandbox.testrun.reconcile``: JUnit, exit code and console summary agree) must be ok.
 
 Resolved iff all that holds and every F2P and P2P test passes. A tampering or infrastructure grade keeps no
-pass counts and earns nothing (:func:`pipelines.swe.filters.reward_of`)."""
+pass counts and earns nothing (:func:`crucible.pipelines.swe.filters.reward_of`)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
-from pipelines.swe.envs import ValidateContext, checkout_tree, task_env
-from pipelines.swe.labels import PASSING, outcome_map
-from pipelines.swe.patches import (
+from crucible.pipelines.swe.envs import ValidateContext, checkout_tree, task_env
+from crucible.pipelines.swe.labels import PASSING, outcome_map
+from crucible.pipelines.swe.patches import (
     PatchError,
     apply_patch,
     is_harness_path,
@@ -41,8 +41,8 @@ from pipelines.swe.patches import (
     sanitize_model_patch,
     split_diff,
 )
-from pipelines.swe.pooled import pool_of, pooled_call
-from sandbox.testrun import run_tests
+from crucible.pipelines.swe.pooled import pool_of, pooled_call
+from crucible.sandbox.testrun import run_tests
 
 
 class Grade(str, Enum):

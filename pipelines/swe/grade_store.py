@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from pipelines.store import catalog
-from pipelines.store.batch import BatchSummary, run_items
-from pipelines.store.commit import ItemResult
-from pipelines.store.manifests import require_store
-from pipelines.store.records import record_type
-from pipelines.swe import grade  # grade.grade_patch looked up per call: one place to swap the grader
-from pipelines.swe.predictions import grade_id, grade_one, grade_row, line_of_row
-from pipelines.swe.sources import InputFileError
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.batch import BatchSummary, run_items
+from crucible.pipelines.store.commit import ItemResult
+from crucible.pipelines.store.manifests import require_store
+from crucible.pipelines.store.records import record_type
+from crucible.pipelines.swe import grade  # grade.grade_patch looked up per call: one place to swap the grader
+from crucible.pipelines.swe.predictions import grade_id, grade_one, grade_row, line_of_row
+from crucible.pipelines.swe.sources import InputFileError
 
 GRADE_PIPELINE = "swe-grade"
 
@@ -32,7 +32,7 @@ def store_instances(out_dir: str) -> list[dict]:
 def grade_into_store(out_dir: str, ctx, insts: dict, preds: list[dict], run_id: str,
                      cfg) -> tuple[list[dict], BatchSummary]:
     """Grade each prediction not yet in ``out_dir``'s ``swe_grades`` and commit its row as it finishes
-    (one builder: :func:`pipelines.swe.predictions.grade_row`); returns the lines of every prediction,
+    (one builder: :func:`crucible.pipelines.swe.predictions.grade_row`); returns the lines of every prediction,
     the ones graded before included, and the batch summary."""
     by_key = {grade_id(p): p for p in preds}
 

@@ -1,13 +1,13 @@
 """The ``make swe-curate`` stage graph (issue #27 item 1): labelled composite transforms over the per-item
-functions of :mod:`pipelines.swe`, so the graph reads as
+functions of :mod:`crucible.pipelines.swe`, so the graph reads as
 
     Sources -> Reshuffle -> Inject/Mine/Crawl -> SkipFinished -> GroupByEnv+Validate -> Reshuffle
       -> Curate (statement, rollouts, grading, filters) -> SkipFinished -> Commit
 
 Nothing here holds data in the driver: sources are spec elements expanded on workers, and skip-finished is a
 join (CoGroupByKey) against the store's committed keys read as a PCollection. Elements are bounded by the
-caps of :mod:`pipelines.swe.graph_bounds`; outputs are ItemResults keyed by instance id, bug or failure key
-(content-derived, so a retried bundle commits the same keys, and :func:`pipelines.store.commit.commit_items`
+caps of :mod:`crucible.pipelines.swe.graph_bounds`; outputs are ItemResults keyed by instance id, bug or failure key
+(content-derived, so a retried bundle commits the same keys, and :func:`crucible.pipelines.store.commit.commit_items`
 skips keys already committed).
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipelines.store.sinks import CommitResults
-from pipelines.swe.curate import Curate
-from pipelines.swe.graph_sources import ExpandSource, SourceSpec, committed_keys, source_specs
-from pipelines.swe.transforms import Hooks, ValidateEnvs
+from crucible.pipelines.store.sinks import CommitResults
+from crucible.pipelines.swe.curate import Curate
+from crucible.pipelines.swe.graph_sources import ExpandSource, SourceSpec, committed_keys, source_specs
+from crucible.pipelines.swe.transforms import Hooks, ValidateEnvs
 
 PIPELINE = "swe-curate"
 GIVEN_SOURCES = ("swebench", "pr")  # rows read from files (instances_file, the crawl's prs.jsonl)

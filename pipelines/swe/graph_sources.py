@@ -16,13 +16,13 @@ from typing import NamedTuple
 
 import apache_beam as beam
 
-from pipelines.store import manifests as M
-from pipelines.store.commit import ItemResult
-from pipelines.swe.github import crawl, rejected_path_for
-from pipelines.swe.github_client import RateLimitError, client_from_config
-from pipelines.swe.records import FailureKind, Stage, failure
-from pipelines.swe.runner import read_input
-from pipelines.swe.transforms import InjectBugs, MineCommits
+from crucible.pipelines.store import manifests as M
+from crucible.pipelines.store.commit import ItemResult
+from crucible.pipelines.swe.github import crawl, rejected_path_for
+from crucible.pipelines.swe.github_client import RateLimitError, client_from_config
+from crucible.pipelines.swe.records import FailureKind, Stage, failure
+from crucible.pipelines.swe.runner import read_input
+from crucible.pipelines.swe.transforms import InjectBugs, MineCommits
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class SourceSpec(NamedTuple):
 
 def source_specs(swe: Mapping, limit: int | None) -> list[SourceSpec]:
     """The config's sources as spec elements (``run.limit`` caps the sdists and the mined repos; the rows of
-    files and of the crawl are capped after the skip-finished join, see :func:`pipelines.swe.graph.build`)."""
+    files and of the crawl are capped after the skip-finished join, see :func:`crucible.pipelines.swe.graph.build`)."""
     sdists = [] if swe["instances_file"] else list(swe["sdists"])
     mine = list(swe["mine"]["repos"])
     if limit:
@@ -102,7 +102,7 @@ def _rejected(path: Path, *, pipeline: str, run_id: str):
 class ExpandSource(beam.DoFn):
     """One :class:`SourceSpec` -> instance rows (``rows``) and ItemResults (main: failures, and the
     validation rows of injected bugs that do not apply). sdists and mined repos go through
-    :class:`~pipelines.swe.transforms.InjectBugs` / :class:`~pipelines.swe.transforms.MineCommits`, set up
+    :class:`~crucible.pipelines.swe.transforms.InjectBugs` / :class:`~crucible.pipelines.swe.transforms.MineCommits`, set up
     on first use (a worker that only reads files needs no Docker engine)."""
 
     def __init__(self, cfg: dict, run_id: str, network: str, pipeline: str):

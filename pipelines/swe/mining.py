@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.swe.patches import split_diff, split_patch
+from crucible.pipelines.swe.patches import split_diff, split_patch
 
 
 @dataclass(frozen=True)

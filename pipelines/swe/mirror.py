@@ -10,8 +10,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from pipelines.swe.patches import apply_patch
-from sandbox.sources import GIT_ENV
+from crucible.pipelines.swe.patches import apply_patch
+from crucible.sandbox.sources import GIT_ENV
 
 
 def _git(args, cwd=None, check=True, strip=True, env=None):

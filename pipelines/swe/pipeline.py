@@ -1,4 +1,4 @@
-"""``make swe-curate``: the run around the Beam graph of :mod:`pipelines.swe.graph`.
+"""``make swe-curate``: the run around the Beam graph of :mod:`crucible.pipelines.swe.graph`.
 
     Sources (config -> spec elements: sdists, repos to mine, instance files, the GitHub crawl) -> Reshuffle
       -> Inject/Mine/Crawl (on workers) -> SkipFinished (a join against the store's committed keys)
@@ -26,14 +26,14 @@ def run(cfg) -> dict:
     """Run swe-curate for a loaded config; returns a summary dict."""
     from contextlib import nullcontext
 
-    from pipelines.beam_options import pipeline_options
-    from pipelines.llm import endpoint_config, llm_endpoint
-    from pipelines.store.catalog import refresh_catalog
-    from pipelines.store.commit import ensure_layout, recover, stable_hash
-    from pipelines.swe.envs import run_network
-    from pipelines.swe.graph import build
-    from pipelines.swe.graph_sources import source_specs
-    from sandbox.engine import ensure_engine
+    from crucible.pipelines.beam_options import pipeline_options
+    from crucible.pipelines.llm import endpoint_config, llm_endpoint
+    from crucible.pipelines.store.catalog import refresh_catalog
+    from crucible.pipelines.store.commit import ensure_layout, recover, stable_hash
+    from crucible.pipelines.swe.envs import run_network
+    from crucible.pipelines.swe.graph import build
+    from crucible.pipelines.swe.graph_sources import source_specs
+    from crucible.sandbox.engine import ensure_engine
 
     t0 = time.monotonic()
     cfgd = cfg.to_dict()
@@ -64,7 +64,7 @@ def run(cfg) -> dict:
 
 
 def _summary(out_dir: str, catalog_name: str) -> dict:
-    from pipelines.store import catalog
+    from crucible.pipelines.store import catalog
 
     con = catalog.connect(out_dir, catalog_name)
     try:

@@ -1,4 +1,4 @@
-"""Validation of one env group on an engine pool (``sandbox.engines``, :mod:`sandbox.engines`): the group goes
+"""Validation of one env group on an engine pool (``sandbox.engines``, :mod:`crucible.sandbox.engines`): the group goes
 to the engine that already holds its env (else the least loaded one), and when that engine stops answering
 mid-group the instances not yet finished run again on another engine, which pulls the env image from
 ``sandbox.registry`` instead of building it. An instance whose validation moved records the engines given up
@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
-from pipelines.swe.envs import TaskEnv, ValidateContext, env_key
-from pipelines.swe.records import FailureKind
-from sandbox.engines import Engine, EnginePool, report_engine_metrics, run_on_pool
-from sandbox.registry import has_image, pull, registry_of
+from crucible.pipelines.swe.envs import TaskEnv, ValidateContext, env_key
+from crucible.pipelines.swe.records import FailureKind
+from crucible.sandbox.engines import Engine, EnginePool, report_engine_metrics, run_on_pool
+from crucible.sandbox.registry import has_image, pull, registry_of
 
 
 def _is_infra(val) -> bool:

@@ -1,6 +1,6 @@
 """``crucible swe grade``: predictions in SWE-bench's format (JSONL ``{instance_id, model_name_or_path,
 model_patch}``, several per instance allowed) graded against SWE-bench-format instances, each in a fresh
-container of its instance's env, behind every grading defense (:mod:`pipelines.swe.grade`). Pure parts:
+container of its instance's env, behind every grading defense (:mod:`crucible.pipelines.swe.grade`). Pure parts:
 :func:`read_predictions`, :func:`grade_line`, :func:`summarize` (SWE-bench's report: resolved ids, counts)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from pipelines.rowcheck import format_problem, row_problem
-from pipelines.store.commit import stable_hash, utc_now
-from pipelines.swe.grade import ALL_DEFENSES, grade_patch
-from pipelines.textio import InputError, JSONSyntaxError, loads, read_text, split_lines
+from crucible.pipelines.rowcheck import format_problem, row_problem
+from crucible.pipelines.store.commit import stable_hash, utc_now
+from crucible.pipelines.swe.grade import ALL_DEFENSES, grade_patch
+from crucible.pipelines.textio import InputError, JSONSyntaxError, loads, read_text, split_lines
 
 PRED_FIELDS = ("instance_id", "model_name_or_path", "model_patch")  # schemas/swe_prediction.json
 

@@ -5,7 +5,7 @@ V2's defect codes B1-B11: only what the validation's runs and the diffs decide, 
 repo's files at the base commit in, the ``quality_labels`` and ``difficulty`` columns of swe_instances out.
 :func:`finished` is what the row builders call: :func:`assess` with the reader of the local git the
 validation used. What is read and how (the fix's names, the F2P tests' sources, the statement's names):
-:mod:`pipelines.swe.quality_facts`. A test whose source is not found takes part in no label that needs it
+:mod:`crucible.pipelines.swe.quality_facts`. A test whose source is not found takes part in no label that needs it
 (``difficulty.f2p_read`` counts those read). Codes and thresholds: docs/swe.md "Quality labels and difficulty"."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from pipelines.swe.filters import REFERENCE_POLICIES
-from pipelines.swe.quality_facts import (
+from crucible.pipelines.swe.filters import REFERENCE_POLICIES
+from crucible.pipelines.swe.quality_facts import (
     WORD,
     Fix,
     Reader,
@@ -29,7 +29,7 @@ from pipelines.swe.quality_facts import (
     statement_symbols,
     test_sources,
 )
-from pipelines.swe.records import SWEInstance
+from crucible.pipelines.swe.records import SWEInstance
 
 
 class Defect(str, Enum):
@@ -231,7 +231,7 @@ def assess(inst: Mapping, val: Mapping, trajectories: Iterable[Mapping] = (), re
 
 
 def finished(inst, val: Mapping, *, trajectories: Iterable[Mapping] = (), workdir=None):
-    """The instance (:class:`~pipelines.swe.records.SWEInstance`) with its quality labels and difficulty: the
+    """The instance (:class:`~crucible.pipelines.swe.records.SWEInstance`) with its quality labels and difficulty: the
     one call both builders of swe_instances rows make before ``row()`` (curate, ``crucible swe validate``)."""
     inst = inst if isinstance(inst, SWEInstance) else SWEInstance.from_row(inst)
     read = repo_reader(workdir, inst["repo"], inst["base_commit"])

@@ -1,4 +1,4 @@
-"""What the quality labels of an SWE instance are decided from (:mod:`pipelines.swe.quality`): the reference
+"""What the quality labels of an SWE instance are decided from (:mod:`crucible.pipelines.swe.quality`): the reference
 fix's files, lines and names (:func:`parse_fix`), the F2P tests' sources (:func:`test_sources`: the test patch's
 new side first, then the repo at the base commit), the names a statement mentions (:func:`statement_symbols`),
 and the one I/O, a reader of the repo's files at the base commit from the local git the validation used
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import unidiff
 
-from pipelines.swe.patches import is_test_path
+from crucible.pipelines.swe.patches import is_test_path
 
 Reader = Callable[[str], "str | None"]  # repo-relative path -> text at the base commit (None: not there)
 DEFINED = re.compile(r"^\s*(?:async\s+)?(?:def|class)\s+(\w+)|^(\w+)\s*(?::[^=]*)?=(?!=)")

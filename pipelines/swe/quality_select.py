@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipelines.swe.quality import BANDS, Defect
+from crucible.pipelines.swe.quality import BANDS, Defect
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from pipelines.store.commit import failure_row, utc_now
+from crucible.pipelines.store.commit import failure_row, utc_now
 
 
 class Stage(str, Enum):
@@ -52,7 +52,7 @@ class Step(str, Enum):
     RUN = "run"  # a before/after (or bug) run
     LABELS = "labels"  # ran, but no usable F2P
     GOLD_CHECK = "gold_check"  # the reference patch does not resolve through the rollout harness
-    STATEMENT = "statement"  # no problem statement reproduces the failure (pipelines.swe.statement_repro)
+    STATEMENT = "statement"  # no problem statement reproduces the failure (crucible.pipelines.swe.statement_repro)
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,9 @@ class SWEInstance(Mapping):
     statement_prompt_version: str | None = None
     bug_operator: str | None = None
     meta: dict | None = None
-    quality_labels: list[dict] | None = None  # pipelines.swe.quality.finished sets both before row()
+    quality_labels: list[dict] | None = None  # crucible.pipelines.swe.quality.finished sets both before row()
     difficulty: dict | None = None
-    statement_repro: dict | None = None  # pipelines.swe.statement_repro: the statement's reproduction, before/after
+    statement_repro: dict | None = None  # crucible.pipelines.swe.statement_repro: the statement's reproduction, before/after
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:
@@ -163,7 +163,7 @@ def validation_failure(row: Mapping, pipeline: str, run_id: str) -> dict:
 
 
 def problem_failure(prob, run_id: str, pipeline: str) -> dict:
-    """The failures row of a bad input row (:class:`pipelines.swe.sources.InputProblem`)."""
+    """The failures row of a bad input row (:class:`crucible.pipelines.swe.sources.InputProblem`)."""
     return failure(pipeline, Stage.READ_INPUT, FailureKind.SCHEMA, prob.message(), run_id,
                    prob.instance_id or f"{prob.file}:{prob.line}", path=prob.field, payload=prob.payload,
                    discriminator=(prob.file, prob.line))

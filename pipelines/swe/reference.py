@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipelines.store.commit import stable_hash
-from pipelines.store.fsio import write_bytes_atomic
-from pipelines.swe.envs import run_side
-from pipelines.swe.labels import flaky_from, outcome_map, pytest_seconds
+from crucible.pipelines.store.commit import stable_hash
+from crucible.pipelines.store.fsio import write_bytes_atomic
+from crucible.pipelines.swe.envs import run_side
+from crucible.pipelines.swe.labels import flaky_from, outcome_map, pytest_seconds
 
 log = logging.getLogger(__name__)
-# 2: an old pytest's "FAIL <id>" summary lines are read as FAILED (sandbox.parsers.OLD_FAIL_RE)
+# 2: an old pytest's "FAIL <id>" summary lines are read as FAILED (crucible.sandbox.parsers.OLD_FAIL_RE)
 REFERENCE_VERSION = 3
 
 
@@ -41,7 +41,7 @@ class Reference:
     n_runs: int = 0
     seconds: float = 0.0  # wall time of the runs (container start included)
     pytest_s: float = 0.0  # pytest's own time
-    reconciled: str | None = None  # ok although JUnit merged cases of one id (sandbox.testrun.collisions)
+    reconciled: str | None = None  # ok although JUnit merged cases of one id (crucible.sandbox.testrun.collisions)
     cached: bool = False
 
     def as_dict(self) -> dict:
@@ -86,7 +86,7 @@ def load_cached(path: Path) -> Reference | None:
 
 def reference_run(ctx, env, tree: Path, tree_key: str, selection: list[str] | None = None, *,
                   runner: Callable | None = None) -> Reference:
-    """The reference outcomes of ``tree`` in ``env`` (a :class:`pipelines.swe.envs.TaskEnv`): from the cache
+    """The reference outcomes of ``tree`` in ``env`` (a :class:`crucible.pipelines.swe.envs.TaskEnv`): from the cache
     when this exact run was made before, else ``ctx.reruns`` fresh runs (``runner(ctx, env, tree, selection,
     k)`` -> list of TestRun)."""
     k = max(1, int(ctx.reruns))

@@ -1,6 +1,6 @@
-"""Agent rollouts on SWE instances: a policy (the LLM through :mod:`pipelines.agent.loop`, or ``gold``,
+"""Agent rollouts on SWE instances: a policy (the LLM through :mod:`crucible.pipelines.agent.loop`, or ``gold``,
 which replays the reference patch through the same tools) works in a fresh container of the instance's env
-image; its diff is graded in another fresh container (:mod:`pipelines.swe.grade`)."""
+image; its diff is graded in another fresh container (:mod:`crucible.pipelines.swe.grade`)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,16 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from pipelines.agent.loop import Turn, new_call_id, run_agent, tool_schema_list
-from pipelines.store.commit import stable_hash, utc_now
-from pipelines.swe.envs import checkout_tree, task_env
-from pipelines.swe.filters import reward_of
-from pipelines.swe.grade import Grade, grade_patch, test_files_of
-from pipelines.swe.patches import PatchError, apply_patch, check_patch, resolve_inside
-from pipelines.swe.pooled import pool_of, pooled_call
-from pipelines.swe.tools import REPEAT_NOTE, make_tools  # noqa: F401 - REPEAT_NOTE: the rollout's note
-from sandbox.container import Sandbox
-from sandbox.workspace import ContainerWorkspace, init_baseline, workspace_diff
+from crucible.pipelines.agent.loop import Turn, new_call_id, run_agent, tool_schema_list
+from crucible.pipelines.store.commit import stable_hash, utc_now
+from crucible.pipelines.swe.envs import checkout_tree, task_env
+from crucible.pipelines.swe.filters import reward_of
+from crucible.pipelines.swe.grade import Grade, grade_patch, test_files_of
+from crucible.pipelines.swe.patches import PatchError, apply_patch, check_patch, resolve_inside
+from crucible.pipelines.swe.pooled import pool_of, pooled_call
+from crucible.pipelines.swe.tools import REPEAT_NOTE, make_tools  # noqa: F401 - REPEAT_NOTE: the rollout's note
+from crucible.sandbox.container import Sandbox
+from crucible.sandbox.workspace import ContainerWorkspace, init_baseline, workspace_diff
 
 SYSTEM = ("You are a software engineer fixing a bug in the Python repository at /testbed. Use the tools to "
           "explore the code, reproduce the problem, edit source files, and run tests. Do not modify tests. "

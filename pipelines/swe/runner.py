@@ -10,16 +10,16 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipelines.beam_options import pipeline_options
-from pipelines.store.catalog import connect, refresh_catalog
-from pipelines.store.commit import ItemResult, commit_items, ensure_layout, recover, stable_hash
-from pipelines.store.sinks import CommitResults
-from pipelines.swe.envs import run_network
-from pipelines.swe.quality import finished
-from pipelines.swe.records import SWEInstance, problem_failure
-from pipelines.swe.sources import read_instances
-from pipelines.swe.transforms import ValidateEnvs, workdir_of
-from sandbox.engine import ensure_engine
+from crucible.pipelines.beam_options import pipeline_options
+from crucible.pipelines.store.catalog import connect, refresh_catalog
+from crucible.pipelines.store.commit import ItemResult, commit_items, ensure_layout, recover, stable_hash
+from crucible.pipelines.store.sinks import CommitResults
+from crucible.pipelines.swe.envs import run_network
+from crucible.pipelines.swe.quality import finished
+from crucible.pipelines.swe.records import SWEInstance, problem_failure
+from crucible.pipelines.swe.sources import read_instances
+from crucible.pipelines.swe.transforms import ValidateEnvs, workdir_of
+from crucible.sandbox.engine import ensure_engine
 
 log = logging.getLogger(__name__)
 PIPELINE = "swe-validate"
@@ -40,7 +40,7 @@ def read_input(path: str, *, pipeline: str, run_id: str,
 
 def instance_result(pair, run_id: str, workdir: str | None):
     """The rows of one valid instance: its swe_validations row and its swe_instances row, with quality labels
-    and difficulty (:func:`pipelines.swe.quality.finished`; no trajectories here)."""
+    and difficulty (:func:`crucible.pipelines.swe.quality.finished`; no trajectories here)."""
     inst, val = pair
     return (ItemResult(inst["instance_id"]).add("swe_validations", val)
             .add("swe_instances", finished(inst, val, workdir=workdir).row(run_id)))

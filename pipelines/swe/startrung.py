@@ -1,11 +1,11 @@
 """Suites that never start are a rung, not an end: a validation whose before or after run stopped before its
 first test (usage error, a plugin or module missing at conftest import, syntax of another Python, a collection
 crash: ``meta.stopped``, pytest's own deciding line with the run's trigger lines) climbs the repair ladder on
-those lines (``sandbox.ladder.candidates``), one rung at a time, each env built with every rung so far, and is
+those lines (``crucible.sandbox.ladder.candidates``), one rung at a time, each env built with every rung so far, and is
 validated again there. Only Crucible's inferred recipes (SWE-bench's own recipe is its labelling env).
 
 :func:`stop_note` is pure (the runs in, the note out); :func:`climb` builds and runs through the caller's
-``run_and_label`` (``pipelines.swe.validate``), so this module never imports the runner.
+``run_and_label`` (``crucible.pipelines.swe.validate``), so this module never imports the runner.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from pipelines.swe.envs import decide_env
-from pipelines.swe.records import validation_row
+from crucible.pipelines.swe.envs import decide_env
+from crucible.pipelines.swe.records import validation_row
 
 STOPPED_KINDS = ("never_started", "collection", "interrupted")
 
@@ -36,9 +36,9 @@ def climb(ctx, inst: Mapping, env, base: Path, tmp: Path, row: dict, run_id: str
     trigger line); where none does (no rung left, ``sandbox.repair_max_rungs`` reached, a rung's env did not
     build), the first row, its ``meta.start_rungs`` saying what was tried and ``meta.start_stop`` why it
     ended."""
-    from sandbox.ladder import Phase, candidates
-    from sandbox.ladder_extras import extra_requirements
-    from sandbox.repair import local_modules
+    from crucible.sandbox.ladder import Phase, candidates
+    from crucible.sandbox.ladder_extras import extra_requirements
+    from crucible.sandbox.repair import local_modules
 
     if not row["meta"].get("stopped") or env.recipe.get("origin"):
         return row, env

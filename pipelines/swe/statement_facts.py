@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from pipelines.swe.patches import is_test_path, split_diff
+from crucible.pipelines.swe.patches import is_test_path, split_diff
 
 EXC = r"[A-Za-z_][\w.]*(?:Error|Exception|Warning|Exit|Interrupt|Failure|Iteration|KeyError)"
 # a summary line's id may hold spaces (``t[a minute ago]``): it ends at `` - `` or at the line's end

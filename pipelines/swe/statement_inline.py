@@ -1,6 +1,6 @@
 """A test helper method whose body is one ``return <expr>`` inlined at its call (pure ``ast``), so a test that
 calls ``self.decorator(maxsize=2)`` reduces to the expression the helper returns
-(:mod:`pipelines.swe.statement_source`)."""
+(:mod:`crucible.pipelines.swe.statement_source`)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,13 @@
 """The leak check of a problem statement (pure): it must not name the tests or pytest, propose a fix, or quote a
-line the fix adds, and must say enough. Both the written statements (:mod:`pipelines.swe.statements`) and the
-grounded default (:mod:`pipelines.swe.statement_repro`) are held to it."""
+line the fix adds, and must say enough. Both the written statements (:mod:`crucible.pipelines.swe.statements`) and the
+grounded default (:mod:`crucible.pipelines.swe.statement_repro`) are held to it."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 
-from pipelines.swe.patches import split_diff
+from crucible.pipelines.swe.patches import split_diff
 
 MIN_CHARS = 60
 TEST_WORDS = re.compile(r"\b(pytest|FAIL_TO_PASS|PASS_TO_PASS|unit ?tests?|test suite|test_\w+)\b", re.I)

@@ -1,5 +1,5 @@
 """pytest parametrize ids -> the values they stand for (pure ``ast``), for reducing a parametrized test to a
-snippet (:mod:`pipelines.swe.statement_source`)."""
+snippet (:mod:`crucible.pipelines.swe.statement_source`)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """Statements grounded in the observed failure, and their reproduction check (``make swe-curate``).
 
-:func:`ground` reduces a failing F2P test to a snippet (:mod:`pipelines.swe.statement_source`), finds the
+:func:`ground` reduces a failing F2P test to a snippet (:mod:`crucible.pipelines.swe.statement_source`), finds the
 statement that fails in the instance's "before" env (a step-by-step harness run), checks that it fails the
-way the validation's "before" log says (:func:`pipelines.swe.statement_facts.log_failure`), then runs the
+way the validation's "before" log says (:func:`crucible.pipelines.swe.statement_facts.log_failure`), then runs the
 final snippet, as a reader would, in the "before" env (it must fail that way) and in the "after" env (it must
 not). The record (``statement_repro`` on the instance row) says what ran and what came out; the default
-statement is written from it (:func:`pipelines.swe.statement_facts.render`). Each run is one fresh container
+statement is written from it (:func:`crucible.pipelines.swe.statement_facts.render`). Each run is one fresh container
 of the instance's env image on its network, bounded by ``swe.statements.repro_timeout_s``."""
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipelines.swe import envs, statement_facts
-from pipelines.swe.envs import TaskEnv
-from pipelines.swe.patches import apply_patch
-from pipelines.swe.statement_facts import (
+from crucible.pipelines.swe import envs, statement_facts
+from crucible.pipelines.swe.envs import TaskEnv
+from crucible.pipelines.swe.patches import apply_patch
+from crucible.pipelines.swe.statement_facts import (
     first_call,
     full_test_id,
     log_agrees,
@@ -33,10 +33,10 @@ from pipelines.swe.statement_facts import (
     render,
     reproduced,
 )
-from pipelines.swe.statement_leaks import leak_check
-from pipelines.swe.statement_source import Reduced, Unreducible, reduce_test, value_parts
-from pipelines.swe.statement_source import render as render_snippet
-from sandbox.container import run_in_container
+from crucible.pipelines.swe.statement_leaks import leak_check
+from crucible.pipelines.swe.statement_source import Reduced, Unreducible, reduce_test, value_parts
+from crucible.pipelines.swe.statement_source import render as render_snippet
+from crucible.sandbox.container import run_in_container
 
 MARK = "@@CRUCIBLE-STEP@@"
 MAX_VALUE_CHARS = 300  # a printed value longer than this is no statement a reader checks by eye

@@ -1,4 +1,4 @@
-"""The snippet of a reduced test (:class:`Reduced`, made by :mod:`pipelines.swe.statement_source`): its imports,
+"""The snippet of a reduced test (:class:`Reduced`, made by :mod:`crucible.pipelines.swe.statement_source`): its imports,
 prelude and steps up to the failing one, rendered as a reader would run it (pure)."""
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ import copy
 import re
 from pathlib import Path
 
-from pipelines.swe.statement_inline import inline_call
-from pipelines.swe.statement_params import Unresolved, _dotted, module_bindings, param_values
-from pipelines.swe.statement_snippet import (  # noqa: F401 - the snippet of a Reduced
+from crucible.pipelines.swe.statement_inline import inline_call
+from crucible.pipelines.swe.statement_params import Unresolved, _dotted, module_bindings, param_values
+from crucible.pipelines.swe.statement_snippet import (  # noqa: F401 - the snippet of a Reduced
     Reduced,
     Step,
     is_check,

@@ -1,8 +1,8 @@
 """Problem statements: keep the issue text where there is one; otherwise the statement is grounded in the
-observed failure (:mod:`pipelines.swe.statement_repro`: a snippet from a failing test, run before and after
+observed failure (:mod:`crucible.pipelines.swe.statement_repro`: a snippet from a failing test, run before and after
 the fix). An LLM may write it instead (versioned prompt ``swe_statement``, given the snippet and both runs):
 a sample is kept only if it passes the leak check (test names, pytest, the fix's added lines, proposed fixes)
-and agrees with the facts (:func:`pipelines.swe.statement_facts.check_llm`); each refusal is recorded. An
+and agrees with the facts (:func:`crucible.pipelines.swe.statement_facts.check_llm`); each refusal is recorded. An
 instance whose failure did not reproduce gets no statement (the caller drops it). Every outcome records its
 origin: ``issue``, ``llm`` or ``observed``."""
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from pipelines.swe import (  # called through the modules: one place to swap them
+from crucible.pipelines.swe import (  # called through the modules: one place to swap them
     statement_facts,
     statement_repro,
 )
-from pipelines.swe.records import FailureKind, Stage, SWEInstance, failure
-from pipelines.swe.statement_leaks import (  # noqa: F401
+from crucible.pipelines.swe.records import FailureKind, Stage, SWEInstance, failure
+from crucible.pipelines.swe.statement_leaks import (  # noqa: F401
     FIX_WORDS,
     MIN_CHARS,
     TEST_WORDS,
@@ -102,7 +102,7 @@ def write_statement(inst: Mapping, client=None, prompt=None, *, sample_index: in
 
 def statement_for(ctx, inst: Mapping, scfg: Mapping, client, prompt, *, run_id: str, pipeline: str):
     """(instance with its statement and ``statement_repro``, failures rows, drop reason or None) for one
-    validated instance of ``make swe-curate``: ground it (:func:`pipelines.swe.statement_repro.ground`),
+    validated instance of ``make swe-curate``: ground it (:func:`crucible.pipelines.swe.statement_repro.ground`),
     then :func:`write_statement`. Issue text is kept as is (its reproduction still runs and is recorded); a
     statement of ours that does not reproduce, or that would give the fix's location away, drops the
     instance; each refused LLM sample is a failures row."""

@@ -1,5 +1,5 @@
 """What a coding agent did, read back from its trajectory (pure): the OpenAI messages of a rollout
-(:mod:`pipelines.agent.loop`: assistant ``tool_calls`` with JSON-string arguments, ``role: tool`` results with
+(:mod:`crucible.pipelines.agent.loop`: assistant ``tool_calls`` with JSON-string arguments, ``role: tool`` results with
 ``tool_call_id``) as a list of :class:`Step`, each a tool call with its observation and a kind:
 
 - ``edit``: ``str_replace``/``create``, or a ``bash`` command that writes a ``.py`` file (``sed -i``,
@@ -12,7 +12,7 @@
 - ``submit`` and ``other`` (pip, cd, anything else).
 
 Paths are taken relative to the repository root (``/testbed``, the rollout tools' root); ``outside`` marks
-a path that leaves it. The checks over these steps are in :mod:`pipelines.swe.filters`."""
+a path that leaves it. The checks over these steps are in :mod:`crucible.pipelines.swe.filters`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pipelines.swe.patches import is_harness_path, is_test_path
+from crucible.pipelines.swe.patches import is_harness_path, is_test_path
 
 REPO_ROOT = "/testbed"
 TEST_RE = re.compile(r"\b(pytest|py\.test|unittest|tox|nox)\b|manage\.py\s+test\b")

@@ -2,7 +2,7 @@
 
 Each source (an sdist ``NAME==VERSION`` or a git ``owner/name@REV`` through ``sandbox.repo_url_template``; they
 differ only in :func:`obtain`) goes download -> infer -> build -> clean test run -> repair ladder
-(``sandbox.repair``) and
+(``crucible.sandbox.repair``) and
 becomes one ``sandbox_surveys`` row (schema ``schemas/sandbox_survey.json``), plus a ``failures`` row
 naming the last rung and the deciding log line when it stops short of ``mostly_passing``. Rows are
 committed per source, so a rerun skips what is done (resumable); sources run ``survey_parallel`` at once.
@@ -21,10 +21,17 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from pipelines.store.commit import ItemResult, commit_items, done_keys, failure_row, stable_hash, utc_now
-from sandbox import api, repair, sources
-from sandbox.asof import commit_date, source_date
-from sandbox.recipes import funnel_counts
+from crucible.pipelines.store.commit import (
+    ItemResult,
+    commit_items,
+    done_keys,
+    failure_row,
+    stable_hash,
+    utc_now,
+)
+from crucible.sandbox import api, repair, sources
+from crucible.sandbox.asof import commit_date, source_date
+from crucible.sandbox.recipes import funnel_counts
 
 log = logging.getLogger(__name__)
 PIPELINE = "sandbox_survey"
@@ -76,7 +83,7 @@ def read_repos(path: Path) -> list[str]:
 
 
 def survey_row(source: str, commit: str | None, date: str | None, res: dict, seconds: float, run_id: str) -> dict:
-    """The ``sandbox_surveys`` row for one source (``res`` from :func:`sandbox.repair.attempt`)."""
+    """The ``sandbox_surveys`` row for one source (``res`` from :func:`crucible.sandbox.repair.attempt`)."""
     c = res.get("counts") or {}
     stop = res.get("stop") if res["stage"] != "mostly_passing" else None
     return {
@@ -122,7 +129,7 @@ def obtain(settings, src: Source):
 def survey_one(client, settings, src: Source, run_id: str, llm_fix=None) -> dict:
     """One source through the whole ladder; returns its ``sandbox_surveys`` row (never raises for a bad
     source). Sdists and git sources differ only in :func:`obtain`. ``llm_fix``: a
-    ``pipelines.swe.llm_repair.runner.Repairer`` run when the ladder ends short (its ``llm_repair`` rung joins
+    ``crucible.pipelines.swe.llm_repair.runner.Repairer`` run when the ladder ends short (its ``llm_repair`` rung joins
     ``rungs``)."""
     t0 = time.monotonic()
     try:

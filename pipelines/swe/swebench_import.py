@@ -1,5 +1,5 @@
 """Import SWE-bench's own install recipes, as data, from a ``swebench`` distribution (see
- :mod:`pipelines.swe.swebench_specs` for why and for the conversion into sandbox recipes).
+ :mod:`crucible.pipelines.swe.swebench_specs` for why and for the conversion into sandbox recipes).
 
 Importer (:func:`import_specs`): reads ``swebench/harness/constants/python.py`` (3.x/4.x; the single
 ``constants.py`` of older releases also works), ``harness/test_spec/python.py`` (requirement gathering
@@ -24,8 +24,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from pipelines.store.fsio import write_bytes_atomic
-from pipelines.swe.swebench_specs import (
+from crucible.pipelines.store.fsio import write_bytes_atomic
+from crucible.pipelines.swe.swebench_specs import (
     DEFAULT_EXCLUDE_PREFIXES,
     FORMAT,
     LICENSE_NAME,

@@ -5,14 +5,14 @@ Why: labels in SWE-bench-format rows bake in SWE-bench's environment (its pins, 
 command, its log parser). Recomputing them with our inferred recipe changes them where pins matter, so
 for the (repo, version) pairs SWE-bench covers we use its recipe; every other repo keeps our inference.
 
-The importer is :mod:`pipelines.swe.swebench_import`.
+The importer is :mod:`crucible.pipelines.swe.swebench_import`.
 
 Conversion (:func:`recipe_from_spec`) is pure over the env tree: requirement files gathered as SWE-bench's
 ``get_requirements_by_commit`` does (first existing path of ``MAP_REPO_TO_REQS_PATHS``; ``-r`` includes
 inlined before the file's own lines; ``-e .``, comments and ``.[test`` lines dropped; yanked packages
 replaced), then the explicit package list, then ``pip_packages`` in order, then the package (``install``,
 with the old-setuptools ladder). Conda-only specs (``environment.yml``), non-pytest test commands and
-Pythons without a base image are :class:`~sandbox.recipes.RecipeError` naming repo, version and why.
+Pythons without a base image are :class:`~crucible.sandbox.recipes.RecipeError` naming repo, version and why.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import shlex
 from functools import lru_cache
 from pathlib import Path
 
-from pipelines.textio import InputError, read_json
-from sandbox.recipes import (
+from crucible.pipelines.textio import InputError, read_json
+from crucible.sandbox.recipes import (
     RECIPE_VERSION,
     RecipeError,
     build_requires,
@@ -39,7 +39,7 @@ DEFAULT_SPECS = REPO_ROOT / "configs" / "swebench" / "specs.json"
 LICENSE_NAME = "LICENSE-swebench.txt"
 # what SWE-bench 3.x/4.x hard-codes in get_requirements_by_commit, used when it cannot be read from source
 DEFAULT_EXCLUDE_PREFIXES = ["-e .", "#", ".[test"]
-# SWE-bench's parser per repo -> the sandbox parser that writes the same ids (sandbox.parsers)
+# SWE-bench's parser per repo -> the sandbox parser that writes the same ids (crucible.sandbox.parsers)
 PARSER_NAMES = {"parse_log_pytest": "pytest_rA", "parse_log_pytest_options": "pytest_rA_options",
                 "parse_log_pytest_v2": "pytest_rA_v2"}
 PYTEST_CMD = re.compile(r"^(python\s+-m\s+)?pytest(\s|$)")

@@ -2,8 +2,8 @@
 ``view`` (a file with line numbers), ``str_replace`` (replace one unique occurrence), ``create`` (write a
 whole file) and ``submit`` (end the episode; the diff against the starting tree is the answer).
 
-Tools act on a *workspace* (:mod:`sandbox.workspace`): :class:`sandbox.workspace.ContainerWorkspace` over the
-instance's env image, or :class:`sandbox.workspace.LocalWorkspace` in a host directory (unit tests only).
+Tools act on a *workspace* (:mod:`crucible.sandbox.workspace`): :class:`crucible.sandbox.workspace.ContainerWorkspace` over the
+instance's env image, or :class:`crucible.sandbox.workspace.LocalWorkspace` in a host directory (unit tests only).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 
-from pipelines.agent.tools import FunctionTool, Observation, function_schema
-from sandbox.workspace import workspace_diff
+from crucible.pipelines.agent.tools import FunctionTool, Observation, function_schema
+from crucible.sandbox.workspace import workspace_diff
 
 # what the agent is told when it repeats a call exactly (the rollouts' and the verl kit's SweTool's)
 REPEAT_NOTE = ("Note: this is exactly a call you made before; repeating it gets you no further. Do something "

@@ -1,5 +1,5 @@
 """Beam adapters of the SWE wing's one validation path: :class:`ValidateEnvs` (key by env -> group ->
-:func:`pipelines.swe.validate.validate_env_group`), used by ``crucible swe validate`` and ``make swe-curate``."""
+:func:`crucible.pipelines.swe.validate.validate_env_group`), used by ``crucible swe validate`` and ``make swe-curate``."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines.store.commit import ItemResult
-from pipelines.swe.graph_bounds import CapExceeded, capped_iter
-from pipelines.swe.records import FailureKind, Stage, failure
+from crucible.pipelines.store.commit import ItemResult
+from crucible.pipelines.swe.graph_bounds import CapExceeded, capped_iter
+from crucible.pipelines.swe.records import FailureKind, Stage, failure
 
 log = logging.getLogger(__name__)
 
 
 def workdir_of(cfg: Mapping) -> Path:
-    from sandbox.api import settings_from_config
+    from crucible.sandbox.api import settings_from_config
 
     w = cfg["swe"]["workdir"]
     return Path(w).expanduser() if w else settings_from_config(cfg["sandbox"], resolve_host=False).cache_dir / "swe"
@@ -27,14 +27,14 @@ def workdir_of(cfg: Mapping) -> Path:
 
 def build_ctx(cfg: Mapping, network: str | None = None, client=None):
     """Docker client (the local engine unless given) + sandbox settings pointing at the local mirrors (works
-    inside DoFn.setup); ``network`` is the run's network (:func:`pipelines.swe.envs.run_network`), by default
+    inside DoFn.setup); ``network`` is the run's network (:func:`crucible.pipelines.swe.envs.run_network`), by default
     ``swe.network`` itself (``internal``: the shared internal network, not one made for the run)."""
-    from pipelines.swe.envs import ValidateContext
-    from sandbox.api import settings_from_config
-    from sandbox.engine import ensure_engine
+    from crucible.pipelines.swe.envs import ValidateContext
+    from crucible.sandbox.api import settings_from_config
+    from crucible.sandbox.engine import ensure_engine
 
     pool = engine_pool(cfg) if client is None else None
-    if pool is not None:  # work placed per env group (pipelines.swe.pooled); ctx.client: a live engine's
+    if pool is not None:  # work placed per env group (crucible.pipelines.swe.pooled); ctx.client: a live engine's
         client = pool.live()[0].client
     elif client is None:
         client, _ = ensure_engine(allow_start=True)
@@ -51,7 +51,7 @@ def build_ctx(cfg: Mapping, network: str | None = None, client=None):
 def engine_pool(cfg: Mapping):
     """The process's engine pool when ``sandbox.engines``/``sandbox.registry`` name more than the one local
     engine (a remote or second engine, or a registry); None: the local engine as before, unplaced."""
-    from sandbox.engines import shared_pool
+    from crucible.sandbox.engines import shared_pool
 
     sb = cfg["sandbox"]
     engines = list(sb["engines"])
@@ -67,12 +67,12 @@ class Hooks(NamedTuple):
 
     ctx: Callable | None = None  # (cfg, network) -> ValidateContext; build_ctx
     validate_group: Callable | None = None  # validate_env_group
-    curate: Callable | None = None  # pipelines.swe.curate.curate_instance
+    curate: Callable | None = None  # crucible.pipelines.swe.curate.curate_instance
 
 
 def validation_result(inst: Mapping, val, *, pipeline: str, run_id: str) -> ItemResult:
     """The rows of one validation that is not valid: its swe_validations row and its failures row."""
-    from pipelines.swe.records import validation_failure
+    from crucible.pipelines.swe.records import validation_failure
 
     return (ItemResult(inst["instance_id"]).add("swe_validations", val.row)
             .add("failures", validation_failure(val.row, pipeline, run_id)))
@@ -81,7 +81,7 @@ def validation_result(inst: Mapping, val, *, pipeline: str, run_id: str) -> Item
 class ValidateEnvGroup(beam.DoFn):
     """The instances of one env (repo, env commit): its image and clean reference run once, then the
     before/after runs of each instance. Main output: ItemResults of instances that are not valid; ``valid``:
-    (validated :class:`~pipelines.swe.records.SWEInstance`, swe_validations row)."""
+    (validated :class:`~crucible.pipelines.swe.records.SWEInstance`, swe_validations row)."""
 
     def __init__(self, cfg: dict, run_id: str, network: str, pipeline: str, hooks: Hooks = Hooks()):
         self.cfg, self.run_id, self.network, self.pipeline, self.hooks = cfg, run_id, network, pipeline, hooks
@@ -91,8 +91,8 @@ class ValidateEnvGroup(beam.DoFn):
         self.ctx = (self.hooks.ctx or build_ctx)(self.cfg, self.network)
 
     def process(self, keyed):
-        from pipelines.swe.records import Status
-        from pipelines.swe.validate import validate_env_group, validated_instance
+        from crucible.pipelines.swe.records import Status
+        from crucible.pipelines.swe.validate import validate_env_group, validated_instance
 
         insts = sorted(keyed[1], key=lambda i: i["instance_id"])  # validate_env_group's order
         cap = float(self.cfg["swe"]["validation_timeout_s"])
@@ -139,7 +139,7 @@ class ValidateEnvs(beam.PTransform):
         self.args = (cfg, run_id, network, pipeline, hooks)
 
     def expand(self, rows):
-        from pipelines.swe.envs import env_key
+        from crucible.pipelines.swe.envs import env_key
 
         return (rows | "KeyByEnv" >> beam.Map(lambda r: (env_key(r), r))
                 | "GroupByEnv" >> beam.GroupByKey()
@@ -147,7 +147,7 @@ class ValidateEnvs(beam.PTransform):
 
 
 class InjectBugs(beam.DoFn):
-    """One sdist -> AST bug candidates committed on its local mirror (:func:`pipelines.swe.bugs.inject`), as
+    """One sdist -> AST bug candidates committed on its local mirror (:func:`crucible.pipelines.swe.bugs.inject`), as
     instances for :class:`ValidateEnvs` (``rows`` output). Main output: failures of sdists that cannot be set up
     and of bugs that do not apply."""
 
@@ -161,8 +161,8 @@ class InjectBugs(beam.DoFn):
     def process(self, sdist: str):
         import sys
 
-        from pipelines.swe.bugs import candidates, inject
-        from pipelines.swe.records import (
+        from crucible.pipelines.swe.bugs import candidates, inject
+        from crucible.pipelines.swe.records import (
             FailureKind,
             Stage,
             Status,
@@ -172,7 +172,7 @@ class InjectBugs(beam.DoFn):
             validation_failure,
             validation_row,
         )
-        from sandbox.sources import from_sdist
+        from crucible.sandbox.sources import from_sdist
 
         swe = self.cfg["swe"]
         try:
@@ -212,9 +212,9 @@ class MineCommits(beam.DoFn):
         self.ctx = build_ctx(self.cfg, self.network)
 
     def process(self, repo: str):
-        from pipelines.swe.envs import clone_at
-        from pipelines.swe.mining import MiningLimits, mine_commits
-        from pipelines.swe.records import FailureKind, Stage, SWEInstance, failure
+        from crucible.pipelines.swe.envs import clone_at
+        from crucible.pipelines.swe.mining import MiningLimits, mine_commits
+        from crucible.pipelines.swe.records import FailureKind, Stage, SWEInstance, failure
 
         m = self.cfg["swe"]["mine"]
         try:

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from pipelines.view import render as R
+from crucible.pipelines.view import render as R
 
-log = logging.getLogger("pipelines.view.server")
+log = logging.getLogger("crucible.pipelines.view.server")
 REQUEST_TIMEOUT_S = 10.0  # for the request line and headers, all together
 MAX_CONNECTIONS = 64
 MAX_REQUEST_LINE = 65536

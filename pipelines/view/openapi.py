@@ -1,6 +1,6 @@
 """OpenAPI 3 description of ``crucible view``, made from the same declarations the server validates with
-(:mod:`pipelines.view.params`, :mod:`pipelines.view.tables`), served at ``/openapi.json`` and written to
-``docs/view.openapi.json`` (``python -m pipelines.view.openapi > docs/view.openapi.json``; a test keeps the
+(:mod:`crucible.pipelines.view.params`, :mod:`crucible.pipelines.view.tables`), served at ``/openapi.json`` and written to
+``docs/view.openapi.json`` (``python -m crucible.pipelines.view.openapi > docs/view.openapi.json``; a test keeps the
 file current). ``tests/unit/test_hostile_viewer.py`` checks the server's answers against it.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import sys
 
-from pipelines.store.records import record_type
-from pipelines.view import params as V
-from pipelines.view.tables import VIEWS
+from crucible.pipelines.store.records import record_type
+from crucible.pipelines.view import params as V
+from crucible.pipelines.view.tables import VIEWS
 
 HTML = {"text/html": {"schema": {"type": "string"}}}
 ERRORS = {

@@ -1,8 +1,8 @@
 """The pages of ``crucible view``: from a DuckDB cursor and a validated request to ``(title, body HTML)``.
 
 :func:`route` maps path segments and query parameters to a page, checking every parameter against its
-declaration (:mod:`pipelines.view.params`) before any query runs; the SQL lives in
-:mod:`pipelines.view.queries`, the HTML pieces in :mod:`pipelines.view.render`. A list page costs one
+declaration (:mod:`crucible.pipelines.view.params`) before any query runs; the SQL lives in
+:mod:`crucible.pipelines.view.queries`, the HTML pieces in :mod:`crucible.pipelines.view.render`. A list page costs one
 small ``LIMIT/OFFSET`` query however large the store is.
 """
 
@@ -12,11 +12,11 @@ import json
 from collections.abc import Mapping
 from urllib.parse import urlencode
 
-from pipelines.store.records import record_type
-from pipelines.view import params as V
-from pipelines.view import queries as Q
-from pipelines.view.params import BadRequest, NotFound  # noqa: F401 - the errors a page raises
-from pipelines.view.render import (
+from crucible.pipelines.store.records import record_type
+from crucible.pipelines.view import params as V
+from crucible.pipelines.view import queries as Q
+from crucible.pipelines.view.params import BadRequest, NotFound  # noqa: F401 - the errors a page raises
+from crucible.pipelines.view.render import (
     cell,
     conversation,
     diff_html,
@@ -28,7 +28,7 @@ from pipelines.view.render import (
     quote_key,
     row_path,
 )
-from pipelines.view.tables import VIEWS
+from crucible.pipelines.view.tables import VIEWS
 
 Page = tuple[str, str]  # (title, body HTML)
 

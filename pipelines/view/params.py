@@ -1,7 +1,7 @@
 """Every input the viewer takes, declared with its type and range, and checked before any query runs.
 
 A request is its path segments and its query parameters. Each route declares its parameters as
-:class:`Param` (the same declarations make the OpenAPI description, :mod:`pipelines.view.openapi`);
+:class:`Param` (the same declarations make the OpenAPI description, :mod:`crucible.pipelines.view.openapi`);
 :func:`validate` turns the raw strings into typed values or raises :class:`BadRequest` with a message
 naming the parameter, what it got and what it takes. Unknown and repeated parameters are refused, so a
 typo never silently shows every row.
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_to_bytes
 
-from pipelines.view import tables as T
+from crucible.pipelines.view import tables as T
 
 PAGE_SIZE = 50  # rows on a list page
 SEARCH_LIMIT = 100  # hits per kind on the search page

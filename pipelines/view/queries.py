@@ -1,6 +1,6 @@
 """The viewer's SQL: parameterized queries over the store's views, one function per question asked.
 
-Table and column names come only from :mod:`pipelines.view.tables` (declared, checked against the
+Table and column names come only from :mod:`crucible.pipelines.view.tables` (declared, checked against the
 schemas); every value a request carries is a bound parameter. Text searches are ``ILIKE`` with the
 wildcards of the text escaped (:func:`like_pattern`), so ``%`` and ``_`` match themselves.
 """
@@ -13,9 +13,9 @@ from typing import Any
 
 import duckdb
 
-from pipelines.store.records import record_type
-from pipelines.view import params as V
-from pipelines.view.tables import VIEWS
+from crucible.pipelines.store.records import record_type
+from crucible.pipelines.view import params as V
+from crucible.pipelines.view.tables import VIEWS
 
 ESCAPE = "\\"
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from pipelines.view.tables import VIEWS
+from crucible.pipelines.view.tables import VIEWS
 
 OBSERVATION_LINES = 12
 

@@ -1,12 +1,12 @@
 """``crucible view``: a loopback web server over the store (stdlib http.server + DuckDB, no JS framework).
 
-Routes (described in OpenAPI 3 at ``/openapi.json``, :mod:`pipelines.view.openapi`): ``/`` (tables),
+Routes (described in OpenAPI 3 at ``/openapi.json``, :mod:`crucible.pipelines.view.openapi`): ``/`` (tables),
 ``/<table>`` (filtered, sorted, paged list), ``/<table>/<key>`` (one row), ``/questions/<id>/compare``
 (its k rollouts side by side), ``/search?q=`` (questions and final answers).
 Each request runs on its own DuckDB cursor of one shared in-memory connection whose views point at the
 store, so the server holds no rows in memory.
 
-Built to be poked at by a hostile page or client (:mod:`pipelines.view.guard` has the HTTP side):
+Built to be poked at by a hostile page or client (:mod:`crucible.pipelines.view.guard` has the HTTP side):
 
 - every parameter is checked against its declaration before a query runs (400 with a message);
 - the Host header must name a loopback address or the bound one (421 otherwise: DNS rebinding);
@@ -26,12 +26,12 @@ from http import HTTPStatus
 
 import duckdb
 
-from pipelines.store import catalog
-from pipelines.view import guard
-from pipelines.view import pages as P
-from pipelines.view import render as R
-from pipelines.view.openapi import document
-from pipelines.view.params import BadRequest, NotFound, parse_target
+from crucible.pipelines.store import catalog
+from crucible.pipelines.view import guard
+from crucible.pipelines.view import pages as P
+from crucible.pipelines.view import render as R
+from crucible.pipelines.view.openapi import document
+from crucible.pipelines.view.params import BadRequest, NotFound, parse_target
 
 log = logging.getLogger(__name__)
 CLIENT_FAULTS = (duckdb.ConversionException, duckdb.OutOfRangeException)  # a value the store cannot compute with

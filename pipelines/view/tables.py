@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines.store.catalog import column_types
-from pipelines.store.records import TABLES
+from crucible.pipelines.store.catalog import column_types
+from crucible.pipelines.store.records import TABLES
 
 SCALAR_TYPES = ("VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN")  # sortable; lists and structs are not
 

@@ -7,7 +7,7 @@ import pytest
 def docker_client():
     """A client of a running Docker engine (started as root when missing); the test fails, with the reason,
     when there is none: integration tests never skip silently."""
-    from sandbox.engine import EngineUnavailable, ensure_engine
+    from crucible.sandbox.engine import EngineUnavailable, ensure_engine
 
     try:
         client, _ = ensure_engine(allow_start=True)

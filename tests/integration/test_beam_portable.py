@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pipelines.store import catalog
+from crucible.pipelines.store import catalog
 from tests.support.portable import REPO, portable_services
 from tests.support.sample_pipeline import run
 

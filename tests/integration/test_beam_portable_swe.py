@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.store import catalog
+from crucible.pipelines.store import catalog
 from tests.support import portable_swe as ps
 from tests.support.portable import REPO, portable_services
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.config import load_config
-from pipelines.store import catalog
-from pipelines.swe.pipeline import run
+from crucible.pipelines.config import load_config
+from crucible.pipelines.store import catalog
+from crucible.pipelines.swe.pipeline import run
 from tests.support.portable import REPO, portable_services
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]

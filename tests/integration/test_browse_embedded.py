@@ -17,8 +17,8 @@ NEAR_MISS_TEXT = REPO / "tests" / "data" / "browse" / "near_miss_text.jsonl"
 @pytest.fixture(scope="module")
 def llm(tmp_path_factory):
     pytest.importorskip("xllamacpp", reason="the [embedded] extra is not installed")
-    from pipelines.config import load_config
-    from pipelines.llm import LLMClient, endpoint_config, llm_endpoint
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.llm import LLMClient, endpoint_config, llm_endpoint
 
     cfg = load_config("browse")
     with llm_endpoint(cfg.llm) as urls:
@@ -29,8 +29,8 @@ def llm(tmp_path_factory):
 
 
 def test_judge_is_right_on_95_percent_of_paraphrases_wrong_answers_hedges_and_lists(llm):
-    from pipelines.browse import judge_suite as JS
-    from pipelines.browse import verify as V
+    from crucible.pipelines.browse import judge_suite as JS
+    from crucible.pipelines.browse import verify as V
 
     cfg, _, client = llm
     prompt = V.judge_prompt()
@@ -46,9 +46,9 @@ def test_judge_is_right_on_95_percent_of_paraphrases_wrong_answers_hedges_and_li
 
 def test_near_miss_suite_accepts_no_near_miss_and_90_percent_of_paraphrases(llm):
     """tests/data/browse/near_miss.jsonl (from tests/support/near_miss.py) with the real graph and model."""
-    from pipelines.browse import judge_suite as JS
-    from pipelines.browse import verify as V
-    from pipelines.browse.api import load_kg
+    from crucible.pipelines.browse import judge_suite as JS
+    from crucible.pipelines.browse import verify as V
+    from crucible.pipelines.browse.api import load_kg
 
     cfg, _, client = llm
     prompt = V.judge_prompt()
@@ -65,9 +65,9 @@ def test_near_miss_suite_accepts_no_near_miss_and_90_percent_of_paraphrases(llm)
 def test_near_misses_without_graph_ids_at_most_1_in_30_accepted_and_paraphrases_kept(llm):
     """tests/data/browse/near_miss_text.jsonl (written as a user writes them: no gold_id) with the real
     graph and model: the graph rejects the near misses it resolves, the judge sees the rest."""
-    from pipelines.browse import judge_suite as JS
-    from pipelines.browse import verify as V
-    from pipelines.browse.api import load_kg
+    from crucible.pipelines.browse import judge_suite as JS
+    from crucible.pipelines.browse import verify as V
+    from crucible.pipelines.browse.api import load_kg
 
     cfg, _, client = llm
     prompt = V.judge_prompt()
@@ -85,13 +85,13 @@ def test_synth_browse_end_to_end_on_the_embedded_defaults(llm, tmp_path):
     _, urls, _ = llm
     out = tmp_path / "data"
     # reuse the running server; everything else is the shipped browse config
-    cmd = [sys.executable, "-m", "pipelines.cli", "browse", "run", "--out", str(out),
+    cmd = [sys.executable, "-m", "crucible.pipelines.cli", "browse", "run", "--out", str(out),
            "--set", f"llm.base_urls=[{urls[0]}]", "--set", "browse.seeds=1", "--set", "browse.k=1",
            "--set", "browse.rounds=1", "--set", "browse.max_turns=2", "--set", "browse.min_hops=3",
            "--set", "browse.max_hops=3"]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
-    from pipelines.store import catalog
+    from crucible.pipelines.store import catalog
 
     cols, rows = catalog.query(str(out), "select * from questions")
     qs = [dict(zip(cols, r)) for r in rows]
@@ -104,9 +104,9 @@ def test_synth_browse_end_to_end_on_the_embedded_defaults(llm, tmp_path):
     assert t["verdict"] in ("correct", "incorrect", "not_attempted")
     assert t["reward_total"] is not None and t["n_tool_calls"] >= 1
     assert t["messages"][2]["tool_calls"][0]["function"]["name"] in ("search", "visit")
-    check = subprocess.run([sys.executable, "-m", "pipelines.cli", "browse", "check-unique", "--out", str(out)],
+    check = subprocess.run([sys.executable, "-m", "crucible.pipelines.cli", "browse", "check-unique", "--out", str(out)],
                            cwd=REPO, capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stdout + check.stderr
-    stats = subprocess.run([sys.executable, "-m", "pipelines.cli", "stats", "--out", str(out)],
+    stats = subprocess.run([sys.executable, "-m", "crucible.pipelines.cli", "stats", "--out", str(out)],
                            cwd=REPO, capture_output=True, text=True, timeout=120)
     assert "browse_trajectories" in stats.stdout and "pass_rate" in stats.stdout

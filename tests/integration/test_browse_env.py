@@ -5,9 +5,9 @@ from collections import Counter
 
 import pytest
 
-from pipelines.browse.api import ensure_corpus, load_kg, open_environment
-from pipelines.browse.kg.chains import count_chains
-from pipelines.browse.kg.executor import execute, is_unique
+from crucible.pipelines.browse.api import ensure_corpus, load_kg, open_environment
+from crucible.pipelines.browse.kg.chains import count_chains
+from crucible.pipelines.browse.kg.executor import execute, is_unique
 
 pytestmark = pytest.mark.integration
 
@@ -103,8 +103,8 @@ def test_wikipedia_article_is_searchable_by_its_title(env):
 
 
 def test_live_clients_against_the_full_corpus_server(env, monkeypatch):
-    from pipelines.browse.search.live import HttpClient, PageFetcher, SerperBackend, TavilyBackend
-    from pipelines.browse.search.server import SearchServer
+    from crucible.pipelines.browse.search.live import HttpClient, PageFetcher, SerperBackend, TavilyBackend
+    from crucible.pipelines.browse.search.server import SearchServer
 
     monkeypatch.setenv("CRUCIBLE_TEST_KEY", "k")
     with SearchServer(env.backend) as srv:

@@ -27,8 +27,8 @@ CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Peru", "Lima"), ("Kenya",
 @pytest.fixture(scope="module")
 def llm_url():
     pytest.importorskip("xllamacpp", reason="the [embedded] extra is not installed")
-    from pipelines.config import load_config
-    from pipelines.llm import llm_endpoint
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.llm import llm_endpoint
 
     with llm_endpoint(load_config("browse").llm) as urls:
         yield urls[0]
@@ -46,15 +46,15 @@ def _rows():
 
 @pytest.mark.timeout(2 * DEADLINE_S + 120)
 def test_twenty_questions_killed_half_way_and_rerun_no_duplicate_no_loss(llm_url, tmp_path):
-    from pipelines.store import catalog
-    from pipelines.store.batch import ERROR_SEP
-    from pipelines.store.commit import done_keys
+    from crucible.pipelines.store import catalog
+    from crucible.pipelines.store.batch import ERROR_SEP
+    from crucible.pipelines.store.commit import done_keys
 
     questions = tmp_path / "questions.jsonl"
     questions.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
     out = tmp_path / "store"
     # short episodes: one search, then the answer (max_turns 2), short observations and steps
-    cmd = [sys.executable, "-m", "pipelines.cli", "browse", "rollout", "--input", str(questions), "--out", str(out),
+    cmd = [sys.executable, "-m", "crucible.pipelines.cli", "browse", "rollout", "--input", str(questions), "--out", str(out),
            "--k", "1", "--set", f"llm.base_urls=[{llm_url}]", "--set", "browse.max_turns=2",
            "--set", "browse.max_tokens=80", "--set", "browse.max_thought_chars=60",
            "--set", "browse.max_observation_chars=500", "--set", "search.top_k=2", "--set", "run.progress_every_s=0"]

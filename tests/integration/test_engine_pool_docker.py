@@ -82,8 +82,8 @@ def engine2(tmp_path_factory, docker_client):
 
 @pytest.fixture(scope="module")
 def instances(toolz_instance, mirror_root, tmp_path_factory):
-    from pipelines.swe.mirror import commit_patch, diff_commits
-    from sandbox.sources import Release, mirror_path, release_mirror
+    from crucible.pipelines.swe.mirror import commit_patch, diff_commits
+    from crucible.sandbox.sources import Release, mirror_path, release_mirror
 
     tmp = tmp_path_factory.mktemp("tinypool")
     tree = tmp / "tree"
@@ -108,9 +108,9 @@ def instances(toolz_instance, mirror_root, tmp_path_factory):
 
 
 def validate(instances, out, mirror_root, engines: list[dict], registry, work) -> list[dict]:
-    from pipelines.cli import main
-    from pipelines.store import catalog
-    from pipelines.swe.mirror import mirror_template
+    from crucible.pipelines.cli import main
+    from crucible.pipelines.store import catalog
+    from crucible.pipelines.swe.mirror import mirror_template
 
     sets = [f"sandbox.repo_url_template={mirror_template(mirror_root)}", f"swe.workdir={work}",
             "swe.network=none", f"sandbox.registry={registry.address}",
@@ -168,7 +168,7 @@ def test_an_engine_killed_mid_run_moves_its_work_rows_once_infra_recorded(baseli
                                                                          registry, engine2, tmp_path, capsys):
     import docker
 
-    from pipelines.cli import main
+    from crucible.pipelines.cli import main
 
     c2 = docker.DockerClient(base_url=engine2.host, timeout=5)
     fired = threading.Event()

@@ -45,7 +45,7 @@ def test_cli_serve_answers_openai_client_and_server_dies_with_the_cli():
     import openai
 
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "llm", "serve"], cwd=repo,
+    proc = subprocess.Popen([sys.executable, "-m", "crucible.pipelines.cli", "llm", "serve"], cwd=repo,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         url = proc.stdout.readline().strip()  # printed only once /v1/models answers
@@ -70,8 +70,8 @@ def test_cli_serve_answers_openai_client_and_server_dies_with_the_cli():
 
 @pytest.fixture(scope="module")
 def endpoint():
-    from pipelines.config import load_config
-    from pipelines.llm import endpoint_config, llm_endpoint
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.llm import endpoint_config, llm_endpoint
 
     cfg = load_config("defaults", ["llm.engine=embedded", "llm.base_urls=[]", "llm.timeout_s=240"]).llm
     t0 = time.monotonic()
@@ -82,7 +82,7 @@ def endpoint():
 
 
 def test_server_is_loopback_and_model_was_verified(endpoint):
-    from pipelines.llm.embedded import MODELS, cache_root
+    from crucible.pipelines.llm.embedded import MODELS, cache_root
 
     assert endpoint["base_urls"][0].startswith("http://127.0.0.1:")
     spec = MODELS["qwen2.5-coder-1.5b"]
@@ -95,7 +95,7 @@ def test_server_is_loopback_and_model_was_verified(endpoint):
 def test_json_schema_answer_through_the_client_then_cache_replay(endpoint, tmp_path):
     from jsonschema import validate
 
-    from pipelines.llm import LLMClient, load_prompt
+    from crucible.pipelines.llm import LLMClient, load_prompt
 
     prompt = load_prompt("smoke_capital")
     client = LLMClient.from_config(endpoint, cache_dir=tmp_path)
@@ -113,7 +113,7 @@ def test_json_schema_answer_through_the_client_then_cache_replay(endpoint, tmp_p
 
 def test_constrained_agent_step_is_parseable(endpoint, tmp_path):
     """The step format the agent loop uses with this model: one json_schema-constrained action."""
-    from pipelines.llm import LLMClient
+    from crucible.pipelines.llm import LLMClient
 
     schema = {"type": "object", "properties": {
         "thought": {"type": "string"},

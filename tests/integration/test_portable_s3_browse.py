@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from pipelines.browse.pipeline import run
+from crucible.pipelines.browse.pipeline import run
 from tests.support import s3server
 from tests.support.fake_browse import responder
 from tests.support.fake_llm_server import FakeOpenAIServer

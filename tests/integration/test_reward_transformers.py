@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.llm.reward import reward_conversation
+from crucible.pipelines.llm.reward import reward_conversation
 from tests.support import samples
 
 pytestmark = pytest.mark.integration
 
 
 def test_transformers_backend_scores_real_rows_with_a_tiny_random_model():
-    from pipelines.llm.reward import TransformersRewardScorer
+    from crucible.pipelines.llm.reward import TransformersRewardScorer
     from tests.support.tiny_models import reward_model, tokenizer
 
     convs = [samples.messages(i) for i in range(4)]

@@ -107,9 +107,9 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
 def settings(tmp_path_factory):
     from dataclasses import replace
 
-    from pipelines.config import load_config
-    from sandbox.api import settings_from_config
-    from sandbox.container import Limits
+    from crucible.pipelines.config import load_config
+    from crucible.sandbox.api import settings_from_config
+    from crucible.sandbox.container import Limits
 
     s = settings_from_config(load_config("defaults", []).sandbox)
     return replace(s, limits=Limits(cpus=2, memory_mb=1024, pids=512, timeout_s=300))
@@ -118,7 +118,7 @@ def settings(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_env(docker_client, settings, tmp_path_factory):
     """Env image of the tiny repo on Python 3.11 (base built or reused)."""
-    from sandbox.api import build_env
+    from crucible.sandbox.api import build_env
 
     tree = write_tree(tmp_path_factory.mktemp("tiny") / "tree", TINY)
     spec, res = build_env(docker_client, settings, tree, "tinypkg-it")
@@ -132,7 +132,7 @@ def variant(tmp_path: Path, base_tree: Path, files: dict[str, str]) -> Path:
 
 
 def run(client, spec, tree, settings, **kw):
-    from sandbox.testrun import run_tests
+    from crucible.sandbox.testrun import run_tests
 
     return run_tests(client, spec.image, tree, spec.recipe, limits=kw.pop("limits", settings.limits), **kw)
 
@@ -140,7 +140,7 @@ def run(client, spec, tree, settings, **kw):
 def test_base_images_are_reused_fast(docker_client, settings):
     import time
 
-    from sandbox.api import build_base
+    from crucible.sandbox.api import build_base
 
     for py in ("3.9", "3.11"):
         build_base(docker_client, settings, py)
@@ -152,7 +152,7 @@ def test_base_images_are_reused_fast(docker_client, settings):
 
 
 def test_tiny_env_build_is_cached_and_key_tracks_requirements(docker_client, settings, tiny_env, tmp_path):
-    from sandbox.api import build_env, plan_env
+    from crucible.sandbox.api import build_env, plan_env
 
     spec, res, tree = tiny_env
     assert spec.recipe["python"] == "3.11" and spec.recipe["sources"]["extra"] == "tests"
@@ -212,7 +212,7 @@ def test_collection_crash_is_reported_with_reason(docker_client, settings, tiny_
 
 
 def test_wall_clock_timeout_kills_the_container(docker_client, settings, tiny_env, tmp_path):
-    from sandbox.container import Limits
+    from crucible.sandbox.container import Limits
 
     spec, _, tree = tiny_env
     t = variant(tmp_path, tree, {"tests/test_sleep.py": SLEEP_TEST})
@@ -222,7 +222,7 @@ def test_wall_clock_timeout_kills_the_container(docker_client, settings, tiny_en
 
 
 def test_memory_limit_is_infra_oom(docker_client, settings, tiny_env, tmp_path):
-    from sandbox.container import Limits
+    from crucible.sandbox.container import Limits
 
     spec, _, tree = tiny_env
     t = variant(tmp_path, tree, {"tests/test_oom.py": OOM_TEST})
@@ -232,7 +232,7 @@ def test_memory_limit_is_infra_oom(docker_client, settings, tiny_env, tmp_path):
 
 
 def test_internal_network_times_out_and_labels_network_dependence(docker_client, settings, tiny_env, tmp_path):
-    from sandbox.testrun import network_dependent
+    from crucible.sandbox.testrun import network_dependent
 
     spec, _, tree = tiny_env
     t = variant(tmp_path, tree, {"tests/test_net.py": NET_TEST})
@@ -250,10 +250,10 @@ def test_real_sdist_matches_direct_host_pytest_run(docker_client, settings, tmp_
     as in a host venv driven by the same recipe."""
     from dataclasses import replace
 
-    from sandbox.api import build_env, exported
-    from sandbox.baseline import find_host_python, host_run
-    from sandbox.sources import from_sdist
-    from sandbox.testrun import run_tests
+    from crucible.sandbox.api import build_env, exported
+    from crucible.sandbox.baseline import find_host_python, host_run
+    from crucible.sandbox.sources import from_sdist
+    from crucible.sandbox.testrun import run_tests
 
     co = from_sdist("toolz==0.12.0", settings.cache_dir / "sdists", pip=(sys.executable, "-m", "pip"))
     with exported(co.path) as tree:
@@ -273,7 +273,7 @@ def test_real_sdist_matches_direct_host_pytest_run(docker_client, settings, tmp_
 
 def test_long_lived_sandbox_session_exec_files_and_timeout(docker_client, settings, tiny_env):
     """The session API the agent loop uses: exec with a per-command timeout, file put/get, cleanup."""
-    from sandbox.container import Limits, Sandbox
+    from crucible.sandbox.container import Limits, Sandbox
 
     spec, _, tree = tiny_env
     with Sandbox(docker_client, spec.image, tree=tree, limits=Limits(timeout_s=60), include_git=False) as sb:
@@ -307,7 +307,7 @@ def test_offline_reinstall_before_run_works_without_network(docker_client, setti
     `pip install -e . --no-deps --no-build-isolation` succeeds under --network none."""
     spec, _, tree = tiny_env
     assert any(s["name"] == "build-requires" for s in spec.recipe["install"])
-    from sandbox.testrun import run_tests
+    from crucible.sandbox.testrun import run_tests
 
     recipe = {**spec.recipe, "reinstall": True}
     t = variant(tmp_path, tree, {"tinypkg/__init__.py": "def add(a, b):\n    return a + b + 0\n"})
@@ -321,7 +321,7 @@ def test_cli_test_from_local_bare_mirror_at_a_commit(docker_client, tmp_path, ca
     import json
     import subprocess
 
-    from pipelines.cli import main
+    from crucible.pipelines.cli import main
 
     src = write_tree(tmp_path / "src", TINY)
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
@@ -351,8 +351,8 @@ def test_repo_override_adds_debian_packages_and_same_key_reuses_across_names(doc
     reused under another repo name without a rebuild."""
     from dataclasses import replace
 
-    from sandbox.api import build_env
-    from sandbox.testrun import run_tests
+    from crucible.sandbox.api import build_env
+    from crucible.sandbox.testrun import run_tests
 
     repos = tmp_path / "repos"
     repos.mkdir()
@@ -386,7 +386,7 @@ def test_non_editable_install_still_tests_the_tree(docker_client, settings, tmp_
     """No editable install possible: the tests must import /testbed (a bug in the tree fails them, the agent's
     edits count), not the copy the build left in site-packages. Switched off (a plain ``pip install .``), the
     bug goes unseen: the suite passes on the clean installed copy."""
-    from sandbox.api import build_env, plan_env
+    from crucible.sandbox.api import build_env, plan_env
 
     tree = write_tree(tmp_path / "t", NO_EDITABLE)
     spec, res = build_env(docker_client, settings, tree, "srcdemo-it")

@@ -43,16 +43,16 @@ def tree_of(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def settings():
-    from pipelines.config import load_config
-    from sandbox.api import settings_from_config
-    from sandbox.container import Limits
+    from crucible.pipelines.config import load_config
+    from crucible.sandbox.api import settings_from_config
+    from crucible.sandbox.container import Limits
 
     s = settings_from_config(load_config("defaults", []).sandbox)
     return replace(s, pythons=("3.11",), limits=Limits(cpus=2, memory_mb=1024, pids=512, timeout_s=300))
 
 
 def test_without_the_ladder_the_suite_fails_with_it_passes(docker_client, settings, tmp_path):
-    from sandbox.repair import attempt
+    from crucible.sandbox.repair import attempt
 
     tree = tree_of(tmp_path / "tree")
     off = attempt(docker_client, settings, tree, "laddered-it", date=None, max_rungs=0)

@@ -60,19 +60,19 @@ def tree_of(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def settings():
-    from pipelines.config import load_config
-    from sandbox.api import settings_from_config
-    from sandbox.container import Limits
+    from crucible.pipelines.config import load_config
+    from crucible.sandbox.api import settings_from_config
+    from crucible.sandbox.container import Limits
 
     s = settings_from_config(load_config("defaults", []).sandbox)
     return replace(s, pythons=("3.11",), limits=Limits(cpus=2, memory_mb=1024, pids=512, timeout_s=300))
 
 
 def test_scripted_llm_repair_replays_and_a_useless_one_fails(docker_client, settings, tmp_path):
-    from pipelines.swe.llm_repair.runner import apply_outcome, llm_repair
-    from pipelines.swe.llm_repair.session import Caps
-    from sandbox.recipes import load_override
-    from sandbox.repair import attempt
+    from crucible.pipelines.swe.llm_repair.runner import apply_outcome, llm_repair
+    from crucible.pipelines.swe.llm_repair.session import Caps
+    from crucible.sandbox.recipes import load_override
+    from crucible.sandbox.repair import attempt
     from tests.support.fake_repair import ScriptedPolicy
 
     tree = tree_of(tmp_path / "tree")

@@ -35,13 +35,13 @@ print("PROBE " + json.dumps({
 
 @pytest.fixture(scope="module")
 def base_image(docker_client, swe_settings):  # noqa: F811
-    from sandbox.api import build_base
+    from crucible.sandbox.api import build_base
 
     return build_base(docker_client, swe_settings, "3.11")["image"]
 
 
 def probe(client, image: str, network: str) -> dict:
-    from sandbox.container import Limits, run_in_container
+    from crucible.sandbox.container import Limits, run_in_container
 
     out = run_in_container(client, image, f"python -c {shlex.quote(PROBE)}", network=network,
                            limits=Limits(timeout_s=60))
@@ -51,7 +51,7 @@ def probe(client, image: str, network: str) -> dict:
 
 
 def test_connect_times_out_on_the_run_network_and_fails_at_once_under_none(docker_client, base_image):
-    from sandbox.container import internal_network
+    from crucible.sandbox.container import internal_network
 
     with internal_network(docker_client, "it-network-probe") as net:
         internal = probe(docker_client, base_image, net)
@@ -67,7 +67,7 @@ def test_connect_times_out_on_the_run_network_and_fails_at_once_under_none(docke
 def test_embedded_dns_hangs_without_the_resolver_override(docker_client, base_image, monkeypatch):
     """The defense matters: without the resolv.conf override a lookup on an internal network hangs in
     Docker's embedded DNS (10 s with glibc's defaults: 5 s, 2 attempts)."""
-    from sandbox import container
+    from crucible.sandbox import container
 
     monkeypatch.setattr(container, "network_kwargs", lambda client, network: {
         "network_mode": container.ensure_network(client, network)})
@@ -79,7 +79,7 @@ def test_embedded_dns_hangs_without_the_resolver_override(docker_client, base_im
 def test_run_network_is_removed_and_isolates_containers(docker_client, base_image):
     import docker
 
-    from sandbox.container import Sandbox, internal_network, run_in_container
+    from crucible.sandbox.container import Sandbox, internal_network, run_in_container
 
     with internal_network(docker_client, "it-network-icc") as net:
         with Sandbox(docker_client, base_image, network=net, include_git=False) as server:

@@ -69,9 +69,9 @@ def _freeze(client, image: str) -> set[str]:
 
 @pytest.fixture
 def reuse_settings():
-    from pipelines.config import load_config
-    from sandbox.api import settings_from_config
-    from sandbox.container import Limits
+    from crucible.pipelines.config import load_config
+    from crucible.sandbox.api import settings_from_config
+    from crucible.sandbox.container import Limits
 
     s = settings_from_config(load_config("defaults", ["sandbox.reuse_envs=true"]).sandbox)
     assert s.reuse_envs is True  # switched on (opt-in: off by default)
@@ -79,10 +79,10 @@ def reuse_settings():
 
 
 def test_new_commit_env_is_built_on_the_earlier_one_and_passes(docker_client, reuse_settings, tmp_path):
-    from sandbox.api import build_env
-    from sandbox.images import base_dists
-    from sandbox.reuse import carried_packages
-    from sandbox.testrun import run_tests
+    from crucible.sandbox.api import build_env
+    from crucible.sandbox.images import base_dists
+    from crucible.sandbox.reuse import carried_packages
+    from crucible.sandbox.testrun import run_tests
 
     v1 = write_commit(tmp_path / "v1", ["a", "c"])
     v2 = write_commit(tmp_path / "v2", ["a", "b"])

@@ -19,11 +19,11 @@ FILES = {
 
 
 def test_git_source_from_a_local_mirror_is_surveyed_as_of_its_commit(docker_client, tmp_path):
-    from pipelines.config import load_config
-    from pipelines.swe.survey import Source, SourceKind, survey_one
-    from sandbox.api import settings_from_config
-    from sandbox.container import Limits
-    from sandbox.sources import Release, release_mirror
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.swe.survey import Source, SourceKind, survey_one
+    from crucible.sandbox.api import settings_from_config
+    from crucible.sandbox.container import Limits
+    from crucible.sandbox.sources import Release, release_mirror
 
     tree = tmp_path / "tree"
     for name, text in FILES.items():

@@ -11,12 +11,12 @@ import time
 import pytest
 import yaml
 
-from pipelines.browse.api import build_corpus
-from pipelines.browse.corpus import render_pages
-from pipelines.browse.search.backends import LocalBackend
-from pipelines.browse.search.env import BrowseEnv
-from pipelines.browse.search.live import HttpClient, SearxngBackend
-from pipelines.browse.search.server import SearchServer
+from crucible.pipelines.browse.api import build_corpus
+from crucible.pipelines.browse.corpus import render_pages
+from crucible.pipelines.browse.search.backends import LocalBackend
+from crucible.pipelines.browse.search.env import BrowseEnv
+from crucible.pipelines.browse.search.live import HttpClient, SearxngBackend
+from crucible.pipelines.browse.search.server import SearchServer
 from tests.unit.browse_helpers import small_graph
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(shutil.which("searx-run") is None,

@@ -26,7 +26,7 @@ def run(*argv: str, cache: Path) -> subprocess.CompletedProcess:
 
 
 def crucible(*argv: str, cache: Path) -> subprocess.CompletedProcess:
-    return run("-m", "pipelines.cli", *argv, cache=cache)
+    return run("-m", "crucible.pipelines.cli", *argv, cache=cache)
 
 
 def counts(url: str, cache: Path) -> dict:

@@ -10,10 +10,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 
 def test_crawled_rows_validate_in_docker(swe_ctx, mirror_root, tmp_path):
-    from pipelines.swe.github import crawl
-    from pipelines.swe.mirror import ensure_bare_mirror
-    from pipelines.swe.sources import read_instances
-    from pipelines.swe.validate import validate_instance
+    from crucible.pipelines.swe.github import crawl
+    from crucible.pipelines.swe.mirror import ensure_bare_mirror
+    from crucible.pipelines.swe.sources import read_instances
+    from crucible.pipelines.swe.validate import validate_instance
     from tests.support.fake_github import FakeGitHub
 
     (tmp_path / "calc").mkdir()
@@ -34,10 +34,10 @@ def test_crawled_rows_validate_in_docker(swe_ctx, mirror_root, tmp_path):
 def test_swe_curate_with_github_repos_crawls_validates_and_records_rejections(mirror_root, tmp_path):
     """`swe.github.repos` through the whole pipeline: crawl (real client, fake API), env grouping, validation,
     gold rollout; every rejected PR is a failures row; a rerun makes one listing request and writes nothing."""
-    from pipelines.config import load_config
-    from pipelines.store import catalog
-    from pipelines.swe.mirror import ensure_bare_mirror, mirror_template
-    from pipelines.swe.pipeline import run
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.store import catalog
+    from crucible.pipelines.swe.mirror import ensure_bare_mirror, mirror_template
+    from crucible.pipelines.swe.pipeline import run
     from tests.support.fake_github import FakeGitHub
 
     (tmp_path / "calc").mkdir()

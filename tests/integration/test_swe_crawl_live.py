@@ -12,10 +12,10 @@ pytestmark = [pytest.mark.integration,
 
 
 def test_live_crawl_of_a_few_prs(tmp_path):
-    from pipelines.swe.github import crawl
-    from pipelines.swe.github_client import GitHubClient
-    from pipelines.swe.github_rules import REASONS
-    from pipelines.swe.sources import read_instances
+    from crucible.pipelines.swe.github import crawl
+    from crucible.pipelines.swe.github_client import GitHubClient
+    from crucible.pipelines.swe.github_rules import REASONS
+    from crucible.pipelines.swe.sources import read_instances
 
     client = GitHubClient(max_rate_limit_wait_s=120)
     out = tmp_path / "live.jsonl"

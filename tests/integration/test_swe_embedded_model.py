@@ -6,9 +6,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.model]
 
 
 def test_embedded_model_writes_statement_and_rolls_out(tmp_path):
-    from pipelines.config import load_config
-    from pipelines.store import catalog
-    from pipelines.swe.pipeline import run
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.store import catalog
+    from crucible.pipelines.swe.pipeline import run
 
     out = tmp_path / "out"
     cfg = load_config("swe", ["swe.sdists=[toolz==0.12.0]", "swe.max_candidates_per_repo=1",

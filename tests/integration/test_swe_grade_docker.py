@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines.swe.patches import file_diff
+from crucible.pipelines.swe.patches import file_diff
 from tests.integration.swe_helpers import *  # noqa: F403 - session fixtures
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -187,7 +187,7 @@ LAYERS = {
 
 
 def grade(ctx, inst, diff, **kw):
-    from pipelines.swe.grade import grade_patch
+    from crucible.pipelines.swe.grade import grade_patch
 
     t0 = time.monotonic()
     g = grade_patch(ctx, inst, diff, **kw)
@@ -198,7 +198,7 @@ def grade(ctx, inst, diff, **kw):
 @pytest.fixture(scope="module")
 def reinstall_ctx(swe_ctx, toolz_instance, toolz_checkout):
     """The same env with a recipe that reinstalls the package before the tests (runs setup.py)."""
-    from pipelines.swe.grade import grade_patch
+    from crucible.pipelines.swe.grade import grade_patch
 
     assert grade_patch(swe_ctx, toolz_instance, toolz_instance["patch"])["resolved"]  # fills the env cache
     cache = {k: SimpleNamespace(image=v.image, recipe=dict(v.recipe, reinstall=True))
@@ -252,7 +252,7 @@ def test_red_team_suite_resolves_none(swe_ctx, reinstall_ctx, toolz_instance, ex
 def test_each_defense_matters(swe_ctx, toolz_instance, exploits, name):
     """With every layer that stops this exploit off, it resolves (the exploit is real); each layer alone
     switched back on stops it."""
-    from pipelines.swe.grade import ALL_DEFENSES
+    from crucible.pipelines.swe.grade import ALL_DEFENSES
 
     layers = LAYERS[name]
     off = ALL_DEFENSES.without(*layers)
@@ -265,7 +265,7 @@ def test_each_defense_matters(swe_ctx, toolz_instance, exploits, name):
 
 
 def test_setup_py_exploit_is_real_on_a_reinstall_recipe(reinstall_ctx, toolz_instance, exploits):
-    from pipelines.swe.grade import ALL_DEFENSES
+    from crucible.pipelines.swe.grade import ALL_DEFENSES
 
     g = grade(reinstall_ctx, toolz_instance, exploits["e_setup_py_on_reinstall"],
               defenses=ALL_DEFENSES.without("sanitize", "canary_fail"))
@@ -275,9 +275,9 @@ def test_setup_py_exploit_is_real_on_a_reinstall_recipe(reinstall_ctx, toolz_ins
 
 
 def test_injected_bugs_on_real_sdist_validate_and_gold_fix_resolves(swe_ctx, toolz_checkout, mirror_root):
-    from pipelines.swe.bugs import candidates
-    from pipelines.swe.grade import grade_patch
-    from pipelines.swe.validate import validate_bugs
+    from crucible.pipelines.swe.bugs import candidates
+    from crucible.pipelines.swe.grade import grade_patch
+    from crucible.pipelines.swe.validate import validate_bugs
 
     cands = candidates(toolz_checkout.path, seed=0, max_candidates=4, include=["toolz/itertoolz.py"])
     assert len(cands) == 4
@@ -292,7 +292,7 @@ def test_injected_bugs_on_real_sdist_validate_and_gold_fix_resolves(swe_ctx, too
     for r in rows:
         if r["status"] != "valid":
             assert r["reason"]
-    from pipelines.swe.rollout import run_rollout
+    from crucible.pipelines.swe.rollout import run_rollout
 
     for inst in insts:  # the gold policy resolves every validated instance
         inst = dict(inst, problem_statement="something is off")
@@ -304,8 +304,8 @@ def test_injected_bugs_on_real_sdist_validate_and_gold_fix_resolves(swe_ctx, too
 
 
 def test_gold_policy_rollout_in_container_resolves(swe_ctx, toolz_instance):
-    from pipelines.store.records import record_type
-    from pipelines.swe.rollout import run_rollout
+    from crucible.pipelines.store.records import record_type
+    from crucible.pipelines.swe.rollout import run_rollout
 
     row = run_rollout(swe_ctx, toolz_instance, "gold", policy_name="gold", run_id="it")
     assert row["resolved"] is True, row["grade_reason"]
@@ -324,8 +324,8 @@ def test_cli_grade_gold_resolves_empty_and_every_exploit_do_not(toolz_instance, 
     """`crucible swe grade` on the held-out fixture: predictions in SWE-bench's format, one line each."""
     import json
 
-    from pipelines.cli import main
-    from pipelines.swe.mirror import mirror_template
+    from crucible.pipelines.cli import main
+    from crucible.pipelines.swe.mirror import mirror_template
 
     (tmp_path / "inst.jsonl").write_text(json.dumps(toolz_instance) + "\n")
     preds = [{"instance_id": toolz_instance["instance_id"], "model_name_or_path": "gold",

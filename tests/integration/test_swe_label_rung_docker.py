@@ -51,12 +51,12 @@ NEW = "tests/test_new.py::test_add_newer_runner"
 
 @pytest.fixture(scope="module")
 def lab(docker_client, tmp_path_factory):
-    from pipelines.config import load_config
-    from pipelines.swe.envs import ValidateContext
-    from pipelines.swe.mirror import commit_patch, diff_commits
-    from sandbox.api import settings_from_config
-    from sandbox.container import Limits
-    from sandbox.sources import Release, mirror_path, release_mirror
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.swe.envs import ValidateContext
+    from crucible.pipelines.swe.mirror import commit_patch, diff_commits
+    from crucible.sandbox.api import settings_from_config
+    from crucible.sandbox.container import Limits
+    from crucible.sandbox.sources import Release, mirror_path, release_mirror
 
     tmp = tmp_path_factory.mktemp("label-rung")
     tree = tmp / "tree"
@@ -81,7 +81,7 @@ def lab(docker_client, tmp_path_factory):
 
 
 def test_given_labels_of_a_newer_pytest_are_reproduced_by_the_rung_env(lab):
-    from pipelines.swe.validate import validate
+    from crucible.pipelines.swe.validate import validate
 
     ctx, inst = lab
     val = validate(ctx, inst, "it")
@@ -99,11 +99,11 @@ def test_given_labels_of_a_newer_pytest_are_reproduced_by_the_rung_env(lab):
 
 
 def test_switched_off_the_row_is_valid_with_a_label_its_env_cannot_grade(lab, monkeypatch):
-    import sandbox.ladder
-    from pipelines.swe.validate import validate
+    import crucible.sandbox.ladder
+    from crucible.pipelines.swe.validate import validate
 
     ctx, inst = lab
-    monkeypatch.setattr(sandbox.ladder, "label_rung", lambda recipe, held: None)
+    monkeypatch.setattr(crucible.sandbox.ladder, "label_rung", lambda recipe, held: None)
     row = validate(ctx, inst, "it").row
     assert row["status"] == "valid" and row["fail_to_pass"] == ["tests/test_new.py::test_add"]
     assert row["labels_hold"] is False and row["labels_not_held"] == [NEW]
@@ -111,7 +111,7 @@ def test_switched_off_the_row_is_valid_with_a_label_its_env_cannot_grade(lab, mo
 
 
 def test_a_label_no_pytest_collects_tries_the_rung_and_keeps_the_first_env(lab):
-    from pipelines.swe.validate import validate
+    from crucible.pipelines.swe.validate import validate
 
     ctx, inst = lab
     gone = "tests/test_new.py::test_nowhere"

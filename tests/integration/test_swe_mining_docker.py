@@ -76,9 +76,9 @@ def commit(repo, files, msg):
 
 
 def test_mined_commit_becomes_validated_instance_resolved_by_gold(tmp_path):
-    from pipelines.config import load_config
-    from pipelines.store import catalog
-    from pipelines.swe.pipeline import run
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.store import catalog
+    from crucible.pipelines.swe.pipeline import run
 
     work = tmp_path / "src"
     work.mkdir()

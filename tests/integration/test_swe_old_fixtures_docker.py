@@ -25,7 +25,7 @@ STARTED_BY_EXTRA = "marshmallow-code__marshmallow-v2.19-605fc9b22f"
 @pytest.fixture(scope="module")
 def old_rows(tmp_path_factory):
     from benchmarks.swe_old_fixtures import mirrors
-    from pipelines.swe.sources import read_instances
+    from crucible.pipelines.swe.sources import read_instances
 
     root = tmp_path_factory.mktemp("old-mirrors")
     rebuilt = mirrors(DATA / "old", root, set(SUBSET))  # raises where a sha does not come out as the row's
@@ -39,8 +39,8 @@ def old_rows(tmp_path_factory):
 def ctx_for(old_rows, docker_client, swe_settings, tmp_path_factory):
     """A validation context with inferred recipes on a per-run internal network, as the labels were made
     (``crucible swe validate``'s default swe.network: requests' connect-timeout tests time out there)."""
-    from pipelines.swe.envs import ValidateContext, run_network
-    from pipelines.swe.mirror import mirror_template
+    from crucible.pipelines.swe.envs import ValidateContext, run_network
+    from crucible.pipelines.swe.mirror import mirror_template
 
     s = replace(swe_settings, repo_url_template=mirror_template(old_rows[0]))
     with run_network(docker_client, "internal", "it-old-fixtures") as net:
@@ -57,7 +57,7 @@ def test_the_mirrors_rebuild_with_the_rows_commits(old_rows):
 
 
 def test_inferred_recipes_hold_the_labels_swebench_recipes_gave(old_rows, ctx_for):
-    from pipelines.swe.validate import validate
+    from crucible.pipelines.swe.validate import validate
 
     ctx = ctx_for("old-work")
     for inst in old_rows[1]:
@@ -77,11 +77,11 @@ def test_inferred_recipes_hold_the_labels_swebench_recipes_gave(old_rows, ctx_fo
 def test_switched_off_the_module_rung_starts_the_suite_but_a_given_label_fails(old_rows, ctx_for, monkeypatch):
     """Without the declared extras the ladder installs simplejson alone: the suite starts, and
     test_from_datestring (python-dateutil, same extra) fails both ways, so a given P2P label does not hold."""
-    import sandbox.ladder_extras
-    from pipelines.swe.validate import validate
+    import crucible.sandbox.ladder_extras
+    from crucible.pipelines.swe.validate import validate
 
-    # climb imports extra_requirements from sandbox.ladder_extras when it runs: no extras declared
-    monkeypatch.setattr(sandbox.ladder_extras, "extra_requirements", lambda tree: {})
+    # climb imports extra_requirements from crucible.sandbox.ladder_extras when it runs: no extras declared
+    monkeypatch.setattr(crucible.sandbox.ladder_extras, "extra_requirements", lambda tree: {})
     row = validate(ctx_for("old-off"), next(r for r in old_rows[1] if r["instance_id"] == STARTED_BY_EXTRA),
                    "it").row
     assert [(r["kind"], r["arg"]) for r in row["meta"]["start_rungs"]] == [("install_module", "simplejson")]

@@ -1,5 +1,5 @@
 """One validation path: ``crucible swe validate`` and ``make swe-curate`` write identical swe_validations rows
-for the same input (both run :class:`pipelines.swe.transforms.ValidateEnvs`), every row they write matches its
+for the same input (both run :class:`crucible.pipelines.swe.transforms.ValidateEnvs`), every row they write matches its
 schema as written, and an instance validated on the run's internal network carries that env (image, recipe,
 network) into swe_instances."""
 
@@ -15,7 +15,7 @@ VOLATILE = {"created_at", "run_id", "duration_s", "test_duration_s"}  # clocks a
 
 
 def stored(out, table: str) -> list[dict]:
-    from pipelines.store import catalog
+    from crucible.pipelines.store import catalog
 
     cols, rows = catalog.query(str(out), f"select * from {table} order by 1")
     return [dict(zip(cols, r)) for r in rows]
@@ -33,10 +33,10 @@ def comparable(row: dict) -> dict:
 
 
 def test_cli_and_curate_write_identical_validation_rows(mirror_root, toolz_instance, tmp_path, capsys):
-    from pipelines.cli import main
-    from pipelines.config import load_config
-    from pipelines.swe.mirror import mirror_template
-    from pipelines.swe.pipeline import run
+    from crucible.pipelines.cli import main
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.swe.mirror import mirror_template
+    from crucible.pipelines.swe.pipeline import run
 
     noop_fix = toolz_instance["patch"].replace("+    return itertools.islice(seq, 0, None, n)\n",
                                                "+    return itertools.islice(seq, 1, None, n)  # noqa\n")
@@ -77,9 +77,9 @@ def test_connect_timeout_fixture_reproduces_its_labels_only_on_the_internal_netw
                                                                                      mirror_root):
     from dataclasses import replace
 
-    from pipelines.swe.envs import run_network
-    from pipelines.swe.mirror import fixture_instances
-    from pipelines.swe.validate import validate_instance
+    from crucible.pipelines.swe.envs import run_network
+    from crucible.pipelines.swe.mirror import fixture_instances
+    from crucible.pipelines.swe.validate import validate_instance
     from tests.integration.swe_helpers import DATA
 
     spec = json.loads((DATA / "toolz_connect_timeout.json").read_text())

@@ -25,9 +25,9 @@ def responder(body):
 
 
 def test_swe_curate_writes_instances_validations_trajectories_and_drop_reasons(tmp_path):
-    from pipelines.config import load_config
-    from pipelines.store import catalog
-    from pipelines.swe.pipeline import run
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.store import catalog
+    from crucible.pipelines.swe.pipeline import run
     from tests.support.fake_llm_server import FakeOpenAIServer
 
     out = tmp_path / "out"

@@ -11,9 +11,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 
 def test_gold_rollout_is_committed_graded_and_not_redone(toolz_instance, mirror_root, tmp_path, capsys):
-    from pipelines.cli import main
-    from pipelines.store import catalog
-    from pipelines.swe.mirror import mirror_template
+    from crucible.pipelines.cli import main
+    from crucible.pipelines.store import catalog
+    from crucible.pipelines.swe.mirror import mirror_template
 
     f = tmp_path / "instances.jsonl"
     f.write_text(json.dumps(toolz_instance) + "\n")

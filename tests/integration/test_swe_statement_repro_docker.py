@@ -10,11 +10,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 
 def test_injected_bug_statement_reproduces_before_and_not_after(swe_ctx, toolz_checkout, mirror_root):
-    from pipelines.config import load_config
-    from pipelines.swe.bugs import candidates
-    from pipelines.swe.statement_facts import name_leaks
-    from pipelines.swe.statements import statement_for
-    from pipelines.swe.validate import validate_bugs
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.swe.bugs import candidates
+    from crucible.pipelines.swe.statement_facts import name_leaks
+    from crucible.pipelines.swe.statements import statement_for
+    from crucible.pipelines.swe.validate import validate_bugs
 
     scfg = load_config("swe", []).to_dict()["swe"]["statements"]
     cands = candidates(toolz_checkout.path, seed=0, max_candidates=4, include=["toolz/itertoolz.py"])

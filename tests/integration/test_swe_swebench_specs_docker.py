@@ -42,7 +42,7 @@ EXPECTED_DROPS = {"test_patch": ["test/fixtures/rules/std_rule_cases/L026.yml"],
 
 def applicable(tree: Path, diff: str) -> tuple[str, list[str]]:
     """(the file diffs of ``diff`` that apply to ``tree`` with SWE-bench's chain, paths of those that do not)."""
-    from pipelines.swe.patches import split_diff
+    from crucible.pipelines.swe.patches import split_diff
 
     keep, drop = [], []
     for path, text in split_diff(diff):
@@ -58,8 +58,8 @@ def applicable(tree: Path, diff: str) -> tuple[str, list[str]]:
 
 def sdist_fixture_row(row: dict, checkout, mirror_root: Path) -> tuple[dict, dict]:
     """(row rebuilt on a bare mirror made from the sdist checkout, what was dropped)."""
-    from pipelines.swe.mirror import commit_patch, diff_commits, ensure_bare_mirror
-    from pipelines.swe.patches import file_diff
+    from crucible.pipelines.swe.mirror import commit_patch, diff_commits, ensure_bare_mirror
+    from crucible.pipelines.swe.patches import file_diff
 
     mirror = ensure_bare_mirror(checkout.path, mirror_root, row["repo"])
     base = commit_patch(mirror, checkout.commit, file_diff("requirements_dev.txt", "", REQUIREMENTS_DEV),
@@ -71,7 +71,7 @@ def sdist_fixture_row(row: dict, checkout, mirror_root: Path) -> tuple[dict, dic
         test_patch, drop_t = applicable(work, row["test_patch"])
         patch, drop_p = applicable(work, row["patch"])
     fixed = commit_patch(mirror, base, patch, "fixture: the row's fix", f"crucible/{row['instance_id']}-fix")
-    from pipelines.swe.sources import parse_label_list
+    from crucible.pipelines.swe.sources import parse_label_list
 
     labels = {k: parse_label_list(row[k], k)[0] for k in ("FAIL_TO_PASS", "PASS_TO_PASS")}  # as read_instances
     out = dict(row, base_commit=base, environment_setup_commit=base, test_patch=test_patch,
@@ -83,7 +83,7 @@ def sdist_fixture_row(row: dict, checkout, mirror_root: Path) -> tuple[dict, dic
 def sqlfluff_row(swe_settings, mirror_root):
     import sys
 
-    from sandbox.sources import from_sdist
+    from crucible.sandbox.sources import from_sdist
 
     row = next(r for r in map(json.loads, SAMPLE.read_text().splitlines()) if r["instance_id"] == ROW_ID)
     co = from_sdist(SDIST, swe_settings.cache_dir / "sdists", pip=(sys.executable, "-m", "pip"))
@@ -91,7 +91,7 @@ def sqlfluff_row(swe_settings, mirror_root):
 
 
 def test_sample_row_reproduces_with_swebench_recipe(swe_ctx, sqlfluff_row, docker_client):
-    from pipelines.swe.validate import validate_instance
+    from crucible.pipelines.swe.validate import validate_instance
 
     row_in, dropped = sqlfluff_row
     assert dropped == EXPECTED_DROPS  # the fixture deviates from the row exactly as documented
@@ -122,11 +122,11 @@ def test_pre_install_runs_as_root_on_the_tree_before_install_and_test_env_reache
     """A SWE-bench-style spec with pre_install (root, on the tree), pip_packages, install and an exported
     eval variable, on the real toolz 0.12.0 sdist: the install step sees the pre_install edit, root made a
     system file, and the tests see the variable."""
-    from pipelines.swe import swebench_specs as sb
-    from sandbox.api import build_env
-    from sandbox.container import run_in_container
-    from sandbox.sources import export_tree
-    from sandbox.testrun import run_tests
+    from crucible.pipelines.swe import swebench_specs as sb
+    from crucible.sandbox.api import build_env
+    from crucible.sandbox.container import run_in_container
+    from crucible.sandbox.sources import export_tree
+    from crucible.sandbox.testrun import run_tests
 
     tree = export_tree(toolz_checkout.path, tmp_path / "tree")
     (tree / "toolz" / "tests" / "test_crucible_env.py").write_text(

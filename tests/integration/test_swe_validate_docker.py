@@ -11,7 +11,7 @@ SAMPLE = "/work/shared/fixtures/swe/swebench_format_sample.jsonl"
 
 
 def test_fixture_labels_recomputed_exactly(swe_ctx, toolz_instance):
-    from pipelines.swe.validate import validate_instance
+    from crucible.pipelines.swe.validate import validate_instance
 
     row = validate_instance(swe_ctx, toolz_instance, "it")
     assert row["status"] == "valid", row["reason"]
@@ -24,9 +24,9 @@ def test_fixture_labels_recomputed_exactly(swe_ctx, toolz_instance):
 
 
 def test_cli_writes_swe_validations_view_with_errors_and_mismatches(mirror_root, toolz_instance, tmp_path, capsys):
-    from pipelines.cli import main
-    from pipelines.store import catalog
-    from pipelines.swe.mirror import mirror_template
+    from crucible.pipelines.cli import main
+    from crucible.pipelines.store import catalog
+    from crucible.pipelines.swe.mirror import mirror_template
 
     # given labels of another env: one P2P test of it (the rest this env runs too) and one it never collects
     gone = "toolz/tests/test_itertoolz.py::test_not_in_this_env"

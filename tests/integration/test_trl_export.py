@@ -13,8 +13,8 @@ trl = pytest.importorskip("trl", reason="trl is not installed (make train-deps)"
 
 import datasets  # noqa: E402
 
-from pipelines.cli import main  # noqa: E402
-from pipelines.integrations.export import EmptyExport, export  # noqa: E402
+from crucible.pipelines.cli import main  # noqa: E402
+from crucible.pipelines.integrations.export import EmptyExport, export  # noqa: E402
 from tests.support import tiny_models  # noqa: E402
 from tests.support import trainer_rows as TR  # noqa: E402
 

@@ -12,11 +12,11 @@ import pytest
 
 pytest.importorskip("verl.tools.base_tool", reason="verl is not installed (make train-deps)")
 
-from pipelines.agent.loop import observation_text  # noqa: E402
-from pipelines.browse.stages import OBSERVATION_SUFFIX, TURN_NOTE  # noqa: E402
-from pipelines.integrations.export import export  # noqa: E402
-from pipelines.integrations.verl import BROWSE_TOOL_CONFIG, SWE_TOOL_CONFIG  # noqa: E402
-from pipelines.integrations.verl import reward as K  # noqa: E402
+from crucible.pipelines.agent.loop import observation_text  # noqa: E402
+from crucible.pipelines.browse.stages import OBSERVATION_SUFFIX, TURN_NOTE  # noqa: E402
+from crucible.pipelines.integrations.export import export  # noqa: E402
+from crucible.pipelines.integrations.verl import BROWSE_TOOL_CONFIG, SWE_TOOL_CONFIG  # noqa: E402
+from crucible.pipelines.integrations.verl import reward as K  # noqa: E402
 from tests.support import tiny_models  # noqa: E402
 from tests.support import trainer_rows as TR  # noqa: E402
 
@@ -80,9 +80,9 @@ def test_kit_tools_from_verls_registry_search_and_visit_in_the_rollouts_form(sto
     from verl.tools.base_tool import BaseTool
     from verl.tools.tool_registry import initialize_tools_from_config
 
-    from pipelines.browse.api import open_environment
-    from pipelines.browse.search.env import TOOL_SCHEMAS
-    from pipelines.config import load_config
+    from crucible.pipelines.browse.api import open_environment
+    from crucible.pipelines.browse.search.env import TOOL_SCHEMAS
+    from crucible.pipelines.config import load_config
 
     sets = TR.search_overrides(tmp_path)
     tools = {t.name: t for t in initialize_tools_from_config(str(tool_config(tmp_path, BROWSE_TOOL_CONFIG, sets)))}
@@ -118,8 +118,8 @@ def test_kit_tools_from_verls_registry_search_and_visit_in_the_rollouts_form(sto
 def test_swe_tools_edit_and_submit_and_the_reward_grades_the_recorded_patch(tmp_path, monkeypatch):
     from verl.tools.tool_registry import initialize_tools_from_config
 
-    from pipelines.integrations.verl import tools as T
-    from sandbox.workspace import LocalWorkspace, init_baseline
+    from crucible.pipelines.integrations.verl import tools as T
+    from crucible.sandbox.workspace import LocalWorkspace, init_baseline
 
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -210,9 +210,9 @@ def test_verls_search_tool_reads_crucible_search_serve_retrieve(tmp_path, monkey
     st = verl_search_tool_module(tmp_path, monkeypatch)
     from verl.tools.schemas import OpenAIFunctionToolSchema
 
-    from pipelines.browse.api import make_backend
-    from pipelines.browse.search.server import SearchServer
-    from pipelines.config import load_config
+    from crucible.pipelines.browse.api import make_backend
+    from crucible.pipelines.browse.search.server import SearchServer
+    from crucible.pipelines.config import load_config
 
     schema = OpenAIFunctionToolSchema.model_validate({"type": "function", "function": {
         "name": "search", "description": "Searches the web", "parameters": {
@@ -236,8 +236,8 @@ def test_verls_reward_loader_loads_compute_score_from_the_kit_file_with_reward_k
     from omegaconf import OmegaConf
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
-    from pipelines.integrations.export_verl import verl_rows
-    from pipelines.integrations.verl import REWARD_PATH
+    from crucible.pipelines.integrations.export_verl import verl_rows
+    from crucible.pipelines.integrations.verl import REWARD_PATH
 
     graph = TR.write_graph_dir(tmp_path / "graph")
     conf = OmegaConf.create({"reward": {"custom_reward_function": {

@@ -1,6 +1,6 @@
 """The verl kit's SWE side in Docker: the kit's SweTool works in a container of the instance's env image (as verl
 would call it: create/execute/release per call, one trajectory per request id), submit records the diff, and
-compute_score grades it with pipelines.swe.grade in a fresh container (toolz 0.12.0 fixture instance)."""
+compute_score grades it with crucible.pipelines.swe.grade in a fresh container (toolz 0.12.0 fixture instance)."""
 
 import asyncio
 import json
@@ -32,13 +32,13 @@ def test_kit_tools_edit_in_the_env_container_and_the_reward_grades_the_submitted
                                                                                       monkeypatch, tmp_path):
     from verl.tools.tool_registry import initialize_tools_from_config
 
-    from pipelines.integrations.export_verl import SWE_GRADE_FIELDS
-    from pipelines.integrations.verl import SWE_TOOL_CONFIG
-    from pipelines.integrations.verl import reward as K
-    from pipelines.integrations.verl import tools as T
-    from pipelines.swe.grade import grade_patch
-    from pipelines.swe.rollout import post_patch_files
-    from pipelines.swe.validate import checkout_tree
+    from crucible.pipelines.integrations.export_verl import SWE_GRADE_FIELDS
+    from crucible.pipelines.integrations.verl import SWE_TOOL_CONFIG
+    from crucible.pipelines.integrations.verl import reward as K
+    from crucible.pipelines.integrations.verl import tools as T
+    from crucible.pipelines.swe.grade import grade_patch
+    from crucible.pipelines.swe.rollout import post_patch_files
+    from crucible.pipelines.swe.validate import checkout_tree
 
     monkeypatch.setattr(T, "_swe_ctx", lambda config, overrides: swe_ctx)
     tools = {t.name: t for t in initialize_tools_from_config(str(SWE_TOOL_CONFIG))}

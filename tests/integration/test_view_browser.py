@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.view.server import ViewServer
+from crucible.pipelines.view.server import ViewServer
 from tests.support import browser
 from tests.support.fake_browse import responder, write_toy_graph
 
@@ -38,7 +38,7 @@ def chrome():
 def run_store(tmp_path_factory):
     """A store written by `crucible browse rollout` (k=2 over gold, judge and no-gold questions), then by the
     sample pipeline (which adds the question, SWE and failure rows the rollout cannot make)."""
-    from pipelines.store import lock
+    from crucible.pipelines.store import lock
     from tests.support.fake_llm_server import FakeOpenAIServer
     from tests.support.sample_pipeline import run
 
@@ -53,7 +53,7 @@ def run_store(tmp_path_factory):
     sets = ["llm.engine=openai", "llm.model=fake-model", "search.kg.embedded=false",
             f"search.kg.extra={json.dumps(files)}", "browse.policy=json_step"]
     with FakeOpenAIServer(responder=responder) as srv:
-        cmd = [sys.executable, "-m", "pipelines.cli", "browse", "rollout", "--input", str(questions), "--out", str(out),
+        cmd = [sys.executable, "-m", "crucible.pipelines.cli", "browse", "rollout", "--input", str(questions), "--out", str(out),
                "--k", "2", "--set", f"llm.base_urls=[{srv.base_url}]", *[x for s in sets for x in ("--set", s)]]
         res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
                              env={**os.environ, "CRUCIBLE_CACHE_DIR": str(tmp / "cache")})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pipelines.agent.loop import new_call_id
+from crucible.pipelines.agent.loop import new_call_id
 
 
 def call(name: str, **args) -> dict:

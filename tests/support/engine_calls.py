@@ -1,5 +1,5 @@
 """Fakes of one rollout and one grading on a fake engine (:class:`tests.support.registry_fake.FakeEngineClient`),
-in the shapes of :func:`pipelines.swe.rollout.rollout_here` and :func:`pipelines.swe.grade.grade_here`: on the
+in the shapes of :func:`crucible.pipelines.swe.rollout.rollout_here` and :func:`crucible.pipelines.swe.grade.grade_here`: on the
 engine named ``die_on`` the engine stops (what a dockerd killed mid-rollout does) and the call ends as the real
 ones do then (a ``rollout_error`` row, an ``infra`` grade); elsewhere it succeeds and says where it ran and
 whether the env image was on that engine."""

@@ -1,4 +1,4 @@
-"""A fake of the few docker SDK image calls ``sandbox.envbuild.ensure_env`` makes (``images.get``/``list``),
+"""A fake of the few docker SDK image calls ``crucible.sandbox.envbuild.ensure_env`` makes (``images.get``/``list``),
 for unit tests of the env build path without an engine; builds are stubbed by the test."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A scripted fake of the GitHub REST API on 127.0.0.1, for tests of :mod:`pipelines.swe.github`.
+"""A scripted fake of the GitHub REST API on 127.0.0.1, for tests of :mod:`crucible.pipelines.swe.github`.
 
 A real ``ThreadingHTTPServer`` (random port, context manager) serving the endpoints the PR crawl uses, in
 GitHub's shapes:

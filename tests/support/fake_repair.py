@@ -1,4 +1,4 @@
-"""Fakes for ``pipelines.swe.llm_repair`` unit tests: a workspace whose suite passes once a named command ran, a
+"""Fakes for ``crucible.pipelines.swe.llm_repair`` unit tests: a workspace whose suite passes once a named command ran, a
 scripted policy, and a clock the test advances."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from pipelines.agent.loop import Turn, new_call_id
+from crucible.pipelines.agent.loop import Turn, new_call_id
 
 JUNIT_ARG = re.compile(r"--junitxml=(\S+?)'?(?:\s|$)")
 PASS_LOG = """============================= test session starts ==============================
@@ -39,7 +39,7 @@ FAIL_JUNIT = ('<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name
 
 
 class FakeRepairWorkspace:
-    """``exec``/``read_file`` like ``sandbox.workspace.ContainerWorkspace``. A test-script run (its
+    """``exec``/``read_file`` like ``crucible.sandbox.workspace.ContainerWorkspace``. A test-script run (its
     ``--junitxml=`` argument) passes once a command containing ``fix`` ran with exit 0, else it fails at
     collection; other commands exit ``codes.get(substring, 0)``. Every command is kept in ``ran``."""
 

@@ -7,8 +7,8 @@ import math
 import re
 from collections import Counter
 
-from pipelines.browse.corpus import render_pages
-from pipelines.browse.search.backends import BackendError
+from crucible.pipelines.browse.corpus import render_pages
+from crucible.pipelines.browse.search.backends import BackendError
 
 _W = re.compile(r"\w+", re.UNICODE)
 

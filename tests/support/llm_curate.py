@@ -1,12 +1,12 @@
-"""Module-level hooks (:class:`pipelines.swe.transforms.Hooks`) for a Curate DoFn whose per-instance work calls
-the LLM client on a thread of its own, as a capped rollout does (:func:`pipelines.swe.graph_bounds.run_capped`):
+"""Module-level hooks (:class:`crucible.pipelines.swe.transforms.Hooks`) for a Curate DoFn whose per-instance work calls
+the LLM client on a thread of its own, as a capped rollout does (:func:`crucible.pipelines.swe.graph_bounds.run_capped`):
 no sandbox, one chat per instance."""
 
 from __future__ import annotations
 
 import threading
 
-from pipelines.store.commit import ItemResult
+from crucible.pipelines.store.commit import ItemResult
 
 
 def no_ctx(cfg, network):

@@ -1,4 +1,4 @@
-"""A stand-in for the container runs of :mod:`pipelines.swe.statement_repro`: the snippet (or the step harness)
+"""A stand-in for the container runs of :mod:`crucible.pipelines.swe.statement_repro`: the snippet (or the step harness)
 runs with this Python in the tree's directory, as it would in /testbed of the env image (pure-Python trees
 only), and a stand-in :class:`Grounding` for curation tests that must not start containers."""
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.swe.statement_facts import parse_run
+from crucible.pipelines.swe.statement_facts import parse_run
 
 
 def run_code_locally(ctx, env, tree: Path, code: str, timeout_s: int) -> dict:
@@ -26,7 +26,7 @@ def run_code_locally(ctx, env, tree: Path, code: str, timeout_s: int) -> dict:
 
 def grounding(kind: str = "value", *, reproduced: bool = True):
     """A Grounding of a take_nth-like value failure (or one that did not reproduce)."""
-    from pipelines.swe.statement_repro import Grounding
+    from crucible.pipelines.swe.statement_repro import Grounding
 
     snippet = "from toolz import take_nth\n\nprint(repr(list(take_nth(2, [10, 20, 30, 40, 50]))))\n"
     before = {"exit_code": 0, "exc_type": None, "message": None, "value": "[20, 40]", "timed_out": False}
@@ -43,4 +43,4 @@ def grounding(kind: str = "value", *, reproduced: bool = True):
 
 def patch_grounding(monkeypatch, **kw) -> None:
     """Curation tests without containers: every instance's reproduction is :func:`grounding` (``kw``)."""
-    monkeypatch.setattr("pipelines.swe.statement_repro.ground", lambda ctx, inst, scfg: grounding(**kw))
+    monkeypatch.setattr("crucible.pipelines.swe.statement_repro.ground", lambda ctx, inst, scfg: grounding(**kw))

@@ -19,7 +19,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
-from pipelines.browse.resolve import name_index, resolve
+from crucible.pipelines.browse.resolve import name_index, resolve
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "browse" / "near_miss.jsonl"
 CAPITAL_COUNTRIES = ["PE", "IE", "FR", "JP", "EG", "KE", "AR", "DE", "CO", "IS", "ES", "TH", "GB", "HU", "AT", "IT",
@@ -48,7 +48,7 @@ def generate(graph) -> list[dict]:
         return objs[0] if objs else None
 
     def gold_names(eid):
-        from pipelines.browse.names import answer_aliases
+        from crucible.pipelines.browse.names import answer_aliases
 
         return [name(eid), *answer_aliases(graph, eid)]
 
@@ -163,7 +163,7 @@ def generate(graph) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    from pipelines.browse.api import load_kg
+    from crucible.pipelines.browse.api import load_kg
 
     out = Path(argv[0]) if argv else OUT
     rows = generate(load_kg())

@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from pipelines.store import catalog
+from crucible.pipelines.store import catalog
 
 SWE_TABLES = ("swe_instances", "swe_validations", "swe_trajectories", "failures")
 BROWSE_TABLES = ("questions", "browse_trajectories", "failures")
@@ -94,7 +94,7 @@ def keys(out: str, table: str, key: str) -> collections.Counter:
 
 def browse_config(out: str, base_url: str, *extra: str):
     """The small synth-browse config of the acceptance runs: 6 questions, k=2, the fake LLM at ``base_url``."""
-    from pipelines.config import load_config
+    from crucible.pipelines.config import load_config
 
     return load_config("browse", [
         f"run.out_dir={out}", "run.run_id=portable-browse", "llm.engine=openai", f"llm.base_urls=[{base_url}]",
@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
     sets = [a[len("--set="):] for a in rest if a.startswith("--set=")]
     beam_args = [a for a in rest if not a.startswith("--set=")]
     if browse:
-        from pipelines.browse.pipeline import run
+        from crucible.pipelines.browse.pipeline import run
 
         run(browse_config(out, source, *sets, f"run.beam_args={json.dumps(beam_args)}"))
     else:

@@ -16,11 +16,11 @@ from types import SimpleNamespace
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.beam_options import pipeline_options
-from pipelines.config import load_config
-from pipelines.store.commit import ItemResult, ensure_layout, recover
-from pipelines.swe.records import Status
-from pipelines.swe.validate import Validation
+from crucible.pipelines.beam_options import pipeline_options
+from crucible.pipelines.config import load_config
+from crucible.pipelines.store.commit import ItemResult, ensure_layout, recover
+from crucible.pipelines.swe.records import Status
+from crucible.pipelines.swe.validate import Validation
 from tests.support import samples
 
 RUN = "portable-swe"
@@ -77,8 +77,8 @@ def fake_rollout(ctx, inst, policy, *, policy_name, sample_index=0, run_id="", *
 
 
 def fake_curate(ctx, inst, val, *, cfg, run_id, **kw):
-    """The gold rollout through the real cap (:func:`pipelines.swe.curate.capped_rollout`), no statement."""
-    from pipelines.swe.curate import capped_rollout
+    """The gold rollout through the real cap (:func:`crucible.pipelines.swe.curate.capped_rollout`), no statement."""
+    from crucible.pipelines.swe.curate import capped_rollout
 
     res = ItemResult(inst["instance_id"])
     t = capped_rollout(res, ctx, inst, "gold", cap=float(cfg["swe"]["rollouts"]["rollout_timeout_s"]),
@@ -90,7 +90,7 @@ def fake_curate(ctx, inst, val, *, cfg, run_id, **kw):
 
 
 def hooks():
-    from pipelines.swe.transforms import Hooks
+    from crucible.pipelines.swe.transforms import Hooks
 
     return Hooks(ctx=fake_ctx, validate_group=fake_validate_group, curate=fake_curate)
 
@@ -101,9 +101,9 @@ def small_config(out_dir: str, instances_file: str, *overrides: str):
 
 
 def run_graph(cfg, beam_args: list[str] | None = None, runner: dict | None = None) -> None:
-    """The whole swe-curate graph (:func:`pipelines.swe.graph.build`) with the fakes, then the catalog."""
-    from pipelines.store.catalog import refresh_catalog
-    from pipelines.swe.graph import PIPELINE, build
+    """The whole swe-curate graph (:func:`crucible.pipelines.swe.graph.build`) with the fakes, then the catalog."""
+    from crucible.pipelines.store.catalog import refresh_catalog
+    from crucible.pipelines.swe.graph import PIPELINE, build
 
     cfgd = cfg.to_dict()
     opts = pipeline_options({**cfgd["run"], **(runner or {}), "beam_args": beam_args or []})

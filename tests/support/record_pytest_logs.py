@@ -1,5 +1,5 @@
 """Records the golden pytest logs of ``tests/data/sandbox/collide``, ``teardown_error`` and ``startup``: tiny
-fixture trees run by a real pytest, exactly as a Crucible test run calls it (``sandbox.recipes.test_script``'s
+fixture trees run by a real pytest, exactly as a Crucible test run calls it (``crucible.sandbox.recipes.test_script``'s
 report flags, JUnit XML, no plugin autoload), stdout and stderr together as a container's log has them.
 
 Run once by hand; the outputs are checked in and the unit tests read them (never this script)::
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from sandbox.recipes import REPORT_CHARS  # noqa: E402
+from crucible.sandbox.recipes import REPORT_CHARS  # noqa: E402
 from tests.support.trees import write_tree  # noqa: E402
 
 OK = {"tests/test_ok.py": "def test_ok():\n    assert True\n"}

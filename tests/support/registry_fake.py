@@ -1,4 +1,4 @@
-"""Fakes of a registry and of the docker SDK calls :mod:`sandbox.registry` and :mod:`sandbox.engines` make
+"""Fakes of a registry and of the docker SDK calls :mod:`crucible.sandbox.registry` and :mod:`crucible.sandbox.engines` make
 (``ping``, ``images.get/pull/push``, ``Image.tag``), for unit tests of placement, drain and build-once without
 an engine. An engine ``down`` answers nothing (every call raises requests' ConnectionError, as a stopped
 dockerd's socket does)."""

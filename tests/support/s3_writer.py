@@ -14,8 +14,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from pipelines.store import commit as C
-from pipelines.store import fsio
+from crucible.pipelines.store import commit as C
+from crucible.pipelines.store import fsio
 from tests.support.sample_pipeline import make_item
 
 

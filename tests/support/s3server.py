@@ -77,7 +77,7 @@ def reset_filesystems() -> None:
     """Forget FileSystems options a pipeline left behind, so the next call reads the environment again."""
     from apache_beam.io.filesystems import FileSystems
 
-    from pipelines.store import fsio
+    from crucible.pipelines.store import fsio
 
     FileSystems._pipeline_options = None
     fsio._S3.clear()

@@ -14,10 +14,10 @@ import time
 
 import apache_beam as beam
 
-from pipelines.beam_options import pipeline_options
-from pipelines.store.catalog import refresh_catalog
-from pipelines.store.commit import ItemResult, ensure_layout, recover
-from pipelines.store.sinks import CommitResults
+from crucible.pipelines.beam_options import pipeline_options
+from crucible.pipelines.store.catalog import refresh_catalog
+from crucible.pipelines.store.commit import ItemResult, ensure_layout, recover
+from crucible.pipelines.store.sinks import CommitResults
 from tests.support import samples
 
 PIPELINE = "sample"

@@ -14,7 +14,7 @@ import urllib.parse
 
 from hypothesis import strategies as st
 
-from pipelines.browse.search.spec import operations
+from crucible.pipelines.browse.search.spec import operations
 
 KEY = "fuzz-key"
 AUTH = {"serper": {"X-API-KEY": KEY}, "brave": {"X-Subscription-Token": KEY},

@@ -17,8 +17,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from pipelines.browse.search.backends import BackendError
-from pipelines.browse.search.spec import Limits, spec
+from crucible.pipelines.browse.search.backends import BackendError
+from crucible.pipelines.browse.search.spec import Limits, spec
 
 _URN = "urn:crucible-search-openapi"
 FAST = {"read_timeout_s": 0.3, "request_deadline_s": 1.5}  # slow clients answered in well under a second
@@ -28,7 +28,7 @@ FAST = {"read_timeout_s": 0.3, "request_deadline_s": 1.5}  # slow clients answer
 def serving(backend, api_key=None, **limits):
     """A started server on 127.0.0.1 port 0 with the declared limits, ``FAST`` timeouts and ``limits``
     overriding them (None switches a defense off)."""
-    from pipelines.browse.search.server import SearchServer
+    from crucible.pipelines.browse.search.server import SearchServer
 
     with SearchServer(backend, api_key=api_key, limits=replace(Limits.from_spec(), **{**FAST, **limits})) as srv:
         yield srv
@@ -36,9 +36,9 @@ def serving(backend, api_key=None, **limits):
 
 def small_local(directory):
     """A :class:`LocalBackend` over the small test graph's corpus, built in ``directory``."""
-    from pipelines.browse.api import build_corpus
-    from pipelines.browse.corpus import render_pages
-    from pipelines.browse.search.backends import LocalBackend
+    from crucible.pipelines.browse.api import build_corpus
+    from crucible.pipelines.browse.corpus import render_pages
+    from crucible.pipelines.browse.search.backends import LocalBackend
     from tests.unit.browse_helpers import small_graph
 
     build_corpus(render_pages(small_graph()), directory)

@@ -1,4 +1,4 @@
-"""Crafted swe-curate trajectories (OpenAI messages with tool calls, as pipelines.agent.loop writes them) for
+"""Crafted swe-curate trajectories (OpenAI messages with tool calls, as crucible.pipelines.agent.loop writes them) for
 the trajectory filters: :func:`row` wraps steps into a graded swe_trajectories row; :func:`good_steps` is a
 trajectory that shows the work (reproduce, read, edit a source file, test, submit)."""
 
@@ -73,14 +73,14 @@ def instance(patch: str = GOLD_PATCH) -> dict:
 
 class ScriptedPolicy:
     """A policy that makes the given (tool, arguments) calls in order, one per turn, with a short thought
-    (run through pipelines.agent.loop.run_agent and the real swe tools, its trajectory has their exact
+    (run through crucible.pipelines.agent.loop.run_agent and the real swe tools, its trajectory has their exact
     observation formats)."""
 
     def __init__(self, script):
         self.script, self.i = list(script), 0
 
     def step(self, messages, tools, *, force_final: bool, tools_only: bool = False):
-        from pipelines.agent.loop import Turn
+        from crucible.pipelines.agent.loop import Turn
 
         name, args = self.script[-1] if force_final else self.script[min(self.i, len(self.script) - 1)]
         self.i += 1

@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.agent.loop import observation_text
-from pipelines.browse.stages import OBSERVATION_SUFFIX, TURN_NOTE
-from pipelines.llm.prompts import load_prompt
-from pipelines.store.catalog import refresh_catalog
-from pipelines.store.commit import ItemResult, commit_items, ensure_layout
+from crucible.pipelines.agent.loop import observation_text
+from crucible.pipelines.browse.stages import OBSERVATION_SUFFIX, TURN_NOTE
+from crucible.pipelines.llm.prompts import load_prompt
+from crucible.pipelines.store.catalog import refresh_catalog
+from crucible.pipelines.store.commit import ItemResult, commit_items, ensure_layout
 from tests.support import samples
 
 CAPITAL_Q = "Which city is the capital of the country whose currency is the Iceland Krona?"
@@ -74,7 +74,7 @@ def trajectory_messages(question_text: str) -> list[dict]:
 
 
 def trajectory(i: int, q: dict, split: str) -> dict:
-    from pipelines.browse.search.env import TOOL_SCHEMAS
+    from crucible.pipelines.browse.search.env import TOOL_SCHEMAS
 
     row = samples.browse_trajectory(i)
     row.update(traj_id=f"t-{q['question_id']}-{i}", question_id=q["question_id"], question=q["question"],
@@ -106,7 +106,7 @@ def search_overrides(tmp: Path) -> list[str]:
 
 
 def write_graph_dir(out: Path) -> Path:
-    from pipelines.browse.kg.model import write_graph
+    from crucible.pipelines.browse.kg.model import write_graph
     from tests.unit.browse_helpers import small_graph
 
     write_graph(small_graph(), out, {"key": "trainer-rows"})
@@ -114,7 +114,7 @@ def write_graph_dir(out: Path) -> Path:
 
 
 class FakeGrader:
-    """Stands in for ``pipelines.swe.grade.grade_patch`` (no Docker): resolved iff the patch contains
+    """Stands in for ``crucible.pipelines.swe.grade.grade_patch`` (no Docker): resolved iff the patch contains
     ``fixed_marker``; records what it was asked to grade."""
 
     def __init__(self, fixed_marker: str = "return a + b"):

@@ -16,9 +16,9 @@ from urllib.parse import quote
 import pyarrow.parquet as pq
 from hypothesis import strategies as st
 
-from pipelines.store.catalog import refresh_catalog
-from pipelines.store.commit import ensure_layout, stable_hash, write_commit
-from pipelines.store.records import record_type
+from crucible.pipelines.store.catalog import refresh_catalog
+from crucible.pipelines.store.commit import ensure_layout, stable_hash, write_commit
+from crucible.pipelines.store.records import record_type
 from tests.support import samples
 
 N = 12

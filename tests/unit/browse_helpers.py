@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipelines.browse.kg.model import Entity, Graph, Triple
-from pipelines.config import load_config
-from pipelines.options import BrowseOptions, build_options
+from crucible.pipelines.browse.kg.model import Entity, Graph, Triple
+from crucible.pipelines.config import load_config
+from crucible.pipelines.options import BrowseOptions, build_options
 
 
 def E(eid, typ, name, aliases=(), **attrs):

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import jsonschema
 import pytest
 
-from pipelines.agent.loop import (
+from crucible.pipelines.agent.loop import (
     JSONStepPolicy,
     NativeToolPolicy,
     Turn,
@@ -12,7 +12,7 @@ from pipelines.agent.loop import (
     render_react,
     run_agent,
 )
-from pipelines.agent.tools import Observation
+from crucible.pipelines.agent.tools import Observation
 
 
 class EchoSearch:
@@ -227,7 +227,7 @@ def test_render_react_text_form():
 
 
 def test_turn_note_shows_the_budget_after_every_observation():
-    from pipelines.browse.stages import TURN_NOTE
+    from crucible.pipelines.browse.stages import TURN_NOTE
 
     tool = EchoSearch()
     pol = Scripted([Turn("a", [call("search", {"query": "x"}, "c1")]), Turn("b", [call("search", {"query": "y"}, "c2")]),

@@ -1,4 +1,4 @@
-"""pipelines.agent.parse: raw responses and rendered ReAct text -> rounds, and back."""
+"""crucible.pipelines.agent.parse: raw responses and rendered ReAct text -> rounds, and back."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pipelines.agent.loop import render_react
-from pipelines.agent.parse import ParseError, parse, to_messages
+from crucible.pipelines.agent.loop import render_react
+from crucible.pipelines.agent.parse import ParseError, parse, to_messages
 from tests.support import samples
 
 
@@ -67,7 +67,7 @@ def test_malformed_tool_call_and_orphan_observation_are_errors():
 
 
 def test_parse_command_on_jsonl_and_store(tmp_path, capsys, sample_store):
-    from pipelines.cli import main
+    from crucible.pipelines.cli import main
 
     f = tmp_path / "rows.jsonl"
     f.write_text(json.dumps({"response": "<tool_call>{\"name\": \"search\", \"arguments\": {\"query\": \"q\"}}</tool_call>"

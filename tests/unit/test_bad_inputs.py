@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
+from crucible.pipelines.cli import main
 
 DIR = object()
 DIFF = "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n"
@@ -289,8 +289,8 @@ def test_good_input_exits_0(tmp_path, capsys, monkeypatch, files, argv, expect):
 
 def test_good_swe_rows_and_predictions_pass_the_checks(tmp_path):
     """The rows the bad cases above start from are good: read with no problem (grading itself needs Docker)."""
-    from pipelines.swe.predictions import read_predictions
-    from pipelines.swe.sources import read_instances
+    from crucible.pipelines.swe.predictions import read_predictions
+    from crucible.pipelines.swe.sources import read_instances
 
     _materialize(tmp_path, {**GOOD_I, **GOOD_P, "x.jsonl": [swe(pull_number=7, issue_numbers=["3"],
                                                                  merged_at=None, difficulty="<15 min fix")]})

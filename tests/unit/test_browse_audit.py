@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pipelines.browse import audit as A
+from crucible.pipelines.browse import audit as A
 
 
 def _q(qid, question, chain, answer="Dublin", pass_rate=0.5, lineage=None, answer_type="entity"):

@@ -1,8 +1,8 @@
 """The audit's per-row checks (pipelines/browse/audit_checks.py): a row a check cannot read is reported, never
 passed as fine; with a check not given, audit_rows reports its line as None (not checked), never as 0."""
 
-from pipelines.browse import audit as A
-from pipelines.browse import audit_checks as C
+from crucible.pipelines.browse import audit as A
+from crucible.pipelines.browse import audit_checks as C
 
 Q = {"question_id": "q1", "question": "Which country ...?", "answer": "France",
      "formalization": {"target": "?x", "binding": {"?x": "E:fr"}}}

@@ -9,10 +9,10 @@ import stat
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.browse import corpus
-from pipelines.browse.kg import model
-from pipelines.browse.kg.model import Entity, Graph, Triple, read_graph, write_graph
-from pipelines.store import fsio
+from crucible.pipelines.browse import corpus
+from crucible.pipelines.browse.kg import model
+from crucible.pipelines.browse.kg.model import Entity, Graph, Triple, read_graph, write_graph
+from crucible.pipelines.store import fsio
 
 
 def _graph(name: str) -> Graph:
@@ -61,7 +61,7 @@ def test_the_same_death_in_a_plain_write_tears_the_file(tmp_path):
 
 
 def test_tool_cache_entries_and_exports_go_through_the_atomic_writer(tmp_path, monkeypatch):
-    from pipelines.browse.search.cache import ToolCache
+    from crucible.pipelines.browse.search.cache import ToolCache
 
     cache = ToolCache(tmp_path / "cache")
     cache.put("visit", {"url": "https://kb.local/x"}, "kb-1", {"url": "https://kb.local/x", "title": "X", "text": "t"})

@@ -7,14 +7,14 @@ from collections import Counter
 
 import pytest
 
-from pipelines.browse import harden as H
-from pipelines.browse import qtype as Q
-from pipelines.browse import sampling, stages
-from pipelines.browse import synth as S
-from pipelines.browse.corpus import render_entity
-from pipelines.browse.kg.model import Entity, Graph, Triple
-from pipelines.llm.prompts import load_prompt
-from pipelines.options import PolicyKind
+from crucible.pipelines.browse import harden as H
+from crucible.pipelines.browse import qtype as Q
+from crucible.pipelines.browse import sampling, stages
+from crucible.pipelines.browse import synth as S
+from crucible.pipelines.browse.corpus import render_entity
+from crucible.pipelines.browse.kg.model import Entity, Graph, Triple
+from crucible.pipelines.llm.prompts import load_prompt
+from crucible.pipelines.options import PolicyKind
 from tests.support.fake_writer import ScriptedWriter
 from tests.unit.browse_helpers import browse_opts, small_graph
 from tests.unit.test_synth_harden import toy_graph
@@ -271,7 +271,7 @@ def test_hub_cap_limits_chains_through_one_entity_and_counts_drops():
 
 def test_same_tail_chains_are_one_question_and_the_later_ones_drop():
     """'the capital of the country where Town 1 / Town 2 is located' differ only in the start: one question."""
-    from pipelines.browse.planning import chain_tail
+    from crucible.pipelines.browse.planning import chain_tail
 
     g = hub_graph()
     opts = browse_opts(seeds=10, min_hops=2, max_hops=2, max_per_pattern=50, max_per_answer=50, max_per_tail=1,
@@ -299,7 +299,7 @@ def _two_starts_graph() -> Graph:
 
 
 def test_the_relations_after_the_first_hop_are_capped_as_a_template(monkeypatch):
-    from pipelines.browse import planning
+    from crucible.pipelines.browse import planning
 
     g = _two_starts_graph()
     opts = browse_opts(seeds=8, min_hops=2, max_hops=2, max_per_pattern=2, max_share_per_tail_pattern=0.25,

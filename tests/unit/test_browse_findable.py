@@ -8,13 +8,13 @@ import random
 
 import pytest
 
-from pipelines.browse import audit as A
-from pipelines.browse import findable as F
-from pipelines.browse import stages
-from pipelines.browse import synth as S
-from pipelines.browse.search.env import BrowseEnv
-from pipelines.config import load_config
-from pipelines.options import PolicyKind, build_options
+from crucible.pipelines.browse import audit as A
+from crucible.pipelines.browse import findable as F
+from crucible.pipelines.browse import stages
+from crucible.pipelines.browse import synth as S
+from crucible.pipelines.browse.search.env import BrowseEnv
+from crucible.pipelines.config import load_config
+from crucible.pipelines.options import PolicyKind, build_options
 from tests.support.browse_rows import trajectory
 from tests.support.fake_search import FakeBackend
 from tests.unit.browse_helpers import small_graph
@@ -166,7 +166,7 @@ def test_a_findable_question_is_kept_with_its_ranks_and_is_an_rl_row(gate_ctx):
     assert fa["top_k"] == 10 and fa["entry"] == "?x1" and fa["findable"] is True
     assert [c["kind"] for c in fa["clues"]] == ["hop", "hop", "hop"] and all(c["rank"] for c in fa["clues"])
     assert q["meta"]["verified"]["findable"] is True and q["split"] == "rl"
-    from pipelines.store.records import record_type
+    from crucible.pipelines.store.records import record_type
 
     assert record_type("questions").errors(q) == []  # the row builder and the schema agree
 
@@ -216,9 +216,9 @@ def test_without_a_search_env_nothing_is_measured(gate_ctx):
 # ---------------------------------------------------------------- the real local index
 
 def test_on_the_real_local_index_the_links_are_found(tmp_path):
-    from pipelines.browse.api import build_corpus
-    from pipelines.browse.corpus import render_pages
-    from pipelines.browse.search.backends import LocalBackend
+    from crucible.pipelines.browse.api import build_corpus
+    from crucible.pipelines.browse.corpus import render_pages
+    from crucible.pipelines.browse.search.backends import LocalBackend
 
     g = small_graph()
     build_corpus(list(render_pages(g)), tmp_path / "corpus")
@@ -292,7 +292,7 @@ def test_without_findability_rows_the_audit_reports_not_measured():
 
 
 def test_rerun_through_the_env_uses_the_tool_cache(tmp_path):
-    from pipelines.browse.search.cache import ToolCache
+    from crucible.pipelines.browse.search.cache import ToolCache
 
     g = small_graph()
     d = birk_draft(g)
@@ -307,7 +307,7 @@ def test_rerun_through_the_env_uses_the_tool_cache(tmp_path):
 
 def test_hardened_questions_over_the_toy_graph_measure_every_link():
     """Every link of a hardened question gets a record: a query or the reason there is none."""
-    from pipelines.browse import harden as H
+    from crucible.pipelines.browse import harden as H
 
     g = toy_graph()
     d = airport_draft(g)

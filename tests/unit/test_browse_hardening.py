@@ -5,12 +5,12 @@ import random
 
 import pytest
 
-from pipelines.browse import harden as H
-from pipelines.browse import stages
-from pipelines.browse import synth as S
-from pipelines.browse.kg.model import Entity, Graph, Triple
-from pipelines.config import load_config
-from pipelines.options import PolicyKind, build_options
+from crucible.pipelines.browse import harden as H
+from crucible.pipelines.browse import stages
+from crucible.pipelines.browse import synth as S
+from crucible.pipelines.browse.kg.model import Entity, Graph, Triple
+from crucible.pipelines.config import load_config
+from crucible.pipelines.options import PolicyKind, build_options
 from tests.support.browse_rows import trajectory
 from tests.unit.test_synth_harden import airport_draft, toy_graph
 

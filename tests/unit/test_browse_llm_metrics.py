@@ -9,8 +9,8 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from pipelines.browse.transforms import StageDoFn
-from pipelines.llm import LLMClient
+from crucible.pipelines.browse.transforms import StageDoFn
+from crucible.pipelines.llm import LLMClient
 from tests.support.fake_llm_server import FakeOpenAIServer
 
 SERVER = {}

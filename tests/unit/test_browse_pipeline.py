@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from pipelines.browse import selection as SEL
-from pipelines.config import load_config
-from pipelines.integrations.export_verl import verl_rows
-from pipelines.store import catalog
+from crucible.pipelines.browse import selection as SEL
+from crucible.pipelines.config import load_config
+from crucible.pipelines.integrations.export_verl import verl_rows
+from crucible.pipelines.store import catalog
 from tests.support.fake_browse import responder, write_toy_graph
 from tests.support.fake_llm_server import FakeOpenAIServer
 
@@ -32,7 +32,7 @@ def _cfg(tmp_path, files, srv, **extra):
 
 
 def test_pipeline_writes_questions_and_trajectories_and_reruns_for_free(env):
-    from pipelines.browse.pipeline import run
+    from crucible.pipelines.browse.pipeline import run
 
     tmp_path, files, srv = env
     cfg = _cfg(tmp_path, files, srv)
@@ -86,8 +86,8 @@ def test_pipeline_writes_questions_and_trajectories_and_reruns_for_free(env):
 
 
 def test_check_unique_and_judge_commands(env, capsys):
-    from pipelines.browse.pipeline import run
-    from pipelines.cli import main
+    from crucible.pipelines.browse.pipeline import run
+    from crucible.pipelines.cli import main
 
     tmp_path, files, srv = env
     cfg = _cfg(tmp_path, files, srv)
@@ -129,8 +129,8 @@ def test_check_unique_and_judge_commands(env, capsys):
 
 
 def test_audit_command_rechecks_a_real_run_against_the_graph(env, capsys):
-    from pipelines.browse.pipeline import run
-    from pipelines.cli import main
+    from crucible.pipelines.browse.pipeline import run
+    from crucible.pipelines.cli import main
 
     tmp_path, files, srv = env
     cfg = _cfg(tmp_path, files, srv)
@@ -155,8 +155,8 @@ def test_audit_command_rechecks_a_real_run_against_the_graph(env, capsys):
 
 
 def test_reward_model_scores_fill_the_column_when_configured(env):
-    from pipelines.browse.pipeline import run
-    from pipelines.llm.reward import reward_conversation
+    from crucible.pipelines.browse.pipeline import run
+    from crucible.pipelines.llm.reward import reward_conversation
     from tests.support.fake_pooling import FakePoolingServer, expected_score
 
     tmp_path, files, srv = env

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.browse import selection as SEL
-from pipelines.browse import synth as S
-from pipelines.browse.selection import RLDropReason
-from pipelines.cli import main
-from pipelines.config import load_config
-from pipelines.integrations.export_select import PassBand, parse_pass_band
-from pipelines.store import catalog
-from pipelines.store.commit import ItemResult, commit_items, ensure_layout
+from crucible.pipelines.browse import selection as SEL
+from crucible.pipelines.browse import synth as S
+from crucible.pipelines.browse.selection import RLDropReason
+from crucible.pipelines.cli import main
+from crucible.pipelines.config import load_config
+from crucible.pipelines.integrations.export_select import PassBand, parse_pass_band
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.commit import ItemResult, commit_items, ensure_layout
 from tests.support import samples
 from tests.support.browse_rows import trajectory
 from tests.unit.test_browse_faithful import GOOD, WRONG_TYPE, mindik_draft, png_graph

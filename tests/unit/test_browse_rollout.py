@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.store import catalog
-from pipelines.store.records import record_type
+from crucible.pipelines.cli import main
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.records import record_type
 from tests.support.fake_browse import responder, write_toy_graph
 from tests.support.fake_llm_server import FakeOpenAIServer
 from tests.support.judges import yes_judge_responder
@@ -99,7 +99,7 @@ def test_a_lenient_judge_accepts_another_entity_only_without_the_graph_check(tmp
                                                                            graph_check):
     """"Peruvian sol" for "Boliviano" (an outside question: no graph id) under a judge that says yes to
     everything: the graph check rejects it before the judge; switched off, the judge lets it through."""
-    from pipelines.browse import batch
+    from crucible.pipelines.browse import batch
 
     monkeypatch.setenv("CRUCIBLE_CACHE_DIR", str(tmp_path / "cache"))
     if not graph_check:

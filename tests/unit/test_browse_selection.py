@@ -2,9 +2,9 @@
 
 import pytest
 
-from pipelines.browse import selection as SEL
-from pipelines.browse.selection import DropReason
-from pipelines.config import load_config
+from crucible.pipelines.browse import selection as SEL
+from crucible.pipelines.browse.selection import DropReason
+from crucible.pipelines.config import load_config
 from tests.support.browse_rows import call, messages, trajectory
 
 BAHAMAS_PAGE = "The Bahamas\nThe currency of The Bahamas is the Bahamian dollar. Its capital is Nassau."
@@ -74,8 +74,8 @@ def test_evidence_filter_rejects_and_can_be_switched_off(opts):
 def test_answer_hop_names_come_from_the_triple_that_gives_the_answer():
     import random
 
-    from pipelines.browse import harden as H
-    from pipelines.browse import synth as S
+    from crucible.pipelines.browse import harden as H
+    from crucible.pipelines.browse import synth as S
     from tests.unit.test_synth_harden import airport_draft, toy_graph
 
     g = toy_graph()

@@ -4,14 +4,14 @@
 import json
 import random
 
-from pipelines.browse import harden as H
-from pipelines.browse import obfuscate as OB
-from pipelines.browse import qtype as Q
-from pipelines.browse import sampling
-from pipelines.browse import synth as S
-from pipelines.browse.corpus import render_entity
-from pipelines.browse.kg import wiki as W
-from pipelines.browse.kg.model import Entity, Graph
+from crucible.pipelines.browse import harden as H
+from crucible.pipelines.browse import obfuscate as OB
+from crucible.pipelines.browse import qtype as Q
+from crucible.pipelines.browse import sampling
+from crucible.pipelines.browse import synth as S
+from crucible.pipelines.browse.corpus import render_entity
+from crucible.pipelines.browse.kg import wiki as W
+from crucible.pipelines.browse.kg.model import Entity, Graph
 from tests.unit.browse_helpers import E, T
 
 

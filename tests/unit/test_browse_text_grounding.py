@@ -3,15 +3,15 @@ preference for them, the row's evidence and the audit's recomputation."""
 
 import random
 
-from pipelines.browse import audit as A
-from pipelines.browse import findable as F
-from pipelines.browse import grounding as G
-from pipelines.browse import planning, sampling
-from pipelines.browse.draft import draft_from_chain
-from pipelines.browse.kg.chains import graph_stats
-from pipelines.browse.kg.model import Entity, Graph
-from pipelines.browse.kg.textlinks import TextIndex, grounded_enough, pick_hop, text_index
-from pipelines.browse.search.env import BrowseEnv
+from crucible.pipelines.browse import audit as A
+from crucible.pipelines.browse import findable as F
+from crucible.pipelines.browse import grounding as G
+from crucible.pipelines.browse import planning, sampling
+from crucible.pipelines.browse.draft import draft_from_chain
+from crucible.pipelines.browse.kg.chains import graph_stats
+from crucible.pipelines.browse.kg.model import Entity, Graph
+from crucible.pipelines.browse.kg.textlinks import TextIndex, grounded_enough, pick_hop, text_index
+from crucible.pipelines.browse.search.env import BrowseEnv
 from tests.support.fake_search import FakeBackend
 from tests.unit.browse_helpers import E, T, browse_opts
 

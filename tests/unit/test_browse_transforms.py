@@ -11,19 +11,25 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.browse import stages as ST
-from pipelines.browse import synth as S
-from pipelines.browse import transforms_plan as TP
-from pipelines.browse.api import load_kg
-from pipelines.browse.context import build_context
-from pipelines.browse.planning import DropKind, Planned, chain_tail, plan_items
-from pipelines.browse.transforms import FilterRows, HardenQuestions, RolloutRound, WorkerSpec, WriteQuestions
-from pipelines.config import load_config
-from pipelines.llm import endpoint_config
-from pipelines.options import build_options
-from pipelines.store import catalog
-from pipelines.store.commit import ItemResult, commit_items, ensure_layout
-from pipelines.store.sinks import CommitResults
+from crucible.pipelines.browse import stages as ST
+from crucible.pipelines.browse import synth as S
+from crucible.pipelines.browse import transforms_plan as TP
+from crucible.pipelines.browse.api import load_kg
+from crucible.pipelines.browse.context import build_context
+from crucible.pipelines.browse.planning import DropKind, Planned, chain_tail, plan_items
+from crucible.pipelines.browse.transforms import (
+    FilterRows,
+    HardenQuestions,
+    RolloutRound,
+    WorkerSpec,
+    WriteQuestions,
+)
+from crucible.pipelines.config import load_config
+from crucible.pipelines.llm import endpoint_config
+from crucible.pipelines.options import build_options
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.commit import ItemResult, commit_items, ensure_layout
+from crucible.pipelines.store.sinks import CommitResults
 from tests.support.fake_browse import responder, write_toy_graph
 from tests.support.fake_llm_server import FakeOpenAIServer
 
@@ -116,10 +122,10 @@ def test_each_stage_logs_its_progress_between_planning_and_the_commit(toy, caplo
     _, make = toy
     opts, spec = make()
     items = _items(opts)
-    caplog.set_level("INFO", logger="pipelines.store.progress")
+    caplog.set_level("INFO", logger="crucible.pipelines.store.progress")
     with TestPipeline(options=PipelineOptions(OPTS)) as p:
         _ = p | beam.Create(items) | WriteQuestions(spec)
-    lines = [r.getMessage() for r in caplog.records if r.name == "pipelines.store.progress"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "crucible.pipelines.store.progress"]
     assert any(ln.startswith("synth-browse write (this worker): ") for ln in lines)
     assert any(f"write (this worker): {len(items)}," in ln for ln in lines)  # the bundle's end says its count
 
@@ -220,7 +226,7 @@ def test_a_retried_bundle_commits_each_question_once(toy):
 
 
 def test_deadline_guard_stops_at_the_first_step_past_the_cap():
-    from pipelines.browse.trajectory import RolloutTimeout, deadline_guard
+    from crucible.pipelines.browse.trajectory import RolloutTimeout, deadline_guard
 
     now = [0.0]
     seen = []

@@ -2,7 +2,7 @@
 the missing file's name as a folder glob and refuses it; ``catalog.query`` rebuilds the views once for that
 case only, never for a refusal of anything else."""
 
-from pipelines.store.catalog import _vanished_shard
+from crucible.pipelines.store.catalog import _vanished_shard
 
 
 def msg(path: str) -> str:

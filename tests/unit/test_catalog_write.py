@@ -6,7 +6,7 @@ import os
 import duckdb
 import pytest
 
-from pipelines.store import catalog
+from crucible.pipelines.store import catalog
 
 
 def _umask() -> int:

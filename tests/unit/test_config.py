@@ -1,7 +1,7 @@
 import pytest
 
-from pipelines.cli import main
-from pipelines.config import ConfigError, load_config
+from crucible.pipelines.cli import main
+from crucible.pipelines.config import ConfigError, load_config
 
 
 def test_shipped_defaults_load_with_schema_defaults_filled():

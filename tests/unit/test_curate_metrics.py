@@ -11,11 +11,11 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from pipelines.config import load_config
-from pipelines.llm import LLMClient
-from pipelines.llm.metrics import report_beam_metrics
-from pipelines.swe.curate import Curate
-from pipelines.swe.transforms import Hooks
+from crucible.pipelines.config import load_config
+from crucible.pipelines.llm import LLMClient
+from crucible.pipelines.llm.metrics import report_beam_metrics
+from crucible.pipelines.swe.curate import Curate
+from crucible.pipelines.swe.transforms import Hooks
 from tests.support.fake_llm_server import FakeOpenAIServer
 from tests.support.llm_curate import chat_on_a_thread, no_ctx
 

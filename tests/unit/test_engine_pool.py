@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sandbox.engines import (
+from crucible.sandbox.engines import (
     Engine,
     EnginePool,
     EngineSpec,
@@ -17,7 +17,7 @@ from sandbox.engines import (
     specs_from_config,
     stats_path_in,
 )
-from sandbox.registry import Registry, shared_image
+from crucible.sandbox.registry import Registry, shared_image
 from tests.support.registry_fake import FakeEngineClient, FakeRegistry
 
 
@@ -263,7 +263,7 @@ def test_a_refused_push_keeps_the_build_and_says_why(tmp_path):
 # --- observability -----------------------------------------------------------------------------------------
 
 def test_stats_file_is_what_crucible_stats_shows(tmp_path):
-    from pipelines.store.stats import engine_pool_stats, format_stats
+    from crucible.pipelines.store.stats import engine_pool_stats, format_stats
 
     path = stats_path_in(str(tmp_path / "stats" / "engine_pool"))
     pool, _ = make_pool(stats_path=path)
@@ -287,9 +287,9 @@ INSTS = [{"instance_id": f"o__r-{n}", "repo": "o/r", "base_commit": "c0", "sourc
 def fake_group(die_at: str | None):
     """validate_env_group's shape on a fake engine: a valid row per instance; on engine a, ``die_at`` stops
     the engine and gets an infra row (what a container run against a stopped dockerd gives)."""
-    from pipelines.swe.envs import TaskEnv
-    from pipelines.swe.records import FailureKind, Status, Step, not_valid, validation_row
-    from pipelines.swe.validate import Validation
+    from crucible.pipelines.swe.envs import TaskEnv
+    from crucible.pipelines.swe.records import FailureKind, Status, Step, not_valid, validation_row
+    from crucible.pipelines.swe.validate import Validation
 
     def group(ctx, insts, run_id, *, reference):
         for inst in insts:
@@ -307,13 +307,13 @@ def fake_group(die_at: str | None):
 def _ctx(pool):
     from pathlib import Path
 
-    from pipelines.swe.envs import ValidateContext
+    from crucible.pipelines.swe.envs import ValidateContext
 
     return ValidateContext(client=None, settings=None, workdir=Path("/nonexistent"), pool=pool)
 
 
 def test_swe_group_moves_off_a_dead_engine_rows_once_infra_recorded():
-    from pipelines.swe.pooled import pooled_group
+    from crucible.pipelines.swe.pooled import pooled_group
 
     pool, _ = make_pool()
     out = list(pooled_group(_ctx(pool), pool, INSTS, "run", reference=True, group=fake_group("o__r-2")))
@@ -327,7 +327,7 @@ def test_swe_group_moves_off_a_dead_engine_rows_once_infra_recorded():
 
 
 def test_swe_group_without_drain_is_graded_on_the_dead_engine():
-    from pipelines.swe.pooled import pooled_group
+    from crucible.pipelines.swe.pooled import pooled_group
 
     pool, _ = make_pool(drain=False)
     out = list(pooled_group(_ctx(pool), pool, INSTS, "run", reference=True, group=fake_group("o__r-2")))
@@ -336,7 +336,7 @@ def test_swe_group_without_drain_is_graded_on_the_dead_engine():
 
 
 def test_validate_env_group_takes_the_pool_path_only_with_a_pool():
-    from pipelines.swe.transforms import engine_pool
+    from crucible.pipelines.swe.transforms import engine_pool
 
     cfg = {"sandbox": {"engines": [{"host": None, "capacity": 4, "tls": None}], "registry": None}}
     assert engine_pool(cfg) is None  # the default: the local engine as before, rows unchanged
@@ -354,7 +354,7 @@ def test_beam_metrics_per_engine():
 
     class Validate(beam.DoFn):
         def process(self, insts):
-            from pipelines.swe.pooled import pooled_group
+            from crucible.pipelines.swe.pooled import pooled_group
 
             pool = POOL["pool"]
             for inst, _ in pooled_group(_ctx(pool), pool, insts, "run", reference=True, group=fake_group("o__r-2")):

@@ -5,10 +5,10 @@ elsewhere, recorded as infra, one row per call; each with its switch-off."""
 
 from pathlib import Path
 
-from pipelines.swe import grade, rollout
-from pipelines.swe.envs import ValidateContext
-from sandbox.api import Settings
-from sandbox.engines import Engine, EnginePool, EngineSpec
+from crucible.pipelines.swe import grade, rollout
+from crucible.pipelines.swe.envs import ValidateContext
+from crucible.sandbox.api import Settings
+from crucible.sandbox.engines import Engine, EnginePool, EngineSpec
 from tests.support.engine_calls import fake_grade_here, fake_rollout_here
 from tests.support.registry_fake import FakeEngineClient, FakeRegistry
 
@@ -134,7 +134,7 @@ def test_without_a_pool_the_call_runs_on_the_context_engine(tmp_path, monkeypatc
 
 
 def test_unplaced_work_leaves_a_drained_engine_and_keeps_the_pool(tmp_path):
-    from pipelines.swe.pooled import live_ctx
+    from crucible.pipelines.swe.pooled import live_ctx
 
     ctx, pool, _ = make_ctx(tmp_path)
     ctx.client = pool.engines["a"].client
@@ -145,7 +145,7 @@ def test_unplaced_work_leaves_a_drained_engine_and_keeps_the_pool(tmp_path):
 
 
 def test_without_a_pool_the_context_stays_on_its_engine(tmp_path):
-    from pipelines.swe.pooled import live_ctx
+    from crucible.pipelines.swe.pooled import live_ctx
 
     ctx = ValidateContext(client=FakeEngineClient("local"), settings=None, workdir=Path(tmp_path))
     assert live_ctx(ctx) is ctx

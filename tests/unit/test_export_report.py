@@ -3,10 +3,10 @@ import json
 import datasets
 import pytest
 
-from pipelines.cli import main
-from pipelines.integrations.export import export
-from pipelines.store import catalog
-from pipelines.store.stats import compute_stats
+from crucible.pipelines.cli import main
+from crucible.pipelines.integrations.export import export
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.stats import compute_stats
 
 
 def _load(path):
@@ -30,9 +30,9 @@ def test_verl_browse_export_loads_with_datasets_and_has_verl_columns(sample_stor
     assert set(extra["tools_kwargs"]) == {"search", "visit"}
     assert extra["answer_aliases"] == ["C1", "cur-1"] and extra["answer_type"] == "entity"
     # one system prompt: the rollouts' own (configs/prompts/browse_agent.yaml), as the SFT rows have it
-    from pipelines.browse.pipeline import PROMPTS
-    from pipelines.integrations.export_verl import BROWSE_AGENT_PROMPT
-    from pipelines.llm.prompts import load_prompt
+    from crucible.pipelines.browse.pipeline import PROMPTS
+    from crucible.pipelines.integrations.export_verl import BROWSE_AGENT_PROMPT
+    from crucible.pipelines.llm.prompts import load_prompt
 
     assert BROWSE_AGENT_PROMPT == PROMPTS["agent"]
     assert row["prompt"] == load_prompt("browse_agent").render(question=extra["question"])
@@ -50,7 +50,7 @@ def test_verl_swe_export_carries_tests_as_ground_truth(sample_store, tmp_path):
     assert all(tk[t]["create_kwargs"]["instance_id"] == "demo__repo-0" for t in tk)
     inst = json.loads(row["extra_info"]["instance"])
     assert inst["FAIL_TO_PASS"] == gt["FAIL_TO_PASS"] and "patch" not in inst  # never the gold patch
-    from pipelines.swe.rollout import task_messages
+    from crucible.pipelines.swe.rollout import task_messages
 
     assert row["prompt"][0] == task_messages({"repo": "r", "problem_statement": "p"})[0]  # the rollouts' prompt
     with pytest.raises(ValueError, match="browse or swe"):
@@ -114,7 +114,7 @@ def test_count_histograms_have_one_bar_per_whole_number_and_labels_are_wrapped_n
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipelines.store.report import _hist, _wrap
+    from crucible.pipelines.store.report import _hist, _wrap
 
     fig, ax = plt.subplots()
     _hist(ax, [0, 1, 1, 3, 3, 3], "tool calls", integer=True)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import textio
-from pipelines.cli import main
+from crucible.pipelines import textio
+from crucible.pipelines.cli import main
 from tests.unit.test_bad_inputs import DIR, _tree, judge, swe
 from tests.unit.test_bad_inputs import _materialize as _write_plain
 

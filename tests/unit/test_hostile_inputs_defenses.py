@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import textio
-from pipelines.cli import main
+from crucible.pipelines import textio
+from crucible.pipelines.cli import main
 from tests.unit.test_bad_inputs import judge
 from tests.unit.test_hostile_inputs import ASSIST, BOMB, DEEP_100K, MSG, deep, deep_obj, rows
 
 # ---- run.out_dir outside the working tree: a warning, once, naming the resolved path
 
 def test_out_dir_outside_the_working_tree_is_warned_about_once(tmp_path, capsys, monkeypatch):
-    from pipelines import config
+    from crucible.pipelines import config
 
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
@@ -46,7 +46,7 @@ def test_out_dir_outside_the_working_tree_is_warned_about_once(tmp_path, capsys,
 
 
 def test_out_dir_warning_switched_off_says_nothing(tmp_path, capsys, monkeypatch):
-    from pipelines import cli
+    from crucible.pipelines import cli
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "warn_out_dir", lambda cfg: None)  # where the command calls it
@@ -66,7 +66,7 @@ def _hub_questions(order):
 
 
 def test_audit_hub_ties_are_broken_by_name_whatever_the_row_order():
-    from pipelines.browse import audit as A
+    from crucible.pipelines.browse import audit as A
 
     a1 = A.audit_rows(_hub_questions(["q1", "q2", "q3", "q4"]), [])
     a2 = A.audit_rows(_hub_questions(["q3", "q2", "q4", "q1"]), [])
@@ -77,7 +77,7 @@ def test_audit_hub_ties_are_broken_by_name_whatever_the_row_order():
 
 
 def test_audit_ties_switched_off_the_hub_follows_the_row_order(monkeypatch):
-    from pipelines.browse import audit as A
+    from crucible.pipelines.browse import audit as A
 
     monkeypatch.setattr(A, "ranked", lambda c, n=None: c.most_common(n))  # the old Counter.most_common
     a1 = A.audit_rows(_hub_questions(["q1", "q2", "q3", "q4"]), [])
@@ -86,7 +86,7 @@ def test_audit_ties_switched_off_the_hub_follows_the_row_order(monkeypatch):
 
 
 def test_audit_counts_rank_ties_by_key():
-    from pipelines.browse.audit import ranked
+    from crucible.pipelines.browse.audit import ranked
 
     assert ranked(Counter(["b", "a", "c", "c"])) == [("c", 2), ("a", 1), ("b", 1)]
     assert ranked(Counter({"x": 1, None: 1, "y": 1}), 2) == [(None, 1), ("x", 1)]
@@ -109,7 +109,7 @@ def _keys(seed):
 
 
 def test_stats_count_ties_are_broken_by_key_whatever_the_row_order():
-    from pipelines.store import stats
+    from crucible.pipelines.store import stats
 
     sql = "SELECT k, count(*) FROM t GROUP BY 1 ORDER BY 2 DESC LIMIT 5"
     got = [stats._pairs(_stats_con(_keys(seed)), sql) for seed in range(3)]
@@ -151,7 +151,7 @@ def test_depth_walk_switched_off_lets_a_150_deep_row_through(tmp_path, monkeypat
 
 
 def test_parser_without_its_recursion_net_raises_recursion_error():
-    from pipelines.agent.parse import parse
+    from crucible.pipelines.agent.parse import parse
 
     with pytest.raises(RecursionError):  # what parse_cmd turns into a one-line error naming the row
         parse("<tool_call>" + deep_obj(5000) + "</tool_call>")
@@ -258,7 +258,7 @@ def test_yaml_duplicate_key_check_switched_off_the_last_one_wins(tmp_path, capsy
 
 
 def test_config_key_check_switched_off_is_a_type_error(tmp_path, monkeypatch):
-    from pipelines import config
+    from crucible.pipelines import config
 
     path = _file(tmp_path, "c.yaml", "llm:\n  1: a\n  b: 2\n")
     monkeypatch.setattr(config, "_check_keys", lambda data, where, at="": None)
@@ -294,7 +294,7 @@ def test_number_check_switched_off_the_error_names_no_file(tmp_path, capsys, mon
 
 
 def test_messages_check_switched_off_is_an_attribute_error(tmp_path, monkeypatch):
-    from pipelines import rowcheck
+    from crucible.pipelines import rowcheck
 
     path = _file(tmp_path, "r.jsonl", rows({"messages": ["hi", 3]}))
     monkeypatch.setattr(rowcheck, "check_messages", lambda messages, *a, **k: messages)
@@ -309,7 +309,7 @@ def _score(tmp_path, src, dst, srv):
 
 
 def test_empty_score_input_switched_off_exits_0_with_an_empty_file(tmp_path, capsys, monkeypatch):
-    from pipelines.commands import score_cmd
+    from crucible.pipelines.commands import score_cmd
     from tests.support.fake_pooling import FakePoolingServer
 
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
@@ -335,7 +335,7 @@ def test_output_check_switched_off_fails_after_the_model_ran(tmp_path, monkeypat
 
 
 def test_empty_parse_input_switched_off_prints_an_empty_parse(tmp_path, capsys, monkeypatch):
-    from pipelines.commands import parse_cmd
+    from crucible.pipelines.commands import parse_cmd
 
     path = _file(tmp_path, "r.txt", " \n")
     monkeypatch.setattr(parse_cmd, "checked", lambda value, where, field: value)
@@ -344,7 +344,7 @@ def test_empty_parse_input_switched_off_prints_an_empty_parse(tmp_path, capsys, 
 
 
 def test_prompt_files_are_read_under_the_yaml_limits(tmp_path, monkeypatch):
-    from pipelines.llm.prompts import PromptError, load_prompt
+    from crucible.pipelines.llm.prompts import PromptError, load_prompt
 
     (tmp_path / "p.yaml").write_text("id: p\nversion: 1\nuser: hi\n" + BOMB)
     with pytest.raises(PromptError, match=r"p.yaml: YAML aliases \(\*name\) expand to 490,329,036 extra nodes"):

@@ -14,11 +14,11 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.cli import main
-from pipelines.integrations import export as E
-from pipelines.store import catalog, lock, readonly
-from pipelines.store import commit as C
-from pipelines.store import report as R
+from crucible.pipelines.cli import main
+from crucible.pipelines.integrations import export as E
+from crucible.pipelines.store import catalog, lock, readonly
+from crucible.pipelines.store import commit as C
+from crucible.pipelines.store import report as R
 from tests.support.sample_pipeline import make_item
 
 SECRET = "host secret: not a store file"
@@ -263,7 +263,7 @@ def test_the_lock_down_holds_on_the_connection_every_reader_gets(env):
 def test_the_viewer_reads_through_the_locked_connection_and_writes_nothing(env):
     import urllib.request
 
-    from pipelines.view.server import ViewServer
+    from crucible.pipelines.view.server import ViewServer
 
     before = snapshot(env)
     with ViewServer(str(env), port=0) as srv:
@@ -417,6 +417,6 @@ def test_report_refuses_a_folder_inside_the_store(env, capsys, where):
 
 def test_without_the_report_folder_check_a_report_lands_in_a_table_folder(env, capsys, monkeypatch):
     monkeypatch.setattr(R, "report_dir", lambda out_dir, dest: Path(dest))
-    monkeypatch.setattr("pipelines.commands.store_cmd._browse_audit_section", lambda *a: [])
+    monkeypatch.setattr("crucible.pipelines.commands.store_cmd._browse_audit_section", lambda *a: [])
     assert run_cli(capsys, "report", "--out", env, "--dest", env / "questions")[0] == 0
     assert (env / "questions" / "index.html").is_file()

@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from pipelines.browse.search import server as server_mod
-from pipelines.browse.search import spec as spec_mod
-from pipelines.browse.search.backends import BackendError
-from pipelines.browse.search.spec import Limits
+from crucible.pipelines.browse.search import server as server_mod
+from crucible.pipelines.browse.search import spec as spec_mod
+from crucible.pipelines.browse.search.backends import BackendError
+from crucible.pipelines.browse.search.spec import Limits
 from tests.support.search_fuzz import KEY
 from tests.support.search_wire import (
     RecordingBackend,

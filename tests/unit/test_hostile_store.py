@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.store import commit as C
-from pipelines.store import integrity, lock
-from pipelines.store import manifests as M
+from crucible.pipelines.cli import main
+from crucible.pipelines.store import commit as C
+from crucible.pipelines.store import integrity, lock
+from crucible.pipelines.store import manifests as M
 from tests.support.sample_pipeline import make_item
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,7 +162,7 @@ def test_compact_max_rows_below_one_is_a_usage_error(tmp_path, capsys, rows):
 
 
 def test_switched_off_max_rows_check_compact_silently_does_nothing(tmp_path):
-    from pipelines.store import compact as K
+    from crucible.pipelines.store import compact as K
 
     out = store(tmp_path)
     with lock.writer(str(out), "test"):
@@ -237,7 +237,7 @@ def test_unreferenced_shards_are_listed_for_readers(tmp_path):
 def test_shards_of_a_writer_holding_the_lock_are_in_flight_not_damage(tmp_path, capsys, monkeypatch):
     out = store(tmp_path)
     next((out / "_commits" / "p").glob("*.json")).unlink()  # as if its manifest were not written yet
-    hold = ("import sys, time; from pipelines.store import lock; lock.acquire(sys.argv[1], 'test writer'); "
+    hold = ("import sys, time; from crucible.pipelines.store import lock; lock.acquire(sys.argv[1], 'test writer'); "
             "print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", hold, str(out)], cwd=REPO, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})

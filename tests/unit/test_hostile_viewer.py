@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from pipelines.view import openapi, params, queries
-from pipelines.view import server as S
-from pipelines.view.server import ViewServer
+from crucible.pipelines.view import openapi, params, queries
+from crucible.pipelines.view import server as S
+from crucible.pipelines.view.server import ViewServer
 from tests.support import view_fuzz as F
 from tests.support.view_fuzz import digest, err, ids, port, text
 
@@ -276,7 +276,7 @@ def test_openapi_is_served_and_the_docs_copy_is_current(srv):
     doc = json.loads(r.body)
     assert doc == openapi.document()
     assert json.loads((REPO / "docs" / "view.openapi.json").read_text()) == doc, \
-        "run: python -m pipelines.view.openapi > docs/view.openapi.json"
+        "run: python -m crucible.pipelines.view.openapi > docs/view.openapi.json"
     assert doc["openapi"].startswith("3.")
 
 

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from pipelines.view import guard
-from pipelines.view.server import ViewServer
+from crucible.pipelines.view import guard
+from crucible.pipelines.view.server import ViewServer
 from tests.support import view_fuzz as F
 from tests.support.view_fuzz import err, port, text
 
@@ -260,7 +260,7 @@ def test_threads_do_not_pile_up_after_many_requests(srv):
 
 @pytest.mark.parametrize("value", ["70000", "-1", "65536", "abc", "1e3"])
 def test_port_outside_0_65535_is_a_usage_error(value, capsys):
-    from pipelines.cli import main
+    from crucible.pipelines.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(["view", "--out", "nowhere", "--port", value])
@@ -271,8 +271,8 @@ def test_port_outside_0_65535_is_a_usage_error(value, capsys):
 
 
 def test_port_check_switched_off_is_a_traceback(store, monkeypatch):
-    from pipelines.cli import main
-    from pipelines.commands import view_cmd
+    from crucible.pipelines.cli import main
+    from crucible.pipelines.commands import view_cmd
 
     monkeypatch.setattr(view_cmd, "port_number", int)
     with pytest.raises(OverflowError):

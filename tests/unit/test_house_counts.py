@@ -11,7 +11,7 @@
 - ``atomic_writes_outside_fsio``: temp-then-rename written by hand (``os.replace``/``os.rename``/``shutil.move``
   of a temp path, or ``tmp.rename(...)``/``tmp.replace(...)``) anywhere but ``pipelines/store/fsio.py``;
 - ``pacers``: functions that book a request slot by advancing a stored time (``self.t = max(now, self.t) + ...``,
-  or ``max(now, self.t)`` then ``self.t = ...``); the one pacer is :class:`pipelines.llm.pacing.RatePacer`.
+  or ``max(now, self.t)`` then ``self.t = ...``); the one pacer is :class:`crucible.pipelines.llm.pacing.RatePacer`.
 
 ``python tests/unit/test_house_counts.py [ROOT]`` prints every count with its hits (ROOT: another checkout, e.g.
 ``git archive HEAD`` unpacked, for a before/after).

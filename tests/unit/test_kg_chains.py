@@ -1,8 +1,8 @@
 import random
 from collections import Counter
 
-from pipelines.browse.kg.chains import EXCLUDED, UNINFORMATIVE, count_chains
-from pipelines.browse.kg.model import Entity, Graph, Triple
+from crucible.pipelines.browse.kg.chains import EXCLUDED, UNINFORMATIVE, count_chains
+from crucible.pipelines.browse.kg.model import Entity, Graph, Triple
 from tests.unit.browse_helpers import small_graph
 
 

@@ -1,6 +1,6 @@
 import json
 
-from pipelines.cli import main
+from crucible.pipelines.cli import main
 
 
 def _user_graph(tmp_path):

@@ -3,8 +3,8 @@ import random
 
 import pytest
 
-from pipelines.browse.kg.executor import FormalizationError, execute, is_unique
-from pipelines.browse.kg.model import Entity, Graph, Triple
+from crucible.pipelines.browse.kg.executor import FormalizationError, execute, is_unique
+from crucible.pipelines.browse.kg.model import Entity, Graph, Triple
 from tests.unit.browse_helpers import small_graph
 
 

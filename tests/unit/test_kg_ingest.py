@@ -14,14 +14,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.browse.kg import finalize as F
-from pipelines.browse.kg import wikidata as W
-from pipelines.browse.kg.build import KGOptions, build_graph
-from pipelines.browse.kg.cards import load_cards
-from pipelines.browse.kg.ingest import IngestInputs, ingest
-from pipelines.browse.kg.model import GraphError
-from pipelines.config import load_config
-from pipelines.store.records import record_type
+from crucible.pipelines.browse.kg import finalize as F
+from crucible.pipelines.browse.kg import wikidata as W
+from crucible.pipelines.browse.kg.build import KGOptions, build_graph
+from crucible.pipelines.browse.kg.cards import load_cards
+from crucible.pipelines.browse.kg.ingest import IngestInputs, ingest
+from crucible.pipelines.browse.kg.model import GraphError
+from crucible.pipelines.config import load_config
+from crucible.pipelines.store.records import record_type
 from tests.support import wikidata_dump as D
 
 
@@ -217,7 +217,7 @@ def test_ingested_graph_plugs_in_through_search_kg_extra(tmp_path):
     assert manifest["sources"]["user"]["entities"] == 9
     assert graph.objects("wikidata/Q142", "capital") == ["wikidata/Q90"]
     assert graph.entities["wikidata/Q1002"].attributes["iata"] == "CDG"
-    from pipelines.browse.corpus import render_pages
+    from crucible.pipelines.browse.corpus import render_pages
 
     page = next(p for p in render_pages(graph) if p.entity_id == "wikidata/Q1002")  # the corpus renders it
     assert "serves the city of Paris" in page.text and "Its IATA code is CDG." in page.text
@@ -255,7 +255,7 @@ def test_duplicate_entities_break_the_graph_with_the_dedupe_off(tmp_path, monkey
     (PAGES_JSONL, {f"{PAGES_JSONL}:4": "not valid JSON", f"{PAGES_JSONL}:5": "field 'title' must be a non-empty"}),
 ])
 def test_ingest_wikipedia_dump(tmp_path, path, bad):
-    from pipelines.browse.corpus import read_pages_jsonl
+    from crucible.pipelines.browse.corpus import read_pages_jsonl
 
     out, man = _run(tmp_path, wikipedia=[path])
     pages = {p.title: p for p in read_pages_jsonl(out / "corpus" / "pages.jsonl")}
@@ -276,7 +276,7 @@ def test_missing_or_misnamed_input_is_refused(tmp_path):
 
 
 def test_cli_refuses_a_relation_without_card_in_one_line(tmp_path, capsys):
-    from pipelines.cli import main
+    from crucible.pipelines.cli import main
 
     bad = tmp_path / "m.yaml"
     bad.write_text(Path(W.DEFAULT_MAPPING).read_text().replace("P37: language", "P131: located_in"))
@@ -287,7 +287,7 @@ def test_cli_refuses_a_relation_without_card_in_one_line(tmp_path, capsys):
 
 
 def test_cli_ingest_and_reuse(tmp_path, capsys):
-    from pipelines.cli import main
+    from crucible.pipelines.cli import main
 
     args = ["kg", "ingest", "--wikidata", DUMP, "--wikipedia", PAGES_JSONL, "--out", str(tmp_path / "o")]
     assert main(args) == 0
@@ -333,7 +333,7 @@ def test_a_path_with_a_quote_and_a_bad_memory_limit(tmp_path):
 
 
 def test_an_overlong_line_is_a_failure_and_the_next_lines_keep_their_numbers(tmp_path, monkeypatch):
-    from pipelines.browse.kg import ingest as I
+    from crucible.pipelines.browse.kg import ingest as I
 
     monkeypatch.setattr(I, "MAX_LINE_BYTES", 2500)  # line 2 (France, 2,985 bytes with its newline) is over
     out, man = _run(tmp_path, [DUMP])

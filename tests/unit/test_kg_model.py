@@ -4,10 +4,10 @@ import json
 import pyarrow as pa
 import pytest
 
-from pipelines.browse.kg.build import KGOptions, build_graph
-from pipelines.browse.kg.model import GraphError, arrow_schema, read_graph, write_graph
-from pipelines.browse.kg.usergraph import read_records
-from pipelines.config import load_config
+from crucible.pipelines.browse.kg.build import KGOptions, build_graph
+from crucible.pipelines.browse.kg.model import GraphError, arrow_schema, read_graph, write_graph
+from crucible.pipelines.browse.kg.usergraph import read_records
+from crucible.pipelines.config import load_config
 from tests.unit.browse_helpers import small_graph
 
 
@@ -95,7 +95,7 @@ def test_user_ids_must_not_repeat_or_replace_built_in_entities(tmp_path):
 
 @pytest.mark.slow
 def test_kg_build_refuses_a_user_entity_replacing_a_built_in_one(tmp_path, capsys, monkeypatch):
-    from pipelines.cli import main
+    from crucible.pipelines.cli import main
 
     monkeypatch.setenv("CRUCIBLE_CACHE_DIR", str(tmp_path / "cache"))
     f = tmp_path / "g.jsonl"

@@ -1,10 +1,10 @@
 import dataclasses
 import json
 
-from pipelines.browse.kg import elements, geo, wiki
-from pipelines.browse.kg import sources as S
-from pipelines.browse.kg.build import KGOptions, build_graph
-from pipelines.config import load_config
+from crucible.pipelines.browse.kg import elements, geo, wiki
+from crucible.pipelines.browse.kg import sources as S
+from crucible.pipelines.browse.kg.build import KGOptions, build_graph
+from crucible.pipelines.config import load_config
 from tests.unit.browse_helpers import E
 
 
@@ -68,7 +68,7 @@ def test_city_aliases_plain_spelling_first_and_no_codes_or_junk():
 def test_the_district_of_columbia_is_also_named_washington_dc():
     """A state that is one city: "Washington, D.C." names the same place as the District of Columbia, so
     the graph check must not call it another entity (it did: a correct RL answer scored 0)."""
-    from pipelines.browse import verify as V
+    from crucible.pipelines.browse import verify as V
 
     places = geo.from_geo(min_city_population=15000)
     dc = next(e for e in places.entities if e.id == "us_state/DC")

@@ -6,8 +6,8 @@ circle. A failure names the import (file:line).
 Levels, lowest first (:data:`LEVELS`):
 
 - **core**: the record schemas and the small utilities everything may use: ``textio``, ``http_retry``,
-  ``rowcheck``, the typed options (``options*.py``: plain frozen data made from the config
-  schemas, so a client may take them), and from the store the two pieces that know no commit: ``store/records.py``
+  ``rowcheck``, ``threaded`` (a DoFn whose elements run on a thread pool), the typed options (``options*.py``:
+  plain frozen data made from the config schemas, so a client may take them), and from the store the two pieces that know no commit: ``store/records.py``
   (schemas -> validators, Arrow schemas) and ``store/fsio.py``, the one atomic writer (``sandbox/`` writes
   through it: it is core, not the store's commit machinery).
 - **clients**: ``llm``, ``agent`` (may use ``llm``), ``store``, ``sandbox``: they know no domain.
@@ -33,25 +33,27 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("schemas", "pipelines", "sandbox")
+PREFIX = "crucible"  # the folders install as crucible.<folder> (setup.py)
 
 # (level, rooms); a room is a module name, or a pattern (``name.*``: the package and everything under it). A
 # module's room is the most specific one that matches it.
 LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("core", ("schemas.*", "pipelines", "pipelines.textio", "pipelines.http_retry", "pipelines.rowcheck",
-              "pipelines.options*", "pipelines.store.fsio", "pipelines.store.records")),
-    ("clients", ("pipelines.llm.*", "pipelines.agent.*", "pipelines.store.*", "sandbox.*")),
-    ("config", ("pipelines.config", "pipelines.beam_options")),
-    ("domains", ("pipelines.browse.*", "pipelines.swe.*", "pipelines.view.*")),
-    ("integrations", ("pipelines.integrations.*",)),
-    ("commands", ("pipelines.commands.*", "pipelines.cli")),
+    ("core", ("crucible.schemas.*", "crucible.pipelines", "crucible.pipelines.textio", "crucible.pipelines.http_retry",
+              "crucible.pipelines.rowcheck", "crucible.pipelines.threaded", "crucible.pipelines.options*",
+              "crucible.pipelines.store.fsio", "crucible.pipelines.store.records")),
+    ("clients", ("crucible.pipelines.llm.*", "crucible.pipelines.agent.*", "crucible.pipelines.store.*", "crucible.sandbox.*")),
+    ("config", ("crucible.pipelines.config", "crucible.pipelines.beam_options")),
+    ("domains", ("crucible.pipelines.browse.*", "crucible.pipelines.swe.*", "crucible.pipelines.view.*")),
+    ("integrations", ("crucible.pipelines.integrations.*",)),
+    ("commands", ("crucible.pipelines.commands.*", "crucible.pipelines.cli")),
 )
 OPEN_LEVELS = frozenset({"core"})  # rooms of these levels may import each other (circles are still refused)
 # rooms of one level that may import one another, (importer room, imported room)
 LATERAL = frozenset({
-    ("pipelines.agent.*", "pipelines.llm.*"),  # the agent loop calls the LLM client
-    ("pipelines.beam_options", "pipelines.config"),  # a partial ``run`` mapping is resolved by the config
-    ("pipelines.commands.*", "pipelines.cli"),  # commands take the shared config arguments from the CLI
-    ("pipelines.cli", "pipelines.commands.*"),  # the CLI discovers the command modules
+    ("crucible.pipelines.agent.*", "crucible.pipelines.llm.*"),  # the agent loop calls the LLM client
+    ("crucible.pipelines.beam_options", "crucible.pipelines.config"),  # a partial ``run`` mapping is resolved by the config
+    ("crucible.pipelines.commands.*", "crucible.pipelines.cli"),  # commands take the shared config arguments from the CLI
+    ("crucible.pipelines.cli", "crucible.pipelines.commands.*"),  # the CLI discovers the command modules
 })
 
 # Violations still being removed (issue #26, items 3 and 4), as (importing module, imported module) and as the
@@ -75,15 +77,16 @@ class Edge:
         return f"{self.where}: {self.src} imports {self.dst}"
 
 
-def find_modules(root: Path, packages: tuple[str, ...]) -> dict[str, Path]:
-    """Dotted module name -> file, for every ``.py`` file under the packages (a package is its ``__init__``)."""
+def find_modules(root: Path, packages: tuple[str, ...], prefix: str = "") -> dict[str, Path]:
+    """Dotted module name -> file, for every ``.py`` file under the packages (a package is its ``__init__``).
+    Names are the installed ones: with ``prefix="crucible"`` the folder ``pipelines/`` is ``crucible.pipelines``."""
     out = {}
     for top in packages:
         for p in sorted((root / top).rglob("*.py")):
             parts = list(p.relative_to(root).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts = parts[:-1]
-            out[".".join(parts)] = p
+            out[".".join([prefix, *parts] if prefix else parts)] = p
     return out
 
 
@@ -187,9 +190,9 @@ def circles(edges: list[Edge]) -> list[tuple[frozenset[str], list[Edge]]]:
     return [(c, [e for e in edges if e.src in c and e.dst in c]) for c in found]
 
 
-def analyse(root: Path, packages=PACKAGES, levels=LEVELS, lateral=LATERAL, open_levels=OPEN_LEVELS):
+def analyse(root: Path, packages=PACKAGES, levels=LEVELS, lateral=LATERAL, open_levels=OPEN_LEVELS, prefix=""):
     """(modules in no room, layer violations as (src, dst, message), circles) of the tree at ``root``."""
-    modules = find_modules(root, packages)
+    modules = find_modules(root, packages, prefix)
     edges = [e for m in modules for e in imports_of(m, modules, root)]
     homeless = sorted(m for m in modules if room_of(m, levels) is None)
     placed = [e for e in edges if room_of(e.src, levels) and room_of(e.dst, levels)]
@@ -201,12 +204,27 @@ def _circle_text(group: frozenset[str], held_by: list[Edge]) -> str:
     return "circle " + " <-> ".join(sorted(group)) + "\n" + "\n".join(f"    {e}" for e in held_by)
 
 
+def folder_name_imports(root: Path, folders: tuple[str, ...], dirs: tuple[str, ...]) -> list[str]:
+    """``file:line: import X`` for every import under ``dirs`` that names a package by its folder (``pipelines``)
+    instead of its installed name (``crucible.pipelines``). :func:`analyse` cannot see these: a folder name is
+    outside the tree it knows, like any third-party import, so an upward import written that way would pass."""
+    out = []
+    for d in dirs:
+        for path in sorted((root / d).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=rel)):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+                out += [f"{rel}:{node.lineno}: import {n}" for n in names if n.split(".")[0] in folders]
+    return out
+
+
 # ---------------------------------------------------------------- the real tree
 
 
 @pytest.fixture(scope="module")
 def tree():
-    return analyse(REPO)
+    return analyse(REPO, prefix=PREFIX)
 
 
 def test_every_module_has_a_room(tree):
@@ -290,8 +308,24 @@ def test_a_module_outside_every_room_is_reported(tmp_path):
     assert homeless == ["other", "other.m"]
 
 
+def test_no_source_imports_a_package_by_its_folder_name():
+    assert folder_name_imports(REPO, PACKAGES, (*PACKAGES, "tests", "benchmarks")) == []
+
+
+def test_a_folder_name_import_is_named_and_the_layer_check_alone_misses_it(tmp_path):
+    root = _tree(tmp_path, {"low/__init__.py": "", "low/a.py": "def f():\n    from high.b import g\n",
+                            "high/__init__.py": "", "high/b.py": "def g():\n    pass\n"})
+    assert folder_name_imports(root, ("low", "high"), ("low", "high")) == ["low/a.py:2: import high.b"]
+    # the same upward import, seen only through the installed names: the layer analysis finds nothing wrong
+    installed = (("low", ("crucible.low.*",)), ("high", ("crucible.high.*",)))
+    assert analyse(root, ("low", "high"), installed, frozenset(), frozenset(), prefix="crucible") == ([], [], [])
+    # written with the installed name, the layer analysis names it
+    (root / "low" / "a.py").write_text("def f():\n    from crucible.high.b import g\n")
+    assert analyse(root, ("low", "high"), installed, frozenset(), frozenset(), prefix="crucible")[1]
+
+
 if __name__ == "__main__":
-    homeless_, bad_, found_ = analyse(REPO)
+    homeless_, bad_, found_ = analyse(REPO, prefix=PREFIX)
     for _, _, msg_ in bad_:
         print(msg_)
     for group_, held_ in found_:

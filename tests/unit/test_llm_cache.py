@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def test_run_cache_dir_of_a_bucket_store_is_a_local_folder_not_s3_colon(tmp_path, monkeypatch):
-    from pipelines.llm.cache import run_cache_dir
+    from crucible.pipelines.llm.cache import run_cache_dir
 
     monkeypatch.setenv("CRUCIBLE_CACHE_DIR", str(tmp_path / "cc"))
     monkeypatch.chdir(tmp_path)
@@ -20,7 +20,7 @@ def test_run_cache_dir_of_a_bucket_store_is_a_local_folder_not_s3_colon(tmp_path
 
 
 def test_client_from_config_on_a_bucket_store_writes_nothing_under_the_working_directory(tmp_path, monkeypatch):
-    from pipelines.llm.client import LLMClient
+    from crucible.pipelines.llm.client import LLMClient
 
     monkeypatch.setenv("CRUCIBLE_CACHE_DIR", str(tmp_path / "cc"))
     monkeypatch.chdir(tmp_path)

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from pipelines.llm.cache import ResponseCache, cache_key
-from pipelines.llm.prompts import PromptError, list_prompts, load_prompt, parse_prompt
+from crucible.pipelines.llm.cache import ResponseCache, cache_key
+from crucible.pipelines.llm.prompts import PromptError, list_prompts, load_prompt, parse_prompt
 
 MSGS = [{"role": "user", "content": "hi"}]
 

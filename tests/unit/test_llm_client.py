@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pipelines.config import load_config
-from pipelines.http_retry import retry_after_seconds
-from pipelines.llm.client import ChatResult, LLMClient, LLMError, report_beam_metrics
+from crucible.pipelines.config import load_config
+from crucible.pipelines.http_retry import retry_after_seconds
+from crucible.pipelines.llm.client import ChatResult, LLMClient, LLMError, report_beam_metrics
 from tests.support.fake_llm_server import FakeOpenAIServer, Reply
 
 MSGS = [{"role": "user", "content": "hello"}]
@@ -165,7 +165,7 @@ def test_retry_fails_over_to_the_other_endpoint():
 
 
 def test_params_precedence_and_extra_body(srv):
-    from pipelines.llm.prompts import parse_prompt
+    from crucible.pipelines.llm.prompts import parse_prompt
 
     p = parse_prompt({"id": "p", "version": 2, "user": "x", "params": {"temperature": 0, "max_tokens": 9}}, "t")
     c = client(srv.base_url, default_params={"temperature": 0.7, "max_tokens": 100, "seed": 3})
@@ -379,7 +379,7 @@ def test_chat_result_message_without_tool_calls():
 
 
 def test_rate_pacer_reserves_slots_and_adjusts():
-    from pipelines.llm.client import RatePacer
+    from crucible.pipelines.llm.client import RatePacer
 
     now = [100.0]
     slept = []
@@ -401,7 +401,7 @@ def test_rate_pacer_reserves_slots_and_adjusts():
 def test_backoff_is_jittered_exponential_and_capped():
     import random
 
-    from pipelines.http_retry import backoff_seconds
+    from crucible.pipelines.http_retry import backoff_seconds
 
     rng = random.Random(0)
     for attempt, base in ((1, 1.0), (2, 2.0), (3, 4.0), (10, 30.0)):
@@ -416,14 +416,14 @@ def test_backoff_is_jittered_exponential_and_capped():
     ("[1, 2]", [1, 2]),
 ])
 def test_parse_json_text_accepts_common_wrappings(text, expected):
-    from pipelines.llm.client import parse_json_text
+    from crucible.pipelines.llm.client import parse_json_text
 
     assert parse_json_text(text) == expected
 
 
 @pytest.mark.parametrize("text", [None, "", "Paris", "{'a': 1}"])
 def test_parse_json_text_rejects_non_json(text):
-    from pipelines.llm.client import parse_json_text
+    from crucible.pipelines.llm.client import parse_json_text
 
     with pytest.raises(ValueError):
         parse_json_text(text)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.llm import aio
-from pipelines.llm.client import LLMClient, LLMError
-from pipelines.llm.pool import EndpointPool, PoolSettings
+from crucible.pipelines.llm import aio
+from crucible.pipelines.llm.client import LLMClient, LLMError
+from crucible.pipelines.llm.pool import EndpointPool, PoolSettings
 from tests.support.fake_llm_server import FakeOpenAIServer, Reply
 
 FAST = dict(backoff_initial_s=0.01, backoff_max_s=0.05, cache=False)
@@ -241,7 +241,7 @@ def test_sync_call_from_the_loop_thread_is_refused():
 
 
 def test_close_writes_the_pool_stats_and_store_stats_reads_them(tmp_path):
-    from pipelines.store.stats import llm_pool_stats
+    from crucible.pipelines.store.stats import llm_pool_stats
 
     with FakeOpenAIServer() as srv_a, FakeOpenAIServer() as srv_b:
         a, b = srv_a.base_url, srv_b.base_url
@@ -273,7 +273,7 @@ def test_beam_metrics_per_call_and_per_endpoint():
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.testing.test_pipeline import TestPipeline
 
-    from pipelines.llm.metrics import report_beam_metrics, report_pool_metrics
+    from crucible.pipelines.llm.metrics import report_beam_metrics, report_pool_metrics
 
     with FakeOpenAIServer() as a, FakeOpenAIServer() as b:
         cfg = {"base_urls": [a.base_url, b.base_url], "cache": False}
@@ -326,7 +326,7 @@ def test_periodic_probe_takes_out_a_silent_endpoint_and_ends_with_a_dropped_clie
 
 
 def test_partial_config_takes_the_schema_defaults():
-    from pipelines.llm.settings import llm_schema
+    from crucible.pipelines.llm.settings import llm_schema
 
     props = llm_schema()["properties"]
     c = LLMClient.from_config({"base_urls": ["http://127.0.0.1:9/v1"], "cache": False})
@@ -339,8 +339,8 @@ def test_partial_config_takes_the_schema_defaults():
 
 
 def test_crucible_stats_text_shows_the_endpoints(tmp_path):
-    from pipelines.llm.metrics import write_pool_stats
-    from pipelines.store.stats import format_stats, llm_pool_stats
+    from crucible.pipelines.llm.metrics import write_pool_stats
+    from crucible.pipelines.store.stats import format_stats, llm_pool_stats
 
     with FakeOpenAIServer() as a:
         c = make([a.base_url])

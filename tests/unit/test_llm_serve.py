@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from pipelines.cli import main as cli_main
-from pipelines.llm import embedded
-from pipelines.llm.serve import (
+from crucible.pipelines.cli import main as cli_main
+from crucible.pipelines.llm import embedded
+from crucible.pipelines.llm.serve import (
     ServerStartError,
     endpoint_config,
     llm_endpoint,

@@ -2,7 +2,12 @@
 
 import json
 
-from pipelines.llm.toolcalls import extract_tool_calls, make_call_id, normalize_native, parse_text_tool_calls
+from crucible.pipelines.llm.toolcalls import (
+    extract_tool_calls,
+    make_call_id,
+    normalize_native,
+    parse_text_tool_calls,
+)
 
 
 def _fn(call):

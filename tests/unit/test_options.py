@@ -5,11 +5,18 @@ import pickle
 
 import pytest
 
-from pipelines import options_gen
-from pipelines.config import load_config, section_schema
-from pipelines.options import SECTION_TYPES, Options, OptionsError, PolicyKind, build_options, rollout_policy
-from pipelines.options_base import build_section
-from pipelines.options_shared import StoreOptions
+from crucible.pipelines import options_gen
+from crucible.pipelines.config import load_config, section_schema
+from crucible.pipelines.options import (
+    SECTION_TYPES,
+    Options,
+    OptionsError,
+    PolicyKind,
+    build_options,
+    rollout_policy,
+)
+from crucible.pipelines.options_base import build_section
+from crucible.pipelines.options_shared import StoreOptions
 
 
 def _pairs(schema: dict, cls: type, path: str):
@@ -29,7 +36,7 @@ def test_every_schema_property_has_a_field_and_every_field_a_property():
 
 
 def test_generated_modules_are_current_with_the_schemas():
-    assert options_gen.stale() == [], "run python -m pipelines.options_gen"
+    assert options_gen.stale() == [], "run python -m crucible.pipelines.options_gen"
 
 
 def test_no_field_repeats_a_default():

@@ -4,8 +4,8 @@ done, failed, on the one line, only for a pool of more than one member."""
 import json
 import logging
 
-from pipelines.store.progress import Progress, members_parts, pool_members
-from sandbox.engines import Engine, EnginePool, EngineSpec, run_on_pool
+from crucible.pipelines.store.progress import Progress, members_parts, pool_members
+from crucible.sandbox.engines import Engine, EnginePool, EngineSpec, run_on_pool
 from tests.support.registry_fake import FakeEngineClient
 
 
@@ -51,8 +51,8 @@ def test_one_member_pools_and_no_members_leave_the_line_as_it_was(caplog):
 
 
 def test_a_line_far_from_the_pools_reads_their_stats_files(tmp_path):
-    from pipelines.store.progress import run_members
-    from sandbox.engines import stats_path_in
+    from crucible.pipelines.store.progress import run_members
+    from crucible.sandbox.engines import stats_path_in
 
     pool = two_engines()
     pool.stats_path = stats_path_in(str(tmp_path / "stats" / "engine_pool"))
@@ -74,7 +74,7 @@ def test_a_line_far_from_the_pools_reads_their_stats_files(tmp_path):
 
 
 def test_a_run_without_pool_stats_files_keeps_the_plain_line(tmp_path):
-    from pipelines.store.progress import run_members
+    from crucible.pipelines.store.progress import run_members
 
     assert run_members(str(tmp_path))() == {}
     assert Progress("x", None, members=run_members(str(tmp_path))).line().count(",") == 2

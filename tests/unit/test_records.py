@@ -3,7 +3,7 @@ import json
 import pyarrow as pa
 import pytest
 
-from pipelines.store.records import TABLES, SchemaError, all_record_types, arrow_type, record_type
+from crucible.pipelines.store.records import TABLES, SchemaError, all_record_types, arrow_type, record_type
 from tests.support import samples
 
 

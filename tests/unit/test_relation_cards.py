@@ -8,14 +8,14 @@ from dataclasses import replace
 
 import pytest
 
-from pipelines.browse import audit as A
-from pipelines.browse import draft as D
-from pipelines.browse import harden as H
-from pipelines.browse import obfuscate as obfuscate_mod
-from pipelines.browse import sampling
-from pipelines.browse import synth as S
-from pipelines.browse.kg import cards as C
-from pipelines.browse.kg.model import Entity, Graph, GraphError, Triple
+from crucible.pipelines.browse import audit as A
+from crucible.pipelines.browse import draft as D
+from crucible.pipelines.browse import harden as H
+from crucible.pipelines.browse import obfuscate as obfuscate_mod
+from crucible.pipelines.browse import sampling
+from crucible.pipelines.browse import synth as S
+from crucible.pipelines.browse.kg import cards as C
+from crucible.pipelines.browse.kg.model import Entity, Graph, GraphError, Triple
 
 
 def dc_graph() -> Graph:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pipelines.browse import reward as R
+from crucible.pipelines.browse import reward as R
 
 
 def _msgs(args='{"query": "lima"}', final="Peruvian sol", name="search"):

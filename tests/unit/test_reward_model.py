@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipelines.llm.reward import PoolingRewardClient, RewardError, reward_conversation
+from crucible.pipelines.llm.reward import PoolingRewardClient, RewardError, reward_conversation
 from tests.support import samples
 from tests.support.fake_pooling import FakePoolingServer, expected_score
 
@@ -54,7 +54,7 @@ def test_failures_raise_instead_of_scoring_zero():
 
 
 def test_score_command_writes_scores_and_refuses_without_a_backend(tmp_path, capsys):
-    from pipelines.cli import main
+    from crucible.pipelines.cli import main
 
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     src.write_text("\n".join(json.dumps({"id": i, "messages": _conv("a" * i)}) for i in (1, 5)) + "\n")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import sandbox.testrun as testrun
-from sandbox.parsers import junit_cases
-from sandbox.testrun import Collisions, collisions, reconcile
+import crucible.sandbox.testrun as testrun
+from crucible.sandbox.parsers import junit_cases
+from crucible.sandbox.testrun import Collisions, collisions, reconcile
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "sandbox"
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipelines.config import ConfigError, load_config
-from sandbox.api import settings_from_config
+from crucible.pipelines.config import ConfigError, load_config
+from crucible.sandbox.api import settings_from_config
 
 
 def test_defaults_fill_and_settings_resolve():

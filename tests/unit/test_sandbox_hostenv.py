@@ -2,7 +2,7 @@
 
 import pytest
 
-from sandbox.hostenv import (
+from crucible.sandbox.hostenv import (
     find_ca_bundle,
     host_debian_mirror,
     parse_apt_sources,

@@ -5,16 +5,16 @@ import tarfile
 
 import pytest
 
-from sandbox.container import Limits
-from sandbox.imagegc import iso_ts, plan_gc
-from sandbox.images import (
+from crucible.sandbox.container import Limits
+from crucible.sandbox.imagegc import iso_ts, plan_gc
+from crucible.sandbox.images import (
     CA_IN_CONTAINER,
     BaseSpec,
     EnvSpec,
     base_setup_script,
     build_env_vars,
 )
-from sandbox.tarballs import tar_tree
+from crucible.sandbox.tarballs import tar_tree
 
 
 def test_base_key_is_stable_and_covers_inputs():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.ladder import (
+from crucible.sandbox.ladder import (
     Phase,
     Rung,
     RungKind,
@@ -16,7 +16,7 @@ from sandbox.ladder import (
     next_extra,
     trigger_lines,
 )
-from sandbox.recipes import infer_recipe
+from crucible.sandbox.recipes import infer_recipe
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "sandbox" / "ladder"
 
@@ -74,7 +74,7 @@ def test_a_few_broken_modules_are_left_as_errors_only_when_nothing_else_fixes_th
 
 
 def test_deciding_line_names_the_error_not_the_bookkeeping():
-    from sandbox.ladder import deciding_line
+    from crucible.sandbox.ladder import deciding_line
 
     lines = log("module_missing.log")
     assert lines[0].startswith("collected") and deciding_line(lines) == "E   ModuleNotFoundError: No module named 'skimage'"
@@ -158,7 +158,7 @@ def test_apply_rung_edits_the_recipe_and_records_the_trigger(recipe):
 
 
 def test_rungs_change_the_env_key(recipe):
-    from sandbox.images import BaseSpec, EnvSpec
+    from crucible.sandbox.images import BaseSpec, EnvSpec
 
     r = apply_rung(recipe, Rung(RungKind.AS_OF_DATE, "2023-05-01T23:59:59Z", "x", Phase.BUILD))
     base = BaseSpec(python="3.11", distro="bookworm")
@@ -166,7 +166,7 @@ def test_rungs_change_the_env_key(recipe):
 
 
 def test_label_rung_only_for_given_labels_an_inferred_env_never_collected(recipe):
-    from sandbox.ladder import label_rung
+    from crucible.sandbox.ladder import label_rung
 
     gone = "tests/test_utils.py::test_unzipped_paths_unchanged[/__init__.py]"
     rung = label_rung(recipe, {"not_collected": [gone]})
@@ -184,7 +184,7 @@ def test_label_rung_only_for_given_labels_an_inferred_env_never_collected(recipe
                                       "try": ["pip install --upgrade 'pytest'"]}
     assert applied["install"][:-1] == recipe["install"] and applied["as_of"] == recipe["as_of"]
     assert applied["rungs"][-1]["kind"] == "newest_test_runner"
-    from sandbox.images import BaseSpec, EnvSpec
+    from crucible.sandbox.images import BaseSpec, EnvSpec
 
     base = BaseSpec(python="3.11", distro="bookworm")
     assert EnvSpec(base, recipe).key != EnvSpec(base, applied).key

@@ -1,8 +1,8 @@
-"""A missing module that a declared extra requires: the extra's rung before the module's (sandbox.ladder_extras,
-sandbox.ladder.candidates), on marshmallow 2.19.5's own setup.py (its EXTRAS_REQUIRE, verbatim in part)."""
+"""A missing module that a declared extra requires: the extra's rung before the module's (crucible.sandbox.ladder_extras,
+crucible.sandbox.ladder.candidates), on marshmallow 2.19.5's own setup.py (its EXTRAS_REQUIRE, verbatim in part)."""
 
-from sandbox.ladder import Phase, RungKind, apply_rung, candidates
-from sandbox.ladder_extras import extra_providing, extra_requirements
+from crucible.sandbox.ladder import Phase, RungKind, apply_rung, candidates
+from crucible.sandbox.ladder_extras import extra_providing, extra_requirements
 
 MARSHMALLOW_2_19 = """from setuptools import setup, find_packages
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.swe.llm_repair.guard import CommandKind, classify_command
-from pipelines.swe.llm_repair.replay import STEP_NAME, replay_recipe, write_override
-from pipelines.swe.llm_repair.runner import Outcome, apply_outcome, prompt_messages
-from pipelines.swe.llm_repair.session import Caps, RepairSession, Stop, run_session
+from crucible.pipelines.swe.llm_repair.guard import CommandKind, classify_command
+from crucible.pipelines.swe.llm_repair.replay import STEP_NAME, replay_recipe, write_override
+from crucible.pipelines.swe.llm_repair.runner import Outcome, apply_outcome, prompt_messages
+from crucible.pipelines.swe.llm_repair.session import Caps, RepairSession, Stop, run_session
 from tests.support.fake_repair import FakeClock, FakeRepairWorkspace, ScriptedPolicy
 
 FIX = "pip install --no-index --find-links /testbed/wheels zzdemo-helper"
@@ -167,7 +167,7 @@ def test_forged_pass_is_not_mostly_passing():
 
 
 def test_replay_recipe_and_override_read_back(tmp_path):
-    from sandbox.recipes import infer_recipe, load_override
+    from crucible.sandbox.recipes import infer_recipe, load_override
 
     rec = replay_recipe(RECIPE, [FIX, "pip install six"], {"DEMO": "1"}, from_base=False)
     assert [s["name"] for s in rec["install"]] == ["package", "test-runner", STEP_NAME]
@@ -190,7 +190,7 @@ def test_replay_recipe_and_override_read_back(tmp_path):
 
 
 def test_override_rejects_unknown_keys_still(tmp_path):
-    from sandbox.recipes import RecipeError, infer_recipe
+    from crucible.sandbox.recipes import RecipeError, infer_recipe
 
     tree = tmp_path / "tree"
     (tree / "tests").mkdir(parents=True)
@@ -206,7 +206,7 @@ def test_replay_from_base_drops_the_failed_install_steps():
 
 
 def test_apply_outcome_failure_keeps_the_deciding_line_and_names_the_rung():
-    from pipelines.swe.survey import failure_for, survey_row
+    from crucible.pipelines.swe.survey import failure_for, survey_row
 
     res = {"stage": "tests_collected", "rungs": [{"kind": "install_module", "arg": "testing"}],
            "stop": {"rung": "install_module", "kind": "test", "reason": "test run error/collection: x",
@@ -245,8 +245,8 @@ def test_prompt_renders_the_log_and_steps():
 
 
 def test_config_defaults_live_in_the_schema():
-    from pipelines.config import load_config
-    from sandbox.api import settings_from_config
+    from crucible.pipelines.config import load_config
+    from crucible.sandbox.api import settings_from_config
 
     s = settings_from_config(load_config("defaults", []).sandbox, resolve_host=False)
     assert s.llm_repair["enabled"] is False and s.llm_repair["policy"] == "json_step"
@@ -254,16 +254,16 @@ def test_config_defaults_live_in_the_schema():
 
 
 def test_cli_llm_repair_needs_repair(tmp_path, capsys):
-    from pipelines.cli import main
+    from crucible.pipelines.cli import main
 
     assert main(["sandbox", "test", "--path", str(tmp_path), "--llm-repair"]) == 2
     assert "--llm-repair needs --repair" in capsys.readouterr().err
 
 
 def test_repairer_is_off_by_default_and_leaves_passing_sources_alone():
-    from pipelines.config import load_config
-    from pipelines.swe.llm_repair.runner import Repairer, repairer_for
-    from sandbox.api import settings_from_config
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.swe.llm_repair.runner import Repairer, repairer_for
+    from crucible.sandbox.api import settings_from_config
 
     cfg = load_config("defaults", [])
     settings = settings_from_config(cfg.sandbox, resolve_host=False)
@@ -275,7 +275,7 @@ def test_repairer_is_off_by_default_and_leaves_passing_sources_alone():
 
 
 def test_a_repeated_call_is_told_so():
-    from pipelines.swe.llm_repair.session import REPEAT_NOTE
+    from crucible.pipelines.swe.llm_repair.session import REPEAT_NOTE
 
     s = _session(FakeRepairWorkspace(FIX))
     _, res = run_session(ScriptedPolicy([("run_tests", {}), ("run_tests", {}), ("done", {"summary": "x"})]), s,
@@ -287,18 +287,18 @@ def test_a_repeated_call_is_told_so():
 def test_survey_runs_the_repairer_only_for_sources_left_short(monkeypatch, tmp_path):
     import contextlib
 
-    import pipelines.swe.survey as survey
-    import sandbox.api
-    import sandbox.repair
-    from sandbox.sources import Checkout
+    import crucible.pipelines.swe.survey as survey
+    import crucible.sandbox.api
+    import crucible.sandbox.repair
+    from crucible.sandbox.sources import Checkout
 
     short = {"stage": "tests_collected", "rungs": [], "attempts": 1, "counts": {},
              "stop": {"rung": None, "kind": "test", "reason": "r", "line": "E   ModuleNotFoundError: x"}}
     stages = {"a": short, "b": {"stage": "mostly_passing", "rungs": [], "attempts": 1, "counts": {"PASSED": 3},
                                 "stop": None}}
     monkeypatch.setattr(survey, "obtain", lambda settings, src: (Checkout(tmp_path, "c0", src.spec, "x"), None))
-    monkeypatch.setattr(sandbox.api, "exported", lambda path: contextlib.nullcontext(path))
-    monkeypatch.setattr(sandbox.repair, "attempt", lambda client, settings, tree, name, **kw: dict(stages[name]))
+    monkeypatch.setattr(crucible.sandbox.api, "exported", lambda path: contextlib.nullcontext(path))
+    monkeypatch.setattr(crucible.sandbox.repair, "attempt", lambda client, settings, tree, name, **kw: dict(stages[name]))
     called = []
 
     def fix(client, tree, name, res, date):
@@ -318,8 +318,8 @@ def test_native_policy_over_a_fake_openai_server(tmp_path):
     """make_policy("native") with the real LLM client: the server's tool calls run the session to a pass."""
     import json
 
-    from pipelines.llm import LLMClient
-    from pipelines.swe.llm_repair.runner import make_policy
+    from crucible.pipelines.llm import LLMClient
+    from crucible.pipelines.swe.llm_repair.runner import make_policy
     from tests.support.fake_llm_server import FakeOpenAIServer, Reply
 
     def call(i, name, args):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.parsers import (
+from crucible.sandbox.parsers import (
     PARSERS,
     get_parser,
     junit_nodeid,
@@ -123,7 +123,7 @@ def test_old_pytest_fail_lines_read_as_failed_so_a_shared_id_fails_like_under_ne
 def test_without_the_old_fail_wording_a_passing_sibling_decides_the_shared_id(monkeypatch):
     import re
 
-    import sandbox.parsers as parsers
+    import crucible.sandbox.parsers as parsers
 
     monkeypatch.setattr(parsers, "OLD_FAIL_RE", re.compile(r"(?!)"))  # switched off: SWE-bench's parser as is
     got = parsers.parse_pytest_rA(OLD_PYTEST_SUMMARY)
@@ -148,7 +148,7 @@ def test_pytest3_class_instance_ids_read_as_every_later_pytest_names_them():
 def test_without_the_instance_step_dropped_pytest3_ids_miss_the_labels_of_later_pytests(monkeypatch):
     import re
 
-    import sandbox.parsers as parsers
+    import crucible.sandbox.parsers as parsers
 
     monkeypatch.setattr(parsers, "OLD_INSTANCE_RE", re.compile(r"(?!)"))  # switched off: SWE-bench's parser as is
     got = parsers.parse_pytest_rA(PYTEST3_LOG.read_text())

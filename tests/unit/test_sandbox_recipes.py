@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import recipes
-from sandbox.images import BaseSpec, EnvSpec
-from sandbox.recipes import (
+from crucible.sandbox import recipes
+from crucible.sandbox.images import BaseSpec, EnvSpec
+from crucible.sandbox.recipes import (
     RecipeError,
     choose_python,
     declared_extras,
@@ -206,7 +206,7 @@ def test_build_requires_step_and_reinstall_detection(tmp_path):
 
 
 def test_test_env_names_are_checked_and_values_quoted():
-    from sandbox.recipes import RecipeError, test_script
+    from crucible.sandbox.recipes import RecipeError, test_script
 
     rec = {"runner": "pytest", "test_cmd": "python -m pytest", "test_paths": ["tests"],
            "test_env": {"DJANGO_SETTINGS": "a b; rm -rf /"}}
@@ -220,7 +220,7 @@ def test_selected_files_run_in_the_suites_collection_order():
     """semver 3.0.2: docs/*.rst doctests need a tests/ autouse fixture to have run first (testpaths = tests
     docs). A sorted selection put docs first and failed them (gold patches graded unresolved); the script
     orders a selection by testpaths, keeping the given order within each."""
-    from sandbox.recipes import collection_order, test_script
+    from crucible.sandbox.recipes import collection_order, test_script
 
     rec = {"test_cmd": "python -m pytest", "test_paths": [],
            "sources": {"pytest_config": {"testpaths": ["tests", "docs"]}}}
@@ -284,7 +284,7 @@ def test_no_test_deps_step_where_requirements_files_name_pytest_or_nothing_is_de
 
 
 def test_test_deps_reading_edge_cases(tmp_path):
-    from sandbox.repofacts import pipfile_dev_packages, project_name, req_name, tests_require
+    from crucible.sandbox.repofacts import pipfile_dev_packages, project_name, req_name, tests_require
 
     write(tmp_path, {"setup.py": "def f(:\n", "setup.cfg": "[metadata]\nname = Demo_Pkg\n[options]\n"
                      "tests_require =\n    pytest>=6\n    # a comment\n    mock\n", "Pipfile": "not toml ["})

@@ -5,10 +5,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from sandbox.asof import default_as_of, source_date
-from sandbox.recipes import RecipeError, infer_recipe, install_script
-from sandbox.repair import local_modules
-from sandbox.testfacts import find_test_files, pytest_config
+from crucible.sandbox.asof import default_as_of, source_date
+from crucible.sandbox.recipes import RecipeError, infer_recipe, install_script
+from crucible.sandbox.repair import local_modules
+from crucible.sandbox.testfacts import find_test_files, pytest_config
 from tests.support.trees import write_tree as write
 
 
@@ -113,8 +113,8 @@ def test_local_modules(tmp_path):
 
 
 def test_survey_rows_and_failure_names_last_rung_and_line():
-    from pipelines.store.records import record_type
-    from pipelines.swe.survey import failure_for, funnel, survey_row
+    from crucible.pipelines.store.records import record_type
+    from crucible.pipelines.swe.survey import failure_for, funnel, survey_row
 
     stop = {"rung": "install_module", "kind": "test", "reason": "test run error/collection: crashed",
             "line": "E   ModuleNotFoundError: No module named 'zzz'"}
@@ -134,7 +134,7 @@ def test_survey_rows_and_failure_names_last_rung_and_line():
 
 
 def test_read_sources_names_bad_line(tmp_path):
-    from pipelines.swe.survey import read_sources
+    from crucible.pipelines.swe.survey import read_sources
 
     p = tmp_path / "list.txt"
     p.write_text("# popular\nidna==3.6\n\nidna==3.6\nrequests 2.31\n")
@@ -155,7 +155,7 @@ def test_fixed_build_mtimes_ask_the_index_instead(tmp_path):
 def test_first_day_bisects_a_monotone_predicate():
     from datetime import date
 
-    from sandbox.sources import first_day
+    from crucible.sandbox.sources import first_day
 
     calls = []
 
@@ -182,11 +182,11 @@ def test_a_lone_tests_py_with_tests_is_found_but_not_any_tests_py(tmp_path):
 
 
 def test_survey_rows_make_a_funnel_in_stats_and_a_report_plot(tmp_path):
-    from pipelines.store import catalog
-    from pipelines.store.commit import ItemResult, commit_items
-    from pipelines.store.report import write_report
-    from pipelines.store.stats import compute_stats
-    from pipelines.swe.survey import failure_for, survey_row
+    from crucible.pipelines.store import catalog
+    from crucible.pipelines.store.commit import ItemResult, commit_items
+    from crucible.pipelines.store.report import write_report
+    from crucible.pipelines.store.stats import compute_stats
+    from crucible.pipelines.swe.survey import failure_for, survey_row
 
     out = str(tmp_path / "store")
     stop = {"rung": "install_module", "kind": "test", "reason": "r", "line": "E   ModuleNotFoundError: x"}

@@ -1,13 +1,13 @@
-"""Env reuse (sandbox.reuse): the choice of the env a new commit's env is built on top of, and the
+"""Env reuse (crucible.sandbox.reuse): the choice of the env a new commit's env is built on top of, and the
 fallback to a build from the base (no Docker)."""
 
 import json
 
 import pytest
 
-from sandbox.envbuild import parse_pip_check, pip_check_script
-from sandbox.images import BaseSpec, BuildError, EnvSpec
-from sandbox.reuse import REUSE_MAX_DEPTH, choose_parent, compatible, env_candidates, source_day
+from crucible.sandbox.envbuild import parse_pip_check, pip_check_script
+from crucible.sandbox.images import BaseSpec, BuildError, EnvSpec
+from crucible.sandbox.reuse import REUSE_MAX_DEPTH, choose_parent, compatible, env_candidates, source_day
 from tests.support.fake_docker import FakeDockerClient, FakeImage
 
 RECIPE = {"python": "3.11", "apt_packages": [], "as_of": "2023-06-01T23:59:59", "install": []}
@@ -124,7 +124,7 @@ def test_pip_check_fails_only_a_build_on_top_and_not_for_the_base_packages(tmp_p
 
 
 def _setup(monkeypatch, fail_on_parent: bool):
-    import sandbox.envbuild as envbuild
+    import crucible.sandbox.envbuild as envbuild
 
     spec = EnvSpec(BaseSpec(python="3.11"), {**RECIPE}, {}, "demo")
     parent = FakeImage(tags=["crucible/env-demo:py3.11-old"], id="sha256:p",
@@ -164,8 +164,8 @@ def test_a_failed_install_on_top_falls_back_to_the_base_and_is_recorded(monkeypa
 
 
 def test_settings_carry_the_switch():
-    from pipelines.config import load_config
-    from sandbox.api import settings_from_config
+    from crucible.pipelines.config import load_config
+    from crucible.sandbox.api import settings_from_config
 
     cfg = load_config("defaults", [])
     assert settings_from_config(cfg.sandbox, resolve_host=False).reuse_envs is False  # opt-in
@@ -178,16 +178,16 @@ def test_unreadable_depth_label_is_not_a_parent():
 
 
 def _attempt(monkeypatch, tmp_path, *, reuse_envs: bool, reused_passes: bool):
-    """``sandbox.repair.attempt`` with the builds and runs stubbed: the env on top of a parent passes or not,
+    """``crucible.sandbox.repair.attempt`` with the builds and runs stubbed: the env on top of a parent passes or not,
     the one from the base passes."""
     from dataclasses import replace
     from types import SimpleNamespace
 
-    import sandbox.api as api
-    import sandbox.envbuild as envbuild
-    import sandbox.testrun as testrun
-    from sandbox.api import Settings
-    from sandbox.repair import attempt
+    import crucible.sandbox.api as api
+    import crucible.sandbox.envbuild as envbuild
+    import crucible.sandbox.testrun as testrun
+    from crucible.sandbox.api import Settings
+    from crucible.sandbox.repair import attempt
 
     (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup(name='demo')\n")
     (tmp_path / "tests").mkdir()
@@ -260,7 +260,7 @@ Successfully installed pluggy-1.6.0 reusedemo-1.0
 
 
 def test_carried_packages_are_those_no_pip_call_of_the_build_named():
-    from sandbox.reuse import carried_packages
+    from crucible.sandbox.reuse import carried_packages
 
     assert carried_packages(CARRY_LOG, ("pip", "setuptools", "wheel")) == ["crucible-tiny-c", "six"]
     # without the base's own packages excluded, wheel (never resolved by the build) counts too

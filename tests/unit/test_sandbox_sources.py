@@ -6,8 +6,8 @@ import tarfile
 
 import pytest
 
-from sandbox.engine import can_start_engine
-from sandbox.sources import (
+from crucible.sandbox.engine import can_start_engine
+from crucible.sandbox.sources import (
     SourceError,
     export_tree,
     from_git,
@@ -85,9 +85,9 @@ def test_one_commit_repo_is_dated_at_the_release_and_bug_commits_at_their_parent
     import os
     from datetime import datetime, timezone
 
-    from pipelines.swe.mirror import commit_patch, ensure_bare_mirror
-    from sandbox.asof import source_date
-    from sandbox.sources import Checkout, pkg_info_day
+    from crucible.pipelines.swe.mirror import commit_patch, ensure_bare_mirror
+    from crucible.sandbox.asof import source_date
+    from crucible.sandbox.sources import Checkout, pkg_info_day
 
     tree = tmp_path / "demo-1.0"
     (tree / "demo").mkdir(parents=True)

@@ -1,7 +1,7 @@
 """Suites that never start: the verdict quotes pytest's own deciding line, and the repair ladder climbs on it.
 
 Golden logs: tests/data/sandbox/startup (tests/support/record_pytest_logs.py: real runs of tiny trees by
-pytest 9.2, 7.3.1 and 4.6.11 on Python 3.11, flags as ``sandbox.recipes.test_script`` gives them). Before,
+pytest 9.2, 7.3.1 and 4.6.11 on Python 3.11, flags as ``crucible.sandbox.recipes.test_script`` gives them). Before,
 every one of them ended "suite never started: no JUnit XML written (exit code 4)" (or 1, or 2) and no rung
 reacted to most of them."""
 
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-import sandbox.ladder as ladder
-import sandbox.startup as startup
-import sandbox.testrun as testrun
-from sandbox.ladder import Phase, RungKind, apply_rung, candidates, deciding_line, trigger_lines
-from sandbox.recipes import infer_recipe
-from sandbox.startup import startup_error, syntax_needs
-from sandbox.testrun import reconcile
+import crucible.sandbox.ladder as ladder
+import crucible.sandbox.startup as startup
+import crucible.sandbox.testrun as testrun
+from crucible.sandbox.ladder import Phase, RungKind, apply_rung, candidates, deciding_line, trigger_lines
+from crucible.sandbox.recipes import infer_recipe
+from crucible.sandbox.startup import startup_error, syntax_needs
+from crucible.sandbox.testrun import reconcile
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "sandbox"
 PYTHONS = ("3.9", "3.11", "3.13")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.swe.survey import Source, SourceKind, failure_for, read_repos, run_survey, survey_one
-from sandbox import sources
-from sandbox.api import Settings
-from sandbox.asof import commit_date, source_date
-from sandbox.sources import Release, SourceError, from_git, mirror_path, release_mirror
+from crucible.pipelines.swe.survey import Source, SourceKind, failure_for, read_repos, run_survey, survey_one
+from crucible.sandbox import sources
+from crucible.sandbox.api import Settings
+from crucible.sandbox.asof import commit_date, source_date
+from crucible.sandbox.sources import Release, SourceError, from_git, mirror_path, release_mirror
 from tests.support.trees import write_tree as tree
 
 
@@ -53,7 +53,7 @@ def test_read_repos_names_the_bad_line_and_the_expected_form(tmp_path):
 
 
 def test_survey_cli_repos_file_error_and_exclusive_sources(tmp_path, capsys):
-    from pipelines.cli import main
+    from crucible.pipelines.cli import main
 
     p = tmp_path / "repos.txt"
     p.write_text("pallets/flask 1.1.2\n")
@@ -129,7 +129,7 @@ def test_sdist_release_takes_the_upload_day_then_a_real_pkg_info_mtime(tmp_path,
 
 
 def test_git_survey_rows_carry_commit_and_date_through_the_same_attempt(tmp_path, releases, monkeypatch):
-    import sandbox.repair
+    import crucible.sandbox.repair
 
     obtain, _ = releases
     root = tmp_path / "mirrors"
@@ -142,7 +142,7 @@ def test_git_survey_rows_carry_commit_and_date_through_the_same_attempt(tmp_path
         return {"stage": "installed", "rungs": [], "attempts": 1, "python": "3.9", "as_of": "x",
                 "stop": {"rung": None, "reason": "no tests ran", "line": "E   ImportError: soft_unicode"}}
 
-    monkeypatch.setattr(sandbox.repair, "attempt", fake_attempt)
+    monkeypatch.setattr(crucible.sandbox.repair, "attempt", fake_attempt)
     row = survey_one(None, settings, Source(SourceKind.GIT, "o/n@v1.0"), "r1")
     assert seen == [("o/n", "2019-03-04", "Version: 1.0", False)]  # exported tree, dated by the checkout
     assert (row["source"], row["commit"], row["source_date"], row["stage"]) == \
@@ -159,8 +159,8 @@ def test_git_survey_rows_carry_commit_and_date_through_the_same_attempt(tmp_path
 
 
 def test_run_survey_is_resumable_for_git_sources(tmp_path):
-    from pipelines.store.catalog import query
-    from pipelines.swe.survey import survey_row
+    from crucible.pipelines.store.catalog import query
+    from crucible.pipelines.swe.survey import survey_row
 
     srcs = [Source(SourceKind.GIT, "o/n@v1.0"), Source(SourceKind.GIT, "o/n@v2.0"),
             Source(SourceKind.SDIST, "n==1.0")]
@@ -185,7 +185,7 @@ def test_old_pytest_autoloads_env_plugins_and_the_trees_are_blocked_by_name(tmp_
     twice (requests 2.25.1 with pytest 3.5.1: "Plugin already registered"); the tree's plugin is blocked."""
     import sys
 
-    from sandbox.plugins import PLUGIN_LIST
+    from crucible.sandbox.plugins import PLUGIN_LIST
 
     for dist, ep in (("evil-1.0", "evil = evil_plugin"), ("pytest-3.5.1", None)):
         d = tmp_path / f"{dist}.dist-info"

@@ -6,9 +6,9 @@ ERROR for the one id and counts it among the passed ("2 passed, 1 error"); JUnit
 
 import pytest
 
-import sandbox.testrun as testrun
-from sandbox.parsers import junit_teardown_errors
-from sandbox.testrun import reconcile
+import crucible.sandbox.testrun as testrun
+from crucible.sandbox.parsers import junit_teardown_errors
+from crucible.sandbox.testrun import reconcile
 from tests.unit.test_sandbox_collisions import parts
 
 TORN = "test_teardown.py::test_uses_resource"

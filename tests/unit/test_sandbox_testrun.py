@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.testrun import TestRun, flaky_tests, network_dependent, reconcile
+from crucible.sandbox.testrun import TestRun, flaky_tests, network_dependent, reconcile
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "sandbox"
 
@@ -28,7 +28,7 @@ def test_failed_subtests_fail_their_test_and_are_no_forgery():
     """pytest 9's native subtests (recorded: more-itertools 10.1.0 with a bug under pytest 9.2): the console
     prints ``PASSED id`` and ``SUBFAILED(...) id`` for a test JUnit records as failed. That is a failed test,
     in the console ids as in JUnit, not a forged summary (it was, before: every such bug run was dropped)."""
-    from sandbox.parsers import get_parser, subtest_failures
+    from crucible.sandbox.parsers import get_parser, subtest_failures
 
     tid = "tests/test_recipes.py::PolynomialDerivativeTests::test_basic"
     run = recorded("subtests")

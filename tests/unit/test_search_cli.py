@@ -5,9 +5,9 @@ import os
 import subprocess
 import sys
 
-from pipelines.browse.search.backends import FrozenBackend
-from pipelines.browse.search.live import HttpClient, SearxngBackend
-from pipelines.cli import main
+from crucible.pipelines.browse.search.backends import FrozenBackend
+from crucible.pipelines.browse.search.live import HttpClient, SearxngBackend
+from crucible.pipelines.cli import main
 
 PAGES = [
     {"url": "https://example.org/a", "title": "Alpha Lake", "text": "Alpha Lake lies at 1,200 m in the Zeta range."},
@@ -41,7 +41,7 @@ def test_serve_answers_over_http(tmp_path):
     sets = _sets(tmp_path)
     assert main(["search", "index", *sets]) == 0
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "search", "serve", "--port", "0", *sets],
+    proc = subprocess.Popen([sys.executable, "-m", "crucible.pipelines.cli", "search", "serve", "--port", "0", *sets],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()

@@ -2,13 +2,13 @@ import json
 
 import pytest
 
-from pipelines.agent.tools import call_tool
-from pipelines.browse.api import build_corpus
-from pipelines.browse.corpus import render_pages
-from pipelines.browse.search.backends import FrozenBackend, LocalBackend
-from pipelines.browse.search.cache import ToolCache
-from pipelines.browse.search.env import TOOL_SCHEMAS, BrowseEnv
-from pipelines.browse.search.leak import LeakFilter
+from crucible.pipelines.agent.tools import call_tool
+from crucible.pipelines.browse.api import build_corpus
+from crucible.pipelines.browse.corpus import render_pages
+from crucible.pipelines.browse.search.backends import FrozenBackend, LocalBackend
+from crucible.pipelines.browse.search.cache import ToolCache
+from crucible.pipelines.browse.search.env import TOOL_SCHEMAS, BrowseEnv
+from crucible.pipelines.browse.search.leak import LeakFilter
 from tests.unit.browse_helpers import small_graph
 
 
@@ -144,7 +144,7 @@ def test_cache_export_serves_as_a_frozen_backend(corpus, tmp_path):
 
 
 def test_snapshot_id_changes_with_the_corpus(tmp_path):
-    from pipelines.browse.corpus import Page
+    from crucible.pipelines.browse.corpus import Page
 
     a = build_corpus([Page("https://kb.local/x/1", "X", "one")], tmp_path / "a")
     b = build_corpus([Page("https://kb.local/x/1", "X", "one!")], tmp_path / "b")
@@ -153,7 +153,7 @@ def test_snapshot_id_changes_with_the_corpus(tmp_path):
 
 
 def test_visit_goal_picks_the_relevant_window_of_a_long_page():
-    from pipelines.browse.search.env import truncate_page
+    from crucible.pipelines.browse.search.env import truncate_page
 
     text = "".join(f"line {i} filler words here\n" for i in range(400)) + "The airport elevation is 48 ft.\n"
     text += "".join(f"tail {i}\n" for i in range(50))
@@ -166,7 +166,7 @@ def test_visit_goal_picks_the_relevant_window_of_a_long_page():
 
 
 def test_evidence_sentence_is_verbatim_on_the_subject_page():
-    from pipelines.browse.corpus import answer_aliases, evidence, render_entity
+    from crucible.pipelines.browse.corpus import answer_aliases, evidence, render_entity
 
     g = small_graph()
     for t in g.triples:
@@ -197,15 +197,15 @@ def test_parallel_sessions_share_one_backend_and_cache_safely(backend, tmp_path)
 
 
 def test_an_incoming_border_reads_as_a_sentence_not_a_relation_name():
-    from pipelines.browse.corpus import render_entity
-    from pipelines.browse.kg.model import Entity, Graph, Triple
+    from crucible.pipelines.browse.corpus import render_entity
+    from crucible.pipelines.browse.kg.model import Entity, Graph, Triple
 
     g = Graph([Entity("country/FR", "country", "France"), Entity("country/DE", "country", "Germany")],
               [Triple("country/FR", "shares_border_with", "country/DE")])
     text = render_entity(g, g.entities["country/DE"]).text
     assert "Germany shares a border with France." in text and "shares border with of" not in text
     # without the template the fallback names the relation: "Germany is the shares border with of France"
-    from pipelines.browse import corpus
+    from crucible.pipelines.browse import corpus
 
     saved = corpus.INV_TEMPLATES.pop("shares_border_with")
     try:

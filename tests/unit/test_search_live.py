@@ -2,11 +2,11 @@
 
 import pytest
 
-from pipelines.browse.api import build_corpus, make_backend
-from pipelines.browse.corpus import render_pages
-from pipelines.browse.search.backends import BackendConfigError, BackendError, LocalBackend
-from pipelines.browse.search.env import BrowseEnv
-from pipelines.browse.search.live import (
+from crucible.pipelines.browse.api import build_corpus, make_backend
+from crucible.pipelines.browse.corpus import render_pages
+from crucible.pipelines.browse.search.backends import BackendConfigError, BackendError, LocalBackend
+from crucible.pipelines.browse.search.env import BrowseEnv
+from crucible.pipelines.browse.search.live import (
     BraveBackend,
     HttpClient,
     PageFetcher,
@@ -14,7 +14,7 @@ from pipelines.browse.search.live import (
     SerperBackend,
     TavilyBackend,
 )
-from pipelines.browse.search.server import SearchServer
+from crucible.pipelines.browse.search.server import SearchServer
 from tests.unit.browse_helpers import small_graph
 
 KEY = "test-key-123"
@@ -136,7 +136,7 @@ def test_server_binds_loopback_only(local):
 
 
 def test_html_to_text_falls_back_to_html2text_when_trafilatura_finds_nothing():
-    from pipelines.browse.search.live import html_to_text
+    from crucible.pipelines.browse.search.live import html_to_text
 
     assert html_to_text("<html><body><p>Hi</p></body></html>").strip() == "Hi"
     page = ("<html><head><title>T</title></head><body><nav>Home | About</nav><article><h1>Lake Zeta</h1>"
@@ -149,7 +149,7 @@ def test_html_to_text_falls_back_to_html2text_when_trafilatura_finds_nothing():
 def test_config_rejects_unknown_backend_and_keys():
     import pytest as _pytest
 
-    from pipelines.config import ConfigError, load_config
+    from crucible.pipelines.config import ConfigError, load_config
 
     with _pytest.raises(ConfigError):
         load_config("defaults", ["search.backend=bing"])

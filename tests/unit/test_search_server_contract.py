@@ -11,8 +11,8 @@ import socket
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from pipelines.browse.search import spec as spec_mod
-from pipelines.browse.search.spec import Limits
+from crucible.pipelines.browse.search import spec as spec_mod
+from crucible.pipelines.browse.search.spec import Limits
 from tests.support.search_fuzz import KEY, probes
 from tests.support.search_wire import conforms, exchange, get, request, serving, small_local
 
@@ -48,8 +48,8 @@ def test_fault_injection_still_answers_with_json(srv):
 
 
 def test_serve_refuses_a_port_out_of_range_and_a_busy_port(local, capsys, monkeypatch):
-    from pipelines.browse import api
-    from pipelines.cli import main
+    from crucible.pipelines.browse import api
+    from crucible.pipelines.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(["search", "serve", "--port", "70000"])

@@ -1,12 +1,12 @@
-"""pipelines.store.batch.run_items: commit as items finish, skip committed keys, never mark a failed item done."""
+"""crucible.pipelines.store.batch.run_items: commit as items finish, skip committed keys, never mark a failed item done."""
 
 import threading
 
 import pytest
 
-from pipelines.store import catalog
-from pipelines.store.batch import run_items
-from pipelines.store.commit import ItemResult, done_keys
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.batch import run_items
+from crucible.pipelines.store.commit import ItemResult, done_keys
 from tests.support.samples import question
 
 KEYS = ["q0000", "q0001", "q0002", "q0003"]

@@ -4,8 +4,8 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.store import commit as C
-from pipelines.store import fsio
+from crucible.pipelines.store import commit as C
+from crucible.pipelines.store import fsio
 from tests.support.sample_pipeline import make_item
 
 

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from pipelines.store import catalog
-from pipelines.store import commit as C
-from pipelines.store.compact import compact, drop_superseded
-from pipelines.store.records import TABLES
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store import commit as C
+from crucible.pipelines.store.compact import compact, drop_superseded
+from crucible.pipelines.store.records import TABLES
 from tests.support.sample_pipeline import make_item
 
 
@@ -77,7 +77,7 @@ def test_kill_after_merged_shards_before_manifest_leaves_orphans_that_recover_mo
             raise KeyboardInterrupt("killed")
         real(path, data)
 
-    monkeypatch.setattr("pipelines.store.compact.fsio.write_bytes_atomic", die_on_manifest)
+    monkeypatch.setattr("crucible.pipelines.store.compact.fsio.write_bytes_atomic", die_on_manifest)
     with pytest.raises(KeyboardInterrupt):
         compact(out, "p")
     monkeypatch.undo()
@@ -92,7 +92,7 @@ def test_kill_after_merged_shards_before_manifest_leaves_orphans_that_recover_mo
 def test_kill_after_merged_manifest_before_cleanup_is_finished_by_recover(tmp_path, monkeypatch):
     out = committed(tmp_path)
     before = snapshot(out)
-    monkeypatch.setattr("pipelines.store.compact.drop_superseded", lambda *a, **k: None)
+    monkeypatch.setattr("crucible.pipelines.store.compact.drop_superseded", lambda *a, **k: None)
     compact(out, "p")
     monkeypatch.undo()
     assert len(C.read_manifests(out, "p")) == 7  # old manifests and the merged one: rows visible twice
@@ -108,7 +108,7 @@ def test_drop_superseded_deletes_only_proven_merged_commits_and_tolerates_missin
     out = committed(tmp_path, n_commits=2)
     ms = C.read_manifests(out, "p")
     assert drop_superseded(out, "p", ms) == [] and len(shard_files(out)) == 2 * len(TABLES)  # not merged: kept
-    monkeypatch.setattr("pipelines.store.compact.drop_superseded", lambda *a, **k: [])
+    monkeypatch.setattr("crucible.pipelines.store.compact.drop_superseded", lambda *a, **k: [])
     compact(out, "p")
     monkeypatch.undo()
     assert len(drop_superseded(out, "p", ms)) == 2 * (1 + len(TABLES))
@@ -117,7 +117,7 @@ def test_drop_superseded_deletes_only_proven_merged_commits_and_tolerates_missin
 
 
 def test_cli_compact_reports_and_rejects_unknown_pipeline(tmp_path, capsys):
-    from pipelines.cli import main
+    from crucible.pipelines.cli import main
 
     out = committed(tmp_path, n_commits=4)
     assert main(["compact", "--out", out]) == 0

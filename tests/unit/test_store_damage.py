@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.store import catalog, lock
-from pipelines.store import commit as C
-from pipelines.store.records import TABLES
+from crucible.pipelines.cli import main
+from crucible.pipelines.store import catalog, lock
+from crucible.pipelines.store import commit as C
+from crucible.pipelines.store.records import TABLES
 from tests.support.sample_pipeline import make_item
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.store import catalog, lock
-from pipelines.store.records import TABLES
+from crucible.pipelines.store import catalog, lock
+from crucible.pipelines.store.records import TABLES
 from tests.support.sample_pipeline import run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def test_random_sigkills_of_runs_and_compactions_never_show_bad_rows_and_end_equ
         i += 1
         has_commits = (Path(killed) / "_commits").exists()  # a compaction needs a store to compact
         if (i % 4 == 0 or kills["run"] >= 16) and kills["compact"] < 4 and has_commits:
-            argv, kind, delay = [sys.executable, "-m", "pipelines.cli", "compact", "--out", killed], "compact", \
+            argv, kind, delay = [sys.executable, "-m", "crucible.pipelines.cli", "compact", "--out", killed], "compact", \
                 rng.uniform(0.2, 2.0)
         else:
             argv, kind, delay = [sys.executable, "-m", "tests.support.sample_pipeline", killed, str(N), "--sleep",
@@ -92,10 +92,10 @@ def test_random_sigkills_of_runs_and_compactions_never_show_bad_rows_and_end_equ
 
 import pyarrow.parquet as pq  # noqa: E402
 
-from pipelines.cli import main  # noqa: E402
-from pipelines.store import commit as C  # noqa: E402
-from pipelines.store import integrity  # noqa: E402
-from pipelines.store import manifests as M  # noqa: E402
+from crucible.pipelines.cli import main  # noqa: E402
+from crucible.pipelines.store import commit as C  # noqa: E402
+from crucible.pipelines.store import integrity  # noqa: E402
+from crucible.pipelines.store import manifests as M  # noqa: E402
 from tests.support.sample_pipeline import make_item  # noqa: E402
 
 ITEMS = 6  # 3 commits of 2 items: commit 1 (items 2, 3) is the one damaged
@@ -296,14 +296,14 @@ def test_switched_off_shard_metadata_a_lost_manifest_cannot_be_rebuilt(tmp_path,
 
 
 def test_superseded_inputs_are_deleted_only_when_proven_merged(tmp_path, monkeypatch):
-    from pipelines.store.compact import compact
+    from crucible.pipelines.store.compact import compact
 
     for proof in (True, False):
         out = tmp_path / f"proof-{proof}"
         for c in range(3):
             C.commit_items(str(out), "p", "r", [make_item(2 * c), make_item(2 * c + 1)])
         rows = file_rows(out)
-        monkeypatch.setattr("pipelines.store.compact.drop_superseded", lambda *a, **k: [])
+        monkeypatch.setattr("crucible.pipelines.store.compact.drop_superseded", lambda *a, **k: [])
         compact(str(out), "p")  # killed after its commit point: the inputs are still there
         merged = out / "questions" / M.committed(str(out), "p").live[0]["files"]["questions"]
         merged.write_bytes(merged.read_bytes()[:-100])  # then the merged shard is damaged

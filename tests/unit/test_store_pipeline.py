@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.store import catalog
-from pipelines.store.commit import ensure_layout
-from pipelines.store.records import TABLES
+from crucible.pipelines.cli import main
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.commit import ensure_layout
+from crucible.pipelines.store.records import TABLES
 from tests.support.sample_pipeline import run
 
 REPO = Path(__file__).resolve().parents[2]

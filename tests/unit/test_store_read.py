@@ -8,11 +8,11 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.cli import main
-from pipelines.store import catalog, fsio
-from pipelines.store import commit as C
-from pipelines.store.compact import compact
-from pipelines.store.records import TABLES
+from crucible.pipelines.cli import main
+from crucible.pipelines.store import catalog, fsio
+from crucible.pipelines.store import commit as C
+from crucible.pipelines.store.compact import compact
+from crucible.pipelines.store.records import TABLES
 from tests.support.sample_pipeline import make_item
 
 
@@ -71,7 +71,7 @@ def test_a_glob_would_have_shown_the_uncommitted_rows(tmp_path, monkeypatch):
 def test_compaction_killed_after_its_manifest_shows_every_row_once(tmp_path, monkeypatch):
     out = store(tmp_path)
     before = snapshot(out)
-    monkeypatch.setattr("pipelines.store.compact.drop_superseded", lambda *a, **k: None)
+    monkeypatch.setattr("crucible.pipelines.store.compact.drop_superseded", lambda *a, **k: None)
     compact(out, "p")
     monkeypatch.undo()
     assert len(C.read_manifests(out, "p")) == 5  # the 4 old ones and the merged one are all on disk
@@ -88,7 +88,7 @@ def test_compaction_killed_before_its_manifest_shows_the_old_rows(tmp_path, monk
             raise KeyboardInterrupt("killed")
         real(path, data)
 
-    monkeypatch.setattr("pipelines.store.compact.fsio.write_bytes_atomic", die)
+    monkeypatch.setattr("crucible.pipelines.store.compact.fsio.write_bytes_atomic", die)
     with pytest.raises(KeyboardInterrupt):
         compact(out, "p")
     monkeypatch.undo()
@@ -147,7 +147,7 @@ def test_reading_commands_refuse_a_folder_that_is_not_a_store_and_create_nothing
 
 
 def test_a_reader_that_listed_manifests_just_before_a_compaction_sees_every_row_once(tmp_path, monkeypatch):
-    from pipelines.store import manifests as M
+    from crucible.pipelines.store import manifests as M
 
     out = store(tmp_path)
     before = snapshot(out)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.store import catalog, fsio, lockfree, mirror
-from pipelines.store import commit as C
-from pipelines.store import manifests as M
-from pipelines.store.check import check_store
+from crucible.pipelines.cli import main
+from crucible.pipelines.store import catalog, fsio, lockfree, mirror
+from crucible.pipelines.store import commit as C
+from crucible.pipelines.store import manifests as M
+from crucible.pipelines.store.check import check_store
 from tests.support import s3server
 from tests.support.s3server import objects, put
 from tests.support.sample_pipeline import make_item
@@ -275,7 +275,7 @@ def test_without_the_grace_period_recover_would_take_a_live_writers_shards(s3_st
 
 
 def test_compaction_on_s3_merges_and_marks_and_deletes_nothing(s3_store):
-    from pipelines.store.compact import compact
+    from crucible.pipelines.store.compact import compact
 
     for i in range(4):
         C.commit_items(s3_store, "p", "r", [make_item(i)])
@@ -324,7 +324,7 @@ def test_two_writer_processes_at_once_every_row_readable_once_nothing_deleted(s3
 
 
 def test_store_restore_on_s3_rebuilds_a_lost_manifest_and_brings_back_a_quarantined_commit(s3_store):
-    from pipelines.store.restore import restore
+    from crucible.pipelines.store.restore import restore
 
     for i in (1, 2, 3):
         C.commit_items(s3_store, "p", "r", [make_item(i)])

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.store import catalog, fsio, lock
-from pipelines.store import commit as C
-from pipelines.store import manifests as M
-from pipelines.store.records import TABLES
+from crucible.pipelines.cli import main
+from crucible.pipelines.store import catalog, fsio, lock
+from crucible.pipelines.store import commit as C
+from crucible.pipelines.store import manifests as M
+from crucible.pipelines.store.records import TABLES
 from tests.support.sample_pipeline import make_item
 
 REPO = Path(__file__).resolve().parents[2]
-HOLD = ("import sys, time; from pipelines.store import lock; lock.acquire(sys.argv[1], 'test holder run'); "
+HOLD = ("import sys, time; from crucible.pipelines.store import lock; lock.acquire(sys.argv[1], 'test holder run'); "
         "print('held', flush=True); time.sleep(120)")
 
 
@@ -100,7 +100,7 @@ def test_lock_is_reentrant_in_one_process_and_released_after_a_with_block(tmp_pa
         assert lock.held(out)
     assert not lock.held(out)
     # released: another process can take it now
-    res = subprocess.run([sys.executable, "-c", "import sys; from pipelines.store import lock; "
+    res = subprocess.run([sys.executable, "-c", "import sys; from crucible.pipelines.store import lock; "
                           "lock.acquire(sys.argv[1]); print('ok')", out], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert res.stdout.strip() == "ok", res.stderr

@@ -1,7 +1,7 @@
 import ast
 import textwrap
 
-from pipelines.swe.bugs import (
+from crucible.pipelines.swe.bugs import (
     BugCandidate,
     apply_mutation,
     bug_labels,
@@ -10,7 +10,7 @@ from pipelines.swe.bugs import (
     functions,
     mutations,
 )
-from pipelines.swe.patches import apply_patch
+from crucible.pipelines.swe.patches import apply_patch
 
 SRC = textwrap.dedent('''
     """Module doc."""

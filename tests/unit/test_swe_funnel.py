@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.config import load_config
-from pipelines.store import catalog
-from pipelines.store.commit import ItemResult, commit_items, ensure_layout, failure_row
-from pipelines.store.stats import compute_stats
-from pipelines.swe import curate as swe_pipeline
+from crucible.pipelines.cli import main
+from crucible.pipelines.config import load_config
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.commit import ItemResult, commit_items, ensure_layout, failure_row
+from crucible.pipelines.store.stats import compute_stats
+from crucible.pipelines.swe import curate as swe_pipeline
 from tests.support import samples
 
 
@@ -34,9 +34,9 @@ def fake_rollouts(monkeypatch):
                     resolved=ok, grade_reason=None if ok else "f2p failed: 1/1", reward=1.0 if ok else 0.0,
                     run_id=run_id, meta={"dropped_files": []})
 
-    monkeypatch.setattr("pipelines.swe.rollout.run_rollout", fake)
+    monkeypatch.setattr("crucible.pipelines.swe.rollout.run_rollout", fake)
     # the statement's reproduction runs in containers: here it is the recorded take_nth failure
-    monkeypatch.setattr("pipelines.swe.statement_repro.ground", lambda ctx, inst, scfg: samples_grounding())
+    monkeypatch.setattr("crucible.pipelines.swe.statement_repro.ground", lambda ctx, inst, scfg: samples_grounding())
     return calls, gold_fails
 
 
@@ -146,8 +146,8 @@ def test_llm_statements_and_rollouts_stop_at_their_caps(fake_rollouts):
     from the reproduction (no failure row: as configured); rollouts.llm_max_instances caps LLM rollouts the same way."""
     import logging
 
-    from pipelines.llm import load_prompt
-    from pipelines.store.commit import Progress
+    from crucible.pipelines.llm import load_prompt
+    from crucible.pipelines.store.commit import Progress
 
     calls, _ = fake_rollouts
     cfg = load_config("swe", ["swe.statements.llm_max_instances=2", "swe.rollouts.policies=[gold,llm]",
@@ -162,7 +162,7 @@ def test_llm_statements_and_rollouts_stop_at_their_caps(fake_rollouts):
     assert not any("failures" in r.rows for r in out)
     assert [c[1] for c in calls].count("llm") == 1  # one LLM rollout: the first instance only
     assert load_config("swe", []).to_dict()["swe"]["statements"]["llm_max_instances"] == 4  # configs/swe.yaml
-    from pipelines.config import section_schema
+    from crucible.pipelines.config import section_schema
 
     stm = section_schema("swe")["properties"]["statements"]["properties"]
     assert stm["llm_max_instances"]["default"] is None  # the schema's default: every instance

@@ -10,16 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.swe.github import crawl, crawl_repo, rejected_path_for
-from pipelines.swe.github_client import GitHubClient, GitHubError, NotFoundError, RateLimitError, next_link
-from pipelines.swe.github_rules import (
+from crucible.pipelines.swe.github import crawl, crawl_repo, rejected_path_for
+from crucible.pipelines.swe.github_client import (
+    GitHubClient,
+    GitHubError,
+    NotFoundError,
+    RateLimitError,
+    next_link,
+)
+from crucible.pipelines.swe.github_rules import (
     hints_before,
     is_valid_pull,
     parse_time,
     pull_to_instance,
     resolved_issues,
 )
-from pipelines.swe.sources import read_instances
+from crucible.pipelines.swe.sources import read_instances
 from tests.support.fake_github import FakeGitHub, Fault, comment, commit
 
 REPO = "acme/calc"
@@ -389,7 +395,7 @@ def test_bad_arguments_are_clear(tmp_path):
 # -- CLI and config ------------------------------------------------------------------------------------
 
 def test_cli_crawl_prints_summary_and_writes_rows(tiny, tmp_path, capsys, monkeypatch):
-    from pipelines.cli import main
+    from crucible.pipelines.cli import main
 
     out = tmp_path / "cli.jsonl"
     monkeypatch.setenv("CRUCIBLE_TEST_GH", "tok-123")
@@ -423,7 +429,7 @@ def test_cli_crawl_prints_summary_and_writes_rows(tiny, tmp_path, capsys, monkey
 
 
 def test_config_section_defaults_and_validation():
-    from pipelines.config import ConfigError, load_config
+    from crucible.pipelines.config import ConfigError, load_config
 
     cfg = load_config("swe")
     gh = cfg.swe.github

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipelines.swe.patches import (
+from crucible.pipelines.swe.patches import (
     PatchError,
     check_patch,
     parse_diff,
@@ -98,7 +98,7 @@ def test_a_path_through_a_symlink_of_the_tree(tmp_path):
 
 
 def test_the_applier_is_the_judge_of_what_a_patch_touches():
-    from pipelines.swe.patches import FileDiff, _check_applier
+    from crucible.pipelines.swe.patches import FileDiff, _check_applier
 
     lie = FileDiff(path="pkg/core.py", old_path="pkg/core.py", text=mod("conftest.py"))
     with pytest.raises(PatchError, match="git apply would touch"):
@@ -146,7 +146,7 @@ def host_secret(tmp_path):
 
 
 def test_gold_files_never_come_from_outside_the_tree(tmp_path):
-    from pipelines.swe.rollout import post_patch_files
+    from crucible.pipelines.swe.rollout import post_patch_files
 
     secret, tree = host_secret(tmp_path)
     rel = "../../host_secret.txt"
@@ -163,8 +163,8 @@ def test_gold_files_never_come_from_outside_the_tree(tmp_path):
 def test_a_row_with_an_escaping_path_is_a_failures_row_naming_instance_and_path(tmp_path, monkeypatch):
     import shutil
 
-    from pipelines.config import load_config
-    from pipelines.swe import curate as swe_pipeline
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.swe import curate as swe_pipeline
     from tests.support import samples
 
     secret, tree = host_secret(tmp_path)
@@ -176,14 +176,14 @@ def test_a_row_with_an_escaping_path_is_a_failures_row_naming_instance_and_path(
         return real_read(self, *a, **kw)
 
     monkeypatch.setattr(type(secret), "read_text", spy)
-    monkeypatch.setattr("pipelines.swe.envs.checkout_tree",
+    monkeypatch.setattr("crucible.pipelines.swe.envs.checkout_tree",
                         lambda ctx, repo, commit, dest: shutil.copytree(tree, dest, symlinks=True))
-    monkeypatch.setattr("pipelines.swe.envs.task_env", lambda *a, **kw: None)
+    monkeypatch.setattr("crucible.pipelines.swe.envs.task_env", lambda *a, **kw: None)
     # the rollout binds both at import: patch them where it calls them too (not only where they are defined,
     # which worked only when the rollout module happened to be imported after this patch)
-    monkeypatch.setattr("pipelines.swe.rollout.checkout_tree",
+    monkeypatch.setattr("crucible.pipelines.swe.rollout.checkout_tree",
                         lambda ctx, repo, commit, dest: shutil.copytree(tree, dest, symlinks=True))
-    monkeypatch.setattr("pipelines.swe.rollout.task_env", lambda *a, **kw: None)
+    monkeypatch.setattr("crucible.pipelines.swe.rollout.task_env", lambda *a, **kw: None)
     rel = "../../../host_secret.txt"
     inst = dict(samples.swe_instance(7), problem_statement="x", meta={},
                 patch=f"diff --git a/{rel} b/{rel}\n--- a/pkg/core.py\n+++ b/pkg/core.py\n" + HUNK)
@@ -203,7 +203,7 @@ def test_a_row_with_an_escaping_path_is_a_failures_row_naming_instance_and_path(
 # ---------------------------------------------------------------- canaries
 
 def test_canaries_have_ordinary_random_names_and_behave(tmp_path):
-    from pipelines.swe.grade import canary_problem, write_canaries
+    from crucible.pipelines.swe.grade import canary_problem, write_canaries
 
     (tmp_path / "pkg" / "tests").mkdir(parents=True)
     f2p = ["pkg/tests/test_a.py::test_x", "tests2/test_b.py::T::test_y"]
@@ -218,7 +218,7 @@ def test_canaries_have_ordinary_random_names_and_behave(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pytest", "-rA", "-p", "no:cacheprovider", f"--junitxml={junit}",
                            *files], cwd=tmp_path, capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
-    from sandbox.parsers import parse_pytest_rA
+    from crucible.sandbox.parsers import parse_pytest_rA
 
     tests = parse_pytest_rA(proc.stdout)
     root_fixed = {k: v for k, v in tests.items()}
@@ -234,7 +234,7 @@ def test_canaries_have_ordinary_random_names_and_behave(tmp_path):
 
 
 def test_report_path_check_fails_when_tree_code_wraps_makereport(tmp_path):
-    from pipelines.swe.grade import INTACT_CHECK
+    from crucible.pipelines.swe.grade import INTACT_CHECK
 
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
@@ -257,7 +257,7 @@ def test_report_path_check_fails_when_tree_code_wraps_makereport(tmp_path):
 # ---------------------------------------------------------------- verdicts, rewards, splits
 
 def test_console_failures_that_junit_reports_as_passed_are_forged():
-    from sandbox.testrun import reconcile
+    from crucible.sandbox.testrun import reconcile
 
     junit = ('<testsuites><testsuite><testcase classname="a" name="test_x" file="a.py"/>'
              '<testcase classname="a" name="test_y" file="a.py"/></testsuite></testsuites>')
@@ -268,9 +268,9 @@ def test_console_failures_that_junit_reports_as_passed_are_forged():
 
 @pytest.mark.parametrize("grade", ["harness_tamper", "forged_summary", "patch_rejected", "infra"])
 def test_tampered_or_infra_rollouts_earn_nothing_and_train_nothing(grade):
-    from pipelines.config import load_config
-    from pipelines.swe.filters import classify, reward_of
-    from pipelines.swe.grade import Grade, result
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.swe.filters import classify, reward_of
+    from crucible.pipelines.swe.grade import Grade, result
     from tests.support import samples
 
     g = result(Grade(grade), f"{grade}: x", ["a::t"], ["a::u"], counts={"f2p_passed": 1, "p2p_passed": 1})
@@ -290,8 +290,8 @@ def test_tampered_or_infra_rollouts_earn_nothing_and_train_nothing(grade):
 
 
 def test_plugins_come_from_the_env_never_from_the_tree(tmp_path):
-    from sandbox.plugins import PLUGIN_LIST
-    from sandbox.recipes import test_script
+    from crucible.sandbox.plugins import PLUGIN_LIST
+    from crucible.sandbox.recipes import test_script
 
     d = tmp_path / "evil-1.0.dist-info"
     d.mkdir()

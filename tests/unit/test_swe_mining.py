@@ -1,8 +1,8 @@
 import os
 import subprocess
 
-from pipelines.swe.mining import MiningLimits, mine_commits
-from pipelines.swe.patches import apply_patch
+from crucible.pipelines.swe.mining import MiningLimits, mine_commits
+from crucible.pipelines.swe.patches import apply_patch
 
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
        "GIT_COMMITTER_EMAIL": "t@x"}

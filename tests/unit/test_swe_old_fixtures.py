@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import benchmarks.swe_old_fixtures as old
-from pipelines.swe.sources import read_instances
-from sandbox.sources import init_one_commit
+from crucible.pipelines.swe.sources import read_instances
+from crucible.sandbox.sources import init_one_commit
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "swe" / "old"
 BUG = """diff --git a/tiny.py b/tiny.py

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines.swe import envs
+from crucible.pipelines.swe import envs
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -38,7 +38,7 @@ def repo_ctx(tmp_path):
 
 def _race(monkeypatch, ctx, commits, tmp_path) -> str:
     """Worker A checks out commit one and, between its checkout and its export, worker B checks out two."""
-    from sandbox import sources
+    from crucible.sandbox import sources
 
     a_exporting, b_done, real_export = threading.Event(), threading.Event(), sources.export_tree
 

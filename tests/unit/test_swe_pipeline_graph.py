@@ -10,11 +10,11 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.store import catalog
-from pipelines.store.commit import ItemResult, commit_items, ensure_layout
-from pipelines.swe import graph as G
-from pipelines.swe.graph_sources import SourceSpec, source_specs
-from pipelines.swe.records import SWEInstance
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.commit import ItemResult, commit_items, ensure_layout
+from crucible.pipelines.swe import graph as G
+from crucible.pipelines.swe.graph_sources import SourceSpec, source_specs
+from crucible.pipelines.swe.records import SWEInstance
 from tests.support import portable_swe as ps
 
 OPTS = ["--runner=FnApiRunner"]
@@ -132,15 +132,15 @@ def test_whole_graph_commits_once_and_a_rerun_skips_what_is_committed(tmp_path):
 
 @pytest.mark.parametrize("cap, fires", [(0.3, True), (30, False)])
 def test_a_gold_rollout_cut_by_the_cap_rejects_the_instance_in_curation(monkeypatch, cap, fires):
-    from pipelines.swe.curate import curate_instance
+    from crucible.pipelines.swe.curate import curate_instance
     from tests.support.local_repro import grounding
 
     def slow_rollout(ctx, inst, policy, **kw):
         time.sleep(1.0)
         return ps.fake_rollout(ctx, inst, policy, **kw)
 
-    monkeypatch.setattr("pipelines.swe.rollout.run_rollout", slow_rollout)
-    monkeypatch.setattr("pipelines.swe.statement_repro.ground", lambda ctx, inst, scfg: grounding())
+    monkeypatch.setattr("crucible.pipelines.swe.rollout.run_rollout", slow_rollout)
+    monkeypatch.setattr("crucible.pipelines.swe.statement_repro.ground", lambda ctx, inst, scfg: grounding())
     cfg = ps.small_config("/tmp/unused", "/tmp/unused.jsonl", f"swe.rollouts.rollout_timeout_s={cap}").to_dict()
     inst = dict(ps.samples.swe_instance(1), problem_statement="", meta={"function": "f", "path": "pkg/x.py"})
     res = curate_instance(None, inst, ps.samples.swe_validation(1), cfg=cfg, run_id="r", client=None, prompt=None)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import apache_beam as beam
 import pytest
 
-from pipelines.beam_options import pipeline_options
-from pipelines.store import catalog
-from pipelines.store.catalog import refresh_catalog
-from pipelines.store.commit import ItemResult, ensure_layout, failure_row
-from pipelines.store.sinks import CommitResults, _CommitDoFn
+from crucible.pipelines.beam_options import pipeline_options
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.catalog import refresh_catalog
+from crucible.pipelines.store.commit import ItemResult, ensure_layout, failure_row
+from crucible.pipelines.store.sinks import CommitResults, _CommitDoFn
 from tests.support import portable_swe as ps
 from tests.support import samples
 

@@ -9,9 +9,9 @@ import pytest
 from apache_beam.options import pipeline_options as po
 from apache_beam.runners.portability.flink_runner import FlinkJarJobServer
 
-from pipelines.beam_options import pipeline_args, pipeline_options
-from pipelines.config import load_config
-from pipelines.swe.graph import build
+from crucible.pipelines.beam_options import pipeline_args, pipeline_options
+from crucible.pipelines.config import load_config
+from crucible.pipelines.swe.graph import build
 from tests.support import portable_swe as ps
 
 STAGES = ("Sources", "InjectMineCrawl", "SkipFinishedRows", "Validate", "Curate", "Commit", "CommittedKeys")

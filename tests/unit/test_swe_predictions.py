@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipelines.swe.predictions import PredictionsError, grade_line, read_predictions, summarize
+from crucible.pipelines.swe.predictions import PredictionsError, grade_line, read_predictions, summarize
 
 
 def test_read_predictions_keeps_good_rows_and_names_bad_ones(tmp_path):
@@ -38,7 +38,7 @@ def test_lines_and_report():
 
 
 def test_cli_grades_each_prediction(tmp_path, monkeypatch, capsys):
-    from pipelines.cli import main
+    from crucible.pipelines.cli import main
     from tests.support import samples
 
     diff = "diff --git a/pkg/x.py b/pkg/x.py\n--- a/pkg/x.py\n+++ b/pkg/x.py\n@@ -1 +1 @@\n-a\n+b\n"
@@ -55,8 +55,8 @@ def test_cli_grades_each_prediction(tmp_path, monkeypatch, capsys):
                 "empty_patch", "f2p_passed": len(i["FAIL_TO_PASS"]) if ok else 0, "f2p_total": len(i["FAIL_TO_PASS"]),
                 "p2p_passed": 0, "p2p_total": 0, "dropped_files": []}
 
-    monkeypatch.setattr("pipelines.swe.predictions.grade_patch", fake_grade)
-    monkeypatch.setattr("pipelines.commands.swe_cmd._docker", lambda: None)
+    monkeypatch.setattr("crucible.pipelines.swe.predictions.grade_patch", fake_grade)
+    monkeypatch.setattr("crucible.pipelines.commands.swe_cmd._docker", lambda: None)
     out = tmp_path / "out"
     rc = main(["swe", "grade", "--instances", str(tmp_path / "inst.jsonl"), "--predictions",
                str(tmp_path / "preds.jsonl"), "--out", str(out), "--json", "--set", f"swe.workdir={tmp_path / 'w'}",
@@ -75,12 +75,12 @@ def test_grades_go_to_the_store_one_row_per_prediction_and_a_rerun_grades_only_n
     as it finishes); a rerun grades nothing twice and still reports every prediction."""
     import jsonschema
 
-    from pipelines.config import load_config
-    from pipelines.store import catalog
-    from pipelines.store.records import record_type
-    from pipelines.swe import grade as G
-    from pipelines.swe import grade_store
-    from pipelines.swe.predictions import summarize
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.store import catalog
+    from crucible.pipelines.store.records import record_type
+    from crucible.pipelines.swe import grade as G
+    from crucible.pipelines.swe import grade_store
+    from crucible.pipelines.swe.predictions import summarize
 
     calls = []
 

@@ -10,15 +10,15 @@ import urllib.request
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.cli import main
-from pipelines.config import load_config
-from pipelines.store import catalog
-from pipelines.store.commit import ItemResult, commit_items, ensure_layout
-from pipelines.store.records import record_type
-from pipelines.swe import quality as Q
-from pipelines.swe.quality_select import InstanceFilter, parse_filter
-from pipelines.swe.records import SWEInstance
-from pipelines.view.server import ViewServer
+from crucible.pipelines.cli import main
+from crucible.pipelines.config import load_config
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.commit import ItemResult, commit_items, ensure_layout
+from crucible.pipelines.store.records import record_type
+from crucible.pipelines.swe import quality as Q
+from crucible.pipelines.swe.quality_select import InstanceFilter, parse_filter
+from crucible.pipelines.swe.records import SWEInstance
+from crucible.pipelines.view.server import ViewServer
 from tests.support import samples
 
 FIX = """diff --git a/pkg/mod.py b/pkg/mod.py
@@ -192,7 +192,7 @@ def test_the_agent_pass_rate_counts_model_policies_only():
 
 
 def test_curate_writes_labels_and_difficulty_on_every_instance(monkeypatch):
-    from pipelines.swe import curate
+    from crucible.pipelines.swe import curate
 
     def fake(ctx, inst, policy, *, policy_name, sample_index=0, run_id="", **kw):
         ok = policy_name == "gold"
@@ -200,8 +200,10 @@ def test_curate_writes_labels_and_difficulty_on_every_instance(monkeypatch):
                     instance_id=inst["instance_id"], resolved=ok, reward=float(ok), run_id=run_id,
                     grade_reason=None if ok else "f2p failed", meta={"dropped_files": []})
 
-    monkeypatch.setattr("pipelines.swe.rollout.run_rollout", fake)
-    from pipelines.swe import statements  # the statement is not under test here: the instance's own is kept
+    monkeypatch.setattr("crucible.pipelines.swe.rollout.run_rollout", fake)
+    from crucible.pipelines.swe import (
+        statements,  # the statement is not under test here: the instance's own is kept
+    )
 
     if hasattr(statements, "statement_for"):
         monkeypatch.setattr(statements, "statement_for", lambda ctx, inst, *a, **k: (SWEInstance.from_row(inst), [], None))
@@ -215,7 +217,7 @@ def test_curate_writes_labels_and_difficulty_on_every_instance(monkeypatch):
 
 
 def test_swe_validate_writes_them_too():
-    from pipelines.swe.runner import instance_result
+    from crucible.pipelines.swe.runner import instance_result
 
     inst, val = CRAFTED[Q.Defect.FLAKY]
     item = instance_result((SWEInstance.from_row(inst), val), "r1", None)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.swe import quality as Q
-from pipelines.swe import quality_facts
-from pipelines.swe.records import SWEInstance
+from crucible.pipelines.swe import quality as Q
+from crucible.pipelines.swe import quality_facts
+from crucible.pipelines.swe.records import SWEInstance
 from tests.support import samples
 from tests.unit.test_swe_quality import FIX, make_test_patch, validation
 

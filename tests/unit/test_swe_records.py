@@ -3,9 +3,9 @@ kinds and statuses as enums that are the schemas' own values."""
 
 import pytest
 
-from pipelines.store.records import record_type
-from pipelines.swe.envs import TaskEnv
-from pipelines.swe.records import (
+from crucible.pipelines.store.records import record_type
+from crucible.pipelines.swe.envs import TaskEnv
+from crucible.pipelines.swe.records import (
     FailureKind,
     Stage,
     Status,
@@ -78,8 +78,8 @@ def test_failure_rows_of_every_stage_match_schema():
 def test_validate_flags_are_config_overrides_read_like_swe_curate():
     from types import SimpleNamespace
 
-    from pipelines.commands.swe_cmd import flag_overrides
-    from pipelines.config import load_config
+    from crucible.pipelines.commands.swe_cmd import flag_overrides
+    from crucible.pipelines.config import load_config
 
     args = SimpleNamespace(repo_url_template="file:///m/{owner}/{name}.git", reruns=3, id_style="junit",
                            label_network="internal", recipes="inferred", network="none", no_reference=True)
@@ -95,18 +95,18 @@ def test_validate_flags_are_config_overrides_read_like_swe_curate():
 def test_grading_uses_the_env_carried_from_validation_and_its_network(tmp_path, monkeypatch):
     import shutil
 
-    from pipelines.swe import envs
-    from pipelines.swe.envs import ValidateContext
-    from pipelines.swe.grade import grade_patch
-    from sandbox.api import Settings
-    from sandbox.testrun import TestRun
+    from crucible.pipelines.swe import envs
+    from crucible.pipelines.swe.envs import ValidateContext
+    from crucible.pipelines.swe.grade import grade_patch
+    from crucible.sandbox.api import Settings
+    from crucible.sandbox.testrun import TestRun
 
     tree = tmp_path / "tree"
     (tree / "pkg").mkdir(parents=True)
     (tree / "tests").mkdir()
     (tree / "pkg" / "x.py").write_text("a\n")
     (tree / "tests" / "test_x.py").write_text("def test_a():\n    pass\n")
-    monkeypatch.setattr("pipelines.swe.grade.checkout_tree", lambda ctx, repo, commit, dest: shutil.copytree(tree, dest))
+    monkeypatch.setattr("crucible.pipelines.swe.grade.checkout_tree", lambda ctx, repo, commit, dest: shutil.copytree(tree, dest))
 
     def rederived(*a, **kw):
         raise AssertionError("the env was planned again")
@@ -118,7 +118,7 @@ def test_grading_uses_the_env_carried_from_validation_and_its_network(tmp_path, 
         seen.update(image=image, network=network, test_cmd=recipe["test_cmd"])
         return TestRun(status="infra", kind="daemon", reason="stop here")
 
-    monkeypatch.setattr("pipelines.swe.grade.run_tests", fake_run)
+    monkeypatch.setattr("crucible.pipelines.swe.grade.run_tests", fake_run)
     env = TaskEnv("crucible/env-x:py3.11-carried", {"test_cmd": "python -m pytest -x", "test_paths": ["tests"]},
                   "internal")
     inst = SWEInstance(instance_id="o__r-1", repo="o/r", base_commit="b", patch="", test_patch="",

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines.swe.envs import TaskEnv, group_by_env, url_template_for
-from pipelines.swe.reference import cache_path, reference_key, reference_run, tree_id
-from sandbox.testrun import TestRun
+from crucible.pipelines.swe.envs import TaskEnv, group_by_env, url_template_for
+from crucible.pipelines.swe.reference import cache_path, reference_key, reference_run, tree_id
+from crucible.sandbox.testrun import TestRun
 
 
 def run(status="ok", tests=None, kind="", reason=""):
@@ -123,8 +123,8 @@ def test_repo_with_local_mirror_uses_it_others_use_the_template(tmp_path):
 
 
 def test_validate_bugs_skips_committed_candidates_before_touching_docker():
-    from pipelines.swe.bugs import bug_instance_id
-    from pipelines.swe.validate import validate_bugs
+    from crucible.pipelines.swe.bugs import bug_instance_id
+    from crucible.pipelines.swe.validate import validate_bugs
 
     cands = [SimpleNamespace(key="k1"), SimpleNamespace(key="k2")]
     done = frozenset(bug_instance_id("pypi/toolz", c) for c in cands)

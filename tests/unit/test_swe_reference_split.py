@@ -6,13 +6,13 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.cli import main
-from pipelines.config import load_config
-from pipelines.integrations.export_trl import trl_rows
-from pipelines.store import catalog
-from pipelines.store.commit import ItemResult, commit_items, ensure_layout
-from pipelines.swe import curate as swe_curate
-from pipelines.swe import filters
+from crucible.pipelines.cli import main
+from crucible.pipelines.config import load_config
+from crucible.pipelines.integrations.export_trl import trl_rows
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.commit import ItemResult, commit_items, ensure_layout
+from crucible.pipelines.swe import curate as swe_curate
+from crucible.pipelines.swe import filters
 from tests.support import samples, swe_trajs
 
 FILTERS = load_config("swe", []).to_dict()["swe"]["filters"]
@@ -55,7 +55,7 @@ def fake_rollouts(monkeypatch):
                     instance_id=inst["instance_id"], sample_index=sample_index, run_id=run_id,
                     reward=1.0 if ok else 0.25, grade_reason=None if ok else "f2p failed: 0/1")
 
-    monkeypatch.setattr("pipelines.swe.rollout.run_rollout", fake)
+    monkeypatch.setattr("crucible.pipelines.swe.rollout.run_rollout", fake)
     from tests.support.local_repro import patch_grounding
 
     patch_grounding(monkeypatch)  # the statement's reproduction (containers) stands recorded

@@ -1,8 +1,8 @@
 """The SWE rollout prompt asks for what the SFT filters keep (issue 24 item 2): the failure reproduced before
-the first edit (``pipelines.swe.filters.f_reproduced``: a test run or a python run that shows it), the tests
+the first edit (``crucible.pipelines.swe.filters.f_reproduced``: a test run or a python run that shows it), the tests
 run again after the edit."""
 
-from pipelines.swe.rollout import task_messages
+from crucible.pipelines.swe.rollout import task_messages
 
 
 def test_the_task_asks_to_reproduce_the_failure_before_editing_and_to_test_after():

@@ -9,13 +9,13 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.cli import main
-from pipelines.config import load_config
-from pipelines.integrations.export_trl import trl_rows
-from pipelines.store import catalog
-from pipelines.store.commit import ItemResult, commit_items, ensure_layout
-from pipelines.store.stats import compute_stats
-from pipelines.swe import filters, steps
+from crucible.pipelines.cli import main
+from crucible.pipelines.config import load_config
+from crucible.pipelines.integrations.export_trl import trl_rows
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.commit import ItemResult, commit_items, ensure_layout
+from crucible.pipelines.store.stats import compute_stats
+from crucible.pipelines.swe import filters, steps
 from tests.support import swe_trajs as T
 
 CFG = load_config("swe", []).to_dict()["swe"]["filters"]
@@ -35,7 +35,7 @@ def test_a_trajectory_that_shows_the_work_is_sft():
 
 
 def test_the_defaults_are_in_the_schema_only():
-    from pipelines.config import section_schema
+    from crucible.pipelines.config import section_schema
 
     props = section_schema("swe")["properties"]["filters"]["properties"]
     assert {k: props[k]["default"] for k in ("sft_require_reproduction", "sft_source_edits_only",
@@ -254,14 +254,14 @@ def test_failure_and_setup_failure_are_told_apart():
 # ---------------------------------------------------------------- curation, export, stats
 
 def test_curation_passes_the_instance_so_a_close_row_is_semi(monkeypatch):
-    from pipelines.swe import curate
+    from crucible.pipelines.swe import curate
 
     def fake(ctx, inst, policy, *, policy_name, sample_index=0, run_id="", **kw):
         if policy_name == "gold":
             return T.row(policy="gold", traj_id="g", instance_id=inst["instance_id"])
         return T.row(resolved=False, f2p=(1, 2), traj_id="l", instance_id=inst["instance_id"])
 
-    monkeypatch.setattr("pipelines.swe.rollout.run_rollout", fake)
+    monkeypatch.setattr("crucible.pipelines.swe.rollout.run_rollout", fake)
     from tests.support.local_repro import patch_grounding
 
     patch_grounding(monkeypatch)  # the statement's reproduction (containers) stands recorded
@@ -335,10 +335,10 @@ def test_the_real_tools_observations_are_read_right(tmp_path):
     and pytest's own output, the view and str_replace answers. Reproduce-edit-test is SFT; edit-first is not."""
     import sys
 
-    from pipelines.agent.loop import run_agent
-    from pipelines.swe.rollout import task_messages
-    from pipelines.swe.tools import make_tools
-    from sandbox.workspace import LocalWorkspace, init_baseline, workspace_diff
+    from crucible.pipelines.agent.loop import run_agent
+    from crucible.pipelines.swe.rollout import task_messages
+    from crucible.pipelines.swe.tools import make_tools
+    from crucible.sandbox.workspace import LocalWorkspace, init_baseline, workspace_diff
 
     def rollout(script):
         root = tmp_path / f"repo{len(script)}"

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.swe.sources import InputFileError, read_instances
+from crucible.pipelines.swe.sources import InputFileError, read_instances
 
 SAMPLE = "/work/shared/fixtures/swe/swebench_format_sample.jsonl"
 DIFF = "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n"

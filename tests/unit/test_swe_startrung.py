@@ -1,4 +1,4 @@
-"""SWE validation climbs the ladder when a run stops before its tests (pipelines.swe.startrung), on the golden
+"""SWE validation climbs the ladder when a run stops before its tests (crucible.pipelines.swe.startrung), on the golden
 logs of tests/data/sandbox/startup. Envs and runs are faked (decide_env, run_and_label); the Docker path is
 tests/integration (the lead's)."""
 
@@ -9,11 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 
-import pipelines.swe.startrung as startrung
-from pipelines.swe.records import validation_row
-from sandbox.ladder import apply_rung, trigger_lines
-from sandbox.recipes import infer_recipe
-from sandbox.testrun import reconcile
+import crucible.pipelines.swe.startrung as startrung
+from crucible.pipelines.swe.records import validation_row
+from crucible.sandbox.ladder import apply_rung, trigger_lines
+from crucible.sandbox.recipes import infer_recipe
+from crucible.sandbox.testrun import reconcile
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "sandbox" / "startup"
 

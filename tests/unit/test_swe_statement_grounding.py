@@ -10,11 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 
-import pipelines.swe.statement_repro as sr
-from pipelines.swe import statement_facts as sf
-from pipelines.swe.patches import file_diff
-from pipelines.swe.statement_source import Unreducible, reduce_test, render
-from pipelines.swe.statements import write_statement
+import crucible.pipelines.swe.statement_repro as sr
+from crucible.pipelines.swe import statement_facts as sf
+from crucible.pipelines.swe.patches import file_diff
+from crucible.pipelines.swe.statement_source import Unreducible, reduce_test, render
+from crucible.pipelines.swe.statements import write_statement
 from tests.support.local_repro import run_code_locally
 from tests.support.trees import write_tree
 
@@ -298,7 +298,7 @@ def test_hand_labelled_llm_statements_contradicting_ones_caught_right_ones_kept(
 
 
 def test_hand_labelled_set_with_the_check_switched_off_keeps_every_contradiction(monkeypatch):
-    from pipelines.swe import statements
+    from crucible.pipelines.swe import statements
 
     failures, rows = labelled()
     monkeypatch.setattr(sf, "check_llm", lambda *a, **k: [])
@@ -319,7 +319,7 @@ class Scripted:
 
 
 def test_llm_statement_kept_with_its_snippet_and_a_contradicting_one_recorded(local):
-    from pipelines.llm import load_prompt
+    from crucible.pipelines.llm import load_prompt
 
     ctx, _ = local
     i = inst(["tests/test_lib.py::test_take_every"])
@@ -342,14 +342,14 @@ def test_llm_statement_kept_with_its_snippet_and_a_contradicting_one_recorded(lo
 
 
 def test_curate_drops_an_instance_whose_statement_does_not_reproduce(monkeypatch):
-    from pipelines.config import load_config
-    from pipelines.swe import curate
+    from crucible.pipelines.config import load_config
+    from crucible.pipelines.swe import curate
     from tests.support import samples
     from tests.support.local_repro import grounding
 
     rolled = []
-    monkeypatch.setattr("pipelines.swe.rollout.run_rollout", lambda *a, **k: rolled.append(a))
-    monkeypatch.setattr("pipelines.swe.statement_repro.ground", lambda ctx, i, scfg: grounding(reproduced=False))
+    monkeypatch.setattr("crucible.pipelines.swe.rollout.run_rollout", lambda *a, **k: rolled.append(a))
+    monkeypatch.setattr("crucible.pipelines.swe.statement_repro.ground", lambda ctx, i, scfg: grounding(reproduced=False))
     cfg = load_config("swe", ["swe.statements.use_llm=false"]).to_dict()
     res = curate.curate_instance(None, dict(samples.swe_instance(1), problem_statement=""),
                                  samples.swe_validation(1), cfg=cfg, run_id="r1")
@@ -414,7 +414,7 @@ class T(unittest.TestCase):
 
 
 def test_prune_leaves_out_read_only_checks_before_the_failing_step(tmp_path):
-    from pipelines.swe.statement_source import is_check
+    from crucible.pipelines.swe.statement_source import is_check
 
     r = reduce_test(tree(tmp_path, LIB_GOOD, "t"), "tests/test_lib.py::test_take_every")
     assert "assert len(data) == 5" not in render(r, 2, "value", prune=True)

@@ -1,6 +1,6 @@
-from pipelines.llm import LLMClient, load_prompt
-from pipelines.swe.patches import file_diff
-from pipelines.swe.statements import leak_check, scrub_failure, write_statement
+from crucible.pipelines.llm import LLMClient, load_prompt
+from crucible.pipelines.swe.patches import file_diff
+from crucible.pipelines.swe.statements import leak_check, scrub_failure, write_statement
 from tests.support.fake_llm_server import FakeOpenAIServer, Reply
 from tests.support.local_repro import grounding
 

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines.swe import swebench_import as si
-from pipelines.swe import swebench_specs as sb
-from sandbox.recipes import RecipeError, install_script, test_script
+from crucible.pipelines.swe import swebench_import as si
+from crucible.pipelines.swe import swebench_specs as sb
+from crucible.sandbox.recipes import RecipeError, install_script, test_script
 from tests.support.trees import write_tree as write
 
 CONSTANTS = '''
@@ -279,7 +279,7 @@ def test_uncovered_pairs_give_none(tmp_path, table):
 
 
 def test_env_key_changes_with_spec_requirements_and_origin(tmp_path, table):
-    from sandbox.api import Settings, plan_env
+    from crucible.sandbox.api import Settings, plan_env
 
     s = Settings()
     tree = foo_tree(tmp_path)
@@ -310,7 +310,7 @@ class FakeBuild:
         self.calls = []
 
     def __call__(self, client, settings, tree, name, force=False, recipe=None, date=None):
-        from sandbox.api import plan_env
+        from crucible.sandbox.api import plan_env
 
         self.calls.append(recipe)
         return plan_env(settings, tree, name, recipe, date), {"cache_hit": False}
@@ -334,16 +334,16 @@ def dated_mirror(tmp_path, repo: str, files: dict, date: str) -> tuple[Path, str
 
 
 def test_env_for_auto_uses_table_and_inferred_does_not(tmp_path, monkeypatch):
-    import sandbox.api
-    from pipelines.swe.envs import ValidateContext, env_for
-    from sandbox.api import Settings
+    import crucible.sandbox.api
+    from crucible.pipelines.swe.envs import ValidateContext, env_for
+    from crucible.sandbox.api import Settings
 
     files = {"requirements_dev.txt": "pytest\n", "setup.py": "", "test/a_test.py": "def test_a():\n    pass\n",
              "test/test_b.py": ""}
     tree = write(tmp_path / "t", files)
     mirrors, sha = dated_mirror(tmp_path, "sqlfluff/sqlfluff", files, "2021-06-01")
     fake = FakeBuild()
-    monkeypatch.setattr(sandbox.api, "build_env", fake)
+    monkeypatch.setattr(crucible.sandbox.api, "build_env", fake)
     auto = ValidateContext(client=None, settings=Settings(), workdir=tmp_path / "w", mirror_root=mirrors)
     spec = env_for(auto, "sqlfluff/sqlfluff", sha, tree, "0.8")
     assert spec.recipe["origin"].startswith("swebench-4.0.") and spec.recipe["python"] == "3.9"
@@ -367,8 +367,8 @@ def test_env_for_auto_uses_table_and_inferred_does_not(tmp_path, monkeypatch):
 
 
 def test_env_date_commit_first_then_the_rows_created_at(tmp_path):
-    from pipelines.swe.envs import ValidateContext, env_date
-    from sandbox.api import Settings
+    from crucible.pipelines.swe.envs import ValidateContext, env_date
+    from crucible.sandbox.api import Settings
 
     mirrors, sha = dated_mirror(tmp_path, "o/old", {"a.py": ""}, "2019-03-04")
     ctx = ValidateContext(client=None, settings=Settings(), workdir=tmp_path / "w", mirror_root=mirrors)
@@ -382,8 +382,8 @@ def test_env_date_commit_first_then_the_rows_created_at(tmp_path):
 
 def test_validate_instance_reports_recipe_error_as_setup_reason(tmp_path, monkeypatch):
     """A covered (repo, version) whose spec cannot be honoured is an error row naming why (no fallback)."""
-    from pipelines.swe import validate as v
-    from sandbox.api import Settings
+    from crucible.pipelines.swe import validate as v
+    from crucible.sandbox.api import Settings
 
     tree = write(tmp_path / "base", {"setup.py": "", "tests/test_a.py": ""})
     monkeypatch.setattr(v, "checkout_tree", lambda ctx, repo, commit, dest: tree)
@@ -396,7 +396,7 @@ def test_validate_instance_reports_recipe_error_as_setup_reason(tmp_path, monkey
 
 
 def test_cli_import_specs_writes_file(tmp_path):
-    from pipelines.commands import swe_cmd
+    from crucible.pipelines.commands import swe_cmd
 
     out = tmp_path / "o" / "specs.json"
     rc = swe_cmd._import_specs(SimpleNamespace(source=str(make_wheel(tmp_path)), out=str(out)))
@@ -407,7 +407,7 @@ def test_cli_import_specs_writes_file(tmp_path):
 # ---------------------------------------------------------------- SWE-bench's parser variants
 
 def test_options_parser_normalises_path_parametrization_like_swebench():
-    from sandbox.parsers import get_parser
+    from crucible.sandbox.parsers import get_parser
 
     log = "\n".join([
         "PASSED tests/test_a.py::test_x[/usr/lib/python3/foo.py]",
@@ -424,7 +424,7 @@ def test_options_parser_normalises_path_parametrization_like_swebench():
 
 
 def test_v2_parser_strips_colour_and_reads_verbose_lines():
-    from sandbox.parsers import get_parser
+    from crucible.sandbox.parsers import get_parser
 
     log = "\n".join([
         "\x1b[32mPASSED\x1b[0m astropy/io/tests/test_a.py::test_one",
@@ -479,8 +479,8 @@ def test_inferred_envs_of_covered_repos_write_swebench_ids():
     (key) is untouched. Other repos, junit ids and recipes that name a parser keep theirs."""
     from types import SimpleNamespace
 
-    from pipelines.swe.envs import ValidateContext, env_of
-    from sandbox.api import Settings
+    from crucible.pipelines.swe.envs import ValidateContext, env_of
+    from crucible.sandbox.api import Settings
 
     spec = SimpleNamespace(image="img:1", recipe={"test_cmd": "python -m pytest"})
     ctx = ValidateContext(client=None, settings=Settings(), workdir=Path("/tmp"), recipes="inferred")

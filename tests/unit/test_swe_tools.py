@@ -1,9 +1,15 @@
 
-from pipelines.agent.loop import run_agent
-from pipelines.swe.patches import apply_patch, file_diff
-from pipelines.swe.rollout import GoldPolicy, gold_edits, post_patch_files, replacements, task_messages
-from pipelines.swe.tools import make_tools
-from sandbox.workspace import LocalWorkspace, init_baseline, workspace_diff
+from crucible.pipelines.agent.loop import run_agent
+from crucible.pipelines.swe.patches import apply_patch, file_diff
+from crucible.pipelines.swe.rollout import (
+    GoldPolicy,
+    gold_edits,
+    post_patch_files,
+    replacements,
+    task_messages,
+)
+from crucible.pipelines.swe.tools import make_tools
+from crucible.sandbox.workspace import LocalWorkspace, init_baseline, workspace_diff
 
 BUGGY = "def add(a, b):\n    return a - b\n\n\ndef one():\n    return 1\n"
 FIXED = BUGGY.replace("a - b", "a + b")
@@ -98,7 +104,7 @@ def test_forced_submit_at_turn_cap(tmp_path):
 
 
 def test_trajectory_filters_and_split():
-    from pipelines.swe.filters import classify
+    from crucible.pipelines.swe.filters import classify
 
     def call(name, args):
         return {"role": "assistant", "content": None,
@@ -107,7 +113,7 @@ def test_trajectory_filters_and_split():
     base = {"messages": [{"role": "user", "content": "x"}, call("view", '{"path": "a"}'), call("submit", "{}")],
             "tools": [], "n_tool_calls": 2, "n_tool_errors": 0, "exit_status": "submitted", "resolved": True,
             "meta": {"dropped_files": []}}
-    from pipelines.config import load_config
+    from crucible.pipelines.config import load_config
 
     # the hard filters; the strict SFT checks (reproduction, source edits, tests after) are off here
     # (tests/unit/test_swe_sft_strict.py has them)

@@ -2,8 +2,8 @@ import subprocess
 
 import pytest
 
-from pipelines.swe.labels import compute_labels, flaky_from, labels_hold, labels_match, verdict
-from pipelines.swe.patches import (
+from crucible.pipelines.swe.labels import compute_labels, flaky_from, labels_hold, labels_match, verdict
+from crucible.pipelines.swe.patches import (
     PatchError,
     apply_patch,
     diff_paths,
@@ -137,7 +137,7 @@ def test_apply_patch_and_file_diff_round_trip(tmp_path):
 
 
 def test_grade_score_absent_counts_as_failed_and_empty_f2p_never_resolves():
-    from pipelines.swe.grade import score, test_files_of
+    from crucible.pipelines.swe.grade import score, test_files_of
 
     s = score({"a.py::x": "PASSED", "a.py::y": "XFAIL"}, ["a.py::x"], ["a.py::y"])
     assert s == {"f2p_passed": 1, "f2p_total": 1, "p2p_passed": 0, "p2p_total": 1, "resolved": False}
@@ -155,7 +155,7 @@ def test_sanitize_drops_every_harness_exploit_path():
 
 
 def test_pytest_seconds_from_summary_line():
-    from pipelines.swe.labels import pytest_seconds
+    from crucible.pipelines.swe.labels import pytest_seconds
 
     log = "PASSED a.py::x\n========= 2 passed, 1 xfailed in 1.37s =========\n"
     assert pytest_seconds(log) == 1.37

@@ -8,7 +8,7 @@ import contextlib
 import threading
 from types import SimpleNamespace
 
-from pipelines.swe import envs, reference, validate
+from crucible.pipelines.swe import envs, reference, validate
 from tests.unit.test_swe_pipeline_checkout import _git, repo_ctx  # noqa: F401  (the fixture)
 
 

@@ -2,10 +2,10 @@ import random
 
 import pytest
 
-from pipelines.browse import harden as H
-from pipelines.browse import sampling
-from pipelines.browse import synth as S
-from pipelines.browse.kg.model import Entity, Graph, Triple
+from crucible.pipelines.browse import harden as H
+from crucible.pipelines.browse import sampling
+from crucible.pipelines.browse import synth as S
+from crucible.pipelines.browse.kg.model import Entity, Graph, Triple
 
 
 def toy_graph() -> Graph:
@@ -196,7 +196,7 @@ def test_pattern_hash_ignores_names_but_not_shape(g):
 
 
 def test_rewrite_that_drops_a_clue_is_rejected(g):
-    from pipelines.browse.stages import validate_question
+    from crucible.pipelines.browse.stages import validate_question
 
     d = S.Draft({"triples": [["?a", "country", "?k"], ["?k", "currency", "?x"], ["?a", "serves_city", "city/cusco"]],
                  "target": "?x", "constraints": [{"var": "?a", "type": "airport"},
@@ -252,7 +252,7 @@ def test_chains_never_end_in_a_weak_relation():
 
 
 def test_plan_caps_questions_per_answer_and_records_the_drop():
-    from pipelines.browse.stages import plan_items
+    from crucible.pipelines.browse.stages import plan_items
     from tests.unit.browse_helpers import browse_opts, small_graph
 
     graph = small_graph()

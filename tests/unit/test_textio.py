@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.textio import InputError, read_jsonl, read_text
+from crucible.pipelines.cli import main
+from crucible.pipelines.textio import InputError, read_jsonl, read_text
 
 
 def test_non_utf8_names_line_and_column(tmp_path):

@@ -2,10 +2,10 @@
 
 import pytest
 
-from pipelines.browse import detectors as D
-from pipelines.browse import verify as V
-from pipelines.browse.gold import parse_number
-from pipelines.browse.names import normalize
+from crucible.pipelines.browse import detectors as D
+from crucible.pipelines.browse import verify as V
+from crucible.pipelines.browse.gold import parse_number
+from crucible.pipelines.browse.names import normalize
 
 GOLD = ["Peruvian sol", "PEN", "sol"]
 Q = "What currency is used in the country whose capital is Lima?"
@@ -120,7 +120,7 @@ def test_normalize():
 
 
 def test_a_code_question_answered_by_a_name_is_incorrect_before_any_judge(monkeypatch):
-    from pipelines.browse import verify as V
+    from crucible.pipelines.browse import verify as V
 
     gold = V.Gold(("ALG",), None, "code", V.AnswerKind.IDENTIFIER)
     v = V.rule_verdict(gold, "Final answer: Algiers")

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.browse import gold as GD
-from pipelines.browse import judge_suite as JS
-from pipelines.browse import resolve as RS
-from pipelines.browse import verify as V
-from pipelines.browse.kg.aliases import alternate_ok, drop_shared, filter_alternates
-from pipelines.browse.kg.model import Entity, Graph, Triple, read_graph, write_graph
+from crucible.pipelines.browse import gold as GD
+from crucible.pipelines.browse import judge_suite as JS
+from crucible.pipelines.browse import resolve as RS
+from crucible.pipelines.browse import verify as V
+from crucible.pipelines.browse.kg.aliases import alternate_ok, drop_shared, filter_alternates
+from crucible.pipelines.browse.kg.model import Entity, Graph, Triple, read_graph, write_graph
 from tests.support.judges import AlwaysYesJudge
 
 SUITE = Path(__file__).resolve().parents[1] / "data" / "browse" / "near_miss.jsonl"
@@ -223,7 +223,7 @@ def test_read_rows_names_file_line_and_field(tmp_path):
 
 @pytest.mark.slow
 def test_always_yes_judge_accepts_no_near_miss_of_the_suite_and_the_graph_is_what_stops_them():
-    from pipelines.browse.api import load_kg
+    from crucible.pipelines.browse.api import load_kg
 
     g = load_kg()
     rows = JS.read_rows(str(SUITE))
@@ -276,9 +276,9 @@ def test_trajectory_schema_records_the_resolved_entity():
 
 
 def test_closed_book_probe_in_hardening_is_graph_grounded(graph):
-    from pipelines.browse import harden as H
-    from pipelines.browse import synth as S
-    from pipelines.browse.names import answer_aliases
+    from crucible.pipelines.browse import harden as H
+    from crucible.pipelines.browse import synth as S
+    from crucible.pipelines.browse.names import answer_aliases
 
     draft = S.draft_from_chain([graph.triple("country/PE", "capital", "city/lima")])
     aliases = answer_aliases(graph, "city/lima")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.browse import ground as G
-from pipelines.browse import judge_suite as JS
-from pipelines.browse import resolve as RS
-from pipelines.browse import verify as V
-from pipelines.browse.kg.model import Entity, Graph, Triple
+from crucible.pipelines.browse import ground as G
+from crucible.pipelines.browse import judge_suite as JS
+from crucible.pipelines.browse import resolve as RS
+from crucible.pipelines.browse import verify as V
+from crucible.pipelines.browse.kg.model import Entity, Graph, Triple
 from tests.support.judges import AlwaysYesJudge
 
 SET = Path(__file__).resolve().parents[1] / "data" / "browse" / "near_miss_text.jsonl"
@@ -184,7 +184,7 @@ def test_values_and_unknown_types_are_left_to_the_rules_and_the_judge(graph, gol
 def test_the_judge_command_resolves_rows_without_gold_id(tmp_path, monkeypatch, capsys):
     """``crucible browse judge`` loads the configured graph for rows without ``gold_id``; ``--no-graph``
     leaves them to the judge (here: none, --rules-only)."""
-    from pipelines.cli import main
+    from crucible.pipelines.cli import main
     from tests.support.fake_browse import write_toy_graph
 
     monkeypatch.setenv("CRUCIBLE_CACHE_DIR", str(tmp_path / "cache"))
@@ -206,7 +206,7 @@ def test_the_judge_command_resolves_rows_without_gold_id(tmp_path, monkeypatch, 
 
 @pytest.fixture(scope="module")
 def real_graph():
-    from pipelines.browse.api import load_kg
+    from crucible.pipelines.browse.api import load_kg
 
     return load_kg()
 

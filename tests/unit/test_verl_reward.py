@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from pipelines.integrations.export_verl import verl_rows
-from pipelines.integrations.verl import reward as K
+from crucible.pipelines.integrations.export_verl import verl_rows
+from crucible.pipelines.integrations.verl import reward as K
 from tests.support import trainer_rows as TR
 from tests.support.judges import AlwaysYesJudge
 
@@ -150,8 +150,8 @@ def test_swe_wrong_or_missing_patches_earn_what_reward_of_gives():
 def test_importing_the_reward_loads_neither_docker_nor_beam_nor_verl():
     """The module contract behind the scorers' lazy import: a fresh interpreter importing the reward has none
     of them loaded; importing the swe scorer (what a first swe row does) loads Docker's client."""
-    probe = ("import sys, pipelines.integrations.verl.reward as K; "
+    probe = ("import sys, crucible.pipelines.integrations.verl.reward as K; "
              "print(sorted(m for m in ('docker', 'apache_beam', 'verl') if m in sys.modules)); "
-             "import pipelines.integrations.verl.reward_swe; print('docker' in sys.modules)")
+             "import crucible.pipelines.integrations.verl.reward_swe; print('docker' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.split("\n")[:2] == ["[]", "True"]

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from pipelines.view.server import ViewServer
+from crucible.pipelines.view.server import ViewServer
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from pipelines.browse.names import key as normalized_key
+from crucible.pipelines.browse.names import key as normalized_key
 
 _LATIN = re.compile("[\u0000-\u024f\u2019]+")
 _VOWEL = re.compile(r"[aeiouyAEIOUY]")

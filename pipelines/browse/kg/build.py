@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipelines.browse.kg import elements, geo, wiki
-from pipelines.browse.kg import sources as S
-from pipelines.browse.kg.aliases import drop_shared
-from pipelines.browse.kg.model import Graph, GraphError, check_graph, read_graph, write_graph
-from pipelines.browse.kg.usergraph import read_records
+from crucible.pipelines.browse.kg import elements, geo, wiki
+from crucible.pipelines.browse.kg import sources as S
+from crucible.pipelines.browse.kg.aliases import drop_shared
+from crucible.pipelines.browse.kg.model import Graph, GraphError, check_graph, read_graph, write_graph
+from crucible.pipelines.browse.kg.usergraph import read_records
 
 log = logging.getLogger(__name__)
 KG_CODE_VERSION = "kg-5"  # kg-3: alias filters, shared aliases dropped, alias_sources; kg-4: DC coextensive aliases; kg-5: summary_mentions

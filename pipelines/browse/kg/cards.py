@@ -21,8 +21,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from pipelines.browse.kg.model import Graph, GraphError, load_json_schema
-from pipelines.textio import load_yaml, read_text
+from crucible.pipelines.browse.kg.model import Graph, GraphError, load_json_schema
+from crucible.pipelines.textio import load_yaml, read_text
 
 DEFAULT_CARDS = Path(__file__).resolve().parents[3] / "configs" / "relation_cards.yaml"
 EARTH_KM = 6371.0

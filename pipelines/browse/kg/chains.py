@@ -26,8 +26,8 @@ from collections import Counter
 
 import numpy as np
 
-from pipelines.browse.kg.model import Graph
-from pipelines.browse.kg.textlinks import text_index
+from crucible.pipelines.browse.kg.model import Graph
+from crucible.pipelines.browse.kg.textlinks import text_index
 
 EXCLUDED = frozenset({"mentions", "described_by", "summary_mentions"})
 UNINFORMATIVE = frozenset({"timezone", "continent", "subregion"})  # hubs that make easy, dull hops

@@ -7,10 +7,10 @@ import os
 import re
 import sqlite3
 
-from pipelines.browse.kg import sources as S  # S.package_version: one seam for 'is it installed'
-from pipelines.browse.kg.aliases import alias_fields
-from pipelines.browse.kg.model import Entity, Triple
-from pipelines.browse.kg.sources import INSTALL_HINTS, LICENSES, SourceResult, slug
+from crucible.pipelines.browse.kg import sources as S  # S.package_version: one seam for 'is it installed'
+from crucible.pipelines.browse.kg.aliases import alias_fields
+from crucible.pipelines.browse.kg.model import Entity, Triple
+from crucible.pipelines.browse.kg.sources import INSTALL_HINTS, LICENSES, SourceResult, slug
 
 _PLACE_TO_ISO = {"England": "GB", "Scotland": "GB", "Great Britain": "GB", "USSR": "RU", "Russia": "RU"}
 

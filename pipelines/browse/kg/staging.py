@@ -1,17 +1,17 @@
 """What a `crucible kg ingest` job hands its finalize step: the staged shards' schemas (each row keeps
 the ``_file`` and ``_line`` it came from) and the ``failures`` row of one bad input line.
 
-Shared by the Beam job (:mod:`pipelines.browse.kg.ingest`) and the DuckDB finalize
-(:mod:`pipelines.browse.kg.finalize`), which imports nothing of the job.
+Shared by the Beam job (:mod:`crucible.pipelines.browse.kg.ingest`) and the DuckDB finalize
+(:mod:`crucible.pipelines.browse.kg.finalize`), which imports nothing of the job.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-from pipelines.browse.kg.model import arrow_schema
-from pipelines.store.commit import failure_row
-from pipelines.store.records import record_type
+from crucible.pipelines.browse.kg.model import arrow_schema
+from crucible.pipelines.store.commit import failure_row
+from crucible.pipelines.store.records import record_type
 
 PIPELINE = "kg_ingest"
 PAGE_FIELDS = ("url", "title", "text", "type", "entity_id")

@@ -20,7 +20,7 @@ fact triple (not the page links ``mentions``, ``described_by``, ``summary_mentio
 has a summary is looked up once, so the sampler asks :meth:`TextIndex.hop` per hop in O(1). It reads
 the ``described_by`` pages whose text the corpus renders at their Wikipedia URLs (``summary_mentions``
 triples come from the same pages); ``crucible browse audit`` re-checks a stored sentence with
-:meth:`TextIndex.states` against the corpus page (:mod:`pipelines.browse.grounding`).
+:meth:`TextIndex.states` against the corpus page (:mod:`crucible.pipelines.browse.grounding`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from pipelines.browse.kg.model import Graph, Triple
-from pipelines.browse.names import normalize
+from crucible.pipelines.browse.kg.model import Graph, Triple
+from crucible.pipelines.browse.names import normalize
 
 # relations that link pages rather than state facts: never a hop, never grounded
 UNGROUNDED = frozenset({"mentions", "described_by", "summary_mentions"})

@@ -15,9 +15,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.browse.kg.model import Entity, GraphError, Triple
-from pipelines.rowcheck import check_row, check_unique
-from pipelines.textio import InputError, check_regular_file, read_jsonl
+from crucible.pipelines.browse.kg.model import Entity, GraphError, Triple
+from crucible.pipelines.rowcheck import check_row, check_unique
+from crucible.pipelines.textio import InputError, check_regular_file, read_jsonl
 
 
 def _entity_from_row(r: dict) -> Entity:

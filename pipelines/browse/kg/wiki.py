@@ -11,10 +11,10 @@ import os
 import re
 from urllib.parse import quote
 
-from pipelines.browse.kg import sources as S  # S.package_version: one seam for 'is it installed'
-from pipelines.browse.kg.aliases import alias_fields
-from pipelines.browse.kg.model import Entity, Triple
-from pipelines.browse.kg.sources import (
+from crucible.pipelines.browse.kg import sources as S  # S.package_version: one seam for 'is it installed'
+from crucible.pipelines.browse.kg.aliases import alias_fields
+from crucible.pipelines.browse.kg.model import Entity, Triple
+from crucible.pipelines.browse.kg.sources import (
     INSTALL_HINTS,
     LICENSES,
     WIKI_DATA_SHA256,

@@ -1,6 +1,6 @@
 """Wikidata and Wikipedia dump records -> graph rows and corpus pages (pure functions).
 
-``crucible kg ingest`` (:mod:`pipelines.browse.kg.ingest`) runs these inside a Beam job; they know
+``crucible kg ingest`` (:mod:`crucible.pipelines.browse.kg.ingest`) runs these inside a Beam job; they know
 nothing of Beam and are tested on single lines.
 
 * A **mapping** (``configs/kg_mappings/wikidata.yaml``, schema ``schemas/kg_mapping.json``) says which
@@ -29,8 +29,8 @@ from urllib.parse import quote
 import jsonschema
 import yaml
 
-from pipelines.browse.kg.model import GraphError, load_json_schema
-from pipelines.textio import MAX_LINE_CHARS, load_yaml, read_text
+from crucible.pipelines.browse.kg.model import GraphError, load_json_schema
+from crucible.pipelines.textio import MAX_LINE_CHARS, load_yaml, read_text
 
 DEFAULT_MAPPING = Path(__file__).resolve().parents[3] / "configs" / "kg_mappings" / "wikidata.yaml"
 ENTITY_ID = re.compile(r"^[QPL][1-9][0-9]*$")

@@ -18,10 +18,10 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from pipelines.browse.corpus import page_text_with_links
-from pipelines.browse.index import PageIndex
-from pipelines.browse.search.cache import normalize_query, normalize_url
-from pipelines.textio import InputError, JSONSyntaxError, loads, read_text, split_lines
+from crucible.pipelines.browse.corpus import page_text_with_links
+from crucible.pipelines.browse.index import PageIndex
+from crucible.pipelines.browse.search.cache import normalize_query, normalize_url
+from crucible.pipelines.textio import InputError, JSONSyntaxError, loads, read_text, split_lines
 
 
 class BackendError(RuntimeError):

@@ -2,8 +2,8 @@
 
 Stores the raw backend result (before the per-question leak filter), so replaying a rollout gives
 identical observations with zero backend calls, and paid searches are never repeated. Writes go
-through the store's one atomic writer (:func:`pipelines.store.fsio.write_bytes_atomic`). :meth:`ToolCache.export` writes the
-whole cache as a frozen corpus (JSONL) that :class:`~pipelines.browse.search.backends.FrozenBackend`
+through the store's one atomic writer (:func:`crucible.pipelines.store.fsio.write_bytes_atomic`). :meth:`ToolCache.export` writes the
+whole cache as a frozen corpus (JSONL) that :class:`~crucible.pipelines.browse.search.backends.FrozenBackend`
 serves.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urldefrag
 
-from pipelines.store import fsio
+from crucible.pipelines.store import fsio
 
 CACHE_VERSION = "toolcache-1"
 CACHE_MODE = 0o644  # the cache is shared between users (mkstemp makes 0600)

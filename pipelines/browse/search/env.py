@@ -12,10 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipelines.agent.tools import FunctionTool, Observation, function_schema
-from pipelines.browse.search.backends import Backend, BackendError
-from pipelines.browse.search.cache import ToolCache, normalize_url
-from pipelines.browse.search.leak import LeakFilter
+from crucible.pipelines.agent.tools import FunctionTool, Observation, function_schema
+from crucible.pipelines.browse.search.backends import Backend, BackendError
+from crucible.pipelines.browse.search.cache import ToolCache, normalize_url
+from crucible.pipelines.browse.search.leak import LeakFilter
 
 SEARCH_SCHEMA = function_schema(
     "search",
@@ -125,7 +125,7 @@ class BrowseSession:
 
     @property
     def tool_map(self) -> dict[str, FunctionTool]:
-        """``{name: tool}``, the form ``pipelines.agent.loop.run_agent`` takes."""
+        """``{name: tool}``, the form ``crucible.pipelines.agent.loop.run_agent`` takes."""
         return {t.name: t for t in self.tools}
 
     @property

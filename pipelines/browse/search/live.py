@@ -19,9 +19,9 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipelines.browse.search.backends import BackendConfigError, BackendError
-from pipelines.http_retry import RetryPolicy
-from pipelines.llm.pacing import RatePacer
+from crucible.pipelines.browse.search.backends import BackendConfigError, BackendError
+from crucible.pipelines.http_retry import RetryPolicy
+from crucible.pipelines.llm.pacing import RatePacer
 
 USER_AGENT = "crucible-browse/0.1 (research data pipeline)"
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -48,7 +48,7 @@ class HttpResponse:
 
 class HttpClient:
     """urllib + tenacity: bounded retries with backoff, and requests paced to ``rate_limit_per_s`` by the one
-    pacer (:class:`~pipelines.llm.pacing.RatePacer`; 0: unpaced)."""
+    pacer (:class:`~crucible.pipelines.llm.pacing.RatePacer`; 0: unpaced)."""
 
     def __init__(self, *, timeout_s: float, max_retries: int, backoff_s: float, rate_limit_per_s: float,
                  user_agent: str = USER_AGENT):

@@ -1,7 +1,7 @@
 """A local search server on loopback that answers in the JSON shapes of the live APIs.
 
 Routes (all served from one backend, normally the local tantivy corpus; declared with every parameter's
-type and range in ``openapi.json``, which :mod:`pipelines.browse.search.spec` reads):
+type and range in ``openapi.json``, which :mod:`crucible.pipelines.browse.search.spec` reads):
 
 * ``GET  /search?q=&format=json``                       SearXNG: ``results[].url/title/content``
 * ``POST /serper/search`` ``{"q", "num"}``, ``X-API-KEY``  Serper: ``organic[].link/title/snippet``
@@ -15,7 +15,7 @@ Hostile clients: every error is a status with a JSON body (400 names the field, 
 value; unknown path 404, wrong method 405, slow client 408, body over the cap 413, request line 414, Host
 not a loopback name 421, headers 431, too many connections 503, anything unexpected 500 with the traceback
 in the server log only). Caps, timeouts and the request log's length are ``x-crucible-limits`` in
-``openapi.json`` (:class:`~pipelines.browse.search.spec.Limits`).
+``openapi.json`` (:class:`~crucible.pipelines.browse.search.spec.Limits`).
 
 Key checks: with ``api_key`` set, requests must carry exactly that key; otherwise any non-empty
 key is accepted but a missing one is a 401, so clients are tested for sending their auth header.
@@ -33,12 +33,12 @@ from collections import Counter, deque
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 
-from pipelines.browse.corpus import Page, page_html
-from pipelines.browse.search import shapes
-from pipelines.browse.search.backends import BackendError
-from pipelines.browse.search.cache import normalize_url
-from pipelines.browse.search.spec import Limits, ParamError, methods_of, operations, shown
-from pipelines.browse.search.wire import CappedHTTPServer, HeadTooLarge, Reader, host_name
+from crucible.pipelines.browse.corpus import Page, page_html
+from crucible.pipelines.browse.search import shapes
+from crucible.pipelines.browse.search.backends import BackendError
+from crucible.pipelines.browse.search.cache import normalize_url
+from crucible.pipelines.browse.search.spec import Limits, ParamError, methods_of, operations, shown
+from crucible.pipelines.browse.search.wire import CappedHTTPServer, HeadTooLarge, Reader, host_name
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -11,9 +11,9 @@ import time
 from http.server import HTTPServer
 from socketserver import ThreadingMixIn
 
-from pipelines.browse.search.spec import Limits
+from crucible.pipelines.browse.search.spec import Limits
 
-log = logging.getLogger("pipelines.browse.search.server")
+log = logging.getLogger("crucible.pipelines.browse.search.server")
 
 
 class HeadTooLarge(Exception):

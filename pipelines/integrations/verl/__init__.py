@@ -1,8 +1,8 @@
 """The verl kit: train on Crucible's exports with verl unchanged (see README.md next to this file).
 
-- :func:`pipelines.integrations.verl.reward.compute_score`: ``custom_reward_function`` for the data sources
+- :func:`crucible.pipelines.integrations.verl.reward.compute_score`: ``custom_reward_function`` for the data sources
   ``crucible/browse`` (the pipeline's verification + format + clue terms) and ``crucible/swe`` (sandbox grading);
-- :mod:`pipelines.integrations.verl.tools`: ``BrowseTool`` (search, visit) and ``SweTool`` (bash, view,
+- :mod:`crucible.pipelines.integrations.verl.tools`: ``BrowseTool`` (search, visit) and ``SweTool`` (bash, view,
   str_replace, create, submit), ``verl.tools.base_tool.BaseTool`` subclasses;
 - ``tool_config.yaml`` / ``swe_tool_config.yaml``: verl tool configs naming them.
 

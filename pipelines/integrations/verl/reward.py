@@ -6,17 +6,17 @@ the exported row (``crucible export --format verl``), plus any ``custom_reward_f
 
 - ``crucible/browse``: the final answer is read from the response (``<answer>`` tags, a JSON step
   ``{"tool": "answer", "arguments": {"answer": ...}}``, or the text after the last tool response; the tagged
-  forms through :mod:`pipelines.agent.parse`), then verified exactly as the pipeline verifies a rollout
-  (:func:`pipelines.browse.verify.judge_verdict`: detectors, the graph when the gold is a graph entity, the
+  forms through :mod:`crucible.pipelines.agent.parse`), then verified exactly as the pipeline verifies a rollout
+  (:func:`crucible.pipelines.browse.verify.judge_verdict`: detectors, the graph when the gold is a graph entity, the
   rules; the LLM judge only with ``judge=True``). What the rules cannot decide scores 0 without a judge.
   The score is the pipeline's reward formula (``browse.reward_formula``) over outcome, format
-  (:func:`pipelines.browse.reward.format_reward` on the parsed turns) and clue recall.
+  (:func:`crucible.pipelines.browse.reward.format_reward` on the parsed turns) and clue recall.
 - ``crucible/swe``: the patch (``extra_info["crucible_patch"]``, put there by the kit's ``submit`` tool, else
-  the diff in the response's last ``submit`` result) is graded by :func:`pipelines.swe.grade.grade_patch` in
-  the instance's env container; the score is :func:`pipelines.swe.filters.reward_of`.
+  the diff in the response's last ``submit`` result) is graded by :func:`crucible.pipelines.swe.grade.grade_patch` in
+  the instance's env container; the score is :func:`crucible.pipelines.swe.filters.reward_of`.
 
 Pure Python; importing this module imports neither verl nor Docker: each source's scorer
-(:mod:`~pipelines.integrations.verl.reward_browse`, :mod:`~pipelines.integrations.verl.reward_swe`) is
+(:mod:`~crucible.pipelines.integrations.verl.reward_browse`, :mod:`~crucible.pipelines.integrations.verl.reward_swe`) is
 imported on its first row.
 """
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipelines.integrations.verl.reward_common import BROWSE, CONFIG, DATA_SOURCES, PATCH_KEY, SWE  # noqa: F401
+from crucible.pipelines.integrations.verl.reward_common import BROWSE, CONFIG, DATA_SOURCES, PATCH_KEY, SWE  # noqa: F401
 
 
 class UnknownSource(ValueError):
@@ -47,11 +47,11 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_
     # Each source's scorer is imported on its first row, on purpose: a browse run must not load Docker and
     # Beam (measured: the swe side 1.4 s and both, the browse side 1.1 s), nor a swe run the browse graph code.
     if data_source == BROWSE:
-        from pipelines.integrations.verl.reward_browse import score_browse
+        from crucible.pipelines.integrations.verl.reward_browse import score_browse
 
         out = score_browse(solution_str, ground_truth, extra_info, **kwargs)
     elif data_source == SWE:
-        from pipelines.integrations.verl.reward_swe import score_swe
+        from crucible.pipelines.integrations.verl.reward_swe import score_swe
 
         out = score_swe(solution_str, ground_truth, extra_info, **kwargs)
     else:

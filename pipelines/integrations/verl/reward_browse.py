@@ -1,4 +1,4 @@
-"""The verl reward of ``crucible/browse`` (:func:`pipelines.integrations.verl.reward.compute_score` routes here):
+"""The verl reward of ``crucible/browse`` (:func:`crucible.pipelines.integrations.verl.reward.compute_score` routes here):
 the final answer read from the decoded response, verified as the pipeline verifies a rollout, scored with the
 pipeline's reward formula."""
 
@@ -12,17 +12,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pipelines.agent import parse as P
-from pipelines.browse import reward as R
-from pipelines.browse import verify as V
-from pipelines.browse.api import graph_dir as default_dir
-from pipelines.browse.kg.model import read_graph
-from pipelines.browse.resolve import name_index
-from pipelines.browse.search.env import TOOL_SCHEMAS
-from pipelines.browse.verify import judge_prompt
-from pipelines.integrations.verl.reward_common import CONFIG
-from pipelines.integrations.verl.reward_common import config as _config
-from pipelines.llm import LLMClient
+from crucible.pipelines.agent import parse as P
+from crucible.pipelines.browse import reward as R
+from crucible.pipelines.browse import verify as V
+from crucible.pipelines.browse.api import graph_dir as default_dir
+from crucible.pipelines.browse.kg.model import read_graph
+from crucible.pipelines.browse.resolve import name_index
+from crucible.pipelines.browse.search.env import TOOL_SCHEMAS
+from crucible.pipelines.browse.verify import judge_prompt
+from crucible.pipelines.integrations.verl.reward_common import CONFIG
+from crucible.pipelines.integrations.verl.reward_common import config as _config
+from crucible.pipelines.llm import LLMClient
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def _judge_fn(cfg, judge: bool | Callable | None):
 # ------------------------------------------------------------------ browse
 
 def browse_gold(ground_truth: Any, extra_info: Mapping, resolver=None):
-    """The :class:`~pipelines.browse.verify.Gold` of an exported row, built as the pipeline builds it."""
+    """The :class:`~crucible.pipelines.browse.verify.Gold` of an exported row, built as the pipeline builds it."""
     if isinstance(ground_truth, Mapping):  # Search-R1 style {"target": [...]}
         names = [str(x) for x in (ground_truth.get("target") or [])]
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from pipelines.config import load_config
+from crucible.pipelines.config import load_config
 
 BROWSE = "crucible/browse"
 SWE = "crucible/swe"

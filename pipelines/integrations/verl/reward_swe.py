@@ -1,4 +1,4 @@
-"""The verl reward of ``crucible/swe`` (:func:`pipelines.integrations.verl.reward.compute_score` routes here): the
+"""The verl reward of ``crucible/swe`` (:func:`crucible.pipelines.integrations.verl.reward.compute_score` routes here): the
 submitted patch graded in the instance's env container, scored as the pipeline scores a rollout."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pipelines.integrations.verl.reward_common import PATCH_KEY
-from pipelines.integrations.verl.reward_common import config as _config
-from pipelines.swe.filters import reward_of
-from pipelines.swe.grade import grade_patch
-from pipelines.swe.transforms import build_ctx
+from crucible.pipelines.integrations.verl.reward_common import PATCH_KEY
+from crucible.pipelines.integrations.verl.reward_common import config as _config
+from crucible.pipelines.swe.filters import reward_of
+from crucible.pipelines.swe.grade import grade_patch
+from crucible.pipelines.swe.transforms import build_ctx
 
 _SUBMIT_RESULT = re.compile(r"<tool_response>\s*(diff --git.*?)</tool_response>", re.S)
 

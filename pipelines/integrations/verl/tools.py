@@ -2,14 +2,14 @@
 
 - :class:`BrowseTool`: ``search`` / ``visit`` over the configured search backend (``search.backend``: the local
   tantivy corpus, a frozen snapshot, SearXNG, Serper, Brave, Tavily), through the same
-  :class:`~pipelines.browse.search.env.BrowseSession` as the pipeline's rollouts: tool cache, leak filter
+  :class:`~crucible.pipelines.browse.search.env.BrowseSession` as the pipeline's rollouts: tool cache, leak filter
   (the question is the forbidden text), page truncation, and the same observation form
-  (:func:`pipelines.agent.loop.observation_text`: cut, repeat note, hint, turn note), so RL rollouts see what
+  (:func:`crucible.pipelines.agent.loop.observation_text`: cut, repeat note, hint, turn note), so RL rollouts see what
   the SFT rows show.
 - :class:`SweTool`: ``bash`` / ``view`` / ``str_replace`` / ``create`` / ``submit`` of
-  :func:`pipelines.swe.tools.make_tools` in a container of the instance's env image (one per trajectory, opened
+  :func:`crucible.pipelines.swe.tools.make_tools` in a container of the instance's env image (one per trajectory, opened
   on its first call). ``submit`` puts the diff into ``agent_data.extra_fields["crucible_patch"]``, which verl
-  hands to the reward as ``extra_info`` (:mod:`pipelines.integrations.verl.reward` grades it) and closes it.
+  hands to the reward as ``extra_info`` (:mod:`crucible.pipelines.integrations.verl.reward` grades it) and closes it.
 
 verl 0.9 creates, executes and releases a tool instance for every call; a trajectory is one
 ``agent_data.request_id``, so per-trajectory state (session, container) is kept per request id (bounded).
@@ -34,16 +34,16 @@ from uuid import uuid4
 from verl.tools.base_tool import BaseTool
 from verl.tools.schemas import OpenAIFunctionToolSchema, ToolResponse
 
-from pipelines.agent.loop import observation_text
-from pipelines.agent.tools import Observation
-from pipelines.browse.search.env import TOOL_SCHEMAS
-from pipelines.config import load_config
-from pipelines.integrations.verl.reward import PATCH_KEY
-from pipelines.swe.envs import checkout_tree, task_env
-from pipelines.swe.tools import REPEAT_NOTE as SWE_REPEAT_NOTE
-from pipelines.swe.tools import make_tools
-from sandbox.container import Sandbox
-from sandbox.workspace import ContainerWorkspace, init_baseline
+from crucible.pipelines.agent.loop import observation_text
+from crucible.pipelines.agent.tools import Observation
+from crucible.pipelines.browse.search.env import TOOL_SCHEMAS
+from crucible.pipelines.config import load_config
+from crucible.pipelines.integrations.verl.reward import PATCH_KEY
+from crucible.pipelines.swe.envs import checkout_tree, task_env
+from crucible.pipelines.swe.tools import REPEAT_NOTE as SWE_REPEAT_NOTE
+from crucible.pipelines.swe.tools import make_tools
+from crucible.sandbox.container import Sandbox
+from crucible.sandbox.workspace import ContainerWorkspace, init_baseline
 
 MAX_TRAJECTORIES = 1024  # per-trajectory states kept at once (the oldest is closed first)
 
@@ -141,7 +141,7 @@ class _BrowseState:
 @functools.lru_cache(maxsize=4)
 def _environment(config: str, overrides: tuple[str, ...]):
     # lazy, measured: browse.api loads the graph and corpus code (0.6 s), which a swe-only run never needs
-    from pipelines.browse.api import open_environment
+    from crucible.pipelines.browse.api import open_environment
 
     return open_environment(_config(config, overrides))
 
@@ -162,7 +162,7 @@ class BrowseTool(_CrucibleTool):
     def run(self, key: str, parameters: dict, create_kwargs: dict, turn: int | None = None) -> tuple[str, bool]:
         """One call in trajectory ``key``: the observation text (the rollouts' form) and its error flag."""
         # lazy, measured: the browse rollout's notes come with its trajectory code (0.9 s), needed on a browse call only
-        from pipelines.browse.stages import OBSERVATION_SUFFIX, REPEAT_NOTE, TURN_NOTE
+        from crucible.pipelines.browse.stages import OBSERVATION_SUFFIX, REPEAT_NOTE, TURN_NOTE
 
         question = str(create_kwargs.get("question") or "")
         state = self.states.get(key, lambda: _BrowseState(self.env.session([question] if question else [])))
@@ -207,14 +207,14 @@ class _SweState:
 @functools.lru_cache(maxsize=2)
 def _swe_ctx(config: str, overrides: tuple[str, ...]):
     # lazy, measured: the swe context comes with the Beam transforms (2.0 s, apache_beam), needed on a swe call only
-    from pipelines.swe.transforms import build_ctx
+    from crucible.pipelines.swe.transforms import build_ctx
 
     return build_ctx(_config(config, overrides))
 
 
 def open_container_workspace(cfg, inst: dict, config: str, overrides: tuple[str, ...]):
     """A container of the instance's env image with the repo at /testbed and a git baseline (what
-    :func:`pipelines.swe.rollout.run_rollout` starts from); returns ``(workspace, close)``."""
+    :func:`crucible.pipelines.swe.rollout.run_rollout` starts from); returns ``(workspace, close)``."""
     ctx = _swe_ctx(config, overrides)
     tmp = Path(tempfile.mkdtemp(prefix="crucible-verl-", dir=ctx.workdir))
     try:

@@ -1,6 +1,6 @@
 """What a successful LLM-repair session leaves: :func:`replay_recipe` (the recipe plus one ``llm-repair`` step that
 replays the session's commands without the LLM) and :func:`write_override` (a ``configs/repos``-style YAML
-that ``sandbox.recipes.load_override`` reads back, written atomically)."""
+that ``crucible.sandbox.recipes.load_override`` reads back, written atomically)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.store import fsio
+from crucible.pipelines.store import fsio
 
 STEP_NAME = "llm-repair"
 

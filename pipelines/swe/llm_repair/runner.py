@@ -4,7 +4,7 @@ and runs setup commands until the clean suite mostly passes; the commands that w
 step that replays without the LLM, and only a replay that passes again counts.
 
 :func:`llm_repair` starts the container, runs the agent (:mod:`.session`), then rebuilds the env from the
-written override (:mod:`.replay`) through the ordinary build path (``sandbox.repair.attempt`` with
+written override (:mod:`.replay`) through the ordinary build path (``crucible.sandbox.repair.attempt`` with
 ``repos_dir`` = the staging directory, no ladder) on the pristine tree. :class:`Repairer` is what
 ``crucible sandbox test --repair`` and ``sandbox survey`` call for a source the ladder left short.
 """
@@ -20,14 +20,14 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy
-from pipelines.llm import LLMClient, endpoint_config, llm_endpoint, load_prompt
-from pipelines.swe.llm_repair.replay import replay_recipe, write_override
-from pipelines.swe.llm_repair.session import Caps, RepairSession, Stop, run_session
-from sandbox.container import Sandbox
-from sandbox.images import build_env_vars
-from sandbox.repair import attempt
-from sandbox.workspace import ContainerWorkspace
+from crucible.pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy
+from crucible.pipelines.llm import LLMClient, endpoint_config, llm_endpoint, load_prompt
+from crucible.pipelines.swe.llm_repair.replay import replay_recipe, write_override
+from crucible.pipelines.swe.llm_repair.session import Caps, RepairSession, Stop, run_session
+from crucible.sandbox.container import Sandbox
+from crucible.sandbox.images import build_env_vars
+from crucible.sandbox.repair import attempt
+from crucible.sandbox.workspace import ContainerWorkspace
 
 log = logging.getLogger(__name__)
 PROMPT_ID = "sandbox_llm_repair"
@@ -77,7 +77,7 @@ def session_env(settings, recipe: dict) -> tuple[dict, dict]:
 
 def llm_repair(client, settings, tree: Path, name: str, res: dict, policy, *, caps: Caps, out_repos_dir: Path,
                date: str | None, prompt=None) -> Outcome:
-    """One LLM-repair episode for the failed ``res`` of ``sandbox.repair.attempt``; on success the override
+    """One LLM-repair episode for the failed ``res`` of ``crucible.sandbox.repair.attempt``; on success the override
     is written to ``out_repos_dir`` and ``Outcome.recipe`` is the replayed recipe."""
     t0 = time.monotonic()
     recipe, image = res.get("recipe"), res.get("image")
@@ -115,7 +115,7 @@ def llm_repair(client, settings, tree: Path, name: str, res: dict, policy, *, ca
 
 
 def apply_outcome(res: dict, outcome: Outcome) -> dict:
-    """``res`` (from ``sandbox.repair.attempt``) with the ``llm_repair`` rung appended: on success the replay's
+    """``res`` (from ``crucible.sandbox.repair.attempt``) with the ``llm_repair`` rung appended: on success the replay's
     stage, counts and recipe; otherwise the ladder's stop with ``stop.rung = "llm_repair"``, the LLM stop
     reason added to ``stop.reason`` and the ladder's deciding ``stop.line`` kept."""
     res = dict(res)
@@ -182,7 +182,7 @@ class Repairer:
 @contextmanager
 def repairer_for(cfg, settings, enabled: bool | None = None):
     """A :class:`Repairer` on the ``llm`` section's endpoint (started here for ``engine: embedded``, as
-    ``pipelines.swe.pipeline`` does), or None when ``sandbox.llm_repair.enabled`` (or ``enabled``) is off.
+    ``crucible.pipelines.swe.pipeline`` does), or None when ``sandbox.llm_repair.enabled`` (or ``enabled``) is off.
     The override goes to ``sandbox.llm_repair.repos_dir``, else ``<run.out_dir>/repos``."""
     on = settings.llm_repair["enabled"] if enabled is None else enabled
     if not on:

@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from pipelines.agent.loop import Turn, run_agent
-from pipelines.agent.tools import FunctionTool, Observation, function_schema
-from pipelines.swe.llm_repair.guard import WORKDIR, CommandKind, Verdict, classify_command
-from sandbox.recipes import test_script
-from sandbox.repair import stage_of
-from sandbox.testrun import reconcile
+from crucible.pipelines.agent.loop import Turn, run_agent
+from crucible.pipelines.agent.tools import FunctionTool, Observation, function_schema
+from crucible.pipelines.swe.llm_repair.guard import WORKDIR, CommandKind, Verdict, classify_command
+from crucible.sandbox.recipes import test_script
+from crucible.sandbox.repair import stage_of
+from crucible.sandbox.testrun import reconcile
 
 # appended to the result of a call identical to an earlier one (the embedded 1.5B model otherwise repeats
 # run_tests unchanged until the step cap: 11 of 11 turns on pycodestyle 2.11.1)
@@ -79,8 +79,8 @@ def run_stage(run) -> str:
 
 class RepairSession:
     """The tools and the caps of one LLM-repair episode over ``ws`` (``exec(command, timeout_s) -> (code,
-    output)``, ``read_file(path) -> bytes``). ``run_tests`` runs ``sandbox.recipes.test_script`` for the
-    recipe (with the exports made so far as ``test_env``) and ``sandbox.testrun.reconcile`` reads the
+    output)``, ``read_file(path) -> bytes``). ``run_tests`` runs ``crucible.sandbox.recipes.test_script`` for the
+    recipe (with the exports made so far as ``test_env``) and ``crucible.sandbox.testrun.reconcile`` reads the
     verdict."""
 
     def __init__(self, ws, recipe: dict, caps: Caps, *, clock: Callable[[], float] = time.monotonic,
