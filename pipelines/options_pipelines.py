@@ -156,6 +156,7 @@ class SweOptions(Section):
     operators: tuple[str, ...]
     seed: int
     max_f2p: int
+    curate_threads: int | None
     validation_timeout_s: float
     reruns: int
     reference_run: bool

@@ -14,17 +14,12 @@ shared by every stage (:class:`WorkerSpec`); LLM-bound stages keep up to ``worke
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
-from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.shared import Shared
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 
 from crucible.pipelines.browse import stages as ST
 from crucible.pipelines.browse.context import Context, build_context
@@ -32,6 +27,7 @@ from crucible.pipelines.llm.metrics import flush_pool_stats, report_calls, repor
 from crucible.pipelines.options import Options
 from crucible.pipelines.store.commit import ItemResult
 from crucible.pipelines.store.progress import Progress
+from crucible.pipelines.threaded import ThreadedDoFn
 
 DROPPED = "dropped"
 
@@ -52,69 +48,43 @@ class WorkerSpec:
         return self.shared.acquire(lambda: build_context(self.options, self.llm_cfg, self.run_id), tag=self.run_id)
 
 
-def _windowed(out: Any):
-    """An output of ``finish_bundle`` (Beam wants it windowed; the browse graph is in the global window)."""
-    if isinstance(out, TaggedOutput):
-        return TaggedOutput(out.tag, WindowedValue(out.value, MIN_TIMESTAMP, [GlobalWindow()]))
-    return WindowedValue(out, MIN_TIMESTAMP, [GlobalWindow()])
-
-
-class StageDoFn(beam.DoFn):
+class StageDoFn(ThreadedDoFn):
     """A stage: ``work(ctx, element)`` yields outputs (``TaggedOutput`` for a side output). With
-    ``pooled``, elements run on a thread pool of ``spec.workers`` (LLM-bound stages): finished ones are
-    emitted as they finish, at most ``workers`` wait, the rest are emitted at the end of the bundle."""
+    ``pooled``, elements run on a thread pool of ``spec.workers`` (LLM-bound stages; see
+    :class:`~crucible.pipelines.threaded.ThreadedDoFn`)."""
 
     pooled = True
 
     def __init__(self, spec: WorkerSpec):
         self.spec = spec
 
+    @property
+    def threads(self) -> int:
+        return max(1, self.spec.workers) if self.pooled else 0
+
     def work(self, ctx: Context, element) -> Iterable:
         raise NotImplementedError
 
+    def outputs(self, element) -> list:
+        return list(self.work(self.ctx, element))
+
     def setup(self):
         self.ctx = self.spec.context()
-        self.pool = ThreadPoolExecutor(max(1, self.spec.workers)) if self.pooled else None
-
-    def start_bundle(self):
-        self.pending: set[Future] = set()
-
-    def process(self, element):
-        if self.pool is None:
-            yield from self.work(self.ctx, element)
-            self._tick()
-            return
-        self.pending.add(self.pool.submit(lambda: list(self.work(self.ctx, element))))
-        if len(self.pending) >= max(1, self.spec.workers):
-            done, self.pending = wait(self.pending, return_when=FIRST_COMPLETED)
-        else:
-            done = {f for f in self.pending if f.done()}
-            self.pending -= done
-        for f in done:
-            yield from f.result()
-            self._tick()
+        super().setup()
 
     def finish_bundle(self):
-        pending, self.pending = self.pending, set()
-        for f in wait(pending).done:
-            for out in f.result():
-                yield _windowed(out)
-            self._tick()
+        yield from super().finish_bundle()
         if getattr(self, "progress", None) is not None and self.progress.done:
             self.progress.update(0, force=True)
         report_llm(self.ctx)
 
-    def _tick(self) -> None:
+    def emitted(self) -> None:
         """One progress line per stage and worker (elements done, rate), made on the worker at the first
         element: the graph's stages run one after another on a local runner, so without it a run says nothing
         between planning and the commit."""
         if getattr(self, "progress", None) is None:
             self.progress = Progress(f"synth-browse {type(self).__name__.lstrip('_').lower()} (this worker)", None)
         self.progress.update()
-
-    def teardown(self):
-        if getattr(self, "pool", None) is not None:
-            self.pool.shutdown(wait=False)
 
 
 def report_llm(ctx: Context) -> None:

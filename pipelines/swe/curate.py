@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from crucible.pipelines.llm.metrics import flush_pool_stats, report_calls, report_pool_metrics
@@ -16,6 +15,7 @@ from crucible.pipelines.swe import rollout
 from crucible.pipelines.swe.graph_bounds import CapExceeded, run_capped
 from crucible.pipelines.swe.pooled import live_ctx
 from crucible.pipelines.swe.records import FailureKind, Stage, Status, Step, failure
+from crucible.pipelines.threaded import ThreadedDoFn
 from crucible.sandbox.engines import report_engine_metrics
 
 log = logging.getLogger(__name__)
@@ -111,12 +111,18 @@ def capped_rollout(res: ItemResult, ctx, inst: Mapping, policy, *, cap: float, p
         return None
 
 
-class Curate(beam.DoFn):
+class Curate(ThreadedDoFn):
+    """Each validated instance curated on a pool thread: up to ``threads`` at once (``swe.curate_threads``;
+    null: the LLM's concurrency, so its slots are busy while one instance's container runs), each emitted
+    as it finishes. Which instances get an LLM statement or rollouts (``llm_max_instances``) is decided on
+    the bundle's thread, in arrival order."""
+
     def __init__(self, cfg: dict, llm_cfg: dict | None, run_id: str, network: str, hooks=None):
         self.cfg, self.llm_cfg, self.run_id, self.network = cfg, llm_cfg, run_id, network
         self.ctx_fn, self.curate_fn = (hooks.ctx, hooks.curate) if hooks else (None, None)
         self.n = 0
         self.resolved = Metrics.counter("crucible.swe", "trajectories_resolved")
+        self.threads = curate_threads(cfg, llm_cfg)
 
     def setup(self):
         from crucible.pipelines.llm import LLMClient, load_prompt
@@ -128,26 +134,33 @@ class Curate(beam.DoFn):
         self.model = (self.llm_cfg or {}).get("model")
         self.progress = Progress("swe-curate instances curated", None, float(self.cfg["run"]["progress_every_s"]),
                                  log, members=pool_members(getattr(self.ctx, "pool", None), self.client))
+        super().setup()
 
     def process(self, pair):
-        inst, val = pair
         swe = self.cfg["swe"]
         within = [cap is None or self.n < int(cap)
                   for cap in (swe["rollouts"]["llm_max_instances"], swe["statements"]["llm_max_instances"])]
         self.n += 1
-        self.ctx = live_ctx(self.ctx)  # a drained engine's client no longer serves the unplaced work
-        res = (self.curate_fn or curate_instance)(self.ctx, inst, val, cfg=self.cfg, run_id=self.run_id, client=self.client,
+        yield from super().process((pair, within))
+
+    def outputs(self, job) -> list:
+        (inst, val), within = job
+        self.ctx = ctx = live_ctx(self.ctx)  # a drained engine's client no longer serves the unplaced work
+        res = (self.curate_fn or curate_instance)(ctx, inst, val, cfg=self.cfg, run_id=self.run_id, client=self.client,
                               prompt=self.prompt, model=self.model, with_llm=within[0], llm_statement=within[1])
         self.resolved.inc(sum(t["resolved"] for t in res.rows.get("swe_trajectories", [])))
         log.info("swe: curated %s: %s", inst["instance_id"],
                  ", ".join(f"{t['policy']}={'resolved' if t['resolved'] else t['grade_reason']}"
                            for t in res.rows.get("swe_trajectories", [])))
+        return [res]
+
+    def emitted(self) -> None:
         self.progress.update(1, force=True)
-        yield res
 
     def finish_bundle(self):
         """The bundle's LLM calls (made on rollout threads) as Beam metrics, the pools' gauges, and the model
         pool's stats file rewritten (Beam may never call ``teardown``)."""
+        yield from super().finish_bundle()
         if getattr(self.ctx, "pool", None) is not None:
             report_engine_metrics(self.ctx.pool.stats())
         if self.client is not None:
@@ -156,7 +169,17 @@ class Curate(beam.DoFn):
             flush_pool_stats(self.client)
 
     def teardown(self):
+        super().teardown()
         if getattr(self, "client", None) is not None:
             self.client.close()
+
+
+def curate_threads(cfg: Mapping, llm_cfg: Mapping | None) -> int:
+    """``swe.curate_threads``, else the LLM's concurrency over its endpoints (1 without an LLM)."""
+    if cfg["swe"]["curate_threads"] is not None:
+        return int(cfg["swe"]["curate_threads"])
+    if not llm_cfg:
+        return 1
+    return max(1, int(llm_cfg["max_concurrency"]) * len(llm_cfg["base_urls"]))
 
 

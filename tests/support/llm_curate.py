@@ -18,3 +18,12 @@ def chat_on_a_thread(ctx, inst, val, *, cfg, run_id, client, **kw) -> ItemResult
     t.start()
     t.join(30)
     return ItemResult(inst["instance_id"])
+
+
+SEEN: list[tuple[str, bool, bool, str]] = []  # (instance_id, with_llm, llm_statement, thread name), per call
+
+
+def record_flags(ctx, inst, val, *, cfg, run_id, client, with_llm, llm_statement, **kw) -> ItemResult:
+    """Curates nothing: records which LLM work the DoFn allowed this instance, and on which thread."""
+    SEEN.append((inst["instance_id"], with_llm, llm_statement, threading.current_thread().name))
+    return ItemResult(inst["instance_id"])

@@ -24,7 +24,9 @@ INSTS = [({"instance_id": f"o__r-{n}"}, {}) for n in range(4)]
 
 def _curate(tmp_path, urls):
     cfg = load_config("swe", [f"run.out_dir={tmp_path}"]).to_dict()
-    return Curate(cfg, {"base_urls": urls, "cache": False}, "r", "none", Hooks(ctx=no_ctx, curate=chat_on_a_thread))
+    # one instance at a time (curate_threads from max_concurrency 1): the chats go to threads of their own
+    llm = {"base_urls": urls, "cache": False, "max_concurrency": 1}
+    return Curate(cfg, llm, "r", "none", Hooks(ctx=no_ctx, curate=chat_on_a_thread))
 
 
 def test_calls_made_on_other_threads_are_beam_metrics_with_pool_gauges(tmp_path):
@@ -74,11 +76,11 @@ def test_the_stats_file_is_written_at_bundle_end_and_rewritten_not_added(tmp_pat
         stats_dir = tmp_path / "stats" / "llm_pool"
         list(dofn.process(INSTS[0]))
         assert not stats_dir.exists()  # nothing before the bundle ends
-        dofn.finish_bundle()
+        list(dofn.finish_bundle())
         (first,) = stats_dir.iterdir()
         assert json.loads(first.read_text())["totals"]["requests"] == 1  # there without teardown
         list(dofn.process(INSTS[1]))
-        dofn.finish_bundle()
+        list(dofn.finish_bundle())
         dofn.teardown()
         assert list(stats_dir.iterdir()) == [first]  # the same file: crucible stats sums files, counts once
         assert json.loads(first.read_text())["totals"]["requests"] == 2

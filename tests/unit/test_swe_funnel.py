@@ -156,6 +156,7 @@ def test_llm_statements_and_rollouts_stop_at_their_caps(fake_rollouts):
     llm = ScriptedLLM()
     dofn.ctx, dofn.client, dofn.prompt, dofn.model = None, llm, load_prompt("swe_statement"), "m"
     dofn.progress = Progress("t", None, 60.0, logging.getLogger("t"))
+    dofn.pool = None  # inline, in order (what setup makes of one thread)
     out = [next(iter(dofn.process((instance(i), validation(i))))) for i in (1, 2, 3, 4)]
     origins = [r.rows["swe_instances"][0]["statement_origin"] for r in out]
     assert origins == ["llm", "llm", "observed", "observed"] and llm.calls == 2
