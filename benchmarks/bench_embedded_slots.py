@@ -19,8 +19,10 @@ import sys
 import time
 import uuid
 
-from crucible.pipelines.llm import aio
+from crucible.pipelines.llm import aio, settings
 from crucible.pipelines.llm.client import LLMClient
+from crucible.pipelines.llm.embedded import EmbeddedModelError
+from crucible.pipelines.llm.serve import make_server
 
 PROMPT = ("Write a short, plain explanation of how a hash table handles collisions, for a new programmer. "
           "Mention chaining and open addressing.")
@@ -70,10 +72,6 @@ def best_slots(rows: list[dict]) -> dict:
 
 
 def run_slots(slots: list[int], per_slot: int, max_tokens: int, llm_cfg: dict | None = None) -> list[dict]:
-    from crucible.pipelines.llm import settings
-    from crucible.pipelines.llm.embedded import EmbeddedModelError
-    from crucible.pipelines.llm.serve import make_server
-
     rows = []
     for n in slots:
         cfg = settings.resolve({**(llm_cfg or {}), "engine": "embedded"})

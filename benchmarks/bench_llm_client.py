@@ -17,7 +17,13 @@ import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from urllib.parse import urlparse
+
+import openai
+
+from crucible.pipelines.llm.client import LLMClient
+from tests.support.fake_llm_server import FakeOpenAIServer
 
 MSG = [{"role": "user", "content": "benchmark prompt " * 8}]
 
@@ -29,11 +35,6 @@ def _stats_ms(samples: list[float]) -> dict:
 
 
 def bench_overhead(n: int) -> list[dict]:
-    import openai
-
-    from crucible.pipelines.llm.client import LLMClient
-    from tests.support.fake_llm_server import FakeOpenAIServer
-
     out = []
     with FakeOpenAIServer(latency_s=0.0) as srv:
         u = urlparse(srv.base_url)
@@ -74,11 +75,6 @@ def bench_overhead(n: int) -> list[dict]:
 
 
 def bench_concurrency(latency_s: float, cap: int, endpoints: int, calls: int) -> dict:
-    from contextlib import ExitStack
-
-    from crucible.pipelines.llm.client import LLMClient
-    from tests.support.fake_llm_server import FakeOpenAIServer
-
     with ExitStack() as stack:
         servers = [stack.enter_context(FakeOpenAIServer(latency_s=latency_s)) for _ in range(endpoints)]
         client = LLMClient([s.base_url for s in servers], "m", cache=False, max_concurrency=cap)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -23,7 +24,9 @@ from typing import Any
 import jsonschema
 import yaml
 
+from crucible.pipelines.llm.embedded import cache_root
 from crucible.pipelines.options_base import fill_defaults
+from crucible.pipelines.textio import InputError, closest, load_yaml, read_text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -109,8 +112,6 @@ def _deep_merge(base: dict, over: Mapping) -> dict:
 
 
 def _read_yaml(path: Path) -> dict:
-    from crucible.pipelines.textio import InputError, load_yaml, read_text
-
     if not path.exists():
         raise ConfigError(f"{path}: config file not found (see {CONFIG_DIR} for the shipped ones)")
     try:  # a regular file only; size, nesting and alias expansion limited (textio)
@@ -157,7 +158,6 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set llm.max_concurrency=8")
-    from crucible.pipelines.textio import InputError, load_yaml
 
     try:
         value = load_yaml(raw, f"--set {key.strip()}") if raw != "" else ""
@@ -186,8 +186,6 @@ def _apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
 def _allowed(err: jsonschema.ValidationError) -> str:
     s = err.schema if isinstance(err.schema, dict) else {}
     if err.validator == "additionalProperties":
-        from crucible.pipelines.rowcheck import closest
-
         known = sorted(s.get("properties", {}))
         unknown = sorted(k for k in err.instance if k not in known) if isinstance(err.instance, dict) else []
         near = [f"{k!r}: did you mean {c!r}?" for k in unknown if (c := closest(k, known))]
@@ -260,7 +258,6 @@ def out_dir_outside(cfg: Config, cwd: Path | None = None) -> Path | None:
     raw = str(cfg.run.out_dir)
     if "://" in raw:
         return None
-    from crucible.pipelines.llm.embedded import cache_root
 
     resolved = Path(raw).expanduser().resolve()
     homes = [(cwd or Path.cwd()).resolve(), cache_root(cfg.dotted("llm.embedded.cache_dir")).resolve()]
@@ -272,7 +269,6 @@ def out_dir_outside(cfg: Config, cwd: Path | None = None) -> Path | None:
 def warn_out_dir(cfg: Config) -> None:
     """One line on stderr, once per directory and process, when ``run.out_dir`` is outside the working tree
     (a warning, not a refusal: writing elsewhere is often meant)."""
-    import sys
 
     resolved = out_dir_outside(cfg)
     if resolved is None or resolved in _WARNED_OUT_DIRS:

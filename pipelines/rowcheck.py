@@ -16,14 +16,14 @@ calls whose string ``arguments`` are JSON under textio's limits) before a reader
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 
 import jsonschema
 
-from crucible.pipelines.textio import InputError, JSONSyntaxError, loads
+from crucible.pipelines.store.records import resolved_schema
+from crucible.pipelines.textio import InputError, JSONSyntaxError, closest, loads
 
 
 class RowError(InputError):
@@ -32,26 +32,12 @@ class RowError(InputError):
 
 @cache
 def _validator(schema_name: str) -> jsonschema.protocols.Validator:
-    # lazy on purpose: store.records loads pyarrow (measured 0.15 s of its 0.22 s import); a row check needs
-    # only the resolved JSON schema, and `crucible` commands that check rows need not load Arrow first
-    from crucible.pipelines.store.records import resolved_schema
-
     schema = resolved_schema(f"{schema_name}.json")
     return jsonschema.Draft202012Validator(schema)
 
 
 def schema_of(schema_name: str) -> dict:
     return _validator(schema_name).schema
-
-
-def closest(name: str, known: Iterable[str]) -> str | None:
-    """The known name closest to ``name`` (difflib), or None when none is close."""
-    known = list(known)
-    got = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    if not got:  # case slips (fail_to_pass) are close too
-        low = {k.lower(): k for k in known}
-        got = [low[m] for m in difflib.get_close_matches(name.lower(), list(low), n=1, cutoff=0.6)]
-    return got[0] if got else None
 
 
 def _field(path) -> str:

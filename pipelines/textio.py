@@ -24,6 +24,7 @@ Hostile inputs meet the limits below (the one place they live; raise one here if
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import io
 import json
@@ -31,7 +32,7 @@ import os
 import re
 import stat
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import yaml
@@ -367,3 +368,13 @@ def _children(node) -> list:
     if isinstance(node, yaml.MappingNode):
         return [x for pair in node.value for x in pair]
     return []
+
+
+def closest(name: str, known: Iterable[str]) -> str | None:
+    """The known name closest to ``name`` (difflib), or None when none is close."""
+    known = list(known)
+    got = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if not got:  # case slips (fail_to_pass) are close too
+        low = {k.lower(): k for k in known}
+        got = [low[m] for m in difflib.get_close_matches(name.lower(), list(low), n=1, cutoff=0.6)]
+    return got[0] if got else None

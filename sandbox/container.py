@@ -18,6 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import docker
+import requests
+
 from crucible.pipelines.store import fsio
 from crucible.sandbox.tarballs import tar_bytes, tar_tree, untar_files
 
@@ -79,7 +82,6 @@ def ensure_network(client, mode: str) -> str:
         return mode
     if not is_internal(mode):
         raise ValueError(f"network mode {mode!r}: allowed {', '.join(NETWORK_MODES)} or a {INTERNAL_NETWORK}-* name")
-    import docker
 
     name = INTERNAL_NETWORK if mode == "internal" else mode
     try:
@@ -95,7 +97,6 @@ def ensure_network(client, mode: str) -> str:
 
 def remove_network(client, name: str) -> bool:
     """Remove a per-run network; False (logged) when it is gone already or still has containers."""
-    import docker
 
     try:
         client.networks.get(name).remove()
@@ -143,8 +144,6 @@ def run_in_container(client, image: str, script: str, *, tree: Path | None = Non
     The container is killed at ``limits.timeout_s``; ``fetch`` names absolute paths whose files are read
     back after it stopped. Daemon errors are returned (``daemon_error``), not raised, so callers can
     classify them as infrastructure failures."""
-    import docker
-    import requests
 
     t0 = time.monotonic()
     container = None

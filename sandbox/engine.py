@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -53,7 +55,6 @@ def engine_host(environ: dict | None = None) -> str:
 def connect(timeout: int = 120):
     """A docker SDK client for the engine named by DOCKER_HOST (or the default socket); raises
     :class:`EngineUnavailable` if it does not answer a ping."""
-    import docker
 
     try:
         client = docker.from_env(timeout=timeout)
@@ -91,7 +92,6 @@ def install_engine() -> None:
 
 def start_dockerd(wait_s: float = 60.0, log_path: str = DOCKERD_LOG) -> None:
     """Start dockerd detached, wait until its socket answers."""
-    import docker
 
     logf = open(log_path, "ab")  # noqa: SIM115 - handed to the daemon for its lifetime
     subprocess.Popen(["dockerd"], stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

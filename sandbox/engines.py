@@ -28,7 +28,11 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import docker
+from apache_beam.metrics import Metrics
+
 from crucible.pipelines.store import fsio
+from crucible.sandbox.engine import ensure_engine
 
 log = logging.getLogger(__name__)
 STATS_VERSION = 1
@@ -65,9 +69,6 @@ def specs_from_config(engines: Iterable) -> list[EngineSpec]:
 
 def connect_engine(spec: EngineSpec, timeout: int = 120):
     """A docker SDK client for ``spec`` that answered a ping (TLS client certificates for ``tcp://``)."""
-    import docker
-
-    from crucible.sandbox.engine import ensure_engine
 
     if spec.host is None:
         return ensure_engine(allow_start=True)[0]
@@ -85,8 +86,6 @@ def ping_engine(spec: EngineSpec, timeout_s: float) -> bool:
     try:
         client = connect_engine(spec, timeout=max(1, int(timeout_s))) if spec.host else None
         if client is None:
-            import docker
-
             client = docker.from_env(timeout=max(1, int(timeout_s)))
             client.ping()
         client.close()
@@ -271,7 +270,6 @@ def _why(result) -> str:
 def report_engine_metrics(stats: dict, namespace: str = "crucible.sandbox.engines") -> None:
     """The pool's per-engine state as Beam gauges (``in_flight@<engine>``, ``done``, ``failed``, ``queued``,
     ``drained``, ``busy_share_permille``, ``queue_wait_ms_max``); call from a DoFn's ``process``."""
-    from apache_beam.metrics import Metrics
 
     for name, e in stats["engines"].items():
         for k in ("in_flight", "done", "failed", "queued"):

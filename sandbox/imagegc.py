@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime, timezone
 
 
 def list_images(client) -> list[dict]:
@@ -73,7 +74,6 @@ def plan_gc(images: list[dict], keep_keys: set[str], in_use_ids: set[str], kinds
 
 def iso_ts(text: str) -> float:
     """Seconds since the epoch of Docker's ``2026-11-22T03:20:00.123456789Z`` (0.0 if unparsable)."""
-    from datetime import datetime, timezone
 
     m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", text or "")
     if not m:

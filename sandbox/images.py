@@ -27,6 +27,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import docker
+
 from crucible.sandbox.tarballs import SANDBOX_UID, tar_bytes, tar_tree
 
 log = logging.getLogger(__name__)
@@ -105,8 +107,6 @@ def base_dists(base: BaseSpec) -> tuple[str, ...]:
 
 
 def image_exists(client, name: str) -> bool:
-    import docker
-
     try:
         client.images.get(name)
         return True

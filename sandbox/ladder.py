@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 
 from crucible.sandbox.ladder_extras import extra_providing
+from crucible.sandbox.repofacts import EXTRA_PREFERENCE, floor_as_of
+from crucible.sandbox.startup import code_line, syntax_needs
 
 
 class RungKind(str, enum.Enum):
@@ -132,7 +134,6 @@ TRIGGER_ANY = re.compile("|".join(p.pattern for p in (
 def trigger_lines(text: str, limit: int = 200) -> list[str]:
     """The lines of a log any rung could act on (deduplicated, in order, at most ``limit``); a SyntaxError line
     comes with the source line it shows just before it (which Python the syntax needs: ``startup.syntax_needs``)."""
-    from crucible.sandbox.startup import code_line
 
     out: list[str] = []
     raw = text.splitlines()
@@ -292,7 +293,6 @@ def _python_rungs(lines: list[str], recipe: dict, pythons: tuple[str, ...], add)
     """The Python the first syntax error asks for (``startup.syntax_needs`` on the source line it shows):
     the first available base that has a later syntax, else the next older base (Python 2 code, an old
     pytest on a new Python, a C extension of an older C-API)."""
-    from crucible.sandbox.startup import syntax_needs
 
     older = [p for p in sorted(pythons, key=_vt) if _vt(p) < _vt(recipe["python"])]
     newer = [p for p in sorted(pythons, key=_vt) if _vt(p) > _vt(recipe["python"])]
@@ -321,7 +321,6 @@ def as_of_for(source_date: str) -> str:
 
 def next_extra(recipe: dict) -> str | None:
     """The next test-ish extra the package declares after the current one, or None (install without one)."""
-    from crucible.sandbox.repofacts import EXTRA_PREFERENCE
 
     src = recipe.get("sources") or {}
     declared, current = src.get("extras_declared") or [], src.get("extra")
@@ -359,8 +358,6 @@ def apply_rung(recipe: dict, rung: Rung) -> dict:
                 s["name"] = f"package[{new}]" if new else "package"
         r["sources"]["extra"] = new
     elif k is RungKind.AS_OF_DATE:
-        from crucible.sandbox.repofacts import floor_as_of
-
         r["as_of"] = floor_as_of(rung.arg, r["python"])
     elif k in (RungKind.OLDER_PYTHON, RungKind.NEWER_PYTHON):
         r["python_reason"] = f"{r.get('python_reason', '')}; ladder: Python {r['python']} -> {rung.arg}".lstrip("; ")

@@ -21,7 +21,11 @@ import shlex
 from pathlib import Path
 
 import yaml
+from packaging.utils import canonicalize_name
 
+from crucible.pipelines.textio import InputError, read_text
+from crucible.sandbox.ladder import table
+from crucible.sandbox.plugins import plugin_lines
 from crucible.sandbox.repofacts import (  # noqa: F401  (re-exported: crucible.pipelines.swe.swebench_specs and tests use them)
     EXTRA_PREFERENCE,
     RecipeError,
@@ -43,7 +47,13 @@ from crucible.sandbox.repofacts import (  # noqa: F401  (re-exported: crucible.p
     tox_info,
     tox_versions,
 )
-from crucible.sandbox.testfacts import find_test_files, pytest_config, pytest_configured, test_paths  # noqa: F401
+from crucible.sandbox.testfacts import (  # noqa: F401
+    find_test_files,
+    pytest_config,
+    pytest_configured,
+    pytest_ini_keys,
+    test_paths,
+)
 
 RECIPE_VERSION = 1
 INSTALLED_PINS = "/tmp/crucible-installed.txt"
@@ -69,8 +79,6 @@ def _q(s: str) -> str:
 def config_plugins(cfg: dict, ini_keys: list[str]) -> list[str]:
     """Distributions the repo's pytest configuration assumes: plugins named by its ``addopts`` options
     (``--cov`` -> pytest-cov) and ini keys (``timeout`` -> pytest-timeout), from sandbox/data/pytest_plugins.json."""
-    from crucible.sandbox.ladder import table
-
     plugins = table("pytest_plugins")
     out: list[str] = []
     for opt in cfg["addopts"]:
@@ -87,10 +95,6 @@ def config_plugins(cfg: dict, ini_keys: list[str]) -> list[str]:
 def _import_names(modules: frozenset[str]) -> frozenset[str]:
     """Canonical names of imported modules plus of the distributions that provide them where the two differ
     (``socks`` -> ``pysocks``), as :func:`crucible.sandbox.repofacts.dev_test_deps` compares them."""
-    from packaging.utils import canonicalize_name
-
-    from crucible.sandbox.ladder import table
-
     dists = {canonicalize_name(k): v for k, v in table("import_dists").items() if isinstance(v, str)}
     return modules | {canonicalize_name(dists[m]) for m in modules if m in dists}
 
@@ -196,7 +200,6 @@ def infer_recipe(repo: Path, available_pythons: tuple[str, ...] = ("3.9", "3.11"
         dev_test_deps(repo, _import_names(test_imports(repo, tests)), named - {""})
     if tdeps_declared:
         install.append(_test_deps_step(tdeps_declared))
-    from crucible.sandbox.testfacts import pytest_ini_keys
 
     cplugins = config_plugins(pcfg, pytest_ini_keys(repo, pcfg["file"]))
     if cplugins:
@@ -237,7 +240,6 @@ def load_override(name: str, repos_dir: Path) -> dict | None:
     ``match`` list contains the name (case-insensitive). Unknown top-level keys are errors."""
     if not repos_dir.is_dir():
         return None
-    from crucible.pipelines.textio import InputError, read_text
 
     for p in sorted(repos_dir.glob("*.yaml")):
         try:
@@ -362,8 +364,6 @@ def test_script(recipe: dict, junit_path: str, extra_args: list[str] | None = No
                      f"{{ tail -20 /tmp/crucible-reinstall.log; echo '{MARK} reinstall failed'; exit 98; }}")
     plugins = ""
     if not autoload:
-        from crucible.sandbox.plugins import plugin_lines
-
         lines += plugin_lines(_q)
         plugins = "$CRUCIBLE_PLUGINS "  # unquoted on purpose: "-p mod" pairs, names checked by the script
     lines.append("exec " + recipe["test_cmd"] + " " + plugins + " ".join(_q(a) for a in args + targets))

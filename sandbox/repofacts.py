@@ -10,6 +10,10 @@ import configparser
 import re
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+
 from crucible.sandbox.testfacts import file_text, ini_section, tomllib
 
 EXTRA_PREFERENCE = ("test", "tests", "testing", "dev")
@@ -63,7 +67,6 @@ def choose_python(repo: Path, available: tuple[str, ...], source_date: str | Non
     """Highest available Python allowed by requires-python and, when the repo lists versions
     (classifiers, tox/nox envs), not newer than the newest one it lists; with ``source_date``, not one
     released after the source (the oldest allowed one when all were). Returns (version, reason)."""
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
     avail = sorted(available, key=_vtuple)
     rp = requires_python(repo)
@@ -261,8 +264,6 @@ def pipfile_dev_packages(repo: Path) -> list[str]:
 def req_name(req: str) -> str:
     """The canonical distribution name of a requirement line (``PySocks>=1.5`` -> ``pysocks``); "" for an
     option, path or URL line (``packaging``'s grammar, a trailing comment ignored)."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
 
     try:
         return canonicalize_name(Requirement(req.split(" #", 1)[0].strip()).name)
@@ -301,7 +302,6 @@ def project_name(repo: Path) -> str:
 def test_imports(repo: Path, files: list[str], limit: int = 500) -> frozenset[str]:
     """Top-level module names that the given test files and the repo's conftest.py files import, as canonical
     distribution names (``ruamel_yaml`` -> ``ruamel-yaml``); a file that does not parse adds nothing."""
-    from packaging.utils import canonicalize_name
 
     paths = [repo / f for f in files[:limit]] + sorted(repo.glob("**/conftest.py"))[:50]
     names: set[str] = set()

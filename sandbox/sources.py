@@ -16,7 +16,10 @@ import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
 
 DEFAULT_URL_TEMPLATE = "https://github.com/{repo}.git"
 GIT_ENV = {"GIT_AUTHOR_NAME": "crucible", "GIT_AUTHOR_EMAIL": "crucible@localhost",
@@ -72,7 +75,6 @@ def init_one_commit(path: Path, message: str, date: str | None = None) -> str:
 def pkg_info_day(tree: Path) -> str | None:
     """The day (YYYY-MM-DD) of an unpacked sdist's PKG-INFO mtime (the archive keeps it), unless it is missing
     or a reproducible-build fixed date (``FIXED_MTIME_DAYS``): then None."""
-    from datetime import datetime, timezone
 
     pkg = Path(tree) / "PKG-INFO"
     if not pkg.is_file():
@@ -168,9 +170,6 @@ def index_upload_date(name: str, version: str, pip: tuple[str, ...] = (sys.execu
     versions exist before a date (``pip index versions --uploaded-prior-to``). Local file indexes and
     find-links carry no upload times, so they are left out (``PIP_CONFIG_FILE=/dev/null``; ``remote_env``
     = the host's remote index settings, ``hostenv.host_pip_env()``). None when the index does not answer."""
-    from datetime import date, timedelta
-
-    from packaging.version import InvalidVersion, Version
 
     try:
         want = Version(version)

@@ -17,9 +17,12 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from crucible.sandbox.container import Limits, run_in_container
+from crucible.sandbox.ladder import trigger_lines
 from crucible.sandbox.parsers import (
     OLD_INSTANCE_RE,
     count_statuses,
+    get_parser,
     junit_cases,
     junit_teardown_errors,
     parse_junit_xml,
@@ -27,6 +30,7 @@ from crucible.sandbox.parsers import (
     parse_summary_counts,
     subtest_failures,
 )
+from crucible.sandbox.recipes import test_script
 from crucible.sandbox.startup import startup_error
 
 PASSING = ("PASSED", "XPASS")
@@ -263,8 +267,6 @@ def run_tests(client, image: str, repo_dir: Path, recipe: dict, *, limits=None, 
               autoload: bool = False, junit_path: str | None = None) -> TestRun:
     """One test run of ``recipe`` in a fresh container from ``image`` with ``repo_dir`` copied to /testbed.
     The JUnit path is random per run so the suite cannot pre-write it by name."""
-    from crucible.sandbox.container import Limits, run_in_container
-    from crucible.sandbox.recipes import test_script
 
     limits = limits or Limits()
     junit_path = junit_path or f"/tmp/crucible-junit-{secrets.token_hex(8)}.xml"
@@ -277,13 +279,10 @@ def run_tests(client, image: str, repo_dir: Path, recipe: dict, *, limits=None, 
                     seconds=out.seconds)
     run.rw_bytes = out.rw_bytes
     if not run.ok or run.counts.get("FAILED", 0) + run.counts.get("ERROR", 0):
-        from crucible.sandbox.ladder import trigger_lines
-
         run.trigger_lines = trigger_lines(out.log)
     parser = recipe.get("log_parser")
     if parser and parser != "pytest_rA" and run.tests_swebench:
         # SWE-bench grades some repos with a variant of its -rA parser (ids normalised differently)
-        from crucible.sandbox.parsers import get_parser
 
         run.tests_swebench = get_parser(parser)(out.log)
     return run

@@ -21,9 +21,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from crucible.pipelines.browse.corpus import CORPUS_CODE_VERSION, read_pages_jsonl, render_pages, write_pages
+from crucible.pipelines.browse.index import INDEX_CODE_VERSION, build_index
 from crucible.pipelines.browse.kg.build import KGOptions, cache_root, ensure_graph, graph_key
 from crucible.pipelines.browse.kg.executor import Formalization, count_answers, execute, is_unique  # noqa: F401
 from crucible.pipelines.browse.kg.model import Graph, read_graph
+from crucible.pipelines.browse.search import live
+from crucible.pipelines.browse.search.backends import BackendConfigError, FrozenBackend, LocalBackend
+from crucible.pipelines.browse.search.cache import ToolCache
+from crucible.pipelines.browse.search.env import BrowseEnv
+from crucible.pipelines.browse.search.live import HttpClient
 from crucible.pipelines.config import load_config, resolve_section
 from crucible.pipelines.options import Options, SearchOptions
 from crucible.pipelines.options_base import build_section
@@ -61,9 +68,6 @@ def load_kg(cfg: Any = None, progress=log.info) -> Graph:
 
 
 def corpus_dir(cfg: Any = None) -> Path:
-    from crucible.pipelines.browse.corpus import CORPUS_CODE_VERSION
-    from crucible.pipelines.browse.index import INDEX_CODE_VERSION
-
     s = search_options(cfg)
     if s.local.dir:
         return Path(s.local.dir)
@@ -76,8 +80,6 @@ def corpus_dir(cfg: Any = None) -> Path:
 
 def build_corpus(pages, out_dir: str | os.PathLike, extra_manifest: dict | None = None) -> str:
     """Write ``pages.parquet`` + tantivy ``index/`` + ``corpus.json`` (last; marks completion)."""
-    from crucible.pipelines.browse.corpus import write_pages
-    from crucible.pipelines.browse.index import build_index
 
     pages = list(pages)
     d = Path(out_dir)
@@ -87,7 +89,6 @@ def build_corpus(pages, out_dir: str | os.PathLike, extra_manifest: dict | None 
 
 def ensure_corpus(cfg: Any = None, force: bool = False, progress=log.info) -> Path:
     """The local corpus directory, rendered from the graph (or read from ``search.local.pages``)."""
-    from crucible.pipelines.browse.corpus import read_pages_jsonl, render_pages
 
     s = search_options(cfg)
     d = corpus_dir(s)
@@ -109,8 +110,6 @@ def ensure_corpus(cfg: Any = None, force: bool = False, progress=log.info) -> Pa
 
 
 def make_http(section: Any):
-    from crucible.pipelines.browse.search.live import HttpClient
-
     http = search_options(section).http
     return HttpClient(timeout_s=float(http.timeout_s), max_retries=int(http.max_retries),
                       backoff_s=float(http.backoff_s), rate_limit_per_s=float(http.rate_limit_per_s))
@@ -118,8 +117,6 @@ def make_http(section: Any):
 
 def make_backend(cfg: Any = None, progress=log.info):
     """The configured backend. Live backends check their API key here (clear error at start)."""
-    from crucible.pipelines.browse.search import live
-    from crucible.pipelines.browse.search.backends import BackendConfigError, FrozenBackend, LocalBackend
 
     s = search_options(cfg)
     name = s.backend
@@ -144,8 +141,6 @@ def make_backend(cfg: Any = None, progress=log.info):
 
 
 def make_cache(cfg: Any = None):
-    from crucible.pipelines.browse.search.cache import ToolCache
-
     s = search_options(cfg)
     if not s.cache.enabled:
         return None
@@ -154,7 +149,6 @@ def make_cache(cfg: Any = None):
 
 def open_environment(cfg: Any = None, backend=None, cache=None, forbidden_texts=(), progress=log.info):
     """A :class:`~crucible.pipelines.browse.search.env.BrowseEnv` from config (backend/cache may be given)."""
-    from crucible.pipelines.browse.search.env import BrowseEnv
 
     s = search_options(cfg)
     return BrowseEnv(

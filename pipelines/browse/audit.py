@@ -38,8 +38,10 @@ from crucible.pipelines.browse.audit_checks import (
     sft_violation_rows,
     type_mismatch_rows,
 )
+from crucible.pipelines.browse.findable import audit_findability
 from crucible.pipelines.browse.grounding import row_draft
 from crucible.pipelines.browse.harden import ranges_pin_alone
+from crucible.pipelines.store.records import record_type
 
 # question row -> its text grounding recomputed from the row and the corpus pages (grounding.recheck_row)
 TextCheck = Callable[[Mapping], Mapping]
@@ -106,7 +108,6 @@ def audit_rows(questions: Sequence[Mapping], trajectories: Sequence[Mapping], fa
     without them the graph-grounded lines are reported as ``None`` (not checked), never as 0.
     ``findable_search`` (a :data:`crucible.pipelines.browse.findable.Search`) re-runs the stored findability queries;
     ``text_check`` recomputes each question's text grounding (None: the line is not checked)."""
-    from crucible.pipelines.browse.findable import audit_findability
 
     by_q = {q["question_id"]: q for q in questions}
     kept = [t for t in trajectories if _is_kept(t.get("split"))]
@@ -300,7 +301,6 @@ def _findable_line(fa: Mapping) -> str:
 
 def load_rows(con) -> tuple[list[dict], list[dict], list[dict]]:
     """questions, browse_trajectories and browse failures of a store, decoded through the record types."""
-    from crucible.pipelines.store.records import record_type
 
     def rows(table: str, key: str, where: str = "true") -> list[dict]:
         cur = con.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY {key}")  # same rows, same order

@@ -8,6 +8,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from crucible.pipelines.browse.verify import normalize
+
 # A resolver: answer text -> entity ids it names in the graph ([] = none).
 Resolver = Callable[[str], Sequence[str]]
 # A question-row check: why the question does not ask for its answer's kind (None = it does).
@@ -106,7 +108,6 @@ def strict_sft_problems(traj: Mapping, answer_names: Sequence[str]) -> list[str]
     """The strict SFT checks that can be recomputed from one stored row: a kept SFT row must have no
     drop reason, no repeated identical tool call, no forced final answer, and at least one tool
     observation that contains the answer (the agent saw its evidence)."""
-    from crucible.pipelines.browse.verify import normalize
 
     problems = []
     if [r for r in traj.get("drop_reasons") or [] if not str(r).startswith("rl")]:

@@ -28,8 +28,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from crucible.pipelines.browse.corpus import evidence_url, render_entity
 from crucible.pipelines.browse.kg.textlinks import text_index
 from crucible.pipelines.browse.search.cache import normalize_url
+from crucible.pipelines.browse.synth import entity_name, fact_sentence, path_steps
 from crucible.pipelines.browse.verify import normalize
 
 # query, top_k -> the result URLs, best first (raises on a backend failure)
@@ -95,7 +97,6 @@ def clue_query(fact: str, type_word: str, forbidden: Sequence[str]) -> tuple[str
 
 def links(draft) -> list[dict]:
     """Every link of the draft: {kind, var (sought), given, triple} (bound ids in ``triple``)."""
-    from crucible.pipelines.browse.synth import path_steps
 
     b = draft.binding
     out, on_path = [], set()
@@ -114,7 +115,6 @@ def links(draft) -> list[dict]:
 
 def entry_var(draft) -> str | None:
     """The first hidden node of the path (a reader's way in), or None when nothing is hidden."""
-    from crucible.pipelines.browse.synth import path_steps
 
     steps = path_steps(draft)
     nodes = [steps[0][0], *(t for _p, _r, t, _i in steps)] if steps else [draft.target]
@@ -132,7 +132,6 @@ def stating_pages(graph, primary: str, sought: str, given: str) -> list[str]:
     given entity's own page when it names the sought entity (its list of inbound facts: "Cities in
     Ireland include Cork, ...", "Cork is served by Cork Airport"): a reader who finds that page reads
     the sought name there."""
-    from crucible.pipelines.browse.corpus import render_entity
 
     urls = [primary] if primary else []
     e, want = graph.entities.get(given), graph.entities.get(sought)
@@ -143,9 +142,6 @@ def stating_pages(graph, primary: str, sought: str, given: str) -> list[str]:
 
 
 def _record(graph, draft, link: Mapping, search: Search, k: int) -> dict:
-    from crucible.pipelines.browse.corpus import evidence_url
-    from crucible.pipelines.browse.synth import entity_name, fact_sentence
-
     s, rel, o = link["triple"]
     t = graph.triple(s, rel, o)
     given = draft.binding.get(link["given"], link["given"])

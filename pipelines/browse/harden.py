@@ -35,6 +35,7 @@ from crucible.pipelines.browse.obfuscate import (  # noqa: F401  (re-exported: t
     replace_term,
     summary_readings,
 )
+from crucible.pipelines.browse.resolve import name_index
 from crucible.pipelines.browse.synth import (
     REL_PHRASE,
     WEAK_RELATIONS,
@@ -45,6 +46,7 @@ from crucible.pipelines.browse.synth import (
     path_length,
     path_steps,
 )
+from crucible.pipelines.browse.verify import AnswerKind, Gold, rule_verdict
 
 
 def blur(graph: Graph, draft: Draft, rng: random.Random) -> Draft | None:
@@ -158,9 +160,6 @@ Writer = Callable[[Draft], tuple[str, str]]
 
 def checks(graph: Graph, draft: Draft, question: str, answer: str, aliases: Sequence[str],
            closed_book: ClosedBook | None) -> dict:
-    from crucible.pipelines.browse.resolve import name_index
-    from crucible.pipelines.browse.verify import AnswerKind, Gold, rule_verdict
-
     ambiguous = ambiguous_names(graph, draft)
     world = world_problems(graph, draft)
     unique = not ambiguous and not world and is_unique(graph, draft)

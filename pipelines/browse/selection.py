@@ -22,6 +22,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 
+from crucible.pipelines.browse import qtype as Q
+from crucible.pipelines.browse import synth as S
 from crucible.pipelines.browse.verify import normalize
 
 
@@ -145,7 +147,6 @@ def observations_seen(messages: Sequence[Mapping]) -> list[str]:
 def answer_hop_names(graph, draft) -> tuple[list[str], list[str]]:
     """(names of the answer, names of the answer hop's subject): the entity whose relation gives
     the answer ("the Bahamas" in "the currency of the Bahamas"), each with its aliases."""
-    from crucible.pipelines.browse import synth as S
 
     answer, aliases, _kind = S.answer_spec(graph, draft)
     answer_names = [answer, *aliases]
@@ -215,7 +216,6 @@ def verification(graph, draft, question: str, state: Mapping) -> dict:
     last checks, ``state``), faithful (the text asks for the answer's kind and states the formalization's
     relations: :func:`qtype.type_mismatch`, :func:`qtype.relation_backcheck`), findable (where measured) and
     not solved closed-book (where a closed-book model ran)."""
-    from crucible.pipelines.browse import qtype as Q
 
     unfaithful = Q.type_mismatch(graph, draft, question) or Q.relation_backcheck(graph, draft, question)
     return {"unique": state["unique"], "supported": state["supported"], "faithful": not unfaithful,

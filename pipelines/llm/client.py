@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import openai
+from jsonschema import Draft202012Validator
 
 from crucible.pipelines.http_retry import RetryPolicy, retry_after_seconds
 from crucible.pipelines.llm import aio, settings
@@ -308,7 +309,6 @@ class LLMClient:
                           name: str = "response", max_attempts: int | None = None, strict: bool = True,
                           **kwargs: Any) -> ChatResult:
         """A JSON-schema constrained call whose ``.parsed`` is a schema-valid object (see :meth:`structured`)."""
-        from jsonschema import Draft202012Validator
 
         Draft202012Validator.check_schema(schema)
         validator = Draft202012Validator(schema)

@@ -18,6 +18,8 @@ import uuid
 import weakref
 from collections import deque
 
+from apache_beam.metrics import Metrics
+
 from crucible.pipelines.llm.results import ChatResult
 from crucible.pipelines.store import fsio
 
@@ -56,7 +58,6 @@ class CallLog:
 def report_calls(client, namespace: str = "crucible.llm") -> int:
     """Report the calls ``client`` made since the last report (any thread) as Beam metrics
     (:func:`report_beam_metrics` each); call from ``DoFn.process`` or ``finish_bundle``. Returns how many."""
-    from apache_beam.metrics import Metrics
 
     calls, dropped = client.calls.drain()
     for res in calls:
@@ -69,7 +70,6 @@ def report_calls(client, namespace: str = "crucible.llm") -> int:
 def report_beam_metrics(result: ChatResult, namespace: str = "crucible.llm") -> None:
     """Emit one call's accounting as Beam metrics. Call it from ``DoFn.process`` (the thread Beam
     attributes metrics to), e.g. after collecting results from a thread pool."""
-    from apache_beam.metrics import Metrics
 
     Metrics.counter(namespace, "calls").inc()
     if result.cache_hit:
@@ -91,7 +91,6 @@ def report_pool_metrics(stats: dict, namespace: str = "crucible.llm.pool") -> No
     """The pool's per-endpoint state as Beam gauges (``in_flight@<url>``, ``queued``, ``done``, ``failed``,
     ``up``, ``busy_share`` and ``slot_share`` in per mille); call from ``DoFn.finish_bundle`` with
     ``client.stats()``."""
-    from apache_beam.metrics import Metrics
 
     for url, e in stats["endpoints"].items():
         for key in ("in_flight", "queued", "done", "failed"):

@@ -29,6 +29,9 @@ from typing import Any
 
 import jinja2
 import yaml
+from jsonschema import Draft202012Validator, SchemaError
+
+from crucible.pipelines.textio import InputError, load_yaml, read_text
 
 DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parents[2] / "configs" / "prompts"
 _ALLOWED = {"id", "version", "description", "system", "user", "schema", "params", "examples"}
@@ -99,7 +102,6 @@ def parse_prompt(data: Any, source: str) -> Prompt:
     if schema is not None:
         if not isinstance(schema, Mapping):
             raise PromptError(f"{source}: field 'schema' must be a JSON Schema mapping")
-        from jsonschema import Draft202012Validator, SchemaError
 
         try:
             Draft202012Validator.check_schema(schema)
@@ -136,7 +138,6 @@ def load_prompt(prompt_id: str, prompts_dir: str | Path | None = None) -> Prompt
     if not path.is_file():
         have = sorted(p.stem for p in directory.glob("*.yaml")) if directory.is_dir() else []
         raise PromptError(f"{path}: no such prompt {prompt_id!r}; available: {have}")
-    from crucible.pipelines.textio import InputError, load_yaml, read_text
 
     try:  # textio's YAML limits: size, nesting, alias expansion, a key twice
         data = load_yaml(read_text(path, "prompt file"), str(path))

@@ -19,10 +19,13 @@ templates know only user/assistant/system turns. A conversation the backend cann
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
+
+import requests
 
 from crucible.pipelines.http_retry import RetryPolicy, retry_after_seconds
 from crucible.pipelines.llm.cache import ResponseCache, cache_key
@@ -85,8 +88,6 @@ class _HTTPStatus(Exception):
 
 
 def _transient(exc: BaseException) -> bool:
-    import requests
-
     if isinstance(exc, _HTTPStatus):
         return exc.status in (408, 409, 429) or exc.status >= 500
     return isinstance(exc, requests.ConnectionError | requests.Timeout)
@@ -98,8 +99,6 @@ class PoolingRewardClient:
     def __init__(self, base_url: str, model: str, *, max_concurrency: int = 4, timeout_s: float = 120.0,
                  max_retries: int = 5, backoff_initial_s: float = 1.0, backoff_max_s: float = 60.0,
                  retry_after_max_s: float = 300.0, cache_dir: str | None = None, api_key: str | None = None):
-        import requests
-
         base = base_url.rstrip("/")
         self.url = (base[:-3] if base.endswith("/v1") else base) + "/pooling"
         self.model_id = model
@@ -193,7 +192,6 @@ class TransformersRewardScorer:
 
 def make_reward_scorer(llm_cfg: Mapping[str, Any], cache_dir: str | None = None) -> RewardScorer | None:
     """The configured scorer (``llm.reward_model``), or None when ``backend`` is ``none``."""
-    import os
 
     rm = llm_cfg["reward_model"]
     if rm["backend"] == "none":

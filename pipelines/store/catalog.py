@@ -41,9 +41,10 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from crucible.pipelines.store import fsio, integrity, mirror, readonly
+from crucible.pipelines.store import fsio, integrity, lock, mirror, readonly
 from crucible.pipelines.store import manifests as M
 from crucible.pipelines.store.card import CARD, write_card
+from crucible.pipelines.store.commit import ensure_layout
 from crucible.pipelines.store.records import TABLES, record_type
 
 log = logging.getLogger(__name__)
@@ -233,7 +234,6 @@ def _remove(paths) -> None:
 def refresh_catalog(out_dir: str, catalog: str = DEFAULT_CATALOG, view: StoreView | None = None) -> str:
     """(Re)write the catalog file's views (relative paths, storage version v1.0.0) and the card. Returns its
     path. Writers only (the end of a run, ``compact``) and ``store check --repair``: readers never call it."""
-    from crucible.pipelines.store.commit import ensure_layout
 
     if not fsio.is_local(out_dir):  # an object store: the card in the bucket, the catalog file in the mirror
         ensure_layout(out_dir)
@@ -345,7 +345,6 @@ def _vanished_shard(out_dir: str, message: str) -> bool:
 def repair_catalog(out_dir: str, catalog: str = DEFAULT_CATALOG) -> str:
     """``crucible store check --repair``: rewrite the catalog file and the card from the commits readable now,
     under the writer lock. Returns what was done, in one line."""
-    from crucible.pipelines.store import lock
 
     M.require_store(out_dir)
     with lock.writer(out_dir, "crucible store check --repair"):

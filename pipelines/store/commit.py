@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crucible.pipelines.store import fsio, integrity, lockfree
+from crucible.pipelines.store import fsio, integrity, lock, lockfree
 from crucible.pipelines.store import manifests as M
 from crucible.pipelines.store.progress import Progress  # noqa: F401 - re-exported: callers import it from here
 from crucible.pipelines.store.records import TABLES, record_type
@@ -288,7 +288,6 @@ def recover(out_dir: str, pipeline: str, *, purpose: str | None = None) -> Recov
     (:mod:`crucible.pipelines.store.lock`; refused with the holder named while another writer runs), then return the
     finished item keys and move aside what killed runs left behind. Only with the lock held is it safe to
     touch them: no other live writer can be between its shards and its manifest."""
-    from crucible.pipelines.store import lock
 
     M.check_pipeline_name(pipeline)
     if fsio.is_local(out_dir):  # an object store takes no lock: its commits are lock-free (lockfree.py)

@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from crucible.pipelines.store import fsio, integrity, lock
 from crucible.pipelines.store import manifests as M
+from crucible.pipelines.store.catalog import refresh_catalog
 from crucible.pipelines.store.commit import recover_locked, stable_hash, write_commit
 from crucible.pipelines.store.records import record_type
 
@@ -100,7 +101,6 @@ def compact(out_dir: str, pipeline: str, *, max_rows: int = 200_000, compression
                            "e.g. --max-rows 200000")
     with lock.writer(out_dir, f"crucible compact of {pipeline}"):
         rep = _compact(out_dir, pipeline, max_rows, compression)
-        from crucible.pipelines.store.catalog import refresh_catalog
 
         refresh_catalog(out_dir)  # a writer: crucible.duckdb and README.md list the merged shards (readers never do)
         return rep

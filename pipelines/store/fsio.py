@@ -15,8 +15,11 @@ or an S3 server without conditional writes).
 
 from __future__ import annotations
 
+import glob as _glob
+import io
 import logging
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -93,8 +96,6 @@ def write_atomic(path: str, write: Callable[[BinaryIO], object], mode: int | Non
             raise
         return
     if _is_s3(path):
-        import io
-
         buf = io.BytesIO()
         write(buf)
         _s3_client().put_object(**_s3_loc(path), Body=buf.getvalue())
@@ -131,8 +132,6 @@ def read_bytes(path: str) -> bytes:
 
 def glob(pattern: str) -> list[str]:
     if is_local(pattern):
-        import glob as _glob
-
         return sorted(_glob.glob(_local(pattern)))
     return sorted(m.path for m in _match(pattern))
 
@@ -197,12 +196,12 @@ def rename(src: str, dst: str) -> None:
 def _fs():
     """Beam's ``FileSystems``, with (empty) pipeline options set when no pipeline set them: its S3 client then
     reads the ``AWS_*`` environment variables. Inside a pipeline the run's own options (``--s3_endpoint_url``...)
-    stay in force."""
+    stay in force. Beam is imported here, on the first non-local path: ``sandbox/`` and the CLI write local files
+    through this module, and loading Beam's filesystems takes over a second and logs a warning."""
     from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
 
     if FileSystems._pipeline_options is None:
-        from apache_beam.options.pipeline_options import PipelineOptions
-
         FileSystems.set_options(PipelineOptions([]))
     return FileSystems
 
@@ -243,8 +242,6 @@ class _Meta:
 
 
 def _match_s3(pattern: str, limit: int | None) -> list:
-    import re
-
     loc = _s3_loc(pattern)
     wild = re.search(r"[*?\[]", loc["Key"])
     prefix = loc["Key"][:wild.start()] if wild else loc["Key"]

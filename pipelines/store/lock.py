@@ -18,6 +18,7 @@ run) or :func:`release`; :func:`writer` holds it for a ``with`` block (``crucibl
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import logging
 import os
@@ -105,8 +106,6 @@ def _refused(out_dir: str, info: dict | None) -> StoreLocked:
 
 
 def _acquire_local(out_dir: str, purpose: str) -> _Held:
-    import fcntl
-
     path = fsio._local(lock_path(out_dir))
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -194,7 +193,6 @@ def busy(out_dir: str) -> dict | None:
         same_host = info.get("host") == socket.gethostname()
         age = time.time() - float(info.get("started_ts") or 0)
         return info if (pid_alive(info.get("pid")) if same_host else age < LEASE_TTL_S) else None
-    import fcntl
 
     try:
         fd = os.open(fsio._local(lock_path(out_dir)), os.O_RDONLY)

@@ -25,11 +25,15 @@ table's folder. :func:`unreferenced_shards` lists the shards no readable manifes
 
 from __future__ import annotations
 
+import glob as _glob
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 
 from crucible.pipelines.store import fsio
+from crucible.pipelines.store.records import TABLES
+from crucible.pipelines.textio import InputError, decode_text, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +115,6 @@ def _check_names(m: dict, path: str, stem: str, pipeline: str | None) -> None:
 
 
 def _check_files(m: dict, path: str) -> None:
-    from crucible.pipelines.store.records import TABLES
-
     want = shard_name(m["pipeline"], m["commit_id"])
     for table, name in m["files"].items():
         if table not in TABLES:
@@ -169,7 +171,6 @@ def read_manifest(path: str, pipeline: str | None = None) -> dict | None:
     except OSError as exc:  # a directory, a FIFO, no permission: named like any unreadable manifest
         raise ManifestError(f"{path}: unreadable commit manifest: {type(exc).__name__}: {exc.strerror or exc}; "
                             f"{_FIX}") from None
-    from crucible.pipelines.textio import InputError, decode_text, parse_json
 
     try:
         m = parse_json(decode_text(data, path, "commit manifest"), path, "commit manifest")
@@ -185,7 +186,6 @@ def read_manifest(path: str, pipeline: str | None = None) -> dict | None:
 def glob_in(out_dir: str, *parts: str) -> list[str]:
     """``fsio.glob`` of ``parts`` (a pattern) under ``out_dir``, the folder's own name taken literally (a
     store named ``a[1]`` never matches ``a1``)."""
-    import glob as _glob
 
     base = _glob.escape(str(out_dir)) if fsio.is_local(out_dir) else str(out_dir)
     return fsio.glob(fsio.join(base, *parts))
@@ -195,8 +195,6 @@ def commit_folders(out_dir: str) -> list[str]:
     """Every entry of ``_commits/`` (hidden ones aside), valid pipeline name or not."""
     root = fsio.join(out_dir, COMMITS_DIR)
     if fsio.is_local(root):
-        import os
-
         try:
             return sorted(e.name for e in os.scandir(fsio._local(root)) if not e.name.startswith("."))
         except (FileNotFoundError, NotADirectoryError):
@@ -208,8 +206,6 @@ def pipelines_of(out_dir: str) -> list[str]:
     """Names of the pipelines that have a commit folder (``store check`` names any other entry there)."""
     root = fsio.join(out_dir, COMMITS_DIR)
     if fsio.is_local(root):
-        import os
-
         return [n for n in commit_folders(out_dir) if PIPELINE_RE.fullmatch(n) and
                 os.path.isdir(fsio._local(fsio.join(root, n))) and not os.path.islink(fsio._local(fsio.join(root, n)))]
     return [n for n in commit_folders(out_dir) if PIPELINE_RE.fullmatch(n)]
@@ -231,7 +227,6 @@ def read_manifests(out_dir: str, pipeline: str) -> list[dict]:
 
 def shard_files(out_dir: str) -> dict[str, str]:
     """``{"<table>/<name>": path}`` of every entry in the table folders named like a shard (any pipeline)."""
-    from crucible.pipelines.store.records import TABLES
 
     out = {}
     for table in TABLES:
@@ -313,7 +308,6 @@ def committed(out_dir: str, pipeline: str) -> Resolution:
 
 def is_store(out_dir: str) -> bool:
     """A folder a pipeline has written to: it has a commit folder or a table folder with its schema file."""
-    from crucible.pipelines.store.records import TABLES
 
     if fsio.exists(fsio.join(out_dir, COMMITS_DIR)):
         return True

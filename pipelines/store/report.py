@@ -11,7 +11,9 @@ import html
 import io
 import json
 import os
+import textwrap
 from pathlib import Path
+from urllib.parse import urlencode
 
 from crucible.pipelines.store import catalog, fsio
 from crucible.pipelines.store.manifests import StoreError
@@ -24,7 +26,6 @@ VIEW_URL = "http://127.0.0.1:8765"  # `crucible view --out DIR` (default port)
 
 def _wrap(label: object, width: int = 38) -> str:
     """A long label on several lines (never cut: the reason is the point of the plot)."""
-    import textwrap
 
     return "\n".join(textwrap.wrap(str(label), width)[:3]) or str(label)
 
@@ -60,7 +61,6 @@ def _hist(ax, values, title, bins=20, integer=False):
 
 def _view_links(stats: dict) -> str:
     """Links from the report's numbers to the viewer's filtered lists (`crucible view --out DIR`)."""
-    from urllib.parse import urlencode
 
     links = []
     bt = stats.get("browse_trajectories") or {}

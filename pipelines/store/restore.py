@@ -22,6 +22,7 @@ metadata: "no commit metadata"); a rerun of its pipeline redoes its items. Nothi
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -204,7 +205,6 @@ def _apply(out_dir: str, f: Found, m: dict, rebuilt: bool, chosen: dict, stamp: 
     if not rebuilt:
         fsio.rename(f.quarantined[0][1], dest)
         return f"{f.name}: manifest and {moved} shard(s) moved back from {integrity.QUARANTINE_DIR}/{f.quarantined[0][0]}/"
-    import json
 
     m = {**m, "rows": {}, "checksums": {}}
     for table in m["files"]:

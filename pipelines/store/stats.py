@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import duckdb
 
+from crucible.pipelines.store import fsio
 from crucible.pipelines.store.records import TABLES
 
 
@@ -17,7 +20,6 @@ def _one(con, sql: str) -> Any:
 def _pairs(con, sql: str) -> list[list]:
     """Rows of ``sql``; a count ordered ``ORDER BY 2 DESC`` breaks ties by the key (``, 1``), so the same
     store prints the same lines (and the same top entry) on every run."""
-    import re
 
     sql = re.sub(r"ORDER BY 2 DESC(?!,)", "ORDER BY 2 DESC, 1", sql)
     return [list(r) for r in con.execute(sql).fetchall()]
@@ -197,9 +199,6 @@ def llm_pool_stats(out_dir: str) -> dict:
     """``{"llm_endpoints": {url: ...}}`` summed over the stats files LLM clients wrote when they closed
     (``<out_dir>/stats/llm_pool/*.json``, pipelines/llm/metrics.py): requests, done, failed, times taken out,
     the mean and max queue wait and the mean busy share over the clients; ``{}`` when there is none."""
-    import json
-
-    from crucible.pipelines.store import fsio
 
     eps: dict[str, dict] = {}
     for path in fsio.glob(fsio.join(out_dir, "stats", "llm_pool", "*.json")):
@@ -226,9 +225,6 @@ def engine_pool_stats(out_dir: str) -> dict:
     """``{"engines": {name: ...}}`` summed over the stats files engine pools wrote (``<out_dir>/stats/
     engine_pool/*.json``, sandbox/engines.py; one per pool, rewritten as it goes): done, failed, queued,
     the mean and max queue wait, the mean busy share over the pools and how many drained it; ``{}`` when none."""
-    import json
-
-    from crucible.pipelines.store import fsio
 
     out: dict[str, dict] = {}
     for path in fsio.glob(fsio.join(out_dir, "stats", "engine_pool", "*.json")):

@@ -8,13 +8,17 @@ from collections.abc import Mapping
 
 from apache_beam.metrics import Metrics
 
+from crucible.pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy
 from crucible.pipelines.llm.metrics import flush_pool_stats, report_calls, report_pool_metrics
 from crucible.pipelines.store.commit import ItemResult, Progress
 from crucible.pipelines.store.progress import pool_members
 from crucible.pipelines.swe import rollout
+from crucible.pipelines.swe.filters import classify, reason_key
 from crucible.pipelines.swe.graph_bounds import CapExceeded, run_capped
 from crucible.pipelines.swe.pooled import live_ctx
+from crucible.pipelines.swe.quality import finished
 from crucible.pipelines.swe.records import FailureKind, Stage, Status, Step, failure
+from crucible.pipelines.swe.statements import statement_for
 from crucible.pipelines.threaded import ThreadedDoFn
 from crucible.sandbox.engines import report_engine_metrics
 
@@ -25,8 +29,6 @@ SUBMIT_SCHEMA = {"type": "object", "properties": {"summary": {"type": "string", 
 
 
 def llm_policy(client, kind: str, sample_index: int, max_arg_chars: int | None = None):
-    from crucible.pipelines.agent.loop import JSONStepPolicy, NativeToolPolicy
-
     if kind == "native":
         return NativeToolPolicy(client, sample_index=sample_index)
     # room for a bounded thought plus a whole str_replace: each string argument is capped so the step
@@ -39,9 +41,6 @@ def curate_instance(ctx, inst: dict, val: dict, *, cfg: Mapping, run_id: str, cl
                     model: str | None = None, with_llm: bool = True, llm_statement: bool = True) -> ItemResult:
     """Statement, rollouts (gold + LLM), grading and filters for one validated instance (``with_llm``: LLM
     rollouts, ``llm_statement``: an LLM statement, within their ``llm_max_instances`` caps)."""
-    from crucible.pipelines.swe.filters import classify, reason_key
-    from crucible.pipelines.swe.quality import finished
-    from crucible.pipelines.swe.statements import statement_for
 
     swe = cfg["swe"]
     ro, flt = swe["rollouts"], swe["filters"]

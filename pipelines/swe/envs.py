@@ -8,7 +8,18 @@ import fcntl
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import reduce
 from pathlib import Path
+
+from crucible.pipelines.store.commit import stable_hash
+from crucible.pipelines.swe.mirror import mirror_template
+from crucible.pipelines.swe.swebench_specs import recipe_for_instance, repo_log_parser
+from crucible.sandbox.api import build_env
+from crucible.sandbox.asof import commit_date
+from crucible.sandbox.container import internal_network, is_internal
+from crucible.sandbox.ladder import apply_rung
+from crucible.sandbox.sources import export_tree, from_git
+from crucible.sandbox.testrun import run_tests
 
 NETWORK_MODES = ("none", "internal")
 
@@ -31,8 +42,6 @@ class ValidateContext:
 
     @property
     def network_mode(self) -> str:
-        from crucible.sandbox.container import is_internal
-
         return "internal" if is_internal(self.network) else self.network
 
     def network_for(self, mode: str) -> str:
@@ -50,7 +59,6 @@ def run_network(client, mode: str, run_id: str):
     if mode == "none":
         yield "none"
         return
-    from crucible.sandbox.container import internal_network
 
     with internal_network(client, run_id) as name:
         yield name
@@ -91,7 +99,6 @@ def checkout_tree(ctx: ValidateContext, repo: str, commit: str, dest: Path) -> P
     """An exported tree (no .git) of ``repo`` at ``commit``. The cached clone is shared by every worker process
     and thread on this machine: checkout and export hold its lock, so a concurrent checkout of another commit
     cannot swap the tree under the export (seen with 2 Beam workers: gold patches "previously applied")."""
-    from crucible.sandbox.sources import export_tree
 
     with clone_lock(ctx, repo):
         return export_tree(clone_at(ctx, repo, commit).path, dest)
@@ -112,8 +119,6 @@ def clone_lock(ctx: ValidateContext, repo: str):
 
 def clone_at(ctx: ValidateContext, repo: str, commit: str):
     """The cached clone of ``repo`` (through its mirror or the URL template) checked out at ``commit``."""
-    from crucible.pipelines.store.commit import stable_hash
-    from crucible.sandbox.sources import from_git
 
     template = url_template_for(ctx, repo)
     # clones are cached per URL template: the same repo name from another mirror is another clone
@@ -122,7 +127,6 @@ def clone_at(ctx: ValidateContext, repo: str, commit: str):
 
 def url_template_for(ctx: ValidateContext, repo: str) -> str:
     """The local mirror when ``repo`` has one (repos made from sdists), else the sandbox's URL template."""
-    from crucible.pipelines.swe.mirror import mirror_template
 
     if ctx.mirror_root is not None and "/" in repo:
         owner, name = repo.split("/", 1)
@@ -139,8 +143,6 @@ def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path, version=No
     ``sandbox.as_of_min_age_days``. With ``rung`` (a ``crucible.sandbox.ladder.Rung``, or a tuple of them applied in
     order: ``crucible.pipelines.swe.startrung``): that env's recipe with the rung applied (recorded in its ``rungs``),
     built once too."""
-    from crucible.pipelines.swe.swebench_specs import recipe_for_instance
-    from crucible.sandbox.api import build_env
 
     if ctx.recipes not in ("auto", "inferred"):
         raise ValueError(f"swe.recipes={ctx.recipes!r}: use auto or inferred")
@@ -152,10 +154,6 @@ def env_for(ctx: ValidateContext, repo: str, commit: str, tree: Path, version=No
         return ctx.env_cache[key]
     recipe = None
     if rungs:
-        from functools import reduce
-
-        from crucible.sandbox.ladder import apply_rung
-
         first = env_for(ctx, repo, commit, tree, version, created_at)
         recipe = (reduce(apply_rung, rungs, first.recipe), first.inputs)
     elif ctx.recipes == "auto" and version is not None:
@@ -172,7 +170,6 @@ def env_date(ctx: ValidateContext, repo: str, commit: str, created_at=None) -> s
     """The day the env commit was made: its commit date when real (an old commit of a git repo, a release
     mirrored from its sdist, a bug committed on one), else the row's ``created_at`` day (SWE-bench: the
     PR's), else None (today's index)."""
-    from crucible.sandbox.asof import commit_date
 
     with clone_lock(ctx, repo):
         day = commit_date(clone_at(ctx, repo, commit).path)
@@ -198,8 +195,6 @@ def env_of(ctx: ValidateContext, repo: str, spec) -> TaskEnv:
     requests' path parametrizations cut to the last component), not of the install; the image is the same."""
     recipe = spec.recipe
     if ctx.id_style == "swebench" and not recipe.get("log_parser"):
-        from crucible.pipelines.swe.swebench_specs import repo_log_parser
-
         parser = repo_log_parser(repo)
         if parser:
             recipe = {**recipe, "log_parser": parser}
@@ -230,7 +225,5 @@ def group_by_env(insts: Iterable[Mapping]) -> dict[tuple[str, str], list[Mapping
 
 def run_side(ctx: ValidateContext, env: TaskEnv, tree: Path, selection: list[str] | None, k: int,
              network: str | None = None) -> list:
-    from crucible.sandbox.testrun import run_tests
-
     return [run_tests(ctx.client, env.image, tree, env.recipe, limits=ctx.settings.limits,
                       network=ctx.network_for(network or env.network), selection=selection) for _ in range(k)]

@@ -14,9 +14,20 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+
+from crucible.pipelines.beam_options import pipeline_options
+from crucible.pipelines.llm import endpoint_config, llm_endpoint
+from crucible.pipelines.store import catalog
+from crucible.pipelines.store.catalog import refresh_catalog
+from crucible.pipelines.store.commit import ensure_layout, recover, stable_hash
+from crucible.pipelines.swe.envs import run_network
+from crucible.pipelines.swe.graph import build
+from crucible.pipelines.swe.graph_sources import source_specs
+from crucible.sandbox.engine import ensure_engine
 
 log = logging.getLogger(__name__)
 PIPELINE = "swe-curate"
@@ -24,16 +35,6 @@ PIPELINE = "swe-curate"
 
 def run(cfg) -> dict:
     """Run swe-curate for a loaded config; returns a summary dict."""
-    from contextlib import nullcontext
-
-    from crucible.pipelines.beam_options import pipeline_options
-    from crucible.pipelines.llm import endpoint_config, llm_endpoint
-    from crucible.pipelines.store.catalog import refresh_catalog
-    from crucible.pipelines.store.commit import ensure_layout, recover, stable_hash
-    from crucible.pipelines.swe.envs import run_network
-    from crucible.pipelines.swe.graph import build
-    from crucible.pipelines.swe.graph_sources import source_specs
-    from crucible.sandbox.engine import ensure_engine
 
     t0 = time.monotonic()
     cfgd = cfg.to_dict()
@@ -64,8 +65,6 @@ def run(cfg) -> dict:
 
 
 def _summary(out_dir: str, catalog_name: str) -> dict:
-    from crucible.pipelines.store import catalog
-
     con = catalog.connect(out_dir, catalog_name)
     try:
         q = lambda sql: con.execute(sql).fetchall()  # noqa: E731

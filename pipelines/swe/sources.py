@@ -13,6 +13,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
+from crucible.pipelines.rowcheck import row_problem
+from crucible.pipelines.textio import (
+    InputError,
+    JSONSyntaxError,
+    check_regular_file,
+    loads,
+    read_text,
+    split_lines,
+)
+
 REQUIRED = ("repo", "instance_id", "base_commit", "patch", "test_patch")
 OPTIONAL_STR = ("problem_statement", "hints_text", "created_at", "version", "environment_setup_commit")
 LABELS = ("FAIL_TO_PASS", "PASS_TO_PASS")
@@ -60,7 +72,6 @@ def check_row(row, file: str, line: int) -> tuple[dict | None, InputProblem | No
     """One raw row -> (instance, None) or (None, problem). The row is checked against
     ``schemas/swebench_row.json`` (required fields, types, unknown fields: the closest known name), then
     the diffs and the labels are parsed."""
-    from crucible.pipelines.rowcheck import row_problem
 
     payload = json.dumps(row, default=str)[:20000] if isinstance(row, dict) else repr(row)[:2000]
     if isinstance(row, dict):
@@ -98,12 +109,9 @@ def check_row(row, file: str, line: int) -> tuple[dict | None, InputProblem | No
 
 def _raw_rows(path: Path, allow_empty: bool = True):
     """(line, row-or-problem-text) pairs. JSONL lines that are not JSON come back as strings."""
-    from crucible.pipelines.textio import InputError, JSONSyntaxError, loads, read_text, split_lines
 
     suffix = "".join(path.suffixes[-2:]).lower()
     if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
         try:
             table = pq.read_table(path)
         except Exception as exc:
@@ -141,7 +149,6 @@ def read_instances(path: str | Path, allow_empty: bool = True) -> tuple[list[dic
         raise InputFileError(f"{p}: is a directory; --instances takes a JSONL or Parquet file of SWE-bench rows")
     if not p.exists():
         raise InputFileError(f"{p}: no such file; --instances takes a JSONL or Parquet file of SWE-bench rows")
-    from crucible.pipelines.textio import InputError, check_regular_file
 
     try:  # a FIFO, a device or a socket is refused by name before it is opened (Parquet too: it would hang)
         check_regular_file(p, "SWE-bench rows file")

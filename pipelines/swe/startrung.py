@@ -15,6 +15,9 @@ from pathlib import Path
 
 from crucible.pipelines.swe.envs import decide_env
 from crucible.pipelines.swe.records import validation_row
+from crucible.sandbox.ladder import Phase, candidates
+from crucible.sandbox.ladder_extras import extra_requirements
+from crucible.sandbox.repair import local_modules
 
 STOPPED_KINDS = ("never_started", "collection", "interrupted")
 
@@ -36,9 +39,6 @@ def climb(ctx, inst: Mapping, env, base: Path, tmp: Path, row: dict, run_id: str
     trigger line); where none does (no rung left, ``sandbox.repair_max_rungs`` reached, a rung's env did not
     build), the first row, its ``meta.start_rungs`` saying what was tried and ``meta.start_stop`` why it
     ended."""
-    from crucible.sandbox.ladder import Phase, candidates
-    from crucible.sandbox.ladder_extras import extra_requirements
-    from crucible.sandbox.repair import local_modules
 
     if not row["meta"].get("stopped") or env.recipe.get("origin"):
         return row, env

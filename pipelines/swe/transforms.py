@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -12,15 +13,31 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from crucible.pipelines.store.commit import ItemResult
+from crucible.pipelines.swe.bugs import candidates, inject
+from crucible.pipelines.swe.envs import ValidateContext, clone_at, env_key
 from crucible.pipelines.swe.graph_bounds import CapExceeded, capped_iter
-from crucible.pipelines.swe.records import FailureKind, Stage, failure
+from crucible.pipelines.swe.mining import MiningLimits, mine_commits
+from crucible.pipelines.swe.records import (
+    FailureKind,
+    Stage,
+    Status,
+    Step,
+    SWEInstance,
+    failure,
+    not_valid,
+    validation_failure,
+    validation_row,
+)
+from crucible.pipelines.swe.validate import validate_env_group, validated_instance
+from crucible.sandbox.api import settings_from_config
+from crucible.sandbox.engine import ensure_engine
+from crucible.sandbox.engines import shared_pool
+from crucible.sandbox.sources import from_sdist
 
 log = logging.getLogger(__name__)
 
 
 def workdir_of(cfg: Mapping) -> Path:
-    from crucible.sandbox.api import settings_from_config
-
     w = cfg["swe"]["workdir"]
     return Path(w).expanduser() if w else settings_from_config(cfg["sandbox"], resolve_host=False).cache_dir / "swe"
 
@@ -29,9 +46,6 @@ def build_ctx(cfg: Mapping, network: str | None = None, client=None):
     """Docker client (the local engine unless given) + sandbox settings pointing at the local mirrors (works
     inside DoFn.setup); ``network`` is the run's network (:func:`crucible.pipelines.swe.envs.run_network`), by default
     ``swe.network`` itself (``internal``: the shared internal network, not one made for the run)."""
-    from crucible.pipelines.swe.envs import ValidateContext
-    from crucible.sandbox.api import settings_from_config
-    from crucible.sandbox.engine import ensure_engine
 
     pool = engine_pool(cfg) if client is None else None
     if pool is not None:  # work placed per env group (crucible.pipelines.swe.pooled); ctx.client: a live engine's
@@ -51,7 +65,6 @@ def build_ctx(cfg: Mapping, network: str | None = None, client=None):
 def engine_pool(cfg: Mapping):
     """The process's engine pool when ``sandbox.engines``/``sandbox.registry`` name more than the one local
     engine (a remote or second engine, or a registry); None: the local engine as before, unplaced."""
-    from crucible.sandbox.engines import shared_pool
 
     sb = cfg["sandbox"]
     engines = list(sb["engines"])
@@ -72,7 +85,6 @@ class Hooks(NamedTuple):
 
 def validation_result(inst: Mapping, val, *, pipeline: str, run_id: str) -> ItemResult:
     """The rows of one validation that is not valid: its swe_validations row and its failures row."""
-    from crucible.pipelines.swe.records import validation_failure
 
     return (ItemResult(inst["instance_id"]).add("swe_validations", val.row)
             .add("failures", validation_failure(val.row, pipeline, run_id)))
@@ -91,9 +103,6 @@ class ValidateEnvGroup(beam.DoFn):
         self.ctx = (self.hooks.ctx or build_ctx)(self.cfg, self.network)
 
     def process(self, keyed):
-        from crucible.pipelines.swe.records import Status
-        from crucible.pipelines.swe.validate import validate_env_group, validated_instance
-
         insts = sorted(keyed[1], key=lambda i: i["instance_id"])  # validate_env_group's order
         cap = float(self.cfg["swe"]["validation_timeout_s"])
         seen: set[str] = set()
@@ -139,8 +148,6 @@ class ValidateEnvs(beam.PTransform):
         self.args = (cfg, run_id, network, pipeline, hooks)
 
     def expand(self, rows):
-        from crucible.pipelines.swe.envs import env_key
-
         return (rows | "KeyByEnv" >> beam.Map(lambda r: (env_key(r), r))
                 | "GroupByEnv" >> beam.GroupByKey()
                 | "ValidateEnvGroup" >> beam.ParDo(ValidateEnvGroup(*self.args)).with_outputs("valid", main="results"))
@@ -159,21 +166,6 @@ class InjectBugs(beam.DoFn):
         self.ctx = build_ctx(self.cfg, self.network)
 
     def process(self, sdist: str):
-        import sys
-
-        from crucible.pipelines.swe.bugs import candidates, inject
-        from crucible.pipelines.swe.records import (
-            FailureKind,
-            Stage,
-            Status,
-            Step,
-            failure,
-            not_valid,
-            validation_failure,
-            validation_row,
-        )
-        from crucible.sandbox.sources import from_sdist
-
         swe = self.cfg["swe"]
         try:
             co = from_sdist(sdist, self.ctx.settings.cache_dir / "sdists", pip=(sys.executable, "-m", "pip"),
@@ -212,10 +204,6 @@ class MineCommits(beam.DoFn):
         self.ctx = build_ctx(self.cfg, self.network)
 
     def process(self, repo: str):
-        from crucible.pipelines.swe.envs import clone_at
-        from crucible.pipelines.swe.mining import MiningLimits, mine_commits
-        from crucible.pipelines.swe.records import FailureKind, Stage, SWEInstance, failure
-
         m = self.cfg["swe"]["mine"]
         try:
             co = clone_at(self.ctx, repo, m["rev"])

@@ -16,10 +16,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from crucible.pipelines.swe.bugs import bug_labels, inject, tests_for
 from crucible.pipelines.swe.envs import (
     TaskEnv,
     ValidateContext,
     checkout_tree,
+    clone_at,
+    clone_lock,
     decide_env,
     env_commit_of,
     env_for,
@@ -39,6 +42,10 @@ from crucible.pipelines.swe.labels import (
 from crucible.pipelines.swe.patches import PatchError, apply_patch, test_directives
 from crucible.pipelines.swe.pooled import pooled_group
 from crucible.pipelines.swe.records import FailureKind, Status, Step, SWEInstance, not_valid, validation_row
+from crucible.pipelines.swe.reference import Reference, reference_run, tree_id
+from crucible.pipelines.swe.startrung import climb, stop_note
+from crucible.sandbox.ladder import Rung, label_rung
+from crucible.sandbox.testrun import network_dependent
 
 log = logging.getLogger(__name__)
 def _side_map(runs, id_style, allow_errors=frozenset()):
@@ -54,7 +61,6 @@ def env_reference(ctx: ValidateContext, repo: str, env_commit: str, insts: Seque
     """The clean reference run of one env: the test files the group's test patches touch that exist at the env
     commit, unmodified, run once (cached on disk across pipeline runs). None when no such file exists or the
     env cannot be set up (each instance then reports its own setup error)."""
-    from crucible.pipelines.swe.reference import Reference, reference_run
 
     tmp = Path(tempfile.mkdtemp(prefix="crucible-ref-", dir=ctx.workdir))
     try:
@@ -117,7 +123,6 @@ def validate(ctx: ValidateContext, inst: Mapping, run_id: str, reference=None) -
                 return Validation(row, env)
         _run_and_label(ctx, inst, env, base, tmp, row, reference)
         if row["meta"].get("stopped"):  # a run stopped before its tests: the ladder on pytest's line
-            from crucible.pipelines.swe.startrung import climb
 
             row, env = climb(ctx, inst, env, base, tmp, row, run_id, run_and_label=_run_and_label,
                              env_meta=_env_meta)
@@ -139,13 +144,11 @@ def _label_rung(ctx: ValidateContext, inst: Mapping, env: TaskEnv, base: Path, t
     """Given labels this env never collected (``crucible.sandbox.ladder.label_rung``): the env with the rung, validated
     again; the row (and env) where fewer given labels fail to hold wins (a valid row never loses to one that is
     not), and the rung, with the counts on both sides, is in ``meta.label_rung`` of the row kept."""
-    from crucible.sandbox.ladder import label_rung
 
     rung = label_rung(env.recipe, {"not_collected": row["meta"].get("labels_not_collected") or []})
     if rung is None:
         return row, env
     note = {**rung.as_dict(), "kept": False, "not_held_before": len(row["labels_not_held"])}
-    from crucible.sandbox.ladder import Rung
 
     climbed = [] if row["meta"].get("start_stop") else row["meta"].get("start_rungs") or []  # the env kept has them
     started = tuple(Rung.from_dict(d) for d in climbed)
@@ -191,7 +194,6 @@ def _run_and_label(ctx: ValidateContext, inst: Mapping, env: TaskEnv, base: Path
     if err_b or err_a:
         infra = any(r.status == "infra" for r in runs_b + runs_a)
         why = f"before run {err_b}" if err_b else f"after run {err_a}"
-        from crucible.pipelines.swe.startrung import stop_note
 
         if not infra and (note := stop_note(runs_b if err_b else runs_a)):
             row["meta"]["stopped"] = note
@@ -201,8 +203,6 @@ def _run_and_label(ctx: ValidateContext, inst: Mapping, env: TaskEnv, base: Path
     ref_flaky = set(reference.flaky) if reference is not None and reference.ok else set()
     labels = compute_labels(mb, ma, set(flaky_b) | set(flaky_a) | (ref_flaky & (set(mb) | set(ma))))
     if ctx.label_network:
-        from crucible.sandbox.testrun import network_dependent
-
         online = run_side(ctx, env, after, selection, 1, network=ctx.label_network)[0]
         row["n_runs"] += 1
         ok_after = next(r for r in runs_a if r.ok)
@@ -260,9 +260,6 @@ def validate_bug_group(ctx: ValidateContext, insts: Sequence[Mapping], run_id: s
     on disk), then one run per bug on the test files that mention its function; F2P = pass clean -> fail with
     the bug (the fix reverses it), P2P = pass both; more than ``ctx.max_f2p`` F2P is a bug that breaks
     everything."""
-    from crucible.pipelines.swe.bugs import bug_labels, tests_for
-    from crucible.pipelines.swe.envs import clone_at, clone_lock
-    from crucible.pipelines.swe.reference import reference_run, tree_id
 
     repo, clean_commit = insts[0]["repo"], env_commit_of(insts[0])
     tmp = Path(tempfile.mkdtemp(prefix="crucible-bugs-", dir=ctx.workdir))
@@ -341,7 +338,6 @@ def validate_bugs(ctx: ValidateContext, checkout, repo: str, mirror_root: Path, 
                   source_ref: str | None = None, done: frozenset[str] = frozenset()) -> tuple[list, list[dict], dict]:
     """(valid instances, validation rows, stats) of a sdist's bug candidates: :func:`crucible.pipelines.swe.bugs.inject`
     then :func:`validate_env_group`, as ``make swe-curate`` runs them (for benchmarks and tests)."""
-    from crucible.pipelines.swe.bugs import inject
 
     insts, broken = inject(checkout, repo, mirror_root, cands, source_ref=source_ref, done=done)
     rows = [not_valid(validation_row(iid, run_id), Status.ERROR, FailureKind.ERROR, Step.PATCH_APPLY, why)

@@ -37,7 +37,7 @@ def test_run_slots_starts_one_server_per_slot_count(monkeypatch):
         made.append(FakeManagedServer(cfg, responder=lambda b: Reply(content="x", usage=USAGE)))
         return made[-1]
 
-    monkeypatch.setattr("crucible.pipelines.llm.serve.make_server", fake_make_server)
+    monkeypatch.setattr(slots, "make_server", fake_make_server)
     rows = slots.run_slots([1, 2], per_slot=1, max_tokens=8)
     assert [m.cfg["embedded"]["n_parallel"] for m in made] == [1, 2] and all(m.stopped for m in made)
     assert [r["client_concurrency"] for r in rows[:2]] == [1, 2] and rows[2]["summary"] is True
@@ -48,7 +48,7 @@ def test_run_slots_without_the_engine_is_one_skipped_row(monkeypatch):
     def no_engine(cfg):
         raise EmbeddedModelError("the embedded LLM engine (xllamacpp) is not installed")
 
-    monkeypatch.setattr("crucible.pipelines.llm.serve.make_server", no_engine)
+    monkeypatch.setattr(slots, "make_server", no_engine)
     assert slots.run_slots([1, 2, 4], 1, 8) == [{"bench": "embedded_slots", "skipped":
                                                  "the embedded LLM engine (xllamacpp) is not installed"}]
 

@@ -3,7 +3,8 @@
 import jsonschema
 import pytest
 
-from crucible.pipelines.rowcheck import RowError, check_rows, check_unique, closest, row_problem, schema_of
+from crucible.pipelines.rowcheck import RowError, check_rows, check_unique, row_problem, schema_of
+from crucible.pipelines.textio import closest
 
 DIFF = "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n"
 ROW = {"repo": "o/r", "instance_id": "o__r-1", "base_commit": "a" * 40, "patch": DIFF, "test_patch": DIFF}

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 import crucible.sandbox.ladder as ladder
-import crucible.sandbox.startup as startup
 import crucible.sandbox.testrun as testrun
 from crucible.sandbox.ladder import Phase, RungKind, apply_rung, candidates, deciding_line, trigger_lines
 from crucible.sandbox.recipes import infer_recipe
@@ -157,7 +156,7 @@ def test_a_newer_python_rung_edits_the_recipe(recipe):
 
 
 def test_switched_off_the_syntax_direction_sends_new_syntax_to_an_older_python(monkeypatch, recipe):
-    monkeypatch.setattr(startup, "syntax_needs", lambda code, message: None)
+    monkeypatch.setattr(ladder, "syntax_needs", lambda code, message: None)
     assert rungs("conftest_syntax", recipe) == [("older_python", "3.9")]  # the wrong way, as before
 
 

@@ -48,7 +48,7 @@ def _race(monkeypatch, ctx, commits, tmp_path) -> str:
             b_done.wait(1.0)  # with the lock B cannot get in before A's export: give up waiting after 1 s
         return real_export(path, dest)
 
-    monkeypatch.setattr(sources, "export_tree", slow_export)
+    monkeypatch.setattr(envs, "export_tree", slow_export)  # where checkout_tree calls it
 
     def b():
         envs.checkout_tree(ctx, "o/r", commits[1], tmp_path / "b")

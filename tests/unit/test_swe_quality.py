@@ -201,12 +201,8 @@ def test_curate_writes_labels_and_difficulty_on_every_instance(monkeypatch):
                     grade_reason=None if ok else "f2p failed", meta={"dropped_files": []})
 
     monkeypatch.setattr("crucible.pipelines.swe.rollout.run_rollout", fake)
-    from crucible.pipelines.swe import (
-        statements,  # the statement is not under test here: the instance's own is kept
-    )
 
-    if hasattr(statements, "statement_for"):
-        monkeypatch.setattr(statements, "statement_for", lambda ctx, inst, *a, **k: (SWEInstance.from_row(inst), [], None))
+    monkeypatch.setattr(curate, "statement_for", lambda ctx, inst, *a, **k: (SWEInstance.from_row(inst), [], None))
     cfg = load_config("swe", ["swe.statements.use_llm=false", "swe.rollouts.k=2",
                               "swe.rollouts.policies=[gold,llm]"]).to_dict()
     inst = dict(CRAFTED[Q.Defect.PRIVATE_API][0], meta={"function": "f", "path": "pkg/x.py"})

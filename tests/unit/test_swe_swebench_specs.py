@@ -334,7 +334,7 @@ def dated_mirror(tmp_path, repo: str, files: dict, date: str) -> tuple[Path, str
 
 
 def test_env_for_auto_uses_table_and_inferred_does_not(tmp_path, monkeypatch):
-    import crucible.sandbox.api
+    import crucible.pipelines.swe.envs
     from crucible.pipelines.swe.envs import ValidateContext, env_for
     from crucible.sandbox.api import Settings
 
@@ -343,7 +343,7 @@ def test_env_for_auto_uses_table_and_inferred_does_not(tmp_path, monkeypatch):
     tree = write(tmp_path / "t", files)
     mirrors, sha = dated_mirror(tmp_path, "sqlfluff/sqlfluff", files, "2021-06-01")
     fake = FakeBuild()
-    monkeypatch.setattr(crucible.sandbox.api, "build_env", fake)
+    monkeypatch.setattr(crucible.pipelines.swe.envs, "build_env", fake)  # where env_for calls it
     auto = ValidateContext(client=None, settings=Settings(), workdir=tmp_path / "w", mirror_root=mirrors)
     spec = env_for(auto, "sqlfluff/sqlfluff", sha, tree, "0.8")
     assert spec.recipe["origin"].startswith("swebench-4.0.") and spec.recipe["python"] == "3.9"

@@ -29,8 +29,8 @@ def _keyed_tree(monkeypatch, ctx, commits, tmp_path) -> str:
         return SimpleNamespace(ok=False, reason="stub", flaky=[], key="k", cached=False, outcomes={}, pytest_s=0,
                                reconciled=False)
 
-    monkeypatch.setattr(reference, "tree_id", racing_tree_id)
-    monkeypatch.setattr(reference, "reference_run", fake_reference_run)
+    monkeypatch.setattr(validate, "tree_id", racing_tree_id)  # where validate_bug_group calls them
+    monkeypatch.setattr(validate, "reference_run", fake_reference_run)
     monkeypatch.setattr(validate, "checkout_tree", lambda ctx_, repo, commit, dest: dest)
     monkeypatch.setattr(validate, "env_for", lambda *a: None)
     monkeypatch.setattr(validate, "env_of", lambda *a: SimpleNamespace(image="img", network="none"))
