@@ -143,8 +143,40 @@ def functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef]]:
     return out
 
 
-def file_candidates(path: str, source: str, *, min_statements: int = 2) -> list[BugCandidate]:
-    """Every valid mutation of every function of one file, as diffs (unparseable results dropped)."""
+@dataclass(frozen=True)
+class Site:
+    """One valid mutation of one function, before its diff is made (most sites are never picked)."""
+
+    path: str
+    function: str
+    mutation: Mutation
+
+    def candidate(self, source: str) -> BugCandidate:
+        m = self.mutation
+        return BugCandidate(self.path, self.function, m.operator, m.lineno,
+                            file_diff(self.path, source, apply_mutation(source, m)))
+
+
+def _shifted(m: Mutation, first: int) -> Mutation:
+    """``m`` with its lines counted from line ``first`` of the file (the function's own text)."""
+    return Mutation(m.operator, (m.start[0] - first + 1, m.start[1]), (m.end[0] - first + 1, m.end[1]),
+                    m.replacement, m.lineno, m.whole_lines)
+
+
+def _parses(text: str, indented: bool) -> bool:
+    """Whether one function's text parses; a method's (indented) inside a class header. The function is whole
+    statements, and every edit keeps brackets and strings balanced, so the file around it parses as before:
+    the file parses with the edit exactly when the function does."""
+    try:
+        ast.parse("class _:\n" + text if indented else text)
+    except SyntaxError:
+        return False
+    return True
+
+
+def file_sites(path: str, source: str, *, min_statements: int = 2) -> list[Site]:
+    """Every valid mutation of every function of one file (edits that change nothing, repeat another or do
+    not parse dropped). Only the mutated function's text is re-parsed, not the whole file."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -155,18 +187,24 @@ def file_candidates(path: str, source: str, *, min_statements: int = 2) -> list[
         body = [s for s in fn.body if not _is_docstring(s)]
         if sum(1 for _ in ast.walk(fn) if isinstance(_, ast.stmt)) - 1 < min_statements or not body:
             continue
+        first = min([fn.lineno, *(d.lineno for d in fn.decorator_list)])
+        text = "".join(lines[first - 1:fn.end_lineno])
+        indented = text[:1].isspace()
+        if not _parses(text, indented):  # cannot happen for a function of a parsed file; the whole file then
+            text, first, indented = source, 1, False
         seen = set()
         for m in mutations(fn, lines):
-            new = apply_mutation(source, m)
-            if new == source or new in seen:
-                continue
-            try:
-                ast.parse(new)
-            except SyntaxError:
+            new = apply_mutation(text, _shifted(m, first))
+            if new == text or new in seen or not _parses(new, indented):
                 continue
             seen.add(new)
-            out.append(BugCandidate(path, name, m.operator, m.lineno, file_diff(path, source, new)))
+            out.append(Site(path, name, m))
     return out
+
+
+def file_candidates(path: str, source: str, *, min_statements: int = 2) -> list[BugCandidate]:
+    """Every valid mutation of every function of one file, as diffs (unparseable results dropped)."""
+    return [s.candidate(source) for s in file_sites(path, source, min_statements=min_statements)]
 
 
 def source_files(tree: Path, include: list[str] | None = None) -> list[str]:
@@ -186,20 +224,23 @@ def source_files(tree: Path, include: list[str] | None = None) -> list[str]:
 
 def candidates(tree: Path, *, seed: int = 0, max_candidates: int = 20, per_function: int = 1,
                operators: tuple[str, ...] = OPERATORS, include: list[str] | None = None) -> list[BugCandidate]:
-    """A deterministic sample: at most ``per_function`` mutations per function, operators balanced."""
+    """A deterministic sample: at most ``per_function`` mutations per function, operators balanced. Diffs are
+    made for the picked sites only."""
     rng = random.Random(seed)
-    pool: dict[str, list[BugCandidate]] = {}
+    pool: dict[str, list[Site]] = {}
+    sources: dict[str, str] = {}
     for rel in source_files(tree, include):
-        for c in file_candidates(rel, (Path(tree) / rel).read_text(encoding="utf-8", errors="replace")):
-            if c.operator in operators:
-                pool.setdefault(f"{c.path}::{c.function}", []).append(c)
+        sources[rel] = (Path(tree) / rel).read_text(encoding="utf-8", errors="replace")
+        for site in file_sites(rel, sources[rel]):
+            if site.mutation.operator in operators:
+                pool.setdefault(f"{site.path}::{site.function}", []).append(site)
     picked = []
     for key in sorted(pool):
         opts = pool[key]
         rng.shuffle(opts)
         picked += opts[:per_function]
     rng.shuffle(picked)
-    return picked[:max_candidates]
+    return [site.candidate(sources[site.path]) for site in picked[:max_candidates]]
 
 
 # ---------------------------------------------------------------- validation in Docker

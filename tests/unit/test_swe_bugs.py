@@ -3,10 +3,12 @@ import textwrap
 
 from crucible.pipelines.swe.bugs import (
     BugCandidate,
+    Mutation,
     apply_mutation,
     bug_labels,
     candidates,
     file_candidates,
+    file_sites,
     functions,
     mutations,
 )
@@ -98,3 +100,66 @@ def test_bug_labels_pass_to_fail_only():
     # but when the buggy run crashed at collection, absent tests are failing
     crashed = bug_labels(clean, {}, ["t/a.py"], allow_absent=True)
     assert crashed["FAIL_TO_PASS"] == ["t/a.py::x", "t/a.py::y"]
+
+
+DECORATED = textwrap.dedent('''
+    import functools
+
+
+    @functools.lru_cache(maxsize=2)
+    def top(a, b):
+        c = a + b
+        return max(a,
+                   b) if c > 1 else min(a, b)
+
+
+    class K:
+        @staticmethod
+        @functools.wraps(top)
+        def m(x, y):
+            if x and y:
+                x -= 1
+            return [x, y][0] == 1
+''').lstrip()
+
+
+def _whole_file_sites(path, source):
+    """The reference: each edit spliced into the whole file and the whole file re-parsed (what file_sites did
+    before it re-parsed only the edited function)."""
+    out = []
+    for name, fn in functions(ast.parse(source)):
+        seen = set()
+        for m in mutations(fn, source.splitlines(keepends=True)):
+            new = apply_mutation(source, m)
+            try:
+                ast.parse(new)
+            except SyntaxError:
+                continue
+            if new != source and new not in seen:
+                seen.add(new)
+                out.append((name, m))
+    return out
+
+
+def test_sites_re_parsed_per_function_are_those_of_the_whole_file():
+    for src in (SRC, DECORATED):
+        sites = file_sites("pkg/mod.py", src)
+        assert [(s.function, s.mutation) for s in sites] == _whole_file_sites("pkg/mod.py", src)
+    ops = {s.mutation.operator for s in file_sites("pkg/mod.py", DECORATED)}
+    assert {"swap_arguments", "flip_boolop", "off_by_one"} <= ops  # decorator and method edits among them
+
+
+def test_an_edit_that_does_not_parse_is_dropped_and_switched_off_it_is_kept(monkeypatch):
+    from crucible.pipelines.swe import bugs
+
+    real = bugs.mutations
+
+    def with_a_broken_one(fn, lines):  # clamp's `x < lo` (line 6) replaced by text that does not parse
+        broken = [Mutation("flip_comparison", (6, 7), (6, 13), "x <", 6)] if fn.name == "clamp" else []
+        return [*real(fn, lines), *broken]
+
+    monkeypatch.setattr(bugs, "mutations", with_a_broken_one)
+    kept = [s.mutation.replacement for s in bugs.file_sites("pkg/mod.py", SRC) if s.function == "clamp"]
+    assert "x <" not in kept
+    monkeypatch.setattr(bugs, "_parses", lambda text, indented: True)
+    assert "x <" in [s.mutation.replacement for s in bugs.file_sites("pkg/mod.py", SRC) if s.function == "clamp"]
