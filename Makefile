@@ -7,7 +7,7 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 CRUCIBLE := $(VENV)/bin/crucible
 PYTEST := $(PY) -m pytest
 ARGS ?=
-HASH = $(shell cat pyproject.toml requirements-data.txt requirements-embedded.txt | sha256sum | cut -c1-12)
+HASH = $(shell cat pyproject.toml setup.py requirements-data.txt requirements-embedded.txt | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(HASH)
 MODEL_STAMP := $(VENV)/.embedded-$(HASH)
 TRAIN_STAMP := $(VENV)/.train-$(HASH)
@@ -25,7 +25,7 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml requirements-data.txt
+$(STAMP): pyproject.toml setup.py requirements-data.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -U pip setuptools wheel
 	$(PIP) install -e '.[kg]'
