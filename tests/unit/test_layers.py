@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import importlib.util
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,6 +324,24 @@ def test_a_folder_name_import_is_named_and_the_layer_check_alone_misses_it(tmp_p
     # written with the installed name, the layer analysis names it
     (root / "low" / "a.py").write_text("def f():\n    from crucible.high.b import g\n")
     assert analyse(root, ("low", "high"), installed, frozenset(), frozenset(), prefix="crucible")[1]
+
+
+@pytest.mark.parametrize("folder", PACKAGES)
+def test_a_folder_imported_by_its_bare_name_is_refused(folder):
+    """Run from the repository root, where the folder is importable by its bare name too."""
+    res = subprocess.run([sys.executable, "-c", f"import {folder}"], cwd=REPO, capture_output=True, text=True)
+    assert res.returncode != 0 and f"import crucible.{folder}, not {folder}" in res.stderr
+
+
+def test_switch_off_without_the_guard_a_module_loads_twice():
+    """What the guard prevents: textio (which has no guard of its own) loaded under its folder name is a second
+    module, with its own classes, beside the installed one."""
+    import crucible.pipelines.textio as installed
+
+    spec = importlib.util.spec_from_file_location("pipelines_textio_copy", REPO / "pipelines" / "textio.py")
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    assert copy.InputError is not installed.InputError
 
 
 if __name__ == "__main__":
