@@ -99,11 +99,11 @@ def test_given_labels_of_a_newer_pytest_are_reproduced_by_the_rung_env(lab):
 
 
 def test_switched_off_the_row_is_valid_with_a_label_its_env_cannot_grade(lab, monkeypatch):
-    import crucible.sandbox.ladder
+    import crucible.pipelines.swe.validate
     from crucible.pipelines.swe.validate import validate
 
     ctx, inst = lab
-    monkeypatch.setattr(crucible.sandbox.ladder, "label_rung", lambda recipe, held: None)
+    monkeypatch.setattr(crucible.pipelines.swe.validate, "label_rung", lambda recipe, held: None)  # where it is used
     row = validate(ctx, inst, "it").row
     assert row["status"] == "valid" and row["fail_to_pass"] == ["tests/test_new.py::test_add"]
     assert row["labels_hold"] is False and row["labels_not_held"] == [NEW]

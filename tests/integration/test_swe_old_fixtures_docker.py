@@ -77,11 +77,11 @@ def test_inferred_recipes_hold_the_labels_swebench_recipes_gave(old_rows, ctx_fo
 def test_switched_off_the_module_rung_starts_the_suite_but_a_given_label_fails(old_rows, ctx_for, monkeypatch):
     """Without the declared extras the ladder installs simplejson alone: the suite starts, and
     test_from_datestring (python-dateutil, same extra) fails both ways, so a given P2P label does not hold."""
-    import crucible.sandbox.ladder_extras
+    import crucible.pipelines.swe.startrung
     from crucible.pipelines.swe.validate import validate
 
-    # climb imports extra_requirements from crucible.sandbox.ladder_extras when it runs: no extras declared
-    monkeypatch.setattr(crucible.sandbox.ladder_extras, "extra_requirements", lambda tree: {})
+    # climb (startrung) reads the declared extras through extra_requirements: none declared
+    monkeypatch.setattr(crucible.pipelines.swe.startrung, "extra_requirements", lambda tree: {})
     row = validate(ctx_for("old-off"), next(r for r in old_rows[1] if r["instance_id"] == STARTED_BY_EXTRA),
                    "it").row
     assert [(r["kind"], r["arg"]) for r in row["meta"]["start_rungs"]] == [("install_module", "simplejson")]
