@@ -9,3 +9,17 @@ def sample_store(tmp_path_factory):
     out = tmp_path_factory.mktemp("store")
     run(str(out), 12, bad_every=5, commit_every=4)
     return out
+
+
+@pytest.fixture(scope="session")
+def default_kg_cache(tmp_path_factory):
+    """A cache folder (for ``CRUCIBLE_CACHE_DIR``) holding the default embedded knowledge graph, built once per
+    session (about 20 s): the tests that only read it (judge commands) share it instead of each building it."""
+    from crucible.pipelines.browse.api import load_kg
+    from crucible.pipelines.config import load_config
+
+    cache = tmp_path_factory.mktemp("kg-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CRUCIBLE_CACHE_DIR", str(cache))
+        load_kg(load_config("browse", []))
+    return cache

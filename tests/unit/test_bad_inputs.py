@@ -278,8 +278,10 @@ GOOD = [
 
 
 @pytest.mark.parametrize("files, argv, expect", [c[1:] for c in GOOD], ids=[c[0] for c in GOOD])
-def test_good_input_exits_0(tmp_path, capsys, monkeypatch, files, argv, expect):
-    monkeypatch.setenv("CRUCIBLE_CACHE_DIR", str(tmp_path / "cache"))
+def test_good_input_exits_0(tmp_path, capsys, monkeypatch, files, argv, expect, request):
+    # the judge reads the default graph: the session's, built once (the other commands get an empty cache)
+    cache = request.getfixturevalue("default_kg_cache") if argv == JUDGE else tmp_path / "cache"
+    monkeypatch.setenv("CRUCIBLE_CACHE_DIR", str(cache))
     _materialize(tmp_path, files)
     rc = main([a.replace("{d}", str(tmp_path)) for a in argv])
     out = capsys.readouterr()

@@ -85,7 +85,7 @@ def test_pipeline_writes_questions_and_trajectories_and_reruns_for_free(env):
     assert len(srv.chat_requests) == n_requests
 
 
-def test_check_unique_and_judge_commands(env, capsys):
+def test_check_unique_and_judge_commands(env, capsys, monkeypatch, default_kg_cache):
     from crucible.pipelines.browse.pipeline import run
     from crucible.pipelines.cli import main
 
@@ -103,6 +103,7 @@ def test_check_unique_and_judge_commands(env, capsys):
         {"question": "Currency of Peru?", "gold": ["Peruvian sol"], "prediction": "It cannot be determined."},
         {"question": "Currency of Peru?", "gold": ["Peruvian sol"], "prediction": "Sol or Boliviano"},
     ]) + "\n")
+    monkeypatch.setenv("CRUCIBLE_CACHE_DIR", str(default_kg_cache))  # the judge reads the default graph: built once
     assert main(["browse", "judge", str(preds), "--rules-only"]) == 0
     verdicts = [json.loads(x)["verdict"] for x in capsys.readouterr().out.splitlines()]
     assert verdicts == ["correct", "not_attempted", "incorrect"]
