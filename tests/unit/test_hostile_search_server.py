@@ -362,18 +362,18 @@ def test_one_connection_over_the_cap_is_503(local):
 
 
 def test_switched_off_connection_cap_starts_a_thread_per_connection(local):
-    def handlers() -> int:  # the server's connection threads only: other tests' threads come and go meanwhile
-        return sum(t.name.endswith("(process_request_thread)") for t in threading.enumerate())
+    def handlers() -> set[threading.Thread]:  # connection threads; other tests' threads may end meanwhile, so count new ones
+        return {t for t in threading.enumerate() if t.name.endswith("(process_request_thread)")}
 
     with serving(local, max_connections=None, read_timeout_s=5, request_deadline_s=5) as s:
         before = handlers()
         held = _hold(s.port, 20)
         r = get(s.port, "/health")
         for _ in range(100):  # the accept loop starts one thread per connection, however many
-            if handlers() - before >= 20:
+            if len(handlers() - before) >= 20:
                 break
             time.sleep(0.05)
-        grew = handlers() - before
+        grew = len(handlers() - before)
         for sock in held:
             sock.close()
     assert r.status == 200 and grew >= 20
