@@ -8,7 +8,10 @@ A *link* is one triple of a question's formalization that reaches a hidden entit
 
 Its *query* is made of the link's own words only: the type word of the sought entity ("city") and the
 fact sentence of the triple (``synth.fact_sentence``) with the names and aliases of every hidden entity
-but the given end cut out (:func:`clue_query`; a query that would still name one is never built). Its
+but the given end cut out (:func:`clue_query`; a query that would still name one is never built). A
+relation whose fact sentence holds words the question never gives (:data:`QUESTION_WORDED`: a
+``summary_mentions`` clue states only "whose Wikipedia summary mentions Seoul", not the summary's
+sentence) is searched with the question's own phrase instead (:func:`link_words`). Its
 *rank* is the best position, in the top ``k`` results of the search backend the agent uses (through the
 env's tool cache and leak filter, as the agent sees them), of a page that states the link
 (:func:`stating_pages`: the page of its fact, ``corpus.evidence_url``, or the given entity's page where
@@ -30,12 +33,15 @@ from typing import Any
 
 from crucible.pipelines.browse.corpus import evidence_url, render_entity
 from crucible.pipelines.browse.kg.textlinks import text_index
+from crucible.pipelines.browse.render import clue_phrase
 from crucible.pipelines.browse.search.cache import normalize_url
 from crucible.pipelines.browse.synth import entity_name, fact_sentence, path_steps
 from crucible.pipelines.browse.verify import normalize
 
 # query, top_k -> the result URLs, best first (raises on a backend failure)
 Search = Callable[[str, int], Sequence[str]]
+# relations whose fact sentence says more than the question does: searched with the question's phrase
+QUESTION_WORDED = frozenset({"summary_mentions"})
 # a short alias ("IS", "NL") is an ordinary word, neither cut out of a query nor a leak in one
 MIN_ALIAS_CHARS = 3
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -93,6 +99,15 @@ def clue_query(fact: str, type_word: str, forbidden: Sequence[str]) -> tuple[str
     if leak:
         return None, f"the query would name a hidden entity ({leak})"
     return query, None
+
+
+def link_words(graph, t, given: str) -> str:
+    """The words a reader has for link ``t`` from its ``given`` end: the fact sentence, or for a
+    :data:`QUESTION_WORDED` relation the question's own phrase (the summary sentence is what the
+    reader must find, not what the question says)."""
+    if t.relation in QUESTION_WORDED:
+        return clue_phrase(t.relation, entity_name(graph, given))
+    return fact_sentence(graph, t)
 
 
 def links(draft) -> list[dict]:
@@ -159,7 +174,7 @@ def _record(graph, draft, link: Mapping, search: Search, k: int) -> dict:
     rec["evidence_url"] = pages[0] if pages else ""
     forbidden = [n for e in dict.fromkeys(draft.binding.values()) if e != given for n in hidden_names(graph, e)]
     etype = graph.entities[sought].type.replace("_", " ") if sought in graph.entities else ""
-    rec["query"], rec["reason"] = clue_query(fact_sentence(graph, t), etype, forbidden)
+    rec["query"], rec["reason"] = clue_query(link_words(graph, t, given), etype, forbidden)
     if rec["query"] is None or not rec["evidence_url"]:
         rec["reason"] = rec["reason"] or "no page states this link"
         return rec

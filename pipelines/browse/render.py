@@ -94,7 +94,7 @@ def render_question(graph: Graph, draft: Draft) -> str:
         if (s, r, o) in path_triples:
             continue
         if s.startswith("?"):  # a clue about a variable: "?v -r-> const"
-            extra.setdefault(s, []).append(_clue_phrase(r, desc(o)))
+            extra.setdefault(s, []).append(clue_phrase(r, desc(o)))
     q = desc(f["target"])
     attr = f.get("answer_attr")
     if attr:
@@ -104,7 +104,8 @@ def render_question(graph: Graph, draft: Draft) -> str:
     return "What is " + q + "?"
 
 
-def _clue_phrase(rel: str, obj: str) -> str:
+def clue_phrase(rel: str, obj: str) -> str:
+    """How a question states clue ``?v -rel-> obj`` about a hidden entity (``obj`` as the question names it)."""
     return {
         "country": f"located in {obj}", "state": f"in the US state of {obj}", "capital": f"whose capital is {obj}",
         "currency": f"using the {obj}", "continent": f"in {obj}", "subregion": f"in {obj}",

@@ -12,12 +12,15 @@ from crucible.pipelines.browse import audit as A
 from crucible.pipelines.browse import findable as F
 from crucible.pipelines.browse import stages
 from crucible.pipelines.browse import synth as S
+from crucible.pipelines.browse.kg import wiki as W
+from crucible.pipelines.browse.kg.model import Graph
 from crucible.pipelines.browse.search.env import BrowseEnv
 from crucible.pipelines.config import load_config
 from crucible.pipelines.options import PolicyKind, build_options
 from tests.support.browse_rows import trajectory
 from tests.support.fake_search import FakeBackend
-from tests.unit.browse_helpers import small_graph
+from tests.unit.browse_helpers import E, T, small_graph
+from tests.unit.test_browse_summary_links import art
 from tests.unit.test_synth_harden import airport_draft, toy_graph
 
 SPZO = "https://kb.local/airport/SPZO"  # states "... serves the city of Cusco": the entry's evidence
@@ -332,3 +335,47 @@ def test_an_entry_no_relation_reaches_is_dropped_naming_why():
     assert findable is False and fa["entry"] == "?y0" and "?y0" in fa["unfound"]
     assert why == "entry ?y0 not findable in the top 10: no relation or hop reaches it (its type and numeric ranges only)"
     assert F.check(BrowseEnv(FakeBackend(g)), g, d, d.question, {**opts, "findable_check": False})[1:] == (None, None)
+
+
+# ---------------------------------------------------------------- a summary clue is searched with the question's words
+
+def _summary_draft():
+    """Switzerland reached only by "whose Wikipedia summary mentions Lake Geneva"; its summary's sentence holds
+    words the question never gives, and two other summaries name the lake beside the word "country"."""
+    ents = [E("country/CH", "country", "Switzerland"), E("city/1", "city", "Bern"),
+            art("Switzerland", "Switzerland is a landlocked state. Its chocolatiers sell fondue by Lake Geneva."),
+            art("Lake Geneva", "Lake Geneva is a lake on the north side of the Alps."),
+            art("Geneva", "Geneva is a city on Lake Geneva, the country's second city."),
+            art("Lausanne", "Lausanne is a town on Lake Geneva, in the country's west.")]
+    tris = [T("country/CH", "capital", "city/1"), T("country/CH", "described_by", "wiki/Switzerland"),
+            T("wiki/Switzerland", "mentions", "wiki/Lake_Geneva")]
+    tris += W.summary_mention_triples([e for e in ents if e.type == "article"], tris, {"source": "test"})
+    g = Graph(ents, tris)
+    form = {"triples": [["?y0", "summary_mentions", "wiki/Lake_Geneva"], ["?y0", "capital", "?x1"]],
+            "target": "?x1", "constraints": [{"var": "?y0", "type": "country"}], "distinct": True}
+    d = S.Draft(form, {"?y0": "country/CH", "?x1": "city/1"}, "country/CH")
+    d.question = S.render_question(g, d)
+    return g, d
+
+
+def test_a_summary_clue_is_searched_with_the_questions_words_not_the_sentence_it_hides():
+    g, d = _summary_draft()
+    assert "Wikipedia summary mentions Lake Geneva" in d.question and "fondue" not in d.question
+    fa = F.measure(g, d, F.env_search(BrowseEnv(FakeBackend(g)), d.question), 2)
+    clue = next(c for c in fa["clues"] if c["var"] == "?y0")
+    assert clue["query"] == "country whose Wikipedia summary mentions Lake Geneva"
+    # the Geneva and Lausanne summaries answer those words as well: Switzerland's is third, past k=2
+    assert clue["rank"] is None and clue["reason"] == "evidence page not in the top 2"
+    assert fa["entry_findable"] is False and "?y0" in fa["unfound"]
+    assert F.check(BrowseEnv(FakeBackend(g)), g, d, d.question,
+                   {"findable_top_k": 2, "findable_check": True})[2].startswith("entry ?y0 not findable in the top 2")
+
+
+def test_switched_off_the_hidden_sentence_makes_the_summary_clue_look_findable(monkeypatch):
+    """What the check measured before: the summary's own sentence ("chocolatiers sell fondue"), a text the
+    question never gives, finds the page at rank 1 and the question passed as findable."""
+    monkeypatch.setattr(F, "QUESTION_WORDED", frozenset())
+    g, d = _summary_draft()
+    fa = F.measure(g, d, F.env_search(BrowseEnv(FakeBackend(g)), d.question), 2)
+    clue = next(c for c in fa["clues"] if c["var"] == "?y0")
+    assert "fondue" in clue["query"] and clue["rank"] == 1 and fa["findable"] is True
