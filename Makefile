@@ -19,7 +19,7 @@ help:
 	@echo "make synth-browse   research questions + search-agent trajectories on the embedded defaults (ARGS='--set k=v ...')"
 	@echo "make swe-curate     SWE task instances + coding-agent trajectories on the embedded defaults (Docker)"
 	@echo "make test           the full suite: unit + integration (Docker, embedded model, Beam, DuckDB)"
-	@echo "make test-unit      the fast suite (no Docker, no model)"
+	@echo "make test-unit      the fast suite (no Docker, no model), on every core"
 	@echo "make train-deps     verl + TRL for the trainer tests (make test needs them; make test-unit does not)"
 	@echo "make lint | bench | stats | report | embedded | engine | clean"
 
@@ -79,7 +79,7 @@ $(TRAIN_STAMP): $(STAMP) | score
 	@rm -f $(VENV)/.train-* && touch $@
 
 test-unit: dev
-	$(PYTEST) -q -m "not integration" tests
+	$(PYTEST) -q -n auto -m "not integration" tests
 
 test-integration: dev embedded engine browser score train-deps
 	$(PYTEST) -q -m integration tests
