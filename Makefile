@@ -84,8 +84,11 @@ test-unit: dev
 test-integration: dev embedded engine browser score train-deps
 	$(PYTEST) -q -m integration tests
 
+# the unit part on every core, then the integration part (Docker, the model) one test at a time; both always run
 test: dev embedded engine browser score train-deps
-	$(PYTEST) -q tests
+	$(PYTEST) -q -n auto -m "not integration" tests; unit=$$?; \
+	$(PYTEST) -q -m integration tests; integration=$$?; \
+	[ $$unit -eq 0 ] && [ $$integration -eq 0 ]
 
 lint: dev
 	$(PY) -m ruff check pipelines sandbox tests benchmarks
