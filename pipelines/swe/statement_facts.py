@@ -25,6 +25,9 @@ SUMMARY = re.compile(r"^(?:FAILED|ERROR) (\S.*?)(?: - (.*))?$", re.M)
 TRACE_LAST = re.compile(rf"^({EXC}|[A-Z]\w*Error|[A-Z]\w+)(?:: (.*))?$")
 PATH = re.compile(r"(?<![\w.])(?:[\w.-]+/)+[\w.-]+\.(?:py|pyx|cfg|toml|txt)\b|\b[\w-]+\.py\b")
 LINE = re.compile(r"\bline \d+\b", re.I)
+# a traceback frame in the snippet itself (run as ``python -``: its file is <stdin>)
+SNIPPET_FRAME = re.compile(r'^\s*File "<stdin>", line (\d+)')
+MAX_CHECK_CHARS = 100  # a failed assertion longer than this is not quoted in a statement's headline
 EXC_NAME = re.compile(r"\b([A-Z][A-Za-z0-9]*(?:Error|Exception|Warning)|StopIteration|KeyboardInterrupt)\b")
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
 CALLED = re.compile(r"(?<![\w.])([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\(")
@@ -103,15 +106,36 @@ def parse_run(exit_code: int | None, output: str, *, timed_out: bool = False) ->
     """{exit_code, exc_type, message, value, timed_out}: the exception of the traceback's last line, or the
     last printed line of a clean exit."""
     lines = [ln for ln in (output or "").splitlines() if ln.strip()]
-    exc = msg = value = None
+    exc = msg = value = line = None
     if exit_code not in (0, None) and any(ln.startswith("Traceback") for ln in lines):
         last = lines[-1]
         m = TRACE_LAST.match(last)
         if m:
             exc, msg = m.group(1).rsplit(".", 1)[-1], (m.group(2) or "")[:500]
+        frames = [int(f.group(1)) for ln in lines if (f := SNIPPET_FRAME.match(ln))]
+        line = frames[-1] if frames else None
     elif exit_code == 0 and lines:
         value = lines[-1][:2000]
-    return {"exit_code": exit_code, "exc_type": exc, "message": msg, "value": value, "timed_out": timed_out}
+    return {"exit_code": exit_code, "exc_type": exc, "message": msg, "value": value, "timed_out": timed_out,
+            "line": line}
+
+
+def failed_check(snippet: str, run: Mapping) -> str | None:
+    """The ``assert`` statement of ``snippet`` that failed in ``run`` (the traceback's innermost line in the
+    snippet, :func:`parse_run`'s ``line``), as one line a reader finds in the snippet; None when the run did
+    not fail an assertion there, or the line is no whole ``assert`` statement short enough to quote."""
+    n = run.get("line")
+    if run.get("exc_type") != "AssertionError" or not n:
+        return None
+    lines = snippet.splitlines()
+    if not 1 <= n <= len(lines):
+        return None
+    text = lines[n - 1].strip()
+    try:
+        whole = isinstance(ast.parse(text).body[0], ast.Assert)
+    except (SyntaxError, IndexError):
+        whole = False
+    return text if whole and len(text) <= MAX_CHECK_CHARS else None
 
 
 def reproduced(kind: str, before: Mapping, after: Mapping, claim: Mapping) -> tuple[bool, str]:
@@ -211,7 +235,11 @@ def render(facts: Mapping, *, style: str = "issue", location: Mapping | None = N
         err = f"{b['exc_type']}: {b['message']}" if b.get("message") else b["exc_type"]
         if redact(err) != err:  # a message about the fix's internals: the exception type says what a user sees
             err = b["exc_type"]
-        what = "fails its check" if b["exc_type"] == "AssertionError" else "raises"
+        check = facts.get("check")
+        if b["exc_type"] == "AssertionError" and check and check != line:  # which check, when the snippet has several
+            what = f"fails the check `{check}`"
+        else:
+            what = "fails its check" if b["exc_type"] == "AssertionError" else "raises"
         head = f"{subject} {what} where it should not: the snippet below ends with `{err[:300]}`; expected it to " \
                f"run without error."
     parts = [head, "", "```python", facts["snippet"].rstrip(), "```"]

@@ -24,6 +24,7 @@ from crucible.pipelines.swe import envs, statement_facts
 from crucible.pipelines.swe.envs import TaskEnv
 from crucible.pipelines.swe.patches import apply_patch
 from crucible.pipelines.swe.statement_facts import (
+    failed_check,
     first_call,
     full_test_id,
     log_agrees,
@@ -231,6 +232,7 @@ def _try(ctx, env, before: Path, after: Path, red: Reduced, logged: dict, timeou
         return None
     return {"kind": claim["kind"], "snippet": snippet, "before": _obs(b), "after": _obs(a),
             "expected_raises": claim.get("expected_raises"), "call": first_call(step.code),
+            "check": failed_check(snippet, b),
             "names": sorted(red.names | _attrs(snippet))}
 
 

@@ -520,3 +520,48 @@ def test_function_valued_params_use_their_name_and_snippet_variables_are_no_priv
     assert reduce_test(t, "tests/test_f.py::test_fn[check_size-2]").prelude == ["fn = check_size", "arg = 2"]
     text = "x\n\n```python\nc = Cache(2, ttu=lambda _key, v: 1)\nc._data\n```"
     assert sf.name_leaks(text, {"patch": ""}) == ["names a private name '_data'"]  # _key is the snippet's own
+
+
+LOOP_TESTS = '''from lib import take_every
+
+
+def test_take_every_loop():
+    for n in (1, 2):
+        got = take_every(n, [10, 20, 30, 40, 50])
+        assert len(got) >= 3
+        assert got[0] == 10
+'''
+
+
+def test_a_failed_assertion_in_a_block_is_named_in_the_headline(monkeypatch, tmp_path):
+    """The snippet is a loop of several checks: the headline names the one that failed (the run's traceback
+    line in the snippet), not only "fails its check"."""
+    before = write_tree(tmp_path / "before", {"lib.py": LIB_BUG, "tests/test_lib.py": LOOP_TESTS})
+    after = write_tree(tmp_path / "after", {"lib.py": LIB_GOOD, "tests/test_lib.py": LOOP_TESTS})
+    monkeypatch.setattr(sr, "_trees", lambda ctx, i, tmp: (before, after))
+    monkeypatch.setattr(sr, "run_code", run_code_locally)
+    g = sr.ground(SimpleNamespace(workdir=tmp_path), inst(["tests/test_lib.py::test_take_every_loop"]), SCFG)
+    assert g.facts is not None and g.facts["kind"] == "raise" and g.facts["check"] == "assert got[0] == 10"
+    text = write_statement(inst([]), grounding=g)["problem_statement"]
+    assert text.startswith("`take_every` fails the check `assert got[0] == 10` where it should not: the snippet "
+                           "below ends with `AssertionError`;")
+    assert "line" not in g.record["before"]  # the stored record keeps the schema's fields
+    # switched off (no traceback line read): the headline cannot say which of the loop's checks failed
+    monkeypatch.setattr(sf, "SNIPPET_FRAME", sf.re.compile(r"(?!)"))
+    g = sr.ground(SimpleNamespace(workdir=tmp_path), inst(["tests/test_lib.py::test_take_every_loop"]), SCFG)
+    assert g.facts["check"] is None
+    assert write_statement(inst([]), grounding=g)["problem_statement"].startswith("`take_every` fails its check")
+
+
+def test_failed_check_quotes_only_a_whole_short_assert_of_the_snippet():
+    snippet = "x = 1\nassert (x ==\n    2)\nassert x == 2\nprint(x)\n"
+    run = {"exc_type": "AssertionError", "line": 4}
+    assert sf.failed_check(snippet, run) == "assert x == 2"
+    assert sf.failed_check(snippet, dict(run, line=2)) is None  # the first line of a split assert
+    assert sf.failed_check(snippet, dict(run, line=5)) is None  # not an assert
+    assert sf.failed_check(snippet, dict(run, line=9)) is None  # not in the snippet
+    assert sf.failed_check(snippet, dict(run, exc_type="KeyError")) is None
+    assert sf.failed_check("assert " + "x" * 120 + " == 1\n", dict(run, line=1)) is None  # too long to quote
+    out = 'Traceback (most recent call last):\n  File "<stdin>", line 4, in <module>\n  File "/t/lib.py", line 9, ' \
+          'in f\nAssertionError\n'
+    assert sf.parse_run(1, out)["line"] == 4 and sf.parse_run(0, "ok\n")["line"] is None
