@@ -2,7 +2,7 @@
 
 :func:`ground` reduces a failing F2P test to a snippet (:mod:`crucible.pipelines.swe.statement_source`), finds the
 statement that fails in the instance's "before" env (a step-by-step harness run), checks that it fails the
-way the validation's "before" log says (:func:`crucible.pipelines.swe.statement_facts.log_failure`), then runs the
+way the validation's "before" log says (:func:`crucible.pipelines.swe.statement_log.log_failure`), then runs the
 final snippet, as a reader would, in the "before" env (it must fail that way) and in the "after" env (it must
 not). The record (``statement_repro`` on the instance row) says what ran and what came out; the default
 statement is written from it (:func:`crucible.pipelines.swe.statement_facts.render`). Each run is one fresh container
@@ -26,15 +26,12 @@ from crucible.pipelines.swe.patches import apply_patch
 from crucible.pipelines.swe.statement_facts import (
     failed_check,
     first_call,
-    full_test_id,
-    log_agrees,
-    log_disagrees,
-    log_failure,
     parse_run,
     render,
     reproduced,
 )
 from crucible.pipelines.swe.statement_leaks import leak_check
+from crucible.pipelines.swe.statement_log import full_test_id, log_agrees, log_disagrees, log_failure
 from crucible.pipelines.swe.statement_source import Reduced, Unreducible, reduce_test, value_parts
 from crucible.pipelines.swe.statement_source import render as render_snippet
 from crucible.sandbox.container import run_in_container

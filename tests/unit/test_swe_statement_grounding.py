@@ -12,6 +12,7 @@ import pytest
 
 import crucible.pipelines.swe.statement_repro as sr
 from crucible.pipelines.swe import statement_facts as sf
+from crucible.pipelines.swe import statement_log as sl
 from crucible.pipelines.swe.patches import file_diff
 from crucible.pipelines.swe.statement_source import Unreducible, reduce_test, render
 from crucible.pipelines.swe.statements import write_statement
@@ -136,10 +137,10 @@ def test_log_failure_reads_pytest_summary_lines():
     log = ("FAILED tests/t.py::test_a - assert [20, 40] == [10, 30, 50]\n"
            "FAILED tests/t.py::K::test_b - KeyError: 1\n"
            "FAILED tests/t.py::test_c[x] - Failed: DID NOT RAISE <class 'ValueError'>\n")
-    assert sf.log_failure(log, "tests/t.py::test_a")["exc_type"] == "AssertionError"
-    assert sf.log_failure(log, "tests/t.py::K::test_b")[("exc_type")] == "KeyError"
-    assert sf.log_failure(log, "tests/t.py::test_c[x]")["did_not_raise"] == "ValueError"
-    assert sf.log_failure(log, "tests/t.py::test_z")["source"] == "absent"
+    assert sl.log_failure(log, "tests/t.py::test_a")["exc_type"] == "AssertionError"
+    assert sl.log_failure(log, "tests/t.py::K::test_b")[("exc_type")] == "KeyError"
+    assert sl.log_failure(log, "tests/t.py::test_c[x]")["did_not_raise"] == "ValueError"
+    assert sl.log_failure(log, "tests/t.py::test_z")["source"] == "absent"
 
 
 def test_reproduced_rejects_each_way_a_snippet_can_disagree():
@@ -161,10 +162,10 @@ def test_claim_must_agree_with_the_before_log(local):
     red = reduce_test(before, "tests/test_lib.py::test_take_every")
     found = sr.discover(ctx, SimpleNamespace(), before, red, 30)
     assert found["index"] == 2 and found["exc_type"] == "AssertionError"
-    claim, why = sr.claim_of(red, found, sf.log_failure("FAILED tests/test_lib.py::test_take_every - TypeError: x",
+    claim, why = sr.claim_of(red, found, sl.log_failure("FAILED tests/test_lib.py::test_take_every - TypeError: x",
                                                         "tests/test_lib.py::test_take_every"))
     assert claim is None and why == "the snippet raises AssertionError; the test failed with TypeError"
-    claim, _ = sr.claim_of(red, found, sf.log_failure("", "tests/test_lib.py::test_take_every"))
+    claim, _ = sr.claim_of(red, found, sl.log_failure("", "tests/test_lib.py::test_take_every"))
     assert claim["kind"] == "value"
 
 
@@ -205,12 +206,12 @@ WORDS_LOG = "FAILED tests/test_lib.py::test_head_words[x y-x] - IndexError: stri
 
 
 def test_full_test_id_recovers_a_cut_swebench_id_only_when_the_log_names_one():
-    assert sf.full_test_id("", "t.py::test_a[1-2]") == "t.py::test_a[1-2]"  # complete ids are themselves
-    assert sf.full_test_id(WORDS_LOG, CUT) == "tests/test_lib.py::test_head_words[x y-x]"
-    assert sf.full_test_id("", CUT) is None  # absent from the log
+    assert sl.full_test_id("", "t.py::test_a[1-2]") == "t.py::test_a[1-2]"  # complete ids are themselves
+    assert sl.full_test_id(WORDS_LOG, CUT) == "tests/test_lib.py::test_head_words[x y-x]"
+    assert sl.full_test_id("", CUT) is None  # absent from the log
     two = WORDS_LOG + "FAILED tests/test_lib.py::test_head_words[x z-x] - IndexError: out of range\n"
-    assert sf.full_test_id(two, CUT) is None  # ambiguous: never guessed
-    assert sf.log_failure(WORDS_LOG, "tests/test_lib.py::test_head_words[x y-x]")["exc_type"] == "IndexError"
+    assert sl.full_test_id(two, CUT) is None  # ambiguous: never guessed
+    assert sl.log_failure(WORDS_LOG, "tests/test_lib.py::test_head_words[x y-x]")["exc_type"] == "IndexError"
 
 
 def test_ground_reproduces_a_cut_parametrized_id_through_its_full_node_id(local):
@@ -431,7 +432,7 @@ def test_a_printed_value_the_test_never_saw_is_no_reproduction(local, monkeypatc
     assert g.facts is None and "the snippet prints [20, 40]; the test saw assert [99] == [10, 30, 50]" in g.record["reason"]
     monkeypatch.setattr(sr, "log_disagrees", lambda *a: None)  # switched off: the log is not consulted
     assert sr.ground(ctx, inst(["tests/test_lib.py::test_take_every"], log=other), SCFG).record["reproduced"]
-    assert sf.log_disagrees({"message": "assert <Foo object> == 2"}, {"value": "3"}) is None  # cannot tell
+    assert sl.log_disagrees({"message": "assert <Foo object> == 2"}, {"value": "3"}) is None  # cannot tell
 
 
 def test_a_value_too_long_to_read_keeps_the_assertion(local, monkeypatch):
@@ -477,10 +478,10 @@ def test_truncated_summary_lines_agree_by_prefix():
              ("semver.version.VersionErr...", "VersionError", "x", True), ("ValueError: bad v...", "ValueError",
                                                                           "other", False)]
     for text, exc, msg, want in cases:
-        logged = sf.log_failure(line.format(text), "a.py::T::t")
-        assert logged["source"] == "truncated" and sf.log_agrees(logged, exc, msg) is want, text
-    dnr = sf.log_failure(line.format("Failed: DID NOT RAISE <cl..."), "a.py::T::t")
-    assert sf.log_agrees(dnr, None, None, "ValueError") and not sf.log_agrees(dnr, "KeyError", "1")
+        logged = sl.log_failure(line.format(text), "a.py::T::t")
+        assert logged["source"] == "truncated" and sl.log_agrees(logged, exc, msg) is want, text
+    dnr = sl.log_failure(line.format("Failed: DID NOT RAISE <cl..."), "a.py::T::t")
+    assert sl.log_agrees(dnr, None, None, "ValueError") and not sl.log_agrees(dnr, "KeyError", "1")
 
 
 def test_helper_methods_that_only_return_are_inlined(tmp_path):
