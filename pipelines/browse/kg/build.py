@@ -23,7 +23,7 @@ from crucible.pipelines.browse.kg.model import Graph, GraphError, check_graph, r
 from crucible.pipelines.browse.kg.usergraph import read_records
 
 log = logging.getLogger(__name__)
-KG_CODE_VERSION = "kg-5"  # kg-3: alias filters, shared aliases dropped, alias_sources; kg-4: DC coextensive aliases; kg-5: summary_mentions
+KG_CODE_VERSION = "kg-6"  # kg-3: alias filters, shared aliases dropped, alias_sources; kg-4: DC coextensive aliases; kg-5: summary_mentions; kg-6: discoverer names
 
 
 @dataclass(frozen=True)
