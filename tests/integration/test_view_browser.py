@@ -72,15 +72,15 @@ def test_filter_open_follow_links_and_read_a_diff(run_store, chrome):
     shots = ARTIFACTS / "view"
     with ViewServer(str(run_store), port=0) as srv:
         chrome.get(srv.url)
-        chrome.find_element(By.LINK_TEXT, "browse_trajectories").click()
+        browser.navigate(chrome, chrome.find_element(By.LINK_TEXT, "browse_trajectories").click)
         Select(chrome.find_element(By.NAME, "verdict")).select_by_value("correct")
-        chrome.find_element(By.CSS_SELECTOR, "form.f button").click()
+        browser.navigate(chrome, chrome.find_element(By.CSS_SELECTOR, "form.f button").click)
         assert "verdict=correct" in chrome.current_url
         rows = chrome.find_elements(By.CSS_SELECTOR, "table tr td:first-child a")
         assert [r.text for r in rows] == ["peru-0", "peru-1", "t0000", "t0002", "t0004", "t0006", "t0008", "t0010"]
         browser.screenshot(chrome, shots, "1-trajectories-filtered")
         filtered = chrome.current_url
-        rows[0].click()  # a trajectory of the real run: its tool call, observation and verdict reasoning
+        browser.navigate(chrome, rows[0].click)  # a trajectory of the real run: its tool call, observation and verdict reasoning
         body = chrome.find_element(By.TAG_NAME, "body").text
         assert "search" in body and '"query": "Peru currency"' in body and "Peruvian sol" in body
         assert "correct by rule" in body and "matches a gold answer after normalization" in body
@@ -96,15 +96,16 @@ def test_filter_open_follow_links_and_read_a_diff(run_store, chrome):
         chrome.get(srv.url + "questions/peru/compare")  # the k rollouts of an outside question side by side
         assert len(chrome.find_elements(By.CSS_SELECTOR, "h3 a")) == 2
         chrome.get(filtered)
-        chrome.find_element(By.LINK_TEXT, "t0002").click()
+        browser.navigate(chrome, chrome.find_element(By.LINK_TEXT, "t0002").click)
         body = chrome.find_element(By.TAG_NAME, "body").text
         assert "search" in body and '"query": "city 2"' in body  # the tool call, arguments formatted
         assert "correct by rule" in body
         browser.screenshot(chrome, shots, "2-trajectory")
-        chrome.find_element(By.TAG_NAME, "body").send_keys("j")  # keyboard: next row
+        body_el = chrome.find_element(By.TAG_NAME, "body")
+        browser.navigate(chrome, lambda: body_el.send_keys("j"))  # keyboard: next row
         assert chrome.current_url.endswith("/browse_trajectories/t0003")
-        chrome.back()
-        chrome.find_element(By.LINK_TEXT, "q0002").click()
+        browser.navigate(chrome, chrome.back)
+        browser.navigate(chrome, chrome.find_element(By.LINK_TEXT, "q0002").click)
         body = chrome.find_element(By.TAG_NAME, "body").text
         assert "hardening lineage" in body and "obfuscate" in body
         browser.screenshot(chrome, shots, "3-question-lineage")
@@ -113,5 +114,6 @@ def test_filter_open_follow_links_and_read_a_diff(run_store, chrome):
         assert len(diffs) == 2 and "diff --git a/x.py b/x.py" in diffs[0].text
         assert "test_x.py::test_1" in chrome.find_element(By.TAG_NAME, "body").text
         browser.screenshot(chrome, shots, "4-swe-instance")
-        chrome.find_element(By.LINK_TEXT, "st0001").send_keys(Keys.ENTER)
+        link = chrome.find_element(By.LINK_TEXT, "st0001")
+        browser.navigate(chrome, lambda: link.send_keys(Keys.ENTER))
         assert "resolved True" in chrome.find_element(By.TAG_NAME, "body").text

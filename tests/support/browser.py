@@ -44,3 +44,15 @@ def screenshot(drv, dest_dir: Path, name: str) -> Path:
     path = dest_dir / f"{name}.png"
     drv.save_screenshot(str(path))
     return path
+
+
+def navigate(drv, act, timeout_s: float = 20.0) -> None:
+    """Run ``act()`` (a click or key press that leads to another page) and wait until the browser is on a
+    new, fully loaded page: a click returns before the navigation it starts, so reading the URL or the body
+    right after it may still see the old page (a loaded machine made that a CI failure)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = drv.current_url
+    act()
+    WebDriverWait(drv, timeout_s).until(
+        lambda d: d.current_url != old and d.execute_script("return document.readyState") == "complete")
