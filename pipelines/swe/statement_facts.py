@@ -40,8 +40,9 @@ NOISE = {"None", "True", "False", "self", "print", "repr", "list", "dict", "set"
 
 
 def parse_run(exit_code: int | None, output: str, *, timed_out: bool = False) -> dict:
-    """{exit_code, exc_type, message, value, timed_out}: the exception of the traceback's last line, or the
-    last printed line of a clean exit."""
+    """{exit_code, exc_type, message, value, timed_out, line}: the exception of the traceback's last line, or the
+    last printed line of a clean exit; ``line``: the innermost traceback line in the snippet itself (None
+    without one)."""
     lines = [ln for ln in (output or "").splitlines() if ln.strip()]
     exc = msg = value = line = None
     if exit_code not in (0, None) and any(ln.startswith("Traceback") for ln in lines):
@@ -321,4 +322,3 @@ def check_llm(text: str, facts: Mapping, symbols: set[str]) -> list[str]:
                  "no_raise": f"raises {facts.get('expected_raises')}"}[kind]
         reasons.append(f"expected_mismatch: says {said!r} is expected; the passing run {shown}")
     return reasons
-
